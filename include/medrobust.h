@@ -1,0 +1,200 @@
+/* medrobust: adversarial robustness of medical image classifiers, in C.
+ *
+ * This header is the whole public API of libmedrobust. A network is built by
+ * name, planned for a batch size once, and then used through a handful of
+ * calls. Pixels are float32 in [0,1], NCHW; normalisation lives inside the net
+ * so attacks work on the [0,1] pixel scale.
+ *
+ *   MrError err = {0};
+ *   ModelSpec spec = model_spec_default("resnet20", 1, 28, 28, 2);
+ *   Net *net = model_build(&spec, 42, &err);
+ *   if (!net) { fprintf(stderr, "%s\n", err.msg); return 1; }
+ *   float loss = net_loss_and_input_grad(net, x, y, batch, dx); // dx: (B,C,H,W)
+ *   net_predict(net, x, batch, probs);                           // probs: (B,K)
+ *   safetensors_save_net(net, "model.safetensors", &err);
+ *   net_free(net);
+ *
+ * Every function that can fail returns a Status (or NULL) and fills an MrError
+ * with a message naming the file, what was expected and what was found.
+ * Nothing in the library prints or exits.
+ */
+#ifndef MEDROBUST_H
+#define MEDROBUST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status ---------------------------------------------------------- */
+
+typedef enum {
+  STATUS_OK = 0,
+  STATUS_ERR_NOMEM,
+  STATUS_ERR_IO,
+  STATUS_ERR_FORMAT,
+  STATUS_ERR_SHAPE,
+  STATUS_ERR_ARG,
+  STATUS_ERR_NAN,
+} Status;
+
+const char *status_str(Status s);
+
+#define MR_ERROR_LEN 512
+typedef struct {
+  Status status;
+  char msg[MR_ERROR_LEN];
+} MrError;
+
+/* Records a formatted message in err (may be NULL) and returns status. */
+Status mr_error_set(MrError *err, Status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- random numbers (deterministic for a given seed) ----------------- */
+
+typedef struct {
+  uint64_t s[4];
+} Rng;
+
+void rng_seed(Rng *rng, uint64_t seed);
+uint64_t rng_next(Rng *rng);
+float rng_uniform(Rng *rng);  /* [0,1) */
+float rng_normal(Rng *rng);   /* N(0,1) */
+int rng_int(Rng *rng, int n); /* [0,n) */
+
+/* ---- threads ---------------------------------------------------------- */
+
+/* Sets the OpenMP thread count used by every kernel (<=0: all cores). BLAS
+ * itself stays single-threaded: parallelism is over images, see src/core. */
+void mr_set_threads(int n);
+int mr_get_threads(void);
+
+/* ---- networks ---------------------------------------------------------- */
+
+typedef enum { MODE_EVAL = 0, MODE_TRAIN = 1 } Mode;
+
+#define MR_MAX_CLASSES 1000
+#define MR_ARCH_LEN 32
+
+/* What a model is: its family, input, classes and options. Stored in the
+ * safetensors __metadata__ so a file rebuilds its own architecture. */
+typedef struct {
+  char arch[MR_ARCH_LEN]; /* cnn, cbr-larget, vgg11, vgg16, resnet8.., resnet50 */
+  int in_c, in_h, in_w;
+  int n_classes;
+  float width;                       /* channel multiplier (all families), 1 = as published */
+  int depth;                         /* cnn: conv blocks */
+  int base;                          /* cnn: channels of the first block, doubling each block */
+  int kernel;                        /* cnn: conv kernel size */
+  int pool;                          /* cnn: 0 none, 1 max 2x2/2, 2 avg 2x2/2, 3 max 3x3/2 pad 1 */
+  float dropout;                     /* before the classifier; 0 = none */
+  float norm_mean[3], norm_std[3];   /* applied inside the net: (x-mean)/std */
+  char *class_names[MR_MAX_CLASSES]; /* optional, owned by the spec */
+} ModelSpec;
+
+typedef struct Net Net;
+
+/* Fills a spec with the family's published defaults. Returns a spec with
+ * arch[0]==0 if the name is unknown. */
+ModelSpec model_spec_default(const char *arch, int in_c, int in_h, int in_w, int n_classes);
+void model_spec_free(ModelSpec *spec);
+/* Deep copy (class names included). */
+void model_spec_copy(ModelSpec *dst, const ModelSpec *src);
+
+/* Builds and initialises (He-normal convs and dense layers, BN gamma=1 beta=0). */
+Net *model_build(const ModelSpec *spec, uint64_t seed, MrError *err);
+
+/* Table of the families, for listings. */
+typedef struct {
+  const char *name;
+  const char *description;
+} ModelFamilyInfo;
+int model_family_count(void);
+const ModelFamilyInfo *model_family_info(int i);
+
+void net_free(Net *net);
+const ModelSpec *net_spec(const Net *net);
+size_t net_param_count(const Net *net); /* trainable floats */
+double net_flops(const Net *net);       /* forward FLOPs per image (2 per MAC) */
+int net_num_classes(const Net *net);
+int net_input_size(const Net *net); /* C*H*W */
+
+/* Plans memory for a batch size (done implicitly by every call below; an
+ * explicit call moves the allocation out of a timed loop). */
+Status net_plan(Net *net, int batch, MrError *err);
+
+/* Forward pass; returns the logits (B,K), valid until the next call. */
+const float *net_forward(Net *net, const float *x, int batch, Mode mode);
+/* Backward from a logit gradient (B,K) through the last forward. Accumulates
+ * parameter gradients when want_param_grads, writes d/dx into dx if non-NULL. */
+void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grads);
+
+/* Softmax probabilities (B,K), eval mode. */
+void net_predict(Net *net, const float *x, int batch, float *probs);
+
+/* The call every attack uses: eval mode; returns the mean cross-entropy and
+ * writes dx = d(loss_i)/d(x_i) for each image i (the per-image loss, so an
+ * image's gradient does not depend on the batch it is in). */
+float net_loss_and_input_grad(Net *net, const float *x, const int *y, int batch, float *dx);
+
+/* One training forward/backward: returns mean (optionally class-weighted)
+ * cross-entropy, accumulates parameter gradients of that mean. */
+float net_train_step_grads(Net *net, const float *x, const int *y, int batch,
+                           const float *class_weights);
+
+void net_zero_grad(Net *net);
+float *net_params(Net *net);
+float *net_grads(Net *net);
+
+/* Softmax cross-entropy. logits (B,K) -> returns loss; dlogits (nullable)
+ * gets d(loss)/d(logits). weights (K) nullable: PyTorch's weighted mean. If
+ * per_sample, the loss and gradient are those of the sum over the batch. */
+float softmax_xent(float *dlogits, float *probs, const float *logits, const int *labels,
+                   const float *weights, int batch, int k, int per_sample);
+
+/* ---- optimisers: flat loops over the parameter arena ------------------- */
+
+typedef enum { OPTIM_SGD = 0, OPTIM_ADAM = 1 } OptimKind;
+
+typedef struct {
+  OptimKind kind;
+  float lr, momentum, weight_decay;
+  int nesterov;
+  float beta1, beta2, eps;
+  long step;
+  float *state1, *state2; /* momentum / Adam moments, sized to the arena */
+  size_t n;
+} Optimizer;
+
+Status optim_init(Optimizer *opt, OptimKind kind, size_t n_params, MrError *err);
+void optim_step(Optimizer *opt, float *params, const float *grads);
+void optim_free(Optimizer *opt);
+
+/* ---- model files: safetensors with PyTorch state_dict names ------------ */
+
+Status safetensors_save_net(const Net *net, const char *path, MrError *err);
+/* Rebuilds the architecture from __metadata__ and loads every tensor,
+ * checking names, shapes, dtypes, bounds and finiteness. */
+Net *safetensors_load_net(const char *path, MrError *err);
+/* Loads tensors into an existing net (same checks). */
+Status safetensors_load_into(Net *net, const char *path, MrError *err);
+
+/* Visits every tensor of the state_dict in registration order. */
+typedef struct {
+  const char *name;
+  int ndim;
+  int64_t shape[4];
+  int is_int64;   /* num_batches_tracked */
+  float *data;    /* float tensors */
+  int64_t *idata; /* int64 tensors */
+  size_t numel;
+} TensorRef;
+int net_tensor_count(const Net *net);
+TensorRef net_tensor(const Net *net, int i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

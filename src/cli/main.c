@@ -1,0 +1,81 @@
+/* medrobust: entry point and subcommand table. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "medrobust.h"
+
+static const CliCommand commands[] = {
+    {"models", "list the model families with parameters and FLOPs", cmd_models},
+};
+#define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
+
+int cli_parse_int(const char *cmd, const char *opt, const char *text, int min, int max, int *out) {
+  char *end;
+  errno = 0;
+  long v = text ? strtol(text, &end, 10) : 0;
+  if (!text || !*text || *end || errno || v < min || v > max) {
+    fprintf(stderr, "medrobust %s: %s expects an integer in %d..%d, got '%s'\n", cmd, opt, min, max,
+            text ? text : "(nothing)");
+    return 0;
+  }
+  *out = (int)v;
+  return 1;
+}
+
+int cli_parse_float(const char *cmd, const char *opt, const char *text, float min, float max,
+                    float *out) {
+  char *end;
+  float v = text ? strtof(text, &end) : 0.0f;
+  if (!text || !*text || *end || !isfinite(v) || v < min || v > max) {
+    fprintf(stderr, "medrobust %s: %s expects a number in %g..%g, got '%s'\n", cmd, opt, min, max,
+            text ? text : "(nothing)");
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: medrobust [--threads N] COMMAND [options]\n\n"
+          "Adversarial robustness of medical image classifiers.\n\n"
+          "commands:\n");
+  for (int i = 0; i < N_COMMANDS; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f,
+          "\nglobal options:\n"
+          "  --threads N  OpenMP threads (default: all cores)\n"
+          "  --help       this text; 'medrobust COMMAND --help' for a command\n");
+}
+
+int main(int argc, char **argv) {
+  int i = 1, threads = 0;
+  while (i < argc && argv[i][0] == '-') {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--threads") == 0) {
+      if (!cli_parse_int("", "--threads", i + 1 < argc ? argv[i + 1] : NULL, 1, 256, &threads))
+        return EXIT_USAGE;
+      i += 2;
+    } else {
+      fprintf(stderr, "medrobust: unknown option '%s'\n", argv[i]);
+      usage(stderr);
+      return EXIT_USAGE;
+    }
+  }
+  mr_set_threads(threads);
+  if (i >= argc) {
+    usage(stderr);
+    return EXIT_USAGE;
+  }
+  for (int c = 0; c < N_COMMANDS; c++)
+    if (strcmp(argv[i], commands[c].name) == 0) return commands[c].run(argc - i, argv + i);
+  fprintf(stderr, "medrobust: unknown command '%s'\n", argv[i]);
+  usage(stderr);
+  return EXIT_USAGE;
+}

@@ -1,0 +1,48 @@
+/* Elementwise ops: ReLU, residual add, inverted dropout. */
+#include "layers.h"
+
+void relu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++)
+    if (out[i] > 0.0f) dinp[i] += dout[i];
+}
+
+void add_forward(float *out, const float *a, const float *b, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void add_backward(float *da, float *db, const float *dout, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    da[i] += dout[i];
+    db[i] += dout[i];
+  }
+}
+
+void dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, Mode mode,
+                     Rng *rng) {
+  if (mode == MODE_EVAL || p <= 0.0f) {
+    for (size_t i = 0; i < n; i++) out[i] = inp[i];
+    return;
+  }
+  /* drawn serially so the mask depends on the seed, not the thread count */
+  const float keep = 1.0f / (1.0f - p);
+  for (size_t i = 0; i < n; i++) {
+    mask[i] = rng_uniform(rng) >= p ? keep : 0.0f;
+    out[i] = inp[i] * mask[i];
+  }
+}
+
+void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n, Mode mode) {
+  if (mode == MODE_EVAL || !mask) {
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
+    return;
+  }
+  for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * mask[i];
+}

@@ -1,0 +1,101 @@
+/* Kernels: every op is a forward/backward pair over plain float arrays with
+ * explicit shapes (NCHW). Backward functions ACCUMULATE (+=) into their
+ * gradient outputs, so a tensor read by two layers simply receives two adds;
+ * passing NULL for a gradient skips computing it. Naive versions of the
+ * optimised kernels are kept here as test oracles. */
+#ifndef MR_LAYERS_H
+#define MR_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "medrobust.h"
+
+/* ---- conv2d ------------------------------------------------------------ */
+typedef struct {
+  int B, C, H, W; /* input */
+  int OC, OH, OW; /* output */
+  int K, stride, pad, groups;
+} Conv2dDims;
+
+/* OH/OW from the rest; returns 0 if the output would be empty. */
+int conv2d_dims_finish(Conv2dDims *d);
+/* Floats of per-thread scratch the fast kernels need (im2col column). */
+size_t conv2d_scratch_floats(Conv2dDims d);
+
+/* inp (B,C,H,W), weight (OC,C/g,K,K), bias (OC) or NULL -> out (B,OC,OH,OW).
+ * scratch: nthreads * conv2d_scratch_floats(d) floats. */
+void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    Conv2dDims d, float *scratch);
+/* dweight_partial: (nthreads-1) * weight size floats, for per-thread sums
+ * that are added in thread order (deterministic for a given thread count). */
+void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, Conv2dDims d, float *scratch, float *dweight_partial);
+void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
+                          Conv2dDims d);
+void conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, Conv2dDims d);
+
+/* ---- batchnorm2d ------------------------------------------------------- */
+typedef struct {
+  int B, C, H, W;
+  float eps, momentum;
+} BatchNormDims;
+
+/* Train: normalises by batch statistics, saves mean/invstd (C) and updates the
+ * running statistics PyTorch's way (unbiased running_var). Eval: uses the
+ * running statistics and still fills save_mean/save_invstd for backward. */
+void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const float *inp,
+                         const float *gamma, const float *beta, float *running_mean,
+                         float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
+                         Mode mode);
+void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                          const float *inp, const float *gamma, const float *save_mean,
+                          const float *save_invstd, BatchNormDims d, Mode mode);
+
+/* ---- elementwise ------------------------------------------------------- */
+void relu_forward(float *out, const float *inp, size_t n);
+void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+void add_forward(float *out, const float *a, const float *b, size_t n);
+void add_backward(float *da, float *db, const float *dout, size_t n);
+/* Inverted dropout: mask holds 0 or 1/(1-p). Eval mode is the identity. */
+void dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, Mode mode,
+                     Rng *rng);
+void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n, Mode mode);
+
+/* ---- pooling ----------------------------------------------------------- */
+typedef struct {
+  int B, C, H, W;
+  int OH, OW;
+  int K, stride, pad;
+} PoolDims;
+
+int pool_dims_finish(PoolDims *d);
+/* Padding counts as -inf; argmax (B,C,OH,OW) holds the flat index in the plane. */
+void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d);
+void maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, PoolDims d);
+/* Divides by K*K (PyTorch's count_include_pad=True, ceil_mode=False). */
+void avgpool2d_forward(float *out, const float *inp, PoolDims d);
+void avgpool2d_backward(float *dinp, const float *dout, PoolDims d);
+/* (B,C,H,W) -> (B,C) */
+void global_avgpool_forward(float *out, const float *inp, int B, int C, int HW);
+void global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW);
+
+/* ---- dense ------------------------------------------------------------- */
+/* inp (B,I), weight (O,I) as PyTorch's Linear, bias (O) -> out (B,O) */
+void dense_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
+                   int n_in, int n_out);
+void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                    const float *weight, int B, int n_in, int n_out);
+
+/* ---- CIFAR ResNet option-A shortcut ------------------------------------ */
+/* out[:, pad_lo:pad_lo+C] = inp[:, :, ::stride, ::stride], other channels 0 */
+typedef struct {
+  int B, C, H, W;
+  int OC, OH, OW;
+  int stride;
+} ShortcutDims;
+void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d);
+void shortcut_pad_backward(float *dinp, const float *dout, ShortcutDims d);
+
+#endif

@@ -1,0 +1,116 @@
+/* Pooling: max (with argmax for backward), average (count_include_pad) and
+ * global average. Parallel over (image, channel) planes. */
+#include <float.h>
+
+#include "layers.h"
+
+int pool_dims_finish(PoolDims *d) {
+  d->OH = (d->H + 2 * d->pad - d->K) / d->stride + 1;
+  d->OW = (d->W + 2 * d->pad - d->K) / d->stride + 1;
+  return d->H + 2 * d->pad >= d->K && d->W + 2 * d->pad >= d->K && d->pad * 2 <= d->K;
+}
+
+void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d) {
+  const int planes = d.B * d.C;
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < planes; p++) {
+    const float *x = inp + (size_t)p * d.H * d.W;
+    float *y = out + (size_t)p * d.OH * d.OW;
+    int32_t *am = argmax + (size_t)p * d.OH * d.OW;
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        float best = -FLT_MAX;
+        int32_t best_i = -1;
+        for (int kh = 0; kh < d.K; kh++) {
+          const int ih = oh * d.stride - d.pad + kh;
+          if (ih < 0 || ih >= d.H) continue;
+          for (int kw = 0; kw < d.K; kw++) {
+            const int iw = ow * d.stride - d.pad + kw;
+            if (iw < 0 || iw >= d.W) continue;
+            const float v = x[ih * d.W + iw];
+            if (best_i < 0 || v > best) {
+              best = v;
+              best_i = ih * d.W + iw;
+            }
+          }
+        }
+        y[oh * d.OW + ow] = best;
+        am[oh * d.OW + ow] = best_i;
+      }
+  }
+}
+
+void maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, PoolDims d) {
+  const int planes = d.B * d.C;
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < planes; p++) {
+    float *dx = dinp + (size_t)p * d.H * d.W;
+    const float *dy = dout + (size_t)p * d.OH * d.OW;
+    const int32_t *am = argmax + (size_t)p * d.OH * d.OW;
+    for (int i = 0; i < d.OH * d.OW; i++) dx[am[i]] += dy[i];
+  }
+}
+
+void avgpool2d_forward(float *out, const float *inp, PoolDims d) {
+  const int planes = d.B * d.C;
+  const float inv = 1.0f / (float)(d.K * d.K);
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < planes; p++) {
+    const float *x = inp + (size_t)p * d.H * d.W;
+    float *y = out + (size_t)p * d.OH * d.OW;
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        float s = 0.0f;
+        for (int kh = 0; kh < d.K; kh++) {
+          const int ih = oh * d.stride - d.pad + kh;
+          if (ih < 0 || ih >= d.H) continue;
+          for (int kw = 0; kw < d.K; kw++) {
+            const int iw = ow * d.stride - d.pad + kw;
+            if (iw >= 0 && iw < d.W) s += x[ih * d.W + iw];
+          }
+        }
+        y[oh * d.OW + ow] = s * inv;
+      }
+  }
+}
+
+void avgpool2d_backward(float *dinp, const float *dout, PoolDims d) {
+  const int planes = d.B * d.C;
+  const float inv = 1.0f / (float)(d.K * d.K);
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < planes; p++) {
+    float *dx = dinp + (size_t)p * d.H * d.W;
+    const float *dy = dout + (size_t)p * d.OH * d.OW;
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        const float g = dy[oh * d.OW + ow] * inv;
+        for (int kh = 0; kh < d.K; kh++) {
+          const int ih = oh * d.stride - d.pad + kh;
+          if (ih < 0 || ih >= d.H) continue;
+          for (int kw = 0; kw < d.K; kw++) {
+            const int iw = ow * d.stride - d.pad + kw;
+            if (iw >= 0 && iw < d.W) dx[ih * d.W + iw] += g;
+          }
+        }
+      }
+  }
+}
+
+void global_avgpool_forward(float *out, const float *inp, int B, int C, int HW) {
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < B * C; p++) {
+    const float *x = inp + (size_t)p * HW;
+    float s = 0.0f;
+    for (int i = 0; i < HW; i++) s += x[i];
+    out[p] = s / (float)HW;
+  }
+}
+
+void global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW) {
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < B * C; p++) {
+    float *dx = dinp + (size_t)p * HW;
+    const float g = dout[p] / (float)HW;
+    for (int i = 0; i < HW; i++) dx[i] += g;
+  }
+}

@@ -1,0 +1,38 @@
+/* Option-A shortcut of the CIFAR ResNets (He et al. 2016, sec. 4.2):
+ * subsample by the stride and zero-pad channels equally on both sides, so the
+ * identity path has no parameters. */
+#include <string.h>
+
+#include "layers.h"
+
+void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d) {
+  const int pad_lo = (d.OC - d.C) / 2;
+  const size_t ohw = (size_t)d.OH * d.OW;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    float *o = out + (size_t)b * d.OC * ohw;
+    memset(o, 0, sizeof(float) * d.OC * ohw);
+    for (int c = 0; c < d.C; c++) {
+      const float *x = inp + ((size_t)b * d.C + c) * d.H * d.W;
+      float *y = o + (size_t)(c + pad_lo) * ohw;
+      for (int oh = 0; oh < d.OH; oh++)
+        for (int ow = 0; ow < d.OW; ow++)
+          y[oh * d.OW + ow] = x[(oh * d.stride) * d.W + ow * d.stride];
+    }
+  }
+}
+
+void shortcut_pad_backward(float *dinp, const float *dout, ShortcutDims d) {
+  const int pad_lo = (d.OC - d.C) / 2;
+  const size_t ohw = (size_t)d.OH * d.OW;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    for (int c = 0; c < d.C; c++) {
+      float *dx = dinp + ((size_t)b * d.C + c) * d.H * d.W;
+      const float *dy = dout + ((size_t)b * d.OC + c + pad_lo) * ohw;
+      for (int oh = 0; oh < d.OH; oh++)
+        for (int ow = 0; ow < d.OW; ow++)
+          dx[(oh * d.stride) * d.W + ow * d.stride] += dy[oh * d.OW + ow];
+    }
+  }
+}

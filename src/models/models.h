@@ -1,0 +1,21 @@
+/* Model builders: each family describes its net with the net_add_* calls,
+ * naming layers exactly as the equivalent PyTorch nn.Module (docs/models.md). */
+#ifndef MR_MODELS_H
+#define MR_MODELS_H
+
+#include "../nn/net.h"
+
+/* channels scaled by the spec's width multiplier, at least 1 */
+int model_channels(const Net *net, int c);
+/* out = prefix + "." + suffix, truncated to NAME_LEN */
+void model_name(char out[NAME_LEN], const char *prefix, const char *suffix);
+/* conv (no bias) -> bn -> relu, named prefix+conv_name / prefix+bn_name */
+int model_conv_bn_relu(Net *net, const char *conv_name, const char *bn_name, int src, int oc, int k,
+                       int stride, MrError *err);
+
+Status model_build_cnn(Net *net, MrError *err);
+Status model_build_vgg(Net *net, MrError *err);
+Status model_build_resnet_cifar(Net *net, MrError *err);
+Status model_build_resnet50(Net *net, MrError *err);
+
+#endif

@@ -1,0 +1,370 @@
+/* Every op's backward against central finite differences (w.r.t. its input
+ * and its parameters), the fast conv against the naive oracle, and 1 vs 2
+ * threads. L = sum(out * R) for a fixed random R, so dL/dout = R. */
+#include <omp.h>
+
+#include "layers/layers.h"
+#include "testutil.h"
+
+#define TOL_LINEAR 1e-3 /* ops linear in the checked input: only float rounding */
+#define TOL_SMOOTH 5e-3 /* batchnorm, softmax: curvature with h = 1e-3 */
+
+typedef struct {
+  Conv2dDims d;
+  float *inp, *w, *b, *out, *R, *scratch;
+} ConvCtx;
+
+static double conv_loss(void *p) {
+  ConvCtx *c = p;
+  conv2d_forward(c->out, c->inp, c->w, c->b, c->d, c->scratch);
+  return dot_double(c->out, c->R, (size_t)c->d.B * c->d.OC * c->d.OH * c->d.OW);
+}
+
+static void check_conv(Conv2dDims d) {
+  assert_true(conv2d_dims_finish(&d));
+  Rng rng;
+  rng_seed(&rng, 7 + d.K * 13 + d.stride + d.groups * 31);
+  const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * (d.C / d.groups) * d.K * d.K;
+  const size_t no = (size_t)d.B * d.OC * d.OH * d.OW;
+  const int threads = omp_get_max_threads();
+  ConvCtx c = {.d = d};
+  c.inp = malloc(4 * ni), c.w = malloc(4 * nw), c.b = malloc(4 * d.OC);
+  c.out = malloc(4 * no), c.R = malloc(4 * no);
+  c.scratch = malloc(4 * conv2d_scratch_floats(d) * threads);
+  float *partial = malloc(4 * nw * threads);
+  float *dinp = calloc(ni, 4), *dw = calloc(nw, 4), *db = calloc(d.OC, 4);
+  fill_uniform(c.inp, ni, &rng, -1, 1);
+  fill_uniform(c.w, nw, &rng, -1, 1);
+  fill_uniform(c.b, d.OC, &rng, -1, 1);
+  fill_uniform(c.R, no, &rng, -1, 1);
+  conv_loss(&c);
+  conv2d_backward(dinp, dw, db, c.R, c.inp, c.w, d, c.scratch, partial);
+  assert_true(gradcheck(conv_loss, &c, c.inp, dinp, NULL, ni, 1e-2f) < TOL_LINEAR);
+  assert_true(gradcheck(conv_loss, &c, c.w, dw, NULL, nw, 1e-2f) < TOL_LINEAR);
+  assert_true(gradcheck(conv_loss, &c, c.b, db, NULL, d.OC, 1e-2f) < TOL_LINEAR);
+
+  /* the naive oracle agrees with the fast kernel */
+  float *out_naive = malloc(4 * no), *dinp_n = calloc(ni, 4), *dw_n = calloc(nw, 4),
+        *db_n = calloc(d.OC, 4);
+  conv2d_forward_naive(out_naive, c.inp, c.w, c.b, d);
+  conv_loss(&c);
+  assert_true(max_abs_diff(out_naive, c.out, no) < 1e-4);
+  conv2d_backward_naive(dinp_n, dw_n, db_n, c.R, c.inp, c.w, d);
+  assert_true(max_abs_diff(dinp_n, dinp, ni) < 1e-4);
+  assert_true(max_abs_diff(dw_n, dw, nw) < 1e-3);
+  assert_true(max_abs_diff(db_n, db, d.OC) < 1e-3);
+
+  /* 1 vs all threads: forward is per image, so bitwise equal */
+  float *out1 = malloc(4 * no), *dw1 = calloc(nw, 4);
+  omp_set_num_threads(1);
+  conv2d_forward(out1, c.inp, c.w, c.b, d, c.scratch);
+  conv2d_backward(NULL, dw1, NULL, c.R, c.inp, c.w, d, c.scratch, partial);
+  omp_set_num_threads(threads);
+  conv_loss(&c);
+  assert_memory_equal(out1, c.out, 4 * no);
+  assert_true(max_abs_diff(dw1, dw, nw) < 1e-4);
+
+  free(out1), free(dw1), free(out_naive), free(dinp_n), free(dw_n), free(db_n);
+  free(c.inp), free(c.w), free(c.b), free(c.out), free(c.R), free(c.scratch), free(partial);
+  free(dinp), free(dw), free(db);
+}
+
+static void test_conv2d(void **state) {
+  (void)state;
+  const Conv2dDims cases[] = {
+      {.B = 2, .C = 3, .H = 7, .W = 6, .OC = 4, .K = 3, .stride = 1, .pad = 1, .groups = 1},
+      {.B = 3, .C = 4, .H = 5, .W = 5, .OC = 6, .K = 1, .stride = 1, .pad = 0, .groups = 1},
+      {.B = 2, .C = 2, .H = 9, .W = 8, .OC = 3, .K = 5, .stride = 2, .pad = 2, .groups = 1},
+      {.B = 2, .C = 6, .H = 6, .W = 6, .OC = 9, .K = 3, .stride = 1, .pad = 1, .groups = 3},
+      {.B = 2, .C = 4, .H = 6, .W = 7, .OC = 4, .K = 3, .stride = 2, .pad = 1, .groups = 4},
+      {.B = 2, .C = 1, .H = 9, .W = 9, .OC = 3, .K = 7, .stride = 2, .pad = 3, .groups = 1},
+      {.B = 3, .C = 2, .H = 8, .W = 8, .OC = 2, .K = 3, .stride = 2, .pad = 0, .groups = 1},
+      {.B = 2, .C = 3, .H = 6, .W = 6, .OC = 5, .K = 1, .stride = 2, .pad = 0, .groups = 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(cases[i]);
+}
+
+/* ---- batchnorm ------------------------------------------------------------- */
+
+typedef struct {
+  BatchNormDims d;
+  Mode mode;
+  float *inp, *gamma, *beta, *rm, *rv, *out, *R, *mean, *invstd;
+  int64_t nbt;
+} BnCtx;
+
+static double bn_loss(void *p) {
+  BnCtx *c = p;
+  batchnorm2d_forward(c->out, c->mean, c->invstd, c->inp, c->gamma, c->beta, c->rm, c->rv, &c->nbt,
+                      c->d, c->mode);
+  return dot_double(c->out, c->R, (size_t)c->d.B * c->d.C * c->d.H * c->d.W);
+}
+
+static void check_bn(Mode mode) {
+  Rng rng;
+  rng_seed(&rng, 11 + mode);
+  BnCtx c = {.d = {.B = 3, .C = 4, .H = 3, .W = 2, .eps = 1e-5f, .momentum = 0.1f}, .mode = mode};
+  const size_t n = 3 * 4 * 3 * 2;
+  c.inp = malloc(4 * n), c.out = malloc(4 * n), c.R = malloc(4 * n);
+  c.gamma = malloc(16), c.beta = malloc(16), c.rm = malloc(16), c.rv = malloc(16);
+  c.mean = malloc(16), c.invstd = malloc(16);
+  fill_uniform(c.inp, n, &rng, -2, 2);
+  fill_uniform(c.R, n, &rng, -1, 1);
+  fill_uniform(c.gamma, 4, &rng, 0.5f, 1.5f);
+  fill_uniform(c.beta, 4, &rng, -1, 1);
+  fill_uniform(c.rm, 4, &rng, -0.5f, 0.5f);
+  fill_uniform(c.rv, 4, &rng, 0.5f, 2.0f);
+  float *dinp = calloc(n, 4), *dg = calloc(4, 4), *dbeta = calloc(4, 4);
+  bn_loss(&c);
+  batchnorm2d_backward(dinp, dg, dbeta, c.R, c.inp, c.gamma, c.mean, c.invstd, c.d, mode);
+  assert_true(gradcheck(bn_loss, &c, c.inp, dinp, NULL, n, 1e-3f) < TOL_SMOOTH);
+  assert_true(gradcheck(bn_loss, &c, c.gamma, dg, NULL, 4, 1e-3f) < TOL_SMOOTH);
+  assert_true(gradcheck(bn_loss, &c, c.beta, dbeta, NULL, 4, 1e-3f) < TOL_SMOOTH);
+  free(c.inp), free(c.out), free(c.R), free(c.gamma), free(c.beta), free(c.rm), free(c.rv);
+  free(c.mean), free(c.invstd), free(dinp), free(dg), free(dbeta);
+}
+
+static void test_batchnorm_train(void **state) {
+  (void)state;
+  check_bn(MODE_TRAIN);
+}
+
+static void test_batchnorm_eval(void **state) {
+  (void)state;
+  check_bn(MODE_EVAL);
+}
+
+static void test_batchnorm_running_stats(void **state) {
+  (void)state;
+  /* PyTorch: running_var takes the unbiased batch variance, momentum 0.1 */
+  float x[4] = {1, 2, 3, 6}, out[4], mean, invstd, g = 1, b = 0, rm = 0, rv = 1;
+  int64_t nbt = 0;
+  BatchNormDims d = {.B = 4, .C = 1, .H = 1, .W = 1, .eps = 1e-5f, .momentum = 0.1f};
+  batchnorm2d_forward(out, &mean, &invstd, x, &g, &b, &rm, &rv, &nbt, d, MODE_TRAIN);
+  assert_float_equal(mean, 3.0f, 1e-6);
+  assert_float_equal(rm, 0.3f, 1e-6);
+  assert_float_equal(rv, 0.9f + 0.1f * (14.0f / 3.0f), 1e-5);
+  assert_int_equal(nbt, 1);
+  assert_float_equal(invstd, 1.0f / sqrtf(3.5f + 1e-5f), 1e-6);
+}
+
+/* ---- elementwise, pooling, dense, shortcut ------------------------------------ */
+
+typedef enum {
+  OP_RELU,
+  OP_MAXPOOL,
+  OP_AVGPOOL,
+  OP_GAP,
+  OP_DENSE,
+  OP_DROPOUT,
+  OP_ADD,
+  OP_SHORTCUT
+} OpKind;
+
+typedef struct {
+  OpKind op;
+  PoolDims pd;
+  ShortcutDims sd;
+  int B, n_in, n_out;
+  size_t ni, no;
+  float *inp, *inp2, *w, *b, *out, *R, *mask;
+  int32_t *argmax;
+} OpCtx;
+
+static double op_loss(void *p) {
+  OpCtx *c = p;
+  Rng rng;
+  switch (c->op) {
+    case OP_RELU:
+      relu_forward(c->out, c->inp, c->ni);
+      break;
+    case OP_MAXPOOL:
+      maxpool2d_forward(c->out, c->argmax, c->inp, c->pd);
+      break;
+    case OP_AVGPOOL:
+      avgpool2d_forward(c->out, c->inp, c->pd);
+      break;
+    case OP_GAP:
+      global_avgpool_forward(c->out, c->inp, c->pd.B, c->pd.C, c->pd.H * c->pd.W);
+      break;
+    case OP_DENSE:
+      dense_forward(c->out, c->inp, c->w, c->b, c->B, c->n_in, c->n_out);
+      break;
+    case OP_DROPOUT:
+      rng_seed(&rng, 99); /* the same mask every evaluation */
+      dropout_forward(c->out, c->mask, c->inp, c->ni, 0.4f, MODE_TRAIN, &rng);
+      break;
+    case OP_ADD:
+      add_forward(c->out, c->inp, c->inp2, c->ni);
+      break;
+    case OP_SHORTCUT:
+      shortcut_pad_forward(c->out, c->inp, c->sd);
+      break;
+  }
+  return dot_double(c->out, c->R, c->no);
+}
+
+static void op_run(OpCtx *c) {
+  Rng rng;
+  rng_seed(&rng, 5 + c->op);
+  c->inp = malloc(4 * c->ni), c->inp2 = malloc(4 * c->ni), c->out = malloc(4 * c->no);
+  c->R = malloc(4 * c->no), c->mask = malloc(4 * c->ni), c->argmax = malloc(4 * c->no);
+  fill_distinct(c->inp, c->ni, &rng, 4.0f);
+  fill_uniform(c->inp2, c->ni, &rng, -1, 1);
+  fill_uniform(c->R, c->no, &rng, -1, 1);
+  size_t nw = (size_t)c->n_in * c->n_out;
+  c->w = malloc(4 * (nw ? nw : 1)), c->b = malloc(4 * (c->n_out ? c->n_out : 1));
+  fill_uniform(c->w, nw, &rng, -1, 1);
+  fill_uniform(c->b, c->n_out, &rng, -1, 1);
+  float *dinp = calloc(c->ni, 4), *dinp2 = calloc(c->ni, 4), *dw = calloc(nw ? nw : 1, 4);
+  float *db = calloc(c->n_out ? c->n_out : 1, 4);
+  op_loss(c);
+  switch (c->op) {
+    case OP_RELU:
+      relu_backward(dinp, c->R, c->out, c->ni);
+      break;
+    case OP_MAXPOOL:
+      maxpool2d_backward(dinp, c->R, c->argmax, c->pd);
+      break;
+    case OP_AVGPOOL:
+      avgpool2d_backward(dinp, c->R, c->pd);
+      break;
+    case OP_GAP:
+      global_avgpool_backward(dinp, c->R, c->pd.B, c->pd.C, c->pd.H * c->pd.W);
+      break;
+    case OP_DENSE:
+      dense_backward(dinp, dw, db, c->R, c->inp, c->w, c->B, c->n_in, c->n_out);
+      break;
+    case OP_DROPOUT:
+      dropout_backward(dinp, c->R, c->mask, c->ni, MODE_TRAIN);
+      break;
+    case OP_ADD:
+      add_backward(dinp, dinp2, c->R, c->ni);
+      break;
+    case OP_SHORTCUT:
+      shortcut_pad_backward(dinp, c->R, c->sd);
+      break;
+  }
+  assert_true(gradcheck(op_loss, c, c->inp, dinp, NULL, c->ni, 1e-3f) < TOL_LINEAR);
+  if (c->op == OP_ADD)
+    assert_true(gradcheck(op_loss, c, c->inp2, dinp2, NULL, c->ni, 1e-3f) < TOL_LINEAR);
+  if (c->op == OP_DENSE) {
+    assert_true(gradcheck(op_loss, c, c->w, dw, NULL, nw, 1e-2f) < TOL_LINEAR);
+    assert_true(gradcheck(op_loss, c, c->b, db, NULL, c->n_out, 1e-2f) < TOL_LINEAR);
+  }
+  free(c->inp), free(c->inp2), free(c->out), free(c->R), free(c->mask), free(c->argmax);
+  free(c->w), free(c->b), free(dinp), free(dinp2), free(dw), free(db);
+}
+
+static void test_relu(void **state) {
+  (void)state;
+  OpCtx c = {.op = OP_RELU, .ni = 60, .no = 60};
+  op_run(&c);
+}
+
+static void check_pool(OpKind op, int k, int stride, int pad) {
+  OpCtx c = {.op = op,
+             .pd = {.B = 2, .C = 2, .H = 7, .W = 6, .K = k, .stride = stride, .pad = pad}};
+  assert_true(pool_dims_finish(&c.pd));
+  c.ni = (size_t)2 * 2 * 7 * 6;
+  c.no = op == OP_GAP ? 4 : (size_t)2 * 2 * c.pd.OH * c.pd.OW;
+  op_run(&c);
+}
+
+static void test_maxpool(void **state) {
+  (void)state;
+  check_pool(OP_MAXPOOL, 2, 2, 0);
+  check_pool(OP_MAXPOOL, 3, 2, 1);
+  check_pool(OP_MAXPOOL, 3, 1, 1);
+}
+
+static void test_avgpool(void **state) {
+  (void)state;
+  check_pool(OP_AVGPOOL, 2, 2, 0);
+  check_pool(OP_AVGPOOL, 3, 2, 1);
+  check_pool(OP_GAP, 1, 1, 0);
+}
+
+static void test_dense(void **state) {
+  (void)state;
+  OpCtx c = {.op = OP_DENSE, .B = 3, .n_in = 7, .n_out = 4, .ni = 21, .no = 12};
+  op_run(&c);
+}
+
+static void test_dropout(void **state) {
+  (void)state;
+  OpCtx c = {.op = OP_DROPOUT, .ni = 200, .no = 200};
+  op_run(&c);
+  /* eval mode is the identity; train mode drops about p and rescales */
+  float x[1000], y[1000], mask[1000];
+  Rng rng;
+  rng_seed(&rng, 3);
+  for (int i = 0; i < 1000; i++) x[i] = 1.0f;
+  dropout_forward(y, mask, x, 1000, 0.3f, MODE_EVAL, &rng);
+  assert_memory_equal(x, y, sizeof x);
+  dropout_forward(y, mask, x, 1000, 0.3f, MODE_TRAIN, &rng);
+  int zeros = 0;
+  for (int i = 0; i < 1000; i++) {
+    zeros += y[i] == 0.0f;
+    if (y[i] != 0.0f) assert_float_equal(y[i], 1.0f / 0.7f, 1e-6);
+  }
+  assert_in_range(zeros, 250, 350);
+}
+
+static void test_add(void **state) {
+  (void)state;
+  OpCtx c = {.op = OP_ADD, .ni = 30, .no = 30};
+  op_run(&c);
+}
+
+static void test_shortcut(void **state) {
+  (void)state;
+  OpCtx c = {.op = OP_SHORTCUT,
+             .sd = {.B = 2, .C = 2, .H = 5, .W = 5, .OC = 4, .OH = 3, .OW = 3, .stride = 2}};
+  c.ni = 2 * 2 * 25, c.no = 2 * 4 * 9;
+  op_run(&c);
+}
+
+/* ---- softmax cross-entropy ------------------------------------------------------ */
+
+typedef struct {
+  float *logits, *probs, *weights;
+  int *labels, per_sample;
+} XentCtx;
+
+static double xent_loss(void *p) {
+  XentCtx *c = p;
+  return softmax_xent(NULL, c->probs, c->logits, c->labels, c->weights, 3, 4, c->per_sample) *
+         (c->per_sample ? 3.0 : 1.0);
+}
+
+static void test_softmax_xent(void **state) {
+  (void)state;
+  Rng rng;
+  rng_seed(&rng, 1);
+  float logits[12], probs[12], dlogits[12], weights[4] = {0.5f, 2.0f, 1.0f, 3.0f};
+  int labels[3] = {1, 3, 0};
+  fill_uniform(logits, 12, &rng, -3, 3);
+  for (int variant = 0; variant < 3; variant++) {
+    XentCtx c = {logits, probs, variant == 1 ? weights : NULL, labels, variant == 2};
+    softmax_xent(dlogits, probs, logits, labels, c.weights, 3, 4, c.per_sample);
+    assert_true(gradcheck(xent_loss, &c, logits, dlogits, NULL, 12, 1e-3f) < TOL_SMOOTH);
+  }
+  /* a uniform prediction over K classes costs log K */
+  float zero[4] = {0}, p4[4];
+  int y = 2;
+  assert_float_equal(softmax_xent(NULL, p4, zero, &y, NULL, 1, 4, 0), logf(4.0f), 1e-6);
+}
+
+int main(void) {
+  mr_set_threads(2);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_conv2d),         cmocka_unit_test(test_batchnorm_train),
+      cmocka_unit_test(test_batchnorm_eval), cmocka_unit_test(test_batchnorm_running_stats),
+      cmocka_unit_test(test_relu),           cmocka_unit_test(test_maxpool),
+      cmocka_unit_test(test_avgpool),        cmocka_unit_test(test_dense),
+      cmocka_unit_test(test_dropout),        cmocka_unit_test(test_add),
+      cmocka_unit_test(test_shortcut),       cmocka_unit_test(test_softmax_xent),
+  };
+  return cmocka_run_group_tests_name("layers", tests, NULL, NULL);
+}

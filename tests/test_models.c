@@ -1,0 +1,275 @@
+/* Each model family end to end: the net's gradient of the cross-entropy
+ * w.r.t. sampled parameters and input pixels against central differences,
+ * in eval mode (what attacks use) and train mode; parameter counts against
+ * the published ones; state_dict names; determinism and 1 vs 2 threads. */
+#include <omp.h>
+
+#include "nn/net.h"
+#include "testutil.h"
+
+#define N_SAMPLES 40
+#define TOL_NET 2e-2 /* per coordinate, the largest gradients */
+#define TOL_DIR 1e-2 /* directional derivatives */
+
+typedef struct {
+  Net *net;
+  const float *x;
+  const int *y;
+  int batch;
+  Mode mode;
+} NetCtx;
+
+static double net_loss(void *p) {
+  NetCtx *c = p;
+  const float *logits = net_forward(c->net, c->x, c->batch, c->mode);
+  const int k = net_num_classes(c->net);
+  double loss = 0.0; /* cross-entropy in double: the check must not add rounding of its own */
+  for (int b = 0; b < c->batch; b++) {
+    const float *z = logits + (size_t)b * k;
+    double s = 0.0;
+    for (int j = 0; j < k; j++) s += exp((double)z[j]);
+    loss += log(s) - z[c->y[b]];
+  }
+  return loss / c->batch;
+}
+
+/* tol_scale > 1 only for the deepest net, whose loss surface has so many
+ * ReLU/max-pool kinks that differences converge only below float resolution */
+static void check_family_tol(const char *arch, float width, int size, int channels, Mode mode,
+                             double tol_scale) {
+  ModelSpec spec = model_spec_default(arch, channels, size, size, 3);
+  spec.width = width;
+  if (channels == 3) spec.norm_mean[1] = 0.4f, spec.norm_std[2] = 0.5f; /* exercise normalisation */
+  MrError err = {0};
+  Net *net = model_build(&spec, 123, &err);
+  if (!net) fail_msg("%s: %s", arch, err.msg);
+  const int B = 3, in = net_input_size(net), K = 3;
+  Rng rng;
+  rng_seed(&rng, 77);
+  float *x = malloc(sizeof(float) * B * in), *dx = malloc(sizeof(float) * B * in);
+  fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+  int y[3] = {0, 1, 2};
+  /* BN statistics away from their initial values so eval mode is not trivial */
+  for (int i = 0; i < 3; i++) net_forward(net, x, B, MODE_TRAIN);
+  NetCtx c = {net, x, y, B, mode};
+
+  const float *logits = net_forward(net, x, B, mode);
+  float *probs = malloc(sizeof(float) * B * K), *dlogits = malloc(sizeof(float) * B * K);
+  softmax_xent(dlogits, probs, logits, y, NULL, B, K, 0);
+  net_zero_grad(net);
+  net_backward(net, dlogits, dx, 1);
+  /* the train-mode forward inside the check updates running stats; harmless
+   * for train-mode outputs, and eval mode does not touch them */
+  const size_t n_in = (size_t)B * in, n_par = net_param_count(net);
+  float *grads = malloc(sizeof(float) * n_par);
+  memcpy(grads, net_grads(net), sizeof(float) * n_par);
+  double e_dir_in = gradcheck_directional(net_loss, &c, x, dx, n_in, 1e-2f, 3, &rng);
+  double e_dir_par =
+      gradcheck_directional(net_loss, &c, net_params(net), grads, n_par, 1e-3f, 3, &rng);
+  size_t idx[N_SAMPLES];
+  top_indices(idx, N_SAMPLES, dx, n_in);
+  double e_in = gradcheck_steps(net_loss, &c, x, dx, idx, N_SAMPLES, 1e-3f, 3);
+  top_indices(idx, N_SAMPLES, grads, n_par);
+  double e_par = gradcheck_steps(net_loss, &c, net_params(net), grads, idx, N_SAMPLES, 1e-3f, 3);
+  print_message("  %-10s w=%.3g %dx%dx%d %s: input dir %.1e top %.1e | params dir %.1e top %.1e\n",
+                arch, width, channels, size, size, mode == MODE_TRAIN ? "train" : "eval ", e_dir_in,
+                e_in, e_dir_par, e_par);
+  assert_true(e_dir_in < TOL_DIR * tol_scale);
+  assert_true(e_dir_par < TOL_DIR * tol_scale);
+  assert_true(e_in < TOL_NET * tol_scale);
+  assert_true(e_par < TOL_NET * tol_scale);
+  free(x), free(dx), free(probs), free(dlogits), free(grads);
+  net_free(net);
+}
+
+static void check_family(const char *arch, float width, int size, int channels, Mode mode) {
+  check_family_tol(arch, width, size, channels, mode, 1.0);
+}
+
+static void test_grad_cnn(void **state) {
+  (void)state;
+  check_family("cnn", 0.5f, 28, 1, MODE_EVAL);
+  check_family("cnn", 0.5f, 28, 3, MODE_TRAIN);
+}
+static void test_grad_cbr_larget(void **state) {
+  (void)state;
+  check_family("cbr-larget", 0.125f, 28, 1, MODE_EVAL);
+  check_family("cbr-larget", 0.125f, 32, 1, MODE_TRAIN);
+}
+static void test_grad_vgg(void **state) {
+  (void)state;
+  check_family("vgg11", 0.125f, 28, 1, MODE_EVAL);
+  check_family("vgg16", 0.0625f, 32, 3, MODE_EVAL);
+  check_family("vgg11", 0.125f, 32, 1, MODE_TRAIN);
+}
+static void test_grad_resnet_cifar(void **state) {
+  (void)state;
+  check_family("resnet8", 1.0f, 28, 1, MODE_EVAL);
+  check_family("resnet8", 0.5f, 28, 3, MODE_TRAIN);
+  check_family("resnet20", 0.5f, 28, 1, MODE_EVAL);
+  check_family("resnet32", 0.25f, 28, 1, MODE_EVAL);
+  check_family("resnet44", 0.25f, 28, 1, MODE_EVAL);
+  check_family("resnet56", 0.25f, 28, 1, MODE_EVAL);
+}
+static void test_grad_resnet50(void **state) {
+  (void)state;
+  check_family("resnet50", 0.125f, 28, 1, MODE_EVAL);
+  /* eval mode only: with a batch of 3, train-mode BN on layer4's 1x1 or 2x2
+   * maps normalises 3-12 values, a near-singular regime no real batch sees;
+   * train-mode BN is checked through the other families */
+  check_family_tol("resnet50", 0.125f, 64, 3, MODE_EVAL, 2.0);
+}
+
+static size_t params_of(const char *arch, int c, int size, int k) {
+  ModelSpec spec = model_spec_default(arch, c, size, size, k);
+  Net *net = model_build(&spec, 0, NULL);
+  assert_non_null(net);
+  size_t n = net_param_count(net);
+  net_free(net);
+  return n;
+}
+
+static void test_param_counts(void **state) {
+  (void)state;
+  /* published counts: torchvision resnet50 (1000 classes) 25,557,032;
+   * CIFAR ResNet-20/32/44/56 (10 classes) 0.27M/0.46M/0.66M/0.85M */
+  assert_int_equal(params_of("resnet50", 3, 224, 1000), 25557032);
+  assert_int_equal(params_of("resnet20", 3, 32, 10), 269722);
+  assert_int_equal(params_of("resnet32", 3, 32, 10), 464154);
+  assert_int_equal(params_of("resnet44", 3, 32, 10), 658586);
+  assert_int_equal(params_of("resnet56", 3, 32, 10), 853018);
+}
+
+static void test_state_dict_names(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("resnet20", 1, 28, 28, 2);
+  Net *net = model_build(&spec, 0, NULL);
+  const char *expect[] = {"conv1.weight",         "bn1.weight",      "bn1.bias",
+                          "bn1.running_mean",     "bn1.running_var", "bn1.num_batches_tracked",
+                          "layer1.0.conv1.weight"};
+  for (int i = 0; i < 7; i++) assert_string_equal(net_tensor(net, i).name, expect[i]);
+  TensorRef last = net_tensor(net, net_tensor_count(net) - 1);
+  assert_string_equal(last.name, "fc.bias");
+  TensorRef t = net_tensor(net, 6);
+  assert_int_equal(t.ndim, 4);
+  assert_int_equal(t.shape[0], 16);
+  assert_int_equal(t.shape[1], 16);
+  net_free(net);
+  spec = model_spec_default("resnet50", 3, 28, 28, 2);
+  net = model_build(&spec, 0, NULL);
+  int found = 0;
+  for (int i = 0; i < net_tensor_count(net); i++)
+    found += strcmp(net_tensor(net, i).name, "layer4.0.downsample.1.running_var") == 0;
+  assert_int_equal(found, 1);
+  net_free(net);
+}
+
+static void test_bad_specs(void **state) {
+  (void)state;
+  MrError err = {0};
+  ModelSpec spec = model_spec_default("resnet20", 2, 28, 28, 2);
+  assert_null(model_build(&spec, 0, &err));
+  assert_non_null(strstr(err.msg, "channels"));
+  spec = model_spec_default("resnet20", 1, 16, 16, 2);
+  assert_null(model_build(&spec, 0, &err));
+  spec = model_spec_default("nosuchnet", 1, 28, 28, 2);
+  assert_int_equal(spec.arch[0], 0);
+  snprintf(spec.arch, sizeof spec.arch, "nosuchnet");
+  assert_null(model_build(&spec, 0, &err));
+  assert_non_null(strstr(err.msg, "unknown model"));
+}
+
+static void test_threads_and_seed(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("resnet8", 1, 28, 28, 2);
+  Net *a = model_build(&spec, 5, NULL), *b = model_build(&spec, 5, NULL);
+  assert_memory_equal(net_params(a), net_params(b), sizeof(float) * net_param_count(a));
+  const int B = 8, in = net_input_size(a);
+  float *x = malloc(sizeof(float) * B * in), *dx1 = malloc(sizeof(float) * B * in);
+  float *dx2 = malloc(sizeof(float) * B * in);
+  int y[8] = {0, 1, 0, 1, 1, 0, 0, 1};
+  Rng rng;
+  rng_seed(&rng, 9);
+  fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  float l1 = net_loss_and_input_grad(a, x, y, B, dx1);
+  float t1 = net_train_step_grads(a, x, y, B, NULL);
+  omp_set_num_threads(2);
+  float l2 = net_loss_and_input_grad(b, x, y, B, dx2);
+  float t2 = net_train_step_grads(b, x, y, B, NULL);
+  omp_set_num_threads(threads);
+  assert_float_equal(l1, l2, 1e-6);
+  assert_float_equal(t1, t2, 1e-6);
+  assert_true(max_abs_diff(dx1, dx2, (size_t)B * in) < 1e-6);
+  assert_true(max_abs_diff(net_grads(a), net_grads(b), net_param_count(a)) < 1e-4);
+  free(x), free(dx1), free(dx2);
+  net_free(a), net_free(b);
+}
+
+/* A few SGD and Adam steps on a tiny net lower the training loss. */
+static void test_optimisers_learn(void **state) {
+  (void)state;
+  for (int kind = 0; kind < 2; kind++) {
+    ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+    spec.depth = 2, spec.base = 4;
+    Net *net = model_build(&spec, 1, NULL);
+    const int B = 16, in = net_input_size(net);
+    float *x = malloc(sizeof(float) * B * in);
+    int y[16];
+    Rng rng;
+    rng_seed(&rng, 4);
+    for (int b = 0; b < B; b++) {
+      y[b] = b % 2;
+      for (int i = 0; i < in; i++) x[b * in + i] = 0.3f * rng_uniform(&rng) + (y[b] ? 0.5f : 0.2f);
+    }
+    Optimizer opt = {.lr = kind ? 0.01f : 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f};
+    assert_int_equal(optim_init(&opt, kind ? OPTIM_ADAM : OPTIM_SGD, net_param_count(net), NULL),
+                     STATUS_OK);
+    float first = 0, last = 0;
+    for (int step = 0; step < 30; step++) {
+      net_zero_grad(net);
+      last = net_train_step_grads(net, x, y, B, NULL);
+      if (step == 0) first = last;
+      optim_step(&opt, net_params(net), net_grads(net));
+    }
+    assert_true(last < 0.5f * first);
+    optim_free(&opt);
+    free(x);
+    net_free(net);
+  }
+}
+
+static void test_optim_closed_form(void **state) {
+  (void)state;
+  /* SGD momentum: buf1 = g, p1 = p0 - lr*g; buf2 = mu*g + g */
+  float p[1] = {1.0f}, g[1] = {0.5f};
+  Optimizer sgd = {.lr = 0.1f, .momentum = 0.9f};
+  optim_init(&sgd, OPTIM_SGD, 1, NULL);
+  optim_step(&sgd, p, g);
+  assert_float_equal(p[0], 0.95f, 1e-6);
+  optim_step(&sgd, p, g);
+  assert_float_equal(p[0], 0.95f - 0.1f * 0.95f, 1e-6);
+  optim_free(&sgd);
+  /* Adam's first step moves by lr * sign(g) */
+  float q[2] = {1.0f, -1.0f}, h[2] = {0.3f, -7.0f};
+  Optimizer adam = {.lr = 0.01f};
+  optim_init(&adam, OPTIM_ADAM, 2, NULL);
+  optim_step(&adam, q, h);
+  assert_float_equal(q[0], 0.99f, 1e-5);
+  assert_float_equal(q[1], -0.99f, 1e-5);
+  optim_free(&adam);
+}
+
+int main(void) {
+  mr_set_threads(2);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_grad_cnn),          cmocka_unit_test(test_grad_cbr_larget),
+      cmocka_unit_test(test_grad_vgg),          cmocka_unit_test(test_grad_resnet_cifar),
+      cmocka_unit_test(test_grad_resnet50),     cmocka_unit_test(test_param_counts),
+      cmocka_unit_test(test_state_dict_names),  cmocka_unit_test(test_bad_specs),
+      cmocka_unit_test(test_threads_and_seed),  cmocka_unit_test(test_optimisers_learn),
+      cmocka_unit_test(test_optim_closed_form),
+  };
+  return cmocka_run_group_tests_name("models", tests, NULL, NULL);
+}

@@ -1,0 +1,216 @@
+/* Model files: save/load round trips give identical logits for every family,
+ * and corrupt, truncated and mismatched files are refused with a message
+ * naming the problem. Files go to a fresh temporary directory. */
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dir[256];
+
+static void path_in_dir(char *out, size_t n, const char *name) {
+  snprintf(out, n, "%s/%s", dir, name);
+}
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/medrobust-test-XXXXXX");
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd);
+}
+
+static Net *build(const char *arch, float width, int c, int size) {
+  ModelSpec spec = model_spec_default(arch, c, size, size, 3);
+  spec.width = width;
+  spec.norm_mean[0] = 0.25f;
+  spec.norm_std[0] = 0.5f;
+  spec.class_names[0] = strdup("benign");
+  spec.class_names[1] = strdup("malignant");
+  spec.class_names[2] = strdup("other \"quoted\"");
+  MrError err = {0};
+  Net *net = model_build(&spec, 3, &err);
+  model_spec_free(&spec);
+  if (!net) fail_msg("%s", err.msg);
+  return net;
+}
+
+static void round_trip(const char *arch, float width, int c, int size) {
+  Net *net = build(arch, width, c, size);
+  const int B = 2, in = net_input_size(net);
+  float *x = malloc(sizeof(float) * B * in);
+  Rng rng;
+  rng_seed(&rng, 2);
+  fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+  net_forward(net, x, B, MODE_TRAIN); /* non-trivial running statistics */
+  float before[6];
+  memcpy(before, net_forward(net, x, B, MODE_EVAL), sizeof before);
+  char path[300];
+  path_in_dir(path, sizeof path, "m.safetensors");
+  MrError err = {0};
+  assert_int_equal(safetensors_save_net(net, path, &err), STATUS_OK);
+  Net *loaded = safetensors_load_net(path, &err);
+  if (!loaded) fail_msg("%s: %s", arch, err.msg);
+  assert_string_equal(net_spec(loaded)->arch, arch);
+  assert_string_equal(net_spec(loaded)->class_names[1], "malignant");
+  assert_string_equal(net_spec(loaded)->class_names[2], "other \"quoted\"");
+  assert_float_equal(net_spec(loaded)->norm_std[0], 0.5f, 0);
+  assert_memory_equal(before, net_forward(loaded, x, B, MODE_EVAL), sizeof before);
+  /* the counters survive too */
+  for (int i = 0; i < net_tensor_count(net); i++)
+    if (net_tensor(net, i).is_int64) assert_int_equal(*net_tensor(loaded, i).idata, 1);
+  net_free(loaded);
+  net_free(net);
+  free(x);
+}
+
+static void test_round_trip(void **state) {
+  (void)state;
+  round_trip("cnn", 0.5f, 1, 28);
+  round_trip("cbr-larget", 0.125f, 1, 28);
+  round_trip("vgg16", 0.125f, 3, 32);
+  round_trip("resnet20", 1.0f, 1, 28);
+  round_trip("resnet50", 0.125f, 3, 28);
+}
+
+static void test_header_layout(void **state) {
+  (void)state;
+  Net *net = build("resnet8", 1.0f, 1, 28);
+  char path[300];
+  path_in_dir(path, sizeof path, "layout.safetensors");
+  assert_int_equal(safetensors_save_net(net, path, NULL), STATUS_OK);
+  FILE *f = fopen(path, "rb");
+  uint8_t len[8];
+  assert_int_equal(fread(len, 1, 8, f), 8);
+  uint64_t n = 0;
+  for (int i = 0; i < 8; i++) n |= (uint64_t)len[i] << (8 * i);
+  assert_int_equal(n % 8, 0);
+  char *header = calloc(n + 1, 1);
+  assert_int_equal(fread(header, 1, n, f), n);
+  fclose(f);
+  assert_int_equal(header[0], '{');
+  assert_non_null(
+      strstr(header, "\"layer1.0.conv1.weight\":{\"dtype\":\"F32\",\"shape\":[16,16,3,3]"));
+  assert_non_null(strstr(header, "\"bn1.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[]"));
+  assert_non_null(strstr(header, "\"arch\":\"resnet8\""));
+  free(header);
+  net_free(net);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(data, 1, n, f), n);
+  fclose(f);
+}
+
+static uint8_t *read_all(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *b = malloc(*n);
+  assert_int_equal(fread(b, 1, *n, f), *n);
+  fclose(f);
+  return b;
+}
+
+/* Loads path and expects failure with `needle` in the message. */
+static void expect_rejected(const char *path, const char *needle) {
+  MrError err = {0};
+  Net *net = safetensors_load_net(path, &err);
+  if (net) fail_msg("%s loaded but should have been refused (%s)", path, needle);
+  if (!strstr(err.msg, needle)) fail_msg("message '%s' lacks '%s'", err.msg, needle);
+  assert_non_null(strstr(err.msg, path));
+}
+
+static void test_rejects_bad_files(void **state) {
+  (void)state;
+  Net *net = build("resnet8", 1.0f, 1, 28);
+  char good[300], bad[300];
+  path_in_dir(good, sizeof good, "good.safetensors");
+  path_in_dir(bad, sizeof bad, "bad.safetensors");
+  assert_int_equal(safetensors_save_net(net, good, NULL), STATUS_OK);
+  size_t n;
+  uint8_t *bytes = read_all(good, &n);
+
+  expect_rejected("/nonexistent/dir/x.safetensors", "cannot open");
+  write_bytes(bad, bytes, 5);
+  expect_rejected(bad, "too short");
+  write_bytes(bad, bytes, 100); /* header cut */
+  expect_rejected(bad, "header length");
+  write_bytes(bad, bytes, n - 1000); /* data cut */
+  expect_rejected(bad, "truncated");
+
+  uint8_t *copy = malloc(n);
+  memcpy(copy, bytes, n);
+  copy[8] = 'X'; /* header no longer JSON */
+  write_bytes(bad, copy, n);
+  expect_rejected(bad, "not a JSON object");
+
+  memcpy(copy, bytes, n);
+  char *hit = memmem(copy, n, "[16,16,3,3]", 11);
+  assert_non_null(hit);
+  memcpy(hit, "[16,16,3,1]", 11);
+  write_bytes(bad, copy, n);
+  expect_rejected(bad, "has shape [16,16,3,1], expected [16,16,3,3]");
+
+  memcpy(copy, bytes, n);
+  hit = memmem(copy, n, "\"F32\"", 5);
+  memcpy(hit, "\"F16\"", 5);
+  write_bytes(bad, copy, n);
+  expect_rejected(bad, "dtype F16, expected F32");
+
+  memcpy(copy, bytes, n);
+  hit = memmem(copy, n, "layer1.0.conv2.weight", 21);
+  memcpy(hit, "layer1.0.conv9.weight", 21);
+  write_bytes(bad, copy, n);
+  expect_rejected(bad, "unexpected tensor 'layer1.0.conv9.weight'");
+
+  memcpy(copy, bytes, n);
+  hit = memmem(copy, n, "\"arch\":\"resnet8\"", 16);
+  memcpy(hit, "\"arch\":\"resnetX\"", 16);
+  write_bytes(bad, copy, n);
+  expect_rejected(bad, "unknown architecture 'resnetX'");
+
+  /* a NaN in the weights: the last 4 bytes are fc.bias's last float */
+  memcpy(copy, bytes, n);
+  const float nan_value = NAN;
+  memcpy(copy + n - 4, &nan_value, 4);
+  write_bytes(bad, copy, n);
+  expect_rejected(bad, "non-finite value");
+
+  /* a file of another architecture into a built net: names the mismatch */
+  Net *other = build("resnet20", 1.0f, 1, 28);
+  MrError err = {0};
+  assert_int_not_equal(safetensors_load_into(other, good, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "missing tensor 'layer1.1.conv1.weight'"));
+  net_free(other);
+  /* a narrower net of the same family: the first shape differs */
+  Net *narrow = build("resnet8", 0.5f, 1, 28);
+  assert_int_not_equal(safetensors_load_into(narrow, good, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "'conv1.weight' has shape [16,1,3,3], expected [8,1,3,3]"));
+  net_free(narrow);
+
+  /* a failed save leaves no file and reports the directory problem */
+  assert_int_not_equal(safetensors_save_net(net, "/nonexistent/dir/m.safetensors", &err),
+                       STATUS_OK);
+  assert_non_null(strstr(err.msg, "/nonexistent/dir/m.safetensors"));
+  free(copy);
+  free(bytes);
+  net_free(net);
+}
+
+int main(void) {
+  mr_set_threads(2);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_round_trip),
+      cmocka_unit_test(test_header_layout),
+      cmocka_unit_test(test_rejects_bad_files),
+  };
+  return cmocka_run_group_tests_name("safetensors", tests, setup, teardown);
+}

@@ -1,0 +1,165 @@
+/* Shared test helpers: seeded fills and the finite-difference gradient check
+ * (central differences, sums in double, normalised error as in ggml's
+ * test-backend-ops). Included by each test_*.c, which link cmocka. */
+#ifndef MR_TESTUTIL_H
+#define MR_TESTUTIL_H
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+/* cmocka must come after the headers above */
+#include <cmocka.h>
+
+#include "medrobust.h"
+
+static inline void fill_uniform(float *x, size_t n, Rng *rng, float lo, float hi) {
+  for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * rng_uniform(rng);
+}
+
+/* Values at least `gap` apart in absolute value from 0 and from each other in
+ * rank order: keeps ReLU and max-pool inputs away from their kinks. */
+static inline void fill_distinct(float *x, size_t n, Rng *rng, float scale) {
+  for (size_t i = 0; i < n; i++) x[i] = scale * ((float)i - (float)n / 2.0f + 0.5f) / (float)n;
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)rng_int(rng, (int)i);
+    float t = x[i - 1];
+    x[i - 1] = x[j];
+    x[j] = t;
+  }
+}
+
+static inline double dot_double(const float *a, const float *b, size_t n) {
+  double s = 0.0;
+  for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+  return s;
+}
+
+/* ||a-b|| / max(||a||, ||b||, floor) */
+static inline double normalised_error(const double *a, const double *b, size_t n, double floor) {
+  double d = 0.0, na = 0.0, nb = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    d += (a[i] - b[i]) * (a[i] - b[i]);
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  double den = sqrt(na > nb ? na : nb);
+  if (den < floor) den = floor;
+  return sqrt(d) / den;
+}
+
+static inline double max_abs_diff(const float *a, const float *b, size_t n) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (d > m) m = d;
+  }
+  return m;
+}
+
+/* A scalar function of a float array, evaluated with that array perturbed. */
+typedef double (*ScalarFn)(void *ctx);
+
+/* Checks analytic[i] = d fn / d x[i] for the listed coordinates (all if idx
+ * is NULL) by central differences. With n_steps > 1 each coordinate also
+ * tries h/10, h/100, ... and keeps the closest: inside a deep ReLU/max-pool
+ * net a step can straddle a kink (the difference then converges to the
+ * gradient only as h shrinks), while a wrong gradient matches at no step.
+ * Returns the normalised error. */
+static inline double gradcheck_steps(ScalarFn fn, void *ctx, float *x, const float *analytic,
+                                     const size_t *idx, size_t n, float h, int n_steps) {
+  double *num = malloc(sizeof(double) * n), *ana = malloc(sizeof(double) * n);
+  for (size_t k = 0; k < n; k++) {
+    const size_t i = idx ? idx[k] : k;
+    const float saved = x[i];
+    ana[k] = analytic[i];
+    float step = h;
+    for (int s = 0; s < n_steps; s++, step /= 10.0f) {
+      x[i] = saved + step;
+      const double fp = fn(ctx);
+      x[i] = saved - step;
+      const double fm = fn(ctx);
+      x[i] = saved;
+      /* the step actually taken in float, not the nominal one */
+      const double d = (fp - fm) / ((double)(saved + step) - (double)(saved - step));
+      if (s == 0 || fabs(d - ana[k]) < fabs(num[k] - ana[k])) num[k] = d;
+    }
+  }
+  double e = normalised_error(ana, num, n, 1e-6);
+  if (e > 1e-3) { /* name the worst coordinate */
+    size_t w = 0;
+    for (size_t k = 1; k < n; k++)
+      if (fabs(ana[k] - num[k]) > fabs(ana[w] - num[w])) w = k;
+    fprintf(stderr, "    worst [%zu] analytic %.6g numeric %.6g\n", idx ? idx[w] : w, ana[w],
+            num[w]);
+  }
+  free(num);
+  free(ana);
+  return e;
+}
+
+static inline double gradcheck(ScalarFn fn, void *ctx, float *x, const float *analytic,
+                               const size_t *idx, size_t n, float h) {
+  return gradcheck_steps(fn, ctx, x, analytic, idx, n, h, 1);
+}
+
+/* Directional derivative check: (f(x+hu) - f(x-hu)) / 2h against <g, u>
+ * for unit directions u: first the analytic gradient's own direction, then
+ * that direction mixed with random Gaussian ones. Moving every coordinate a
+ * little changes f far more than float rounding does, which a single
+ * coordinate's difference through a deep float32 net cannot; along g there
+ * is no cancellation between coordinates. Returns the largest relative error. */
+static inline double gradcheck_directional(ScalarFn fn, void *ctx, float *x, const float *g,
+                                           size_t n, float h, int n_dirs, Rng *rng) {
+  float *saved = malloc(sizeof(float) * n);
+  double *u = malloc(sizeof(double) * n), *r = malloc(sizeof(double) * n);
+  memcpy(saved, x, sizeof(float) * n);
+  double gnorm = sqrt(dot_double(g, g, n)), worst = 0.0;
+  if (gnorm == 0.0) gnorm = 1.0;
+  for (int d = 0; d < n_dirs; d++) {
+    double rnorm = 0.0, unorm = 0.0, ana = 0.0;
+    for (size_t i = 0; i < n; i++) r[i] = d ? rng_normal(rng) : 0.0, rnorm += r[i] * r[i];
+    rnorm = d ? sqrt(rnorm) : 1.0;
+    for (size_t i = 0; i < n; i++) u[i] = g[i] / gnorm + r[i] / rnorm, unorm += u[i] * u[i];
+    unorm = sqrt(unorm);
+    for (size_t i = 0; i < n; i++) u[i] /= unorm, ana += g[i] * u[i];
+    double num = 0.0, step = h;
+    for (int s = 0; s < 4; s++, step /= 10.0) { /* closest of h .. h/1000: see gradcheck_steps */
+      for (size_t i = 0; i < n; i++) x[i] = (float)(saved[i] + step * u[i]);
+      const double fp = fn(ctx);
+      for (size_t i = 0; i < n; i++) x[i] = (float)(saved[i] - step * u[i]);
+      const double fm = fn(ctx);
+      const double d = (fp - fm) / (2.0 * step);
+      if (s == 0 || fabs(d - ana) < fabs(num - ana)) num = d;
+    }
+    memcpy(x, saved, sizeof(float) * n);
+    const double e = fabs(ana - num) / fmax(fmax(fabs(ana), fabs(num)), 1e-9);
+    if (e > 1e-2) fprintf(stderr, "    direction %d: analytic %.6g numeric %.6g\n", d, ana, num);
+    if (e > worst) worst = e;
+  }
+  free(saved);
+  free(u);
+  free(r);
+  return worst;
+}
+
+/* The k coordinates with the largest |g|: well above float noise. */
+static inline void top_indices(size_t *idx, size_t k, const float *g, size_t n) {
+  for (size_t j = 0; j < k; j++) idx[j] = j;
+  for (size_t i = k; i < n; i++) {
+    size_t smallest = 0;
+    for (size_t j = 1; j < k; j++)
+      if (fabsf(g[idx[j]]) < fabsf(g[idx[smallest]])) smallest = j;
+    if (fabsf(g[i]) > fabsf(g[idx[smallest]])) idx[smallest] = i;
+  }
+}
+
+static inline void sample_indices(size_t *idx, size_t k, size_t n, Rng *rng) {
+  for (size_t i = 0; i < k; i++) idx[i] = (size_t)(rng_next(rng) % n);
+}
+
+#endif
