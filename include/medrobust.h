@@ -131,6 +131,11 @@ const float *net_forward(Net *net, const float *x, int batch, Mode mode);
  * parameter gradients when want_param_grads, writes d/dx into dx if non-NULL. */
 void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grads);
 
+/* Convolution kernels: oneDNN (default) or im2col + OpenBLAS sgemm (also
+ * chosen by the environment variable MEDROBUST_CONV=im2col). */
+typedef enum { CONV_BACKEND_DNNL = 0, CONV_BACKEND_IM2COL = 1 } ConvBackend;
+void net_set_conv_backend(Net *net, ConvBackend backend);
+
 /* Softmax probabilities (B,K), eval mode. */
 void net_predict(Net *net, const float *x, int batch, float *probs);
 

@@ -54,6 +54,30 @@ static void check_conv(Conv2dDims d) {
   assert_true(max_abs_diff(dw_n, dw, nw) < 1e-3);
   assert_true(max_abs_diff(db_n, db, d.OC) < 1e-3);
 
+  /* the oneDNN path agrees with the oracle and accumulates into its gradients */
+  ConvDnnl *fast = conv2d_dnnl_create(d, 1);
+  assert_non_null(fast);
+  void *ws[CONV_WS_COUNT];
+  for (int s = 0; s < CONV_WS_COUNT; s++)
+    ws[s] = aligned_alloc(64, (conv2d_dnnl_workspace_bytes(fast, s) + 63) / 64 * 64 + 64);
+  float *out_d = malloc(4 * no), *dinp_d = malloc(4 * ni), *dw_d = malloc(4 * nw),
+        *db_d = malloc(4 * d.OC);
+  for (size_t i = 0; i < ni; i++) dinp_d[i] = 1.0f;
+  for (size_t i = 0; i < nw; i++) dw_d[i] = 1.0f;
+  for (int i = 0; i < d.OC; i++) db_d[i] = 1.0f;
+  conv2d_dnnl_forward(fast, ws, out_d, c.inp, c.w, c.b);
+  assert_true(max_abs_diff(out_naive, out_d, no) < 1e-4);
+  conv2d_dnnl_backward(fast, ws, dinp_d, dw_d, db_d, c.R, c.inp, c.w);
+  for (size_t i = 0; i < ni; i++) dinp_d[i] -= 1.0f;
+  for (size_t i = 0; i < nw; i++) dw_d[i] -= 1.0f;
+  for (int i = 0; i < d.OC; i++) db_d[i] -= 1.0f;
+  assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
+  assert_true(max_abs_diff(dw_n, dw_d, nw) < 1e-3);
+  assert_true(max_abs_diff(db_n, db_d, d.OC) < 1e-3);
+  conv2d_dnnl_free(fast);
+  for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
+  free(out_d), free(dinp_d), free(dw_d), free(db_d);
+
   /* 1 vs all threads: forward is per image, so bitwise equal */
   float *out1 = malloc(4 * no), *dw1 = calloc(nw, 4);
   omp_set_num_threads(1);
@@ -89,6 +113,7 @@ static void test_conv2d(void **state) {
 typedef struct {
   BatchNormDims d;
   Mode mode;
+  int relu;
   float *inp, *gamma, *beta, *rm, *rv, *out, *R, *mean, *invstd;
   int64_t nbt;
 } BnCtx;
@@ -96,14 +121,16 @@ typedef struct {
 static double bn_loss(void *p) {
   BnCtx *c = p;
   batchnorm2d_forward(c->out, c->mean, c->invstd, c->inp, c->gamma, c->beta, c->rm, c->rv, &c->nbt,
-                      c->d, c->mode);
+                      c->d, c->mode, c->relu);
   return dot_double(c->out, c->R, (size_t)c->d.B * c->d.C * c->d.H * c->d.W);
 }
 
-static void check_bn(Mode mode) {
+static void check_bn(Mode mode, int relu) {
   Rng rng;
   rng_seed(&rng, 11 + mode);
-  BnCtx c = {.d = {.B = 3, .C = 4, .H = 3, .W = 2, .eps = 1e-5f, .momentum = 0.1f}, .mode = mode};
+  BnCtx c = {.d = {.B = 3, .C = 4, .H = 3, .W = 2, .eps = 1e-5f, .momentum = 0.1f},
+             .mode = mode,
+             .relu = relu};
   const size_t n = 3 * 4 * 3 * 2;
   c.inp = malloc(4 * n), c.out = malloc(4 * n), c.R = malloc(4 * n);
   c.gamma = malloc(16), c.beta = malloc(16), c.rm = malloc(16), c.rv = malloc(16);
@@ -116,22 +143,27 @@ static void check_bn(Mode mode) {
   fill_uniform(c.rv, 4, &rng, 0.5f, 2.0f);
   float *dinp = calloc(n, 4), *dg = calloc(4, 4), *dbeta = calloc(4, 4);
   bn_loss(&c);
-  batchnorm2d_backward(dinp, dg, dbeta, c.R, c.inp, c.gamma, c.mean, c.invstd, c.d, mode);
-  assert_true(gradcheck(bn_loss, &c, c.inp, dinp, NULL, n, 1e-3f) < TOL_SMOOTH);
-  assert_true(gradcheck(bn_loss, &c, c.gamma, dg, NULL, 4, 1e-3f) < TOL_SMOOTH);
-  assert_true(gradcheck(bn_loss, &c, c.beta, dbeta, NULL, 4, 1e-3f) < TOL_SMOOTH);
+  batchnorm2d_backward(dinp, dg, dbeta, c.R, relu ? c.out : NULL, c.inp, c.gamma, c.mean, c.invstd,
+                       c.d, mode);
+  /* with the fused ReLU a step may straddle its kink: smaller steps too */
+  const int steps = relu ? 3 : 1;
+  assert_true(gradcheck_steps(bn_loss, &c, c.inp, dinp, NULL, n, 1e-3f, steps) < TOL_SMOOTH);
+  assert_true(gradcheck_steps(bn_loss, &c, c.gamma, dg, NULL, 4, 1e-3f, steps) < TOL_SMOOTH);
+  assert_true(gradcheck_steps(bn_loss, &c, c.beta, dbeta, NULL, 4, 1e-3f, steps) < TOL_SMOOTH);
   free(c.inp), free(c.out), free(c.R), free(c.gamma), free(c.beta), free(c.rm), free(c.rv);
   free(c.mean), free(c.invstd), free(dinp), free(dg), free(dbeta);
 }
 
 static void test_batchnorm_train(void **state) {
   (void)state;
-  check_bn(MODE_TRAIN);
+  check_bn(MODE_TRAIN, 0);
+  check_bn(MODE_TRAIN, 1);
 }
 
 static void test_batchnorm_eval(void **state) {
   (void)state;
-  check_bn(MODE_EVAL);
+  check_bn(MODE_EVAL, 0);
+  check_bn(MODE_EVAL, 1);
 }
 
 static void test_batchnorm_running_stats(void **state) {
@@ -140,7 +172,7 @@ static void test_batchnorm_running_stats(void **state) {
   float x[4] = {1, 2, 3, 6}, out[4], mean, invstd, g = 1, b = 0, rm = 0, rv = 1;
   int64_t nbt = 0;
   BatchNormDims d = {.B = 4, .C = 1, .H = 1, .W = 1, .eps = 1e-5f, .momentum = 0.1f};
-  batchnorm2d_forward(out, &mean, &invstd, x, &g, &b, &rm, &rv, &nbt, d, MODE_TRAIN);
+  batchnorm2d_forward(out, &mean, &invstd, x, &g, &b, &rm, &rv, &nbt, d, MODE_TRAIN, 0);
   assert_float_equal(mean, 3.0f, 1e-6);
   assert_float_equal(rm, 0.3f, 1e-6);
   assert_float_equal(rv, 0.9f + 0.1f * (14.0f / 3.0f), 1e-5);
@@ -158,6 +190,7 @@ typedef enum {
   OP_DENSE,
   OP_DROPOUT,
   OP_ADD,
+  OP_ADD_RELU,
   OP_SHORTCUT
 } OpKind;
 
@@ -195,7 +228,8 @@ static double op_loss(void *p) {
       dropout_forward(c->out, c->mask, c->inp, c->ni, 0.4f, MODE_TRAIN, &rng);
       break;
     case OP_ADD:
-      add_forward(c->out, c->inp, c->inp2, c->ni);
+    case OP_ADD_RELU:
+      add_forward(c->out, c->inp, c->inp2, c->ni, c->op == OP_ADD_RELU);
       break;
     case OP_SHORTCUT:
       shortcut_pad_forward(c->out, c->inp, c->sd);
@@ -211,6 +245,8 @@ static void op_run(OpCtx *c) {
   c->R = malloc(4 * c->no), c->mask = malloc(4 * c->ni), c->argmax = malloc(4 * c->no);
   fill_distinct(c->inp, c->ni, &rng, 4.0f);
   fill_uniform(c->inp2, c->ni, &rng, -1, 1);
+  /* fused add+ReLU: a second input of zero keeps the sum (= inp) off the kink */
+  if (c->op == OP_ADD_RELU) memset(c->inp2, 0, sizeof(float) * c->ni);
   fill_uniform(c->R, c->no, &rng, -1, 1);
   size_t nw = (size_t)c->n_in * c->n_out;
   c->w = malloc(4 * (nw ? nw : 1)), c->b = malloc(4 * (c->n_out ? c->n_out : 1));
@@ -239,14 +275,15 @@ static void op_run(OpCtx *c) {
       dropout_backward(dinp, c->R, c->mask, c->ni, MODE_TRAIN);
       break;
     case OP_ADD:
-      add_backward(dinp, dinp2, c->R, c->ni);
+    case OP_ADD_RELU:
+      add_backward(dinp, dinp2, c->R, c->op == OP_ADD_RELU ? c->out : NULL, c->ni);
       break;
     case OP_SHORTCUT:
       shortcut_pad_backward(dinp, c->R, c->sd);
       break;
   }
   assert_true(gradcheck(op_loss, c, c->inp, dinp, NULL, c->ni, 1e-3f) < TOL_LINEAR);
-  if (c->op == OP_ADD)
+  if (c->op == OP_ADD || c->op == OP_ADD_RELU)
     assert_true(gradcheck(op_loss, c, c->inp2, dinp2, NULL, c->ni, 1e-3f) < TOL_LINEAR);
   if (c->op == OP_DENSE) {
     assert_true(gradcheck(op_loss, c, c->w, dw, NULL, nw, 1e-2f) < TOL_LINEAR);
@@ -315,6 +352,8 @@ static void test_add(void **state) {
   (void)state;
   OpCtx c = {.op = OP_ADD, .ni = 30, .no = 30};
   op_run(&c);
+  OpCtx r = {.op = OP_ADD_RELU, .ni = 30, .no = 30};
+  op_run(&r);
 }
 
 static void test_shortcut(void **state) {

@@ -207,6 +207,37 @@ static void test_threads_and_seed(void **state) {
   net_free(a), net_free(b);
 }
 
+/* The oneDNN and im2col convolution backends give the same logits, input
+ * gradients and parameter gradients. */
+static void test_conv_backends_agree(void **state) {
+  (void)state;
+  const char *archs[] = {"cbr-larget", "resnet8", "vgg11"};
+  for (int a = 0; a < 3; a++) {
+    ModelSpec spec = model_spec_default(archs[a], 1, 28, 28, 2);
+    spec.width = 0.25f;
+    Net *n1 = model_build(&spec, 8, NULL), *n2 = model_build(&spec, 8, NULL);
+    net_set_conv_backend(n1, CONV_BACKEND_DNNL);
+    net_set_conv_backend(n2, CONV_BACKEND_IM2COL);
+    const int B = 5, in = net_input_size(n1);
+    float *x = malloc(sizeof(float) * B * in), *dx1 = malloc(sizeof(float) * B * in);
+    float *dx2 = malloc(sizeof(float) * B * in);
+    int y[5] = {0, 1, 1, 0, 1};
+    Rng rng;
+    rng_seed(&rng, 10);
+    fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+    float l1 = net_loss_and_input_grad(n1, x, y, B, dx1),
+          l2 = net_loss_and_input_grad(n2, x, y, B, dx2);
+    assert_float_equal(l1, l2, 1e-4);
+    assert_true(max_abs_diff(dx1, dx2, (size_t)B * in) < 1e-5);
+    net_zero_grad(n1), net_zero_grad(n2);
+    net_train_step_grads(n1, x, y, B, NULL);
+    net_train_step_grads(n2, x, y, B, NULL);
+    assert_true(max_abs_diff(net_grads(n1), net_grads(n2), net_param_count(n1)) < 1e-4);
+    free(x), free(dx1), free(dx2);
+    net_free(n1), net_free(n2);
+  }
+}
+
 /* A few SGD and Adam steps on a tiny net lower the training loss. */
 static void test_optimisers_learn(void **state) {
   (void)state;
@@ -269,7 +300,7 @@ int main(void) {
       cmocka_unit_test(test_grad_resnet50),     cmocka_unit_test(test_param_counts),
       cmocka_unit_test(test_state_dict_names),  cmocka_unit_test(test_bad_specs),
       cmocka_unit_test(test_threads_and_seed),  cmocka_unit_test(test_optimisers_learn),
-      cmocka_unit_test(test_optim_closed_form),
+      cmocka_unit_test(test_optim_closed_form), cmocka_unit_test(test_conv_backends_agree),
   };
   return cmocka_run_group_tests_name("models", tests, NULL, NULL);
 }

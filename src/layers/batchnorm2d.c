@@ -1,6 +1,8 @@
 /* batchnorm2d over (B,C,H,W), PyTorch semantics: biased variance to
  * normalise, unbiased variance into running_var, momentum 0.1 by default.
- * Parallel over channels, each channel's sums in a fixed order (double). */
+ * Parallel over channels, each channel's sums in a fixed order (double).
+ * An optional fused ReLU saves a pass over memory: out = max(0, bn(x)), and
+ * backward masks dout by out > 0. */
 #include <math.h>
 
 #include "layers.h"
@@ -8,23 +10,32 @@
 void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const float *inp,
                          const float *gamma, const float *beta, float *running_mean,
                          float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
-                         Mode mode) {
+                         Mode mode, int relu) {
   const size_t hw = (size_t)d.H * d.W, n = (size_t)d.B * hw;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < d.C; c++) {
     double mean, var;
     if (mode == MODE_TRAIN) {
-      double s = 0.0, ss = 0.0;
+      /* one pass: float partial sums per plane, shifted by the first value
+       * against cancellation, accumulated in double */
+      const float shift0 = inp[(size_t)c * hw];
+      double s = 0.0, sq = 0.0;
       for (int b = 0; b < d.B; b++) {
         const float *x = inp + ((size_t)b * d.C + c) * hw;
-        for (size_t i = 0; i < hw; i++) s += x[i];
+        float ps = 0.0f, psq = 0.0f;
+        for (size_t i = 0; i < hw; i++) {
+          const float v = x[i] - shift0;
+          ps += v;
+          psq += v * v;
+        }
+        s += ps;
+        sq += psq;
       }
-      mean = s / (double)n;
-      for (int b = 0; b < d.B; b++) {
-        const float *x = inp + ((size_t)b * d.C + c) * hw;
-        for (size_t i = 0; i < hw; i++) ss += (x[i] - mean) * (x[i] - mean);
-      }
-      var = ss / (double)n;
+      const double mean_shifted = s / (double)n;
+      mean = shift0 + mean_shifted;
+      var = sq / (double)n - mean_shifted * mean_shifted;
+      if (var < 0.0) var = 0.0;
+      const double ss = var * (double)n;
       const double unbiased = n > 1 ? ss / (double)(n - 1) : var;
       running_mean[c] = (float)((1.0 - d.momentum) * running_mean[c] + d.momentum * mean);
       running_var[c] = (float)((1.0 - d.momentum) * running_var[c] + d.momentum * unbiased);
@@ -39,15 +50,23 @@ void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const
     for (int b = 0; b < d.B; b++) {
       const float *x = inp + ((size_t)b * d.C + c) * hw;
       float *y = out + ((size_t)b * d.C + c) * hw;
-      for (size_t i = 0; i < hw; i++) y[i] = x[i] * scale + shift;
+      if (relu) {
+        for (size_t i = 0; i < hw; i++) {
+          const float v = x[i] * scale + shift;
+          y[i] = v > 0.0f ? v : 0.0f;
+        }
+      } else {
+        for (size_t i = 0; i < hw; i++) y[i] = x[i] * scale + shift;
+      }
     }
   }
   if (mode == MODE_TRAIN && num_batches_tracked) (*num_batches_tracked)++;
 }
 
 void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                          const float *inp, const float *gamma, const float *save_mean,
-                          const float *save_invstd, BatchNormDims d, Mode mode) {
+                          const float *out, const float *inp, const float *gamma,
+                          const float *save_mean, const float *save_invstd, BatchNormDims d,
+                          Mode mode) {
   const size_t hw = (size_t)d.H * d.W, n = (size_t)d.B * hw;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < d.C; c++) {
@@ -56,10 +75,15 @@ void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float 
     for (int b = 0; b < d.B; b++) {
       const float *x = inp + ((size_t)b * d.C + c) * hw;
       const float *dy = dout + ((size_t)b * d.C + c) * hw;
+      const float *y = out ? out + ((size_t)b * d.C + c) * hw : NULL;
+      float ps = 0.0f, psx = 0.0f;
       for (size_t i = 0; i < hw; i++) {
-        sum_dy += dy[i];
-        sum_dy_xhat += dy[i] * (x[i] - mean) * invstd;
+        const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;
+        ps += g;
+        psx += g * (x[i] - mean);
       }
+      sum_dy += ps;
+      sum_dy_xhat += (double)psx * invstd;
     }
     if (dgamma) dgamma[c] += (float)sum_dy_xhat;
     if (dbeta) dbeta[c] += (float)sum_dy;
@@ -71,10 +95,12 @@ void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float 
     for (int b = 0; b < d.B; b++) {
       const float *x = inp + ((size_t)b * d.C + c) * hw;
       const float *dy = dout + ((size_t)b * d.C + c) * hw;
+      const float *y = out ? out + ((size_t)b * d.C + c) * hw : NULL;
       float *dx = dinp + ((size_t)b * d.C + c) * hw;
       for (size_t i = 0; i < hw; i++) {
         const float xhat = (x[i] - mean) * invstd;
-        dx[i] += k * (dy[i] - mean_dy - xhat * mean_dy_xhat);
+        const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;
+        dx[i] += k * (g - mean_dy - xhat * mean_dy_xhat);
       }
     }
   }

@@ -1,4 +1,4 @@
-/* Elementwise ops: ReLU, residual add, inverted dropout. */
+/* Elementwise ops: ReLU, residual add (with an optional fused ReLU), inverted dropout. */
 #include "layers.h"
 
 void relu_forward(float *out, const float *inp, size_t n) {
@@ -12,16 +12,25 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
     if (out[i] > 0.0f) dinp[i] += dout[i];
 }
 
-void add_forward(float *out, const float *a, const float *b, size_t n) {
+void add_forward(float *out, const float *a, const float *b, size_t n, int relu) {
+  if (relu) {
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    for (size_t i = 0; i < n; i++) {
+      const float v = a[i] + b[i];
+      out[i] = v > 0.0f ? v : 0.0f;
+    }
+  } else {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+  }
 }
 
-void add_backward(float *da, float *db, const float *dout, size_t n) {
+void add_backward(float *da, float *db, const float *dout, const float *out, size_t n) {
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++) {
-    da[i] += dout[i];
-    db[i] += dout[i];
+    const float g = (!out || out[i] > 0.0f) ? dout[i] : 0.0f;
+    da[i] += g;
+    db[i] += g;
   }
 }
 

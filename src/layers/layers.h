@@ -36,6 +36,33 @@ void conv2d_forward_naive(float *out, const float *inp, const float *weight, con
 void conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *weight, Conv2dDims d);
 
+/* The fast path through oneDNN: primitives for one (dims, batch), built once.
+ * Blocked-layout buffers come from a workspace shared by all layers: slot i
+ * needs conv2d_dnnl_workspace_bytes(c, i) bytes, 64-byte aligned. Same
+ * semantics as conv2d_forward/backward (backward accumulates, NULL skips). */
+typedef enum {
+  CONV_WS_SRC,
+  CONV_WS_WEI,
+  CONV_WS_DST,
+  CONV_WS_BD_WEI,
+  CONV_WS_DDST,
+  CONV_WS_DSRC,
+  CONV_WS_BW_SRC,
+  CONV_WS_BW_DDST,
+  CONV_WS_DWEI,
+  CONV_WS_DBIAS,
+  CONV_WS_COUNT
+} ConvWorkspaceSlot;
+typedef struct ConvDnnl ConvDnnl;
+/* NULL if oneDNN has no implementation for these dims (use the im2col path). */
+ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias);
+void conv2d_dnnl_free(ConvDnnl *c);
+size_t conv2d_dnnl_workspace_bytes(const ConvDnnl *c, ConvWorkspaceSlot slot);
+void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *inp,
+                         const float *weight, const float *bias);
+void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight);
+
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {
   int B, C, H, W;
@@ -48,16 +75,20 @@ typedef struct {
 void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const float *inp,
                          const float *gamma, const float *beta, float *running_mean,
                          float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
-                         Mode mode);
+                         Mode mode, int relu);
+/* out: the forward output when a ReLU was fused (it masks dout), else NULL */
 void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                          const float *inp, const float *gamma, const float *save_mean,
-                          const float *save_invstd, BatchNormDims d, Mode mode);
+                          const float *out, const float *inp, const float *gamma,
+                          const float *save_mean, const float *save_invstd, BatchNormDims d,
+                          Mode mode);
 
 /* ---- elementwise ------------------------------------------------------- */
 void relu_forward(float *out, const float *inp, size_t n);
 void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
-void add_forward(float *out, const float *a, const float *b, size_t n);
-void add_backward(float *da, float *db, const float *dout, size_t n);
+/* relu: out = max(0, a+b); backward then takes the output to mask dout */
+/* relu: out = max(0, a+b); backward then takes that output to mask dout */
+void add_forward(float *out, const float *a, const float *b, size_t n, int relu);
+void add_backward(float *da, float *db, const float *dout, const float *out, size_t n);
 /* Inverted dropout: mask holds 0 or 1/(1-p). Eval mode is the identity. */
 void dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, Mode mode,
                      Rng *rng);

@@ -9,12 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+static Conv2dDims layer_conv_dims(const Layer *l, int B);
+
 /* ---- building ------------------------------------------------------------ */
 
 Net *net_new(const ModelSpec *spec) {
   Net *net = calloc(1, sizeof *net);
   if (!net) return NULL;
   model_spec_copy(&net->spec, spec);
+  const char *backend = getenv("MEDROBUST_CONV");
+  net->use_dnnl = !(backend && strcmp(backend, "im2col") == 0);
   return net;
 }
 
@@ -128,7 +132,14 @@ int net_add_bn(Net *net, const char *name, int src) {
   return net_last(net);
 }
 
-int net_add_relu(Net *net, int src) { return net_push(net, LAYER_RELU, src) ? net_last(net) : -1; }
+int net_add_relu(Net *net, int src) {
+  Layer *prev = net->n_layers && src == net_last(net) ? &net->layers[src] : NULL;
+  if (prev && !prev->fused_relu && (prev->kind == LAYER_BATCHNORM2D || prev->kind == LAYER_ADD)) {
+    prev->fused_relu = 1; /* one pass over memory instead of two */
+    return src;
+  }
+  return net_push(net, LAYER_RELU, src) ? net_last(net) : -1;
+}
 
 static int net_add_pool(Net *net, LayerKind kind, int src, int k, int stride, int pad,
                         MrError *err) {
@@ -250,8 +261,54 @@ Status net_finish(Net *net, MrError *err) {
   return STATUS_OK;
 }
 
+static void net_dnnl_release(Net *net) {
+  for (int i = 0; i < net->n_layers; i++) {
+    conv2d_dnnl_free(net->layers[i].dnnl);
+    net->layers[i].dnnl = NULL;
+  }
+  for (int s = 0; s < CONV_WS_COUNT; s++) {
+    free(net->conv_ws[s]);
+    net->conv_ws[s] = NULL;
+    net->conv_ws_bytes[s] = 0;
+  }
+  net->dnnl_batch = 0;
+}
+
+void net_set_conv_backend(Net *net, ConvBackend backend) {
+  net_dnnl_release(net);
+  net->use_dnnl = backend == CONV_BACKEND_DNNL;
+}
+
+/* Builds oneDNN primitives for this batch size; a layer oneDNN cannot take
+ * (or any allocation failure) falls back to the im2col kernels. */
+static void net_dnnl_prepare(Net *net, int batch) {
+  net_dnnl_release(net);
+  net->dnnl_batch = batch;
+  size_t need[CONV_WS_COUNT] = {0};
+  for (int i = 0; i < net->n_layers; i++) {
+    Layer *l = &net->layers[i];
+    if (l->kind != LAYER_CONV2D) continue;
+    l->dnnl = conv2d_dnnl_create(layer_conv_dims(l, batch), l->has_bias);
+    for (int s = 0; l->dnnl && s < CONV_WS_COUNT; s++) {
+      size_t b = conv2d_dnnl_workspace_bytes(l->dnnl, s);
+      if (b > need[s]) need[s] = b;
+    }
+  }
+  for (int s = 0; s < CONV_WS_COUNT; s++) {
+    const size_t bytes = (need[s] + 63) / 64 * 64;
+    net->conv_ws[s] = aligned_alloc(64, bytes ? bytes : 64);
+    net->conv_ws_bytes[s] = bytes;
+    if (!net->conv_ws[s]) {
+      net_dnnl_release(net);
+      net->dnnl_batch = batch; /* do not retry every call */
+      return;
+    }
+  }
+}
+
 void net_free(Net *net) {
   if (!net) return;
+  net_dnnl_release(net);
   free(net->layers);
   free(net->entries);
   free(net->params);
@@ -402,10 +459,22 @@ typedef struct {
 } LayerCall;
 
 static void conv_fwd(LayerCall c) {
+  if (c.l->dnnl) {
+    conv2d_dnnl_forward(c.l->dnnl, c.net->conv_ws, c.l->out, tensor_out(c.net, c.l->src),
+                        c.l->weight, c.l->bias);
+    return;
+  }
   conv2d_forward(c.l->out, tensor_out(c.net, c.l->src), c.l->weight, c.l->bias,
                  layer_conv_dims(c.l, c.B), c.net->scratch);
 }
 static void conv_bwd(LayerCall c) {
+  if (c.l->dnnl) {
+    conv2d_dnnl_backward(c.l->dnnl, c.net->conv_ws,
+                         c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL,
+                         c.param_grads ? c.l->dweight : NULL, c.param_grads ? c.l->dbias : NULL,
+                         c.l->dout, tensor_out(c.net, c.l->src), c.l->weight);
+    return;
+  }
   conv2d_backward(c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL,
                   c.param_grads ? c.l->dweight : NULL, c.param_grads ? c.l->dbias : NULL, c.l->dout,
                   tensor_out(c.net, c.l->src), c.l->weight, layer_conv_dims(c.l, c.B),
@@ -421,14 +490,14 @@ static void bn_fwd(LayerCall c) {
   Layer *l = c.l;
   batchnorm2d_forward(l->out, l->save_mean, l->save_invstd, tensor_out(c.net, l->src), l->weight,
                       l->bias, l->running_mean, l->running_var, l->num_batches_tracked,
-                      layer_bn_dims(l, c.B), c.mode);
+                      layer_bn_dims(l, c.B), c.mode, l->fused_relu);
 }
 static void bn_bwd(LayerCall c) {
   Layer *l = c.l;
   batchnorm2d_backward(c.want_dinp ? tensor_dout(c.net, l->src) : NULL,
                        c.param_grads ? l->dweight : NULL, c.param_grads ? l->dbias : NULL, l->dout,
-                       tensor_out(c.net, l->src), l->weight, l->save_mean, l->save_invstd,
-                       layer_bn_dims(l, c.B), c.mode);
+                       l->fused_relu ? l->out : NULL, tensor_out(c.net, l->src), l->weight,
+                       l->save_mean, l->save_invstd, layer_bn_dims(l, c.B), c.mode);
 }
 
 static void relu_fwd(LayerCall c) {
@@ -496,11 +565,11 @@ static void dropout_bwd(LayerCall c) {
 
 static void add_fwd(LayerCall c) {
   add_forward(c.l->out, tensor_out(c.net, c.l->src), tensor_out(c.net, c.l->src2),
-              layer_out_size(c.l) * c.B);
+              layer_out_size(c.l) * c.B, c.l->fused_relu);
 }
 static void add_bwd(LayerCall c) {
   add_backward(tensor_dout(c.net, c.l->src), tensor_dout(c.net, c.l->src2), c.l->dout,
-               layer_out_size(c.l) * c.B);
+               c.l->fused_relu ? c.l->out : NULL, layer_out_size(c.l) * c.B);
 }
 
 static ShortcutDims layer_shortcut_dims(const Layer *l, int B) {
@@ -555,6 +624,7 @@ const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
       float *dst = net->input + ((size_t)b * s->in_c + c) * hw;
       for (size_t i = 0; i < hw; i++) dst[i] = (src[i] - mean) * inv;
     }
+  if (net->use_dnnl && net->dnnl_batch != batch) net_dnnl_prepare(net, batch);
   net->batch_in_use = batch;
   net->last_mode = mode;
   for (int i = 0; i < net->n_layers; i++) {

@@ -33,6 +33,7 @@ typedef struct {
   int c, h, w;         /* input shape per image */
   int oc, oh, ow;      /* output shape per image */
   int k, stride, pad, groups, has_bias;
+  int fused_relu; /* batchnorm/add: ReLU applied in the same pass */
   float p, eps, momentum;
   /* arena offsets (resolved to pointers by net_resolve) */
   size_t w_off, b_off, stat_off;
@@ -45,6 +46,7 @@ typedef struct {
   float *save_mean, *save_invstd;
   int32_t *argmax;
   float *mask;
+  ConvDnnl *dnnl; /* oneDNN primitives for the current batch size, or NULL */
 } Layer;
 
 typedef enum { ENTRY_PARAM, ENTRY_STAT, ENTRY_COUNTER } EntryKind;
@@ -77,10 +79,16 @@ struct Net {
   float *probs, *dlogits;
   Mode last_mode;
   Rng rng; /* dropout */
+  /* convolution backend: oneDNN primitives are rebuilt when the batch changes */
+  int use_dnnl, dnnl_batch;
+  void *conv_ws[CONV_WS_COUNT];
+  size_t conv_ws_bytes[CONV_WS_COUNT];
 };
 
 /* Builder calls: each appends a layer reading tensor src and returns the
- * index of its output tensor, or -1 (with err set) on a shape problem. */
+ * index of its output tensor, or -1 (with err set) on a shape problem.
+ * net_add_relu right after a batchnorm or add fuses into it and returns the
+ * same index: from then on that index means the activated tensor. */
 int net_add_conv(Net *net, const char *name, int src, int oc, int k, int stride, int pad,
                  int groups, int bias, MrError *err);
 int net_add_bn(Net *net, const char *name, int src);

@@ -1,0 +1,64 @@
+"""The PyTorch side of bench/run.sh: the same models (bench/torch_models.py),
+batch and thread count, the same three operations, CSV rows
+model,size,op,images_per_s. Run with Debian's /usr/bin/python3."""
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import torch_models as tm
+
+
+def measure(fn, batch, reps):
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    one = time.perf_counter() - t0
+    iters = 1 if one > 0.3 else int(0.3 / one) + 1
+    rates = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        rates.append(batch * iters / (time.perf_counter() - t0))
+    return sorted(rates)[len(rates) // 2]
+
+
+def main():
+    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+    batch = int(sys.argv[2]) if len(sys.argv) > 2 else 128
+    reps = 1 if "--quick" in sys.argv else 3
+    torch.set_num_threads(threads)
+    torch.manual_seed(1)
+    print("model,size,op,images_per_s")
+    for size in (28, 64):
+        for arch in ("cbr-larget", "cnn", "resnet8", "resnet20"):
+            model = tm.build(tm.default_spec(arch, 1, size, 2))
+            x = torch.rand(batch, 1, size, size)
+            y = torch.arange(batch) % 2
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+            def forward():
+                model.eval()
+                with torch.no_grad():
+                    model(x)
+
+            def pgd_step():
+                model.eval()
+                xa = x.clone().requires_grad_(True)
+                F.cross_entropy(model(xa), y, reduction="sum").backward()
+                return xa.grad
+
+            def train_step():
+                model.train()
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
+
+            for name, fn in (("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step)):
+                print("%s,%d,%s,%.1f" % (arch, size, name, measure(fn, batch, reps)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

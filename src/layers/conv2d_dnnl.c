@@ -1,0 +1,273 @@
+/* conv2d through oneDNN (Debian libdnnl): the fast path. Our tensors stay
+ * NCHW; each call reorders into the blocked layouts oneDNN's direct JIT
+ * kernels want and back, as PyTorch does. Reorders into our gradients use a
+ * sum post-op so backward accumulates (+=) like every other op. Primitives
+ * are built once per layer and batch size; blocked buffers are shared by all
+ * layers (ConvDnnlWorkspace), since layers run one at a time. */
+#include <dnnl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers.h"
+
+#define CHECK_DNNL(call)                      \
+  do {                                        \
+    if ((call) != dnnl_success) goto failure; \
+  } while (0)
+
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+
+/* A reorder between our plain layout and a primitive's, NULL when they match. */
+typedef struct {
+  dnnl_primitive_t prim;
+  dnnl_memory_t from, to;
+} Reorder;
+
+struct ConvDnnl {
+  Conv2dDims d;
+  int has_bias;
+  dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_weights_pd;
+  dnnl_primitive_t fwd, bwd_data, bwd_weights;
+  /* memories at the primitives' layouts (handles set per call) */
+  dnnl_memory_t src, wei, bias, dst;                /* forward */
+  dnnl_memory_t bd_wei, bd_ddst, bd_dsrc;           /* backward data */
+  dnnl_memory_t bw_src, bw_ddst, bw_dwei, bw_dbias; /* backward weights */
+  Reorder r_src, r_wei, r_dst, r_bd_wei, r_bd_ddst, r_bd_dsrc, r_bw_src, r_bw_ddst, r_bw_dwei;
+  size_t bytes[CONV_WS_COUNT];
+};
+
+static int dnnl_ready(void) {
+  if (engine) return 1;
+  if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return 0;
+  if (dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) {
+    dnnl_engine_destroy(engine);
+    engine = NULL;
+    return 0;
+  }
+  return 1;
+}
+
+static void reorder_free(Reorder *r) {
+  if (r->prim) dnnl_primitive_destroy(r->prim);
+  if (r->from) dnnl_memory_destroy(r->from);
+  if (r->to) dnnl_memory_destroy(r->to);
+  memset(r, 0, sizeof *r);
+}
+
+/* Builds a reorder from -> to (accumulating into `to` if accumulate), or
+ * leaves it empty when the layouts are the same and no sum is needed. */
+static int reorder_make(Reorder *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                        int accumulate) {
+  memset(r, 0, sizeof *r);
+  if (!accumulate && dnnl_memory_desc_equal(from, to)) return 1;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t ops = NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  int ok = 0;
+  if (accumulate) {
+    if (dnnl_primitive_attr_create(&attr) != dnnl_success) goto done;
+    if (dnnl_post_ops_create(&ops) != dnnl_success) goto done;
+    if (dnnl_post_ops_append_sum(ops, 1.0f) != dnnl_success) goto done;
+    if (dnnl_primitive_attr_set_post_ops(attr, ops) != dnnl_success) goto done;
+  }
+  if (dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, attr) != dnnl_success)
+    goto done;
+  if (dnnl_primitive_create(&r->prim, pd) != dnnl_success) goto done;
+  if (dnnl_memory_create(&r->from, from, engine, DNNL_MEMORY_NONE) != dnnl_success) goto done;
+  if (dnnl_memory_create(&r->to, to, engine, DNNL_MEMORY_NONE) != dnnl_success) goto done;
+  ok = 1;
+done:
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  if (ops) dnnl_post_ops_destroy(ops);
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  if (!ok) reorder_free(r);
+  return ok;
+}
+
+static void reorder_run(Reorder *r, const void *from, void *to) {
+  dnnl_memory_set_data_handle(r->from, (void *)from);
+  dnnl_memory_set_data_handle(r->to, to);
+  dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, r->from}, {DNNL_ARG_TO, r->to}};
+  dnnl_primitive_execute(r->prim, stream, 2, args);
+}
+
+/* Returns the buffer a primitive should read `plain` from: `plain` itself if
+ * no reorder is needed, else the reordered copy in workspace slot `ws`. */
+static void *reorder_in(Reorder *r, const void *plain, void *ws) {
+  if (!r->prim) return (void *)plain;
+  reorder_run(r, plain, ws);
+  return ws;
+}
+
+static dnnl_memory_t memory_at(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
+  dnnl_memory_t m = NULL;
+  const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, what, 0);
+  if (md && dnnl_memory_create(&m, md, engine, DNNL_MEMORY_NONE) != dnnl_success) m = NULL;
+  return m;
+}
+
+static size_t md_bytes(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
+  return dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, what, 0));
+}
+
+void conv2d_dnnl_free(ConvDnnl *c) {
+  if (!c) return;
+  dnnl_primitive_t prims[] = {c->fwd, c->bwd_data, c->bwd_weights};
+  for (int i = 0; i < 3; i++)
+    if (prims[i]) dnnl_primitive_destroy(prims[i]);
+  dnnl_primitive_desc_t pds[] = {c->fwd_pd, c->bwd_data_pd, c->bwd_weights_pd};
+  for (int i = 0; i < 3; i++)
+    if (pds[i]) dnnl_primitive_desc_destroy(pds[i]);
+  dnnl_memory_t mems[] = {c->src,     c->wei,    c->bias,    c->dst,     c->bd_wei,  c->bd_ddst,
+                          c->bd_dsrc, c->bw_src, c->bw_ddst, c->bw_dwei, c->bw_dbias};
+  for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
+    if (mems[i]) dnnl_memory_destroy(mems[i]);
+  Reorder *rs[] = {&c->r_src,     &c->r_wei,    &c->r_dst,     &c->r_bd_wei, &c->r_bd_ddst,
+                   &c->r_bd_dsrc, &c->r_bw_src, &c->r_bw_ddst, &c->r_bw_dwei};
+  for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) reorder_free(rs[i]);
+  free(c);
+}
+
+ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias) {
+  if (!dnnl_ready()) return NULL;
+  ConvDnnl *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->d = d;
+  c->has_bias = has_bias;
+  const int G = d.groups;
+  dnnl_dims_t src_dims = {d.B, d.C, d.H, d.W}, dst_dims = {d.B, d.OC, d.OH, d.OW};
+  dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.K, d.K}, bias_dims = {d.OC};
+  dnnl_dims_t strides = {d.stride, d.stride}, pad = {d.pad, d.pad};
+  /* oneDNN wants pad_r so that (H + pad_l + pad_r - K) / stride + 1 == OH exactly */
+  dnnl_dims_t pad_r = {(d.OH - 1) * d.stride + d.K - d.H - d.pad,
+                       (d.OW - 1) * d.stride + d.K - d.W - d.pad};
+  dnnl_memory_desc_t src_any, dst_any, wei_any, bias_md, src_plain, dst_plain, wei_plain;
+  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
+  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
+  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&wei_any, 5, wei_dims, dnnl_f32, dnnl_format_tag_any));
+  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x));
+  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&src_plain, 4, src_dims, dnnl_f32, dnnl_nchw));
+  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&dst_plain, 4, dst_dims, dnnl_f32, dnnl_nchw));
+  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&wei_plain, 5, wei_dims, dnnl_f32, dnnl_goihw));
+
+  dnnl_convolution_desc_t fwd_desc, bd_desc, bw_desc;
+  CHECK_DNNL(dnnl_convolution_forward_desc_init(
+      &fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &src_any, &wei_any,
+      has_bias ? &bias_md : NULL, &dst_any, strides, pad, pad_r));
+  CHECK_DNNL(dnnl_primitive_desc_create(&c->fwd_pd, &fwd_desc, NULL, engine, NULL));
+  CHECK_DNNL(dnnl_convolution_backward_data_desc_init(&bd_desc, dnnl_convolution_direct, &src_any,
+                                                      &wei_any, &dst_any, strides, pad, pad_r));
+  CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_data_pd, &bd_desc, NULL, engine, c->fwd_pd));
+  CHECK_DNNL(dnnl_convolution_backward_weights_desc_init(
+      &bw_desc, dnnl_convolution_direct, &src_any, &wei_any, has_bias ? &bias_md : NULL, &dst_any,
+      strides, pad, pad_r));
+  CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_weights_pd, &bw_desc, NULL, engine, c->fwd_pd));
+  CHECK_DNNL(dnnl_primitive_create(&c->fwd, c->fwd_pd));
+  CHECK_DNNL(dnnl_primitive_create(&c->bwd_data, c->bwd_data_pd));
+  CHECK_DNNL(dnnl_primitive_create(&c->bwd_weights, c->bwd_weights_pd));
+
+  c->src = memory_at(c->fwd_pd, dnnl_query_src_md);
+  c->wei = memory_at(c->fwd_pd, dnnl_query_weights_md);
+  c->dst = memory_at(c->fwd_pd, dnnl_query_dst_md);
+  if (has_bias) dnnl_memory_create(&c->bias, &bias_md, engine, DNNL_MEMORY_NONE);
+  c->bd_wei = memory_at(c->bwd_data_pd, dnnl_query_weights_md);
+  c->bd_ddst = memory_at(c->bwd_data_pd, dnnl_query_diff_dst_md);
+  c->bd_dsrc = memory_at(c->bwd_data_pd, dnnl_query_diff_src_md);
+  c->bw_src = memory_at(c->bwd_weights_pd, dnnl_query_src_md);
+  c->bw_ddst = memory_at(c->bwd_weights_pd, dnnl_query_diff_dst_md);
+  c->bw_dwei = memory_at(c->bwd_weights_pd, dnnl_query_diff_weights_md);
+  if (has_bias) dnnl_memory_create(&c->bw_dbias, &bias_md, engine, DNNL_MEMORY_NONE);
+  if (!c->src || !c->wei || !c->dst || !c->bd_wei || !c->bd_ddst || !c->bd_dsrc || !c->bw_src ||
+      !c->bw_ddst || !c->bw_dwei || (has_bias && (!c->bias || !c->bw_dbias)))
+    goto failure;
+
+#define MD(pd, q) dnnl_primitive_desc_query_md(pd, q, 0)
+  if (!reorder_make(&c->r_src, &src_plain, MD(c->fwd_pd, dnnl_query_src_md), 0) ||
+      !reorder_make(&c->r_wei, &wei_plain, MD(c->fwd_pd, dnnl_query_weights_md), 0) ||
+      !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &dst_plain, 0) ||
+      !reorder_make(&c->r_bd_wei, &wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
+      !reorder_make(&c->r_bd_ddst, &dst_plain, MD(c->bwd_data_pd, dnnl_query_diff_dst_md), 0) ||
+      !reorder_make(&c->r_bd_dsrc, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &src_plain, 1) ||
+      !reorder_make(&c->r_bw_src, &src_plain, MD(c->bwd_weights_pd, dnnl_query_src_md), 0) ||
+      !reorder_make(&c->r_bw_ddst, &dst_plain, MD(c->bwd_weights_pd, dnnl_query_diff_dst_md), 0) ||
+      !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md), &wei_plain,
+                    1))
+    goto failure;
+  c->bytes[CONV_WS_SRC] = md_bytes(c->fwd_pd, dnnl_query_src_md);
+  c->bytes[CONV_WS_WEI] = md_bytes(c->fwd_pd, dnnl_query_weights_md);
+  c->bytes[CONV_WS_DST] = md_bytes(c->fwd_pd, dnnl_query_dst_md);
+  c->bytes[CONV_WS_BD_WEI] = md_bytes(c->bwd_data_pd, dnnl_query_weights_md);
+  c->bytes[CONV_WS_DDST] = md_bytes(c->bwd_data_pd, dnnl_query_diff_dst_md);
+  c->bytes[CONV_WS_DSRC] = md_bytes(c->bwd_data_pd, dnnl_query_diff_src_md);
+  c->bytes[CONV_WS_BW_SRC] = md_bytes(c->bwd_weights_pd, dnnl_query_src_md);
+  c->bytes[CONV_WS_BW_DDST] = md_bytes(c->bwd_weights_pd, dnnl_query_diff_dst_md);
+  c->bytes[CONV_WS_DWEI] = md_bytes(c->bwd_weights_pd, dnnl_query_diff_weights_md);
+  c->bytes[CONV_WS_DBIAS] = sizeof(float) * d.OC;
+#undef MD
+  return c;
+failure:
+  conv2d_dnnl_free(c);
+  return NULL;
+}
+
+size_t conv2d_dnnl_workspace_bytes(const ConvDnnl *c, ConvWorkspaceSlot slot) {
+  return c->bytes[slot];
+}
+
+static void exec(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
+  dnnl_primitive_execute(p, stream, n, args);
+}
+
+void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *inp,
+                         const float *weight, const float *bias) {
+  dnnl_memory_set_data_handle(c->src, reorder_in(&c->r_src, inp, ws[CONV_WS_SRC]));
+  dnnl_memory_set_data_handle(c->wei, reorder_in(&c->r_wei, weight, ws[CONV_WS_WEI]));
+  dnnl_memory_set_data_handle(c->dst, c->r_dst.prim ? ws[CONV_WS_DST] : out);
+  dnnl_exec_arg_t args[4] = {
+      {DNNL_ARG_SRC, c->src}, {DNNL_ARG_WEIGHTS, c->wei}, {DNNL_ARG_DST, c->dst}};
+  int n = 3;
+  if (c->has_bias) {
+    dnnl_memory_set_data_handle(c->bias, (void *)bias);
+    args[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, c->bias};
+  }
+  exec(c->fwd, n, args);
+  if (c->r_dst.prim) reorder_run(&c->r_dst, ws[CONV_WS_DST], out);
+  dnnl_stream_wait(stream);
+}
+
+void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight) {
+  if (dinp) {
+    dnnl_memory_set_data_handle(c->bd_wei, reorder_in(&c->r_bd_wei, weight, ws[CONV_WS_BD_WEI]));
+    dnnl_memory_set_data_handle(c->bd_ddst, reorder_in(&c->r_bd_ddst, dout, ws[CONV_WS_DDST]));
+    dnnl_memory_set_data_handle(c->bd_dsrc, ws[CONV_WS_DSRC]);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, c->bd_ddst},
+                               {DNNL_ARG_WEIGHTS, c->bd_wei},
+                               {DNNL_ARG_DIFF_SRC, c->bd_dsrc}};
+    exec(c->bwd_data, 3, args);
+    reorder_run(&c->r_bd_dsrc, ws[CONV_WS_DSRC], dinp); /* dinp += */
+  }
+  if (dweight || dbias) {
+    dnnl_memory_set_data_handle(c->bw_src, reorder_in(&c->r_bw_src, inp, ws[CONV_WS_BW_SRC]));
+    dnnl_memory_set_data_handle(c->bw_ddst, reorder_in(&c->r_bw_ddst, dout, ws[CONV_WS_BW_DDST]));
+    dnnl_memory_set_data_handle(c->bw_dwei, ws[CONV_WS_DWEI]);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->bw_src},
+                               {DNNL_ARG_DIFF_DST, c->bw_ddst},
+                               {DNNL_ARG_DIFF_WEIGHTS, c->bw_dwei}};
+    int n = 3;
+    if (c->has_bias) {
+      dnnl_memory_set_data_handle(c->bw_dbias, ws[CONV_WS_DBIAS]);
+      args[n++] = (dnnl_exec_arg_t){DNNL_ARG_DIFF_BIAS, c->bw_dbias};
+    }
+    exec(c->bwd_weights, n, args);
+    dnnl_stream_wait(stream);
+    if (dweight) reorder_run(&c->r_bw_dwei, ws[CONV_WS_DWEI], dweight); /* dweight += */
+    if (dbias && c->has_bias) {
+      dnnl_stream_wait(stream);
+      const float *db = ws[CONV_WS_DBIAS];
+      for (int i = 0; i < c->d.OC; i++) dbias[i] += db[i];
+    }
+  }
+  dnnl_stream_wait(stream);
+}
