@@ -1,4 +1,4 @@
-/* Engine throughput: forward, one PGD step (forward + gradient to the input)
+/* Engine throughput: inference (net_predict), one PGD step (forward + gradient to the input)
  * and one SGD training step, in images/s, for the bench models at 28x28 and
  * 64x64, batch 128. Prints CSV rows: model,size,op,images_per_s.
  * usage: bench_engine [--threads N] [--batch B] [--quick] */
@@ -27,7 +27,7 @@ static const char *op_names[] = {"forward", "pgd_step", "train_step"};
 typedef struct {
   Net *net;
   Optimizer *opt;
-  float *x, *dx;
+  float *x, *dx, *probs;
   int *y;
   int batch;
 } BenchCtx;
@@ -35,7 +35,7 @@ typedef struct {
 static void run_op(BenchCtx *c, BenchOp op) {
   switch (op) {
     case OP_FORWARD:
-      net_forward(c->net, c->x, c->batch, MODE_EVAL);
+      net_predict(c->net, c->x, c->batch, c->probs);
       break;
     case OP_PGD_STEP:
       net_loss_and_input_grad(c->net, c->x, c->y, c->batch, c->dx);
@@ -96,6 +96,7 @@ int main(int argc, char **argv) {
       BenchCtx c = {.net = net, .batch = batch};
       c.x = malloc(sizeof(float) * n), c.dx = malloc(sizeof(float) * n),
       c.y = malloc(sizeof(int) * batch);
+      c.probs = malloc(sizeof(float) * batch * 2);
       Rng rng;
       rng_seed(&rng, 1);
       for (size_t i = 0; i < n; i++) c.x[i] = rng_uniform(&rng);
@@ -109,7 +110,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
       }
       optim_free(&opt);
-      free(c.x), free(c.dx), free(c.y);
+      free(c.x), free(c.dx), free(c.y), free(c.probs);
       net_free(net);
     }
   }

@@ -136,7 +136,8 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
 typedef enum { CONV_BACKEND_DNNL = 0, CONV_BACKEND_IM2COL = 1 } ConvBackend;
 void net_set_conv_backend(Net *net, ConvBackend backend);
 
-/* Softmax probabilities (B,K), eval mode. */
+/* Softmax probabilities (B,K), eval mode. Forward only: its activations
+ * share a few cache-friendly buffers, so net_backward cannot follow it. */
 void net_predict(Net *net, const float *x, int batch, float *probs);
 
 /* The call every attack uses: eval mode; returns the mean cross-entropy and

@@ -38,7 +38,7 @@ static void check_conv(Conv2dDims d) {
   fill_uniform(c.b, d.OC, &rng, -1, 1);
   fill_uniform(c.R, no, &rng, -1, 1);
   conv_loss(&c);
-  conv2d_backward(dinp, dw, db, c.R, c.inp, c.w, d, c.scratch, partial);
+  conv2d_backward(dinp, 1, dw, db, c.R, c.inp, c.w, d, c.scratch, partial);
   assert_true(gradcheck(conv_loss, &c, c.inp, dinp, NULL, ni, 1e-2f) < TOL_LINEAR);
   assert_true(gradcheck(conv_loss, &c, c.w, dw, NULL, nw, 1e-2f) < TOL_LINEAR);
   assert_true(gradcheck(conv_loss, &c, c.b, db, NULL, d.OC, 1e-2f) < TOL_LINEAR);
@@ -67,13 +67,20 @@ static void check_conv(Conv2dDims d) {
   for (int i = 0; i < d.OC; i++) db_d[i] = 1.0f;
   conv2d_dnnl_forward(fast, ws, out_d, c.inp, c.w, c.b);
   assert_true(max_abs_diff(out_naive, out_d, no) < 1e-4);
-  conv2d_dnnl_backward(fast, ws, dinp_d, dw_d, db_d, c.R, c.inp, c.w);
+  conv2d_dnnl_backward(fast, ws, dinp_d, 1, dw_d, db_d, c.R, c.inp, c.w);
   for (size_t i = 0; i < ni; i++) dinp_d[i] -= 1.0f;
   for (size_t i = 0; i < nw; i++) dw_d[i] -= 1.0f;
   for (int i = 0; i < d.OC; i++) db_d[i] -= 1.0f;
   assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
   assert_true(max_abs_diff(dw_n, dw_d, nw) < 1e-3);
   assert_true(max_abs_diff(db_n, db_d, d.OC) < 1e-3);
+  /* overwrite mode ignores what the gradient buffer held, in both paths */
+  for (size_t i = 0; i < ni; i++) dinp_d[i] = NAN;
+  conv2d_dnnl_backward(fast, ws, dinp_d, 0, NULL, NULL, c.R, c.inp, c.w);
+  assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
+  for (size_t i = 0; i < ni; i++) dinp_d[i] = NAN;
+  conv2d_backward(dinp_d, 0, NULL, NULL, c.R, c.inp, c.w, d, c.scratch, partial);
+  assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
   conv2d_dnnl_free(fast);
   for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
   free(out_d), free(dinp_d), free(dw_d), free(db_d);
@@ -82,7 +89,7 @@ static void check_conv(Conv2dDims d) {
   float *out1 = malloc(4 * no), *dw1 = calloc(nw, 4);
   omp_set_num_threads(1);
   conv2d_forward(out1, c.inp, c.w, c.b, d, c.scratch);
-  conv2d_backward(NULL, dw1, NULL, c.R, c.inp, c.w, d, c.scratch, partial);
+  conv2d_backward(NULL, 1, dw1, NULL, c.R, c.inp, c.w, d, c.scratch, partial);
   omp_set_num_threads(threads);
   conv_loss(&c);
   assert_memory_equal(out1, c.out, 4 * no);
@@ -143,8 +150,8 @@ static void check_bn(Mode mode, int relu) {
   fill_uniform(c.rv, 4, &rng, 0.5f, 2.0f);
   float *dinp = calloc(n, 4), *dg = calloc(4, 4), *dbeta = calloc(4, 4);
   bn_loss(&c);
-  batchnorm2d_backward(dinp, dg, dbeta, c.R, relu ? c.out : NULL, c.inp, c.gamma, c.mean, c.invstd,
-                       c.d, mode);
+  batchnorm2d_backward(dinp, 1, dg, dbeta, c.R, relu ? c.out : NULL, c.inp, c.gamma, c.mean,
+                       c.invstd, c.d, mode);
   /* with the fused ReLU a step may straddle its kink: smaller steps too */
   const int steps = relu ? 3 : 1;
   assert_true(gradcheck_steps(bn_loss, &c, c.inp, dinp, NULL, n, 1e-3f, steps) < TOL_SMOOTH);
@@ -238,6 +245,36 @@ static double op_loss(void *p) {
   return dot_double(c->out, c->R, c->no);
 }
 
+static void op_backward(OpCtx *c, float *dinp, float *dinp2, float *dw, float *db, int acc) {
+  switch (c->op) {
+    case OP_RELU:
+      relu_backward(dinp, acc, c->R, c->out, c->ni);
+      break;
+    case OP_MAXPOOL:
+      maxpool2d_backward(dinp, acc, c->R, c->argmax, c->pd);
+      break;
+    case OP_AVGPOOL:
+      avgpool2d_backward(dinp, acc, c->R, c->pd);
+      break;
+    case OP_GAP:
+      global_avgpool_backward(dinp, acc, c->R, c->pd.B, c->pd.C, c->pd.H * c->pd.W);
+      break;
+    case OP_DENSE:
+      dense_backward(dinp, acc, dw, db, c->R, c->inp, c->w, c->B, c->n_in, c->n_out);
+      break;
+    case OP_DROPOUT:
+      dropout_backward(dinp, acc, c->R, c->mask, c->ni, MODE_TRAIN);
+      break;
+    case OP_ADD:
+    case OP_ADD_RELU:
+      add_backward(dinp, acc, dinp2, acc, c->R, c->op == OP_ADD_RELU ? c->out : NULL, c->ni);
+      break;
+    case OP_SHORTCUT:
+      shortcut_pad_backward(dinp, acc, c->R, c->sd);
+      break;
+  }
+}
+
 static void op_run(OpCtx *c) {
   Rng rng;
   rng_seed(&rng, 5 + c->op);
@@ -255,33 +292,15 @@ static void op_run(OpCtx *c) {
   float *dinp = calloc(c->ni, 4), *dinp2 = calloc(c->ni, 4), *dw = calloc(nw ? nw : 1, 4);
   float *db = calloc(c->n_out ? c->n_out : 1, 4);
   op_loss(c);
-  switch (c->op) {
-    case OP_RELU:
-      relu_backward(dinp, c->R, c->out, c->ni);
-      break;
-    case OP_MAXPOOL:
-      maxpool2d_backward(dinp, c->R, c->argmax, c->pd);
-      break;
-    case OP_AVGPOOL:
-      avgpool2d_backward(dinp, c->R, c->pd);
-      break;
-    case OP_GAP:
-      global_avgpool_backward(dinp, c->R, c->pd.B, c->pd.C, c->pd.H * c->pd.W);
-      break;
-    case OP_DENSE:
-      dense_backward(dinp, dw, db, c->R, c->inp, c->w, c->B, c->n_in, c->n_out);
-      break;
-    case OP_DROPOUT:
-      dropout_backward(dinp, c->R, c->mask, c->ni, MODE_TRAIN);
-      break;
-    case OP_ADD:
-    case OP_ADD_RELU:
-      add_backward(dinp, dinp2, c->R, c->op == OP_ADD_RELU ? c->out : NULL, c->ni);
-      break;
-    case OP_SHORTCUT:
-      shortcut_pad_backward(dinp, c->R, c->sd);
-      break;
-  }
+  op_backward(c, dinp, dinp2, dw, db, 1);
+  /* overwrite mode: the same input gradients whatever the buffers held */
+  float *ow = malloc(4 * c->ni), *ow2 = malloc(4 * c->ni), *scratch_w = calloc(nw ? nw : 1, 4);
+  float *scratch_b = calloc(c->n_out ? c->n_out : 1, 4);
+  for (size_t i = 0; i < c->ni; i++) ow[i] = ow2[i] = NAN;
+  op_backward(c, ow, ow2, scratch_w, scratch_b, 0);
+  assert_true(max_abs_diff(ow, dinp, c->ni) < 1e-6);
+  if (c->op == OP_ADD || c->op == OP_ADD_RELU) assert_true(max_abs_diff(ow2, dinp2, c->ni) < 1e-6);
+  free(ow), free(ow2), free(scratch_w), free(scratch_b);
   assert_true(gradcheck(op_loss, c, c->inp, dinp, NULL, c->ni, 1e-3f) < TOL_LINEAR);
   if (c->op == OP_ADD || c->op == OP_ADD_RELU)
     assert_true(gradcheck(op_loss, c, c->inp2, dinp2, NULL, c->ni, 1e-3f) < TOL_LINEAR);

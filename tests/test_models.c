@@ -238,6 +238,33 @@ static void test_conv_backends_agree(void **state) {
   }
 }
 
+/* net_predict's lean buffer plan gives the probabilities of the full plan. */
+static void test_predict_matches_forward(void **state) {
+  (void)state;
+  const char *archs[] = {"cnn", "vgg11", "resnet20", "resnet50"};
+  for (int a = 0; a < 4; a++) {
+    ModelSpec spec = model_spec_default(archs[a], 3, 32, 32, 4);
+    spec.width = 0.25f;
+    Net *net = model_build(&spec, 2, NULL);
+    const int B = 6, in = net_input_size(net);
+    float *x = malloc(sizeof(float) * B * in), probs[24], ref[24], dl[24];
+    int y[6] = {0, 1, 2, 3, 0, 1};
+    Rng rng;
+    rng_seed(&rng, 6);
+    fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+    net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
+    softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 4, 0);
+    net_predict(net, x, B, probs);
+    assert_true(max_abs_diff(probs, ref, 24) < 1e-6);
+    /* and a full forward afterwards is unaffected */
+    float again[24];
+    softmax_xent(dl, again, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 4, 0);
+    assert_memory_equal(again, ref, sizeof ref);
+    free(x);
+    net_free(net);
+  }
+}
+
 /* A few SGD and Adam steps on a tiny net lower the training loss. */
 static void test_optimisers_learn(void **state) {
   (void)state;
@@ -295,12 +322,19 @@ static void test_optim_closed_form(void **state) {
 int main(void) {
   mr_set_threads(2);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_grad_cnn),          cmocka_unit_test(test_grad_cbr_larget),
-      cmocka_unit_test(test_grad_vgg),          cmocka_unit_test(test_grad_resnet_cifar),
-      cmocka_unit_test(test_grad_resnet50),     cmocka_unit_test(test_param_counts),
-      cmocka_unit_test(test_state_dict_names),  cmocka_unit_test(test_bad_specs),
-      cmocka_unit_test(test_threads_and_seed),  cmocka_unit_test(test_optimisers_learn),
-      cmocka_unit_test(test_optim_closed_form), cmocka_unit_test(test_conv_backends_agree),
+      cmocka_unit_test(test_grad_cnn),
+      cmocka_unit_test(test_grad_cbr_larget),
+      cmocka_unit_test(test_grad_vgg),
+      cmocka_unit_test(test_grad_resnet_cifar),
+      cmocka_unit_test(test_grad_resnet50),
+      cmocka_unit_test(test_param_counts),
+      cmocka_unit_test(test_state_dict_names),
+      cmocka_unit_test(test_bad_specs),
+      cmocka_unit_test(test_threads_and_seed),
+      cmocka_unit_test(test_optimisers_learn),
+      cmocka_unit_test(test_optim_closed_form),
+      cmocka_unit_test(test_conv_backends_agree),
+      cmocka_unit_test(test_predict_matches_forward),
   };
   return cmocka_run_group_tests_name("models", tests, NULL, NULL);
 }

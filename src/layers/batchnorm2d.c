@@ -4,6 +4,7 @@
  * An optional fused ReLU saves a pass over memory: out = max(0, bn(x)), and
  * backward masks dout by out > 0. */
 #include <math.h>
+#include <string.h>
 
 #include "layers.h"
 
@@ -63,16 +64,17 @@ void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const
   if (mode == MODE_TRAIN && num_batches_tracked) (*num_batches_tracked)++;
 }
 
-void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                          const float *out, const float *inp, const float *gamma,
+void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbeta,
+                          const float *dout, const float *out, const float *inp, const float *gamma,
                           const float *save_mean, const float *save_invstd, BatchNormDims d,
                           Mode mode) {
   const size_t hw = (size_t)d.H * d.W, n = (size_t)d.B * hw;
+  const int need_sums = dgamma || dbeta || mode == MODE_TRAIN;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < d.C; c++) {
     const float mean = save_mean[c], invstd = save_invstd[c];
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int b = 0; b < d.B; b++) {
+    for (int b = 0; need_sums && b < d.B; b++) {
       const float *x = inp + ((size_t)b * d.C + c) * hw;
       const float *dy = dout + ((size_t)b * d.C + c) * hw;
       const float *y = out ? out + ((size_t)b * d.C + c) * hw : NULL;
@@ -89,14 +91,19 @@ void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float 
     if (dbeta) dbeta[c] += (float)sum_dy;
     if (!dinp) continue;
     const float k = gamma[c] * invstd;
-    /* eval mode: the statistics are constants, so d/dx is a plain scale */
-    const float mean_dy = mode == MODE_TRAIN ? (float)(sum_dy / (double)n) : 0.0f;
-    const float mean_dy_xhat = mode == MODE_TRAIN ? (float)(sum_dy_xhat / (double)n) : 0.0f;
+    const float mean_dy = (float)(sum_dy / (double)n);
+    const float mean_dy_xhat = (float)(sum_dy_xhat / (double)n);
     for (int b = 0; b < d.B; b++) {
-      const float *x = inp + ((size_t)b * d.C + c) * hw;
       const float *dy = dout + ((size_t)b * d.C + c) * hw;
       const float *y = out ? out + ((size_t)b * d.C + c) * hw : NULL;
       float *dx = dinp + ((size_t)b * d.C + c) * hw;
+      if (!accumulate) memset(dx, 0, sizeof(float) * hw);
+      if (mode == MODE_EVAL) {
+        /* the statistics are constants, so d/dx is a plain scale */
+        for (size_t i = 0; i < hw; i++) dx[i] += (!y || y[i] > 0.0f) ? k * dy[i] : 0.0f;
+        continue;
+      }
+      const float *x = inp + ((size_t)b * d.C + c) * hw;
       for (size_t i = 0; i < hw; i++) {
         const float xhat = (x[i] - mean) * invstd;
         const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;

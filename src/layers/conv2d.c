@@ -108,8 +108,9 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
   }
 }
 
-void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, Conv2dDims d, float *scratch, float *dweight_partial) {
+void conv2d_backward(float *dinp, int accumulate, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, Conv2dDims d, float *scratch,
+                     float *dweight_partial) {
   const int G = d.groups, Cg = d.C / G, OCg = d.OC / G;
   const int ohw = d.OH * d.OW, ckk = Cg * d.K * d.K;
   const size_t per_thread = conv2d_scratch_floats(d);
@@ -147,8 +148,9 @@ void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dou
           float *din_g = dinp + ((size_t)b * d.C + g * Cg) * d.H * d.W;
           if (pointwise) {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, ohw, OCg, 1.0f, w_g, ckk,
-                        dout_g, ohw, 1.0f, din_g, ohw);
+                        dout_g, ohw, accumulate ? 1.0f : 0.0f, din_g, ohw);
           } else {
+            if (!accumulate) memset(din_g, 0, sizeof(float) * Cg * d.H * d.W);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, ohw, OCg, 1.0f, w_g, ckk,
                         dout_g, ohw, 0.0f, dcol, ohw);
             col2im_add(din_g, dcol, Cg, d);

@@ -33,7 +33,8 @@ struct ConvDnnl {
   dnnl_memory_t src, wei, bias, dst;                /* forward */
   dnnl_memory_t bd_wei, bd_ddst, bd_dsrc;           /* backward data */
   dnnl_memory_t bw_src, bw_ddst, bw_dwei, bw_dbias; /* backward weights */
-  Reorder r_src, r_wei, r_dst, r_bd_wei, r_bd_ddst, r_bd_dsrc, r_bw_src, r_bw_ddst, r_bw_dwei;
+  Reorder r_src, r_wei, r_dst, r_bd_wei, r_bd_ddst, r_bw_src, r_bw_ddst, r_bw_dwei;
+  Reorder r_bd_dsrc_add, r_bd_dsrc_set; /* diff_src into our gradient: += or = */
   size_t bytes[CONV_WS_COUNT];
 };
 
@@ -123,8 +124,9 @@ void conv2d_dnnl_free(ConvDnnl *c) {
                           c->bd_dsrc, c->bw_src, c->bw_ddst, c->bw_dwei, c->bw_dbias};
   for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
     if (mems[i]) dnnl_memory_destroy(mems[i]);
-  Reorder *rs[] = {&c->r_src,     &c->r_wei,    &c->r_dst,     &c->r_bd_wei, &c->r_bd_ddst,
-                   &c->r_bd_dsrc, &c->r_bw_src, &c->r_bw_ddst, &c->r_bw_dwei};
+  Reorder *rs[] = {&c->r_src,         &c->r_wei,        &c->r_dst,     &c->r_bd_wei,
+                   &c->r_bd_ddst,     &c->r_bw_src,     &c->r_bw_ddst, &c->r_bw_dwei,
+                   &c->r_bd_dsrc_add, &c->r_bd_dsrc_set};
   for (size_t i = 0; i < sizeof rs / sizeof rs[0]; i++) reorder_free(rs[i]);
   free(c);
 }
@@ -188,7 +190,8 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias) {
       !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &dst_plain, 0) ||
       !reorder_make(&c->r_bd_wei, &wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
       !reorder_make(&c->r_bd_ddst, &dst_plain, MD(c->bwd_data_pd, dnnl_query_diff_dst_md), 0) ||
-      !reorder_make(&c->r_bd_dsrc, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &src_plain, 1) ||
+      !reorder_make(&c->r_bd_dsrc_add, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &src_plain, 1) ||
+      !reorder_make(&c->r_bd_dsrc_set, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &src_plain, 0) ||
       !reorder_make(&c->r_bw_src, &src_plain, MD(c->bwd_weights_pd, dnnl_query_src_md), 0) ||
       !reorder_make(&c->r_bw_ddst, &dst_plain, MD(c->bwd_weights_pd, dnnl_query_diff_dst_md), 0) ||
       !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md), &wei_plain,
@@ -236,17 +239,19 @@ void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *
   dnnl_stream_wait(stream);
 }
 
-void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, float *dweight, float *dbias,
-                          const float *dout, const float *inp, const float *weight) {
+void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumulate, float *dweight,
+                          float *dbias, const float *dout, const float *inp, const float *weight) {
   if (dinp) {
     dnnl_memory_set_data_handle(c->bd_wei, reorder_in(&c->r_bd_wei, weight, ws[CONV_WS_BD_WEI]));
     dnnl_memory_set_data_handle(c->bd_ddst, reorder_in(&c->r_bd_ddst, dout, ws[CONV_WS_DDST]));
-    dnnl_memory_set_data_handle(c->bd_dsrc, ws[CONV_WS_DSRC]);
+    /* overwriting into a plain layout: oneDNN writes our gradient directly */
+    Reorder *out = accumulate ? &c->r_bd_dsrc_add : &c->r_bd_dsrc_set;
+    dnnl_memory_set_data_handle(c->bd_dsrc, out->prim ? ws[CONV_WS_DSRC] : dinp);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_DIFF_DST, c->bd_ddst},
                                {DNNL_ARG_WEIGHTS, c->bd_wei},
                                {DNNL_ARG_DIFF_SRC, c->bd_dsrc}};
     exec(c->bwd_data, 3, args);
-    reorder_run(&c->r_bd_dsrc, ws[CONV_WS_DSRC], dinp); /* dinp += */
+    if (out->prim) reorder_run(out, ws[CONV_WS_DSRC], dinp);
   }
   if (dweight || dbias) {
     dnnl_memory_set_data_handle(c->bw_src, reorder_in(&c->r_bw_src, inp, ws[CONV_WS_BW_SRC]));

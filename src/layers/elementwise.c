@@ -6,10 +6,12 @@ void relu_forward(float *out, const float *inp, size_t n) {
   for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
 
-void relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+void relu_backward(float *dinp, int accumulate, const float *dout, const float *out, size_t n) {
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++)
-    if (out[i] > 0.0f) dinp[i] += dout[i];
+  for (size_t i = 0; i < n; i++) {
+    const float g = out[i] > 0.0f ? dout[i] : 0.0f;
+    dinp[i] = accumulate ? dinp[i] + g : g;
+  }
 }
 
 void add_forward(float *out, const float *a, const float *b, size_t n, int relu) {
@@ -25,12 +27,14 @@ void add_forward(float *out, const float *a, const float *b, size_t n, int relu)
   }
 }
 
-void add_backward(float *da, float *db, const float *dout, const float *out, size_t n) {
+void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, const float *dout,
+                  const float *out, size_t n) {
+  /* da before db: if they alias (x + x) the second write accumulates */
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++) {
     const float g = (!out || out[i] > 0.0f) ? dout[i] : 0.0f;
-    da[i] += g;
-    db[i] += g;
+    da[i] = accumulate_a ? da[i] + g : g;
+    db[i] = accumulate_b ? db[i] + g : g;
   }
 }
 
@@ -48,10 +52,11 @@ void dropout_forward(float *out, float *mask, const float *inp, size_t n, float 
   }
 }
 
-void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n, Mode mode) {
-  if (mode == MODE_EVAL || !mask) {
-    for (size_t i = 0; i < n; i++) dinp[i] += dout[i];
-    return;
+void dropout_backward(float *dinp, int accumulate, const float *dout, const float *mask, size_t n,
+                      Mode mode) {
+  const int identity = mode == MODE_EVAL || !mask;
+  for (size_t i = 0; i < n; i++) {
+    const float g = identity ? dout[i] : dout[i] * mask[i];
+    dinp[i] = accumulate ? dinp[i] + g : g;
   }
-  for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * mask[i];
 }

@@ -1,8 +1,9 @@
 /* Kernels: every op is a forward/backward pair over plain float arrays with
- * explicit shapes (NCHW). Backward functions ACCUMULATE (+=) into their
- * gradient outputs, so a tensor read by two layers simply receives two adds;
- * passing NULL for a gradient skips computing it. Naive versions of the
- * optimised kernels are kept here as test oracles. */
+ * explicit shapes (NCHW). Parameter gradients always ACCUMULATE (+=). The
+ * input gradient accumulates too when `accumulate` is set, so a tensor read
+ * by two layers receives two adds; the first writer passes 0 and overwrites,
+ * which spares zeroing every gradient buffer before backward. NULL skips a
+ * gradient. Naive versions of the optimised kernels are the test oracles. */
 #ifndef MR_LAYERS_H
 #define MR_LAYERS_H
 
@@ -29,8 +30,9 @@ void conv2d_forward(float *out, const float *inp, const float *weight, const flo
                     Conv2dDims d, float *scratch);
 /* dweight_partial: (nthreads-1) * weight size floats, for per-thread sums
  * that are added in thread order (deterministic for a given thread count). */
-void conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, Conv2dDims d, float *scratch, float *dweight_partial);
+void conv2d_backward(float *dinp, int accumulate, float *dweight, float *dbias, const float *dout,
+                     const float *inp, const float *weight, Conv2dDims d, float *scratch,
+                     float *dweight_partial);
 void conv2d_forward_naive(float *out, const float *inp, const float *weight, const float *bias,
                           Conv2dDims d);
 void conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -60,8 +62,8 @@ void conv2d_dnnl_free(ConvDnnl *c);
 size_t conv2d_dnnl_workspace_bytes(const ConvDnnl *c, ConvWorkspaceSlot slot);
 void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *inp,
                          const float *weight, const float *bias);
-void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, float *dweight, float *dbias,
-                          const float *dout, const float *inp, const float *weight);
+void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumulate, float *dweight,
+                          float *dbias, const float *dout, const float *inp, const float *weight);
 
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {
@@ -77,22 +79,24 @@ void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const
                          float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
                          Mode mode, int relu);
 /* out: the forward output when a ReLU was fused (it masks dout), else NULL */
-void batchnorm2d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                          const float *out, const float *inp, const float *gamma,
+void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbeta,
+                          const float *dout, const float *out, const float *inp, const float *gamma,
                           const float *save_mean, const float *save_invstd, BatchNormDims d,
                           Mode mode);
 
 /* ---- elementwise ------------------------------------------------------- */
 void relu_forward(float *out, const float *inp, size_t n);
-void relu_backward(float *dinp, const float *dout, const float *out, size_t n);
+void relu_backward(float *dinp, int accumulate, const float *dout, const float *out, size_t n);
 /* relu: out = max(0, a+b); backward then takes the output to mask dout */
 /* relu: out = max(0, a+b); backward then takes that output to mask dout */
 void add_forward(float *out, const float *a, const float *b, size_t n, int relu);
-void add_backward(float *da, float *db, const float *dout, const float *out, size_t n);
+void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, const float *dout,
+                  const float *out, size_t n);
 /* Inverted dropout: mask holds 0 or 1/(1-p). Eval mode is the identity. */
 void dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, Mode mode,
                      Rng *rng);
-void dropout_backward(float *dinp, const float *dout, const float *mask, size_t n, Mode mode);
+void dropout_backward(float *dinp, int accumulate, const float *dout, const float *mask, size_t n,
+                      Mode mode);
 
 /* ---- pooling ----------------------------------------------------------- */
 typedef struct {
@@ -104,20 +108,21 @@ typedef struct {
 int pool_dims_finish(PoolDims *d);
 /* Padding counts as -inf; argmax (B,C,OH,OW) holds the flat index in the plane. */
 void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d);
-void maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, PoolDims d);
+void maxpool2d_backward(float *dinp, int accumulate, const float *dout, const int32_t *argmax,
+                        PoolDims d);
 /* Divides by K*K (PyTorch's count_include_pad=True, ceil_mode=False). */
 void avgpool2d_forward(float *out, const float *inp, PoolDims d);
-void avgpool2d_backward(float *dinp, const float *dout, PoolDims d);
+void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims d);
 /* (B,C,H,W) -> (B,C) */
 void global_avgpool_forward(float *out, const float *inp, int B, int C, int HW);
-void global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW);
+void global_avgpool_backward(float *dinp, int accumulate, const float *dout, int B, int C, int HW);
 
 /* ---- dense ------------------------------------------------------------- */
 /* inp (B,I), weight (O,I) as PyTorch's Linear, bias (O) -> out (B,O) */
 void dense_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
                    int n_in, int n_out);
-void dense_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                    const float *weight, int B, int n_in, int n_out);
+void dense_backward(float *dinp, int accumulate, float *dweight, float *dbias, const float *dout,
+                    const float *inp, const float *weight, int B, int n_in, int n_out);
 
 /* ---- CIFAR ResNet option-A shortcut ------------------------------------ */
 /* out[:, pad_lo:pad_lo+C] = inp[:, :, ::stride, ::stride], other channels 0 */
@@ -127,6 +132,6 @@ typedef struct {
   int stride;
 } ShortcutDims;
 void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d);
-void shortcut_pad_backward(float *dinp, const float *dout, ShortcutDims d);
+void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, ShortcutDims d);
 
 #endif

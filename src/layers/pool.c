@@ -1,6 +1,7 @@
 /* Pooling: max (with argmax for backward), average (count_include_pad) and
  * global average. Parallel over (image, channel) planes. */
 #include <float.h>
+#include <string.h>
 
 #include "layers.h"
 
@@ -40,13 +41,15 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d
   }
 }
 
-void maxpool2d_backward(float *dinp, const float *dout, const int32_t *argmax, PoolDims d) {
+void maxpool2d_backward(float *dinp, int accumulate, const float *dout, const int32_t *argmax,
+                        PoolDims d) {
   const int planes = d.B * d.C;
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < planes; p++) {
     float *dx = dinp + (size_t)p * d.H * d.W;
     const float *dy = dout + (size_t)p * d.OH * d.OW;
     const int32_t *am = argmax + (size_t)p * d.OH * d.OW;
+    if (!accumulate) memset(dx, 0, sizeof(float) * d.H * d.W);
     for (int i = 0; i < d.OH * d.OW; i++) dx[am[i]] += dy[i];
   }
 }
@@ -74,13 +77,14 @@ void avgpool2d_forward(float *out, const float *inp, PoolDims d) {
   }
 }
 
-void avgpool2d_backward(float *dinp, const float *dout, PoolDims d) {
+void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims d) {
   const int planes = d.B * d.C;
   const float inv = 1.0f / (float)(d.K * d.K);
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < planes; p++) {
     float *dx = dinp + (size_t)p * d.H * d.W;
     const float *dy = dout + (size_t)p * d.OH * d.OW;
+    if (!accumulate) memset(dx, 0, sizeof(float) * d.H * d.W);
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         const float g = dy[oh * d.OW + ow] * inv;
@@ -106,11 +110,11 @@ void global_avgpool_forward(float *out, const float *inp, int B, int C, int HW) 
   }
 }
 
-void global_avgpool_backward(float *dinp, const float *dout, int B, int C, int HW) {
+void global_avgpool_backward(float *dinp, int accumulate, const float *dout, int B, int C, int HW) {
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < B * C; p++) {
     float *dx = dinp + (size_t)p * HW;
     const float g = dout[p] / (float)HW;
-    for (int i = 0; i < HW; i++) dx[i] += g;
+    for (int i = 0; i < HW; i++) dx[i] = accumulate ? dx[i] + g : g;
   }
 }

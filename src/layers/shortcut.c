@@ -22,7 +22,7 @@ void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d) {
   }
 }
 
-void shortcut_pad_backward(float *dinp, const float *dout, ShortcutDims d) {
+void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, ShortcutDims d) {
   const int pad_lo = (d.OC - d.C) / 2;
   const size_t ohw = (size_t)d.OH * d.OW;
 #pragma omp parallel for schedule(static)
@@ -30,6 +30,7 @@ void shortcut_pad_backward(float *dinp, const float *dout, ShortcutDims d) {
     for (int c = 0; c < d.C; c++) {
       float *dx = dinp + ((size_t)b * d.C + c) * d.H * d.W;
       const float *dy = dout + ((size_t)b * d.OC + c + pad_lo) * ohw;
+      if (!accumulate) memset(dx, 0, sizeof(float) * d.H * d.W);
       for (int oh = 0; oh < d.OH; oh++)
         for (int ow = 0; ow < d.OW; ow++)
           dx[(oh * d.stride) * d.W + ow * d.stride] += dy[oh * d.OW + ow];

@@ -255,7 +255,8 @@ Status net_finish(Net *net, MrError *err) {
   net->grads = calloc(net->n_params ? net->n_params : 1, sizeof(float));
   net->stats = calloc(net->n_stats ? net->n_stats : 1, sizeof(float));
   net->counters = calloc(net->n_counters ? net->n_counters : 1, sizeof(int64_t));
-  if (!net->params || !net->grads || !net->stats || !net->counters)
+  net->grad_written = calloc((size_t)net->n_layers + 1, 1);
+  if (!net->params || !net->grads || !net->stats || !net->counters || !net->grad_written)
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for %zu parameters", net->n_params);
   net_resolve(net);
   return STATUS_OK;
@@ -315,8 +316,11 @@ void net_free(Net *net) {
   free(net->grads);
   free(net->stats);
   free(net->counters);
+  free(net->grad_written);
   free(net->act);
   free(net->argmax_arena);
+  free(net->infer_arena);
+  free(net->infer_out);
   model_spec_free(&net->spec);
   free(net);
 }
@@ -379,17 +383,21 @@ static PoolDims layer_pool_dims(const Layer *l, int B) {
   return d;
 }
 
+/* Every planned buffer starts on a 64-byte line: vector stores (ours and
+ * oneDNN's reorders) split across cache lines otherwise. */
+#define A(nfloats) (((size_t)(nfloats) + 15) & ~(size_t)15)
+
 Status net_plan(Net *net, int batch, MrError *err) {
   const int threads = mr_get_threads();
   if (batch <= 0) return mr_error_set(err, STATUS_ERR_ARG, "batch size %d must be positive", batch);
   if (net->act && batch <= net->batch && threads <= net->planned_threads) return STATUS_OK;
   const size_t in_size = (size_t)net_input_size(net);
-  size_t total = 2 * in_size * batch, n_argmax = 0, scratch = 0, wmax = 0;
+  size_t total = 2 * A(in_size * batch), n_argmax = 0, scratch = 0, wmax = 0;
   for (int i = 0; i < net->n_layers; i++) {
     const Layer *l = &net->layers[i];
-    total += 2 * layer_out_size(l) * batch;
-    if (l->kind == LAYER_BATCHNORM2D) total += 2 * (size_t)l->c;
-    if (l->kind == LAYER_DROPOUT) total += layer_out_size(l) * batch;
+    total += 2 * A(layer_out_size(l) * batch);
+    if (l->kind == LAYER_BATCHNORM2D) total += A(2 * (size_t)l->c);
+    if (l->kind == LAYER_DROPOUT) total += A(layer_out_size(l) * batch);
     if (l->kind == LAYER_MAXPOOL) n_argmax += layer_out_size(l) * batch;
     if (l->kind == LAYER_CONV2D) {
       Conv2dDims d = layer_conv_dims(l, batch);
@@ -400,10 +408,10 @@ Status net_plan(Net *net, int batch, MrError *err) {
     }
   }
   const size_t k = (size_t)net->spec.n_classes;
-  total += scratch * threads + wmax * (threads > 1 ? threads - 1 : 0) + 2 * k * batch;
+  total += A(scratch * threads) + A(wmax * (threads > 1 ? threads - 1 : 0)) + 2 * A(k * batch);
   free(net->act);
   free(net->argmax_arena);
-  net->act = malloc(sizeof(float) * total);
+  net->act = aligned_alloc(64, sizeof(float) * total);
   net->argmax_arena = malloc(sizeof(int32_t) * (n_argmax ? n_argmax : 1));
   if (!net->act || !net->argmax_arena) {
     free(net->act);
@@ -416,29 +424,32 @@ Status net_plan(Net *net, int batch, MrError *err) {
   /* outputs first, then all gradients contiguously so backward zeroes them
    * with one memset */
   float *p = net->act;
-  net->input = p, p += in_size * batch;
+  net->input = p, p += A(in_size * batch);
   for (int i = 0; i < net->n_layers; i++)
-    net->layers[i].out = p, p += layer_out_size(&net->layers[i]) * batch;
-  net->dinput = p, p += in_size * batch;
+    net->layers[i].out = p, p += A(layer_out_size(&net->layers[i]) * batch);
+  net->dinput = p, p += A(in_size * batch);
   for (int i = 0; i < net->n_layers; i++)
-    net->layers[i].dout = p, p += layer_out_size(&net->layers[i]) * batch;
+    net->layers[i].dout = p, p += A(layer_out_size(&net->layers[i]) * batch);
   int32_t *q = net->argmax_arena;
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
     l->save_mean = l->save_invstd = l->mask = NULL;
     l->argmax = NULL;
-    if (l->kind == LAYER_BATCHNORM2D) l->save_mean = p, l->save_invstd = p + l->c, p += 2 * l->c;
-    if (l->kind == LAYER_DROPOUT) l->mask = p, p += layer_out_size(l) * batch;
+    if (l->kind == LAYER_BATCHNORM2D)
+      l->save_mean = p, l->save_invstd = p + l->c, p += A(2 * (size_t)l->c);
+    if (l->kind == LAYER_DROPOUT) l->mask = p, p += A(layer_out_size(l) * batch);
     if (l->kind == LAYER_MAXPOOL) l->argmax = q, q += layer_out_size(l) * batch;
   }
-  net->scratch = p, p += scratch * threads;
-  net->wpartial = p, p += wmax * (threads > 1 ? threads - 1 : 0);
-  net->probs = p, p += k * batch;
+  net->scratch = p, p += A(scratch * threads);
+  net->wpartial = p, p += A(wmax * (threads > 1 ? threads - 1 : 0));
+  net->probs = p, p += A(k * batch);
   net->dlogits = p;
   net->batch = batch;
   net->planned_threads = threads;
   return STATUS_OK;
 }
+
+#undef A
 
 /* ---- the layer table ------------------------------------------------------------ */
 
@@ -456,6 +467,7 @@ typedef struct {
   Mode mode;
   int param_grads; /* accumulate parameter gradients */
   int want_dinp;   /* the source tensor's gradient is needed */
+  int acc, acc2;   /* accumulate into src / src2's gradient, else overwrite it */
 } LayerCall;
 
 static void conv_fwd(LayerCall c) {
@@ -470,12 +482,12 @@ static void conv_fwd(LayerCall c) {
 static void conv_bwd(LayerCall c) {
   if (c.l->dnnl) {
     conv2d_dnnl_backward(c.l->dnnl, c.net->conv_ws,
-                         c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL,
+                         c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL, c.acc,
                          c.param_grads ? c.l->dweight : NULL, c.param_grads ? c.l->dbias : NULL,
                          c.l->dout, tensor_out(c.net, c.l->src), c.l->weight);
     return;
   }
-  conv2d_backward(c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL,
+  conv2d_backward(c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL, c.acc,
                   c.param_grads ? c.l->dweight : NULL, c.param_grads ? c.l->dbias : NULL, c.l->dout,
                   tensor_out(c.net, c.l->src), c.l->weight, layer_conv_dims(c.l, c.B),
                   c.net->scratch, c.net->wpartial);
@@ -494,7 +506,7 @@ static void bn_fwd(LayerCall c) {
 }
 static void bn_bwd(LayerCall c) {
   Layer *l = c.l;
-  batchnorm2d_backward(c.want_dinp ? tensor_dout(c.net, l->src) : NULL,
+  batchnorm2d_backward(c.want_dinp ? tensor_dout(c.net, l->src) : NULL, c.acc,
                        c.param_grads ? l->dweight : NULL, c.param_grads ? l->dbias : NULL, l->dout,
                        l->fused_relu ? l->out : NULL, tensor_out(c.net, l->src), l->weight,
                        l->save_mean, l->save_invstd, layer_bn_dims(l, c.B), c.mode);
@@ -505,7 +517,8 @@ static void relu_fwd(LayerCall c) {
 }
 static void relu_bwd(LayerCall c) {
   if (c.want_dinp)
-    relu_backward(tensor_dout(c.net, c.l->src), c.l->dout, c.l->out, layer_out_size(c.l) * c.B);
+    relu_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.l->out,
+                  layer_out_size(c.l) * c.B);
 }
 
 static void maxpool_fwd(LayerCall c) {
@@ -513,7 +526,7 @@ static void maxpool_fwd(LayerCall c) {
 }
 static void maxpool_bwd(LayerCall c) {
   if (c.want_dinp)
-    maxpool2d_backward(tensor_dout(c.net, c.l->src), c.l->dout, c.l->argmax,
+    maxpool2d_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.l->argmax,
                        layer_pool_dims(c.l, c.B));
 }
 
@@ -522,7 +535,7 @@ static void avgpool_fwd(LayerCall c) {
 }
 static void avgpool_bwd(LayerCall c) {
   if (c.want_dinp)
-    avgpool2d_backward(tensor_dout(c.net, c.l->src), c.l->dout, layer_pool_dims(c.l, c.B));
+    avgpool2d_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, layer_pool_dims(c.l, c.B));
 }
 
 static void gap_fwd(LayerCall c) {
@@ -530,7 +543,8 @@ static void gap_fwd(LayerCall c) {
 }
 static void gap_bwd(LayerCall c) {
   if (c.want_dinp)
-    global_avgpool_backward(tensor_dout(c.net, c.l->src), c.l->dout, c.B, c.l->c, c.l->h * c.l->w);
+    global_avgpool_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.B, c.l->c,
+                            c.l->h * c.l->w);
 }
 
 static void flatten_fwd(LayerCall c) {
@@ -540,7 +554,7 @@ static void flatten_bwd(LayerCall c) {
   if (!c.want_dinp) return;
   float *d = tensor_dout(c.net, c.l->src);
   const size_t n = layer_out_size(c.l) * c.B;
-  for (size_t i = 0; i < n; i++) d[i] += c.l->dout[i];
+  for (size_t i = 0; i < n; i++) d[i] = c.acc ? d[i] + c.l->dout[i] : c.l->dout[i];
 }
 
 static void dense_fwd(LayerCall c) {
@@ -548,7 +562,7 @@ static void dense_fwd(LayerCall c) {
                 c.l->oc);
 }
 static void dense_bwd(LayerCall c) {
-  dense_backward(c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL,
+  dense_backward(c.want_dinp ? tensor_dout(c.net, c.l->src) : NULL, c.acc,
                  c.param_grads ? c.l->dweight : NULL, c.param_grads ? c.l->dbias : NULL, c.l->dout,
                  tensor_out(c.net, c.l->src), c.l->weight, c.B, c.l->c, c.l->oc);
 }
@@ -559,8 +573,8 @@ static void dropout_fwd(LayerCall c) {
 }
 static void dropout_bwd(LayerCall c) {
   if (c.want_dinp)
-    dropout_backward(tensor_dout(c.net, c.l->src), c.l->dout, c.l->mask, layer_out_size(c.l) * c.B,
-                     c.mode);
+    dropout_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.l->mask,
+                     layer_out_size(c.l) * c.B, c.mode);
 }
 
 static void add_fwd(LayerCall c) {
@@ -568,8 +582,8 @@ static void add_fwd(LayerCall c) {
               layer_out_size(c.l) * c.B, c.l->fused_relu);
 }
 static void add_bwd(LayerCall c) {
-  add_backward(tensor_dout(c.net, c.l->src), tensor_dout(c.net, c.l->src2), c.l->dout,
-               c.l->fused_relu ? c.l->out : NULL, layer_out_size(c.l) * c.B);
+  add_backward(tensor_dout(c.net, c.l->src), c.acc, tensor_dout(c.net, c.l->src2), c.acc2,
+               c.l->dout, c.l->fused_relu ? c.l->out : NULL, layer_out_size(c.l) * c.B);
 }
 
 static ShortcutDims layer_shortcut_dims(const Layer *l, int B) {
@@ -588,7 +602,8 @@ static void shortcut_fwd(LayerCall c) {
 }
 static void shortcut_bwd(LayerCall c) {
   if (c.want_dinp)
-    shortcut_pad_backward(tensor_dout(c.net, c.l->src), c.l->dout, layer_shortcut_dims(c.l, c.B));
+    shortcut_pad_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout,
+                          layer_shortcut_dims(c.l, c.B));
 }
 
 typedef struct {
@@ -613,8 +628,65 @@ static const LayerOps layer_ops[LAYER_KIND_COUNT] = {
 
 /* ---- forward / backward -------------------------------------------------------- */
 
+/* Forward-only calls (net_predict) reuse a few buffers, assigned by
+ * liveness over the layer list, so activations stay in cache instead of
+ * streaming through one buffer per layer; backward needs every output and
+ * uses the full plan. */
+static Status net_plan_inference(Net *net, int batch) {
+  if (net->infer_arena && batch <= net->infer_batch) return STATUS_OK;
+  const int n = net->n_layers;
+  int *last_use = malloc(sizeof(int) * n), *slot_of = malloc(sizeof(int) * n);
+  int *slot_free = calloc((size_t)n + 1, sizeof(int));
+  float **outs = realloc(net->infer_out, sizeof(float *) * n);
+  if (!last_use || !slot_of || !slot_free || !outs) {
+    free(last_use), free(slot_of), free(slot_free);
+    if (outs) net->infer_out = outs;
+    return STATUS_ERR_NOMEM;
+  }
+  net->infer_out = outs;
+  size_t biggest = 0;
+  for (int i = 0; i < n; i++) {
+    last_use[i] = i == n - 1 ? n : i;
+    const size_t size = layer_out_size(&net->layers[i]) * batch;
+    if (size > biggest) biggest = size;
+  }
+  for (int j = 0; j < n; j++) {
+    const Layer *l = &net->layers[j];
+    if (l->src >= 0) last_use[l->src] = j;
+    if (l->src2 >= 0) last_use[l->src2] = j;
+  }
+  int n_slots = 0;
+  for (int j = 0; j < n; j++) {
+    int slot = 0;
+    while (slot < n_slots && !slot_free[slot]) slot++;
+    if (slot == n_slots) n_slots++;
+    slot_free[slot] = 0;
+    slot_of[j] = slot;
+    const int inputs[2] = {net->layers[j].src, net->layers[j].src2};
+    for (int k = 0; k < 2; k++)
+      if (inputs[k] >= 0 && last_use[inputs[k]] == j) slot_free[slot_of[inputs[k]]] = 1;
+  }
+  const size_t stride = (biggest + 15) & ~(size_t)15;
+  free(net->infer_arena);
+  net->infer_arena = aligned_alloc(64, sizeof(float) * stride * n_slots);
+  Status status = STATUS_ERR_NOMEM;
+  if (net->infer_arena) {
+    for (int j = 0; j < n; j++) net->infer_out[j] = net->infer_arena + stride * slot_of[j];
+    net->infer_batch = batch;
+    status = STATUS_OK;
+  }
+  free(last_use), free(slot_of), free(slot_free);
+  return status;
+}
+
+static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode);
+
 const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
   if (net_plan(net, batch, NULL) != STATUS_OK) return NULL;
+  return net_run_forward(net, x, batch, mode);
+}
+
+static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode) {
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
   for (int b = 0; b < batch; b++)
@@ -636,22 +708,34 @@ const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
 
 void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grads) {
   const int B = net->batch_in_use;
-  /* all activation gradients are contiguous from dinput on */
+  /* written[t + 1]: tensor t's gradient holds data; its first writer
+   * overwrites (reverse order visits consumers before producers), so no
+   * gradient buffer is zeroed up front */
+  unsigned char *written = net->grad_written;
+  memset(written, 0, (size_t)net->n_layers + 1);
   const Layer *last = &net->layers[net_last(net)];
-  const size_t span = (size_t)(last->dout + layer_out_size(last) * net->batch - net->dinput);
-  memset(net->dinput, 0, sizeof(float) * span);
   memcpy(last->dout, dlogits, sizeof(float) * B * net->spec.n_classes);
+  written[net->n_layers] = 1;
   for (int i = net->n_layers - 1; i >= 0; i--) {
     Layer *l = &net->layers[i];
+    if (!written[i + 1]) { /* an output nothing read */
+      memset(l->dout, 0, sizeof(float) * layer_out_size(l) * B);
+      written[i + 1] = 1;
+    }
     LayerCall c = {.net = net,
                    .l = l,
                    .B = B,
                    .mode = net->last_mode,
                    .param_grads = want_param_grads,
-                   .want_dinp = l->src != NET_INPUT || dx != NULL};
+                   .want_dinp = l->src != NET_INPUT || dx != NULL,
+                   .acc = written[l->src + 1]};
+    if (l->kind == LAYER_ADD) c.acc2 = l->src2 == l->src || written[l->src2 + 1];
     layer_ops[l->kind].backward(c);
+    if (c.want_dinp || l->kind == LAYER_ADD) written[l->src + 1] = 1;
+    if (l->kind == LAYER_ADD) written[l->src2 + 1] = 1;
   }
   if (!dx) return;
+  if (!written[0]) memset(net->dinput, 0, sizeof(float) * net_input_size(net) * B);
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
   for (int b = 0; b < B; b++)
@@ -664,7 +748,20 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
 }
 
 void net_predict(Net *net, const float *x, int batch, float *probs) {
-  const float *logits = net_forward(net, x, batch, MODE_EVAL);
+  const float *logits = NULL;
+  if (net_plan(net, batch, NULL) == STATUS_OK && net_plan_inference(net, batch) == STATUS_OK) {
+    for (int i = 0; i < net->n_layers; i++) {
+      float *full = net->layers[i].out;
+      net->layers[i].out = net->infer_out[i];
+      net->infer_out[i] = full; /* swapped back below */
+    }
+    logits = net_run_forward(net, x, batch, MODE_EVAL);
+    for (int i = 0; i < net->n_layers; i++) {
+      float *lean = net->layers[i].out;
+      net->layers[i].out = net->infer_out[i];
+      net->infer_out[i] = lean;
+    }
+  }
   const int k = net->spec.n_classes;
   if (!logits) {
     for (size_t i = 0; i < (size_t)batch * k; i++) probs[i] = NAN;

@@ -69,6 +69,7 @@ struct Net {
   int n_counters;
   float *params, *grads, *stats;
   int64_t *counters;
+  unsigned char *grad_written; /* per tensor, during backward */
   double flops;
   /* plan */
   int batch, planned_threads, batch_in_use;
@@ -81,6 +82,10 @@ struct Net {
   Rng rng; /* dropout */
   /* convolution backend: oneDNN primitives are rebuilt when the batch changes */
   int use_dnnl, dnnl_batch;
+  /* forward-only plan: outputs share a few buffers (net_predict) */
+  float *infer_arena;
+  float **infer_out;
+  int infer_batch;
   void *conv_ws[CONV_WS_COUNT];
   size_t conv_ws_bytes[CONV_WS_COUNT];
 };
