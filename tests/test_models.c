@@ -255,7 +255,9 @@ static void test_predict_matches_forward(void **state) {
     net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
     softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 4, 0);
     net_predict(net, x, B, probs);
-    assert_true(max_abs_diff(probs, ref, 24) < 1e-6);
+    /* batchnorm folded into the convs: the same up to float rounding */
+    print_message("  %s predict vs forward %.3g\n", archs[a], max_abs_diff(probs, ref, 24));
+    assert_true(max_abs_diff(probs, ref, 24) < 1e-5);
     /* and a full forward afterwards is unaffected */
     float again[24];
     softmax_xent(dl, again, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 4, 0);

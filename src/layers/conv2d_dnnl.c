@@ -35,6 +35,11 @@ struct ConvDnnl {
   dnnl_memory_t bw_src, bw_ddst, bw_dwei, bw_dbias; /* backward weights */
   Reorder r_src, r_wei, r_dst, r_bd_wei, r_bd_ddst, r_bw_src, r_bw_ddst, r_bw_dwei;
   Reorder r_bd_dsrc_add, r_bd_dsrc_set; /* diff_src into our gradient: += or = */
+  /* inference with a batchnorm folded in (and maybe a ReLU post-op) */
+  dnnl_primitive_desc_t fold_pd;
+  dnnl_primitive_t fold;
+  dnnl_memory_t fold_src, fold_wei, fold_bias, fold_dst;
+  Reorder r_fold_src, r_fold_wei, r_fold_dst;
   size_t bytes[CONV_WS_COUNT];
 };
 
@@ -114,12 +119,16 @@ static size_t md_bytes(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
 
 void conv2d_dnnl_free(ConvDnnl *c) {
   if (!c) return;
-  dnnl_primitive_t prims[] = {c->fwd, c->bwd_data, c->bwd_weights};
-  for (int i = 0; i < 3; i++)
+  dnnl_primitive_t prims[] = {c->fwd, c->bwd_data, c->bwd_weights, c->fold};
+  for (int i = 0; i < 4; i++)
     if (prims[i]) dnnl_primitive_destroy(prims[i]);
-  dnnl_primitive_desc_t pds[] = {c->fwd_pd, c->bwd_data_pd, c->bwd_weights_pd};
-  for (int i = 0; i < 3; i++)
+  dnnl_primitive_desc_t pds[] = {c->fwd_pd, c->bwd_data_pd, c->bwd_weights_pd, c->fold_pd};
+  for (int i = 0; i < 4; i++)
     if (pds[i]) dnnl_primitive_desc_destroy(pds[i]);
+  dnnl_memory_t fold_mems[] = {c->fold_src, c->fold_wei, c->fold_bias, c->fold_dst};
+  for (int i = 0; i < 4; i++)
+    if (fold_mems[i]) dnnl_memory_destroy(fold_mems[i]);
+  reorder_free(&c->r_fold_src), reorder_free(&c->r_fold_wei), reorder_free(&c->r_fold_dst);
   dnnl_memory_t mems[] = {c->src,     c->wei,    c->bias,    c->dst,     c->bd_wei,  c->bd_ddst,
                           c->bd_dsrc, c->bw_src, c->bw_ddst, c->bw_dwei, c->bw_dbias};
   for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
@@ -274,5 +283,85 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
       for (int i = 0; i < c->d.OC; i++) dbias[i] += db[i];
     }
   }
+  dnnl_stream_wait(stream);
+}
+
+int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
+  const Conv2dDims d = c->d;
+  const int G = d.groups;
+  dnnl_dims_t src_dims = {d.B, d.C, d.H, d.W}, dst_dims = {d.B, d.OC, d.OH, d.OW};
+  dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.K, d.K}, bias_dims = {d.OC};
+  dnnl_dims_t strides = {d.stride, d.stride}, pad = {d.pad, d.pad};
+  dnnl_dims_t pad_r = {(d.OH - 1) * d.stride + d.K - d.H - d.pad,
+                       (d.OW - 1) * d.stride + d.K - d.W - d.pad};
+  dnnl_memory_desc_t src_any, dst_any, wei_any, bias_md, src_plain, dst_plain, wei_plain;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t ops = NULL;
+  int ok = 0;
+  if (dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any) ||
+      dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any) ||
+      dnnl_memory_desc_init_by_tag(&wei_any, 5, wei_dims, dnnl_f32, dnnl_format_tag_any) ||
+      dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x) ||
+      dnnl_memory_desc_init_by_tag(&src_plain, 4, src_dims, dnnl_f32, dnnl_nchw) ||
+      dnnl_memory_desc_init_by_tag(&dst_plain, 4, dst_dims, dnnl_f32, dnnl_nchw) ||
+      dnnl_memory_desc_init_by_tag(&wei_plain, 5, wei_dims, dnnl_f32, dnnl_goihw))
+    return 0;
+  if (relu) {
+    if (dnnl_primitive_attr_create(&attr) || dnnl_post_ops_create(&ops) ||
+        dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) ||
+        dnnl_primitive_attr_set_post_ops(attr, ops))
+      goto done;
+  }
+  dnnl_convolution_desc_t desc;
+  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
+                                         &src_any, &wei_any, &bias_md, &dst_any, strides, pad,
+                                         pad_r) ||
+      dnnl_primitive_desc_create(&c->fold_pd, &desc, attr, engine, NULL) ||
+      dnnl_primitive_create(&c->fold, c->fold_pd))
+    goto done;
+  c->fold_src = memory_at(c->fold_pd, dnnl_query_src_md);
+  c->fold_wei = memory_at(c->fold_pd, dnnl_query_weights_md);
+  c->fold_dst = memory_at(c->fold_pd, dnnl_query_dst_md);
+  dnnl_memory_create(&c->fold_bias, &bias_md, engine, DNNL_MEMORY_NONE);
+  if (!c->fold_src || !c->fold_wei || !c->fold_dst || !c->fold_bias) goto done;
+  if (!reorder_make(&c->r_fold_src, &src_plain,
+                    dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_src_md, 0), 0) ||
+      !reorder_make(&c->r_fold_wei, &wei_plain,
+                    dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_weights_md, 0), 0) ||
+      !reorder_make(&c->r_fold_dst, dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_dst_md, 0),
+                    &dst_plain, 0))
+    goto done;
+  /* the folded primitive shares the forward workspace slots */
+  const size_t need[3] = {md_bytes(c->fold_pd, dnnl_query_src_md),
+                          md_bytes(c->fold_pd, dnnl_query_weights_md),
+                          md_bytes(c->fold_pd, dnnl_query_dst_md)};
+  const ConvWorkspaceSlot slots[3] = {CONV_WS_SRC, CONV_WS_WEI, CONV_WS_DST};
+  for (int i = 0; i < 3; i++)
+    if (need[i] > c->bytes[slots[i]]) c->bytes[slots[i]] = need[i];
+  ok = 1;
+done:
+  if (ops) dnnl_post_ops_destroy(ops);
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  if (!ok && c->fold) {
+    dnnl_primitive_destroy(c->fold);
+    c->fold = NULL;
+  }
+  return ok;
+}
+
+int conv2d_dnnl_has_folded(const ConvDnnl *c) { return c && c->fold != NULL; }
+
+void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
+                                const float *weight, const float *bias) {
+  dnnl_memory_set_data_handle(c->fold_src, reorder_in(&c->r_fold_src, inp, ws[CONV_WS_SRC]));
+  dnnl_memory_set_data_handle(c->fold_wei, reorder_in(&c->r_fold_wei, weight, ws[CONV_WS_WEI]));
+  dnnl_memory_set_data_handle(c->fold_bias, (void *)bias);
+  dnnl_memory_set_data_handle(c->fold_dst, c->r_fold_dst.prim ? ws[CONV_WS_DST] : out);
+  dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->fold_src},
+                             {DNNL_ARG_WEIGHTS, c->fold_wei},
+                             {DNNL_ARG_BIAS, c->fold_bias},
+                             {DNNL_ARG_DST, c->fold_dst}};
+  exec(c->fold, 4, args);
+  if (c->r_fold_dst.prim) reorder_run(&c->r_fold_dst, ws[CONV_WS_DST], out);
   dnnl_stream_wait(stream);
 }

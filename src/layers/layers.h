@@ -65,6 +65,15 @@ void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *
 void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumulate, float *dweight,
                           float *dbias, const float *dout, const float *inp, const float *weight);
 
+/* Inference only: a batchnorm folded into the convolution (weights already
+ * scaled per output channel, bias = bias*scale + shift) with an optional ReLU
+ * post-op, in one primitive. Enable before sizing the workspace; returns 0
+ * if oneDNN cannot (then keep the separate layers). */
+int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu);
+int conv2d_dnnl_has_folded(const ConvDnnl *c);
+void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
+                                const float *weight, const float *bias);
+
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {
   int B, C, H, W;

@@ -272,6 +272,8 @@ static void net_dnnl_release(Net *net) {
     net->conv_ws[s] = NULL;
     net->conv_ws_bytes[s] = 0;
   }
+  free(net->fold_weight);
+  net->fold_weight = net->fold_bias = NULL;
   net->dnnl_batch = 0;
 }
 
@@ -285,16 +287,29 @@ void net_set_conv_backend(Net *net, ConvBackend backend) {
 static void net_dnnl_prepare(Net *net, int batch) {
   net_dnnl_release(net);
   net->dnnl_batch = batch;
-  size_t need[CONV_WS_COUNT] = {0};
+  size_t need[CONV_WS_COUNT] = {0}, fold_w = 0, fold_b = 0;
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
     if (l->kind != LAYER_CONV2D) continue;
     l->dnnl = conv2d_dnnl_create(layer_conv_dims(l, batch), l->has_bias);
+    /* conv -> batchnorm with nothing else reading the conv: foldable for inference */
+    int readers = 0;
+    for (int j = i + 1; j < net->n_layers; j++)
+      readers += (net->layers[j].src == i) + (net->layers[j].src2 == i);
+    const Layer *next = i + 1 < net->n_layers ? &net->layers[i + 1] : NULL;
+    if (l->dnnl && readers == 1 && next && next->kind == LAYER_BATCHNORM2D && next->src == i &&
+        conv2d_dnnl_enable_folded(l->dnnl, next->fused_relu)) {
+      const size_t w = (size_t)l->oc * (l->c / l->groups) * l->k * l->k;
+      if (w > fold_w) fold_w = w;
+      if ((size_t)l->oc > fold_b) fold_b = (size_t)l->oc;
+    }
     for (int s = 0; l->dnnl && s < CONV_WS_COUNT; s++) {
       size_t b = conv2d_dnnl_workspace_bytes(l->dnnl, s);
       if (b > need[s]) need[s] = b;
     }
   }
+  net->fold_weight = aligned_alloc(64, sizeof(float) * ((fold_w + fold_b + 15) & ~(size_t)15) + 64);
+  net->fold_bias = net->fold_weight ? net->fold_weight + ((fold_w + 15) & ~(size_t)15) : NULL;
   for (int s = 0; s < CONV_WS_COUNT; s++) {
     const size_t bytes = (need[s] + 63) / 64 * 64;
     net->conv_ws[s] = aligned_alloc(64, bytes ? bytes : 64);
@@ -662,9 +677,12 @@ static Status net_plan_inference(Net *net, int batch) {
     if (slot == n_slots) n_slots++;
     slot_free[slot] = 0;
     slot_of[j] = slot;
-    const int inputs[2] = {net->layers[j].src, net->layers[j].src2};
+    /* free the inputs of layer j-1, not j: a conv folded with the batchnorm
+     * after it reads its input while writing the batchnorm's output */
+    if (j == 0) continue;
+    const int inputs[2] = {net->layers[j - 1].src, net->layers[j - 1].src2};
     for (int k = 0; k < 2; k++)
-      if (inputs[k] >= 0 && last_use[inputs[k]] == j) slot_free[slot_of[inputs[k]]] = 1;
+      if (inputs[k] >= 0 && last_use[inputs[k]] == j - 1) slot_free[slot_of[inputs[k]]] = 1;
   }
   const size_t stride = (biggest + 15) & ~(size_t)15;
   free(net->infer_arena);
@@ -679,14 +697,29 @@ static Status net_plan_inference(Net *net, int batch) {
   return status;
 }
 
-static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode);
+static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode, int inference);
 
 const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
   if (net_plan(net, batch, NULL) != STATUS_OK) return NULL;
-  return net_run_forward(net, x, batch, mode);
+  return net_run_forward(net, x, batch, mode, 0);
 }
 
-static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode) {
+/* Inference: conv i with batchnorm i+1 folded in, written to i+1's output. */
+static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
+  const size_t per_oc = (size_t)(conv->c / conv->groups) * conv->k * conv->k;
+  for (int oc = 0; oc < conv->oc; oc++) {
+    const float scale = bn->weight[oc] * (float)(1.0 / sqrt((double)bn->running_var[oc] + bn->eps));
+    const float *w = conv->weight + per_oc * oc;
+    float *fw = net->fold_weight + per_oc * oc;
+    for (size_t j = 0; j < per_oc; j++) fw[j] = w[j] * scale;
+    net->fold_bias[oc] =
+        (conv->bias ? conv->bias[oc] : 0.0f) * scale + bn->bias[oc] - bn->running_mean[oc] * scale;
+  }
+  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, tensor_out(net, conv->src),
+                             net->fold_weight, net->fold_bias);
+}
+
+static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode, int inference) {
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
   for (int b = 0; b < batch; b++)
@@ -700,8 +733,15 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
   net->batch_in_use = batch;
   net->last_mode = mode;
   for (int i = 0; i < net->n_layers; i++) {
-    LayerCall c = {.net = net, .l = &net->layers[i], .B = batch, .mode = mode};
-    layer_ops[net->layers[i].kind].forward(c);
+    Layer *l = &net->layers[i];
+    if (inference && l->kind == LAYER_CONV2D && conv2d_dnnl_has_folded(l->dnnl) &&
+        net->fold_weight) {
+      net_conv_bn_folded(net, l, &net->layers[i + 1]);
+      i++; /* the batchnorm is done */
+      continue;
+    }
+    LayerCall c = {.net = net, .l = l, .B = batch, .mode = mode};
+    layer_ops[l->kind].forward(c);
   }
   return net->layers[net_last(net)].out;
 }
@@ -755,7 +795,7 @@ void net_predict(Net *net, const float *x, int batch, float *probs) {
       net->layers[i].out = net->infer_out[i];
       net->infer_out[i] = full; /* swapped back below */
     }
-    logits = net_run_forward(net, x, batch, MODE_EVAL);
+    logits = net_run_forward(net, x, batch, MODE_EVAL, 1);
     for (int i = 0; i < net->n_layers; i++) {
       float *lean = net->layers[i].out;
       net->layers[i].out = net->infer_out[i];

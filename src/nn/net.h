@@ -87,6 +87,7 @@ struct Net {
   float **infer_out;
   int infer_batch;
   void *conv_ws[CONV_WS_COUNT];
+  float *fold_weight, *fold_bias; /* inference: batchnorm folded into a conv */
   size_t conv_ws_bytes[CONV_WS_COUNT];
 };
 
