@@ -2,18 +2,18 @@
 # `make test` runs the suite, `make asan` runs it under ASan+UBSan,
 # `make format-check` checks clang-format, `make bench` runs bench/.
 CC ?= cc
-PKGS := openblas cmocka libcjson
+PKGS := openblas cmocka libcjson libzip libpng zlib
 ARCH_FLAGS ?= -march=native
 OPT ?= -O3
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Iinclude \
                $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs openblas libcjson) -ldnnl -lm -fopenmp
+LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib) -ljpeg -ldnnl -lm -fopenmp
 TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 
 BUILD ?= build
 CFLAGS := $(CFLAGS_BASE) $(OPT) $(ARCH_FLAGS) -g $(EXTRA_CFLAGS)
 
-LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/models/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

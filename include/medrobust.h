@@ -200,6 +200,131 @@ typedef struct {
 int net_tensor_count(const Net *net);
 TensorRef net_tensor(const Net *net, int i);
 
+/* Training checkpoints: the model's tensors plus extra tensors (optimiser
+ * state, RNG states; names outside the model's) and string metadata given as
+ * a NULL-terminated key, value, key, value... list. Loading fills the extras
+ * (same names, shapes, dtypes) and strdup()s the requested metadata values. */
+Status safetensors_save_checkpoint(const Net *net, const char *path, const TensorRef *extra,
+                                   int n_extra, const char *const *meta_kv, MrError *err);
+Status safetensors_load_checkpoint(Net *net, const char *path, TensorRef *extra, int n_extra,
+                                   const char *const *meta_keys, char **meta_values, MrError *err);
+
+/* ---- data: every image is float32 in [0,1], NCHW --------------------- */
+
+typedef struct {
+  int n, c, h, w;
+  float *images; /* (n, c, h, w) */
+  int *labels;   /* (n) */
+} Dataset;
+
+typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2, SPLIT_COUNT = 3 } Split;
+const char *split_name(Split s);
+/* "train", "val" or "test"; -1 if none */
+int split_parse(const char *name);
+
+typedef struct {
+  Dataset split[SPLIT_COUNT];
+  int n_classes;
+  char *class_names[MR_MAX_CLASSES];
+  char source[160]; /* what was read, for reports */
+} DataSplits;
+
+typedef struct {
+  int size;      /* resize to size x size; 0 keeps the stored size (image folders: 64) */
+  int channels;  /* 1 or 3; 0 keeps the stored channels */
+  uint64_t seed; /* image folders: the stratified 70/10/20 split */
+} DataOptions;
+
+/* Reads a MedMNIST-style .npz, an image folder (root/CLASS/IMAGE, PNG or JPEG), or
+ * Fashion-MNIST's IDX files (a folder holding them, or "fashion-mnist" for
+ * Debian's /usr/share/datasets/fashion-mnist). */
+DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err);
+void data_free(DataSplits *d);
+/* Writes the MedMNIST layout: uint8 {train,val,test}_{images,labels}.npy,
+ * deflated, plus class_names.json; atomically. */
+Status data_save_npz(const DataSplits *d, const char *path, MrError *err);
+/* The built-in synthetic lesion phantom: n images (balanced benign/
+ * malignant, split 70/10/20), size 28 or 64, seeded. */
+DataSplits *phantom_generate(int size, int n, uint64_t seed, MrError *err);
+/* Resamples in place (area average down, bilinear up). */
+Status dataset_resize(Dataset *d, int h, int w, MrError *err);
+/* 1 <-> 3 channels (luma / replicate). */
+Status dataset_set_channels(Dataset *d, int c, MrError *err);
+
+/* ---- training ------------------------------------------------------------ */
+
+typedef enum { SCHEDULE_CONSTANT = 0, SCHEDULE_STEP = 1, SCHEDULE_COSINE = 2 } Schedule;
+typedef enum { BALANCE_NONE = 0, BALANCE_LOSS = 1, BALANCE_SAMPLE = 2 } Balance;
+
+typedef struct {
+  int epochs, batch;
+  OptimKind optim;
+  float lr, momentum, weight_decay;
+  Schedule schedule;
+  int step_every;   /* step schedule: epochs between decays */
+  float step_gamma; /* step schedule: factor */
+  int augment;      /* random flips (both axes) and rotations within +-rotate_deg */
+  float rotate_deg;
+  Balance balance; /* class-weighted loss or class-balanced sampling */
+  uint64_t seed;
+  const char *out;        /* best-validation model file */
+  const char *checkpoint; /* per-epoch state for --resume */
+  int resume;
+  int stop_after; /* stop (as if interrupted) after this many epochs in this run; 0 = never */
+} TrainOptions;
+
+TrainOptions train_options_default(void);
+
+typedef struct {
+  int epoch, epochs; /* 1-based epoch in progress */
+  int step, steps;   /* within the epoch */
+  float loss, acc;   /* running means over the epoch */
+  float val_acc;     /* after an epoch, else -1 */
+  int improved;      /* this epoch became the best */
+  double elapsed;    /* seconds since this run started */
+} TrainProgress;
+typedef void (*TrainProgressFn)(const TrainProgress *p, void *ctx);
+
+typedef struct {
+  int best_epoch;
+  float best_val_acc;
+  int epochs_done; /* including those of the run resumed */
+  int interrupted; /* stopped by stop_after */
+} TrainResult;
+
+/* Trains net on data's train split, keeping the checkpoint with the best
+ * validation accuracy in opt->out, writing opt->checkpoint after every epoch
+ * and resuming from it when opt->resume. Deterministic for a given seed and
+ * thread count. */
+Status train_run(Net *net, const DataSplits *data, const TrainOptions *opt,
+                 TrainProgressFn progress, void *ctx, TrainResult *result, MrError *err);
+
+/* Random flips and rotation of one (c,h,w) image in place; scratch holds c*h*w floats. */
+void augment_image(float *img, float *scratch, int c, int h, int w, float rotate_deg, Rng *rng);
+
+/* ---- evaluation ------------------------------------------------------------- */
+
+typedef struct {
+  int n, k;
+  double accuracy, balanced_accuracy;
+  double auc; /* ROC AUC, macro one-vs-rest (binary: of class 1) */
+  double auc_per_class[MR_MAX_CLASSES];
+  int *confusion; /* (k, k): row = true class, column = predicted */
+} Metrics;
+
+Status metrics_compute(Metrics *m, const float *probs, const int *labels, int n, int k,
+                       MrError *err);
+void metrics_free(Metrics *m);
+
+/* Softmax probabilities of every image, in batches; probs (n, K). The data
+ * must match the model's input (see data_match_model). */
+Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, MrError *err);
+/* Resizes / converts the channels of every split to the net's input. */
+Status data_match_model(DataSplits *d, const Net *net, MrError *err);
+Rng *net_rng(Net *net);
+/* The logits of the last net_forward (or training step). */
+const float *net_forward_last_logits(const Net *net);
+
 #ifdef __cplusplus
 }
 #endif

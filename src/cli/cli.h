@@ -12,12 +12,53 @@ typedef struct {
   int (*run)(int argc, char **argv);
 } CliCommand;
 
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STRING, OPT_FLAG } CliOptionType;
+
+typedef struct {
+  const char *name; /* "--epochs" */
+  CliOptionType type;
+  void *target; /* int*, uint64_t*, float*, const char**, int* (flag) */
+  double min, max;
+  const char *metavar; /* " N" */
+  const char *help;
+} CliOption;
+
+typedef struct {
+  const char *name;         /* "train" */
+  const char *usage;        /* "train --data D --model M --out F [options]" */
+  const char *summary;      /* one paragraph */
+  const CliOption *options; /* ends with {0} */
+} CliSpec;
+
+enum { CLI_OK = 0, CLI_HELP = 1, CLI_USAGE_ERROR = 2 };
+
+/* Parses argv[1..] into the option targets; up to max_positional bare
+ * arguments go to positional. Prints help (CLI_HELP) or a usage error. */
+int cli_parse(const CliSpec *spec, int argc, char **argv, const char **positional,
+              int max_positional, int *n_positional);
+void cli_usage(FILE *f, const CliSpec *spec);
+/* A number, or a fraction such as 4/255. */
+int cli_parse_number(const char *text, double *out);
+
 /* Parses a positive int / a float option value; prints a usage error and
  * returns 0 on failure. */
 int cli_parse_int(const char *cmd, const char *opt, const char *text, int min, int max, int *out);
 int cli_parse_float(const char *cmd, const char *opt, const char *text, float min, float max,
                     float *out);
 
+#include "medrobust.h"
+
+/* TrainProgressFn drawing a bar (TTY) or a line per epoch; ctx: int *quiet */
+void cli_train_progress(const TrainProgress *p, void *ctx);
+
 int cmd_models(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_evaluate(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 #endif

@@ -9,7 +9,12 @@
 #include "medrobust.h"
 
 static const CliCommand commands[] = {
+    {"demo", "the main job on the built-in phantom: data, training, evaluation", cmd_demo},
     {"models", "list the model families with parameters and FLOPs", cmd_models},
+    {"data", "make the built-in phantom set (data phantom), describe a set (data info)", cmd_data},
+    {"train", "train a model on a data set, with checkpoints and --resume", cmd_train},
+    {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate},
+    {"predict", "per-image predictions and probabilities as CSV", cmd_predict},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

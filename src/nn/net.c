@@ -348,6 +348,8 @@ double net_flops(const Net *net) { return net->flops; }
 int net_num_classes(const Net *net) { return net->spec.n_classes; }
 int net_input_size(const Net *net) { return net->spec.in_c * net->spec.in_h * net->spec.in_w; }
 float *net_params(Net *net) { return net->params; }
+Rng *net_rng(Net *net) { return &net->rng; }
+const float *net_forward_last_logits(const Net *net) { return net->layers[net->n_layers - 1].out; }
 float *net_grads(Net *net) { return net->grads; }
 void net_zero_grad(Net *net) { memset(net->grads, 0, sizeof(float) * net->n_params); }
 

@@ -71,11 +71,18 @@ static cJSON *metadata_from_spec(const ModelSpec *s) {
   return meta;
 }
 
-Status safetensors_save_net(const Net *net, const char *path, MrError *err) {
+/* tensor i of the file: the net's first, then the extras */
+static TensorRef save_tensor(const Net *net, const TensorRef *extra, int i) {
+  return i < net_tensor_count(net) ? net_tensor(net, i) : extra[i - net_tensor_count(net)];
+}
+
+Status safetensors_save_checkpoint(const Net *net, const char *path, const TensorRef *extra,
+                                   int n_extra, const char *const *meta_kv, MrError *err) {
   cJSON *root = cJSON_CreateObject();
   size_t offset = 0;
-  for (int i = 0; i < net_tensor_count(net); i++) {
-    TensorRef t = net_tensor(net, i);
+  const int n_total = net_tensor_count(net) + n_extra;
+  for (int i = 0; i < n_total; i++) {
+    TensorRef t = save_tensor(net, extra, i);
     const size_t bytes = t.numel * (t.is_int64 ? 8 : 4);
     cJSON *entry = cJSON_CreateObject();
     cJSON_AddStringToObject(entry, "dtype", t.is_int64 ? "I64" : "F32");
@@ -88,7 +95,10 @@ Status safetensors_save_net(const Net *net, const char *path, MrError *err) {
     cJSON_AddItemToObject(root, t.name, entry);
     offset += bytes;
   }
-  cJSON_AddItemToObject(root, "__metadata__", metadata_from_spec(&net->spec));
+  cJSON *meta = metadata_from_spec(&net->spec);
+  for (int i = 0; meta_kv && meta_kv[i] && meta_kv[i + 1]; i += 2)
+    cJSON_AddStringToObject(meta, meta_kv[i], meta_kv[i + 1]);
+  cJSON_AddItemToObject(root, "__metadata__", meta);
   char *header = cJSON_PrintUnformatted(root);
   cJSON_Delete(root);
   if (!header) return mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory writing header", path);
@@ -108,8 +118,8 @@ Status safetensors_save_net(const Net *net, const char *path, MrError *err) {
   for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
   free(header);
   /* x86-64 and every platform we build on are little-endian, as the format is */
-  for (int i = 0; ok && i < net_tensor_count(net); i++) {
-    TensorRef t = net_tensor(net, i);
+  for (int i = 0; ok && i < n_total; i++) {
+    TensorRef t = save_tensor(net, extra, i);
     ok = t.is_int64 ? fwrite(t.idata, 8, t.numel, f) == t.numel
                     : fwrite(t.data, 4, t.numel, f) == t.numel;
   }
@@ -121,6 +131,10 @@ Status safetensors_save_net(const Net *net, const char *path, MrError *err) {
     return mr_error_set(err, STATUS_ERR_IO, "%s: write failed: %s", path, strerror(e));
   }
   return STATUS_OK;
+}
+
+Status safetensors_save_net(const Net *net, const char *path, MrError *err) {
+  return safetensors_save_checkpoint(net, path, NULL, 0, NULL, err);
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -295,20 +309,21 @@ static void shape_str(char *buf, size_t n, const cJSON *shape) {
   if (used < n) snprintf(buf + used, n - used, "]");
 }
 
-static Status st_load_tensors(Net *net, const StFile *st, const char *path, MrError *err) {
-  /* every tensor of the file must be one the net expects */
+static Status st_load_tensors(Net *net, const StFile *st, const char *path, TensorRef *extra,
+                              int n_extra, MrError *err) {
+  /* every tensor of the file must be one the net (or the caller) expects */
   const cJSON *item;
   cJSON_ArrayForEach(item, st->header) {
     if (strcmp(item->string, "__metadata__") == 0) continue;
     int found = 0;
-    for (int i = 0; i < net_tensor_count(net) && !found; i++)
-      found = strcmp(net_tensor(net, i).name, item->string) == 0;
+    for (int i = 0; i < net_tensor_count(net) + n_extra && !found; i++)
+      found = strcmp(save_tensor(net, extra, i).name, item->string) == 0;
     if (!found)
       return mr_error_set(err, STATUS_ERR_SHAPE, "%s: unexpected tensor '%s' (not in %s)", path,
                           item->string, net->spec.arch);
   }
-  for (int i = 0; i < net_tensor_count(net); i++) {
-    TensorRef t = net_tensor(net, i);
+  for (int i = 0; i < net_tensor_count(net) + n_extra; i++) {
+    TensorRef t = save_tensor(net, extra, i);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(st->header, t.name);
     if (!e) return mr_error_set(err, STATUS_ERR_SHAPE, "%s: missing tensor '%s'", path, t.name);
     const char *dtype = meta_str(e, "dtype");
@@ -365,7 +380,25 @@ Status safetensors_load_into(Net *net, const char *path, MrError *err) {
   StFile st;
   Status s = st_open(&st, path, err);
   if (s != STATUS_OK) return s;
-  s = st_load_tensors(net, &st, path, err);
+  s = st_load_tensors(net, &st, path, NULL, 0, err);
+  st_close(&st);
+  return s;
+}
+
+Status safetensors_load_checkpoint(Net *net, const char *path, TensorRef *extra, int n_extra,
+                                   const char *const *meta_keys, char **meta_values, MrError *err) {
+  StFile st;
+  Status s = st_open(&st, path, err);
+  if (s != STATUS_OK) return s;
+  s = st_load_tensors(net, &st, path, extra, n_extra, err);
+  const cJSON *meta = cJSON_GetObjectItemCaseSensitive(st.header, "__metadata__");
+  for (int i = 0; s == STATUS_OK && meta_keys && meta_keys[i]; i++) {
+    const char *v = meta_str(meta, meta_keys[i]);
+    if (!v)
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: checkpoint lacks \"%s\"", path, meta_keys[i]);
+    else
+      meta_values[i] = strdup(v);
+  }
   st_close(&st);
   return s;
 }
@@ -384,7 +417,7 @@ Net *safetensors_load_net(const char *path, MrError *err) {
     net = model_build(&spec, 0, &build_err);
     if (!net) {
       mr_error_set(err, build_err.status, "%s: %s", path, build_err.msg);
-    } else if (st_load_tensors(net, &st, path, err) != STATUS_OK) {
+    } else if (st_load_tensors(net, &st, path, NULL, 0, err) != STATUS_OK) {
       net_free(net);
       net = NULL;
     }

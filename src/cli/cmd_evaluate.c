@@ -1,0 +1,204 @@
+/* medrobust evaluate | predict: metrics of a model on a split, and
+ * per-image predictions as CSV. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "medrobust.h"
+
+typedef struct {
+  Net *net;
+  DataSplits *data;
+  const Dataset *set;
+  float *probs;
+  int k;
+} Loaded;
+
+static void loaded_free(Loaded *l) {
+  free(l->probs);
+  net_free(l->net);
+  data_free(l->data);
+}
+
+/* Model + data matched to it + probabilities for the split; returns an exit code. */
+static int load_and_predict(Loaded *l, const char *model, const char *data_path,
+                            const char *split_text, uint64_t seed, int batch) {
+  memset(l, 0, sizeof *l);
+  const int split = split_parse(split_text);
+  if (split < 0) {
+    fprintf(stderr, "medrobust: --split must be train, val or test, got '%s'\n", split_text);
+    return EXIT_USAGE;
+  }
+  MrError err = {0};
+  l->net = safetensors_load_net(model, &err);
+  if (!l->net) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  const ModelSpec *spec = net_spec(l->net);
+  DataOptions dopt = {.size = spec->in_h, .channels = spec->in_c, .seed = seed};
+  l->data = data_load(data_path, &dopt, &err);
+  if (!l->data || data_match_model(l->data, l->net, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  l->set = &l->data->split[split];
+  l->k = net_num_classes(l->net);
+  l->probs = malloc(sizeof(float) * ((size_t)l->set->n * l->k + 1));
+  if (!l->probs || net_predict_dataset(l->net, l->set, batch, l->probs, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", l->probs ? err.msg : "out of memory");
+    return EXIT_RUNTIME;
+  }
+  return 0;
+}
+
+static const char *class_label(const ModelSpec *spec, int k, char *buf, size_t n) {
+  if (spec->class_names[k]) return spec->class_names[k];
+  snprintf(buf, n, "%d", k);
+  return buf;
+}
+
+int cmd_evaluate(int argc, char **argv) {
+  const char *model = NULL, *data_path = NULL, *split = "test";
+  int json = 0, batch = 256;
+  uint64_t seed = 1;
+  const CliOption options[] = {
+      {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
+      {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
+      {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
+      {"--json", OPT_FLAG, &json, 0, 0, NULL, "machine-readable output"},
+      {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per forward pass"},
+      {"--seed", OPT_U64, &seed, 0, 0, " S", "image folders: the split seed used in training"},
+      {0}};
+  const CliSpec spec = {
+      "evaluate", "evaluate --model M --data D [options]",
+      "Accuracy, balanced accuracy, ROC AUC (one-vs-rest for more than two classes) and\n"
+      "the confusion matrix of a model on one split.",
+      options};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (!model || !data_path) {
+    fprintf(stderr, "medrobust evaluate: --model and --data are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  Loaded l;
+  int code = load_and_predict(&l, model, data_path, split, seed, batch);
+  if (code) {
+    loaded_free(&l);
+    return code;
+  }
+  MrError err = {0};
+  Metrics m;
+  if (metrics_compute(&m, l.probs, l.set->labels, l.set->n, l.k, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    loaded_free(&l);
+    return EXIT_RUNTIME;
+  }
+  const ModelSpec *ms = net_spec(l.net);
+  char buf[16];
+  if (json) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", model);
+    cJSON_AddStringToObject(root, "data", data_path);
+    cJSON_AddStringToObject(root, "split", split);
+    cJSON_AddNumberToObject(root, "n", m.n);
+    cJSON_AddNumberToObject(root, "accuracy", m.accuracy);
+    cJSON_AddNumberToObject(root, "balanced_accuracy", m.balanced_accuracy);
+    if (m.auc >= 0)
+      cJSON_AddNumberToObject(root, "roc_auc", m.auc);
+    else
+      cJSON_AddNullToObject(root, "roc_auc");
+    cJSON *classes = cJSON_AddArrayToObject(root, "classes");
+    cJSON *conf = cJSON_AddArrayToObject(root, "confusion");
+    for (int i = 0; i < l.k; i++) {
+      cJSON_AddItemToArray(classes, cJSON_CreateString(class_label(ms, i, buf, sizeof buf)));
+      cJSON_AddItemToArray(conf, cJSON_CreateIntArray(m.confusion + i * l.k, l.k));
+    }
+    char *text = cJSON_Print(root);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(root);
+  } else {
+    printf("%s on %s (%s, %d images)\n", model, data_path, split, m.n);
+    printf("accuracy           %.2f%%\nbalanced accuracy  %.2f%%\n", 100 * m.accuracy,
+           100 * m.balanced_accuracy);
+    if (m.auc >= 0)
+      printf("ROC AUC            %.4f%s\n", m.auc, l.k > 2 ? " (macro one-vs-rest)" : "");
+    printf("\nconfusion (rows: true class, columns: predicted)\n%16s", "");
+    for (int j = 0; j < l.k; j++) printf(" %12.12s", class_label(ms, j, buf, sizeof buf));
+    printf("\n");
+    for (int i = 0; i < l.k; i++) {
+      printf("%16.16s", class_label(ms, i, buf, sizeof buf));
+      for (int j = 0; j < l.k; j++) printf(" %12d", m.confusion[i * l.k + j]);
+      printf("\n");
+    }
+  }
+  metrics_free(&m);
+  loaded_free(&l);
+  return 0;
+}
+
+int cmd_predict(int argc, char **argv) {
+  const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL;
+  int batch = 256;
+  uint64_t seed = 1;
+  const CliOption options[] = {
+      {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
+      {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
+      {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
+      {"--out", OPT_STRING, &out, 0, 0, " F.csv", "output CSV (required)"},
+      {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per forward pass"},
+      {"--seed", OPT_U64, &seed, 0, 0, " S", "image folders: the split seed used in training"},
+      {0}};
+  const CliSpec spec = {
+      "predict", "predict --model M --data D --out F.csv [options]",
+      "One CSV row per image: index, label, predicted class and every class probability.", options};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (!model || !data_path || !out) {
+    fprintf(stderr, "medrobust predict: --model, --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  Loaded l;
+  int code = load_and_predict(&l, model, data_path, split, seed, batch);
+  if (code) {
+    loaded_free(&l);
+    return code;
+  }
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    fprintf(stderr, "medrobust: %s: cannot write: %s\n", tmp, strerror(errno));
+    loaded_free(&l);
+    return EXIT_RUNTIME;
+  }
+  const ModelSpec *ms = net_spec(l.net);
+  char buf[16];
+  fprintf(f, "index,label,predicted");
+  for (int j = 0; j < l.k; j++) fprintf(f, ",p_%s", class_label(ms, j, buf, sizeof buf));
+  fprintf(f, "\n");
+  for (int i = 0; i < l.set->n; i++) {
+    const float *p = l.probs + (size_t)i * l.k;
+    int best = 0;
+    for (int j = 1; j < l.k; j++)
+      if (p[j] > p[best]) best = j;
+    fprintf(f, "%d,%d,%d", i, l.set->labels[i], best);
+    for (int j = 0; j < l.k; j++) fprintf(f, ",%.6g", p[j]);
+    fprintf(f, "\n");
+  }
+  const int ok = fflush(f) == 0 && !ferror(f);
+  if (fclose(f) != 0 || !ok || rename(tmp, out) != 0) {
+    fprintf(stderr, "medrobust: %s: write failed\n", out);
+    remove(tmp);
+    loaded_free(&l);
+    return EXIT_RUNTIME;
+  }
+  printf("wrote %d predictions to %s\n", l.set->n, out);
+  loaded_free(&l);
+  return 0;
+}

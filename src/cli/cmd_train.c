@@ -1,0 +1,170 @@
+/* medrobust train: fit a model family to a data set. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "medrobust.h"
+
+static int parse_choice(const char *cmd, const char *opt, const char *text,
+                        const char *const *names, int n, int *out) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(text, names[i]) == 0) {
+      *out = i;
+      return 1;
+    }
+  fprintf(stderr, "medrobust %s: %s must be one of", cmd, opt);
+  for (int i = 0; i < n; i++) fprintf(stderr, " %s", names[i]);
+  fprintf(stderr, ", got '%s'\n", text);
+  return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+  TrainOptions o = train_options_default();
+  const char *data_path = NULL, *arch = "cnn", *optim = "adam", *schedule = "cosine",
+             *balance = "none";
+  const char *checkpoint = NULL;
+  int no_augment = 0, quiet = 0, depth = 5, base = 16, kernel = 3, size = 0, channels = 0;
+  float width = 1.0f, dropout = 0.0f;
+  const CliOption options[] = {
+      {"--data", OPT_STRING, &data_path, 0, 0, " D",
+       ".npz, image folder, IDX folder or fashion-mnist (required)"},
+      {"--model", OPT_STRING, &arch, 0, 0, " M", "model family (medrobust models)"},
+      {"--out", OPT_STRING, &o.out, 0, 0, " F",
+       "best-validation model file, .safetensors (required)"},
+      {"--epochs", OPT_INT, &o.epochs, 1, 100000, " N", "epochs"},
+      {"--batch", OPT_INT, &o.batch, 1, 65536, " N", "batch size"},
+      {"--optim", OPT_STRING, &optim, 0, 0, " adam|sgd", "optimiser"},
+      {"--lr", OPT_FLOAT, &o.lr, 0, 10, " X", "learning rate"},
+      {"--momentum", OPT_FLOAT, &o.momentum, 0, 0.9999, " X", "SGD momentum"},
+      {"--weight-decay", OPT_FLOAT, &o.weight_decay, 0, 1, " X", "L2 weight decay"},
+      {"--schedule", OPT_STRING, &schedule, 0, 0, " cosine|step|constant",
+       "learning-rate schedule"},
+      {"--step-every", OPT_INT, &o.step_every, 1, 100000, " N", "step schedule: epochs per decay"},
+      {"--step-gamma", OPT_FLOAT, &o.step_gamma, 0, 1, " X", "step schedule: decay factor"},
+      {"--no-augment", OPT_FLAG, &no_augment, 0, 0, NULL, "no flips or rotations"},
+      {"--rotate", OPT_FLOAT, &o.rotate_deg, 0, 180, " DEG",
+       "augmentation: rotations within +-DEG"},
+      {"--balance", OPT_STRING, &balance, 0, 0, " none|loss|sample", "class balancing"},
+      {"--seed", OPT_U64, &o.seed, 0, 0, " S",
+       "random seed (init, shuffles, augmentation, dropout)"},
+      {"--size", OPT_INT, &size, 0, 1024, " N",
+       "resize images to NxN (0: as stored; image folders 64)"},
+      {"--channels", OPT_INT, &channels, 0, 3, " C", "1 or 3 (0: as stored; image folders 1)"},
+      {"--width", OPT_FLOAT, &width, 0.01, 16, " W", "channel multiplier"},
+      {"--depth", OPT_INT, &depth, 1, 12, " N", "cnn: conv blocks"},
+      {"--base", OPT_INT, &base, 1, 1024, " N", "cnn: channels of the first block"},
+      {"--kernel", OPT_INT, &kernel, 1, 11, " K", "cnn: kernel size"},
+      {"--dropout", OPT_FLOAT, &dropout, 0, 0.95, " P", "dropout before the classifier"},
+      {"--checkpoint", OPT_STRING, &checkpoint, 0, 0, " F",
+       "per-epoch checkpoint (default OUT.ckpt)"},
+      {"--resume", OPT_FLAG, &o.resume, 0, 0, NULL,
+       "continue an interrupted run from its checkpoint"},
+      {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      {0}};
+  const CliSpec spec = {
+      "train", "train --data D --model M --out F [options]",
+      "Trains a model, keeping the epoch with the best validation accuracy in OUT and a\n"
+      "checkpoint after every epoch that --resume continues from. Deterministic for a\n"
+      "given --seed and thread count.",
+      options};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (!data_path || !o.out) {
+    fprintf(stderr, "medrobust train: --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  int choice;
+  static const char *const optims[] = {"sgd", "adam"};
+  static const char *const schedules[] = {"constant", "step", "cosine"};
+  static const char *const balances[] = {"none", "loss", "sample"};
+  if (!parse_choice("train", "--optim", optim, optims, 2, &choice)) return EXIT_USAGE;
+  o.optim = (OptimKind)choice;
+  if (!parse_choice("train", "--schedule", schedule, schedules, 3, &choice)) return EXIT_USAGE;
+  o.schedule = (Schedule)choice;
+  if (!parse_choice("train", "--balance", balance, balances, 3, &choice)) return EXIT_USAGE;
+  o.balance = (Balance)choice;
+  if (channels == 2) {
+    fprintf(stderr, "medrobust train: --channels must be 1 or 3\n");
+    return EXIT_USAGE;
+  }
+  o.augment = !no_augment;
+  ModelSpec probe = model_spec_default(arch, 1, 28, 28, 2);
+  if (!probe.arch[0]) {
+    fprintf(stderr, "medrobust train: unknown model '%s' (see 'medrobust models')\n", arch);
+    return EXIT_USAGE;
+  }
+  char ckpt[4096];
+  snprintf(ckpt, sizeof ckpt, "%s.ckpt", o.out);
+  o.checkpoint = checkpoint ? checkpoint : ckpt;
+
+  MrError err = {0};
+  DataOptions dopt = {.size = size, .channels = channels, .seed = o.seed};
+  DataSplits *data = data_load(data_path, &dopt, &err);
+  if (!data) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  const Dataset *tr = &data->split[SPLIT_TRAIN];
+  ModelSpec ms =
+      model_spec_default(arch, tr->c, tr->h, tr->w, data->n_classes < 2 ? 2 : data->n_classes);
+  ms.width = width, ms.depth = depth, ms.base = base, ms.kernel = kernel, ms.dropout = dropout;
+  if (strcmp(arch, "cbr-larget") == 0 && base == 16 && kernel == 3) ms.base = 32, ms.kernel = 7;
+  /* normalisation from the training images, inside the model */
+  const size_t plane = (size_t)tr->h * tr->w;
+  for (int c = 0; c < tr->c; c++) {
+    double s = 0, ss = 0;
+    for (int i = 0; i < tr->n; i++)
+      for (size_t p = 0; p < plane; p++) {
+        const double v = tr->images[((size_t)i * tr->c + c) * plane + p];
+        s += v, ss += v * v;
+      }
+    const double n = (double)tr->n * plane, mean = s / n, var = ss / n - mean * mean;
+    ms.norm_mean[c] = (float)mean;
+    ms.norm_std[c] = (float)(var > 1e-8 ? sqrt(var) : 1.0);
+  }
+  for (int k = 0; k < ms.n_classes; k++)
+    if (data->class_names[k]) ms.class_names[k] = strdup(data->class_names[k]);
+  Net *net = model_build(&ms, o.seed, &err);
+  model_spec_free(&ms);
+  if (!net) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  if (!quiet)
+    fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val images, %d threads\n",
+            arch, net_param_count(net), data->source, tr->n, data->split[SPLIT_VAL].n,
+            mr_get_threads());
+  TrainResult res;
+  Status s = train_run(net, data, &o, cli_train_progress, &quiet, &res, &err);
+  int exit_code = 0;
+  if (s != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    exit_code = EXIT_RUNTIME;
+  } else {
+    Net *best = safetensors_load_net(o.out, &err);
+    const Dataset *test = &data->split[SPLIT_TEST];
+    float *probs =
+        best ? malloc(sizeof(float) * ((size_t)test->n * net_num_classes(best) + 1)) : NULL;
+    Metrics m = {0};
+    if (!best || !probs || net_predict_dataset(best, test, 256, probs, &err) != STATUS_OK ||
+        metrics_compute(&m, probs, test->labels, test->n, net_num_classes(best), &err) !=
+            STATUS_OK) {
+      fprintf(stderr, "medrobust: %s\n", err.msg);
+      exit_code = EXIT_RUNTIME;
+    } else {
+      printf(
+          "best epoch %d: val acc %.2f%%; test acc %.2f%%, balanced acc %.2f%%, AUC %.4f -> %s\n",
+          res.best_epoch, 100 * res.best_val_acc, 100 * m.accuracy, 100 * m.balanced_accuracy,
+          m.auc, o.out);
+    }
+    metrics_free(&m);
+    free(probs);
+    net_free(best);
+  }
+  net_free(net);
+  data_free(data);
+  return exit_code;
+}

@@ -1,0 +1,138 @@
+/* Option parsing for every subcommand from one table: each option's type,
+ * target, range and help; usage prints every option with its default (the
+ * target's value before parsing). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void print_default(FILE *f, const CliOption *o) {
+  switch (o->type) {
+    case OPT_INT:
+      fprintf(f, " (default %d)", *(int *)o->target);
+      break;
+    case OPT_U64:
+      fprintf(f, " (default %llu)", (unsigned long long)*(uint64_t *)o->target);
+      break;
+    case OPT_FLOAT:
+      fprintf(f, " (default %g)", *(float *)o->target);
+      break;
+    case OPT_STRING:
+      if (*(const char **)o->target) fprintf(f, " (default %s)", *(const char **)o->target);
+      break;
+    case OPT_FLAG:
+      break;
+  }
+}
+
+void cli_usage(FILE *f, const CliSpec *spec) {
+  fprintf(f, "usage: medrobust %s\n\n%s\n\noptions:\n", spec->usage, spec->summary);
+  for (const CliOption *o = spec->options; o && o->name; o++) {
+    char left[64];
+    snprintf(left, sizeof left, "%s%s", o->name,
+             o->type == OPT_FLAG ? ""
+             : o->metavar        ? o->metavar
+                                 : " X");
+    fprintf(f, "  %-22s %s", left, o->help);
+    print_default(f, o);
+    fputc('\n', f);
+  }
+  fprintf(f, "  %-22s %s\n", "--help", "this text");
+}
+
+static int parse_value(const char *cmd, const CliOption *o, const char *text) {
+  if (!text) {
+    fprintf(stderr, "medrobust %s: %s needs a value\n", cmd, o->name);
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  switch (o->type) {
+    case OPT_INT: {
+      long v = strtol(text, &end, 10);
+      if (!*text || *end || errno || v < o->min || v > o->max) break;
+      *(int *)o->target = (int)v;
+      return 1;
+    }
+    case OPT_U64: {
+      unsigned long long v = strtoull(text, &end, 10);
+      if (!*text || *end || errno || text[0] == '-') break;
+      *(uint64_t *)o->target = (uint64_t)v;
+      return 1;
+    }
+    case OPT_FLOAT: {
+      double v;
+      if (!cli_parse_number(text, &v) || v < o->min || v > o->max) break;
+      *(float *)o->target = (float)v;
+      return 1;
+    }
+    case OPT_STRING:
+      *(const char **)o->target = text;
+      return 1;
+    case OPT_FLAG:
+      return 1;
+  }
+  if (o->type == OPT_U64)
+    fprintf(stderr, "medrobust %s: %s expects a non-negative integer, got '%s'\n", cmd, o->name,
+            text);
+  else
+    fprintf(stderr, "medrobust %s: %s expects a number in [%g, %g], got '%s'\n", cmd, o->name,
+            o->min, o->max, text);
+  return 0;
+}
+
+int cli_parse_number(const char *text, double *out) {
+  /* plain numbers and fractions such as 4/255 (the papers' eps notation) */
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (end == text || errno) return 0;
+  if (*end == '/') {
+    const char *den_text = end + 1;
+    double den = strtod(den_text, &end);
+    if (end == den_text || den == 0.0) return 0;
+    v /= den;
+  }
+  if (*end || !isfinite(v)) return 0;
+  *out = v;
+  return 1;
+}
+
+int cli_parse(const CliSpec *spec, int argc, char **argv, const char **positional,
+              int max_positional, int *n_positional) {
+  int np = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+      cli_usage(stdout, spec);
+      return CLI_HELP;
+    }
+    if (arg[0] == '-' && arg[1] == '-') {
+      const CliOption *o = spec->options;
+      while (o && o->name && strcmp(o->name, arg) != 0) o++;
+      if (!o || !o->name) {
+        fprintf(stderr, "medrobust %s: unknown option '%s' (see 'medrobust %s --help')\n",
+                spec->name, arg, spec->name);
+        return CLI_USAGE_ERROR;
+      }
+      if (o->type == OPT_FLAG) {
+        *(int *)o->target = 1;
+        continue;
+      }
+      if (!parse_value(spec->name, o, i + 1 < argc ? argv[i + 1] : NULL)) return CLI_USAGE_ERROR;
+      i++;
+      continue;
+    }
+    if (np >= max_positional) {
+      fprintf(stderr, "medrobust %s: unexpected argument '%s' (see 'medrobust %s --help')\n",
+              spec->name, arg, spec->name);
+      return CLI_USAGE_ERROR;
+    }
+    positional[np++] = arg;
+  }
+  if (n_positional) *n_positional = np;
+  return CLI_OK;
+}

@@ -1,0 +1,117 @@
+/* Classification metrics: accuracy, balanced accuracy, confusion matrix and
+ * ROC AUC (Mann-Whitney rank statistic with ties averaged; one-vs-rest macro
+ * mean for more than two classes), plus batched prediction over a dataset. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "medrobust.h"
+
+typedef struct {
+  float score;
+  int positive;
+} Scored;
+
+static int cmp_score(const void *a, const void *b) {
+  const float x = ((const Scored *)a)->score, y = ((const Scored *)b)->score;
+  return (x > y) - (x < y);
+}
+
+/* AUC of scores for positives vs the rest; -1 if either group is empty. */
+static double auc_binary(Scored *s, int n) {
+  qsort(s, n, sizeof *s, cmp_score);
+  double rank_sum = 0.0;
+  long pos = 0;
+  for (int i = 0; i < n;) {
+    int j = i;
+    while (j < n && s[j].score == s[i].score) j++;
+    const double mid_rank = (i + 1 + j) / 2.0; /* ties share their average rank */
+    for (int t = i; t < j; t++)
+      if (s[t].positive) rank_sum += mid_rank, pos++;
+    i = j;
+  }
+  const long neg = n - pos;
+  if (!pos || !neg) return -1.0;
+  return (rank_sum - pos * (pos + 1) / 2.0) / ((double)pos * neg);
+}
+
+Status metrics_compute(Metrics *m, const float *probs, const int *labels, int n, int k,
+                       MrError *err) {
+  memset(m, 0, sizeof *m);
+  m->n = n, m->k = k;
+  m->confusion = calloc((size_t)k * k, sizeof(int));
+  Scored *s = malloc(sizeof(Scored) * (n ? n : 1));
+  if (!m->confusion || !s) {
+    free(s);
+    return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for metrics");
+  }
+  int correct = 0;
+  for (int i = 0; i < n; i++) {
+    const float *p = probs + (size_t)i * k;
+    int best = 0;
+    for (int j = 1; j < k; j++)
+      if (p[j] > p[best]) best = j;
+    if (labels[i] < 0 || labels[i] >= k) {
+      free(s);
+      return mr_error_set(err, STATUS_ERR_ARG,
+                          "label %d of image %d is not one of the model's %d classes", labels[i], i,
+                          k);
+    }
+    m->confusion[labels[i] * k + best]++;
+    correct += best == labels[i];
+  }
+  m->accuracy = n ? (double)correct / n : 0.0;
+  double recall_sum = 0.0, auc_sum = 0.0;
+  int present = 0, auc_count = 0;
+  for (int c = 0; c < k; c++) {
+    int row = 0;
+    for (int j = 0; j < k; j++) row += m->confusion[c * k + j];
+    if (row) recall_sum += (double)m->confusion[c * k + c] / row, present++;
+    for (int i = 0; i < n; i++) s[i] = (Scored){probs[(size_t)i * k + c], labels[i] == c};
+    m->auc_per_class[c] = auc_binary(s, n);
+    if (m->auc_per_class[c] >= 0) auc_sum += m->auc_per_class[c], auc_count++;
+  }
+  m->balanced_accuracy = present ? recall_sum / present : 0.0;
+  m->auc = k == 2 ? m->auc_per_class[1] : auc_count ? auc_sum / auc_count : -1.0;
+  free(s);
+  return STATUS_OK;
+}
+
+void metrics_free(Metrics *m) {
+  free(m->confusion);
+  m->confusion = NULL;
+}
+
+Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, MrError *err) {
+  const ModelSpec *spec = net_spec(net);
+  if (d->c != spec->in_c || d->h != spec->in_h || d->w != spec->in_w)
+    return mr_error_set(err, STATUS_ERR_SHAPE, "data is %dx%dx%d but the model takes %dx%dx%d",
+                        d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
+  const size_t per = (size_t)d->c * d->h * d->w;
+  const int k = net_num_classes(net);
+  for (int start = 0; start < d->n; start += batch) {
+    const int b = d->n - start < batch ? d->n - start : batch;
+    net_predict(net, d->images + per * start, b, probs + (size_t)start * k);
+    if (probs[(size_t)start * k] != probs[(size_t)start * k])
+      return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory predicting a batch of %d", b);
+  }
+  return STATUS_OK;
+}
+
+Status data_match_model(DataSplits *d, const Net *net, MrError *err) {
+  const ModelSpec *spec = net_spec(net);
+  for (int s = 0; s < SPLIT_COUNT; s++) {
+    Dataset *ds = &d->split[s];
+    if ((ds->h != spec->in_h || ds->w != spec->in_w) &&
+        dataset_resize(ds, spec->in_h, spec->in_w, err) != STATUS_OK)
+      return err ? err->status : STATUS_ERR_ARG;
+    if (ds->c != spec->in_c && dataset_set_channels(ds, spec->in_c, err) != STATUS_OK)
+      return err ? err->status : STATUS_ERR_ARG;
+  }
+  for (int s = 0; s < SPLIT_COUNT; s++)
+    for (int i = 0; i < d->split[s].n; i++)
+      if (d->split[s].labels[i] >= spec->n_classes)
+        return mr_error_set(err, STATUS_ERR_SHAPE,
+                            "the data has class %d but the model only %d classes",
+                            d->split[s].labels[i], spec->n_classes);
+  return STATUS_OK;
+}
