@@ -206,6 +206,9 @@ TensorRef net_tensor(const Net *net, int i);
  * (same names, shapes, dtypes) and strdup()s the requested metadata values. */
 Status safetensors_save_checkpoint(const Net *net, const char *path, const TensorRef *extra,
                                    int n_extra, const char *const *meta_kv, MrError *err);
+/* The requested __metadata__ values (strdup'ed; NULL where absent). */
+Status safetensors_read_metadata(const char *path, const char *const *keys, char **values,
+                                 MrError *err);
 Status safetensors_load_checkpoint(Net *net, const char *path, TensorRef *extra, int n_extra,
                                    const char *const *meta_keys, char **meta_values, MrError *err);
 

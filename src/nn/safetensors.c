@@ -385,6 +385,20 @@ Status safetensors_load_into(Net *net, const char *path, MrError *err) {
   return s;
 }
 
+Status safetensors_read_metadata(const char *path, const char *const *keys, char **values,
+                                 MrError *err) {
+  StFile st;
+  Status s = st_open(&st, path, err);
+  if (s != STATUS_OK) return s;
+  const cJSON *meta = cJSON_GetObjectItemCaseSensitive(st.header, "__metadata__");
+  for (int i = 0; keys[i]; i++) {
+    const char *v = meta_str(meta, keys[i]);
+    values[i] = v ? strdup(v) : NULL;
+  }
+  st_close(&st);
+  return STATUS_OK;
+}
+
 Status safetensors_load_checkpoint(Net *net, const char *path, TensorRef *extra, int n_extra,
                                    const char *const *meta_keys, char **meta_values, MrError *err) {
   StFile st;

@@ -126,12 +126,19 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
   const char *keys[] = {"train.epoch",      "train.best_val_acc", "train.best_epoch",
                         "train.optim_step", "train.signature",    NULL};
   char *values[5] = {0};
-  Status s = safetensors_load_checkpoint(net, path, extra, opt->state2 ? 4 : 3, keys, values, err);
-  if (s == STATUS_OK && strcmp(values[4], sig) != 0)
+  /* the options first: a checkpoint of another run would fail on its tensors
+   * with a less helpful message */
+  const char *sig_key[] = {"train.signature", NULL};
+  char *saved_sig = NULL;
+  Status s = safetensors_read_metadata(path, sig_key, &saved_sig, err);
+  if (s == STATUS_OK && (!saved_sig || strcmp(saved_sig, sig) != 0))
     s = mr_error_set(
         err, STATUS_ERR_ARG,
         "%s: written by a run with other options, data or thread count; resume with the same ones",
         path);
+  free(saved_sig);
+  if (s == STATUS_OK)
+    s = safetensors_load_checkpoint(net, path, extra, opt->state2 ? 4 : 3, keys, values, err);
   if (s == STATUS_OK) {
     st->epoch = atoi(values[0]);
     st->best_val = strtof(values[1], NULL);

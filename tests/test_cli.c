@@ -1,0 +1,122 @@
+/* The command-line contract: usage errors exit 2, runtime errors exit 1 with
+ * a message naming the file and the problem, and the commands work end to end
+ * on a small phantom. Runs the binary named by MEDROBUST_BIN (make test sets it). */
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char dir[256];
+static const char *bin;
+
+static int setup(void **state) {
+  (void)state;
+  bin = getenv("MEDROBUST_BIN");
+  if (!bin) bin = "build/medrobust";
+  snprintf(dir, sizeof dir, "/tmp/medrobust-cli-XXXXXX");
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd);
+}
+
+/* Runs `medrobust ARGS`, capturing stdout+stderr into out; returns the exit code. */
+static int run(char *out, size_t n, const char *fmt, ...) {
+  char args[2048], cmd[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(args, sizeof args, fmt, ap);
+  va_end(ap);
+  snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+  FILE *p = popen(cmd, "r");
+  size_t got = p ? fread(out, 1, n - 1, p) : 0;
+  out[got] = 0;
+  int status = p ? pclose(p) : -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void expect(int code, const char *needle, const char *args) {
+  char out[16384];
+  int rc = run(out, sizeof out, "%s", args);
+  if (rc != code || (needle && !strstr(out, needle)))
+    fail_msg("'medrobust %s' exited %d (want %d), output lacks '%s':\n%s", args, rc, code,
+             needle ? needle : "", out);
+}
+
+static void test_usage_errors(void **state) {
+  (void)state;
+  expect(2, "usage", "");
+  expect(2, "unknown command 'nosuch'", "nosuch");
+  expect(2, "unknown option '--bogus'", "models --bogus");
+  expect(2, "--epochs expects", "train --epochs many --data x --out y");
+  expect(2, "--data and --out are required", "train --epochs 3");
+  expect(2, "unknown model 'vgg99'", "train --data x --out y --model vgg99");
+  expect(2, "--optim must be one of", "train --data x --out y --optim rmsprop");
+  expect(2, "--split must be", "evaluate --model m --data d --split everything");
+  expect(2, "--size must be 28 or 64", "data phantom --out x.npz --size 32");
+  expect(2, "--threads expects", "--threads 0 models");
+  expect(0, "--epochs", "train --help");
+  expect(0, "(default 10)", "train --help");
+  expect(0, "usage: medrobust evaluate", "evaluate --help");
+}
+
+static void test_runtime_errors(void **state) {
+  (void)state;
+  char args[1024], path[400];
+  expect(1, "/nonexistent/d.npz", "data info /nonexistent/d.npz");
+  snprintf(path, sizeof path, "%s/not-a-model.safetensors", dir);
+  FILE *f = fopen(path, "w");
+  fputs("garbage", f);
+  fclose(f);
+  snprintf(args, sizeof args, "evaluate --model %s --data x.npz", path);
+  expect(1, "too short for a safetensors file", args);
+  snprintf(args, sizeof args, "train --data %s --out %s/m.safetensors", path, dir);
+  expect(1, "expected a .npz file", args);
+}
+
+static void test_end_to_end(void **state) {
+  (void)state;
+  char args[2048], out[16384];
+  snprintf(args, sizeof args, "data phantom --out %s/p.npz --n 400 --seed 2", dir);
+  expect(0, "wrote", args);
+  snprintf(args, sizeof args, "data info %s/p.npz", dir);
+  expect(0, "benign", args);
+  snprintf(args, sizeof args,
+           "--threads 2 train --data %s/p.npz --model cnn --depth 3 --epochs 2 --out "
+           "%s/m.safetensors --quiet",
+           dir, dir);
+  expect(0, "test acc", args);
+  snprintf(args, sizeof args, "evaluate --model %s/m.safetensors --data %s/p.npz --json", dir, dir);
+  int rc = run(out, sizeof out, "%s", args);
+  assert_int_equal(rc, 0);
+  assert_non_null(strstr(out, "\"balanced_accuracy\""));
+  assert_non_null(strstr(out, "\"confusion\""));
+  snprintf(args, sizeof args, "predict --model %s/m.safetensors --data %s/p.npz --out %s/p.csv",
+           dir, dir, dir);
+  expect(0, "wrote 80 predictions", args);
+  char csv[300];
+  snprintf(csv, sizeof csv, "%s/p.csv", dir);
+  FILE *f = fopen(csv, "r");
+  assert_non_null(f);
+  char line[256];
+  assert_non_null(fgets(line, sizeof line, f));
+  assert_string_equal(line, "index,label,predicted,p_benign,p_malignant\n");
+  int rows = 0;
+  while (fgets(line, sizeof line, f)) rows++;
+  fclose(f);
+  assert_int_equal(rows, 80);
+  expect(0, "resnet20", "models --size 28");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_usage_errors),
+      cmocka_unit_test(test_runtime_errors),
+      cmocka_unit_test(test_end_to_end),
+  };
+  return cmocka_run_group_tests_name("cli", tests, setup, teardown);
+}

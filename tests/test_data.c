@@ -1,0 +1,314 @@
+/* Data readers on small files the tests write themselves: npz round trips and
+ * malformed archives, image folders (PNG named .jpg, duplicates, unreadable
+ * files), gzipped IDX, the phantom, resampling and augmentation. */
+#include <png.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zip.h>
+#include <zlib.h>
+
+#include "data/data.h"
+#include "testutil.h"
+
+static char dir[256];
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/medrobust-data-XXXXXX");
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd);
+}
+
+static void in_dir(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
+
+/* Loads path and expects failure with `needle` in the message. */
+static void expect_load_error(const char *path, const char *needle) {
+  MrError err = {0};
+  DataSplits *d = data_load(path, NULL, &err);
+  if (d) fail_msg("%s loaded but should fail with '%s'", path, needle);
+  if (!strstr(err.msg, needle)) fail_msg("message '%s' lacks '%s'", err.msg, needle);
+}
+
+static void test_npz_round_trip(void **state) {
+  (void)state;
+  MrError err = {0};
+  DataSplits *d = phantom_generate(28, 60, 3, &err);
+  assert_non_null(d);
+  char path[300];
+  in_dir(path, sizeof path, "ph.npz");
+  assert_int_equal(data_save_npz(d, path, &err), STATUS_OK);
+  DataSplits *back = data_load(path, NULL, &err);
+  if (!back) fail_msg("%s", err.msg);
+  assert_int_equal(back->n_classes, 2);
+  assert_string_equal(back->class_names[1], "malignant");
+  for (int s = 0; s < SPLIT_COUNT; s++) {
+    const Dataset *a = &d->split[s], *b = &back->split[s];
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(b->c, 1);
+    assert_int_equal(b->h, 28);
+    assert_memory_equal(a->labels, b->labels, sizeof(int) * a->n);
+    /* stored as uint8: within half a grey level */
+    assert_true(max_abs_diff(a->images, b->images, (size_t)a->n * 28 * 28) <= 0.5 / 255 + 1e-6);
+  }
+  /* resized and converted on load */
+  DataOptions opt = {.size = 32, .channels = 3};
+  DataSplits *big = data_load(path, &opt, &err);
+  assert_non_null(big);
+  assert_int_equal(big->split[0].c, 3);
+  assert_int_equal(big->split[0].h, 32);
+  data_free(big);
+  data_free(back);
+  data_free(d);
+}
+
+/* A .npy member: header text for `dict` followed by `n` bytes of data. */
+static uint8_t *npy(const char *dict, size_t n, size_t *len) {
+  const size_t hl = strlen(dict), total = 10 + hl;
+  uint8_t *b = calloc(total + n + 1, 1);
+  memcpy(b, "\x93NUMPY\x01\x00", 8);
+  b[8] = (uint8_t)hl, b[9] = (uint8_t)(hl >> 8);
+  memcpy(b + 10, dict, hl);
+  for (size_t i = 0; i < n; i++) b[total + i] = (uint8_t)(i % 2);
+  *len = total + n;
+  return b;
+}
+
+static void write_npz(const char *path, const char *train_images_dict, size_t image_bytes,
+                      const char *train_labels_dict, size_t label_bytes, int bad_magic) {
+  int e;
+  zip_t *za = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &e);
+  assert_non_null(za);
+  const char *splits[3] = {"train", "val", "test"};
+  for (int s = 0; s < 3; s++) {
+    char name[64];
+    size_t len;
+    uint8_t *b = npy(train_images_dict, image_bytes, &len);
+    if (bad_magic && s == 0) b[1] = 'X';
+    snprintf(name, sizeof name, "%s_images.npy", splits[s]);
+    zip_file_add(za, name, zip_source_buffer(za, b, len, 1), 0);
+    b = npy(train_labels_dict, label_bytes, &len);
+    snprintf(name, sizeof name, "%s_labels.npy", splits[s]);
+    zip_file_add(za, name, zip_source_buffer(za, b, len, 1), 0);
+  }
+  assert_int_equal(zip_close(za), 0);
+}
+
+static void test_npz_malformed(void **state) {
+  (void)state;
+  char path[300];
+  in_dir(path, sizeof path, "bad.npz");
+  const char *img4 = "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 28, 28), }";
+  const char *lab4 = "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 1), }";
+  const char *lab3 = "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 1), }";
+  write_npz(path, img4, 4 * 784, lab4, 4, 0);
+  MrError err = {0};
+  DataSplits *ok = data_load(path, NULL, &err);
+  if (!ok) fail_msg("the well-formed control failed: %s", err.msg);
+  data_free(ok);
+
+  write_npz(path, img4, 4 * 784, lab3, 3, 0);
+  expect_load_error(path, "has 4 images but 3 labels");
+  write_npz(path, img4, 4 * 784, lab4, 4, 1);
+  expect_load_error(path, "bad magic");
+  write_npz(path, img4, 100, lab4, 4, 0);
+  expect_load_error(path, "truncated");
+  write_npz(path, "{'descr': '<f4', 'fortran_order': True, 'shape': (4, 28, 28), }", 4 * 784 * 4,
+            lab4, 4, 0);
+  expect_load_error(path, "Fortran");
+  write_npz(path, img4, 4 * 784, "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 3), }", 12,
+            0);
+  expect_load_error(path, "multi-label");
+
+  /* a zip cut short, a file that is not a zip, a missing file */
+  write_npz(path, img4, 4 * 784, lab4, 4, 0);
+  FILE *f = fopen(path, "rb");
+  uint8_t buf[65536];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  f = fopen(path, "wb");
+  fwrite(buf, 1, n / 2, f);
+  fclose(f);
+  expect_load_error(path, "not a readable .npz");
+  f = fopen(path, "wb");
+  fputs("hello", f);
+  fclose(f);
+  expect_load_error(path, "not a readable .npz");
+  expect_load_error("/nonexistent/x.npz", "No such file");
+  expect_load_error("/nonexistent/folder", "no such file or folder");
+}
+
+static void write_png(const char *path, int w, int h, int rgb, uint8_t value) {
+  png_image p;
+  memset(&p, 0, sizeof p);
+  p.version = PNG_IMAGE_VERSION;
+  p.width = (png_uint_32)w, p.height = (png_uint_32)h;
+  p.format = rgb ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
+  uint8_t *px = malloc((size_t)w * h * (rgb ? 3 : 1));
+  for (int i = 0; i < w * h * (rgb ? 3 : 1); i++) px[i] = (uint8_t)(value + i % 3);
+  assert_true(png_image_write_to_file(&p, path, 0, px, 0, NULL));
+  free(px);
+}
+
+static void test_image_folder(void **state) {
+  (void)state;
+  char root[300], cls[320], file[400];
+  in_dir(root, sizeof root, "folder");
+  mkdir(root, 0755);
+  const char *classes[2] = {"no", "yes"};
+  for (int c = 0; c < 2; c++) {
+    snprintf(cls, sizeof cls, "%s/%s", root, classes[c]);
+    mkdir(cls, 0755);
+    for (int i = 0; i < 10; i++) {
+      /* PNGs of various sizes, some RGB, some named .jpg */
+      snprintf(file, sizeof file, "%s/img%d.%s", cls, i, i % 3 ? "png" : "jpg");
+      write_png(file, 40 + i * 7, 30 + i * 5, i % 2, (uint8_t)(c * 100 + i));
+    }
+  }
+  /* an exact duplicate is dropped */
+  snprintf(file, sizeof file, "%s/yes/copy.png", root);
+  char src[400];
+  snprintf(src, sizeof src, "%s/yes/img1.png", root);
+  FILE *in = fopen(src, "rb"), *out = fopen(file, "wb");
+  int ch;
+  while ((ch = fgetc(in)) != EOF) fputc(ch, out);
+  fclose(in), fclose(out);
+  DataOptions opt = {.size = 32, .seed = 5};
+  MrError err = {0};
+  DataSplits *d = data_load(root, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->n_classes, 2);
+  assert_string_equal(d->class_names[1], "yes");
+  assert_int_equal(d->split[0].n + d->split[1].n + d->split[2].n, 20);
+  assert_int_equal(d->split[0].n, 14); /* 7 of each class */
+  assert_non_null(strstr(d->source, "1 duplicate"));
+  assert_int_equal(d->split[0].c, 1);
+  assert_int_equal(d->split[0].h, 32);
+  data_free(d);
+  /* an unreadable image is named in the error */
+  snprintf(file, sizeof file, "%s/no/broken.png", root);
+  FILE *f = fopen(file, "wb");
+  fputs("\x89PNG\r\n\x1a\ngarbage", f);
+  fclose(f);
+  expect_load_error(root, "broken.png");
+  snprintf(file, sizeof file, "%s/no/notes.txt", root);
+  remove(file);
+}
+
+static void write_idx_gz(const char *path, int ndim, const uint32_t *dims, int truncate) {
+  gzFile f = gzopen(path, "wb");
+  uint8_t head[16] = {0, 0, 8, (uint8_t)ndim};
+  size_t count = 1;
+  for (int i = 0; i < ndim; i++) {
+    head[4 + 4 * i] = (uint8_t)(dims[i] >> 24), head[5 + 4 * i] = (uint8_t)(dims[i] >> 16);
+    head[6 + 4 * i] = (uint8_t)(dims[i] >> 8), head[7 + 4 * i] = (uint8_t)dims[i];
+    count *= dims[i];
+  }
+  gzwrite(f, head, 4 + 4 * ndim);
+  for (size_t i = 0; i < (truncate ? count / 2 : count); i++)
+    gzputc(f, (int)(ndim == 1 ? i % 10 : i % 256));
+  gzclose(f);
+}
+
+static void test_idx(void **state) {
+  (void)state;
+  char root[300], path[400];
+  in_dir(root, sizeof root, "idx");
+  mkdir(root, 0755);
+  const uint32_t train_im[3] = {60000, 2, 2}, train_lb[1] = {60000}, test_im[3] = {100, 2, 2},
+                 test_lb[1] = {100};
+  snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", root);
+  write_idx_gz(path, 3, train_im, 0);
+  snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte.gz", root);
+  write_idx_gz(path, 1, train_lb, 0);
+  snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte.gz", root);
+  write_idx_gz(path, 3, test_im, 0);
+  snprintf(path, sizeof path, "%s/t10k-labels-idx1-ubyte.gz", root);
+  write_idx_gz(path, 1, test_lb, 0);
+  MrError err = {0};
+  DataSplits *d = data_load(root, NULL, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->split[SPLIT_TRAIN].n, 54000);
+  assert_int_equal(d->split[SPLIT_VAL].n, 6000);
+  assert_int_equal(d->split[SPLIT_TEST].n, 100);
+  assert_int_equal(d->n_classes, 10);
+  assert_int_equal(d->split[SPLIT_TEST].labels[7], 7);
+  assert_float_equal(d->split[SPLIT_TEST].images[5], 5 / 255.0f, 1e-7);
+  data_free(d);
+  snprintf(path, sizeof path, "%s/t10k-images-idx3-ubyte.gz", root);
+  write_idx_gz(path, 3, test_im, 1);
+  expect_load_error(root, "truncated");
+}
+
+static void test_fashion_mnist_package(void **state) {
+  (void)state;
+  if (access("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz", R_OK) != 0) {
+    print_message("skipped: Debian's dataset-fashion-mnist is not installed\n");
+    skip();
+  }
+  MrError err = {0};
+  DataSplits *d = data_load("fashion-mnist", NULL, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->split[SPLIT_TEST].n, 10000);
+  assert_string_equal(d->class_names[9], "Ankle boot");
+  data_free(d);
+}
+
+static void test_phantom(void **state) {
+  (void)state;
+  MrError err = {0};
+  DataSplits *a = phantom_generate(64, 100, 9, &err), *b = phantom_generate(64, 100, 9, &err);
+  DataSplits *c = phantom_generate(64, 100, 10, &err);
+  assert_non_null(a);
+  const Dataset *ta = &a->split[SPLIT_TRAIN];
+  int malignant = 0;
+  for (int i = 0; i < ta->n; i++) malignant += ta->labels[i];
+  assert_int_equal(malignant * 2, ta->n); /* balanced */
+  for (size_t i = 0; i < (size_t)ta->n * 64 * 64; i++)
+    assert_true(ta->images[i] >= 0 && ta->images[i] <= 1);
+  assert_memory_equal(ta->images, b->split[SPLIT_TRAIN].images, sizeof(float) * ta->n * 64 * 64);
+  assert_true(max_abs_diff(ta->images, c->split[SPLIT_TRAIN].images, (size_t)ta->n * 64 * 64) >
+              0.1);
+  assert_null(phantom_generate(30, 100, 1, &err));
+  assert_non_null(strstr(err.msg, "28 or 64"));
+  data_free(a), data_free(b), data_free(c);
+}
+
+static void test_resize_and_augment(void **state) {
+  (void)state;
+  Dataset d = {0};
+  assert_int_equal(dataset_alloc(&d, 2, 1, 40, 40, NULL), STATUS_OK);
+  for (int i = 0; i < 2 * 1600; i++) d.images[i] = 0.25f;
+  assert_int_equal(dataset_resize(&d, 28, 28, NULL), STATUS_OK); /* down: area */
+  for (int i = 0; i < 2 * 784; i++) assert_float_equal(d.images[i], 0.25f, 1e-6);
+  assert_int_equal(dataset_resize(&d, 64, 64, NULL), STATUS_OK); /* up: bilinear */
+  for (int i = 0; i < 2 * 4096; i++) assert_float_equal(d.images[i], 0.25f, 1e-6);
+  free(d.images), free(d.labels);
+  /* augmentation keeps [0,1], is seeded, and with no rotation only flips */
+  float img[3 * 9], scratch[3 * 9], copy[3 * 9];
+  for (int i = 0; i < 27; i++) img[i] = (float)i / 26;
+  memcpy(copy, img, sizeof img);
+  Rng r1, r2;
+  rng_seed(&r1, 4), rng_seed(&r2, 4);
+  augment_image(img, scratch, 3, 3, 3, 0.0f, &r1);
+  float sum = 0, sum0 = 0;
+  for (int i = 0; i < 27; i++) sum += img[i], sum0 += copy[i];
+  assert_float_equal(sum, sum0, 1e-5); /* a permutation of the pixels */
+  augment_image(copy, scratch, 3, 3, 3, 0.0f, &r2);
+  assert_memory_equal(img, copy, sizeof img);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_npz_round_trip),        cmocka_unit_test(test_npz_malformed),
+      cmocka_unit_test(test_image_folder),          cmocka_unit_test(test_idx),
+      cmocka_unit_test(test_fashion_mnist_package), cmocka_unit_test(test_phantom),
+      cmocka_unit_test(test_resize_and_augment),
+  };
+  return cmocka_run_group_tests_name("data", tests, setup, teardown);
+}
