@@ -328,6 +328,153 @@ Rng *net_rng(Net *net);
 /* The logits of the last net_forward (or training step). */
 const float *net_forward_last_logits(const Net *net);
 
+/* ---- attacks: all through net_forward / net_backward, pixels kept in [0,1] -- */
+
+typedef enum { NORM_LINF = 0, NORM_L2 = 1 } Norm;
+
+typedef enum {
+  ATTACK_FGSM,
+  ATTACK_BIM,
+  ATTACK_PGD,
+  ATTACK_MIFGSM,
+  ATTACK_DEEPFOOL,
+  ATTACK_CW,
+  ATTACK_SQUARE,
+  ATTACK_APGD_CE,
+  ATTACK_APGD_MARGIN, /* APGD with the DLR loss (3+ classes) or the C&W margin (2) */
+  ATTACK_COUNT
+} AttackKind;
+
+typedef enum { TARGET_NONE = 0, TARGET_CLASS = 1, TARGET_LEAST_LIKELY = 2 } TargetMode;
+
+typedef struct {
+  AttackKind kind;
+  Norm norm;
+  float eps;             /* on the [0,1] pixel scale; unbounded attacks ignore it */
+  const float *eps_each; /* optional: one eps per image of the batch (triage) */
+  float step;            /* 0: the attack's default */
+  int iters, restarts;
+  TargetMode target;
+  int target_class;
+  float momentum;  /* MI-FGSM decay */
+  float overshoot; /* DeepFool */
+  float cw_c, cw_lr, cw_kappa;
+  int cw_search_steps;
+  int queries;  /* Square */
+  float p_init; /* Square */
+  uint64_t seed;
+} AttackOptions;
+
+AttackOptions attack_options_default(AttackKind kind);
+const char *attack_name(AttackKind kind);
+/* "pgd", "fgsm", ...; -1 if unknown */
+int attack_parse(const char *name);
+/* 1 if the attack keeps the perturbation inside an eps ball */
+int attack_is_bounded(AttackKind kind);
+/* Crafts x_adv (B,C,H,W) for images x with labels y. Eval mode throughout. */
+Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y, int batch,
+                  float *x_adv, MrError *err);
+
+/* ---- robustness evaluation --------------------------------------------------- */
+
+/* SSIM (11x11 Gaussian window, sigma 1.5, range 1) of two (c,h,w) images. */
+double image_ssim(const float *a, const float *b, int c, int h, int w);
+/* PSNR in dB for range 1; INFINITY for identical images. */
+double image_psnr(const float *a, const float *b, size_t n);
+
+typedef struct {
+  char attack[24];
+  Norm norm;
+  float eps;
+  TargetMode target;
+  int n, correct, clean_correct, flipped; /* flipped: clean-correct images the attack fooled */
+  double accuracy, drop_pct, success_rate;
+  double linf, l2, mse, ssim, psnr, confidence; /* means over the images */
+  double seconds;
+} SweepRow;
+
+typedef enum { NOISE_GAUSSIAN, NOISE_RICIAN, NOISE_POISSON, NOISE_SPECKLE, NOISE_COUNT } NoiseKind;
+const char *noise_name(NoiseKind k);
+/* Adds noise of strength `level` (std on the [0,1] scale; Poisson: 1/sqrt(photons per unit)). */
+void noise_apply(float *x, size_t n, NoiseKind kind, float level, Rng *rng);
+
+typedef struct {
+  NoiseKind kind;
+  float eps; /* the adversarial row whose SSIM it matches */
+  double level, ssim, accuracy;
+} NoiseRow;
+
+typedef struct {
+  char name[48];
+  int passed;
+  char message[320];
+} CheckRow;
+
+typedef struct {
+  int n, k;
+  double clean_accuracy;
+  SweepRow *rows;
+  int n_rows;
+  NoiseRow *noise;
+  int n_noise;
+  CheckRow *checks;
+  int n_checks;
+} SweepResult;
+
+typedef void (*SweepProgressFn)(const char *what, int done, int total, void *ctx);
+
+typedef struct {
+  const AttackKind *attacks;
+  int n_attacks;
+  const float *eps;
+  int n_eps;
+  AttackOptions base; /* norm, iterations, restarts, target, seed */
+  int batch;
+  int noise;  /* the noise contrast (paper 002) */
+  int checks; /* the self-checks against a failed evaluation */
+} SweepOptions;
+
+/* Attacks every image of d with every attack at every eps, streaming
+ * batches; then the noise contrast and the self-checks (Carlini et al.
+ * 2019) when asked. */
+Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, SweepProgressFn progress,
+                        void *ctx, SweepResult *r, MrError *err);
+void sweep_result_free(SweepResult *r);
+/* results.json and results.csv into dir, atomically */
+Status sweep_write(const SweepResult *r, const char *dir, const char *model, const char *data,
+                   const char *split, MrError *err);
+
+/* ---- triage: per-image adversarial sensitivity (paper 001 Table 2) -------- */
+
+typedef struct {
+  int index, label, pred;
+  float confidence;
+  float
+      min_eps; /* smallest eps found that changes the prediction; INFINITY if none up to eps_max */
+  float eps_below; /* the largest eps tried that did not change it (min_eps - eps_below <= tol) */
+  int flagged;     /* among the most fragile flag_frac, for human review */
+} TriageItem;
+
+#define TRIAGE_CURVE_POINTS 11
+typedef struct {
+  TriageItem *items; /* most fragile first */
+  int n, n_flagged;
+  float eps_max, tol, flag_frac;
+  double accuracy_all, accuracy_aware; /* aware: without the flagged images */
+  double curve_frac[TRIAGE_CURVE_POINTS], curve_acc[TRIAGE_CURVE_POINTS]; /* deferring 0..50% */
+  double curve_auc; /* mean accuracy over the deferral curve */
+  char attack[24];
+} TriageResult;
+
+/* Bisects, for every image, the smallest eps at which `attack` (FGSM, BIM,
+ * PGD or MI-FGSM, against the clean prediction) changes the prediction. */
+Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max, float tol,
+                  float flag_frac, int batch, SweepProgressFn progress, void *ctx, TriageResult *r,
+                  MrError *err);
+void triage_free(TriageResult *r);
+Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
+                    MrError *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,6 +15,9 @@ static const CliCommand commands[] = {
     {"train", "train a model on a data set, with checkpoints and --resume", cmd_train},
     {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate},
     {"predict", "per-image predictions and probabilities as CSV", cmd_predict},
+    {"eval", "robustness sweep: attacks x eps, noise contrast, self-checks", cmd_eval},
+    {"triage", "rank images by the smallest eps that flips them; flag the most fragile",
+     cmd_triage},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

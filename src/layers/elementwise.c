@@ -1,4 +1,7 @@
 /* Elementwise ops: ReLU, residual add (with an optional fused ReLU), inverted dropout. */
+#include <math.h>
+#include <string.h>
+
 #include "layers.h"
 
 void relu_forward(float *out, const float *inp, size_t n) {
@@ -59,4 +62,13 @@ void dropout_backward(float *dinp, int accumulate, const float *dout, const floa
     const float g = identity ? dout[i] : dout[i] * mask[i];
     dinp[i] = accumulate ? dinp[i] + g : g;
   }
+}
+
+void quantize_forward(float *out, const float *inp, size_t n, int levels) {
+  const float q = (float)(levels - 1);
+  for (size_t i = 0; i < n; i++) out[i] = roundf(inp[i] * q) / q;
+}
+
+void quantize_backward(float *dinp, int accumulate, size_t n) {
+  if (!accumulate) memset(dinp, 0, sizeof(float) * n);
 }

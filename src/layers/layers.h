@@ -107,6 +107,12 @@ void dropout_forward(float *out, float *mask, const float *inp, size_t n, float 
 void dropout_backward(float *dinp, int accumulate, const float *dout, const float *mask, size_t n,
                       Mode mode);
 
+/* Quantisation to `levels` grey levels: a deliberately non-differentiable
+ * input stage (its true derivative, zero, is what backward returns). Exists
+ * to test that the evaluation's self-checks catch masked gradients. */
+void quantize_forward(float *out, const float *inp, size_t n, int levels);
+void quantize_backward(float *dinp, int accumulate, size_t n);
+
 /* ---- pooling ----------------------------------------------------------- */
 typedef struct {
   int B, C, H, W;

@@ -227,6 +227,13 @@ int net_add_shortcut_pad(Net *net, int src, int oc, int stride) {
   return net_last(net);
 }
 
+int net_add_quantize(Net *net, int src, int levels) {
+  Layer *l = net_push(net, LAYER_QUANTIZE, src);
+  if (!l) return -1;
+  l->k = levels;
+  return net_last(net);
+}
+
 static void net_resolve(Net *net) {
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
@@ -623,6 +630,14 @@ static void shortcut_bwd(LayerCall c) {
                           layer_shortcut_dims(c.l, c.B));
 }
 
+static void quantize_fwd(LayerCall c) {
+  quantize_forward(c.l->out, tensor_out(c.net, c.l->src), layer_out_size(c.l) * c.B, c.l->k);
+}
+static void quantize_bwd(LayerCall c) {
+  if (c.want_dinp)
+    quantize_backward(tensor_dout(c.net, c.l->src), c.acc, layer_out_size(c.l) * c.B);
+}
+
 typedef struct {
   const char *name;
   void (*forward)(LayerCall);
@@ -641,6 +656,7 @@ static const LayerOps layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_DROPOUT] = {"dropout", dropout_fwd, dropout_bwd},
     [LAYER_ADD] = {"add", add_fwd, add_bwd},
     [LAYER_SHORTCUT_PAD] = {"shortcut_pad", shortcut_fwd, shortcut_bwd},
+    [LAYER_QUANTIZE] = {"quantize", quantize_fwd, quantize_bwd},
 };
 
 /* ---- forward / backward -------------------------------------------------------- */

@@ -20,6 +20,7 @@ typedef enum {
   LAYER_DROPOUT,
   LAYER_ADD,
   LAYER_SHORTCUT_PAD,
+  LAYER_QUANTIZE,
   LAYER_KIND_COUNT
 } LayerKind;
 
@@ -107,6 +108,8 @@ int net_add_dense(Net *net, const char *name, int src, int out, MrError *err);
 int net_add_dropout(Net *net, int src, float p);
 int net_add_add(Net *net, int a, int b, MrError *err);
 int net_add_shortcut_pad(Net *net, int src, int oc, int stride);
+/* testing only: a gradient-masking input quantiser (levels in l->k) */
+int net_add_quantize(Net *net, int src, int levels);
 
 Net *net_new(const ModelSpec *spec);
 /* Allocates the arenas after the last net_add_* call. */

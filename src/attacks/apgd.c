@@ -1,0 +1,132 @@
+/* APGD (Croce & Hein 2020, the core of AutoAttack): PGD with momentum 0.75
+ * and a step size that starts at 2 eps and halves at checkpoints
+ * w_j = ceil(p_j N) (p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} -
+ * 0.03, 0.06)) when fewer than 75% of the steps since the last checkpoint
+ * raised the loss, or when neither the step nor the best loss changed; it
+ * then restarts from the best point. Loss: cross-entropy (apgd-ce) or, for
+ * apgd-dlr, the DLR loss with 3+ classes and the C&W margin with 2 (DLR is
+ * undefined there). Misclassified iterates are kept, as AutoAttack does. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attack.h"
+
+static int checkpoints(int *w, int max, int n_iter) {
+  double p_prev = 0.0, p = 0.22;
+  int count = 0;
+  w[count++] = 0;
+  while (p < 1.0 && count < max) {
+    w[count++] = (int)ceil(p * n_iter);
+    const double next = p + fmax(p - p_prev - 0.03, 0.06);
+    p_prev = p, p = next;
+  }
+  return count;
+}
+
+Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                   float *x_adv) {
+  const int B = c->batch, N = o->iters;
+  const size_t n = c->per * B;
+  const LossKind loss = o->kind == ATTACK_APGD_CE ? LOSS_CE : c->k >= 3 ? LOSS_DLR : LOSS_MARGIN;
+  float *cur = malloc(sizeof(float) * n), *prev = malloc(sizeof(float) * n),
+        *g = malloc(sizeof(float) * n);
+  float *xmax = malloc(sizeof(float) * n), *gmax = malloc(sizeof(float) * n),
+        *z = malloc(sizeof(float) * n);
+  float *fmax_ = malloc(sizeof(float) * B), *eta = malloc(sizeof(float) * B),
+        *f_prev = malloc(sizeof(float) * B);
+  float *fmax_ckpt = malloc(sizeof(float) * B), *eta_ckpt = malloc(sizeof(float) * B);
+  int *ups = calloc(B, sizeof(int)), *done = calloc(B, sizeof(int)),
+      *labels = malloc(sizeof(int) * B);
+  if (!cur || !prev || !g || !xmax || !gmax || !z || !fmax_ || !eta || !f_prev || !fmax_ckpt ||
+      !eta_ckpt || !ups || !done || !labels) {
+    free(cur), free(prev), free(g), free(xmax), free(gmax), free(z), free(fmax_), free(eta),
+        free(f_prev), free(fmax_ckpt), free(eta_ckpt), free(ups), free(done), free(labels);
+    return STATUS_ERR_NOMEM;
+  }
+  memcpy(labels, y, sizeof(int) * B);
+  int w[64];
+  const int n_ckpt = checkpoints(w, 64, N);
+  /* the clean image is the first candidate (x_adv holds it already) */
+  attack_loss_grad(c, x, labels, loss, NULL);
+  float *best_seen = malloc(sizeof(float) * B);
+  if (!best_seen) return STATUS_ERR_NOMEM;
+  for (int b = 0; b < B; b++) best_seen[b] = c->loss[b], done[b] = c->pred[b] != y[b];
+  Rng rng;
+  rng_seed(&rng, o->seed);
+  for (int r = 0; r < o->restarts; r++) {
+    random_start(cur, x, B, c->per, o->norm, c->eps, &rng);
+    attack_loss_grad(c, cur, labels, loss, g);
+    for (int b = 0; b < B; b++) {
+      fmax_[b] = f_prev[b] = fmax_ckpt[b] = c->loss[b];
+      eta[b] = eta_ckpt[b] = 2.0f * c->eps[b];
+      ups[b] = 0;
+      if (!done[b] && c->loss[b] > best_seen[b]) {
+        best_seen[b] = c->loss[b];
+        memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+      }
+      if (!done[b] && c->pred[b] != y[b]) {
+        memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+        done[b] = 1;
+      }
+    }
+    memcpy(xmax, cur, sizeof(float) * n);
+    memcpy(gmax, g, sizeof(float) * n);
+    memcpy(prev, cur, sizeof(float) * n);
+    int next_ckpt = 1;
+    for (int k = 0; k < N; k++) {
+      /* z = P(x_k + eta s(g)); x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1})) */
+      for (int b = 0; b < B; b++) {
+        memcpy(z + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+        ascend(z + c->per * b, g + c->per * b, 1, c->per, o->norm, &eta[b]);
+      }
+      project(z, x, B, c->per, o->norm, c->eps);
+      const float a = k == 0 ? 1.0f : 0.75f;
+      for (size_t i = 0; i < n; i++) {
+        const float next = cur[i] + a * (z[i] - cur[i]) + (1 - a) * (cur[i] - prev[i]);
+        prev[i] = cur[i];
+        cur[i] = next;
+      }
+      project(cur, x, B, c->per, o->norm, c->eps);
+      attack_loss_grad(c, cur, labels, loss, g);
+      for (int b = 0; b < B; b++) {
+        if (c->loss[b] > f_prev[b]) ups[b]++;
+        f_prev[b] = c->loss[b];
+        if (c->loss[b] > fmax_[b]) {
+          fmax_[b] = c->loss[b];
+          memcpy(xmax + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+          memcpy(gmax + c->per * b, g + c->per * b, sizeof(float) * c->per);
+        }
+        if (!done[b] && c->loss[b] > best_seen[b]) {
+          best_seen[b] = c->loss[b];
+          memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+        }
+        if (!done[b] && c->pred[b] != y[b]) {
+          memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+          done[b] = 1;
+        }
+      }
+      if (next_ckpt < n_ckpt && k + 1 == w[next_ckpt]) {
+        const int since = w[next_ckpt] - w[next_ckpt - 1];
+        for (int b = 0; b < B; b++) {
+          const int cond1 = ups[b] < 0.75 * since;
+          const int cond2 = eta_ckpt[b] == eta[b] && fmax_ckpt[b] == fmax_[b];
+          if (cond1 || cond2) {
+            eta[b] /= 2.0f;
+            memcpy(cur + c->per * b, xmax + c->per * b, sizeof(float) * c->per);
+            memcpy(prev + c->per * b, xmax + c->per * b, sizeof(float) * c->per);
+            memcpy(g + c->per * b, gmax + c->per * b, sizeof(float) * c->per);
+          }
+          ups[b] = 0;
+          eta_ckpt[b] = eta[b];
+          fmax_ckpt[b] = fmax_[b];
+        }
+        next_ckpt++;
+      }
+    }
+  }
+  free(cur), free(prev), free(g), free(xmax), free(gmax), free(z), free(fmax_), free(eta),
+      free(f_prev), free(fmax_ckpt), free(eta_ckpt), free(ups), free(done), free(labels);
+  free(best_seen);
+  return STATUS_OK;
+}

@@ -1,0 +1,61 @@
+/* Shared machinery of the attacks: the losses they ascend, their gradients
+ * through the net's logits, projections onto eps balls and [0,1], and
+ * per-image bookkeeping of the strongest point found. */
+#ifndef MR_ATTACK_H
+#define MR_ATTACK_H
+
+#include "medrobust.h"
+
+typedef enum {
+  LOSS_CE,        /* cross-entropy of label: ascend to untarget */
+  LOSS_CE_TARGET, /* minus cross-entropy of the target: ascend to reach it */
+  LOSS_MARGIN,    /* max_{j!=y} z_j - z_y (C&W), >0 means misclassified */
+  LOSS_DLR,       /* Croce & Hein's difference of logits ratio (>= 3 classes) */
+} LossKind;
+
+typedef struct {
+  Net *net;
+  int batch, k;
+  size_t per; /* floats per image */
+  float *dlogits, *logits;
+  float *loss;  /* per image, of the last call */
+  float *eps;   /* per image: AttackOptions.eps_each or eps */
+  float *steps; /* per image scratch for step sizes */
+  int *pred;    /* argmax of the last call */
+} AttackCtx;
+
+Status attack_ctx_init(AttackCtx *c, Net *net, int batch, MrError *err);
+void attack_ctx_free(AttackCtx *c);
+/* Forward at x; per-image loss into c->loss, predictions into c->pred, and
+ * (if dx) the gradient of each image's loss w.r.t. its pixels. */
+void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind kind, float *dx);
+/* The labels an attack works against: y, or the targets (given or least likely). */
+void attack_labels(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, int *labels);
+/* Untargeted: success when pred != y; targeted: when pred == target. */
+int attack_succeeded(const AttackOptions *o, int pred, int y, int target);
+
+/* x_adv <- clip_[0,1](proj_{ball(x0, eps[b])}(x_adv)), per image b */
+void project(float *x_adv, const float *x0, int batch, size_t per, Norm norm, const float *eps);
+/* a <- a + step[b] * direction(g): sign(g) for Linf, g/||g||_2 for L2 */
+void ascend(float *x, const float *g, int batch, size_t per, Norm norm, const float *step);
+/* steps[b] = the option's step, or factor * eps[b] / iters */
+const float *attack_steps(AttackCtx *c, const AttackOptions *o, float factor);
+/* A uniform random point of the eps ball around x0 (Linf) or a random
+ * direction scaled by eps*u^(1/d) (L2), then clipped to [0,1]. */
+void random_start(float *x, const float *x0, int batch, size_t per, Norm norm, const float *eps,
+                  Rng *rng);
+
+Status attack_fgsm(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                   float *x_adv);
+Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv);
+Status attack_mifgsm(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                     float *x_adv);
+Status attack_deepfool(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                       float *x_adv);
+Status attack_cw(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv);
+Status attack_square(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                     float *x_adv);
+Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                   float *x_adv);
+
+#endif

@@ -1,0 +1,257 @@
+/* The attack table, option defaults, losses and their logit gradients,
+ * projections and random starts. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attack.h"
+
+typedef struct {
+  const char *name;
+  Status (*run)(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv);
+  int bounded;
+} AttackEntry;
+
+static const AttackEntry attacks[ATTACK_COUNT] = {
+    [ATTACK_FGSM] = {"fgsm", attack_fgsm, 1},
+    [ATTACK_BIM] = {"bim", attack_pgd, 1},
+    [ATTACK_PGD] = {"pgd", attack_pgd, 1},
+    [ATTACK_MIFGSM] = {"mifgsm", attack_mifgsm, 1},
+    [ATTACK_DEEPFOOL] = {"deepfool", attack_deepfool, 0},
+    [ATTACK_CW] = {"cw", attack_cw, 0},
+    [ATTACK_SQUARE] = {"square", attack_square, 1},
+    [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1},
+    [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1},
+};
+
+const char *attack_name(AttackKind kind) {
+  return kind >= 0 && kind < ATTACK_COUNT ? attacks[kind].name : "?";
+}
+
+int attack_parse(const char *name) {
+  for (int i = 0; i < ATTACK_COUNT; i++)
+    if (strcmp(name, attacks[i].name) == 0) return i;
+  if (strcmp(name, "i-fgsm") == 0) return ATTACK_BIM;
+  if (strcmp(name, "mi-fgsm") == 0) return ATTACK_MIFGSM;
+  if (strcmp(name, "apgd-margin") == 0) return ATTACK_APGD_MARGIN;
+  return -1;
+}
+
+int attack_is_bounded(AttackKind kind) {
+  return kind >= 0 && kind < ATTACK_COUNT && attacks[kind].bounded;
+}
+
+AttackOptions attack_options_default(AttackKind kind) {
+  AttackOptions o;
+  memset(&o, 0, sizeof o);
+  o.kind = kind;
+  o.norm = NORM_LINF;
+  o.eps = 0.004f;
+  o.iters = kind == ATTACK_FGSM ? 1 : kind == ATTACK_DEEPFOOL ? 50 : kind == ATTACK_CW ? 100 : 10;
+  if (kind == ATTACK_APGD_CE || kind == ATTACK_APGD_MARGIN) o.iters = 100;
+  o.restarts = 1;
+  o.momentum = 1.0f;
+  o.overshoot = 0.02f;
+  o.cw_c = 1.0f, o.cw_lr = 0.01f, o.cw_kappa = 0.0f, o.cw_search_steps = 5;
+  o.queries = 1000, o.p_init = 0.05f;
+  o.seed = 1;
+  return o;
+}
+
+Status attack_ctx_init(AttackCtx *c, Net *net, int batch, MrError *err) {
+  memset(c, 0, sizeof *c);
+  c->net = net, c->batch = batch, c->k = net_num_classes(net);
+  c->per = (size_t)net_input_size(net);
+  c->dlogits = malloc(sizeof(float) * batch * c->k);
+  c->logits = malloc(sizeof(float) * batch * c->k);
+  c->loss = malloc(sizeof(float) * batch);
+  c->pred = malloc(sizeof(int) * batch);
+  c->eps = malloc(sizeof(float) * batch);
+  c->steps = malloc(sizeof(float) * batch);
+  if (!c->dlogits || !c->logits || !c->loss || !c->pred || !c->eps || !c->steps) {
+    attack_ctx_free(c);
+    return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for an attack batch of %d", batch);
+  }
+  return net_plan(net, batch, err);
+}
+
+void attack_ctx_free(AttackCtx *c) {
+  free(c->dlogits), free(c->logits), free(c->loss), free(c->pred), free(c->eps), free(c->steps);
+  memset(c, 0, sizeof *c);
+}
+
+/* Per image: loss value and d(loss)/d(logits) for one label. */
+static float loss_and_dlogits(const float *z, int y, int k, LossKind kind, float *g) {
+  int other = -1; /* the largest logit that is not y */
+  for (int j = 0; j < k; j++)
+    if (j != y && (other < 0 || z[j] > z[other])) other = j;
+  memset(g, 0, sizeof(float) * k);
+  switch (kind) {
+    case LOSS_CE:
+    case LOSS_CE_TARGET: {
+      float zmax = z[0];
+      for (int j = 1; j < k; j++) zmax = fmaxf(zmax, z[j]);
+      double s = 0;
+      for (int j = 0; j < k; j++) s += exp((double)z[j] - zmax);
+      const double lse = log(s) + zmax, sign = kind == LOSS_CE ? 1.0 : -1.0;
+      for (int j = 0; j < k; j++) g[j] = (float)(sign * (exp((double)z[j] - lse) - (j == y)));
+      return (float)(sign * (lse - z[y]));
+    }
+    case LOSS_MARGIN:
+      g[other] = 1.0f, g[y] = -1.0f;
+      return z[other] - z[y];
+    case LOSS_DLR: {
+      /* -(z_y - max_{j!=y} z_j) / (z_pi1 - z_pi3 + 1e-12), pi sorted descending */
+      int p1 = 0, p2 = -1, p3 = -1;
+      for (int j = 1; j < k; j++)
+        if (z[j] > z[p1]) p1 = j;
+      for (int j = 0; j < k; j++)
+        if (j != p1 && (p2 < 0 || z[j] > z[p2])) p2 = j;
+      for (int j = 0; j < k; j++)
+        if (j != p1 && j != p2 && (p3 < 0 || z[j] > z[p3])) p3 = j;
+      const float num = z[other] - z[y], den = z[p1] - z[p3] + 1e-12f;
+      g[other] += 1.0f / den, g[y] -= 1.0f / den;
+      g[p1] -= num / (den * den), g[p3] += num / (den * den);
+      return num / den;
+    }
+  }
+  return 0.0f;
+}
+
+void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind kind, float *dx) {
+  const int k = c->k;
+  const float *z = net_forward(c->net, x, c->batch, MODE_EVAL);
+  memcpy(c->logits, z, sizeof(float) * c->batch * k);
+  for (int b = 0; b < c->batch; b++) {
+    const float *zb = c->logits + (size_t)b * k;
+    int best = 0;
+    for (int j = 1; j < k; j++)
+      if (zb[j] > zb[best]) best = j;
+    c->pred[b] = best;
+    c->loss[b] = loss_and_dlogits(zb, labels[b], k, kind, c->dlogits + (size_t)b * k);
+  }
+  if (dx) net_backward(c->net, c->dlogits, dx, 0);
+}
+
+void attack_labels(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                   int *labels) {
+  if (o->target == TARGET_NONE) {
+    memcpy(labels, y, sizeof(int) * c->batch);
+  } else if (o->target == TARGET_CLASS) {
+    for (int b = 0; b < c->batch; b++) labels[b] = o->target_class;
+  } else {
+    const float *z = net_forward(c->net, x, c->batch, MODE_EVAL);
+    for (int b = 0; b < c->batch; b++) {
+      int worst = 0;
+      for (int j = 1; j < c->k; j++)
+        if (z[(size_t)b * c->k + j] < z[(size_t)b * c->k + worst]) worst = j;
+      labels[b] = worst;
+    }
+  }
+}
+
+int attack_succeeded(const AttackOptions *o, int pred, int y, int target) {
+  return o->target == TARGET_NONE ? pred != y : pred == target;
+}
+
+const float *attack_steps(AttackCtx *c, const AttackOptions *o, float factor) {
+  for (int b = 0; b < c->batch; b++)
+    c->steps[b] = o->step > 0 ? o->step : factor * c->eps[b] / o->iters;
+  return c->steps;
+}
+
+void project(float *x_adv, const float *x0, int batch, size_t per, Norm norm, const float *eps_b) {
+  for (int b = 0; b < batch; b++) {
+    float *a = x_adv + per * b;
+    const float *o = x0 + per * b;
+    const float eps = eps_b[b];
+    if (norm == NORM_LINF) {
+      for (size_t i = 0; i < per; i++) a[i] = fminf(fmaxf(a[i], o[i] - eps), o[i] + eps);
+    } else {
+      double n2 = 0;
+      for (size_t i = 0; i < per; i++) n2 += (double)(a[i] - o[i]) * (a[i] - o[i]);
+      const double n = sqrt(n2);
+      if (n > eps) {
+        const float s = (float)(eps / n);
+        for (size_t i = 0; i < per; i++) a[i] = o[i] + (a[i] - o[i]) * s;
+      }
+    }
+    /* [0,1] last: for Linf both constraints still hold; for L2 clipping only shrinks the distance
+     */
+    for (size_t i = 0; i < per; i++) a[i] = fminf(fmaxf(a[i], 0.0f), 1.0f);
+  }
+}
+
+void ascend(float *x, const float *g, int batch, size_t per, Norm norm, const float *steps) {
+  for (int b = 0; b < batch; b++) {
+    float *a = x + per * b;
+    const float *gb = g + per * b;
+    const float step = steps[b];
+    if (norm == NORM_LINF) {
+      for (size_t i = 0; i < per; i++) a[i] += step * (float)((gb[i] > 0) - (gb[i] < 0));
+    } else {
+      double n2 = 0;
+      for (size_t i = 0; i < per; i++) n2 += (double)gb[i] * gb[i];
+      if (n2 == 0) continue;
+      const float s = (float)(step / sqrt(n2));
+      for (size_t i = 0; i < per; i++) a[i] += s * gb[i];
+    }
+  }
+}
+
+void random_start(float *x, const float *x0, int batch, size_t per, Norm norm, const float *eps_b,
+                  Rng *rng) {
+  for (int b = 0; b < batch; b++) {
+    float *a = x + per * b;
+    const float *o = x0 + per * b;
+    const float eps = eps_b[b];
+    if (norm == NORM_LINF) {
+      for (size_t i = 0; i < per; i++) a[i] = o[i] + eps * (2.0f * rng_uniform(rng) - 1.0f);
+    } else {
+      double n2 = 0;
+      for (size_t i = 0; i < per; i++) a[i] = rng_normal(rng), n2 += (double)a[i] * a[i];
+      const double r = eps * pow(rng_uniform(rng), 1.0 / (double)per) / sqrt(n2 > 0 ? n2 : 1);
+      for (size_t i = 0; i < per; i++) a[i] = o[i] + (float)(a[i] * r);
+    }
+  }
+  project(x, x0, batch, per, norm, eps_b);
+}
+
+Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y, int batch,
+                  float *x_adv, MrError *err) {
+  if (o->kind < 0 || o->kind >= ATTACK_COUNT)
+    return mr_error_set(err, STATUS_ERR_ARG, "unknown attack");
+  if (!(o->eps >= 0.0f) || !isfinite(o->eps))
+    return mr_error_set(err, STATUS_ERR_ARG, "%s: eps must be >= 0, got %g", attack_name(o->kind),
+                        o->eps);
+  if (o->norm == NORM_LINF && o->eps > 1.0f)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s: an L-inf eps above 1 means nothing on [0,1] pixels (%g)",
+                        attack_name(o->kind), o->eps);
+  if (o->iters < 1 || o->restarts < 1 || o->step < 0)
+    return mr_error_set(err, STATUS_ERR_ARG, "%s: iterations and restarts must be >= 1, step >= 0",
+                        attack_name(o->kind));
+  if (o->target == TARGET_CLASS && (o->target_class < 0 || o->target_class >= net_num_classes(net)))
+    return mr_error_set(err, STATUS_ERR_ARG, "target class %d is not one of the model's %d classes",
+                        o->target_class, net_num_classes(net));
+  if (o->kind == ATTACK_SQUARE && o->norm != NORM_LINF)
+    return mr_error_set(err, STATUS_ERR_ARG, "square: only the L-inf version is implemented");
+  AttackCtx c;
+  Status s = attack_ctx_init(&c, net, batch, err);
+  if (s != STATUS_OK) return s;
+  float max_eps = 0.0f;
+  for (int b = 0; b < batch; b++) {
+    c.eps[b] = o->eps_each ? o->eps_each[b] : o->eps;
+    if (!(c.eps[b] >= 0.0f) || (o->norm == NORM_LINF && c.eps[b] > 1.0f)) {
+      attack_ctx_free(&c);
+      return mr_error_set(err, STATUS_ERR_ARG, "%s: eps %g of image %d is not in [0,1]",
+                          attack_name(o->kind), c.eps[b], b);
+    }
+    max_eps = fmaxf(max_eps, c.eps[b]);
+  }
+  memcpy(x_adv, x, sizeof(float) * c.per * batch);
+  if (max_eps > 0.0f || !attack_is_bounded(o->kind)) s = attacks[o->kind].run(&c, o, x, y, x_adv);
+  if (s != STATUS_OK) mr_error_set(err, s, "%s failed: %s", attack_name(o->kind), status_str(s));
+  attack_ctx_free(&c);
+  return s;
+}

@@ -1,0 +1,191 @@
+/* medrobust eval: the robustness sweep (paper 001 Table 1), with the noise
+ * contrast and the self-checks, to stdout and DIR/results.{json,csv}. */
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "medrobust.h"
+
+#define MAX_LIST 32
+
+static int parse_attacks(const char *text, AttackKind *out, int *n) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", text);
+  *n = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    const int k = attack_parse(tok);
+    if (k < 0 || *n == MAX_LIST) {
+      fprintf(stderr,
+              "medrobust: unknown attack '%s' (fgsm, bim, pgd, mifgsm, deepfool, cw, square, "
+              "apgd-ce, apgd-dlr)\n",
+              tok);
+      return 0;
+    }
+    out[(*n)++] = (AttackKind)k;
+  }
+  return *n > 0;
+}
+
+int cli_parse_eps_list(const char *text, float *out, int *n) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", text);
+  *n = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    double v;
+    if (!cli_parse_number(tok, &v) || v < 0 || *n == MAX_LIST) {
+      fprintf(stderr, "medrobust: eps '%s' must be a number >= 0 (4/255 notation accepted)\n", tok);
+      return 0;
+    }
+    out[(*n)++] = (float)v;
+  }
+  return *n > 0;
+}
+
+int cli_parse_target(const char *text, AttackOptions *o) {
+  if (strcmp(text, "none") == 0)
+    o->target = TARGET_NONE;
+  else if (strcmp(text, "least-likely") == 0 || strcmp(text, "ll") == 0)
+    o->target = TARGET_LEAST_LIKELY;
+  else {
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*end || v < 0 || v >= MR_MAX_CLASSES) {
+      fprintf(stderr, "medrobust: --target must be none, least-likely or a class index, got '%s'\n",
+              text);
+      return 0;
+    }
+    o->target = TARGET_CLASS, o->target_class = (int)v;
+  }
+  return 1;
+}
+
+static void sweep_progress(const char *what, int done, int total, void *ctx) {
+  const int *quiet = ctx;
+  if (*quiet) return;
+  fprintf(stderr, "%s[%d/%d] %s%s", isatty(fileno(stderr)) ? "\r\033[K" : "",
+          done + 1 > total ? total : done + 1, total, what, isatty(fileno(stderr)) ? "" : "\n");
+  fflush(stderr);
+}
+
+int cmd_eval(int argc, char **argv) {
+  const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL,
+             *attacks_text = "fgsm,bim,pgd";
+  const char *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf", *target_text = "none";
+  int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0;
+  AttackOptions base = attack_options_default(ATTACK_PGD);
+  base.iters = 0; /* each attack's own default */
+  const CliOption options[] = {
+      {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
+      {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
+      {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
+      {"--out", OPT_STRING, &out, 0, 0, " DIR",
+       "folder for results.json and results.csv (required)"},
+      {"--attacks", OPT_STRING, &attacks_text, 0, 0, " A,B", "attacks to sweep"},
+      {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F",
+       "perturbation sizes on the [0,1] scale (4/255 accepted)"},
+      {"--norm", OPT_STRING, &norm_text, 0, 0, " linf|l2", "threat model"},
+      {"--iters", OPT_INT, &base.iters, 0, 100000, " N", "iterations (0: each attack's default)"},
+      {"--restarts", OPT_INT, &base.restarts, 1, 1000, " N", "PGD/APGD random restarts"},
+      {"--step", OPT_FLOAT, &base.step, 0, 10, " X", "step size (0: the attack's default)"},
+      {"--target", OPT_STRING, &target_text, 0, 0, " none|least-likely|K", "targeted attacks"},
+      {"--seed", OPT_U64, &base.seed, 0, 0, " S", "random starts and queries"},
+      {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
+      {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
+      {"--no-noise", OPT_FLAG, &no_noise, 0, 0, NULL, "skip the noise contrast"},
+      {"--no-checks", OPT_FLAG, &no_checks, 0, 0, NULL, "skip the self-checks"},
+      {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      {0}};
+  const CliSpec spec = {
+      "eval", "eval --model M --data D --out DIR [options]",
+      "Accuracy under each attack at each eps (eval mode, batchnorm frozen), % drop,\n"
+      "success rate, mean L-inf/L2/MSE/SSIM/PSNR of the perturbations and mean confidence;\n"
+      "Gaussian/Rician/Poisson/speckle noise at the SSIM of the first attack; and\n"
+      "self-checks against a failed evaluation (Carlini et al. 2019).",
+      options};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (!model || !data_path || !out) {
+    fprintf(stderr, "medrobust eval: --model, --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  AttackKind kinds[MAX_LIST];
+  float eps[MAX_LIST];
+  int n_kinds, n_eps;
+  if (!parse_attacks(attacks_text, kinds, &n_kinds) || !cli_parse_eps_list(eps_text, eps, &n_eps) ||
+      !cli_parse_target(target_text, &base))
+    return EXIT_USAGE;
+  if (strcmp(norm_text, "linf") && strcmp(norm_text, "l2")) {
+    fprintf(stderr, "medrobust eval: --norm must be linf or l2\n");
+    return EXIT_USAGE;
+  }
+  base.norm = strcmp(norm_text, "l2") == 0 ? NORM_L2 : NORM_LINF;
+  const int s_idx = split_parse(split);
+  if (s_idx < 0) {
+    fprintf(stderr, "medrobust eval: --split must be train, val or test\n");
+    return EXIT_USAGE;
+  }
+  if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+    fprintf(stderr, "medrobust: %s: cannot create: %s\n", out, strerror(errno));
+    return EXIT_RUNTIME;
+  }
+  MrError err = {0};
+  Net *net = safetensors_load_net(model, &err);
+  DataSplits *data = NULL;
+  if (net) {
+    DataOptions dopt = {
+        .size = net_spec(net)->in_h, .channels = net_spec(net)->in_c, .seed = base.seed};
+    data = data_load(data_path, &dopt, &err);
+  }
+  if (!net || !data || data_match_model(data, net, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    net_free(net);
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  Dataset set = data->split[s_idx];
+  if (limit && limit < set.n) set.n = limit;
+  SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks};
+  SweepResult r;
+  const double t0 = omp_get_wtime();
+  Status st = robustness_sweep(net, &set, &so, sweep_progress, &quiet, &r, &err);
+  if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
+  if (st == STATUS_OK) st = sweep_write(&r, out, model, data_path, split, &err);
+  if (st != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    net_free(net);
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  printf("%s on %s (%s, %d images), %s, clean accuracy %.2f%%\n\n", model, data_path, split, r.n,
+         base.norm == NORM_LINF ? "L-inf" : "L2", 100 * r.clean_accuracy);
+  printf("%-14s %8s %9s %8s %8s %9s %9s %7s %7s %6s\n", "attack", "eps", "accuracy", "drop%",
+         "success", "mean_linf", "mean_l2", "SSIM", "PSNR", "conf");
+  printf("%-14s %8s %8.2f%% %8s %8s\n", "baseline", "0", 100 * r.clean_accuracy, "-", "-");
+  for (int i = 0; i < r.n_rows; i++) {
+    const SweepRow *w = &r.rows[i];
+    printf("%-14s %8.4g %8.2f%% %8.1f %7.1f%% %9.4f %9.4f %7.4f %7.2f %6.3f\n", w->attack, w->eps,
+           100 * w->accuracy, w->drop_pct, 100 * w->success_rate, w->linf, w->l2, w->ssim, w->psnr,
+           w->confidence);
+  }
+  if (r.n_noise) {
+    printf("\nnoise at the SSIM of %s (paper 002)\n%-10s %8s %8s %8s %9s\n", attack_name(kinds[0]),
+           "noise", "eps", "level", "SSIM", "accuracy");
+    for (int i = 0; i < r.n_noise; i++)
+      printf("%-10s %8.4g %8.4f %8.4f %8.2f%%\n", noise_name(r.noise[i].kind), r.noise[i].eps,
+             r.noise[i].level, r.noise[i].ssim, 100 * r.noise[i].accuracy);
+  }
+  for (int i = 0; i < r.n_checks; i++)
+    printf("%s %s: %s\n", i ? "" : "\nself-checks (Carlini et al. 2019)\n",
+           r.checks[i].passed ? "ok     " : "WARNING", r.checks[i].message);
+  printf("\n%.1f s; results in %s/results.json and %s/results.csv\n", omp_get_wtime() - t0, out,
+         out);
+  sweep_result_free(&r);
+  net_free(net);
+  data_free(data);
+  return 0;
+}

@@ -1,0 +1,301 @@
+/* The robustness sweep of paper 001 Table 1 / paper 002 Table 1: accuracy,
+ * % drop, success rate and perturbation statistics per attack and eps,
+ * streamed batch by batch (memory does not grow with the test set); the
+ * noise contrast at matched SSIM (paper 002); and the self-checks of Carlini
+ * et al. 2019 against a failed evaluation (gradient masking). */
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medrobust.h"
+
+typedef struct {
+  Net *net;
+  const Dataset *d;
+  int batch, k;
+  size_t per;
+  float *adv, *probs;
+  int *clean_pred;
+} Sweep;
+
+static int argmax(const float *p, int k) {
+  int b = 0;
+  for (int j = 1; j < k; j++)
+    if (p[j] > p[b]) b = j;
+  return b;
+}
+
+/* Clean predictions of the whole split (ints only: memory stays small). */
+static Status clean_predictions(Sweep *s, MrError *err) {
+  for (int start = 0; start < s->d->n; start += s->batch) {
+    const int b = s->d->n - start < s->batch ? s->d->n - start : s->batch;
+    net_predict(s->net, s->d->images + s->per * start, b, s->probs);
+    if (s->probs[0] != s->probs[0])
+      return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory predicting");
+    for (int i = 0; i < b; i++)
+      s->clean_pred[start + i] = argmax(s->probs + (size_t)i * s->k, s->k);
+  }
+  return STATUS_OK;
+}
+
+static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *err) {
+  const Dataset *d = s->d;
+  memset(row, 0, sizeof *row);
+  snprintf(row->attack, sizeof row->attack, "%s", attack_name(o->kind));
+  row->norm = o->norm, row->eps = o->eps, row->target = o->target, row->n = d->n;
+  const double t0 = omp_get_wtime();
+  double linf = 0, l2 = 0, mse = 0, ssim = 0, psnr = 0, conf = 0;
+  int psnr_n = 0;
+  for (int start = 0; start < d->n; start += s->batch) {
+    const int b = d->n - start < s->batch ? d->n - start : s->batch;
+    const float *x = d->images + s->per * start;
+    const int *y = d->labels + start;
+    Status st = attack_run(s->net, o, x, y, b, s->adv, err);
+    if (st != STATUS_OK) return st;
+    net_predict(s->net, s->adv, b, s->probs);
+    for (int i = 0; i < b; i++) {
+      const float *p = s->probs + (size_t)i * s->k;
+      const int pred = argmax(p, s->k), clean_ok = s->clean_pred[start + i] == y[i];
+      row->correct += pred == y[i];
+      row->clean_correct += clean_ok;
+      row->flipped += clean_ok && pred != y[i];
+      conf += p[pred];
+      const float *a = s->adv + s->per * i, *c = x + s->per * i;
+      double mx = 0, sq = 0;
+      for (size_t j = 0; j < s->per; j++) {
+        const double dd = (double)a[j] - c[j];
+        mx = fmax(mx, fabs(dd));
+        sq += dd * dd;
+      }
+      linf += mx, l2 += sqrt(sq), mse += sq / s->per;
+      ssim += image_ssim(c, a, d->c, d->h, d->w);
+      const double ps = image_psnr(c, a, s->per);
+      if (isfinite(ps)) psnr += ps, psnr_n++;
+    }
+  }
+  const double n = d->n ? d->n : 1;
+  row->accuracy = row->correct / n;
+  row->success_rate = row->clean_correct ? (double)row->flipped / row->clean_correct : 0.0;
+  row->linf = linf / n, row->l2 = l2 / n, row->mse = mse / n, row->ssim = ssim / n,
+  row->confidence = conf / n;
+  row->psnr = psnr_n ? psnr / psnr_n : INFINITY;
+  row->seconds = omp_get_wtime() - t0;
+  return STATUS_OK;
+}
+
+/* Mean SSIM of the noisy vs clean images of the first `m`. */
+static double noisy_ssim(Sweep *s, int m, NoiseKind kind, float level, uint64_t seed) {
+  Rng rng;
+  rng_seed(&rng, seed);
+  double total = 0;
+  for (int i = 0; i < m; i++) {
+    const float *c = s->d->images + s->per * i;
+    memcpy(s->adv, c, sizeof(float) * s->per);
+    noise_apply(s->adv, s->per, kind, level, &rng);
+    total += image_ssim(c, s->adv, s->d->c, s->d->h, s->d->w);
+  }
+  return total / m;
+}
+
+static Status run_noise(Sweep *s, NoiseKind kind, const SweepRow *ref, NoiseRow *out,
+                        uint64_t seed) {
+  const int m = s->d->n < 64 ? s->d->n : 64;
+  /* SSIM falls as the level grows: bisect the level on a calibration subset */
+  double lo = 0.0, hi = 1.0;
+  for (int it = 0; it < 24; it++) {
+    const double mid = 0.5 * (lo + hi);
+    if (noisy_ssim(s, m, kind, (float)mid, seed) > ref->ssim)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  out->kind = kind, out->eps = ref->eps, out->level = 0.5 * (lo + hi);
+  Rng rng;
+  rng_seed(&rng, seed + 1);
+  int correct = 0;
+  double ssim = 0;
+  for (int start = 0; start < s->d->n; start += s->batch) {
+    const int b = s->d->n - start < s->batch ? s->d->n - start : s->batch;
+    const float *x = s->d->images + s->per * start;
+    memcpy(s->adv, x, sizeof(float) * s->per * b);
+    noise_apply(s->adv, s->per * b, kind, (float)out->level, &rng);
+    net_predict(s->net, s->adv, b, s->probs);
+    for (int i = 0; i < b; i++) {
+      correct += argmax(s->probs + (size_t)i * s->k, s->k) == s->d->labels[start + i];
+      ssim += image_ssim(x + s->per * i, s->adv + s->per * i, s->d->c, s->d->h, s->d->w);
+    }
+  }
+  out->accuracy = (double)correct / s->d->n;
+  out->ssim = ssim / s->d->n;
+  return STATUS_OK;
+}
+
+static void add_check(SweepResult *r, const char *name, int passed, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add_check(SweepResult *r, const char *name, int passed, const char *fmt, ...) {
+  CheckRow *c = &r->checks[r->n_checks++];
+  snprintf(c->name, sizeof c->name, "%s", name);
+  c->passed = passed;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->message, sizeof c->message, fmt, ap);
+  va_end(ap);
+}
+
+static const SweepRow *find_row(const SweepResult *r, const char *attack, float eps) {
+  for (int i = 0; i < r->n_rows; i++)
+    if (strcmp(r->rows[i].attack, attack) == 0 && r->rows[i].eps == eps) return &r->rows[i];
+  return NULL;
+}
+
+/* Carlini et al. 2019, "On Evaluating Adversarial Robustness", sec. 5. */
+static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrError *err) {
+  const double slack = 1.0 / (s->d->n ? s->d->n : 1) + 0.005; /* one image or half a point */
+  int monotone = 1;
+  char where[256] = "";
+  for (int a = 0; a < o->n_attacks; a++)
+    for (int e = 1; e < o->n_eps; e++) {
+      const SweepRow *p = find_row(r, attack_name(o->attacks[a]), o->eps[e - 1]);
+      const SweepRow *q = find_row(r, attack_name(o->attacks[a]), o->eps[e]);
+      if (p && q && o->eps[e] > o->eps[e - 1] && q->accuracy > p->accuracy + slack) {
+        monotone = 0;
+        snprintf(where, sizeof where, "%s: %.2f%% at eps %g but %.2f%% at eps %g", p->attack,
+                 100 * p->accuracy, p->eps, 100 * q->accuracy, q->eps);
+      }
+    }
+  add_check(r, "accuracy falls with eps", monotone, "%s",
+            monotone ? "robust accuracy never rises as eps grows" : where);
+  int iter_ok = 1, compared = 0;
+  where[0] = 0;
+  for (int e = 0; e < o->n_eps; e++) {
+    const SweepRow *f = find_row(r, "fgsm", o->eps[e]);
+    for (int a = 0; f && a < o->n_attacks; a++) {
+      if (o->attacks[a] == ATTACK_FGSM || !attack_is_bounded(o->attacks[a]) ||
+          o->attacks[a] == ATTACK_SQUARE)
+        continue;
+      const SweepRow *it = find_row(r, attack_name(o->attacks[a]), o->eps[e]);
+      if (!it) continue;
+      compared++;
+      if (it->accuracy > f->accuracy + slack) {
+        iter_ok = 0;
+        snprintf(where, sizeof where, "%s leaves %.2f%% but FGSM %.2f%% at eps %g", it->attack,
+                 100 * it->accuracy, 100 * f->accuracy, it->eps);
+      }
+    }
+  }
+  if (compared)
+    add_check(r, "iterative attacks beat FGSM", iter_ok, "%s",
+              iter_ok ? "every iterative attack is at least as strong as FGSM" : where);
+  /* an unbounded-looking eps must break any undefended model */
+  AttackOptions big = o->base;
+  big.kind = ATTACK_PGD, big.norm = NORM_LINF, big.eps = 0.3f, big.iters = 20, big.step = 0;
+  SweepRow row;
+  Status st = run_row(s, &big, &row, err);
+  if (st != STATUS_OK) return st;
+  snprintf(row.attack, sizeof row.attack, "pgd (check)");
+  r->rows[r->n_rows++] = row;
+  add_check(r, "large eps reaches ~0%", row.accuracy <= 0.05,
+            "PGD-20 at L-inf eps 0.3 leaves %.2f%% accuracy%s", 100 * row.accuracy,
+            row.accuracy <= 0.05 ? "" : ": the gradients may be masked or the attack broken");
+  /* a query-only attack must not beat the white-box ones */
+  const float eps_max = o->eps[o->n_eps - 1];
+  double best_white = 2.0;
+  for (int a = 0; a < o->n_attacks; a++) {
+    const SweepRow *w = find_row(r, attack_name(o->attacks[a]), eps_max);
+    if (w && o->attacks[a] != ATTACK_SQUARE && w->norm == NORM_LINF)
+      best_white = fmin(best_white, w->accuracy);
+  }
+  if (best_white <= 1.0) {
+    AttackOptions sq = attack_options_default(ATTACK_SQUARE);
+    sq.eps = eps_max, sq.seed = o->base.seed;
+    st = run_row(s, &sq, &row, err);
+    if (st != STATUS_OK) return st;
+    snprintf(row.attack, sizeof row.attack, "square (check)");
+    r->rows[r->n_rows++] = row;
+    const int ok = row.accuracy >= best_white - 0.05;
+    add_check(
+        r, "black-box no stronger than white-box", ok,
+        "Square (1000 queries) leaves %.2f%%, the strongest white-box attack %.2f%% at eps %g%s",
+        100 * row.accuracy, 100 * best_white, eps_max, ok ? "" : ": a sign of masked gradients");
+  }
+  return STATUS_OK;
+}
+
+Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, SweepProgressFn progress,
+                        void *ctx, SweepResult *r, MrError *err) {
+  memset(r, 0, sizeof *r);
+  const ModelSpec *spec = net_spec(net);
+  if (d->c != spec->in_c || d->h != spec->in_h || d->w != spec->in_w)
+    return mr_error_set(err, STATUS_ERR_SHAPE, "data is %dx%dx%d but the model takes %dx%dx%d",
+                        d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
+  for (int e = 0; e < o->n_eps; e++)
+    if (!(o->eps[e] >= 0))
+      return mr_error_set(err, STATUS_ERR_ARG, "eps must be >= 0, got %g", o->eps[e]);
+  Sweep s = {.net = net,
+             .d = d,
+             .batch = o->batch,
+             .k = net_num_classes(net),
+             .per = (size_t)net_input_size(net)};
+  s.adv = malloc(sizeof(float) * s.per * s.batch);
+  s.probs = malloc(sizeof(float) * s.k * s.batch);
+  s.clean_pred = malloc(sizeof(int) * (d->n + 1));
+  const int max_rows = o->n_attacks * o->n_eps + 2;
+  r->rows = calloc(max_rows, sizeof(SweepRow));
+  r->noise = calloc((size_t)NOISE_COUNT * o->n_eps + 1, sizeof(NoiseRow));
+  r->checks = calloc(8, sizeof(CheckRow));
+  Status st = STATUS_OK;
+  if (!s.adv || !s.probs || !s.clean_pred || !r->rows || !r->noise || !r->checks)
+    st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
+  if (st == STATUS_OK) st = clean_predictions(&s, err);
+  r->n = d->n, r->k = s.k;
+  if (st == STATUS_OK) {
+    int correct = 0;
+    for (int i = 0; i < d->n; i++) correct += s.clean_pred[i] == d->labels[i];
+    r->clean_accuracy = d->n ? (double)correct / d->n : 0.0;
+  }
+  const int total = o->n_attacks * o->n_eps;
+  for (int a = 0; st == STATUS_OK && a < o->n_attacks; a++)
+    for (int e = 0; st == STATUS_OK && e < o->n_eps; e++) {
+      AttackOptions ao = o->base;
+      const AttackOptions defaults = attack_options_default(o->attacks[a]);
+      ao.kind = o->attacks[a], ao.eps = o->eps[e];
+      if (!o->base.iters) ao.iters = defaults.iters;
+      if (ao.kind == ATTACK_FGSM) ao.iters = 1;
+      if (progress) {
+        char what[64];
+        snprintf(what, sizeof what, "%s eps %g", attack_name(ao.kind), ao.eps);
+        progress(what, a * o->n_eps + e, total, ctx);
+      }
+      SweepRow *row = &r->rows[r->n_rows];
+      st = run_row(&s, &ao, row, err);
+      if (st == STATUS_OK) {
+        row->drop_pct = r->clean_accuracy > 0
+                            ? 100.0 * (r->clean_accuracy - row->accuracy) / r->clean_accuracy
+                            : 0;
+        r->n_rows++;
+      }
+    }
+  /* noise at the SSIM of the first listed gradient attack, eps by eps */
+  for (int e = 0; st == STATUS_OK && o->noise && e < o->n_eps && o->n_attacks; e++) {
+    const SweepRow *ref = find_row(r, attack_name(o->attacks[0]), o->eps[e]);
+    if (!ref || ref->ssim >= 1.0) continue;
+    if (progress) progress("noise contrast", total, total, ctx);
+    for (int k = 0; k < NOISE_COUNT; k++)
+      st = run_noise(&s, (NoiseKind)k, ref, &r->noise[r->n_noise++], o->base.seed);
+  }
+  if (st == STATUS_OK && o->checks) {
+    if (progress) progress("self-checks", total, total, ctx);
+    st = run_checks(&s, o, r, err);
+  }
+  free(s.adv), free(s.probs), free(s.clean_pred);
+  if (st != STATUS_OK) sweep_result_free(r);
+  return st;
+}
+
+void sweep_result_free(SweepResult *r) {
+  free(r->rows), free(r->noise), free(r->checks);
+  memset(r, 0, sizeof *r);
+}

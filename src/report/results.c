@@ -1,0 +1,177 @@
+/* results.json and results.csv of a robustness sweep: everything a report
+ * needs, so a report never recomputes a metric. Written atomically. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "medrobust.h"
+
+static Status write_atomic(const char *path, const char *text, MrError *err) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+  const size_t n = strlen(text);
+  int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0;
+  if (fclose(f) != 0) ok = 0;
+  if (!ok || rename(tmp, path) != 0) {
+    remove(tmp);
+    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);
+  }
+  return STATUS_OK;
+}
+
+static void add_number(cJSON *o, const char *key, double v) {
+  if (isfinite(v))
+    cJSON_AddNumberToObject(o, key, v);
+  else
+    cJSON_AddNullToObject(o, key);
+}
+
+static const char *target_name(TargetMode t) {
+  return t == TARGET_NONE ? "none" : t == TARGET_CLASS ? "class" : "least-likely";
+}
+
+Status sweep_write(const SweepResult *r, const char *dir, const char *model, const char *data,
+                   const char *split, MrError *err) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "model", model);
+  cJSON_AddStringToObject(root, "data", data);
+  cJSON_AddStringToObject(root, "split", split);
+  cJSON_AddNumberToObject(root, "n", r->n);
+  cJSON_AddNumberToObject(root, "classes", r->k);
+  cJSON_AddNumberToObject(root, "clean_accuracy", r->clean_accuracy);
+  cJSON *rows = cJSON_AddArrayToObject(root, "rows");
+  for (int i = 0; i < r->n_rows; i++) {
+    const SweepRow *w = &r->rows[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "attack", w->attack);
+    cJSON_AddStringToObject(o, "norm", w->norm == NORM_LINF ? "linf" : "l2");
+    cJSON_AddNumberToObject(o, "eps", w->eps);
+    cJSON_AddStringToObject(o, "target", target_name(w->target));
+    cJSON_AddNumberToObject(o, "accuracy", w->accuracy);
+    cJSON_AddNumberToObject(o, "drop_pct", w->drop_pct);
+    cJSON_AddNumberToObject(o, "success_rate", w->success_rate);
+    add_number(o, "mean_linf", w->linf);
+    add_number(o, "mean_l2", w->l2);
+    add_number(o, "mean_mse", w->mse);
+    add_number(o, "mean_ssim", w->ssim);
+    add_number(o, "mean_psnr", w->psnr);
+    add_number(o, "mean_confidence", w->confidence);
+    add_number(o, "seconds", w->seconds);
+    cJSON_AddItemToArray(rows, o);
+  }
+  cJSON *noise = cJSON_AddArrayToObject(root, "noise");
+  for (int i = 0; i < r->n_noise; i++) {
+    const NoiseRow *nr = &r->noise[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "noise", noise_name(nr->kind));
+    cJSON_AddNumberToObject(o, "matched_eps", nr->eps);
+    cJSON_AddNumberToObject(o, "level", nr->level);
+    cJSON_AddNumberToObject(o, "mean_ssim", nr->ssim);
+    cJSON_AddNumberToObject(o, "accuracy", nr->accuracy);
+    cJSON_AddItemToArray(noise, o);
+  }
+  cJSON *checks = cJSON_AddArrayToObject(root, "checks");
+  for (int i = 0; i < r->n_checks; i++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "check", r->checks[i].name);
+    cJSON_AddBoolToObject(o, "passed", r->checks[i].passed);
+    cJSON_AddStringToObject(o, "message", r->checks[i].message);
+    cJSON_AddItemToArray(checks, o);
+  }
+  char *text = cJSON_Print(root);
+  cJSON_Delete(root);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/results.json", dir);
+  Status s =
+      text ? write_atomic(path, text, err) : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  free(text);
+  if (s != STATUS_OK) return s;
+  /* CSV: one row per attack and eps, the baseline first */
+  size_t cap = 256 + (size_t)(r->n_rows + 1) * 256;
+  char *csv = malloc(cap);
+  if (!csv) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  size_t len = (size_t)snprintf(
+      csv, cap,
+      "attack,norm,eps,target,accuracy,drop_pct,success_rate,mean_linf,mean_l2,mean_mse,"
+      "mean_ssim,mean_psnr,mean_confidence\nbaseline,,0,,%.6f,0,0,0,0,0,1,,\n",
+      r->clean_accuracy);
+  for (int i = 0; i < r->n_rows; i++) {
+    const SweepRow *w = &r->rows[i];
+    char psnr[32] = "";
+    if (isfinite(w->psnr)) snprintf(psnr, sizeof psnr, "%.4f", w->psnr);
+    len += (size_t)snprintf(
+        csv + len, cap - len, "%s,%s,%g,%s,%.6f,%.4f,%.6f,%.6g,%.6g,%.6g,%.6f,%s,%.6f\n", w->attack,
+        w->norm == NORM_LINF ? "linf" : "l2", w->eps, target_name(w->target), w->accuracy,
+        w->drop_pct, w->success_rate, w->linf, w->l2, w->mse, w->ssim, psnr, w->confidence);
+  }
+  snprintf(path, sizeof path, "%s/results.csv", dir);
+  s = write_atomic(path, csv, err);
+  free(csv);
+  return s;
+}
+
+Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
+                    MrError *err) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "model", model);
+  cJSON_AddStringToObject(root, "data", data);
+  cJSON_AddStringToObject(root, "attack", r->attack);
+  cJSON_AddNumberToObject(root, "eps_max", r->eps_max);
+  cJSON_AddNumberToObject(root, "tolerance", r->tol);
+  cJSON_AddNumberToObject(root, "flag_fraction", r->flag_frac);
+  cJSON_AddNumberToObject(root, "n", r->n);
+  cJSON_AddNumberToObject(root, "n_flagged", r->n_flagged);
+  cJSON_AddNumberToObject(root, "accuracy_all", r->accuracy_all);
+  cJSON_AddNumberToObject(root, "accuracy_aware", r->accuracy_aware);
+  cJSON_AddNumberToObject(root, "deferral_auc", r->curve_auc);
+  cJSON *curve = cJSON_AddArrayToObject(root, "deferral_curve");
+  for (int p = 0; p < TRIAGE_CURVE_POINTS; p++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "deferred", r->curve_frac[p]);
+    cJSON_AddNumberToObject(o, "accuracy", r->curve_acc[p]);
+    cJSON_AddItemToArray(curve, o);
+  }
+  cJSON *items = cJSON_AddArrayToObject(root, "images");
+  for (int i = 0; i < r->n; i++) {
+    const TriageItem *t = &r->items[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", t->index);
+    cJSON_AddNumberToObject(o, "label", t->label);
+    cJSON_AddNumberToObject(o, "prediction", t->pred);
+    cJSON_AddNumberToObject(o, "confidence", t->confidence);
+    add_number(o, "min_eps", t->min_eps);
+    cJSON_AddNumberToObject(o, "eps_below", t->eps_below);
+    cJSON_AddBoolToObject(o, "flagged", t->flagged);
+    cJSON_AddItemToArray(items, o);
+  }
+  char *text = cJSON_Print(root);
+  cJSON_Delete(root);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/triage.json", dir);
+  Status s =
+      text ? write_atomic(path, text, err) : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  free(text);
+  if (s != STATUS_OK) return s;
+  const size_t cap = 128 + (size_t)r->n * 96;
+  char *csv = malloc(cap);
+  if (!csv) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  size_t len =
+      (size_t)snprintf(csv, cap, "rank,index,label,prediction,confidence,min_eps,flagged\n");
+  for (int i = 0; i < r->n; i++) {
+    const TriageItem *t = &r->items[i];
+    char eps[32] = "inf";
+    if (isfinite(t->min_eps)) snprintf(eps, sizeof eps, "%.6g", t->min_eps);
+    len += (size_t)snprintf(csv + len, cap - len, "%d,%d,%d,%d,%.6f,%s,%d\n", i + 1, t->index,
+                            t->label, t->pred, t->confidence, eps, t->flagged);
+  }
+  snprintf(path, sizeof path, "%s/triage.csv", dir);
+  s = write_atomic(path, csv, err);
+  free(csv);
+  return s;
+}

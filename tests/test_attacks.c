@@ -1,0 +1,242 @@
+/* Every attack: stays in its eps ball and [0,1], returns the input at
+ * eps = 0, raises the loss it attacks (untargeted) or the target's
+ * probability (targeted); FGSM matches its closed form on a linear model;
+ * DeepFool and C&W find smaller perturbations than FGSM where FGSM succeeds;
+ * bad options are refused. The model is a small CNN trained on the phantom. */
+#include "nn/net.h"
+#include "testutil.h"
+
+static Net *net;
+static DataSplits *data;
+#define B 48
+
+static int setup(void **state) {
+  (void)state;
+  mr_set_threads(2);
+  MrError err = {0};
+  data = phantom_generate(28, 1200, 4, &err);
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  spec.norm_mean[0] = 0.4f, spec.norm_std[0] = 0.2f;
+  net = model_build(&spec, 5, &err);
+  TrainOptions o = train_options_default();
+  o.epochs = 8, o.batch = 32, o.out = "/tmp/medrobust-attack-test.safetensors";
+  TrainResult res;
+  if (!data || !net || train_run(net, data, &o, NULL, NULL, &res, &err) != STATUS_OK) return -1;
+  remove(o.out);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  net_free(net);
+  data_free(data);
+  return 0;
+}
+
+static double ce_of(Net *n, const float *x, int i, int label) {
+  const float *z = net_forward(n, x, B, MODE_EVAL) + (size_t)i * 2;
+  const double m = fmax(z[0], z[1]);
+  return log(exp(z[0] - m) + exp(z[1] - m)) + m - z[label];
+}
+
+static void check_attack(AttackKind kind, Norm norm, TargetMode target, float eps) {
+  const Dataset *t = &data->split[SPLIT_TEST];
+  const size_t per = 28 * 28;
+  AttackOptions o = attack_options_default(kind);
+  o.norm = norm, o.eps = eps, o.target = target, o.target_class = 1;
+  if (kind == ATTACK_SQUARE) o.queries = 300;
+  if (kind == ATTACK_CW) o.iters = 50, o.cw_search_steps = 3;
+  if (kind == ATTACK_APGD_CE || kind == ATTACK_APGD_MARGIN) o.iters = 30;
+  float *adv = malloc(sizeof(float) * per * B);
+  MrError err = {0};
+  if (attack_run(net, &o, t->images, t->labels, B, adv, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  int *labels = malloc(sizeof(int) * B);
+  /* the labels the attack aims at: y, or the targets */
+  if (target == TARGET_CLASS) {
+    for (int i = 0; i < B; i++) labels[i] = 1;
+  } else if (target == TARGET_LEAST_LIKELY) {
+    const float *z = net_forward(net, t->images, B, MODE_EVAL);
+    for (int i = 0; i < B; i++) labels[i] = z[2 * i] < z[2 * i + 1] ? 0 : 1;
+  } else {
+    memcpy(labels, t->labels, sizeof(int) * B);
+  }
+  int worse = 0;
+  double sum_before = 0, sum_after = 0;
+  for (int i = 0; i < B; i++) {
+    const float *a = adv + per * i, *x = t->images + per * i;
+    double l2 = 0, linf = 0;
+    for (size_t p = 0; p < per; p++) {
+      assert_true(a[p] >= 0.0f && a[p] <= 1.0f);
+      l2 += (double)(a[p] - x[p]) * (a[p] - x[p]);
+      linf = fmax(linf, fabs(a[p] - x[p]));
+    }
+    if (attack_is_bounded(kind)) {
+      if (norm == NORM_LINF)
+        assert_true(linf <= eps + 1e-6);
+      else
+        assert_true(sqrt(l2) <= eps + 1e-5);
+    }
+    const double before = ce_of(net, t->images, i, labels[i]),
+                 after = ce_of(net, adv, i, labels[i]);
+    sum_before += before, sum_after += after;
+    /* untargeted: CE of y must not fall; targeted: CE of the target must not rise */
+    if (target == TARGET_NONE ? after < before - 1e-4 : after > before + 1e-4) worse++;
+  }
+  print_message("  %-9s %s %-12s eps %-6g mean CE %.3f -> %.3f (%d of %d images not improved)\n",
+                attack_name(kind), norm == NORM_LINF ? "Linf" : "L2  ",
+                target == TARGET_NONE    ? "untargeted"
+                : target == TARGET_CLASS ? "target 1"
+                                         : "least-likely",
+                eps, sum_before, sum_after, worse, B);
+  /* gradient attacks keep their strongest iterate: never worse on any image.
+   * Square and APGD-margin optimise the margin, not CE: the mean must still move. */
+  assert_true(target == TARGET_NONE ? sum_after > sum_before : sum_after < sum_before);
+  if (kind == ATTACK_FGSM)
+    assert_true(worse <= B / 10); /* one linearised step can overshoot on a few images */
+  else if (kind != ATTACK_SQUARE && kind != ATTACK_APGD_MARGIN && kind != ATTACK_CW)
+    assert_int_equal(worse, 0);
+  /* eps = 0 returns the input exactly */
+  if (attack_is_bounded(kind)) {
+    o.eps = 0.0f;
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+    assert_memory_equal(adv, t->images, sizeof(float) * per * B);
+  }
+  free(adv), free(labels);
+}
+
+static void test_bounded_attacks(void **state) {
+  (void)state;
+  const AttackKind kinds[] = {ATTACK_FGSM,   ATTACK_BIM,     ATTACK_PGD,
+                              ATTACK_MIFGSM, ATTACK_APGD_CE, ATTACK_APGD_MARGIN};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    check_attack(kinds[k], NORM_LINF, TARGET_NONE, 0.03f);
+    check_attack(kinds[k], NORM_L2, TARGET_NONE, 0.5f);
+  }
+  check_attack(ATTACK_SQUARE, NORM_LINF, TARGET_NONE, 0.05f);
+}
+
+static void test_targeted_attacks(void **state) {
+  (void)state;
+  const AttackKind kinds[] = {ATTACK_FGSM, ATTACK_BIM, ATTACK_PGD, ATTACK_MIFGSM};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    check_attack(kinds[k], NORM_LINF, TARGET_CLASS, 0.03f);
+    check_attack(kinds[k], NORM_LINF, TARGET_LEAST_LIKELY, 0.03f);
+  }
+  check_attack(ATTACK_CW, NORM_L2, TARGET_CLASS, 0.0f);
+}
+
+/* On logits z = W x + b, d CE / dx = W^T (softmax(z) - e_y): FGSM is exact. */
+static void test_fgsm_closed_form_linear(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 3);
+  Net *lin = net_new(&spec);
+  int t = net_add_flatten(lin, NET_INPUT);
+  MrError err = {0};
+  assert_true(net_add_dense(lin, "fc", t, 3, &err) >= 0);
+  assert_int_equal(net_finish(lin, &err), STATUS_OK);
+  Rng rng;
+  rng_seed(&rng, 8);
+  float *w = net_params(lin);
+  for (size_t i = 0; i < net_param_count(lin); i++) w[i] = 0.1f * rng_normal(&rng);
+  const int n = 4, d = 784;
+  float x[4 * 784], adv[4 * 784];
+  int y[4] = {0, 1, 2, 1};
+  fill_uniform(x, (size_t)n * d, &rng, 0, 1);
+  AttackOptions o = attack_options_default(ATTACK_FGSM);
+  o.eps = 0.01f;
+  assert_int_equal(attack_run(lin, &o, x, y, n, adv, &err), STATUS_OK);
+  for (int i = 0; i < n; i++) {
+    double z[3], p[3], s = 0;
+    for (int k = 0; k < 3; k++) {
+      z[k] = w[3 * d + k];
+      for (int j = 0; j < d; j++) z[k] += (double)w[k * d + j] * x[i * d + j];
+    }
+    for (int k = 0; k < 3; k++) s += exp(z[k]);
+    for (int k = 0; k < 3; k++) p[k] = exp(z[k]) / s;
+    for (int j = 0; j < d; j++) {
+      double g = 0;
+      for (int k = 0; k < 3; k++) g += w[k * d + j] * (p[k] - (k == y[i]));
+      const double want = fmin(fmax(x[i * d + j] + 0.01 * ((g > 0) - (g < 0)), 0.0), 1.0);
+      assert_float_equal(adv[i * d + j], want, 1e-6);
+    }
+  }
+  net_free(lin);
+}
+
+static double l2_dist(const float *a, const float *b, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)(a[i] - b[i]) * (a[i] - b[i]);
+  return sqrt(s);
+}
+
+static void test_minimal_attacks_beat_fgsm(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  const size_t per = 784;
+  float *fg = malloc(sizeof(float) * per * B), *df = malloc(sizeof(float) * per * B),
+        *cw = malloc(sizeof(float) * per * B);
+  MrError err = {0};
+  AttackOptions o = attack_options_default(ATTACK_FGSM);
+  o.eps = 0.1f;
+  assert_int_equal(attack_run(net, &o, t->images, t->labels, B, fg, &err), STATUS_OK);
+  o = attack_options_default(ATTACK_DEEPFOOL);
+  assert_int_equal(attack_run(net, &o, t->images, t->labels, B, df, &err), STATUS_OK);
+  o = attack_options_default(ATTACK_CW);
+  o.iters = 60, o.cw_search_steps = 3;
+  assert_int_equal(attack_run(net, &o, t->images, t->labels, B, cw, &err), STATUS_OK);
+  float probs_f[2 * B], probs_d[2 * B], probs_c[2 * B], probs_x[2 * B];
+  net_predict(net, fg, B, probs_f);
+  net_predict(net, df, B, probs_d);
+  net_predict(net, cw, B, probs_c);
+  net_predict(net, t->images, B, probs_x);
+  int compared = 0, df_smaller = 0, cw_smaller = 0, clean_ok = 0, fgsm_ok = 0;
+  for (int i = 0; i < B; i++) {
+    clean_ok += (probs_x[2 * i + 1] > probs_x[2 * i]) == t->labels[i];
+    fgsm_ok += (probs_f[2 * i + 1] > probs_f[2 * i]) == t->labels[i];
+  }
+  print_message("  clean accuracy %d/%d, under FGSM eps 0.1 %d/%d\n", clean_ok, B, fgsm_ok, B);
+  for (int i = 0; i < B; i++) {
+    const int clean = probs_x[2 * i + 1] > probs_x[2 * i], f = probs_f[2 * i + 1] > probs_f[2 * i];
+    const int dpred = probs_d[2 * i + 1] > probs_d[2 * i],
+              cpred = probs_c[2 * i + 1] > probs_c[2 * i];
+    if (clean != t->labels[i] || f == t->labels[i]) continue; /* FGSM fooled a correct image */
+    compared++;
+    const double lf = l2_dist(fg + per * i, t->images + per * i, per);
+    df_smaller += dpred != clean && l2_dist(df + per * i, t->images + per * i, per) < lf;
+    cw_smaller += cpred != t->labels[i] && l2_dist(cw + per * i, t->images + per * i, per) < lf;
+  }
+  print_message("  FGSM fooled %d images; DeepFool smaller on %d, C&W smaller on %d\n", compared,
+                df_smaller, cw_smaller);
+  assert_true(compared >= 5);
+  assert_int_equal(df_smaller, compared);
+  assert_int_equal(cw_smaller, compared);
+  free(fg), free(df), free(cw);
+}
+
+static void test_bad_options(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  float *adv = malloc(sizeof(float) * 784 * B);
+  MrError err = {0};
+  AttackOptions o = attack_options_default(ATTACK_PGD);
+  o.eps = -0.1f;
+  assert_int_not_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "eps must be >= 0"));
+  o.eps = 0.01f, o.target = TARGET_CLASS, o.target_class = 7;
+  assert_int_not_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "target class 7"));
+  assert_int_equal(attack_parse("nosuch"), -1);
+  assert_int_equal(attack_parse("pgd"), ATTACK_PGD);
+  free(adv);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bounded_attacks),
+      cmocka_unit_test(test_targeted_attacks),
+      cmocka_unit_test(test_fgsm_closed_form_linear),
+      cmocka_unit_test(test_minimal_attacks_beat_fgsm),
+      cmocka_unit_test(test_bad_options),
+  };
+  return cmocka_run_group_tests_name("attacks", tests, setup, teardown);
+}
