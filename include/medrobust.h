@@ -325,6 +325,10 @@ Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, 
 /* Resizes / converts the channels of every split to the net's input. */
 Status data_match_model(DataSplits *d, const Net *net, MrError *err);
 Rng *net_rng(Net *net);
+/* Rounds pixels to `levels` grey levels before the net (0: off), as a
+ * deployed preprocessor might. Its exact input gradient is zero: the classic
+ * gradient-masking trap, which the evaluation's self-checks must catch. */
+void net_set_input_quantization(Net *net, int levels);
 /* The logits of the last net_forward (or training step). */
 const float *net_forward_last_logits(const Net *net);
 

@@ -107,9 +107,8 @@ void dropout_forward(float *out, float *mask, const float *inp, size_t n, float 
 void dropout_backward(float *dinp, int accumulate, const float *dout, const float *mask, size_t n,
                       Mode mode);
 
-/* Quantisation to `levels` grey levels: a deliberately non-differentiable
- * input stage (its true derivative, zero, is what backward returns). Exists
- * to test that the evaluation's self-checks catch masked gradients. */
+/* Quantisation to `levels` grey levels: a non-differentiable input stage
+ * whose true derivative, zero, is what backward returns. */
 void quantize_forward(float *out, const float *inp, size_t n, int levels);
 void quantize_backward(float *dinp, int accumulate, size_t n);
 

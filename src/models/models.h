@@ -13,6 +13,9 @@ void model_name(char out[NAME_LEN], const char *prefix, const char *suffix);
 int model_conv_bn_relu(Net *net, const char *conv_name, const char *bn_name, int src, int oc, int k,
                        int stride, MrError *err);
 
+/* He-normal convs, PyTorch-default linear layers, BN gamma 1 beta 0 var 1 */
+void model_init(Net *net, uint64_t seed);
+
 Status model_build_cnn(Net *net, MrError *err);
 Status model_build_vgg(Net *net, MrError *err);
 Status model_build_resnet_cifar(Net *net, MrError *err);

@@ -88,7 +88,7 @@ int model_conv_bn_relu(Net *net, const char *conv_name, const char *bn_name, int
   return net_add_relu(net, net_add_bn(net, bn_name, t));
 }
 
-static void model_init(Net *net, uint64_t seed) {
+void model_init(Net *net, uint64_t seed) {
   Rng rng;
   rng_seed(&rng, seed);
   for (int i = 0; i < net->n_layers; i++) {

@@ -227,13 +227,6 @@ int net_add_shortcut_pad(Net *net, int src, int oc, int stride) {
   return net_last(net);
 }
 
-int net_add_quantize(Net *net, int src, int levels) {
-  Layer *l = net_push(net, LAYER_QUANTIZE, src);
-  if (!l) return -1;
-  l->k = levels;
-  return net_last(net);
-}
-
 static void net_resolve(Net *net) {
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
@@ -356,6 +349,9 @@ int net_num_classes(const Net *net) { return net->spec.n_classes; }
 int net_input_size(const Net *net) { return net->spec.in_c * net->spec.in_h * net->spec.in_w; }
 float *net_params(Net *net) { return net->params; }
 Rng *net_rng(Net *net) { return &net->rng; }
+void net_set_input_quantization(Net *net, int levels) {
+  net->input_levels = levels > 1 ? levels : 0;
+}
 const float *net_forward_last_logits(const Net *net) { return net->layers[net->n_layers - 1].out; }
 float *net_grads(Net *net) { return net->grads; }
 void net_zero_grad(Net *net) { memset(net->grads, 0, sizeof(float) * net->n_params); }
@@ -630,14 +626,6 @@ static void shortcut_bwd(LayerCall c) {
                           layer_shortcut_dims(c.l, c.B));
 }
 
-static void quantize_fwd(LayerCall c) {
-  quantize_forward(c.l->out, tensor_out(c.net, c.l->src), layer_out_size(c.l) * c.B, c.l->k);
-}
-static void quantize_bwd(LayerCall c) {
-  if (c.want_dinp)
-    quantize_backward(tensor_dout(c.net, c.l->src), c.acc, layer_out_size(c.l) * c.B);
-}
-
 typedef struct {
   const char *name;
   void (*forward)(LayerCall);
@@ -656,7 +644,6 @@ static const LayerOps layer_ops[LAYER_KIND_COUNT] = {
     [LAYER_DROPOUT] = {"dropout", dropout_fwd, dropout_bwd},
     [LAYER_ADD] = {"add", add_fwd, add_bwd},
     [LAYER_SHORTCUT_PAD] = {"shortcut_pad", shortcut_fwd, shortcut_bwd},
-    [LAYER_QUANTIZE] = {"quantize", quantize_fwd, quantize_bwd},
 };
 
 /* ---- forward / backward -------------------------------------------------------- */
@@ -740,6 +727,10 @@ static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
 static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode, int inference) {
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
+  if (net->input_levels) {
+    quantize_forward(net->input, x, hw * s->in_c * batch, net->input_levels);
+    x = net->input;
+  }
   for (int b = 0; b < batch; b++)
     for (int c = 0; c < s->in_c; c++) {
       const float mean = s->norm_mean[c], inv = 1.0f / s->norm_std[c];
@@ -794,6 +785,10 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
   }
   if (!dx) return;
   if (!written[0]) memset(net->dinput, 0, sizeof(float) * net_input_size(net) * B);
+  if (net->input_levels) { /* rounding is flat almost everywhere: its true derivative */
+    quantize_backward(dx, 0, (size_t)net_input_size(net) * B);
+    return;
+  }
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
   for (int b = 0; b < B; b++)

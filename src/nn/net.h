@@ -20,7 +20,6 @@ typedef enum {
   LAYER_DROPOUT,
   LAYER_ADD,
   LAYER_SHORTCUT_PAD,
-  LAYER_QUANTIZE,
   LAYER_KIND_COUNT
 } LayerKind;
 
@@ -80,7 +79,8 @@ struct Net {
   int32_t *argmax_arena;
   float *probs, *dlogits;
   Mode last_mode;
-  Rng rng; /* dropout */
+  int input_levels; /* > 0: pixels quantised before the net (masks input gradients) */
+  Rng rng;          /* dropout */
   /* convolution backend: oneDNN primitives are rebuilt when the batch changes */
   int use_dnnl, dnnl_batch;
   /* forward-only plan: outputs share a few buffers (net_predict) */
@@ -108,8 +108,6 @@ int net_add_dense(Net *net, const char *name, int src, int out, MrError *err);
 int net_add_dropout(Net *net, int src, float p);
 int net_add_add(Net *net, int a, int b, MrError *err);
 int net_add_shortcut_pad(Net *net, int src, int oc, int stride);
-/* testing only: a gradient-masking input quantiser (levels in l->k) */
-int net_add_quantize(Net *net, int src, int levels);
 
 Net *net_new(const ModelSpec *spec);
 /* Allocates the arenas after the last net_add_* call. */

@@ -1,0 +1,177 @@
+/* The robustness sweep, its self-checks and triage: on a normal model the
+ * checks stay silent and accuracy falls with eps; on a model whose input is
+ * quantised (gradients masked) they fire; noise is calibrated to the
+ * adversarial SSIM; triage's bisection brackets each image's flip point;
+ * SSIM/PSNR on known cases; results JSON is written and parses. */
+#include <cjson/cJSON.h>
+
+#include "testutil.h"
+
+static Net *plain, *masked;
+static DataSplits *data;
+
+static Net *train(Net *net) {
+  TrainOptions o = train_options_default();
+  o.epochs = 6, o.batch = 32, o.out = "/tmp/medrobust-eval-test.safetensors";
+  TrainResult res;
+  MrError err = {0};
+  if (train_run(net, data, &o, NULL, NULL, &res, &err) != STATUS_OK) return NULL;
+  remove(o.out), remove("/tmp/medrobust-eval-test.safetensors.ckpt");
+  return net;
+}
+
+static int setup(void **state) {
+  (void)state;
+  mr_set_threads(2);
+  MrError err = {0};
+  data = phantom_generate(28, 1000, 6, &err);
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  spec.norm_mean[0] = 0.4f, spec.norm_std[0] = 0.2f;
+  plain = train(model_build(&spec, 7, &err));
+  /* the same trained weights behind a 16-level input quantiser: zero input gradients */
+  masked = model_build(&spec, 7, &err);
+  for (int i = 0; plain && masked && i < net_tensor_count(plain); i++) {
+    TensorRef a = net_tensor(plain, i), b = net_tensor(masked, i);
+    if (a.is_int64)
+      memcpy(b.idata, a.idata, 8 * a.numel);
+    else
+      memcpy(b.data, a.data, 4 * a.numel);
+  }
+  if (masked) net_set_input_quantization(masked, 16);
+  return plain && masked ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  net_free(plain), net_free(masked);
+  data_free(data);
+  return 0;
+}
+
+static const CheckRow *check_named(const SweepResult *r, const char *prefix) {
+  for (int i = 0; i < r->n_checks; i++)
+    if (strncmp(r->checks[i].name, prefix, strlen(prefix)) == 0) return &r->checks[i];
+  return NULL;
+}
+
+static void test_sweep_and_checks(void **state) {
+  (void)state;
+  Dataset test = data->split[SPLIT_TEST];
+  test.n = 80;
+  const AttackKind kinds[] = {ATTACK_FGSM, ATTACK_PGD};
+  const float eps[] = {0.02f, 0.06f};
+  SweepOptions so = {kinds, 2, eps, 2, attack_options_default(ATTACK_PGD), 64, 1, 1};
+  so.base.iters = 0;
+  SweepResult r;
+  MrError err = {0};
+  assert_int_equal(robustness_sweep(plain, &test, &so, NULL, NULL, &r, &err), STATUS_OK);
+  for (int i = 0; i < r.n_checks; i++)
+    print_message("  plain  %-40s %s %s\n", r.checks[i].name, r.checks[i].passed ? "ok" : "FIRED",
+                  r.checks[i].message);
+  for (int i = 0; i < r.n_checks; i++) assert_true(r.checks[i].passed);
+  assert_true(r.clean_accuracy > 0.75);
+  for (int i = 0; i < 4; i++) {
+    const SweepRow *w = &r.rows[i];
+    assert_true(w->linf <= w->eps + 1e-6);
+    assert_true(w->ssim > 0 && w->ssim <= 1.0);
+    assert_true(w->accuracy <= r.clean_accuracy + 1e-9);
+    assert_float_equal(w->drop_pct, 100 * (r.clean_accuracy - w->accuracy) / r.clean_accuracy,
+                       1e-9);
+  }
+  /* noise calibrated to the adversarial SSIM of its row */
+  assert_true(r.n_noise == 4 * 2);
+  for (int i = 0; i < r.n_noise; i++) {
+    const SweepRow *ref = &r.rows[i / 4]; /* fgsm rows come first */
+    assert_true(fabs(r.noise[i].ssim - ref->ssim) < 0.02);
+  }
+  assert_int_equal(sweep_write(&r, "/tmp", "m", "d", "test", &err), STATUS_OK);
+  FILE *f = fopen("/tmp/results.json", "r");
+  char buf[65536];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  cJSON *j = cJSON_Parse(buf);
+  assert_non_null(j);
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "rows")), r.n_rows);
+  cJSON_Delete(j);
+  remove("/tmp/results.json"), remove("/tmp/results.csv");
+  sweep_result_free(&r);
+
+  assert_int_equal(robustness_sweep(masked, &test, &so, NULL, NULL, &r, &err), STATUS_OK);
+  print_message("  masked model: clean accuracy %.1f%%\n", 100 * r.clean_accuracy);
+  for (int i = 0; i < r.n_checks; i++)
+    print_message("  masked %-40s %s %s\n", r.checks[i].name, r.checks[i].passed ? "ok" : "FIRED",
+                  r.checks[i].message);
+  assert_false(check_named(&r, "large eps")->passed);
+  assert_false(check_named(&r, "black-box")->passed);
+  sweep_result_free(&r);
+}
+
+static void test_triage_brackets_flip(void **state) {
+  (void)state;
+  Dataset test = data->split[SPLIT_TEST];
+  test.n = 64;
+  AttackOptions o = attack_options_default(ATTACK_BIM); /* deterministic: no random start */
+  TriageResult r;
+  MrError err = {0};
+  assert_int_equal(triage_run(plain, &test, &o, 0.1f, 1e-4f, 0.2f, 64, NULL, NULL, &r, &err),
+                   STATUS_OK);
+  assert_int_equal(r.n_flagged, 13);
+  for (int i = 1; i < r.n; i++) assert_true(r.items[i - 1].min_eps <= r.items[i].min_eps);
+  /* replay: at min_eps every image flips, at eps_below none does */
+  float hi[64], lo[64], adv[64 * 784], probs[128];
+  int pred[64];
+  for (int i = 0; i < r.n; i++) {
+    const TriageItem *t = &r.items[i];
+    assert_true(isinf(t->min_eps) || t->min_eps - t->eps_below <= 1e-4f + 1e-7f);
+    hi[t->index] = isinf(t->min_eps) ? 0.1f : t->min_eps;
+    lo[t->index] = t->eps_below;
+    pred[t->index] = t->pred;
+  }
+  o.eps = 0.1f;
+  for (int pass = 0; pass < 2; pass++) {
+    o.eps_each = pass ? lo : hi;
+    assert_int_equal(attack_run(plain, &o, test.images, pred, 64, adv, &err), STATUS_OK);
+    net_predict(plain, adv, 64, probs);
+    for (int i = 0; i < r.n; i++) {
+      const TriageItem *t = &r.items[i];
+      const int now = probs[2 * t->index + 1] > probs[2 * t->index];
+      if (pass == 0 && !isinf(t->min_eps)) assert_int_not_equal(now, t->pred);
+      if (pass == 1) assert_int_equal(now, t->pred);
+    }
+  }
+  /* the flagged images are the most fragile, and excluding them does not lower accuracy here */
+  assert_true(r.accuracy_aware >= r.accuracy_all);
+  assert_float_equal(r.curve_acc[0], r.accuracy_all, 1e-12);
+  triage_free(&r);
+  o.kind = ATTACK_SQUARE;
+  assert_int_not_equal(triage_run(plain, &test, &o, 0.1f, 1e-4f, 0.2f, 64, NULL, NULL, &r, &err),
+                       STATUS_OK);
+  assert_non_null(strstr(err.msg, "not square"));
+}
+
+static void test_image_metrics(void **state) {
+  (void)state;
+  float a[784], b[784];
+  Rng rng;
+  rng_seed(&rng, 1);
+  fill_uniform(a, 784, &rng, 0, 1);
+  memcpy(b, a, sizeof a);
+  assert_float_equal(image_ssim(a, b, 1, 28, 28), 1.0, 1e-9);
+  assert_true(isinf(image_psnr(a, b, 784)));
+  for (int i = 0; i < 784; i++) b[i] = a[i] + 0.1f;
+  assert_float_equal(image_psnr(a, b, 784), 20.0, 1e-3); /* MSE 0.01 */
+  const double small = image_ssim(a, b, 1, 28, 28);
+  for (int i = 0; i < 784; i++) b[i] = rng_uniform(&rng);
+  assert_true(image_ssim(a, b, 1, 28, 28) < small);
+  assert_true(small < 1.0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sweep_and_checks),
+      cmocka_unit_test(test_triage_brackets_flip),
+      cmocka_unit_test(test_image_metrics),
+  };
+  return cmocka_run_group_tests_name("eval", tests, setup, teardown);
+}
