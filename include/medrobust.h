@@ -246,6 +246,13 @@ void data_free(DataSplits *d);
 /* Writes the MedMNIST layout: uint8 {train,val,test}_{images,labels}.npy,
  * deflated, plus class_names.json; atomically. */
 Status data_save_npz(const DataSplits *d, const char *path, MrError *err);
+/* Writes arbitrary arrays into a .npz, atomically at close. dtype 'f'
+ * (float32), 'i' (int32) or 'u' (uint8); shape row-major. */
+typedef struct NpzWriter NpzWriter;
+NpzWriter *npz_writer_open(const char *path, MrError *err);
+void npz_writer_add(NpzWriter *w, const char *name, char dtype, const int *shape, int ndim,
+                    const void *data);
+Status npz_writer_close(NpzWriter *w, MrError *err);
 /* The built-in synthetic lesion phantom: n images (balanced benign/
  * malignant, split 70/10/20), size 28 or 64, seeded. */
 DataSplits *phantom_generate(int size, int n, uint64_t seed, MrError *err);
@@ -444,6 +451,9 @@ typedef struct {
 Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, SweepProgressFn progress,
                         void *ctx, SweepResult *r, MrError *err);
 void sweep_result_free(SweepResult *r);
+/* An 8-bit PNG of a (c,h,w) [0,1] image, enlarged `scale` times. */
+Status image_write_png(const char *path, const float *img, int c, int h, int w, int scale,
+                       MrError *err);
 /* results.json and results.csv into dir, atomically */
 Status sweep_write(const SweepResult *r, const char *dir, const char *model, const char *data,
                    const char *split, MrError *err);

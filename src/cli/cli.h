@@ -62,6 +62,7 @@ int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_triage(int argc, char **argv);
+int cmd_attack(int argc, char **argv);
 
 /* "0.001,4/255" -> floats; "none" | "least-likely" | class index -> target */
 int cli_parse_eps_list(const char *text, float *out, int *n);

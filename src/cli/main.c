@@ -15,6 +15,7 @@ static const CliCommand commands[] = {
     {"train", "train a model on a data set, with checkpoints and --resume", cmd_train},
     {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate},
     {"predict", "per-image predictions and probabilities as CSV", cmd_predict},
+    {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack},
     {"eval", "robustness sweep: attacks x eps, noise contrast, self-checks", cmd_eval},
     {"triage", "rank images by the smallest eps that flips them; flag the most fragile",
      cmd_triage},

@@ -363,3 +363,76 @@ Status data_save_npz(const DataSplits *d, const char *path, MrError *err) {
   }
   return STATUS_OK;
 }
+
+/* ---- a general .npz writer (float32 / int32 / uint8 arrays) ---------------- */
+
+struct NpzWriter {
+  zip_t *za;
+  char path[4096], tmp[4200];
+  int ok;
+};
+
+NpzWriter *npz_writer_open(const char *path, MrError *err) {
+  NpzWriter *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  snprintf(w->path, sizeof w->path, "%s", path);
+  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
+  int zerr = 0;
+  w->za = zip_open(w->tmp, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
+  if (!w->za) {
+    mr_error_set(err, STATUS_ERR_IO, "%s: cannot create", w->tmp);
+    free(w);
+    return NULL;
+  }
+  w->ok = 1;
+  return w;
+}
+
+void npz_writer_add(NpzWriter *w, const char *name, char dtype, const int *shape, int ndim,
+                    const void *data) {
+  if (!w->ok) return;
+  char dims[128] = "";
+  size_t count = 1;
+  for (int i = 0; i < ndim; i++) {
+    snprintf(dims + strlen(dims), sizeof dims - strlen(dims), "%d%s", shape[i],
+             ndim == 1 || i < ndim - 1 ? ", " : "");
+    count *= (size_t)shape[i];
+  }
+  const char *descr = dtype == 'f' ? "<f4" : dtype == 'i' ? "<i4" : "|u1";
+  const size_t item = dtype == 'u' ? 1 : 4;
+  char header[256];
+  snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", descr,
+           dims);
+  const size_t hl = strlen(header), total_header = ((10 + hl + 1 + 63) / 64) * 64;
+  uint8_t *buf = malloc(total_header + count * item + 1);
+  if (!buf) {
+    w->ok = 0;
+    return;
+  }
+  memcpy(buf, "\x93NUMPY\x01\x00", 8);
+  const size_t hlen = total_header - 10;
+  buf[8] = (uint8_t)(hlen & 0xff), buf[9] = (uint8_t)(hlen >> 8);
+  memcpy(buf + 10, header, hl);
+  memset(buf + 10 + hl, ' ', hlen - hl - 1);
+  buf[total_header - 1] = '\n';
+  memcpy(buf + total_header, data, count * item); /* little-endian host, as the format */
+  char member[128];
+  snprintf(member, sizeof member, "%s.npy", name);
+  w->ok = zip_add_buffer(w->za, member, buf, total_header + count * item);
+}
+
+Status npz_writer_close(NpzWriter *w, MrError *err) {
+  const int closed = w->ok && zip_close(w->za) == 0;
+  Status s = STATUS_OK;
+  if (!closed) {
+    zip_discard(w->za);
+    remove(w->tmp);
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: writing failed", w->path);
+  } else if (rename(w->tmp, w->path) != 0) {
+    remove(w->tmp);
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: cannot rename into place: %s", w->path,
+                     strerror(errno));
+  }
+  free(w);
+  return s;
+}

@@ -1,0 +1,215 @@
+/* medrobust attack: adversarial images as float32 (the papers' eps of 0.001
+ * is below one 8-bit grey level, so nothing is rounded), their predictions,
+ * PNGs on request, and the quantisation check: do the attacks survive being
+ * stored at 8, 12 or 16 bits (PNG, DICOM)? */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "medrobust.h"
+
+static int argmax(const float *p, int k) {
+  int b = 0;
+  for (int j = 1; j < k; j++)
+    if (p[j] > p[b]) b = j;
+  return b;
+}
+
+int cmd_attack(int argc, char **argv) {
+  const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
+             *norm = "linf";
+  const char *png_dir = NULL, *target_text = "none";
+  float eps = 0.004f;
+  int batch = 128, limit = 0, png_count = 16;
+  AttackOptions base = attack_options_default(ATTACK_PGD);
+  base.iters = 0;
+  char eps_text_buf[64] = "";
+  const char *eps_text = NULL;
+  const CliOption options[] = {
+      {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
+      {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
+      {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
+      {"--out", OPT_STRING, &out, 0, 0, " F.npz", "adversarial set, float32 (required)"},
+      {"--attack", OPT_STRING, &attack, 0, 0, " A",
+       "fgsm bim pgd mifgsm deepfool cw square apgd-ce apgd-dlr"},
+      {"--eps", OPT_STRING, &eps_text, 0, 0, " E",
+       "perturbation size on [0,1] (4/255 accepted; default 0.004)"},
+      {"--norm", OPT_STRING, &norm, 0, 0, " linf|l2", "threat model"},
+      {"--iters", OPT_INT, &base.iters, 0, 100000, " N", "iterations (0: the attack's default)"},
+      {"--restarts", OPT_INT, &base.restarts, 1, 1000, " N", "PGD/APGD restarts"},
+      {"--step", OPT_FLOAT, &base.step, 0, 10, " X", "step size (0: the attack's default)"},
+      {"--target", OPT_STRING, &target_text, 0, 0, " none|least-likely|K", "targeted attack"},
+      {"--queries", OPT_INT, &base.queries, 1, 1000000, " N", "Square: query budget"},
+      {"--seed", OPT_U64, &base.seed, 0, 0, " S", "random starts and queries"},
+      {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
+      {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
+      {"--png", OPT_STRING, &png_dir, 0, 0, " DIR",
+       "also write clean / adversarial / amplified-difference PNGs"},
+      {"--png-count", OPT_INT, &png_count, 1, 100000, " N", "how many images get PNGs"},
+      {0}};
+  const CliSpec spec = {
+      "attack", "attack --model M --data D --out F.npz [options]",
+      "Crafts adversarial images (float32, test split layout, so 'medrobust evaluate\n"
+      "--data F.npz' measures transfer to other models) and checks whether each attack\n"
+      "survives rounding to 8, 12 and 16 bits.",
+      options};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  (void)eps_text_buf;
+  if (!model || !data_path || !out) {
+    fprintf(stderr, "medrobust attack: --model, --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  double e = eps;
+  if (eps_text && (!cli_parse_number(eps_text, &e) || e < 0)) {
+    fprintf(stderr, "medrobust attack: --eps must be a number >= 0 (4/255 accepted), got '%s'\n",
+            eps_text);
+    return EXIT_USAGE;
+  }
+  const int kind = attack_parse(attack);
+  if (kind < 0) {
+    fprintf(stderr, "medrobust attack: unknown attack '%s'\n", attack);
+    return EXIT_USAGE;
+  }
+  if ((strcmp(norm, "linf") && strcmp(norm, "l2")) || !cli_parse_target(target_text, &base)) {
+    if (strcmp(norm, "linf") && strcmp(norm, "l2"))
+      fprintf(stderr, "medrobust attack: --norm must be linf or l2\n");
+    return EXIT_USAGE;
+  }
+  const int s_idx = split_parse(split);
+  if (s_idx < 0) {
+    fprintf(stderr, "medrobust attack: --split must be train, val or test\n");
+    return EXIT_USAGE;
+  }
+  AttackOptions o = base;
+  const AttackOptions defaults = attack_options_default((AttackKind)kind);
+  o.kind = (AttackKind)kind, o.eps = (float)e,
+  o.norm = strcmp(norm, "l2") == 0 ? NORM_L2 : NORM_LINF;
+  if (!o.iters) o.iters = defaults.iters;
+  MrError err = {0};
+  Net *net = safetensors_load_net(model, &err);
+  DataSplits *data = NULL;
+  if (net) {
+    DataOptions dopt = {
+        .size = net_spec(net)->in_h, .channels = net_spec(net)->in_c, .seed = o.seed};
+    data = data_load(data_path, &dopt, &err);
+  }
+  if (!net || !data || data_match_model(data, net, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    net_free(net);
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  Dataset set = data->split[s_idx];
+  if (limit && limit < set.n) set.n = limit;
+  const int k = net_num_classes(net), n = set.n;
+  const size_t per = (size_t)set.c * set.h * set.w;
+  float *adv = malloc(sizeof(float) * per * (n ? n : 1)),
+        *probs = malloc(sizeof(float) * k * batch);
+  float *q = malloc(sizeof(float) * per * batch);
+  int *clean_pred = malloc(sizeof(int) * (n + 1)), *adv_pred = malloc(sizeof(int) * (n + 1));
+  int *labels = malloc(sizeof(int) * (n + 1));
+  const int bits[3] = {8, 12, 16};
+  int survive[3] = {0}, fooled = 0, correct_clean = 0, correct_adv = 0;
+  Status st = adv && probs && q && clean_pred && adv_pred && labels
+                  ? STATUS_OK
+                  : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  for (int start = 0; st == STATUS_OK && start < n; start += batch) {
+    const int B = n - start < batch ? n - start : batch;
+    const float *x = set.images + per * start;
+    net_predict(net, x, B, probs);
+    for (int i = 0; i < B; i++) clean_pred[start + i] = argmax(probs + (size_t)i * k, k);
+    st = attack_run(net, &o, x, set.labels + start, B, adv + per * start, &err);
+    if (st != STATUS_OK) break;
+    net_predict(net, adv + per * start, B, probs);
+    for (int i = 0; i < B; i++) {
+      const int idx = start + i, y = set.labels[idx];
+      adv_pred[idx] = argmax(probs + (size_t)i * k, k);
+      labels[idx] = y;
+      correct_clean += clean_pred[idx] == y;
+      correct_adv += adv_pred[idx] == y;
+      fooled += clean_pred[idx] == y && adv_pred[idx] != y;
+    }
+    /* quantisation check: round to each bit depth and predict again */
+    for (int b = 0; b < 3; b++) {
+      const float levels = (float)((1 << bits[b]) - 1);
+      for (size_t i = 0; i < per * B; i++) q[i] = roundf(adv[per * start + i] * levels) / levels;
+      net_predict(net, q, B, probs);
+      for (int i = 0; i < B; i++) {
+        const int idx = start + i;
+        survive[b] += clean_pred[idx] == set.labels[idx] && adv_pred[idx] != set.labels[idx] &&
+                      argmax(probs + (size_t)i * k, k) != set.labels[idx];
+      }
+    }
+  }
+  if (st == STATUS_OK) {
+    /* the adversarial set in the MedMNIST layout (channels last), as the test split */
+    float *hwc = malloc(sizeof(float) * per * (n ? n : 1));
+    const size_t plane = (size_t)set.h * set.w;
+    for (int i = 0; i < n; i++)
+      for (size_t p = 0; p < plane; p++)
+        for (int c = 0; c < set.c; c++)
+          hwc[(i * plane + p) * set.c + c] = adv[i * per + c * plane + p];
+    NpzWriter *w = npz_writer_open(out, &err);
+    if (!w) {
+      st = err.status;
+    } else {
+      const int img_shape[4] = {n, set.h, set.w, set.c}, empty_shape[4] = {0, set.h, set.w, set.c};
+      const int lab_shape[2] = {n, 1}, empty_lab[2] = {0, 1}, vec[1] = {n};
+      const int nd = set.c == 1 ? 3 : 4;
+      npz_writer_add(w, "test_images", 'f', img_shape, nd, hwc);
+      npz_writer_add(w, "test_labels", 'i', lab_shape, 2, labels);
+      npz_writer_add(w, "train_images", 'f', empty_shape, nd, hwc);
+      npz_writer_add(w, "train_labels", 'i', empty_lab, 2, labels);
+      npz_writer_add(w, "val_images", 'f', empty_shape, nd, hwc);
+      npz_writer_add(w, "val_labels", 'i', empty_lab, 2, labels);
+      npz_writer_add(w, "clean_predictions", 'i', vec, 1, clean_pred);
+      npz_writer_add(w, "adversarial_predictions", 'i', vec, 1, adv_pred);
+      st = npz_writer_close(w, &err);
+    }
+    free(hwc);
+  }
+  if (st == STATUS_OK && png_dir) {
+    if (mkdir(png_dir, 0755) != 0 && errno != EEXIST)
+      st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
+    float *diff = malloc(sizeof(float) * per);
+    const float amp = o.eps > 0 && attack_is_bounded(o.kind) ? 0.5f / o.eps : 10.0f;
+    for (int i = 0; st == STATUS_OK && i < n && i < png_count; i++) {
+      char path[4300];
+      const int scale = set.h < 64 ? 4 : set.h < 128 ? 2 : 1;
+      snprintf(path, sizeof path, "%s/%05d_clean.png", png_dir, i);
+      st = image_write_png(path, set.images + per * i, set.c, set.h, set.w, scale, &err);
+      snprintf(path, sizeof path, "%s/%05d_adv.png", png_dir, i);
+      if (st == STATUS_OK)
+        st = image_write_png(path, adv + per * i, set.c, set.h, set.w, scale, &err);
+      for (size_t p = 0; p < per; p++)
+        diff[p] = 0.5f + amp * (adv[per * i + p] - set.images[per * i + p]);
+      snprintf(path, sizeof path, "%s/%05d_diff.png", png_dir, i);
+      if (st == STATUS_OK) st = image_write_png(path, diff, set.c, set.h, set.w, scale, &err);
+    }
+    free(diff);
+  }
+  if (st != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+  } else {
+    printf(
+        "%s %s eps %g on %d images of %s (%s): accuracy %.2f%% -> %.2f%%, %d attacks succeeded\n",
+        attack_name(o.kind), norm, o.eps, n, data_path, split, 100.0 * correct_clean / (n ? n : 1),
+        100.0 * correct_adv / (n ? n : 1), fooled);
+    printf("stored at   8 bits (PNG): %d of %d survive\n", survive[0], fooled);
+    printf("stored at  12 bits (DICOM): %d of %d survive\n", survive[1], fooled);
+    printf("stored at  16 bits (DICOM): %d of %d survive\n", survive[2], fooled);
+    if (o.eps > 0 && o.eps < 0.5f / 255)
+      printf("note: eps %g is below half an 8-bit grey level\n", o.eps);
+    printf("wrote %s (float32; evaluate other models on it with --data %s)\n", out, out);
+  }
+  free(adv), free(probs), free(q), free(clean_pred), free(adv_pred), free(labels);
+  net_free(net);
+  data_free(data);
+  return st == STATUS_OK ? 0 : EXIT_RUNTIME;
+}
