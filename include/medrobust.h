@@ -454,6 +454,13 @@ void sweep_result_free(SweepResult *r);
 /* An 8-bit PNG of a (c,h,w) [0,1] image, enlarged `scale` times. */
 Status image_write_png(const char *path, const float *img, int c, int h, int w, int scale,
                        MrError *err);
+/* PNGs of the first `count` images clean / adversarial / amplified
+ * difference under attack o, listed in dir/examples.json. */
+Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int count,
+                      const char *dir, MrError *err);
+/* dir/report.html from dir/results.json, examples.json and triage.json
+ * (whichever exist); renders from the JSON only. */
+Status report_render(const char *dir, MrError *err);
 /* results.json and results.csv into dir, atomically */
 Status sweep_write(const SweepResult *r, const char *dir, const char *model, const char *data,
                    const char *split, MrError *err);
@@ -486,6 +493,10 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
                   float flag_frac, int batch, SweepProgressFn progress, void *ctx, TriageResult *r,
                   MrError *err);
 void triage_free(TriageResult *r);
+/* Thumbnails of the `count` most fragile images, dir/images/fragile_<index>.png:
+ * write them before triage_write, which lists the ones it finds. */
+Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const char *dir, int count,
+                               MrError *err);
 Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
                     MrError *err);
 

@@ -59,6 +59,11 @@ static void test_usage_errors(void **state) {
   expect(2, "--split must be", "evaluate --model m --data d --split everything");
   expect(2, "--size must be 28 or 64", "data phantom --out x.npz --size 32");
   expect(2, "--threads expects", "--threads 0 models");
+  expect(2, "unknown attack 'nosuch'", "eval --model m --data d --out o --attacks pgd,nosuch");
+  expect(2, "eps '-0.1' must be a number >= 0", "eval --model m --data d --out o --eps 0.01,-0.1");
+  expect(2, "--attack must be fgsm, bim, pgd or mifgsm",
+         "triage --model m --data d --out o --attack cw");
+  expect(2, "which folder", "report");
   expect(0, "--epochs", "train --help");
   expect(0, "(default 10)", "train --help");
   expect(0, "usage: medrobust evaluate", "evaluate --help");
@@ -110,6 +115,63 @@ static void test_end_to_end(void **state) {
   fclose(f);
   assert_int_equal(rows, 80);
   expect(0, "resnet20", "models --size 28");
+
+  /* attacks, sweep, triage and the report on the same model */
+  snprintf(args, sizeof args,
+           "attack --model %s/m.safetensors --data %s/p.npz --eps 4/255 --limit 20 --out "
+           "%s/adv.npz --png %s/png --png-count 2",
+           dir, dir, dir, dir);
+  expect(0, "stored at   8 bits", args);
+  snprintf(args, sizeof args, "evaluate --model %s/m.safetensors --data %s/adv.npz", dir, dir);
+  expect(0, "(test, 20 images)", args);
+  snprintf(args, sizeof args,
+           "eval --model %s/m.safetensors --data %s/p.npz --attacks fgsm,pgd --eps 0.004,0.02 "
+           "--limit 24 --out %s/rep --quiet",
+           dir, dir, dir);
+  expect(0, "self-checks", args);
+  snprintf(args, sizeof args,
+           "triage --model %s/m.safetensors --data %s/p.npz --limit 24 --out %s/rep --quiet", dir,
+           dir, dir);
+  expect(0, "without the", args);
+  snprintf(args, sizeof args, "report %s/rep", dir);
+  expect(0, "report.html", args);
+  char html[400];
+  snprintf(html, sizeof html, "%s/rep/report.html", dir);
+  FILE *h = fopen(html, "r");
+  assert_non_null(h);
+  size_t got = fread(out, 1, sizeof out - 1, h);
+  out[got] = 0;
+  fclose(h);
+  assert_non_null(strstr(out, "<svg"));
+  assert_non_null(strstr(out, "Self-checks"));
+}
+
+/* The report renders in a real browser (Debian's chromium, headless). */
+static void test_report_in_chromium(void **state) {
+  (void)state;
+  if (system("command -v chromium >/dev/null 2>&1") != 0) {
+    print_message("skipped: Debian's chromium is not installed\n");
+    skip();
+  }
+  char html[400], shot[400], cmd[2048];
+  snprintf(html, sizeof html, "%s/rep/report.html", dir);
+  snprintf(shot, sizeof shot, "%s/shot.png", dir);
+  if (access(html, R_OK) != 0) skip();
+  snprintf(
+      cmd, sizeof cmd,
+      "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+      "--disable-background-networking --disable-component-update --disable-sync "
+      "--user-data-dir=%s/chrome "
+      "--window-size=1200,2400 --screenshot=%s file://%s >/dev/null 2>&1",
+      dir, shot, html);
+  assert_int_equal(system(cmd), 0);
+  FILE *f = fopen(shot, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  const long size = ftell(f);
+  fclose(f);
+  print_message("  chromium screenshot of the report: %ld bytes\n", size);
+  assert_true(size > 20000); /* a blank page compresses to a few KB */
 }
 
 int main(void) {
@@ -117,6 +179,7 @@ int main(void) {
       cmocka_unit_test(test_usage_errors),
       cmocka_unit_test(test_runtime_errors),
       cmocka_unit_test(test_end_to_end),
+      cmocka_unit_test(test_report_in_chromium),
   };
   return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -34,6 +34,11 @@ void attack_labels(AttackCtx *c, const AttackOptions *o, const float *x, const i
 /* Untargeted: success when pred != y; targeted: when pred == target. */
 int attack_succeeded(const AttackOptions *o, int pred, int y, int target);
 
+/* After attack_loss_grad at `cur`: per image not yet fooled, keep cur in
+ * x_adv if it fools the model or beats best_loss; done marks the fooled. */
+void keep_strongest(AttackCtx *c, const AttackOptions *o, const int *y, const int *labels,
+                    const float *cur, float *x_adv, float *best_loss, int *done);
+
 /* x_adv <- clip_[0,1](proj_{ball(x0, eps[b])}(x_adv)), per image b */
 void project(float *x_adv, const float *x0, int batch, size_t per, Norm norm, const float *eps);
 /* a <- a + step[b] * direction(g): sign(g) for Linf, g/||g||_2 for L2 */

@@ -154,6 +154,19 @@ int attack_succeeded(const AttackOptions *o, int pred, int y, int target) {
   return o->target == TARGET_NONE ? pred != y : pred == target;
 }
 
+void keep_strongest(AttackCtx *c, const AttackOptions *o, const int *y, const int *labels,
+                    const float *cur, float *x_adv, float *best_loss, int *done) {
+  for (int b = 0; b < c->batch; b++) {
+    if (done[b]) continue;
+    const int success = attack_succeeded(o, c->pred[b], y[b], labels[b]);
+    if (success || c->loss[b] > best_loss[b]) {
+      best_loss[b] = c->loss[b];
+      memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+      done[b] = success;
+    }
+  }
+}
+
 const float *attack_steps(AttackCtx *c, const AttackOptions *o, float factor) {
   for (int b = 0; b < c->batch; b++)
     c->steps[b] = o->step > 0 ? o->step : factor * c->eps[b] / o->iters;

@@ -25,15 +25,7 @@ Status attack_mifgsm(AttackCtx *c, const AttackOptions *o, const float *x, const
   for (int b = 0; b < B; b++) best_loss[b] = -INFINITY; /* iterate 0 is x itself */
   for (int t = 0; t <= o->iters; t++) {
     attack_loss_grad(c, cur, labels, loss, t < o->iters ? grad : NULL);
-    for (int b = 0; b < B; b++) {
-      if (done[b]) continue;
-      const int success = attack_succeeded(o, c->pred[b], y[b], labels[b]);
-      if (success || c->loss[b] > best_loss[b]) {
-        best_loss[b] = c->loss[b];
-        memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
-        done[b] = success;
-      }
-    }
+    keep_strongest(c, o, y, labels, cur, x_adv, best_loss, done);
     if (t == o->iters) break;
     for (int b = 0; b < B; b++) {
       double l1 = 0;

@@ -43,15 +43,7 @@ Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const in
     for (int t = 0; t <= o->iters; t++) {
       /* the loss at this iterate, and the gradient for the next step */
       attack_loss_grad(c, cur, labels, loss, t < o->iters ? g : NULL);
-      for (int b = 0; b < B; b++) {
-        if (done[b]) continue;
-        const int success = attack_succeeded(o, c->pred[b], y[b], labels[b]);
-        if (success || c->loss[b] > best_loss[b]) {
-          best_loss[b] = c->loss[b];
-          memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
-          done[b] = success;
-        }
-      }
+      keep_strongest(c, o, y, labels, cur, x_adv, best_loss, done);
       if (t == o->iters) break;
       ascend(cur, g, B, c->per, o->norm, alpha);
       project(cur, x, B, c->per, o->norm, c->eps);

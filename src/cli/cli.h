@@ -63,6 +63,12 @@ int cmd_demo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_triage(int argc, char **argv);
 int cmd_attack(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+
+/* The model, and the data resized / converted to its input (image folders
+ * split with seed); prints the error and returns 0 on failure. */
+int cli_load_model_data(const char *model, const char *data_path, uint64_t seed, Net **net,
+                        DataSplits **data);
 
 /* "0.001,4/255" -> floats; "none" | "least-likely" | class index -> target */
 int cli_parse_eps_list(const char *text, float *out, int *n);

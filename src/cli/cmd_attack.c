@@ -92,19 +92,9 @@ int cmd_attack(int argc, char **argv) {
   o.norm = strcmp(norm, "l2") == 0 ? NORM_L2 : NORM_LINF;
   if (!o.iters) o.iters = defaults.iters;
   MrError err = {0};
-  Net *net = safetensors_load_net(model, &err);
-  DataSplits *data = NULL;
-  if (net) {
-    DataOptions dopt = {
-        .size = net_spec(net)->in_h, .channels = net_spec(net)->in_c, .seed = o.seed};
-    data = data_load(data_path, &dopt, &err);
-  }
-  if (!net || !data || data_match_model(data, net, &err) != STATUS_OK) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
-    net_free(net);
-    data_free(data);
-    return EXIT_RUNTIME;
-  }
+  Net *net;
+  DataSplits *data;
+  if (!cli_load_model_data(model, data_path, o.seed, &net, &data)) return EXIT_RUNTIME;
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   const int k = net_num_classes(net), n = set.n;

@@ -76,7 +76,7 @@ int cmd_eval(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL,
              *attacks_text = "fgsm,bim,pgd";
   const char *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf", *target_text = "none";
-  int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0;
+  int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0, n_examples = 8;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0; /* each attack's own default */
   const CliOption options[] = {
@@ -96,6 +96,8 @@ int cmd_eval(int argc, char **argv) {
       {"--seed", OPT_U64, &base.seed, 0, 0, " S", "random starts and queries"},
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
+      {"--examples", OPT_INT, &n_examples, 0, 1000, " N",
+       "example images (first attack, largest eps) for the report"},
       {"--no-noise", OPT_FLAG, &no_noise, 0, 0, NULL, "skip the noise contrast"},
       {"--no-checks", OPT_FLAG, &no_checks, 0, 0, NULL, "skip the self-checks"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
@@ -134,19 +136,9 @@ int cmd_eval(int argc, char **argv) {
     return EXIT_RUNTIME;
   }
   MrError err = {0};
-  Net *net = safetensors_load_net(model, &err);
-  DataSplits *data = NULL;
-  if (net) {
-    DataOptions dopt = {
-        .size = net_spec(net)->in_h, .channels = net_spec(net)->in_c, .seed = base.seed};
-    data = data_load(data_path, &dopt, &err);
-  }
-  if (!net || !data || data_match_model(data, net, &err) != STATUS_OK) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
-    net_free(net);
-    data_free(data);
-    return EXIT_RUNTIME;
-  }
+  Net *net;
+  DataSplits *data;
+  if (!cli_load_model_data(model, data_path, base.seed, &net, &data)) return EXIT_RUNTIME;
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks};
@@ -155,6 +147,13 @@ int cmd_eval(int argc, char **argv) {
   Status st = robustness_sweep(net, &set, &so, sweep_progress, &quiet, &r, &err);
   if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
   if (st == STATUS_OK) st = sweep_write(&r, out, model, data_path, split, &err);
+  if (st == STATUS_OK && n_examples) {
+    AttackOptions ex = base;
+    const AttackOptions defaults = attack_options_default(kinds[0]);
+    ex.kind = kinds[0], ex.eps = eps[n_eps - 1];
+    if (!ex.iters) ex.iters = defaults.iters;
+    st = examples_write(net, &set, &ex, n_examples, out, &err);
+  }
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     net_free(net);

@@ -33,19 +33,8 @@ static int load_and_predict(Loaded *l, const char *model, const char *data_path,
     fprintf(stderr, "medrobust: --split must be train, val or test, got '%s'\n", split_text);
     return EXIT_USAGE;
   }
+  if (!cli_load_model_data(model, data_path, seed, &l->net, &l->data)) return EXIT_RUNTIME;
   MrError err = {0};
-  l->net = safetensors_load_net(model, &err);
-  if (!l->net) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
-    return EXIT_RUNTIME;
-  }
-  const ModelSpec *spec = net_spec(l->net);
-  DataOptions dopt = {.size = spec->in_h, .channels = spec->in_c, .seed = seed};
-  l->data = data_load(data_path, &dopt, &err);
-  if (!l->data || data_match_model(l->data, l->net, &err) != STATUS_OK) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
-    return EXIT_RUNTIME;
-  }
   l->set = &l->data->split[split];
   l->k = net_num_classes(l->net);
   l->probs = malloc(sizeof(float) * ((size_t)l->set->n * l->k + 1));

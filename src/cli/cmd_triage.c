@@ -78,18 +78,9 @@ int cmd_triage(int argc, char **argv) {
     return EXIT_RUNTIME;
   }
   MrError err = {0};
-  Net *net = safetensors_load_net(model, &err);
-  DataSplits *data = NULL;
-  if (net) {
-    DataOptions dopt = {.size = net_spec(net)->in_h, .channels = net_spec(net)->in_c, .seed = seed};
-    data = data_load(data_path, &dopt, &err);
-  }
-  if (!net || !data || data_match_model(data, net, &err) != STATUS_OK) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
-    net_free(net);
-    data_free(data);
-    return EXIT_RUNTIME;
-  }
+  Net *net;
+  DataSplits *data;
+  if (!cli_load_model_data(model, data_path, seed, &net, &data)) return EXIT_RUNTIME;
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   AttackOptions o = attack_options_default((AttackKind)kind);
@@ -100,6 +91,7 @@ int cmd_triage(int argc, char **argv) {
   Status st = triage_run(net, &set, &o, eps_max, tol, flag_pct / 100.0f, batch, triage_progress,
                          &quiet, &r, &err);
   if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
+  if (st == STATUS_OK) st = triage_write_thumbnails(&r, &set, out, 30, &err);
   if (st == STATUS_OK) st = triage_write(&r, out, model, data_path, &err);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);

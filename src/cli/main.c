@@ -17,6 +17,7 @@ static const CliCommand commands[] = {
     {"predict", "per-image predictions and probabilities as CSV", cmd_predict},
     {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack},
     {"eval", "robustness sweep: attacks x eps, noise contrast, self-checks", cmd_eval},
+    {"report", "render DIR/report.html from the JSON eval and triage wrote", cmd_report},
     {"triage", "rank images by the smallest eps that flips them; flag the most fragile",
      cmd_triage},
 };

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "medrobust.h"
@@ -147,6 +148,10 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
     cJSON_AddNumberToObject(o, "confidence", t->confidence);
     add_number(o, "min_eps", t->min_eps);
     cJSON_AddNumberToObject(o, "eps_below", t->eps_below);
+    char png[64], full[4200];
+    snprintf(png, sizeof png, "images/fragile_%05d.png", t->index);
+    snprintf(full, sizeof full, "%s/%s", dir, png);
+    if (access(full, R_OK) == 0) cJSON_AddStringToObject(o, "png", png);
     cJSON_AddBoolToObject(o, "flagged", t->flagged);
     cJSON_AddItemToArray(items, o);
   }
@@ -174,4 +179,20 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
   s = write_atomic(path, csv, err);
   free(csv);
   return s;
+}
+
+Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const char *dir, int count,
+                               MrError *err) {
+  char images[4200];
+  snprintf(images, sizeof images, "%s/images", dir);
+  if (mkdir(images, 0755) != 0 && errno != EEXIST)
+    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot create: %s", images, strerror(errno));
+  const size_t per = (size_t)d->c * d->h * d->w;
+  for (int i = 0; i < r->n && i < count; i++) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/fragile_%05d.png", images, r->items[i].index);
+    Status s = image_write_png(path, d->images + per * r->items[i].index, d->c, d->h, d->w, 2, err);
+    if (s != STATUS_OK) return s;
+  }
+  return STATUS_OK;
 }

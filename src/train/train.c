@@ -52,6 +52,19 @@ typedef struct {
   Rng data_rng;
 } TrainState;
 
+/* The training state a checkpoint holds beyond the model: optimiser moments
+ * and the data and dropout RNG states (the second moment only for Adam). */
+static int checkpoint_extras(TensorRef extra[4], Net *net, const Optimizer *opt,
+                             const TrainState *st) {
+  const TensorRef moments = {.ndim = 1, .shape = {(int64_t)opt->n}, .numel = opt->n};
+  const TensorRef rng = {.ndim = 1, .shape = {4}, .is_int64 = 1, .numel = 4};
+  extra[0] = moments, extra[0].name = "train.optim.state1", extra[0].data = opt->state1;
+  extra[1] = rng, extra[1].name = "train.rng.data", extra[1].idata = (int64_t *)st->data_rng.s;
+  extra[2] = rng, extra[2].name = "train.rng.net", extra[2].idata = (int64_t *)net_rng(net)->s;
+  extra[3] = moments, extra[3].name = "train.optim.state2", extra[3].data = opt->state2;
+  return opt->state2 ? 4 : 3;
+}
+
 static Status save_checkpoint(Net *net, const Optimizer *opt, const TrainState *st, const char *sig,
                               const char *path, MrError *err) {
   char epoch[32], best[32], best_epoch[32], step[32];
@@ -70,59 +83,15 @@ static Status save_checkpoint(Net *net, const Optimizer *opt, const TrainState *
                         "train.signature",
                         sig,
                         NULL};
-  TensorRef extra[4] = {
-      {.name = "train.optim.state1",
-       .ndim = 1,
-       .shape = {(int64_t)opt->n},
-       .data = opt->state1,
-       .numel = opt->n},
-      {.name = "train.rng.data",
-       .ndim = 1,
-       .shape = {4},
-       .is_int64 = 1,
-       .idata = (int64_t *)st->data_rng.s,
-       .numel = 4},
-      {.name = "train.rng.net",
-       .ndim = 1,
-       .shape = {4},
-       .is_int64 = 1,
-       .idata = (int64_t *)net_rng(net)->s,
-       .numel = 4},
-      {.name = "train.optim.state2",
-       .ndim = 1,
-       .shape = {(int64_t)opt->n},
-       .data = opt->state2,
-       .numel = opt->n},
-  };
-  return safetensors_save_checkpoint(net, path, extra, opt->state2 ? 4 : 3, meta, err);
+  TensorRef extra[4];
+  const int n_extra = checkpoint_extras(extra, net, opt, st);
+  return safetensors_save_checkpoint(net, path, extra, n_extra, meta, err);
 }
 
 static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const char *sig,
                               const char *path, MrError *err) {
-  TensorRef extra[4] = {
-      {.name = "train.optim.state1",
-       .ndim = 1,
-       .shape = {(int64_t)opt->n},
-       .data = opt->state1,
-       .numel = opt->n},
-      {.name = "train.rng.data",
-       .ndim = 1,
-       .shape = {4},
-       .is_int64 = 1,
-       .idata = (int64_t *)st->data_rng.s,
-       .numel = 4},
-      {.name = "train.rng.net",
-       .ndim = 1,
-       .shape = {4},
-       .is_int64 = 1,
-       .idata = (int64_t *)net_rng(net)->s,
-       .numel = 4},
-      {.name = "train.optim.state2",
-       .ndim = 1,
-       .shape = {(int64_t)opt->n},
-       .data = opt->state2,
-       .numel = opt->n},
-  };
+  TensorRef extra[4];
+  const int n_extra = checkpoint_extras(extra, net, opt, st);
   const char *keys[] = {"train.epoch",      "train.best_val_acc", "train.best_epoch",
                         "train.optim_step", "train.signature",    NULL};
   char *values[5] = {0};
@@ -137,8 +106,7 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
         "%s: written by a run with other options, data or thread count; resume with the same ones",
         path);
   free(saved_sig);
-  if (s == STATUS_OK)
-    s = safetensors_load_checkpoint(net, path, extra, opt->state2 ? 4 : 3, keys, values, err);
+  if (s == STATUS_OK) s = safetensors_load_checkpoint(net, path, extra, n_extra, keys, values, err);
   if (s == STATUS_OK) {
     st->epoch = atoi(values[0]);
     st->best_val = strtof(values[1], NULL);

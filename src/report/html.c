@@ -1,0 +1,302 @@
+/* report.html, rendered from the JSON a run wrote and nothing else: the
+ * sweep table and accuracy-vs-eps curves (inline SVG), the noise contrast,
+ * the self-checks, example images (clean / adversarial / amplified
+ * difference) and the triage list with its deferral curve. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "medrobust.h"
+
+static cJSON *read_json(const char *dir, const char *name) {
+  char path[4300];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *buf = n > 0 && n < (64L << 20) ? malloc((size_t)n + 1) : NULL;
+  cJSON *j = NULL;
+  if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+    buf[n] = 0;
+    j = cJSON_Parse(buf);
+  }
+  free(buf);
+  fclose(f);
+  return j;
+}
+
+static void esc(FILE *o, const char *s) {
+  for (; s && *s; s++) {
+    if (*s == '<')
+      fputs("&lt;", o);
+    else if (*s == '>')
+      fputs("&gt;", o);
+    else if (*s == '&')
+      fputs("&amp;", o);
+    else if (*s == '"')
+      fputs("&quot;", o);
+    else
+      fputc(*s, o);
+  }
+}
+
+static const char *str(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static double num(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
+
+/* A line chart: series of (x, y) with y in [0,1] shown as percent. */
+typedef struct {
+  const char *name;
+  double x[64], y[64];
+  int n;
+} Series;
+
+static void svg_chart(FILE *o, const char *title, const char *xlabel, const Series *s, int ns) {
+  const int W = 560, H = 320, L = 60, R = 150, T = 30, B = 50;
+  double xmax = 0;
+  for (int i = 0; i < ns; i++)
+    for (int j = 0; j < s[i].n; j++) xmax = fmax(xmax, s[i].x[j]);
+  if (xmax <= 0) xmax = 1;
+  fprintf(o, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>", W,
+          H);
+  esc(o, title);
+  fprintf(o, "</title><rect width='%d' height='%d' fill='white'/>", W, H);
+  const int pw = W - L - R, ph = H - T - B;
+  for (int g = 0; g <= 4; g++) {
+    const double yv = g / 4.0, py = T + ph * (1 - yv);
+    fprintf(o, "<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='#ddd'/>", L, py, L + pw, py);
+    fprintf(o, "<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%.0f%%</text>", L - 6,
+            py + 4, yv * 100);
+    const double xv = xmax * g / 4.0, px = L + pw * g / 4.0;
+    fprintf(o, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%.3g</text>", px,
+            T + ph + 16, xv);
+  }
+  fprintf(o, "<rect x='%d' y='%d' width='%d' height='%d' fill='none' stroke='#333'/>", L, T, pw,
+          ph);
+  fprintf(o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>", L + pw / 2, H - 12);
+  esc(o, xlabel);
+  fprintf(o, "</text><text x='%d' y='18' font-size='13' font-weight='bold'>", L);
+  esc(o, title);
+  fprintf(o, "</text>");
+  for (int i = 0; i < ns; i++) {
+    const char *col = palette[i % 8];
+    fprintf(o, "<polyline fill='none' stroke='%s' stroke-width='2' points='", col);
+    for (int j = 0; j < s[i].n; j++)
+      fprintf(o, "%.1f,%.1f ", L + pw * s[i].x[j] / xmax,
+              T + ph * (1 - fmin(fmax(s[i].y[j], 0), 1)));
+    fprintf(o, "'/>");
+    for (int j = 0; j < s[i].n; j++)
+      fprintf(o, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>", L + pw * s[i].x[j] / xmax,
+              T + ph * (1 - fmin(fmax(s[i].y[j], 0), 1)), col);
+    fprintf(o,
+            "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='%s' stroke-width='2'/><text x='%d' "
+            "y='%d' font-size='12'>",
+            L + pw + 12, T + 10 + 18 * i, L + pw + 32, T + 10 + 18 * i, col, L + pw + 38,
+            T + 14 + 18 * i);
+    esc(o, s[i].name);
+    fprintf(o, "</text>");
+  }
+  fprintf(o, "</svg>\n");
+}
+
+static void section_sweep(FILE *o, const cJSON *r) {
+  fprintf(o, "<h2>Accuracy under attack</h2><p>Model <code>");
+  esc(o, str(r, "model"));
+  fprintf(o, "</code> on <code>");
+  esc(o, str(r, "data"));
+  fprintf(o,
+          "</code> (%s split, %.0f images). Clean accuracy <b>%.2f%%</b>. Evaluated in eval mode "
+          "(batch norm frozen).</p>\n",
+          str(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"));
+  /* one curve per attack, the baseline at eps 0 */
+  Series s[8];
+  int ns = 0;
+  const cJSON *rows = cJSON_GetObjectItem(r, "rows"), *row;
+  cJSON_ArrayForEach(row, rows) {
+    const char *a = str(row, "attack");
+    if (strstr(a, "(check)")) continue;
+    int i = 0;
+    while (i < ns && strcmp(s[i].name, a) != 0) i++;
+    if (i == ns) {
+      if (ns == 8) continue;
+      s[ns].name = a, s[ns].n = 1, s[ns].x[0] = 0, s[ns].y[0] = num(r, "clean_accuracy");
+      ns++;
+    }
+    if (s[i].n < 64) s[i].x[s[i].n] = num(row, "eps"), s[i].y[s[i].n++] = num(row, "accuracy");
+  }
+  svg_chart(o, "Accuracy vs perturbation size", "eps (on the [0,1] pixel scale)", s, ns);
+  fprintf(o,
+          "<table><tr><th>attack</th><th>norm</th><th>eps</th><th>accuracy</th><th>%% "
+          "drop</th><th>success rate</th>"
+          "<th>mean L&infin;</th><th>mean L2</th><th>mean MSE</th><th>SSIM</th><th>PSNR "
+          "(dB)</th><th>confidence</th></tr>\n");
+  fprintf(o,
+          "<tr><td>baseline</td><td></td><td>0</td><td>%.2f%%</td><td>-</td><td>-</td><td "
+          "colspan='6'></td></tr>\n",
+          100 * num(r, "clean_accuracy"));
+  cJSON_ArrayForEach(row, rows) {
+    fprintf(o, "<tr><td>");
+    esc(o, str(row, "attack"));
+    fprintf(o,
+            "</td><td>%s</td><td>%.4g</td><td>%.2f%%</td><td>%.1f</td><td>%.1f%%</td><td>%.4g</"
+            "td><td>%.4g</td><td>%.3g</td>"
+            "<td>%.4f</td><td>%.2f</td><td>%.3f</td></tr>\n",
+            str(row, "norm"), num(row, "eps"), 100 * num(row, "accuracy"), num(row, "drop_pct"),
+            100 * num(row, "success_rate"), num(row, "mean_linf"), num(row, "mean_l2"),
+            num(row, "mean_mse"), num(row, "mean_ssim"), num(row, "mean_psnr"),
+            num(row, "mean_confidence"));
+  }
+  fprintf(o, "</table>\n");
+  const cJSON *noise = cJSON_GetObjectItem(r, "noise");
+  if (cJSON_GetArraySize(noise)) {
+    fprintf(o,
+            "<h2>Adversarial perturbation vs realistic noise at the same SSIM</h2><p>Each noise is "
+            "calibrated "
+            "so its mean SSIM to the clean images equals that of the adversarial images at the "
+            "same eps "
+            "(paper 002). Noise of that size barely moves the accuracy; the attack "
+            "does.</p>\n<table><tr><th>noise"
+            "</th><th>matched eps</th><th>level</th><th>SSIM</th><th>accuracy</th></tr>\n");
+    const cJSON *n;
+    cJSON_ArrayForEach(n, noise)
+        fprintf(o, "<tr><td>%s</td><td>%.4g</td><td>%.4g</td><td>%.4f</td><td>%.2f%%</td></tr>\n",
+                str(n, "noise"), num(n, "matched_eps"), num(n, "level"), num(n, "mean_ssim"),
+                100 * num(n, "accuracy"));
+    fprintf(o, "</table>\n");
+  }
+  const cJSON *checks = cJSON_GetObjectItem(r, "checks"), *c;
+  if (cJSON_GetArraySize(checks)) {
+    fprintf(o, "<h2>Self-checks against a failed evaluation</h2><ul class='checks'>\n");
+    cJSON_ArrayForEach(c, checks) {
+      const int ok = cJSON_IsTrue(cJSON_GetObjectItem(c, "passed"));
+      fprintf(o, "<li class='%s'><b>%s</b> ", ok ? "ok" : "warn", ok ? "ok" : "WARNING");
+      esc(o, str(c, "check"));
+      fprintf(o, ": ");
+      esc(o, str(c, "message"));
+      fprintf(o, "</li>\n");
+    }
+    fprintf(o, "</ul>\n");
+  }
+}
+
+static void section_examples(FILE *o, const cJSON *e) {
+  fprintf(o,
+          "<h2>Examples</h2><p>%s, %s eps %.4g. Difference amplified %.0f&times; around "
+          "mid-grey.</p>\n<div class='grid'>",
+          str(e, "attack"), str(e, "norm"), num(e, "eps"), num(e, "difference_gain"));
+  const cJSON *x;
+  cJSON_ArrayForEach(x, cJSON_GetObjectItem(e, "examples")) {
+    fprintf(o,
+            "<figure><div class='trio'><img src='%s' alt='clean'><img src='%s' "
+            "alt='adversarial'><img src='%s' alt='difference'>"
+            "</div><figcaption>true: ",
+            str(x, "clean_png"), str(x, "adversarial_png"), str(x, "difference_png"));
+    esc(o, str(x, "label"));
+    fprintf(o, "<br>clean: ");
+    esc(o, str(x, "clean_prediction"));
+    fprintf(o, " (%.1f%%)<br>adversarial: <b>", 100 * num(x, "clean_probability"));
+    esc(o, str(x, "adversarial_prediction"));
+    fprintf(o, "</b> (%.1f%%)</figcaption></figure>", 100 * num(x, "adversarial_probability"));
+  }
+  fprintf(o, "</div>\n");
+}
+
+static void section_triage(FILE *o, const cJSON *t) {
+  fprintf(o,
+          "<h2>Triage by adversarial sensitivity</h2><p>For every image, the smallest %s eps that "
+          "changes the "
+          "prediction (bisection to %.2g below %.3g). Flagging the most fragile %.0f%% (%.0f "
+          "images) for human "
+          "review: accuracy <b>%.2f%%</b> on all images, <b>%.2f%%</b> on the rest (paper 001, "
+          "Table 2). Deferral "
+          "curve AUC %.4f.</p>\n",
+          str(t, "attack"), num(t, "tolerance"), num(t, "eps_max"), 100 * num(t, "flag_fraction"),
+          num(t, "n_flagged"), 100 * num(t, "accuracy_all"), 100 * num(t, "accuracy_aware"),
+          num(t, "deferral_auc"));
+  Series s = {.name = "accuracy"};
+  const cJSON *p;
+  cJSON_ArrayForEach(p, cJSON_GetObjectItem(t, "deferral_curve")) if (s.n < 64)
+      s.x[s.n] = num(p, "deferred"),
+      s.y[s.n++] = num(p, "accuracy");
+  svg_chart(o, "Accuracy on the images kept vs fraction deferred",
+            "fraction of most fragile images deferred", &s, 1);
+  fprintf(o,
+          "<table><tr><th>rank</th><th>image</th><th>index</th><th>label</th><th>prediction</"
+          "th><th>confidence</th>"
+          "<th>minimal eps</th><th>flagged</th></tr>\n");
+  int rank = 0;
+  const cJSON *it;
+  cJSON_ArrayForEach(it, cJSON_GetObjectItem(t, "images")) {
+    if (++rank > 30) break;
+    const char *png = str(it, "png");
+    fprintf(o, "<tr><td>%d</td><td>", rank);
+    if (*png) fprintf(o, "<img class='thumb' src='%s' alt='image %.0f'>", png, num(it, "index"));
+    const double e = num(it, "min_eps");
+    fprintf(o,
+            "</td><td>%.0f</td><td>%.0f</td><td>%.0f</td><td>%.3f</td><td>%s%.3g</td><td>%s</td></"
+            "tr>\n",
+            num(it, "index"), num(it, "label"), num(it, "prediction"), num(it, "confidence"),
+            isnan(e) ? "&gt; " : "", isnan(e) ? num(t, "eps_max") : e,
+            cJSON_IsTrue(cJSON_GetObjectItem(it, "flagged")) ? "review" : "");
+  }
+  fprintf(o, "</table>\n");
+}
+
+Status report_render(const char *dir, MrError *err) {
+  cJSON *results = read_json(dir, "results.json"), *examples = read_json(dir, "examples.json");
+  cJSON *triage = read_json(dir, "triage.json");
+  if (!results && !triage) {
+    cJSON_Delete(examples);
+    return mr_error_set(err, STATUS_ERR_IO,
+                        "%s: neither results.json nor triage.json (run eval or triage first)", dir);
+  }
+  char path[4300], tmp[4400];
+  snprintf(path, sizeof path, "%s/report.html", dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *o = fopen(tmp, "w");
+  if (!o) {
+    cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage);
+    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write", tmp);
+  }
+  fprintf(o,
+          "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>medrobust "
+          "report</title><style>"
+          "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+          "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid "
+          "#ccc;padding:3px 7px;"
+          "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
+          ".checks li.warn{color:#b00}.checks "
+          "li.ok{color:#060}.grid{display:flex;flex-wrap:wrap;gap:14px}"
+          "figure{margin:0;font-size:12px}.trio "
+          "img{width:96px;image-rendering:pixelated;margin-right:2px;"
+          "border:1px solid #999}img.thumb{width:56px;image-rendering:pixelated}"
+          "</style></head><body><h1>medrobust robustness report</h1>\n");
+  if (results) section_sweep(o, results);
+  if (examples) section_examples(o, examples);
+  if (triage) section_triage(o, triage);
+  fprintf(o,
+          "<p style='color:#777;font-size:12px'>Rendered from the JSON files in this folder; every "
+          "number above "
+          "is read from them, none recomputed.</p></body></html>\n");
+  const int ok = !ferror(o);
+  cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage);
+  if (fclose(o) != 0 || !ok || rename(tmp, path) != 0) {
+    remove(tmp);
+    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);
+  }
+  return STATUS_OK;
+}
