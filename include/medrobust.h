@@ -353,6 +353,7 @@ typedef enum {
   ATTACK_SQUARE,
   ATTACK_APGD_CE,
   ATTACK_APGD_MARGIN, /* APGD with the DLR loss (3+ classes) or the C&W margin (2) */
+  ATTACK_STANDARD,    /* the suite: worst case of APGD-CE, APGD-DLR/margin, Square */
   ATTACK_COUNT
 } AttackKind;
 

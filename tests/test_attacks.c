@@ -213,6 +213,30 @@ static void test_minimal_attacks_beat_fgsm(void **state) {
   free(fg), free(df), free(cw);
 }
 
+/* The standard suite reports, per image, the worst case of its parts. */
+static void test_standard_suite_worst_case(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  const AttackKind kinds[4] = {ATTACK_APGD_CE, ATTACK_APGD_MARGIN, ATTACK_SQUARE, ATTACK_STANDARD};
+  int correct[4];
+  float *adv = malloc(sizeof(float) * 784 * B), probs[2 * B];
+  for (int a = 0; a < 4; a++) {
+    AttackOptions o = attack_options_default(kinds[a]);
+    o.eps = 0.01f;
+    MrError err = {0};
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+    for (size_t i = 0; i < 784 * (size_t)B; i++)
+      assert_true(fabsf(adv[i] - t->images[i]) <= 0.01f + 1e-6f);
+    net_predict(net, adv, B, probs);
+    correct[a] = 0;
+    for (int i = 0; i < B; i++) correct[a] += (probs[2 * i + 1] > probs[2 * i]) == t->labels[i];
+  }
+  print_message("  correct at eps 0.01: apgd-ce %d, apgd-margin %d, square %d, standard %d of %d\n",
+                correct[0], correct[1], correct[2], correct[3], B);
+  for (int a = 0; a < 3; a++) assert_true(correct[3] <= correct[a]);
+  free(adv);
+}
+
 static void test_bad_options(void **state) {
   (void)state;
   const Dataset *t = &data->split[SPLIT_TEST];
@@ -236,6 +260,7 @@ int main(void) {
       cmocka_unit_test(test_targeted_attacks),
       cmocka_unit_test(test_fgsm_closed_form_linear),
       cmocka_unit_test(test_minimal_attacks_beat_fgsm),
+      cmocka_unit_test(test_standard_suite_worst_case),
       cmocka_unit_test(test_bad_options),
   };
   return cmocka_run_group_tests_name("attacks", tests, setup, teardown);

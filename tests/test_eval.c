@@ -150,6 +150,21 @@ static void test_triage_brackets_flip(void **state) {
   assert_non_null(strstr(err.msg, "not square"));
 }
 
+static void test_shape_mismatch_refused(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("cnn", 3, 28, 28, 2);
+  Net *rgb = model_build(&spec, 1, NULL);
+  const AttackKind kinds[] = {ATTACK_PGD};
+  const float eps[] = {0.01f};
+  SweepOptions so = {kinds, 1, eps, 1, attack_options_default(ATTACK_PGD), 64, 0, 0};
+  SweepResult r;
+  MrError err = {0};
+  assert_int_not_equal(robustness_sweep(rgb, &data->split[SPLIT_TEST], &so, NULL, NULL, &r, &err),
+                       STATUS_OK);
+  assert_non_null(strstr(err.msg, "data is 1x28x28 but the model takes 3x28x28"));
+  net_free(rgb);
+}
+
 static void test_image_metrics(void **state) {
   (void)state;
   float a[784], b[784];
@@ -171,6 +186,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sweep_and_checks),
       cmocka_unit_test(test_triage_brackets_flip),
+      cmocka_unit_test(test_shape_mismatch_refused),
       cmocka_unit_test(test_image_metrics),
   };
   return cmocka_run_group_tests_name("eval", tests, setup, teardown);

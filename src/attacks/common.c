@@ -22,6 +22,7 @@ static const AttackEntry attacks[ATTACK_COUNT] = {
     [ATTACK_SQUARE] = {"square", attack_square, 1},
     [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1},
     [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1},
+    [ATTACK_STANDARD] = {"standard", attack_standard, 1},
 };
 
 const char *attack_name(AttackKind kind) {
@@ -34,6 +35,7 @@ int attack_parse(const char *name) {
   if (strcmp(name, "i-fgsm") == 0) return ATTACK_BIM;
   if (strcmp(name, "mi-fgsm") == 0) return ATTACK_MIFGSM;
   if (strcmp(name, "apgd-margin") == 0) return ATTACK_APGD_MARGIN;
+  if (strcmp(name, "suite") == 0 || strcmp(name, "autoattack") == 0) return ATTACK_STANDARD;
   return -1;
 }
 

@@ -20,10 +20,11 @@ static int parse_attacks(const char *text, AttackKind *out, int *n) {
   for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     const int k = attack_parse(tok);
     if (k < 0 || *n == MAX_LIST) {
-      fprintf(stderr,
-              "medrobust: unknown attack '%s' (fgsm, bim, pgd, mifgsm, deepfool, cw, square, "
-              "apgd-ce, apgd-dlr)\n",
-              tok);
+      fprintf(
+          stderr,
+          "medrobust: unknown attack '%s' (fgsm, bim, pgd, mifgsm, deepfool, cw, square, standard, "
+          "apgd-ce, apgd-dlr)\n",
+          tok);
       return 0;
     }
     out[(*n)++] = (AttackKind)k;
@@ -76,6 +77,7 @@ int cmd_eval(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL,
              *attacks_text = "fgsm,bim,pgd";
   const char *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf", *target_text = "none";
+  const char *suite = NULL;
   int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0, n_examples = 8;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0; /* each attack's own default */
@@ -86,6 +88,8 @@ int cmd_eval(int argc, char **argv) {
       {"--out", OPT_STRING, &out, 0, 0, " DIR",
        "folder for results.json and results.csv (required)"},
       {"--attacks", OPT_STRING, &attacks_text, 0, 0, " A,B", "attacks to sweep"},
+      {"--suite", OPT_STRING, &suite, 0, 0, " standard",
+       "APGD-CE, APGD-DLR (margin for 2 classes), Square and their per-image worst case"},
       {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F",
        "perturbation sizes on the [0,1] scale (4/255 accepted)"},
       {"--norm", OPT_STRING, &norm_text, 0, 0, " linf|l2", "threat model"},
@@ -115,6 +119,11 @@ int cmd_eval(int argc, char **argv) {
     fprintf(stderr, "medrobust eval: --model, --data and --out are required (see --help)\n");
     return EXIT_USAGE;
   }
+  if (suite && strcmp(suite, "standard") != 0) {
+    fprintf(stderr, "medrobust eval: --suite must be 'standard'\n");
+    return EXIT_USAGE;
+  }
+  if (suite) attacks_text = "apgd-ce,apgd-dlr,square,standard";
   AttackKind kinds[MAX_LIST];
   float eps[MAX_LIST];
   int n_kinds, n_eps;
