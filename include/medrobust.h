@@ -365,6 +365,7 @@ typedef struct {
   float eps;             /* on the [0,1] pixel scale; unbounded attacks ignore it */
   const float *eps_each; /* optional: one eps per image of the batch (triage) */
   float step;            /* 0: the attack's default */
+  float step_rel;        /* > 0: step = step_rel * eps (paper 004: 0.1 with 20 iterations) */
   int iters, restarts;
   TargetMode target;
   int target_class;

@@ -63,6 +63,20 @@ static void test_npz_round_trip(void **state) {
   assert_int_equal(big->split[0].c, 3);
   assert_int_equal(big->split[0].h, 32);
   data_free(big);
+  /* RGB stored channels-last (N,H,W,3), as MedMNIST's colour subsets */
+  for (int sp = 0; sp < SPLIT_COUNT; sp++)
+    assert_int_equal(dataset_set_channels(&d->split[sp], 3, &err), STATUS_OK);
+  for (size_t i = 0; i < (size_t)d->split[0].n * 784; i++)
+    d->split[0].images[i * 3 % ((size_t)d->split[0].n * 3 * 784)] *= 0.5f;
+  char rgb[300];
+  in_dir(rgb, sizeof rgb, "rgb.npz");
+  assert_int_equal(data_save_npz(d, rgb, &err), STATUS_OK);
+  DataSplits *back3 = data_load(rgb, NULL, &err);
+  if (!back3) fail_msg("%s", err.msg);
+  assert_int_equal(back3->split[0].c, 3);
+  assert_true(max_abs_diff(d->split[0].images, back3->split[0].images,
+                           (size_t)d->split[0].n * 3 * 784) <= 0.5 / 255 + 1e-6);
+  data_free(back3);
   data_free(back);
   data_free(d);
 }

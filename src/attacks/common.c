@@ -171,7 +171,9 @@ void keep_strongest(AttackCtx *c, const AttackOptions *o, const int *y, const in
 
 const float *attack_steps(AttackCtx *c, const AttackOptions *o, float factor) {
   for (int b = 0; b < c->batch; b++)
-    c->steps[b] = o->step > 0 ? o->step : factor * c->eps[b] / o->iters;
+    c->steps[b] = o->step > 0       ? o->step
+                  : o->step_rel > 0 ? o->step_rel * c->eps[b]
+                                    : factor * c->eps[b] / o->iters;
   return c->steps;
 }
 

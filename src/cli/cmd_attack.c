@@ -28,7 +28,6 @@ int cmd_attack(int argc, char **argv) {
   int batch = 128, limit = 0, png_count = 16;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0;
-  char eps_text_buf[64] = "";
   const char *eps_text = NULL;
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
@@ -43,6 +42,8 @@ int cmd_attack(int argc, char **argv) {
       {"--iters", OPT_INT, &base.iters, 0, 100000, " N", "iterations (0: the attack's default)"},
       {"--restarts", OPT_INT, &base.restarts, 1, 1000, " N", "PGD/APGD restarts"},
       {"--step", OPT_FLOAT, &base.step, 0, 10, " X", "step size (0: the attack's default)"},
+      {"--step-rel", OPT_FLOAT, &base.step_rel, 0, 10, " F",
+       "step = F x eps (paper 004: 0.1 with 20 iterations)"},
       {"--target", OPT_STRING, &target_text, 0, 0, " none|least-likely|K", "targeted attack"},
       {"--queries", OPT_INT, &base.queries, 1, 1000000, " N", "Square: query budget"},
       {"--seed", OPT_U64, &base.seed, 0, 0, " S", "random starts and queries"},
@@ -60,7 +61,6 @@ int cmd_attack(int argc, char **argv) {
       options};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
-  (void)eps_text_buf;
   if (!model || !data_path || !out) {
     fprintf(stderr, "medrobust attack: --model, --data and --out are required (see --help)\n");
     return EXIT_USAGE;

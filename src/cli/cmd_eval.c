@@ -96,6 +96,8 @@ int cmd_eval(int argc, char **argv) {
       {"--iters", OPT_INT, &base.iters, 0, 100000, " N", "iterations (0: each attack's default)"},
       {"--restarts", OPT_INT, &base.restarts, 1, 1000, " N", "PGD/APGD random restarts"},
       {"--step", OPT_FLOAT, &base.step, 0, 10, " X", "step size (0: the attack's default)"},
+      {"--step-rel", OPT_FLOAT, &base.step_rel, 0, 10, " F",
+       "step = F x eps (paper 004: 0.1 with 20 iterations)"},
       {"--target", OPT_STRING, &target_text, 0, 0, " none|least-likely|K", "targeted attacks"},
       {"--seed", OPT_U64, &base.seed, 0, 0, " S", "random starts and queries"},
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
