@@ -354,6 +354,7 @@ typedef enum {
   ATTACK_APGD_CE,
   ATTACK_APGD_MARGIN, /* APGD with the DLR loss (3+ classes) or the C&W margin (2) */
   ATTACK_STANDARD,    /* the suite: worst case of APGD-CE, APGD-DLR/margin, Square */
+  ATTACK_JSMA,        /* saliency map; eps = the fraction of features it may change */
   ATTACK_COUNT
 } AttackKind;
 

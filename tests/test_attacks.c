@@ -89,11 +89,14 @@ static void check_attack(AttackKind kind, Norm norm, TargetMode target, float ep
                                          : "least-likely",
                 eps, sum_before, sum_after, worse, B);
   /* gradient attacks keep their strongest iterate: never worse on any image.
-   * Square and APGD-margin optimise the margin, not CE: the mean must still move. */
+   * Square and APGD-margin optimise the margin, not CE, and DeepFool crosses
+   * away from the clean prediction (towards y when that was wrong): for
+   * those the mean must still move. */
   assert_true(target == TARGET_NONE ? sum_after > sum_before : sum_after < sum_before);
   if (kind == ATTACK_FGSM)
     assert_true(worse <= B / 10); /* one linearised step can overshoot on a few images */
-  else if (kind != ATTACK_SQUARE && kind != ATTACK_APGD_MARGIN && kind != ATTACK_CW)
+  else if (kind != ATTACK_SQUARE && kind != ATTACK_APGD_MARGIN && kind != ATTACK_CW &&
+           kind != ATTACK_DEEPFOOL)
     assert_int_equal(worse, 0);
   /* eps = 0 returns the input exactly */
   if (attack_is_bounded(kind)) {
@@ -113,6 +116,8 @@ static void test_bounded_attacks(void **state) {
     check_attack(kinds[k], NORM_L2, TARGET_NONE, 0.5f);
   }
   check_attack(ATTACK_SQUARE, NORM_LINF, TARGET_NONE, 0.05f);
+  check_attack(ATTACK_DEEPFOOL, NORM_L2, TARGET_NONE, 0.0f); /* unbounded: [0,1] and the loss */
+  check_attack(ATTACK_CW, NORM_L2, TARGET_NONE, 0.0f);
 }
 
 static void test_targeted_attacks(void **state) {
@@ -237,6 +242,39 @@ static void test_standard_suite_worst_case(void **state) {
   free(adv);
 }
 
+/* JSMA changes at most gamma of the features, only upwards, and moves the
+ * prediction towards its target. */
+static void test_jsma(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  const size_t per = 784;
+  float *adv = malloc(sizeof(float) * per * B), probs_x[2 * B], probs_a[2 * B];
+  AttackOptions o = attack_options_default(ATTACK_JSMA);
+  o.target = TARGET_CLASS, o.target_class = 1;
+  MrError err = {0};
+  assert_int_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+  net_predict(net, t->images, B, probs_x);
+  net_predict(net, adv, B, probs_a);
+  int reached = 0, wanted = 0;
+  double gain = 0;
+  for (int i = 0; i < B; i++) {
+    int changed = 0;
+    for (size_t p = 0; p < per; p++) {
+      const float a = adv[per * i + p], x = t->images[per * i + p];
+      assert_true(a >= x && a <= 1.0f);
+      changed += a != x;
+    }
+    assert_true(changed <= (int)(0.1 * per) + 1);
+    if (probs_x[2 * i + 1] < 0.5f) wanted++, reached += probs_a[2 * i + 1] > 0.5f;
+    gain += probs_a[2 * i + 1] - probs_x[2 * i + 1];
+  }
+  print_message("  JSMA to class 1: %d of %d images reached it, mean p(1) gain %.3f\n", reached,
+                wanted, gain / B);
+  assert_true(gain > 0);
+  assert_true(reached * 2 >= wanted);
+  free(adv);
+}
+
 static void test_bad_options(void **state) {
   (void)state;
   const Dataset *t = &data->split[SPLIT_TEST];
@@ -261,6 +299,7 @@ int main(void) {
       cmocka_unit_test(test_fgsm_closed_form_linear),
       cmocka_unit_test(test_minimal_attacks_beat_fgsm),
       cmocka_unit_test(test_standard_suite_worst_case),
+      cmocka_unit_test(test_jsma),
       cmocka_unit_test(test_bad_options),
   };
   return cmocka_run_group_tests_name("attacks", tests, setup, teardown);

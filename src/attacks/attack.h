@@ -62,6 +62,8 @@ Status attack_square(AttackCtx *c, const AttackOptions *o, const float *x, const
                      float *x_adv);
 Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    float *x_adv);
+Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
+                   float *x_adv);
 Status attack_standard(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                        float *x_adv);
 

@@ -23,6 +23,7 @@ static const AttackEntry attacks[ATTACK_COUNT] = {
     [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1},
     [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1},
     [ATTACK_STANDARD] = {"standard", attack_standard, 1},
+    [ATTACK_JSMA] = {"jsma", attack_jsma, 0},
 };
 
 const char *attack_name(AttackKind kind) {
@@ -35,6 +36,7 @@ int attack_parse(const char *name) {
   if (strcmp(name, "i-fgsm") == 0) return ATTACK_BIM;
   if (strcmp(name, "mi-fgsm") == 0) return ATTACK_MIFGSM;
   if (strcmp(name, "apgd-margin") == 0) return ATTACK_APGD_MARGIN;
+  if (strcmp(name, "sma") == 0) return ATTACK_JSMA;
   if (strcmp(name, "suite") == 0 || strcmp(name, "autoattack") == 0) return ATTACK_STANDARD;
   return -1;
 }
@@ -56,6 +58,7 @@ AttackOptions attack_options_default(AttackKind kind) {
   o.overshoot = 0.02f;
   o.cw_c = 1.0f, o.cw_lr = 0.01f, o.cw_kappa = 0.0f, o.cw_search_steps = 5;
   o.queries = 1000, o.p_init = 0.05f;
+  if (kind == ATTACK_JSMA) o.eps = 0.1f; /* here: the fraction of features it may change */
   o.seed = 1;
   return o;
 }
