@@ -13,15 +13,12 @@ static int setup(void **state) {
   (void)state;
   bin = getenv("MEDROBUST_BIN");
   if (!bin) bin = "build/medrobust";
-  snprintf(dir, sizeof dir, "/tmp/medrobust-cli-XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return make_temp_dir(dir, sizeof dir, "cli");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd);
+  return remove_dir(dir);
 }
 
 /* Runs `medrobust ARGS`, capturing stdout+stderr into out; returns the exit code. */

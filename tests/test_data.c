@@ -14,15 +14,12 @@ static char dir[256];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/medrobust-data-XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return make_temp_dir(dir, sizeof dir, "data");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd);
+  return remove_dir(dir);
 }
 
 static void in_dir(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }

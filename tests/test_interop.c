@@ -81,15 +81,12 @@ static void test_interop(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/medrobust-interop-XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return make_temp_dir(dir, sizeof dir, "interop");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd);
+  return remove_dir(dir);
 }
 
 int main(void) {

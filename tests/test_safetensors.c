@@ -13,15 +13,12 @@ static void path_in_dir(char *out, size_t n, const char *name) {
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/medrobust-test-XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return make_temp_dir(dir, sizeof dir, "test");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd);
+  return remove_dir(dir);
 }
 
 static Net *build(const char *arch, float width, int c, int size) {

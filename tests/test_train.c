@@ -10,15 +10,12 @@ static char dir[256];
 
 static int setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/medrobust-train-XXXXXX");
-  return mkdtemp(dir) ? 0 : -1;
+  return make_temp_dir(dir, sizeof dir, "train");
 }
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  return system(cmd);
+  return remove_dir(dir);
 }
 
 static Net *small_cnn(const DataSplits *d, uint64_t seed) {

@@ -17,6 +17,18 @@
 
 #include "medrobust.h"
 
+/* A fresh /tmp/medrobust-TAG-XXXXXX folder for a test group, and its removal. */
+static inline int make_temp_dir(char *dir, size_t n, const char *tag) {
+  snprintf(dir, n, "/tmp/medrobust-%s-XXXXXX", tag);
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static inline int remove_dir(const char *dir) {
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd);
+}
+
 static inline void fill_uniform(float *x, size_t n, Rng *rng, float lo, float hi) {
   for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * rng_uniform(rng);
 }
