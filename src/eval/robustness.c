@@ -21,6 +21,11 @@ typedef struct {
   int *clean_pred;
 } Sweep;
 
+/* paper 002's % drop: the relative loss of accuracy */
+static double drop_pct(double clean, double acc) {
+  return clean > 0 ? 100.0 * (clean - acc) / clean : 0.0;
+}
+
 static int argmax(const float *p, int k) {
   int b = 0;
   for (int j = 1; j < k; j++)
@@ -196,6 +201,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   Status st = run_row(s, &big, &row, err);
   if (st != STATUS_OK) return st;
   snprintf(row.attack, sizeof row.attack, "pgd (check)");
+  row.drop_pct = drop_pct(r->clean_accuracy, row.accuracy);
   r->rows[r->n_rows++] = row;
   add_check(r, "large eps reaches ~0%", row.accuracy <= 0.05,
             "PGD-20 at L-inf eps 0.3 leaves %.2f%% accuracy%s", 100 * row.accuracy,
@@ -214,6 +220,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
     st = run_row(s, &sq, &row, err);
     if (st != STATUS_OK) return st;
     snprintf(row.attack, sizeof row.attack, "square (check)");
+    row.drop_pct = drop_pct(r->clean_accuracy, row.accuracy);
     r->rows[r->n_rows++] = row;
     const int ok = row.accuracy >= best_white - 0.05;
     add_check(
@@ -272,9 +279,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
       SweepRow *row = &r->rows[r->n_rows];
       st = run_row(&s, &ao, row, err);
       if (st == STATUS_OK) {
-        row->drop_pct = r->clean_accuracy > 0
-                            ? 100.0 * (r->clean_accuracy - row->accuracy) / r->clean_accuracy
-                            : 0;
+        row->drop_pct = drop_pct(r->clean_accuracy, row->accuracy);
         r->n_rows++;
       }
     }
