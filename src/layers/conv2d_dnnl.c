@@ -140,39 +140,58 @@ void conv2d_dnnl_free(ConvDnnl *c) {
   free(c);
 }
 
+/* The memory descriptors of one convolution: "any" layouts for the
+ * primitives to choose, our plain NCHW/GOIHW ones, and the geometry. */
+typedef struct {
+  dnnl_memory_desc_t src_any, dst_any, wei_any, bias, src_plain, dst_plain, wei_plain;
+  dnnl_dims_t strides, pad, pad_r;
+} ConvDescs;
+
+static int conv_descs_init(ConvDescs *s, Conv2dDims d) {
+  const int G = d.groups;
+  dnnl_dims_t src_dims = {d.B, d.C, d.H, d.W}, dst_dims = {d.B, d.OC, d.OH, d.OW};
+  dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.K, d.K}, bias_dims = {d.OC};
+  s->strides[0] = s->strides[1] = d.stride;
+  s->pad[0] = s->pad[1] = d.pad;
+  /* oneDNN wants pad_r so that (H + pad_l + pad_r - K) / stride + 1 == OH exactly */
+  s->pad_r[0] = (d.OH - 1) * d.stride + d.K - d.H - d.pad;
+  s->pad_r[1] = (d.OW - 1) * d.stride + d.K - d.W - d.pad;
+  return dnnl_memory_desc_init_by_tag(&s->src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any) ==
+             dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any) ==
+             dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->wei_any, 5, wei_dims, dnnl_f32, dnnl_format_tag_any) ==
+             dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->bias, 1, bias_dims, dnnl_f32, dnnl_x) == dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->src_plain, 4, src_dims, dnnl_f32, dnnl_nchw) ==
+             dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->dst_plain, 4, dst_dims, dnnl_f32, dnnl_nchw) ==
+             dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->wei_plain, 5, wei_dims, dnnl_f32, dnnl_goihw) ==
+             dnnl_success;
+}
+
 ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias) {
   if (!dnnl_ready()) return NULL;
   ConvDnnl *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->d = d;
   c->has_bias = has_bias;
-  const int G = d.groups;
-  dnnl_dims_t src_dims = {d.B, d.C, d.H, d.W}, dst_dims = {d.B, d.OC, d.OH, d.OW};
-  dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.K, d.K}, bias_dims = {d.OC};
-  dnnl_dims_t strides = {d.stride, d.stride}, pad = {d.pad, d.pad};
-  /* oneDNN wants pad_r so that (H + pad_l + pad_r - K) / stride + 1 == OH exactly */
-  dnnl_dims_t pad_r = {(d.OH - 1) * d.stride + d.K - d.H - d.pad,
-                       (d.OW - 1) * d.stride + d.K - d.W - d.pad};
-  dnnl_memory_desc_t src_any, dst_any, wei_any, bias_md, src_plain, dst_plain, wei_plain;
-  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any));
-  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any));
-  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&wei_any, 5, wei_dims, dnnl_f32, dnnl_format_tag_any));
-  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x));
-  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&src_plain, 4, src_dims, dnnl_f32, dnnl_nchw));
-  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&dst_plain, 4, dst_dims, dnnl_f32, dnnl_nchw));
-  CHECK_DNNL(dnnl_memory_desc_init_by_tag(&wei_plain, 5, wei_dims, dnnl_f32, dnnl_goihw));
+  ConvDescs m;
+  if (!conv_descs_init(&m, d)) goto failure;
 
   dnnl_convolution_desc_t fwd_desc, bd_desc, bw_desc;
   CHECK_DNNL(dnnl_convolution_forward_desc_init(
-      &fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &src_any, &wei_any,
-      has_bias ? &bias_md : NULL, &dst_any, strides, pad, pad_r));
+      &fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &m.src_any, &m.wei_any,
+      has_bias ? &m.bias : NULL, &m.dst_any, m.strides, m.pad, m.pad_r));
   CHECK_DNNL(dnnl_primitive_desc_create(&c->fwd_pd, &fwd_desc, NULL, engine, NULL));
-  CHECK_DNNL(dnnl_convolution_backward_data_desc_init(&bd_desc, dnnl_convolution_direct, &src_any,
-                                                      &wei_any, &dst_any, strides, pad, pad_r));
+  CHECK_DNNL(dnnl_convolution_backward_data_desc_init(&bd_desc, dnnl_convolution_direct, &m.src_any,
+                                                      &m.wei_any, &m.dst_any, m.strides, m.pad,
+                                                      m.pad_r));
   CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_data_pd, &bd_desc, NULL, engine, c->fwd_pd));
   CHECK_DNNL(dnnl_convolution_backward_weights_desc_init(
-      &bw_desc, dnnl_convolution_direct, &src_any, &wei_any, has_bias ? &bias_md : NULL, &dst_any,
-      strides, pad, pad_r));
+      &bw_desc, dnnl_convolution_direct, &m.src_any, &m.wei_any, has_bias ? &m.bias : NULL,
+      &m.dst_any, m.strides, m.pad, m.pad_r));
   CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_weights_pd, &bw_desc, NULL, engine, c->fwd_pd));
   CHECK_DNNL(dnnl_primitive_create(&c->fwd, c->fwd_pd));
   CHECK_DNNL(dnnl_primitive_create(&c->bwd_data, c->bwd_data_pd));
@@ -181,29 +200,32 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias) {
   c->src = memory_at(c->fwd_pd, dnnl_query_src_md);
   c->wei = memory_at(c->fwd_pd, dnnl_query_weights_md);
   c->dst = memory_at(c->fwd_pd, dnnl_query_dst_md);
-  if (has_bias) dnnl_memory_create(&c->bias, &bias_md, engine, DNNL_MEMORY_NONE);
+  if (has_bias) dnnl_memory_create(&c->bias, &m.bias, engine, DNNL_MEMORY_NONE);
   c->bd_wei = memory_at(c->bwd_data_pd, dnnl_query_weights_md);
   c->bd_ddst = memory_at(c->bwd_data_pd, dnnl_query_diff_dst_md);
   c->bd_dsrc = memory_at(c->bwd_data_pd, dnnl_query_diff_src_md);
   c->bw_src = memory_at(c->bwd_weights_pd, dnnl_query_src_md);
   c->bw_ddst = memory_at(c->bwd_weights_pd, dnnl_query_diff_dst_md);
   c->bw_dwei = memory_at(c->bwd_weights_pd, dnnl_query_diff_weights_md);
-  if (has_bias) dnnl_memory_create(&c->bw_dbias, &bias_md, engine, DNNL_MEMORY_NONE);
+  if (has_bias) dnnl_memory_create(&c->bw_dbias, &m.bias, engine, DNNL_MEMORY_NONE);
   if (!c->src || !c->wei || !c->dst || !c->bd_wei || !c->bd_ddst || !c->bd_dsrc || !c->bw_src ||
       !c->bw_ddst || !c->bw_dwei || (has_bias && (!c->bias || !c->bw_dbias)))
     goto failure;
 
 #define MD(pd, q) dnnl_primitive_desc_query_md(pd, q, 0)
-  if (!reorder_make(&c->r_src, &src_plain, MD(c->fwd_pd, dnnl_query_src_md), 0) ||
-      !reorder_make(&c->r_wei, &wei_plain, MD(c->fwd_pd, dnnl_query_weights_md), 0) ||
-      !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &dst_plain, 0) ||
-      !reorder_make(&c->r_bd_wei, &wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
-      !reorder_make(&c->r_bd_ddst, &dst_plain, MD(c->bwd_data_pd, dnnl_query_diff_dst_md), 0) ||
-      !reorder_make(&c->r_bd_dsrc_add, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &src_plain, 1) ||
-      !reorder_make(&c->r_bd_dsrc_set, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &src_plain, 0) ||
-      !reorder_make(&c->r_bw_src, &src_plain, MD(c->bwd_weights_pd, dnnl_query_src_md), 0) ||
-      !reorder_make(&c->r_bw_ddst, &dst_plain, MD(c->bwd_weights_pd, dnnl_query_diff_dst_md), 0) ||
-      !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md), &wei_plain,
+  if (!reorder_make(&c->r_src, &m.src_plain, MD(c->fwd_pd, dnnl_query_src_md), 0) ||
+      !reorder_make(&c->r_wei, &m.wei_plain, MD(c->fwd_pd, dnnl_query_weights_md), 0) ||
+      !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &m.dst_plain, 0) ||
+      !reorder_make(&c->r_bd_wei, &m.wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
+      !reorder_make(&c->r_bd_ddst, &m.dst_plain, MD(c->bwd_data_pd, dnnl_query_diff_dst_md), 0) ||
+      !reorder_make(&c->r_bd_dsrc_add, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &m.src_plain,
+                    1) ||
+      !reorder_make(&c->r_bd_dsrc_set, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &m.src_plain,
+                    0) ||
+      !reorder_make(&c->r_bw_src, &m.src_plain, MD(c->bwd_weights_pd, dnnl_query_src_md), 0) ||
+      !reorder_make(&c->r_bw_ddst, &m.dst_plain, MD(c->bwd_weights_pd, dnnl_query_diff_dst_md),
+                    0) ||
+      !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md), &m.wei_plain,
                     1))
     goto failure;
   c->bytes[CONV_WS_SRC] = md_bytes(c->fwd_pd, dnnl_query_src_md);
@@ -287,25 +309,11 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
 }
 
 int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
-  const Conv2dDims d = c->d;
-  const int G = d.groups;
-  dnnl_dims_t src_dims = {d.B, d.C, d.H, d.W}, dst_dims = {d.B, d.OC, d.OH, d.OW};
-  dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.K, d.K}, bias_dims = {d.OC};
-  dnnl_dims_t strides = {d.stride, d.stride}, pad = {d.pad, d.pad};
-  dnnl_dims_t pad_r = {(d.OH - 1) * d.stride + d.K - d.H - d.pad,
-                       (d.OW - 1) * d.stride + d.K - d.W - d.pad};
-  dnnl_memory_desc_t src_any, dst_any, wei_any, bias_md, src_plain, dst_plain, wei_plain;
+  ConvDescs m;
+  if (!conv_descs_init(&m, c->d)) return 0;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t ops = NULL;
   int ok = 0;
-  if (dnnl_memory_desc_init_by_tag(&src_any, 4, src_dims, dnnl_f32, dnnl_format_tag_any) ||
-      dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_dims, dnnl_f32, dnnl_format_tag_any) ||
-      dnnl_memory_desc_init_by_tag(&wei_any, 5, wei_dims, dnnl_f32, dnnl_format_tag_any) ||
-      dnnl_memory_desc_init_by_tag(&bias_md, 1, bias_dims, dnnl_f32, dnnl_x) ||
-      dnnl_memory_desc_init_by_tag(&src_plain, 4, src_dims, dnnl_f32, dnnl_nchw) ||
-      dnnl_memory_desc_init_by_tag(&dst_plain, 4, dst_dims, dnnl_f32, dnnl_nchw) ||
-      dnnl_memory_desc_init_by_tag(&wei_plain, 5, wei_dims, dnnl_f32, dnnl_goihw))
-    return 0;
   if (relu) {
     if (dnnl_primitive_attr_create(&attr) || dnnl_post_ops_create(&ops) ||
         dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) ||
@@ -314,22 +322,22 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
   }
   dnnl_convolution_desc_t desc;
   if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
-                                         &src_any, &wei_any, &bias_md, &dst_any, strides, pad,
-                                         pad_r) ||
+                                         &m.src_any, &m.wei_any, &m.bias, &m.dst_any, m.strides,
+                                         m.pad, m.pad_r) ||
       dnnl_primitive_desc_create(&c->fold_pd, &desc, attr, engine, NULL) ||
       dnnl_primitive_create(&c->fold, c->fold_pd))
     goto done;
   c->fold_src = memory_at(c->fold_pd, dnnl_query_src_md);
   c->fold_wei = memory_at(c->fold_pd, dnnl_query_weights_md);
   c->fold_dst = memory_at(c->fold_pd, dnnl_query_dst_md);
-  dnnl_memory_create(&c->fold_bias, &bias_md, engine, DNNL_MEMORY_NONE);
+  dnnl_memory_create(&c->fold_bias, &m.bias, engine, DNNL_MEMORY_NONE);
   if (!c->fold_src || !c->fold_wei || !c->fold_dst || !c->fold_bias) goto done;
-  if (!reorder_make(&c->r_fold_src, &src_plain,
+  if (!reorder_make(&c->r_fold_src, &m.src_plain,
                     dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_src_md, 0), 0) ||
-      !reorder_make(&c->r_fold_wei, &wei_plain,
+      !reorder_make(&c->r_fold_wei, &m.wei_plain,
                     dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_weights_md, 0), 0) ||
       !reorder_make(&c->r_fold_dst, dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_dst_md, 0),
-                    &dst_plain, 0))
+                    &m.dst_plain, 0))
     goto done;
   /* the folded primitive shares the forward workspace slots */
   const size_t need[3] = {md_bytes(c->fold_pd, dnnl_query_src_md),
