@@ -70,6 +70,11 @@ int cmd_report(int argc, char **argv);
 int cli_load_model_data(const char *model, const char *data_path, uint64_t seed, Net **net,
                         DataSplits **data);
 
+/* The split index of a --split value, or -1 after a usage message. */
+int cli_split(const char *cmd, const char *text);
+/* mkdir unless it exists; prints the error and returns 0 on failure. */
+int cli_make_dir(const char *dir);
+
 /* "0.001,4/255" -> floats; "none" | "least-likely" | class index -> target */
 int cli_parse_eps_list(const char *text, float *out, int *n);
 int cli_parse_target(const char *text, AttackOptions *o);

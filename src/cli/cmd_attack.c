@@ -81,11 +81,8 @@ int cmd_attack(int argc, char **argv) {
       fprintf(stderr, "medrobust attack: --norm must be linf or l2\n");
     return EXIT_USAGE;
   }
-  const int s_idx = split_parse(split);
-  if (s_idx < 0) {
-    fprintf(stderr, "medrobust attack: --split must be train, val or test\n");
-    return EXIT_USAGE;
-  }
+  const int s_idx = cli_split("attack", split);
+  if (s_idx < 0) return EXIT_USAGE;
   AttackOptions o = base;
   const AttackOptions defaults = attack_options_default((AttackKind)kind);
   o.kind = (AttackKind)kind, o.eps = (float)e,
@@ -165,7 +162,7 @@ int cmd_attack(int argc, char **argv) {
     free(hwc);
   }
   if (st == STATUS_OK && png_dir) {
-    if (mkdir(png_dir, 0755) != 0 && errno != EEXIST)
+    if (!cli_make_dir(png_dir))
       st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
     float *diff = malloc(sizeof(float) * per);
     const float amp = o.eps > 0 && attack_is_bounded(o.kind) ? 0.5f / o.eps : 10.0f;

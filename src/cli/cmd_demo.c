@@ -69,10 +69,7 @@ int cmd_demo(int argc, char **argv) {
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   const double t0 = omp_get_wtime();
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-    fprintf(stderr, "medrobust: %s: cannot create: %s\n", dir, strerror(errno));
-    return EXIT_RUNTIME;
-  }
+  if (!cli_make_dir(dir)) return EXIT_RUNTIME;
   MrError err = {0};
   DataSplits *data = phantom_generate(28, n, seed, &err);
   char path[4096];
@@ -104,8 +101,8 @@ int cmd_demo(int argc, char **argv) {
   snprintf(report_dir, sizeof report_dir, "%s/report", dir);
   Net *net = safetensors_load_net(model_path, &err);
   int code = 0;
-  if (!net || (mkdir(report_dir, 0755) != 0 && errno != EEXIST)) {
-    fprintf(stderr, "medrobust: %s\n", net ? "cannot create the report folder" : err.msg);
+  if (!net || !cli_make_dir(report_dir)) {
+    if (!net) fprintf(stderr, "medrobust: %s\n", err.msg);
     code = EXIT_RUNTIME;
   } else {
     const Dataset *test = &data->split[SPLIT_TEST];

@@ -137,15 +137,9 @@ int cmd_eval(int argc, char **argv) {
     return EXIT_USAGE;
   }
   base.norm = strcmp(norm_text, "l2") == 0 ? NORM_L2 : NORM_LINF;
-  const int s_idx = split_parse(split);
-  if (s_idx < 0) {
-    fprintf(stderr, "medrobust eval: --split must be train, val or test\n");
-    return EXIT_USAGE;
-  }
-  if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-    fprintf(stderr, "medrobust: %s: cannot create: %s\n", out, strerror(errno));
-    return EXIT_RUNTIME;
-  }
+  const int s_idx = cli_split("eval", split);
+  if (s_idx < 0) return EXIT_USAGE;
+  if (!cli_make_dir(out)) return EXIT_RUNTIME;
   MrError err = {0};
   Net *net;
   DataSplits *data;

@@ -28,11 +28,8 @@ static void loaded_free(Loaded *l) {
 static int load_and_predict(Loaded *l, const char *model, const char *data_path,
                             const char *split_text, uint64_t seed, int batch) {
   memset(l, 0, sizeof *l);
-  const int split = split_parse(split_text);
-  if (split < 0) {
-    fprintf(stderr, "medrobust: --split must be train, val or test, got '%s'\n", split_text);
-    return EXIT_USAGE;
-  }
+  const int split = cli_split("evaluate", split_text);
+  if (split < 0) return EXIT_USAGE;
   if (!cli_load_model_data(model, data_path, seed, &l->net, &l->data)) return EXIT_RUNTIME;
   MrError err = {0};
   l->set = &l->data->split[split];

@@ -68,15 +68,9 @@ int cmd_triage(int argc, char **argv) {
     fprintf(stderr, "medrobust triage: --tol must be smaller than --eps-max\n");
     return EXIT_USAGE;
   }
-  const int s_idx = split_parse(split);
-  if (s_idx < 0) {
-    fprintf(stderr, "medrobust triage: --split must be train, val or test\n");
-    return EXIT_USAGE;
-  }
-  if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-    fprintf(stderr, "medrobust: %s: cannot create: %s\n", out, strerror(errno));
-    return EXIT_RUNTIME;
-  }
+  const int s_idx = cli_split("triage", split);
+  if (s_idx < 0) return EXIT_USAGE;
+  if (!cli_make_dir(out)) return EXIT_RUNTIME;
   MrError err = {0};
   Net *net;
   DataSplits *data;

@@ -1,6 +1,9 @@
-/* Loading a model and a data set matched to its input, shared by the
- * commands that attack or evaluate a trained model. */
+/* What the commands that attack or evaluate a trained model share: loading
+ * the model with data matched to its input, the --split value, output folders. */
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -22,4 +25,17 @@ int cli_load_model_data(const char *model, const char *data_path, uint64_t seed,
     return 0;
   }
   return 1;
+}
+
+int cli_split(const char *cmd, const char *text) {
+  const int s = split_parse(text);
+  if (s < 0)
+    fprintf(stderr, "medrobust %s: --split must be train, val or test, got '%s'\n", cmd, text);
+  return s;
+}
+
+int cli_make_dir(const char *dir) {
+  if (mkdir(dir, 0755) == 0 || errno == EEXIST) return 1;
+  fprintf(stderr, "medrobust: %s: cannot create: %s\n", dir, strerror(errno));
+  return 0;
 }
