@@ -73,10 +73,17 @@ int mr_get_threads(void);
 
 /* ---- networks ---------------------------------------------------------- */
 
-typedef enum { MODE_EVAL = 0, MODE_TRAIN = 1 } Mode;
+/* MODE_TRAIN_FROZEN: batch statistics and dropout as in training, running
+ * statistics untouched (crafting adversarial examples against the training
+ * behaviour without letting the attack's passes move the model). */
+typedef enum { MODE_EVAL = 0, MODE_TRAIN = 1, MODE_TRAIN_FROZEN = 2 } Mode;
+
+/* The perturbation's norm (attacks, adversarial training). */
+typedef enum { NORM_LINF = 0, NORM_L2 = 1 } Norm;
 
 #define MR_MAX_CLASSES 1000
 #define MR_ARCH_LEN 32
+#define MR_TRAINING_LEN 1024
 
 /* What a model is: its family, input, classes and options. Stored in the
  * safetensors __metadata__ so a file rebuilds its own architecture. */
@@ -92,6 +99,8 @@ typedef struct {
   float dropout;                     /* before the classifier; 0 = none */
   float norm_mean[3], norm_std[3];   /* applied inside the net: (x-mean)/std */
   char *class_names[MR_MAX_CLASSES]; /* optional, owned by the spec */
+  char training[MR_TRAINING_LEN];    /* how the weights were made: a JSON object train
+                                        writes (options, adversarial mix as counted); "" if unknown */
 } ModelSpec;
 
 typedef struct Net Net;
@@ -116,6 +125,8 @@ const ModelFamilyInfo *model_family_info(int i);
 
 void net_free(Net *net);
 const ModelSpec *net_spec(const Net *net);
+/* Replaces the spec's training record (truncated to MR_TRAINING_LEN - 1). */
+void net_set_training_info(Net *net, const char *json);
 size_t net_param_count(const Net *net); /* trainable floats */
 double net_flops(const Net *net);       /* forward FLOPs per image (2 per MAC) */
 int net_num_classes(const Net *net);
@@ -265,6 +276,9 @@ Status dataset_set_channels(Dataset *d, int c, MrError *err);
 
 typedef enum { SCHEDULE_CONSTANT = 0, SCHEDULE_STEP = 1, SCHEDULE_COSINE = 2 } Schedule;
 typedef enum { BALANCE_NONE = 0, BALANCE_LOSS = 1, BALANCE_SAMPLE = 2 } Balance;
+/* Adversarial training: Madry et al.'s PGD, or FGSM from a random start with
+ * step 1.25 eps ("fast" adversarial training, Wong et al. 2020). */
+typedef enum { ADV_NONE = 0, ADV_PGD = 1, ADV_FGSM_RS = 2 } AdvTraining;
 
 typedef struct {
   int epochs, batch;
@@ -281,25 +295,45 @@ typedef struct {
   const char *checkpoint; /* per-epoch state for --resume */
   int resume;
   int stop_after; /* stop (as if interrupted) after this many epochs in this run; 0 = never */
+  /* adversarial training: in every batch a share adv_ratio of the images
+   * (paper 001: half) is replaced by adversarial examples crafted on the fly
+   * against the current weights, and the checkpoint kept is the one of best
+   * validation accuracy under PGD at adv_eps */
+  AdvTraining adv;
+  Norm adv_norm;
+  float adv_eps;
+  int adv_steps;         /* PGD iterations */
+  float adv_step;        /* 0: PGD 2.5 eps / steps, FGSM-RS 1.25 eps */
+  float adv_ratio;       /* 0..1 */
+  int adv_warmup;        /* epochs over which eps grows linearly from 0 to adv_eps */
+  Mode adv_mode;         /* batchnorm while crafting: MODE_EVAL (running statistics, as the
+                            deployed model) or MODE_TRAIN_FROZEN (this batch's statistics) */
+  int val_attack_steps;  /* PGD iterations of the robust validation */
+  const char *init_from; /* for the training record: the checkpoint fine-tuned from */
 } TrainOptions;
 
 TrainOptions train_options_default(void);
 
 typedef struct {
-  int epoch, epochs; /* 1-based epoch in progress */
-  int step, steps;   /* within the epoch */
-  float loss, acc;   /* running means over the epoch */
-  float val_acc;     /* after an epoch, else -1 */
-  int improved;      /* this epoch became the best */
-  double elapsed;    /* seconds since this run started */
+  int epoch, epochs;    /* 1-based epoch in progress */
+  int step, steps;      /* within the epoch */
+  float loss, acc;      /* running means over the epoch */
+  float val_acc;        /* after an epoch, else -1 */
+  float val_robust_acc; /* adversarial training, after an epoch: under PGD at adv_eps; else -1 */
+  float adv_eps;        /* adversarial training: eps of this step (warm-up) */
+  double adv_ratio;     /* adversarial training: adversarial share of the images so far */
+  int improved;         /* this epoch became the best */
+  double elapsed;       /* seconds since this run started */
 } TrainProgress;
 typedef void (*TrainProgressFn)(const TrainProgress *p, void *ctx);
 
 typedef struct {
   int best_epoch;
   float best_val_acc;
-  int epochs_done; /* including those of the run resumed */
-  int interrupted; /* stopped by stop_after */
+  float best_val_robust_acc; /* adversarial training: of the kept checkpoint, else -1 */
+  long images, adv_images;   /* trained on so far, and how many of them adversarial */
+  int epochs_done;           /* including those of the run resumed */
+  int interrupted;           /* stopped by stop_after */
 } TrainResult;
 
 /* Trains net on data's train split, keeping the checkpoint with the best
@@ -341,8 +375,6 @@ const float *net_forward_last_logits(const Net *net);
 
 /* ---- attacks: all through net_forward / net_backward, pixels kept in [0,1] -- */
 
-typedef enum { NORM_LINF = 0, NORM_L2 = 1 } Norm;
-
 typedef enum {
   ATTACK_FGSM,
   ATTACK_BIM,
@@ -377,6 +409,8 @@ typedef struct {
   int queries;  /* Square */
   float p_init; /* Square */
   uint64_t seed;
+  Mode mode;        /* the net's mode while attacking: MODE_EVAL, or MODE_TRAIN_FROZEN (training) */
+  int last_iterate; /* PGD/BIM: return the final iterate (Madry et al.'s training examples) */
 } AttackOptions;
 
 AttackOptions attack_options_default(AttackKind kind);
@@ -454,6 +488,9 @@ typedef struct {
 Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, SweepProgressFn progress,
                         void *ctx, SweepResult *r, MrError *err);
 void sweep_result_free(SweepResult *r);
+/* Accuracy on d under attack o (eps 0: clean), in batches. */
+Status robust_accuracy(Net *net, const Dataset *d, const AttackOptions *o, int batch, double *acc,
+                       MrError *err);
 /* An 8-bit PNG of a (c,h,w) [0,1] image, enlarged `scale` times. */
 Status image_write_png(const char *path, const float *img, int c, int h, int w, int scale,
                        MrError *err);

@@ -168,6 +168,57 @@ static void test_fgsm_closed_form_linear(void **state) {
   net_free(lin);
 }
 
+static double mean_ce(Net *n, const float *x, const int *y, Mode mode) {
+  const float *z = net_forward(n, x, B, mode);
+  double s = 0;
+  for (int i = 0; i < B; i++) {
+    const double m = fmax(z[2 * i], z[2 * i + 1]);
+    s += log(exp(z[2 * i] - m) + exp(z[2 * i + 1] - m)) + m - z[2 * i + y[i]];
+  }
+  return s / B;
+}
+
+/* Adversarial training may craft against the batch's own batchnorm
+ * statistics: the attack then ascends that loss, stays in its ball, and
+ * leaves the running statistics alone; plain training mode is refused. */
+static void test_crafting_in_training_mode(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  const size_t per = 784;
+  size_t stat_bytes = 0;
+  for (int i = 0; i < net_tensor_count(net); i++) {
+    TensorRef r = net_tensor(net, i);
+    stat_bytes += r.numel * (r.is_int64 ? 8 : 4);
+  }
+  unsigned char *before = malloc(stat_bytes), *after = malloc(stat_bytes);
+  float *adv = malloc(sizeof(float) * per * B);
+  for (int pass = 0; pass < 2; pass++) {
+    unsigned char *dst = pass ? after : before;
+    for (int i = 0; i < net_tensor_count(net); i++) {
+      TensorRef r = net_tensor(net, i);
+      const size_t bytes = r.numel * (r.is_int64 ? 8 : 4);
+      memcpy(dst, r.is_int64 ? (void *)r.idata : (void *)r.data, bytes);
+      dst += bytes;
+    }
+    if (pass) break;
+    AttackOptions o = attack_options_default(ATTACK_PGD);
+    o.eps = 0.01f, o.mode = MODE_TRAIN_FROZEN, o.last_iterate = 1;
+    MrError err = {0};
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+    o.mode = MODE_TRAIN;
+    assert_int_not_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+  }
+  assert_memory_equal(before, after, stat_bytes);
+  for (size_t i = 0; i < per * B; i++) {
+    assert_true(adv[i] >= 0.0f && adv[i] <= 1.0f);
+    assert_true(fabsf(adv[i] - t->images[i]) <= 0.01f + 1e-6f);
+  }
+  const double clean = mean_ce(net, t->images, t->labels, MODE_TRAIN_FROZEN);
+  const double attacked = mean_ce(net, adv, t->labels, MODE_TRAIN_FROZEN);
+  assert_true(attacked > clean);
+  free(before), free(after), free(adv);
+}
+
 static double l2_dist(const float *a, const float *b, size_t n) {
   double s = 0;
   for (size_t i = 0; i < n; i++) s += (double)(a[i] - b[i]) * (a[i] - b[i]);
@@ -296,6 +347,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bounded_attacks),
       cmocka_unit_test(test_targeted_attacks),
+      cmocka_unit_test(test_crafting_in_training_mode),
       cmocka_unit_test(test_fgsm_closed_form_linear),
       cmocka_unit_test(test_minimal_attacks_beat_fgsm),
       cmocka_unit_test(test_standard_suite_worst_case),

@@ -1,7 +1,9 @@
 /* Training: a short run on the phantom beats chance by a wide margin; an
  * interrupted run resumed from its checkpoint ends with exactly the weights
- * of an uninterrupted one; checkpoints from other options are refused; and
- * the metrics on hand-made cases. */
+ * of an uninterrupted one (plain and adversarial); checkpoints from other
+ * options are refused; adversarial training raises robust accuracy and mixes
+ * the share of adversarial images it is asked for; and the metrics on
+ * hand-made cases. */
 #include <unistd.h>
 
 #include "testutil.h"
@@ -57,7 +59,8 @@ static void test_training_beats_chance(void **state) {
   data_free(d);
 }
 
-static void run(const DataSplits *d, const char *tag, int stop_after, int resume, Net **net_io) {
+static void run(const DataSplits *d, const char *tag, int stop_after, int resume, Net **net_io,
+                AdvTraining adv) {
   char out[300], ckpt[320];
   snprintf(out, sizeof out, "%s/%s.safetensors", dir, tag);
   snprintf(ckpt, sizeof ckpt, "%s/%s.ckpt", dir, tag);
@@ -66,23 +69,24 @@ static void run(const DataSplits *d, const char *tag, int stop_after, int resume
   o.optim = OPTIM_SGD, o.lr = 0.05f, o.schedule = SCHEDULE_STEP, o.step_every = 2;
   o.stop_after = stop_after, o.resume = resume;
   o.balance = BALANCE_SAMPLE;
+  o.adv = adv, o.adv_eps = 0.01f, o.adv_steps = 2, o.adv_ratio = 0.4f, o.adv_warmup = 2;
+  o.adv_mode = MODE_TRAIN_FROZEN; /* dropout is on while crafting: its RNG must resume too */
   MrError err = {0};
   TrainResult res;
   if (train_run(*net_io, d, &o, NULL, NULL, &res, &err) != STATUS_OK) fail_msg("%s", err.msg);
   assert_int_equal(res.interrupted, stop_after > 0);
 }
 
-static void test_resume_matches_uninterrupted(void **state) {
-  (void)state;
+static void check_resume(AdvTraining adv) {
   MrError err = {0};
   DataSplits *d = phantom_generate(28, 300, 5, &err);
   Net *whole = small_cnn(d, 7);
-  run(d, "whole", 0, 0, &whole);
+  run(d, "whole", 0, 0, &whole, adv);
   Net *part = small_cnn(d, 7);
-  run(d, "part", 1, 0, &part); /* "interrupted" after epoch 1 */
+  run(d, "part", 1, 0, &part, adv); /* "interrupted" after epoch 1 */
   net_free(part);
   Net *resumed = small_cnn(d, 99); /* a fresh process: even another init */
-  run(d, "part", 0, 1, &resumed);
+  run(d, "part", 0, 1, &resumed, adv);
   assert_memory_equal(net_params(whole), net_params(resumed),
                       sizeof(float) * net_param_count(whole));
   for (int i = 0; i < net_tensor_count(whole); i++) {
@@ -105,6 +109,127 @@ static void test_resume_matches_uninterrupted(void **state) {
   assert_int_not_equal(train_run(resumed, d, &o, NULL, NULL, &res, &err), STATUS_OK);
   assert_non_null(strstr(err.msg, "no checkpoint"));
   net_free(whole), net_free(resumed);
+  data_free(d);
+}
+
+static void test_resume_matches_uninterrupted(void **state) {
+  (void)state;
+  check_resume(ADV_NONE);
+}
+
+static void test_adversarial_resume_matches_uninterrupted(void **state) {
+  (void)state;
+  check_resume(ADV_PGD);
+}
+
+static double pgd_accuracy(Net *net, const Dataset *d, float eps) {
+  AttackOptions a = attack_options_default(ATTACK_PGD);
+  a.eps = eps, a.iters = 10;
+  double acc = -1;
+  MrError err = {0};
+  if (robust_accuracy(net, d, &a, 64, &acc, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  return acc;
+}
+
+static Net *train_phantom(const DataSplits *d, AdvTraining adv, float eps, const char *tag) {
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  spec.norm_mean[0] = 0.4f, spec.norm_std[0] = 0.2f;
+  Net *net = model_build(&spec, 3, NULL);
+  char out[300];
+  snprintf(out, sizeof out, "%s/%s.safetensors", dir, tag);
+  TrainOptions o = train_options_default();
+  o.epochs = 6, o.batch = 32, o.out = out, o.seed = 3;
+  o.adv = adv, o.adv_eps = eps, o.adv_steps = 5;
+  MrError err = {0};
+  TrainResult res;
+  if (train_run(net, d, &o, NULL, NULL, &res, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  net_free(net);
+  Net *best = safetensors_load_net(out, &err);
+  assert_non_null(best);
+  return best;
+}
+
+/* Paper 001 / 004: PGD adversarial training raises accuracy under PGD at the
+ * training eps well above standard training's. */
+static void test_adversarial_training_raises_robustness(void **state) {
+  (void)state;
+  MrError err = {0};
+  const float eps = 0.006f;
+  DataSplits *d = phantom_generate(28, 1200, 2, &err);
+  Net *standard = train_phantom(d, ADV_NONE, eps, "standard");
+  Net *hardened = train_phantom(d, ADV_PGD, eps, "hardened");
+  const Dataset *test = &d->split[SPLIT_TEST];
+  const double std_clean = pgd_accuracy(standard, test, 0.0f);
+  const double std_robust = pgd_accuracy(standard, test, eps);
+  const double adv_clean = pgd_accuracy(hardened, test, 0.0f);
+  const double adv_robust = pgd_accuracy(hardened, test, eps);
+  print_message("  PGD-10 eps %.3f: standard %.1f%% -> %.1f%%, adversarial %.1f%% -> %.1f%%\n", eps,
+                100 * std_clean, 100 * std_robust, 100 * adv_clean, 100 * adv_robust);
+  assert_true(adv_robust > std_robust + 0.15);
+  assert_true(adv_clean > 0.6); /* still a classifier */
+  /* the record of how it was made travels in the file */
+  const char *record = net_spec(hardened)->training;
+  assert_non_null(strstr(record, "\"kind\":\"pgd\""));
+  assert_non_null(strstr(record, "\"selected_by\":\"val_robust_acc\""));
+  assert_null(strstr(net_spec(standard)->training, "adversarial"));
+  net_free(standard), net_free(hardened);
+  data_free(d);
+}
+
+static TrainResult train_ratio(const DataSplits *d, float ratio, const char *tag, Net **out_net) {
+  Net *net = small_cnn(d, 5);
+  char out[300];
+  snprintf(out, sizeof out, "%s/%s.safetensors", dir, tag);
+  TrainOptions o = train_options_default();
+  o.epochs = 2, o.batch = 32, o.out = out, o.seed = 4;
+  o.adv = ratio >= 0 ? ADV_FGSM_RS : ADV_NONE, o.adv_eps = 0.02f, o.adv_ratio = ratio;
+  MrError err = {0};
+  TrainResult res;
+  if (train_run(net, d, &o, NULL, NULL, &res, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  *out_net = net;
+  return res;
+}
+
+/* The requested clean/adversarial mix is the one used, and it is counted:
+ * ratio 0 trains exactly as standard training, other ratios replace
+ * round(ratio * images) images in all, and the file records the count. */
+static void test_adversarial_ratio_is_counted(void **state) {
+  (void)state;
+  MrError err = {0};
+  DataSplits *d = phantom_generate(28, 300, 6, &err);
+  const long images = 2L * d->split[SPLIT_TRAIN].n;
+  Net *plain, *zero, *some, *all;
+  train_ratio(d, -1.0f, "plain", &plain);
+  TrainResult r0 = train_ratio(d, 0.0f, "zero", &zero);
+  TrainResult r3 = train_ratio(d, 0.3f, "some", &some);
+  TrainResult r1 = train_ratio(d, 1.0f, "all", &all);
+  assert_int_equal(r0.images, images);
+  assert_int_equal(r0.adv_images, 0);
+  assert_int_equal(r3.images, images);
+  assert_int_equal(r3.adv_images, lround(0.3 * images));
+  assert_int_equal(r1.adv_images, images);
+  /* ratio 0: the same weights as plain training (nothing was replaced) */
+  assert_memory_equal(net_params(plain), net_params(zero), sizeof(float) * net_param_count(plain));
+  assert_memory_not_equal(net_params(plain), net_params(all),
+                          sizeof(float) * net_param_count(plain));
+  char path[300], *record = NULL;
+  snprintf(path, sizeof path, "%s/some.safetensors", dir);
+  const char *keys[] = {"training", NULL};
+  assert_int_equal(safetensors_read_metadata(path, keys, &record, &err), STATUS_OK);
+  assert_non_null(record);
+  /* the kept epoch's own count (it may be epoch 1 of 2) */
+  const char *adv_at = strstr(record, "\"adversarial_images\":"),
+             *img_at = strstr(record, "\"images\":");
+  assert_non_null(adv_at);
+  assert_non_null(img_at);
+  const long rec_adv = atol(adv_at + strlen("\"adversarial_images\":")),
+             rec_img = atol(img_at + strlen("\"images\":"));
+  assert_true(rec_img == images || rec_img == images / 2);
+  assert_int_equal(rec_adv, lround(0.3 * rec_img));
+  assert_non_null(strstr(record, "\"ratio_requested\":0.3"));
+  assert_non_null(strstr(record, "\"kind\":\"fgsm-rs\""));
+  free(record);
+  net_free(plain), net_free(zero), net_free(some), net_free(all);
   data_free(d);
 }
 
@@ -147,6 +272,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_training_beats_chance),
       cmocka_unit_test(test_resume_matches_uninterrupted),
+      cmocka_unit_test(test_adversarial_resume_matches_uninterrupted),
+      cmocka_unit_test(test_adversarial_training_raises_robustness),
+      cmocka_unit_test(test_adversarial_ratio_is_counted),
       cmocka_unit_test(test_metrics),
   };
   return cmocka_run_group_tests_name("train", tests, setup, teardown);

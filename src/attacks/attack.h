@@ -22,6 +22,7 @@ typedef struct {
   float *eps;   /* per image: AttackOptions.eps_each or eps */
   float *steps; /* per image scratch for step sizes */
   int *pred;    /* argmax of the last call */
+  Mode mode;    /* of every forward pass */
 } AttackCtx;
 
 Status attack_ctx_init(AttackCtx *c, Net *net, int batch, MrError *err);

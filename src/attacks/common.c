@@ -125,7 +125,7 @@ static float loss_and_dlogits(const float *z, int y, int k, LossKind kind, float
 
 void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind kind, float *dx) {
   const int k = c->k;
-  const float *z = net_forward(c->net, x, c->batch, MODE_EVAL);
+  const float *z = net_forward(c->net, x, c->batch, c->mode);
   memcpy(c->logits, z, sizeof(float) * c->batch * k);
   for (int b = 0; b < c->batch; b++) {
     const float *zb = c->logits + (size_t)b * k;
@@ -145,7 +145,7 @@ void attack_labels(AttackCtx *c, const AttackOptions *o, const float *x, const i
   } else if (o->target == TARGET_CLASS) {
     for (int b = 0; b < c->batch; b++) labels[b] = o->target_class;
   } else {
-    const float *z = net_forward(c->net, x, c->batch, MODE_EVAL);
+    const float *z = net_forward(c->net, x, c->batch, c->mode);
     for (int b = 0; b < c->batch; b++) {
       int worst = 0;
       for (int j = 1; j < c->k; j++)
@@ -257,8 +257,14 @@ Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y
   if (o->kind == ATTACK_SQUARE && o->norm != NORM_LINF)
     return mr_error_set(err, STATUS_ERR_ARG, "square: only the L-inf version is implemented");
   AttackCtx c;
+  if (o->mode == MODE_TRAIN)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s: attacking in training mode would move the batchnorm statistics; use "
+                        "MODE_TRAIN_FROZEN",
+                        attack_name(o->kind));
   Status s = attack_ctx_init(&c, net, batch, err);
   if (s != STATUS_OK) return s;
+  c.mode = o->mode;
   float max_eps = 0.0f;
   for (int b = 0; b < batch; b++) {
     c.eps[b] = o->eps_each ? o->eps_each[b] : o->eps;

@@ -36,7 +36,7 @@ Status attack_cw(AttackCtx *c, const AttackOptions *o, const float *x, const int
     for (int b = 0; b < B; b++) hit[b] = 0;
     for (int it = 1; it <= o->iters; it++) {
       for (size_t i = 0; i < n; i++) cur[i] = 0.5f * (tanhf(w[i]) + 1.0f);
-      const float *z = net_forward(c->net, cur, B, MODE_EVAL);
+      const float *z = net_forward(c->net, cur, B, c->mode);
       for (int b = 0; b < B; b++) {
         const float *zb = z + (size_t)b * K;
         const int t = labels[b];

@@ -24,7 +24,7 @@ Status attack_deepfool(AttackCtx *c, const AttackOptions *o, const float *x, con
   }
   memcpy(x_adv, x, sizeof(float) * n);
   for (int it = 0; it < o->iters; it++) {
-    const float *z = net_forward(c->net, x_adv, B, MODE_EVAL);
+    const float *z = net_forward(c->net, x_adv, B, c->mode);
     memcpy(zs, z, sizeof(float) * B * K);
     int any = 0;
     for (int b = 0; b < B; b++) {
@@ -38,7 +38,7 @@ Status attack_deepfool(AttackCtx *c, const AttackOptions *o, const float *x, con
     if (!any) break;
     /* the gradient of every logit: one backward pass per class */
     for (int j = 0; j < K; j++) {
-      if (j) net_forward(c->net, x_adv, B, MODE_EVAL);
+      if (j) net_forward(c->net, x_adv, B, c->mode);
       memset(c->dlogits, 0, sizeof(float) * B * K);
       for (int b = 0; b < B; b++) c->dlogits[b * K + j] = 1.0f;
       net_backward(c->net, c->dlogits, grads + n * j, 0);

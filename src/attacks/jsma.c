@@ -43,7 +43,7 @@ Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const i
   if (o->target != TARGET_NONE) {
     attack_labels(c, o, x, y, target);
   } else {
-    const float *z = net_forward(c->net, x, B, MODE_EVAL);
+    const float *z = net_forward(c->net, x, B, c->mode);
     for (int b = 0; b < B; b++) {
       int best = -1;
       for (int j = 0; j < K; j++)
@@ -54,7 +54,7 @@ Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const i
   for (int b = 0; b < B; b++) active[b] = 1;
   for (size_t i = 0; i < n; i++) used[i] = x[i] >= 1.0f; /* a saturated feature cannot rise */
   for (int it = 0; it < max_iters; it++) {
-    const float *z = net_forward(c->net, x_adv, B, MODE_EVAL);
+    const float *z = net_forward(c->net, x_adv, B, c->mode);
     int any = 0;
     for (int b = 0; b < B; b++) {
       int best = 0;
@@ -65,7 +65,7 @@ Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const i
     }
     if (!any) break;
     for (int j = 0; j < K; j++) { /* the Jacobian of the logits, one class at a time */
-      if (j) net_forward(c->net, x_adv, B, MODE_EVAL);
+      if (j) net_forward(c->net, x_adv, B, c->mode);
       memset(c->dlogits, 0, sizeof(float) * B * K);
       for (int b = 0; b < B; b++) c->dlogits[b * K + j] = 1.0f;
       net_backward(c->net, c->dlogits, grads + n * j, 0);

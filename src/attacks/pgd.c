@@ -6,7 +6,10 @@
  * L2 versions step along g/||g||_2 and project onto the L2 ball. Targeted
  * versions descend the target's cross-entropy (paper 004: 20 iterations,
  * step 0.1 eps). Per image the strongest iterate is kept: a successful one
- * if any, else the one of highest loss, so more iterations never weaken it. */
+ * if any, else the one of highest loss, so more iterations never weaken it;
+ * or, for adversarial training (last_iterate), the final iterate itself, as
+ * Madry et al. train on; FGSM with a random start and step 1.25 eps (Wong et
+ * al. 2020, "fast" adversarial training) is PGD with one iteration. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,9 +34,11 @@ Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const in
   rng_seed(&rng, o->seed);
   /* the clean image is the first candidate: an attack never returns a point
    * weaker than it */
-  attack_loss_grad(c, x, labels, loss, NULL);
-  for (int b = 0; b < B; b++)
-    best_loss[b] = c->loss[b], done[b] = attack_succeeded(o, c->pred[b], y[b], labels[b]);
+  if (!o->last_iterate) {
+    attack_loss_grad(c, x, labels, loss, NULL);
+    for (int b = 0; b < B; b++)
+      best_loss[b] = c->loss[b], done[b] = attack_succeeded(o, c->pred[b], y[b], labels[b]);
+  }
   const int restarts = is_pgd ? o->restarts : 1;
   for (int r = 0; r < restarts; r++) {
     if (is_pgd)
@@ -41,9 +46,13 @@ Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const in
     else
       memcpy(cur, x, sizeof(float) * n);
     for (int t = 0; t <= o->iters; t++) {
+      if (o->last_iterate && t == o->iters) {
+        memcpy(x_adv, cur, sizeof(float) * n);
+        break;
+      }
       /* the loss at this iterate, and the gradient for the next step */
       attack_loss_grad(c, cur, labels, loss, t < o->iters ? g : NULL);
-      keep_strongest(c, o, y, labels, cur, x_adv, best_loss, done);
+      if (!o->last_iterate) keep_strongest(c, o, y, labels, cur, x_adv, best_loss, done);
       if (t == o->iters) break;
       ascend(cur, g, B, c->per, o->norm, alpha);
       project(cur, x, B, c->per, o->norm, c->eps);

@@ -21,7 +21,7 @@ static float square_p(float p_init, int it, int queries) {
 }
 
 static void margins(AttackCtx *c, const float *xs, const int *labels, int targeted, float *out) {
-  const float *z = net_forward(c->net, xs, c->batch, MODE_EVAL);
+  const float *z = net_forward(c->net, xs, c->batch, c->mode);
   for (int b = 0; b < c->batch; b++) {
     const float *zb = z + (size_t)b * c->k;
     const int t = labels[b];

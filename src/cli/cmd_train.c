@@ -20,11 +20,40 @@ static int parse_choice(const char *cmd, const char *opt, const char *text,
   return 0;
 }
 
+/* A new model of the family, normalised by the training images' statistics. */
+static Net *build_model(const char *arch, const DataSplits *data, float width, int depth, int base,
+                        int kernel, float dropout, uint64_t seed, MrError *err) {
+  const Dataset *tr = &data->split[SPLIT_TRAIN];
+  ModelSpec ms =
+      model_spec_default(arch, tr->c, tr->h, tr->w, data->n_classes < 2 ? 2 : data->n_classes);
+  ms.width = width, ms.depth = depth, ms.base = base, ms.kernel = kernel, ms.dropout = dropout;
+  if (strcmp(arch, "cbr-larget") == 0 && base == 16 && kernel == 3) ms.base = 32, ms.kernel = 7;
+  /* normalisation from the training images, inside the model */
+  const size_t plane = (size_t)tr->h * tr->w;
+  for (int c = 0; c < tr->c; c++) {
+    double s = 0, ss = 0;
+    for (int i = 0; i < tr->n; i++)
+      for (size_t p = 0; p < plane; p++) {
+        const double v = tr->images[((size_t)i * tr->c + c) * plane + p];
+        s += v, ss += v * v;
+      }
+    const double n = (double)tr->n * plane, mean = s / n, var = ss / n - mean * mean;
+    ms.norm_mean[c] = (float)mean;
+    ms.norm_std[c] = (float)(var > 1e-8 ? sqrt(var) : 1.0);
+  }
+  for (int k = 0; k < ms.n_classes; k++)
+    if (data->class_names[k]) ms.class_names[k] = strdup(data->class_names[k]);
+  Net *net = model_build(&ms, seed, err);
+  model_spec_free(&ms);
+  return net;
+}
+
 int cmd_train(int argc, char **argv) {
   TrainOptions o = train_options_default();
   const char *data_path = NULL, *arch = "cnn", *optim = "adam", *schedule = "cosine",
              *balance = "none";
-  const char *checkpoint = NULL;
+  const char *checkpoint = NULL, *adv = "none", *adv_norm = "linf", *adv_bn = "eval";
+  const char *init = NULL;
   int no_augment = 0, quiet = 0, depth = 5, base = 16, kernel = 3, size = 0, channels = 0;
   float width = 1.0f, dropout = 0.0f;
   const CliOption options[] = {
@@ -61,13 +90,33 @@ int cmd_train(int argc, char **argv) {
        "per-epoch checkpoint (default OUT.ckpt)"},
       {"--resume", OPT_FLAG, &o.resume, 0, 0, NULL,
        "continue an interrupted run from its checkpoint"},
+      {"--init", OPT_STRING, &init, 0, 0, " F",
+       "fine-tune this model file (its architecture and normalisation; --model ignored)"},
+      {"--adv", OPT_STRING, &adv, 0, 0, " none|pgd|fgsm-rs",
+       "adversarial training: PGD (Madry et al.) or FGSM with random start (Wong et al.)"},
+      {"--eps", OPT_FLOAT, &o.adv_eps, 0, 1e6, " E", "adversarial training: eps on [0,1] pixels"},
+      {"--adv-norm", OPT_STRING, &adv_norm, 0, 0, " linf|l2", "adversarial training: norm"},
+      {"--adv-steps", OPT_INT, &o.adv_steps, 1, 10000, " K", "PGD iterations per example"},
+      {"--adv-step", OPT_FLOAT, &o.adv_step, 0, 1e6, " X",
+       "step size (0: PGD 2.5 eps/K, FGSM-RS 1.25 eps)"},
+      {"--adv-ratio", OPT_FLOAT, &o.adv_ratio, 0, 1, " R",
+       "share of every batch replaced by adversarial examples (counted, kept exact)"},
+      {"--adv-warmup", OPT_INT, &o.adv_warmup, 0, 100000, " E",
+       "epochs over which eps grows linearly from 0"},
+      {"--adv-bn", OPT_STRING, &adv_bn, 0, 0, " eval|train",
+       "batchnorm while crafting: running statistics (as deployed) or the batch's own"},
+      {"--val-steps", OPT_INT, &o.val_attack_steps, 1, 10000, " N",
+       "PGD iterations of the robust validation that selects the checkpoint"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       {0}};
   const CliSpec spec = {
       "train", "train --data D --model M --out F [options]",
       "Trains a model, keeping the epoch with the best validation accuracy in OUT and a\n"
       "checkpoint after every epoch that --resume continues from. Deterministic for a\n"
-      "given --seed and thread count.",
+      "given --seed and thread count. With --adv, a share --adv-ratio of every batch\n"
+      "(paper 001: half) is replaced by adversarial examples of the current weights, the\n"
+      "kept epoch is the one of best validation accuracy under PGD at --eps, and the mix\n"
+      "actually used is counted into the model file's training record.",
       options};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
@@ -85,6 +134,20 @@ int cmd_train(int argc, char **argv) {
   o.schedule = (Schedule)choice;
   if (!parse_choice("train", "--balance", balance, balances, 3, &choice)) return EXIT_USAGE;
   o.balance = (Balance)choice;
+  static const char *const advs[] = {"none", "pgd", "fgsm-rs"};
+  static const char *const norms[] = {"linf", "l2"};
+  static const char *const bn_modes[] = {"eval", "train"};
+  if (!parse_choice("train", "--adv", adv, advs, 3, &choice)) return EXIT_USAGE;
+  o.adv = (AdvTraining)choice;
+  if (!parse_choice("train", "--adv-norm", adv_norm, norms, 2, &choice)) return EXIT_USAGE;
+  o.adv_norm = (Norm)choice;
+  if (!parse_choice("train", "--adv-bn", adv_bn, bn_modes, 2, &choice)) return EXIT_USAGE;
+  o.adv_mode = choice ? MODE_TRAIN_FROZEN : MODE_EVAL;
+  if (o.adv && o.adv_norm == NORM_LINF && o.adv_eps > 1.0f) {
+    fprintf(stderr, "medrobust train: an L-inf --eps above 1 means nothing on [0,1] pixels\n");
+    return EXIT_USAGE;
+  }
+  o.init_from = init;
   if (channels == 2) {
     fprintf(stderr, "medrobust train: --channels must be 1 or 3\n");
     return EXIT_USAGE;
@@ -100,43 +163,34 @@ int cmd_train(int argc, char **argv) {
   o.checkpoint = checkpoint ? checkpoint : ckpt;
 
   MrError err = {0};
-  DataOptions dopt = {.size = size, .channels = channels, .seed = o.seed};
-  DataSplits *data = data_load(data_path, &dopt, &err);
-  if (!data) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
-    return EXIT_RUNTIME;
+  Net *net = NULL;
+  DataSplits *data = NULL;
+  if (init) {
+    /* fine-tuning: the file decides the architecture, input and normalisation */
+    if (!cli_load_model_data(init, data_path, o.seed, &net, &data)) return EXIT_RUNTIME;
+    arch = net_spec(net)->arch;
+  } else {
+    DataOptions dopt = {.size = size, .channels = channels, .seed = o.seed};
+    data = data_load(data_path, &dopt, &err);
+    if (!data) {
+      fprintf(stderr, "medrobust: %s\n", err.msg);
+      return EXIT_RUNTIME;
+    }
+    net = build_model(arch, data, width, depth, base, kernel, dropout, o.seed, &err);
+    if (!net) {
+      fprintf(stderr, "medrobust: %s\n", err.msg);
+      data_free(data);
+      return EXIT_RUNTIME;
+    }
   }
   const Dataset *tr = &data->split[SPLIT_TRAIN];
-  ModelSpec ms =
-      model_spec_default(arch, tr->c, tr->h, tr->w, data->n_classes < 2 ? 2 : data->n_classes);
-  ms.width = width, ms.depth = depth, ms.base = base, ms.kernel = kernel, ms.dropout = dropout;
-  if (strcmp(arch, "cbr-larget") == 0 && base == 16 && kernel == 3) ms.base = 32, ms.kernel = 7;
-  /* normalisation from the training images, inside the model */
-  const size_t plane = (size_t)tr->h * tr->w;
-  for (int c = 0; c < tr->c; c++) {
-    double s = 0, ss = 0;
-    for (int i = 0; i < tr->n; i++)
-      for (size_t p = 0; p < plane; p++) {
-        const double v = tr->images[((size_t)i * tr->c + c) * plane + p];
-        s += v, ss += v * v;
-      }
-    const double n = (double)tr->n * plane, mean = s / n, var = ss / n - mean * mean;
-    ms.norm_mean[c] = (float)mean;
-    ms.norm_std[c] = (float)(var > 1e-8 ? sqrt(var) : 1.0);
-  }
-  for (int k = 0; k < ms.n_classes; k++)
-    if (data->class_names[k]) ms.class_names[k] = strdup(data->class_names[k]);
-  Net *net = model_build(&ms, o.seed, &err);
-  model_spec_free(&ms);
-  if (!net) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
-    data_free(data);
-    return EXIT_RUNTIME;
-  }
   if (!quiet)
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val images, %d threads\n",
             arch, net_param_count(net), data->source, tr->n, data->split[SPLIT_VAL].n,
             mr_get_threads());
+  if (!quiet && o.adv)
+    fprintf(stderr, "adversarial training: %s %s eps %g, %.0f%% of every batch adversarial\n", adv,
+            adv_norm, o.adv_eps, 100.0 * o.adv_ratio);
   TrainResult res;
   Status s = train_run(net, data, &o, cli_train_progress, &quiet, &res, &err);
   int exit_code = 0;
@@ -155,10 +209,16 @@ int cmd_train(int argc, char **argv) {
       fprintf(stderr, "medrobust: %s\n", err.msg);
       exit_code = EXIT_RUNTIME;
     } else {
+      char robust[96] = "";
+      if (o.adv)
+        snprintf(robust, sizeof robust, ", val robust acc %.2f%% (adversarial share %.3f)",
+                 100 * res.best_val_robust_acc,
+                 res.images ? (double)res.adv_images / res.images : 0.0);
       printf(
-          "best epoch %d: val acc %.2f%%; test acc %.2f%%, balanced acc %.2f%%, AUC %.4f -> %s\n",
-          res.best_epoch, 100 * res.best_val_acc, 100 * m.accuracy, 100 * m.balanced_accuracy,
-          m.auc, o.out);
+          "best epoch %d: val acc %.2f%%%s; test acc %.2f%%, balanced acc %.2f%%, AUC %.4f -> "
+          "%s\n",
+          res.best_epoch, 100 * res.best_val_acc, robust, 100 * m.accuracy,
+          100 * m.balanced_accuracy, m.auc, o.out);
     }
     metrics_free(&m);
     free(probs);

@@ -23,9 +23,14 @@ void cli_train_progress(const TrainProgress *p, void *ctx) {
   format_time(eta_text, sizeof eta_text, eta);
   format_time(elapsed_text, sizeof elapsed_text, p->elapsed);
   if (p->val_acc >= 0) {
-    fprintf(stderr, "%sepoch %d/%d  loss %.4f  train acc %.1f%%  val acc %.1f%%%s  [%s, ETA %s]\n",
+    char robust[64] = "";
+    if (p->val_robust_acc >= 0)
+      snprintf(robust, sizeof robust, "  robust %.1f%% (eps %.4g, adv %.2f)",
+               100 * p->val_robust_acc, p->adv_eps, p->adv_ratio);
+    fprintf(stderr,
+            "%sepoch %d/%d  loss %.4f  train acc %.1f%%  val acc %.1f%%%s%s  [%s, ETA %s]\n",
             tty ? "\r\033[K" : "", p->epoch, p->epochs, p->loss, 100 * p->acc, 100 * p->val_acc,
-            p->improved ? "  (best, saved)" : "", elapsed_text, eta_text);
+            robust, p->improved ? "  (best, saved)" : "", elapsed_text, eta_text);
     return;
   }
   if (!tty) return;

@@ -304,3 +304,23 @@ void sweep_result_free(SweepResult *r) {
   free(r->rows), free(r->noise), free(r->checks);
   memset(r, 0, sizeof *r);
 }
+
+Status robust_accuracy(Net *net, const Dataset *d, const AttackOptions *o, int batch, double *acc,
+                       MrError *err) {
+  const int k = net_num_classes(net);
+  const size_t per = (size_t)d->c * d->h * d->w;
+  if (d->n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no images to measure accuracy on");
+  float *adv = malloc(sizeof(float) * per * batch), *probs = malloc(sizeof(float) * k * batch);
+  Status s = adv && probs ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  int correct = 0;
+  for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
+    const int b = d->n - start < batch ? d->n - start : batch;
+    s = attack_run(net, o, d->images + per * start, d->labels + start, b, adv, err);
+    if (s != STATUS_OK) break;
+    net_predict(net, adv, b, probs);
+    for (int i = 0; i < b; i++) correct += argmax(probs + (size_t)i * k, k) == d->labels[start + i];
+  }
+  *acc = (double)correct / d->n;
+  free(adv), free(probs);
+  return s;
+}

@@ -16,7 +16,7 @@ void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < d.C; c++) {
     double mean, var;
-    if (mode == MODE_TRAIN) {
+    if (mode != MODE_EVAL) {
       /* one pass: float partial sums per plane, shifted by the first value
        * against cancellation, accumulated in double */
       const float shift0 = inp[(size_t)c * hw];
@@ -38,8 +38,10 @@ void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const
       if (var < 0.0) var = 0.0;
       const double ss = var * (double)n;
       const double unbiased = n > 1 ? ss / (double)(n - 1) : var;
-      running_mean[c] = (float)((1.0 - d.momentum) * running_mean[c] + d.momentum * mean);
-      running_var[c] = (float)((1.0 - d.momentum) * running_var[c] + d.momentum * unbiased);
+      if (mode == MODE_TRAIN) {
+        running_mean[c] = (float)((1.0 - d.momentum) * running_mean[c] + d.momentum * mean);
+        running_var[c] = (float)((1.0 - d.momentum) * running_var[c] + d.momentum * unbiased);
+      }
     } else {
       mean = running_mean[c];
       var = running_var[c];
@@ -69,7 +71,7 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
                           const float *save_mean, const float *save_invstd, BatchNormDims d,
                           Mode mode) {
   const size_t hw = (size_t)d.H * d.W, n = (size_t)d.B * hw;
-  const int need_sums = dgamma || dbeta || mode == MODE_TRAIN;
+  const int need_sums = dgamma || dbeta || mode != MODE_EVAL;
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < d.C; c++) {
     const float mean = save_mean[c], invstd = save_invstd[c];

@@ -343,6 +343,10 @@ void net_free(Net *net) {
 /* ---- accessors -------------------------------------------------------------- */
 
 const ModelSpec *net_spec(const Net *net) { return &net->spec; }
+
+void net_set_training_info(Net *net, const char *json) {
+  snprintf(net->spec.training, sizeof net->spec.training, "%s", json ? json : "");
+}
 size_t net_param_count(const Net *net) { return net->n_params; }
 double net_flops(const Net *net) { return net->flops; }
 int net_num_classes(const Net *net) { return net->spec.n_classes; }

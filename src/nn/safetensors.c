@@ -66,6 +66,7 @@ static cJSON *metadata_from_spec(const ModelSpec *s) {
   }
   char *names_text = cJSON_PrintUnformatted(names);
   cJSON_AddStringToObject(meta, "class_names", names_text ? names_text : "[]");
+  if (s->training[0]) cJSON_AddStringToObject(meta, "training", s->training);
   free(names_text);
   cJSON_Delete(names);
   return meta;
@@ -294,6 +295,9 @@ static Status spec_from_metadata(ModelSpec *spec, const cJSON *meta, const char 
     }
     cJSON_Delete(names);
   }
+  /* a record that does not fit is dropped, not cut into invalid JSON */
+  if ((v = meta_str(meta, "training")) && strlen(v) < sizeof spec->training)
+    snprintf(spec->training, sizeof spec->training, "%s", v);
   return STATUS_OK;
 }
 

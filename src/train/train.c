@@ -1,7 +1,11 @@
 /* Training: minibatch SGD/Adam with step or cosine schedules, the papers'
  * augmentation, class-balanced loss or sampling, best-validation model
  * selection, and a checkpoint after every epoch that --resume continues from
- * bit for bit (weights, BN statistics, optimiser state and every RNG state). */
+ * bit for bit (weights, BN statistics, optimiser state and every RNG state).
+ * Adversarial training (Madry et al. 2018; paper 001's mixed batches) replaces
+ * a counted share of every batch by PGD or FGSM-RS examples of the current
+ * weights and selects the checkpoint by validation accuracy under PGD. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -20,7 +24,29 @@ TrainOptions train_options_default(void) {
   o.augment = 1, o.rotate_deg = 20.0f;
   o.balance = BALANCE_NONE;
   o.seed = 1;
+  o.adv_norm = NORM_LINF, o.adv_eps = 0.004f, o.adv_steps = 7, o.adv_ratio = 0.5f;
+  o.adv_mode = MODE_EVAL, o.val_attack_steps = 10;
   return o;
+}
+
+static const char *adv_name(AdvTraining a) {
+  return a == ADV_PGD ? "pgd" : a == ADV_FGSM_RS ? "fgsm-rs" : "none";
+}
+
+/* The attack crafting training examples at this eps. */
+static AttackOptions adv_attack(const TrainOptions *o, float eps, uint64_t seed) {
+  AttackOptions a = attack_options_default(ATTACK_PGD);
+  a.norm = o->adv_norm, a.eps = eps, a.seed = seed, a.mode = o->adv_mode, a.last_iterate = 1;
+  a.iters = o->adv == ADV_FGSM_RS ? 1 : o->adv_steps;
+  a.step = o->adv_step > 0 ? o->adv_step : o->adv == ADV_FGSM_RS ? 1.25f * eps : 0.0f;
+  return a;
+}
+
+/* Linear warm-up of eps over the first adv_warmup epochs, by step. */
+static float adv_eps_at(const TrainOptions *o, int epoch, int step, int steps_per_epoch) {
+  if (o->adv_warmup <= 0) return o->adv_eps;
+  const double t = (double)(epoch * steps_per_epoch + step + 1) / (o->adv_warmup * steps_per_epoch);
+  return t >= 1.0 ? o->adv_eps : (float)(o->adv_eps * t);
 }
 
 static float schedule_lr(const TrainOptions *o, int epoch, int step, int steps_per_epoch) {
@@ -40,15 +66,20 @@ static float schedule_lr(const TrainOptions *o, int epoch, int step, int steps_p
 /* What must match for a checkpoint to be resumed. */
 static void options_signature(char *buf, size_t n, const Net *net, const DataSplits *d,
                               const TrainOptions *o) {
-  snprintf(buf, n, "%s|%zu|%d|%d|%d|%d|%g|%g|%g|%d|%d|%g|%d|%g|%d|%llu|%d", net_spec(net)->arch,
-           net_param_count(net), d->split[SPLIT_TRAIN].n, o->epochs, o->batch, (int)o->optim, o->lr,
-           o->momentum, o->weight_decay, (int)o->schedule, o->step_every, o->step_gamma, o->augment,
-           o->rotate_deg, (int)o->balance, (unsigned long long)o->seed, mr_get_threads());
+  snprintf(buf, n,
+           "%s|%zu|%d|%d|%d|%d|%g|%g|%g|%d|%d|%g|%d|%g|%d|%llu|%d|%d|%d|%g|%d|%g|%g|%d|%d|%d",
+           net_spec(net)->arch, net_param_count(net), d->split[SPLIT_TRAIN].n, o->epochs, o->batch,
+           (int)o->optim, o->lr, o->momentum, o->weight_decay, (int)o->schedule, o->step_every,
+           o->step_gamma, o->augment, o->rotate_deg, (int)o->balance, (unsigned long long)o->seed,
+           mr_get_threads(), (int)o->adv, (int)o->adv_norm, o->adv_eps, o->adv_steps, o->adv_step,
+           o->adv_ratio, o->adv_warmup, (int)o->adv_mode, o->val_attack_steps);
 }
 
 typedef struct {
   int epoch, best_epoch;
-  float best_val;
+  float best_score; /* what selects the checkpoint: validation accuracy, robust when adversarial */
+  float best_val, best_robust;
+  long images, adv_images; /* trained on, and how many of them were adversarial */
   Rng data_rng;
 } TrainState;
 
@@ -65,24 +96,27 @@ static int checkpoint_extras(TensorRef extra[4], Net *net, const Optimizer *opt,
   return opt->state2 ? 4 : 3;
 }
 
+#define STATE_KEYS 8
+static const char *const state_keys[STATE_KEYS + 1] = {
+    "train.epoch",      "train.best_val_acc", "train.best_epoch",
+    "train.optim_step", "train.best_score",   "train.best_robust",
+    "train.images",     "train.adv_images",   NULL};
+
 static Status save_checkpoint(Net *net, const Optimizer *opt, const TrainState *st, const char *sig,
                               const char *path, MrError *err) {
-  char epoch[32], best[32], best_epoch[32], step[32];
-  snprintf(epoch, sizeof epoch, "%d", st->epoch);
-  snprintf(best, sizeof best, "%.9g", st->best_val);
-  snprintf(best_epoch, sizeof best_epoch, "%d", st->best_epoch);
-  snprintf(step, sizeof step, "%ld", opt->step);
-  const char *meta[] = {"train.epoch",
-                        epoch,
-                        "train.best_val_acc",
-                        best,
-                        "train.best_epoch",
-                        best_epoch,
-                        "train.optim_step",
-                        step,
-                        "train.signature",
-                        sig,
-                        NULL};
+  char v[STATE_KEYS][32];
+  snprintf(v[0], 32, "%d", st->epoch);
+  snprintf(v[1], 32, "%.9g", st->best_val);
+  snprintf(v[2], 32, "%d", st->best_epoch);
+  snprintf(v[3], 32, "%ld", opt->step);
+  snprintf(v[4], 32, "%.9g", st->best_score);
+  snprintf(v[5], 32, "%.9g", st->best_robust);
+  snprintf(v[6], 32, "%ld", st->images);
+  snprintf(v[7], 32, "%ld", st->adv_images);
+  const char *meta[2 * STATE_KEYS + 3];
+  for (int i = 0; i < STATE_KEYS; i++) meta[2 * i] = state_keys[i], meta[2 * i + 1] = v[i];
+  meta[2 * STATE_KEYS] = "train.signature", meta[2 * STATE_KEYS + 1] = sig;
+  meta[2 * STATE_KEYS + 2] = NULL;
   TensorRef extra[4];
   const int n_extra = checkpoint_extras(extra, net, opt, st);
   return safetensors_save_checkpoint(net, path, extra, n_extra, meta, err);
@@ -92,9 +126,7 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
                               const char *path, MrError *err) {
   TensorRef extra[4];
   const int n_extra = checkpoint_extras(extra, net, opt, st);
-  const char *keys[] = {"train.epoch",      "train.best_val_acc", "train.best_epoch",
-                        "train.optim_step", "train.signature",    NULL};
-  char *values[5] = {0};
+  char *values[STATE_KEYS] = {0};
   /* the options first: a checkpoint of another run would fail on its tensors
    * with a less helpful message */
   const char *sig_key[] = {"train.signature", NULL};
@@ -106,27 +138,43 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
         "%s: written by a run with other options, data or thread count; resume with the same ones",
         path);
   free(saved_sig);
-  if (s == STATUS_OK) s = safetensors_load_checkpoint(net, path, extra, n_extra, keys, values, err);
+  if (s == STATUS_OK)
+    s = safetensors_load_checkpoint(net, path, extra, n_extra, state_keys, values, err);
+  for (int i = 0; s == STATUS_OK && i < STATE_KEYS; i++)
+    if (!values[i])
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no %s in the checkpoint's metadata", path,
+                       state_keys[i]);
   if (s == STATUS_OK) {
     st->epoch = atoi(values[0]);
     st->best_val = strtof(values[1], NULL);
     st->best_epoch = atoi(values[2]);
     opt->step = atol(values[3]);
+    st->best_score = strtof(values[4], NULL);
+    st->best_robust = strtof(values[5], NULL);
+    st->images = atol(values[6]);
+    st->adv_images = atol(values[7]);
   }
-  for (int i = 0; i < 5; i++) free(values[i]);
+  for (int i = 0; i < STATE_KEYS; i++) free(values[i]);
   return s;
 }
 
-static float evaluate_accuracy(Net *net, const Dataset *d, int batch, float *probs) {
+/* Validation accuracy; *degenerate set when every image gets the same class
+ * (no classifier at all, however accurate that is on a skewed or an attacked set). */
+static float evaluate_accuracy(Net *net, const Dataset *d, int batch, float *probs,
+                               int *degenerate) {
+  *degenerate = 0;
   if (!d->n || net_predict_dataset(net, d, batch, probs, NULL) != STATUS_OK) return -1.0f;
   const int k = net_num_classes(net);
-  int correct = 0;
+  int correct = 0, first = -1, varied = 0;
   for (int i = 0; i < d->n; i++) {
     int best = 0;
     for (int j = 1; j < k; j++)
       if (probs[(size_t)i * k + j] > probs[(size_t)i * k + best]) best = j;
     correct += best == d->labels[i];
+    if (first < 0) first = best;
+    varied |= best != first;
   }
+  *degenerate = d->n > 1 && !varied;
   return (float)correct / d->n;
 }
 
@@ -156,6 +204,85 @@ static void epoch_order(int *order, const Dataset *d, int k, Balance balance, Rn
   }
 }
 
+/* The record of how the kept weights were made, into the model's metadata. */
+static void record_training(Net *net, const TrainOptions *o, const TrainState *st) {
+  cJSON *r = cJSON_CreateObject();
+  cJSON_AddNumberToObject(r, "epochs", o->epochs);
+  cJSON_AddNumberToObject(r, "best_epoch", st->best_epoch);
+  cJSON_AddStringToObject(r, "optimizer", o->optim == OPTIM_ADAM ? "adam" : "sgd");
+  cJSON_AddNumberToObject(r, "lr", o->lr);
+  cJSON_AddNumberToObject(r, "batch", o->batch);
+  cJSON_AddNumberToObject(r, "seed", (double)o->seed);
+  if (o->init_from) cJSON_AddStringToObject(r, "init", o->init_from);
+  cJSON_AddNumberToObject(r, "val_acc", st->best_val);
+  cJSON_AddStringToObject(r, "selected_by", o->adv ? "val_robust_acc" : "val_acc");
+  if (o->adv) {
+    cJSON *a = cJSON_AddObjectToObject(r, "adversarial");
+    cJSON_AddStringToObject(a, "kind", adv_name(o->adv));
+    cJSON_AddStringToObject(a, "norm", o->adv_norm == NORM_L2 ? "l2" : "linf");
+    cJSON_AddNumberToObject(a, "eps", o->adv_eps);
+    cJSON_AddNumberToObject(a, "steps", o->adv == ADV_FGSM_RS ? 1 : o->adv_steps);
+    cJSON_AddNumberToObject(a, "step", adv_attack(o, o->adv_eps, 0).step);
+    cJSON_AddNumberToObject(a, "warmup_epochs", o->adv_warmup);
+    cJSON_AddStringToObject(a, "bn_mode", o->adv_mode == MODE_EVAL ? "eval" : "train");
+    cJSON_AddNumberToObject(a, "ratio_requested", o->adv_ratio);
+    cJSON_AddNumberToObject(a, "ratio_effective",
+                            st->images ? (double)st->adv_images / st->images : 0.0);
+    cJSON_AddNumberToObject(a, "adversarial_images", (double)st->adv_images);
+    cJSON_AddNumberToObject(a, "images", (double)st->images);
+    cJSON_AddNumberToObject(a, "val_robust_acc", st->best_robust);
+    cJSON_AddNumberToObject(a, "val_attack_steps", o->val_attack_steps);
+  }
+  char *text = cJSON_PrintUnformatted(r);
+  net_set_training_info(net, text && strlen(text) < MR_TRAINING_LEN ? text : "");
+  free(text);
+  cJSON_Delete(r);
+}
+
+static Status check_adv_options(const TrainOptions *o, MrError *err) {
+  if (!o->adv) return STATUS_OK;
+  if (!(o->adv_eps > 0.0f) || (o->adv_norm == NORM_LINF && o->adv_eps > 1.0f))
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "adversarial training needs an eps in (0, 1] on [0,1] pixels, got %g",
+                        o->adv_eps);
+  if (!(o->adv_ratio >= 0.0f && o->adv_ratio <= 1.0f))
+    return mr_error_set(err, STATUS_ERR_ARG, "--adv-ratio must be in [0, 1], got %g", o->adv_ratio);
+  if (o->adv_steps < 1 || o->val_attack_steps < 1 || o->adv_step < 0 || o->adv_warmup < 0)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "adversarial steps must be >= 1, step size and warm-up >= 0");
+  if (o->adv_mode == MODE_TRAIN)
+    return mr_error_set(err, STATUS_ERR_ARG, "craft in MODE_EVAL or MODE_TRAIN_FROZEN");
+  return STATUS_OK;
+}
+
+/* Replaces the first images of the batch by adversarial ones: as many as keep
+ * the running share at adv_ratio (error diffusion: the count is exact over
+ * the run, whatever the batch size). */
+static Status adversarial_batch(Net *net, const TrainOptions *o, TrainState *st, float *x,
+                                const int *y, int b, float eps, float *x_adv, MrError *err) {
+  long want = lround(o->adv_ratio * (double)(st->images + b)) - st->adv_images;
+  const int n_adv = want < 0 ? 0 : want > b ? b : (int)want;
+  if (n_adv > 0) {
+    const AttackOptions a = adv_attack(o, eps, rng_next(&st->data_rng));
+    const size_t per = (size_t)net_input_size(net);
+    Status s = attack_run(net, &a, x, y, n_adv, x_adv, err);
+    if (s != STATUS_OK) return s;
+    memcpy(x, x_adv, sizeof(float) * per * n_adv);
+  }
+  st->images += b, st->adv_images += n_adv;
+  return STATUS_OK;
+}
+
+/* Validation accuracy under PGD at the training eps (a fixed seed, so
+ * epochs are compared on the same attack). */
+static float validate_robust(Net *net, const TrainOptions *o, const Dataset *val, MrError *err) {
+  AttackOptions a = attack_options_default(ATTACK_PGD);
+  a.norm = o->adv_norm, a.eps = o->adv_eps, a.iters = o->val_attack_steps, a.seed = o->seed;
+  double acc = -1.0;
+  if (robust_accuracy(net, val, &a, o->batch, &acc, err) != STATUS_OK) return -1.0f;
+  return (float)acc;
+}
+
 Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainProgressFn progress,
                  void *ctx, TrainResult *result, MrError *err) {
   const Dataset *train = &data->split[SPLIT_TRAIN], *val = &data->split[SPLIT_VAL];
@@ -169,16 +296,19 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
     return mr_error_set(err, STATUS_ERR_ARG, "nothing to train: %d images, batch %d, %d epochs",
                         train->n, B, o->epochs);
   if (!o->out) return mr_error_set(err, STATUS_ERR_ARG, "no output model path");
+  Status status = check_adv_options(o, err);
+  if (status != STATUS_OK) return status;
   const size_t per = (size_t)train->c * train->h * train->w;
   const int steps = (train->n + B - 1) / B;
   Optimizer opt = {.lr = o->lr, .momentum = o->momentum, .weight_decay = o->weight_decay};
-  Status status = optim_init(&opt, o->optim, net_param_count(net), err);
+  status = optim_init(&opt, o->optim, net_param_count(net), err);
   if (status != STATUS_OK) return status;
   float *x = malloc(sizeof(float) * per * B), *scratch = malloc(sizeof(float) * per);
+  float *x_adv = o->adv ? malloc(sizeof(float) * per * B) : NULL;
   int *y = malloc(sizeof(int) * B), *order = malloc(sizeof(int) * train->n);
   float *probs = malloc(sizeof(float) * k * (size_t)(val->n > B ? val->n : B) + sizeof(float));
   float class_weights[MR_MAX_CLASSES];
-  if (!x || !scratch || !y || !order || !probs)
+  if (!x || !scratch || !y || !order || !probs || (o->adv && !x_adv))
     status = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   if (o->balance == BALANCE_LOSS) {
     int counts[MR_MAX_CLASSES] = {0};
@@ -188,7 +318,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   }
   char sig[512];
   options_signature(sig, sizeof sig, net, data, o);
-  TrainState st = {.epoch = 0, .best_epoch = 0, .best_val = -1.0f};
+  TrainState st = {.best_score = -1.0f, .best_val = -1.0f, .best_robust = -1.0f};
   rng_seed(&st.data_rng, o->seed);
   rng_seed(net_rng(net), o->seed ^ 0x5DEECE66DULL);
   if (status == STATUS_OK && o->resume) {
@@ -209,6 +339,8 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
     epoch_order(order, train, k, o->balance, &st.data_rng);
     double loss_sum = 0.0;
     int correct = 0, seen = 0;
+    TrainProgress p = {.epoch = st.epoch + 1, .epochs = o->epochs, .steps = steps};
+    p.val_acc = p.val_robust_acc = -1.0f;
     for (int step = 0; step < steps; step++) {
       const int b = train->n - step * B < B ? train->n - step * B : B;
       for (int i = 0; i < b; i++) {
@@ -218,6 +350,12 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
         if (o->augment)
           augment_image(x + per * i, scratch, train->c, train->h, train->w, o->rotate_deg,
                         &st.data_rng);
+      }
+      if (o->adv) {
+        p.adv_eps = adv_eps_at(o, st.epoch, step, steps);
+        status = adversarial_batch(net, o, &st, x, y, b, p.adv_eps, x_adv, err);
+        if (status != STATUS_OK) break;
+        p.adv_ratio = (double)st.adv_images / st.images;
       }
       opt.lr = schedule_lr(o, st.epoch, step, steps);
       net_zero_grad(net);
@@ -240,25 +378,32 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
       }
       loss_sum += (double)loss * b;
       seen += b;
-      if (progress) {
-        TrainProgress p = {st.epoch + 1,
-                           o->epochs,
-                           step + 1,
-                           steps,
-                           (float)(loss_sum / seen),
-                           (float)correct / seen,
-                           -1.0f,
-                           0,
-                           omp_get_wtime() - t0};
-        progress(&p, ctx);
-      }
+      p.step = step + 1, p.loss = (float)(loss_sum / seen), p.acc = (float)correct / seen;
+      p.elapsed = omp_get_wtime() - t0;
+      if (progress) progress(&p, ctx);
     }
     if (status != STATUS_OK) break;
-    const float val_acc = evaluate_accuracy(net, val->n ? val : train, B, probs);
-    const int improved = val_acc > st.best_val;
+    const Dataset *check = val->n ? val : train;
+    int degenerate;
+    const float val_acc = evaluate_accuracy(net, check, B, probs, &degenerate);
+    float score = val_acc;
+    if (o->adv) {
+      score = p.val_robust_acc = validate_robust(net, o, check, err);
+      if (score < 0.0f) {
+        status = err && err->status ? err->status : STATUS_ERR_NOMEM;
+        break;
+      }
+      /* a constant answer is "robust" at the majority share: never prefer it */
+      if (degenerate) score -= 1.0f;
+    }
+    /* ties keep the better clean accuracy */
+    const int improved = score > st.best_score || (score == st.best_score && val_acc > st.best_val);
     if (improved) {
+      st.best_score = score;
       st.best_val = val_acc;
+      st.best_robust = o->adv ? score : -1.0f;
       st.best_epoch = st.epoch + 1;
+      record_training(net, o, &st);
       status = safetensors_save_net(net, o->out, err);
     }
     TrainState next = st;
@@ -266,23 +411,16 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
     if (status == STATUS_OK && o->checkpoint)
       status = save_checkpoint(net, &opt, &next, sig, o->checkpoint, err);
     run_epochs++;
-    if (progress) {
-      TrainProgress p = {st.epoch + 1,
-                         o->epochs,
-                         steps,
-                         steps,
-                         (float)(loss_sum / seen),
-                         (float)correct / seen,
-                         val_acc,
-                         improved,
-                         omp_get_wtime() - t0};
-      progress(&p, ctx);
-    }
+    p.step = steps, p.val_acc = val_acc, p.improved = improved;
+    p.elapsed = omp_get_wtime() - t0;
+    if (progress) progress(&p, ctx);
   }
   result->best_epoch = st.best_epoch;
   result->best_val_acc = st.best_val;
+  result->best_val_robust_acc = st.best_robust;
+  result->images = st.images, result->adv_images = st.adv_images;
   result->epochs_done = st.epoch;
   optim_free(&opt);
-  free(x), free(scratch), free(y), free(order), free(probs);
+  free(x), free(scratch), free(x_adv), free(y), free(order), free(probs);
   return status;
 }
