@@ -540,6 +540,57 @@ Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const ch
 Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
                     MrError *err);
 
+/* ---- comparing models on the same data (paper 004's complexity study,
+ * paper 002's Tables 1 and 2) ---------------------------------------------- */
+
+/* Every model must take the same input (channels, size) and answer the same
+ * classes (count and, where both name them, names): else a clear error. */
+Status compare_check_models(Net *const *nets, const char *const *names, int n, MrError *err);
+
+/* acc[i * n + j]: accuracy of model j on adversarial examples crafted by
+ * attack a on model i (rows = source, columns = target; the diagonal is the
+ * white-box accuracy). Crafted batch by batch; nothing is stored. */
+Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int batch,
+                       double *acc, MrError *err);
+
+typedef struct {
+  char name[160];
+  char arch[MR_ARCH_LEN];
+  size_t params;
+  double flops;
+  char training[MR_TRAINING_LEN]; /* the model file's training record */
+  SweepResult sweep;
+  int triaged;
+  double min_eps_median; /* triage: median smallest flipping eps; INFINITY if above eps_max */
+  double accuracy_aware; /* triage: accuracy without the flagged images */
+} CompareEntry;
+
+typedef struct {
+  SweepOptions sweep;
+  int triage; /* the per-image minimal eps (slow: a bisection per image) */
+  AttackOptions triage_attack;
+  float triage_eps_max, triage_tol, triage_flag;
+  int transfer; /* the transfer matrix */
+  AttackOptions transfer_attack;
+} CompareOptions;
+
+typedef struct {
+  CompareEntry *models;
+  int n;
+  int n_images;
+  double *transfer; /* n * n, NULL if not run */
+  AttackOptions transfer_attack;
+  float triage_eps_max;
+} CompareResult;
+
+Status compare_run(Net *const *nets, const char *const *names, int n, const Dataset *d,
+                   const CompareOptions *o, SweepProgressFn progress, void *ctx, CompareResult *r,
+                   MrError *err);
+void compare_result_free(CompareResult *r);
+/* compare.json, compare.csv and (if run) transfer.csv into dir, atomically */
+Status compare_write(const CompareResult *r, const char *dir, const char *data, const char *split,
+                     MrError *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,6 +61,9 @@ static void test_usage_errors(void **state) {
   expect(2, "--attack must be fgsm, bim, pgd or mifgsm",
          "triage --model m --data d --out o --attack cw");
   expect(2, "which folder", "report");
+  expect(2, "--models needs at least two files", "compare --models a --data d --out o");
+  expect(2, "--adv must be one of", "train --data x --out y --adv madry");
+  expect(2, "--adv-ratio expects a number in [0, 1]", "train --data x --out y --adv-ratio 1.5");
   expect(0, "--epochs", "train --help");
   expect(0, "(default 10)", "train --help");
   expect(0, "usage: medrobust evaluate", "evaluate --help");
@@ -141,6 +144,26 @@ static void test_end_to_end(void **state) {
   fclose(h);
   assert_non_null(strstr(out, "<svg"));
   assert_non_null(strstr(out, "Self-checks"));
+
+  /* a hardened model beside the standard one */
+  snprintf(args, sizeof args,
+           "--threads 2 train --data %s/p.npz --model cnn --depth 3 --epochs 2 --adv fgsm-rs "
+           "--eps 0.01 --adv-ratio 0.5 --out %s/h.safetensors --quiet",
+           dir, dir);
+  expect(0, "(adversarial share 0.500)", args);
+  snprintf(args, sizeof args,
+           "compare --models %s/m.safetensors,%s/h.safetensors --data %s/p.npz --attacks pgd "
+           "--eps 0.004 --limit 24 --out %s/cmp --quiet",
+           dir, dir, dir, dir);
+  expect(0, "source \\ target", args);
+  snprintf(html, sizeof html, "%s/cmp/report.html", dir);
+  h = fopen(html, "r");
+  assert_non_null(h);
+  got = fread(out, 1, sizeof out - 1, h);
+  out[got] = 0;
+  fclose(h);
+  assert_non_null(strstr(out, "Transfer (black-box) matrix"));
+  assert_non_null(strstr(out, "adversarial: fgsm-rs linf eps 0.01, 50% requested, 0.500 counted"));
 }
 
 /* The report renders in a real browser (Debian's chromium, headless). */

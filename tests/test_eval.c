@@ -2,7 +2,9 @@
  * checks stay silent and accuracy falls with eps; on a model whose input is
  * quantised (gradients masked) they fire; noise is calibrated to the
  * adversarial SSIM; triage's bisection brackets each image's flip point;
- * SSIM/PSNR on known cases; results JSON is written and parses. */
+ * SSIM/PSNR on known cases; results JSON is written and parses; the transfer
+ * matrix's diagonal is the white-box accuracy and compare refuses models
+ * that do not share an input and a label set. */
 #include <cjson/cJSON.h>
 
 #include "testutil.h"
@@ -165,6 +167,91 @@ static void test_shape_mismatch_refused(void **state) {
   net_free(rgb);
 }
 
+static void test_transfer_and_compare(void **state) {
+  (void)state;
+  MrError err = {0};
+  Dataset test = data->split[SPLIT_TEST];
+  test.n = 100;
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  spec.norm_mean[0] = 0.4f, spec.norm_std[0] = 0.2f;
+  spec.depth = 3;
+  Net *other = train(model_build(&spec, 8, &err));
+  assert_non_null(other);
+  Net *nets[2] = {plain, other};
+  const char *names[2] = {"plain", "other"};
+  AttackOptions a = attack_options_default(ATTACK_PGD);
+  a.eps = 0.01f, a.iters = 5;
+  double acc[4], white_box[2];
+  assert_int_equal(transfer_matrix(nets, 2, &test, &a, 32, acc, &err), STATUS_OK);
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(robust_accuracy(nets[i], &test, &a, 32, &white_box[i], &err), STATUS_OK);
+    assert_float_equal(acc[i * 2 + i], white_box[i], 0.0);
+  }
+  print_message("  transfer PGD eps 0.01: [%.2f %.2f; %.2f %.2f]\n", acc[0], acc[1], acc[2],
+                acc[3]);
+  /* crafted on the other model, an attack is weaker than white-box */
+  assert_true(acc[0 * 2 + 1] >= acc[1 * 2 + 1]);
+  assert_true(acc[1 * 2 + 0] >= acc[0 * 2 + 0]);
+
+  /* compare: the same numbers through the whole pipeline */
+  AttackKind kinds[1] = {ATTACK_PGD};
+  float eps[1] = {0.01f};
+  CompareOptions co = {.sweep = {kinds, 1, eps, 1, a, 32, 0, 0},
+                       .transfer = 1,
+                       .transfer_attack = a,
+                       .triage = 1,
+                       .triage_attack = a,
+                       .triage_eps_max = 0.05f,
+                       .triage_tol = 1e-3f,
+                       .triage_flag = 0.2f};
+  CompareResult r;
+  assert_int_equal(compare_run(nets, names, 2, &test, &co, NULL, NULL, &r, &err), STATUS_OK);
+  for (int i = 0; i < 2; i++) {
+    assert_float_equal(r.models[i].sweep.rows[0].accuracy, white_box[i], 0.0);
+    assert_float_equal(r.transfer[i * 2 + i], white_box[i], 0.0);
+    assert_true(r.models[i].min_eps_median > 0 && r.models[i].min_eps_median <= 0.05);
+    assert_int_equal(r.models[i].params, net_param_count(nets[i]));
+  }
+  char dir[256];
+  assert_int_equal(make_temp_dir(dir, sizeof dir, "compare"), 0);
+  assert_int_equal(compare_write(&r, dir, "phantom", "test", &err), STATUS_OK);
+  assert_int_equal(report_render(dir, &err), STATUS_OK);
+  compare_result_free(&r);
+  char path[300];
+  snprintf(path, sizeof path, "%s/transfer.csv", dir);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  char line[256];
+  assert_non_null(fgets(line, sizeof line, f));
+  assert_string_equal(line, "source\\target,\"plain\",\"other\"\n");
+  fclose(f);
+  remove_dir(dir);
+
+  /* incompatible inputs or label sets are refused, naming both files */
+  ModelSpec three = model_spec_default("cnn", 1, 28, 28, 3);
+  ModelSpec big = model_spec_default("cnn", 1, 32, 32, 2);
+  Net *bad[2] = {model_build(&three, 1, &err), model_build(&big, 1, &err)};
+  const char *bad_names[2] = {"plain.safetensors", "bad.safetensors"};
+  for (int i = 0; i < 2; i++) {
+    Net *pair[2] = {plain, bad[i]};
+    assert_int_equal(compare_check_models(pair, bad_names, 2, &err), STATUS_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "bad.safetensors"));
+    assert_non_null(strstr(err.msg, "one input and one label set"));
+    assert_int_not_equal(compare_run(pair, bad_names, 2, &test, &co, NULL, NULL, &r, &err),
+                         STATUS_OK);
+    net_free(bad[i]);
+  }
+  ModelSpec named[2] = {model_spec_default("cnn", 1, 28, 28, 2),
+                        model_spec_default("cnn", 1, 28, 28, 2)};
+  named[0].class_names[1] = strdup("malignant"), named[1].class_names[1] = strdup("tumour");
+  Net *tasks[2] = {model_build(&named[0], 1, &err), model_build(&named[1], 1, &err)};
+  assert_int_equal(compare_check_models(tasks, bad_names, 2, &err), STATUS_ERR_ARG);
+  assert_non_null(strstr(err.msg, "not the same task"));
+  model_spec_free(&named[0]), model_spec_free(&named[1]);
+  net_free(tasks[0]), net_free(tasks[1]);
+  net_free(other);
+}
+
 static void test_image_metrics(void **state) {
   (void)state;
   float a[784], b[784];
@@ -184,10 +271,9 @@ static void test_image_metrics(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sweep_and_checks),
-      cmocka_unit_test(test_triage_brackets_flip),
-      cmocka_unit_test(test_shape_mismatch_refused),
-      cmocka_unit_test(test_image_metrics),
+      cmocka_unit_test(test_sweep_and_checks),       cmocka_unit_test(test_triage_brackets_flip),
+      cmocka_unit_test(test_shape_mismatch_refused), cmocka_unit_test(test_image_metrics),
+      cmocka_unit_test(test_transfer_and_compare),
   };
   return cmocka_run_group_tests_name("eval", tests, setup, teardown);
 }

@@ -53,6 +53,8 @@ int cli_parse_float(const char *cmd, const char *opt, const char *text, float mi
 
 /* TrainProgressFn drawing a bar (TTY) or a line per epoch; ctx: int *quiet */
 void cli_train_progress(const TrainProgress *p, void *ctx);
+/* SweepProgressFn: one line redrawn (TTY) or printed per step; ctx: int *quiet */
+void cli_sweep_progress(const char *what, int done, int total, void *ctx);
 
 int cmd_models(int argc, char **argv);
 int cmd_data(int argc, char **argv);
@@ -64,6 +66,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_triage(int argc, char **argv);
 int cmd_attack(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_saliency(int argc, char **argv);
 
 /* The model, and the data resized / converted to its input (image folders
  * split with seed); prints the error and returns 0 on failure. */
@@ -75,6 +79,9 @@ int cli_split(const char *cmd, const char *text);
 /* mkdir unless it exists; prints the error and returns 0 on failure. */
 int cli_make_dir(const char *dir);
 
+#define MAX_LIST 32
+/* "fgsm,pgd" -> attacks (up to MAX_LIST); prints the error and returns 0 on failure */
+int cli_parse_attacks(const char *text, AttackKind *out, int *n);
 /* "0.001,4/255" -> floats; "none" | "least-likely" | class index -> target */
 int cli_parse_eps_list(const char *text, float *out, int *n);
 int cli_parse_target(const char *text, AttackOptions *o);

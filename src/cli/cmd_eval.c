@@ -11,9 +11,7 @@
 #include "cli.h"
 #include "medrobust.h"
 
-#define MAX_LIST 32
-
-static int parse_attacks(const char *text, AttackKind *out, int *n) {
+int cli_parse_attacks(const char *text, AttackKind *out, int *n) {
   char buf[512];
   snprintf(buf, sizeof buf, "%s", text);
   *n = 0;
@@ -63,14 +61,6 @@ int cli_parse_target(const char *text, AttackOptions *o) {
     o->target = TARGET_CLASS, o->target_class = (int)v;
   }
   return 1;
-}
-
-static void sweep_progress(const char *what, int done, int total, void *ctx) {
-  const int *quiet = ctx;
-  if (*quiet) return;
-  fprintf(stderr, "%s[%d/%d] %s%s", isatty(fileno(stderr)) ? "\r\033[K" : "",
-          done + 1 > total ? total : done + 1, total, what, isatty(fileno(stderr)) ? "" : "\n");
-  fflush(stderr);
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -129,8 +119,8 @@ int cmd_eval(int argc, char **argv) {
   AttackKind kinds[MAX_LIST];
   float eps[MAX_LIST];
   int n_kinds, n_eps;
-  if (!parse_attacks(attacks_text, kinds, &n_kinds) || !cli_parse_eps_list(eps_text, eps, &n_eps) ||
-      !cli_parse_target(target_text, &base))
+  if (!cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
+      !cli_parse_eps_list(eps_text, eps, &n_eps) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
   if (strcmp(norm_text, "linf") && strcmp(norm_text, "l2")) {
     fprintf(stderr, "medrobust eval: --norm must be linf or l2\n");
@@ -149,7 +139,7 @@ int cmd_eval(int argc, char **argv) {
   SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks};
   SweepResult r;
   const double t0 = omp_get_wtime();
-  Status st = robustness_sweep(net, &set, &so, sweep_progress, &quiet, &r, &err);
+  Status st = robustness_sweep(net, &set, &so, cli_sweep_progress, &quiet, &r, &err);
   if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
   if (st == STATUS_OK) st = sweep_write(&r, out, model, data_path, split, &err);
   if (st == STATUS_OK && n_examples) {

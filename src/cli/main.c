@@ -20,6 +20,8 @@ static const CliCommand commands[] = {
     {"report", "render DIR/report.html from the JSON eval and triage wrote", cmd_report},
     {"triage", "rank images by the smallest eps that flips them; flag the most fragile",
      cmd_triage},
+    {"compare", "several models on the same data: robustness table and transfer matrix",
+     cmd_compare},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -42,3 +42,11 @@ void cli_train_progress(const TrainProgress *p, void *ctx) {
           p->epochs, bar, p->step, p->steps, p->loss, 100 * p->acc, eta_text);
   fflush(stderr);
 }
+
+void cli_sweep_progress(const char *what, int done, int total, void *ctx) {
+  const int *quiet = ctx;
+  if (*quiet) return;
+  fprintf(stderr, "%s[%d/%d] %s%s", isatty(fileno(stderr)) ? "\r\033[K" : "",
+          done + 1 > total ? total : done + 1, total, what, isatty(fileno(stderr)) ? "" : "\n");
+  fflush(stderr);
+}

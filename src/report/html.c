@@ -256,20 +256,142 @@ static void section_triage(FILE *o, const cJSON *t) {
   fprintf(o, "</table>\n");
 }
 
+/* "standard", "PGD eps 0.004, 50% adversarial (counted 0.500)" ... from a training record */
+static void training_text(FILE *o, const cJSON *t) {
+  if (cJSON_IsString(t) || !cJSON_IsObject(t)) {
+    fputs(cJSON_IsString(t) && t->valuestring[0] ? "(record unreadable)" : "unknown", o);
+    return;
+  }
+  const cJSON *a = cJSON_GetObjectItem(t, "adversarial");
+  if (!a) {
+    fprintf(o, "standard, %.0f epochs", num(t, "epochs"));
+    return;
+  }
+  fprintf(o, "adversarial: ");
+  esc(o, str(a, "kind"));
+  fprintf(o, " %s eps %.4g, %.0f%% requested, %.3f counted (%.0f of %.0f images)", str(a, "norm"),
+          num(a, "eps"), 100 * num(a, "ratio_requested"), num(a, "ratio_effective"),
+          num(a, "adversarial_images"), num(a, "images"));
+  if (*str(t, "init")) {
+    fprintf(o, ", fine-tuned from ");
+    esc(o, str(t, "init"));
+  }
+}
+
+static void section_compare(FILE *o, const cJSON *c) {
+  const cJSON *models = cJSON_GetObjectItem(c, "models"), *m;
+  fprintf(o, "<h2>Model comparison</h2><p>%d models on <code>", cJSON_GetArraySize(models));
+  esc(o, str(c, "data"));
+  fprintf(o,
+          "</code> (%s split, %.0f images), the same images for all. Robust accuracy with %% drop "
+          "in brackets; median eps: half the images flip below it (triage, bound %.3g).</p>\n",
+          str(c, "split"), num(c, "n"), num(c, "triage_eps_max"));
+  fprintf(o,
+          "<table><tr><th>model</th><th>arch</th><th>parameters</th><th>MFLOPs</th>"
+          "<th>training</th><th>clean</th>");
+  const cJSON *first = cJSON_GetArrayItem(models, 0), *row;
+  cJSON_ArrayForEach(row, cJSON_GetObjectItem(first, "rows")) {
+    fprintf(o, "<th>");
+    esc(o, str(row, "attack"));
+    fprintf(o, " %.4g</th>", num(row, "eps"));
+  }
+  fprintf(o, "<th>median eps</th><th>without 20%% most fragile</th></tr>\n");
+  cJSON_ArrayForEach(m, models) {
+    fprintf(o, "<tr><td>");
+    esc(o, str(m, "name"));
+    fprintf(o, "</td><td>");
+    esc(o, str(m, "arch"));
+    fprintf(o, "</td><td>%.0f</td><td>%.1f</td><td style='text-align:left'>", num(m, "params"),
+            num(m, "mflops"));
+    training_text(o, cJSON_GetObjectItem(m, "training"));
+    fprintf(o, "</td><td>%.2f%%</td>", 100 * num(m, "clean_accuracy"));
+    cJSON_ArrayForEach(row, cJSON_GetObjectItem(m, "rows"))
+        fprintf(o, "<td>%.2f%% (%.0f)</td>", 100 * num(row, "accuracy"), num(row, "drop_pct"));
+    const cJSON *med = cJSON_GetObjectItem(m, "min_eps_median");
+    if (!med)
+      fprintf(o, "<td>-</td><td>-</td></tr>\n");
+    else
+      fprintf(o, "<td>%s%.4g</td><td>%.2f%%</td></tr>\n", cJSON_IsNull(med) ? "&gt; " : "",
+              cJSON_IsNull(med) ? num(c, "triage_eps_max") : med->valuedouble,
+              100 * num(m, "accuracy_aware"));
+  }
+  fprintf(o, "</table>\n");
+  /* one chart per attack, a curve per model */
+  const char *attacks[8];
+  int na = 0;
+  cJSON_ArrayForEach(row, cJSON_GetObjectItem(first, "rows")) {
+    int seen = 0;
+    for (int i = 0; i < na; i++) seen |= strcmp(attacks[i], str(row, "attack")) == 0;
+    if (!seen && na < 8) attacks[na++] = str(row, "attack");
+  }
+  for (int a = 0; a < na; a++) {
+    Series s[8];
+    int ns = 0;
+    cJSON_ArrayForEach(m, models) {
+      if (ns == 8) break;
+      Series *cur = &s[ns++];
+      cur->name = str(m, "name"), cur->n = 1, cur->x[0] = 0, cur->y[0] = num(m, "clean_accuracy");
+      cJSON_ArrayForEach(
+          row, cJSON_GetObjectItem(m, "rows")) if (strcmp(str(row, "attack"), attacks[a]) == 0 &&
+                                                   cur->n < 64) cur->x[cur->n] = num(row, "eps"),
+                                                                cur->y[cur->n++] =
+                                                                    num(row, "accuracy");
+    }
+    char title[64];
+    snprintf(title, sizeof title, "Accuracy under %s", attacks[a]);
+    svg_chart(o, title, "eps (on the [0,1] pixel scale)", s, ns);
+  }
+  const cJSON *t = cJSON_GetObjectItem(c, "transfer");
+  if (!t) return;
+  fprintf(o,
+          "<h3>Transfer (black-box) matrix</h3><p>%s, %s eps %.4g, crafted on the row's model and "
+          "shown to the column's: accuracy of the column's model (paper 002, Table 2). The "
+          "diagonal is the white-box attack.</p><table><tr><th>source \\ target</th>",
+          str(t, "attack"), str(t, "norm"), num(t, "eps"));
+  cJSON_ArrayForEach(m, models) {
+    fprintf(o, "<th>");
+    esc(o, str(m, "name"));
+    fprintf(o, "</th>");
+  }
+  fprintf(o, "</tr>\n");
+  int i = 0;
+  const cJSON *acc_row;
+  cJSON_ArrayForEach(acc_row, cJSON_GetObjectItem(t, "accuracy")) {
+    fprintf(o, "<tr><td>");
+    esc(o, str(cJSON_GetArrayItem(models, i), "name"));
+    fprintf(o, "</td>");
+    int j = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, acc_row) {
+      const double a = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+      /* red where the attack works, white where it does not */
+      const int shade = (int)(155 + 100 * fmin(fmax(a, 0), 1));
+      fprintf(o, "<td style='background:rgb(255,%d,%d)%s'>%.2f%%</td>", shade, shade,
+              i == j ? ";font-weight:bold" : "", 100 * a);
+      j++;
+    }
+    fprintf(o, "</tr>\n");
+    i++;
+  }
+  fprintf(o, "</table>\n");
+}
+
 Status report_render(const char *dir, MrError *err) {
   cJSON *results = read_json(dir, "results.json"), *examples = read_json(dir, "examples.json");
-  cJSON *triage = read_json(dir, "triage.json");
-  if (!results && !triage) {
+  cJSON *triage = read_json(dir, "triage.json"), *compare = read_json(dir, "compare.json");
+  if (!results && !triage && !compare) {
     cJSON_Delete(examples);
-    return mr_error_set(err, STATUS_ERR_IO,
-                        "%s: neither results.json nor triage.json (run eval or triage first)", dir);
+    return mr_error_set(
+        err, STATUS_ERR_IO,
+        "%s: no results.json, triage.json or compare.json (run eval, triage or compare first)",
+        dir);
   }
   char path[4300], tmp[4400];
   snprintf(path, sizeof path, "%s/report.html", dir);
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *o = fopen(tmp, "w");
   if (!o) {
-    cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage);
+    cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
     return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write", tmp);
   }
   fprintf(o,
@@ -285,6 +407,7 @@ Status report_render(const char *dir, MrError *err) {
           "img{width:96px;image-rendering:pixelated;margin-right:2px;"
           "border:1px solid #999}img.thumb{width:56px;image-rendering:pixelated}"
           "</style></head><body><h1>medrobust robustness report</h1>\n");
+  if (compare) section_compare(o, compare);
   if (results) section_sweep(o, results);
   if (examples) section_examples(o, examples);
   if (triage) section_triage(o, triage);
@@ -293,7 +416,7 @@ Status report_render(const char *dir, MrError *err) {
           "number above "
           "is read from them, none recomputed.</p></body></html>\n");
   const int ok = !ferror(o);
-  cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage);
+  cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
   if (fclose(o) != 0 || !ok || rename(tmp, path) != 0) {
     remove(tmp);
     return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);

@@ -9,9 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "medrobust.h"
+#include "report.h"
 
-static Status write_atomic(const char *path, const char *text, MrError *err) {
+Status report_write_atomic(const char *path, const char *text, MrError *err) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "w");
@@ -26,7 +26,7 @@ static Status write_atomic(const char *path, const char *text, MrError *err) {
   return STATUS_OK;
 }
 
-static void add_number(cJSON *o, const char *key, double v) {
+void json_add_number(cJSON *o, const char *key, double v) {
   if (isfinite(v))
     cJSON_AddNumberToObject(o, key, v);
   else
@@ -57,13 +57,13 @@ Status sweep_write(const SweepResult *r, const char *dir, const char *model, con
     cJSON_AddNumberToObject(o, "accuracy", w->accuracy);
     cJSON_AddNumberToObject(o, "drop_pct", w->drop_pct);
     cJSON_AddNumberToObject(o, "success_rate", w->success_rate);
-    add_number(o, "mean_linf", w->linf);
-    add_number(o, "mean_l2", w->l2);
-    add_number(o, "mean_mse", w->mse);
-    add_number(o, "mean_ssim", w->ssim);
-    add_number(o, "mean_psnr", w->psnr);
-    add_number(o, "mean_confidence", w->confidence);
-    add_number(o, "seconds", w->seconds);
+    json_add_number(o, "mean_linf", w->linf);
+    json_add_number(o, "mean_l2", w->l2);
+    json_add_number(o, "mean_mse", w->mse);
+    json_add_number(o, "mean_ssim", w->ssim);
+    json_add_number(o, "mean_psnr", w->psnr);
+    json_add_number(o, "mean_confidence", w->confidence);
+    json_add_number(o, "seconds", w->seconds);
     cJSON_AddItemToArray(rows, o);
   }
   cJSON *noise = cJSON_AddArrayToObject(root, "noise");
@@ -89,8 +89,8 @@ Status sweep_write(const SweepResult *r, const char *dir, const char *model, con
   cJSON_Delete(root);
   char path[4096];
   snprintf(path, sizeof path, "%s/results.json", dir);
-  Status s =
-      text ? write_atomic(path, text, err) : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  Status s = text ? report_write_atomic(path, text, err)
+                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   free(text);
   if (s != STATUS_OK) return s;
   /* CSV: one row per attack and eps, the baseline first */
@@ -112,7 +112,7 @@ Status sweep_write(const SweepResult *r, const char *dir, const char *model, con
         w->drop_pct, w->success_rate, w->linf, w->l2, w->mse, w->ssim, psnr, w->confidence);
   }
   snprintf(path, sizeof path, "%s/results.csv", dir);
-  s = write_atomic(path, csv, err);
+  s = report_write_atomic(path, csv, err);
   free(csv);
   return s;
 }
@@ -146,7 +146,7 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
     cJSON_AddNumberToObject(o, "label", t->label);
     cJSON_AddNumberToObject(o, "prediction", t->pred);
     cJSON_AddNumberToObject(o, "confidence", t->confidence);
-    add_number(o, "min_eps", t->min_eps);
+    json_add_number(o, "min_eps", t->min_eps);
     cJSON_AddNumberToObject(o, "eps_below", t->eps_below);
     char png[64], full[4200];
     snprintf(png, sizeof png, "images/fragile_%05d.png", t->index);
@@ -159,8 +159,8 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
   cJSON_Delete(root);
   char path[4096];
   snprintf(path, sizeof path, "%s/triage.json", dir);
-  Status s =
-      text ? write_atomic(path, text, err) : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  Status s = text ? report_write_atomic(path, text, err)
+                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   free(text);
   if (s != STATUS_OK) return s;
   const size_t cap = 128 + (size_t)r->n * 96;
@@ -176,7 +176,7 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
                             t->label, t->pred, t->confidence, eps, t->flagged);
   }
   snprintf(path, sizeof path, "%s/triage.csv", dir);
-  s = write_atomic(path, csv, err);
+  s = report_write_atomic(path, csv, err);
   free(csv);
   return s;
 }

@@ -1,0 +1,202 @@
+/* medrobust compare: several model files on the same data, one table
+ * (parameters, FLOPs, training, clean and robust accuracy, % drop, median
+ * minimal eps) and the transfer matrix, into DIR/compare.{json,csv},
+ * DIR/transfer.csv and DIR/report.html. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "medrobust.h"
+
+#define MAX_MODELS 16
+
+/* The file name without folders and extension, for tables. */
+static void short_name(const char *path, char *out, size_t n) {
+  const char *base = strrchr(path, '/');
+  snprintf(out, n, "%s", base ? base + 1 : path);
+  char *dot = strstr(out, ".safetensors");
+  if (dot && dot != out) *dot = 0;
+}
+
+static void print_table(const CompareResult *r) {
+  printf("\n%-22s %-11s %10s %9s %-18s %8s", "model", "arch", "params", "MFLOPs", "training",
+         "clean");
+  const SweepResult *first = &r->models[0].sweep;
+  for (int j = 0; j < first->n_rows; j++) {
+    char head[40];
+    snprintf(head, sizeof head, "%s %.4g", first->rows[j].attack, first->rows[j].eps);
+    printf(" %14s", head);
+  }
+  printf(" %10s\n", "median eps");
+  for (int i = 0; i < r->n; i++) {
+    const CompareEntry *e = &r->models[i];
+    const char *adv = strstr(e->training, "\"kind\":\"");
+    char training[24] = "standard";
+    if (adv) snprintf(training, sizeof training, "adv %.*s", (int)strcspn(adv + 8, "\""), adv + 8);
+    if (!e->training[0]) snprintf(training, sizeof training, "unknown");
+    printf("%-22.22s %-11s %10zu %9.1f %-18s %7.2f%%", e->name, e->arch, e->params, e->flops / 1e6,
+           training, 100 * e->sweep.clean_accuracy);
+    for (int j = 0; j < e->sweep.n_rows; j++)
+      printf(" %7.2f%% (%3.0f)", 100 * e->sweep.rows[j].accuracy, e->sweep.rows[j].drop_pct);
+    if (!e->triaged)
+      printf(" %10s\n", "-");
+    else if (isinf(e->min_eps_median))
+      printf(" %9s%g\n", ">", r->triage_eps_max);
+    else
+      printf(" %10.4g\n", e->min_eps_median);
+  }
+  printf("(robust accuracy, %% drop in brackets)\n");
+  if (!r->transfer) return;
+  printf("\ntransfer: %s eps %g crafted on the row's model, accuracy of the column's\n%-22s",
+         attack_name(r->transfer_attack.kind), r->transfer_attack.eps, "source \\ target");
+  for (int j = 0; j < r->n; j++) printf(" %12.12s", r->models[j].name);
+  printf("\n");
+  for (int i = 0; i < r->n; i++) {
+    printf("%-22.22s", r->models[i].name);
+    for (int j = 0; j < r->n; j++) printf(" %11.2f%%", 100 * r->transfer[i * r->n + j]);
+    printf("\n");
+  }
+}
+
+int cmd_compare(int argc, char **argv) {
+  const char *models_text = NULL, *data_path = NULL, *split = "test", *out = NULL,
+             *attacks_text = "fgsm,pgd", *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf",
+             *target_text = "none", *transfer_text = "pgd";
+  int batch = 128, quiet = 0, limit = 0, no_triage = 0, no_transfer = 0;
+  float triage_eps_max = 0.05f, triage_tol = 2e-4f, transfer_eps = 0.0f;
+  AttackOptions base = attack_options_default(ATTACK_PGD);
+  base.iters = 0;
+  const CliOption options[] = {
+      {"--models", OPT_STRING, &models_text, 0, 0, " A,B,...",
+       "model files (required; same input and classes)"},
+      {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
+      {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
+      {"--out", OPT_STRING, &out, 0, 0, " DIR", "output folder (required)"},
+      {"--attacks", OPT_STRING, &attacks_text, 0, 0, " A,B", "attacks to sweep"},
+      {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F", "perturbation sizes on [0,1] pixels"},
+      {"--norm", OPT_STRING, &norm_text, 0, 0, " linf|l2", "threat model"},
+      {"--iters", OPT_INT, &base.iters, 0, 100000, " N", "iterations (0: each attack's default)"},
+      {"--step-rel", OPT_FLOAT, &base.step_rel, 0, 10, " F", "step = F x eps (paper 004: 0.1)"},
+      {"--target", OPT_STRING, &target_text, 0, 0, " none|least-likely|K", "targeted attacks"},
+      {"--seed", OPT_U64, &base.seed, 0, 0, " S", "random starts"},
+      {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
+      {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
+      {"--no-triage", OPT_FLAG, &no_triage, 0, 0, NULL, "skip the per-image minimal eps"},
+      {"--triage-eps-max", OPT_FLOAT, &triage_eps_max, 1e-6, 100, " E", "triage search bound"},
+      {"--triage-tol", OPT_FLOAT, &triage_tol, 1e-7, 1, " T", "triage bisection tolerance"},
+      {"--no-transfer", OPT_FLAG, &no_transfer, 0, 0, NULL, "skip the transfer matrix"},
+      {"--transfer-attack", OPT_STRING, &transfer_text, 0, 0, " A",
+       "attack crafting the transferred examples"},
+      {"--transfer-eps", OPT_FLOAT, &transfer_eps, 0, 1e6, " E",
+       "its eps (0: the largest of --eps)"},
+      {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      {0}};
+  const CliSpec spec = {
+      "compare", "compare --models A,B,... --data D --out DIR [options]",
+      "Evaluates several models on the same images: parameters, FLOPs, how each was\n"
+      "trained, clean and robust accuracy per attack and eps with % drop, the median\n"
+      "smallest eps that flips an image (triage), and the transfer matrix: examples\n"
+      "crafted on each model (rows) shown to every model (columns); the diagonal is\n"
+      "white-box. Paper 004's complexity study, paper 002's Tables 1 and 2.",
+      options};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (!models_text || !data_path || !out) {
+    fprintf(stderr, "medrobust compare: --models, --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  AttackKind kinds[MAX_LIST];
+  float eps[MAX_LIST];
+  int n_kinds, n_eps, transfer_kind = attack_parse(transfer_text);
+  if (!cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
+      !cli_parse_eps_list(eps_text, eps, &n_eps) || !cli_parse_target(target_text, &base))
+    return EXIT_USAGE;
+  if (strcmp(norm_text, "linf") && strcmp(norm_text, "l2")) {
+    fprintf(stderr, "medrobust compare: --norm must be linf or l2\n");
+    return EXIT_USAGE;
+  }
+  if (transfer_kind < 0) {
+    fprintf(stderr, "medrobust compare: unknown --transfer-attack '%s'\n", transfer_text);
+    return EXIT_USAGE;
+  }
+  if (triage_tol >= triage_eps_max) {
+    fprintf(stderr, "medrobust compare: --triage-tol must be smaller than --triage-eps-max\n");
+    return EXIT_USAGE;
+  }
+  base.norm = strcmp(norm_text, "l2") == 0 ? NORM_L2 : NORM_LINF;
+  char list[4096], *paths[MAX_MODELS], names[MAX_MODELS][160];
+  const char *name_ptrs[MAX_MODELS];
+  int n = 0;
+  snprintf(list, sizeof list, "%s", models_text);
+  for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
+    if (n == MAX_MODELS) {
+      fprintf(stderr, "medrobust compare: at most %d models\n", MAX_MODELS);
+      return EXIT_USAGE;
+    }
+    paths[n] = tok;
+    short_name(tok, names[n], sizeof names[n]);
+    name_ptrs[n] = names[n];
+    n++;
+  }
+  if (n < 2) {
+    fprintf(stderr, "medrobust compare: --models needs at least two files, comma-separated\n");
+    return EXIT_USAGE;
+  }
+  const int s_idx = cli_split("compare", split);
+  if (s_idx < 0) return EXIT_USAGE;
+
+  MrError err = {0};
+  Net *nets[MAX_MODELS] = {0};
+  DataSplits *data = NULL;
+  int ok = 1;
+  for (int i = 0; ok && i < n; i++) {
+    nets[i] = safetensors_load_net(paths[i], &err);
+    if (!nets[i]) fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;
+  }
+  if (ok && compare_check_models(nets, (const char *const *)paths, n, &err) != STATUS_OK)
+    fprintf(stderr, "medrobust compare: %s\n", err.msg), ok = 0;
+  if (ok) {
+    const ModelSpec *ms = net_spec(nets[0]);
+    DataOptions dopt = {.size = ms->in_h, .channels = ms->in_c, .seed = base.seed};
+    data = data_load(data_path, &dopt, &err);
+    if (!data || data_match_model(data, nets[0], &err) != STATUS_OK)
+      fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;
+  }
+  if (ok && !cli_make_dir(out)) ok = 0;
+  CompareResult r = {0};
+  const double t0 = omp_get_wtime();
+  if (ok) {
+    Dataset set = data->split[s_idx];
+    if (limit && limit < set.n) set.n = limit;
+    CompareOptions co = {.sweep = {kinds, n_kinds, eps, n_eps, base, batch, 0, 0}};
+    co.triage = !no_triage;
+    co.triage_attack = attack_options_default(ATTACK_PGD);
+    co.triage_attack.norm = base.norm, co.triage_attack.seed = base.seed;
+    co.triage_eps_max = triage_eps_max, co.triage_tol = triage_tol, co.triage_flag = 0.2f;
+    co.transfer = !no_transfer;
+    co.transfer_attack = attack_options_default((AttackKind)transfer_kind);
+    co.transfer_attack.norm = base.norm, co.transfer_attack.seed = base.seed;
+    co.transfer_attack.eps = transfer_eps > 0 ? transfer_eps : eps[n_eps - 1];
+    Status st = compare_run(nets, name_ptrs, n, &set, &co, cli_sweep_progress, &quiet, &r, &err);
+    if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
+    if (st == STATUS_OK) st = compare_write(&r, out, data_path, split, &err);
+    if (st == STATUS_OK) st = report_render(out, &err);
+    if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;
+  }
+  if (ok) {
+    printf("%d models on %s (%s, %d images), %s", n, data_path, split, r.n_images,
+           base.norm == NORM_LINF ? "L-inf" : "L2");
+    print_table(&r);
+    printf("\n%.1f s; %s/compare.json, compare.csv, transfer.csv, report.html\n",
+           omp_get_wtime() - t0, out);
+  }
+  compare_result_free(&r);
+  for (int i = 0; i < n; i++) net_free(nets[i]);
+  data_free(data);
+  return ok ? 0 : EXIT_RUNTIME;
+}

@@ -1,0 +1,143 @@
+/* Several models on the same images: each one's sweep and triage summary
+ * (paper 004's complexity study, paper 002's Table 1) and the transfer matrix
+ * of adversarial examples crafted on one model and shown to another (paper
+ * 002's Table 2). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medrobust.h"
+
+/* names[i], or "model i+1" without names */
+static const char *label(const char *const *names, int i, char buf[32]) {
+  if (names) return names[i];
+  snprintf(buf, 32, "model %d", i + 1);
+  return buf;
+}
+
+Status compare_check_models(Net *const *nets, const char *const *names, int n, MrError *err) {
+  if (n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no models to compare");
+  const ModelSpec *a = net_spec(nets[0]);
+  char first[32], this[32];
+  for (int i = 1; i < n; i++) {
+    const ModelSpec *b = net_spec(nets[i]);
+    if (b->in_c != a->in_c || b->in_h != a->in_h || b->in_w != a->in_w ||
+        b->n_classes != a->n_classes)
+      return mr_error_set(err, STATUS_ERR_SHAPE,
+                          "%s takes %dx%dx%d images with %d classes but %s takes %dx%dx%d with %d: "
+                          "models compared (and transferred between) need one input and one label "
+                          "set",
+                          label(names, i, this), b->in_c, b->in_h, b->in_w, b->n_classes,
+                          label(names, 0, first), a->in_c, a->in_h, a->in_w, a->n_classes);
+    for (int k = 0; k < a->n_classes; k++)
+      if (a->class_names[k] && b->class_names[k] && strcmp(a->class_names[k], b->class_names[k]))
+        return mr_error_set(
+            err, STATUS_ERR_ARG, "class %d is '%s' in %s but '%s' in %s: not the same task", k,
+            b->class_names[k], label(names, i, this), a->class_names[k], label(names, 0, first));
+  }
+  return STATUS_OK;
+}
+
+static int argmax(const float *p, int k) {
+  int b = 0;
+  for (int j = 1; j < k; j++)
+    if (p[j] > p[b]) b = j;
+  return b;
+}
+
+Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int batch,
+                       double *acc, MrError *err) {
+  Status s = compare_check_models(nets, NULL, n, err);
+  if (s != STATUS_OK) return s;
+  const int k = net_num_classes(nets[0]);
+  const size_t per = (size_t)d->c * d->h * d->w;
+  if (d->n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no images for the transfer matrix");
+  float *adv = malloc(sizeof(float) * per * batch), *probs = malloc(sizeof(float) * k * batch);
+  long *correct = calloc((size_t)n * n, sizeof(long));
+  if (!adv || !probs || !correct) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int src = 0; s == STATUS_OK && src < n; src++)
+    for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
+      const int b = d->n - start < batch ? d->n - start : batch;
+      s = attack_run(nets[src], a, d->images + per * start, d->labels + start, b, adv, err);
+      for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
+        net_predict(nets[dst], adv, b, probs);
+        for (int i = 0; i < b; i++)
+          correct[src * n + dst] += argmax(probs + (size_t)i * k, k) == d->labels[start + i];
+      }
+    }
+  for (int i = 0; s == STATUS_OK && i < n * n; i++) acc[i] = (double)correct[i] / d->n;
+  free(adv), free(probs), free(correct);
+  return s;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Median of the per-image smallest flipping eps (INFINITY counts as above all). */
+static double min_eps_median(const TriageResult *t) {
+  if (t->n < 1) return NAN;
+  float *e = malloc(sizeof(float) * t->n);
+  if (!e) return NAN;
+  for (int i = 0; i < t->n; i++) e[i] = t->items[i].min_eps;
+  qsort(e, t->n, sizeof(float), cmp_float);
+  const double m = t->n % 2 ? e[t->n / 2] : 0.5 * ((double)e[t->n / 2 - 1] + e[t->n / 2]);
+  free(e);
+  return m;
+}
+
+Status compare_run(Net *const *nets, const char *const *names, int n, const Dataset *d,
+                   const CompareOptions *o, SweepProgressFn progress, void *ctx, CompareResult *r,
+                   MrError *err) {
+  memset(r, 0, sizeof *r);
+  Status s = compare_check_models(nets, names, n, err);
+  if (s != STATUS_OK) return s;
+  const ModelSpec *spec = net_spec(nets[0]);
+  if (d->c != spec->in_c || d->h != spec->in_h || d->w != spec->in_w)
+    return mr_error_set(err, STATUS_ERR_SHAPE, "data is %dx%dx%d but the models take %dx%dx%d",
+                        d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
+  r->models = calloc(n, sizeof(CompareEntry));
+  if (!r->models) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  r->n = n, r->n_images = d->n, r->triage_eps_max = o->triage_eps_max;
+  for (int i = 0; s == STATUS_OK && i < n; i++) {
+    CompareEntry *e = &r->models[i];
+    const ModelSpec *ms = net_spec(nets[i]);
+    snprintf(e->name, sizeof e->name, "%s", names[i]);
+    snprintf(e->arch, sizeof e->arch, "%s", ms->arch);
+    snprintf(e->training, sizeof e->training, "%s", ms->training);
+    e->params = net_param_count(nets[i]);
+    e->flops = net_flops(nets[i]);
+    e->min_eps_median = e->accuracy_aware = NAN;
+    s = robustness_sweep(nets[i], d, &o->sweep, progress, ctx, &e->sweep, err);
+    if (s == STATUS_OK && o->triage) {
+      TriageResult t;
+      s = triage_run(nets[i], d, &o->triage_attack, o->triage_eps_max, o->triage_tol,
+                     o->triage_flag, o->sweep.batch, progress, ctx, &t, err);
+      if (s == STATUS_OK) {
+        e->triaged = 1;
+        e->min_eps_median = min_eps_median(&t);
+        e->accuracy_aware = t.accuracy_aware;
+      }
+      triage_free(&t);
+    }
+  }
+  if (s == STATUS_OK && o->transfer) {
+    if (progress) progress("transfer matrix", 0, 1, ctx);
+    r->transfer = malloc(sizeof(double) * n * n);
+    r->transfer_attack = o->transfer_attack;
+    s = r->transfer
+            ? transfer_matrix(nets, n, d, &o->transfer_attack, o->sweep.batch, r->transfer, err)
+            : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  }
+  if (s != STATUS_OK) compare_result_free(r);
+  return s;
+}
+
+void compare_result_free(CompareResult *r) {
+  for (int i = 0; r->models && i < r->n; i++) sweep_result_free(&r->models[i].sweep);
+  free(r->models);
+  free(r->transfer);
+  memset(r, 0, sizeof *r);
+}

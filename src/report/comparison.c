@@ -1,0 +1,163 @@
+/* compare.json / compare.csv / transfer.csv: the model comparison as the
+ * report and a spreadsheet read it. Written atomically. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+
+/* The training record as JSON when it parses, else as text. */
+static void add_training(cJSON *o, const char *record) {
+  cJSON *parsed = record[0] ? cJSON_Parse(record) : NULL;
+  if (parsed)
+    cJSON_AddItemToObject(o, "training", parsed);
+  else
+    cJSON_AddStringToObject(o, "training", record);
+}
+
+/* "pgd 0.004 linf" etc. of a record, for the CSV: the adversarial kind or "standard" */
+static void training_kind(const char *record, char *out, size_t n) {
+  cJSON *r = record[0] ? cJSON_Parse(record) : NULL;
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "adversarial");
+  const cJSON *kind = cJSON_GetObjectItemCaseSensitive(a, "kind");
+  const cJSON *eps = cJSON_GetObjectItemCaseSensitive(a, "eps");
+  if (cJSON_IsString(kind) && cJSON_IsNumber(eps))
+    snprintf(out, n, "%s eps %g", kind->valuestring, eps->valuedouble);
+  else
+    snprintf(out, n, "%s", r ? "standard" : "unknown");
+  cJSON_Delete(r);
+}
+
+static Status write_json(const CompareResult *r, const char *dir, const char *data,
+                         const char *split, MrError *err) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "data", data);
+  cJSON_AddStringToObject(root, "split", split);
+  cJSON_AddNumberToObject(root, "n", r->n_images);
+  cJSON_AddNumberToObject(root, "triage_eps_max", r->triage_eps_max);
+  cJSON *models = cJSON_AddArrayToObject(root, "models");
+  for (int i = 0; i < r->n; i++) {
+    const CompareEntry *e = &r->models[i];
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "name", e->name);
+    cJSON_AddStringToObject(m, "arch", e->arch);
+    cJSON_AddNumberToObject(m, "params", (double)e->params);
+    cJSON_AddNumberToObject(m, "mflops", e->flops / 1e6);
+    add_training(m, e->training);
+    cJSON_AddNumberToObject(m, "clean_accuracy", e->sweep.clean_accuracy);
+    cJSON *rows = cJSON_AddArrayToObject(m, "rows");
+    for (int j = 0; j < e->sweep.n_rows; j++) {
+      const SweepRow *w = &e->sweep.rows[j];
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "attack", w->attack);
+      cJSON_AddStringToObject(o, "norm", w->norm == NORM_LINF ? "linf" : "l2");
+      cJSON_AddNumberToObject(o, "eps", w->eps);
+      cJSON_AddNumberToObject(o, "accuracy", w->accuracy);
+      cJSON_AddNumberToObject(o, "drop_pct", w->drop_pct);
+      json_add_number(o, "mean_ssim", w->ssim);
+      cJSON_AddItemToArray(rows, o);
+    }
+    if (e->triaged) {
+      json_add_number(m, "min_eps_median", e->min_eps_median);
+      json_add_number(m, "accuracy_aware", e->accuracy_aware);
+    }
+    cJSON_AddItemToArray(models, m);
+  }
+  if (r->transfer) {
+    cJSON *t = cJSON_AddObjectToObject(root, "transfer");
+    cJSON_AddStringToObject(t, "attack", attack_name(r->transfer_attack.kind));
+    cJSON_AddStringToObject(t, "norm", r->transfer_attack.norm == NORM_LINF ? "linf" : "l2");
+    cJSON_AddNumberToObject(t, "eps", r->transfer_attack.eps);
+    cJSON *acc = cJSON_AddArrayToObject(t, "accuracy"); /* rows: source, columns: target */
+    for (int i = 0; i < r->n; i++)
+      cJSON_AddItemToArray(acc, cJSON_CreateDoubleArray(r->transfer + (size_t)i * r->n, r->n));
+  }
+  char *text = cJSON_Print(root);
+  cJSON_Delete(root);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/compare.json", dir);
+  Status s = text ? report_write_atomic(path, text, err)
+                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  free(text);
+  return s;
+}
+
+/* grows a text buffer for the CSV writers */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+} Text;
+
+static void text_add(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_add(Text *t, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int need = t->buf ? vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap) : -1;
+    va_end(ap);
+    if (need >= 0 && t->len + (size_t)need < t->cap) {
+      t->len += (size_t)need;
+      return;
+    }
+    const size_t cap = t->cap * 2 + (need > 0 ? (size_t)need : 0) + 1024;
+    char *grown = realloc(t->buf, cap);
+    if (!grown) return; /* reported by the caller: buf stays short */
+    t->buf = grown, t->cap = cap;
+  }
+}
+
+/* a CSV field: quoted, with quotes doubled */
+static void text_field(Text *t, const char *s) {
+  text_add(t, "\"");
+  for (; *s; s++) text_add(t, *s == '"' ? "\"\"" : "%c", *s);
+  text_add(t, "\"");
+}
+
+Status compare_write(const CompareResult *r, const char *dir, const char *data, const char *split,
+                     MrError *err) {
+  Status s = write_json(r, dir, data, split, err);
+  if (s != STATUS_OK) return s;
+  Text csv = {0};
+  text_add(&csv,
+           "model,arch,params,mflops,training,attack,norm,eps,accuracy,drop_pct,"
+           "min_eps_median\n");
+  for (int i = 0; i < r->n; i++) {
+    const CompareEntry *e = &r->models[i];
+    char kind[96], median[32] = "";
+    training_kind(e->training, kind, sizeof kind);
+    if (e->triaged) snprintf(median, sizeof median, "%.6g", e->min_eps_median);
+    for (int j = -1; j < e->sweep.n_rows; j++) {
+      const SweepRow *w = j >= 0 ? &e->sweep.rows[j] : NULL;
+      text_field(&csv, e->name);
+      text_add(&csv, ",%s,%zu,%.3f,", e->arch, e->params, e->flops / 1e6);
+      text_field(&csv, kind);
+      if (w)
+        text_add(&csv, ",%s,%s,%g,%.6f,%.4f,%s\n", w->attack, w->norm == NORM_LINF ? "linf" : "l2",
+                 w->eps, w->accuracy, w->drop_pct, median);
+      else
+        text_add(&csv, ",baseline,,0,%.6f,0,%s\n", e->sweep.clean_accuracy, median);
+    }
+  }
+  char path[4200];
+  snprintf(path, sizeof path, "%s/compare.csv", dir);
+  s = csv.buf ? report_write_atomic(path, csv.buf, err)
+              : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  csv.len = 0;
+  if (s == STATUS_OK && r->transfer) {
+    text_add(&csv, "source\\target");
+    for (int j = 0; j < r->n; j++) text_add(&csv, ","), text_field(&csv, r->models[j].name);
+    text_add(&csv, "\n");
+    for (int i = 0; i < r->n; i++) {
+      text_field(&csv, r->models[i].name);
+      for (int j = 0; j < r->n; j++) text_add(&csv, ",%.6f", r->transfer[(size_t)i * r->n + j]);
+      text_add(&csv, "\n");
+    }
+    snprintf(path, sizeof path, "%s/transfer.csv", dir);
+    s = csv.buf ? report_write_atomic(path, csv.buf, err)
+                : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  }
+  free(csv.buf);
+  return s;
+}

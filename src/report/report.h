@@ -1,0 +1,15 @@
+/* What the report writers share: atomic text files and JSON numbers that
+ * may be infinite or NaN (written as null). */
+#ifndef MR_REPORT_H
+#define MR_REPORT_H
+
+#include <cjson/cJSON.h>
+
+#include "medrobust.h"
+
+/* path written through a temporary file and a rename */
+Status report_write_atomic(const char *path, const char *text, MrError *err);
+/* v, or null when v is not finite */
+void json_add_number(cJSON *o, const char *key, double v);
+
+#endif
