@@ -370,6 +370,10 @@ Rng *net_rng(Net *net);
  * deployed preprocessor might. Its exact input gradient is zero: the classic
  * gradient-masking trap, which the evaluation's self-checks must catch. */
 void net_set_input_quantization(Net *net, int levels);
+/* The penultimate features: what the final layer reads (after global
+ * pooling / flattening), per image; of the last net_forward. */
+int net_feature_dim(const Net *net);
+const float *net_last_features(const Net *net);
 /* The logits of the last net_forward (or training step). */
 const float *net_forward_last_logits(const Net *net);
 
@@ -539,6 +543,35 @@ Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const ch
                                MrError *err);
 Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
                     MrError *err);
+
+/* ---- explanations: saliency maps and feature embeddings (paper 004 Figs 3-5,
+ * paper 002 Fig 3) ----------------------------------------------------------- */
+
+/* grad (B,C,H,W) = d(logit of class cls[b]) / d(pixels) of each image, eval
+ * mode (Simonyan et al. 2014's vanilla gradient). With smooth_samples > 0,
+ * SmoothGrad (Smilkov et al. 2017): the mean gradient over that many copies
+ * with Gaussian noise of std smooth_sigma on the [0,1] scale. */
+Status saliency_gradient(Net *net, const float *x, const int *cls, int batch, int smooth_samples,
+                         float smooth_sigma, uint64_t seed, float *grad, MrError *err);
+/* map (H,W) = max over channels of |grad|, of one image */
+void saliency_map(const float *grad, int c, int h, int w, float *map);
+
+/* PCA of the rows of a (n, d) matrix to 2-D: fitted on the first n_fit rows
+ * (clean images), every row projected (adversarial ones into the clean
+ * space). xy (n, 2); explained (2): the fitted variance share of each axis. */
+Status pca_2d(const float *features, int n, int d, int n_fit, float *xy, double explained[2],
+              MrError *err);
+
+/* For the report: the first `count` images and their adversarial versions
+ * under o, each beside its vanilla-gradient and SmoothGrad maps for the class
+ * the model predicts (heat-coloured PNGs in dir/saliency/, listed in
+ * dir/saliency.json). */
+Status saliency_write(Net *net, const Dataset *d, const AttackOptions *o, int count,
+                      int smooth_samples, float smooth_sigma, const char *dir, MrError *err);
+/* dir/embedding.json: the penultimate features of the first n images, clean
+ * and under o, in the 2-D PCA of the clean ones. */
+Status embedding_write(Net *net, const Dataset *d, const AttackOptions *o, int n, const char *dir,
+                       MrError *err);
 
 /* ---- comparing models on the same data (paper 004's complexity study,
  * paper 002's Tables 1 and 2) ---------------------------------------------- */

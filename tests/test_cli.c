@@ -63,6 +63,7 @@ static void test_usage_errors(void **state) {
   expect(2, "which folder", "report");
   expect(2, "--models needs at least two files", "compare --models a --data d --out o");
   expect(2, "--adv must be one of", "train --data x --out y --adv madry");
+  expect(2, "--attack must be a bounded attack", "saliency --model m --data d --out o --attack cw");
   expect(2, "--adv-ratio expects a number in [0, 1]", "train --data x --out y --adv-ratio 1.5");
   expect(0, "--epochs", "train --help");
   expect(0, "(default 10)", "train --help");
@@ -164,6 +165,21 @@ static void test_end_to_end(void **state) {
   fclose(h);
   assert_non_null(strstr(out, "Transfer (black-box) matrix"));
   assert_non_null(strstr(out, "adversarial: fgsm-rs linf eps 0.01, 50% requested, 0.500 counted"));
+
+  snprintf(args, sizeof args,
+           "saliency --model %s/h.safetensors --data %s/p.npz --count 2 --samples 4 --embed 40 "
+           "--out %s/sal",
+           dir, dir, dir);
+  expect(0, "saliency maps of 2 images and a 40-image embedding", args);
+  snprintf(html, sizeof html, "%s/sal/report.html", dir);
+  h = fopen(html, "r");
+  assert_non_null(h);
+  got = fread(out, 1, sizeof out - 1, h);
+  out[got] = 0;
+  fclose(h);
+  assert_non_null(strstr(out, "Where the model looks"));
+  assert_non_null(strstr(out, "saliency/001_adversarial_smoothgrad.png"));
+  assert_non_null(strstr(out, "Feature space: clean vs attacked"));
 }
 
 /* The report renders in a real browser (Debian's chromium, headless). */

@@ -4,9 +4,11 @@
  * adversarial SSIM; triage's bisection brackets each image's flip point;
  * SSIM/PSNR on known cases; results JSON is written and parses; the transfer
  * matrix's diagonal is the white-box accuracy and compare refuses models
- * that do not share an input and a label set. */
+ * that do not share an input and a label set; a linear model's saliency is
+ * its weights; PCA recovers a plane hidden in more dimensions. */
 #include <cjson/cJSON.h>
 
+#include "nn/net.h"
 #include "testutil.h"
 
 static Net *plain, *masked;
@@ -252,6 +254,68 @@ static void test_transfer_and_compare(void **state) {
   net_free(other);
 }
 
+/* For logits z = W (x - mean) / std + b, d z_c / dx = W_c / std: the
+ * saliency of a linear model is its weight row, and SmoothGrad (the mean
+ * gradient over noisy copies) is the same. */
+static void test_linear_saliency_is_weights(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 3);
+  spec.norm_mean[0] = 0.3f, spec.norm_std[0] = 0.5f;
+  Net *lin = net_new(&spec);
+  MrError err = {0};
+  assert_true(net_add_dense(lin, "fc", net_add_flatten(lin, NET_INPUT), 3, &err) >= 0);
+  assert_int_equal(net_finish(lin, &err), STATUS_OK);
+  Rng rng;
+  rng_seed(&rng, 12);
+  const int d = 784, n = 4;
+  float *w = net_params(lin);
+  for (size_t i = 0; i < net_param_count(lin); i++) w[i] = rng_normal(&rng);
+  float x[4 * 784], grad[4 * 784], smooth[4 * 784], map[784];
+  fill_uniform(x, (size_t)n * d, &rng, 0, 1);
+  const int cls[4] = {0, 2, 1, 2};
+  assert_int_equal(saliency_gradient(lin, x, cls, n, 0, 0, 1, grad, &err), STATUS_OK);
+  assert_int_equal(saliency_gradient(lin, x, cls, n, 16, 0.2f, 1, smooth, &err), STATUS_OK);
+  for (int i = 0; i < n; i++) {
+    for (int j = 0; j < d; j++) {
+      const float want = w[cls[i] * d + j] / 0.5f;
+      assert_float_equal(grad[i * d + j], want, 1e-5 * fabsf(want) + 1e-6);
+      assert_float_equal(smooth[i * d + j], want, 1e-4 * fabsf(want) + 1e-5);
+    }
+    saliency_map(grad + i * d, 1, 28, 28, map);
+    for (int j = 0; j < d; j++) assert_float_equal(map[j], fabsf(grad[i * d + j]), 0.0);
+  }
+  const int bad[4] = {0, 3, 0, 0};
+  assert_int_not_equal(saliency_gradient(lin, x, bad, n, 0, 0, 1, grad, &err), STATUS_OK);
+  net_free(lin);
+}
+
+/* Points a*u + b*v + c on a plane in 6-D: PCA's two axes hold all the
+ * variance, the first the larger, and distances within the plane survive. */
+static void test_pca_recovers_plane(void **state) {
+  (void)state;
+  enum { N = 60, D = 6 };
+  const double u[D] = {0.5, 0.5, 0.5, 0.5, 0, 0}, v[D] = {0, 0, 0, 0, 0.6, 0.8};
+  float f[N * D], xy[N * 2];
+  Rng rng;
+  rng_seed(&rng, 3);
+  for (int i = 0; i < N; i++) {
+    const double a = 3.0 * rng_normal(&rng), b = rng_normal(&rng);
+    for (int j = 0; j < D; j++) f[i * D + j] = (float)(a * u[j] + b * v[j] + 0.25 * j);
+  }
+  double explained[2];
+  MrError err = {0};
+  assert_int_equal(pca_2d(f, N, D, N - 10, xy, explained, &err), STATUS_OK);
+  assert_true(explained[0] > explained[1]);
+  assert_float_equal(explained[0] + explained[1], 1.0, 1e-4);
+  for (int i = 1; i < N; i++) {
+    double d_in = 0, d_out = 0;
+    for (int j = 0; j < D; j++) d_in += pow(f[i * D + j] - f[j], 2);
+    for (int a = 0; a < 2; a++) d_out += pow(xy[i * 2 + a] - xy[a], 2);
+    assert_float_equal(sqrt(d_out), sqrt(d_in), 1e-3 * (1 + sqrt(d_in)));
+  }
+  assert_int_not_equal(pca_2d(f, N, D, 2, xy, explained, &err), STATUS_OK);
+}
+
 static void test_image_metrics(void **state) {
   (void)state;
   float a[784], b[784];
@@ -271,9 +335,13 @@ static void test_image_metrics(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sweep_and_checks),       cmocka_unit_test(test_triage_brackets_flip),
-      cmocka_unit_test(test_shape_mismatch_refused), cmocka_unit_test(test_image_metrics),
+      cmocka_unit_test(test_sweep_and_checks),
+      cmocka_unit_test(test_triage_brackets_flip),
+      cmocka_unit_test(test_shape_mismatch_refused),
+      cmocka_unit_test(test_image_metrics),
       cmocka_unit_test(test_transfer_and_compare),
+      cmocka_unit_test(test_linear_saliency_is_weights),
+      cmocka_unit_test(test_pca_recovers_plane),
   };
   return cmocka_run_group_tests_name("eval", tests, setup, teardown);
 }

@@ -22,6 +22,8 @@ static const CliCommand commands[] = {
      cmd_triage},
     {"compare", "several models on the same data: robustness table and transfer matrix",
      cmd_compare},
+    {"saliency", "saliency maps (gradient, SmoothGrad) and a feature embedding, clean vs attacked",
+     cmd_saliency},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -344,6 +344,16 @@ void net_free(Net *net) {
 
 const ModelSpec *net_spec(const Net *net) { return &net->spec; }
 
+int net_feature_dim(const Net *net) {
+  const Layer *last = &net->layers[net_last(net)];
+  return last->c * last->h * last->w;
+}
+
+const float *net_last_features(const Net *net) {
+  const Layer *last = &net->layers[net_last(net)];
+  return last->src == NET_INPUT ? net->input : net->layers[last->src].out;
+}
+
 void net_set_training_info(Net *net, const char *json) {
   snprintf(net->spec.training, sizeof net->spec.training, "%s", json ? json : "");
 }

@@ -74,13 +74,8 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
     for (int i = 0; i < r->n; i++)
       cJSON_AddItemToArray(acc, cJSON_CreateDoubleArray(r->transfer + (size_t)i * r->n, r->n));
   }
-  char *text = cJSON_Print(root);
+  Status s = report_write_json(dir, "compare.json", root, err);
   cJSON_Delete(root);
-  char path[4200];
-  snprintf(path, sizeof path, "%s/compare.json", dir);
-  Status s = text ? report_write_atomic(path, text, err)
-                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  free(text);
   return s;
 }
 

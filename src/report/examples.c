@@ -1,15 +1,10 @@
 /* Example images for the report: clean, adversarial and amplified difference
  * PNGs of the first images under one attack, with their predictions, listed
  * in DIR/examples.json (paper 001 Fig. 1). */
-#include <cjson/cJSON.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "medrobust.h"
+#include "report.h"
 
 static int argmax(const float *p, int k) {
   int b = 0;
@@ -18,27 +13,18 @@ static int argmax(const float *p, int k) {
   return b;
 }
 
-static const char *class_name(const Net *net, int k, char *buf) {
-  const ModelSpec *s = net_spec(net);
-  if (s->class_names[k]) return s->class_names[k];
-  snprintf(buf, 16, "%d", k);
-  return buf;
-}
-
 Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int count,
                       const char *dir, MrError *err) {
   if (count > d->n) count = d->n;
   if (count <= 0) return STATUS_OK;
-  char images[4096];
-  snprintf(images, sizeof images, "%s/images", dir);
-  if (mkdir(images, 0755) != 0 && errno != EEXIST)
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot create: %s", images, strerror(errno));
+  Status s = report_make_dir(dir, "images", err);
+  if (s != STATUS_OK) return s;
   const int k = net_num_classes(net);
   const size_t per = (size_t)d->c * d->h * d->w;
   float *adv = malloc(sizeof(float) * per * count), *pc = malloc(sizeof(float) * k * count);
   float *pa = malloc(sizeof(float) * k * count), *diff = malloc(sizeof(float) * per);
-  Status s = adv && pc && pa && diff ? attack_run(net, o, d->images, d->labels, count, adv, err)
-                                     : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  s = adv && pc && pa && diff ? attack_run(net, o, d->images, d->labels, count, adv, err)
+                              : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   cJSON *root = cJSON_CreateObject();
   if (s == STATUS_OK) {
     net_predict(net, d->images, count, pc);
@@ -64,10 +50,10 @@ Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int co
       const int cp = argmax(pc + (size_t)i * k, k), ap = argmax(pa + (size_t)i * k, k);
       cJSON *e = cJSON_CreateObject();
       cJSON_AddNumberToObject(e, "index", i);
-      cJSON_AddStringToObject(e, "label", class_name(net, d->labels[i], buf[0]));
-      cJSON_AddStringToObject(e, "clean_prediction", class_name(net, cp, buf[1]));
+      cJSON_AddStringToObject(e, "label", report_class_name(net, d->labels[i], buf[0]));
+      cJSON_AddStringToObject(e, "clean_prediction", report_class_name(net, cp, buf[1]));
       cJSON_AddNumberToObject(e, "clean_probability", pc[(size_t)i * k + cp]);
-      cJSON_AddStringToObject(e, "adversarial_prediction", class_name(net, ap, buf[2]));
+      cJSON_AddStringToObject(e, "adversarial_prediction", report_class_name(net, ap, buf[2]));
       cJSON_AddNumberToObject(e, "adversarial_probability", pa[(size_t)i * k + ap]);
       cJSON_AddStringToObject(e, "clean_png", name[0]);
       cJSON_AddStringToObject(e, "adversarial_png", name[1]);
@@ -75,19 +61,7 @@ Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int co
       cJSON_AddItemToArray(list, e);
     }
   }
-  if (s == STATUS_OK) {
-    char *text = cJSON_Print(root), path[4300], tmp[4400];
-    snprintf(path, sizeof path, "%s/examples.json", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = text ? fopen(tmp, "w") : NULL;
-    const int ok = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) s = STATUS_ERR_IO;
-    if (!ok || s != STATUS_OK || rename(tmp, path) != 0) {
-      remove(tmp);
-      s = mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);
-    }
-    free(text);
-  }
+  if (s == STATUS_OK) s = report_write_json(dir, "examples.json", root, err);
   cJSON_Delete(root);
   free(adv), free(pc), free(pa), free(diff);
   return s;

@@ -55,6 +55,12 @@ static double num(const cJSON *o, const char *k) {
   return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+/* element i of a JSON array of numbers, NAN if absent */
+static double item(const cJSON *array, int i) {
+  const cJSON *v = cJSON_GetArrayItem(array, i);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
 static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                 "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
@@ -256,6 +262,92 @@ static void section_triage(FILE *o, const cJSON *t) {
   fprintf(o, "</table>\n");
 }
 
+static void section_saliency(FILE *o, const cJSON *sal) {
+  fprintf(
+      o,
+      "<h2>Where the model looks</h2><p>Saliency of the predicted class: the gradient of its "
+      "score with respect to each pixel (vanilla) and its average over %.0f noisy copies "
+      "(SmoothGrad, noise std %.2g), before and after %s eps %.4g (paper 004, Figs 3-4). Bright "
+      "= pixels that move the decision most. A robust model's maps stay on the lesion and "
+      "change little under attack.</p>\n<table class='sal'><tr><th>true</th><th>clean</th>"
+      "<th>gradient</th><th>SmoothGrad</th><th>attacked</th><th>gradient</th>"
+      "<th>SmoothGrad</th></tr>\n",
+      num(sal, "smoothgrad_samples"), num(sal, "smoothgrad_sigma"), str(sal, "attack"),
+      num(sal, "eps"));
+  const cJSON *e;
+  static const char *const keys[6] = {
+      "clean_png",       "clean_gradient_png",       "clean_smoothgrad_png",
+      "adversarial_png", "adversarial_gradient_png", "adversarial_smoothgrad_png"};
+  cJSON_ArrayForEach(e, cJSON_GetObjectItem(sal, "images")) {
+    fprintf(o, "<tr><td>");
+    esc(o, str(e, "label"));
+    fprintf(o, "</td>");
+    for (int p = 0; p < 6; p++) {
+      fprintf(o, "<td><img src='%s' alt='%s'>", str(e, keys[p]), keys[p]);
+      if (p == 0 || p == 3) {
+        fprintf(o, "<br>");
+        esc(o, str(e, p ? "adversarial_prediction" : "clean_prediction"));
+      }
+      fprintf(o, "</td>");
+    }
+    fprintf(o, "</tr>\n");
+  }
+  fprintf(o, "</table>\n");
+}
+
+static void section_embedding(FILE *o, const cJSON *emb) {
+  const cJSON *pts = cJSON_GetObjectItem(emb, "points"), *p;
+  const cJSON *ev = cJSON_GetObjectItem(emb, "explained_variance");
+  double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+  cJSON_ArrayForEach(p, pts) {
+    xmin = fmin(xmin, num(p, "x")), xmax = fmax(xmax, num(p, "x"));
+    ymin = fmin(ymin, num(p, "y")), ymax = fmax(ymax, num(p, "y"));
+  }
+  if (!(xmax > xmin)) xmax = xmin + 1;
+  if (!(ymax > ymin)) ymax = ymin + 1;
+  const int n = cJSON_GetArraySize(pts) / 2;
+  fprintf(o,
+          "<h2>Feature space: clean vs attacked</h2><p>Penultimate-layer features of %d images "
+          "in the 2-D PCA of the clean ones (%.0f%% and %.0f%% of their variance); each clean "
+          "point (circle) is joined to its %s eps %.4g version (cross); colour = the class the "
+          "model predicts (paper 002 Fig. 3, paper 004 Fig. 5). Attacked points that change "
+          "colour crossed the decision boundary.</p>\n",
+          n, 100 * item(ev, 0), 100 * item(ev, 1), str(emb, "attack"), num(emb, "eps"));
+  const int W = 560, H = 420, M = 20, legend = 150;
+  fprintf(o,
+          "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'>"
+          "<title>feature embedding</title><rect width='%d' height='%d' fill='white' "
+          "stroke='#333'/>",
+          W + legend, H, W, H);
+  const cJSON *first = cJSON_GetArrayItem(pts, 0);
+  for (int i = 0; i < n && first; i++) {
+    const cJSON *a = cJSON_GetArrayItem(pts, i), *b = cJSON_GetArrayItem(pts, n + i);
+    const int pa = (int)num(a, "prediction"), pb = (int)num(b, "prediction");
+    const double ax = M + (W - 2 * M) * (num(a, "x") - xmin) / (xmax - xmin);
+    const double ay = H - M - (H - 2 * M) * (num(a, "y") - ymin) / (ymax - ymin);
+    const double bx = M + (W - 2 * M) * (num(b, "x") - xmin) / (xmax - xmin);
+    const double by = H - M - (H - 2 * M) * (num(b, "y") - ymin) / (ymax - ymin);
+    /* a missing or odd prediction draws grey, never indexes out of the palette */
+    const char *ca = pa >= 0 ? palette[pa % 8] : "#999", *cb = pb >= 0 ? palette[pb % 8] : "#999";
+    fprintf(o, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#bbb' stroke-width='0.6'/>",
+            ax, ay, bx, by);
+    fprintf(o, "<circle cx='%.1f' cy='%.1f' r='2.6' fill='none' stroke='%s'/>", ax, ay, ca);
+    fprintf(o, "<path d='M%.1f %.1fl5 5m0 -5l-5 5' stroke='%s' stroke-width='1.3'/>", bx - 2.5,
+            by - 2.5, cb);
+  }
+  int c = 0;
+  const cJSON *name;
+  cJSON_ArrayForEach(name, cJSON_GetObjectItem(emb, "classes")) {
+    fprintf(o, "<circle cx='%d' cy='%d' r='5' fill='%s'/><text x='%d' y='%d' font-size='12'>",
+            W + 16, 20 + 18 * c, palette[c % 8], W + 26, 24 + 18 * c);
+    esc(o, cJSON_IsString(name) ? name->valuestring : "");
+    fprintf(o, "</text>");
+    c++;
+  }
+  fprintf(o, "<text x='%d' y='%d' font-size='12'>o clean, x attacked</text></svg>\n", W + 10,
+          30 + 18 * c);
+}
+
 /* "standard", "PGD eps 0.004, 50% adversarial (counted 0.500)" ... from a training record */
 static void training_text(FILE *o, const cJSON *t) {
   if (cJSON_IsString(t) || !cJSON_IsObject(t)) {
@@ -379,12 +471,13 @@ static void section_compare(FILE *o, const cJSON *c) {
 Status report_render(const char *dir, MrError *err) {
   cJSON *results = read_json(dir, "results.json"), *examples = read_json(dir, "examples.json");
   cJSON *triage = read_json(dir, "triage.json"), *compare = read_json(dir, "compare.json");
-  if (!results && !triage && !compare) {
+  cJSON *saliency = read_json(dir, "saliency.json"), *embedding = read_json(dir, "embedding.json");
+  if (!results && !triage && !compare && !saliency && !embedding) {
     cJSON_Delete(examples);
-    return mr_error_set(
-        err, STATUS_ERR_IO,
-        "%s: no results.json, triage.json or compare.json (run eval, triage or compare first)",
-        dir);
+    return mr_error_set(err, STATUS_ERR_IO,
+                        "%s: no results.json, triage.json, compare.json or saliency.json (run "
+                        "eval, triage, compare or saliency first)",
+                        dir);
   }
   char path[4300], tmp[4400];
   snprintf(path, sizeof path, "%s/report.html", dir);
@@ -392,6 +485,7 @@ Status report_render(const char *dir, MrError *err) {
   FILE *o = fopen(tmp, "w");
   if (!o) {
     cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
+    cJSON_Delete(saliency), cJSON_Delete(embedding);
     return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write", tmp);
   }
   fprintf(o,
@@ -406,17 +500,21 @@ Status report_render(const char *dir, MrError *err) {
           "figure{margin:0;font-size:12px}.trio "
           "img{width:96px;image-rendering:pixelated;margin-right:2px;"
           "border:1px solid #999}img.thumb{width:56px;image-rendering:pixelated}"
+          ".sal img{width:84px;image-rendering:pixelated}.sal td{text-align:center}"
           "</style></head><body><h1>medrobust robustness report</h1>\n");
   if (compare) section_compare(o, compare);
   if (results) section_sweep(o, results);
   if (examples) section_examples(o, examples);
   if (triage) section_triage(o, triage);
+  if (saliency) section_saliency(o, saliency);
+  if (embedding) section_embedding(o, embedding);
   fprintf(o,
           "<p style='color:#777;font-size:12px'>Rendered from the JSON files in this folder; every "
           "number above "
           "is read from them, none recomputed.</p></body></html>\n");
   const int ok = !ferror(o);
   cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
+  cJSON_Delete(saliency), cJSON_Delete(embedding);
   if (fclose(o) != 0 || !ok || rename(tmp, path) != 0) {
     remove(tmp);
     return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);

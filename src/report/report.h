@@ -11,5 +11,11 @@
 Status report_write_atomic(const char *path, const char *text, MrError *err);
 /* v, or null when v is not finite */
 void json_add_number(cJSON *o, const char *key, double v);
+/* dir/name from the JSON tree (printed, written atomically; root not freed) */
+Status report_write_json(const char *dir, const char *name, const cJSON *root, MrError *err);
+/* the model's name for class k, or its number */
+const char *report_class_name(const Net *net, int k, char buf[16]);
+/* dir/sub, created unless it exists */
+Status report_make_dir(const char *dir, const char *sub, MrError *err);
 
 #endif

@@ -26,6 +26,30 @@ Status report_write_atomic(const char *path, const char *text, MrError *err) {
   return STATUS_OK;
 }
 
+Status report_write_json(const char *dir, const char *name, const cJSON *root, MrError *err) {
+  char *text = cJSON_Print(root), path[4200];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  Status s = text ? report_write_atomic(path, text, err)
+                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory writing %s", path);
+  free(text);
+  return s;
+}
+
+const char *report_class_name(const Net *net, int k, char buf[16]) {
+  const ModelSpec *s = net_spec(net);
+  if (s->class_names[k]) return s->class_names[k];
+  snprintf(buf, 16, "%d", k);
+  return buf;
+}
+
+Status report_make_dir(const char *dir, const char *sub, MrError *err) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", dir, sub);
+  if (mkdir(path, 0755) != 0 && errno != EEXIST)
+    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+  return STATUS_OK;
+}
+
 void json_add_number(cJSON *o, const char *key, double v) {
   if (isfinite(v))
     cJSON_AddNumberToObject(o, key, v);
@@ -183,10 +207,10 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
 
 Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const char *dir, int count,
                                MrError *err) {
+  Status made = report_make_dir(dir, "images", err);
+  if (made != STATUS_OK) return made;
   char images[4200];
   snprintf(images, sizeof images, "%s/images", dir);
-  if (mkdir(images, 0755) != 0 && errno != EEXIST)
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot create: %s", images, strerror(errno));
   const size_t per = (size_t)d->c * d->h * d->w;
   for (int i = 0; i < r->n && i < count; i++) {
     char path[4300];

@@ -1,0 +1,178 @@
+/* The report's explanations: saliency maps of clean and adversarial images
+ * (paper 004 Figs 3-4) as heat-coloured PNGs, and the 2-D PCA embedding of
+ * penultimate features with clean and adversarial points (paper 002 Fig. 3,
+ * paper 004 Fig. 5), as JSON the report draws. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report.h"
+
+static int argmax(const float *p, int k) {
+  int b = 0;
+  for (int j = 1; j < k; j++)
+    if (p[j] > p[b]) b = j;
+  return b;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* "hot" colours of a map scaled to its 99th percentile (as the SmoothGrad
+ * authors display them): black, red, yellow, white; rgb is (3, h, w) */
+static void heat(const float *map, int h, int w, float *rgb, float *sorted) {
+  const size_t hw = (size_t)h * w;
+  memcpy(sorted, map, sizeof(float) * hw);
+  qsort(sorted, hw, sizeof(float), cmp_float);
+  const float top = sorted[(size_t)(0.99 * (double)(hw - 1))];
+  for (size_t i = 0; i < hw; i++) {
+    const float v = top > 0 ? fminf(map[i] / top, 1.0f) : 0.0f;
+    rgb[i] = fminf(3.0f * v, 1.0f);
+    rgb[hw + i] = fminf(fmaxf(3.0f * v - 1.0f, 0.0f), 1.0f);
+    rgb[2 * hw + i] = fmaxf(3.0f * v - 2.0f, 0.0f);
+  }
+}
+
+typedef struct {
+  const char *name; /* clean, clean_grad, ... */
+  const float *image;
+  int is_map;
+} Panel;
+
+Status saliency_write(Net *net, const Dataset *d, const AttackOptions *o, int count,
+                      int smooth_samples, float smooth_sigma, const char *dir, MrError *err) {
+  if (count > d->n) count = d->n;
+  if (count <= 0) return STATUS_OK;
+  Status s = report_make_dir(dir, "saliency", err);
+  if (s != STATUS_OK) return s;
+  const int k = net_num_classes(net);
+  const size_t per = (size_t)d->c * d->h * d->w, hw = (size_t)d->h * d->w;
+  float *adv = malloc(sizeof(float) * per * count), *probs = malloc(sizeof(float) * k * count * 2);
+  float *grads = malloc(sizeof(float) * per * count * 4), *map = malloc(sizeof(float) * hw);
+  float *rgb = malloc(sizeof(float) * hw * 3), *sorted = malloc(sizeof(float) * hw);
+  int *pred = malloc(sizeof(int) * count * 2);
+  if (!adv || !probs || !grads || !map || !rgb || !sorted || !pred)
+    s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for saliency maps");
+  if (s == STATUS_OK) s = attack_run(net, o, d->images, d->labels, count, adv, err);
+  if (s == STATUS_OK) {
+    net_predict(net, d->images, count, probs);
+    net_predict(net, adv, count, probs + (size_t)k * count);
+    for (int i = 0; i < 2 * count; i++) pred[i] = argmax(probs + (size_t)i * k, k);
+  }
+  /* grads: clean vanilla, clean SmoothGrad, adversarial vanilla, adversarial SmoothGrad */
+  for (int v = 0; s == STATUS_OK && v < 4; v++)
+    s = saliency_gradient(net, v < 2 ? d->images : adv, pred + (v < 2 ? 0 : count), count,
+                          v % 2 ? smooth_samples : 0, smooth_sigma, o->seed,
+                          grads + per * count * v, err);
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "attack", attack_name(o->kind));
+  cJSON_AddStringToObject(root, "norm", o->norm == NORM_LINF ? "linf" : "l2");
+  cJSON_AddNumberToObject(root, "eps", o->eps);
+  cJSON_AddNumberToObject(root, "smoothgrad_samples", smooth_samples);
+  cJSON_AddNumberToObject(root, "smoothgrad_sigma", smooth_sigma);
+  cJSON *list = cJSON_AddArrayToObject(root, "images");
+  const int scale = d->h < 64 ? 4 : d->h < 128 ? 2 : 1;
+  for (int i = 0; s == STATUS_OK && i < count; i++) {
+    const Panel panels[6] = {{"clean", d->images + per * i, 0},
+                             {"clean_gradient", grads + per * i, 1},
+                             {"clean_smoothgrad", grads + per * (count + i), 1},
+                             {"adversarial", adv + per * i, 0},
+                             {"adversarial_gradient", grads + per * (2 * count + i), 1},
+                             {"adversarial_smoothgrad", grads + per * (3 * count + i), 1}};
+    cJSON *e = cJSON_CreateObject();
+    char buf[3][16];
+    cJSON_AddNumberToObject(e, "index", i);
+    cJSON_AddStringToObject(e, "label", report_class_name(net, d->labels[i], buf[0]));
+    cJSON_AddStringToObject(e, "clean_prediction", report_class_name(net, pred[i], buf[1]));
+    cJSON_AddStringToObject(e, "adversarial_prediction",
+                            report_class_name(net, pred[count + i], buf[2]));
+    for (int p = 0; s == STATUS_OK && p < 6; p++) {
+      char name[96], path[4400], key[64];
+      snprintf(name, sizeof name, "saliency/%03d_%s.png", i, panels[p].name);
+      snprintf(path, sizeof path, "%s/%s", dir, name);
+      if (panels[p].is_map) {
+        saliency_map(panels[p].image, d->c, d->h, d->w, map);
+        heat(map, d->h, d->w, rgb, sorted);
+        s = image_write_png(path, rgb, 3, d->h, d->w, scale, err);
+      } else {
+        s = image_write_png(path, panels[p].image, d->c, d->h, d->w, scale, err);
+      }
+      snprintf(key, sizeof key, "%s_png", panels[p].name);
+      cJSON_AddStringToObject(e, key, name);
+    }
+    cJSON_AddItemToArray(list, e);
+  }
+  if (s == STATUS_OK) s = report_write_json(dir, "saliency.json", root, err);
+  cJSON_Delete(root);
+  free(adv), free(probs), free(grads), free(map), free(rgb), free(sorted), free(pred);
+  return s;
+}
+
+/* penultimate features of n images, in batches */
+static void features_of(Net *net, const float *x, int n, int batch, float *feat) {
+  const size_t per = (size_t)net_input_size(net);
+  const int dim = net_feature_dim(net);
+  for (int start = 0; start < n; start += batch) {
+    const int b = n - start < batch ? n - start : batch;
+    net_forward(net, x + per * start, b, MODE_EVAL);
+    memcpy(feat + (size_t)start * dim, net_last_features(net), sizeof(float) * dim * b);
+  }
+}
+
+Status embedding_write(Net *net, const Dataset *d, const AttackOptions *o, int n, const char *dir,
+                       MrError *err) {
+  if (n > d->n) n = d->n;
+  const int k = net_num_classes(net), dim = net_feature_dim(net), batch = 64;
+  const size_t per = (size_t)d->c * d->h * d->w;
+  float *adv = malloc(sizeof(float) * per * (n ? n : 1));
+  float *feat = malloc(sizeof(float) * dim * 2 * (n ? n : 1));
+  float *xy = malloc(sizeof(float) * 4 * (n ? n : 1)), *probs = malloc(sizeof(float) * k * batch);
+  Status s =
+      adv && feat && xy && probs ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int start = 0; s == STATUS_OK && start < n; start += batch) {
+    const int b = n - start < batch ? n - start : batch;
+    s = attack_run(net, o, d->images + per * start, d->labels + start, b, adv + per * start, err);
+  }
+  double explained[2] = {0, 0};
+  if (s == STATUS_OK) {
+    features_of(net, d->images, n, batch, feat);
+    features_of(net, adv, n, batch, feat + (size_t)dim * n);
+    s = pca_2d(feat, 2 * n, dim, n, xy, explained, err);
+  }
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "method", "pca");
+  cJSON_AddStringToObject(root, "attack", attack_name(o->kind));
+  cJSON_AddStringToObject(root, "norm", o->norm == NORM_LINF ? "linf" : "l2");
+  cJSON_AddNumberToObject(root, "eps", o->eps);
+  cJSON_AddNumberToObject(root, "feature_dim", dim);
+  cJSON_AddItemToObject(root, "explained_variance", cJSON_CreateDoubleArray(explained, 2));
+  cJSON *names = cJSON_AddArrayToObject(root, "classes");
+  for (int c = 0; c < k; c++) {
+    char buf[16];
+    cJSON_AddItemToArray(names, cJSON_CreateString(report_class_name(net, c, buf)));
+  }
+  cJSON *points = cJSON_AddArrayToObject(root, "points");
+  for (int v = 0; s == STATUS_OK && v < 2; v++)
+    for (int start = 0; start < n; start += batch) {
+      const int b = n - start < batch ? n - start : batch;
+      net_predict(net, (v ? adv : d->images) + per * start, b, probs);
+      for (int i = 0; i < b; i++) {
+        const int row = v * n + start + i;
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddNumberToObject(p, "index", start + i);
+        cJSON_AddBoolToObject(p, "adversarial", v);
+        cJSON_AddNumberToObject(p, "label", d->labels[start + i]);
+        cJSON_AddNumberToObject(p, "prediction", argmax(probs + (size_t)i * k, k));
+        cJSON_AddNumberToObject(p, "x", xy[(size_t)row * 2]);
+        cJSON_AddNumberToObject(p, "y", xy[(size_t)row * 2 + 1]);
+        cJSON_AddItemToArray(points, p);
+      }
+    }
+  if (s == STATUS_OK) s = report_write_json(dir, "embedding.json", root, err);
+  cJSON_Delete(root);
+  free(adv), free(feat), free(xy), free(probs);
+  return s;
+}
