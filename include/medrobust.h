@@ -471,6 +471,7 @@ typedef struct {
   int n_noise;
   CheckRow *checks;
   int n_checks;
+  char training[MR_TRAINING_LEN]; /* the model's training record */
 } SweepResult;
 
 typedef void (*SweepProgressFn)(const char *what, int done, int total, void *ctx);

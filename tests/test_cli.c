@@ -36,6 +36,15 @@ static int run(char *out, size_t n, const char *fmt, ...) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The file's first n-1 bytes into out, NUL-terminated. */
+static void slurp(const char *path, char *out, size_t n) {
+  FILE *f = fopen(path, "r");
+  if (!f) fail_msg("%s: cannot open", path);
+  const size_t got = fread(out, 1, n - 1, f);
+  out[got] = 0;
+  fclose(f);
+}
+
 static void expect(int code, const char *needle, const char *args) {
   char out[16384];
   int rc = run(out, sizeof out, "%s", args);
@@ -138,11 +147,7 @@ static void test_end_to_end(void **state) {
   expect(0, "report.html", args);
   char html[400];
   snprintf(html, sizeof html, "%s/rep/report.html", dir);
-  FILE *h = fopen(html, "r");
-  assert_non_null(h);
-  size_t got = fread(out, 1, sizeof out - 1, h);
-  out[got] = 0;
-  fclose(h);
+  slurp(html, out, sizeof out);
   assert_non_null(strstr(out, "<svg"));
   assert_non_null(strstr(out, "Self-checks"));
 
@@ -158,11 +163,7 @@ static void test_end_to_end(void **state) {
            dir, dir, dir, dir);
   expect(0, "source \\ target", args);
   snprintf(html, sizeof html, "%s/cmp/report.html", dir);
-  h = fopen(html, "r");
-  assert_non_null(h);
-  got = fread(out, 1, sizeof out - 1, h);
-  out[got] = 0;
-  fclose(h);
+  slurp(html, out, sizeof out);
   assert_non_null(strstr(out, "Transfer (black-box) matrix"));
   assert_non_null(strstr(out, "adversarial: fgsm-rs linf eps 0.01, 50% requested, 0.500 counted"));
 
@@ -172,11 +173,7 @@ static void test_end_to_end(void **state) {
            dir, dir, dir);
   expect(0, "saliency maps of 2 images and a 40-image embedding", args);
   snprintf(html, sizeof html, "%s/sal/report.html", dir);
-  h = fopen(html, "r");
-  assert_non_null(h);
-  got = fread(out, 1, sizeof out - 1, h);
-  out[got] = 0;
-  fclose(h);
+  slurp(html, out, sizeof out);
   assert_non_null(strstr(out, "Where the model looks"));
   assert_non_null(strstr(out, "saliency/001_adversarial_smoothgrad.png"));
   assert_non_null(strstr(out, "Feature space: clean vs attacked"));

@@ -80,6 +80,8 @@ int cli_split(const char *cmd, const char *text);
 int cli_make_dir(const char *dir);
 
 #define MAX_LIST 32
+/* "linf" | "l2"; prints a usage error and returns 0 otherwise */
+int cli_parse_norm(const char *cmd, const char *text, Norm *out);
 /* "fgsm,pgd" -> attacks (up to MAX_LIST); prints the error and returns 0 on failure */
 int cli_parse_attacks(const char *text, AttackKind *out, int *n);
 /* "0.001,4/255" -> floats; "none" | "least-likely" | class index -> target */

@@ -76,17 +76,13 @@ int cmd_attack(int argc, char **argv) {
     fprintf(stderr, "medrobust attack: unknown attack '%s'\n", attack);
     return EXIT_USAGE;
   }
-  if ((strcmp(norm, "linf") && strcmp(norm, "l2")) || !cli_parse_target(target_text, &base)) {
-    if (strcmp(norm, "linf") && strcmp(norm, "l2"))
-      fprintf(stderr, "medrobust attack: --norm must be linf or l2\n");
+  if (!cli_parse_norm("attack", norm, &base.norm) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
-  }
   const int s_idx = cli_split("attack", split);
   if (s_idx < 0) return EXIT_USAGE;
   AttackOptions o = base;
   const AttackOptions defaults = attack_options_default((AttackKind)kind);
-  o.kind = (AttackKind)kind, o.eps = (float)e,
-  o.norm = strcmp(norm, "l2") == 0 ? NORM_L2 : NORM_LINF;
+  o.kind = (AttackKind)kind, o.eps = (float)e;
   if (!o.iters) o.iters = defaults.iters;
   MrError err = {0};
   Net *net;

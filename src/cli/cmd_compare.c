@@ -115,10 +115,7 @@ int cmd_compare(int argc, char **argv) {
   if (!cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
       !cli_parse_eps_list(eps_text, eps, &n_eps) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
-  if (strcmp(norm_text, "linf") && strcmp(norm_text, "l2")) {
-    fprintf(stderr, "medrobust compare: --norm must be linf or l2\n");
-    return EXIT_USAGE;
-  }
+  if (!cli_parse_norm("compare", norm_text, &base.norm)) return EXIT_USAGE;
   if (transfer_kind < 0) {
     fprintf(stderr, "medrobust compare: unknown --transfer-attack '%s'\n", transfer_text);
     return EXIT_USAGE;
@@ -127,7 +124,6 @@ int cmd_compare(int argc, char **argv) {
     fprintf(stderr, "medrobust compare: --triage-tol must be smaller than --triage-eps-max\n");
     return EXIT_USAGE;
   }
-  base.norm = strcmp(norm_text, "l2") == 0 ? NORM_L2 : NORM_LINF;
   char list[4096], *paths[MAX_MODELS], names[MAX_MODELS][160];
   const char *name_ptrs[MAX_MODELS];
   int n = 0;

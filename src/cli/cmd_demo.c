@@ -1,9 +1,11 @@
 /* medrobust demo: the main job on built-in data. Generates the lesion
  * phantom, trains a small CNN and a ResNet-8, evaluates both, sweeps FGSM /
  * BIM / PGD over the papers' eps on the CNN with the noise contrast and the
- * self-checks, triages the test images and renders the report. Hardening
- * (adversarial training) joins when it lands. */
+ * self-checks, triages the test images, hardens the CNN by PGD adversarial
+ * training, compares the three models (with the transfer matrix), maps the
+ * CNN's saliency, and renders the report. */
 #include <errno.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,26 +15,35 @@
 #include "cli.h"
 #include "medrobust.h"
 
-static int demo_train(const char *arch, const DataSplits *data, const char *dir, uint64_t seed,
-                      int epochs, int quiet, Metrics *m) {
+/* Trains `arch` (or, with `init`, fine-tunes that file adversarially) into
+ * dir/name.safetensors and measures it on the test split. */
+static int demo_train(const char *arch, const char *name, const char *init, const DataSplits *data,
+                      const char *dir, uint64_t seed, int epochs, int quiet, Metrics *m) {
   MrError err = {0};
   const Dataset *tr = &data->split[SPLIT_TRAIN];
   ModelSpec spec = model_spec_default(arch, tr->c, tr->h, tr->w, data->n_classes);
   for (int k = 0; k < data->n_classes; k++) spec.class_names[k] = strdup(data->class_names[k]);
   spec.norm_mean[0] = 0.5f, spec.norm_std[0] = 0.25f;
-  Net *net = model_build(&spec, seed, &err);
+  Net *net = init ? safetensors_load_net(init, &err) : model_build(&spec, seed, &err);
   model_spec_free(&spec);
   if (!net) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     return EXIT_RUNTIME;
   }
   char out[4096], ckpt[4200];
-  snprintf(out, sizeof out, "%s/%s.safetensors", dir, arch);
+  snprintf(out, sizeof out, "%s/%s.safetensors", dir, name);
   snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
   TrainOptions o = train_options_default();
   o.epochs = epochs, o.seed = seed, o.out = out, o.checkpoint = ckpt;
+  if (init) {
+    /* paper 001: PGD examples for half of every batch; paper 004: from the standard model */
+    o.adv = ADV_PGD, o.adv_eps = 0.006f, o.adv_steps = 7, o.adv_ratio = 0.5f;
+    o.lr = 3e-4f, o.init_from = init;
+  }
   TrainResult res;
-  if (!quiet) fprintf(stderr, "training %s (%zu parameters)\n", arch, net_param_count(net));
+  if (!quiet)
+    fprintf(stderr, "%s %s (%zu parameters)\n", init ? "adversarially fine-tuning" : "training",
+            name, net_param_count(net));
   Status s = train_run(net, data, &o, cli_train_progress, &quiet, &res, &err);
   net_free(net);
   Net *best = s == STATUS_OK ? safetensors_load_net(out, &err) : NULL;
@@ -50,6 +61,68 @@ static int demo_train(const char *arch, const DataSplits *data, const char *dir,
   return 0;
 }
 
+/* Hardens the CNN, then compares standard CNN, ResNet-8 and hardened CNN on
+ * the test split: sweep, triage median, transfer matrix. */
+static int demo_harden_and_compare(const DataSplits *data, const char *dir, const char *cnn_path,
+                                   const char *report_dir, uint64_t seed, int quiet) {
+  Metrics hm;
+  if (demo_train("cnn", "cnn-hardened", cnn_path, data, dir, seed, 6, quiet, &hm))
+    return EXIT_RUNTIME;
+  printf(
+      "6. hardened the cnn (PGD adversarial training, eps 0.006, 50%% of every batch) -> "
+      "%s/cnn-hardened.safetensors: test accuracy %.2f%%\n",
+      dir, 100 * hm.accuracy);
+  metrics_free(&hm);
+  const char *names[3] = {"cnn", "resnet8", "cnn-hardened"};
+  Net *nets[3] = {0};
+  MrError err = {0};
+  Status s = STATUS_OK;
+  for (int i = 0; s == STATUS_OK && i < 3; i++) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, names[i]);
+    nets[i] = safetensors_load_net(path, &err);
+    if (!nets[i]) s = err.status;
+  }
+  const AttackKind kinds[2] = {ATTACK_FGSM, ATTACK_PGD};
+  const float eps[4] = {0.001f, 0.002f, 0.004f, 0.006f};
+  CompareOptions co = {.sweep = {kinds, 2, eps, 4, attack_options_default(ATTACK_PGD), 128, 0, 0}};
+  co.sweep.base.iters = 0, co.sweep.base.seed = seed;
+  co.triage = 1, co.triage_attack = attack_options_default(ATTACK_PGD);
+  co.triage_attack.seed = seed;
+  co.triage_eps_max = 0.05f, co.triage_tol = 5e-4f, co.triage_flag = 0.2f;
+  co.transfer = 1, co.transfer_attack = co.triage_attack, co.transfer_attack.eps = 0.006f;
+  CompareResult r = {0};
+  if (!quiet && s == STATUS_OK)
+    fprintf(stderr, "comparing cnn, resnet8 and cnn-hardened (sweep, triage, transfer)\n");
+  if (s == STATUS_OK)
+    s = compare_run(nets, names, 3, &data->split[SPLIT_TEST], &co, NULL, NULL, &r, &err);
+  if (s == STATUS_OK) s = compare_write(&r, report_dir, "phantom", "test", &err);
+  if (s == STATUS_OK) {
+    printf(
+        "7. compare (test split)      clean   PGD 0.002   PGD 0.006   median eps   PGD 0.006 "
+        "from cnn\n");
+    for (int i = 0; i < 3; i++) {
+      const CompareEntry *e = &r.models[i];
+      double p2 = NAN, p6 = NAN;
+      for (int j = 0; j < e->sweep.n_rows; j++)
+        if (strcmp(e->sweep.rows[j].attack, "pgd") == 0) {
+          if (e->sweep.rows[j].eps == 0.002f) p2 = e->sweep.rows[j].accuracy;
+          if (e->sweep.rows[j].eps == 0.006f) p6 = e->sweep.rows[j].accuracy;
+        }
+      printf("   %-22s %7.2f%%   %7.2f%%    %7.2f%%     %8.4f     %7.2f%%\n", e->name,
+             100 * e->sweep.clean_accuracy, 100 * p2, 100 * p6, e->min_eps_median,
+             100 * r.transfer[0 * 3 + i]);
+    }
+  }
+  compare_result_free(&r);
+  for (int i = 0; i < 3; i++) net_free(nets[i]);
+  if (s != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  return 0;
+}
+
 int cmd_demo(int argc, char **argv) {
   const char *dir = "medrobust-demo";
   int n = 4000, epochs = 12, quiet = 0;
@@ -64,7 +137,9 @@ int cmd_demo(int argc, char **argv) {
   const CliSpec spec = {
       "demo", "demo [options]",
       "The main job on built-in data: makes the synthetic lesion phantom, trains a small\n"
-      "CNN and a ResNet-8 and evaluates them on held-out images.",
+      "CNN and a ResNet-8, attacks the CNN (FGSM/BIM/PGD sweep, noise contrast, self-\n"
+      "checks), triages its test images, hardens it by PGD adversarial training, compares\n"
+      "the three models with their transfer matrix, maps saliency, and writes the report.",
       options};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
@@ -83,7 +158,7 @@ int cmd_demo(int argc, char **argv) {
   const char *archs[] = {"cnn", "resnet8"};
   Metrics m[2];
   for (int a = 0; a < 2; a++) {
-    if (demo_train(archs[a], data, dir, seed, epochs, quiet, &m[a])) {
+    if (demo_train(archs[a], archs[a], NULL, data, dir, seed, epochs, quiet, &m[a])) {
       data_free(data);
       return EXIT_RUNTIME;
     }
@@ -144,15 +219,27 @@ int cmd_demo(int argc, char **argv) {
       if (s == STATUS_OK) s = triage_write(&tr, report_dir, model_path, path, &err);
       triage_free(&tr);
     }
-    if (s == STATUS_OK) s = report_render(report_dir, &err);
+    if (s == STATUS_OK) {
+      if (!quiet) fprintf(stderr, "saliency maps and the feature embedding of the cnn\n");
+      s = saliency_write(net, test, &pgd, 6, 30, 0.15f, report_dir, &err);
+    }
+    if (s == STATUS_OK) s = embedding_write(net, test, &pgd, 400, report_dir, &err);
+    if (s != STATUS_OK) {
+      fprintf(stderr, "medrobust: %s\n", err.msg);
+      code = EXIT_RUNTIME;
+    }
+  }
+  net_free(net);
+  if (code == 0) code = demo_harden_and_compare(data, dir, model_path, report_dir, seed, quiet);
+  if (code == 0) {
+    Status s = report_render(report_dir, &err);
     if (s != STATUS_OK) {
       fprintf(stderr, "medrobust: %s\n", err.msg);
       code = EXIT_RUNTIME;
     } else {
-      printf("6. report: %s/report.html\n", report_dir);
+      printf("8. report: %s/report.html\n", report_dir);
     }
   }
-  net_free(net);
   printf("\ndone in %.1f s; data, models and report in %s/\n", omp_get_wtime() - t0, dir);
   data_free(data);
   return code;

@@ -122,11 +122,7 @@ int cmd_eval(int argc, char **argv) {
   if (!cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
       !cli_parse_eps_list(eps_text, eps, &n_eps) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
-  if (strcmp(norm_text, "linf") && strcmp(norm_text, "l2")) {
-    fprintf(stderr, "medrobust eval: --norm must be linf or l2\n");
-    return EXIT_USAGE;
-  }
-  base.norm = strcmp(norm_text, "l2") == 0 ? NORM_L2 : NORM_LINF;
+  if (!cli_parse_norm("eval", norm_text, &base.norm)) return EXIT_USAGE;
   const int s_idx = cli_split("eval", split);
   if (s_idx < 0) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;

@@ -50,14 +50,12 @@ int cmd_saliency(int argc, char **argv) {
             "medrobust saliency: --attack must be a bounded attack (fgsm, bim, pgd, ...)\n");
     return EXIT_USAGE;
   }
-  if (strcmp(norm, "linf") && strcmp(norm, "l2")) {
-    fprintf(stderr, "medrobust saliency: --norm must be linf or l2\n");
-    return EXIT_USAGE;
-  }
+  Norm norm_kind;
+  if (!cli_parse_norm("saliency", norm, &norm_kind)) return EXIT_USAGE;
   const float eps = o.eps;
   const uint64_t seed = o.seed;
   o = attack_options_default((AttackKind)kind);
-  o.eps = eps, o.seed = seed, o.norm = strcmp(norm, "l2") == 0 ? NORM_L2 : NORM_LINF;
+  o.eps = eps, o.seed = seed, o.norm = norm_kind;
   const int s_idx = cli_split("saliency", split);
   if (s_idx < 0) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;

@@ -60,10 +60,8 @@ int cmd_triage(int argc, char **argv) {
             attack);
     return EXIT_USAGE;
   }
-  if (strcmp(norm, "linf") && strcmp(norm, "l2")) {
-    fprintf(stderr, "medrobust triage: --norm must be linf or l2\n");
-    return EXIT_USAGE;
-  }
+  Norm norm_kind;
+  if (!cli_parse_norm("triage", norm, &norm_kind)) return EXIT_USAGE;
   if (tol >= eps_max) {
     fprintf(stderr, "medrobust triage: --tol must be smaller than --eps-max\n");
     return EXIT_USAGE;
@@ -78,8 +76,7 @@ int cmd_triage(int argc, char **argv) {
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   AttackOptions o = attack_options_default((AttackKind)kind);
-  o.norm = strcmp(norm, "l2") == 0 ? NORM_L2 : NORM_LINF, o.iters = kind == ATTACK_FGSM ? 1 : iters,
-  o.seed = seed;
+  o.norm = norm_kind, o.iters = kind == ATTACK_FGSM ? 1 : iters, o.seed = seed;
   TriageResult r;
   const double t0 = omp_get_wtime();
   Status st = triage_run(net, &set, &o, eps_max, tol, flag_pct / 100.0f, batch, triage_progress,

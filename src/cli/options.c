@@ -84,6 +84,15 @@ static int parse_value(const char *cmd, const CliOption *o, const char *text) {
   return 0;
 }
 
+int cli_parse_norm(const char *cmd, const char *text, Norm *out) {
+  if (strcmp(text, "linf") == 0 || strcmp(text, "l2") == 0) {
+    *out = strcmp(text, "l2") == 0 ? NORM_L2 : NORM_LINF;
+    return 1;
+  }
+  fprintf(stderr, "medrobust %s: --norm must be linf or l2, got '%s'\n", cmd, text);
+  return 0;
+}
+
 int cli_parse_number(const char *text, double *out) {
   /* plain numbers and fractions such as 4/255 (the papers' eps notation) */
   char *end;

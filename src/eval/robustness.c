@@ -258,6 +258,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
   if (st == STATUS_OK) st = clean_predictions(&s, err);
   r->n = d->n, r->k = s.k;
+  snprintf(r->training, sizeof r->training, "%s", net_spec(net)->training);
   if (st == STATUS_OK) {
     int correct = 0;
     for (int i = 0; i < d->n; i++) correct += s.clean_pred[i] == d->labels[i];

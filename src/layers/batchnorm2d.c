@@ -8,6 +8,76 @@
 
 #include "layers.h"
 
+/* Sums in LANES independent float accumulators, added in a fixed order at
+ * the end: the compiler vectorises them (one running float sum cannot be,
+ * without reassociation), and the result stays deterministic. */
+#define LANES 16
+
+/* s += sum(x - shift), sq += sum((x - shift)^2) over n values */
+static void sums_shifted(const float *x, size_t n, float shift, double *s, double *sq) {
+  float acc[LANES] = {0}, acc2[LANES] = {0};
+  size_t i = 0;
+  for (; i + LANES <= n; i += LANES)
+    for (int j = 0; j < LANES; j++) {
+      const float v = x[i + j] - shift;
+      acc[j] += v;
+      acc2[j] += v * v;
+    }
+  float ps = 0.0f, psq = 0.0f;
+  for (int j = 0; j < LANES; j++) ps += acc[j], psq += acc2[j];
+  for (; i < n; i++) {
+    const float v = x[i] - shift;
+    ps += v, psq += v * v;
+  }
+  *s += ps, *sq += psq;
+}
+
+/* With g = dy masked by y > 0 (when y): s += sum(g), sx += sum(g * (x - mean)) */
+static void sums_backward(const float *dy, const float *y, const float *x, size_t n, float mean,
+                          double *s, double *sx) {
+  float acc[LANES] = {0}, accx[LANES] = {0};
+  size_t i = 0;
+  if (y) {
+    for (; i + LANES <= n; i += LANES)
+      for (int j = 0; j < LANES; j++) {
+        const float g = y[i + j] > 0.0f ? dy[i + j] : 0.0f;
+        acc[j] += g;
+        accx[j] += g * (x[i + j] - mean);
+      }
+  } else {
+    for (; i + LANES <= n; i += LANES)
+      for (int j = 0; j < LANES; j++) {
+        acc[j] += dy[i + j];
+        accx[j] += dy[i + j] * (x[i + j] - mean);
+      }
+  }
+  float ps = 0.0f, psx = 0.0f;
+  for (int j = 0; j < LANES; j++) ps += acc[j], psx += accx[j];
+  for (; i < n; i++) {
+    const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;
+    ps += g, psx += g * (x[i] - mean);
+  }
+  *s += ps, *sx += psx;
+}
+
+/* dx (=, or += when accumulate) k * (g - a - (x - mean) * b), g = dy masked by y > 0 */
+/* eval mode: the statistics are constants, so d/dx is a plain scale of g */
+static void dx_eval(float *dx, int accumulate, const float *dy, const float *y, size_t n, float k) {
+  for (size_t i = 0; i < n; i++) {
+    const float v = (!y || y[i] > 0.0f) ? k * dy[i] : 0.0f;
+    dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
+static void dx_train(float *dx, int accumulate, const float *dy, const float *y, const float *x,
+                     size_t n, float k, float a, float mean, float b) {
+  for (size_t i = 0; i < n; i++) {
+    const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;
+    const float v = k * (g - a - (x[i] - mean) * b);
+    dx[i] = accumulate ? dx[i] + v : v;
+  }
+}
+
 void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const float *inp,
                          const float *gamma, const float *beta, float *running_mean,
                          float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
@@ -21,17 +91,8 @@ void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const
        * against cancellation, accumulated in double */
       const float shift0 = inp[(size_t)c * hw];
       double s = 0.0, sq = 0.0;
-      for (int b = 0; b < d.B; b++) {
-        const float *x = inp + ((size_t)b * d.C + c) * hw;
-        float ps = 0.0f, psq = 0.0f;
-        for (size_t i = 0; i < hw; i++) {
-          const float v = x[i] - shift0;
-          ps += v;
-          psq += v * v;
-        }
-        s += ps;
-        sq += psq;
-      }
+      for (int b = 0; b < d.B; b++)
+        sums_shifted(inp + ((size_t)b * d.C + c) * hw, hw, shift0, &s, &sq);
       const double mean_shifted = s / (double)n;
       mean = shift0 + mean_shifted;
       var = sq / (double)n - mean_shifted * mean_shifted;
@@ -76,19 +137,12 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
   for (int c = 0; c < d.C; c++) {
     const float mean = save_mean[c], invstd = save_invstd[c];
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    double sum_dy_xc = 0.0;
     for (int b = 0; need_sums && b < d.B; b++) {
-      const float *x = inp + ((size_t)b * d.C + c) * hw;
-      const float *dy = dout + ((size_t)b * d.C + c) * hw;
-      const float *y = out ? out + ((size_t)b * d.C + c) * hw : NULL;
-      float ps = 0.0f, psx = 0.0f;
-      for (size_t i = 0; i < hw; i++) {
-        const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;
-        ps += g;
-        psx += g * (x[i] - mean);
-      }
-      sum_dy += ps;
-      sum_dy_xhat += (double)psx * invstd;
+      const size_t off = ((size_t)b * d.C + c) * hw;
+      sums_backward(dout + off, out ? out + off : NULL, inp + off, hw, mean, &sum_dy, &sum_dy_xc);
     }
+    sum_dy_xhat = sum_dy_xc * invstd;
     if (dgamma) dgamma[c] += (float)sum_dy_xhat;
     if (dbeta) dbeta[c] += (float)sum_dy;
     if (!dinp) continue;
@@ -96,21 +150,13 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
     const float mean_dy = (float)(sum_dy / (double)n);
     const float mean_dy_xhat = (float)(sum_dy_xhat / (double)n);
     for (int b = 0; b < d.B; b++) {
-      const float *dy = dout + ((size_t)b * d.C + c) * hw;
-      const float *y = out ? out + ((size_t)b * d.C + c) * hw : NULL;
-      float *dx = dinp + ((size_t)b * d.C + c) * hw;
-      if (!accumulate) memset(dx, 0, sizeof(float) * hw);
-      if (mode == MODE_EVAL) {
-        /* the statistics are constants, so d/dx is a plain scale */
-        for (size_t i = 0; i < hw; i++) dx[i] += (!y || y[i] > 0.0f) ? k * dy[i] : 0.0f;
-        continue;
-      }
-      const float *x = inp + ((size_t)b * d.C + c) * hw;
-      for (size_t i = 0; i < hw; i++) {
-        const float xhat = (x[i] - mean) * invstd;
-        const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;
-        dx[i] += k * (g - mean_dy - xhat * mean_dy_xhat);
-      }
+      const size_t off = ((size_t)b * d.C + c) * hw;
+      const float *y = out ? out + off : NULL;
+      if (mode == MODE_EVAL)
+        dx_eval(dinp + off, accumulate, dout + off, y, hw, k);
+      else
+        dx_train(dinp + off, accumulate, dout + off, y, inp + off, hw, k, mean_dy, mean,
+                 mean_dy_xhat * invstd);
     }
   }
 }

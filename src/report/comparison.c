@@ -8,15 +8,6 @@
 
 #include "report.h"
 
-/* The training record as JSON when it parses, else as text. */
-static void add_training(cJSON *o, const char *record) {
-  cJSON *parsed = record[0] ? cJSON_Parse(record) : NULL;
-  if (parsed)
-    cJSON_AddItemToObject(o, "training", parsed);
-  else
-    cJSON_AddStringToObject(o, "training", record);
-}
-
 /* "pgd 0.004 linf" etc. of a record, for the CSV: the adversarial kind or "standard" */
 static void training_kind(const char *record, char *out, size_t n) {
   cJSON *r = record[0] ? cJSON_Parse(record) : NULL;
@@ -45,7 +36,7 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
     cJSON_AddStringToObject(m, "arch", e->arch);
     cJSON_AddNumberToObject(m, "params", (double)e->params);
     cJSON_AddNumberToObject(m, "mflops", e->flops / 1e6);
-    add_training(m, e->training);
+    report_add_training(m, e->training);
     cJSON_AddNumberToObject(m, "clean_accuracy", e->sweep.clean_accuracy);
     cJSON *rows = cJSON_AddArrayToObject(m, "rows");
     for (int j = 0; j < e->sweep.n_rows; j++) {

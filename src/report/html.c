@@ -119,6 +119,28 @@ static void svg_chart(FILE *o, const char *title, const char *xlabel, const Seri
   fprintf(o, "</svg>\n");
 }
 
+/* "standard", "PGD eps 0.004, 50% adversarial (counted 0.500)" ... from a training record */
+static void training_text(FILE *o, const cJSON *t) {
+  if (cJSON_IsString(t) || !cJSON_IsObject(t)) {
+    fputs(cJSON_IsString(t) && t->valuestring[0] ? "(record unreadable)" : "unknown", o);
+    return;
+  }
+  const cJSON *a = cJSON_GetObjectItem(t, "adversarial");
+  if (!a) {
+    fprintf(o, "standard, %.0f epochs", num(t, "epochs"));
+    return;
+  }
+  fprintf(o, "adversarial: ");
+  esc(o, str(a, "kind"));
+  fprintf(o, " %s eps %.4g, %.0f%% requested, %.3f counted (%.0f of %.0f images)", str(a, "norm"),
+          num(a, "eps"), 100 * num(a, "ratio_requested"), num(a, "ratio_effective"),
+          num(a, "adversarial_images"), num(a, "images"));
+  if (*str(t, "init")) {
+    fprintf(o, ", fine-tuned from ");
+    esc(o, str(t, "init"));
+  }
+}
+
 static void section_sweep(FILE *o, const cJSON *r) {
   fprintf(o, "<h2>Accuracy under attack</h2><p>Model <code>");
   esc(o, str(r, "model"));
@@ -128,6 +150,11 @@ static void section_sweep(FILE *o, const cJSON *r) {
           "</code> (%s split, %.0f images). Clean accuracy <b>%.2f%%</b>. Evaluated in eval mode "
           "(batch norm frozen).</p>\n",
           str(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"));
+  if (cJSON_GetObjectItem(r, "training")) {
+    fprintf(o, "<p>Training: ");
+    training_text(o, cJSON_GetObjectItem(r, "training"));
+    fprintf(o, ".</p>\n");
+  }
   /* one curve per attack, the baseline at eps 0 */
   Series s[8];
   int ns = 0;
@@ -346,28 +373,6 @@ static void section_embedding(FILE *o, const cJSON *emb) {
   }
   fprintf(o, "<text x='%d' y='%d' font-size='12'>o clean, x attacked</text></svg>\n", W + 10,
           30 + 18 * c);
-}
-
-/* "standard", "PGD eps 0.004, 50% adversarial (counted 0.500)" ... from a training record */
-static void training_text(FILE *o, const cJSON *t) {
-  if (cJSON_IsString(t) || !cJSON_IsObject(t)) {
-    fputs(cJSON_IsString(t) && t->valuestring[0] ? "(record unreadable)" : "unknown", o);
-    return;
-  }
-  const cJSON *a = cJSON_GetObjectItem(t, "adversarial");
-  if (!a) {
-    fprintf(o, "standard, %.0f epochs", num(t, "epochs"));
-    return;
-  }
-  fprintf(o, "adversarial: ");
-  esc(o, str(a, "kind"));
-  fprintf(o, " %s eps %.4g, %.0f%% requested, %.3f counted (%.0f of %.0f images)", str(a, "norm"),
-          num(a, "eps"), 100 * num(a, "ratio_requested"), num(a, "ratio_effective"),
-          num(a, "adversarial_images"), num(a, "images"));
-  if (*str(t, "init")) {
-    fprintf(o, ", fine-tuned from ");
-    esc(o, str(t, "init"));
-  }
 }
 
 static void section_compare(FILE *o, const cJSON *c) {

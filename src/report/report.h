@@ -13,6 +13,8 @@ Status report_write_atomic(const char *path, const char *text, MrError *err);
 void json_add_number(cJSON *o, const char *key, double v);
 /* dir/name from the JSON tree (printed, written atomically; root not freed) */
 Status report_write_json(const char *dir, const char *name, const cJSON *root, MrError *err);
+/* "training": the record as JSON when it parses, else as text */
+void report_add_training(cJSON *o, const char *record);
 /* the model's name for class k, or its number */
 const char *report_class_name(const Net *net, int k, char buf[16]);
 /* dir/sub, created unless it exists */

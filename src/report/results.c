@@ -26,6 +26,14 @@ Status report_write_atomic(const char *path, const char *text, MrError *err) {
   return STATUS_OK;
 }
 
+void report_add_training(cJSON *o, const char *record) {
+  cJSON *parsed = record[0] ? cJSON_Parse(record) : NULL;
+  if (parsed)
+    cJSON_AddItemToObject(o, "training", parsed);
+  else
+    cJSON_AddStringToObject(o, "training", record);
+}
+
 Status report_write_json(const char *dir, const char *name, const cJSON *root, MrError *err) {
   char *text = cJSON_Print(root), path[4200];
   snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -70,6 +78,7 @@ Status sweep_write(const SweepResult *r, const char *dir, const char *model, con
   cJSON_AddNumberToObject(root, "n", r->n);
   cJSON_AddNumberToObject(root, "classes", r->k);
   cJSON_AddNumberToObject(root, "clean_accuracy", r->clean_accuracy);
+  report_add_training(root, r->training);
   cJSON *rows = cJSON_AddArrayToObject(root, "rows");
   for (int i = 0; i < r->n_rows; i++) {
     const SweepRow *w = &r->rows[i];
