@@ -1,6 +1,7 @@
 /* The command-line contract: usage errors exit 2, runtime errors exit 1 with
  * a message naming the file and the problem, and the commands work end to end
  * on a small phantom. Runs the binary named by MEDROBUST_BIN (make test sets it). */
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -91,6 +92,24 @@ static void test_runtime_errors(void **state) {
   expect(1, "too short for a safetensors file", args);
   snprintf(args, sizeof args, "train --data %s --out %s/m.safetensors", path, dir);
   expect(1, "expected a .npz file", args);
+
+  /* a report from JSON of the wrong shape renders what it can, never crashes */
+  static const char *const odd[][2] = {
+      {"compare.json", "{\"models\":{\"a\":1},\"transfer\":{\"accuracy\":[[1,\"x\"],5]}}"},
+      {"embedding.json", "{\"points\":[{\"x\":1},{\"prediction\":1e300}],\"classes\":[1]}"},
+      {"saliency.json", "{\"images\":[{\"label\":3},7]}"},
+      {"results.json", "{\"rows\":[{\"eps\":\"big\"}],\"training\":[1,2]}"}};
+  char odd_dir[300];
+  snprintf(odd_dir, sizeof odd_dir, "%s/odd", dir);
+  assert_int_equal(mkdir(odd_dir, 0755), 0);
+  for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+    snprintf(path, sizeof path, "%s/%s", odd_dir, odd[i][0]);
+    FILE *j = fopen(path, "w");
+    fputs(odd[i][1], j);
+    fclose(j);
+  }
+  snprintf(args, sizeof args, "report %s", odd_dir);
+  expect(0, "report.html", args);
 }
 
 static void test_end_to_end(void **state) {

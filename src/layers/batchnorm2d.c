@@ -8,26 +8,19 @@
 
 #include "layers.h"
 
-/* Sums in LANES independent float accumulators, added in a fixed order at
- * the end: the compiler vectorises them (one running float sum cannot be,
- * without reassociation), and the result stays deterministic. */
-#define LANES 16
+/* The sums below are `omp simd` reductions: the compiler may keep partial
+ * sums in vector lanes (one running float sum cannot be vectorised without
+ * reassociation), in an order fixed at compile time, so results stay
+ * deterministic and independent of the thread count. */
 
 /* s += sum(x - shift), sq += sum((x - shift)^2) over n values */
 static void sums_shifted(const float *x, size_t n, float shift, double *s, double *sq) {
-  float acc[LANES] = {0}, acc2[LANES] = {0};
-  size_t i = 0;
-  for (; i + LANES <= n; i += LANES)
-    for (int j = 0; j < LANES; j++) {
-      const float v = x[i + j] - shift;
-      acc[j] += v;
-      acc2[j] += v * v;
-    }
   float ps = 0.0f, psq = 0.0f;
-  for (int j = 0; j < LANES; j++) ps += acc[j], psq += acc2[j];
-  for (; i < n; i++) {
+#pragma omp simd reduction(+ : ps, psq)
+  for (size_t i = 0; i < n; i++) {
     const float v = x[i] - shift;
-    ps += v, psq += v * v;
+    ps += v;
+    psq += v * v;
   }
   *s += ps, *sq += psq;
 }
@@ -35,32 +28,24 @@ static void sums_shifted(const float *x, size_t n, float shift, double *s, doubl
 /* With g = dy masked by y > 0 (when y): s += sum(g), sx += sum(g * (x - mean)) */
 static void sums_backward(const float *dy, const float *y, const float *x, size_t n, float mean,
                           double *s, double *sx) {
-  float acc[LANES] = {0}, accx[LANES] = {0};
-  size_t i = 0;
-  if (y) {
-    for (; i + LANES <= n; i += LANES)
-      for (int j = 0; j < LANES; j++) {
-        const float g = y[i + j] > 0.0f ? dy[i + j] : 0.0f;
-        acc[j] += g;
-        accx[j] += g * (x[i + j] - mean);
-      }
-  } else {
-    for (; i + LANES <= n; i += LANES)
-      for (int j = 0; j < LANES; j++) {
-        acc[j] += dy[i + j];
-        accx[j] += dy[i + j] * (x[i + j] - mean);
-      }
-  }
   float ps = 0.0f, psx = 0.0f;
-  for (int j = 0; j < LANES; j++) ps += acc[j], psx += accx[j];
-  for (; i < n; i++) {
-    const float g = (!y || y[i] > 0.0f) ? dy[i] : 0.0f;
-    ps += g, psx += g * (x[i] - mean);
+  if (y) {
+#pragma omp simd reduction(+ : ps, psx)
+    for (size_t i = 0; i < n; i++) {
+      const float g = y[i] > 0.0f ? dy[i] : 0.0f;
+      ps += g;
+      psx += g * (x[i] - mean);
+    }
+  } else {
+#pragma omp simd reduction(+ : ps, psx)
+    for (size_t i = 0; i < n; i++) {
+      ps += dy[i];
+      psx += dy[i] * (x[i] - mean);
+    }
   }
   *s += ps, *sx += psx;
 }
 
-/* dx (=, or += when accumulate) k * (g - a - (x - mean) * b), g = dy masked by y > 0 */
 /* eval mode: the statistics are constants, so d/dx is a plain scale of g */
 static void dx_eval(float *dx, int accumulate, const float *dy, const float *y, size_t n, float k) {
   for (size_t i = 0; i < n; i++) {

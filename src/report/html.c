@@ -322,6 +322,12 @@ static void section_saliency(FILE *o, const cJSON *sal) {
   fprintf(o, "</table>\n");
 }
 
+/* a point's predicted class, or -1 if the JSON lacks a sane one */
+static int class_of(const cJSON *point) {
+  const double v = num(point, "prediction");
+  return v >= 0 && v < MR_MAX_CLASSES ? (int)v : -1;
+}
+
 static void section_embedding(FILE *o, const cJSON *emb) {
   const cJSON *pts = cJSON_GetObjectItem(emb, "points"), *p;
   const cJSON *ev = cJSON_GetObjectItem(emb, "explained_variance");
@@ -349,7 +355,7 @@ static void section_embedding(FILE *o, const cJSON *emb) {
   const cJSON *first = cJSON_GetArrayItem(pts, 0);
   for (int i = 0; i < n && first; i++) {
     const cJSON *a = cJSON_GetArrayItem(pts, i), *b = cJSON_GetArrayItem(pts, n + i);
-    const int pa = (int)num(a, "prediction"), pb = (int)num(b, "prediction");
+    const int pa = class_of(a), pb = class_of(b);
     const double ax = M + (W - 2 * M) * (num(a, "x") - xmin) / (xmax - xmin);
     const double ay = H - M - (H - 2 * M) * (num(a, "y") - ymin) / (ymax - ymin);
     const double bx = M + (W - 2 * M) * (num(b, "x") - xmin) / (xmax - xmin);
