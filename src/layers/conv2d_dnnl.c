@@ -35,6 +35,7 @@ struct ConvDnnl {
   dnnl_memory_t bw_src, bw_ddst, bw_dwei, bw_dbias; /* backward weights */
   Reorder r_src, r_wei, r_dst, r_bd_wei, r_bd_ddst, r_bw_src, r_bw_ddst, r_bw_dwei;
   Reorder r_bd_dsrc_add, r_bd_dsrc_set; /* diff_src into our gradient: += or = */
+  int ddst_shared; /* backward data and weights read diff_dst in one layout: reorder it once */
   /* inference with a batchnorm folded in (and maybe a ReLU post-op) */
   dnnl_primitive_desc_t fold_pd;
   dnnl_primitive_t fold;
@@ -228,6 +229,8 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias) {
       !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md), &m.wei_plain,
                     1))
     goto failure;
+  c->ddst_shared = dnnl_memory_desc_equal(MD(c->bwd_data_pd, dnnl_query_diff_dst_md),
+                                          MD(c->bwd_weights_pd, dnnl_query_diff_dst_md));
   c->bytes[CONV_WS_SRC] = md_bytes(c->fwd_pd, dnnl_query_src_md);
   c->bytes[CONV_WS_WEI] = md_bytes(c->fwd_pd, dnnl_query_weights_md);
   c->bytes[CONV_WS_DST] = md_bytes(c->fwd_pd, dnnl_query_dst_md);
@@ -272,9 +275,11 @@ void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *
 
 void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumulate, float *dweight,
                           float *dbias, const float *dout, const float *inp, const float *weight) {
+  void *ddst = NULL; /* diff_dst as backward data read it */
   if (dinp) {
     dnnl_memory_set_data_handle(c->bd_wei, reorder_in(&c->r_bd_wei, weight, ws[CONV_WS_BD_WEI]));
-    dnnl_memory_set_data_handle(c->bd_ddst, reorder_in(&c->r_bd_ddst, dout, ws[CONV_WS_DDST]));
+    ddst = reorder_in(&c->r_bd_ddst, dout, ws[CONV_WS_DDST]);
+    dnnl_memory_set_data_handle(c->bd_ddst, ddst);
     /* overwriting into a plain layout: oneDNN writes our gradient directly */
     Reorder *out = accumulate ? &c->r_bd_dsrc_add : &c->r_bd_dsrc_set;
     dnnl_memory_set_data_handle(c->bd_dsrc, out->prim ? ws[CONV_WS_DSRC] : dinp);
@@ -286,7 +291,9 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
   }
   if (dweight || dbias) {
     dnnl_memory_set_data_handle(c->bw_src, reorder_in(&c->r_bw_src, inp, ws[CONV_WS_BW_SRC]));
-    dnnl_memory_set_data_handle(c->bw_ddst, reorder_in(&c->r_bw_ddst, dout, ws[CONV_WS_BW_DDST]));
+    dnnl_memory_set_data_handle(
+        c->bw_ddst,
+        ddst && c->ddst_shared ? ddst : reorder_in(&c->r_bw_ddst, dout, ws[CONV_WS_BW_DDST]));
     dnnl_memory_set_data_handle(c->bw_dwei, ws[CONV_WS_DWEI]);
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->bw_src},
                                {DNNL_ARG_DIFF_DST, c->bw_ddst},
