@@ -4,7 +4,8 @@
 # targeted least-likely FGSM and PGD (20 iterations, step 0.1 eps) at eps
 # 0.5-4/255; then each adversarially trained from its standard model (PGD,
 # eps 3/255, step eps/10, 7 steps, as the paper's chest X-ray setting) and
-# compared again, with the transfer matrix between the standard models.
+# compared again, with the transfer matrix between the standard models; then
+# saliency maps and feature embeddings of CBR-LargeT and the deepest ResNet.
 # usage: sh bench/papers/paper004.sh [breastmnist|pneumoniamnist]
 . "$(dirname "$0")/common.sh"
 out_dir="$root/bench/out/papers/p004"
@@ -36,6 +37,14 @@ run_all() {
   done
   compare "$d/adversarial" --models "${at#,}" --data "$data" --attacks pgd --target least-likely \
     --iters 20 --step-rel 0.1 --eps $eps --no-transfer > "$d/adversarial.txt"
+  # Figs 3-5: saliency and feature maps of the shallowest and the deepest model, both trainings
+  for m in ${models%% *} ${models##* }; do
+    for kind in "" -at; do
+      s="$d/saliency-$m$kind"
+      [ -f "$s/embedding.json" ] || "$mr" --threads "$threads" saliency --model "$d/$m$kind.safetensors" \
+        --data "$data" --eps 2/255 --out "$s" > /dev/null
+    done
+  done
 }
 timed run_all
 python3 "$root/bench/papers/summarize.py" "$root/bench/out/papers"
