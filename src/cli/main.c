@@ -9,15 +9,17 @@
 #include "medrobust.h"
 
 static const CliCommand commands[] = {
-    {"demo", "the main job on the built-in phantom: data, training, evaluation", cmd_demo},
+    {"demo", "the main job on the built-in phantom: train, attack, triage, harden, compare, report",
+     cmd_demo},
     {"models", "list the model families with parameters and FLOPs", cmd_models},
     {"data", "make the built-in phantom set (data phantom), describe a set (data info)", cmd_data},
-    {"train", "train a model on a data set, with checkpoints and --resume", cmd_train},
+    {"train", "train a model (or adversarially: --adv pgd|fgsm-rs), with checkpoints and --resume",
+     cmd_train},
     {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate},
     {"predict", "per-image predictions and probabilities as CSV", cmd_predict},
     {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack},
     {"eval", "robustness sweep: attacks x eps, noise contrast, self-checks", cmd_eval},
-    {"report", "render DIR/report.html from the JSON eval and triage wrote", cmd_report},
+    {"report", "render DIR/report.html from the JSON the other commands wrote", cmd_report},
     {"triage", "rank images by the smallest eps that flips them; flag the most fragile",
      cmd_triage},
     {"compare", "several models on the same data: robustness table and transfer matrix",
