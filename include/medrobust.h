@@ -64,6 +64,13 @@ float rng_uniform(Rng *rng);  /* [0,1) */
 float rng_normal(Rng *rng);   /* N(0,1) */
 int rng_int(Rng *rng, int n); /* [0,n) */
 
+/* ---- small array helpers ---------------------------------------------- */
+
+/* Index of the largest of v[0..n-1], the first on ties: the predicted class. */
+int argmax(const float *v, int n);
+/* qsort comparator for floats, ascending */
+int float_compare(const void *a, const void *b);
+
 /* ---- threads ---------------------------------------------------------- */
 
 /* Sets the OpenMP thread count used by every kernel (<=0: all cores). BLAS

@@ -129,10 +129,7 @@ void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind 
   memcpy(c->logits, z, sizeof(float) * c->batch * k);
   for (int b = 0; b < c->batch; b++) {
     const float *zb = c->logits + (size_t)b * k;
-    int best = 0;
-    for (int j = 1; j < k; j++)
-      if (zb[j] > zb[best]) best = j;
-    c->pred[b] = best;
+    c->pred[b] = argmax(zb, k);
     c->loss[b] = loss_and_dlogits(zb, labels[b], k, kind, c->dlogits + (size_t)b * k);
   }
   if (dx) net_backward(c->net, c->dlogits, dx, 0);

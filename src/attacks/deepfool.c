@@ -28,9 +28,7 @@ Status attack_deepfool(AttackCtx *c, const AttackOptions *o, const float *x, con
     memcpy(zs, z, sizeof(float) * B * K);
     int any = 0;
     for (int b = 0; b < B; b++) {
-      int best = 0;
-      for (int j = 1; j < K; j++)
-        if (zs[b * K + j] > zs[b * K + best]) best = j;
+      const int best = argmax(zs + (size_t)b * K, K);
       if (it == 0) orig[b] = best;
       active[b] = best == orig[b];
       any |= active[b];

@@ -57,10 +57,7 @@ Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const i
     const float *z = net_forward(c->net, x_adv, B, c->mode);
     int any = 0;
     for (int b = 0; b < B; b++) {
-      int best = 0;
-      for (int j = 1; j < K; j++)
-        if (z[(size_t)b * K + j] > z[(size_t)b * K + best]) best = j;
-      if (best == target[b]) active[b] = 0;
+      if (argmax(z + (size_t)b * K, K) == target[b]) active[b] = 0;
       any |= active[b];
     }
     if (!any) break;

@@ -28,9 +28,7 @@ Status attack_standard(AttackCtx *c, const AttackOptions *o, const float *x, con
     if (s != STATUS_OK) break;
     net_predict(c->net, trial, B, probs);
     for (int b = 0; b < B; b++) {
-      int best = 0;
-      for (int j = 1; j < k; j++)
-        if (probs[(size_t)b * k + j] > probs[(size_t)b * k + best]) best = j;
+      const int best = argmax(probs + (size_t)b * k, k);
       /* the first attack's point for everyone, then any later success */
       if (!fooled[b] && (p == 0 || best != y[b]))
         memcpy(x_adv + c->per * b, trial + c->per * b, sizeof(float) * c->per);

@@ -13,13 +13,6 @@
 #include "cli.h"
 #include "medrobust.h"
 
-static int argmax(const float *p, int k) {
-  int b = 0;
-  for (int j = 1; j < k; j++)
-    if (p[j] > p[b]) b = j;
-  return b;
-}
-
 int cmd_attack(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";

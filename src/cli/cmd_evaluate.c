@@ -170,10 +170,7 @@ int cmd_predict(int argc, char **argv) {
   fprintf(f, "\n");
   for (int i = 0; i < l.set->n; i++) {
     const float *p = l.probs + (size_t)i * l.k;
-    int best = 0;
-    for (int j = 1; j < l.k; j++)
-      if (p[j] > p[best]) best = j;
-    fprintf(f, "%d,%d,%d", i, l.set->labels[i], best);
+    fprintf(f, "%d,%d,%d", i, l.set->labels[i], argmax(p, l.k));
     for (int j = 0; j < l.k; j++) fprintf(f, ",%.6g", p[j]);
     fprintf(f, "\n");
   }

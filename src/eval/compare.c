@@ -39,13 +39,6 @@ Status compare_check_models(Net *const *nets, const char *const *names, int n, M
   return STATUS_OK;
 }
 
-static int argmax(const float *p, int k) {
-  int b = 0;
-  for (int j = 1; j < k; j++)
-    if (p[j] > p[b]) b = j;
-  return b;
-}
-
 Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int batch,
                        double *acc, MrError *err) {
   Status s = compare_check_models(nets, NULL, n, err);
@@ -71,18 +64,13 @@ Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOp
   return s;
 }
 
-static int cmp_float(const void *a, const void *b) {
-  const float x = *(const float *)a, y = *(const float *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Median of the per-image smallest flipping eps (INFINITY counts as above all). */
 static double min_eps_median(const TriageResult *t) {
   if (t->n < 1) return NAN;
   float *e = malloc(sizeof(float) * t->n);
   if (!e) return NAN;
   for (int i = 0; i < t->n; i++) e[i] = t->items[i].min_eps;
-  qsort(e, t->n, sizeof(float), cmp_float);
+  qsort(e, t->n, sizeof(float), float_compare);
   const double m = t->n % 2 ? e[t->n / 2] : 0.5 * ((double)e[t->n / 2 - 1] + e[t->n / 2]);
   free(e);
   return m;

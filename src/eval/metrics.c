@@ -46,10 +46,7 @@ Status metrics_compute(Metrics *m, const float *probs, const int *labels, int n,
   }
   int correct = 0;
   for (int i = 0; i < n; i++) {
-    const float *p = probs + (size_t)i * k;
-    int best = 0;
-    for (int j = 1; j < k; j++)
-      if (p[j] > p[best]) best = j;
+    const int best = argmax(probs + (size_t)i * k, k);
     if (labels[i] < 0 || labels[i] >= k) {
       free(s);
       return mr_error_set(err, STATUS_ERR_ARG,

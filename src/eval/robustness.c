@@ -26,13 +26,6 @@ static double drop_pct(double clean, double acc) {
   return clean > 0 ? 100.0 * (clean - acc) / clean : 0.0;
 }
 
-static int argmax(const float *p, int k) {
-  int b = 0;
-  for (int j = 1; j < k; j++)
-    if (p[j] > p[b]) b = j;
-  return b;
-}
-
 /* Clean predictions of the whole split (ints only: memory stays small). */
 static Status clean_predictions(Sweep *s, MrError *err) {
   for (int start = 0; start < s->d->n; start += s->batch) {

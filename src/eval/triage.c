@@ -17,13 +17,6 @@ static int cmp_fragile(const void *a, const void *b) {
   return x->index - y->index;
 }
 
-static int argmax(const float *p, int k) {
-  int b = 0;
-  for (int j = 1; j < k; j++)
-    if (p[j] > p[b]) b = j;
-  return b;
-}
-
 Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max, float tol,
                   float flag_frac, int batch, SweepProgressFn progress, void *ctx, TriageResult *r,
                   MrError *err) {

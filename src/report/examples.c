@@ -6,13 +6,6 @@
 
 #include "report.h"
 
-static int argmax(const float *p, int k) {
-  int b = 0;
-  for (int j = 1; j < k; j++)
-    if (p[j] > p[b]) b = j;
-  return b;
-}
-
 Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int count,
                       const char *dir, MrError *err) {
   if (count > d->n) count = d->n;

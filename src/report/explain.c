@@ -9,24 +9,12 @@
 
 #include "report.h"
 
-static int argmax(const float *p, int k) {
-  int b = 0;
-  for (int j = 1; j < k; j++)
-    if (p[j] > p[b]) b = j;
-  return b;
-}
-
-static int cmp_float(const void *a, const void *b) {
-  const float x = *(const float *)a, y = *(const float *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* "hot" colours of a map scaled to its 99th percentile (as the SmoothGrad
  * authors display them): black, red, yellow, white; rgb is (3, h, w) */
 static void heat(const float *map, int h, int w, float *rgb, float *sorted) {
   const size_t hw = (size_t)h * w;
   memcpy(sorted, map, sizeof(float) * hw);
-  qsort(sorted, hw, sizeof(float), cmp_float);
+  qsort(sorted, hw, sizeof(float), float_compare);
   const float top = sorted[(size_t)(0.99 * (double)(hw - 1))];
   for (size_t i = 0; i < hw; i++) {
     const float v = top > 0 ? fminf(map[i] / top, 1.0f) : 0.0f;

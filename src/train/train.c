@@ -167,9 +167,7 @@ static float evaluate_accuracy(Net *net, const Dataset *d, int batch, float *pro
   const int k = net_num_classes(net);
   int correct = 0, first = -1, varied = 0;
   for (int i = 0; i < d->n; i++) {
-    int best = 0;
-    for (int j = 1; j < k; j++)
-      if (probs[(size_t)i * k + j] > probs[(size_t)i * k + best]) best = j;
+    const int best = argmax(probs + (size_t)i * k, k);
     correct += best == d->labels[i];
     if (first < 0) first = best;
     varied |= best != first;
@@ -370,12 +368,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
       optim_step(&opt, net_params(net), net_grads(net));
       /* training accuracy from the logits of this very step */
       const float *logits = net_forward_last_logits(net);
-      for (int i = 0; i < b; i++) {
-        int best = 0;
-        for (int j = 1; j < k; j++)
-          if (logits[(size_t)i * k + j] > logits[(size_t)i * k + best]) best = j;
-        correct += best == y[i];
-      }
+      for (int i = 0; i < b; i++) correct += argmax(logits + (size_t)i * k, k) == y[i];
       loss_sum += (double)loss * b;
       seen += b;
       p.step = step + 1, p.loss = (float)(loss_sum / seen), p.acc = (float)correct / seen;
