@@ -132,6 +132,8 @@ const ModelFamilyInfo *model_family_info(int i);
 
 void net_free(Net *net);
 const ModelSpec *net_spec(const Net *net);
+/* The model's name for class k, or its number written into buf. */
+const char *net_class_name(const Net *net, int k, char buf[16]);
 /* Replaces the spec's training record (truncated to MR_TRAINING_LEN - 1). */
 void net_set_training_info(Net *net, const char *json);
 size_t net_param_count(const Net *net); /* trainable floats */

@@ -24,7 +24,8 @@ static void loaded_free(Loaded *l) {
   data_free(l->data);
 }
 
-/* Model + data matched to it + probabilities for the split; returns an exit code. */
+/* Model + data matched to it + probabilities for the split; returns an exit
+ * code, having freed everything when it is not 0. */
 static int load_and_predict(Loaded *l, const char *model, const char *data_path,
                             const char *split_text, uint64_t seed, int batch) {
   memset(l, 0, sizeof *l);
@@ -37,15 +38,10 @@ static int load_and_predict(Loaded *l, const char *model, const char *data_path,
   l->probs = malloc(sizeof(float) * ((size_t)l->set->n * l->k + 1));
   if (!l->probs || net_predict_dataset(l->net, l->set, batch, l->probs, &err) != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", l->probs ? err.msg : "out of memory");
+    loaded_free(l);
     return EXIT_RUNTIME;
   }
   return 0;
-}
-
-static const char *class_label(const ModelSpec *spec, int k, char *buf, size_t n) {
-  if (spec->class_names[k]) return spec->class_names[k];
-  snprintf(buf, n, "%d", k);
-  return buf;
 }
 
 int cmd_evaluate(int argc, char **argv) {
@@ -72,11 +68,8 @@ int cmd_evaluate(int argc, char **argv) {
     return EXIT_USAGE;
   }
   Loaded l;
-  int code = load_and_predict(&l, model, data_path, split, seed, batch);
-  if (code) {
-    loaded_free(&l);
-    return code;
-  }
+  const int code = load_and_predict(&l, model, data_path, split, seed, batch);
+  if (code) return code;
   MrError err = {0};
   Metrics m;
   if (metrics_compute(&m, l.probs, l.set->labels, l.set->n, l.k, &err) != STATUS_OK) {
@@ -84,7 +77,6 @@ int cmd_evaluate(int argc, char **argv) {
     loaded_free(&l);
     return EXIT_RUNTIME;
   }
-  const ModelSpec *ms = net_spec(l.net);
   char buf[16];
   if (json) {
     cJSON *root = cJSON_CreateObject();
@@ -101,7 +93,7 @@ int cmd_evaluate(int argc, char **argv) {
     cJSON *classes = cJSON_AddArrayToObject(root, "classes");
     cJSON *conf = cJSON_AddArrayToObject(root, "confusion");
     for (int i = 0; i < l.k; i++) {
-      cJSON_AddItemToArray(classes, cJSON_CreateString(class_label(ms, i, buf, sizeof buf)));
+      cJSON_AddItemToArray(classes, cJSON_CreateString(net_class_name(l.net, i, buf)));
       cJSON_AddItemToArray(conf, cJSON_CreateIntArray(m.confusion + i * l.k, l.k));
     }
     char *text = cJSON_Print(root);
@@ -115,10 +107,10 @@ int cmd_evaluate(int argc, char **argv) {
     if (m.auc >= 0)
       printf("ROC AUC            %.4f%s\n", m.auc, l.k > 2 ? " (macro one-vs-rest)" : "");
     printf("\nconfusion (rows: true class, columns: predicted)\n%16s", "");
-    for (int j = 0; j < l.k; j++) printf(" %12.12s", class_label(ms, j, buf, sizeof buf));
+    for (int j = 0; j < l.k; j++) printf(" %12.12s", net_class_name(l.net, j, buf));
     printf("\n");
     for (int i = 0; i < l.k; i++) {
-      printf("%16.16s", class_label(ms, i, buf, sizeof buf));
+      printf("%16.16s", net_class_name(l.net, i, buf));
       for (int j = 0; j < l.k; j++) printf(" %12d", m.confusion[i * l.k + j]);
       printf("\n");
     }
@@ -150,11 +142,8 @@ int cmd_predict(int argc, char **argv) {
     return EXIT_USAGE;
   }
   Loaded l;
-  int code = load_and_predict(&l, model, data_path, split, seed, batch);
-  if (code) {
-    loaded_free(&l);
-    return code;
-  }
+  const int code = load_and_predict(&l, model, data_path, split, seed, batch);
+  if (code) return code;
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
   FILE *f = fopen(tmp, "w");
@@ -163,10 +152,9 @@ int cmd_predict(int argc, char **argv) {
     loaded_free(&l);
     return EXIT_RUNTIME;
   }
-  const ModelSpec *ms = net_spec(l.net);
   char buf[16];
   fprintf(f, "index,label,predicted");
-  for (int j = 0; j < l.k; j++) fprintf(f, ",p_%s", class_label(ms, j, buf, sizeof buf));
+  for (int j = 0; j < l.k; j++) fprintf(f, ",p_%s", net_class_name(l.net, j, buf));
   fprintf(f, "\n");
   for (int i = 0; i < l.set->n; i++) {
     const float *p = l.probs + (size_t)i * l.k;

@@ -354,6 +354,12 @@ const float *net_last_features(const Net *net) {
   return last->src == NET_INPUT ? net->input : net->layers[last->src].out;
 }
 
+const char *net_class_name(const Net *net, int k, char buf[16]) {
+  if (net->spec.class_names[k]) return net->spec.class_names[k];
+  snprintf(buf, 16, "%d", k);
+  return buf;
+}
+
 void net_set_training_info(Net *net, const char *json) {
   snprintf(net->spec.training, sizeof net->spec.training, "%s", json ? json : "");
 }

@@ -43,10 +43,10 @@ Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int co
       const int cp = argmax(pc + (size_t)i * k, k), ap = argmax(pa + (size_t)i * k, k);
       cJSON *e = cJSON_CreateObject();
       cJSON_AddNumberToObject(e, "index", i);
-      cJSON_AddStringToObject(e, "label", report_class_name(net, d->labels[i], buf[0]));
-      cJSON_AddStringToObject(e, "clean_prediction", report_class_name(net, cp, buf[1]));
+      cJSON_AddStringToObject(e, "label", net_class_name(net, d->labels[i], buf[0]));
+      cJSON_AddStringToObject(e, "clean_prediction", net_class_name(net, cp, buf[1]));
       cJSON_AddNumberToObject(e, "clean_probability", pc[(size_t)i * k + cp]);
-      cJSON_AddStringToObject(e, "adversarial_prediction", report_class_name(net, ap, buf[2]));
+      cJSON_AddStringToObject(e, "adversarial_prediction", net_class_name(net, ap, buf[2]));
       cJSON_AddNumberToObject(e, "adversarial_probability", pa[(size_t)i * k + ap]);
       cJSON_AddStringToObject(e, "clean_png", name[0]);
       cJSON_AddStringToObject(e, "adversarial_png", name[1]);

@@ -73,10 +73,10 @@ Status saliency_write(Net *net, const Dataset *d, const AttackOptions *o, int co
     cJSON *e = cJSON_CreateObject();
     char buf[3][16];
     cJSON_AddNumberToObject(e, "index", i);
-    cJSON_AddStringToObject(e, "label", report_class_name(net, d->labels[i], buf[0]));
-    cJSON_AddStringToObject(e, "clean_prediction", report_class_name(net, pred[i], buf[1]));
+    cJSON_AddStringToObject(e, "label", net_class_name(net, d->labels[i], buf[0]));
+    cJSON_AddStringToObject(e, "clean_prediction", net_class_name(net, pred[i], buf[1]));
     cJSON_AddStringToObject(e, "adversarial_prediction",
-                            report_class_name(net, pred[count + i], buf[2]));
+                            net_class_name(net, pred[count + i], buf[2]));
     for (int p = 0; s == STATUS_OK && p < 6; p++) {
       char name[96], path[4400], key[64];
       snprintf(name, sizeof name, "saliency/%03d_%s.png", i, panels[p].name);
@@ -140,7 +140,7 @@ Status embedding_write(Net *net, const Dataset *d, const AttackOptions *o, int n
   cJSON *names = cJSON_AddArrayToObject(root, "classes");
   for (int c = 0; c < k; c++) {
     char buf[16];
-    cJSON_AddItemToArray(names, cJSON_CreateString(report_class_name(net, c, buf)));
+    cJSON_AddItemToArray(names, cJSON_CreateString(net_class_name(net, c, buf)));
   }
   cJSON *points = cJSON_AddArrayToObject(root, "points");
   for (int v = 0; s == STATUS_OK && v < 2; v++)

@@ -15,8 +15,6 @@ void json_add_number(cJSON *o, const char *key, double v);
 Status report_write_json(const char *dir, const char *name, const cJSON *root, MrError *err);
 /* "training": the record as JSON when it parses, else as text */
 void report_add_training(cJSON *o, const char *record);
-/* the model's name for class k, or its number */
-const char *report_class_name(const Net *net, int k, char buf[16]);
 /* dir/sub, created unless it exists */
 Status report_make_dir(const char *dir, const char *sub, MrError *err);
 

@@ -43,13 +43,6 @@ Status report_write_json(const char *dir, const char *name, const cJSON *root, M
   return s;
 }
 
-const char *report_class_name(const Net *net, int k, char buf[16]) {
-  const ModelSpec *s = net_spec(net);
-  if (s->class_names[k]) return s->class_names[k];
-  snprintf(buf, 16, "%d", k);
-  return buf;
-}
-
 Status report_make_dir(const char *dir, const char *sub, MrError *err) {
   char path[4200];
   snprintf(path, sizeof path, "%s/%s", dir, sub);
