@@ -1,7 +1,6 @@
 /* compare.json / compare.csv / transfer.csv: the model comparison as the
  * report and a spreadsheet read it. Written atomically. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,45 +69,14 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
   return s;
 }
 
-/* grows a text buffer for the CSV writers */
-typedef struct {
-  char *buf;
-  size_t len, cap;
-} Text;
-
-static void text_add(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void text_add(Text *t, const char *fmt, ...) {
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    const int need = t->buf ? vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap) : -1;
-    va_end(ap);
-    if (need >= 0 && t->len + (size_t)need < t->cap) {
-      t->len += (size_t)need;
-      return;
-    }
-    const size_t cap = t->cap * 2 + (need > 0 ? (size_t)need : 0) + 1024;
-    char *grown = realloc(t->buf, cap);
-    if (!grown) return; /* reported by the caller: buf stays short */
-    t->buf = grown, t->cap = cap;
-  }
-}
-
-/* a CSV field: quoted, with quotes doubled */
-static void text_field(Text *t, const char *s) {
-  text_add(t, "\"");
-  for (; *s; s++) text_add(t, *s == '"' ? "\"\"" : "%c", *s);
-  text_add(t, "\"");
-}
-
 Status compare_write(const CompareResult *r, const char *dir, const char *data, const char *split,
                      MrError *err) {
   Status s = write_json(r, dir, data, split, err);
   if (s != STATUS_OK) return s;
-  Text csv = {0};
-  text_add(&csv,
-           "model,arch,params,mflops,training,attack,norm,eps,accuracy,drop_pct,"
-           "min_eps_median\n");
+  ReportText csv = {0};
+  report_text_add(&csv,
+                  "model,arch,params,mflops,training,attack,norm,eps,accuracy,drop_pct,"
+                  "min_eps_median\n");
   for (int i = 0; i < r->n; i++) {
     const CompareEntry *e = &r->models[i];
     char kind[96], median[32] = "";
@@ -116,34 +84,30 @@ Status compare_write(const CompareResult *r, const char *dir, const char *data, 
     if (e->triaged) snprintf(median, sizeof median, "%.6g", e->min_eps_median);
     for (int j = -1; j < e->sweep.n_rows; j++) {
       const SweepRow *w = j >= 0 ? &e->sweep.rows[j] : NULL;
-      text_field(&csv, e->name);
-      text_add(&csv, ",%s,%zu,%.3f,", e->arch, e->params, e->flops / 1e6);
-      text_field(&csv, kind);
+      report_text_field(&csv, e->name);
+      report_text_add(&csv, ",%s,%zu,%.3f,", e->arch, e->params, e->flops / 1e6);
+      report_text_field(&csv, kind);
       if (w)
-        text_add(&csv, ",%s,%s,%g,%.6f,%.4f,%s\n", w->attack, w->norm == NORM_LINF ? "linf" : "l2",
-                 w->eps, w->accuracy, w->drop_pct, median);
+        report_text_add(&csv, ",%s,%s,%g,%.6f,%.4f,%s\n", w->attack,
+                        w->norm == NORM_LINF ? "linf" : "l2", w->eps, w->accuracy, w->drop_pct,
+                        median);
       else
-        text_add(&csv, ",baseline,,0,%.6f,0,%s\n", e->sweep.clean_accuracy, median);
+        report_text_add(&csv, ",baseline,,0,%.6f,0,%s\n", e->sweep.clean_accuracy, median);
     }
   }
-  char path[4200];
-  snprintf(path, sizeof path, "%s/compare.csv", dir);
-  s = csv.buf ? report_write_atomic(path, csv.buf, err)
-              : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  csv.len = 0;
+  s = report_text_write(&csv, dir, "compare.csv", err);
   if (s == STATUS_OK && r->transfer) {
-    text_add(&csv, "source\\target");
-    for (int j = 0; j < r->n; j++) text_add(&csv, ","), text_field(&csv, r->models[j].name);
-    text_add(&csv, "\n");
+    report_text_add(&csv, "source\\target");
+    for (int j = 0; j < r->n; j++)
+      report_text_add(&csv, ","), report_text_field(&csv, r->models[j].name);
+    report_text_add(&csv, "\n");
     for (int i = 0; i < r->n; i++) {
-      text_field(&csv, r->models[i].name);
-      for (int j = 0; j < r->n; j++) text_add(&csv, ",%.6f", r->transfer[(size_t)i * r->n + j]);
-      text_add(&csv, "\n");
+      report_text_field(&csv, r->models[i].name);
+      for (int j = 0; j < r->n; j++)
+        report_text_add(&csv, ",%.6f", r->transfer[(size_t)i * r->n + j]);
+      report_text_add(&csv, "\n");
     }
-    snprintf(path, sizeof path, "%s/transfer.csv", dir);
-    s = csv.buf ? report_write_atomic(path, csv.buf, err)
-                : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    s = report_text_write(&csv, dir, "transfer.csv", err);
   }
-  free(csv.buf);
   return s;
 }

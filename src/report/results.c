@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@
 
 #include "report.h"
 
-Status report_write_atomic(const char *path, const char *text, MrError *err) {
+/* path written through a temporary file and a rename */
+static Status write_atomic(const char *path, const char *text, MrError *err) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   FILE *f = fopen(tmp, "w");
@@ -26,6 +28,43 @@ Status report_write_atomic(const char *path, const char *text, MrError *err) {
   return STATUS_OK;
 }
 
+void report_text_add(ReportText *t, const char *fmt, ...) {
+  while (!t->failed) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int need = t->buf ? vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap) : -1;
+    va_end(ap);
+    if (need >= 0 && t->len + (size_t)need < t->cap) {
+      t->len += (size_t)need;
+      return;
+    }
+    const size_t cap = t->cap * 2 + (need > 0 ? (size_t)need : 0) + 1024;
+    char *grown = realloc(t->buf, cap);
+    if (!grown) {
+      t->failed = 1;
+      return;
+    }
+    t->buf = grown, t->cap = cap;
+  }
+}
+
+void report_text_field(ReportText *t, const char *s) {
+  report_text_add(t, "\"");
+  for (; *s; s++) report_text_add(t, *s == '"' ? "\"\"" : "%c", *s);
+  report_text_add(t, "\"");
+}
+
+Status report_text_write(ReportText *t, const char *dir, const char *name, MrError *err) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  Status s = t->buf && !t->failed
+                 ? write_atomic(path, t->buf, err)
+                 : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory writing %s", path);
+  free(t->buf);
+  memset(t, 0, sizeof *t);
+  return s;
+}
+
 void report_add_training(cJSON *o, const char *record) {
   cJSON *parsed = record[0] ? cJSON_Parse(record) : NULL;
   if (parsed)
@@ -37,7 +76,7 @@ void report_add_training(cJSON *o, const char *record) {
 Status report_write_json(const char *dir, const char *name, const cJSON *root, MrError *err) {
   char *text = cJSON_Print(root), path[4200];
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  Status s = text ? report_write_atomic(path, text, err)
+  Status s = text ? write_atomic(path, text, err)
                   : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory writing %s", path);
   free(text);
   return s;
@@ -111,36 +150,25 @@ Status sweep_write(const SweepResult *r, const char *dir, const char *model, con
     cJSON_AddStringToObject(o, "message", r->checks[i].message);
     cJSON_AddItemToArray(checks, o);
   }
-  char *text = cJSON_Print(root);
+  Status s = report_write_json(dir, "results.json", root, err);
   cJSON_Delete(root);
-  char path[4096];
-  snprintf(path, sizeof path, "%s/results.json", dir);
-  Status s = text ? report_write_atomic(path, text, err)
-                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  free(text);
   if (s != STATUS_OK) return s;
   /* CSV: one row per attack and eps, the baseline first */
-  size_t cap = 256 + (size_t)(r->n_rows + 1) * 256;
-  char *csv = malloc(cap);
-  if (!csv) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  size_t len = (size_t)snprintf(
-      csv, cap,
-      "attack,norm,eps,target,accuracy,drop_pct,success_rate,mean_linf,mean_l2,mean_mse,"
-      "mean_ssim,mean_psnr,mean_confidence\nbaseline,,0,,%.6f,0,0,0,0,0,1,,\n",
-      r->clean_accuracy);
+  ReportText csv = {0};
+  report_text_add(&csv,
+                  "attack,norm,eps,target,accuracy,drop_pct,success_rate,mean_linf,mean_l2,"
+                  "mean_mse,mean_ssim,mean_psnr,mean_confidence\nbaseline,,0,,%.6f,0,0,0,0,0,1,,\n",
+                  r->clean_accuracy);
   for (int i = 0; i < r->n_rows; i++) {
     const SweepRow *w = &r->rows[i];
     char psnr[32] = "";
     if (isfinite(w->psnr)) snprintf(psnr, sizeof psnr, "%.4f", w->psnr);
-    len += (size_t)snprintf(
-        csv + len, cap - len, "%s,%s,%g,%s,%.6f,%.4f,%.6f,%.6g,%.6g,%.6g,%.6f,%s,%.6f\n", w->attack,
-        w->norm == NORM_LINF ? "linf" : "l2", w->eps, target_name(w->target), w->accuracy,
-        w->drop_pct, w->success_rate, w->linf, w->l2, w->mse, w->ssim, psnr, w->confidence);
+    report_text_add(&csv, "%s,%s,%g,%s,%.6f,%.4f,%.6f,%.6g,%.6g,%.6g,%.6f,%s,%.6f\n", w->attack,
+                    w->norm == NORM_LINF ? "linf" : "l2", w->eps, target_name(w->target),
+                    w->accuracy, w->drop_pct, w->success_rate, w->linf, w->l2, w->mse, w->ssim,
+                    psnr, w->confidence);
   }
-  snprintf(path, sizeof path, "%s/results.csv", dir);
-  s = report_write_atomic(path, csv, err);
-  free(csv);
-  return s;
+  return report_text_write(&csv, dir, "results.csv", err);
 }
 
 Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
@@ -181,30 +209,19 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
     cJSON_AddBoolToObject(o, "flagged", t->flagged);
     cJSON_AddItemToArray(items, o);
   }
-  char *text = cJSON_Print(root);
+  Status s = report_write_json(dir, "triage.json", root, err);
   cJSON_Delete(root);
-  char path[4096];
-  snprintf(path, sizeof path, "%s/triage.json", dir);
-  Status s = text ? report_write_atomic(path, text, err)
-                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  free(text);
   if (s != STATUS_OK) return s;
-  const size_t cap = 128 + (size_t)r->n * 96;
-  char *csv = malloc(cap);
-  if (!csv) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  size_t len =
-      (size_t)snprintf(csv, cap, "rank,index,label,prediction,confidence,min_eps,flagged\n");
+  ReportText csv = {0};
+  report_text_add(&csv, "rank,index,label,prediction,confidence,min_eps,flagged\n");
   for (int i = 0; i < r->n; i++) {
     const TriageItem *t = &r->items[i];
     char eps[32] = "inf";
     if (isfinite(t->min_eps)) snprintf(eps, sizeof eps, "%.6g", t->min_eps);
-    len += (size_t)snprintf(csv + len, cap - len, "%d,%d,%d,%d,%.6f,%s,%d\n", i + 1, t->index,
-                            t->label, t->pred, t->confidence, eps, t->flagged);
+    report_text_add(&csv, "%d,%d,%d,%d,%.6f,%s,%d\n", i + 1, t->index, t->label, t->pred,
+                    t->confidence, eps, t->flagged);
   }
-  snprintf(path, sizeof path, "%s/triage.csv", dir);
-  s = report_write_atomic(path, csv, err);
-  free(csv);
-  return s;
+  return report_text_write(&csv, dir, "triage.csv", err);
 }
 
 Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const char *dir, int count,
