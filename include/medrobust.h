@@ -630,6 +630,9 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
                    const CompareOptions *o, SweepProgressFn progress, void *ctx, CompareResult *r,
                    MrError *err);
 void compare_result_free(CompareResult *r);
+/* A training record in a few words: "standard", "pgd eps 0.004", ... or
+ * "unknown" (no or unreadable record). */
+void training_summary(const char *record, char *out, size_t n);
 /* compare.json, compare.csv and (if run) transfer.csv into dir, atomically */
 Status compare_write(const CompareResult *r, const char *dir, const char *data, const char *split,
                      MrError *err);

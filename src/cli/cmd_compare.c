@@ -23,7 +23,7 @@ static void short_name(const char *path, char *out, size_t n) {
 }
 
 static void print_table(const CompareResult *r) {
-  printf("\n%-22s %-11s %10s %9s %-18s %8s", "model", "arch", "params", "MFLOPs", "training",
+  printf("\n%-22s %-11s %10s %9s %-20s %8s", "model", "arch", "params", "MFLOPs", "training",
          "clean");
   const SweepResult *first = &r->models[0].sweep;
   for (int j = 0; j < first->n_rows; j++) {
@@ -34,11 +34,9 @@ static void print_table(const CompareResult *r) {
   printf(" %10s\n", "median eps");
   for (int i = 0; i < r->n; i++) {
     const CompareEntry *e = &r->models[i];
-    const char *adv = strstr(e->training, "\"kind\":\"");
-    char training[24] = "standard";
-    if (adv) snprintf(training, sizeof training, "adv %.*s", (int)strcspn(adv + 8, "\""), adv + 8);
-    if (!e->training[0]) snprintf(training, sizeof training, "unknown");
-    printf("%-22.22s %-11s %10zu %9.1f %-18s %7.2f%%", e->name, e->arch, e->params, e->flops / 1e6,
+    char training[48];
+    training_summary(e->training, training, sizeof training);
+    printf("%-22.22s %-11s %10zu %9.1f %-20s %7.2f%%", e->name, e->arch, e->params, e->flops / 1e6,
            training, 100 * e->sweep.clean_accuracy);
     for (int j = 0; j < e->sweep.n_rows; j++)
       printf(" %7.2f%% (%3.0f)", 100 * e->sweep.rows[j].accuracy, e->sweep.rows[j].drop_pct);

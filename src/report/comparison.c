@@ -7,19 +7,6 @@
 
 #include "report.h"
 
-/* "pgd 0.004 linf" etc. of a record, for the CSV: the adversarial kind or "standard" */
-static void training_kind(const char *record, char *out, size_t n) {
-  cJSON *r = record[0] ? cJSON_Parse(record) : NULL;
-  const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "adversarial");
-  const cJSON *kind = cJSON_GetObjectItemCaseSensitive(a, "kind");
-  const cJSON *eps = cJSON_GetObjectItemCaseSensitive(a, "eps");
-  if (cJSON_IsString(kind) && cJSON_IsNumber(eps))
-    snprintf(out, n, "%s eps %g", kind->valuestring, eps->valuedouble);
-  else
-    snprintf(out, n, "%s", r ? "standard" : "unknown");
-  cJSON_Delete(r);
-}
-
 static Status write_json(const CompareResult *r, const char *dir, const char *data,
                          const char *split, MrError *err) {
   cJSON *root = cJSON_CreateObject();
@@ -80,7 +67,7 @@ Status compare_write(const CompareResult *r, const char *dir, const char *data, 
   for (int i = 0; i < r->n; i++) {
     const CompareEntry *e = &r->models[i];
     char kind[96], median[32] = "";
-    training_kind(e->training, kind, sizeof kind);
+    training_summary(e->training, kind, sizeof kind);
     if (e->triaged) snprintf(median, sizeof median, "%.6g", e->min_eps_median);
     for (int j = -1; j < e->sweep.n_rows; j++) {
       const SweepRow *w = j >= 0 ? &e->sweep.rows[j] : NULL;

@@ -65,6 +65,18 @@ Status report_text_write(ReportText *t, const char *dir, const char *name, MrErr
   return s;
 }
 
+void training_summary(const char *record, char *out, size_t n) {
+  cJSON *r = record[0] ? cJSON_Parse(record) : NULL;
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "adversarial");
+  const cJSON *kind = cJSON_GetObjectItemCaseSensitive(a, "kind");
+  const cJSON *eps = cJSON_GetObjectItemCaseSensitive(a, "eps");
+  if (cJSON_IsString(kind) && cJSON_IsNumber(eps))
+    snprintf(out, n, "%s eps %g", kind->valuestring, eps->valuedouble);
+  else
+    snprintf(out, n, "%s", r ? "standard" : "unknown");
+  cJSON_Delete(r);
+}
+
 void report_add_training(cJSON *o, const char *record) {
   cJSON *parsed = record[0] ? cJSON_Parse(record) : NULL;
   if (parsed)
