@@ -532,7 +532,7 @@ typedef struct {
 
 #define TRIAGE_CURVE_POINTS 11
 typedef struct {
-  TriageItem *items; /* most fragile first */
+  TriageItem *items; /* most fragile first: ascending min_eps, then confidence */
   int n, n_flagged;
   float eps_max, tol, flag_frac;
   double accuracy_all, accuracy_aware; /* aware: without the flagged images */

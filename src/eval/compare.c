@@ -67,13 +67,10 @@ Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOp
 /* Median of the per-image smallest flipping eps (INFINITY counts as above all). */
 static double min_eps_median(const TriageResult *t) {
   if (t->n < 1) return NAN;
-  float *e = malloc(sizeof(float) * t->n);
-  if (!e) return NAN;
-  for (int i = 0; i < t->n; i++) e[i] = t->items[i].min_eps;
-  qsort(e, t->n, sizeof(float), float_compare);
-  const double m = t->n % 2 ? e[t->n / 2] : 0.5 * ((double)e[t->n / 2 - 1] + e[t->n / 2]);
-  free(e);
-  return m;
+  /* triage lists the items by ascending min_eps (most fragile first) */
+  const TriageItem *it = t->items;
+  return t->n % 2 ? it[t->n / 2].min_eps
+                  : 0.5 * ((double)it[t->n / 2 - 1].min_eps + it[t->n / 2].min_eps);
 }
 
 Status compare_run(Net *const *nets, const char *const *names, int n, const Dataset *d,
