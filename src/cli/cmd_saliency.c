@@ -12,22 +12,22 @@ int cmd_saliency(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
   int count = 6, samples = 50, embed = 400;
-  float sigma = 0.15f;
-  AttackOptions o = attack_options_default(ATTACK_PGD);
+  float sigma = 0.15f, eps = 0.004f;
+  uint64_t seed = 1;
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
       {"--out", OPT_STRING, &out, 0, 0, " DIR", "output folder (required)"},
       {"--attack", OPT_STRING, &attack, 0, 0, " A", "attack making the adversarial images"},
-      {"--eps", OPT_FLOAT, &o.eps, 0, 1e6, " E", "its eps on [0,1] pixels (4/255 accepted)"},
+      {"--eps", OPT_FLOAT, &eps, 0, 1e6, " E", "its eps on [0,1] pixels (4/255 accepted)"},
       {"--norm", OPT_STRING, &norm, 0, 0, " linf|l2", "its norm"},
       {"--count", OPT_INT, &count, 0, 1000, " N", "images with saliency maps"},
       {"--samples", OPT_INT, &samples, 1, 10000, " N", "SmoothGrad: noisy copies per image"},
       {"--sigma", OPT_FLOAT, &sigma, 0, 10, " S",
        "SmoothGrad: noise std on the [0,1] scale (Smilkov et al.: 10-20% of the range)"},
       {"--embed", OPT_INT, &embed, 0, 1000000, " N", "images in the feature embedding (0: none)"},
-      {"--seed", OPT_U64, &o.seed, 0, 0, " S", "random starts and SmoothGrad noise"},
+      {"--seed", OPT_U64, &seed, 0, 0, " S", "random starts and SmoothGrad noise"},
       {0}};
   const CliSpec spec = {
       "saliency", "saliency --model M --data D --out DIR [options]",
@@ -50,12 +50,9 @@ int cmd_saliency(int argc, char **argv) {
             "medrobust saliency: --attack must be a bounded attack (fgsm, bim, pgd, ...)\n");
     return EXIT_USAGE;
   }
-  Norm norm_kind;
-  if (!cli_parse_norm("saliency", norm, &norm_kind)) return EXIT_USAGE;
-  const float eps = o.eps;
-  const uint64_t seed = o.seed;
-  o = attack_options_default((AttackKind)kind);
-  o.eps = eps, o.seed = seed, o.norm = norm_kind;
+  AttackOptions o = attack_options_default((AttackKind)kind);
+  if (!cli_parse_norm("saliency", norm, &o.norm)) return EXIT_USAGE;
+  o.eps = eps, o.seed = seed;
   const int s_idx = cli_split("saliency", split);
   if (s_idx < 0) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
