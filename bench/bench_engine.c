@@ -1,7 +1,7 @@
 /* Engine throughput: inference (net_predict), one PGD step (forward + gradient to the input)
  * and one SGD training step, in images/s, for the bench models at 28x28 and
  * 64x64, batch 128. Prints CSV rows: model,size,op,images_per_s.
- * usage: bench_engine [--threads N] [--batch B] [--quick] */
+ * usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]] */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +66,8 @@ static double measure(BenchCtx *c, BenchOp op, int reps) {
 }
 
 int main(int argc, char **argv) {
-  int threads = 2, batch = 128, reps = 3;
+  int threads = 2, batch = 128, reps = 3, only_size = 0;
+  char only_model[64] = "";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
       threads = atoi(argv[++i]);
@@ -74,8 +75,13 @@ int main(int argc, char **argv) {
       batch = atoi(argv[++i]);
     else if (strcmp(argv[i], "--quick") == 0)
       reps = 1;
-    else {
-      fprintf(stderr, "usage: bench_engine [--threads N] [--batch B] [--quick]\n");
+    else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+      snprintf(only_model, sizeof only_model, "%s", argv[++i]);
+      char *colon = strchr(only_model, ':');
+      if (colon) *colon = '\0', only_size = atoi(colon + 1);
+    } else {
+      fprintf(stderr,
+              "usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]]\n");
       return 2;
     }
   }
@@ -85,6 +91,9 @@ int main(int argc, char **argv) {
   printf("model,size,op,images_per_s\n");
   for (size_t s = 0; s < 2; s++) {
     for (size_t m = 0; m < 4; m++) {
+      if ((only_model[0] && strcmp(only_model, models[m]) != 0) ||
+          (only_size && only_size != sizes[s]))
+        continue;
       ModelSpec spec = model_spec_default(models[m], 1, sizes[s], sizes[s], 2);
       MrError err = {0};
       Net *net = model_build(&spec, 1, &err);

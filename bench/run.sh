@@ -1,17 +1,18 @@
 #!/bin/sh
 # Engine speed beside PyTorch on this machine: same models, batch 128, same
 # thread count; prints a markdown table with ratios (ours / PyTorch > 1 is
-# faster). usage: sh bench/run.sh [THREADS] [--quick]
+# faster). usage: sh bench/run.sh [THREADS] [--quick] [MODEL[:SIZE]]
 set -e
 threads=${1:-2}
 quick=${2:-}
+only=${3:-}
 cd "$(dirname "$0")/.."
 mkdir -p bench/out
 make -s build/libmedrobust.a
 cc -std=c11 -O3 -march=native -fopenmp -Iinclude bench/bench_engine.c build/libmedrobust.a \
   $(pkg-config --libs openblas libcjson) -ldnnl -lm -o bench/out/bench_engine
-OMP_WAIT_POLICY=passive bench/out/bench_engine --threads "$threads" $quick | tee bench/out/ours.csv
+OMP_WAIT_POLICY=passive bench/out/bench_engine --threads "$threads" $quick ${only:+--only "$only"} | tee bench/out/ours.csv
 # PERF-NOTES: PyTorch loses up to 2.5x to mmap/munmap page faults without this
 GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184 \
-  OMP_NUM_THREADS="$threads" /usr/bin/python3 bench/torch_bench.py "$threads" 128 $quick | tee bench/out/torch.csv
+  OMP_NUM_THREADS="$threads" /usr/bin/python3 bench/torch_bench.py "$threads" 128 $quick ${only:+--only="$only"} | tee bench/out/torch.csv
 /usr/bin/python3 bench/compare.py bench/out/ours.csv bench/out/torch.csv

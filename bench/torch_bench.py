@@ -29,11 +29,15 @@ def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 128
     reps = 1 if "--quick" in sys.argv else 3
+    only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "")
+    only_model, _, only_size = only.partition(":")
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     print("model,size,op,images_per_s")
     for size in (28, 64):
         for arch in ("cbr-larget", "cnn", "resnet8", "resnet20"):
+            if (only_model and arch != only_model) or (only_size and int(only_size) != size):
+                continue
             model = tm.build(tm.default_spec(arch, 1, size, 2))
             x = torch.rand(batch, 1, size, size)
             y = torch.arange(batch) % 2

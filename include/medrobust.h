@@ -153,7 +153,13 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
 
 /* Convolution kernels: oneDNN (default) or im2col + OpenBLAS sgemm (also
  * chosen by the environment variable MEDROBUST_CONV=im2col). */
-typedef enum { CONV_BACKEND_DNNL = 0, CONV_BACKEND_IM2COL = 1 } ConvBackend;
+/* DNNL keeps activations channels-last (NHWC) between layers; DNNL_NCHW
+ * reorders around every convolution instead (slower; kept as a check). */
+typedef enum {
+  CONV_BACKEND_DNNL = 0,
+  CONV_BACKEND_IM2COL = 1,
+  CONV_BACKEND_DNNL_NCHW = 2
+} ConvBackend;
 void net_set_conv_backend(Net *net, ConvBackend backend);
 
 /* Softmax probabilities (B,K), eval mode. Forward only: its activations

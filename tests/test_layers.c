@@ -55,7 +55,7 @@ static void check_conv(Conv2dDims d) {
   assert_true(max_abs_diff(db_n, db, d.OC) < 1e-3);
 
   /* the oneDNN path agrees with the oracle and accumulates into its gradients */
-  ConvDnnl *fast = conv2d_dnnl_create(d, 1);
+  ConvDnnl *fast = conv2d_dnnl_create(d, 1, 0);
   assert_non_null(fast);
   void *ws[CONV_WS_COUNT];
   for (int s = 0; s < CONV_WS_COUNT; s++)
@@ -383,6 +383,134 @@ static void test_shortcut(void **state) {
   op_run(&c);
 }
 
+/* ---- channels-last kernels ------------------------------------------------------ */
+
+/* Each NHWC kernel against its planar twin (checked against finite
+ * differences above) on the transposed tensors: outputs, running statistics,
+ * input gradients (overwriting and accumulating) and parameter gradients. */
+typedef enum {
+  CL_BN_TRAIN,
+  CL_BN_TRAIN_RELU,
+  CL_BN_EVAL_RELU,
+  CL_MAXPOOL,
+  CL_AVGPOOL,
+  CL_GAP,
+  CL_SHORTCUT
+} ChannelsLastOp;
+
+typedef struct {
+  float *x, *y, *dy, *dx, *gamma, *beta, *rm, *rv, *mean, *invstd, *dgamma, *dbeta;
+  int32_t *argmax;
+  int64_t nbt;
+} ClSide;
+
+static void cl_run(ChannelsLastOp op, int nhwc, ClSide *s, int acc, BatchNormDims bd, PoolDims pd,
+                   ShortcutDims sd, void *scratch) {
+  const Mode mode = op == CL_BN_EVAL_RELU ? MODE_EVAL : MODE_TRAIN;
+  const int relu = op != CL_BN_TRAIN;
+  switch (op) {
+    case CL_BN_TRAIN:
+    case CL_BN_TRAIN_RELU:
+    case CL_BN_EVAL_RELU:
+      if (nhwc) {
+        batchnorm2d_forward_nhwc(s->y, s->mean, s->invstd, s->x, s->gamma, s->beta, s->rm, s->rv,
+                                 &s->nbt, bd, mode, relu, scratch);
+        batchnorm2d_backward_nhwc(s->dx, acc, s->dgamma, s->dbeta, s->dy, relu ? s->y : NULL, s->x,
+                                  s->gamma, s->mean, s->invstd, bd, mode, scratch);
+      } else {
+        batchnorm2d_forward(s->y, s->mean, s->invstd, s->x, s->gamma, s->beta, s->rm, s->rv,
+                            &s->nbt, bd, mode, relu);
+        batchnorm2d_backward(s->dx, acc, s->dgamma, s->dbeta, s->dy, relu ? s->y : NULL, s->x,
+                             s->gamma, s->mean, s->invstd, bd, mode);
+      }
+      break;
+    case CL_MAXPOOL:
+      (nhwc ? maxpool2d_forward_nhwc : maxpool2d_forward)(s->y, s->argmax, s->x, pd);
+      (nhwc ? maxpool2d_backward_nhwc : maxpool2d_backward)(s->dx, acc, s->dy, s->argmax, pd);
+      break;
+    case CL_AVGPOOL:
+      (nhwc ? avgpool2d_forward_nhwc : avgpool2d_forward)(s->y, s->x, pd);
+      (nhwc ? avgpool2d_backward_nhwc : avgpool2d_backward)(s->dx, acc, s->dy, pd);
+      break;
+    case CL_GAP:
+      (nhwc ? global_avgpool_forward_nhwc : global_avgpool_forward)(s->y, s->x, pd.B, pd.C,
+                                                                    pd.H * pd.W);
+      (nhwc ? global_avgpool_backward_nhwc : global_avgpool_backward)(s->dx, acc, s->dy, pd.B, pd.C,
+                                                                      pd.H * pd.W);
+      break;
+    case CL_SHORTCUT:
+      (nhwc ? shortcut_pad_forward_nhwc : shortcut_pad_forward)(s->y, s->x, sd);
+      (nhwc ? shortcut_pad_backward_nhwc : shortcut_pad_backward)(s->dx, acc, s->dy, sd);
+      break;
+  }
+}
+
+static void check_channels_last(ChannelsLastOp op, int C) {
+  const int B = 3, H = 7, W = 6, HW = H * W;
+  BatchNormDims bd = {.B = B, .C = C, .H = H, .W = W, .eps = 1e-5f, .momentum = 0.1f};
+  PoolDims pd = {.B = B, .C = C, .H = H, .W = W, .K = 3, .stride = 2, .pad = 1};
+  pool_dims_finish(&pd);
+  ShortcutDims sd = {.B = B, .C = C, .H = H, .W = W, .OC = 2 * C, .OH = 4, .OW = 3, .stride = 2};
+  int OC = C, OHW = HW;
+  if (op == CL_MAXPOOL || op == CL_AVGPOOL) OHW = pd.OH * pd.OW;
+  if (op == CL_GAP) OHW = 1;
+  if (op == CL_SHORTCUT) OC = 2 * C, OHW = sd.OH * sd.OW;
+  const size_t ni = (size_t)B * C * HW, no = (size_t)B * OC * OHW;
+  Rng rng;
+  rng_seed(&rng, 40 + op);
+  ClSide p = {0}, q = {0}; /* planar, channels-last */
+  ClSide *sides[2] = {&p, &q};
+  for (int i = 0; i < 2; i++) {
+    ClSide *s = sides[i];
+    s->x = malloc(4 * ni), s->dx = malloc(4 * ni), s->y = malloc(4 * no), s->dy = malloc(4 * no);
+    s->argmax = malloc(sizeof(int32_t) * no);
+    float **per_channel[] = {&s->gamma, &s->beta,   &s->rm,     &s->rv,
+                             &s->mean,  &s->invstd, &s->dgamma, &s->dbeta};
+    for (int k = 0; k < 8; k++) *per_channel[k] = calloc((size_t)C, 4);
+  }
+  fill_distinct(p.x, ni, &rng, 4.0f); /* no max-pool ties */
+  fill_uniform(p.dy, no, &rng, -1, 1);
+  fill_uniform(p.gamma, C, &rng, 0.5f, 1.5f);
+  fill_uniform(p.beta, C, &rng, -1, 1);
+  fill_uniform(p.rm, C, &rng, -0.5f, 0.5f);
+  fill_uniform(p.rv, C, &rng, 0.5f, 2.0f);
+  nchw_to_nhwc(q.x, 0, p.x, B, C, HW);
+  nchw_to_nhwc(q.dy, 0, p.dy, B, OC, OHW);
+  memcpy(q.gamma, p.gamma, 4 * C), memcpy(q.beta, p.beta, 4 * C);
+  memcpy(q.rm, p.rm, 4 * C), memcpy(q.rv, p.rv, 4 * C);
+  void *scratch = malloc(batchnorm2d_nhwc_scratch_bytes(C));
+  float *back = malloc(4 * (ni > no ? ni : no));
+  for (int acc = 0; acc < 2; acc++) {
+    fill_uniform(p.dx, ni, &rng, -1, 1); /* what accumulate adds to, or overwrite erases */
+    nchw_to_nhwc(q.dx, 0, p.dx, B, C, HW);
+    cl_run(op, 0, &p, acc, bd, pd, sd, NULL);
+    cl_run(op, 1, &q, acc, bd, pd, sd, scratch);
+    nhwc_to_nchw(back, 0, q.y, B, OC, OHW);
+    assert_true(max_abs_diff(back, p.y, no) < 1e-5);
+    nhwc_to_nchw(back, 0, q.dx, B, C, HW);
+    assert_true(max_abs_diff(back, p.dx, ni) < 1e-5);
+  }
+  assert_true(max_abs_diff(q.dgamma, p.dgamma, C) < 1e-4);
+  assert_true(max_abs_diff(q.dbeta, p.dbeta, C) < 1e-4);
+  assert_true(max_abs_diff(q.rm, p.rm, C) < 1e-6 && max_abs_diff(q.rv, p.rv, C) < 1e-6);
+  assert_int_equal(q.nbt, p.nbt);
+  for (int i = 0; i < 2; i++) {
+    ClSide *s = sides[i];
+    free(s->x), free(s->dx), free(s->y), free(s->dy), free(s->argmax);
+    free(s->gamma), free(s->beta), free(s->rm), free(s->rv);
+    free(s->mean), free(s->invstd), free(s->dgamma), free(s->dbeta);
+  }
+  free(scratch), free(back);
+}
+
+static void test_channels_last(void **state) {
+  (void)state;
+  /* 16 takes the inlined fixed-width loops, 5 the generic ones */
+  const int channels[2] = {16, 5};
+  for (int op = CL_BN_TRAIN; op <= CL_SHORTCUT; op++)
+    for (int i = 0; i < 2; i++) check_channels_last((ChannelsLastOp)op, channels[i]);
+}
+
 /* ---- softmax cross-entropy ------------------------------------------------------ */
 
 typedef struct {
@@ -422,7 +550,8 @@ int main(void) {
       cmocka_unit_test(test_relu),           cmocka_unit_test(test_maxpool),
       cmocka_unit_test(test_avgpool),        cmocka_unit_test(test_dense),
       cmocka_unit_test(test_dropout),        cmocka_unit_test(test_add),
-      cmocka_unit_test(test_shortcut),       cmocka_unit_test(test_softmax_xent),
+      cmocka_unit_test(test_shortcut),       cmocka_unit_test(test_channels_last),
+      cmocka_unit_test(test_softmax_xent),
   };
   return cmocka_run_group_tests_name("layers", tests, NULL, NULL);
 }

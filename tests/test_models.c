@@ -207,34 +207,41 @@ static void test_threads_and_seed(void **state) {
   net_free(a), net_free(b);
 }
 
-/* The oneDNN and im2col convolution backends give the same logits, input
- * gradients and parameter gradients. */
+/* The three convolution backends (oneDNN channels-last, oneDNN planar,
+ * im2col) give the same logits, input gradients and parameter gradients, on
+ * colour input through every layout-dependent layer: max-pool + flatten
+ * (cnn, vgg11), option-A shortcut + global pool (resnet8). */
 static void test_conv_backends_agree(void **state) {
   (void)state;
-  const char *archs[] = {"cbr-larget", "resnet8", "vgg11"};
-  for (int a = 0; a < 3; a++) {
-    ModelSpec spec = model_spec_default(archs[a], 1, 28, 28, 2);
+  const char *archs[] = {"cbr-larget", "resnet8", "vgg11", "cnn"};
+  const ConvBackend backends[3] = {CONV_BACKEND_DNNL, CONV_BACKEND_DNNL_NCHW, CONV_BACKEND_IM2COL};
+  for (int a = 0; a < 4; a++) {
+    ModelSpec spec = model_spec_default(archs[a], 3, 28, 28, 2);
     spec.width = 0.25f;
-    Net *n1 = model_build(&spec, 8, NULL), *n2 = model_build(&spec, 8, NULL);
-    net_set_conv_backend(n1, CONV_BACKEND_DNNL);
-    net_set_conv_backend(n2, CONV_BACKEND_IM2COL);
-    const int B = 5, in = net_input_size(n1);
-    float *x = malloc(sizeof(float) * B * in), *dx1 = malloc(sizeof(float) * B * in);
-    float *dx2 = malloc(sizeof(float) * B * in);
+    const int B = 5, in = 3 * 28 * 28;
+    float *x = malloc(sizeof(float) * B * in), *dx[3], loss[3], *grads[3];
     int y[5] = {0, 1, 1, 0, 1};
     Rng rng;
     rng_seed(&rng, 10);
     fill_uniform(x, (size_t)B * in, &rng, 0, 1);
-    float l1 = net_loss_and_input_grad(n1, x, y, B, dx1),
-          l2 = net_loss_and_input_grad(n2, x, y, B, dx2);
-    assert_float_equal(l1, l2, 1e-4);
-    assert_true(max_abs_diff(dx1, dx2, (size_t)B * in) < 1e-5);
-    net_zero_grad(n1), net_zero_grad(n2);
-    net_train_step_grads(n1, x, y, B, NULL);
-    net_train_step_grads(n2, x, y, B, NULL);
-    assert_true(max_abs_diff(net_grads(n1), net_grads(n2), net_param_count(n1)) < 1e-4);
-    free(x), free(dx1), free(dx2);
-    net_free(n1), net_free(n2);
+    Net *nets[3];
+    for (int k = 0; k < 3; k++) {
+      nets[k] = model_build(&spec, 8, NULL);
+      net_set_conv_backend(nets[k], backends[k]);
+      dx[k] = malloc(sizeof(float) * B * in);
+      loss[k] = net_loss_and_input_grad(nets[k], x, y, B, dx[k]);
+      assert_int_equal(nets[k]->channels_last, k == 0);
+      net_zero_grad(nets[k]);
+      net_train_step_grads(nets[k], x, y, B, NULL);
+      grads[k] = net_grads(nets[k]);
+    }
+    for (int k = 1; k < 3; k++) {
+      assert_float_equal(loss[0], loss[k], 1e-4);
+      assert_true(max_abs_diff(dx[0], dx[k], (size_t)B * in) < 1e-5);
+      assert_true(max_abs_diff(grads[0], grads[k], net_param_count(nets[0])) < 1e-4);
+    }
+    for (int k = 0; k < 3; k++) free(dx[k]), net_free(nets[k]);
+    free(x);
   }
 }
 

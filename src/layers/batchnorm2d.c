@@ -4,6 +4,7 @@
  * An optional fused ReLU saves a pass over memory: out = max(0, bn(x)), and
  * backward masks dout by out > 0. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "layers.h"
@@ -143,5 +144,214 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
         dx_train(dinp + off, accumulate, dout + off, y, inp + off, hw, k, mean_dy, mean,
                  mean_dy_xhat * invstd);
     }
+  }
+}
+
+/* ---- channels-last (B,H,W,C) ---------------------------------------------
+ * Rows of C contiguous values, so every loop vectorises across channels.
+ * The rows split into a fixed number of chunks; each sums blocks of rows in
+ * float and adds the block sums into double partials, and the partials are
+ * added in chunk order: results do not depend on the thread count. The row
+ * loops are inlined for the common channel counts, so the compiler keeps a
+ * row's accumulators in registers instead of a runtime-length array. */
+#define BN_CHUNKS 16
+#define BN_BLOCK 64 /* rows summed in float before a double add */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* calls f(C, args) with C a literal for 16, 32, 64 */
+#define BY_CHANNELS(f, C, ...) \
+  switch (C) {                 \
+    case 16:                   \
+      f(16, __VA_ARGS__);      \
+      break;                   \
+    case 32:                   \
+      f(32, __VA_ARGS__);      \
+      break;                   \
+    case 64:                   \
+      f(64, __VA_ARGS__);      \
+      break;                   \
+    default:                   \
+      f(C, __VA_ARGS__);       \
+  }
+
+size_t batchnorm2d_nhwc_scratch_bytes(int C) {
+  return sizeof(double) * 2 * BN_CHUNKS * (size_t)C + sizeof(float) * 3 * (size_t)C;
+}
+
+static void chunk_rows(size_t rows, int k, size_t *lo, size_t *hi) {
+  *lo = rows * (size_t)k / BN_CHUNKS;
+  *hi = rows * (size_t)(k + 1) / BN_CHUNKS;
+}
+
+/* Adds chunk k's partials (2C doubles each) into the first chunk's, in order. */
+static void chunks_total(double *part, int C) {
+  for (int k = 1; k < BN_CHUNKS; k++)
+    for (int c = 0; c < 2 * C; c++) part[c] += part[(size_t)2 * k * C + c];
+}
+
+/* s[c] = sum(x - shift), sq[c] = sum((x - shift)^2) over rows */
+ALWAYS_INLINE void rows_sums_shifted(const int C, const float *x, size_t rows, const float *shift,
+                                     double *s, double *sq) {
+  float bs[C], bsq[C];
+  for (int c = 0; c < C; c++) s[c] = sq[c] = 0.0;
+  for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
+    const size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
+    for (int c = 0; c < C; c++) bs[c] = bsq[c] = 0.0f;
+    for (size_t r = r0; r < r1; r++) {
+      const float *row = x + r * C;
+#pragma omp simd
+      for (int c = 0; c < C; c++) {
+        const float v = row[c] - shift[c];
+        bs[c] += v;
+        bsq[c] += v * v;
+      }
+    }
+    for (int c = 0; c < C; c++) s[c] += bs[c], sq[c] += bsq[c];
+  }
+}
+
+/* with g = dy masked by y > 0 (when y): s[c] = sum(g), sx[c] = sum(g * (x - mean)) */
+ALWAYS_INLINE void rows_sums_backward(const int C, const float *dy, const float *y, const float *x,
+                                      size_t rows, const float *mean, double *s, double *sx) {
+  float bs[C], bsx[C];
+  for (int c = 0; c < C; c++) s[c] = sx[c] = 0.0;
+  for (size_t r0 = 0; r0 < rows; r0 += BN_BLOCK) {
+    const size_t r1 = r0 + BN_BLOCK < rows ? r0 + BN_BLOCK : rows;
+    for (int c = 0; c < C; c++) bs[c] = bsx[c] = 0.0f;
+    for (size_t r = r0; r < r1; r++) {
+      const float *g_row = dy + r * C, *x_row = x + r * C, *y_row = y ? y + r * C : NULL;
+#pragma omp simd
+      for (int c = 0; c < C; c++) {
+        const float g = (!y_row || y_row[c] > 0.0f) ? g_row[c] : 0.0f;
+        bs[c] += g;
+        bsx[c] += g * (x_row[c] - mean[c]);
+      }
+    }
+    for (int c = 0; c < C; c++) s[c] += bs[c], sx[c] += bsx[c];
+  }
+}
+
+/* y = x * scale + shift, then max(0, y) if relu */
+ALWAYS_INLINE void rows_normalise(const int C, float *out, const float *inp, size_t lo, size_t hi,
+                                  const float *scale, const float *shift, int relu) {
+  for (size_t r = lo; r < hi; r++) {
+    const float *x = inp + r * C;
+    float *y = out + r * C;
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+      const float v = x[c] * scale[c] + shift[c];
+      y[c] = relu && v < 0.0f ? 0.0f : v;
+    }
+  }
+}
+
+/* train: dx = k (g - a - (x - mean) b); eval (a == NULL): dx = k g */
+ALWAYS_INLINE void rows_dx(const int C, float *dinp, int accumulate, const float *dout,
+                           const float *out, const float *inp, size_t lo, size_t hi,
+                           const float *mean, const float *k, const float *a, const float *b) {
+  for (size_t r = lo; r < hi; r++) {
+    const float *dy = dout + r * C, *x = inp + r * C, *y = out ? out + r * C : NULL;
+    float *dx = dinp + r * C;
+#pragma omp simd
+    for (int c = 0; c < C; c++) {
+      const float g = (!y || y[c] > 0.0f) ? dy[c] : 0.0f;
+      const float v = a ? k[c] * (g - a[c] - (x[c] - mean[c]) * b[c]) : k[c] * g;
+      dx[c] = accumulate ? dx[c] + v : v;
+    }
+  }
+}
+
+/* the row range of thread t of n over `rows` */
+static void thread_rows(size_t rows, size_t *lo, size_t *hi) {
+  const size_t n = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+  *lo = rows * t / n;
+  *hi = rows * (t + 1) / n;
+}
+
+void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, const float *inp,
+                              const float *gamma, const float *beta, float *running_mean,
+                              float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
+                              Mode mode, int relu, void *scratch) {
+  const int C = d.C;
+  const size_t rows = (size_t)d.B * d.H * d.W;
+  double *part = scratch;
+  float *scale = (float *)(part + (size_t)2 * BN_CHUNKS * C), *shift = scale + C;
+  if (mode != MODE_EVAL) {
+    const float *shift0 = inp; /* the first pixel's values, against cancellation */
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < BN_CHUNKS; k++) {
+      double *s = part + (size_t)2 * k * C;
+      size_t lo, hi;
+      chunk_rows(rows, k, &lo, &hi);
+      BY_CHANNELS(rows_sums_shifted, C, inp + lo * C, hi - lo, shift0, s, s + C);
+    }
+    chunks_total(part, C);
+    for (int c = 0; c < C; c++) {
+      const double mean_shifted = part[c] / (double)rows;
+      const double mean = shift0[c] + mean_shifted;
+      double var = part[C + c] / (double)rows - mean_shifted * mean_shifted;
+      if (var < 0.0) var = 0.0;
+      const double unbiased = rows > 1 ? var * (double)rows / (double)(rows - 1) : var;
+      if (mode == MODE_TRAIN) {
+        running_mean[c] = (float)((1.0 - d.momentum) * running_mean[c] + d.momentum * mean);
+        running_var[c] = (float)((1.0 - d.momentum) * running_var[c] + d.momentum * unbiased);
+      }
+      save_mean[c] = (float)mean;
+      save_invstd[c] = (float)(1.0 / sqrt(var + d.eps));
+    }
+  } else {
+    for (int c = 0; c < C; c++) {
+      save_mean[c] = running_mean[c];
+      save_invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + d.eps));
+    }
+  }
+  for (int c = 0; c < C; c++) {
+    scale[c] = gamma[c] * save_invstd[c];
+    shift[c] = beta[c] - save_mean[c] * scale[c];
+  }
+#pragma omp parallel
+  {
+    size_t lo, hi;
+    thread_rows(rows, &lo, &hi);
+    BY_CHANNELS(rows_normalise, C, out, inp, lo, hi, scale, shift, relu);
+  }
+  if (mode == MODE_TRAIN && num_batches_tracked) (*num_batches_tracked)++;
+}
+
+void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float *dbeta,
+                               const float *dout, const float *out, const float *inp,
+                               const float *gamma, const float *save_mean, const float *save_invstd,
+                               BatchNormDims d, Mode mode, void *scratch) {
+  const int C = d.C;
+  const size_t rows = (size_t)d.B * d.H * d.W;
+  double *part = scratch;
+  float *k = (float *)(part + (size_t)2 * BN_CHUNKS * C), *a = k + C, *b = a + C;
+  const int need_sums = dgamma || dbeta || mode != MODE_EVAL;
+  if (need_sums) {
+#pragma omp parallel for schedule(static)
+    for (int chunk = 0; chunk < BN_CHUNKS; chunk++) {
+      double *s = part + (size_t)2 * chunk * C;
+      size_t lo, hi;
+      chunk_rows(rows, chunk, &lo, &hi);
+      BY_CHANNELS(rows_sums_backward, C, dout + lo * C, out ? out + lo * C : NULL, inp + lo * C,
+                  hi - lo, save_mean, s, s + C);
+    }
+    chunks_total(part, C);
+  }
+  for (int c = 0; c < C; c++) {
+    const double sum_dy = need_sums ? part[c] : 0.0;
+    const double sum_dy_xhat = need_sums ? part[C + c] * save_invstd[c] : 0.0;
+    if (dgamma) dgamma[c] += (float)sum_dy_xhat;
+    if (dbeta) dbeta[c] += (float)sum_dy;
+    k[c] = gamma[c] * save_invstd[c];
+    a[c] = (float)(sum_dy / (double)rows);
+    b[c] = (float)(sum_dy_xhat / (double)rows) * save_invstd[c];
+  }
+  if (!dinp) return;
+  const float *a_or_eval = mode == MODE_EVAL ? NULL : a;
+#pragma omp parallel
+  {
+    size_t lo, hi;
+    thread_rows(rows, &lo, &hi);
+    BY_CHANNELS(rows_dx, C, dinp, accumulate, dout, out, inp, lo, hi, save_mean, k, a_or_eval, b);
   }
 }

@@ -56,8 +56,9 @@ typedef enum {
   CONV_WS_COUNT
 } ConvWorkspaceSlot;
 typedef struct ConvDnnl ConvDnnl;
-/* NULL if oneDNN has no implementation for these dims (use the im2col path). */
-ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias);
+/* NULL if oneDNN has no implementation for these dims (use the im2col path).
+ * channels_last: src/dst (and their gradients) are NHWC instead of NCHW. */
+ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last);
 void conv2d_dnnl_free(ConvDnnl *c);
 size_t conv2d_dnnl_workspace_bytes(const ConvDnnl *c, ConvWorkspaceSlot slot);
 void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *inp,
@@ -93,10 +94,26 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
                           const float *save_mean, const float *save_invstd, BatchNormDims d,
                           Mode mode);
 
+/* Channels-last (B,H,W,C) variants, same semantics; scratch holds
+ * batchnorm2d_nhwc_scratch_bytes(C) bytes, 8-byte aligned. */
+size_t batchnorm2d_nhwc_scratch_bytes(int C);
+void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, const float *inp,
+                              const float *gamma, const float *beta, float *running_mean,
+                              float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
+                              Mode mode, int relu, void *scratch);
+void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float *dbeta,
+                               const float *dout, const float *out, const float *inp,
+                               const float *gamma, const float *save_mean, const float *save_invstd,
+                               BatchNormDims d, Mode mode, void *scratch);
+
+/* ---- layouts ------------------------------------------------------------ */
+/* (B,C,HW) <-> (B,HW,C); accumulate adds into dst instead of overwriting it */
+void nchw_to_nhwc(float *dst, int accumulate, const float *src, int B, int C, int HW);
+void nhwc_to_nchw(float *dst, int accumulate, const float *src, int B, int C, int HW);
+
 /* ---- elementwise ------------------------------------------------------- */
 void relu_forward(float *out, const float *inp, size_t n);
 void relu_backward(float *dinp, int accumulate, const float *dout, const float *out, size_t n);
-/* relu: out = max(0, a+b); backward then takes the output to mask dout */
 /* relu: out = max(0, a+b); backward then takes that output to mask dout */
 void add_forward(float *out, const float *a, const float *b, size_t n, int relu);
 void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, const float *dout,
@@ -131,6 +148,16 @@ void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims
 void global_avgpool_forward(float *out, const float *inp, int B, int C, int HW);
 void global_avgpool_backward(float *dinp, int accumulate, const float *dout, int B, int C, int HW);
 
+/* Channels-last (B,H,W,C) variants; argmax (B,OH,OW,C) keeps the in-plane index. */
+void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolDims d);
+void maxpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, const int32_t *argmax,
+                             PoolDims d);
+void avgpool2d_forward_nhwc(float *out, const float *inp, PoolDims d);
+void avgpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, PoolDims d);
+void global_avgpool_forward_nhwc(float *out, const float *inp, int B, int C, int HW);
+void global_avgpool_backward_nhwc(float *dinp, int accumulate, const float *dout, int B, int C,
+                                  int HW);
+
 /* ---- dense ------------------------------------------------------------- */
 /* inp (B,I), weight (O,I) as PyTorch's Linear, bias (O) -> out (B,O) */
 void dense_forward(float *out, const float *inp, const float *weight, const float *bias, int B,
@@ -147,5 +174,7 @@ typedef struct {
 } ShortcutDims;
 void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d);
 void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, ShortcutDims d);
+void shortcut_pad_forward_nhwc(float *out, const float *inp, ShortcutDims d);
+void shortcut_pad_backward_nhwc(float *dinp, int accumulate, const float *dout, ShortcutDims d);
 
 #endif

@@ -118,3 +118,127 @@ void global_avgpool_backward(float *dinp, int accumulate, const float *dout, int
     for (int i = 0; i < HW; i++) dx[i] = accumulate ? dx[i] + g : g;
   }
 }
+
+/* ---- channels-last (B,H,W,C): the window loops run per output pixel with
+ * the channels innermost; argmax keeps the in-plane index ih*W+iw, so a tie
+ * picks the same input as the planar kernels. Parallel over images. */
+
+void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolDims d) {
+  const int C = d.C;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    const float *x = inp + (size_t)b * d.H * d.W * C;
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        const size_t o = (((size_t)b * d.OH + oh) * d.OW + ow) * C;
+        float *y = out + o;
+        int32_t *am = argmax + o;
+        for (int c = 0; c < C; c++) y[c] = -FLT_MAX, am[c] = -1;
+        for (int kh = 0; kh < d.K; kh++) {
+          const int ih = oh * d.stride - d.pad + kh;
+          if (ih < 0 || ih >= d.H) continue;
+          for (int kw = 0; kw < d.K; kw++) {
+            const int iw = ow * d.stride - d.pad + kw;
+            if (iw < 0 || iw >= d.W) continue;
+            const int32_t at = ih * d.W + iw;
+            const float *v = x + (size_t)at * C;
+            for (int c = 0; c < C; c++)
+              if (am[c] < 0 || v[c] > y[c]) y[c] = v[c], am[c] = at;
+          }
+        }
+      }
+  }
+}
+
+void maxpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, const int32_t *argmax,
+                             PoolDims d) {
+  const int C = d.C;
+  const size_t in_image = (size_t)d.H * d.W * C, out_pixels = (size_t)d.OH * d.OW;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    float *dx = dinp + b * in_image;
+    if (!accumulate) memset(dx, 0, sizeof(float) * in_image);
+    const float *dy = dout + b * out_pixels * C;
+    const int32_t *am = argmax + b * out_pixels * C;
+    for (size_t px = 0; px < out_pixels; px++)
+      for (int c = 0; c < C; c++) dx[(size_t)am[px * C + c] * C + c] += dy[px * C + c];
+  }
+}
+
+void avgpool2d_forward_nhwc(float *out, const float *inp, PoolDims d) {
+  const int C = d.C;
+  const float inv = 1.0f / (float)(d.K * d.K);
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    const float *x = inp + (size_t)b * d.H * d.W * C;
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        float *y = out + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
+        for (int c = 0; c < C; c++) y[c] = 0.0f;
+        for (int kh = 0; kh < d.K; kh++) {
+          const int ih = oh * d.stride - d.pad + kh;
+          if (ih < 0 || ih >= d.H) continue;
+          for (int kw = 0; kw < d.K; kw++) {
+            const int iw = ow * d.stride - d.pad + kw;
+            if (iw < 0 || iw >= d.W) continue;
+            const float *v = x + ((size_t)ih * d.W + iw) * C;
+            for (int c = 0; c < C; c++) y[c] += v[c];
+          }
+        }
+        for (int c = 0; c < C; c++) y[c] *= inv;
+      }
+  }
+}
+
+void avgpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, PoolDims d) {
+  const int C = d.C;
+  const size_t in_image = (size_t)d.H * d.W * C;
+  const float inv = 1.0f / (float)(d.K * d.K);
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    float *dx = dinp + b * in_image;
+    if (!accumulate) memset(dx, 0, sizeof(float) * in_image);
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        const float *dy = dout + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
+        for (int kh = 0; kh < d.K; kh++) {
+          const int ih = oh * d.stride - d.pad + kh;
+          if (ih < 0 || ih >= d.H) continue;
+          for (int kw = 0; kw < d.K; kw++) {
+            const int iw = ow * d.stride - d.pad + kw;
+            if (iw < 0 || iw >= d.W) continue;
+            float *g = dx + ((size_t)ih * d.W + iw) * C;
+            for (int c = 0; c < C; c++) g[c] += dy[c] * inv;
+          }
+        }
+      }
+  }
+}
+
+void global_avgpool_forward_nhwc(float *out, const float *inp, int B, int C, int HW) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; b++) {
+    float *y = out + (size_t)b * C;
+    for (int c = 0; c < C; c++) y[c] = 0.0f;
+    for (int p = 0; p < HW; p++) {
+      const float *x = inp + ((size_t)b * HW + p) * C;
+      for (int c = 0; c < C; c++) y[c] += x[c];
+    }
+    for (int c = 0; c < C; c++) y[c] /= (float)HW;
+  }
+}
+
+void global_avgpool_backward_nhwc(float *dinp, int accumulate, const float *dout, int B, int C,
+                                  int HW) {
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < B; b++) {
+    const float *dy = dout + (size_t)b * C;
+    for (int p = 0; p < HW; p++) {
+      float *dx = dinp + ((size_t)b * HW + p) * C;
+      for (int c = 0; c < C; c++) {
+        const float g = dy[c] / (float)HW;
+        dx[c] = accumulate ? dx[c] + g : g;
+      }
+    }
+  }
+}

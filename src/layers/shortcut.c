@@ -37,3 +37,31 @@ void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, Short
     }
   }
 }
+
+void shortcut_pad_forward_nhwc(float *out, const float *inp, ShortcutDims d) {
+  const int pad_lo = (d.OC - d.C) / 2;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++)
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        float *y = out + (((size_t)b * d.OH + oh) * d.OW + ow) * d.OC;
+        const float *x = inp + (((size_t)b * d.H + oh * d.stride) * d.W + ow * d.stride) * d.C;
+        memset(y, 0, sizeof(float) * d.OC);
+        memcpy(y + pad_lo, x, sizeof(float) * d.C);
+      }
+}
+
+void shortcut_pad_backward_nhwc(float *dinp, int accumulate, const float *dout, ShortcutDims d) {
+  const int pad_lo = (d.OC - d.C) / 2;
+  const size_t in_image = (size_t)d.H * d.W * d.C;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    if (!accumulate) memset(dinp + b * in_image, 0, sizeof(float) * in_image);
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        const float *dy = dout + (((size_t)b * d.OH + oh) * d.OW + ow) * d.OC + pad_lo;
+        float *dx = dinp + (((size_t)b * d.H + oh * d.stride) * d.W + ow * d.stride) * d.C;
+        for (int c = 0; c < d.C; c++) dx[c] += dy[c];
+      }
+  }
+}

@@ -19,6 +19,7 @@ Net *net_new(const ModelSpec *spec) {
   model_spec_copy(&net->spec, spec);
   const char *backend = getenv("MEDROBUST_CONV");
   net->use_dnnl = !(backend && strcmp(backend, "im2col") == 0);
+  net->allow_channels_last = !(backend && strcmp(backend, "dnnl-nchw") == 0);
   return net;
 }
 
@@ -274,24 +275,51 @@ static void net_dnnl_release(Net *net) {
   }
   free(net->fold_weight);
   net->fold_weight = net->fold_bias = NULL;
+  free(net->bn_scratch);
+  net->bn_scratch = NULL;
   net->dnnl_batch = 0;
+  net->channels_last = 0;
 }
 
 void net_set_conv_backend(Net *net, ConvBackend backend) {
   net_dnnl_release(net);
-  net->use_dnnl = backend == CONV_BACKEND_DNNL;
+  net->use_dnnl = backend != CONV_BACKEND_IM2COL;
+  net->allow_channels_last = backend == CONV_BACKEND_DNNL;
 }
 
-/* Builds oneDNN primitives for this batch size; a layer oneDNN cannot take
- * (or any allocation failure) falls back to the im2col kernels. */
+/* Channels-last needs every convolution on oneDNN and the batchnorm scratch;
+ * returns 0 (all released) when a layer is refused or memory runs out. */
+static int net_dnnl_channels_last(Net *net, int batch) {
+  size_t bn_bytes = 0;
+  for (int i = 0; i < net->n_layers; i++) {
+    Layer *l = &net->layers[i];
+    if (l->kind == LAYER_BATCHNORM2D && batchnorm2d_nhwc_scratch_bytes(l->c) > bn_bytes)
+      bn_bytes = batchnorm2d_nhwc_scratch_bytes(l->c);
+    if (l->kind != LAYER_CONV2D) continue;
+    l->dnnl = conv2d_dnnl_create(layer_conv_dims(l, batch), l->has_bias, 1);
+    if (!l->dnnl) {
+      net_dnnl_release(net);
+      return 0;
+    }
+  }
+  net->bn_scratch = malloc(bn_bytes ? bn_bytes : 1);
+  if (!net->bn_scratch) net_dnnl_release(net);
+  return net->bn_scratch != NULL;
+}
+
+/* Builds oneDNN primitives for this batch size, channels-last when every
+ * convolution can; otherwise a layer oneDNN cannot take (or any allocation
+ * failure) falls back to the im2col kernels. */
 static void net_dnnl_prepare(Net *net, int batch) {
   net_dnnl_release(net);
+  net->channels_last = net->allow_channels_last && net_dnnl_channels_last(net, batch);
   net->dnnl_batch = batch;
   size_t need[CONV_WS_COUNT] = {0}, fold_w = 0, fold_b = 0;
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
     if (l->kind != LAYER_CONV2D) continue;
-    l->dnnl = conv2d_dnnl_create(layer_conv_dims(l, batch), l->has_bias);
+    if (!net->channels_last)
+      l->dnnl = conv2d_dnnl_create(layer_conv_dims(l, batch), l->has_bias, 0);
     /* conv -> batchnorm with nothing else reading the conv: foldable for inference */
     int readers = 0;
     for (int j = i + 1; j < net->n_layers; j++)
@@ -315,7 +343,7 @@ static void net_dnnl_prepare(Net *net, int batch) {
     net->conv_ws[s] = aligned_alloc(64, bytes ? bytes : 64);
     net->conv_ws_bytes[s] = bytes;
     if (!net->conv_ws[s]) {
-      net_dnnl_release(net);
+      net_dnnl_release(net);   /* back to im2col, which is planar */
       net->dnnl_batch = batch; /* do not retry every call */
       return;
     }
@@ -540,16 +568,28 @@ static BatchNormDims layer_bn_dims(const Layer *l, int B) {
 }
 static void bn_fwd(LayerCall c) {
   Layer *l = c.l;
-  batchnorm2d_forward(l->out, l->save_mean, l->save_invstd, tensor_out(c.net, l->src), l->weight,
-                      l->bias, l->running_mean, l->running_var, l->num_batches_tracked,
-                      layer_bn_dims(l, c.B), c.mode, l->fused_relu);
+  if (c.net->channels_last)
+    batchnorm2d_forward_nhwc(l->out, l->save_mean, l->save_invstd, tensor_out(c.net, l->src),
+                             l->weight, l->bias, l->running_mean, l->running_var,
+                             l->num_batches_tracked, layer_bn_dims(l, c.B), c.mode, l->fused_relu,
+                             c.net->bn_scratch);
+  else
+    batchnorm2d_forward(l->out, l->save_mean, l->save_invstd, tensor_out(c.net, l->src), l->weight,
+                        l->bias, l->running_mean, l->running_var, l->num_batches_tracked,
+                        layer_bn_dims(l, c.B), c.mode, l->fused_relu);
 }
 static void bn_bwd(LayerCall c) {
   Layer *l = c.l;
-  batchnorm2d_backward(c.want_dinp ? tensor_dout(c.net, l->src) : NULL, c.acc,
-                       c.param_grads ? l->dweight : NULL, c.param_grads ? l->dbias : NULL, l->dout,
-                       l->fused_relu ? l->out : NULL, tensor_out(c.net, l->src), l->weight,
-                       l->save_mean, l->save_invstd, layer_bn_dims(l, c.B), c.mode);
+  float *dinp = c.want_dinp ? tensor_dout(c.net, l->src) : NULL;
+  float *dgamma = c.param_grads ? l->dweight : NULL, *dbeta = c.param_grads ? l->dbias : NULL;
+  const float *relu_out = l->fused_relu ? l->out : NULL;
+  if (c.net->channels_last)
+    batchnorm2d_backward_nhwc(dinp, c.acc, dgamma, dbeta, l->dout, relu_out,
+                              tensor_out(c.net, l->src), l->weight, l->save_mean, l->save_invstd,
+                              layer_bn_dims(l, c.B), c.mode, c.net->bn_scratch);
+  else
+    batchnorm2d_backward(dinp, c.acc, dgamma, dbeta, l->dout, relu_out, tensor_out(c.net, l->src),
+                         l->weight, l->save_mean, l->save_invstd, layer_bn_dims(l, c.B), c.mode);
 }
 
 static void relu_fwd(LayerCall c) {
@@ -562,37 +602,53 @@ static void relu_bwd(LayerCall c) {
 }
 
 static void maxpool_fwd(LayerCall c) {
-  maxpool2d_forward(c.l->out, c.l->argmax, tensor_out(c.net, c.l->src), layer_pool_dims(c.l, c.B));
+  (c.net->channels_last ? maxpool2d_forward_nhwc : maxpool2d_forward)(
+      c.l->out, c.l->argmax, tensor_out(c.net, c.l->src), layer_pool_dims(c.l, c.B));
 }
 static void maxpool_bwd(LayerCall c) {
   if (c.want_dinp)
-    maxpool2d_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.l->argmax,
-                       layer_pool_dims(c.l, c.B));
+    (c.net->channels_last ? maxpool2d_backward_nhwc : maxpool2d_backward)(
+        tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.l->argmax, layer_pool_dims(c.l, c.B));
 }
 
 static void avgpool_fwd(LayerCall c) {
-  avgpool2d_forward(c.l->out, tensor_out(c.net, c.l->src), layer_pool_dims(c.l, c.B));
+  (c.net->channels_last ? avgpool2d_forward_nhwc : avgpool2d_forward)(
+      c.l->out, tensor_out(c.net, c.l->src), layer_pool_dims(c.l, c.B));
 }
 static void avgpool_bwd(LayerCall c) {
   if (c.want_dinp)
-    avgpool2d_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, layer_pool_dims(c.l, c.B));
+    (c.net->channels_last ? avgpool2d_backward_nhwc : avgpool2d_backward)(
+        tensor_dout(c.net, c.l->src), c.acc, c.l->dout, layer_pool_dims(c.l, c.B));
 }
 
 static void gap_fwd(LayerCall c) {
-  global_avgpool_forward(c.l->out, tensor_out(c.net, c.l->src), c.B, c.l->c, c.l->h * c.l->w);
+  (c.net->channels_last ? global_avgpool_forward_nhwc : global_avgpool_forward)(
+      c.l->out, tensor_out(c.net, c.l->src), c.B, c.l->c, c.l->h * c.l->w);
 }
 static void gap_bwd(LayerCall c) {
   if (c.want_dinp)
-    global_avgpool_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.B, c.l->c,
-                            c.l->h * c.l->w);
+    (c.net->channels_last ? global_avgpool_backward_nhwc : global_avgpool_backward)(
+        tensor_dout(c.net, c.l->src), c.acc, c.l->dout, c.B, c.l->c, c.l->h * c.l->w);
 }
 
+/* The flat features keep PyTorch's (C,H,W) order whatever the layout, so a
+ * dense layer's weights mean the same thing on every backend. */
 static void flatten_fwd(LayerCall c) {
-  memcpy(c.l->out, tensor_out(c.net, c.l->src), sizeof(float) * layer_out_size(c.l) * c.B);
+  const float *x = tensor_out(c.net, c.l->src);
+  const int hw = c.l->h * c.l->w;
+  if (c.net->channels_last && hw > 1)
+    nhwc_to_nchw(c.l->out, 0, x, c.B, c.l->c, hw);
+  else
+    memcpy(c.l->out, x, sizeof(float) * layer_out_size(c.l) * c.B);
 }
 static void flatten_bwd(LayerCall c) {
   if (!c.want_dinp) return;
   float *d = tensor_dout(c.net, c.l->src);
+  const int hw = c.l->h * c.l->w;
+  if (c.net->channels_last && hw > 1) {
+    nchw_to_nhwc(d, c.acc, c.l->dout, c.B, c.l->c, hw);
+    return;
+  }
   const size_t n = layer_out_size(c.l) * c.B;
   for (size_t i = 0; i < n; i++) d[i] = c.acc ? d[i] + c.l->dout[i] : c.l->dout[i];
 }
@@ -638,12 +694,13 @@ static ShortcutDims layer_shortcut_dims(const Layer *l, int B) {
   return d;
 }
 static void shortcut_fwd(LayerCall c) {
-  shortcut_pad_forward(c.l->out, tensor_out(c.net, c.l->src), layer_shortcut_dims(c.l, c.B));
+  (c.net->channels_last ? shortcut_pad_forward_nhwc : shortcut_pad_forward)(
+      c.l->out, tensor_out(c.net, c.l->src), layer_shortcut_dims(c.l, c.B));
 }
 static void shortcut_bwd(LayerCall c) {
   if (c.want_dinp)
-    shortcut_pad_backward(tensor_dout(c.net, c.l->src), c.acc, c.l->dout,
-                          layer_shortcut_dims(c.l, c.B));
+    (c.net->channels_last ? shortcut_pad_backward_nhwc : shortcut_pad_backward)(
+        tensor_dout(c.net, c.l->src), c.acc, c.l->dout, layer_shortcut_dims(c.l, c.B));
 }
 
 typedef struct {
@@ -747,18 +804,23 @@ static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
 static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode, int inference) {
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
+  if (net->use_dnnl && net->dnnl_batch != batch) net_dnnl_prepare(net, batch);
+  /* channels-last with colour: normalise in place, then transpose into the
+   * input tensor from the input gradient's buffer (free until backward) */
+  const int transpose = net->channels_last && s->in_c > 1;
+  float *normalised = transpose ? net->dinput : net->input;
   if (net->input_levels) {
-    quantize_forward(net->input, x, hw * s->in_c * batch, net->input_levels);
-    x = net->input;
+    quantize_forward(normalised, x, hw * s->in_c * batch, net->input_levels);
+    x = normalised;
   }
   for (int b = 0; b < batch; b++)
     for (int c = 0; c < s->in_c; c++) {
       const float mean = s->norm_mean[c], inv = 1.0f / s->norm_std[c];
       const float *src = x + ((size_t)b * s->in_c + c) * hw;
-      float *dst = net->input + ((size_t)b * s->in_c + c) * hw;
+      float *dst = normalised + ((size_t)b * s->in_c + c) * hw;
       for (size_t i = 0; i < hw; i++) dst[i] = (src[i] - mean) * inv;
     }
-  if (net->use_dnnl && net->dnnl_batch != batch) net_dnnl_prepare(net, batch);
+  if (transpose) nchw_to_nhwc(net->input, 0, normalised, batch, s->in_c, (int)hw);
   net->batch_in_use = batch;
   net->last_mode = mode;
   for (int i = 0; i < net->n_layers; i++) {
@@ -811,10 +873,15 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
   }
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
+  const float *dinput = net->dinput;
+  if (net->channels_last && s->in_c > 1) {
+    nhwc_to_nchw(dx, 0, net->dinput, B, s->in_c, (int)hw);
+    dinput = dx; /* scaled in place below */
+  }
   for (int b = 0; b < B; b++)
     for (int c = 0; c < s->in_c; c++) {
       const float inv = 1.0f / s->norm_std[c];
-      const float *src = net->dinput + ((size_t)b * s->in_c + c) * hw;
+      const float *src = dinput + ((size_t)b * s->in_c + c) * hw;
       float *dst = dx + ((size_t)b * s->in_c + c) * hw;
       for (size_t i = 0; i < hw; i++) dst[i] = src[i] * inv;
     }

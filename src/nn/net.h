@@ -81,8 +81,11 @@ struct Net {
   Mode last_mode;
   int input_levels; /* > 0: pixels quantised before the net (masks input gradients) */
   Rng rng;          /* dropout */
-  /* convolution backend: oneDNN primitives are rebuilt when the batch changes */
-  int use_dnnl, dnnl_batch;
+  /* convolution backend: oneDNN primitives are rebuilt when the batch changes.
+   * channels_last: every 4-D activation (not the input) is NHWC, decided
+   * when the primitives are built (all convolutions on oneDNN, not refused) */
+  int use_dnnl, dnnl_batch, allow_channels_last, channels_last;
+  void *bn_scratch; /* channels-last batchnorm partial sums */
   /* forward-only plan: outputs share a few buffers (net_predict) */
   float *infer_arena;
   float **infer_out;
