@@ -11,6 +11,14 @@ int pool_dims_finish(PoolDims *d) {
   return d->H + 2 * d->pad >= d->K && d->W + 2 * d->pad >= d->K && d->pad * 2 <= d->K;
 }
 
+/* The input rows (or columns) [*lo, *hi) under output position o: the
+ * window clipped to the image, since padding contributes nothing. */
+static void window_span(int o, int size, PoolDims d, int *lo, int *hi) {
+  const int start = o * d.stride - d.pad;
+  *lo = start < 0 ? 0 : start;
+  *hi = start + d.K < size ? start + d.K : size;
+}
+
 void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d) {
   const int planes = d.B * d.C;
 #pragma omp parallel for schedule(static)
@@ -22,12 +30,11 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d
       for (int ow = 0; ow < d.OW; ow++) {
         float best = -FLT_MAX;
         int32_t best_i = -1;
-        for (int kh = 0; kh < d.K; kh++) {
-          const int ih = oh * d.stride - d.pad + kh;
-          if (ih < 0 || ih >= d.H) continue;
-          for (int kw = 0; kw < d.K; kw++) {
-            const int iw = ow * d.stride - d.pad + kw;
-            if (iw < 0 || iw >= d.W) continue;
+        int h0, h1, w0, w1;
+        window_span(oh, d.H, d, &h0, &h1);
+        window_span(ow, d.W, d, &w0, &w1);
+        for (int ih = h0; ih < h1; ih++) {
+          for (int iw = w0; iw < w1; iw++) {
             const float v = x[ih * d.W + iw];
             if (best_i < 0 || v > best) {
               best = v;
@@ -64,12 +71,12 @@ void avgpool2d_forward(float *out, const float *inp, PoolDims d) {
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         float s = 0.0f;
-        for (int kh = 0; kh < d.K; kh++) {
-          const int ih = oh * d.stride - d.pad + kh;
-          if (ih < 0 || ih >= d.H) continue;
-          for (int kw = 0; kw < d.K; kw++) {
-            const int iw = ow * d.stride - d.pad + kw;
-            if (iw >= 0 && iw < d.W) s += x[ih * d.W + iw];
+        int h0, h1, w0, w1;
+        window_span(oh, d.H, d, &h0, &h1);
+        window_span(ow, d.W, d, &w0, &w1);
+        for (int ih = h0; ih < h1; ih++) {
+          for (int iw = w0; iw < w1; iw++) {
+            s += x[ih * d.W + iw];
           }
         }
         y[oh * d.OW + ow] = s * inv;
@@ -88,12 +95,12 @@ void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         const float g = dy[oh * d.OW + ow] * inv;
-        for (int kh = 0; kh < d.K; kh++) {
-          const int ih = oh * d.stride - d.pad + kh;
-          if (ih < 0 || ih >= d.H) continue;
-          for (int kw = 0; kw < d.K; kw++) {
-            const int iw = ow * d.stride - d.pad + kw;
-            if (iw >= 0 && iw < d.W) dx[ih * d.W + iw] += g;
+        int h0, h1, w0, w1;
+        window_span(oh, d.H, d, &h0, &h1);
+        window_span(ow, d.W, d, &w0, &w1);
+        for (int ih = h0; ih < h1; ih++) {
+          for (int iw = w0; iw < w1; iw++) {
+            dx[ih * d.W + iw] += g;
           }
         }
       }
@@ -134,12 +141,11 @@ void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolD
         float *y = out + o;
         int32_t *am = argmax + o;
         for (int c = 0; c < C; c++) y[c] = -FLT_MAX, am[c] = -1;
-        for (int kh = 0; kh < d.K; kh++) {
-          const int ih = oh * d.stride - d.pad + kh;
-          if (ih < 0 || ih >= d.H) continue;
-          for (int kw = 0; kw < d.K; kw++) {
-            const int iw = ow * d.stride - d.pad + kw;
-            if (iw < 0 || iw >= d.W) continue;
+        int h0, h1, w0, w1;
+        window_span(oh, d.H, d, &h0, &h1);
+        window_span(ow, d.W, d, &w0, &w1);
+        for (int ih = h0; ih < h1; ih++) {
+          for (int iw = w0; iw < w1; iw++) {
             const int32_t at = ih * d.W + iw;
             const float *v = x + (size_t)at * C;
             for (int c = 0; c < C; c++)
@@ -175,12 +181,11 @@ void avgpool2d_forward_nhwc(float *out, const float *inp, PoolDims d) {
       for (int ow = 0; ow < d.OW; ow++) {
         float *y = out + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
         for (int c = 0; c < C; c++) y[c] = 0.0f;
-        for (int kh = 0; kh < d.K; kh++) {
-          const int ih = oh * d.stride - d.pad + kh;
-          if (ih < 0 || ih >= d.H) continue;
-          for (int kw = 0; kw < d.K; kw++) {
-            const int iw = ow * d.stride - d.pad + kw;
-            if (iw < 0 || iw >= d.W) continue;
+        int h0, h1, w0, w1;
+        window_span(oh, d.H, d, &h0, &h1);
+        window_span(ow, d.W, d, &w0, &w1);
+        for (int ih = h0; ih < h1; ih++) {
+          for (int iw = w0; iw < w1; iw++) {
             const float *v = x + ((size_t)ih * d.W + iw) * C;
             for (int c = 0; c < C; c++) y[c] += v[c];
           }
@@ -201,12 +206,11 @@ void avgpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, Poo
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         const float *dy = dout + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
-        for (int kh = 0; kh < d.K; kh++) {
-          const int ih = oh * d.stride - d.pad + kh;
-          if (ih < 0 || ih >= d.H) continue;
-          for (int kw = 0; kw < d.K; kw++) {
-            const int iw = ow * d.stride - d.pad + kw;
-            if (iw < 0 || iw >= d.W) continue;
+        int h0, h1, w0, w1;
+        window_span(oh, d.H, d, &h0, &h1);
+        window_span(ow, d.W, d, &w0, &w1);
+        for (int ih = h0; ih < h1; ih++) {
+          for (int iw = w0; iw < w1; iw++) {
             float *g = dx + ((size_t)ih * d.W + iw) * C;
             for (int c = 0; c < C; c++) g[c] += dy[c] * inv;
           }
