@@ -239,7 +239,7 @@ ALWAYS_INLINE void rows_normalise(const int C, float *out, const float *inp, siz
 #pragma omp simd
     for (int c = 0; c < C; c++) {
       const float v = x[c] * scale[c] + shift[c];
-      y[c] = relu && v < 0.0f ? 0.0f : v;
+      y[c] = !relu || v > 0.0f ? v : 0.0f;
     }
   }
 }
