@@ -13,7 +13,7 @@ TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 BUILD ?= build
 CFLAGS := $(CFLAGS_BASE) $(OPT) $(ARCH_FLAGS) -g $(EXTRA_CFLAGS)
 
-LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c src/attacks/*.c src/report/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/ops/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c src/attacks/*.c src/report/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -92,6 +92,10 @@ typedef enum { NORM_LINF = 0, NORM_L2 = 1 } Norm;
 #define MR_ARCH_LEN 32
 #define MR_TRAINING_LEN 1024
 
+/* The loss of a per-pixel (segmentation) output; classification outputs
+ * always use softmax cross-entropy. */
+typedef enum { SEG_LOSS_XENT = 0, SEG_LOSS_DICE = 1, SEG_LOSS_XENT_DICE = 2 } SegLoss;
+
 /* What a model is: its family, input, classes and options. Stored in the
  * safetensors __metadata__ so a file rebuilds its own architecture. */
 typedef struct {
@@ -105,6 +109,8 @@ typedef struct {
   int pool;                          /* cnn: 0 none, 1 max 2x2/2, 2 avg 2x2/2, 3 max 3x3/2 pad 1 */
   float dropout;                     /* before the classifier; 0 = none */
   float norm_mean[3], norm_std[3];   /* applied inside the net: (x-mean)/std */
+  SegLoss seg_loss;                  /* per-pixel outputs: the training and attack loss */
+  int ignore_label;                  /* per-pixel targets with this label count nowhere; -1: none */
   char *class_names[MR_MAX_CLASSES]; /* optional, owned by the spec */
   char training[MR_TRAINING_LEN];    /* how the weights were made: a JSON object train
                                         writes (options, adversarial mix as counted); "" if unknown */
@@ -140,14 +146,17 @@ size_t net_param_count(const Net *net); /* trainable floats */
 double net_flops(const Net *net);       /* forward FLOPs per image (2 per MAC) */
 int net_num_classes(const Net *net);
 int net_input_size(const Net *net); /* C*H*W */
+/* H*W of the output: 1 for a classifier (B,K), else a (B,K,H,W) score map
+ * whose target is one class per pixel (B,H,W). */
+int net_output_pixels(const Net *net);
 
 /* Plans memory for a batch size (done implicitly by every call below; an
  * explicit call moves the allocation out of a timed loop). */
 Status net_plan(Net *net, int batch, MrError *err);
 
-/* Forward pass; returns the logits (B,K), valid until the next call. */
+/* Forward pass; returns the logits (B,K) or (B,K,H,W), valid until the next call. */
 const float *net_forward(Net *net, const float *x, int batch, Mode mode);
-/* Backward from a logit gradient (B,K) through the last forward. Accumulates
+/* Backward from a logit gradient (of the output's shape) through the last forward. Accumulates
  * parameter gradients when want_param_grads, writes d/dx into dx if non-NULL. */
 void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grads);
 
@@ -162,17 +171,20 @@ typedef enum {
 } ConvBackend;
 void net_set_conv_backend(Net *net, ConvBackend backend);
 
-/* Softmax probabilities (B,K), eval mode. Forward only: its activations
+/* Softmax probabilities (B,K) or, per pixel, (B,K,H,W), eval mode. Forward only: its activations
  * share a few cache-friendly buffers, so net_backward cannot follow it. */
 void net_predict(Net *net, const float *x, int batch, float *probs);
 
-/* The call every attack uses: eval mode; returns the mean cross-entropy and
- * writes dx = d(loss_i)/d(x_i) for each image i (the per-image loss, so an
- * image's gradient does not depend on the batch it is in). */
+/* The call every attack uses: eval mode; returns the mean loss (cross-
+ * entropy; per-pixel outputs: the spec's seg_loss) and writes dx =
+ * d(loss_i)/d(x_i) for each image i (the per-image loss, so an image's
+ * gradient does not depend on the batch it is in). y: one class per image,
+ * or per pixel (B,H,W) when net_output_pixels > 1. */
 float net_loss_and_input_grad(Net *net, const float *x, const int *y, int batch, float *dx);
 
-/* One training forward/backward: returns mean (optionally class-weighted)
- * cross-entropy, accumulates parameter gradients of that mean. */
+/* One training forward/backward: returns the batch's mean (optionally
+ * class-weighted) loss, accumulates parameter gradients of that mean; y as
+ * for net_loss_and_input_grad. */
 float net_train_step_grads(Net *net, const float *x, const int *y, int batch,
                            const float *class_weights);
 
@@ -217,7 +229,7 @@ Status safetensors_load_into(Net *net, const char *path, MrError *err);
 typedef struct {
   const char *name;
   int ndim;
-  int64_t shape[4];
+  int64_t shape[5];
   int is_int64;   /* num_batches_tracked */
   float *data;    /* float tensors */
   int64_t *idata; /* int64 tensors */

@@ -137,7 +137,7 @@ static void test_fgsm_closed_form_linear(void **state) {
   Net *lin = net_new(&spec);
   int t = net_add_flatten(lin, NET_INPUT);
   MrError err = {0};
-  assert_true(net_add_dense(lin, "fc", t, 3, &err) >= 0);
+  assert_true(net_add_dense(lin, "fc", t, 3) >= 0);
   assert_int_equal(net_finish(lin, &err), STATUS_OK);
   Rng rng;
   rng_seed(&rng, 8);

@@ -263,7 +263,7 @@ static void test_linear_saliency_is_weights(void **state) {
   spec.norm_mean[0] = 0.3f, spec.norm_std[0] = 0.5f;
   Net *lin = net_new(&spec);
   MrError err = {0};
-  assert_true(net_add_dense(lin, "fc", net_add_flatten(lin, NET_INPUT), 3, &err) >= 0);
+  assert_true(net_add_dense(lin, "fc", net_add_flatten(lin, NET_INPUT), 3) >= 0);
   assert_int_equal(net_finish(lin, &err), STATUS_OK);
   Rng rng;
   rng_seed(&rng, 12);

@@ -19,7 +19,7 @@ typedef struct {
   Mode mode;
 } NetCtx;
 
-static double net_loss(void *p) {
+static double net_loss_of(void *p) {
   NetCtx *c = p;
   const float *logits = net_forward(c->net, c->x, c->batch, c->mode);
   const int k = net_num_classes(c->net);
@@ -63,14 +63,14 @@ static void check_family_tol(const char *arch, float width, int size, int channe
   const size_t n_in = (size_t)B * in, n_par = net_param_count(net);
   float *grads = malloc(sizeof(float) * n_par);
   memcpy(grads, net_grads(net), sizeof(float) * n_par);
-  double e_dir_in = gradcheck_directional(net_loss, &c, x, dx, n_in, 1e-2f, 3, &rng);
+  double e_dir_in = gradcheck_directional(net_loss_of, &c, x, dx, n_in, 1e-2f, 3, &rng);
   double e_dir_par =
-      gradcheck_directional(net_loss, &c, net_params(net), grads, n_par, 1e-3f, 3, &rng);
+      gradcheck_directional(net_loss_of, &c, net_params(net), grads, n_par, 1e-3f, 3, &rng);
   size_t idx[N_SAMPLES];
   top_indices(idx, N_SAMPLES, dx, n_in);
-  double e_in = gradcheck_steps(net_loss, &c, x, dx, idx, N_SAMPLES, 1e-3f, 3);
+  double e_in = gradcheck_steps(net_loss_of, &c, x, dx, idx, N_SAMPLES, 1e-3f, 3);
   top_indices(idx, N_SAMPLES, grads, n_par);
-  double e_par = gradcheck_steps(net_loss, &c, net_params(net), grads, idx, N_SAMPLES, 1e-3f, 3);
+  double e_par = gradcheck_steps(net_loss_of, &c, net_params(net), grads, idx, N_SAMPLES, 1e-3f, 3);
   print_message("  %-10s w=%.3g %dx%dx%d %s: input dir %.1e top %.1e | params dir %.1e top %.1e\n",
                 arch, width, channels, size, size, mode == MODE_TRAIN ? "train" : "eval ", e_dir_in,
                 e_in, e_dir_par, e_par);

@@ -8,45 +8,58 @@
 
 #include "layers.h"
 
+/* Unset stride and dilation (0) mean 1, so a dims literal names only what differs. */
 int conv2d_dims_finish(Conv2dDims *d) {
-  d->OH = (d->H + 2 * d->pad - d->K) / d->stride + 1;
-  d->OW = (d->W + 2 * d->pad - d->K) / d->stride + 1;
-  return d->H + 2 * d->pad >= d->K && d->W + 2 * d->pad >= d->K && d->OH > 0 && d->OW > 0;
+  if (d->SH < 1) d->SH = 1;
+  if (d->SW < 1) d->SW = 1;
+  if (d->DH < 1) d->DH = 1;
+  if (d->DW < 1) d->DW = 1;
+  const int span_h = d->DH * (d->KH - 1) + 1, span_w = d->DW * (d->KW - 1) + 1;
+  const int ph = d->H + d->PT + d->PB, pw = d->W + d->PL + d->PR;
+  if (d->KH < 1 || d->KW < 1 || d->PT < 0 || d->PB < 0 || d->PL < 0 || d->PR < 0 || ph < span_h ||
+      pw < span_w)
+    return 0;
+  d->OH = (ph - span_h) / d->SH + 1;
+  d->OW = (pw - span_w) / d->SW + 1;
+  return d->OH > 0 && d->OW > 0;
 }
 
-static int conv2d_is_pointwise(Conv2dDims d) { return d.K == 1 && d.stride == 1 && d.pad == 0; }
+static int conv2d_is_pointwise(Conv2dDims d) {
+  return d.KH == 1 && d.KW == 1 && d.SH == 1 && d.SW == 1 && d.PT + d.PB + d.PL + d.PR == 0;
+}
 
 size_t conv2d_scratch_floats(Conv2dDims d) {
-  size_t col = (size_t)(d.C / d.groups) * d.K * d.K * d.OH * d.OW;
+  size_t col = (size_t)(d.C / d.groups) * d.KH * d.KW * d.OH * d.OW;
   return 2 * col; /* column + its gradient */
 }
 
-/* inp (C,H,W) -> col (C*K*K, OH*OW) */
+/* inp (C,H,W) -> col (C*KH*KW, OH*OW) */
 static void im2col(float *col, const float *inp, int C, Conv2dDims d) {
   const int ohw = d.OH * d.OW;
   for (int c = 0; c < C; c++) {
     const float *plane = inp + (size_t)c * d.H * d.W;
-    for (int kh = 0; kh < d.K; kh++) {
-      for (int kw = 0; kw < d.K; kw++) {
-        float *row = col + ((size_t)(c * d.K + kh) * d.K + kw) * ohw;
+    for (int kh = 0; kh < d.KH; kh++) {
+      for (int kw = 0; kw < d.KW; kw++) {
+        float *row = col + ((size_t)(c * d.KH + kh) * d.KW + kw) * ohw;
+        const int off_w = kw * d.DW - d.PL;
         for (int oh = 0; oh < d.OH; oh++) {
-          const int ih = oh * d.stride - d.pad + kh;
+          const int ih = oh * d.SH - d.PT + kh * d.DH;
           float *dst = row + oh * d.OW;
           if (ih < 0 || ih >= d.H) {
             memset(dst, 0, sizeof(float) * d.OW);
             continue;
           }
           const float *src = plane + (size_t)ih * d.W;
-          if (d.stride == 1) {
+          if (d.SW == 1) {
             int ow = 0;
-            for (; ow < d.OW && ow - d.pad + kw < 0; ow++) dst[ow] = 0.0f;
+            for (; ow < d.OW && ow + off_w < 0; ow++) dst[ow] = 0.0f;
             int end = d.OW;
-            while (end > ow && end - 1 - d.pad + kw >= d.W) end--;
-            memcpy(dst + ow, src + ow - d.pad + kw, sizeof(float) * (end - ow));
+            while (end > ow && end - 1 + off_w >= d.W) end--;
+            memcpy(dst + ow, src + ow + off_w, sizeof(float) * (end - ow));
             for (ow = end; ow < d.OW; ow++) dst[ow] = 0.0f;
           } else {
             for (int ow = 0; ow < d.OW; ow++) {
-              const int iw = ow * d.stride - d.pad + kw;
+              const int iw = ow * d.SW + off_w;
               dst[ow] = (iw >= 0 && iw < d.W) ? src[iw] : 0.0f;
             }
           }
@@ -56,21 +69,21 @@ static void im2col(float *col, const float *inp, int C, Conv2dDims d) {
   }
 }
 
-/* col (C*K*K, OH*OW) accumulated into dinp (C,H,W) */
+/* col (C*KH*KW, OH*OW) accumulated into dinp (C,H,W) */
 static void col2im_add(float *dinp, const float *col, int C, Conv2dDims d) {
   const int ohw = d.OH * d.OW;
   for (int c = 0; c < C; c++) {
     float *plane = dinp + (size_t)c * d.H * d.W;
-    for (int kh = 0; kh < d.K; kh++) {
-      for (int kw = 0; kw < d.K; kw++) {
-        const float *row = col + ((size_t)(c * d.K + kh) * d.K + kw) * ohw;
+    for (int kh = 0; kh < d.KH; kh++) {
+      for (int kw = 0; kw < d.KW; kw++) {
+        const float *row = col + ((size_t)(c * d.KH + kh) * d.KW + kw) * ohw;
         for (int oh = 0; oh < d.OH; oh++) {
-          const int ih = oh * d.stride - d.pad + kh;
+          const int ih = oh * d.SH - d.PT + kh * d.DH;
           if (ih < 0 || ih >= d.H) continue;
           float *dst = plane + (size_t)ih * d.W;
           const float *src = row + oh * d.OW;
           for (int ow = 0; ow < d.OW; ow++) {
-            const int iw = ow * d.stride - d.pad + kw;
+            const int iw = ow * d.SW - d.PL + kw * d.DW;
             if (iw >= 0 && iw < d.W) dst[iw] += src[ow];
           }
         }
@@ -82,7 +95,7 @@ static void col2im_add(float *dinp, const float *col, int C, Conv2dDims d) {
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                     Conv2dDims d, float *scratch) {
   const int G = d.groups, Cg = d.C / G, OCg = d.OC / G;
-  const int ohw = d.OH * d.OW, ckk = Cg * d.K * d.K;
+  const int ohw = d.OH * d.OW, ckk = Cg * d.KH * d.KW;
   const size_t per_thread = conv2d_scratch_floats(d);
   const int pointwise = conv2d_is_pointwise(d);
 #pragma omp parallel for schedule(static)
@@ -112,7 +125,7 @@ void conv2d_backward(float *dinp, int accumulate, float *dweight, float *dbias, 
                      const float *inp, const float *weight, Conv2dDims d, float *scratch,
                      float *dweight_partial) {
   const int G = d.groups, Cg = d.C / G, OCg = d.OC / G;
-  const int ohw = d.OH * d.OW, ckk = Cg * d.K * d.K;
+  const int ohw = d.OH * d.OW, ckk = Cg * d.KH * d.KW;
   const size_t per_thread = conv2d_scratch_floats(d);
   const size_t wsize = (size_t)d.OC * ckk;
   const int pointwise = conv2d_is_pointwise(d);
@@ -132,10 +145,10 @@ void conv2d_backward(float *dinp, int accumulate, float *dweight, float *dbias, 
 #pragma omp for schedule(static)
     for (int b = 0; b < d.B; b++) {
       for (int g = 0; g < G; g++) {
-        const float *in_g = inp + ((size_t)b * d.C + g * Cg) * d.H * d.W;
         const float *dout_g = dout + ((size_t)b * d.OC + g * OCg) * ohw;
         const float *w_g = weight + (size_t)g * OCg * ckk;
         if (dw) {
+          const float *in_g = inp + ((size_t)b * d.C + g * Cg) * d.H * d.W;
           const float *src = in_g;
           if (!pointwise) {
             im2col(col, in_g, Cg, d);
@@ -191,13 +204,13 @@ void conv2d_forward_naive(float *out, const float *inp, const float *weight, con
         for (int ow = 0; ow < d.OW; ow++) {
           double s = bias ? bias[oc] : 0.0;
           for (int c = 0; c < Cg; c++)
-            for (int kh = 0; kh < d.K; kh++)
-              for (int kw = 0; kw < d.K; kw++) {
-                const int ih = oh * d.stride - d.pad + kh;
-                const int iw = ow * d.stride - d.pad + kw;
+            for (int kh = 0; kh < d.KH; kh++)
+              for (int kw = 0; kw < d.KW; kw++) {
+                const int ih = oh * d.SH - d.PT + kh * d.DH;
+                const int iw = ow * d.SW - d.PL + kw * d.DW;
                 if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
                 s += (double)inp[(((size_t)b * d.C + g * Cg + c) * d.H + ih) * d.W + iw] *
-                     weight[(((size_t)oc * Cg + c) * d.K + kh) * d.K + kw];
+                     weight[(((size_t)oc * Cg + c) * d.KH + kh) * d.KW + kw];
               }
           out[(((size_t)b * d.OC + oc) * d.OH + oh) * d.OW + ow] = (float)s;
         }
@@ -215,13 +228,13 @@ void conv2d_backward_naive(float *dinp, float *dweight, float *dbias, const floa
           const float go = dout[(((size_t)b * d.OC + oc) * d.OH + oh) * d.OW + ow];
           if (dbias) dbias[oc] += go;
           for (int c = 0; c < Cg; c++)
-            for (int kh = 0; kh < d.K; kh++)
-              for (int kw = 0; kw < d.K; kw++) {
-                const int ih = oh * d.stride - d.pad + kh;
-                const int iw = ow * d.stride - d.pad + kw;
+            for (int kh = 0; kh < d.KH; kh++)
+              for (int kw = 0; kw < d.KW; kw++) {
+                const int ih = oh * d.SH - d.PT + kh * d.DH;
+                const int iw = ow * d.SW - d.PL + kw * d.DW;
                 if (ih < 0 || ih >= d.H || iw < 0 || iw >= d.W) continue;
                 const size_t ii = (((size_t)b * d.C + g * Cg + c) * d.H + ih) * d.W + iw;
-                const size_t wi = (((size_t)oc * Cg + c) * d.K + kh) * d.K + kw;
+                const size_t wi = (((size_t)oc * Cg + c) * d.KH + kh) * d.KW + kw;
                 if (dinp) dinp[ii] += go * weight[wi];
                 if (dweight) dweight[wi] += go * inp[ii];
               }

@@ -148,18 +148,19 @@ void conv2d_dnnl_free(ConvDnnl *c) {
  * saves every activation reorder, a fifth of a training step. */
 typedef struct {
   dnnl_memory_desc_t src_any, dst_any, wei_any, bias, src_plain, dst_plain, wei_plain;
-  dnnl_dims_t strides, pad, pad_r;
+  dnnl_dims_t strides, dilates, pad, pad_r;
 } ConvDescs;
 
 static int conv_descs_init(ConvDescs *s, Conv2dDims d, int channels_last) {
   const int G = d.groups;
   dnnl_dims_t src_dims = {d.B, d.C, d.H, d.W}, dst_dims = {d.B, d.OC, d.OH, d.OW};
-  dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.K, d.K}, bias_dims = {d.OC};
-  s->strides[0] = s->strides[1] = d.stride;
-  s->pad[0] = s->pad[1] = d.pad;
-  /* oneDNN wants pad_r so that (H + pad_l + pad_r - K) / stride + 1 == OH exactly */
-  s->pad_r[0] = (d.OH - 1) * d.stride + d.K - d.H - d.pad;
-  s->pad_r[1] = (d.OW - 1) * d.stride + d.K - d.W - d.pad;
+  dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.KH, d.KW}, bias_dims = {d.OC};
+  s->strides[0] = d.SH, s->strides[1] = d.SW;
+  s->dilates[0] = d.DH - 1, s->dilates[1] = d.DW - 1; /* oneDNN counts the gaps */
+  s->pad[0] = d.PT, s->pad[1] = d.PL;
+  /* oneDNN wants pad_r so that the output size comes out exactly OH x OW */
+  s->pad_r[0] = (d.OH - 1) * d.SH + d.DH * (d.KH - 1) + 1 - d.H - d.PT;
+  s->pad_r[1] = (d.OW - 1) * d.SW + d.DW * (d.KW - 1) + 1 - d.W - d.PL;
   const dnnl_format_tag_t act_any = channels_last ? dnnl_nhwc : dnnl_format_tag_any;
   const dnnl_format_tag_t act_plain = channels_last ? dnnl_nhwc : dnnl_nchw;
   return dnnl_memory_desc_init_by_tag(&s->src_any, 4, src_dims, dnnl_f32, act_any) ==
@@ -188,17 +189,17 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
   if (!conv_descs_init(&m, d, channels_last)) goto failure;
 
   dnnl_convolution_desc_t fwd_desc, bd_desc, bw_desc;
-  CHECK_DNNL(dnnl_convolution_forward_desc_init(
+  CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
       &fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &m.src_any, &m.wei_any,
-      has_bias ? &m.bias : NULL, &m.dst_any, m.strides, m.pad, m.pad_r));
+      has_bias ? &m.bias : NULL, &m.dst_any, m.strides, m.dilates, m.pad, m.pad_r));
   CHECK_DNNL(dnnl_primitive_desc_create(&c->fwd_pd, &fwd_desc, NULL, engine, NULL));
-  CHECK_DNNL(dnnl_convolution_backward_data_desc_init(&bd_desc, dnnl_convolution_direct, &m.src_any,
-                                                      &m.wei_any, &m.dst_any, m.strides, m.pad,
-                                                      m.pad_r));
+  CHECK_DNNL(dnnl_dilated_convolution_backward_data_desc_init(
+      &bd_desc, dnnl_convolution_direct, &m.src_any, &m.wei_any, &m.dst_any, m.strides, m.dilates,
+      m.pad, m.pad_r));
   CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_data_pd, &bd_desc, NULL, engine, c->fwd_pd));
-  CHECK_DNNL(dnnl_convolution_backward_weights_desc_init(
+  CHECK_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(
       &bw_desc, dnnl_convolution_direct, &m.src_any, &m.wei_any, has_bias ? &m.bias : NULL,
-      &m.dst_any, m.strides, m.pad, m.pad_r));
+      &m.dst_any, m.strides, m.dilates, m.pad, m.pad_r));
   CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_weights_pd, &bw_desc, NULL, engine, c->fwd_pd));
   CHECK_DNNL(dnnl_primitive_create(&c->fwd, c->fwd_pd));
   CHECK_DNNL(dnnl_primitive_create(&c->bwd_data, c->bwd_data_pd));
@@ -334,9 +335,9 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
       goto done;
   }
   dnnl_convolution_desc_t desc;
-  if (dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
-                                         &m.src_any, &m.wei_any, &m.bias, &m.dst_any, m.strides,
-                                         m.pad, m.pad_r) ||
+  if (dnnl_dilated_convolution_forward_desc_init(
+          &desc, dnnl_forward_inference, dnnl_convolution_direct, &m.src_any, &m.wei_any, &m.bias,
+          &m.dst_any, m.strides, m.dilates, m.pad, m.pad_r) ||
       dnnl_primitive_desc_create(&c->fold_pd, &desc, attr, engine, NULL) ||
       dnnl_primitive_create(&c->fold, c->fold_pd))
     goto done;

@@ -32,12 +32,28 @@ void add_forward(float *out, const float *a, const float *b, size_t n, int relu)
 
 void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, const float *dout,
                   const float *out, size_t n) {
-  /* da before db: if they alias (x + x) the second write accumulates */
+  /* da before db: if they alias (x + x) the second write accumulates; a
+   * NULL gradient is not wanted */
+  if (da && db) {
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    const float g = (!out || out[i] > 0.0f) ? dout[i] : 0.0f;
-    da[i] = accumulate_a ? da[i] + g : g;
-    db[i] = accumulate_b ? db[i] + g : g;
+    for (size_t i = 0; i < n; i++) {
+      const float g = (!out || out[i] > 0.0f) ? dout[i] : 0.0f;
+      da[i] = accumulate_a ? da[i] + g : g;
+      db[i] = accumulate_b ? db[i] + g : g;
+    }
+    return;
+  }
+  float *grads[2] = {da, db};
+  const int acc[2] = {accumulate_a, accumulate_b};
+  for (int k = 0; k < 2; k++) {
+    float *g = grads[k];
+    if (!g) continue;
+    const int a = acc[k];
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+      const float v = (!out || out[i] > 0.0f) ? dout[i] : 0.0f;
+      g[i] = a ? g[i] + v : v;
+    }
   }
 }
 

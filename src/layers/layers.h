@@ -14,17 +14,21 @@
 
 /* ---- conv2d ------------------------------------------------------------ */
 typedef struct {
-  int B, C, H, W; /* input */
-  int OC, OH, OW; /* output */
-  int K, stride, pad, groups;
+  int B, C, H, W;     /* input */
+  int OC, OH, OW;     /* output */
+  int KH, KW, SH, SW; /* kernel and stride */
+  int PT, PB, PL, PR; /* zero padding: top, bottom, left, right */
+  int DH, DW;         /* dilation: 1 is a dense kernel */
+  int groups;
 } Conv2dDims;
 
-/* OH/OW from the rest; returns 0 if the output would be empty. */
+/* OH/OW from the rest (stride or dilation 0 read as 1); returns 0 if the
+ * output would be empty or a field is out of range. */
 int conv2d_dims_finish(Conv2dDims *d);
 /* Floats of per-thread scratch the fast kernels need (im2col column). */
 size_t conv2d_scratch_floats(Conv2dDims d);
 
-/* inp (B,C,H,W), weight (OC,C/g,K,K), bias (OC) or NULL -> out (B,OC,OH,OW).
+/* inp (B,C,H,W), weight (OC,C/g,KH,KW), bias (OC) or NULL -> out (B,OC,OH,OW).
  * scratch: nthreads * conv2d_scratch_floats(d) floats. */
 void conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                     Conv2dDims d, float *scratch);
@@ -133,7 +137,8 @@ void quantize_backward(float *dinp, int accumulate, size_t n);
 typedef struct {
   int B, C, H, W;
   int OH, OW;
-  int K, stride, pad;
+  int KH, KW, SH, SW; /* window and stride */
+  int PT, PB, PL, PR; /* padding: top, bottom, left, right */
 } PoolDims;
 
 int pool_dims_finish(PoolDims *d);
@@ -141,7 +146,7 @@ int pool_dims_finish(PoolDims *d);
 void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d);
 void maxpool2d_backward(float *dinp, int accumulate, const float *dout, const int32_t *argmax,
                         PoolDims d);
-/* Divides by K*K (PyTorch's count_include_pad=True, ceil_mode=False). */
+/* Divides by KH*KW (PyTorch's count_include_pad=True, ceil_mode=False). */
 void avgpool2d_forward(float *out, const float *inp, PoolDims d);
 void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims d);
 /* (B,C,H,W) -> (B,C) */
@@ -176,5 +181,25 @@ void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d);
 void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, ShortcutDims d);
 void shortcut_pad_forward_nhwc(float *out, const float *inp, ShortcutDims d);
 void shortcut_pad_backward_nhwc(float *dinp, int accumulate, const float *dout, ShortcutDims d);
+
+/* ---- concat along channels ------------------------------------------- */
+/* n tensors (B, C_i, HW) -> out (B, sum C_i, HW), planar or channels-last
+ * (B, HW, C_i); backward slices dout back into each din[i] (NULL skips one;
+ * acc[i] accumulates). */
+void concat_forward(float *out, const float *const *in, const int *C, int n, int B, int HW,
+                    int channels_last);
+void concat_backward(float *const *din, const unsigned char *acc, const float *dout, const int *C,
+                     int n, int B, int HW, int channels_last);
+
+/* ---- upsampling by integer factors (PyTorch semantics) ------------------ */
+/* nearest: src = floor(dst / s); bilinear with align_corners=False:
+ * src = max(0, (dst + 0.5) / s - 0.5). Tensors are (B,C,H,W) or, with
+ * channels_last, (B,H,W,C); out is (B, C, H*SH, W*SW). */
+typedef struct {
+  int B, C, H, W, SH, SW;
+  int bilinear, channels_last;
+} UpsampleDims;
+void upsample_forward(float *out, const float *inp, UpsampleDims d);
+void upsample_backward(float *dinp, int accumulate, const float *dout, UpsampleDims d);
 
 #endif

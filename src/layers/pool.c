@@ -5,18 +5,26 @@
 
 #include "layers.h"
 
+/* PyTorch's rule: no side pads more than half the window, so every window
+ * covers at least one pixel. Unset strides (0) default to the kernel. */
 int pool_dims_finish(PoolDims *d) {
-  d->OH = (d->H + 2 * d->pad - d->K) / d->stride + 1;
-  d->OW = (d->W + 2 * d->pad - d->K) / d->stride + 1;
-  return d->H + 2 * d->pad >= d->K && d->W + 2 * d->pad >= d->K && d->pad * 2 <= d->K;
+  if (d->SH < 1) d->SH = d->KH;
+  if (d->SW < 1) d->SW = d->KW;
+  if (d->KH < 1 || d->KW < 1 || d->SH < 1 || d->SW < 1 || d->PT < 0 || d->PB < 0 || d->PL < 0 ||
+      d->PR < 0 || 2 * d->PT > d->KH || 2 * d->PB > d->KH || 2 * d->PL > d->KW ||
+      2 * d->PR > d->KW || d->H + d->PT + d->PB < d->KH || d->W + d->PL + d->PR < d->KW)
+    return 0;
+  d->OH = (d->H + d->PT + d->PB - d->KH) / d->SH + 1;
+  d->OW = (d->W + d->PL + d->PR - d->KW) / d->SW + 1;
+  return 1;
 }
 
-/* The input rows (or columns) [*lo, *hi) under output position o: the
- * window clipped to the image, since padding contributes nothing. */
-static void window_span(int o, int size, PoolDims d, int *lo, int *hi) {
-  const int start = o * d.stride - d.pad;
+/* The input rows (or columns) [*lo, *hi) under output position o along one
+ * axis: the window clipped to the image, since padding contributes nothing. */
+static void window_span(int o, int size, int stride, int pad, int k, int *lo, int *hi) {
+  const int start = o * stride - pad;
   *lo = start < 0 ? 0 : start;
-  *hi = start + d.K < size ? start + d.K : size;
+  *hi = start + k < size ? start + k : size;
 }
 
 void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d) {
@@ -31,8 +39,8 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d
         float best = -FLT_MAX;
         int32_t best_i = -1;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d, &h0, &h1);
-        window_span(ow, d.W, d, &w0, &w1);
+        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
         for (int ih = h0; ih < h1; ih++) {
           for (int iw = w0; iw < w1; iw++) {
             const float v = x[ih * d.W + iw];
@@ -63,7 +71,7 @@ void maxpool2d_backward(float *dinp, int accumulate, const float *dout, const in
 
 void avgpool2d_forward(float *out, const float *inp, PoolDims d) {
   const int planes = d.B * d.C;
-  const float inv = 1.0f / (float)(d.K * d.K);
+  const float inv = 1.0f / (float)(d.KH * d.KW);
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < planes; p++) {
     const float *x = inp + (size_t)p * d.H * d.W;
@@ -72,8 +80,8 @@ void avgpool2d_forward(float *out, const float *inp, PoolDims d) {
       for (int ow = 0; ow < d.OW; ow++) {
         float s = 0.0f;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d, &h0, &h1);
-        window_span(ow, d.W, d, &w0, &w1);
+        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
         for (int ih = h0; ih < h1; ih++) {
           for (int iw = w0; iw < w1; iw++) {
             s += x[ih * d.W + iw];
@@ -86,7 +94,7 @@ void avgpool2d_forward(float *out, const float *inp, PoolDims d) {
 
 void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims d) {
   const int planes = d.B * d.C;
-  const float inv = 1.0f / (float)(d.K * d.K);
+  const float inv = 1.0f / (float)(d.KH * d.KW);
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < planes; p++) {
     float *dx = dinp + (size_t)p * d.H * d.W;
@@ -96,8 +104,8 @@ void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims
       for (int ow = 0; ow < d.OW; ow++) {
         const float g = dy[oh * d.OW + ow] * inv;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d, &h0, &h1);
-        window_span(ow, d.W, d, &w0, &w1);
+        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
         for (int ih = h0; ih < h1; ih++) {
           for (int iw = w0; iw < w1; iw++) {
             dx[ih * d.W + iw] += g;
@@ -142,8 +150,8 @@ void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolD
         int32_t *am = argmax + o;
         for (int c = 0; c < C; c++) y[c] = -FLT_MAX, am[c] = -1;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d, &h0, &h1);
-        window_span(ow, d.W, d, &w0, &w1);
+        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
         for (int ih = h0; ih < h1; ih++) {
           for (int iw = w0; iw < w1; iw++) {
             const int32_t at = ih * d.W + iw;
@@ -173,7 +181,7 @@ void maxpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, con
 
 void avgpool2d_forward_nhwc(float *out, const float *inp, PoolDims d) {
   const int C = d.C;
-  const float inv = 1.0f / (float)(d.K * d.K);
+  const float inv = 1.0f / (float)(d.KH * d.KW);
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < d.B; b++) {
     const float *x = inp + (size_t)b * d.H * d.W * C;
@@ -182,8 +190,8 @@ void avgpool2d_forward_nhwc(float *out, const float *inp, PoolDims d) {
         float *y = out + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
         for (int c = 0; c < C; c++) y[c] = 0.0f;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d, &h0, &h1);
-        window_span(ow, d.W, d, &w0, &w1);
+        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
         for (int ih = h0; ih < h1; ih++) {
           for (int iw = w0; iw < w1; iw++) {
             const float *v = x + ((size_t)ih * d.W + iw) * C;
@@ -198,7 +206,7 @@ void avgpool2d_forward_nhwc(float *out, const float *inp, PoolDims d) {
 void avgpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, PoolDims d) {
   const int C = d.C;
   const size_t in_image = (size_t)d.H * d.W * C;
-  const float inv = 1.0f / (float)(d.K * d.K);
+  const float inv = 1.0f / (float)(d.KH * d.KW);
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < d.B; b++) {
     float *dx = dinp + b * in_image;
@@ -207,8 +215,8 @@ void avgpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, Poo
       for (int ow = 0; ow < d.OW; ow++) {
         const float *dy = dout + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d, &h0, &h1);
-        window_span(ow, d.W, d, &w0, &w1);
+        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
         for (int ih = h0; ih < h1; ih++) {
           for (int iw = w0; iw < w1; iw++) {
             float *g = dx + ((size_t)ih * d.W + iw) * C;

@@ -22,25 +22,20 @@ Status model_build_cnn(Net *net, MrError *err) {
     char conv[NAME_LEN], bn[NAME_LEN];
     snprintf(conv, sizeof conv, "features.%d.conv", i);
     snprintf(bn, sizeof bn, "features.%d.bn", i);
-    t = net_add_conv(net, conv, t, model_channels(net, ch), s->kernel, 1, s->kernel / 2, 1, 0, err);
-    if (t < 0) return err ? err->status : STATUS_ERR_SHAPE;
-    t = net_add_bn(net, bn, t);
-    t = net_add_relu(net, t);
-    int c, h, w;
-    net_tensor_shape(net, t, &c, &h, &w);
-    if (h < 2 || w < 2 || s->pool == 0) continue;
+    t = net_add_conv(net, conv, t, model_channels(net, ch), s->kernel, 1, s->kernel / 2, 1, 0);
+    t = net_add_relu(net, net_add_bn(net, bn, t));
+    if (t < 0) break;
+    const Shape sh = net_tensor_shape(net, t);
+    if (shape_h(sh) < 2 || shape_w(sh) < 2 || s->pool == 0) continue;
     if (s->pool == 1)
-      t = net_add_maxpool(net, t, 2, 2, 0, err);
+      t = net_add_maxpool(net, t, 2, 2, 0);
     else if (s->pool == 2)
-      t = net_add_avgpool(net, t, 2, 2, 0, err);
+      t = net_add_avgpool(net, t, 2, 2, 0);
     else
-      t = net_add_maxpool(net, t, 3, 2, 1, err);
-    if (t < 0) return err ? err->status : STATUS_ERR_SHAPE;
+      t = net_add_maxpool(net, t, 3, 2, 1);
   }
-  t = net_add_global_avgpool(net, t);
-  t = net_add_flatten(net, t);
+  t = net_add_flatten(net, net_add_global_avgpool(net, t));
   if (s->dropout > 0.0f) t = net_add_dropout(net, t, s->dropout);
-  if (net_add_dense(net, "fc", t, s->n_classes, err) < 0)
-    return err ? err->status : STATUS_ERR_SHAPE;
+  net_add_dense(net, "fc", t, s->n_classes);
   return STATUS_OK;
 }

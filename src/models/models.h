@@ -1,5 +1,7 @@
 /* Model builders: each family describes its net with the net_add_* calls,
- * naming layers exactly as the equivalent PyTorch nn.Module (docs/models.md). */
+ * naming layers exactly as the equivalent PyTorch nn.Module (docs/models.md).
+ * A builder returns an error only for its own options; shape problems are
+ * the net's sticky build error, reported by net_finish. */
 #ifndef MR_MODELS_H
 #define MR_MODELS_H
 
@@ -11,7 +13,7 @@ int model_channels(const Net *net, int c);
 void model_name(char out[NAME_LEN], const char *prefix, const char *suffix);
 /* conv (no bias) -> bn -> relu, named prefix+conv_name / prefix+bn_name */
 int model_conv_bn_relu(Net *net, const char *conv_name, const char *bn_name, int src, int oc, int k,
-                       int stride, MrError *err);
+                       int stride);
 
 /* He-normal convs, PyTorch-default linear layers, BN gamma 1 beta 0 var 1 */
 void model_init(Net *net, uint64_t seed);

@@ -55,6 +55,7 @@ ModelSpec model_spec_default(const char *arch, int in_c, int in_h, int in_w, int
   s.depth = 5, s.base = 16, s.kernel = 3, s.pool = 1;
   if (strcmp(arch, "cbr-larget") == 0) s.base = 32, s.kernel = 7, s.pool = 3;
   for (int c = 0; c < 3; c++) s.norm_mean[c] = 0.0f, s.norm_std[c] = 1.0f;
+  s.ignore_label = -1;
   return s;
 }
 
@@ -82,38 +83,12 @@ void model_name(char out[NAME_LEN], const char *prefix, const char *suffix) {
 }
 
 int model_conv_bn_relu(Net *net, const char *conv_name, const char *bn_name, int src, int oc, int k,
-                       int stride, MrError *err) {
-  int t = net_add_conv(net, conv_name, src, oc, k, stride, k / 2, 1, 0, err);
-  if (t < 0) return -1;
+                       int stride) {
+  const int t = net_add_conv(net, conv_name, src, oc, k, stride, k / 2, 1, 0);
   return net_add_relu(net, net_add_bn(net, bn_name, t));
 }
 
-void model_init(Net *net, uint64_t seed) {
-  Rng rng;
-  rng_seed(&rng, seed);
-  for (int i = 0; i < net->n_layers; i++) {
-    Layer *l = &net->layers[i];
-    if (l->kind == LAYER_CONV2D) {
-      const size_t n = (size_t)l->oc * (l->c / l->groups) * l->k * l->k;
-      const float std = sqrtf(2.0f / (float)(l->oc * l->k * l->k));
-      for (size_t j = 0; j < n; j++) l->weight[j] = std * rng_normal(&rng);
-      if (l->bias)
-        for (int j = 0; j < l->oc; j++) l->bias[j] = 0.0f;
-    } else if (l->kind == LAYER_DENSE) {
-      const float bound = 1.0f / sqrtf((float)l->c);
-      for (size_t j = 0; j < (size_t)l->oc * l->c; j++)
-        l->weight[j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
-      for (int j = 0; j < l->oc; j++) l->bias[j] = bound * (2.0f * rng_uniform(&rng) - 1.0f);
-    } else if (l->kind == LAYER_BATCHNORM2D) {
-      for (int j = 0; j < l->c; j++) {
-        l->weight[j] = 1.0f, l->bias[j] = 0.0f;
-        l->running_mean[j] = 0.0f, l->running_var[j] = 1.0f;
-      }
-      *l->num_batches_tracked = 0;
-    }
-  }
-  rng_seed(&net->rng, seed ^ 0xD0D0D0D0ULL);
-}
+void model_init(Net *net, uint64_t seed) { net_init_params(net, seed); }
 
 Net *model_build(const ModelSpec *spec, uint64_t seed, MrError *err) {
   const ModelFamily *fam = model_family_find(spec->arch);
@@ -154,6 +129,8 @@ Net *model_build(const ModelSpec *spec, uint64_t seed, MrError *err) {
   }
   MrError local = {0};
   if (!err) err = &local;
+  /* a builder's own checks report through err; shape problems through the
+   * net's sticky build error, which net_finish returns */
   if (fam->build(net, err) != STATUS_OK || net_finish(net, err) != STATUS_OK) {
     net_free(net);
     return NULL;

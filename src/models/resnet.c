@@ -14,100 +14,79 @@
 
 #include "models.h"
 
-#define CHECK(t)                                              \
-  do {                                                        \
-    if ((t) < 0) return err ? err->status : STATUS_ERR_SHAPE; \
-  } while (0)
-
-static int basic_block(Net *net, const char *prefix, int src, int planes, int stride,
-                       MrError *err) {
+static int basic_block(Net *net, const char *prefix, int src, int planes, int stride) {
   char a[NAME_LEN], b[NAME_LEN];
   model_name(a, prefix, "conv1");
   model_name(b, prefix, "bn1");
-  int t = model_conv_bn_relu(net, a, b, src, planes, 3, stride, err);
-  if (t < 0) return -1;
+  int t = model_conv_bn_relu(net, a, b, src, planes, 3, stride);
   model_name(a, prefix, "conv2");
   model_name(b, prefix, "bn2");
-  t = net_add_conv(net, a, t, planes, 3, 1, 1, 1, 0, err);
-  if (t < 0) return -1;
-  t = net_add_bn(net, b, t);
-  int c, h, w, shortcut = src;
-  net_tensor_shape(net, src, &c, &h, &w);
-  if (stride != 1 || c != planes) shortcut = net_add_shortcut_pad(net, src, planes, stride);
-  t = net_add_add(net, t, shortcut, err);
-  return t < 0 ? -1 : net_add_relu(net, t);
+  t = net_add_bn(net, b, net_add_conv(net, a, t, planes, 3, 1, 1, 1, 0));
+  int shortcut = src;
+  if (src >= 0 && (stride != 1 || shape_c(net_tensor_shape(net, src)) != planes))
+    shortcut = net_add_shortcut_pad(net, src, planes, stride);
+  return net_add_relu(net, net_add_add(net, t, shortcut));
 }
 
 Status model_build_resnet_cifar(Net *net, MrError *err) {
+  (void)err;
   const ModelSpec *s = &net->spec;
   const int depth = atoi(s->arch + strlen("resnet"));
   const int n = (depth - 2) / 6;
-  int t = model_conv_bn_relu(net, "conv1", "bn1", NET_INPUT, model_channels(net, 16), 3, 1, err);
-  CHECK(t);
+  int t = model_conv_bn_relu(net, "conv1", "bn1", NET_INPUT, model_channels(net, 16), 3, 1);
   static const int planes[3] = {16, 32, 64};
   for (int stage = 0; stage < 3; stage++) {
     for (int i = 0; i < n; i++) {
       char prefix[NAME_LEN];
       snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, i);
       t = basic_block(net, prefix, t, model_channels(net, planes[stage]),
-                      (stage > 0 && i == 0) ? 2 : 1, err);
-      CHECK(t);
+                      (stage > 0 && i == 0) ? 2 : 1);
     }
   }
   t = net_add_flatten(net, net_add_global_avgpool(net, t));
   if (s->dropout > 0.0f) t = net_add_dropout(net, t, s->dropout);
-  CHECK(net_add_dense(net, "fc", t, s->n_classes, err));
+  net_add_dense(net, "fc", t, s->n_classes);
   return STATUS_OK;
 }
 
-static int bottleneck(Net *net, const char *prefix, int src, int planes, int stride, MrError *err) {
+static int bottleneck(Net *net, const char *prefix, int src, int planes, int stride) {
   char a[NAME_LEN], b[NAME_LEN];
   const int out_ch = planes * 4;
   model_name(a, prefix, "conv1");
   model_name(b, prefix, "bn1");
-  int t = model_conv_bn_relu(net, a, b, src, planes, 1, 1, err);
-  if (t < 0) return -1;
+  int t = model_conv_bn_relu(net, a, b, src, planes, 1, 1);
   model_name(a, prefix, "conv2");
   model_name(b, prefix, "bn2");
-  t = model_conv_bn_relu(net, a, b, t, planes, 3, stride, err);
-  if (t < 0) return -1;
+  t = model_conv_bn_relu(net, a, b, t, planes, 3, stride);
   model_name(a, prefix, "conv3");
   model_name(b, prefix, "bn3");
-  t = net_add_conv(net, a, t, out_ch, 1, 1, 0, 1, 0, err);
-  if (t < 0) return -1;
-  t = net_add_bn(net, b, t);
-  int c, h, w, shortcut = src;
-  net_tensor_shape(net, src, &c, &h, &w);
-  if (stride != 1 || c != out_ch) {
+  t = net_add_bn(net, b, net_add_conv(net, a, t, out_ch, 1, 1, 0, 1, 0));
+  int shortcut = src;
+  if (src >= 0 && (stride != 1 || shape_c(net_tensor_shape(net, src)) != out_ch)) {
     model_name(a, prefix, "downsample.0");
     model_name(b, prefix, "downsample.1");
-    shortcut = net_add_conv(net, a, src, out_ch, 1, stride, 0, 1, 0, err);
-    if (shortcut < 0) return -1;
-    shortcut = net_add_bn(net, b, shortcut);
+    shortcut = net_add_bn(net, b, net_add_conv(net, a, src, out_ch, 1, stride, 0, 1, 0));
   }
-  t = net_add_add(net, t, shortcut, err);
-  return t < 0 ? -1 : net_add_relu(net, t);
+  return net_add_relu(net, net_add_add(net, t, shortcut));
 }
 
 Status model_build_resnet50(Net *net, MrError *err) {
+  (void)err;
   const ModelSpec *s = &net->spec;
-  int t = net_add_conv(net, "conv1", NET_INPUT, model_channels(net, 64), 7, 2, 3, 1, 0, err);
-  CHECK(t);
+  int t = net_add_conv(net, "conv1", NET_INPUT, model_channels(net, 64), 7, 2, 3, 1, 0);
   t = net_add_relu(net, net_add_bn(net, "bn1", t));
-  t = net_add_maxpool(net, t, 3, 2, 1, err);
-  CHECK(t);
+  t = net_add_maxpool(net, t, 3, 2, 1);
   static const int blocks[4] = {3, 4, 6, 3}, planes[4] = {64, 128, 256, 512};
   for (int stage = 0; stage < 4; stage++) {
     for (int i = 0; i < blocks[stage]; i++) {
       char prefix[NAME_LEN];
       snprintf(prefix, sizeof prefix, "layer%d.%d", stage + 1, i);
       t = bottleneck(net, prefix, t, model_channels(net, planes[stage]),
-                     (stage > 0 && i == 0) ? 2 : 1, err);
-      CHECK(t);
+                     (stage > 0 && i == 0) ? 2 : 1);
     }
   }
   t = net_add_flatten(net, net_add_global_avgpool(net, t));
   if (s->dropout > 0.0f) t = net_add_dropout(net, t, s->dropout);
-  CHECK(net_add_dense(net, "fc", t, s->n_classes, err));
+  net_add_dense(net, "fc", t, s->n_classes);
   return STATUS_OK;
 }

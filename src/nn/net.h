@@ -1,62 +1,122 @@
-/* The network: a flat list of layers over numbered tensors (tensor i is the
- * output of layer i, tensor -1 the normalised input), a parameter arena in
+/* The network: a list of layers over numbered tensors (tensor 0 is the
+ * normalised input, tensor i+1 the output of layer i), a parameter arena in
  * PyTorch state_dict order, and a plan of every buffer for one batch size.
- * Builders in src/models/ describe a net with the net_add_* calls below. */
+ * What each op kind does lives in its row of the op table (src/ops/, one
+ * file per op, listed in ops.h); the net's loops, planner and initialiser
+ * ask the table and never name a kind. Builders in src/models/ describe a
+ * net with the net_add_* calls below. */
 #ifndef MR_NET_H
 #define MR_NET_H
 
 #include "../layers/layers.h"
 #include "medrobust.h"
+#include "ops.h"
 
-typedef enum {
-  LAYER_CONV2D,
-  LAYER_BATCHNORM2D,
-  LAYER_RELU,
-  LAYER_MAXPOOL,
-  LAYER_AVGPOOL,
-  LAYER_GLOBAL_AVGPOOL,
-  LAYER_FLATTEN,
-  LAYER_DENSE,
-  LAYER_DROPOUT,
-  LAYER_ADD,
-  LAYER_SHORTCUT_PAD,
-  LAYER_KIND_COUNT
-} LayerKind;
-
-#define NET_INPUT (-1)
+#define NET_INPUT 0        /* the input is an ordinary tensor id */
+#define NET_MAX_INPUTS 128 /* concat of a long dense block */
 #define NAME_LEN 96
+#define SHAPE_MAX_DIMS 4 /* per image: C, or C,H,W, or C,D,H,W */
+
+/* A tensor's shape per image, channels first. */
+typedef struct {
+  int ndim;
+  int d[SHAPE_MAX_DIMS];
+} Shape;
+
+static inline size_t shape_numel(Shape s) {
+  size_t n = 1;
+  for (int i = 0; i < s.ndim; i++) n *= (size_t)s.d[i];
+  return n;
+}
+static inline int shape_c(Shape s) { return s.d[0]; }
+static inline int shape_h(Shape s) { return s.ndim >= 3 ? s.d[s.ndim - 2] : 1; }
+static inline int shape_w(Shape s) { return s.ndim >= 2 ? s.d[s.ndim - 1] : 1; }
+static inline Shape shape_chw(int c, int h, int w) {
+  Shape s = {3, {c, h, w, 0}};
+  return s;
+}
+static inline Shape shape_flat(int c) {
+  Shape s = {1, {c, 0, 0, 0}};
+  return s;
+}
+
+typedef enum { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 1 } UpsampleMode;
+
+/* Every attribute any op reads. An op's row lists the ones it uses
+ * (ATTR_* bits); only those are written into a model file's graph. Spatial
+ * pairs are (H, W); pad is top, bottom, left, right. */
+typedef struct {
+  int out_channels, groups, bias;
+  int kernel[2], stride[2], pad[4], dilation[2], output_padding[2];
+  int scale[2]; /* upsampling factor */
+  int mode;     /* upsampling: UpsampleMode */
+  float p;      /* dropout */
+  float eps, momentum;
+  float lo, hi; /* clip */
+  float value;  /* elementwise op with a constant */
+} OpAttrs;
+
+enum {
+  ATTR_OUT_CHANNELS = 1u << 0,
+  ATTR_GROUPS = 1u << 1,
+  ATTR_BIAS = 1u << 2,
+  ATTR_KERNEL = 1u << 3,
+  ATTR_STRIDE = 1u << 4,
+  ATTR_PAD = 1u << 5,
+  ATTR_DILATION = 1u << 6,
+  ATTR_OUTPUT_PADDING = 1u << 7,
+  ATTR_SCALE = 1u << 8,
+  ATTR_MODE = 1u << 9,
+  ATTR_P = 1u << 10,
+  ATTR_EPS = 1u << 11,
+  ATTR_MOMENTUM = 1u << 12,
+  ATTR_LO = 1u << 13,
+  ATTR_HI = 1u << 14,
+  ATTR_VALUE = 1u << 15,
+};
+
+/* Parameter slots a layer may own, resolved to pointers after planning. */
+typedef enum {
+  SLOT_WEIGHT,
+  SLOT_BIAS,
+  SLOT_RUNNING_MEAN,
+  SLOT_RUNNING_VAR,
+  SLOT_COUNTER,
+  SLOT_COUNT
+} ParamSlot;
 
 typedef struct {
-  LayerKind kind;
+  OpKind kind;
   char name[NAME_LEN]; /* PyTorch module path, "" for parameter-free layers */
-  int src, src2;       /* input tensors; src2 only for add */
-  int c, h, w;         /* input shape per image */
-  int oc, oh, ow;      /* output shape per image */
-  int k, stride, pad, groups, has_bias;
-  int fused_relu; /* batchnorm/add: ReLU applied in the same pass */
-  float p, eps, momentum;
-  /* arena offsets (resolved to pointers by net_resolve) */
-  size_t w_off, b_off, stat_off;
-  int counter_idx;
+  int n_src;
+  int src[NET_MAX_INPUTS];   /* input tensor ids */
+  Shape in_shape, out_shape; /* per image: of input 0 and of the output */
+  OpAttrs a;
+  double flops; /* forward, per image */
+  /* planner passes (never change what a tensor id means to the builder) */
+  int fused_relu; /* this layer applies the ReLU that reads it (batchnorm, add) */
+  int alias;      /* a ReLU fused into its producer: shares the producer's buffers */
+  /* parameters: arena offsets, then pointers */
+  unsigned slots;
+  size_t slot_off[SLOT_COUNT];
   float *weight, *bias, *dweight, *dbias;
   float *running_mean, *running_var;
   int64_t *num_batches_tracked;
   /* planned per batch */
-  float *out, *dout; /* (B, oc, oh, ow) */
-  float *save_mean, *save_invstd;
-  int32_t *argmax;
-  float *mask;
-  ConvDnnl *dnnl; /* oneDNN primitives for the current batch size, or NULL */
+  float *out, *dout; /* (B, out) */
+  float *saved;      /* kept from forward to backward (argmax, mask, batch statistics) */
+  ConvDnnl *dnnl;    /* oneDNN primitives for the current batch size, or NULL */
 } Layer;
 
 typedef enum { ENTRY_PARAM, ENTRY_STAT, ENTRY_COUNTER } EntryKind;
 
+#define ENTRY_MAX_DIMS 5
 typedef struct {
   char name[NAME_LEN];
   EntryKind kind;
   size_t offset, numel;
   int ndim;
-  int64_t shape[4];
+  int64_t shape[ENTRY_MAX_DIMS];
 } Entry;
 
 struct Net {
@@ -71,21 +131,23 @@ struct Net {
   int64_t *counters;
   unsigned char *grad_written; /* per tensor, during backward */
   double flops;
+  MrError build_err; /* the first builder error, sticky; net_finish reports it */
+  int finished;
   /* plan */
   int batch, planned_threads, batch_in_use;
   float *act;            /* all activations and their gradients */
   float *input, *dinput; /* normalised input (B,C,H,W) and its gradient */
-  float *scratch, *wpartial;
-  int32_t *argmax_arena;
+  float *scratch;        /* shared by the layers, which run one at a time */
   float *probs, *dlogits;
+  float *logits; /* NCHW output when the last tensor is channels-last with H*W > 1 */
   Mode last_mode;
   int input_levels; /* > 0: pixels quantised before the net (masks input gradients) */
   Rng rng;          /* dropout */
   /* convolution backend: oneDNN primitives are rebuilt when the batch changes.
    * channels_last: every 4-D activation (not the input) is NHWC, decided
-   * when the primitives are built (all convolutions on oneDNN, not refused) */
+   * when the primitives are built (every op has NHWC kernels, every
+   * convolution got a oneDNN primitive) */
   int use_dnnl, dnnl_batch, allow_channels_last, channels_last;
-  void *bn_scratch; /* channels-last batchnorm partial sums */
   /* forward-only plan: outputs share a few buffers (net_predict) */
   float *infer_arena;
   float **infer_out;
@@ -95,28 +157,105 @@ struct Net {
   size_t conv_ws_bytes[CONV_WS_COUNT];
 };
 
-/* Builder calls: each appends a layer reading tensor src and returns the
- * index of its output tensor, or -1 (with err set) on a shape problem.
- * net_add_relu right after a batchnorm or add fuses into it and returns the
- * same index: from then on that index means the activated tensor. */
+/* ---- the op table ------------------------------------------------------- */
+
+/* One layer's call from the forward or backward loop. */
+typedef struct {
+  Net *net;
+  Layer *l;
+  int B;
+  Mode mode;
+  int param_grads;                    /* accumulate parameter gradients */
+  unsigned char want[NET_MAX_INPUTS]; /* input k's gradient is needed */
+  unsigned char acc[NET_MAX_INPUTS];  /* accumulate into input k's gradient, else overwrite */
+  int channels_last;                  /* 4-D tensors are (B,H,W,C) */
+} LayerCall;
+
+typedef struct {
+  const char *name; /* in model files and listings */
+  int min_inputs, max_inputs;
+  unsigned attrs;    /* ATTR_* bits it reads */
+  int channels_last; /* has (B,H,W,C) kernels; a net with an op without them stays planar */
+  int fuses_relu;    /* can apply a following ReLU in its own pass */
+  /* Checks the inputs and attributes, sets l->out and l->flops and registers
+   * the parameters (net_param). Returns 0, or 1 with why filled. */
+  int (*infer)(Net *net, Layer *l, char *why, size_t n);
+  void (*init)(Layer *l, Rng *rng);                             /* NULL: no parameters */
+  size_t (*saved_floats)(const Layer *l, int B);                /* NULL: none */
+  size_t (*scratch_floats)(const Layer *l, int B, int threads); /* NULL: none */
+  /* oneDNN primitives for a batch (channels_last or planar); returns 0 when
+   * oneDNN refuses, so the net falls back. NULL: the op has none. */
+  int (*prepare)(Net *net, Layer *l, int B, int channels_last);
+  void (*forward)(const LayerCall *c);
+  void (*backward)(const LayerCall *c);
+} OpDef;
+
+const OpDef *op_def(OpKind kind);
+/* by name; -1 if unknown */
+int op_parse(const char *name);
+
+/* ---- helpers for op files ---------------------------------------------- */
+
+Shape net_shape(const Net *net, int t);
+float *net_tensor_out(Net *net, int t);
+float *net_tensor_dout(Net *net, int t);
+/* input k's buffers in a call; dout NULL when its gradient is not wanted */
+static inline float *call_in(const LayerCall *c, int k) {
+  return net_tensor_out(c->net, c->l->src[k]);
+}
+static inline float *call_din(const LayerCall *c, int k) {
+  return c->want[k] ? net_tensor_dout(c->net, c->l->src[k]) : NULL;
+}
+/* He-normal weights with std sqrt(2 / fan_out), zero bias. */
+void op_init_he(Layer *l, Rng *rng, int fan_out, size_t n_weight, int n_bias);
+/* Registers a parameter (PyTorch name prefix.suffix) in a slot of l. */
+void net_param(Net *net, Layer *l, ParamSlot slot, const char *suffix, int ndim,
+               const int64_t *shape);
+/* Convolution geometry of a conv-like layer for batch B, from its input
+ * shape and attributes (stride, dilation defaults applied). */
+Conv2dDims layer_conv_dims(const Layer *l, int B);
+PoolDims layer_pool_dims(const Layer *l, int B);
+
+/* He-normal convolutions, PyTorch-default linear layers, batchnorm gamma 1
+ * beta 0 var 1: each op's init, in layer order from one seeded stream. */
+void net_init_params(Net *net, uint64_t seed);
+/* The loss of the last forward's output (B,K) or (B,K,H,W) against one class
+ * per image or per pixel; writes d(loss)/d(logits) into dlogits. per_sample:
+ * the sum of each image's own loss (attacks), else the batch mean (training). */
+float net_loss(Net *net, const float *logits, const int *y, const float *class_weights, int batch,
+               int per_sample, float *dlogits);
+
+/* ---- building ------------------------------------------------------------ */
+
+/* Each call appends a layer and returns its output tensor id, or -1 after
+ * recording the problem in the net's sticky build error (any later call then
+ * does nothing and returns -1; net_finish reports the first error). */
+int net_add(Net *net, OpKind kind, const char *name, const int *src, int n_src, const OpAttrs *a);
+OpAttrs op_attrs_default(void);
+
 int net_add_conv(Net *net, const char *name, int src, int oc, int k, int stride, int pad,
-                 int groups, int bias, MrError *err);
+                 int groups, int bias);
+int net_add_conv_transpose(Net *net, const char *name, int src, int oc, int k, int stride, int pad,
+                           int bias);
 int net_add_bn(Net *net, const char *name, int src);
 int net_add_relu(Net *net, int src);
-int net_add_maxpool(Net *net, int src, int k, int stride, int pad, MrError *err);
-int net_add_avgpool(Net *net, int src, int k, int stride, int pad, MrError *err);
+int net_add_maxpool(Net *net, int src, int k, int stride, int pad);
+int net_add_avgpool(Net *net, int src, int k, int stride, int pad);
 int net_add_global_avgpool(Net *net, int src);
 int net_add_flatten(Net *net, int src);
-int net_add_dense(Net *net, const char *name, int src, int out, MrError *err);
+int net_add_dense(Net *net, const char *name, int src, int out);
 int net_add_dropout(Net *net, int src, float p);
-int net_add_add(Net *net, int a, int b, MrError *err);
+int net_add_add(Net *net, int a, int b);
 int net_add_shortcut_pad(Net *net, int src, int oc, int stride);
+int net_add_concat(Net *net, const int *srcs, int n);
+int net_add_upsample(Net *net, int src, int scale, UpsampleMode mode);
 
 Net *net_new(const ModelSpec *spec);
-/* Allocates the arenas after the last net_add_* call. */
+/* Runs the planner passes and allocates the arenas after the last net_add
+ * call; returns the first build error if there was one. */
 Status net_finish(Net *net, MrError *err);
-/* Output shape of tensor t (t = NET_INPUT for the input). */
-void net_tensor_shape(const Net *net, int t, int *c, int *h, int *w);
+Shape net_tensor_shape(const Net *net, int t);
+/* id of the last layer's output tensor */
 int net_last(const Net *net);
 
 #endif

@@ -1,0 +1,51 @@
+/* shortcut_pad row: the CIFAR ResNet option-A shortcut, subsampling by the
+ * stride and padding channels with zeros on both sides. */
+#include <stdio.h>
+
+#include "../nn/net.h"
+
+static int shortcut_infer(Net *net, Layer *l, char *why, size_t n) {
+  (void)net;
+  const int s = l->a.stride[0], oc = l->a.out_channels;
+  if (l->in_shape.ndim != 3 || s < 1 || oc < shape_c(l->in_shape))
+    return snprintf(why, n, "option-A shortcut from %d to %d channels, stride %d",
+                    shape_c(l->in_shape), oc, s),
+           1;
+  l->out_shape =
+      shape_chw(oc, (shape_h(l->in_shape) + s - 1) / s, (shape_w(l->in_shape) + s - 1) / s);
+  return 0;
+}
+
+static ShortcutDims shortcut_dims(const Layer *l, int B) {
+  ShortcutDims d = {.B = B,
+                    .C = shape_c(l->in_shape),
+                    .H = shape_h(l->in_shape),
+                    .W = shape_w(l->in_shape),
+                    .OC = shape_c(l->out_shape),
+                    .OH = shape_h(l->out_shape),
+                    .OW = shape_w(l->out_shape),
+                    .stride = l->a.stride[0]};
+  return d;
+}
+
+static void shortcut_fwd(const LayerCall *c) {
+  (c->channels_last ? shortcut_pad_forward_nhwc : shortcut_pad_forward)(c->l->out, call_in(c, 0),
+                                                                        shortcut_dims(c->l, c->B));
+}
+static void shortcut_bwd(const LayerCall *c) {
+  float *d = call_din(c, 0);
+  if (d)
+    (c->channels_last ? shortcut_pad_backward_nhwc : shortcut_pad_backward)(
+        d, c->acc[0], c->l->dout, shortcut_dims(c->l, c->B));
+}
+
+const OpDef op_shortcut_pad = {
+    .name = "shortcut_pad",
+    .min_inputs = 1,
+    .max_inputs = 1,
+    .attrs = ATTR_OUT_CHANNELS | ATTR_STRIDE,
+    .channels_last = 1,
+    .infer = shortcut_infer,
+    .forward = shortcut_fwd,
+    .backward = shortcut_bwd,
+};
