@@ -88,3 +88,33 @@ void quantize_forward(float *out, const float *inp, size_t n, int levels) {
 void quantize_backward(float *dinp, int accumulate, size_t n) {
   if (!accumulate) memset(dinp, 0, sizeof(float) * n);
 }
+
+void sigmoid_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) out[i] = (float)(1.0 / (1.0 + exp(-(double)inp[i])));
+}
+
+void sigmoid_backward(float *dinp, int accumulate, const float *dout, const float *out, size_t n) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float g = dout[i] * out[i] * (1.0f - out[i]);
+    dinp[i] = accumulate ? dinp[i] + g : g;
+  }
+}
+
+void clip_forward(float *out, const float *inp, size_t n, float lo, float hi) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float v = inp[i];
+    out[i] = v < lo ? lo : v > hi ? hi : v;
+  }
+}
+
+void clip_backward(float *dinp, int accumulate, const float *dout, const float *inp, size_t n,
+                   float lo, float hi) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float g = inp[i] > lo && inp[i] < hi ? dout[i] : 0.0f;
+    dinp[i] = accumulate ? dinp[i] + g : g;
+  }
+}

@@ -128,6 +128,14 @@ void dropout_forward(float *out, float *mask, const float *inp, size_t n, float 
 void dropout_backward(float *dinp, int accumulate, const float *dout, const float *mask, size_t n,
                       Mode mode);
 
+/* sigmoid: backward takes the forward output (s' = s (1 - s)) */
+void sigmoid_forward(float *out, const float *inp, size_t n);
+void sigmoid_backward(float *dinp, int accumulate, const float *dout, const float *out, size_t n);
+/* clip to [lo, hi] (ReLU6: 0, 6); the gradient passes where lo < x < hi */
+void clip_forward(float *out, const float *inp, size_t n, float lo, float hi);
+void clip_backward(float *dinp, int accumulate, const float *dout, const float *inp, size_t n,
+                   float lo, float hi);
+
 /* Quantisation to `levels` grey levels: a non-differentiable input stage
  * whose true derivative, zero, is what backward returns. */
 void quantize_forward(float *out, const float *inp, size_t n, int levels);
@@ -190,6 +198,23 @@ void concat_forward(float *out, const float *const *in, const int *C, int n, int
                     int channels_last);
 void concat_backward(float *const *din, const unsigned char *acc, const float *dout, const int *C,
                      int n, int B, int HW, int channels_last);
+
+/* ---- elementwise binary ops with broadcasting -------------------------- */
+/* out = a (op) b, a (B, C,H,W) and b (B, bC,bH,bW) with each b dim equal to
+ * a's or 1 (b == NULL: the constant `value` instead), planar or
+ * channels-last. Backward: da (+)= d/da, db accumulates the sums over the
+ * broadcast dims (always +=: the caller zeroes it when it writes first). */
+typedef enum { BINARY_MUL, BINARY_SUB, BINARY_DIV } BinaryOp;
+typedef struct {
+  int B, C, H, W;
+  int bC, bH, bW;
+  BinaryOp op;
+  float value;
+  int channels_last;
+} BinaryDims;
+void binary_forward(float *out, const float *a, const float *b, BinaryDims d);
+void binary_backward(float *da, int accumulate_a, float *db, const float *dout, const float *a,
+                     const float *b, BinaryDims d);
 
 /* ---- upsampling by integer factors (PyTorch semantics) ------------------ */
 /* nearest: src = floor(dst / s); bilinear with align_corners=False:

@@ -18,7 +18,12 @@
   X(OP_ADD, add)                           \
   X(OP_SHORTCUT_PAD, shortcut_pad)         \
   X(OP_CONCAT, concat)                     \
-  X(OP_UPSAMPLE, upsample)
+  X(OP_UPSAMPLE, upsample)                 \
+  X(OP_SIGMOID, sigmoid)                   \
+  X(OP_CLIP, clip)                         \
+  X(OP_MUL, mul)                           \
+  X(OP_SUB, sub)                           \
+  X(OP_DIV, div)
 
 typedef enum {
 #define OP_ENUM(kind, sym) kind,
