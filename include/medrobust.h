@@ -150,6 +150,19 @@ int net_input_size(const Net *net); /* C*H*W */
  * whose target is one class per pixel (B,H,W). */
 int net_output_pixels(const Net *net);
 
+/* The graph, for listings: layer i (0-based) reads tensors `inputs` (0 is
+ * the input, i+1 the output of layer i) and makes a tensor of out[0..ndim). */
+typedef struct {
+  const char *op, *name; /* op kind ("conv2d", ...) and PyTorch module path ("" if none) */
+  int n_inputs;
+  const int *inputs;
+  int out_ndim, out[4];
+  size_t params; /* trainable floats */
+  double flops;  /* forward, per image */
+} NetLayerInfo;
+int net_layer_count(const Net *net);
+NetLayerInfo net_layer_info(const Net *net, int i);
+
 /* Plans memory for a batch size (done implicitly by every call below; an
  * explicit call moves the allocation out of a timed loop). */
 Status net_plan(Net *net, int batch, MrError *err);

@@ -193,6 +193,31 @@ static void build_residual(Net *net) {
   net_add_dense(net, "fc", net_add_flatten(net, net_add_global_avgpool(net, u)), 3);
 }
 
+/* one of every op kind, in one graph */
+static void build_every_op(Net *net) {
+  int t =
+      net_add_relu(net, net_add_bn(net, "bn", net_add_conv(net, "c", NET_INPUT, 4, 3, 1, 1, 1, 0)));
+  const int u = net_add_conv_transpose(net, "up", net_add_maxpool(net, t, 2, 2, 0), 4, 2, 2, 0, 1);
+  const int a = net_add_add(net, t, u);
+  const int sc = net_add_shortcut_pad(net, a, 6, 2);
+  const int up = net_add_upsample(net, net_add_avgpool(net, a, 2, 2, 0), 2, UPSAMPLE_NEAREST);
+  const int cat = net_add_concat(net, (int[]){a, up}, 2);
+  const int gate =
+      net_add(net, OP_SIGMOID, "",
+              (int[]){net_add_conv(net, "se", net_add_global_avgpool(net, cat), 8, 1, 1, 0, 1, 1)},
+              1, NULL);
+  OpAttrs k = op_attrs_default();
+  k.lo = -0.5f, k.hi = 0.5f, k.value = 2.0f;
+  int m = net_add(net, OP_MUL, "", (int[]){cat, gate}, 2, NULL);
+  m = net_add(net, OP_CLIP, "", &m, 1, &k);
+  m = net_add(net, OP_DIV, "", &m, 1, &k);
+  m = net_add(net, OP_SUB, "", (int[]){m, gate}, 2, NULL);
+  const int f1 = net_add_flatten(net, net_add_global_avgpool(net, m));
+  const int f2 = net_add_flatten(net, net_add_global_avgpool(net, sc));
+  t = net_add_dropout(net, net_add_concat(net, (int[]){f1, f2}, 2), 0.25f);
+  net_add_dense(net, "fc", t, 3);
+}
+
 static void test_graph_ops(void **state) {
   (void)state;
   check_graph("conv geometry", build_conv_geometry, 2, 9, 8, 3, 1);
@@ -201,6 +226,60 @@ static void test_graph_ops(void **state) {
   check_graph("elementwise", build_elementwise, 3, 5, 6, 2, 1);
   check_graph("flat head", build_flat, 1, 6, 6, 3, 1);
   check_graph("residual", build_residual, 3, 6, 6, 3, 1);
+  check_graph("every op", build_every_op, 2, 8, 8, 3, 1);
+}
+
+/* A hand-built graph with every op kind, and a segmentation net, through a
+ * model file: the same graph, the same parameters, bitwise the same outputs. */
+static void round_trip_file(Net *net, const char *path) {
+  const int B = 2;
+  const size_t n_in = (size_t)B * net_input_size(net);
+  const size_t n_out = (size_t)B * net_num_classes(net) * net_output_pixels(net);
+  float *x = malloc(4 * n_in), *before = malloc(4 * n_out);
+  Rng rng;
+  rng_seed(&rng, 3);
+  fill_uniform(x, n_in, &rng, 0, 1);
+  memcpy(before, net_forward(net, x, B, MODE_EVAL), 4 * n_out);
+  MrError err = {0};
+  if (safetensors_save_net(net, path, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  Net *loaded = safetensors_load_net(path, &err);
+  if (!loaded) fail_msg("%s", err.msg);
+  char *g1 = graph_to_json(net), *g2 = graph_to_json(loaded);
+  assert_string_equal(g1, g2);
+  free(g1), free(g2);
+  assert_int_equal(net_param_count(loaded), net_param_count(net));
+  assert_memory_equal(net_params(loaded), net_params(net), 4 * net_param_count(net));
+  assert_int_equal(net_output_pixels(loaded), net_output_pixels(net));
+  assert_int_equal(net_spec(loaded)->seg_loss, net_spec(net)->seg_loss);
+  assert_int_equal(net_spec(loaded)->ignore_label, net_spec(net)->ignore_label);
+  assert_memory_equal(net_forward(loaded, x, B, MODE_EVAL), before, 4 * n_out);
+  net_free(loaded);
+  free(x), free(before);
+}
+
+static void seg_head(Net *net) {
+  const int e = net_add_relu(net, net_add_conv(net, "enc", NET_INPUT, 4, 3, 1, 1, 1, 1));
+  const int d = net_add_conv_transpose(net, "dec", net_add_maxpool(net, e, 2, 2, 0), 4, 2, 2, 0, 1);
+  net_add_conv(net, "out", net_add_concat(net, (int[]){e, d}, 2), 3, 1, 1, 0, 1, 1);
+}
+
+static void test_graph_file_round_trip(void **state) {
+  (void)state;
+  char dir[64], path[128];
+  assert_int_equal(make_temp_dir(dir, sizeof dir, "graph"), 0);
+  snprintf(path, sizeof path, "%s/every.safetensors", dir);
+  Net *net = graph_new(build_every_op, 2, 8, 8, 3, 21);
+  int seen[OP_KIND_COUNT] = {0};
+  for (int i = 0; i < net->n_layers; i++) seen[net->layers[i].kind] = 1;
+  for (int k = 0; k < OP_KIND_COUNT; k++)
+    if (!seen[k]) fail_msg("op %s missing from the every-op graph", op_def((OpKind)k)->name);
+  round_trip_file(net, path);
+  net_free(net);
+  net = graph_new(seg_head, 1, 8, 6, 3, 22);
+  net->spec.seg_loss = SEG_LOSS_XENT_DICE, net->spec.ignore_label = 255;
+  round_trip_file(net, path);
+  net_free(net);
+  remove_dir(dir);
 }
 
 /* ---- the new kernels against definitions ------------------------------------ */
@@ -416,7 +495,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_graph_ops),           cmocka_unit_test(test_conv_transpose_oracle),
       cmocka_unit_test(test_upsample_oracle),     cmocka_unit_test(test_pixel_losses),
-      cmocka_unit_test(test_sticky_build_errors),
+      cmocka_unit_test(test_sticky_build_errors), cmocka_unit_test(test_graph_file_round_trip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

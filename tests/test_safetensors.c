@@ -3,6 +3,8 @@
  * naming the problem. Files go to a fresh temporary directory. */
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "testutil.h"
 
 static char dir[256];
@@ -116,6 +118,51 @@ static uint8_t *read_all(const char *path, size_t *n) {
   return b;
 }
 
+/* Copies a model file, replacing its graph's ops[op].key with `value` (a
+ * JSON text; NULL removes the key), or with op < 0 dropping the graph
+ * entirely (and renaming arch when given). */
+static void rewrite_graph_at(const char *from, const char *to, int op, const char *key,
+                             const char *value, const char *arch) {
+  size_t n;
+  uint8_t *b = read_all(from, &n);
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)b[i] << (8 * i);
+  cJSON *h = cJSON_ParseWithLength((const char *)b + 8, hlen);
+  cJSON *meta = cJSON_GetObjectItemCaseSensitive(h, "__metadata__");
+  if (op < 0) {
+    cJSON_DeleteItemFromObject(meta, "graph");
+    if (arch) cJSON_ReplaceItemInObject(meta, "arch", cJSON_CreateString(arch));
+  } else {
+    cJSON *g = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(meta, "graph")->valuestring);
+    cJSON *o = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(g, "ops"), op);
+    cJSON_DeleteItemFromObject(o, key);
+    if (value) cJSON_AddItemToObject(o, key, cJSON_Parse(value));
+    char *text = cJSON_PrintUnformatted(g);
+    cJSON_ReplaceItemInObject(meta, "graph", cJSON_CreateString(text));
+    free(text);
+    cJSON_Delete(g);
+  }
+  char *header = cJSON_PrintUnformatted(h);
+  const size_t len = strlen(header), padded = (len + 7) & ~(size_t)7;
+  FILE *f = fopen(to, "wb");
+  uint8_t le[8];
+  for (int i = 0; i < 8; i++) le[i] = (uint8_t)(padded >> (8 * i));
+  fwrite(le, 1, 8, f);
+  fwrite(header, 1, len, f);
+  for (size_t i = len; i < padded; i++) fputc(' ', f);
+  fwrite(b + 8 + hlen, 1, n - 8 - hlen, f);
+  fclose(f);
+  free(header);
+  cJSON_Delete(h);
+  free(b);
+}
+
+static void rewrite_graph(const char *from, const char *to, const char *key, const char *value,
+                          const char *arch) {
+  (void)key, (void)value;
+  rewrite_graph_at(from, to, -1, NULL, NULL, arch);
+}
+
 /* Loads path and expects failure with `needle` in the message. */
 static void expect_rejected(const char *path, const char *needle) {
   MrError err = {0};
@@ -168,11 +215,45 @@ static void test_rejects_bad_files(void **state) {
   write_bytes(bad, copy, n);
   expect_rejected(bad, "unexpected tensor 'layer1.0.conv9.weight'");
 
+  /* with its graph the file needs no known family: arch is a label */
   memcpy(copy, bytes, n);
   hit = memmem(copy, n, "\"arch\":\"resnet8\"", 16);
   memcpy(hit, "\"arch\":\"resnetX\"", 16);
   write_bytes(bad, copy, n);
+  MrError lerr = {0};
+  Net *relabelled = safetensors_load_net(bad, &lerr);
+  assert_non_null(relabelled);
+  net_free(relabelled);
+  /* a file written before files carried their graph rebuilds its family */
+  rewrite_graph(good, bad, NULL, NULL, NULL);
+  Net *old = safetensors_load_net(bad, &lerr);
+  if (!old) fail_msg("graph-less file: %s", lerr.msg);
+  assert_int_equal(net_param_count(old), net_param_count(net));
+  net_free(old);
+  rewrite_graph(good, bad, NULL, NULL, "resnetX");
   expect_rejected(bad, "unknown architecture 'resnetX'");
+
+  /* files that lie about their graph (resnet8: op 0 conv1, 1 bn1, 2 relu,
+   * op 8 is the first block's add) */
+  rewrite_graph_at(good, bad, 0, "op", "\"warp\"", NULL);
+  expect_rejected(bad, "graph op 0: unknown op \"warp\"");
+  rewrite_graph_at(good, bad, 8, "inputs", "[7]", NULL);
+  expect_rejected(bad, "add takes 2..2 inputs, got 1");
+  rewrite_graph_at(good, bad, 2, "inputs", "[99]", NULL);
+  expect_rejected(bad, "tensor 99, which does not exist");
+  rewrite_graph_at(good, bad, 0, "out_channels", "8", NULL);
+  expect_rejected(bad, "graph op 8 (add): add: residual add of 16x28x28 and 8x28x28");
+  rewrite_graph_at(good, bad, 3, "stride", "[2,2]", NULL);
+  expect_rejected(bad, "residual add of");
+  const int last = net_layer_count(net) - 1;
+  rewrite_graph_at(good, bad, last, "out_channels", "4", NULL);
+  expect_rejected(bad, "network ends in 4 channels (1-D), not 3 class scores");
+  rewrite_graph_at(good, bad, 0, "kernel", "[3]", NULL);
+  expect_rejected(bad, "\"kernel\" needs 2 integers");
+  rewrite_graph_at(good, bad, 0, "name", "\"renamed\"", NULL);
+  expect_rejected(bad, "unexpected tensor 'conv1.weight'");
+  rewrite_graph_at(good, bad, 0, "out_channels", "1e9", NULL);
+  expect_rejected(bad, "is not an integer");
 
   /* a NaN in the weights: the last 4 bytes are fc.bias's last float */
   memcpy(copy, bytes, n);

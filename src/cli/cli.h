@@ -57,6 +57,7 @@ void cli_train_progress(const TrainProgress *p, void *ctx);
 void cli_sweep_progress(const char *what, int done, int total, void *ctx);
 
 int cmd_models(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_evaluate(int argc, char **argv);

@@ -1,5 +1,6 @@
 /* medrobust models: every family with its parameter count and FLOPs at the
- * requested input size. */
+ * requested input size; models --file F (and medrobust info F): a model
+ * file's own graph, op by op, with shapes, parameters and FLOPs. */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,12 +9,64 @@
 
 static void models_usage(FILE *f) {
   fprintf(f,
-          "usage: medrobust models [--size N] [--channels C] [--classes K] [--width W]\n\n"
-          "Lists the model families with trainable parameters and forward FLOPs per image.\n"
+          "usage: medrobust models [--size N] [--channels C] [--classes K] [--width W]\n"
+          "       medrobust models --file MODEL.safetensors   (same as: medrobust info MODEL)\n\n"
+          "Lists the model families with trainable parameters and forward FLOPs per image,\n"
+          "or the graph a model file carries: every op, its inputs, output shape,\n"
+          "parameters and FLOPs.\n"
+          "  --file F      print the graph of model file F\n"
           "  --size N      input height and width (default 28)\n"
           "  --channels C  1 (grayscale) or 3 (RGB) (default 1)\n"
           "  --classes K   number of classes (default 2)\n"
           "  --width W     channel multiplier (default 1)\n");
+}
+
+static void shape_text(char *buf, size_t n, const int *d, int ndim) {
+  size_t used = 0;
+  buf[0] = 0;
+  for (int i = 0; i < ndim && used < n; i++)
+    used += (size_t)snprintf(buf + used, n - used, "%s%d", i ? "x" : "", d[i]);
+}
+
+static int print_graph(const char *path) {
+  MrError err = {0};
+  Net *net = safetensors_load_net(path, &err);
+  if (!net) {
+    fprintf(stderr, "medrobust info: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  const ModelSpec *s = net_spec(net);
+  const int pixels = net_output_pixels(net);
+  printf("%s: %s, input %dx%dx%d, %d classes, %s output\n", path, s->arch, s->in_c, s->in_h,
+         s->in_w, s->n_classes, pixels > 1 ? "per-pixel (segmentation)" : "per-image");
+  printf("%zu parameters, %.2f MFLOPs per image, %d ops\n\n", net_param_count(net),
+         net_flops(net) / 1e6, net_layer_count(net));
+  printf("%5s  %-16s %-28s %-14s %-14s %10s %9s\n", "#", "op", "name", "inputs", "output", "params",
+         "MFLOPs");
+  for (int i = 0; i < net_layer_count(net); i++) {
+    const NetLayerInfo l = net_layer_info(net, i);
+    char inputs[64] = "", out[48];
+    size_t used = 0;
+    for (int k = 0; k < l.n_inputs && used < sizeof inputs; k++)
+      used +=
+          (size_t)snprintf(inputs + used, sizeof inputs - used, "%s%d", k ? "," : "", l.inputs[k]);
+    shape_text(out, sizeof out, l.out, l.out_ndim);
+    printf("%5d  %-16s %-28s %-14s %-14s %10zu %9.2f\n", i + 1, l.op, l.name[0] ? l.name : "-",
+           inputs, out, l.params, l.flops / 1e6);
+  }
+  printf("\n(tensor 0 is the input; op N writes tensor N)\n");
+  net_free(net);
+  return 0;
+}
+
+int cmd_info(int argc, char **argv) {
+  if (argc != 2 || strcmp(argv[1], "--help") == 0) {
+    fprintf(argc == 2 ? stdout : stderr,
+            "usage: medrobust info MODEL.safetensors\n\n"
+            "Prints the graph a model file carries.\n");
+    return argc == 2 ? 0 : EXIT_USAGE;
+  }
+  return print_graph(argv[1]);
 }
 
 int cmd_models(int argc, char **argv) {
@@ -24,6 +77,12 @@ int cmd_models(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0) {
       models_usage(stdout);
       return 0;
+    } else if (strcmp(argv[i], "--file") == 0) {
+      if (!v) {
+        fprintf(stderr, "medrobust models: --file needs a model file\n");
+        return EXIT_USAGE;
+      }
+      return print_graph(v);
     } else if (strcmp(argv[i], "--size") == 0) {
       if (!cli_parse_int("models", "--size", v, 28, 1024, &size)) return EXIT_USAGE;
       i++;

@@ -98,6 +98,7 @@ void net_param(Net *net, Layer *l, ParamSlot slot, const char *suffix, int ndim,
     e->offset = *counter;
     *counter += e->numel;
   }
+  if (e->kind == ENTRY_PARAM) l->n_params += e->numel;
   l->slots |= 1u << slot;
   l->slot_off[slot] = e->offset;
 }
@@ -132,6 +133,12 @@ int net_add(Net *net, OpKind kind, const char *name, const int *src, int n_src, 
   l->in_shape = l->out_shape = net_shape(net, src[0]);
   char why[300] = "";
   if (op->infer(net, l, why, sizeof why)) return net_build_fail(net, "%s: %s", who, why);
+  /* bounded so no size computation overflows, whatever a file asks for */
+  double numel = 1.0;
+  for (int i = 0; i < l->out_shape.ndim; i++)
+    numel *= l->out_shape.d[i] > 0 ? l->out_shape.d[i] : 0;
+  if (numel < 1.0 || numel > (double)(1u << 30))
+    return net_build_fail(net, "%s: output of %.0f elements per image (1..2^30)", who, numel);
   if (net->build_err.status != STATUS_OK) return -1; /* a parameter could not be registered */
   net->flops += l->flops;
   return ++net->n_layers;
@@ -471,6 +478,21 @@ float *net_grads(Net *net) { return net->grads; }
 void net_zero_grad(Net *net) { memset(net->grads, 0, sizeof(float) * net->n_params); }
 
 int net_tensor_count(const Net *net) { return net->n_entries; }
+
+int net_layer_count(const Net *net) { return net->n_layers; }
+
+NetLayerInfo net_layer_info(const Net *net, int i) {
+  const Layer *l = &net->layers[i];
+  NetLayerInfo info = {.op = op_def(l->kind)->name,
+                       .name = l->name,
+                       .n_inputs = l->n_src,
+                       .inputs = l->src,
+                       .out_ndim = l->out_shape.ndim,
+                       .params = l->n_params,
+                       .flops = l->flops};
+  memcpy(info.out, l->out_shape.d, sizeof info.out);
+  return info;
+}
 
 TensorRef net_tensor(const Net *net, int i) {
   const Entry *e = &net->entries[i];

@@ -92,7 +92,8 @@ typedef struct {
   int src[NET_MAX_INPUTS];   /* input tensor ids */
   Shape in_shape, out_shape; /* per image: of input 0 and of the output */
   OpAttrs a;
-  double flops; /* forward, per image */
+  double flops;    /* forward, per image */
+  size_t n_params; /* trainable floats it owns */
   /* planner passes (never change what a tensor id means to the builder) */
   int fused_relu; /* this layer applies the ReLU that reads it (batchnorm, add) */
   int alias;      /* a ReLU fused into its producer: shares the producer's buffers */
@@ -257,5 +258,14 @@ Status net_finish(Net *net, MrError *err);
 Shape net_tensor_shape(const Net *net, int t);
 /* id of the last layer's output tensor */
 int net_last(const Net *net);
+
+/* ---- the graph in model files (graph.c) ----------------------------------- */
+
+/* The op list as JSON (malloc'ed; NULL when out of memory). */
+char *graph_to_json(const Net *net);
+/* Appends the ops of a graph JSON to a net; errors name `where` and the op. */
+Status graph_build_from_json(Net *net, const char *json, const char *where, MrError *err);
+/* A finished (uninitialised) net from a spec and its graph. */
+Net *net_from_graph(const ModelSpec *spec, const char *graph_json, const char *where, MrError *err);
 
 #endif

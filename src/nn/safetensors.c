@@ -40,7 +40,8 @@ static void meta_add_floats(cJSON *meta, const char *key, const float *v, int n)
   cJSON_AddStringToObject(meta, key, buf);
 }
 
-static cJSON *metadata_from_spec(const ModelSpec *s) {
+static cJSON *metadata_from_net(const Net *net) {
+  const ModelSpec *s = &net->spec;
   cJSON *meta = cJSON_CreateObject();
   cJSON_AddStringToObject(meta, "format", "pt");
   cJSON_AddStringToObject(meta, "medrobust.version", "1");
@@ -67,6 +68,15 @@ static cJSON *metadata_from_spec(const ModelSpec *s) {
   char *names_text = cJSON_PrintUnformatted(names);
   cJSON_AddStringToObject(meta, "class_names", names_text ? names_text : "[]");
   if (s->training[0]) cJSON_AddStringToObject(meta, "training", s->training);
+  if (net_output_pixels(net) > 1) {
+    meta_add_int(meta, "seg_loss", (int)s->seg_loss);
+    meta_add_int(meta, "ignore_label", s->ignore_label);
+  }
+  /* the graph makes the file self-describing; arch and the options above
+   * stay for listings and for older readers */
+  char *graph = graph_to_json(net);
+  if (graph) cJSON_AddStringToObject(meta, "graph", graph);
+  free(graph);
   free(names_text);
   cJSON_Delete(names);
   return meta;
@@ -96,7 +106,7 @@ Status safetensors_save_checkpoint(const Net *net, const char *path, const Tenso
     cJSON_AddItemToObject(root, t.name, entry);
     offset += bytes;
   }
-  cJSON *meta = metadata_from_spec(&net->spec);
+  cJSON *meta = metadata_from_net(net);
   for (int i = 0; meta_kv && meta_kv[i] && meta_kv[i + 1]; i += 2)
     cJSON_AddStringToObject(meta, meta_kv[i], meta_kv[i + 1]);
   cJSON_AddItemToObject(root, "__metadata__", meta);
@@ -239,8 +249,9 @@ static int parse_floats(const char *s, float *out, int n) {
   return i == n && !tok;
 }
 
+/* has_graph: the file carries its graph, so arch may name no built-in family */
 static Status spec_from_metadata(ModelSpec *spec, const cJSON *meta, const char *path,
-                                 MrError *err) {
+                                 int has_graph, MrError *err) {
   const char *arch = meta_str(meta, "arch");
   if (!arch)
     return mr_error_set(err, STATUS_ERR_FORMAT,
@@ -255,6 +266,10 @@ static Status spec_from_metadata(ModelSpec *spec, const cJSON *meta, const char 
         err, STATUS_ERR_FORMAT,
         "%s: __metadata__ needs integer in_channels, in_height, in_width, num_classes", path);
   *spec = model_spec_default(arch, c, h, w, k);
+  if (!spec->arch[0] && has_graph) {
+    *spec = model_spec_default("cnn", c, h, w, k);
+    snprintf(spec->arch, sizeof spec->arch, "%s", arch);
+  }
   if (!spec->arch[0])
     return mr_error_set(err, STATUS_ERR_FORMAT, "%s: unknown architecture '%s'", path, arch);
   struct {
@@ -277,6 +292,14 @@ static Status spec_from_metadata(ModelSpec *spec, const cJSON *meta, const char 
   if ((v = meta_str(meta, "dropout")) && !parse_float(v, &spec->dropout))
     return mr_error_set(err, STATUS_ERR_FORMAT, "%s: __metadata__ dropout='%s' is not a number",
                         path, v);
+  int seg_loss = 0;
+  if ((v = meta_str(meta, "seg_loss")) &&
+      (!parse_int(v, &seg_loss) || seg_loss < SEG_LOSS_XENT || seg_loss > SEG_LOSS_XENT_DICE))
+    return mr_error_set(err, STATUS_ERR_FORMAT, "%s: __metadata__ seg_loss='%s' is not 0, 1 or 2",
+                        path, v);
+  spec->seg_loss = (SegLoss)seg_loss;
+  if ((v = meta_str(meta, "ignore_label")) && !parse_int(v, &spec->ignore_label))
+    return mr_error_set(err, STATUS_ERR_FORMAT, "%s: __metadata__ ignore_label='%s'", path, v);
   if (c < 1 || c > 3) return mr_error_set(err, STATUS_ERR_FORMAT, "%s: in_channels %d", path, c);
   if ((v = meta_str(meta, "norm_mean")) && !parse_floats(v, spec->norm_mean, c))
     return mr_error_set(err, STATUS_ERR_FORMAT, "%s: norm_mean='%s' needs %d numbers", path, v, c);
@@ -430,12 +453,17 @@ Net *safetensors_load_net(const char *path, MrError *err) {
   Net *net = NULL;
   if (!cJSON_IsObject(meta)) {
     mr_error_set(err, STATUS_ERR_FORMAT, "%s: no __metadata__ with the architecture", path);
-  } else if (spec_from_metadata(&spec, meta, path, err) == STATUS_OK) {
+  } else if (spec_from_metadata(&spec, meta, path, meta_str(meta, "graph") != NULL, err) ==
+             STATUS_OK) {
+    const char *graph = meta_str(meta, "graph");
     MrError build_err = {0};
-    net = model_build(&spec, 0, &build_err);
-    if (!net) {
-      mr_error_set(err, build_err.status, "%s: %s", path, build_err.msg);
-    } else if (st_load_tensors(net, &st, path, NULL, 0, err) != STATUS_OK) {
+    if (graph) {
+      net = net_from_graph(&spec, graph, path, err);
+    } else { /* written before files carried their graph: rebuild the family */
+      net = model_build(&spec, 0, &build_err);
+      if (!net) mr_error_set(err, build_err.status, "%s: %s", path, build_err.msg);
+    }
+    if (net && st_load_tensors(net, &st, path, NULL, 0, err) != STATUS_OK) {
       net_free(net);
       net = NULL;
     }
