@@ -99,15 +99,22 @@ typedef enum { SEG_LOSS_XENT = 0, SEG_LOSS_DICE = 1, SEG_LOSS_XENT_DICE = 2 } Se
 /* What a model is: its family, input, classes and options. Stored in the
  * safetensors __metadata__ so a file rebuilds its own architecture. */
 typedef struct {
-  char arch[MR_ARCH_LEN]; /* cnn, cbr-larget, vgg11, vgg16, resnet8.., resnet50 */
+  char arch[MR_ARCH_LEN]; /* a family (medrobust models) or, for a file that carries its
+                             graph, any label */
   int in_c, in_h, in_w;
   int n_classes;
   float width;                       /* channel multiplier (all families), 1 = as published */
-  int depth;                         /* cnn: conv blocks */
-  int base;                          /* cnn: channels of the first block, doubling each block */
+  int depth;                         /* cnn: conv blocks; unet/segnet/fc-densenet: levels */
+  int base;                          /* cnn, unet, segnet: channels of the first block, doubling
+                                        each level; fc-densenet: of the first conv */
   int kernel;                        /* cnn: conv kernel size */
   int pool;                          /* cnn: 0 none, 1 max 2x2/2, 2 avg 2x2/2, 3 max 3x3/2 pad 1 */
   float dropout;                     /* before the classifier; 0 = none */
+  int growth;                        /* densenet, fc-densenet: channels each dense layer adds */
+  int block_layers[4];               /* densenet: layers per dense block (0 ends the list);
+                                        fc-densenet: [0] layers per block */
+  int decoder_up;                    /* unet, segnet, fc-densenet: 0 transposed conv 2x2/2,
+                                        1 bilinear upsampling */
   float norm_mean[3], norm_std[3];   /* applied inside the net: (x-mean)/std */
   SegLoss seg_loss;                  /* per-pixel outputs: the training and attack loss */
   int ignore_label;                  /* per-pixel targets with this label count nowhere; -1: none */
@@ -463,6 +470,13 @@ const char *attack_name(AttackKind kind);
 int attack_parse(const char *name);
 /* 1 if the attack keeps the perturbation inside an eps ball */
 int attack_is_bounded(AttackKind kind);
+/* What an attack supports; attack_run refuses any other combination with a
+ * clear error instead of ignoring an option. */
+#define ATTACK_SUPPORTS_TARGETED 1u
+#define ATTACK_SUPPORTS_LINF 2u
+#define ATTACK_SUPPORTS_L2 4u
+#define ATTACK_SUPPORTS_PER_PIXEL 8u /* segmentation outputs */
+unsigned attack_supports(AttackKind kind);
 /* Crafts x_adv (B,C,H,W) for images x with labels y. Eval mode throughout. */
 Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y, int batch,
                   float *x_adv, MrError *err);

@@ -130,6 +130,29 @@ static void test_targeted_attacks(void **state) {
   check_attack(ATTACK_CW, NORM_L2, TARGET_CLASS, 0.0f);
 }
 
+/* An option an attack cannot honour is refused, never silently dropped:
+ * APGD used to ignore --target and still label its rows as targeted. */
+static void test_unsupported_options_refused(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  float *adv = malloc(sizeof(float) * 784 * B);
+  MrError err = {0};
+  const AttackKind untargeted[] = {ATTACK_APGD_CE, ATTACK_APGD_MARGIN, ATTACK_STANDARD,
+                                   ATTACK_DEEPFOOL};
+  for (size_t k = 0; k < sizeof untargeted / sizeof untargeted[0]; k++) {
+    AttackOptions o = attack_options_default(untargeted[k]);
+    o.eps = 0.03f, o.iters = 2, o.target = TARGET_LEAST_LIKELY;
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_ERR_ARG);
+    assert_non_null(strstr(err.msg, "no targeted version"));
+    assert_int_equal(attack_supports(untargeted[k]) & ATTACK_SUPPORTS_TARGETED, 0);
+  }
+  AttackOptions sq = attack_options_default(ATTACK_SQUARE);
+  sq.eps = 0.5f, sq.norm = NORM_L2;
+  assert_int_equal(attack_run(net, &sq, t->images, t->labels, B, adv, &err), STATUS_ERR_ARG);
+  assert_non_null(strstr(err.msg, "only the L-inf version"));
+  free(adv);
+}
+
 /* On logits z = W x + b, d CE / dx = W^T (softmax(z) - e_y): FGSM is exact. */
 static void test_fgsm_closed_form_linear(void **state) {
   (void)state;
@@ -353,6 +376,7 @@ int main(void) {
       cmocka_unit_test(test_standard_suite_worst_case),
       cmocka_unit_test(test_jsma),
       cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_unsupported_options_refused),
   };
   return cmocka_run_group_tests_name("attacks", tests, setup, teardown);
 }

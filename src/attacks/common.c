@@ -10,21 +10,34 @@ typedef struct {
   const char *name;
   Status (*run)(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv);
   int bounded;
+  unsigned supports; /* ATTACK_SUPPORTS_*: attack_run refuses anything else */
 } AttackEntry;
 
+#define T_ ATTACK_SUPPORTS_TARGETED
+#define LI ATTACK_SUPPORTS_LINF
+#define L2 ATTACK_SUPPORTS_L2
+/* No attack handles per-pixel (segmentation) outputs yet: their losses here
+ * are per-image cross-entropies of K logits. */
 static const AttackEntry attacks[ATTACK_COUNT] = {
-    [ATTACK_FGSM] = {"fgsm", attack_fgsm, 1},
-    [ATTACK_BIM] = {"bim", attack_pgd, 1},
-    [ATTACK_PGD] = {"pgd", attack_pgd, 1},
-    [ATTACK_MIFGSM] = {"mifgsm", attack_mifgsm, 1},
-    [ATTACK_DEEPFOOL] = {"deepfool", attack_deepfool, 0},
-    [ATTACK_CW] = {"cw", attack_cw, 0},
-    [ATTACK_SQUARE] = {"square", attack_square, 1},
-    [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1},
-    [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1},
-    [ATTACK_STANDARD] = {"standard", attack_standard, 1},
-    [ATTACK_JSMA] = {"jsma", attack_jsma, 0},
+    [ATTACK_FGSM] = {"fgsm", attack_fgsm, 1, T_ | LI | L2},
+    [ATTACK_BIM] = {"bim", attack_pgd, 1, T_ | LI | L2},
+    [ATTACK_PGD] = {"pgd", attack_pgd, 1, T_ | LI | L2},
+    [ATTACK_MIFGSM] = {"mifgsm", attack_mifgsm, 1, T_ | LI | L2},
+    [ATTACK_DEEPFOOL] = {"deepfool", attack_deepfool, 0, LI | L2},
+    [ATTACK_CW] = {"cw", attack_cw, 0, T_ | LI | L2},
+    [ATTACK_SQUARE] = {"square", attack_square, 1, T_ | LI},
+    [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1, LI | L2},
+    [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1, LI | L2},
+    [ATTACK_STANDARD] = {"standard", attack_standard, 1, LI | L2},
+    [ATTACK_JSMA] = {"jsma", attack_jsma, 0, T_ | LI | L2},
 };
+#undef T_
+#undef LI
+#undef L2
+
+unsigned attack_supports(AttackKind kind) {
+  return kind >= 0 && kind < ATTACK_COUNT ? attacks[kind].supports : 0;
+}
 
 const char *attack_name(AttackKind kind) {
   return kind >= 0 && kind < ATTACK_COUNT ? attacks[kind].name : "?";
@@ -251,8 +264,20 @@ Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y
   if (o->target == TARGET_CLASS && (o->target_class < 0 || o->target_class >= net_num_classes(net)))
     return mr_error_set(err, STATUS_ERR_ARG, "target class %d is not one of the model's %d classes",
                         o->target_class, net_num_classes(net));
-  if (o->kind == ATTACK_SQUARE && o->norm != NORM_LINF)
-    return mr_error_set(err, STATUS_ERR_ARG, "square: only the L-inf version is implemented");
+  const unsigned can = attacks[o->kind].supports;
+  if (o->target != TARGET_NONE && !(can & ATTACK_SUPPORTS_TARGETED))
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s: no targeted version is implemented (drop --target, or use pgd, "
+                        "fgsm, bim, mifgsm, cw, square or jsma)",
+                        attack_name(o->kind));
+  if (!(can & (o->norm == NORM_LINF ? ATTACK_SUPPORTS_LINF : ATTACK_SUPPORTS_L2)))
+    return mr_error_set(err, STATUS_ERR_ARG, "%s: only the %s version is implemented",
+                        attack_name(o->kind), o->norm == NORM_LINF ? "L2" : "L-inf");
+  if (net_output_pixels(net) > 1 && !(can & ATTACK_SUPPORTS_PER_PIXEL))
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s: the model answers per pixel (segmentation); this attack works on "
+                        "per-image class scores",
+                        attack_name(o->kind));
   AttackCtx c;
   if (o->mode == MODE_TRAIN)
     return mr_error_set(err, STATUS_ERR_ARG,

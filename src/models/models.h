@@ -22,5 +22,12 @@ Status model_build_cnn(Net *net, MrError *err);
 Status model_build_vgg(Net *net, MrError *err);
 Status model_build_resnet_cifar(Net *net, MrError *err);
 Status model_build_resnet50(Net *net, MrError *err);
+Status model_build_mobilenet(Net *net, MrError *err);
+Status model_build_densenet(Net *net, MrError *err);
+Status model_build_unet(Net *net, MrError *err); /* unet and segnet */
+Status model_build_fc_densenet(Net *net, MrError *err);
+/* x2 upsampling to ch channels: transposed conv 2x2/2 (name), or bilinear
+ * then a 1x1 conv (name.conv) */
+int model_up2(Net *net, const char *name, int src, int ch, int bilinear);
 
 #endif

@@ -31,6 +31,19 @@ static const ModelFamily families[] = {
     {{"resnet56", "CIFAR ResNet-56"}, model_build_resnet_cifar},
     {{"resnet50", "bottleneck ResNet-50, torchvision layout (3,4,6,3 blocks)"},
      model_build_resnet50},
+    {{"mobilenet",
+      "MobileNet v1: 13 depthwise-separable blocks, width multiplier (paper 002's MN)"},
+     model_build_mobilenet},
+    {{"densenet", "small DenseNet-BC: 3 dense blocks (block_layers, growth 12), transitions"},
+     model_build_densenet},
+    {{"densenet121", "DenseNet-121, torchvision layout (6,12,24,16 layers, growth 32)"},
+     model_build_densenet},
+    {{"unet", "U-Net: encoder-decoder with long skip concatenations, per-pixel output"},
+     model_build_unet},
+    {{"segnet", "the U-Net's encoder-decoder without skips (upsampling), per-pixel output"},
+     model_build_unet},
+    {{"fc-densenet", "FC-DenseNet (Tiramisu): dense blocks, short and long skips, per-pixel"},
+     model_build_fc_densenet},
 };
 #define N_FAMILIES (int)(sizeof families / sizeof families[0])
 
@@ -54,6 +67,16 @@ ModelSpec model_spec_default(const char *arch, int in_c, int in_h, int in_w, int
   s.width = 1.0f;
   s.depth = 5, s.base = 16, s.kernel = 3, s.pool = 1;
   if (strcmp(arch, "cbr-larget") == 0) s.base = 32, s.kernel = 7, s.pool = 3;
+  if (strcmp(arch, "densenet") == 0)
+    s.growth = 12, s.block_layers[0] = s.block_layers[1] = s.block_layers[2] = 6;
+  if (strcmp(arch, "densenet121") == 0) {
+    static const int layout[4] = {6, 12, 24, 16};
+    s.growth = 32;
+    memcpy(s.block_layers, layout, sizeof layout);
+  }
+  if (strcmp(arch, "unet") == 0 || strcmp(arch, "segnet") == 0) s.depth = 4, s.base = 16;
+  if (strcmp(arch, "fc-densenet") == 0)
+    s.depth = 3, s.base = 48, s.growth = 12, s.block_layers[0] = 4;
   for (int c = 0; c < 3; c++) s.norm_mean[c] = 0.0f, s.norm_std[c] = 1.0f;
   s.ignore_label = -1;
   return s;
