@@ -1,5 +1,5 @@
 # medrobust build. `make` -> build/medrobust + build/libmedrobust.a
-# `make test` runs the suite, `make asan` runs it under ASan+UBSan,
+# `make test` runs the suite, `make test-quick` its fast tier, `make asan` runs it under ASan+UBSan,
 # `make format-check` checks clang-format, `make bench` runs bench/.
 CC ?= cc
 PKGS := openblas cmocka libcjson libzip libpng zlib
@@ -43,6 +43,11 @@ tests: $(TEST_BIN) $(BUILD)/medrobust
 test: tests
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(TEST_BIN)
 
+# The quick tier (< 1 min): ops, graphs, model files, data readers.
+QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data)
+test-quick: $(QUICK_TESTS) $(BUILD)/medrobust
+	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(QUICK_TESTS)
+
 asan:
 	$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
@@ -59,4 +64,4 @@ format-check:
 clean:
 	rm -rf build build-asan
 
-.PHONY: all tests test asan bench format format-check clean
+.PHONY: all tests test test-quick asan bench format format-check clean
