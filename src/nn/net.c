@@ -220,15 +220,14 @@ int net_add_upsample(Net *net, int src, int scale, UpsampleMode mode) {
 
 /* ---- geometry shared by op files ---------------------------------------- */
 
-Conv2dDims layer_conv_dims(const Layer *l, int B) {
-  const Shape in = l->in_shape;
+Conv2dDims conv_dims_between(const Layer *l, Shape in, Shape out, int B) {
   Conv2dDims d = {.B = B,
                   .C = shape_c(in),
                   .H = shape_h(in),
                   .W = shape_w(in),
-                  .OC = shape_c(l->out_shape),
-                  .OH = shape_h(l->out_shape),
-                  .OW = shape_w(l->out_shape),
+                  .OC = shape_c(out),
+                  .OH = shape_h(out),
+                  .OW = shape_w(out),
                   .KH = l->a.kernel[0],
                   .KW = l->a.kernel[1],
                   .SH = l->a.stride[0],
@@ -241,6 +240,21 @@ Conv2dDims layer_conv_dims(const Layer *l, int B) {
                   .DW = l->a.dilation[1] > 0 ? l->a.dilation[1] : 1,
                   .groups = l->a.groups};
   return d;
+}
+
+Conv2dDims layer_conv_dims(const Layer *l, int B) {
+  return conv_dims_between(l, l->in_shape, l->out_shape, B);
+}
+
+int conv_channels_invalid(const Layer *l, char *why, size_t n) {
+  if (l->in_shape.ndim != 3)
+    return snprintf(why, n, "needs a (C,H,W) input, got %d-D", l->in_shape.ndim), 1;
+  const int C = shape_c(l->in_shape), oc = l->a.out_channels, g = l->a.groups;
+  if (oc < 1 || g < 1 || C % g || oc % g)
+    return snprintf(why, n, "%d input and %d output channels do not split into %d groups", C, oc,
+                    g),
+           1;
+  return 0;
 }
 
 PoolDims layer_pool_dims(const Layer *l, int B) {

@@ -215,6 +215,12 @@ void net_param(Net *net, Layer *l, ParamSlot slot, const char *suffix, int ndim,
 /* Convolution geometry of a conv-like layer for batch B, from its input
  * shape and attributes (stride, dilation defaults applied). */
 Conv2dDims layer_conv_dims(const Layer *l, int B);
+/* The same geometry between any two shapes (a transposed conv's mirror
+ * convolution runs from its output to its input). */
+Conv2dDims conv_dims_between(const Layer *l, Shape in, Shape out, int B);
+/* Conv-like layers: a (C,H,W) input and channels that split into the
+ * groups; returns 1 with why filled otherwise. */
+int conv_channels_invalid(const Layer *l, char *why, size_t n);
 PoolDims layer_pool_dims(const Layer *l, int B);
 
 /* He-normal convolutions, PyTorch-default linear layers, batchnorm gamma 1

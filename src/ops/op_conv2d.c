@@ -9,13 +9,8 @@
 
 static int conv_infer(Net *net, Layer *l, char *why, size_t n) {
   const OpAttrs *a = &l->a;
-  if (l->in_shape.ndim != 3)
-    return snprintf(why, n, "needs a (C,H,W) input, got %d-D", l->in_shape.ndim), 1;
+  if (conv_channels_invalid(l, why, n)) return 1;
   const int C = shape_c(l->in_shape), oc = a->out_channels, g = a->groups;
-  if (oc < 1 || g < 1 || C % g || oc % g)
-    return snprintf(why, n, "%d input and %d output channels do not split into %d groups", C, oc,
-                    g),
-           1;
   l->out_shape = shape_chw(oc, 1, 1);
   Conv2dDims d = layer_conv_dims(l, 1);
   if (!conv2d_dims_finish(&d))

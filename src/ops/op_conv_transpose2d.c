@@ -12,36 +12,13 @@
 /* the convolution whose input gradient this layer computes: input = our
  * output, output = our input */
 static Conv2dDims mirror_dims(const Layer *l, int B) {
-  Conv2dDims d = {.B = B,
-                  .C = shape_c(l->out_shape),
-                  .H = shape_h(l->out_shape),
-                  .W = shape_w(l->out_shape),
-                  .OC = shape_c(l->in_shape),
-                  .OH = shape_h(l->in_shape),
-                  .OW = shape_w(l->in_shape),
-                  .KH = l->a.kernel[0],
-                  .KW = l->a.kernel[1],
-                  .SH = l->a.stride[0],
-                  .SW = l->a.stride[1],
-                  .PT = l->a.pad[0],
-                  .PB = l->a.pad[1],
-                  .PL = l->a.pad[2],
-                  .PR = l->a.pad[3],
-                  .DH = l->a.dilation[0] > 0 ? l->a.dilation[0] : 1,
-                  .DW = l->a.dilation[1] > 0 ? l->a.dilation[1] : 1,
-                  .groups = l->a.groups};
-  return d;
+  return conv_dims_between(l, l->out_shape, l->in_shape, B);
 }
 
 static int convt_infer(Net *net, Layer *l, char *why, size_t n) {
   const OpAttrs *a = &l->a;
-  if (l->in_shape.ndim != 3)
-    return snprintf(why, n, "needs a (C,H,W) input, got %d-D", l->in_shape.ndim), 1;
+  if (conv_channels_invalid(l, why, n)) return 1;
   const int C = shape_c(l->in_shape), oc = a->out_channels, g = a->groups;
-  if (oc < 1 || g < 1 || C % g || oc % g)
-    return snprintf(why, n, "%d input and %d output channels do not split into %d groups", C, oc,
-                    g),
-           1;
   const int dh = a->dilation[0] > 0 ? a->dilation[0] : 1,
             dw = a->dilation[1] > 0 ? a->dilation[1] : 1;
   const int sh = a->stride[0], sw = a->stride[1];
