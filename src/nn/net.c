@@ -132,7 +132,8 @@ int net_add(Net *net, OpKind kind, const char *name, const int *src, int n_src, 
   l->a = a ? *a : op_attrs_default();
   l->in_shape = l->out_shape = net_shape(net, src[0]);
   char why[300] = "";
-  if (op->infer(net, l, why, sizeof why)) return net_build_fail(net, "%s: %s", who, why);
+  if (op->infer && op->infer(net, l, why, sizeof why))
+    return net_build_fail(net, "%s: %s", who, why);
   /* bounded so no size computation overflows, whatever a file asks for */
   double numel = 1.0;
   for (int i = 0; i < l->out_shape.ndim; i++)

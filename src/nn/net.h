@@ -178,8 +178,9 @@ typedef struct {
   unsigned attrs;    /* ATTR_* bits it reads */
   int channels_last; /* has (B,H,W,C) kernels; a net with an op without them stays planar */
   int fuses_relu;    /* can apply a following ReLU in its own pass */
-  /* Checks the inputs and attributes, sets l->out and l->flops and registers
-   * the parameters (net_param). Returns 0, or 1 with why filled. */
+  /* Checks the inputs and attributes, sets l->out_shape and l->flops and
+   * registers the parameters (net_param). Returns 0, or 1 with why filled.
+   * NULL: the output has input 0's shape and the op has no parameters. */
   int (*infer)(Net *net, Layer *l, char *why, size_t n);
   void (*init)(Layer *l, Rng *rng);                             /* NULL: no parameters */
   size_t (*saved_floats)(const Layer *l, int B);                /* NULL: none */

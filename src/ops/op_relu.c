@@ -2,11 +2,6 @@
  * a batchnorm or add that is its only input's only reader. */
 #include "../nn/net.h"
 
-static int relu_infer(Net *net, Layer *l, char *why, size_t n) {
-  (void)net, (void)l, (void)why, (void)n;
-  return 0;
-}
-
 static void relu_fwd(const LayerCall *c) {
   relu_forward(c->l->out, call_in(c, 0), shape_numel(c->l->out_shape) * c->B);
 }
@@ -21,7 +16,6 @@ const OpDef op_relu = {
     .min_inputs = 1,
     .max_inputs = 1,
     .channels_last = 1,
-    .infer = relu_infer,
     .forward = relu_fwd,
     .backward = relu_bwd,
 };

@@ -1,11 +1,6 @@
 /* sigmoid row: 1 / (1 + exp(-x)), elementwise (any layout). */
 #include "../nn/net.h"
 
-static int sigmoid_infer(Net *net, Layer *l, char *why, size_t n) {
-  (void)net, (void)l, (void)why, (void)n;
-  return 0;
-}
-
 static void sigmoid_fwd(const LayerCall *c) {
   sigmoid_forward(c->l->out, call_in(c, 0), shape_numel(c->l->out_shape) * c->B);
 }
@@ -20,7 +15,6 @@ const OpDef op_sigmoid = {
     .min_inputs = 1,
     .max_inputs = 1,
     .channels_last = 1,
-    .infer = sigmoid_infer,
     .forward = sigmoid_fwd,
     .backward = sigmoid_bwd,
 };
