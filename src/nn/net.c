@@ -279,11 +279,13 @@ PoolDims layer_pool_dims(const Layer *l, int B) {
 
 /* ---- planner passes ------------------------------------------------------- */
 
-static int tensor_readers(const Net *net, int t) {
-  int n = 0;
+/* How many layer inputs read each layer's output: counted once, when the
+ * graph is final. */
+static void net_count_readers(Net *net) {
+  for (int i = 0; i < net->n_layers; i++) net->layers[i].readers = 0;
   for (int i = 0; i < net->n_layers; i++)
-    for (int k = 0; k < net->layers[i].n_src; k++) n += net->layers[i].src[k] == t;
-  return n;
+    for (int k = 0; k < net->layers[i].n_src; k++)
+      if (net->layers[i].src[k] != NET_INPUT) net->layers[net->layers[i].src[k] - 1].readers++;
 }
 
 /* A ReLU whose input is read by nothing else and made by an op that can
@@ -295,8 +297,7 @@ static void net_fuse_relus(Net *net) {
     const int p = r->src[0];
     if (r->kind != OP_RELU || p == NET_INPUT) continue;
     Layer *prod = &net->layers[p - 1];
-    if (!op_def(prod->kind)->fuses_relu || prod->fused_relu || prod->alias ||
-        tensor_readers(net, p) != 1)
+    if (!op_def(prod->kind)->fuses_relu || prod->fused_relu || prod->alias || prod->readers != 1)
       continue;
     prod->fused_relu = 1;
     r->alias = 1;
@@ -333,6 +334,7 @@ Status net_finish(Net *net, MrError *err) {
     return mr_error_set(err, STATUS_ERR_SHAPE,
                         "%s: network ends in %d channels (%d-D), not %d class scores",
                         net->spec.arch, shape_c(out), out.ndim, net->spec.n_classes);
+  net_count_readers(net);
   net_fuse_relus(net);
   net->params = calloc(net->n_params ? net->n_params : 1, sizeof(float));
   net->grads = calloc(net->n_params ? net->n_params : 1, sizeof(float));
@@ -412,7 +414,7 @@ static void net_dnnl_prepare(Net *net, int batch) {
     /* conv -> batchnorm with nothing else reading the conv: foldable for inference */
     const Layer *next = i + 1 < net->n_layers ? &net->layers[i + 1] : NULL;
     if (l->kind == OP_CONV2D && next && next->kind == OP_BATCHNORM2D && next->src[0] == i + 1 &&
-        tensor_readers(net, i + 1) == 1 && conv2d_dnnl_enable_folded(l->dnnl, next->fused_relu)) {
+        l->readers == 1 && conv2d_dnnl_enable_folded(l->dnnl, next->fused_relu)) {
       const Conv2dDims d = layer_conv_dims(l, batch);
       const size_t w = (size_t)d.OC * (d.C / d.groups) * d.KH * d.KW;
       if (w > fold_w) fold_w = w;

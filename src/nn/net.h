@@ -94,6 +94,7 @@ typedef struct {
   OpAttrs a;
   double flops;    /* forward, per image */
   size_t n_params; /* trainable floats it owns */
+  int readers;     /* layer inputs reading its output (set by net_finish) */
   /* planner passes (never change what a tensor id means to the builder) */
   int fused_relu; /* this layer applies the ReLU that reads it (batchnorm, add) */
   int alias;      /* a ReLU fused into its producer: shares the producer's buffers */
