@@ -16,12 +16,13 @@
 
 static int label_valid(int y, int k, int ignore) { return y != ignore && y >= 0 && y < k; }
 
-/* Pixel softmax into probs (B,K,P); returns the cross-entropy and adds its gradient. */
+/* Pixel softmax into probs (B,K,P); with_xent: also returns the
+ * cross-entropy and adds its gradient (the Dice loss needs only probs). */
 static double pixel_xent(float *dlogits, float *probs, const float *logits, const int *y,
                          const float *w, int B, int k, int P, int ignore, int per_sample,
-                         double *images_counted) {
+                         int with_xent) {
   double total = 0.0, wsum_all = 0.0;
-  if (!per_sample)
+  if (with_xent && !per_sample)
     for (size_t i = 0; i < (size_t)B * P; i++)
       if (label_valid(y[i], k, ignore)) wsum_all += w ? w[y[i]] : 1.0;
   for (int b = 0; b < B; b++) {
@@ -30,7 +31,7 @@ static double pixel_xent(float *dlogits, float *probs, const float *logits, cons
     float *g = dlogits + (size_t)b * k * P;
     const int *yb = y + (size_t)b * P;
     double wsum = 0.0, loss = 0.0;
-    for (int px = 0; px < P; px++)
+    for (int px = 0; with_xent && px < P; px++)
       if (label_valid(yb[px], k, ignore)) wsum += w ? w[yb[px]] : 1.0;
     const double norm =
         per_sample ? (wsum > 0 ? 1.0 / wsum : 0.0) : (wsum_all > 0 ? 1.0 / wsum_all : 0.0);
@@ -44,14 +45,13 @@ static double pixel_xent(float *dlogits, float *probs, const float *logits, cons
       for (int j = 0; j < k; j++)
         p[(size_t)j * P + px] = (float)exp((double)z[(size_t)j * P + px] - logsum);
       const int t = yb[px];
-      if (!label_valid(t, k, ignore)) continue;
+      if (!with_xent || !label_valid(t, k, ignore)) continue;
       const double wt = w ? w[t] : 1.0;
       loss += wt * (logsum - z[(size_t)t * P + px]);
       for (int j = 0; j < k; j++)
         g[(size_t)j * P + px] += (float)(wt * norm * (p[(size_t)j * P + px] - (j == t)));
     }
     total += loss * norm;
-    if (wsum > 0) *images_counted += 1;
   }
   return total;
 }
@@ -104,13 +104,8 @@ float net_loss(Net *net, const float *logits, const int *y, const float *class_w
     return softmax_xent(dlogits, net->probs, logits, y, class_weights, batch, k, per_sample);
   memset(dlogits, 0, sizeof(float) * batch * k * P);
   const SegLoss kind = net->spec.seg_loss;
-  double images = 0.0;
   double loss = pixel_xent(dlogits, net->probs, logits, y, class_weights, batch, k, P,
-                           net->spec.ignore_label, per_sample, &images);
-  if (kind == SEG_LOSS_DICE) { /* the cross-entropy pass only made the probabilities */
-    memset(dlogits, 0, sizeof(float) * batch * k * P);
-    loss = 0.0;
-  }
+                           net->spec.ignore_label, per_sample, kind != SEG_LOSS_DICE);
   if (kind != SEG_LOSS_XENT)
     loss += pixel_dice(dlogits, net->probs, y, class_weights, batch, k, P, net->spec.ignore_label,
                        per_sample);
