@@ -157,12 +157,6 @@ static void rewrite_graph_at(const char *from, const char *to, int op, const cha
   free(b);
 }
 
-static void rewrite_graph(const char *from, const char *to, const char *key, const char *value,
-                          const char *arch) {
-  (void)key, (void)value;
-  rewrite_graph_at(from, to, -1, NULL, NULL, arch);
-}
-
 /* Loads path and expects failure with `needle` in the message. */
 static void expect_rejected(const char *path, const char *needle) {
   MrError err = {0};
@@ -225,12 +219,12 @@ static void test_rejects_bad_files(void **state) {
   assert_non_null(relabelled);
   net_free(relabelled);
   /* a file written before files carried their graph rebuilds its family */
-  rewrite_graph(good, bad, NULL, NULL, NULL);
+  rewrite_graph_at(good, bad, -1, NULL, NULL, NULL);
   Net *old = safetensors_load_net(bad, &lerr);
   if (!old) fail_msg("graph-less file: %s", lerr.msg);
   assert_int_equal(net_param_count(old), net_param_count(net));
   net_free(old);
-  rewrite_graph(good, bad, NULL, NULL, "resnetX");
+  rewrite_graph_at(good, bad, -1, NULL, NULL, "resnetX");
   expect_rejected(bad, "unknown architecture 'resnetX'");
 
   /* files that lie about their graph (resnet8: op 0 conv1, 1 bn1, 2 relu,

@@ -205,17 +205,12 @@ Net *net_from_graph(const ModelSpec *spec, const char *graph_json, const char *w
     mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory", where);
     return NULL;
   }
-  MrError local = {0};
-  if (graph_build_from_json(net, graph_json, where, &local) != STATUS_OK ||
-      net_finish(net, &local) != STATUS_OK) {
-    if (err) {
-      *err = local;
-      if (!strstr(local.msg, where)) {
-        char msg[MR_ERROR_LEN];
-        snprintf(msg, sizeof msg, "%s", local.msg);
-        mr_error_set(err, local.status, "%s: %s", where, msg);
-      }
-    }
+  /* the graph's own errors name `where` and the op; net_finish's name neither */
+  Status s = graph_build_from_json(net, graph_json, where, err);
+  MrError finish = {0};
+  if (s == STATUS_OK && net_finish(net, &finish) != STATUS_OK)
+    s = mr_error_set(err, finish.status, "%s: %s", where, finish.msg);
+  if (s != STATUS_OK) {
     net_free(net);
     return NULL;
   }
