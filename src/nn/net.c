@@ -25,11 +25,10 @@ Net *net_new(const ModelSpec *spec) {
 
 int net_last(const Net *net) { return net->n_layers; }
 
-Shape net_shape(const Net *net, int t) {
+Shape net_tensor_shape(const Net *net, int t) {
   if (t == NET_INPUT) return shape_chw(net->spec.in_c, net->spec.in_h, net->spec.in_w);
   return net->layers[t - 1].out_shape;
 }
-Shape net_tensor_shape(const Net *net, int t) { return net_shape(net, t); }
 
 float *net_tensor_out(Net *net, int t) {
   return t == NET_INPUT ? net->input : net->layers[t - 1].out;
@@ -130,7 +129,7 @@ int net_add(Net *net, OpKind kind, const char *name, const int *src, int n_src, 
   l->n_src = n_src;
   memcpy(l->src, src, sizeof(int) * n_src);
   l->a = a ? *a : op_attrs_default();
-  l->in_shape = l->out_shape = net_shape(net, src[0]);
+  l->in_shape = l->out_shape = net_tensor_shape(net, src[0]);
   char why[300] = "";
   if (op->infer && op->infer(net, l, why, sizeof why))
     return net_build_fail(net, "%s: %s", who, why);
@@ -191,7 +190,7 @@ int net_add_global_avgpool(Net *net, int src) {
 int net_add_flatten(Net *net, int src) { return net_add(net, OP_FLATTEN, "", &src, 1, NULL); }
 int net_add_dense(Net *net, const char *name, int src, int out) {
   OpAttrs a = op_attrs_default();
-  a.out_channels = out, a.bias = 1;
+  a.out_channels = out;
   return net_add(net, OP_DENSE, name, &src, 1, &a);
 }
 int net_add_dropout(Net *net, int src, float p) {
@@ -329,7 +328,7 @@ Status net_finish(Net *net, MrError *err) {
   }
   if (net->n_layers == 0)
     return mr_error_set(err, STATUS_ERR_SHAPE, "%s: the network has no layers", net->spec.arch);
-  const Shape out = net_shape(net, net_last(net));
+  const Shape out = net_tensor_shape(net, net_last(net));
   if (shape_c(out) != net->spec.n_classes || (out.ndim != 1 && out.ndim != 3))
     return mr_error_set(err, STATUS_ERR_SHAPE,
                         "%s: network ends in %d channels (%d-D), not %d class scores",
@@ -462,7 +461,7 @@ const ModelSpec *net_spec(const Net *net) { return &net->spec; }
 
 /* what the last layer reads: the penultimate features */
 int net_feature_dim(const Net *net) {
-  return (int)shape_numel(net_shape(net, net->layers[net->n_layers - 1].src[0]));
+  return (int)shape_numel(net_tensor_shape(net, net->layers[net->n_layers - 1].src[0]));
 }
 
 const float *net_last_features(const Net *net) {
@@ -483,7 +482,7 @@ double net_flops(const Net *net) { return net->flops; }
 int net_num_classes(const Net *net) { return net->spec.n_classes; }
 int net_input_size(const Net *net) { return net->spec.in_c * net->spec.in_h * net->spec.in_w; }
 int net_output_pixels(const Net *net) {
-  const Shape s = net_shape(net, net_last(net));
+  const Shape s = net_tensor_shape(net, net_last(net));
   return shape_h(s) * shape_w(s);
 }
 float *net_params(Net *net) { return net->params; }
@@ -543,7 +542,7 @@ Status net_plan(Net *net, int batch, MrError *err) {
   if (!net->finished) return mr_error_set(err, STATUS_ERR_ARG, "net_plan before net_finish");
   if (net->act && batch <= net->batch && threads <= net->planned_threads) return STATUS_OK;
   const size_t in_size = (size_t)net_input_size(net);
-  const size_t n_out = shape_numel(net_shape(net, net_last(net))) * batch;
+  const size_t n_out = shape_numel(net_tensor_shape(net, net_last(net))) * batch;
   size_t total = 2 * A(in_size * batch), scratch = 0;
   for (int i = 0; i < net->n_layers; i++) {
     const Layer *l = &net->layers[i];
@@ -694,7 +693,7 @@ static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
 static const float *net_output(Net *net, int batch) {
   const float *last = net->layers[net->n_layers - 1].out;
   if (!net_output_transposed(net)) return last;
-  const Shape s = net_shape(net, net_last(net));
+  const Shape s = net_tensor_shape(net, net_last(net));
   nhwc_to_nchw(net->logits, 0, last, batch, shape_c(s), shape_h(s) * shape_w(s));
   return net->logits;
 }
@@ -744,7 +743,7 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
   unsigned char *written = net->grad_written;
   memset(written, 0, (size_t)net->n_layers + 1);
   const Layer *last = &net->layers[net->n_layers - 1];
-  const Shape out = net_shape(net, net_last(net));
+  const Shape out = net_tensor_shape(net, net_last(net));
   if (net_output_transposed(net))
     nchw_to_nhwc(last->dout, 0, dlogits, B, shape_c(out), shape_h(out) * shape_w(out));
   else

@@ -199,7 +199,6 @@ int op_parse(const char *name);
 
 /* ---- helpers for op files ---------------------------------------------- */
 
-Shape net_shape(const Net *net, int t);
 float *net_tensor_out(Net *net, int t);
 float *net_tensor_dout(Net *net, int t);
 /* input k's buffers in a call; dout NULL when its gradient is not wanted */

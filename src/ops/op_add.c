@@ -12,7 +12,7 @@ static int shapes_equal(Shape a, Shape b) {
 }
 
 static int add_infer(Net *net, Layer *l, char *why, size_t n) {
-  const Shape b = net_shape(net, l->src[1]);
+  const Shape b = net_tensor_shape(net, l->src[1]);
   if (!shapes_equal(l->in_shape, b))
     return snprintf(why, n, "residual add of %dx%dx%d and %dx%dx%d", shape_c(l->in_shape),
                     shape_h(l->in_shape), shape_w(l->in_shape), shape_c(b), shape_h(b), shape_w(b)),

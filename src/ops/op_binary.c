@@ -11,7 +11,7 @@ static int binary_infer(Net *net, Layer *l, char *why, size_t n) {
     if (l->kind == OP_DIV && l->a.value == 0.0f) return snprintf(why, n, "division by 0"), 1;
     return 0;
   }
-  const Shape a = l->in_shape, b = net_shape(net, l->src[1]);
+  const Shape a = l->in_shape, b = net_tensor_shape(net, l->src[1]);
   int ok = a.ndim == b.ndim;
   for (int i = 0; ok && i < a.ndim; i++) ok = b.d[i] == a.d[i] || b.d[i] == 1;
   if (!ok)
@@ -23,7 +23,7 @@ static int binary_infer(Net *net, Layer *l, char *why, size_t n) {
 
 static BinaryDims binary_dims(const LayerCall *c) {
   const Layer *l = c->l;
-  const Shape a = l->in_shape, b = l->n_src > 1 ? net_shape(c->net, l->src[1]) : a;
+  const Shape a = l->in_shape, b = l->n_src > 1 ? net_tensor_shape(c->net, l->src[1]) : a;
   BinaryDims d = {.B = c->B,
                   .C = shape_c(a),
                   .H = shape_h(a),

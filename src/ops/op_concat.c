@@ -7,7 +7,7 @@
 static int concat_infer(Net *net, Layer *l, char *why, size_t n) {
   int channels = 0;
   for (int k = 0; k < l->n_src; k++) {
-    const Shape s = net_shape(net, l->src[k]);
+    const Shape s = net_tensor_shape(net, l->src[k]);
     if (s.ndim != l->in_shape.ndim || shape_h(s) != shape_h(l->in_shape) ||
         shape_w(s) != shape_w(l->in_shape))
       return snprintf(why, n, "input %d is %dx%dx%d, input 0 is %dx%dx%d: only channels may differ",
@@ -27,7 +27,7 @@ static void concat_fwd(const LayerCall *c) {
   int C[NET_MAX_INPUTS];
   for (int k = 0; k < l->n_src; k++) {
     in[k] = call_in(c, k);
-    C[k] = shape_c(net_shape(c->net, l->src[k]));
+    C[k] = shape_c(net_tensor_shape(c->net, l->src[k]));
   }
   concat_forward(l->out, in, C, l->n_src, c->B, shape_h(l->out_shape) * shape_w(l->out_shape),
                  c->channels_last);
@@ -39,7 +39,7 @@ static void concat_bwd(const LayerCall *c) {
   int C[NET_MAX_INPUTS];
   for (int k = 0; k < l->n_src; k++) {
     din[k] = call_din(c, k);
-    C[k] = shape_c(net_shape(c->net, l->src[k]));
+    C[k] = shape_c(net_tensor_shape(c->net, l->src[k]));
   }
   concat_backward(din, c->acc, l->dout, C, l->n_src, c->B,
                   shape_h(l->out_shape) * shape_w(l->out_shape), c->channels_last);

@@ -14,7 +14,6 @@ static int dense_infer(Net *net, Layer *l, char *why, size_t n) {
   const int in = shape_c(l->in_shape), out = l->a.out_channels;
   if (out < 1) return snprintf(why, n, "%d outputs", out), 1;
   l->out_shape = shape_flat(out);
-  l->a.bias = 1;
   const int64_t wshape[2] = {out, in}, bshape[1] = {out};
   net_param(net, l, SLOT_WEIGHT, "weight", 2, wshape);
   net_param(net, l, SLOT_BIAS, "bias", 1, bshape);
