@@ -3,6 +3,7 @@
  * probability (targeted); FGSM matches its closed form on a linear model;
  * DeepFool and C&W find smaller perturbations than FGSM where FGSM succeeds;
  * bad options are refused. The model is a small CNN trained on the phantom. */
+#include "attacks/attack.h"
 #include "nn/net.h"
 #include "testutil.h"
 
@@ -366,6 +367,29 @@ static void test_bad_options(void **state) {
   free(adv);
 }
 
+/* Attack buffers are planned once per shape: repeating a call allocates
+ * nothing, including the standard suite's nested attacks. */
+static void test_attack_scratch_planned(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  float *adv = malloc(sizeof(float) * 784 * B), *again = malloc(sizeof(float) * 784 * B);
+  MrError err = {0};
+  const AttackKind kinds[] = {ATTACK_PGD, ATTACK_STANDARD, ATTACK_JSMA, ATTACK_CW};
+  for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+    AttackOptions o = attack_options_default(kinds[k]);
+    o.eps = kinds[k] == ATTACK_JSMA ? 0.05f : 0.03f, o.iters = 3, o.queries = 20;
+    if (kinds[k] == ATTACK_CW) o.norm = NORM_L2, o.cw_search_steps = 1;
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, adv, &err), STATUS_OK);
+    const long before = attack_workspace_allocations(net);
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, again, &err), STATUS_OK);
+    assert_int_equal(attack_workspace_allocations(net), before);
+    /* reused buffers start zeroed: the same call gives the same images */
+    assert_memory_equal(adv, again, sizeof(float) * 784 * B);
+  }
+  free(adv), free(again);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bounded_attacks),
@@ -377,6 +401,7 @@ int main(void) {
       cmocka_unit_test(test_jsma),
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_unsupported_options_refused),
+      cmocka_unit_test(test_attack_scratch_planned),
   };
   return cmocka_run_group_tests_name("attacks", tests, setup, teardown);
 }

@@ -29,19 +29,18 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
   const int B = c->batch, N = o->iters;
   const size_t n = c->per * B;
   const LossKind loss = o->kind == ATTACK_APGD_CE ? LOSS_CE : c->k >= 3 ? LOSS_DLR : LOSS_MARGIN;
-  float *cur = malloc(sizeof(float) * n), *prev = malloc(sizeof(float) * n),
-        *g = malloc(sizeof(float) * n);
-  float *xmax = malloc(sizeof(float) * n), *gmax = malloc(sizeof(float) * n),
-        *z = malloc(sizeof(float) * n);
-  float *fmax_ = malloc(sizeof(float) * B), *eta = malloc(sizeof(float) * B),
-        *f_prev = malloc(sizeof(float) * B);
-  float *fmax_ckpt = malloc(sizeof(float) * B), *eta_ckpt = malloc(sizeof(float) * B);
-  int *ups = calloc(B, sizeof(int)), *done = calloc(B, sizeof(int)),
-      *labels = malloc(sizeof(int) * B);
+  float *cur = attack_scratch(c, sizeof(float) * n), *prev = attack_scratch(c, sizeof(float) * n),
+        *g = attack_scratch(c, sizeof(float) * n);
+  float *xmax = attack_scratch(c, sizeof(float) * n), *gmax = attack_scratch(c, sizeof(float) * n),
+        *z = attack_scratch(c, sizeof(float) * n);
+  float *fmax_ = attack_scratch(c, sizeof(float) * B), *eta = attack_scratch(c, sizeof(float) * B),
+        *f_prev = attack_scratch(c, sizeof(float) * B);
+  float *fmax_ckpt = attack_scratch(c, sizeof(float) * B),
+        *eta_ckpt = attack_scratch(c, sizeof(float) * B);
+  int *ups = attack_scratch(c, sizeof(int) * B), *done = attack_scratch(c, sizeof(int) * B),
+      *labels = attack_scratch(c, sizeof(int) * B);
   if (!cur || !prev || !g || !xmax || !gmax || !z || !fmax_ || !eta || !f_prev || !fmax_ckpt ||
       !eta_ckpt || !ups || !done || !labels) {
-    free(cur), free(prev), free(g), free(xmax), free(gmax), free(z), free(fmax_), free(eta),
-        free(f_prev), free(fmax_ckpt), free(eta_ckpt), free(ups), free(done), free(labels);
     return STATUS_ERR_NOMEM;
   }
   memcpy(labels, y, sizeof(int) * B);
@@ -49,7 +48,7 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
   const int n_ckpt = checkpoints(w, 64, N);
   /* the clean image is the first candidate (x_adv holds it already) */
   attack_loss_grad(c, x, labels, loss, NULL);
-  float *best_seen = malloc(sizeof(float) * B);
+  float *best_seen = attack_scratch(c, sizeof(float) * B);
   if (!best_seen) return STATUS_ERR_NOMEM;
   for (int b = 0; b < B; b++) best_seen[b] = c->loss[b], done[b] = c->pred[b] != y[b];
   Rng rng;
@@ -125,8 +124,5 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
       }
     }
   }
-  free(cur), free(prev), free(g), free(xmax), free(gmax), free(z), free(fmax_), free(eta),
-      free(f_prev), free(fmax_ckpt), free(eta_ckpt), free(ups), free(done), free(labels);
-  free(best_seen);
   return STATUS_OK;
 }

@@ -13,20 +13,35 @@ typedef enum {
   LOSS_DLR,       /* Croce & Hein's difference of logits ratio (>= 3 classes) */
 } LossKind;
 
+typedef struct AttackWorkspace AttackWorkspace;
+
 typedef struct {
   Net *net;
   int batch, k;
   size_t per; /* floats per image */
   float *dlogits, *logits;
-  float *loss;  /* per image, of the last call */
-  float *eps;   /* per image: AttackOptions.eps_each or eps */
-  float *steps; /* per image scratch for step sizes */
-  int *pred;    /* argmax of the last call */
-  Mode mode;    /* of every forward pass */
+  float *loss;         /* per image, of the last call */
+  float *eps;          /* per image: AttackOptions.eps_each or eps */
+  float *steps;        /* per image scratch for step sizes */
+  int *pred;           /* argmax of the last call */
+  Mode mode;           /* of every forward pass */
+  AttackWorkspace *ws; /* the net's attack arena (workspace.c) */
+  int ws_block;        /* its mark when this context opened */
+  size_t ws_used, ws_in_use;
 } AttackCtx;
 
+/* Opens a context on the net's attack arena; attack_ctx_free releases every
+ * buffer taken from it since. */
 Status attack_ctx_init(AttackCtx *c, Net *net, int batch, MrError *err);
 void attack_ctx_free(AttackCtx *c);
+/* Zeroed scratch from the net's attack arena, valid until attack_ctx_free;
+ * NULL when out of memory. Planned once per shape: no allocation from the
+ * second call of the same batch size and attack on. */
+void *attack_scratch(AttackCtx *c, size_t bytes);
+void attack_ws_open(AttackCtx *c);
+void attack_ws_close(AttackCtx *c);
+/* Blocks the net's attack arena has allocated so far (tests). */
+long attack_workspace_allocations(Net *net);
 /* Forward at x; per-image loss into c->loss, predictions into c->pred, and
  * (if dx) the gradient of each image's loss w.r.t. its pixels. */
 void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind kind, float *dx);

@@ -80,21 +80,24 @@ Status attack_ctx_init(AttackCtx *c, Net *net, int batch, MrError *err) {
   memset(c, 0, sizeof *c);
   c->net = net, c->batch = batch, c->k = net_num_classes(net);
   c->per = (size_t)net_input_size(net);
-  c->dlogits = malloc(sizeof(float) * batch * c->k);
-  c->logits = malloc(sizeof(float) * batch * c->k);
-  c->loss = malloc(sizeof(float) * batch);
-  c->pred = malloc(sizeof(int) * batch);
-  c->eps = malloc(sizeof(float) * batch);
-  c->steps = malloc(sizeof(float) * batch);
+  attack_ws_open(c);
+  c->dlogits = attack_scratch(c, sizeof(float) * batch * c->k);
+  c->logits = attack_scratch(c, sizeof(float) * batch * c->k);
+  c->loss = attack_scratch(c, sizeof(float) * batch);
+  c->pred = attack_scratch(c, sizeof(int) * batch);
+  c->eps = attack_scratch(c, sizeof(float) * batch);
+  c->steps = attack_scratch(c, sizeof(float) * batch);
   if (!c->dlogits || !c->logits || !c->loss || !c->pred || !c->eps || !c->steps) {
     attack_ctx_free(c);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for an attack batch of %d", batch);
   }
-  return net_plan(net, batch, err);
+  const Status s = net_plan(net, batch, err);
+  if (s != STATUS_OK) attack_ctx_free(c);
+  return s;
 }
 
 void attack_ctx_free(AttackCtx *c) {
-  free(c->dlogits), free(c->logits), free(c->loss), free(c->pred), free(c->eps), free(c->steps);
+  attack_ws_close(c);
   memset(c, 0, sizeof *c);
 }
 

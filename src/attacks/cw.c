@@ -12,16 +12,14 @@
 Status attack_cw(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv) {
   const int B = c->batch, K = c->k;
   const size_t n = c->per * B;
-  float *w = malloc(sizeof(float) * n), *cur = malloc(sizeof(float) * n),
-        *g = malloc(sizeof(float) * n);
-  float *m = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n);
-  float *cc = malloc(sizeof(float) * B), *lo = malloc(sizeof(float) * B),
-        *hi = malloc(sizeof(float) * B);
-  float *best_l2 = malloc(sizeof(float) * B);
-  int *labels = malloc(sizeof(int) * B), *hit = malloc(sizeof(int) * B);
+  float *w = attack_scratch(c, sizeof(float) * n), *cur = attack_scratch(c, sizeof(float) * n),
+        *g = attack_scratch(c, sizeof(float) * n);
+  float *m = attack_scratch(c, sizeof(float) * n), *v = attack_scratch(c, sizeof(float) * n);
+  float *cc = attack_scratch(c, sizeof(float) * B), *lo = attack_scratch(c, sizeof(float) * B),
+        *hi = attack_scratch(c, sizeof(float) * B);
+  float *best_l2 = attack_scratch(c, sizeof(float) * B);
+  int *labels = attack_scratch(c, sizeof(int) * B), *hit = attack_scratch(c, sizeof(int) * B);
   if (!w || !cur || !g || !m || !v || !cc || !lo || !hi || !best_l2 || !labels || !hit) {
-    free(w), free(cur), free(g), free(m), free(v), free(cc), free(lo), free(hi), free(best_l2),
-        free(labels), free(hit);
     return STATUS_ERR_NOMEM;
   }
   attack_labels(c, o, x, y, labels);
@@ -85,7 +83,5 @@ Status attack_cw(AttackCtx *c, const AttackOptions *o, const float *x, const int
         lo[b] = cc[b], cc[b] = isinf(hi[b]) ? cc[b] * 10.0f : 0.5f * (lo[b] + hi[b]);
     }
   }
-  free(w), free(cur), free(g), free(m), free(v), free(cc), free(lo), free(hi), free(best_l2),
-      free(labels), free(hit);
   return STATUS_OK;
 }

@@ -15,11 +15,11 @@ Status attack_deepfool(AttackCtx *c, const AttackOptions *o, const float *x, con
   (void)y;
   const int B = c->batch, K = c->k;
   const size_t n = c->per * B;
-  float *grads = malloc(sizeof(float) * n * K), *r_tot = calloc(n, sizeof(float));
-  int *orig = malloc(sizeof(int) * B), *active = malloc(sizeof(int) * B);
-  float *zs = malloc(sizeof(float) * B * K);
+  float *grads = attack_scratch(c, sizeof(float) * n * K),
+        *r_tot = attack_scratch(c, sizeof(float) * n);
+  int *orig = attack_scratch(c, sizeof(int) * B), *active = attack_scratch(c, sizeof(int) * B);
+  float *zs = attack_scratch(c, sizeof(float) * B * K);
   if (!grads || !r_tot || !orig || !active || !zs) {
-    free(grads), free(r_tot), free(orig), free(active), free(zs);
     return STATUS_ERR_NOMEM;
   }
   memcpy(x_adv, x, sizeof(float) * n);
@@ -66,6 +66,5 @@ Status attack_deepfool(AttackCtx *c, const AttackOptions *o, const float *x, con
       }
     }
   }
-  free(grads), free(r_tot), free(orig), free(active), free(zs);
   return STATUS_OK;
 }

@@ -7,16 +7,14 @@
 
 Status attack_fgsm(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    float *x_adv) {
-  int *labels = malloc(sizeof(int) * c->batch);
-  float *g = malloc(sizeof(float) * c->per * c->batch);
+  int *labels = attack_scratch(c, sizeof(int) * c->batch);
+  float *g = attack_scratch(c, sizeof(float) * c->per * c->batch);
   if (!labels || !g) {
-    free(labels), free(g);
     return STATUS_ERR_NOMEM;
   }
   attack_labels(c, o, x, y, labels);
   attack_loss_grad(c, x, labels, o->target == TARGET_NONE ? LOSS_CE : LOSS_CE_TARGET, g);
   ascend(x_adv, g, c->batch, c->per, o->norm, c->eps);
   project(x_adv, x, c->batch, c->per, o->norm, c->eps);
-  free(labels), free(g);
   return STATUS_OK;
 }

@@ -29,15 +29,13 @@ Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const i
   const size_t n = c->per * B, d = c->per;
   const float gamma = o->eps > 0 && o->eps <= 1 ? o->eps : 0.1f;
   const int max_iters = (int)(gamma * d / 2);
-  float *grads = malloc(sizeof(float) * n * K), *alpha = malloc(sizeof(float) * d),
-        *beta = malloc(sizeof(float) * d);
-  int *target = malloc(sizeof(int) * B), *active = malloc(sizeof(int) * B);
-  unsigned char *used = calloc(n, 1);
-  int *cand = malloc(sizeof(int) * d);
-  float *key = malloc(sizeof(float) * d);
+  float *grads = attack_scratch(c, sizeof(float) * n * K),
+        *alpha = attack_scratch(c, sizeof(float) * d), *beta = attack_scratch(c, sizeof(float) * d);
+  int *target = attack_scratch(c, sizeof(int) * B), *active = attack_scratch(c, sizeof(int) * B);
+  unsigned char *used = attack_scratch(c, n);
+  int *cand = attack_scratch(c, sizeof(int) * d);
+  float *key = attack_scratch(c, sizeof(float) * d);
   if (!grads || !alpha || !beta || !target || !active || !used || !cand || !key) {
-    free(grads), free(alpha), free(beta), free(target), free(active), free(used), free(cand),
-        free(key);
     return STATUS_ERR_NOMEM;
   }
   if (o->target != TARGET_NONE) {
@@ -101,7 +99,5 @@ Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const i
       used[d * b + bp] = used[d * b + bq] = 1;
     }
   }
-  free(grads), free(alpha), free(beta), free(target), free(active), free(used), free(cand),
-      free(key);
   return STATUS_OK;
 }

@@ -13,11 +13,11 @@ Status attack_mifgsm(AttackCtx *c, const AttackOptions *o, const float *x, const
   const size_t n = c->per * B;
   const float *alpha = attack_steps(c, o, 1.0f);
   const LossKind loss = o->target == TARGET_NONE ? LOSS_CE : LOSS_CE_TARGET;
-  int *labels = malloc(sizeof(int) * B), *done = calloc(B, sizeof(int));
-  float *cur = malloc(sizeof(float) * n), *grad = malloc(sizeof(float) * n);
-  float *mom = calloc(n, sizeof(float)), *best_loss = malloc(sizeof(float) * B);
+  int *labels = attack_scratch(c, sizeof(int) * B), *done = attack_scratch(c, sizeof(int) * B);
+  float *cur = attack_scratch(c, sizeof(float) * n), *grad = attack_scratch(c, sizeof(float) * n);
+  float *mom = attack_scratch(c, sizeof(float) * n),
+        *best_loss = attack_scratch(c, sizeof(float) * B);
   if (!labels || !done || !cur || !grad || !mom || !best_loss) {
-    free(labels), free(done), free(cur), free(grad), free(mom), free(best_loss);
     return STATUS_ERR_NOMEM;
   }
   attack_labels(c, o, x, y, labels);
@@ -37,6 +37,5 @@ Status attack_mifgsm(AttackCtx *c, const AttackOptions *o, const float *x, const
     ascend(cur, mom, B, c->per, o->norm, alpha);
     project(cur, x, B, c->per, o->norm, c->eps);
   }
-  free(labels), free(done), free(cur), free(grad), free(mom), free(best_loss);
   return STATUS_OK;
 }

@@ -22,11 +22,10 @@ Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const in
   const size_t n = c->per * B;
   const float *alpha = attack_steps(c, o, is_pgd ? 2.5f : 1.25f);
   const LossKind loss = o->target == TARGET_NONE ? LOSS_CE : LOSS_CE_TARGET;
-  int *labels = malloc(sizeof(int) * B), *done = calloc(B, sizeof(int));
-  float *cur = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n),
-        *best_loss = malloc(sizeof(float) * B);
+  int *labels = attack_scratch(c, sizeof(int) * B), *done = attack_scratch(c, sizeof(int) * B);
+  float *cur = attack_scratch(c, sizeof(float) * n), *g = attack_scratch(c, sizeof(float) * n),
+        *best_loss = attack_scratch(c, sizeof(float) * B);
   if (!labels || !done || !cur || !g || !best_loss) {
-    free(labels), free(done), free(cur), free(g), free(best_loss);
     return STATUS_ERR_NOMEM;
   }
   attack_labels(c, o, x, y, labels);
@@ -58,6 +57,5 @@ Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const in
       project(cur, x, B, c->per, o->norm, c->eps);
     }
   }
-  free(labels), free(done), free(cur), free(g), free(best_loss);
   return STATUS_OK;
 }

@@ -39,11 +39,10 @@ Status attack_square(AttackCtx *c, const AttackOptions *o, const float *x, const
   const ModelSpec *spec = net_spec(c->net);
   const int C = spec->in_c, H = spec->in_h, W = spec->in_w;
 
-  int *labels = malloc(sizeof(int) * B);
-  float *best = malloc(sizeof(float) * B), *trial = malloc(sizeof(float) * n),
-        *m = malloc(sizeof(float) * B);
+  int *labels = attack_scratch(c, sizeof(int) * B);
+  float *best = attack_scratch(c, sizeof(float) * B), *trial = attack_scratch(c, sizeof(float) * n),
+        *m = attack_scratch(c, sizeof(float) * B);
   if (!labels || !best || !trial || !m) {
-    free(labels), free(best), free(trial), free(m);
     return STATUS_ERR_NOMEM;
   }
   attack_labels(c, o, x, y, labels);
@@ -88,6 +87,5 @@ Status attack_square(AttackCtx *c, const AttackOptions *o, const float *x, const
         memcpy(x_adv + c->per * b, trial + c->per * b, sizeof(float) * c->per);
       }
   }
-  free(labels), free(best), free(trial), free(m);
   return STATUS_OK;
 }

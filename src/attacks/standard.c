@@ -12,10 +12,10 @@ Status attack_standard(AttackCtx *c, const AttackOptions *o, const float *x, con
                        float *x_adv) {
   const int B = c->batch, k = c->k;
   const AttackKind parts[3] = {ATTACK_APGD_CE, ATTACK_APGD_MARGIN, ATTACK_SQUARE};
-  float *trial = malloc(sizeof(float) * c->per * B), *probs = malloc(sizeof(float) * k * B);
-  int *fooled = calloc(B, sizeof(int));
+  float *trial = attack_scratch(c, sizeof(float) * c->per * B),
+        *probs = attack_scratch(c, sizeof(float) * k * B);
+  int *fooled = attack_scratch(c, sizeof(int) * B);
   if (!trial || !probs || !fooled) {
-    free(trial), free(probs), free(fooled);
     return STATUS_ERR_NOMEM;
   }
   Status s = STATUS_OK;
@@ -35,6 +35,5 @@ Status attack_standard(AttackCtx *c, const AttackOptions *o, const float *x, con
       fooled[b] |= best != y[b];
     }
   }
-  free(trial), free(probs), free(fooled);
   return s;
 }

@@ -451,6 +451,7 @@ void net_free(Net *net) {
   free(net->act);
   free(net->infer_arena);
   free(net->infer_out);
+  if (net->aux_free) net->aux_free(net->aux);
   model_spec_free(&net->spec);
   free(net);
 }

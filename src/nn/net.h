@@ -157,6 +157,10 @@ struct Net {
   void *conv_ws[CONV_WS_COUNT];
   float *fold_weight, *fold_bias; /* inference: batchnorm folded into a conv */
   size_t conv_ws_bytes[CONV_WS_COUNT];
+  /* a layer above the net (the attacks' workspace) keeps its per-net state
+   * here; net_free calls aux_free on it */
+  void *aux;
+  void (*aux_free)(void *);
 };
 
 /* ---- the op table ------------------------------------------------------- */
