@@ -194,11 +194,196 @@ class ResNet50(nn.Module):
         return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
 
 
+class ConvBnRelu(nn.Sequential):
+    """conv (no bias) -> bn -> relu under the given names"""
+
+    def __init__(self, names, cin, cout, k, stride=1, groups=1):
+        super().__init__()
+        self.add_module(names[0], nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False))
+        self.add_module(names[1], nn.BatchNorm2d(cout))
+        self.add_module("relu", nn.ReLU())
+
+
+MOBILENET_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
+                    (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
+
+
+class MobileNetBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.dw = nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False)
+        self.dw_bn = nn.BatchNorm2d(cin)
+        self.pw = nn.Conv2d(cin, cout, 1, bias=False)
+        self.pw_bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.pw_bn(self.pw(F.relu(self.dw_bn(self.dw(x))))))
+
+
+class MobileNet(nn.Module):
+    """MobileNet v1 as src/models/mobilenet.c"""
+
+    def __init__(self, spec):
+        super().__init__()
+        wd = spec["width"]
+        self.norm = Normalise(spec["norm_mean"], spec["norm_std"])
+        c = channels(32, wd)
+        self.conv1 = nn.Conv2d(spec["in_c"], c, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        blocks = []
+        for out, stride in MOBILENET_BLOCKS:
+            blocks.append(MobileNetBlock(c, channels(out, wd), stride))
+            c = channels(out, wd)
+        self.blocks = nn.ModuleList(blocks)
+        self.drop = nn.Dropout(spec["dropout"]) if spec["dropout"] > 0 else nn.Identity()
+        self.fc = nn.Linear(c, spec["n_classes"])
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(self.norm(x))))
+        for b in self.blocks:
+            x = b(x)
+        return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.norm1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, 4 * growth, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(4 * growth)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False)
+
+    def forward(self, x):
+        return self.conv2(F.relu(self.norm2(self.conv1(F.relu(self.norm1(x))))))
+
+
+class DenseNet(nn.Module):
+    """densenet / densenet121 in torchvision's names, as src/models/densenet.c"""
+
+    def __init__(self, spec):
+        super().__init__()
+        big = spec["arch"] == "densenet121"
+        g = channels(spec["growth"], spec["width"])
+        self.norm = Normalise(spec["norm_mean"], spec["norm_std"])
+        self.features = nn.Module()
+        f = self.features
+        c = channels(64, spec["width"]) if big else 2 * g
+        f.conv0 = nn.Conv2d(spec["in_c"], c, 7 if big else 3, 2 if big else 1, 3 if big else 1, bias=False)
+        f.norm0 = nn.BatchNorm2d(c)
+        self.big, self.plan = big, []
+        h = spec["in_h"] // 4 if big else spec["in_h"]
+        blocks = [n for n in spec["block_layers"] if n > 0]
+        for b, layers in enumerate(blocks):
+            block = nn.Module()
+            for j in range(layers):
+                block.add_module("denselayer%d" % (j + 1), DenseLayer(c, g))
+                c += g
+            f.add_module("denseblock%d" % (b + 1), block)
+            pool = False
+            if b < len(blocks) - 1:
+                t = nn.Module()
+                t.norm = nn.BatchNorm2d(c)
+                t.conv = nn.Conv2d(c, c // 2, 1, bias=False)
+                f.add_module("transition%d" % (b + 1), t)
+                c //= 2
+                pool = h >= 2
+                if pool:
+                    h //= 2
+            self.plan.append((layers, pool))
+        f.norm5 = nn.BatchNorm2d(c)
+        self.drop = nn.Dropout(spec["dropout"]) if spec["dropout"] > 0 else nn.Identity()
+        self.classifier = nn.Linear(c, spec["n_classes"])
+
+    def forward(self, x):
+        f = self.features
+        x = F.relu(f.norm0(f.conv0(self.norm(x))))
+        if self.big:
+            x = F.max_pool2d(x, 3, 2, 1)
+        for b, (layers, pool) in enumerate(self.plan):
+            block = getattr(f, "denseblock%d" % (b + 1))
+            for j in range(layers):
+                x = torch.cat([x, getattr(block, "denselayer%d" % (j + 1))(x)], 1)
+            if hasattr(f, "transition%d" % (b + 1)):
+                t = getattr(f, "transition%d" % (b + 1))
+                x = t.conv(F.relu(t.norm(x)))
+                if pool:
+                    x = F.avg_pool2d(x, 2, 2)
+        x = F.relu(f.norm5(x))
+        return self.classifier(self.drop(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
+
+
+class DoubleConv(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class BilinearUp(nn.Module):
+    """x2 bilinear (align_corners=False), then a 1x1 conv named conv"""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+
+
+class UNet(nn.Module):
+    """unet / segnet as src/models/unet.c (segnet: no skip concatenations)"""
+
+    def __init__(self, spec):
+        super().__init__()
+        d, base, wd = spec["depth"], spec["base"], spec["width"]
+        self.skips, self.depth = spec["arch"] == "unet", d
+        self.norm = Normalise(spec["norm_mean"], spec["norm_std"])
+        c = spec["in_c"]
+        for i in range(d):
+            self.add_module("enc%d" % i, DoubleConv(c, channels(base << i, wd)))
+            c = channels(base << i, wd)
+        self.bottleneck = DoubleConv(c, channels(base << d, wd))
+        c = channels(base << d, wd)
+        for i in range(d - 1, -1, -1):
+            ch = channels(base << i, wd)
+            up = BilinearUp(c, ch) if spec["decoder_up"] == 1 else nn.ConvTranspose2d(c, ch, 2, 2)
+            self.add_module("up%d" % i, up)
+            self.add_module("dec%d" % i, DoubleConv(2 * ch if self.skips else ch, ch))
+            c = ch
+        self.head = nn.Conv2d(c, spec["n_classes"], 1)
+
+    def forward(self, x):
+        x, enc = self.norm(x), []
+        for i in range(self.depth):
+            x = getattr(self, "enc%d" % i)(x)
+            enc.append(x)
+            x = F.max_pool2d(x, 2, 2)
+        x = self.bottleneck(x)
+        for i in range(self.depth - 1, -1, -1):
+            x = getattr(self, "up%d" % i)(x)
+            if self.skips:
+                x = torch.cat([enc[i], x], 1)
+            x = getattr(self, "dec%d" % i)(x)
+        return self.head(x)
+
+
 def default_spec(arch, in_c=1, size=28, n_classes=2, width=1.0):
     spec = dict(arch=arch, in_c=in_c, in_h=size, in_w=size, n_classes=n_classes, width=width, depth=5,
-                base=16, kernel=3, pool=1, dropout=0.0, norm_mean=[0.0] * in_c, norm_std=[1.0] * in_c)
+                base=16, kernel=3, pool=1, dropout=0.0, norm_mean=[0.0] * in_c, norm_std=[1.0] * in_c,
+                growth=0, block_layers=[0, 0, 0, 0], decoder_up=0)
     if arch == "cbr-larget":
         spec.update(base=32, kernel=7, pool=3)
+    if arch == "densenet":
+        spec.update(growth=12, block_layers=[6, 6, 6, 0])
+    if arch == "densenet121":
+        spec.update(growth=32, block_layers=[6, 12, 24, 16])
+    if arch in ("unet", "segnet"):
+        spec.update(depth=4, base=16)
     return spec
 
 
@@ -210,6 +395,12 @@ def build(spec):
         return VGG(spec)
     if arch == "resnet50":
         return ResNet50(spec)
+    if arch == "mobilenet":
+        return MobileNet(spec)
+    if arch in ("densenet", "densenet121"):
+        return DenseNet(spec)
+    if arch in ("unet", "segnet"):
+        return UNet(spec)
     if arch.startswith("resnet"):
         return ResNetCifar(spec)
     raise ValueError("unknown arch " + arch)
@@ -221,8 +412,11 @@ def spec_from_metadata(meta):
     c = int(meta["in_channels"])
     spec = default_spec(meta["arch"], c, int(meta["in_height"]), int(meta["num_classes"]), float(meta["width"]))
     spec["in_w"] = int(meta["in_width"])
-    for k in ("depth", "base", "kernel", "pool"):
-        spec[k] = int(meta[k])
+    for k in ("depth", "base", "kernel", "pool", "growth", "decoder_up"):
+        if k in meta:
+            spec[k] = int(meta[k])
+    if "block_layers" in meta:
+        spec["block_layers"] = [int(v) for v in meta["block_layers"].split(",")]
     spec["dropout"] = float(meta["dropout"])
     spec["norm_mean"] = [float(v) for v in meta["norm_mean"].split(",")]
     spec["norm_std"] = [float(v) for v in meta["norm_std"].split(",")]
@@ -234,7 +428,8 @@ def metadata_from_spec(spec):
         "format": "pt", "arch": spec["arch"], "in_channels": str(spec["in_c"]), "in_height": str(spec["in_h"]),
         "in_width": str(spec["in_w"]), "num_classes": str(spec["n_classes"]), "width": repr(spec["width"]),
         "depth": str(spec["depth"]), "base": str(spec["base"]), "kernel": str(spec["kernel"]),
-        "pool": str(spec["pool"]), "dropout": repr(spec["dropout"]),
+        "pool": str(spec["pool"]), "dropout": repr(spec["dropout"]), "growth": str(spec["growth"]),
+        "block_layers": ",".join(str(v) for v in spec["block_layers"]), "decoder_up": str(spec["decoder_up"]),
         "norm_mean": ",".join(repr(v) for v in spec["norm_mean"]),
         "norm_std": ",".join(repr(v) for v in spec["norm_std"]),
     }

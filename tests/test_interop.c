@@ -30,7 +30,7 @@ static void check_arch(const char *arch, float width, int c, int size) {
   spec.norm_std[0] = 0.25f;
   Net *net = model_build(&spec, 11, NULL);
   assert_non_null(net);
-  const int B = 4, in = net_input_size(net), K = 3;
+  const int B = 4, in = net_input_size(net), K = 3 * net_output_pixels(net); /* scores per image */
   float *x = malloc(sizeof(float) * B * in);
   Rng rng;
   rng_seed(&rng, 12);
@@ -77,6 +77,11 @@ static void test_interop(void **state) {
   check_arch("resnet8", 1.0f, 1, 28);
   check_arch("resnet20", 1.0f, 3, 28);
   check_arch("resnet50", 0.125f, 3, 32);
+  check_arch("mobilenet", 0.25f, 3, 32);
+  check_arch("densenet", 0.5f, 1, 28);
+  check_arch("densenet121", 0.125f, 3, 32);
+  check_arch("unet", 0.25f, 1, 32);
+  check_arch("segnet", 0.25f, 3, 32);
 }
 
 static int setup(void **state) {

@@ -56,6 +56,12 @@ static cJSON *metadata_from_net(const Net *net) {
   meta_add_int(meta, "kernel", s->kernel);
   meta_add_int(meta, "pool", s->pool);
   meta_add_float(meta, "dropout", s->dropout);
+  meta_add_int(meta, "growth", s->growth);
+  meta_add_int(meta, "decoder_up", s->decoder_up);
+  char layers[64];
+  snprintf(layers, sizeof layers, "%d,%d,%d,%d", s->block_layers[0], s->block_layers[1],
+           s->block_layers[2], s->block_layers[3]);
+  cJSON_AddStringToObject(meta, "block_layers", layers);
   meta_add_floats(meta, "norm_mean", s->norm_mean, s->in_c);
   meta_add_floats(meta, "norm_std", s->norm_std, s->in_c);
   cJSON *names = cJSON_CreateArray();
@@ -275,10 +281,9 @@ static Status spec_from_metadata(ModelSpec *spec, const cJSON *meta, const char 
   struct {
     const char *key;
     int *target;
-  } ints[] = {{"depth", &spec->depth},
-              {"base", &spec->base},
-              {"kernel", &spec->kernel},
-              {"pool", &spec->pool}};
+  } ints[] = {{"depth", &spec->depth},   {"base", &spec->base},
+              {"kernel", &spec->kernel}, {"pool", &spec->pool},
+              {"growth", &spec->growth}, {"decoder_up", &spec->decoder_up}};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     const char *v = meta_str(meta, ints[i].key);
     if (v && !parse_int(v, ints[i].target))
@@ -292,6 +297,13 @@ static Status spec_from_metadata(ModelSpec *spec, const cJSON *meta, const char 
   if ((v = meta_str(meta, "dropout")) && !parse_float(v, &spec->dropout))
     return mr_error_set(err, STATUS_ERR_FORMAT, "%s: __metadata__ dropout='%s' is not a number",
                         path, v);
+  if ((v = meta_str(meta, "block_layers"))) {
+    char extra;
+    int *bl = spec->block_layers;
+    if (sscanf(v, "%d,%d,%d,%d%c", &bl[0], &bl[1], &bl[2], &bl[3], &extra) != 4)
+      return mr_error_set(err, STATUS_ERR_FORMAT,
+                          "%s: __metadata__ block_layers='%s' needs 4 integers", path, v);
+  }
   int seg_loss = 0;
   if ((v = meta_str(meta, "seg_loss")) &&
       (!parse_int(v, &seg_loss) || seg_loss < SEG_LOSS_XENT || seg_loss > SEG_LOSS_XENT_DICE))
