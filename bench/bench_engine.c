@@ -1,6 +1,7 @@
 /* Engine throughput: inference (net_predict), one PGD step (forward + gradient to the input)
  * and one SGD training step, in images/s, for the bench models at 28x28 and
- * 64x64, batch 128. Prints CSV rows: model,size,op,images_per_s.
+ * 64x64, batch 128, and paper 002's mobilenet, densenet and unet (per-pixel
+ * targets) at 64x64 and 128x128, batch 32. Prints CSV rows: model,size,op,images_per_s.
  * usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]] */
 #include <omp.h>
 #include <stdio.h>
@@ -86,42 +87,54 @@ int main(int argc, char **argv) {
     }
   }
   mr_set_threads(threads);
-  const char *models[] = {"cbr-larget", "cnn", "resnet8", "resnet20"};
-  const int sizes[] = {28, 64};
+  /* the classic rows at --batch, then paper 002's families at batch 32 */
+  typedef struct {
+    const char *model;
+    int size, batch;
+  } Row;
+  Row rows[32];
+  int n_rows = 0;
+  const int classic_sizes[2] = {28, 64}, new_sizes[2] = {64, 128};
+  const char *classic[] = {"cbr-larget", "cnn", "resnet8", "resnet20"};
+  const char *paper002[] = {"mobilenet", "densenet", "unet"};
+  for (int s = 0; s < 2; s++)
+    for (int m = 0; m < 4; m++) rows[n_rows++] = (Row){classic[m], classic_sizes[s], batch};
+  for (int s = 0; s < 2; s++)
+    for (int m = 0; m < 3; m++) rows[n_rows++] = (Row){paper002[m], new_sizes[s], 32};
   printf("model,size,op,images_per_s\n");
-  for (size_t s = 0; s < 2; s++) {
-    for (size_t m = 0; m < 4; m++) {
-      if ((only_model[0] && strcmp(only_model, models[m]) != 0) ||
-          (only_size && only_size != sizes[s]))
-        continue;
-      ModelSpec spec = model_spec_default(models[m], 1, sizes[s], sizes[s], 2);
-      MrError err = {0};
-      Net *net = model_build(&spec, 1, &err);
-      if (!net || net_plan(net, batch, &err) != STATUS_OK) {
-        fprintf(stderr, "%s: %s\n", models[m], err.msg);
-        return 1;
-      }
-      const size_t n = (size_t)batch * net_input_size(net);
-      BenchCtx c = {.net = net, .batch = batch};
-      c.x = malloc(sizeof(float) * n), c.dx = malloc(sizeof(float) * n),
-      c.y = malloc(sizeof(int) * batch);
-      c.probs = malloc(sizeof(float) * batch * 2);
-      Rng rng;
-      rng_seed(&rng, 1);
-      for (size_t i = 0; i < n; i++) c.x[i] = rng_uniform(&rng);
-      for (int i = 0; i < batch; i++) c.y[i] = i % 2;
-      Optimizer opt = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f};
-      optim_init(&opt, OPTIM_SGD, net_param_count(net), NULL);
-      c.opt = &opt;
-      for (int op = 0; op < 3; op++) {
-        printf("%s,%d,%s,%.1f\n", models[m], sizes[s], op_names[op],
-               measure(&c, (BenchOp)op, reps));
-        fflush(stdout);
-      }
-      optim_free(&opt);
-      free(c.x), free(c.dx), free(c.y), free(c.probs);
-      net_free(net);
+  for (int r = 0; r < n_rows; r++) {
+    const Row *row = &rows[r];
+    if ((only_model[0] && strcmp(only_model, row->model) != 0) ||
+        (only_size && only_size != row->size))
+      continue;
+    ModelSpec spec = model_spec_default(row->model, 1, row->size, row->size, 2);
+    MrError err = {0};
+    Net *net = model_build(&spec, 1, &err);
+    if (!net || net_plan(net, row->batch, &err) != STATUS_OK) {
+      fprintf(stderr, "%s: %s\n", row->model, err.msg);
+      return 1;
     }
+    const size_t n = (size_t)row->batch * net_input_size(net);
+    const size_t labels = (size_t)row->batch * net_output_pixels(net); /* per image or pixel */
+    BenchCtx c = {.net = net, .batch = row->batch};
+    c.x = malloc(sizeof(float) * n), c.dx = malloc(sizeof(float) * n),
+    c.y = malloc(sizeof(int) * labels);
+    c.probs = malloc(sizeof(float) * labels * 2);
+    Rng rng;
+    rng_seed(&rng, 1);
+    for (size_t i = 0; i < n; i++) c.x[i] = rng_uniform(&rng);
+    for (size_t i = 0; i < labels; i++) c.y[i] = (int)(i % 2);
+    Optimizer opt = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f};
+    optim_init(&opt, OPTIM_SGD, net_param_count(net), NULL);
+    c.opt = &opt;
+    for (int op = 0; op < 3; op++) {
+      printf("%s,%d,%s,%.1f\n", row->model, row->size, op_names[op],
+             measure(&c, (BenchOp)op, reps));
+      fflush(stdout);
+    }
+    optim_free(&opt);
+    free(c.x), free(c.dx), free(c.y), free(c.probs);
+    net_free(net);
   }
   return 0;
 }

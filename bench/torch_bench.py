@@ -34,34 +34,36 @@ def main():
     torch.set_num_threads(threads)
     torch.manual_seed(1)
     print("model,size,op,images_per_s")
-    for size in (28, 64):
-        for arch in ("cbr-larget", "cnn", "resnet8", "resnet20"):
-            if (only_model and arch != only_model) or (only_size and int(only_size) != size):
-                continue
-            model = tm.build(tm.default_spec(arch, 1, size, 2))
-            x = torch.rand(batch, 1, size, size)
-            y = torch.arange(batch) % 2
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    rows = [(a, s, batch) for s in (28, 64) for a in ("cbr-larget", "cnn", "resnet8", "resnet20")]
+    rows += [(a, s, 32) for s in (64, 128) for a in ("mobilenet", "densenet", "unet")]
+    for arch, size, n in rows:
+        if (only_model and arch != only_model) or (only_size and int(only_size) != size):
+            continue
+        model = tm.build(tm.default_spec(arch, 1, size, 2))
+        x = torch.rand(n, 1, size, size)
+        pixels = size * size if arch == "unet" else 1  # per-pixel targets for unet
+        y = (torch.arange(n * pixels) % 2).reshape((n, size, size) if pixels > 1 else (n,))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 
-            def forward():
-                model.eval()
-                with torch.no_grad():
-                    model(x)
+        def forward():
+            model.eval()
+            with torch.no_grad():
+                model(x)
 
-            def pgd_step():
-                model.eval()
-                xa = x.clone().requires_grad_(True)
-                F.cross_entropy(model(xa), y, reduction="sum").backward()
-                return xa.grad
+        def pgd_step():
+            model.eval()
+            xa = x.clone().requires_grad_(True)
+            F.cross_entropy(model(xa), y, reduction="sum").backward()
+            return xa.grad
 
-            def train_step():
-                model.train()
-                opt.zero_grad()
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
+        def train_step():
+            model.train()
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
 
-            for name, fn in (("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step)):
-                print("%s,%d,%s,%.1f" % (arch, size, name, measure(fn, batch, reps)), flush=True)
+        for name, fn in (("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step)):
+            print("%s,%d,%s,%.1f" % (arch, size, name, measure(fn, n, reps)), flush=True)
 
 
 if __name__ == "__main__":
