@@ -43,8 +43,8 @@ tests: $(TEST_BIN) $(BUILD)/medrobust
 test: tests
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(TEST_BIN)
 
-# The quick tier (< 1 min): ops, graphs, model files, data readers.
-QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data)
+# The quick tier (< 1 min): ops, graphs, model files, data readers, the public API.
+QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data test_public_api)
 test-quick: $(QUICK_TESTS) $(BUILD)/medrobust
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(QUICK_TESTS)
 

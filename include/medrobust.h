@@ -135,6 +135,103 @@ void model_spec_copy(ModelSpec *dst, const ModelSpec *src);
 /* Builds and initialises (He-normal convs and dense layers, BN gamma=1 beta=0). */
 Net *model_build(const ModelSpec *spec, uint64_t seed, MrError *err);
 
+/* ---- building a graph by hand ------------------------------------------ */
+
+/* Any graph of these ops: tensor 0 is the (normalised) input and the i-th
+ * layer added writes tensor i. One X(KIND, name) row per op; src/ops/op_<name>.c
+ * defines it (docs/model-files.md lists each op's inputs and attributes).
+ *
+ *   Net *net = net_new(&spec);                         // spec: input, classes, normalisation
+ *   int a = net_add_relu(net, net_add_bn(net, "bn", net_add_conv(net, "c", NET_INPUT, 16, 3, 1, 1,
+ * 1, 0))); int u = net_add_conv_transpose(net, "up", net_add_maxpool(net, a, 2, 2, 0), 16, 2, 2, 0,
+ * 1); net_add_conv(net, "head", net_add_concat(net, (int[]){a, u}, 2), spec.n_classes, 1, 1, 0, 1,
+ * 1); if (net_finish(net, &err) != STATUS_OK) ...          // the first build error, if any
+ *   net_init_params(net, seed);                          // then train, save, attack as any net */
+#define OP_KINDS(X)                        \
+  X(OP_CONV2D, conv2d)                     \
+  X(OP_CONV_TRANSPOSE2D, conv_transpose2d) \
+  X(OP_BATCHNORM2D, batchnorm2d)           \
+  X(OP_RELU, relu)                         \
+  X(OP_MAXPOOL, maxpool2d)                 \
+  X(OP_AVGPOOL, avgpool2d)                 \
+  X(OP_GLOBAL_AVGPOOL, global_avgpool)     \
+  X(OP_FLATTEN, flatten)                   \
+  X(OP_DENSE, dense)                       \
+  X(OP_DROPOUT, dropout)                   \
+  X(OP_ADD, add)                           \
+  X(OP_SHORTCUT_PAD, shortcut_pad)         \
+  X(OP_CONCAT, concat)                     \
+  X(OP_UPSAMPLE, upsample)                 \
+  X(OP_SIGMOID, sigmoid)                   \
+  X(OP_CLIP, clip)                         \
+  X(OP_MUL, mul)                           \
+  X(OP_SUB, sub)                           \
+  X(OP_DIV, div)
+
+typedef enum {
+#define OP_ENUM(kind, sym) kind,
+  OP_KINDS(OP_ENUM)
+#undef OP_ENUM
+      OP_KIND_COUNT
+} OpKind;
+
+#define NET_INPUT 0        /* the input is an ordinary tensor id */
+#define NET_MAX_INPUTS 128 /* inputs of one layer (concat of a long dense block) */
+
+typedef enum { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 1 } UpsampleMode;
+
+/* Every attribute any op reads (each op reads its own: docs/model-files.md).
+ * Spatial pairs are (H, W); pad is top, bottom, left, right. */
+typedef struct {
+  int out_channels, groups, bias;
+  int kernel[2], stride[2], pad[4], dilation[2], output_padding[2];
+  int scale[2]; /* upsampling factor */
+  int mode;     /* upsampling: UpsampleMode */
+  float p;      /* dropout */
+  float eps, momentum;
+  float lo, hi; /* clip */
+  float value;  /* elementwise op with a constant */
+} OpAttrs;
+
+/* groups 1, stride and dilation 1, scale 1, eps 1e-5, momentum 0.1, clip [0, 6] */
+OpAttrs op_attrs_default(void);
+/* An empty net for the spec's input, classes and normalisation. */
+Net *net_new(const ModelSpec *spec);
+/* Appends a layer reading tensors src[0..n_src) and returns its output
+ * tensor id, or -1 after recording the problem in the net's sticky build
+ * error (any later call then does nothing and returns -1). */
+int net_add(Net *net, OpKind kind, const char *name, const int *src, int n_src, const OpAttrs *a);
+/* The common ops with square geometry; name is the PyTorch module path of
+ * layers with parameters. */
+int net_add_conv(Net *net, const char *name, int src, int oc, int k, int stride, int pad,
+                 int groups, int bias);
+int net_add_conv_transpose(Net *net, const char *name, int src, int oc, int k, int stride, int pad,
+                           int bias);
+int net_add_bn(Net *net, const char *name, int src);
+int net_add_relu(Net *net, int src);
+int net_add_maxpool(Net *net, int src, int k, int stride, int pad);
+int net_add_avgpool(Net *net, int src, int k, int stride, int pad);
+int net_add_global_avgpool(Net *net, int src);
+int net_add_flatten(Net *net, int src);
+int net_add_dense(Net *net, const char *name, int src, int out);
+int net_add_dropout(Net *net, int src, float p);
+int net_add_add(Net *net, int a, int b);
+int net_add_shortcut_pad(Net *net, int src, int oc, int stride);
+int net_add_concat(Net *net, const int *srcs, int n);
+int net_add_upsample(Net *net, int src, int scale, UpsampleMode mode);
+/* Tensor t's shape per image into dims (channels first); returns its ndim
+ * (1 flat, 3 for C,H,W), 0 if t does not exist. */
+int net_tensor_dims(const Net *net, int t, int dims[4]);
+/* id of the last layer's output tensor */
+int net_last(const Net *net);
+/* Plans the fusions and allocates the parameters after the last net_add;
+ * returns the first build error, or a problem with the end (it must give
+ * n_classes scores per image or per pixel). */
+Status net_finish(Net *net, MrError *err);
+/* He-normal convolutions, PyTorch-default linear layers, batchnorm gamma 1
+ * beta 0 var 1: each op's init, in layer order from one seeded stream. */
+void net_init_params(Net *net, uint64_t seed);
+
 /* Table of the families, for listings. */
 typedef struct {
   const char *name;

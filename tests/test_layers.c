@@ -342,19 +342,19 @@ static void test_batchnorm_running_stats(void **state) {
 /* ---- elementwise, pooling, dense, shortcut ------------------------------------ */
 
 typedef enum {
-  OP_RELU,
-  OP_MAXPOOL,
-  OP_AVGPOOL,
-  OP_GAP,
-  OP_DENSE,
-  OP_DROPOUT,
-  OP_ADD,
-  OP_ADD_RELU,
-  OP_SHORTCUT
-} OpKind;
+  KERNEL_RELU,
+  KERNEL_MAXPOOL,
+  KERNEL_AVGPOOL,
+  KERNEL_GAP,
+  KERNEL_DENSE,
+  KERNEL_DROPOUT,
+  KERNEL_ADD,
+  KERNEL_ADD_RELU,
+  KERNEL_SHORTCUT
+} KernelKind;
 
 typedef struct {
-  OpKind op;
+  KernelKind op;
   PoolDims pd;
   ShortcutDims sd;
   int B, n_in, n_out;
@@ -367,30 +367,30 @@ static double op_loss(void *p) {
   OpCtx *c = p;
   Rng rng;
   switch (c->op) {
-    case OP_RELU:
+    case KERNEL_RELU:
       relu_forward(c->out, c->inp, c->ni);
       break;
-    case OP_MAXPOOL:
+    case KERNEL_MAXPOOL:
       maxpool2d_forward(c->out, c->argmax, c->inp, c->pd);
       break;
-    case OP_AVGPOOL:
+    case KERNEL_AVGPOOL:
       avgpool2d_forward(c->out, c->inp, c->pd);
       break;
-    case OP_GAP:
+    case KERNEL_GAP:
       global_avgpool_forward(c->out, c->inp, c->pd.B, c->pd.C, c->pd.H * c->pd.W);
       break;
-    case OP_DENSE:
+    case KERNEL_DENSE:
       dense_forward(c->out, c->inp, c->w, c->b, c->B, c->n_in, c->n_out);
       break;
-    case OP_DROPOUT:
+    case KERNEL_DROPOUT:
       rng_seed(&rng, 99); /* the same mask every evaluation */
       dropout_forward(c->out, c->mask, c->inp, c->ni, 0.4f, MODE_TRAIN, &rng);
       break;
-    case OP_ADD:
-    case OP_ADD_RELU:
-      add_forward(c->out, c->inp, c->inp2, c->ni, c->op == OP_ADD_RELU);
+    case KERNEL_ADD:
+    case KERNEL_ADD_RELU:
+      add_forward(c->out, c->inp, c->inp2, c->ni, c->op == KERNEL_ADD_RELU);
       break;
-    case OP_SHORTCUT:
+    case KERNEL_SHORTCUT:
       shortcut_pad_forward(c->out, c->inp, c->sd);
       break;
   }
@@ -399,29 +399,29 @@ static double op_loss(void *p) {
 
 static void op_backward(OpCtx *c, float *dinp, float *dinp2, float *dw, float *db, int acc) {
   switch (c->op) {
-    case OP_RELU:
+    case KERNEL_RELU:
       relu_backward(dinp, acc, c->R, c->out, c->ni);
       break;
-    case OP_MAXPOOL:
+    case KERNEL_MAXPOOL:
       maxpool2d_backward(dinp, acc, c->R, c->argmax, c->pd);
       break;
-    case OP_AVGPOOL:
+    case KERNEL_AVGPOOL:
       avgpool2d_backward(dinp, acc, c->R, c->pd);
       break;
-    case OP_GAP:
+    case KERNEL_GAP:
       global_avgpool_backward(dinp, acc, c->R, c->pd.B, c->pd.C, c->pd.H * c->pd.W);
       break;
-    case OP_DENSE:
+    case KERNEL_DENSE:
       dense_backward(dinp, acc, dw, db, c->R, c->inp, c->w, c->B, c->n_in, c->n_out);
       break;
-    case OP_DROPOUT:
+    case KERNEL_DROPOUT:
       dropout_backward(dinp, acc, c->R, c->mask, c->ni, MODE_TRAIN);
       break;
-    case OP_ADD:
-    case OP_ADD_RELU:
-      add_backward(dinp, acc, dinp2, acc, c->R, c->op == OP_ADD_RELU ? c->out : NULL, c->ni);
+    case KERNEL_ADD:
+    case KERNEL_ADD_RELU:
+      add_backward(dinp, acc, dinp2, acc, c->R, c->op == KERNEL_ADD_RELU ? c->out : NULL, c->ni);
       break;
-    case OP_SHORTCUT:
+    case KERNEL_SHORTCUT:
       shortcut_pad_backward(dinp, acc, c->R, c->sd);
       break;
   }
@@ -435,7 +435,7 @@ static void op_run(OpCtx *c) {
   fill_distinct(c->inp, c->ni, &rng, 4.0f);
   fill_uniform(c->inp2, c->ni, &rng, -1, 1);
   /* fused add+ReLU: a second input of zero keeps the sum (= inp) off the kink */
-  if (c->op == OP_ADD_RELU) memset(c->inp2, 0, sizeof(float) * c->ni);
+  if (c->op == KERNEL_ADD_RELU) memset(c->inp2, 0, sizeof(float) * c->ni);
   fill_uniform(c->R, c->no, &rng, -1, 1);
   size_t nw = (size_t)c->n_in * c->n_out;
   c->w = malloc(4 * (nw ? nw : 1)), c->b = malloc(4 * (c->n_out ? c->n_out : 1));
@@ -451,12 +451,13 @@ static void op_run(OpCtx *c) {
   for (size_t i = 0; i < c->ni; i++) ow[i] = ow2[i] = NAN;
   op_backward(c, ow, ow2, scratch_w, scratch_b, 0);
   assert_true(max_abs_diff(ow, dinp, c->ni) < 1e-6);
-  if (c->op == OP_ADD || c->op == OP_ADD_RELU) assert_true(max_abs_diff(ow2, dinp2, c->ni) < 1e-6);
+  if (c->op == KERNEL_ADD || c->op == KERNEL_ADD_RELU)
+    assert_true(max_abs_diff(ow2, dinp2, c->ni) < 1e-6);
   free(ow), free(ow2), free(scratch_w), free(scratch_b);
   assert_true(gradcheck(op_loss, c, c->inp, dinp, NULL, c->ni, 1e-3f) < TOL_LINEAR);
-  if (c->op == OP_ADD || c->op == OP_ADD_RELU)
+  if (c->op == KERNEL_ADD || c->op == KERNEL_ADD_RELU)
     assert_true(gradcheck(op_loss, c, c->inp2, dinp2, NULL, c->ni, 1e-3f) < TOL_LINEAR);
-  if (c->op == OP_DENSE) {
+  if (c->op == KERNEL_DENSE) {
     assert_true(gradcheck(op_loss, c, c->w, dw, NULL, nw, 1e-2f) < TOL_LINEAR);
     assert_true(gradcheck(op_loss, c, c->b, db, NULL, c->n_out, 1e-2f) < TOL_LINEAR);
   }
@@ -466,11 +467,11 @@ static void op_run(OpCtx *c) {
 
 static void test_relu(void **state) {
   (void)state;
-  OpCtx c = {.op = OP_RELU, .ni = 60, .no = 60};
+  OpCtx c = {.op = KERNEL_RELU, .ni = 60, .no = 60};
   op_run(&c);
 }
 
-static void check_pool(OpKind op, int k, int stride, int pad) {
+static void check_pool(KernelKind op, int k, int stride, int pad) {
   OpCtx c = {.op = op,
              .pd = {.B = 2,
                     .C = 2,
@@ -486,33 +487,33 @@ static void check_pool(OpKind op, int k, int stride, int pad) {
                     .PR = pad}};
   assert_true(pool_dims_finish(&c.pd));
   c.ni = (size_t)2 * 2 * 7 * 6;
-  c.no = op == OP_GAP ? 4 : (size_t)2 * 2 * c.pd.OH * c.pd.OW;
+  c.no = op == KERNEL_GAP ? 4 : (size_t)2 * 2 * c.pd.OH * c.pd.OW;
   op_run(&c);
 }
 
 static void test_maxpool(void **state) {
   (void)state;
-  check_pool(OP_MAXPOOL, 2, 2, 0);
-  check_pool(OP_MAXPOOL, 3, 2, 1);
-  check_pool(OP_MAXPOOL, 3, 1, 1);
+  check_pool(KERNEL_MAXPOOL, 2, 2, 0);
+  check_pool(KERNEL_MAXPOOL, 3, 2, 1);
+  check_pool(KERNEL_MAXPOOL, 3, 1, 1);
 }
 
 static void test_avgpool(void **state) {
   (void)state;
-  check_pool(OP_AVGPOOL, 2, 2, 0);
-  check_pool(OP_AVGPOOL, 3, 2, 1);
-  check_pool(OP_GAP, 1, 1, 0);
+  check_pool(KERNEL_AVGPOOL, 2, 2, 0);
+  check_pool(KERNEL_AVGPOOL, 3, 2, 1);
+  check_pool(KERNEL_GAP, 1, 1, 0);
 }
 
 static void test_dense(void **state) {
   (void)state;
-  OpCtx c = {.op = OP_DENSE, .B = 3, .n_in = 7, .n_out = 4, .ni = 21, .no = 12};
+  OpCtx c = {.op = KERNEL_DENSE, .B = 3, .n_in = 7, .n_out = 4, .ni = 21, .no = 12};
   op_run(&c);
 }
 
 static void test_dropout(void **state) {
   (void)state;
-  OpCtx c = {.op = OP_DROPOUT, .ni = 200, .no = 200};
+  OpCtx c = {.op = KERNEL_DROPOUT, .ni = 200, .no = 200};
   op_run(&c);
   /* eval mode is the identity; train mode drops about p and rescales */
   float x[1000], y[1000], mask[1000];
@@ -532,15 +533,15 @@ static void test_dropout(void **state) {
 
 static void test_add(void **state) {
   (void)state;
-  OpCtx c = {.op = OP_ADD, .ni = 30, .no = 30};
+  OpCtx c = {.op = KERNEL_ADD, .ni = 30, .no = 30};
   op_run(&c);
-  OpCtx r = {.op = OP_ADD_RELU, .ni = 30, .no = 30};
+  OpCtx r = {.op = KERNEL_ADD_RELU, .ni = 30, .no = 30};
   op_run(&r);
 }
 
 static void test_shortcut(void **state) {
   (void)state;
-  OpCtx c = {.op = OP_SHORTCUT,
+  OpCtx c = {.op = KERNEL_SHORTCUT,
              .sd = {.B = 2, .C = 2, .H = 5, .W = 5, .OC = 4, .OH = 3, .OW = 3, .stride = 2}};
   c.ni = 2 * 2 * 25, c.no = 2 * 4 * 9;
   op_run(&c);

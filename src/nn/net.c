@@ -25,6 +25,13 @@ Net *net_new(const ModelSpec *spec) {
 
 int net_last(const Net *net) { return net->n_layers; }
 
+int net_tensor_dims(const Net *net, int t, int dims[4]) {
+  if (t < 0 || t > net->n_layers) return 0;
+  const Shape s = net_tensor_shape(net, t);
+  memcpy(dims, s.d, sizeof(int) * SHAPE_MAX_DIMS);
+  return s.ndim;
+}
+
 Shape net_tensor_shape(const Net *net, int t) {
   if (t == NET_INPUT) return shape_chw(net->spec.in_c, net->spec.in_h, net->spec.in_w);
   return net->layers[t - 1].out_shape;

@@ -2,7 +2,7 @@
  * normalised input, tensor i+1 the output of layer i), a parameter arena in
  * PyTorch state_dict order, and a plan of every buffer for one batch size.
  * What each op kind does lives in its row of the op table (src/ops/, one
- * file per op, listed in ops.h); the net's loops, planner and initialiser
+ * file per op, listed in OP_KINDS in include/medrobust.h); the net's loops, planner and initialiser
  * ask the table and never name a kind. Builders in src/models/ describe a
  * net with the net_add_* calls below. */
 #ifndef MR_NET_H
@@ -10,10 +10,7 @@
 
 #include "../layers/layers.h"
 #include "medrobust.h"
-#include "ops.h"
 
-#define NET_INPUT 0        /* the input is an ordinary tensor id */
-#define NET_MAX_INPUTS 128 /* concat of a long dense block */
 #define NAME_LEN 96
 #define SHAPE_MAX_DIMS 4 /* per image: C, or C,H,W, or C,D,H,W */
 
@@ -39,22 +36,6 @@ static inline Shape shape_flat(int c) {
   Shape s = {1, {c, 0, 0, 0}};
   return s;
 }
-
-typedef enum { UPSAMPLE_NEAREST = 0, UPSAMPLE_BILINEAR = 1 } UpsampleMode;
-
-/* Every attribute any op reads. An op's row lists the ones it uses
- * (ATTR_* bits); only those are written into a model file's graph. Spatial
- * pairs are (H, W); pad is top, bottom, left, right. */
-typedef struct {
-  int out_channels, groups, bias;
-  int kernel[2], stride[2], pad[4], dilation[2], output_padding[2];
-  int scale[2]; /* upsampling factor */
-  int mode;     /* upsampling: UpsampleMode */
-  float p;      /* dropout */
-  float eps, momentum;
-  float lo, hi; /* clip */
-  float value;  /* elementwise op with a constant */
-} OpAttrs;
 
 enum {
   ATTR_OUT_CHANNELS = 1u << 0,
@@ -228,47 +209,15 @@ Conv2dDims conv_dims_between(const Layer *l, Shape in, Shape out, int B);
 int conv_channels_invalid(const Layer *l, char *why, size_t n);
 PoolDims layer_pool_dims(const Layer *l, int B);
 
-/* He-normal convolutions, PyTorch-default linear layers, batchnorm gamma 1
- * beta 0 var 1: each op's init, in layer order from one seeded stream. */
-void net_init_params(Net *net, uint64_t seed);
 /* The loss of the last forward's output (B,K) or (B,K,H,W) against one class
  * per image or per pixel; writes d(loss)/d(logits) into dlogits. per_sample:
  * the sum of each image's own loss (attacks), else the batch mean (training). */
 float net_loss(Net *net, const float *logits, const int *y, const float *class_weights, int batch,
                int per_sample, float *dlogits);
 
-/* ---- building ------------------------------------------------------------ */
+/* ---- building (the calls are public: include/medrobust.h) ----------------- */
 
-/* Each call appends a layer and returns its output tensor id, or -1 after
- * recording the problem in the net's sticky build error (any later call then
- * does nothing and returns -1; net_finish reports the first error). */
-int net_add(Net *net, OpKind kind, const char *name, const int *src, int n_src, const OpAttrs *a);
-OpAttrs op_attrs_default(void);
-
-int net_add_conv(Net *net, const char *name, int src, int oc, int k, int stride, int pad,
-                 int groups, int bias);
-int net_add_conv_transpose(Net *net, const char *name, int src, int oc, int k, int stride, int pad,
-                           int bias);
-int net_add_bn(Net *net, const char *name, int src);
-int net_add_relu(Net *net, int src);
-int net_add_maxpool(Net *net, int src, int k, int stride, int pad);
-int net_add_avgpool(Net *net, int src, int k, int stride, int pad);
-int net_add_global_avgpool(Net *net, int src);
-int net_add_flatten(Net *net, int src);
-int net_add_dense(Net *net, const char *name, int src, int out);
-int net_add_dropout(Net *net, int src, float p);
-int net_add_add(Net *net, int a, int b);
-int net_add_shortcut_pad(Net *net, int src, int oc, int stride);
-int net_add_concat(Net *net, const int *srcs, int n);
-int net_add_upsample(Net *net, int src, int scale, UpsampleMode mode);
-
-Net *net_new(const ModelSpec *spec);
-/* Runs the planner passes and allocates the arenas after the last net_add
- * call; returns the first build error if there was one. */
-Status net_finish(Net *net, MrError *err);
 Shape net_tensor_shape(const Net *net, int t);
-/* id of the last layer's output tensor */
-int net_last(const Net *net);
 
 /* ---- the graph in model files (graph.c) ----------------------------------- */
 

@@ -1,4 +1,4 @@
-/* The op table: one OpDef per kind, in OP_KINDS order (ops.h), each defined
+/* The op table: one OpDef per kind, in OP_KINDS order (medrobust.h), each defined
  * in its own file under src/ops/. */
 #include <string.h>
 
