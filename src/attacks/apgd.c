@@ -5,7 +5,9 @@
  * raised the loss, or when neither the step nor the best loss changed; it
  * then restarts from the best point. Loss: cross-entropy (apgd-ce) or, for
  * apgd-dlr, the DLR loss with 3+ classes and the C&W margin with 2 (DLR is
- * undefined there). Misclassified iterates are kept, as AutoAttack does. */
+ * undefined there). Misclassified iterates are kept, as AutoAttack does.
+ * APGD-CE also runs targeted (the target's cross-entropy descended, success
+ * when the target is reached); targeted DLR (4+ classes) is not implemented. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,11 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
                    float *x_adv) {
   const int B = c->batch, N = o->iters;
   const size_t n = c->per * B;
-  const LossKind loss = o->kind == ATTACK_APGD_CE ? LOSS_CE : c->k >= 3 ? LOSS_DLR : LOSS_MARGIN;
+  /* targeted (APGD-CE only): descend the target's cross-entropy */
+  const LossKind loss = o->kind == ATTACK_APGD_CE
+                            ? (o->target == TARGET_NONE ? LOSS_CE : LOSS_CE_TARGET)
+                        : c->k >= 3 ? LOSS_DLR
+                                    : LOSS_MARGIN;
   float *cur = attack_scratch(c, sizeof(float) * n), *prev = attack_scratch(c, sizeof(float) * n),
         *g = attack_scratch(c, sizeof(float) * n);
   float *xmax = attack_scratch(c, sizeof(float) * n), *gmax = attack_scratch(c, sizeof(float) * n),
@@ -43,14 +49,15 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
       !eta_ckpt || !ups || !done || !labels) {
     return STATUS_ERR_NOMEM;
   }
-  memcpy(labels, y, sizeof(int) * B);
+  attack_labels(c, o, x, y, labels);
   int w[64];
   const int n_ckpt = checkpoints(w, 64, N);
   /* the clean image is the first candidate (x_adv holds it already) */
   attack_loss_grad(c, x, labels, loss, NULL);
   float *best_seen = attack_scratch(c, sizeof(float) * B);
   if (!best_seen) return STATUS_ERR_NOMEM;
-  for (int b = 0; b < B; b++) best_seen[b] = c->loss[b], done[b] = c->pred[b] != y[b];
+  for (int b = 0; b < B; b++)
+    best_seen[b] = c->loss[b], done[b] = attack_succeeded(o, c->pred[b], y[b], labels[b]);
   Rng rng;
   rng_seed(&rng, o->seed);
   for (int r = 0; r < o->restarts; r++) {
@@ -60,15 +67,8 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
       fmax_[b] = f_prev[b] = fmax_ckpt[b] = c->loss[b];
       eta[b] = eta_ckpt[b] = 2.0f * c->eps[b];
       ups[b] = 0;
-      if (!done[b] && c->loss[b] > best_seen[b]) {
-        best_seen[b] = c->loss[b];
-        memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
-      }
-      if (!done[b] && c->pred[b] != y[b]) {
-        memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
-        done[b] = 1;
-      }
     }
+    keep_strongest(c, o, y, labels, cur, x_adv, best_seen, done);
     memcpy(xmax, cur, sizeof(float) * n);
     memcpy(gmax, g, sizeof(float) * n);
     memcpy(prev, cur, sizeof(float) * n);
@@ -96,15 +96,8 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
           memcpy(xmax + c->per * b, cur + c->per * b, sizeof(float) * c->per);
           memcpy(gmax + c->per * b, g + c->per * b, sizeof(float) * c->per);
         }
-        if (!done[b] && c->loss[b] > best_seen[b]) {
-          best_seen[b] = c->loss[b];
-          memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
-        }
-        if (!done[b] && c->pred[b] != y[b]) {
-          memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
-          done[b] = 1;
-        }
       }
+      keep_strongest(c, o, y, labels, cur, x_adv, best_seen, done);
       if (next_ckpt < n_ckpt && k + 1 == w[next_ckpt]) {
         const int since = w[next_ckpt] - w[next_ckpt - 1];
         for (int b = 0; b < B; b++) {

@@ -26,7 +26,7 @@ static const AttackEntry attacks[ATTACK_COUNT] = {
     [ATTACK_DEEPFOOL] = {"deepfool", attack_deepfool, 0, LI | L2},
     [ATTACK_CW] = {"cw", attack_cw, 0, T_ | LI | L2},
     [ATTACK_SQUARE] = {"square", attack_square, 1, T_ | LI},
-    [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1, LI | L2},
+    [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1, T_ | LI | L2},
     [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1, LI | L2},
     [ATTACK_STANDARD] = {"standard", attack_standard, 1, LI | L2},
     [ATTACK_JSMA] = {"jsma", attack_jsma, 0, T_ | LI | L2},
@@ -271,7 +271,7 @@ Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y
   if (o->target != TARGET_NONE && !(can & ATTACK_SUPPORTS_TARGETED))
     return mr_error_set(err, STATUS_ERR_ARG,
                         "%s: no targeted version is implemented (drop --target, or use pgd, "
-                        "fgsm, bim, mifgsm, cw, square or jsma)",
+                        "fgsm, bim, mifgsm, apgd-ce, cw, square or jsma)",
                         attack_name(o->kind));
   if (!(can & (o->norm == NORM_LINF ? ATTACK_SUPPORTS_LINF : ATTACK_SUPPORTS_L2)))
     return mr_error_set(err, STATUS_ERR_ARG, "%s: only the %s version is implemented",
