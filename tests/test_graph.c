@@ -123,6 +123,7 @@ static void build_conv_geometry(Net *net) {
   t = net_add_relu(net, net_add_bn(net, "bn", t));
   a = op_attrs_default();
   a.kernel[0] = 2, a.kernel[1] = 3, a.stride[0] = 1, a.stride[1] = 2, a.pad[2] = 1;
+  a.dilation[0] = 2; /* nn.MaxPool2d(dilation=(2, 1)) */
   t = net_add(net, OP_MAXPOOL, "", &t, 1, &a);
   t = net_add_conv(net, "dw", t, 4, 3, 1, 1, 4, 1); /* depthwise */
   net_add_conv(net, "head", t, 3, 1, 1, 0, 1, 1);

@@ -471,7 +471,7 @@ static void test_relu(void **state) {
   op_run(&c);
 }
 
-static void check_pool(KernelKind op, int k, int stride, int pad) {
+static void check_pool_dilated(KernelKind op, int k, int stride, int pad, int dil) {
   OpCtx c = {.op = op,
              .pd = {.B = 2,
                     .C = 2,
@@ -484,11 +484,81 @@ static void check_pool(KernelKind op, int k, int stride, int pad) {
                     .PT = pad,
                     .PB = pad,
                     .PL = pad,
-                    .PR = pad}};
+                    .PR = pad,
+                    .DH = dil,
+                    .DW = dil}};
   assert_true(pool_dims_finish(&c.pd));
   c.ni = (size_t)2 * 2 * 7 * 6;
   c.no = op == KERNEL_GAP ? 4 : (size_t)2 * 2 * c.pd.OH * c.pd.OW;
   op_run(&c);
+}
+
+static void check_pool(KernelKind op, int k, int stride, int pad) {
+  check_pool_dilated(op, k, stride, pad, 1);
+}
+
+/* nn.MaxPool2d(k, stride, pad, dilation) by its definition: the max over
+ * the taps inside the image, planar and channels-last alike */
+static void test_maxpool_dilated_oracle(void **state) {
+  (void)state;
+  PoolDims d = {.B = 2,
+                .C = 3,
+                .H = 9,
+                .W = 8,
+                .KH = 3,
+                .KW = 2,
+                .SH = 2,
+                .SW = 1,
+                .PT = 1,
+                .PB = 1,
+                .PL = 1,
+                .PR = 0,
+                .DH = 2,
+                .DW = 3};
+  assert_true(pool_dims_finish(&d));
+  assert_int_equal(d.OH, (9 + 2 - 2 * 2 - 1) / 2 + 1);
+  assert_int_equal(d.OW, (8 + 1 - 3 * 1 - 1) / 1 + 1);
+  const size_t ni = (size_t)2 * 3 * 9 * 8, no = (size_t)2 * 3 * d.OH * d.OW;
+  float *x = malloc(4 * ni), *y = malloc(4 * no), *xl = malloc(4 * ni), *yl = malloc(4 * no),
+        *back = malloc(4 * no);
+  int32_t *am = malloc(4 * no);
+  Rng rng;
+  rng_seed(&rng, 31);
+  fill_distinct(x, ni, &rng, 2.0f);
+  maxpool2d_forward(y, am, x, d);
+  for (int p = 0; p < 2 * 3; p++)
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        float best = -INFINITY;
+        for (int kh = 0; kh < d.KH; kh++)
+          for (int kw = 0; kw < d.KW; kw++) {
+            const int ih = oh * d.SH - d.PT + kh * d.DH, iw = ow * d.SW - d.PL + kw * d.DW;
+            if (ih >= 0 && ih < d.H && iw >= 0 && iw < d.W)
+              best = fmaxf(best, x[(size_t)p * 72 + ih * 8 + iw]);
+          }
+        assert_true(y[((size_t)p * d.OH + oh) * d.OW + ow] == best);
+      }
+  nchw_to_nhwc(xl, 0, x, 2, 3, 72);
+  maxpool2d_forward_nhwc(yl, am, xl, d);
+  nhwc_to_nchw(back, 0, yl, 2, 3, d.OH * d.OW);
+  assert_memory_equal(back, y, 4 * no);
+  /* a window that would see only padding is refused */
+  PoolDims bad = {.B = 1,
+                  .C = 1,
+                  .H = 2,
+                  .W = 2,
+                  .KH = 2,
+                  .KW = 2,
+                  .SH = 1,
+                  .SW = 1,
+                  .PT = 1,
+                  .PB = 1,
+                  .PL = 1,
+                  .PR = 1,
+                  .DH = 3,
+                  .DW = 3};
+  assert_false(pool_dims_finish(&bad));
+  free(x), free(y), free(xl), free(yl), free(back), free(am);
 }
 
 static void test_maxpool(void **state) {
@@ -496,6 +566,8 @@ static void test_maxpool(void **state) {
   check_pool(KERNEL_MAXPOOL, 2, 2, 0);
   check_pool(KERNEL_MAXPOOL, 3, 2, 1);
   check_pool(KERNEL_MAXPOOL, 3, 1, 1);
+  check_pool_dilated(KERNEL_MAXPOOL, 2, 1, 1, 2);
+  check_pool_dilated(KERNEL_MAXPOOL, 3, 2, 1, 2);
 }
 
 static void test_avgpool(void **state) {
@@ -720,12 +792,19 @@ static void test_softmax_xent(void **state) {
 int main(void) {
   mr_set_threads(2);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_conv2d),         cmocka_unit_test(test_batchnorm_train),
-      cmocka_unit_test(test_batchnorm_eval), cmocka_unit_test(test_batchnorm_running_stats),
-      cmocka_unit_test(test_relu),           cmocka_unit_test(test_maxpool),
-      cmocka_unit_test(test_avgpool),        cmocka_unit_test(test_dense),
-      cmocka_unit_test(test_dropout),        cmocka_unit_test(test_add),
-      cmocka_unit_test(test_shortcut),       cmocka_unit_test(test_channels_last),
+      cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_batchnorm_train),
+      cmocka_unit_test(test_batchnorm_eval),
+      cmocka_unit_test(test_batchnorm_running_stats),
+      cmocka_unit_test(test_relu),
+      cmocka_unit_test(test_maxpool),
+      cmocka_unit_test(test_avgpool),
+      cmocka_unit_test(test_maxpool_dilated_oracle),
+      cmocka_unit_test(test_dense),
+      cmocka_unit_test(test_dropout),
+      cmocka_unit_test(test_add),
+      cmocka_unit_test(test_shortcut),
+      cmocka_unit_test(test_channels_last),
       cmocka_unit_test(test_softmax_xent),
   };
   return cmocka_run_group_tests_name("layers", tests, NULL, NULL);

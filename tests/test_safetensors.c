@@ -246,6 +246,16 @@ static void test_rejects_bad_files(void **state) {
   expect_rejected(bad, "\"kernel\" needs 2 integers");
   rewrite_graph_at(good, bad, 0, "name", "\"renamed\"", NULL);
   expect_rejected(bad, "unexpected tensor 'conv1.weight'");
+  /* a stride of 0 runs as the 1 it was completed to, never as 0 */
+  rewrite_graph_at(good, bad, 0, "stride", "[0,0]", NULL);
+  Net *zero_stride = safetensors_load_net(bad, &lerr);
+  assert_non_null(zero_stride);
+  float *xs = calloc(28 * 28, sizeof(float)), p1[3], p2[3];
+  net_predict(zero_stride, xs, 1, p1);
+  net_predict(net, xs, 1, p2);
+  assert_true(fabsf(p1[0] - p2[0]) < 1e-6f);
+  free(xs);
+  net_free(zero_stride);
   rewrite_graph_at(good, bad, 0, "out_channels", "1e9", NULL);
   expect_rejected(bad, "is not an integer");
 

@@ -147,6 +147,7 @@ typedef struct {
   int OH, OW;
   int KH, KW, SH, SW; /* window and stride */
   int PT, PB, PL, PR; /* padding: top, bottom, left, right */
+  int DH, DW;         /* dilation (max pooling only; 1 = dense window) */
 } PoolDims;
 
 int pool_dims_finish(PoolDims *d);

@@ -1,30 +1,48 @@
-/* Pooling: max (with argmax for backward), average (count_include_pad) and
- * global average. Parallel over (image, channel) planes. */
+/* Pooling: max (with argmax for backward; dilation per axis, as
+ * nn.MaxPool2d), average (count_include_pad; no dilation, as nn.AvgPool2d)
+ * and global average. Parallel over (image, channel) planes. */
 #include <float.h>
 #include <string.h>
 
 #include "layers.h"
 
-/* PyTorch's rule: no side pads more than half the window, so every window
- * covers at least one pixel. Unset strides (0) default to the kernel. */
+/* The input rows (or columns) under output position o along one axis: taps
+ * lo, lo + dil, ... below hi, the window clipped to the image (padding
+ * contributes nothing). */
+static void window_span(int o, int size, int stride, int pad, int k, int dil, int *lo, int *hi) {
+  const int start = o * stride - pad;
+  const int first = start < 0 ? (-start + dil - 1) / dil : 0; /* first tap inside */
+  int last = k - 1;
+  if (start + last * dil > size - 1) last = start > size - 1 ? -1 : (size - 1 - start) / dil;
+  *lo = start + first * dil;
+  *hi = last >= first ? start + last * dil + 1 : *lo;
+}
+
+/* PyTorch's rule: no side pads more than half the window. Unset strides (0)
+ * default to the kernel, unset dilation to 1. Every window must reach the
+ * image, so a max is always defined. */
 int pool_dims_finish(PoolDims *d) {
   if (d->SH < 1) d->SH = d->KH;
   if (d->SW < 1) d->SW = d->KW;
+  if (d->DH < 1) d->DH = 1;
+  if (d->DW < 1) d->DW = 1;
+  const int span_h = d->DH * (d->KH - 1) + 1, span_w = d->DW * (d->KW - 1) + 1;
   if (d->KH < 1 || d->KW < 1 || d->SH < 1 || d->SW < 1 || d->PT < 0 || d->PB < 0 || d->PL < 0 ||
       d->PR < 0 || 2 * d->PT > d->KH || 2 * d->PB > d->KH || 2 * d->PL > d->KW ||
-      2 * d->PR > d->KW || d->H + d->PT + d->PB < d->KH || d->W + d->PL + d->PR < d->KW)
+      2 * d->PR > d->KW || d->H + d->PT + d->PB < span_h || d->W + d->PL + d->PR < span_w)
     return 0;
-  d->OH = (d->H + d->PT + d->PB - d->KH) / d->SH + 1;
-  d->OW = (d->W + d->PL + d->PR - d->KW) / d->SW + 1;
+  d->OH = (d->H + d->PT + d->PB - span_h) / d->SH + 1;
+  d->OW = (d->W + d->PL + d->PR - span_w) / d->SW + 1;
+  int lo, hi;
+  for (int o = 0; o < d->OH; o++) {
+    window_span(o, d->H, d->SH, d->PT, d->KH, d->DH, &lo, &hi);
+    if (lo >= hi) return 0;
+  }
+  for (int o = 0; o < d->OW; o++) {
+    window_span(o, d->W, d->SW, d->PL, d->KW, d->DW, &lo, &hi);
+    if (lo >= hi) return 0;
+  }
   return 1;
-}
-
-/* The input rows (or columns) [*lo, *hi) under output position o along one
- * axis: the window clipped to the image, since padding contributes nothing. */
-static void window_span(int o, int size, int stride, int pad, int k, int *lo, int *hi) {
-  const int start = o * stride - pad;
-  *lo = start < 0 ? 0 : start;
-  *hi = start + k < size ? start + k : size;
 }
 
 void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d) {
@@ -39,10 +57,10 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d
         float best = -FLT_MAX;
         int32_t best_i = -1;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
-        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
-        for (int ih = h0; ih < h1; ih++) {
-          for (int iw = w0; iw < w1; iw++) {
+        window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
+        for (int ih = h0; ih < h1; ih += d.DH) {
+          for (int iw = w0; iw < w1; iw += d.DW) {
             const float v = x[ih * d.W + iw];
             if (best_i < 0 || v > best) {
               best = v;
@@ -80,10 +98,10 @@ void avgpool2d_forward(float *out, const float *inp, PoolDims d) {
       for (int ow = 0; ow < d.OW; ow++) {
         float s = 0.0f;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
-        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
-        for (int ih = h0; ih < h1; ih++) {
-          for (int iw = w0; iw < w1; iw++) {
+        window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
+        for (int ih = h0; ih < h1; ih += d.DH) {
+          for (int iw = w0; iw < w1; iw += d.DW) {
             s += x[ih * d.W + iw];
           }
         }
@@ -104,10 +122,10 @@ void avgpool2d_backward(float *dinp, int accumulate, const float *dout, PoolDims
       for (int ow = 0; ow < d.OW; ow++) {
         const float g = dy[oh * d.OW + ow] * inv;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
-        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
-        for (int ih = h0; ih < h1; ih++) {
-          for (int iw = w0; iw < w1; iw++) {
+        window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
+        for (int ih = h0; ih < h1; ih += d.DH) {
+          for (int iw = w0; iw < w1; iw += d.DW) {
             dx[ih * d.W + iw] += g;
           }
         }
@@ -150,10 +168,10 @@ void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolD
         int32_t *am = argmax + o;
         for (int c = 0; c < C; c++) y[c] = -FLT_MAX, am[c] = -1;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
-        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
-        for (int ih = h0; ih < h1; ih++) {
-          for (int iw = w0; iw < w1; iw++) {
+        window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
+        for (int ih = h0; ih < h1; ih += d.DH) {
+          for (int iw = w0; iw < w1; iw += d.DW) {
             const int32_t at = ih * d.W + iw;
             const float *v = x + (size_t)at * C;
             for (int c = 0; c < C; c++)
@@ -190,10 +208,10 @@ void avgpool2d_forward_nhwc(float *out, const float *inp, PoolDims d) {
         float *y = out + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
         for (int c = 0; c < C; c++) y[c] = 0.0f;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
-        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
-        for (int ih = h0; ih < h1; ih++) {
-          for (int iw = w0; iw < w1; iw++) {
+        window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
+        for (int ih = h0; ih < h1; ih += d.DH) {
+          for (int iw = w0; iw < w1; iw += d.DW) {
             const float *v = x + ((size_t)ih * d.W + iw) * C;
             for (int c = 0; c < C; c++) y[c] += v[c];
           }
@@ -215,10 +233,10 @@ void avgpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, Poo
       for (int ow = 0; ow < d.OW; ow++) {
         const float *dy = dout + (((size_t)b * d.OH + oh) * d.OW + ow) * C;
         int h0, h1, w0, w1;
-        window_span(oh, d.H, d.SH, d.PT, d.KH, &h0, &h1);
-        window_span(ow, d.W, d.SW, d.PL, d.KW, &w0, &w1);
-        for (int ih = h0; ih < h1; ih++) {
-          for (int iw = w0; iw < w1; iw++) {
+        window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
+        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
+        for (int ih = h0; ih < h1; ih += d.DH) {
+          for (int iw = w0; iw < w1; iw += d.DW) {
             float *g = dx + ((size_t)ih * d.W + iw) * C;
             for (int c = 0; c < C; c++) g[c] += dy[c] * inv;
           }

@@ -279,7 +279,9 @@ PoolDims layer_pool_dims(const Layer *l, int B) {
                 .PT = l->a.pad[0],
                 .PB = l->a.pad[1],
                 .PL = l->a.pad[2],
-                .PR = l->a.pad[3]};
+                .PR = l->a.pad[3],
+                .DH = l->a.dilation[0],
+                .DW = l->a.dilation[1]};
   return d;
 }
 

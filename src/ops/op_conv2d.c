@@ -21,6 +21,8 @@ static int conv_infer(Net *net, Layer *l, char *why, size_t n) {
                     a->dilation[1], a->pad[0], a->pad[1], a->pad[2], a->pad[3], d.H, d.W),
            1;
   l->out_shape = shape_chw(oc, d.OH, d.OW);
+  /* the geometry completed (0 strides and dilations are 1) is what runs */
+  l->a.stride[0] = d.SH, l->a.stride[1] = d.SW, l->a.dilation[0] = d.DH, l->a.dilation[1] = d.DW;
   const int64_t wshape[4] = {oc, C / g, d.KH, d.KW}, bshape[1] = {oc};
   net_param(net, l, SLOT_WEIGHT, "weight", 4, wshape);
   if (a->bias) net_param(net, l, SLOT_BIAS, "bias", 1, bshape);

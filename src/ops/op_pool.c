@@ -10,15 +10,20 @@ static int pool_infer(Net *net, Layer *l, char *why, size_t n) {
   const OpAttrs *a = &l->a;
   if (l->in_shape.ndim != 3)
     return snprintf(why, n, "needs a (C,H,W) input, got %d-D", l->in_shape.ndim), 1;
+  if (l->kind == OP_AVGPOOL && (a->dilation[0] != 1 || a->dilation[1] != 1))
+    return snprintf(why, n, "average pooling has no dilation (nn.AvgPool2d)"), 1;
   PoolDims d = layer_pool_dims(l, 1);
   if (!pool_dims_finish(&d))
     return snprintf(why, n,
-                    "pool %dx%d stride %dx%d pad %d,%d,%d,%d does not fit a %dx%d input (no side "
-                    "may pad more than half the window)",
-                    a->kernel[0], a->kernel[1], a->stride[0], a->stride[1], a->pad[0], a->pad[1],
-                    a->pad[2], a->pad[3], d.H, d.W),
+                    "pool %dx%d stride %dx%d dilation %dx%d pad %d,%d,%d,%d does not fit a %dx%d "
+                    "input (no side may pad more than half the window; every window must reach "
+                    "the image)",
+                    a->kernel[0], a->kernel[1], a->stride[0], a->stride[1], a->dilation[0],
+                    a->dilation[1], a->pad[0], a->pad[1], a->pad[2], a->pad[3], d.H, d.W),
            1;
   l->out_shape = shape_chw(d.C, d.OH, d.OW);
+  /* the geometry completed (0 strides are the window, 0 dilations 1) is what runs */
+  l->a.stride[0] = d.SH, l->a.stride[1] = d.SW, l->a.dilation[0] = d.DH, l->a.dilation[1] = d.DW;
   return 0;
 }
 
@@ -51,7 +56,7 @@ const OpDef op_maxpool2d = {
     .name = "maxpool2d",
     .min_inputs = 1,
     .max_inputs = 1,
-    .attrs = ATTR_KERNEL | ATTR_STRIDE | ATTR_PAD,
+    .attrs = ATTR_KERNEL | ATTR_STRIDE | ATTR_PAD | ATTR_DILATION,
     .channels_last = 1,
     .infer = pool_infer,
     .saved_floats = maxpool_saved,
