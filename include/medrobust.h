@@ -253,6 +253,10 @@ int net_input_size(const Net *net); /* C*H*W */
 /* H*W of the output: 1 for a classifier (B,K), else a (B,K,H,W) score map
  * whose target is one class per pixel (B,H,W). */
 int net_output_pixels(const Net *net);
+/* STATUS_OK for a per-image classifier; an error naming the model for a
+ * per-pixel one, which every dataset-level call (one label per image:
+ * training on a DataSplits, prediction and metrics over a Dataset) refuses. */
+Status net_require_per_image(const Net *net, MrError *err);
 
 /* The graph, for listings: layer i (0-based) reads tensors `inputs` (0 is
  * the input, i+1 the output of layer i) and makes a tensor of out[0..ndim). */

@@ -61,6 +61,10 @@ static void test_usage_errors(void **state) {
   expect(2, "unknown option '--bogus'", "models --bogus");
   expect(2, "--epochs expects", "train --epochs many --data x --out y");
   expect(2, "--data and --out are required", "train --epochs 3");
+  expect(2, "--block-layers '2,x'", "train --model densenet --block-layers 2,x --data x --out y");
+  expect(2, "--decoder-up must be one of",
+         "train --model unet --decoder-up sideways --data x --out y");
+  expect(2, "usage: medrobust info", "info");
   expect(2, "unknown model 'vgg99'", "train --data x --out y --model vgg99");
   expect(2, "--optim must be one of", "train --data x --out y --optim rmsprop");
   expect(2, "--split must be", "evaluate --model m --data d --split everything");
@@ -92,6 +96,29 @@ static void test_runtime_errors(void **state) {
   expect(1, "too short for a safetensors file", args);
   snprintf(args, sizeof args, "train --data %s --out %s/m.safetensors", path, dir);
   expect(1, "expected a .npz file", args);
+
+  /* a model file that lies about its graph: exit 1 naming the file, the op and the problem */
+  MrError err = {0};
+  ModelSpec spec = model_spec_default("resnet8", 1, 28, 28, 2);
+  Net *net = model_build(&spec, 1, &err);
+  model_spec_free(&spec);
+  assert_non_null(net);
+  snprintf(path, sizeof path, "%s/lying.safetensors", dir);
+  assert_int_equal(safetensors_save_net(net, path, &err), STATUS_OK);
+  net_free(net);
+  FILE *m = fopen(path, "r+b");
+  static char bytes[1 << 20];
+  const size_t n = fread(bytes, 1, sizeof bytes, m);
+  char *op = memmem(bytes, n, "conv2d\\\"", 8); /* the first op's kind, inside the escaped graph */
+  assert_non_null(op);
+  memcpy(op, "warp2d", 6);
+  rewind(m);
+  assert_int_equal(fwrite(bytes, 1, n, m), n);
+  fclose(m);
+  snprintf(args, sizeof args, "info %s", path);
+  expect(1, "graph op 0: unknown op \"warp2d\"", args);
+  snprintf(args, sizeof args, "evaluate --model %s --data x.npz", path);
+  expect(1, "lying.safetensors: graph op 0", args);
 
   /* a report from JSON of the wrong shape renders what it can, never crashes */
   static const char *const odd[][2] = {

@@ -108,6 +108,11 @@ static void test_hand_built_segmentation(void **state) {
   AttackOptions o = attack_options_default(ATTACK_PGD);
   assert_int_equal(attack_run(back, &o, xt, yt, 4, x, &err), STATUS_ERR_ARG);
   assert_non_null(strstr(err.msg, "per pixel"));
+  /* so do the dataset-level calls that take one label per image */
+  Dataset ds = {.n = 4, .c = 1, .h = S, .w = S, .images = xt, .labels = yt};
+  float probs[4 * 2];
+  assert_int_equal(net_predict_dataset(back, &ds, 4, probs, &err), STATUS_ERR_ARG);
+  assert_non_null(strstr(err.msg, "my-unet answers per pixel"));
   net_free(back);
   remove_dir(dir);
   free(o1), free(x), free(xt), free(y), free(yt);

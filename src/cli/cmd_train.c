@@ -21,13 +21,43 @@ static int parse_choice(const char *cmd, const char *opt, const char *text,
 }
 
 /* A new model of the family, normalised by the training images' statistics. */
-static Net *build_model(const char *arch, const DataSplits *data, float width, int depth, int base,
-                        int kernel, float dropout, uint64_t seed, MrError *err) {
+/* The architecture options a user set (0: the family's default). */
+typedef struct {
+  float width, dropout;
+  int depth, base, kernel, growth, decoder_up;
+  const char *block_layers;
+} ArchOptions;
+
+static Status arch_options_apply(ModelSpec *ms, const ArchOptions *a, MrError *err) {
+  ms->width = a->width, ms->dropout = a->dropout;
+  if (a->depth) ms->depth = a->depth;
+  if (a->base) ms->base = a->base;
+  if (a->kernel) ms->kernel = a->kernel;
+  if (a->growth) ms->growth = a->growth;
+  if (a->decoder_up) ms->decoder_up = a->decoder_up - 1;
+  if (a->block_layers) {
+    int n = 0, v[5] = {0}, used = 0;
+    const char *p = a->block_layers;
+    while (n < 5 && sscanf(p, "%d%n", &v[n], &used) == 1 && v[n] >= 1 && v[n] < NET_MAX_INPUTS) {
+      n++, p += used;
+      if (*p != ',') break;
+      p++;
+    }
+    if (n < 1 || n > 4 || *p)
+      return mr_error_set(err, STATUS_ERR_ARG,
+                          "--block-layers '%s': 1 to 4 comma-separated counts, each 1..%d",
+                          a->block_layers, NET_MAX_INPUTS - 1);
+    for (int i = 0; i < 4; i++) ms->block_layers[i] = i < n ? v[i] : 0;
+  }
+  return STATUS_OK;
+}
+
+static Net *build_model(const char *arch, const DataSplits *data, const ArchOptions *a,
+                        uint64_t seed, MrError *err) {
   const Dataset *tr = &data->split[SPLIT_TRAIN];
   ModelSpec ms =
       model_spec_default(arch, tr->c, tr->h, tr->w, data->n_classes < 2 ? 2 : data->n_classes);
-  ms.width = width, ms.depth = depth, ms.base = base, ms.kernel = kernel, ms.dropout = dropout;
-  if (strcmp(arch, "cbr-larget") == 0 && base == 16 && kernel == 3) ms.base = 32, ms.kernel = 7;
+  if (arch_options_apply(&ms, a, err) != STATUS_OK) return NULL;
   /* normalisation from the training images, inside the model */
   const size_t plane = (size_t)tr->h * tr->w;
   for (int c = 0; c < tr->c; c++) {
@@ -54,8 +84,9 @@ int cmd_train(int argc, char **argv) {
              *balance = "none";
   const char *checkpoint = NULL, *adv = "none", *adv_norm = "linf", *adv_bn = "eval";
   const char *init = NULL;
-  int no_augment = 0, quiet = 0, depth = 5, base = 16, kernel = 3, size = 0, channels = 0;
-  float width = 1.0f, dropout = 0.0f;
+  int no_augment = 0, quiet = 0, size = 0, channels = 0;
+  ArchOptions arch_opt = {.width = 1.0f};
+  const char *decoder_up = NULL;
   const CliOption options[] = {
       {"--data", OPT_STRING, &data_path, 0, 0, " D",
        ".npz, image folder, IDX folder or fashion-mnist (required)"},
@@ -81,11 +112,19 @@ int cmd_train(int argc, char **argv) {
       {"--size", OPT_INT, &size, 0, 1024, " N",
        "resize images to NxN (0: as stored; image folders 64)"},
       {"--channels", OPT_INT, &channels, 0, 3, " C", "1 or 3 (0: as stored; image folders 1)"},
-      {"--width", OPT_FLOAT, &width, 0.01, 16, " W", "channel multiplier"},
-      {"--depth", OPT_INT, &depth, 1, 12, " N", "cnn: conv blocks"},
-      {"--base", OPT_INT, &base, 1, 1024, " N", "cnn: channels of the first block"},
-      {"--kernel", OPT_INT, &kernel, 1, 11, " K", "cnn: kernel size"},
-      {"--dropout", OPT_FLOAT, &dropout, 0, 0.95, " P", "dropout before the classifier"},
+      {"--width", OPT_FLOAT, &arch_opt.width, 0.01, 16, " W", "channel multiplier"},
+      {"--depth", OPT_INT, &arch_opt.depth, 1, 12, " N",
+       "cnn: conv blocks; unet/segnet/fc-densenet: levels (0: the family's default)"},
+      {"--base", OPT_INT, &arch_opt.base, 1, 1024, " N",
+       "cnn/unet/segnet: channels of the first block; fc-densenet: of the first conv"},
+      {"--kernel", OPT_INT, &arch_opt.kernel, 1, 11, " K", "cnn: kernel size"},
+      {"--growth", OPT_INT, &arch_opt.growth, 1, 512, " G",
+       "densenet/fc-densenet: channels each dense layer adds"},
+      {"--block-layers", OPT_STRING, &arch_opt.block_layers, 0, 0, " L1,L2,..",
+       "densenet: layers per dense block (fc-densenet: the first)"},
+      {"--decoder-up", OPT_STRING, &decoder_up, 0, 0, " transposed|bilinear",
+       "unet/segnet/fc-densenet: how the decoder upsamples"},
+      {"--dropout", OPT_FLOAT, &arch_opt.dropout, 0, 0.95, " P", "dropout before the classifier"},
       {"--checkpoint", OPT_STRING, &checkpoint, 0, 0, " F",
        "per-epoch checkpoint (default OUT.ckpt)"},
       {"--resume", OPT_FLAG, &o.resume, 0, 0, NULL,
@@ -158,6 +197,16 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "medrobust train: unknown model '%s' (see 'medrobust models')\n", arch);
     return EXIT_USAGE;
   }
+  if (decoder_up) {
+    static const char *const ups[] = {"transposed", "bilinear"};
+    if (!parse_choice("train", "--decoder-up", decoder_up, ups, 2, &choice)) return EXIT_USAGE;
+    arch_opt.decoder_up = choice + 1;
+  }
+  MrError arch_err = {0};
+  if (arch_options_apply(&probe, &arch_opt, &arch_err) != STATUS_OK) {
+    fprintf(stderr, "medrobust train: %s\n", arch_err.msg);
+    return EXIT_USAGE;
+  }
   char ckpt[4096];
   snprintf(ckpt, sizeof ckpt, "%s.ckpt", o.out);
   o.checkpoint = checkpoint ? checkpoint : ckpt;
@@ -176,7 +225,7 @@ int cmd_train(int argc, char **argv) {
       fprintf(stderr, "medrobust: %s\n", err.msg);
       return EXIT_RUNTIME;
     }
-    net = build_model(arch, data, width, depth, base, kernel, dropout, o.seed, &err);
+    net = build_model(arch, data, &arch_opt, o.seed, &err);
     if (!net) {
       fprintf(stderr, "medrobust: %s\n", err.msg);
       data_free(data);

@@ -80,6 +80,7 @@ void metrics_free(Metrics *m) {
 
 Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, MrError *err) {
   const ModelSpec *spec = net_spec(net);
+  if (net_require_per_image(net, err) != STATUS_OK) return STATUS_ERR_ARG;
   if (d->c != spec->in_c || d->h != spec->in_h || d->w != spec->in_w)
     return mr_error_set(err, STATUS_ERR_SHAPE, "data is %dx%dx%d but the model takes %dx%dx%d",
                         d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
@@ -96,6 +97,7 @@ Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, 
 
 Status data_match_model(DataSplits *d, const Net *net, MrError *err) {
   const ModelSpec *spec = net_spec(net);
+  if (net_require_per_image(net, err) != STATUS_OK) return STATUS_ERR_ARG;
   for (int s = 0; s < SPLIT_COUNT; s++) {
     Dataset *ds = &d->split[s];
     if ((ds->h != spec->in_h || ds->w != spec->in_w) &&

@@ -495,6 +495,14 @@ int net_output_pixels(const Net *net) {
   const Shape s = net_tensor_shape(net, net_last(net));
   return shape_h(s) * shape_w(s);
 }
+Status net_require_per_image(const Net *net, MrError *err) {
+  if (net_output_pixels(net) == 1) return STATUS_OK;
+  return mr_error_set(err, STATUS_ERR_ARG,
+                      "%s answers per pixel (segmentation); this takes one label per image "
+                      "(per-pixel data sets are not supported yet: train it through "
+                      "net_train_step_grads with one label per pixel)",
+                      net->spec.arch);
+}
 float *net_params(Net *net) { return net->params; }
 Rng *net_rng(Net *net) { return &net->rng; }
 void net_set_input_quantization(Net *net, int levels) {

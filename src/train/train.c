@@ -286,6 +286,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   const Dataset *train = &data->split[SPLIT_TRAIN], *val = &data->split[SPLIT_VAL];
   const ModelSpec *spec = net_spec(net);
   const int k = spec->n_classes, B = o->batch;
+  if (net_require_per_image(net, err) != STATUS_OK) return STATUS_ERR_ARG;
   if (train->c != spec->in_c || train->h != spec->in_h || train->w != spec->in_w)
     return mr_error_set(err, STATUS_ERR_SHAPE,
                         "training images are %dx%dx%d, the model takes %dx%dx%d", train->c,
