@@ -194,16 +194,6 @@ class ResNet50(nn.Module):
         return self.fc(self.drop(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)))
 
 
-class ConvBnRelu(nn.Sequential):
-    """conv (no bias) -> bn -> relu under the given names"""
-
-    def __init__(self, names, cin, cout, k, stride=1, groups=1):
-        super().__init__()
-        self.add_module(names[0], nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False))
-        self.add_module(names[1], nn.BatchNorm2d(cout))
-        self.add_module("relu", nn.ReLU())
-
-
 MOBILENET_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1),
                     (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1)]
 

@@ -554,6 +554,22 @@ static int net_output_transposed(const Net *net) {
  * oneDNN's reorders) split across cache lines otherwise. */
 #define A(nfloats) (((size_t)(nfloats) + 15) & ~(size_t)15)
 
+/* The input's and every layer's output buffer (gradients: their gradient
+ * buffers) laid out from p; an alias shares its producer's. Returns the end. */
+static float *net_plan_tensors(Net *net, float *p, int batch, int gradients) {
+  float **input = gradients ? &net->dinput : &net->input;
+  *input = p, p += A((size_t)net_input_size(net) * batch);
+  for (int i = 0; i < net->n_layers; i++) {
+    Layer *l = &net->layers[i];
+    float **slot = gradients ? &l->dout : &l->out;
+    if (l->alias)
+      *slot = gradients ? net_tensor_dout(net, l->src[0]) : net_tensor_out(net, l->src[0]);
+    else
+      *slot = p, p += A(layer_out_size(l) * batch);
+  }
+  return p;
+}
+
 Status net_plan(Net *net, int batch, MrError *err) {
   const int threads = mr_get_threads();
   if (batch <= 0) return mr_error_set(err, STATUS_ERR_ARG, "batch size %d must be positive", batch);
@@ -579,25 +595,8 @@ Status net_plan(Net *net, int batch, MrError *err) {
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory planning batch %d (%zu MB)", batch,
                         total * 4 >> 20);
   /* outputs first, then all gradients contiguously */
-  float *p = net->act;
-  net->input = p, p += A(in_size * batch);
-  for (int i = 0; i < net->n_layers; i++) {
-    Layer *l = &net->layers[i];
-    if (l->alias) {
-      l->out = net_tensor_out(net, l->src[0]);
-      continue;
-    }
-    l->out = p, p += A(layer_out_size(l) * batch);
-  }
-  net->dinput = p, p += A(in_size * batch);
-  for (int i = 0; i < net->n_layers; i++) {
-    Layer *l = &net->layers[i];
-    if (l->alias) {
-      l->dout = net_tensor_dout(net, l->src[0]);
-      continue;
-    }
-    l->dout = p, p += A(layer_out_size(l) * batch);
-  }
+  float *p = net_plan_tensors(net, net->act, batch, 0);
+  p = net_plan_tensors(net, p, batch, 1);
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
     const OpDef *op = op_def(l->kind);
