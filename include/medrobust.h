@@ -28,6 +28,9 @@
 extern "C" {
 #endif
 
+/* The library's version; model files say which graph schema they use. */
+#define MEDROBUST_VERSION "0.4.0"
+
 /* ---- status ---------------------------------------------------------- */
 
 typedef enum {

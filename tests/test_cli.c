@@ -65,6 +65,13 @@ static void test_usage_errors(void **state) {
   expect(2, "--decoder-up must be one of",
          "train --model unet --decoder-up sideways --data x --out y");
   expect(2, "usage: medrobust info", "info");
+  /* getopt_long's --name=value spelling, everywhere the table parses */
+  expect(2, "--epochs expects", "train --epochs=many --data x --out y");
+  expect(2, "unknown option '--bogus'", "train --bogus=1");
+  expect(2, "--quiet takes no value", "train --quiet=yes --data x --out y");
+  expect(0, "input 3x64x64, 2 classes", "models --size=64 --channels=3");
+  expect(0, "input 1x32x32", "--threads=1 models --size 32");
+  expect(0, "medrobust " MEDROBUST_VERSION, "--version");
   expect(2, "unknown model 'vgg99'", "train --data x --out y --model vgg99");
   expect(2, "--optim must be one of", "train --data x --out y --optim rmsprop");
   expect(2, "--split must be", "evaluate --model m --data d --split everything");

@@ -7,20 +7,6 @@
 #include "cli.h"
 #include "medrobust.h"
 
-static void models_usage(FILE *f) {
-  fprintf(f,
-          "usage: medrobust models [--size N] [--channels C] [--classes K] [--width W]\n"
-          "       medrobust models --file MODEL.safetensors   (same as: medrobust info MODEL)\n\n"
-          "Lists the model families with trainable parameters and forward FLOPs per image,\n"
-          "or the graph a model file carries: every op, its inputs, output shape,\n"
-          "parameters and FLOPs.\n"
-          "  --file F      print the graph of model file F\n"
-          "  --size N      input height and width (default 28)\n"
-          "  --channels C  1 (grayscale) or 3 (RGB) (default 1)\n"
-          "  --classes K   number of classes (default 2)\n"
-          "  --width W     channel multiplier (default 1)\n");
-}
-
 static void shape_text(char *buf, size_t n, const int *d, int ndim) {
   size_t used = 0;
   buf[0] = 0;
@@ -60,49 +46,44 @@ static int print_graph(const char *path) {
 }
 
 int cmd_info(int argc, char **argv) {
-  if (argc != 2 || strcmp(argv[1], "--help") == 0) {
-    fprintf(argc == 2 ? stdout : stderr,
-            "usage: medrobust info MODEL.safetensors\n\n"
-            "Prints the graph a model file carries.\n");
-    return argc == 2 ? 0 : EXIT_USAGE;
+  const CliOption options[] = {{0}};
+  const CliSpec spec = {"info", "info MODEL.safetensors",
+                        "Prints the graph a model file carries: every op, its inputs, output "
+                        "shape,\nparameters and FLOPs.",
+                        options};
+  const char *path = NULL;
+  int n = 0;
+  const int rc = cli_parse(&spec, argc, argv, &path, 1, &n);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (n != 1) {
+    cli_usage(stderr, &spec);
+    return EXIT_USAGE;
   }
-  return print_graph(argv[1]);
+  return print_graph(path);
 }
 
 int cmd_models(int argc, char **argv) {
   int size = 28, channels = 1, classes = 2;
   float width = 1.0f;
-  for (int i = 1; i < argc; i++) {
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(argv[i], "--help") == 0) {
-      models_usage(stdout);
-      return 0;
-    } else if (strcmp(argv[i], "--file") == 0) {
-      if (!v) {
-        fprintf(stderr, "medrobust models: --file needs a model file\n");
-        return EXIT_USAGE;
-      }
-      return print_graph(v);
-    } else if (strcmp(argv[i], "--size") == 0) {
-      if (!cli_parse_int("models", "--size", v, 28, 1024, &size)) return EXIT_USAGE;
-      i++;
-    } else if (strcmp(argv[i], "--channels") == 0) {
-      if (!cli_parse_int("models", "--channels", v, 1, 3, &channels) || channels == 2) {
-        if (channels == 2) fprintf(stderr, "medrobust models: --channels must be 1 or 3\n");
-        return EXIT_USAGE;
-      }
-      i++;
-    } else if (strcmp(argv[i], "--classes") == 0) {
-      if (!cli_parse_int("models", "--classes", v, 2, MR_MAX_CLASSES, &classes)) return EXIT_USAGE;
-      i++;
-    } else if (strcmp(argv[i], "--width") == 0) {
-      if (!cli_parse_float("models", "--width", v, 0.01f, 16.0f, &width)) return EXIT_USAGE;
-      i++;
-    } else {
-      fprintf(stderr, "medrobust models: unknown option '%s'\n", argv[i]);
-      models_usage(stderr);
-      return EXIT_USAGE;
-    }
+  const char *file = NULL;
+  const CliOption options[] = {
+      {"--size", OPT_INT, &size, 28, 1024, " N", "input height and width"},
+      {"--channels", OPT_INT, &channels, 1, 3, " C", "1 (grayscale) or 3 (RGB)"},
+      {"--classes", OPT_INT, &classes, 2, MR_MAX_CLASSES, " K", "number of classes"},
+      {"--width", OPT_FLOAT, &width, 0.01, 16, " W", "channel multiplier"},
+      {"--file", OPT_STRING, &file, 0, 0, " F",
+       "print the graph of model file F instead (as medrobust info F)"},
+      {0}};
+  const CliSpec spec = {"models", "models [--size N] [--channels C] [--classes K] [--width W]",
+                        "Lists the model families with trainable parameters and forward FLOPs "
+                        "per image,\nor the graph a model file carries (--file).",
+                        options};
+  const int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (file) return print_graph(file);
+  if (channels == 2) {
+    fprintf(stderr, "medrobust models: --channels must be 1 or 3\n");
+    return EXIT_USAGE;
   }
   printf("input %dx%dx%d, %d classes, width %g\n\n", channels, size, size, classes, width);
   printf("%-12s %12s %12s  %s\n", "model", "params", "MFLOPs/img", "description");

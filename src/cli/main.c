@@ -65,7 +65,8 @@ static void usage(FILE *f) {
     fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf(f,
           "\nglobal options:\n"
-          "  --threads N  OpenMP threads (default: all cores)\n"
+          "  --threads N  OpenMP threads (default: all cores); also --threads=N\n"
+          "  --version    the version\n"
           "  --help       this text; 'medrobust COMMAND --help' for a command\n");
 }
 
@@ -75,6 +76,12 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("medrobust %s (model files: safetensors with graph schema 1)\n", MEDROBUST_VERSION);
+      return 0;
+    } else if (strncmp(argv[i], "--threads=", 10) == 0) {
+      if (!cli_parse_int("", "--threads", argv[i] + 10, 1, 256, &threads)) return EXIT_USAGE;
+      i++;
     } else if (strcmp(argv[i], "--threads") == 0) {
       if (!cli_parse_int("", "--threads", i + 1 < argc ? argv[i + 1] : NULL, 1, 256, &threads))
         return EXIT_USAGE;

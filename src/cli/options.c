@@ -120,15 +120,26 @@ int cli_parse(const CliSpec *spec, int argc, char **argv, const char **positiona
       return CLI_HELP;
     }
     if (arg[0] == '-' && arg[1] == '-') {
+      /* --name value, or --name=value (getopt_long's spelling) */
+      const char *eq = strchr(arg, '=');
+      const size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
       const CliOption *o = spec->options;
-      while (o && o->name && strcmp(o->name, arg) != 0) o++;
+      while (o && o->name && (strlen(o->name) != name_len || strncmp(o->name, arg, name_len))) o++;
       if (!o || !o->name) {
-        fprintf(stderr, "medrobust %s: unknown option '%s' (see 'medrobust %s --help')\n",
-                spec->name, arg, spec->name);
+        fprintf(stderr, "medrobust %s: unknown option '%.*s' (see 'medrobust %s --help')\n",
+                spec->name, (int)name_len, arg, spec->name);
         return CLI_USAGE_ERROR;
       }
       if (o->type == OPT_FLAG) {
+        if (eq) {
+          fprintf(stderr, "medrobust %s: %s takes no value\n", spec->name, o->name);
+          return CLI_USAGE_ERROR;
+        }
         *(int *)o->target = 1;
+        continue;
+      }
+      if (eq) {
+        if (!parse_value(spec->name, o, eq + 1)) return CLI_USAGE_ERROR;
         continue;
       }
       if (!parse_value(spec->name, o, i + 1 < argc ? argv[i + 1] : NULL)) return CLI_USAGE_ERROR;

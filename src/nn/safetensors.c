@@ -44,7 +44,7 @@ static cJSON *metadata_from_net(const Net *net) {
   const ModelSpec *s = &net->spec;
   cJSON *meta = cJSON_CreateObject();
   cJSON_AddStringToObject(meta, "format", "pt");
-  cJSON_AddStringToObject(meta, "medrobust.version", "1");
+  cJSON_AddStringToObject(meta, "medrobust.version", "1"); /* the metadata layout's version */
   cJSON_AddStringToObject(meta, "arch", s->arch);
   meta_add_int(meta, "in_channels", s->in_c);
   meta_add_int(meta, "in_height", s->in_h);
