@@ -690,6 +690,12 @@ typedef struct {
   char attack[24];
 } TriageResult;
 
+/* The defaults every command uses (triage, compare, demo): search eps up to
+ * 0.05, bisect to 1e-4, flag the 20% most fragile images (paper 001). */
+#define TRIAGE_EPS_MAX 0.05f
+#define TRIAGE_TOL 1e-4f
+#define TRIAGE_FLAG_FRAC 0.2f
+
 /* Bisects, for every image, the smallest eps at which `attack` (FGSM, BIM,
  * PGD or MI-FGSM, against the clean prediction) changes the prediction. */
 Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max, float tol,

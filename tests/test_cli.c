@@ -72,6 +72,10 @@ static void test_usage_errors(void **state) {
   expect(0, "input 3x64x64, 2 classes", "models --size=64 --channels=3");
   expect(0, "input 1x32x32", "--threads=1 models --size 32");
   expect(0, "medrobust " MEDROBUST_VERSION, "--version");
+  /* one name for one thing: --adv-iters as --iters elsewhere, the old spelling still works */
+  expect(2, "--adv-iters expects", "train --adv-iters=0 --data x --out y");
+  expect(2, "--adv-steps expects", "train --adv-steps 0 --data x --out y");
+  expect(0, "--val-iters N", "train --help");
   expect(2, "unknown model 'vgg99'", "train --data x --out y --model vgg99");
   expect(2, "--optim must be one of", "train --data x --out y --optim rmsprop");
   expect(2, "--split must be", "evaluate --model m --data d --split everything");

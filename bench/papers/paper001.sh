@@ -18,7 +18,7 @@ run_set() {
   mkdir -p "$d"
   train "$d/standard.safetensors" --data "$data" --model resnet20 --epochs "$epochs" "$@"
   train "$d/adversarial.safetensors" --data "$data" --init "$d/standard.safetensors" \
-    --epochs "$at_epochs" --lr 3e-4 --adv pgd --eps 0.004 --adv-steps 7 --adv-ratio 0.5 "$@"
+    --epochs "$at_epochs" --lr 3e-4 --adv pgd --eps 0.004 --adv-iters 7 --adv-ratio 0.5 "$@"
   compare "$d/compare" --models "$d/standard.safetensors,$d/adversarial.safetensors" \
     --data "$data" --attacks fgsm,bim,pgd --eps $eps --limit "$limit" --transfer-eps 0.004 > "$d/compare.txt"
 }

@@ -32,7 +32,7 @@ run_all() {
     --iters 20 --step-rel 0.1 --eps $eps --transfer-eps 2/255 > "$d/standard.txt"
   for m in $models; do
     train "$d/$m-at.safetensors" --data "$data" --init "$d/$m.safetensors" --epochs "$at_epochs" \
-      --lr 3e-4 --adv pgd --eps 3/255 --adv-step 0.3/255 --adv-steps 7
+      --lr 3e-4 --adv pgd --eps 3/255 --adv-step 0.3/255 --adv-iters 7
     at="$at,$d/$m-at.safetensors"
   done
   compare "$d/adversarial" --models "${at#,}" --data "$data" --attacks pgd --target least-likely \

@@ -65,7 +65,7 @@ int cmd_compare(int argc, char **argv) {
              *attacks_text = "fgsm,pgd", *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf",
              *target_text = "none", *transfer_text = "pgd";
   int batch = 128, quiet = 0, limit = 0, no_triage = 0, no_transfer = 0;
-  float triage_eps_max = 0.05f, triage_tol = 2e-4f, transfer_eps = 0.0f;
+  float triage_eps_max = TRIAGE_EPS_MAX, triage_tol = TRIAGE_TOL, transfer_eps = 0.0f;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0;
   const CliOption options[] = {
@@ -171,7 +171,8 @@ int cmd_compare(int argc, char **argv) {
     co.triage = !no_triage;
     co.triage_attack = attack_options_default(ATTACK_PGD);
     co.triage_attack.norm = base.norm, co.triage_attack.seed = base.seed;
-    co.triage_eps_max = triage_eps_max, co.triage_tol = triage_tol, co.triage_flag = 0.2f;
+    co.triage_eps_max = triage_eps_max, co.triage_tol = triage_tol,
+    co.triage_flag = TRIAGE_FLAG_FRAC;
     co.transfer = !no_transfer;
     co.transfer_attack = attack_options_default((AttackKind)transfer_kind);
     co.transfer_attack.norm = base.norm, co.transfer_attack.seed = base.seed;

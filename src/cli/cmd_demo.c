@@ -89,7 +89,7 @@ static int demo_harden_and_compare(const DataSplits *data, const char *dir, cons
   co.sweep.base.iters = 0, co.sweep.base.seed = seed;
   co.triage = 1, co.triage_attack = attack_options_default(ATTACK_PGD);
   co.triage_attack.seed = seed;
-  co.triage_eps_max = 0.05f, co.triage_tol = 5e-4f, co.triage_flag = 0.2f;
+  co.triage_eps_max = TRIAGE_EPS_MAX, co.triage_tol = TRIAGE_TOL, co.triage_flag = TRIAGE_FLAG_FRAC;
   co.transfer = 1, co.transfer_attack = co.triage_attack, co.transfer_attack.eps = 0.006f;
   CompareResult r = {0};
   if (!quiet && s == STATUS_OK)
@@ -210,7 +210,8 @@ int cmd_demo(int argc, char **argv) {
     if (!quiet && s == STATUS_OK)
       fprintf(stderr, "triage: bisecting the smallest PGD eps that flips each test image\n");
     if (s == STATUS_OK)
-      s = triage_run(net, test, &pgd, 0.05f, 1e-4f, 0.2f, 128, NULL, NULL, &tr, &err);
+      s = triage_run(net, test, &pgd, TRIAGE_EPS_MAX, TRIAGE_TOL, TRIAGE_FLAG_FRAC, 128, NULL, NULL,
+                     &tr, &err);
     if (s == STATUS_OK) {
       printf(
           "5. triage: accuracy %.2f%% on all test images, %.2f%% without the 20%% most fragile\n",

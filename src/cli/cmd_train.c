@@ -135,7 +135,9 @@ int cmd_train(int argc, char **argv) {
        "adversarial training: PGD (Madry et al.) or FGSM with random start (Wong et al.)"},
       {"--eps", OPT_FLOAT, &o.adv_eps, 0, 1e6, " E", "adversarial training: eps on [0,1] pixels"},
       {"--adv-norm", OPT_STRING, &adv_norm, 0, 0, " linf|l2", "adversarial training: norm"},
-      {"--adv-steps", OPT_INT, &o.adv_steps, 1, 10000, " K", "PGD iterations per example"},
+      {"--adv-iters", OPT_INT, &o.adv_steps, 1, 10000, " K",
+       "PGD iterations per example (as --iters elsewhere)"},
+      {"--adv-steps", OPT_INT, &o.adv_steps, 1, 10000, " K", "the same as --adv-iters"},
       {"--adv-step", OPT_FLOAT, &o.adv_step, 0, 1e6, " X",
        "step size (0: PGD 2.5 eps/K, FGSM-RS 1.25 eps)"},
       {"--adv-ratio", OPT_FLOAT, &o.adv_ratio, 0, 1, " R",
@@ -144,8 +146,9 @@ int cmd_train(int argc, char **argv) {
        "epochs over which eps grows linearly from 0"},
       {"--adv-bn", OPT_STRING, &adv_bn, 0, 0, " eval|train",
        "batchnorm while crafting: running statistics (as deployed) or the batch's own"},
-      {"--val-steps", OPT_INT, &o.val_attack_steps, 1, 10000, " N",
+      {"--val-iters", OPT_INT, &o.val_attack_steps, 1, 10000, " N",
        "PGD iterations of the robust validation that selects the checkpoint"},
+      {"--val-steps", OPT_INT, &o.val_attack_steps, 1, 10000, " N", "the same as --val-iters"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       {0}};
   const CliSpec spec = {

@@ -21,7 +21,7 @@ static void triage_progress(const char *what, int done, int total, void *ctx) {
 int cmd_triage(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
-  float eps_max = 0.05f, tol = 1e-4f, flag_pct = 20.0f;
+  float eps_max = TRIAGE_EPS_MAX, tol = TRIAGE_TOL, flag_pct = 100.0f * TRIAGE_FLAG_FRAC;
   int batch = 128, quiet = 0, limit = 0, iters = 10;
   uint64_t seed = 1;
   const CliOption options[] = {
