@@ -7,7 +7,7 @@ ARCH_FLAGS ?= -march=native
 OPT ?= -O3
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Iinclude \
                $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib) -ljpeg -ldnnl -lm -fopenmp
+LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib) -ljpeg -lcsv -ldnnl -lm -fopenmp
 TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 
 BUILD ?= build

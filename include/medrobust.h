@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -94,6 +95,7 @@ typedef enum { NORM_LINF = 0, NORM_L2 = 1 } Norm;
 #define MR_MAX_CLASSES 1000
 #define MR_ARCH_LEN 32
 #define MR_TRAINING_LEN 1024
+#define MR_DATA_LEN 512
 
 /* The loss of a per-pixel (segmentation) output; classification outputs
  * always use softmax cross-entropy. */
@@ -124,6 +126,8 @@ typedef struct {
   char *class_names[MR_MAX_CLASSES]; /* optional, owned by the spec */
   char training[MR_TRAINING_LEN];    /* how the weights were made: a JSON object train
                                         writes (options, adversarial mix as counted); "" if unknown */
+  char data[MR_DATA_LEN];            /* the data it was trained on and its split: a JSON object
+                                        (data_record_json); "" if unknown */
 } ModelSpec;
 
 typedef struct Net Net;
@@ -249,6 +253,8 @@ const ModelSpec *net_spec(const Net *net);
 const char *net_class_name(const Net *net, int k, char buf[16]);
 /* Replaces the spec's training record (truncated to MR_TRAINING_LEN - 1). */
 void net_set_training_info(Net *net, const char *json);
+/* Replaces the spec's record of its training data (data_record_json). */
+void net_set_data_record(Net *net, const char *json);
 size_t net_param_count(const Net *net); /* trainable floats */
 double net_flops(const Net *net);       /* forward FLOPs per image (2 per MAC) */
 int net_num_classes(const Net *net);
@@ -378,31 +384,64 @@ Status safetensors_load_checkpoint(Net *net, const char *path, TensorRef *extra,
 
 typedef struct {
   int n, c, h, w;
-  float *images; /* (n, c, h, w) */
-  int *labels;   /* (n) */
+  float *images;    /* (n, c, h, w) */
+  int *labels;      /* (n); -1 for an image without a label */
+  char **files;     /* (n) each image's path relative to the data root; NULL for array sets */
+  char array[24];   /* array sets: the array the images come from ("test_images") */
+  int array_offset; /* array sets: the index of image 0 in that array */
+  int bits;         /* stored bits per sample (one grey level = 1/(2^bits-1)); 0: floats */
 } Dataset;
+/* How a per-image output names image i: its file, else "test_images[17]". */
+const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n);
 
 typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2, SPLIT_COUNT = 3 } Split;
 const char *split_name(Split s);
 /* "train", "val" or "test"; -1 if none */
 int split_parse(const char *name);
 
+/* How images that are not square reach the model's square input. */
+typedef enum {
+  FIT_CROP = 0,    /* shorter side to the size, then the centre (torchvision Resize+CenterCrop) */
+  FIT_PAD = 1,     /* longer side to the size, black borders */
+  FIT_STRETCH = 2, /* both sides to the size (the aspect ratio is lost) */
+  FIT_COUNT
+} FitMode;
+const char *fit_name(FitMode f);
+int fit_parse(const char *name);
+
+#define DEFAULT_SPLIT_SEED 1
 typedef struct {
   Dataset split[SPLIT_COUNT];
   int n_classes;
   char *class_names[MR_MAX_CLASSES];
   char source[160]; /* what was read, for reports */
+  /* where the split came from: the file's own (array sets), a seeded
+   * stratified 70/10/20 shuffle, or a manifest / split file */
+  enum { SPLIT_FIXED = 0, SPLIT_SEEDED = 1, SPLIT_LISTED = 2 } split_kind;
+  uint64_t split_seed;
+  int n_files;                      /* image folders and manifests: the images listed */
+  uint64_t listing_hash;            /* of every image's relative path, label and bytes */
+  uint64_t assignment_hash;         /* of the listing and each image's split */
+  int bits;                         /* stored bits per sample (8, 16); 0 when stored as floats */
+  int stored_c, stored_h, stored_w; /* array sets: the stored shape; 0 when it varies */
+  FitMode fit;
+  int unlabelled;            /* no labels at all: every image is in the test split, labels -1 */
+  int skipped;               /* files that are not PNG/JPEG images, skipped */
+  char skipped_example[160]; /* the first of them, relative to the root */
 } DataSplits;
 
 typedef struct {
-  int size;      /* resize to size x size; 0 keeps the stored size (image folders: 64) */
-  int channels;  /* 1 or 3; 0 keeps the stored channels */
-  uint64_t seed; /* image folders: the stratified 70/10/20 split */
+  int size;               /* resize to size x size; 0 keeps the stored size (image folders: 64) */
+  int channels;           /* 1 or 3; 0 keeps the stored channels */
+  uint64_t seed;          /* image folders, manifests without a split column: the split seed */
+  FitMode fit;            /* image folders: non-square images */
+  const char *split_file; /* image folders: CSV path,split (relative to the root) */
 } DataOptions;
 
-/* Reads a MedMNIST-style .npz, an image folder (root/CLASS/IMAGE, PNG or JPEG), or
- * Fashion-MNIST's IDX files (a folder holding them, or "fashion-mnist" for
- * Debian's /usr/share/datasets/fashion-mnist). */
+/* Reads a MedMNIST-style .npz, an image folder (root/CLASS/IMAGE, PNG or JPEG;
+ * root/IMAGE without classes: unlabelled), a CSV manifest (path,label[,split],
+ * paths relative to the CSV), or Fashion-MNIST's IDX files (a folder holding
+ * them, or "fashion-mnist" for Debian's /usr/share/datasets/fashion-mnist). */
 DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err);
 void data_free(DataSplits *d);
 /* Writes the MedMNIST layout: uint8 {train,val,test}_{images,labels}.npy,
@@ -422,6 +461,35 @@ DataSplits *phantom_generate(int size, int n, uint64_t seed, MrError *err);
 Status dataset_resize(Dataset *d, int h, int w, MrError *err);
 /* 1 <-> 3 channels (luma / replicate). */
 Status dataset_set_channels(Dataset *d, int c, MrError *err);
+
+/* Writes s as one CSV field, quoted when it holds a comma, quote or line break. */
+void csv_write_field(FILE *f, const char *s);
+
+/* ---- provenance: which data a model was trained on, and its split ------- */
+
+/* The model file's record of d (kind, split rule and seed, listing hashes,
+ * bit depth, stored shape, fit, class names count) as a JSON object. */
+void data_record_json(const DataSplits *d, char *out, size_t n);
+/* What the commands that use a trained model check before any work. */
+typedef struct {
+  int split_seed_given; /* the user asked for this split seed: no reuse, no refusal */
+  uint64_t split_seed;
+  const char *split_file;
+  int allow_mismatch; /* class names/count or stored shape may differ */
+} DataCheck;
+/* Loads path for net: the split the model recorded (its seed and fit), then
+ * refuses, with both sides in the message, a listing that changed since
+ * training, a split that differs, other class names or count, or array
+ * data stored at another shape (another task) unless allowed. */
+DataSplits *data_load_for_model(const char *path, const Net *net, const DataCheck *check,
+                                char *warning, size_t warning_len, MrError *err);
+/* The checks of data_load_for_model on data already loaded (compare: the
+ * second and later models must have been trained on the same split). */
+Status data_check_for_model(const DataSplits *d, const char *path, const Net *net,
+                            const DataCheck *check, char *warning, size_t warning_len,
+                            MrError *err);
+/* The stored grey-level step of d: 1/(2^bits - 1), or 0 when unknown. */
+double data_grey_step(int bits);
 
 /* ---- training ------------------------------------------------------------ */
 
@@ -502,7 +570,9 @@ void augment_image(float *img, float *scratch, int c, int h, int w, float rotate
 typedef struct {
   int n, k;
   double accuracy, balanced_accuracy;
-  double auc; /* ROC AUC, macro one-vs-rest (binary: of class 1) */
+  int majority_class;    /* the most frequent true class: a constant classifier */
+  double majority_share; /* answering it scores this accuracy (and 1/k balanced) */
+  double auc;            /* ROC AUC, macro one-vs-rest (binary: of class 1) */
   double auc_per_class[MR_MAX_CLASSES];
   int *confusion; /* (k, k): row = true class, column = predicted */
 } Metrics;
@@ -510,6 +580,9 @@ typedef struct {
 Status metrics_compute(Metrics *m, const float *probs, const int *labels, int n, int k,
                        MrError *err);
 void metrics_free(Metrics *m);
+/* Class c's sensitivity (recall) and specificity from a (k, k) confusion
+ * matrix (rows true, columns predicted); -1 where undefined. */
+void confusion_rates(const int *confusion, int k, int c, double *sensitivity, double *specificity);
 
 /* Softmax probabilities of every image, in batches; probs (n, K). The data
  * must match the model's input (see data_match_model). */
@@ -599,6 +672,13 @@ typedef struct {
   TargetMode target;
   int n, correct, clean_correct, flipped; /* flipped: clean-correct images the attack fooled */
   double accuracy, drop_pct, success_rate;
+  double balanced_accuracy, auc; /* of the adversarial images' predictions and scores */
+  int *confusion;                /* (k, k) under attack: row = true class, column = predicted */
+  int *pred;                     /* (n) each image's prediction under attack */
+  float *pred_confidence;        /* (n) its softmax probability */
+  /* binary tasks: positives (of SweepResult.positive) still called positive under
+   * attack, and those the model found clean that the attack turned negative */
+  int positives_detected, missed;
   double linf, l2, mse, ssim, psnr, confidence; /* means over the images */
   double seconds;
 } SweepRow;
@@ -622,7 +702,15 @@ typedef struct {
 
 typedef struct {
   int n, k;
-  double clean_accuracy;
+  double clean_accuracy, clean_balanced_accuracy, clean_auc;
+  int *clean_confusion;    /* (k, k) */
+  int *clean_pred;         /* (n) */
+  float *clean_confidence; /* (n) */
+  int majority_class;      /* the most frequent true class, and its share: what a */
+  double majority_share;   /* constant classifier scores as accuracy */
+  int positive;            /* binary tasks: the class a missed diagnosis misses; -1 otherwise */
+  int positives, clean_detected; /* true positives, and those the model finds clean */
+  char **class_names;            /* (k), owned */
   SweepRow *rows;
   int n_rows;
   NoiseRow *noise;
@@ -631,6 +719,12 @@ typedef struct {
   int n_checks;
   char training[MR_TRAINING_LEN]; /* the model's training record */
 } SweepResult;
+
+/* Binary tasks: the class whose miss is a missed diagnosis: `name` when
+ * given (a class name, or its index), else the class named like a finding
+ * (malignant, pneumonia, yes, tumour, abnormal, positive, ...), else class 1.
+ * -1 for more than two classes or an unknown name. */
+int positive_class(const Net *net, const char *name);
 
 typedef void (*SweepProgressFn)(const char *what, int done, int total, void *ctx);
 
@@ -641,8 +735,9 @@ typedef struct {
   int n_eps;
   AttackOptions base; /* norm, iterations, restarts, target, seed */
   int batch;
-  int noise;  /* the noise contrast (paper 002) */
-  int checks; /* the self-checks against a failed evaluation */
+  int noise;            /* the noise contrast (paper 002) */
+  int checks;           /* the self-checks against a failed evaluation */
+  const char *positive; /* binary tasks: see positive_class; NULL: by its name */
 } SweepOptions;
 
 /* Attacks every image of d with every attack at every eps, streaming
@@ -664,31 +759,62 @@ Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int co
 /* dir/report.html from dir/results.json, examples.json and triage.json
  * (whichever exist); renders from the JSON only. */
 Status report_render(const char *dir, MrError *err);
-/* results.json and results.csv into dir, atomically */
-Status sweep_write(const SweepResult *r, const char *dir, const char *model, const char *data,
-                   const char *split, MrError *err);
+/* results.json, results.csv (a row per attack and eps) and images.csv (a row
+ * per image of d: its file, true class, clean and attacked predictions) into
+ * dir, atomically. */
+Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, const char *model,
+                   const char *data, const char *split, MrError *err);
+/* "0.004 (1.02/255)": eps with its size in grey levels of `bits`-bit data,
+ * and " below one grey level" when it is smaller than one step. */
+void eps_describe(float eps, int bits, char *out, size_t n);
 
 /* ---- triage: per-image adversarial sensitivity (paper 001 Table 2) -------- */
 
 typedef struct {
-  int index, label, pred;
-  float confidence;
+  int index, label, pred; /* label -1: unlabelled */
+  float confidence;       /* softmax probability of the prediction */
+  float margin;           /* between the two largest logits */
+  float entropy;          /* of the softmax, in nats */
   float
       min_eps; /* smallest eps found that changes the prediction; INFINITY if none up to eps_max */
   float eps_below; /* the largest eps tried that did not change it (min_eps - eps_below <= tol) */
+  int flip_class;  /* what the prediction becomes at min_eps; -1 if it never flips */
   int flagged;     /* among the most fragile flag_frac, for human review */
 } TriageItem;
 
-#define TRIAGE_CURVE_POINTS 11
+/* What decides which images a deferral sends to a human first: the
+ * adversarial sensitivity (smallest flipping eps), or the baselines a user
+ * would try first: low softmax confidence, a small margin between the two
+ * top logits, high predictive entropy. */
+typedef enum {
+  DEFER_ADVERSARIAL = 0,
+  DEFER_CONFIDENCE = 1,
+  DEFER_MARGIN = 2,
+  DEFER_ENTROPY = 3,
+  DEFER_COUNT
+} DeferScore;
+const char *defer_name(DeferScore s);
+
+#define TRIAGE_CURVE_POINTS 11 /* deferring 0, 5, ..., 50% */
 typedef struct {
   TriageItem *items; /* most fragile first: ascending min_eps, then confidence */
   int n, n_flagged;
+  int labelled;        /* every image has a label: accuracies and curves are defined */
+  int n_flagged_wrong; /* flagged images the model already got wrong */
   float eps_max, tol, flag_frac;
   double accuracy_all, accuracy_aware; /* aware: without the flagged images */
-  double curve_frac[TRIAGE_CURVE_POINTS], curve_acc[TRIAGE_CURVE_POINTS]; /* deferring 0..50% */
-  double curve_auc; /* mean accuracy over the deferral curve */
+  double balanced_all, balanced_aware;
+  double curve_frac[TRIAGE_CURVE_POINTS];
+  /* accuracy and balanced accuracy of the kept images, deferring by each score */
+  double curve_acc[DEFER_COUNT][TRIAGE_CURVE_POINTS], curve_bal[DEFER_COUNT][TRIAGE_CURVE_POINTS];
+  double curve_auc[DEFER_COUNT]; /* mean accuracy over each deferral curve */
   char attack[24];
 } TriageResult;
+
+/* Accuracy and balanced accuracy (over the classes present) of the images
+ * kept when the share `frac` that `score` finds most doubtful is deferred. */
+void triage_deferral(const TriageItem *items, int n, int k, DeferScore score, double frac,
+                     double *acc, double *bal);
 
 /* The defaults every command uses (triage, compare, demo): search eps up to
  * 0.05, bisect to 1e-4, flag the 20% most fragile images (paper 001). */
@@ -706,8 +832,10 @@ void triage_free(TriageResult *r);
  * write them before triage_write, which lists the ones it finds. */
 Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const char *dir, int count,
                                MrError *err);
-Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
-                    MrError *err);
+/* triage.json and triage.csv: a row per image, most fragile first, naming
+ * its file (d) and classes (net). */
+Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, const char *dir,
+                    const char *model, const char *data, MrError *err);
 
 /* ---- explanations: saliency maps and feature embeddings (paper 004 Figs 3-5,
  * paper 002 Fig 3) ----------------------------------------------------------- */

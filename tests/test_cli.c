@@ -1,6 +1,7 @@
 /* The command-line contract: usage errors exit 2, runtime errors exit 1 with
  * a message naming the file and the problem, and the commands work end to end
  * on a small phantom. Runs the binary named by MEDROBUST_BIN (make test sets it). */
+#include <png.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -176,8 +177,10 @@ static void test_end_to_end(void **state) {
   assert_non_null(f);
   char line[256];
   assert_non_null(fgets(line, sizeof line, f));
-  assert_string_equal(line, "index,label,predicted,p_benign,p_malignant\n");
-  int rows = 0;
+  assert_string_equal(line, "file,true,predicted,confidence,p_benign,p_malignant\n");
+  assert_non_null(fgets(line, sizeof line, f));
+  assert_true(strncmp(line, "test_images[0],", 15) == 0);
+  int rows = 1;
   while (fgets(line, sizeof line, f)) rows++;
   fclose(f);
   assert_int_equal(rows, 80);
@@ -236,6 +239,122 @@ static void test_end_to_end(void **state) {
   assert_non_null(strstr(out, "Feature space: clean vs attacked"));
 }
 
+/* The rows of CSV column `name` (no quoted commas in these tests). */
+static int csv_column(const char *path, const char *name, char rows[][96], int max) {
+  FILE *f = fopen(path, "r");
+  if (!f) fail_msg("%s: cannot open", path);
+  char line[8192];
+  int col = -1, n = 0;
+  if (fgets(line, sizeof line, f)) {
+    char *tok = strtok(line, ",\n");
+    for (int c = 0; tok; c++, tok = strtok(NULL, ",\n"))
+      if (strcmp(tok, name) == 0) col = c;
+  }
+  if (col < 0) fail_msg("%s has no column %s", path, name);
+  while (n < max && fgets(line, sizeof line, f)) {
+    char *p = line;
+    for (int c = 0; c < col && p; c++) p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL;
+    if (!p) continue;
+    const size_t len = strcspn(p, ",\n");
+    snprintf(rows[n++], 96, "%.*s", (int)len, p);
+  }
+  fclose(f);
+  return n;
+}
+
+static void write_grey_png(const char *path, int size, int bright, int seed) {
+  png_image p;
+  memset(&p, 0, sizeof p);
+  p.version = PNG_IMAGE_VERSION;
+  p.width = p.height = (png_uint_32)size;
+  p.format = PNG_FORMAT_GRAY;
+  uint8_t *px = malloc((size_t)size * size);
+  for (int i = 0; i < size * size; i++)
+    px[i] = (uint8_t)((bright ? 160 : 60) + (i * 37 + seed * 11) % 50);
+  if (!png_image_write_to_file(&p, path, 0, px, 0, NULL)) fail_msg("%s: cannot write", path);
+  free(px);
+}
+
+/* An image folder's split is decided at training and never moves: eval,
+ * triage, predict and attack, with any --seed, see exactly the test split
+ * train made, every per-image output names its file, and a folder whose
+ * files changed is refused unless a re-split is asked for. */
+static void test_split_never_moves(void **state) {
+  (void)state;
+  char root[300], cls[320], file[400], args[2048], out[16384];
+  snprintf(root, sizeof root, "%s/folder", dir);
+  mkdir(root, 0755);
+  for (int c = 0; c < 2; c++) {
+    snprintf(cls, sizeof cls, "%s/%s", root, c ? "tumour" : "normal");
+    mkdir(cls, 0755);
+    for (int i = 0; i < 20; i++) {
+      snprintf(file, sizeof file, "%s/scan%02d.png", cls, i);
+      write_grey_png(file, 28 + (i % 3) * 4, c, i);
+    }
+  }
+  snprintf(file, sizeof file, "%s/notes.txt", root);
+  FILE *f = fopen(file, "w");
+  fputs("a file that is not an image", f);
+  fclose(f);
+  snprintf(args, sizeof args,
+           "--threads 2 train --data %s --model cnn --depth 2 --size 28 --epochs 1 --seed 4 --out "
+           "%s/f.safetensors --quiet",
+           root, dir);
+  expect(0, "skipped 1 file that is not a PNG or JPEG image (notes.txt)", args);
+  snprintf(args, sizeof args, "data info %s --size 28 --list %s/split.csv", root, dir);
+  expect(0, "split 70/10/20 seed 1", args);
+  static char files[64][96], splits[64][96], got[64][96];
+  char path[400];
+  snprintf(path, sizeof path, "%s/split.csv", dir);
+  const int n = csv_column(path, "path", files, 64);
+  assert_int_equal(csv_column(path, "split", splits, 64), n);
+  assert_int_equal(n, 40);
+  int n_test = 0;
+  for (int i = 0; i < n; i++) n_test += strcmp(splits[i], "test") == 0;
+  /* every command, whatever its --seed, reads the training-time test split */
+  struct {
+    const char *args, *csv, *column;
+  } runs[] = {
+      {"predict --model %s/f.safetensors --data %s --out %s/p.csv", "p.csv", "file"},
+      {"triage --model %s/f.safetensors --data %s --seed 9 --out %s/t --quiet", "t/triage.csv",
+       "file"},
+      {"eval --model %s/f.safetensors --data %s --seed 9 --attacks fgsm --eps 0.01 --no-noise "
+       "--no-checks --examples 0 --quiet --out %s/e",
+       "e/images.csv", "file"},
+      {"attack --model %s/f.safetensors --data %s --seed 9 --eps 0.01 --out %s/a.npz", "a.npz.csv",
+       "file"},
+  };
+  for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, runs[r].args, dir, root, dir);
+    expect(0, NULL, cmd);
+    snprintf(path, sizeof path, "%s/%s", dir, runs[r].csv);
+    const int m = csv_column(path, runs[r].column, got, 64);
+    assert_int_equal(m, n_test);
+    for (int i = 0; i < m; i++) {
+      int found = -1;
+      for (int j = 0; j < n; j++)
+        if (strcmp(got[i], files[j]) == 0) found = j;
+      if (found < 0 || strcmp(splits[found], "test") != 0)
+        fail_msg("%s lists %s, which is not in the training-time test split", runs[r].csv, got[i]);
+    }
+  }
+  /* a changed folder would move the split: refused, before any work */
+  snprintf(file, sizeof file, "%s/normal/late.png", root);
+  write_grey_png(file, 30, 0, 99);
+  snprintf(args, sizeof args, "evaluate --model %s/f.safetensors --data %s", dir, root);
+  expect(1, "other files than the model was trained on (40 then, 41 now", args);
+  snprintf(args, sizeof args, "evaluate --model %s/f.safetensors --data %s --split-seed 1", dir,
+           root);
+  expect(0, "warning: ", args);
+  remove(file);
+  /* another task's data: class names differ */
+  snprintf(args, sizeof args, "evaluate --model %s/m.safetensors --data %s", dir, root);
+  int rc = run(out, sizeof out, "%s", args);
+  if (rc == 0) fail_msg("a phantom model accepted brain-like classes:\n%s", out);
+  assert_non_null(strstr(out, "--allow-mismatch"));
+}
+
 /* The report renders in a real browser (Debian's chromium, headless). */
 static void test_report_in_chromium(void **state) {
   (void)state;
@@ -266,9 +385,8 @@ static void test_report_in_chromium(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_usage_errors),
-      cmocka_unit_test(test_runtime_errors),
-      cmocka_unit_test(test_end_to_end),
+      cmocka_unit_test(test_usage_errors),       cmocka_unit_test(test_runtime_errors),
+      cmocka_unit_test(test_end_to_end),         cmocka_unit_test(test_split_never_moves),
       cmocka_unit_test(test_report_in_chromium),
   };
   return cmocka_run_group_tests_name("cli", tests, setup, teardown);

@@ -1,6 +1,12 @@
 /* Data readers on small files the tests write themselves: npz round trips and
  * malformed archives, image folders (PNG named .jpg, duplicates, unreadable
- * files), gzipped IDX, the phantom, resampling and augmentation. */
+ * and non-image files, unlabelled folders, 16-bit PNGs, truncated JPEGs,
+ * non-square images), CSV manifests and split files, split stability and
+ * its record in a model file, gzipped IDX, the phantom, resampling and
+ * augmentation. */
+#include <stdio.h>
+/* jpeglib.h needs stdio.h first */
+#include <jpeglib.h>
 #include <png.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -200,7 +206,33 @@ static void test_image_folder(void **state) {
   assert_non_null(strstr(d->source, "1 duplicate"));
   assert_int_equal(d->split[0].c, 1);
   assert_int_equal(d->split[0].h, 32);
+  /* every image names its file, relative to the root */
+  for (int sp = 0; sp < SPLIT_COUNT; sp++)
+    for (int i = 0; i < d->split[sp].n; i++) {
+      const char *f = d->split[sp].files[i];
+      const char *cls_dir = d->split[sp].labels[i] ? "yes/" : "no/";
+      assert_true(strncmp(f, cls_dir, strlen(cls_dir)) == 0);
+    }
+  assert_int_equal(d->split_kind, SPLIT_SEEDED);
+  const uint64_t listing = d->listing_hash, assignment = d->assignment_hash;
   data_free(d);
+  /* a file that is not an image is skipped and counted, not fatal */
+  snprintf(file, sizeof file, "%s/no/notes.txt", root);
+  FILE *notes = fopen(file, "w");
+  fputs("not an image", notes);
+  fclose(notes);
+  d = data_load(root, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->skipped, 1);
+  assert_string_equal(d->skipped_example, "no/notes.txt");
+  /* the same files and seed give the same split; another seed another split */
+  assert_true(d->listing_hash == listing && d->assignment_hash == assignment);
+  data_free(d);
+  opt.seed = 6;
+  d = data_load(root, &opt, &err);
+  assert_true(d->listing_hash == listing && d->assignment_hash != assignment);
+  data_free(d);
+  opt.seed = 5;
   /* an unreadable image is named in the error */
   snprintf(file, sizeof file, "%s/no/broken.png", root);
   FILE *f = fopen(file, "wb");
@@ -209,6 +241,270 @@ static void test_image_folder(void **state) {
   expect_load_error(root, "broken.png");
   snprintf(file, sizeof file, "%s/no/notes.txt", root);
   remove(file);
+}
+
+static void write_png16(const char *path, int w, int h, const uint16_t *px) {
+  png_image p;
+  memset(&p, 0, sizeof p);
+  p.version = PNG_IMAGE_VERSION;
+  p.width = (png_uint_32)w, p.height = (png_uint_32)h;
+  p.format = PNG_FORMAT_LINEAR_Y;
+  assert_true(png_image_write_to_file(&p, path, 0, px, 0, NULL));
+}
+
+/* A 16-bit PNG keeps its stored values (no gamma conversion): a CT window
+ * or an X-ray's fine grey levels reach the model as stored. */
+static void test_png_16bit_values(void **state) {
+  (void)state;
+  char root[300], cls[320], file[400];
+  in_dir(root, sizeof root, "deep");
+  mkdir(root, 0755);
+  for (int c = 0; c < 2; c++) {
+    snprintf(cls, sizeof cls, "%s/%c", root, 'a' + c);
+    mkdir(cls, 0755);
+    for (int i = 0; i < 3; i++) {
+      uint16_t px[16];
+      for (int j = 0; j < 16; j++) px[j] = (uint16_t)(1000 * (c + 1) + 7 * i + j);
+      snprintf(file, sizeof file, "%s/%d.png", cls, i);
+      write_png16(file, 4, 4, px);
+    }
+  }
+  DataOptions opt = {.size = 4, .seed = 1};
+  MrError err = {0};
+  DataSplits *d = data_load(root, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->bits, 16);
+  for (int sp = 0; sp < SPLIT_COUNT; sp++)
+    for (int i = 0; i < d->split[sp].n; i++) {
+      int c = 0, k = 0;
+      assert_int_equal(sscanf(d->split[sp].files[i], "%*c/%d.png", &k), 1);
+      c = d->split[sp].labels[i];
+      for (int j = 0; j < 16; j++)
+        assert_float_equal(d->split[sp].images[i * 16 + j], (1000 * (c + 1) + 7 * k + j) / 65535.0,
+                           1e-7);
+    }
+  data_free(d);
+}
+
+/* Non-square images: a white stripe in the left quarter of a 40x20 image. */
+static void test_fit_modes(void **state) {
+  (void)state;
+  DecodedImage im = {.w = 40, .h = 20, .channels = 1, .bits = 8};
+  im.pixels = calloc(40 * 20, sizeof(float));
+  for (int y = 0; y < 20; y++)
+    for (int x = 0; x < 10; x++) im.pixels[y * 40 + x] = 1.0f;
+  float out[20 * 20];
+  /* crop: the centre 20 columns, no stripe (torchvision Resize(20)+CenterCrop(20)) */
+  assert_null(image_fit(&im, out, 1, 20, FIT_CROP));
+  double sum = 0;
+  for (int i = 0; i < 400; i++) sum += out[i];
+  assert_float_equal(sum, 0.0, 1e-9);
+  /* stretch: the stripe becomes the left quarter of every row */
+  assert_null(image_fit(&im, out, 1, 20, FIT_STRETCH));
+  assert_float_equal(out[0], 1.0f, 1e-6);
+  assert_float_equal(out[10], 0.0f, 1e-6);
+  /* pad: scaled to 20x10, black bands above and below */
+  assert_null(image_fit(&im, out, 1, 20, FIT_PAD));
+  assert_float_equal(out[0], 0.0f, 1e-6);
+  assert_float_equal(out[10 * 20 + 0], 1.0f, 1e-6);
+  assert_float_equal(out[10 * 20 + 10], 0.0f, 1e-6);
+  free(im.pixels);
+}
+
+static void write_jpeg(const char *path, int w, int h, int truncate) {
+  struct jpeg_compress_struct c;
+  struct jpeg_error_mgr e;
+  c.err = jpeg_std_error(&e);
+  jpeg_create_compress(&c);
+  unsigned char *buf = NULL;
+  unsigned long len = 0;
+  jpeg_mem_dest(&c, &buf, &len);
+  c.image_width = (JDIMENSION)w, c.image_height = (JDIMENSION)h;
+  c.input_components = 1, c.in_color_space = JCS_GRAYSCALE;
+  jpeg_set_defaults(&c);
+  jpeg_start_compress(&c, TRUE);
+  unsigned char *row = malloc((size_t)w);
+  while (c.next_scanline < c.image_height) {
+    for (int x = 0; x < w; x++) row[x] = (unsigned char)((x * 7 + c.next_scanline * 3) % 256);
+    jpeg_write_scanlines(&c, &row, 1);
+  }
+  jpeg_finish_compress(&c);
+  FILE *f = fopen(path, "wb");
+  fwrite(buf, 1, truncate ? len / 2 : len, f);
+  fclose(f);
+  free(row), free(buf);
+  jpeg_destroy_compress(&c);
+}
+
+/* Images without class folders: an unlabelled set, all in the test split;
+ * a truncated JPEG is an error naming it, never a half-grey image. */
+static void test_unlabelled_folder(void **state) {
+  (void)state;
+  char root[300], file[400];
+  in_dir(root, sizeof root, "unlabelled");
+  mkdir(root, 0755);
+  for (int i = 0; i < 5; i++) {
+    snprintf(file, sizeof file, "%s/scan%d.jpg", root, i);
+    write_jpeg(file, 48 + i, 40, 0);
+  }
+  snprintf(file, sizeof file, "%s/README", root);
+  FILE *f = fopen(file, "w");
+  fputs("notes", f);
+  fclose(f);
+  DataOptions opt = {.size = 16};
+  MrError err = {0};
+  DataSplits *d = data_load(root, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_true(d->unlabelled);
+  assert_int_equal(d->skipped, 1);
+  assert_int_equal(d->split[SPLIT_TEST].n, 5);
+  assert_int_equal(d->split[SPLIT_TRAIN].n + d->split[SPLIT_VAL].n, 0);
+  for (int i = 0; i < 5; i++) assert_int_equal(d->split[SPLIT_TEST].labels[i], -1);
+  assert_string_equal(d->split[SPLIT_TEST].files[0], "scan0.jpg");
+  data_free(d);
+  snprintf(file, sizeof file, "%s/scan9.jpg", root);
+  write_jpeg(file, 64, 64, 1);
+  expect_load_error(root, "scan9.jpg: truncated or damaged JPEG data");
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  fputs(text, f);
+  fclose(f);
+}
+
+/* A CSV manifest path,label,split and a split file over a folder. */
+static void test_manifest_and_split_file(void **state) {
+  (void)state;
+  char root[300], sub[320], file[400], csv[400];
+  in_dir(root, sizeof root, "manifest");
+  mkdir(root, 0755);
+  const char *classes[2] = {"benign", "malignant"};
+  for (int c = 0; c < 2; c++) {
+    snprintf(sub, sizeof sub, "%s/%s", root, classes[c]);
+    mkdir(sub, 0755);
+    for (int i = 0; i < 4; i++) {
+      snprintf(file, sizeof file, "%s/%d.png", sub, i);
+      write_png(file, 20, 20, 0, (uint8_t)(40 * c + 9 * i));
+    }
+  }
+  snprintf(csv, sizeof csv, "%s/list.csv", root);
+  write_text(csv,
+             "path,label,split\n"
+             "benign/0.png,benign,train\nbenign/1.png,benign,train\n"
+             "\"benign/2.png\",benign,val\nbenign/3.png,benign,test\n"
+             "malignant/0.png,malignant,train\nmalignant/1.png,malignant,test\n");
+  DataOptions opt = {.size = 20};
+  MrError err = {0};
+  DataSplits *d = data_load(csv, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->split_kind, SPLIT_LISTED);
+  assert_int_equal(d->n_classes, 2);
+  assert_string_equal(d->class_names[1], "malignant");
+  assert_int_equal(d->split[SPLIT_TRAIN].n, 3);
+  assert_int_equal(d->split[SPLIT_VAL].n, 1);
+  assert_int_equal(d->split[SPLIT_TEST].n, 2);
+  assert_string_equal(d->split[SPLIT_TEST].files[1], "malignant/1.png");
+  assert_int_equal(d->split[SPLIT_TEST].labels[1], 1);
+  data_free(d);
+  write_text(csv,
+             "path,label,split\nbenign/0.png,benign,holdout\nmalignant/0.png,malignant,test\n");
+  expect_load_error(csv, "row 2: split 'holdout'");
+  write_text(csv, "path,label\nbenign/9.png,benign\nmalignant/0.png,malignant\n");
+  expect_load_error(csv, "benign/9.png: cannot open");
+  /* a split file over the folder: listed files as listed, the rest left out */
+  write_text(csv, "path,split\nbenign/0.png,train\nmalignant/3.png,test\nbenign/1.png,val\n");
+  opt.split_file = csv;
+  snprintf(file, sizeof file, "%s/list.csv", root);
+  d = data_load(root, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->split_kind, SPLIT_LISTED);
+  assert_int_equal(d->split[SPLIT_TRAIN].n + d->split[SPLIT_VAL].n + d->split[SPLIT_TEST].n, 3);
+  assert_string_equal(d->split[SPLIT_TEST].files[0], "malignant/3.png");
+  data_free(d);
+  write_text(csv, "path,split\nbenign/7.png,train\n");
+  d = data_load(root, &opt, &err);
+  assert_null(d);
+  assert_non_null(strstr(err.msg, "row 2: 'benign/7.png' is not an image of"));
+}
+
+/* A model records its split; later loads reuse it, and refuse a folder whose
+ * files changed unless a re-split is asked for. No training image ever
+ * reaches the test split. */
+static void test_split_recorded_in_model(void **state) {
+  (void)state;
+  char root[300], sub[320], file[400];
+  in_dir(root, sizeof root, "record");
+  mkdir(root, 0755);
+  for (int c = 0; c < 2; c++) {
+    snprintf(sub, sizeof sub, "%s/%c", root, 'p' + c);
+    mkdir(sub, 0755);
+    for (int i = 0; i < 20; i++) {
+      snprintf(file, sizeof file, "%s/%02d.png", sub, i);
+      write_png(file, 24 + i, 24, 0, (uint8_t)(10 * c + 3 * i));
+    }
+  }
+  DataOptions opt = {.size = 28, .seed = 3};
+  MrError err = {0};
+  DataSplits *train_view = data_load(root, &opt, &err);
+  if (!train_view) fail_msg("%s", err.msg);
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  spec.depth = 2;
+  spec.class_names[0] = strdup("p"), spec.class_names[1] = strdup("q");
+  Net *net = model_build(&spec, 1, &err);
+  model_spec_free(&spec);
+  if (!net) fail_msg("%s", err.msg);
+  char record[MR_DATA_LEN];
+  data_record_json(train_view, record, sizeof record);
+  net_set_data_record(net, record);
+  char path[400];
+  in_dir(path, sizeof path, "m.safetensors");
+  assert_int_equal(safetensors_save_net(net, path, &err), STATUS_OK);
+  net_free(net);
+  net = safetensors_load_net(path, &err);
+  assert_non_null(net);
+  char warning[512];
+  DataSplits *later = data_load_for_model(root, net, NULL, warning, sizeof warning, &err);
+  if (!later) fail_msg("%s", err.msg);
+  assert_string_equal(warning, "");
+  /* the test split is the training-time test split, file for file */
+  const Dataset *a = &train_view->split[SPLIT_TEST], *b = &later->split[SPLIT_TEST];
+  assert_int_equal(a->n, b->n);
+  for (int i = 0; i < a->n; i++) assert_string_equal(a->files[i], b->files[i]);
+  for (int i = 0; i < b->n; i++)
+    for (int j = 0; j < train_view->split[SPLIT_TRAIN].n; j++)
+      assert_string_not_equal(b->files[i], train_view->split[SPLIT_TRAIN].files[j]);
+  data_free(later);
+  /* one more file moves a seeded split: refused, with both counts */
+  snprintf(file, sizeof file, "%s/p/new.png", root);
+  write_png(file, 30, 30, 0, 200);
+  later = data_load_for_model(root, net, NULL, warning, sizeof warning, &err);
+  assert_null(later);
+  assert_non_null(strstr(err.msg, "other files than the model was trained on (40 then, 41 now"));
+  /* unless a re-split is asked for: then a warning */
+  DataCheck check = {.split_seed_given = 1, .split_seed = 3};
+  later = data_load_for_model(root, net, &check, warning, sizeof warning, &err);
+  if (!later) fail_msg("%s", err.msg);
+  assert_non_null(strstr(warning, "re-split as asked"));
+  data_free(later);
+  remove(file);
+  /* another class list is another task */
+  ModelSpec other = model_spec_default("cnn", 1, 28, 28, 2);
+  other.depth = 2;
+  other.class_names[0] = strdup("p"), other.class_names[1] = strdup("tumour");
+  Net *wrong = model_build(&other, 1, &err);
+  model_spec_free(&other);
+  net_set_data_record(wrong, record);
+  later = data_load_for_model(root, wrong, NULL, warning, sizeof warning, &err);
+  assert_null(later);
+  assert_non_null(strstr(err.msg, "class 1 is 'q'"));
+  check = (DataCheck){.allow_mismatch = 1};
+  later = data_load_for_model(root, wrong, &check, warning, sizeof warning, &err);
+  assert_non_null(later);
+  data_free(later);
+  net_free(wrong);
+  net_free(net);
+  data_free(train_view);
 }
 
 static void write_idx_gz(const char *path, int ndim, const uint32_t *dims, int truncate) {
@@ -316,10 +612,18 @@ static void test_resize_and_augment(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_npz_round_trip),        cmocka_unit_test(test_npz_malformed),
-      cmocka_unit_test(test_image_folder),          cmocka_unit_test(test_idx),
-      cmocka_unit_test(test_fashion_mnist_package), cmocka_unit_test(test_phantom),
+      cmocka_unit_test(test_npz_round_trip),
+      cmocka_unit_test(test_npz_malformed),
+      cmocka_unit_test(test_image_folder),
+      cmocka_unit_test(test_idx),
+      cmocka_unit_test(test_fashion_mnist_package),
+      cmocka_unit_test(test_phantom),
       cmocka_unit_test(test_resize_and_augment),
+      cmocka_unit_test(test_png_16bit_values),
+      cmocka_unit_test(test_fit_modes),
+      cmocka_unit_test(test_unlabelled_folder),
+      cmocka_unit_test(test_manifest_and_split_file),
+      cmocka_unit_test(test_split_recorded_in_model),
   };
   return cmocka_run_group_tests_name("data", tests, setup, teardown);
 }

@@ -52,6 +52,13 @@ static int teardown(void **state) {
   return 0;
 }
 
+static void slurp_first_line(const char *path, char *out, size_t n) {
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(out, (int)n, f));
+  fclose(f);
+}
+
 static const CheckRow *check_named(const SweepResult *r, const char *prefix) {
   for (int i = 0; i < r->n_checks; i++)
     if (strncmp(r->checks[i].name, prefix, strlen(prefix)) == 0) return &r->checks[i];
@@ -64,7 +71,7 @@ static void test_sweep_and_checks(void **state) {
   test.n = 80;
   const AttackKind kinds[] = {ATTACK_FGSM, ATTACK_PGD};
   const float eps[] = {0.02f, 0.06f};
-  SweepOptions so = {kinds, 2, eps, 2, attack_options_default(ATTACK_PGD), 64, 1, 1};
+  SweepOptions so = {kinds, 2, eps, 2, attack_options_default(ATTACK_PGD), 64, 1, 1, NULL};
   so.base.iters = 0;
   SweepResult r;
   MrError err = {0};
@@ -88,7 +95,22 @@ static void test_sweep_and_checks(void **state) {
     const SweepRow *ref = &r.rows[i / 4]; /* fgsm rows come first */
     assert_true(fabs(r.noise[i].ssim - ref->ssim) < 0.02);
   }
-  assert_int_equal(sweep_write(&r, "/tmp", "m", "d", "test", &err), STATUS_OK);
+  /* the metrics under attack agree with each row's confusion matrix */
+  assert_int_equal(r.positive, 1); /* "malignant" */
+  for (int i = 0; i < r.n_rows; i++) {
+    const SweepRow *w = &r.rows[i];
+    int total = 0;
+    for (int c = 0; c < 4; c++) total += w->confusion[c];
+    assert_int_equal(total, w->n);
+    assert_int_equal(w->confusion[0] + w->confusion[3], w->correct);
+    const double r0 = (double)w->confusion[0] / (w->confusion[0] + w->confusion[1]);
+    const double r1 = (double)w->confusion[3] / (w->confusion[2] + w->confusion[3]);
+    assert_float_equal(w->balanced_accuracy, 0.5 * (r0 + r1), 1e-12);
+    assert_int_equal(w->positives_detected, w->confusion[3]);
+    assert_true(w->missed <= r.clean_detected);
+    assert_true(w->auc >= 0 && w->auc <= 1);
+  }
+  assert_int_equal(sweep_write(&r, &test, "/tmp", "m", "d", "test", &err), STATUS_OK);
   FILE *f = fopen("/tmp/results.json", "r");
   char buf[65536];
   size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -99,6 +121,9 @@ static void test_sweep_and_checks(void **state) {
   assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "rows")), r.n_rows);
   cJSON_Delete(j);
   remove("/tmp/results.json"), remove("/tmp/results.csv");
+  slurp_first_line("/tmp/images.csv", buf, sizeof buf);
+  assert_non_null(strstr(buf, "file,true,clean_pred,clean_confidence,fgsm@0.02"));
+  remove("/tmp/images.csv");
   sweep_result_free(&r);
 
   assert_int_equal(robustness_sweep(masked, &test, &so, NULL, NULL, &r, &err), STATUS_OK);
@@ -146,12 +171,123 @@ static void test_triage_brackets_flip(void **state) {
   }
   /* the flagged images are the most fragile, and excluding them does not lower accuracy here */
   assert_true(r.accuracy_aware >= r.accuracy_all);
-  assert_float_equal(r.curve_acc[0], r.accuracy_all, 1e-12);
+  assert_float_equal(r.curve_acc[DEFER_ADVERSARIAL][0], r.accuracy_all, 1e-12);
+  for (int sc = 0; sc < DEFER_COUNT; sc++)
+    assert_float_equal(r.curve_acc[sc][0], r.accuracy_all, 1e-12);
   triage_free(&r);
   o.kind = ATTACK_SQUARE;
   assert_int_not_equal(triage_run(plain, &test, &o, 0.1f, 1e-4f, 0.2f, 64, NULL, NULL, &r, &err),
                        STATUS_OK);
   assert_non_null(strstr(err.msg, "not square"));
+}
+
+/* A model that answers "malignant" whatever it sees: every attack leaves it
+ * at the majority share, which accuracy alone would call robust. */
+static void test_constant_classifier_caught(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  spec.class_names[0] = strdup("benign"), spec.class_names[1] = strdup("malignant");
+  Net *constant = model_build(&spec, 1, NULL);
+  model_spec_free(&spec);
+  for (int i = 0; i < net_tensor_count(constant); i++) {
+    TensorRef t = net_tensor(constant, i);
+    if (!t.is_int64) memset(t.data, 0, 4 * t.numel);
+    if (!t.is_int64 && strstr(t.name, "var")) /* running variances stay valid */
+      for (size_t j = 0; j < t.numel; j++) t.data[j] = 1.0f;
+  }
+  TensorRef bias = net_tensor(constant, net_tensor_count(constant) - 1);
+  assert_int_equal((int)bias.numel, 2);
+  bias.data[1] = 3.0f;
+  Dataset test = data->split[SPLIT_TEST];
+  test.n = 60;
+  const AttackKind kinds[] = {ATTACK_FGSM, ATTACK_PGD};
+  const float eps[] = {0.01f, 0.03f};
+  SweepOptions so = {kinds, 2, eps, 2, attack_options_default(ATTACK_PGD), 64, 0, 1, NULL};
+  SweepResult r;
+  MrError err = {0};
+  assert_int_equal(robustness_sweep(constant, &test, &so, NULL, NULL, &r, &err), STATUS_OK);
+  int ones = 0;
+  for (int i = 0; i < test.n; i++) ones += test.labels[i] == 1;
+  assert_float_equal(r.clean_accuracy, (double)ones / test.n, 1e-12);
+  assert_float_equal(r.majority_share, fmax(ones, test.n - ones) / (double)test.n, 1e-12);
+  assert_float_equal(r.clean_balanced_accuracy, 0.5, 1e-12);
+  for (int i = 0; i < 4; i++) {
+    assert_float_equal(r.rows[i].accuracy, r.clean_accuracy, 1e-12);
+    assert_float_equal(r.rows[i].balanced_accuracy, 0.5, 1e-12);
+    assert_int_equal(r.rows[i].positives_detected, ones);
+  }
+  print_message("  constant: %s\n", check_named(&r, "not a constant")->message);
+  assert_false(check_named(&r, "not a constant")->passed);
+  assert_false(check_named(&r, "clean balanced accuracy")->passed);
+  sweep_result_free(&r);
+  /* the trained model is not flagged */
+  assert_int_equal(robustness_sweep(plain, &test, &so, NULL, NULL, &r, &err), STATUS_OK);
+  assert_true(check_named(&r, "not a constant")->passed);
+  assert_true(check_named(&r, "clean balanced accuracy")->passed);
+  sweep_result_free(&r);
+  net_free(constant);
+}
+
+/* Deferral by each score against a case computed by hand. */
+static void test_deferral_by_hand(void **state) {
+  (void)state;
+  /* label, pred, confidence, margin, entropy, min_eps */
+  const TriageItem items[6] = {
+      {.label = 0,
+       .pred = 0,
+       .confidence = 0.9f,
+       .margin = 2.0f,
+       .entropy = 0.3f,
+       .min_eps = 0.01f},
+      {.label = 0,
+       .pred = 1,
+       .confidence = 0.6f,
+       .margin = 0.4f,
+       .entropy = 0.67f,
+       .min_eps = 0.001f},
+      {.label = 1,
+       .pred = 1,
+       .confidence = 0.55f,
+       .margin = 0.2f,
+       .entropy = 0.69f,
+       .min_eps = 0.02f},
+      {.label = 1,
+       .pred = 0,
+       .confidence = 0.95f,
+       .margin = 3.0f,
+       .entropy = 0.2f,
+       .min_eps = 0.002f},
+      {.label = 1,
+       .pred = 1,
+       .confidence = 0.8f,
+       .margin = 1.4f,
+       .entropy = 0.5f,
+       .min_eps = INFINITY},
+      {.label = 0,
+       .pred = 0,
+       .confidence = 0.7f,
+       .margin = 0.8f,
+       .entropy = 0.6f,
+       .min_eps = 0.03f},
+  };
+  double acc, bal;
+  for (int sc = 0; sc < DEFER_COUNT; sc++) {
+    triage_deferral(items, 6, 2, (DeferScore)sc, 0.0, &acc, &bal);
+    assert_float_equal(acc, 4.0 / 6, 1e-12);
+    assert_float_equal(bal, 2.0 / 3, 1e-12);
+  }
+  /* deferring a third: the adversarial score sends both mistakes to a human */
+  triage_deferral(items, 6, 2, DEFER_ADVERSARIAL, 1.0 / 3, &acc, &bal);
+  assert_float_equal(acc, 1.0, 1e-12);
+  assert_float_equal(bal, 1.0, 1e-12);
+  /* the confident mistake (item 3) survives every confidence baseline */
+  for (int sc = DEFER_CONFIDENCE; sc < DEFER_COUNT; sc++) {
+    triage_deferral(items, 6, 2, (DeferScore)sc, 1.0 / 3, &acc, &bal);
+    assert_float_equal(acc, 0.75, 1e-12);
+    assert_float_equal(bal, 0.75, 1e-12);
+  }
+  triage_deferral(items, 6, 2, DEFER_ADVERSARIAL, 0.5, &acc, &bal);
+  assert_float_equal(acc, 1.0, 1e-12);
 }
 
 static void test_shape_mismatch_refused(void **state) {
@@ -160,7 +296,7 @@ static void test_shape_mismatch_refused(void **state) {
   Net *rgb = model_build(&spec, 1, NULL);
   const AttackKind kinds[] = {ATTACK_PGD};
   const float eps[] = {0.01f};
-  SweepOptions so = {kinds, 1, eps, 1, attack_options_default(ATTACK_PGD), 64, 0, 0};
+  SweepOptions so = {kinds, 1, eps, 1, attack_options_default(ATTACK_PGD), 64, 0, 0, NULL};
   SweepResult r;
   MrError err = {0};
   assert_int_not_equal(robustness_sweep(rgb, &data->split[SPLIT_TEST], &so, NULL, NULL, &r, &err),
@@ -225,7 +361,7 @@ static void test_transfer_and_compare(void **state) {
   assert_non_null(f);
   char line[256];
   assert_non_null(fgets(line, sizeof line, f));
-  assert_string_equal(line, "source\\target,\"plain\",\"other\"\n");
+  assert_string_equal(line, "source\\target,plain,other\n");
   fclose(f);
   remove_dir(dir);
 
@@ -337,6 +473,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sweep_and_checks),
       cmocka_unit_test(test_triage_brackets_flip),
+      cmocka_unit_test(test_constant_classifier_caught),
+      cmocka_unit_test(test_deferral_by_hand),
       cmocka_unit_test(test_shape_mismatch_refused),
       cmocka_unit_test(test_image_metrics),
       cmocka_unit_test(test_transfer_and_compare),

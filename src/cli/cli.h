@@ -70,13 +70,46 @@ int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_saliency(int argc, char **argv);
 
-/* The model, and the data resized / converted to its input (image folders
- * split with seed); prints the error and returns 0 on failure. */
-int cli_load_model_data(const char *model, const char *data_path, uint64_t seed, Net **net,
+/* What every command that reads a trained model and data accepts about the
+ * data: its split and whether another task's data may be used. */
+typedef struct {
+  const char *split_seed, *split_file;
+  int allow_mismatch;
+} CliDataArgs;
+#define CLI_DATA_OPTIONS(a)                                                           \
+  {"--split-seed",                                                                    \
+   OPT_STRING,                                                                        \
+   &(a).split_seed,                                                                   \
+   0,                                                                                 \
+   0,                                                                                 \
+   " S",                                                                              \
+   "image folders: re-split with this seed (default: the split the model recorded)"}, \
+      {"--split-file",                                                                \
+       OPT_STRING,                                                                    \
+       &(a).split_file,                                                               \
+       0,                                                                             \
+       0,                                                                             \
+       " F.csv",                                                                      \
+       "image folders: the split from a CSV with path and split columns"},            \
+  {                                                                                   \
+    "--allow-mismatch", OPT_FLAG, &(a).allow_mismatch, 0, 0, NULL,                    \
+        "go on when the data's classes or stored shape differ from the model's"       \
+  }
+/* The DataCheck of the arguments; prints a usage error and returns 0 on a bad seed. */
+int cli_data_check(const char *cmd, const CliDataArgs *a, DataCheck *out);
+/* The model, and the data loaded for it (its recorded split, checked; see
+ * data_load_for_model); prints warnings, the error, and returns 0 on failure. */
+int cli_load_model_data(const char *model, const char *data_path, const CliDataArgs *a, Net **net,
                         DataSplits **data);
+/* Warns about skipped files; the one place that says so. */
+void cli_data_notes(const DataSplits *d);
 
 /* The split index of a --split value, or -1 after a usage message. */
 int cli_split(const char *cmd, const char *text);
+/* The sweep as a console table: clean metrics, the majority baseline, then a
+ * row per attack and eps with balanced accuracy, AUC and (binary) detections. */
+void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, const char *data,
+                     const char *split);
 /* mkdir unless it exists; prints the error and returns 0 on failure. */
 int cli_make_dir(const char *dir);
 

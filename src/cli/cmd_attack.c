@@ -9,9 +9,49 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "medrobust.h"
+
+/* OUT.csv: a row per image naming its file, true class, clean and attacked
+ * predictions with their confidence, the perturbation's L-inf size and
+ * whether the attack survives 8-bit storage. Written atomically. */
+static Status write_image_table(const char *out, const Dataset *set, const Net *net,
+                                const int *clean_pred, const float *clean_conf, const int *adv_pred,
+                                const float *adv_conf, const unsigned char *survives8,
+                                const float *adv, MrError *err) {
+  char path[4200], tmp[4300];
+  snprintf(path, sizeof path, "%s.csv", out);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+  const size_t per = (size_t)set->c * set->h * set->w;
+  fprintf(f,
+          "index,file,true,clean_pred,clean_confidence,adv_pred,adv_confidence,linf,"
+          "survives_8bit\n");
+  char id[64], buf[16];
+  for (int i = 0; i < set->n; i++) {
+    double linf = 0;
+    for (size_t p = 0; p < per; p++)
+      linf = fmax(linf, fabs((double)adv[per * i + p] - set->images[per * i + p]));
+    fprintf(f, "%d,", i);
+    csv_write_field(f, dataset_image_id(set, i, id, sizeof id));
+    fputc(',', f);
+    csv_write_field(f, set->labels[i] >= 0 ? net_class_name(net, set->labels[i], buf) : "");
+    fputc(',', f);
+    csv_write_field(f, net_class_name(net, clean_pred[i], buf));
+    fprintf(f, ",%.6f,", clean_conf[i]);
+    csv_write_field(f, net_class_name(net, adv_pred[i], buf));
+    fprintf(f, ",%.6f,%.6g,%d\n", adv_conf[i], linf, survives8[i]);
+  }
+  const int ok = fflush(f) == 0 && !ferror(f);
+  if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+    remove(tmp);
+    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);
+  }
+  return STATUS_OK;
+}
 
 int cmd_attack(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
@@ -22,6 +62,7 @@ int cmd_attack(int argc, char **argv) {
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0;
   const char *eps_text = NULL;
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
@@ -45,6 +86,7 @@ int cmd_attack(int argc, char **argv) {
       {"--png", OPT_STRING, &png_dir, 0, 0, " DIR",
        "also write clean / adversarial / amplified-difference PNGs"},
       {"--png-count", OPT_INT, &png_count, 1, 100000, " N", "how many images get PNGs"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "attack", "attack --model M --data D --out F.npz [options]",
@@ -80,7 +122,7 @@ int cmd_attack(int argc, char **argv) {
   MrError err = {0};
   Net *net;
   DataSplits *data;
-  if (!cli_load_model_data(model, data_path, o.seed, &net, &data)) return EXIT_RUNTIME;
+  if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   const int k = net_num_classes(net), n = set.n;
@@ -89,24 +131,34 @@ int cmd_attack(int argc, char **argv) {
         *probs = malloc(sizeof(float) * k * batch);
   float *q = malloc(sizeof(float) * per * batch);
   int *clean_pred = malloc(sizeof(int) * (n + 1)), *adv_pred = malloc(sizeof(int) * (n + 1));
-  int *labels = malloc(sizeof(int) * (n + 1));
+  int *labels = malloc(sizeof(int) * (n + 1)), *target = malloc(sizeof(int) * (n + 1));
+  float *clean_conf = malloc(sizeof(float) * (n + 1)), *adv_conf = malloc(sizeof(float) * (n + 1));
+  unsigned char *survives8 = calloc(n + 1, 1);
   const int bits[3] = {8, 12, 16};
   int survive[3] = {0}, fooled = 0, correct_clean = 0, correct_adv = 0;
-  Status st = adv && probs && q && clean_pred && adv_pred && labels
+  Status st = adv && probs && q && clean_pred && adv_pred && labels && target && clean_conf &&
+                      adv_conf && survives8
                   ? STATUS_OK
                   : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
   for (int start = 0; st == STATUS_OK && start < n; start += batch) {
     const int B = n - start < batch ? n - start : batch;
     const float *x = set.images + per * start;
     net_predict(net, x, B, probs);
-    for (int i = 0; i < B; i++) clean_pred[start + i] = argmax(probs + (size_t)i * k, k);
-    st = attack_run(net, &o, x, set.labels + start, B, adv + per * start, &err);
+    for (int i = 0; i < B; i++) {
+      const int idx = start + i;
+      clean_pred[idx] = argmax(probs + (size_t)i * k, k);
+      clean_conf[idx] = probs[(size_t)i * k + clean_pred[idx]];
+      /* an unlabelled image is attacked away from what the model sees in it */
+      target[idx] = set.labels[idx] >= 0 ? set.labels[idx] : clean_pred[idx];
+    }
+    st = attack_run(net, &o, x, target + start, B, adv + per * start, &err);
     if (st != STATUS_OK) break;
     net_predict(net, adv + per * start, B, probs);
     for (int i = 0; i < B; i++) {
-      const int idx = start + i, y = set.labels[idx];
+      const int idx = start + i, y = target[idx];
       adv_pred[idx] = argmax(probs + (size_t)i * k, k);
-      labels[idx] = y;
+      adv_conf[idx] = probs[(size_t)i * k + adv_pred[idx]];
+      labels[idx] = set.labels[idx];
       correct_clean += clean_pred[idx] == y;
       correct_adv += adv_pred[idx] == y;
       fooled += clean_pred[idx] == y && adv_pred[idx] != y;
@@ -118,8 +170,11 @@ int cmd_attack(int argc, char **argv) {
       net_predict(net, q, B, probs);
       for (int i = 0; i < B; i++) {
         const int idx = start + i;
-        survive[b] += clean_pred[idx] == set.labels[idx] && adv_pred[idx] != set.labels[idx] &&
-                      argmax(probs + (size_t)i * k, k) != set.labels[idx];
+        const int y = target[idx];
+        const int kept =
+            clean_pred[idx] == y && adv_pred[idx] != y && argmax(probs + (size_t)i * k, k) != y;
+        survive[b] += kept;
+        if (b == 0) survives8[idx] = (unsigned char)kept;
       }
     }
   }
@@ -150,6 +205,9 @@ int cmd_attack(int argc, char **argv) {
     }
     free(hwc);
   }
+  if (st == STATUS_OK)
+    st = write_image_table(out, &set, net, clean_pred, clean_conf, adv_pred, adv_conf, survives8,
+                           adv, &err);
   if (st == STATUS_OK && png_dir) {
     if (!cli_make_dir(png_dir))
       st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
@@ -183,8 +241,10 @@ int cmd_attack(int argc, char **argv) {
     if (o.eps > 0 && o.eps < 0.5f / 255)
       printf("note: eps %g is below half an 8-bit grey level\n", o.eps);
     printf("wrote %s (float32; evaluate other models on it with --data %s)\n", out, out);
+    printf("per image (file, classes, confidence, L-inf, survives 8-bit): %s.csv\n", out);
   }
-  free(adv), free(probs), free(q), free(clean_pred), free(adv_pred), free(labels);
+  free(adv), free(probs), free(q), free(clean_pred), free(adv_pred), free(labels), free(target);
+  free(clean_conf), free(adv_conf), free(survives8);
   net_free(net);
   data_free(data);
   return st == STATUS_OK ? 0 : EXIT_RUNTIME;

@@ -68,6 +68,7 @@ int cmd_compare(int argc, char **argv) {
   float triage_eps_max = TRIAGE_EPS_MAX, triage_tol = TRIAGE_TOL, transfer_eps = 0.0f;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0;
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--models", OPT_STRING, &models_text, 0, 0, " A,B,...",
        "model files (required; same input and classes)"},
@@ -92,6 +93,7 @@ int cmd_compare(int argc, char **argv) {
       {"--transfer-eps", OPT_FLOAT, &transfer_eps, 0, 1e6, " E",
        "its eps (0: the largest of --eps)"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "compare", "compare --models A,B,... --data D --out DIR [options]",
@@ -155,11 +157,19 @@ int cmd_compare(int argc, char **argv) {
   if (ok && compare_check_models(nets, (const char *const *)paths, n, &err) != STATUS_OK)
     fprintf(stderr, "medrobust compare: %s\n", err.msg), ok = 0;
   if (ok) {
-    const ModelSpec *ms = net_spec(nets[0]);
-    DataOptions dopt = {.size = ms->in_h, .channels = ms->in_c, .seed = base.seed};
-    data = data_load(data_path, &dopt, &err);
-    if (!data || data_match_model(data, nets[0], &err) != STATUS_OK)
-      fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;
+    DataCheck check;
+    char warning[512] = "";
+    if (!cli_data_check("compare", &dargs, &check)) ok = 0;
+    if (ok) data = data_load_for_model(data_path, nets[0], &check, warning, sizeof warning, &err);
+    if (ok && !data) fprintf(stderr, "medrobust: %s: %s\n", paths[0], err.msg), ok = 0;
+    /* every other model must have been trained on this very split */
+    for (int i = 1; ok && i < n; i++) {
+      if (data_check_for_model(data, data_path, nets[i], &check, warning, sizeof warning, &err) !=
+          STATUS_OK)
+        fprintf(stderr, "medrobust: %s: %s\n", paths[i], err.msg), ok = 0;
+    }
+    if (warning[0]) fprintf(stderr, "medrobust: warning: %s\n", warning);
+    if (data) cli_data_notes(data);
   }
   if (ok && !cli_make_dir(out)) ok = 0;
   CompareResult r = {0};

@@ -1,6 +1,8 @@
 /* medrobust data phantom | info: make the built-in phantom set, describe a set. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "medrobust.h"
@@ -43,18 +45,52 @@ static int data_phantom(int argc, char **argv) {
   return 0;
 }
 
+/* Every image's file (or array index), label and split, atomically. */
+static int write_listing(const DataSplits *d, const char *path) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    fprintf(stderr, "medrobust: %s: cannot write: %s\n", tmp, strerror(errno));
+    return 0;
+  }
+  fprintf(f, "path,label,split\n");
+  for (int s = 0; s < SPLIT_COUNT; s++)
+    for (int i = 0; i < d->split[s].n; i++) {
+      char id[64];
+      const int y = d->split[s].labels[i];
+      csv_write_field(f, dataset_image_id(&d->split[s], i, id, sizeof id));
+      fputc(',', f);
+      csv_write_field(f, y >= 0 && d->class_names[y] ? d->class_names[y] : "");
+      fprintf(f, ",%s\n", split_name((Split)s));
+    }
+  const int ok = fclose(f) == 0 && rename(tmp, path) == 0;
+  if (!ok) {
+    fprintf(stderr, "medrobust: %s: cannot write\n", path);
+    remove(tmp);
+  }
+  return ok;
+}
+
 static int data_info(int argc, char **argv) {
-  DataOptions opt = {0};
-  const char *file[1] = {NULL};
+  DataOptions opt = {.seed = DEFAULT_SPLIT_SEED};
+  const char *file[1] = {NULL}, *fit = "crop", *model = NULL, *list = NULL;
   int n_pos = 0;
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--size", OPT_INT, &opt.size, 0, 1024, " N", "resize to NxN (0 keeps; image folders: 64)"},
       {"--channels", OPT_INT, &opt.channels, 0, 3, " C", "1 or 3 (0 keeps; image folders: 1)"},
-      {"--seed", OPT_U64, &opt.seed, 0, 0, " S", "image folders: split seed"},
+      {"--fit", OPT_STRING, &fit, 0, 0, " crop|pad|stretch", "non-square image files, as train"},
+      {"--model", OPT_STRING, &model, 0, 0, " M",
+       "the split and input this model recorded (as every command that uses it)"},
+      {"--list", OPT_STRING, &list, 0, 0, " F.csv",
+       "write every image's file, label and split to F.csv"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {"data info", "data info FILE [options]",
                         "Prints the splits, shapes, value range and class counts of a data set\n"
-                        "(.npz, image folder, IDX folder or 'fashion-mnist').",
+                        "(.npz, image folder, .csv manifest, IDX folder or 'fashion-mnist'):\n"
+                        "the same split train makes (or, with --model, the model's).",
                         options};
   int rc = cli_parse(&spec, argc, argv, file, 1, &n_pos);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
@@ -62,13 +98,40 @@ static int data_info(int argc, char **argv) {
     fprintf(stderr, "medrobust data info: which file? (see --help)\n");
     return EXIT_USAGE;
   }
+  DataCheck check;
+  if (!cli_data_check("data info", &dargs, &check)) return EXIT_USAGE;
+  if (fit_parse(fit) < 0) {
+    fprintf(stderr, "medrobust data info: --fit must be crop, pad or stretch, got '%s'\n", fit);
+    return EXIT_USAGE;
+  }
+  opt.fit = (FitMode)fit_parse(fit), opt.split_file = dargs.split_file;
+  if (check.split_seed_given) opt.seed = check.split_seed;
   MrError err = {0};
-  DataSplits *d = data_load(file[0], &opt, &err);
-  if (!d) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
+  DataSplits *d = NULL;
+  if (model) {
+    Net *net = NULL;
+    if (!cli_load_model_data(model, file[0], &dargs, &net, &d)) return EXIT_RUNTIME;
+    net_free(net);
+  } else {
+    d = data_load(file[0], &opt, &err);
+    if (!d) {
+      fprintf(stderr, "medrobust: %s\n", err.msg);
+      return EXIT_RUNTIME;
+    }
+    cli_data_notes(d);
+  }
+  if (list && !write_listing(d, list)) {
+    data_free(d);
     return EXIT_RUNTIME;
   }
-  printf("%s\n%d classes:", d->source, d->n_classes);
+  printf("%s\n", d->source);
+  if (d->split_kind != SPLIT_FIXED)
+    printf("listing %016llx, split %016llx (the hashes a model file records)\n",
+           (unsigned long long)d->listing_hash, (unsigned long long)d->assignment_hash);
+  if (d->bits)
+    printf("stored as %d-bit: one grey level is %.6g on the [0,1] scale\n", d->bits,
+           data_grey_step(d->bits));
+  printf("%d classes:", d->n_classes);
   for (int k = 0; k < d->n_classes; k++)
     printf(" %d=%s", k, d->class_names[k] ? d->class_names[k] : "?");
   printf("\n\n%-6s %7s %11s %15s %8s  %s\n", "split", "images", "shape", "range", "mean",

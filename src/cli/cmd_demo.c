@@ -183,7 +183,7 @@ int cmd_demo(int argc, char **argv) {
     const Dataset *test = &data->split[SPLIT_TEST];
     const AttackKind kinds[3] = {ATTACK_FGSM, ATTACK_BIM, ATTACK_PGD};
     const float eps[4] = {0.001f, 0.002f, 0.004f, 0.006f};
-    SweepOptions so = {kinds, 3, eps, 4, attack_options_default(ATTACK_PGD), 128, 1, 1};
+    SweepOptions so = {kinds, 3, eps, 4, attack_options_default(ATTACK_PGD), 128, 1, 1, NULL};
     so.base.iters = 0, so.base.seed = seed;
     SweepResult r;
     TriageResult tr;
@@ -195,7 +195,7 @@ int cmd_demo(int argc, char **argv) {
           "attacking cnn: FGSM, BIM, PGD at eps 0.001-0.006 with noise contrast and self-checks\n");
     Status s = robustness_sweep(net, test, &so, NULL, NULL, &r, &err);
     if (s == STATUS_OK) {
-      s = sweep_write(&r, report_dir, model_path, path, "test", &err);
+      s = sweep_write(&r, test, report_dir, model_path, path, "test", &err);
       printf("4. attacks on cnn (test split, clean %.2f%%):", 100 * r.clean_accuracy);
       for (int i = 0; i < r.n_rows && i < 12; i++)
         if (r.rows[i].eps == 0.002f || r.rows[i].eps == 0.006f)
@@ -217,7 +217,7 @@ int cmd_demo(int argc, char **argv) {
           "5. triage: accuracy %.2f%% on all test images, %.2f%% without the 20%% most fragile\n",
           100 * tr.accuracy_all, 100 * tr.accuracy_aware);
       s = triage_write_thumbnails(&tr, test, report_dir, 30, &err);
-      if (s == STATUS_OK) s = triage_write(&tr, report_dir, model_path, path, &err);
+      if (s == STATUS_OK) s = triage_write(&tr, test, net, report_dir, model_path, path, &err);
       triage_free(&tr);
     }
     if (s == STATUS_OK) {

@@ -68,9 +68,11 @@ int cmd_eval(int argc, char **argv) {
              *attacks_text = "fgsm,bim,pgd";
   const char *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf", *target_text = "none";
   const char *suite = NULL;
+  const char *positive = NULL;
   int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0, n_examples = 8;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0; /* each attack's own default */
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
@@ -94,9 +96,12 @@ int cmd_eval(int argc, char **argv) {
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
       {"--examples", OPT_INT, &n_examples, 0, 1000, " N",
        "example images (first attack, largest eps) for the report"},
+      {"--positive", OPT_STRING, &positive, 0, 0, " CLASS",
+       "binary tasks: the finding whose misses are counted (default: by its name, else class 1)"},
       {"--no-noise", OPT_FLAG, &no_noise, 0, 0, NULL, "skip the noise contrast"},
       {"--no-checks", OPT_FLAG, &no_checks, 0, 0, NULL, "skip the self-checks"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "eval", "eval --model M --data D --out DIR [options]",
@@ -129,15 +134,22 @@ int cmd_eval(int argc, char **argv) {
   MrError err = {0};
   Net *net;
   DataSplits *data;
-  if (!cli_load_model_data(model, data_path, base.seed, &net, &data)) return EXIT_RUNTIME;
+  if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
+  if (positive && positive_class(net, positive) < 0) {
+    fprintf(stderr, "medrobust eval: --positive '%s' is not a class of this two-class model\n",
+            positive);
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
-  SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks};
+  SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks, positive};
   SweepResult r;
   const double t0 = omp_get_wtime();
   Status st = robustness_sweep(net, &set, &so, cli_sweep_progress, &quiet, &r, &err);
   if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
-  if (st == STATUS_OK) st = sweep_write(&r, out, model, data_path, split, &err);
+  if (st == STATUS_OK) st = sweep_write(&r, &set, out, model, data_path, split, &err);
   if (st == STATUS_OK && n_examples) {
     AttackOptions ex = base;
     const AttackOptions defaults = attack_options_default(kinds[0]);
@@ -151,17 +163,7 @@ int cmd_eval(int argc, char **argv) {
     data_free(data);
     return EXIT_RUNTIME;
   }
-  printf("%s on %s (%s, %d images), %s, clean accuracy %.2f%%\n\n", model, data_path, split, r.n,
-         base.norm == NORM_LINF ? "L-inf" : "L2", 100 * r.clean_accuracy);
-  printf("%-14s %8s %9s %8s %8s %9s %9s %7s %7s %6s\n", "attack", "eps", "accuracy", "drop%",
-         "success", "mean_linf", "mean_l2", "SSIM", "PSNR", "conf");
-  printf("%-14s %8s %8.2f%% %8s %8s\n", "baseline", "0", 100 * r.clean_accuracy, "-", "-");
-  for (int i = 0; i < r.n_rows; i++) {
-    const SweepRow *w = &r.rows[i];
-    printf("%-14s %8.4g %8.2f%% %8.1f %7.1f%% %9.4f %9.4f %7.4f %7.2f %6.3f\n", w->attack, w->eps,
-           100 * w->accuracy, w->drop_pct, 100 * w->success_rate, w->linf, w->l2, w->ssim, w->psnr,
-           w->confidence);
-  }
+  cli_print_sweep(&r, &set, model, data_path, split);
   if (r.n_noise) {
     printf("\nnoise at the SSIM of %s (paper 002)\n%-10s %8s %8s %8s %9s\n", attack_name(kinds[0]),
            "noise", "eps", "level", "SSIM", "accuracy");

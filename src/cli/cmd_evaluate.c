@@ -27,11 +27,11 @@ static void loaded_free(Loaded *l) {
 /* Model + data matched to it + probabilities for the split; returns an exit
  * code, having freed everything when it is not 0. */
 static int load_and_predict(Loaded *l, const char *model, const char *data_path,
-                            const char *split_text, uint64_t seed, int batch) {
+                            const char *split_text, const CliDataArgs *dargs, int batch) {
   memset(l, 0, sizeof *l);
   const int split = cli_split("evaluate", split_text);
   if (split < 0) return EXIT_USAGE;
-  if (!cli_load_model_data(model, data_path, seed, &l->net, &l->data)) return EXIT_RUNTIME;
+  if (!cli_load_model_data(model, data_path, dargs, &l->net, &l->data)) return EXIT_RUNTIME;
   MrError err = {0};
   l->set = &l->data->split[split];
   l->k = net_num_classes(l->net);
@@ -47,14 +47,14 @@ static int load_and_predict(Loaded *l, const char *model, const char *data_path,
 int cmd_evaluate(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test";
   int json = 0, batch = 256;
-  uint64_t seed = 1;
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
       {"--json", OPT_FLAG, &json, 0, 0, NULL, "machine-readable output"},
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per forward pass"},
-      {"--seed", OPT_U64, &seed, 0, 0, " S", "image folders: the split seed used in training"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "evaluate", "evaluate --model M --data D [options]",
@@ -68,10 +68,18 @@ int cmd_evaluate(int argc, char **argv) {
     return EXIT_USAGE;
   }
   Loaded l;
-  const int code = load_and_predict(&l, model, data_path, split, seed, batch);
+  const int code = load_and_predict(&l, model, data_path, split, &dargs, batch);
   if (code) return code;
   MrError err = {0};
   Metrics m;
+  if (l.data->unlabelled) {
+    fprintf(stderr,
+            "medrobust evaluate: %s has no labels; 'medrobust predict' lists what the "
+            "model answers\n",
+            data_path);
+    loaded_free(&l);
+    return EXIT_RUNTIME;
+  }
   if (metrics_compute(&m, l.probs, l.set->labels, l.set->n, l.k, &err) != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     loaded_free(&l);
@@ -86,6 +94,16 @@ int cmd_evaluate(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "n", m.n);
     cJSON_AddNumberToObject(root, "accuracy", m.accuracy);
     cJSON_AddNumberToObject(root, "balanced_accuracy", m.balanced_accuracy);
+    cJSON_AddStringToObject(root, "majority_class", net_class_name(l.net, m.majority_class, buf));
+    cJSON_AddNumberToObject(root, "majority_share", m.majority_share);
+    cJSON *sens = cJSON_AddArrayToObject(root, "sensitivity");
+    cJSON *spec = cJSON_AddArrayToObject(root, "specificity");
+    for (int c = 0; c < l.k; c++) {
+      double se, sp;
+      confusion_rates(m.confusion, l.k, c, &se, &sp);
+      cJSON_AddItemToArray(sens, se >= 0 ? cJSON_CreateNumber(se) : cJSON_CreateNull());
+      cJSON_AddItemToArray(spec, sp >= 0 ? cJSON_CreateNumber(sp) : cJSON_CreateNull());
+    }
     if (m.auc >= 0)
       cJSON_AddNumberToObject(root, "roc_auc", m.auc);
     else
@@ -106,6 +124,14 @@ int cmd_evaluate(int argc, char **argv) {
            100 * m.balanced_accuracy);
     if (m.auc >= 0)
       printf("ROC AUC            %.4f%s\n", m.auc, l.k > 2 ? " (macro one-vs-rest)" : "");
+    printf("majority baseline  %.2f%% (always answering '%s'; balanced %.0f%%)\n",
+           100 * m.majority_share, net_class_name(l.net, m.majority_class, buf), 100.0 / l.k);
+    printf("\n%-16s %12s %12s\n", "class", "sensitivity", "specificity");
+    for (int c = 0; c < l.k; c++) {
+      double se, sp;
+      confusion_rates(m.confusion, l.k, c, &se, &sp);
+      printf("%-16.16s %11.2f%% %11.2f%%\n", net_class_name(l.net, c, buf), 100 * se, 100 * sp);
+    }
     printf("\nconfusion (rows: true class, columns: predicted)\n%16s", "");
     for (int j = 0; j < l.k; j++) printf(" %12.12s", net_class_name(l.net, j, buf));
     printf("\n");
@@ -123,18 +149,21 @@ int cmd_evaluate(int argc, char **argv) {
 int cmd_predict(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL;
   int batch = 256;
-  uint64_t seed = 1;
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
       {"--out", OPT_STRING, &out, 0, 0, " F.csv", "output CSV (required)"},
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per forward pass"},
-      {"--seed", OPT_U64, &seed, 0, 0, " S", "image folders: the split seed used in training"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "predict", "predict --model M --data D --out F.csv [options]",
-      "One CSV row per image: index, label, predicted class and every class probability.", options};
+      "One CSV row per image: its file (or array index), true class (empty when\n"
+      "unlabelled), predicted class, its confidence and every class probability.\n"
+      "Takes unlabelled folders (images without class subfolders).",
+      options};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path || !out) {
@@ -142,7 +171,7 @@ int cmd_predict(int argc, char **argv) {
     return EXIT_USAGE;
   }
   Loaded l;
-  const int code = load_and_predict(&l, model, data_path, split, seed, batch);
+  const int code = load_and_predict(&l, model, data_path, split, &dargs, batch);
   if (code) return code;
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
@@ -152,13 +181,23 @@ int cmd_predict(int argc, char **argv) {
     loaded_free(&l);
     return EXIT_RUNTIME;
   }
-  char buf[16];
-  fprintf(f, "index,label,predicted");
-  for (int j = 0; j < l.k; j++) fprintf(f, ",p_%s", net_class_name(l.net, j, buf));
+  char buf[16], id[64], col[32];
+  fprintf(f, "file,true,predicted,confidence");
+  for (int j = 0; j < l.k; j++) {
+    snprintf(col, sizeof col, "p_%s", net_class_name(l.net, j, buf));
+    fputc(',', f);
+    csv_write_field(f, col);
+  }
   fprintf(f, "\n");
   for (int i = 0; i < l.set->n; i++) {
     const float *p = l.probs + (size_t)i * l.k;
-    fprintf(f, "%d,%d,%d", i, l.set->labels[i], argmax(p, l.k));
+    const int y = l.set->labels[i], pred = argmax(p, l.k);
+    csv_write_field(f, dataset_image_id(l.set, i, id, sizeof id));
+    fputc(',', f);
+    csv_write_field(f, y >= 0 ? net_class_name(l.net, y, buf) : "");
+    fputc(',', f);
+    csv_write_field(f, net_class_name(l.net, pred, buf));
+    fprintf(f, ",%.6f", p[pred]);
     for (int j = 0; j < l.k; j++) fprintf(f, ",%.6g", p[j]);
     fprintf(f, "\n");
   }

@@ -14,6 +14,7 @@ int cmd_saliency(int argc, char **argv) {
   int count = 6, samples = 50, embed = 400;
   float sigma = 0.15f, eps = 0.004f;
   uint64_t seed = 1;
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
@@ -28,6 +29,7 @@ int cmd_saliency(int argc, char **argv) {
        "SmoothGrad: noise std on the [0,1] scale (Smilkov et al.: 10-20% of the range)"},
       {"--embed", OPT_INT, &embed, 0, 1000000, " N", "images in the feature embedding (0: none)"},
       {"--seed", OPT_U64, &seed, 0, 0, " S", "random starts and SmoothGrad noise"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "saliency", "saliency --model M --data D --out DIR [options]",
@@ -58,7 +60,7 @@ int cmd_saliency(int argc, char **argv) {
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
   Net *net;
   DataSplits *data;
-  if (!cli_load_model_data(model, data_path, seed, &net, &data)) return EXIT_RUNTIME;
+  if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   MrError err = {0};
   const Dataset *set = &data->split[s_idx];
   Status st = saliency_write(net, set, &o, count, samples, sigma, out, &err);

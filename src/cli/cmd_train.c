@@ -86,7 +86,8 @@ int cmd_train(int argc, char **argv) {
   const char *init = NULL;
   int no_augment = 0, quiet = 0, size = 0, channels = 0;
   ArchOptions arch_opt = {.width = 1.0f};
-  const char *decoder_up = NULL;
+  const char *decoder_up = NULL, *fit = "crop";
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--data", OPT_STRING, &data_path, 0, 0, " D",
        ".npz, image folder, IDX folder or fashion-mnist (required)"},
@@ -150,6 +151,10 @@ int cmd_train(int argc, char **argv) {
        "PGD iterations of the robust validation that selects the checkpoint"},
       {"--val-steps", OPT_INT, &o.val_attack_steps, 1, 10000, " N", "the same as --val-iters"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      {"--fit", OPT_STRING, &fit, 0, 0, " crop|pad|stretch",
+       "image files that are not square: centre crop (torchvision Resize+CenterCrop), pad or "
+       "stretch"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "train", "train --data D --model M --out F [options]",
@@ -219,15 +224,26 @@ int cmd_train(int argc, char **argv) {
   DataSplits *data = NULL;
   if (init) {
     /* fine-tuning: the file decides the architecture, input and normalisation */
-    if (!cli_load_model_data(init, data_path, o.seed, &net, &data)) return EXIT_RUNTIME;
+    if (!cli_load_model_data(init, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
     arch = net_spec(net)->arch;
   } else {
-    DataOptions dopt = {.size = size, .channels = channels, .seed = o.seed};
+    DataCheck check;
+    if (!cli_data_check("train", &dargs, &check)) return EXIT_USAGE;
+    DataOptions dopt = {.size = size,
+                        .channels = channels,
+                        .seed = check.split_seed_given ? check.split_seed : DEFAULT_SPLIT_SEED,
+                        .fit = (FitMode)fit_parse(fit),
+                        .split_file = dargs.split_file};
+    if (fit_parse(fit) < 0) {
+      fprintf(stderr, "medrobust train: --fit must be crop, pad or stretch, got '%s'\n", fit);
+      return EXIT_USAGE;
+    }
     data = data_load(data_path, &dopt, &err);
     if (!data) {
       fprintf(stderr, "medrobust: %s\n", err.msg);
       return EXIT_RUNTIME;
     }
+    cli_data_notes(data);
     net = build_model(arch, data, &arch_opt, o.seed, &err);
     if (!net) {
       fprintf(stderr, "medrobust: %s\n", err.msg);
@@ -235,6 +251,16 @@ int cmd_train(int argc, char **argv) {
       return EXIT_RUNTIME;
     }
   }
+  if (data->unlabelled) {
+    fprintf(stderr, "medrobust train: %s has no labels (no class folders); nothing to learn from\n",
+            data_path);
+    net_free(net);
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  char record[MR_DATA_LEN];
+  data_record_json(data, record, sizeof record);
+  net_set_data_record(net, record);
   const Dataset *tr = &data->split[SPLIT_TRAIN];
   if (!quiet)
     fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val images, %d threads\n",

@@ -24,6 +24,7 @@ int cmd_triage(int argc, char **argv) {
   float eps_max = TRIAGE_EPS_MAX, tol = TRIAGE_TOL, flag_pct = 100.0f * TRIAGE_FLAG_FRAC;
   int batch = 128, quiet = 0, limit = 0, iters = 10;
   uint64_t seed = 1;
+  CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
@@ -40,6 +41,7 @@ int cmd_triage(int argc, char **argv) {
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
       "triage", "triage --model M --data D --out DIR [options]",
@@ -72,7 +74,7 @@ int cmd_triage(int argc, char **argv) {
   MrError err = {0};
   Net *net;
   DataSplits *data;
-  if (!cli_load_model_data(model, data_path, seed, &net, &data)) return EXIT_RUNTIME;
+  if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   AttackOptions o = attack_options_default((AttackKind)kind);
@@ -83,7 +85,7 @@ int cmd_triage(int argc, char **argv) {
                          &quiet, &r, &err);
   if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
   if (st == STATUS_OK) st = triage_write_thumbnails(&r, &set, out, 30, &err);
-  if (st == STATUS_OK) st = triage_write(&r, out, model, data_path, &err);
+  if (st == STATUS_OK) st = triage_write(&r, &set, net, out, model, data_path, &err);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     net_free(net);
@@ -92,15 +94,41 @@ int cmd_triage(int argc, char **argv) {
   }
   printf("%s on %s (%s, %d images): minimal %s %s eps per image, bisection to %g below %g\n", model,
          data_path, split, r.n, attack, norm, tol, eps_max);
-  printf("accuracy on all images           %.2f%%\n", 100 * r.accuracy_all);
-  printf("without the %4.1f%% most fragile   %.2f%%  (%d images flagged for review)\n", flag_pct,
-         100 * r.accuracy_aware, r.n_flagged);
-  printf("deferral curve AUC (0-50%%)       %.4f\n\nmost fragile:\n%6s %6s %6s %6s %8s %10s\n",
-         r.curve_auc, "rank", "index", "label", "pred", "conf", "min_eps");
+  char id[64], eps_text[64], buf[16];
+  if (r.labelled) {
+    printf("%-34s %9s %9s\n", "", "accuracy", "balanced");
+    printf("%-34s %8.2f%% %8.2f%%\n", "all images", 100 * r.accuracy_all, 100 * r.balanced_all);
+    char without[64];
+    snprintf(without, sizeof without, "without the %.0f%% most fragile", flag_pct);
+    printf("%-34s %8.2f%% %8.2f%%  (%d flagged for review, %d of them already misclassified)\n",
+           without, 100 * r.accuracy_aware, 100 * r.balanced_aware, r.n_flagged, r.n_flagged_wrong);
+    /* the baselines triage must beat to be worth an attack per image */
+    const int at20 = (int)lround(0.2 / 0.05);
+    printf(
+        "\ndeferral: accuracy of the kept images when the most doubtful share goes to a "
+        "human\n%-12s %8s %8s %8s %8s  %s\n",
+        "deferred by", "0%", "10%", "20%", "50%", "mean (0-50%)");
+    for (int sc = 0; sc < DEFER_COUNT; sc++)
+      printf("%-12s %7.2f%% %7.2f%% %7.2f%% %7.2f%%  %.4f\n", defer_name((DeferScore)sc),
+             100 * r.curve_acc[sc][0], 100 * r.curve_acc[sc][2], 100 * r.curve_acc[sc][at20],
+             100 * r.curve_acc[sc][TRIAGE_CURVE_POINTS - 1], r.curve_auc[sc]);
+  } else {
+    printf("unlabelled images: ranked by how small a change flips them (no accuracy)\n");
+  }
+  printf("\nmost fragile:\n%5s %-32s %-12s %-12s %7s %14s %-12s\n", "rank", "file", "true",
+         "predicted", "conf", "min_eps", "flips to");
   for (int i = 0; i < r.n && i < 10; i++) {
     const TriageItem *t = &r.items[i];
-    printf("%6d %6d %6d %6d %8.3f %10.3g\n", i + 1, t->index, t->label, t->pred, t->confidence,
-           t->min_eps);
+    eps_describe(t->min_eps, norm_kind == NORM_LINF ? set.bits : 0, eps_text, sizeof eps_text);
+    char true_name[64];
+    snprintf(true_name, sizeof true_name, "%s",
+             t->label >= 0 ? net_class_name(net, t->label, buf) : "-");
+    char pred_name[64];
+    snprintf(pred_name, sizeof pred_name, "%s", net_class_name(net, t->pred, buf));
+    printf("%5d %-32s %-12s %-12s %7.3f %14s %-12s\n", i + 1,
+           dataset_image_id(&set, t->index, id, sizeof id), true_name, pred_name, t->confidence,
+           isinf(t->min_eps) ? "none" : eps_text,
+           t->flip_class >= 0 ? net_class_name(net, t->flip_class, buf) : "-");
   }
   int robust = 0;
   for (int i = 0; i < r.n; i++) robust += isinf(r.items[i].min_eps);

@@ -2,22 +2,47 @@
  * the model with data matched to its input, the --split value, output folders. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
 
-int cli_load_model_data(const char *model, const char *data_path, uint64_t seed, Net **net,
+int cli_data_check(const char *cmd, const CliDataArgs *a, DataCheck *out) {
+  memset(out, 0, sizeof *out);
+  out->split_file = a->split_file, out->allow_mismatch = a->allow_mismatch;
+  if (!a->split_seed) return 1;
+  char *end = NULL;
+  out->split_seed = strtoull(a->split_seed, &end, 10);
+  if (!a->split_seed[0] || *end || a->split_seed[0] == '-') {
+    fprintf(stderr, "medrobust %s: --split-seed must be a non-negative integer, got '%s'\n", cmd,
+            a->split_seed);
+    return 0;
+  }
+  out->split_seed_given = 1;
+  return 1;
+}
+
+void cli_data_notes(const DataSplits *d) {
+  if (d->skipped)
+    fprintf(stderr, "medrobust: warning: skipped %d file%s that %s (%s%s)\n", d->skipped,
+            d->skipped == 1 ? "" : "s",
+            d->skipped == 1 ? "is not a PNG or JPEG image" : "are not PNG or JPEG images",
+            d->skipped_example, d->skipped > 1 ? ", ..." : "");
+}
+
+int cli_load_model_data(const char *model, const char *data_path, const CliDataArgs *a, Net **net,
                         DataSplits **data) {
   MrError err = {0};
   *data = NULL;
+  DataCheck check;
+  if (!cli_data_check("", a, &check)) return 0;
   *net = safetensors_load_net(model, &err);
-  if (*net) {
-    DataOptions dopt = {
-        .size = net_spec(*net)->in_h, .channels = net_spec(*net)->in_c, .seed = seed};
-    *data = data_load(data_path, &dopt, &err);
-  }
-  if (!*net || !*data || data_match_model(*data, *net, &err) != STATUS_OK) {
+  char warning[512] = "";
+  if (*net) *data = data_load_for_model(data_path, *net, &check, warning, sizeof warning, &err);
+  if (warning[0]) fprintf(stderr, "medrobust: warning: %s\n", warning);
+  if (*data) cli_data_notes(*data);
+  if (!*net || !*data) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     net_free(*net);
     data_free(*data);

@@ -34,9 +34,24 @@ Status dataset_alloc(Dataset *d, int n, int c, int h, int w, MrError *err) {
   return STATUS_OK;
 }
 
+const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n) {
+  if (d->files && d->files[i]) return d->files[i];
+  snprintf(buf, n, "%s[%d]", d->array[0] ? d->array : "image", d->array_offset + i);
+  return buf;
+}
+
+void data_name_arrays(DataSplits *d, const char *suffix) {
+  for (int s = 0; s < SPLIT_COUNT; s++)
+    snprintf(d->split[s].array, sizeof d->split[s].array, "%s%s", split_names[s], suffix);
+}
+
 void data_free(DataSplits *d) {
   if (!d) return;
-  for (int s = 0; s < SPLIT_COUNT; s++) free(d->split[s].images), free(d->split[s].labels);
+  for (int s = 0; s < SPLIT_COUNT; s++) {
+    Dataset *ds = &d->split[s];
+    for (int i = 0; ds->files && i < ds->n; i++) free(ds->files[i]);
+    free(ds->files), free(ds->images), free(ds->labels);
+  }
   for (int i = 0; i < MR_MAX_CLASSES; i++) free(d->class_names[i]);
   free(d);
 }
@@ -101,6 +116,8 @@ DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err) {
     d = stat(probe, &st) == 0 ? idx_load(path, err) : imagefolder_load(path, opt, err);
   } else if (has_suffix(path, ".npz")) {
     d = npz_load(path, err);
+  } else if (has_suffix(path, ".csv")) {
+    d = manifest_load(path, opt, err);
   } else {
     struct stat st;
     if (stat(path, &st) != 0)
@@ -108,11 +125,15 @@ DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err) {
     else
       mr_error_set(
           err, STATUS_ERR_FORMAT,
-          "%s: expected a .npz file, an image folder (root/<class>/*.png|jpg) or an IDX folder",
+          "%s: expected a .npz file, an image folder (root/<class>/*.png|jpg), a .csv manifest "
+          "or an IDX folder",
           path);
     return NULL;
   }
   if (!d) return NULL;
+  if (d->split_kind == SPLIT_FIXED)
+    d->stored_c = d->split[0].c, d->stored_h = d->split[0].h, d->stored_w = d->split[0].w;
+  for (int s = 0; s < SPLIT_COUNT; s++) d->split[s].bits = d->bits;
   for (int s = 0; s < SPLIT_COUNT; s++) {
     Dataset *ds = &d->split[s];
     if ((opt->size && (ds->h != opt->size || ds->w != opt->size) &&

@@ -88,6 +88,12 @@ DataSplits *idx_load(const char *dir, MrError *err) {
     return NULL;
   }
   data_count_classes(d);
+  d->bits = 8;
+  d->split[SPLIT_TRAIN].array_offset = 0;
+  d->split[SPLIT_VAL].array_offset = n_train;
+  snprintf(d->split[SPLIT_TRAIN].array, sizeof d->split[0].array, "train-images");
+  snprintf(d->split[SPLIT_VAL].array, sizeof d->split[0].array, "train-images");
+  snprintf(d->split[SPLIT_TEST].array, sizeof d->split[0].array, "t10k-images");
   for (int k = 0; k < d->n_classes && k < 10; k++) d->class_names[k] = strdup(fashion_names[k]);
   snprintf(d->source, sizeof d->source, "IDX %s (train 54000 / val 6000 / test 10000)", dir);
   return d;

@@ -1,14 +1,14 @@
-/* Image folders in the ImageFolder convention: root/<class>/<image>, classes
- * in name order. PNG (libpng) and JPEG (libjpeg) are told apart by their
- * magic bytes, not their names (real sets ship PNGs named .jpg). Exact
- * duplicate files are dropped, then each class is shuffled with the seed and
- * split 70/10/20 into train/val/test (no official split exists). */
+/* Sets of image files: folders in the ImageFolder convention (root/<class>/
+ * <image>, classes in name order; root/<image> without class folders is an
+ * unlabelled set), and CSV manifests (path,label[,split]). Files are told by
+ * their magic bytes, not their names (real sets ship PNGs named .jpg); files
+ * that are not PNG or JPEG are skipped and counted, exact duplicates dropped.
+ * The split comes from a manifest's split column or a split file, else from
+ * a seeded shuffle per class, 70/10/20 train/val/test; the listing and the
+ * split are hashed so a model file can record exactly what it was trained on. */
 #include <dirent.h>
-#include <setjmp.h>
+#include <libgen.h>
 #include <stdio.h>
-/* jpeglib.h needs stdio.h first */
-#include <jpeglib.h>
-#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,16 +19,26 @@
 #define DEFAULT_SIZE 64
 
 typedef struct {
-  char *path;
-  int label;
+  char *rel; /* relative to the root */
+  int label; /* -1: none */
+  int split; /* -1: not decided yet */
   uint64_t hash;
 } ImageFile;
+
+typedef struct {
+  const char *root;
+  ImageFile *files;
+  int n, cap;
+  int duplicates, skipped;
+  char skipped_example[160];
+} Listing;
 
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Sorted names of the entries of dir that satisfy want_dir; NULL on error. */
+/* Sorted names of the entries of dir that are folders (want_dir) or regular
+ * files; NULL on error. */
 static char **list_dir(const char *dir, int want_dir, int *count) {
   DIR *d = opendir(dir);
   if (!d) return NULL;
@@ -56,6 +66,11 @@ static char **list_dir(const char *dir, int want_dir, int *count) {
   return names ? names : calloc(1, sizeof(char *));
 }
 
+static void free_names(char **names, int n) {
+  for (int i = 0; names && i < n; i++) free(names[i]);
+  free(names);
+}
+
 static uint8_t *read_file(const char *path, size_t *len, MrError *err) {
   FILE *f = fopen(path, "rb");
   if (!f) {
@@ -65,12 +80,12 @@ static uint8_t *read_file(const char *path, size_t *len, MrError *err) {
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
   fseek(f, 0, SEEK_SET);
-  if (size <= 0 || size > (long)MAX_FILE_BYTES) {
+  if (size < 0 || size > (long)MAX_FILE_BYTES) {
     fclose(f);
     mr_error_set(err, STATUS_ERR_FORMAT, "%s: %ld bytes is not a plausible image", path, size);
     return NULL;
   }
-  uint8_t *buf = malloc((size_t)size);
+  uint8_t *buf = malloc((size_t)size + 1);
   size_t got = buf ? fread(buf, 1, (size_t)size, f) : 0;
   fclose(f);
   if (got != (size_t)size) {
@@ -82,230 +97,348 @@ static uint8_t *read_file(const char *path, size_t *len, MrError *err) {
   return buf;
 }
 
-static uint64_t fnv1a(const uint8_t *p, size_t n) {
-  uint64_t h = 1469598103934665603ULL;
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+  const uint8_t *p = data;
   for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
   return h;
 }
+#define FNV_OFFSET 1469598103934665603ULL
 
-/* Decoded pixels, 8-bit, `channels` interleaved. */
-typedef struct {
-  int w, h, channels;
-  uint8_t *pixels;
-} Image8;
-
-static const char *decode_png(Image8 *im, const uint8_t *buf, size_t len) {
-  png_image png;
-  memset(&png, 0, sizeof png);
-  png.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_memory(&png, buf, len)) return "corrupt PNG";
-  const int grey = !(png.format & PNG_FORMAT_FLAG_COLOR);
-  png.format = grey ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB; /* alpha composited on black */
-  if (png.width > 16384 || png.height > 16384) {
-    png_image_free(&png);
-    return "PNG too large";
-  }
-  im->w = (int)png.width, im->h = (int)png.height, im->channels = grey ? 1 : 3;
-  im->pixels = malloc(PNG_IMAGE_SIZE(png));
-  if (!im->pixels || !png_image_finish_read(&png, NULL, im->pixels, 0, NULL)) {
-    png_image_free(&png);
-    free(im->pixels);
-    im->pixels = NULL;
-    return "corrupt PNG data";
-  }
-  return NULL;
+static void note_skipped(Listing *l, const char *rel) {
+  if (!l->skipped++) snprintf(l->skipped_example, sizeof l->skipped_example, "%s", rel);
 }
 
-typedef struct {
-  struct jpeg_error_mgr base;
-  jmp_buf jump;
-} JpegError;
-
-static void jpeg_fail(j_common_ptr cinfo) { longjmp(((JpegError *)cinfo->err)->jump, 1); }
-static void jpeg_quiet(j_common_ptr cinfo, int level) { (void)cinfo, (void)level; }
-
-static const char *decode_jpeg(Image8 *im, const uint8_t *buf, size_t len) {
-  struct jpeg_decompress_struct cinfo;
-  JpegError jerr;
-  cinfo.err = jpeg_std_error(&jerr.base);
-  jerr.base.error_exit = jpeg_fail;
-  jerr.base.emit_message = jpeg_quiet;
-  uint8_t *volatile pixels = NULL;
-  if (setjmp(jerr.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    free(pixels);
-    return "corrupt JPEG";
+/* Adds root/rel unless it is not an image (skipped) or a duplicate. A file
+ * that cannot be read is an error when `must_exist` (a manifest names it). */
+static Status listing_add(Listing *l, const char *rel, int label, int split, int must_exist,
+                          MrError *err) {
+  char full[8192];
+  if (snprintf(full, sizeof full, "%s/%s", l->root, rel) >= (int)sizeof full)
+    return mr_error_set(err, STATUS_ERR_ARG, "%s/%s: path too long", l->root, rel);
+  size_t len = 0;
+  MrError read_err = {0};
+  uint8_t *buf = read_file(full, &len, &read_err);
+  if (!buf) {
+    if (must_exist) return mr_error_set(err, read_err.status, "%s", read_err.msg);
+    note_skipped(l, rel);
+    return STATUS_OK;
   }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, buf, (unsigned long)len);
-  jpeg_read_header(&cinfo, TRUE);
-  if (cinfo.num_components != 1 && cinfo.num_components != 3) {
-    jpeg_destroy_decompress(&cinfo);
-    return "JPEG with neither 1 nor 3 components (CMYK?)";
+  const ImageKind kind = image_kind(buf, len);
+  const uint64_t h = fnv1a(FNV_OFFSET, buf, len);
+  free(buf);
+  if (kind == IMAGE_NONE) {
+    if (must_exist)
+      return mr_error_set(err, STATUS_ERR_FORMAT, "%s: neither PNG nor JPEG (by its magic bytes)",
+                          full);
+    note_skipped(l, rel);
+    return STATUS_OK;
   }
-  cinfo.out_color_space = cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
-  jpeg_start_decompress(&cinfo);
-  if (cinfo.output_width > 16384 || cinfo.output_height > 16384) {
-    jpeg_destroy_decompress(&cinfo);
-    return "JPEG too large";
+  for (int j = 0; j < l->n; j++)
+    if (l->files[j].hash == h) {
+      l->duplicates++;
+      return STATUS_OK;
+    }
+  if (l->n == l->cap) {
+    const int cap = l->cap ? 2 * l->cap : 256;
+    ImageFile *grown = realloc(l->files, sizeof(ImageFile) * cap);
+    if (!grown) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory listing %s", l->root);
+    l->files = grown, l->cap = cap;
   }
-  const int stride = (int)cinfo.output_width * cinfo.output_components;
-  pixels = malloc((size_t)stride * cinfo.output_height);
-  if (!pixels) {
-    jpeg_destroy_decompress(&cinfo);
-    return "out of memory";
-  }
-  while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = pixels + (size_t)cinfo.output_scanline * stride;
-    jpeg_read_scanlines(&cinfo, &row, 1);
-  }
-  jpeg_finish_decompress(&cinfo);
-  im->w = (int)cinfo.output_width, im->h = (int)cinfo.output_height;
-  im->channels = cinfo.output_components;
-  im->pixels = pixels;
-  jpeg_destroy_decompress(&cinfo);
-  return NULL;
+  l->files[l->n++] = (ImageFile){strdup(rel), label, split, h};
+  return STATUS_OK;
 }
 
-/* Decodes a file into (c, size, size) floats; returns an error message or NULL. */
-static const char *load_image(float *dst, int c, int size, const uint8_t *buf, size_t len) {
-  Image8 im = {0};
-  const char *why;
-  if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0)
-    why = decode_png(&im, buf, len);
-  else if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF)
-    why = decode_jpeg(&im, buf, len);
-  else
-    why = "neither PNG nor JPEG (by its magic bytes)";
-  if (why) return why;
-  Dataset one = {.n = 1, .c = im.channels, .h = im.h, .w = im.w};
-  one.images = malloc(sizeof(float) * (size_t)im.channels * im.h * im.w);
-  if (!one.images) {
-    free(im.pixels);
-    return "out of memory";
-  }
-  const size_t plane = (size_t)im.h * im.w;
-  for (size_t p = 0; p < plane; p++)
-    for (int k = 0; k < im.channels; k++)
-      one.images[k * plane + p] = im.pixels[p * im.channels + k] / 255.0f;
-  free(im.pixels);
-  if (dataset_resize(&one, size, size, NULL) != STATUS_OK ||
-      dataset_set_channels(&one, c, NULL) != STATUS_OK) {
-    free(one.images);
-    return "out of memory";
-  }
-  memcpy(dst, one.images, sizeof(float) * c * size * size);
-  free(one.images);
-  return NULL;
+static void listing_free(Listing *l) {
+  for (int i = 0; i < l->n; i++) free(l->files[i].rel);
+  free(l->files);
 }
 
-DataSplits *imagefolder_load(const char *root, const DataOptions *opt, MrError *err) {
-  int n_classes = 0;
-  char **classes = list_dir(root, 1, &n_classes);
-  if (!classes) {
-    mr_error_set(err, STATUS_ERR_IO, "%s: cannot list the folder", root);
-    return NULL;
+/* root/<class>/<file>; with no class folders, root/<file> unlabelled. */
+static Status list_folder(Listing *l, DataSplits *d, MrError *err) {
+  int n_classes = 0, n_loose = 0;
+  char **classes = list_dir(l->root, 1, &n_classes);
+  char **loose = classes ? list_dir(l->root, 0, &n_loose) : NULL;
+  Status s = STATUS_OK;
+  if (!classes || !loose)
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: cannot list the folder", l->root);
+  if (s == STATUS_OK && n_classes == 1)
+    s = mr_error_set(err, STATUS_ERR_FORMAT,
+                     "%s: one class folder (%s); a labelled set needs 2..%d (root/<class>/<image>)",
+                     l->root, classes[0], MR_MAX_CLASSES);
+  if (s == STATUS_OK && n_classes > MR_MAX_CLASSES)
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %d class folders, at most %d", l->root, n_classes,
+                     MR_MAX_CLASSES);
+  d->unlabelled = s == STATUS_OK && n_classes == 0;
+  for (int i = 0; s == STATUS_OK && i < n_loose; i++) {
+    if (d->unlabelled)
+      s = listing_add(l, loose[i], -1, -1, 0, err);
+    else
+      note_skipped(l, loose[i]); /* a file beside the class folders has no class */
   }
-  DataSplits *d = calloc(1, sizeof *d);
-  ImageFile *files = NULL;
-  int n_files = 0, cap = 0, duplicates = 0;
-  Status status = d ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  if (status == STATUS_OK && (n_classes < 2 || n_classes > MR_MAX_CLASSES))
-    status = mr_error_set(err, STATUS_ERR_FORMAT,
-                          "%s: found %d class folders, expected 2..%d (root/<class>/<image>)", root,
-                          n_classes, MR_MAX_CLASSES);
-  /* first pass: file list, with exact duplicates (same bytes) dropped */
-  for (int k = 0; status == STATUS_OK && k < n_classes; k++) {
+  for (int k = 0; s == STATUS_OK && k < n_classes; k++) {
     char dir[4096];
-    if (snprintf(dir, sizeof dir, "%s/%s", root, classes[k]) >= (int)sizeof dir) {
-      status = mr_error_set(err, STATUS_ERR_ARG, "%s: path too long", root);
+    if (snprintf(dir, sizeof dir, "%s/%s", l->root, classes[k]) >= (int)sizeof dir) {
+      s = mr_error_set(err, STATUS_ERR_ARG, "%s: path too long", l->root);
       break;
     }
     int n = 0;
     char **names = list_dir(dir, 0, &n);
-    for (int i = 0; names && i < n; i++) {
-      char full[8192];
-      if (snprintf(full, sizeof full, "%s/%s", dir, names[i]) >= (int)sizeof full) {
-        free(names[i]);
-        continue;
-      }
-      size_t len = 0;
-      uint8_t *buf = status == STATUS_OK ? read_file(full, &len, err) : NULL;
-      if (!buf) status = err ? err->status : STATUS_ERR_IO;
-      uint64_t h = buf ? fnv1a(buf, len) : 0;
-      free(buf);
-      int dup = 0;
-      for (int j = 0; j < n_files && !dup && buf; j++) dup = files[j].hash == h;
-      duplicates += dup;
-      if (buf && !dup) {
-        if (n_files == cap) {
-          cap = cap ? 2 * cap : 256;
-          files = realloc(files, sizeof(ImageFile) * cap);
-        }
-        files[n_files++] = (ImageFile){strdup(full), k, h};
-      }
-      free(names[i]);
+    for (int i = 0; s == STATUS_OK && names && i < n; i++) {
+      char rel[4096];
+      snprintf(rel, sizeof rel, "%s/%s", classes[k], names[i]);
+      s = listing_add(l, rel, k, -1, 0, err);
     }
-    free(names);
+    free_names(names, n);
     d->class_names[k] = strdup(classes[k]);
   }
-  const int size = opt->size ? opt->size : DEFAULT_SIZE;
-  int channels = opt->channels;
-  /* second pass: decode, into a split chosen per class by a seeded shuffle */
-  if (status == STATUS_OK) {
-    if (!channels) channels = 1; /* medical scans: greyscale unless asked */
-    int counts[SPLIT_COUNT] = {0};
-    int *split_of = malloc(sizeof(int) * (n_files + 1));
-    Rng rng;
-    rng_seed(&rng, opt->seed);
-    for (int k = 0; k < n_classes; k++) {
-      int m = 0;
-      int *idx = malloc(sizeof(int) * (n_files + 1));
-      for (int i = 0; i < n_files; i++)
-        if (files[i].label == k) idx[m++] = i;
-      for (int i = m - 1; i > 0; i--) {
-        int j = rng_int(&rng, i + 1), t = idx[i];
-        idx[i] = idx[j], idx[j] = t;
-      }
-      const int n_train = (int)(0.7 * m + 0.5), n_val = (int)(0.1 * m + 0.5);
-      for (int i = 0; i < m; i++) {
-        const int s = i < n_train ? SPLIT_TRAIN : i < n_train + n_val ? SPLIT_VAL : SPLIT_TEST;
-        split_of[idx[i]] = s;
-        counts[s]++;
-      }
-      free(idx);
+  d->n_classes = d->unlabelled ? 0 : n_classes;
+  if (s == STATUS_OK && l->n == 0)
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no PNG or JPEG images found", l->root);
+  free_names(classes, n_classes);
+  free_names(loose, n_loose);
+  return s;
+}
+
+static int split_of_text(const char *text) {
+  if (strcmp(text, "validation") == 0 || strcmp(text, "valid") == 0) return SPLIT_VAL;
+  return split_parse(text);
+}
+
+/* A split file's path,split rows decide each listed file's split; files it
+ * does not list are left out of every split. */
+static Status apply_split_file(Listing *l, const char *csv, MrError *err) {
+  CsvTable t;
+  Status s = csv_table_read(csv, &t, err);
+  if (s != STATUS_OK) return s;
+  static const char *const path_cols[] = {"path", "file", "filename", NULL};
+  static const char *const split_cols[] = {"split", "set", "fold", NULL};
+  const int pc = csv_table_column(&t, path_cols), sc = csv_table_column(&t, split_cols);
+  if (pc < 0 || sc < 0)
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: the header must name a path and a split column",
+                     csv);
+  for (int r = 1; s == STATUS_OK && r < t.n_rows; r++) {
+    const char *path = csv_table_cell(&t, r, pc), *split = csv_table_cell(&t, r, sc);
+    const int sp = split_of_text(split);
+    if (sp < 0) {
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s row %d: split '%s' is not train, val or test",
+                       csv, r + 1, split);
+      break;
     }
-    for (int s = 0; status == STATUS_OK && s < SPLIT_COUNT; s++)
-      status = dataset_alloc(&d->split[s], counts[s], channels, size, size, err);
-    int fill[SPLIT_COUNT] = {0};
-    for (int i = 0; status == STATUS_OK && i < n_files; i++) {
-      size_t len = 0;
-      uint8_t *buf = read_file(files[i].path, &len, err);
-      if (!buf) {
-        status = err ? err->status : STATUS_ERR_IO;
-        break;
-      }
-      Dataset *ds = &d->split[split_of[i]];
-      const int at = fill[split_of[i]]++;
-      const char *why =
-          load_image(ds->images + (size_t)at * channels * size * size, channels, size, buf, len);
-      free(buf);
-      if (why) status = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", files[i].path, why);
-      ds->labels[at] = files[i].label;
-    }
-    free(split_of);
+    int found = 0;
+    for (int i = 0; i < l->n && !found; i++)
+      if (strcmp(l->files[i].rel, path) == 0) l->files[i].split = sp, found = 1;
+    if (!found)
+      s = mr_error_set(err, STATUS_ERR_FORMAT,
+                       "%s row %d: '%s' is not an image of %s (paths are relative to it)", csv,
+                       r + 1, path, l->root);
   }
-  for (int i = 0; i < n_files; i++) free(files[i].path);
-  free(files);
-  for (int k = 0; k < n_classes; k++) free(classes[k]);
-  free(classes);
-  if (status != STATUS_OK) {
+  csv_table_free(&t);
+  if (s != STATUS_OK) return s;
+  int kept = 0;
+  for (int i = 0; i < l->n; i++) {
+    if (l->files[i].split >= 0)
+      l->files[kept++] = l->files[i];
+    else
+      free(l->files[i].rel);
+  }
+  l->n = kept;
+  return STATUS_OK;
+}
+
+/* Each class's undecided files, shuffled with the seed, go 70/10/20 into
+ * train/val/test; unlabelled files all go to test. */
+static void assign_splits(Listing *l, int n_classes, uint64_t seed) {
+  Rng rng;
+  rng_seed(&rng, seed);
+  int *idx = malloc(sizeof(int) * (l->n + 1));
+  for (int k = -1; idx && k < n_classes; k++) {
+    int m = 0;
+    for (int i = 0; i < l->n; i++)
+      if (l->files[i].label == k && l->files[i].split < 0) idx[m++] = i;
+    if (k < 0) {
+      for (int i = 0; i < m; i++) l->files[idx[i]].split = SPLIT_TEST;
+      continue;
+    }
+    for (int i = m - 1; i > 0; i--) {
+      int j = rng_int(&rng, i + 1), t = idx[i];
+      idx[i] = idx[j], idx[j] = t;
+    }
+    const int n_train = (int)(0.7 * m + 0.5), n_val = (int)(0.1 * m + 0.5);
+    for (int i = 0; i < m; i++)
+      l->files[idx[i]].split = i < n_train           ? SPLIT_TRAIN
+                               : i < n_train + n_val ? SPLIT_VAL
+                                                     : SPLIT_TEST;
+  }
+  free(idx);
+}
+
+static void hash_listing(const Listing *l, DataSplits *d) {
+  uint64_t files = FNV_OFFSET, assignment = FNV_OFFSET;
+  for (int i = 0; i < l->n; i++) {
+    const ImageFile *f = &l->files[i];
+    files = fnv1a(files, f->rel, strlen(f->rel) + 1);
+    files = fnv1a(files, &f->label, sizeof f->label);
+    files = fnv1a(files, &f->hash, sizeof f->hash);
+    assignment = fnv1a(assignment, &f->split, sizeof f->split);
+  }
+  d->n_files = l->n;
+  d->listing_hash = files;
+  d->assignment_hash = fnv1a(files, &assignment, sizeof assignment);
+}
+
+/* Decodes every file into its split, in listing order. */
+static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt, MrError *err) {
+  const int size = opt->size ? opt->size : DEFAULT_SIZE;
+  const int channels = opt->channels ? opt->channels : 1; /* medical scans: grey unless asked */
+  int counts[SPLIT_COUNT] = {0};
+  for (int i = 0; i < l->n; i++) counts[l->files[i].split]++;
+  Status s = STATUS_OK;
+  for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++)
+    s = dataset_alloc(&d->split[k], counts[k], channels, size, size, err);
+  for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++) {
+    d->split[k].files = calloc(counts[k] + 1, sizeof(char *));
+    if (!d->split[k].files) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  }
+  int fill[SPLIT_COUNT] = {0}, bits = 8;
+  for (int i = 0; s == STATUS_OK && i < l->n; i++) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s/%s", l->root, l->files[i].rel);
+    size_t len = 0;
+    uint8_t *buf = read_file(full, &len, err);
+    if (!buf) {
+      s = err ? err->status : STATUS_ERR_IO;
+      break;
+    }
+    Dataset *ds = &d->split[l->files[i].split];
+    const int at = fill[l->files[i].split]++;
+    DecodedImage im;
+    const char *why = image_decode(&im, buf, len);
+    free(buf);
+    if (!why) {
+      why = image_fit(&im, ds->images + (size_t)at * channels * size * size, channels, size,
+                      opt->fit);
+      if (im.bits > bits) bits = im.bits;
+      free(im.pixels);
+    }
+    if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", full, why);
+    ds->labels[at] = l->files[i].label;
+    ds->files[at] = strdup(l->files[i].rel);
+  }
+  d->bits = bits;
+  d->fit = opt->fit;
+  return s;
+}
+
+/* The shared end of both loaders: split, hash, decode, describe. */
+static DataSplits *finish(Listing *l, DataSplits *d, const DataOptions *opt, const char *what,
+                          const char *name, int listed_split, Status s, MrError *err) {
+  if (s == STATUS_OK && opt->split_file) {
+    s = apply_split_file(l, opt->split_file, err);
+    listed_split = 1;
+  }
+  if (s == STATUS_OK && l->n == 0)
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no images left to load", l->root);
+  if (s == STATUS_OK) {
+    assign_splits(l, d->n_classes, opt->seed);
+    hash_listing(l, d);
+    d->split_kind = listed_split ? SPLIT_LISTED : SPLIT_SEEDED;
+    d->split_seed = opt->seed;
+    d->skipped = l->skipped;
+    snprintf(d->skipped_example, sizeof d->skipped_example, "%s", l->skipped_example);
+    s = decode_all(l, d, opt, err);
+  }
+  if (s == STATUS_OK) {
+    char split[64];
+    if (d->split_kind == SPLIT_LISTED)
+      snprintf(split, sizeof split, "split as listed");
+    else
+      snprintf(split, sizeof split, "split 70/10/20 seed %llu", (unsigned long long)opt->seed);
+    snprintf(d->source, sizeof d->source, "%s %s (%d images%s; %d duplicates dropped; %s)", what,
+             name, l->n, d->unlabelled ? ", unlabelled" : "", l->duplicates,
+             d->unlabelled ? "all in test" : split);
+  }
+  listing_free(l);
+  if (s != STATUS_OK) {
     data_free(d);
     return NULL;
   }
-  d->n_classes = n_classes;
-  snprintf(d->source, sizeof d->source,
-           "image folder %s (%d duplicate files dropped, split 70/10/20 seed %llu)", root,
-           duplicates, (unsigned long long)opt->seed);
   return d;
+}
+
+DataSplits *imagefolder_load(const char *root, const DataOptions *opt, MrError *err) {
+  DataSplits *d = calloc(1, sizeof *d);
+  if (!d) {
+    mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  Listing l = {.root = root};
+  const Status s = list_folder(&l, d, err);
+  return finish(&l, d, opt, "image folder", root, 0, s, err);
+}
+
+static int cmp_label(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+DataSplits *manifest_load(const char *csv, const DataOptions *opt, MrError *err) {
+  DataSplits *d = calloc(1, sizeof *d);
+  char *dir_copy = strdup(csv);
+  if (!d || !dir_copy) {
+    free(d), free(dir_copy);
+    mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  CsvTable t = {0};
+  Listing l = {.root = dirname(dir_copy)};
+  Status s = csv_table_read(csv, &t, err);
+  static const char *const path_cols[] = {"path", "file", "filename", NULL};
+  static const char *const label_cols[] = {"label", "class", NULL};
+  static const char *const split_cols[] = {"split", "set", "fold", NULL};
+  const int pc = s == STATUS_OK ? csv_table_column(&t, path_cols) : -1;
+  const int lc = s == STATUS_OK ? csv_table_column(&t, label_cols) : -1;
+  const int sc = s == STATUS_OK ? csv_table_column(&t, split_cols) : -1;
+  if (s == STATUS_OK && pc < 0)
+    s = mr_error_set(err, STATUS_ERR_FORMAT,
+                     "%s: the header must name a path column (path,label[,split])", csv);
+  /* class names: the distinct labels in name order, as for a folder */
+  char **labels = s == STATUS_OK ? calloc(t.n_rows + 1, sizeof(char *)) : NULL;
+  int n_labels = 0;
+  for (int r = 1; labels && r < t.n_rows; r++) {
+    const char *lab = csv_table_cell(&t, r, lc);
+    if (!lab[0]) continue;
+    int seen = 0;
+    for (int j = 0; j < n_labels && !seen; j++) seen = strcmp(labels[j], lab) == 0;
+    if (!seen) labels[n_labels++] = (char *)lab;
+  }
+  if (labels && n_labels) qsort(labels, n_labels, sizeof(char *), cmp_label);
+  if (s == STATUS_OK && (n_labels == 1 || n_labels > MR_MAX_CLASSES))
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %d distinct labels; expected 2..%d, or none", csv,
+                     n_labels, MR_MAX_CLASSES);
+  d->unlabelled = n_labels == 0;
+  d->n_classes = n_labels;
+  for (int k = 0; s == STATUS_OK && k < n_labels; k++) d->class_names[k] = strdup(labels[k]);
+  for (int r = 1; s == STATUS_OK && r < t.n_rows; r++) {
+    const char *lab = csv_table_cell(&t, r, lc), *sp = csv_table_cell(&t, r, sc);
+    int label = -1, split = -1;
+    for (int k = 0; k < n_labels && lab[0]; k++)
+      if (strcmp(labels[k], lab) == 0) label = k;
+    if (n_labels && label < 0)
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s row %d: no label (every row needs one)", csv,
+                       r + 1);
+    if (s == STATUS_OK && sp[0] && (split = split_of_text(sp)) < 0)
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s row %d: split '%s' is not train, val or test",
+                       csv, r + 1, sp);
+    if (s == STATUS_OK) s = listing_add(&l, csv_table_cell(&t, r, pc), label, split, 1, err);
+  }
+  int listed = 0;
+  for (int i = 0; i < l.n; i++) listed += l.files[i].split >= 0;
+  if (s == STATUS_OK && listed && listed < l.n)
+    s = mr_error_set(err, STATUS_ERR_FORMAT,
+                     "%s: %d rows have a split and %d do not; give every row one or none", csv,
+                     listed, l.n - listed);
+  free(labels);
+  csv_table_free(&t);
+  DataSplits *out = finish(&l, d, opt, "manifest", csv, listed > 0, s, err);
+  free(dir_copy);
+  return out;
 }

@@ -141,7 +141,7 @@ static uint8_t *zip_read_member(zip_t *za, const char *path, const char *name, s
   return buf;
 }
 
-static Status npz_read_split(zip_t *za, const char *path, const char *split, Dataset *d,
+static Status npz_read_split(zip_t *za, const char *path, const char *split, Dataset *d, int *bits,
                              MrError *err) {
   char name[64];
   size_t ilen = 0, llen = 0;
@@ -188,6 +188,7 @@ static Status npz_read_split(zip_t *za, const char *path, const char *split, Dat
     if (!d->images || !d->labels)
       status = mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory", path);
     const double scale = im.kind == 'f' ? 1.0 : 1.0 / ((double)(1ULL << (8 * im.bytes)) - 1.0);
+    *bits = im.kind == 'f' ? 0 : 8 * im.bytes;
     for (int i = 0; status == STATUS_OK && i < d->n; i++) {
       for (size_t p = 0; p < plane; p++)
         for (int c = 0; c < d->c; c++) {
@@ -250,7 +251,7 @@ DataSplits *npz_load(const char *path, MrError *err) {
   DataSplits *d = calloc(1, sizeof *d);
   Status status = d ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int s = 0; status == STATUS_OK && s < SPLIT_COUNT; s++)
-    status = npz_read_split(za, path, split_name((Split)s), &d->split[s], err);
+    status = npz_read_split(za, path, split_name((Split)s), &d->split[s], &d->bits, err);
   for (int s = 1; status == STATUS_OK && s < SPLIT_COUNT; s++) {
     const Dataset *a = &d->split[0], *b = &d->split[s];
     if (a->c != b->c || a->h != b->h || a->w != b->w)
@@ -262,6 +263,7 @@ DataSplits *npz_load(const char *path, MrError *err) {
     data_count_classes(d);
     npz_class_names(d, za, path);
     snprintf(d->source, sizeof d->source, "npz %s", path);
+    data_name_arrays(d, "_images");
   }
   zip_discard(za);
   if (status != STATUS_OK) {

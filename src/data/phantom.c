@@ -111,6 +111,8 @@ DataSplits *phantom_generate(int size, int n, uint64_t seed, MrError *err) {
     first += counts[s];
   }
   d->n_classes = 2;
+  d->bits = 0; /* generated as floats; saved as 8-bit by data phantom */
+  data_name_arrays(d, "_images");
   d->class_names[0] = strdup("benign");
   d->class_names[1] = strdup("malignant");
   snprintf(d->source, sizeof d->source, "synthetic lesion phantom %dx%d, %d images, seed %llu",

@@ -1,8 +1,10 @@
 /* Classification metrics: accuracy, balanced accuracy, confusion matrix and
  * ROC AUC (Mann-Whitney rank statistic with ties averaged; one-vs-rest macro
  * mean for more than two classes), plus batched prediction over a dataset. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "medrobust.h"
 
@@ -68,9 +70,25 @@ Status metrics_compute(Metrics *m, const float *probs, const int *labels, int n,
     if (m->auc_per_class[c] >= 0) auc_sum += m->auc_per_class[c], auc_count++;
   }
   m->balanced_accuracy = present ? recall_sum / present : 0.0;
+  int most = -1;
+  for (int c = 0; c < k; c++) {
+    int row = 0;
+    for (int j = 0; j < k; j++) row += m->confusion[c * k + j];
+    if (row > most) most = row, m->majority_class = c;
+  }
+  m->majority_share = n ? (double)most / n : 0.0;
   m->auc = k == 2 ? m->auc_per_class[1] : auc_count ? auc_sum / auc_count : -1.0;
   free(s);
   return STATUS_OK;
+}
+
+void confusion_rates(const int *confusion, int k, int c, double *sensitivity, double *specificity) {
+  long total = 0, row = 0, col = 0;
+  for (int i = 0; i < k * k; i++) total += confusion[i];
+  for (int j = 0; j < k; j++) row += confusion[c * k + j], col += confusion[j * k + c];
+  const long tp = confusion[c * k + c], negatives = total - row, fp = col - tp;
+  *sensitivity = row ? (double)tp / row : -1.0;
+  *specificity = negatives ? (double)(negatives - fp) / negatives : -1.0;
 }
 
 void metrics_free(Metrics *m) {
@@ -113,4 +131,24 @@ Status data_match_model(DataSplits *d, const Net *net, MrError *err) {
                             "the data has class %d but the model only %d classes",
                             d->split[s].labels[i], spec->n_classes);
   return STATUS_OK;
+}
+
+int positive_class(const Net *net, const char *name) {
+  if (net_num_classes(net) != 2) return -1;
+  char buf[16];
+  if (name) {
+    for (int c = 0; c < 2; c++)
+      if (strcasecmp(name, net_class_name(net, c, buf)) == 0) return c;
+    return -1;
+  }
+  /* names that say "a finding": the class whose miss is a missed diagnosis */
+  static const char *const findings[] = {"malignant", "pneumonia", "yes",      "tumor",
+                                         "tumour",    "abnormal",  "positive", "cancer",
+                                         "disease",   "lesion",    "covid",    "nodule"};
+  for (int c = 0; c < 2; c++) {
+    const char *n = net_class_name(net, c, buf);
+    for (size_t f = 0; f < sizeof findings / sizeof findings[0]; f++)
+      if (strcasestr(n, findings[f])) return c;
+  }
+  return 1;
 }

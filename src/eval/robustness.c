@@ -15,10 +15,11 @@
 typedef struct {
   Net *net;
   const Dataset *d;
-  int batch, k;
+  int batch, k, positive;
   size_t per;
   float *adv, *probs;
-  int *clean_pred;
+  float *all_probs; /* (n, k): one row's scores, for its AUC */
+  const int *clean_pred;
 } Sweep;
 
 /* paper 002's % drop: the relative loss of accuracy */
@@ -26,16 +27,38 @@ static double drop_pct(double clean, double acc) {
   return clean > 0 ? 100.0 * (clean - acc) / clean : 0.0;
 }
 
-/* Clean predictions of the whole split (ints only: memory stays small). */
-static Status clean_predictions(Sweep *s, MrError *err) {
+/* Clean predictions, confidences and metrics of the whole split. */
+static Status clean_predictions(Sweep *s, SweepResult *r, MrError *err) {
   for (int start = 0; start < s->d->n; start += s->batch) {
     const int b = s->d->n - start < s->batch ? s->d->n - start : s->batch;
-    net_predict(s->net, s->d->images + s->per * start, b, s->probs);
-    if (s->probs[0] != s->probs[0])
-      return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory predicting");
-    for (int i = 0; i < b; i++)
-      s->clean_pred[start + i] = argmax(s->probs + (size_t)i * s->k, s->k);
+    net_predict(s->net, s->d->images + s->per * start, b, s->all_probs + (size_t)start * s->k);
   }
+  for (int i = 0; i < s->d->n; i++) {
+    const float *p = s->all_probs + (size_t)i * s->k;
+    if (p[0] != p[0]) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory predicting");
+    r->clean_pred[i] = argmax(p, s->k);
+    r->clean_confidence[i] = p[r->clean_pred[i]];
+  }
+  Metrics m;
+  Status st = metrics_compute(&m, s->all_probs, s->d->labels, s->d->n, s->k, err);
+  if (st != STATUS_OK) return st;
+  r->clean_accuracy = m.accuracy, r->clean_balanced_accuracy = m.balanced_accuracy;
+  r->clean_auc = m.auc;
+  memcpy(r->clean_confusion, m.confusion, sizeof(int) * s->k * s->k);
+  metrics_free(&m);
+  int *count = calloc(s->k, sizeof(int));
+  if (!count) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < s->d->n; i++) count[s->d->labels[i]]++;
+  r->majority_class = 0;
+  for (int c = 1; c < s->k; c++)
+    if (count[c] > count[r->majority_class]) r->majority_class = c;
+  r->majority_share = s->d->n ? (double)count[r->majority_class] / s->d->n : 0.0;
+  free(count);
+  if (r->positive >= 0)
+    for (int i = 0; i < s->d->n; i++) {
+      r->positives += s->d->labels[i] == r->positive;
+      r->clean_detected += s->d->labels[i] == r->positive && r->clean_pred[i] == r->positive;
+    }
   return STATUS_OK;
 }
 
@@ -44,6 +67,10 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   memset(row, 0, sizeof *row);
   snprintf(row->attack, sizeof row->attack, "%s", attack_name(o->kind));
   row->norm = o->norm, row->eps = o->eps, row->target = o->target, row->n = d->n;
+  row->pred = malloc(sizeof(int) * (d->n + 1));
+  row->pred_confidence = malloc(sizeof(float) * (d->n + 1));
+  if (!row->pred || !row->pred_confidence)
+    return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
   const double t0 = omp_get_wtime();
   double linf = 0, l2 = 0, mse = 0, ssim = 0, psnr = 0, conf = 0;
   int psnr_n = 0;
@@ -53,13 +80,20 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
     const int *y = d->labels + start;
     Status st = attack_run(s->net, o, x, y, b, s->adv, err);
     if (st != STATUS_OK) return st;
-    net_predict(s->net, s->adv, b, s->probs);
+    float *probs = s->all_probs + (size_t)start * s->k;
+    net_predict(s->net, s->adv, b, probs);
     for (int i = 0; i < b; i++) {
-      const float *p = s->probs + (size_t)i * s->k;
-      const int pred = argmax(p, s->k), clean_ok = s->clean_pred[start + i] == y[i];
+      const float *p = probs + (size_t)i * s->k;
+      const int pred = argmax(p, s->k), clean = s->clean_pred[start + i];
+      const int clean_ok = clean == y[i];
+      row->pred[start + i] = pred, row->pred_confidence[start + i] = p[pred];
       row->correct += pred == y[i];
       row->clean_correct += clean_ok;
       row->flipped += clean_ok && pred != y[i];
+      if (s->positive >= 0 && y[i] == s->positive) {
+        row->positives_detected += pred == s->positive;
+        row->missed += clean == s->positive && pred != s->positive;
+      }
       conf += p[pred];
       const float *a = s->adv + s->per * i, *c = x + s->per * i;
       double mx = 0, sq = 0;
@@ -74,6 +108,11 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
       if (isfinite(ps)) psnr += ps, psnr_n++;
     }
   }
+  Metrics m;
+  Status st = metrics_compute(&m, s->all_probs, d->labels, d->n, s->k, err);
+  if (st != STATUS_OK) return st;
+  row->balanced_accuracy = m.balanced_accuracy, row->auc = m.auc;
+  row->confusion = m.confusion; /* the row owns it now */
   const double n = d->n ? d->n : 1;
   row->accuracy = row->correct / n;
   row->success_rate = row->clean_correct ? (double)row->flipped / row->clean_correct : 0.0;
@@ -82,6 +121,11 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   row->psnr = psnr_n ? psnr / psnr_n : INFINITY;
   row->seconds = omp_get_wtime() - t0;
   return STATUS_OK;
+}
+
+static void row_free(SweepRow *row) {
+  free(row->confusion), free(row->pred), free(row->pred_confidence);
+  row->confusion = NULL, row->pred = NULL, row->pred_confidence = NULL;
 }
 
 /* Mean SSIM of the noisy vs clean images of the first `m`. */
@@ -149,9 +193,69 @@ static const SweepRow *find_row(const SweepResult *r, const char *attack, float 
   return NULL;
 }
 
+/* The class a row predicts most, and the share of images it goes to. */
+static int dominant_prediction(const SweepRow *row, int k, double *share) {
+  int best = 0, best_count = -1;
+  for (int c = 0; c < k; c++) {
+    int col = 0;
+    for (int t = 0; t < k; t++) col += row->confusion[t * k + c];
+    if (col > best_count) best = c, best_count = col;
+  }
+  *share = row->n ? (double)best_count / row->n : 0.0;
+  return best;
+}
+
+static const char *class_label(const SweepResult *r, int c) {
+  return r->class_names && r->class_names[c] ? r->class_names[c] : "?";
+}
+
+/* A model that answers (nearly) one class scores the majority share as
+ * "robust accuracy" at every eps: accuracy alone would rank it above a real
+ * model. A row is trivial when 80% of its answers are one class and its
+ * balanced accuracy is within 5 points of chance or its accuracy within one
+ * image of the majority share. (A model an attack breaks answers the wrong
+ * class of each image: its balanced accuracy falls below chance instead.) */
+static void check_trivial(Sweep *s, SweepResult *r) {
+  const double chance = 1.0 / s->k, slack = 1.0 / (s->d->n ? s->d->n : 1) + 0.005;
+  const int near_chance = r->clean_balanced_accuracy <= chance + 0.05;
+  add_check(r, "clean balanced accuracy above chance", !near_chance,
+            "clean balanced accuracy %.2f%% %s chance (%.0f%%); accuracy %.2f%%, the majority "
+            "class '%s' is %.2f%% of the images",
+            100 * r->clean_balanced_accuracy, near_chance ? "is near" : "is above", 100 * chance,
+            100 * r->clean_accuracy, class_label(r, r->majority_class), 100 * r->majority_share);
+  int trivial = 0, rows = 0, answer = 0;
+  double best_bal = 0.0, answer_share = 1.0;
+  for (int i = 0; i < r->n_rows; i++) {
+    const SweepRow *w = &r->rows[i];
+    if (w->eps <= 0) continue;
+    rows++;
+    double share;
+    const int c = dominant_prediction(w, s->k, &share);
+    const int is_trivial = share >= 0.8 && (fabs(w->balanced_accuracy - chance) <= 0.05 ||
+                                            fabs(w->accuracy - r->majority_share) <= slack);
+    trivial += is_trivial;
+    if (is_trivial && share <= answer_share) answer = c, answer_share = share;
+    best_bal = fmax(best_bal, w->balanced_accuracy);
+  }
+  if (!rows) return;
+  int of_class = 0;
+  for (int j = 0; j < s->k; j++) of_class += r->clean_confusion[answer * s->k + j];
+  if (trivial == rows)
+    add_check(r, "not a constant classifier", 0,
+              "under every attack and eps the model answers '%s' for %.0f%% or more of the "
+              "images, so its robust accuracy is about the share of '%s' images (%.2f%%) and its "
+              "balanced accuracy at most %.2f%%: this is not robustness; rank by balanced accuracy",
+              class_label(r, answer), 100 * answer_share, class_label(r, answer),
+              100.0 * of_class / (r->n ? r->n : 1), 100 * best_bal);
+  else
+    add_check(r, "not a constant classifier", 1,
+              "%d of %d attacked rows score like a constant classifier", trivial, rows);
+}
+
 /* Carlini et al. 2019, "On Evaluating Adversarial Robustness", sec. 5. */
 static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrError *err) {
   const double slack = 1.0 / (s->d->n ? s->d->n : 1) + 0.005; /* one image or half a point */
+  check_trivial(s, r);
   int monotone = 1;
   char where[256] = "";
   for (int a = 0; a < o->n_attacks; a++)
@@ -192,7 +296,10 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   big.kind = ATTACK_PGD, big.norm = NORM_LINF, big.eps = 0.3f, big.iters = 20, big.step = 0;
   SweepRow row;
   Status st = run_row(s, &big, &row, err);
-  if (st != STATUS_OK) return st;
+  if (st != STATUS_OK) {
+    row_free(&row);
+    return st;
+  }
   snprintf(row.attack, sizeof row.attack, "pgd (check)");
   row.drop_pct = drop_pct(r->clean_accuracy, row.accuracy);
   r->rows[r->n_rows++] = row;
@@ -211,7 +318,10 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
     AttackOptions sq = attack_options_default(ATTACK_SQUARE);
     sq.eps = eps_max, sq.seed = o->base.seed;
     st = run_row(s, &sq, &row, err);
-    if (st != STATUS_OK) return st;
+    if (st != STATUS_OK) {
+      row_free(&row);
+      return st;
+    }
     snprintf(row.attack, sizeof row.attack, "square (check)");
     row.drop_pct = drop_pct(r->clean_accuracy, row.accuracy);
     r->rows[r->n_rows++] = row;
@@ -234,29 +344,41 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   for (int e = 0; e < o->n_eps; e++)
     if (!(o->eps[e] >= 0))
       return mr_error_set(err, STATUS_ERR_ARG, "eps must be >= 0, got %g", o->eps[e]);
+  for (int i = 0; i < d->n; i++)
+    if (d->labels[i] < 0)
+      return mr_error_set(err, STATUS_ERR_ARG,
+                          "image %d has no label: a robustness sweep needs labelled images "
+                          "(triage and predict take unlabelled ones)",
+                          i);
   Sweep s = {.net = net,
              .d = d,
              .batch = o->batch,
              .k = net_num_classes(net),
              .per = (size_t)net_input_size(net)};
+  s.positive = r->positive = positive_class(net, o->positive);
   s.adv = malloc(sizeof(float) * s.per * s.batch);
   s.probs = malloc(sizeof(float) * s.k * s.batch);
-  s.clean_pred = malloc(sizeof(int) * (d->n + 1));
+  s.all_probs = malloc(sizeof(float) * ((size_t)s.k * d->n + 1));
+  r->clean_pred = malloc(sizeof(int) * (d->n + 1));
+  r->clean_confidence = malloc(sizeof(float) * (d->n + 1));
+  r->clean_confusion = calloc((size_t)s.k * s.k, sizeof(int));
+  r->class_names = calloc(s.k, sizeof(char *));
+  s.clean_pred = r->clean_pred;
   const int max_rows = o->n_attacks * o->n_eps + 2;
   r->rows = calloc(max_rows, sizeof(SweepRow));
   r->noise = calloc((size_t)NOISE_COUNT * o->n_eps + 1, sizeof(NoiseRow));
-  r->checks = calloc(8, sizeof(CheckRow));
+  r->checks = calloc(10, sizeof(CheckRow));
   Status st = STATUS_OK;
-  if (!s.adv || !s.probs || !s.clean_pred || !r->rows || !r->noise || !r->checks)
+  if (!s.adv || !s.probs || !s.all_probs || !r->clean_pred || !r->clean_confidence ||
+      !r->clean_confusion || !r->class_names || !r->rows || !r->noise || !r->checks)
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
-  if (st == STATUS_OK) st = clean_predictions(&s, err);
   r->n = d->n, r->k = s.k;
-  snprintf(r->training, sizeof r->training, "%s", net_spec(net)->training);
-  if (st == STATUS_OK) {
-    int correct = 0;
-    for (int i = 0; i < d->n; i++) correct += s.clean_pred[i] == d->labels[i];
-    r->clean_accuracy = d->n ? (double)correct / d->n : 0.0;
+  for (int c = 0; st == STATUS_OK && c < s.k; c++) {
+    char buf[16];
+    r->class_names[c] = strdup(net_class_name(net, c, buf));
   }
+  if (st == STATUS_OK) st = clean_predictions(&s, r, err);
+  snprintf(r->training, sizeof r->training, "%s", net_spec(net)->training);
   const int total = o->n_attacks * o->n_eps;
   for (int a = 0; st == STATUS_OK && a < o->n_attacks; a++)
     for (int e = 0; st == STATUS_OK && e < o->n_eps; e++) {
@@ -272,10 +394,8 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
       }
       SweepRow *row = &r->rows[r->n_rows];
       st = run_row(&s, &ao, row, err);
-      if (st == STATUS_OK) {
-        row->drop_pct = drop_pct(r->clean_accuracy, row->accuracy);
-        r->n_rows++;
-      }
+      if (st == STATUS_OK) row->drop_pct = drop_pct(r->clean_accuracy, row->accuracy);
+      r->n_rows++; /* even on failure: its buffers are freed with the result */
     }
   /* noise at the SSIM of the first listed gradient attack, eps by eps */
   for (int e = 0; st == STATUS_OK && o->noise && e < o->n_eps && o->n_attacks; e++) {
@@ -289,12 +409,15 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
     if (progress) progress("self-checks", total, total, ctx);
     st = run_checks(&s, o, r, err);
   }
-  free(s.adv), free(s.probs), free(s.clean_pred);
+  free(s.adv), free(s.probs), free(s.all_probs);
   if (st != STATUS_OK) sweep_result_free(r);
   return st;
 }
 
 void sweep_result_free(SweepResult *r) {
+  for (int i = 0; r->rows && i < r->n_rows; i++) row_free(&r->rows[i]);
+  for (int c = 0; r->class_names && c < r->k; c++) free(r->class_names[c]);
+  free(r->class_names), free(r->clean_pred), free(r->clean_confidence), free(r->clean_confusion);
   free(r->rows), free(r->noise), free(r->checks);
   memset(r, 0, sizeof *r);
 }

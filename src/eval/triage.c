@@ -2,13 +2,72 @@
  * smallest eps at which an attack changes the model's prediction, found by
  * bisection to a tolerance below an upper bound; the most fragile images are
  * flagged for human review, and the accuracy without them (the
- * "adversarially aware" set) and a deferral curve say what that buys. */
+ * "adversarially aware" set) and deferral curves say what that buys, beside
+ * the same curves for the confidence baselines (softmax confidence, top-two
+ * margin, entropy) that triage has to beat to be worth its cost. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "medrobust.h"
+
+static const char *const defer_names[DEFER_COUNT] = {"adversarial", "confidence", "margin",
+                                                     "entropy"};
+const char *defer_name(DeferScore s) { return s >= 0 && s < DEFER_COUNT ? defer_names[s] : "?"; }
+
+/* How doubtful an image is by a score: higher is deferred first. */
+static double doubt(const TriageItem *t, DeferScore s) {
+  switch (s) {
+    case DEFER_ADVERSARIAL:
+      return -t->min_eps; /* INFINITY (never flips): last */
+    case DEFER_CONFIDENCE:
+      return -t->confidence;
+    case DEFER_MARGIN:
+      return -t->margin;
+    default:
+      return t->entropy;
+  }
+}
+
+typedef struct {
+  double doubt;
+  int at;
+} Ranked;
+
+static int cmp_ranked(const void *a, const void *b) {
+  const Ranked *x = a, *y = b;
+  if (x->doubt != y->doubt) return x->doubt > y->doubt ? -1 : 1;
+  return x->at - y->at;
+}
+
+void triage_deferral(const TriageItem *items, int n, int k, DeferScore score, double frac,
+                     double *acc, double *bal) {
+  Ranked *r = malloc(sizeof(Ranked) * (n + 1));
+  int *right = calloc(k + 1, sizeof(int)), *total = calloc(k + 1, sizeof(int));
+  *acc = *bal = 0;
+  if (!r || !right || !total) {
+    free(r), free(right), free(total);
+    return;
+  }
+  for (int i = 0; i < n; i++) r[i] = (Ranked){doubt(&items[i], score), i};
+  qsort(r, n, sizeof *r, cmp_ranked);
+  const int skip = (int)lround(frac * n);
+  int ok = 0;
+  for (int i = skip; i < n; i++) {
+    const TriageItem *t = &items[r[i].at];
+    if (t->label < 0 || t->label >= k) continue;
+    ok += t->pred == t->label;
+    total[t->label]++, right[t->label] += t->pred == t->label;
+  }
+  int present = 0;
+  double recall = 0;
+  for (int c = 0; c < k; c++)
+    if (total[c]) recall += (double)right[c] / total[c], present++;
+  *acc = n - skip > 0 ? (double)ok / (n - skip) : 0.0;
+  *bal = present ? recall / present : 0.0;
+  free(r), free(right), free(total);
+}
 
 static int cmp_fragile(const void *a, const void *b) {
   const TriageItem *x = a, *y = b;
@@ -44,7 +103,6 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
   r->n = d->n, r->eps_max = eps_max, r->tol = tol, r->flag_frac = flag_frac;
   snprintf(r->attack, sizeof r->attack, "%s", attack_name(kind));
-  int correct = 0;
   for (int start = 0; st == STATUS_OK && start < d->n; start += batch) {
     const int B = d->n - start < batch ? d->n - start : batch;
     const float *x = d->images + per * start;
@@ -53,9 +111,19 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
     for (int i = 0; i < B; i++) {
       TriageItem *it = &r->items[start + i];
       it->index = start + i, it->label = d->labels[start + i];
-      it->pred = pred[i] = argmax(probs + (size_t)i * k, k);
-      it->confidence = probs[(size_t)i * k + it->pred];
-      correct += it->pred == it->label;
+      const float *p = probs + (size_t)i * k;
+      it->pred = pred[i] = argmax(p, k);
+      it->confidence = p[it->pred];
+      float second = 0;
+      double h = 0;
+      for (int c = 0; c < k; c++) {
+        if (c != it->pred && p[c] > second) second = p[c];
+        if (p[c] > 0) h -= p[c] * log(p[c]);
+      }
+      /* the logit margin z1 - z2 is log(p1 / p2): softmax keeps logit differences */
+      it->margin = (float)(log(p[it->pred]) - log(fmax(second, 1e-38)));
+      it->entropy = (float)h;
+      it->flip_class = -1;
       lo[i] = 0.0f, hi[i] = eps_max, active[i] = 1;
     }
     AttackOptions o = *attack;
@@ -65,9 +133,13 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
     st = attack_run(net, &o, x, pred, B, adv, err);
     if (st != STATUS_OK) break;
     net_predict(net, adv, B, probs);
-    for (int i = 0; i < B; i++)
-      if (argmax(probs + (size_t)i * k, k) == pred[i])
+    for (int i = 0; i < B; i++) {
+      const int now = argmax(probs + (size_t)i * k, k);
+      if (now == pred[i])
         active[i] = 0, hi[i] = INFINITY, lo[i] = eps_max;
+      else
+        r->items[start + i].flip_class = now;
+    }
     for (;;) {
       int any = 0;
       for (int i = 0; i < B; i++) {
@@ -81,8 +153,9 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
       net_predict(net, adv, B, probs);
       for (int i = 0; i < B; i++) {
         if (!active[i]) continue;
-        if (argmax(probs + (size_t)i * k, k) != pred[i])
-          hi[i] = mid[i];
+        const int now = argmax(probs + (size_t)i * k, k);
+        if (now != pred[i])
+          hi[i] = mid[i], r->items[start + i].flip_class = now;
         else
           lo[i] = mid[i];
       }
@@ -97,27 +170,31 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
   }
   qsort(r->items, r->n, sizeof(TriageItem), cmp_fragile);
   r->n_flagged = (int)lround(flag_frac * r->n);
-  int aware_correct = 0;
+  r->labelled = 1;
   for (int i = 0; i < r->n; i++) {
     r->items[i].flagged = i < r->n_flagged;
-    if (i >= r->n_flagged) aware_correct += r->items[i].pred == r->items[i].label;
+    r->labelled &= r->items[i].label >= 0;
+    r->n_flagged_wrong +=
+        r->items[i].flagged && r->items[i].label >= 0 && r->items[i].pred != r->items[i].label;
   }
-  r->accuracy_all = r->n ? (double)correct / r->n : 0.0;
-  r->accuracy_aware = r->n - r->n_flagged > 0 ? (double)aware_correct / (r->n - r->n_flagged) : 0.0;
-  /* deferral curve: defer the most fragile fraction f, accuracy on the rest */
-  double area = 0;
-  for (int p = 0; p < TRIAGE_CURVE_POINTS; p++) {
-    const double f = 0.5 * p / (TRIAGE_CURVE_POINTS - 1);
-    const int skip = (int)lround(f * r->n);
-    int ok = 0;
-    for (int i = skip; i < r->n; i++) ok += r->items[i].pred == r->items[i].label;
-    r->curve_frac[p] = f;
-    r->curve_acc[p] = r->n - skip > 0 ? (double)ok / (r->n - skip) : 0.0;
-    if (p)
-      area +=
-          0.5 * (r->curve_acc[p] + r->curve_acc[p - 1]) * (r->curve_frac[p] - r->curve_frac[p - 1]);
+  if (!r->labelled) return STATUS_OK; /* no accuracy without labels */
+  triage_deferral(r->items, r->n, k, DEFER_ADVERSARIAL, 0.0, &r->accuracy_all, &r->balanced_all);
+  triage_deferral(r->items, r->n, k, DEFER_ADVERSARIAL, flag_frac, &r->accuracy_aware,
+                  &r->balanced_aware);
+  /* deferral curves: defer the most doubtful fraction f by each score */
+  for (int sc = 0; sc < DEFER_COUNT; sc++) {
+    double area = 0;
+    for (int p = 0; p < TRIAGE_CURVE_POINTS; p++) {
+      const double f = 0.5 * p / (TRIAGE_CURVE_POINTS - 1);
+      r->curve_frac[p] = f;
+      triage_deferral(r->items, r->n, k, (DeferScore)sc, f, &r->curve_acc[sc][p],
+                      &r->curve_bal[sc][p]);
+      if (p)
+        area += 0.5 * (r->curve_acc[sc][p] + r->curve_acc[sc][p - 1]) *
+                (r->curve_frac[p] - r->curve_frac[p - 1]);
+    }
+    r->curve_auc[sc] = area / 0.5;
   }
-  r->curve_auc = area / 0.5;
   return STATUS_OK;
 }
 

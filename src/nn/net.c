@@ -484,6 +484,10 @@ const char *net_class_name(const Net *net, int k, char buf[16]) {
   return buf;
 }
 
+void net_set_data_record(Net *net, const char *json) {
+  snprintf(net->spec.data, sizeof net->spec.data, "%s", json ? json : "");
+}
+
 void net_set_training_info(Net *net, const char *json) {
   snprintf(net->spec.training, sizeof net->spec.training, "%s", json ? json : "");
 }

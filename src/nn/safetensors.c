@@ -74,6 +74,7 @@ static cJSON *metadata_from_net(const Net *net) {
   char *names_text = cJSON_PrintUnformatted(names);
   cJSON_AddStringToObject(meta, "class_names", names_text ? names_text : "[]");
   if (s->training[0]) cJSON_AddStringToObject(meta, "training", s->training);
+  if (s->data[0]) cJSON_AddStringToObject(meta, "data", s->data);
   if (net_output_pixels(net) > 1) {
     meta_add_int(meta, "seg_loss", (int)s->seg_loss);
     meta_add_int(meta, "ignore_label", s->ignore_label);
@@ -333,6 +334,8 @@ static Status spec_from_metadata(ModelSpec *spec, const cJSON *meta, const char 
   /* a record that does not fit is dropped, not cut into invalid JSON */
   if ((v = meta_str(meta, "training")) && strlen(v) < sizeof spec->training)
     snprintf(spec->training, sizeof spec->training, "%s", v);
+  if ((v = meta_str(meta, "data")) && strlen(v) < sizeof spec->data)
+    snprintf(spec->data, sizeof spec->data, "%s", v);
   return STATUS_OK;
 }
 

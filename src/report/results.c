@@ -49,6 +49,10 @@ void report_text_add(ReportText *t, const char *fmt, ...) {
 }
 
 void report_text_field(ReportText *t, const char *s) {
+  if (!strpbrk(s, ",\"\r\n")) {
+    report_text_add(t, "%s", s);
+    return;
+  }
   report_text_add(t, "\"");
   for (; *s; s++) report_text_add(t, *s == '"' ? "\"\"" : "%c", *s);
   report_text_add(t, "\"");
@@ -113,15 +117,79 @@ static const char *target_name(TargetMode t) {
   return t == TARGET_NONE ? "none" : t == TARGET_CLASS ? "class" : "least-likely";
 }
 
-Status sweep_write(const SweepResult *r, const char *dir, const char *model, const char *data,
-                   const char *split, MrError *err) {
+static void add_confusion(cJSON *o, const int *confusion, int k) {
+  cJSON *rows = cJSON_AddArrayToObject(o, "confusion");
+  for (int t = 0; t < k; t++)
+    cJSON_AddItemToArray(rows, cJSON_CreateIntArray(confusion + t * k, k));
+}
+
+/* Per-class recall (sensitivity) and specificity from a confusion matrix. */
+static void add_per_class(cJSON *o, const int *confusion, int k) {
+  cJSON *sens = cJSON_AddArrayToObject(o, "sensitivity");
+  cJSON *spec = cJSON_AddArrayToObject(o, "specificity");
+  for (int c = 0; c < k; c++) {
+    double se, sp;
+    confusion_rates(confusion, k, c, &se, &sp);
+    cJSON_AddItemToArray(sens, se >= 0 ? cJSON_CreateNumber(se) : cJSON_CreateNull());
+    cJSON_AddItemToArray(spec, sp >= 0 ? cJSON_CreateNumber(sp) : cJSON_CreateNull());
+  }
+}
+
+static const char *class_or(const SweepResult *r, int c) {
+  return c >= 0 && c < r->k && r->class_names && r->class_names[c] ? r->class_names[c] : "?";
+}
+
+/* A row per image: file, true class, clean prediction, and its prediction
+ * under every attack and eps. */
+static Status write_images_csv(const SweepResult *r, const Dataset *d, const char *dir,
+                               MrError *err) {
+  ReportText csv = {0};
+  report_text_add(&csv, "file,true,clean_pred,clean_confidence");
+  for (int j = 0; j < r->n_rows; j++)
+    report_text_add(&csv, ",%s@%g,%s@%g_confidence", r->rows[j].attack, r->rows[j].eps,
+                    r->rows[j].attack, r->rows[j].eps);
+  report_text_add(&csv, "\n");
+  for (int i = 0; i < r->n; i++) {
+    char id[64];
+    report_text_field(&csv, d ? dataset_image_id(d, i, id, sizeof id) : "");
+    report_text_add(&csv, ",");
+    report_text_field(&csv, d && d->labels[i] >= 0 ? class_or(r, d->labels[i]) : "");
+    report_text_add(&csv, ",");
+    report_text_field(&csv, class_or(r, r->clean_pred[i]));
+    report_text_add(&csv, ",%.6f", r->clean_confidence[i]);
+    for (int j = 0; j < r->n_rows; j++) {
+      report_text_add(&csv, ",");
+      report_text_field(&csv, class_or(r, r->rows[j].pred[i]));
+      report_text_add(&csv, ",%.6f", r->rows[j].pred_confidence[i]);
+    }
+    report_text_add(&csv, "\n");
+  }
+  return report_text_write(&csv, dir, "images.csv", err);
+}
+
+Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, const char *model,
+                   const char *data, const char *split, MrError *err) {
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "model", model);
   cJSON_AddStringToObject(root, "data", data);
   cJSON_AddStringToObject(root, "split", split);
   cJSON_AddNumberToObject(root, "n", r->n);
   cJSON_AddNumberToObject(root, "classes", r->k);
+  cJSON *names = cJSON_AddArrayToObject(root, "class_names");
+  for (int c = 0; c < r->k; c++) cJSON_AddItemToArray(names, cJSON_CreateString(class_or(r, c)));
+  cJSON_AddNumberToObject(root, "bits", d ? d->bits : 0);
   cJSON_AddNumberToObject(root, "clean_accuracy", r->clean_accuracy);
+  cJSON_AddNumberToObject(root, "clean_balanced_accuracy", r->clean_balanced_accuracy);
+  json_add_number(root, "clean_auc", r->clean_auc >= 0 ? r->clean_auc : NAN);
+  add_confusion(root, r->clean_confusion, r->k);
+  add_per_class(root, r->clean_confusion, r->k);
+  cJSON_AddStringToObject(root, "majority_class", class_or(r, r->majority_class));
+  cJSON_AddNumberToObject(root, "majority_share", r->majority_share);
+  if (r->positive >= 0) {
+    cJSON_AddStringToObject(root, "positive_class", class_or(r, r->positive));
+    cJSON_AddNumberToObject(root, "positives", r->positives);
+    cJSON_AddNumberToObject(root, "clean_detected", r->clean_detected);
+  }
   report_add_training(root, r->training);
   cJSON *rows = cJSON_AddArrayToObject(root, "rows");
   for (int i = 0; i < r->n_rows; i++) {
@@ -132,8 +200,18 @@ Status sweep_write(const SweepResult *r, const char *dir, const char *model, con
     cJSON_AddNumberToObject(o, "eps", w->eps);
     cJSON_AddStringToObject(o, "target", target_name(w->target));
     cJSON_AddNumberToObject(o, "accuracy", w->accuracy);
+    cJSON_AddNumberToObject(o, "balanced_accuracy", w->balanced_accuracy);
+    json_add_number(o, "auc", w->auc >= 0 ? w->auc : NAN);
     cJSON_AddNumberToObject(o, "drop_pct", w->drop_pct);
     cJSON_AddNumberToObject(o, "success_rate", w->success_rate);
+    if (r->positive >= 0) {
+      cJSON_AddNumberToObject(o, "positives_detected", w->positives_detected);
+      cJSON_AddNumberToObject(o, "missed", w->missed);
+    }
+    if (w->confusion) {
+      add_confusion(o, w->confusion, r->k);
+      add_per_class(o, w->confusion, r->k);
+    }
     json_add_number(o, "mean_linf", w->linf);
     json_add_number(o, "mean_l2", w->l2);
     json_add_number(o, "mean_mse", w->mse);
@@ -166,25 +244,30 @@ Status sweep_write(const SweepResult *r, const char *dir, const char *model, con
   cJSON_Delete(root);
   if (s != STATUS_OK) return s;
   /* CSV: one row per attack and eps, the baseline first */
+  const double step = data_grey_step(d ? d->bits : 0);
   ReportText csv = {0};
   report_text_add(&csv,
-                  "attack,norm,eps,target,accuracy,drop_pct,success_rate,mean_linf,mean_l2,"
-                  "mean_mse,mean_ssim,mean_psnr,mean_confidence\nbaseline,,0,,%.6f,0,0,0,0,0,1,,\n",
-                  r->clean_accuracy);
+                  "attack,norm,eps,eps_grey_levels,target,accuracy,balanced_accuracy,auc,missed,"
+                  "drop_pct,success_rate,mean_linf,mean_l2,mean_mse,mean_ssim,mean_psnr,"
+                  "mean_confidence\nbaseline,,0,0,,%.6f,%.6f,%.6f,0,0,0,0,0,0,1,,\n",
+                  r->clean_accuracy, r->clean_balanced_accuracy, r->clean_auc);
   for (int i = 0; i < r->n_rows; i++) {
     const SweepRow *w = &r->rows[i];
-    char psnr[32] = "";
+    char psnr[32] = "", grey[32] = "";
     if (isfinite(w->psnr)) snprintf(psnr, sizeof psnr, "%.4f", w->psnr);
-    report_text_add(&csv, "%s,%s,%g,%s,%.6f,%.4f,%.6f,%.6g,%.6g,%.6g,%.6f,%s,%.6f\n", w->attack,
-                    w->norm == NORM_LINF ? "linf" : "l2", w->eps, target_name(w->target),
-                    w->accuracy, w->drop_pct, w->success_rate, w->linf, w->l2, w->mse, w->ssim,
-                    psnr, w->confidence);
+    if (step > 0 && w->norm == NORM_LINF) snprintf(grey, sizeof grey, "%.4g", w->eps / step);
+    report_text_add(
+        &csv, "%s,%s,%g,%s,%s,%.6f,%.6f,%.6f,%d,%.4f,%.6f,%.6g,%.6g,%.6g,%.6f,%s,%.6f\n", w->attack,
+        w->norm == NORM_LINF ? "linf" : "l2", w->eps, grey, target_name(w->target), w->accuracy,
+        w->balanced_accuracy, w->auc, w->missed, w->drop_pct, w->success_rate, w->linf, w->l2,
+        w->mse, w->ssim, psnr, w->confidence);
   }
-  return report_text_write(&csv, dir, "results.csv", err);
+  s = report_text_write(&csv, dir, "results.csv", err);
+  return s == STATUS_OK ? write_images_csv(r, d, dir, err) : s;
 }
 
-Status triage_write(const TriageResult *r, const char *dir, const char *model, const char *data,
-                    MrError *err) {
+Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, const char *dir,
+                    const char *model, const char *data, MrError *err) {
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "model", model);
   cJSON_AddStringToObject(root, "data", data);
@@ -192,26 +275,50 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
   cJSON_AddNumberToObject(root, "eps_max", r->eps_max);
   cJSON_AddNumberToObject(root, "tolerance", r->tol);
   cJSON_AddNumberToObject(root, "flag_fraction", r->flag_frac);
+  cJSON_AddNumberToObject(root, "bits", d ? d->bits : 0);
   cJSON_AddNumberToObject(root, "n", r->n);
   cJSON_AddNumberToObject(root, "n_flagged", r->n_flagged);
-  cJSON_AddNumberToObject(root, "accuracy_all", r->accuracy_all);
-  cJSON_AddNumberToObject(root, "accuracy_aware", r->accuracy_aware);
-  cJSON_AddNumberToObject(root, "deferral_auc", r->curve_auc);
-  cJSON *curve = cJSON_AddArrayToObject(root, "deferral_curve");
-  for (int p = 0; p < TRIAGE_CURVE_POINTS; p++) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "deferred", r->curve_frac[p]);
-    cJSON_AddNumberToObject(o, "accuracy", r->curve_acc[p]);
-    cJSON_AddItemToArray(curve, o);
+  cJSON_AddBoolToObject(root, "labelled", r->labelled);
+  const int k = net_num_classes(net);
+  cJSON *names = cJSON_AddArrayToObject(root, "class_names");
+  char buf[16];
+  for (int c = 0; c < k; c++)
+    cJSON_AddItemToArray(names, cJSON_CreateString(net_class_name(net, c, buf)));
+  if (r->labelled) {
+    cJSON_AddNumberToObject(root, "n_flagged_wrong", r->n_flagged_wrong);
+    cJSON_AddNumberToObject(root, "accuracy_all", r->accuracy_all);
+    cJSON_AddNumberToObject(root, "accuracy_aware", r->accuracy_aware);
+    cJSON_AddNumberToObject(root, "balanced_all", r->balanced_all);
+    cJSON_AddNumberToObject(root, "balanced_aware", r->balanced_aware);
+    cJSON_AddNumberToObject(root, "deferral_auc", r->curve_auc[DEFER_ADVERSARIAL]);
+    cJSON *curves = cJSON_AddObjectToObject(root, "deferral");
+    for (int sc = 0; sc < DEFER_COUNT; sc++) {
+      cJSON *c = cJSON_AddObjectToObject(curves, defer_name((DeferScore)sc));
+      cJSON_AddNumberToObject(c, "auc", r->curve_auc[sc]);
+      cJSON *pts = cJSON_AddArrayToObject(c, "points");
+      for (int p = 0; p < TRIAGE_CURVE_POINTS; p++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "deferred", r->curve_frac[p]);
+        cJSON_AddNumberToObject(o, "accuracy", r->curve_acc[sc][p]);
+        cJSON_AddNumberToObject(o, "balanced_accuracy", r->curve_bal[sc][p]);
+        cJSON_AddItemToArray(pts, o);
+      }
+    }
   }
   cJSON *items = cJSON_AddArrayToObject(root, "images");
   for (int i = 0; i < r->n; i++) {
     const TriageItem *t = &r->items[i];
     cJSON *o = cJSON_CreateObject();
+    char id[64];
+    cJSON_AddStringToObject(o, "file", d ? dataset_image_id(d, t->index, id, sizeof id) : "");
     cJSON_AddNumberToObject(o, "index", t->index);
-    cJSON_AddNumberToObject(o, "label", t->label);
-    cJSON_AddNumberToObject(o, "prediction", t->pred);
+    if (t->label >= 0) cJSON_AddStringToObject(o, "true", net_class_name(net, t->label, buf));
+    cJSON_AddStringToObject(o, "predicted", net_class_name(net, t->pred, buf));
+    if (t->flip_class >= 0)
+      cJSON_AddStringToObject(o, "flips_to", net_class_name(net, t->flip_class, buf));
     cJSON_AddNumberToObject(o, "confidence", t->confidence);
+    cJSON_AddNumberToObject(o, "margin", t->margin);
+    cJSON_AddNumberToObject(o, "entropy", t->entropy);
     json_add_number(o, "min_eps", t->min_eps);
     cJSON_AddNumberToObject(o, "eps_below", t->eps_below);
     char png[64], full[4200];
@@ -219,19 +326,35 @@ Status triage_write(const TriageResult *r, const char *dir, const char *model, c
     snprintf(full, sizeof full, "%s/%s", dir, png);
     if (access(full, R_OK) == 0) cJSON_AddStringToObject(o, "png", png);
     cJSON_AddBoolToObject(o, "flagged", t->flagged);
+    if (t->label >= 0) cJSON_AddBoolToObject(o, "misclassified", t->pred != t->label);
     cJSON_AddItemToArray(items, o);
   }
   Status s = report_write_json(dir, "triage.json", root, err);
   cJSON_Delete(root);
   if (s != STATUS_OK) return s;
   ReportText csv = {0};
-  report_text_add(&csv, "rank,index,label,prediction,confidence,min_eps,flagged\n");
+  const double step = data_grey_step(d ? d->bits : 0);
+  report_text_add(&csv,
+                  "rank,file,true,predicted,confidence,margin,entropy,min_eps,"
+                  "min_eps_grey_levels,flips_to,flagged,misclassified\n");
   for (int i = 0; i < r->n; i++) {
     const TriageItem *t = &r->items[i];
-    char eps[32] = "inf";
+    char eps[32] = "inf", grey[32] = "", id[64];
     if (isfinite(t->min_eps)) snprintf(eps, sizeof eps, "%.6g", t->min_eps);
-    report_text_add(&csv, "%d,%d,%d,%d,%.6f,%s,%d\n", i + 1, t->index, t->label, t->pred,
-                    t->confidence, eps, t->flagged);
+    if (isfinite(t->min_eps) && step > 0) snprintf(grey, sizeof grey, "%.4g", t->min_eps / step);
+    report_text_add(&csv, "%d,", i + 1);
+    report_text_field(&csv, d ? dataset_image_id(d, t->index, id, sizeof id) : "");
+    report_text_add(&csv, ",");
+    report_text_field(&csv, t->label >= 0 ? net_class_name(net, t->label, buf) : "");
+    report_text_add(&csv, ",");
+    report_text_field(&csv, net_class_name(net, t->pred, buf));
+    report_text_add(&csv, ",%.6f,%.6f,%.6f,%s,%s,", t->confidence, t->margin, t->entropy, eps,
+                    grey);
+    report_text_field(&csv, t->flip_class >= 0 ? net_class_name(net, t->flip_class, buf) : "");
+    report_text_add(&csv, ",%d,%s\n", t->flagged,
+                    t->label < 0          ? ""
+                    : t->pred != t->label ? "1"
+                                          : "0");
   }
   return report_text_write(&csv, dir, "triage.csv", err);
 }
