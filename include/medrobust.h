@@ -711,6 +711,9 @@ typedef struct {
   int positive;            /* binary tasks: the class a missed diagnosis misses; -1 otherwise */
   int positives, clean_detected; /* true positives, and those the model finds clean */
   char **class_names;            /* (k), owned */
+  /* the eps at which the worst attack leaves half the clean balanced
+   * accuracy (linear between grid points); NAN if it never does */
+  double halving_eps;
   SweepRow *rows;
   int n_rows;
   NoiseRow *noise;
@@ -889,6 +892,13 @@ typedef struct {
   int triaged;
   double min_eps_median; /* triage: median smallest flipping eps; INFINITY if above eps_max */
   double accuracy_aware; /* triage: accuracy without the flagged images */
+  double balanced_aware; /* triage: balanced accuracy without them */
+  /* what models are ranked by: the mean over the eps grid of the worst
+   * balanced accuracy any attack leaves at that eps (a constant classifier
+   * scores 1/k, however "robust" its accuracy looks) */
+  double robust_balanced;
+  int near_chance; /* clean balanced accuracy within 5 points of chance: ranked last */
+  int rank;        /* 1 = the one to deploy */
 } CompareEntry;
 
 typedef struct {
@@ -907,6 +917,8 @@ typedef struct {
   double *transfer; /* n * n, NULL if not run */
   AttackOptions transfer_attack;
   float triage_eps_max;
+  int best;          /* the model to deploy (rank 1); -1 when every one is near chance */
+  char verdict[640]; /* which model to deploy and why, in plain words */
 } CompareResult;
 
 Status compare_run(Net *const *nets, const char *const *names, int n, const Dataset *d,

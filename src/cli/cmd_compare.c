@@ -23,31 +23,40 @@ static void short_name(const char *path, char *out, size_t n) {
 }
 
 static void print_table(const CompareResult *r) {
-  printf("\n%-22s %-11s %10s %9s %-20s %8s", "model", "arch", "params", "MFLOPs", "training",
-         "clean");
+  printf("\n%4s %-22s %-11s %9s %-20s %8s %8s", "rank", "model", "arch", "MFLOPs", "training",
+         "clean", "bal.");
   const SweepResult *first = &r->models[0].sweep;
   for (int j = 0; j < first->n_rows; j++) {
     char head[40];
     snprintf(head, sizeof head, "%s %.4g", first->rows[j].attack, first->rows[j].eps);
-    printf(" %14s", head);
+    printf(" %16s", head);
   }
-  printf(" %10s\n", "median eps");
-  for (int i = 0; i < r->n; i++) {
-    const CompareEntry *e = &r->models[i];
-    char training[48];
-    training_summary(e->training, training, sizeof training);
-    printf("%-22.22s %-11s %10zu %9.1f %-20s %7.2f%%", e->name, e->arch, e->params, e->flops / 1e6,
-           training, 100 * e->sweep.clean_accuracy);
-    for (int j = 0; j < e->sweep.n_rows; j++)
-      printf(" %7.2f%% (%3.0f)", 100 * e->sweep.rows[j].accuracy, e->sweep.rows[j].drop_pct);
-    if (!e->triaged)
-      printf(" %10s\n", "-");
-    else if (isinf(e->min_eps_median))
-      printf(" %9s%g\n", ">", r->triage_eps_max);
-    else
-      printf(" %10.4g\n", e->min_eps_median);
-  }
-  printf("(robust accuracy, %% drop in brackets)\n");
+  printf(" %9s %10s\n", "robust", "median eps");
+  for (int rank = 1; rank <= r->n; rank++)
+    for (int i = 0; i < r->n; i++) {
+      const CompareEntry *e = &r->models[i];
+      if (e->rank != rank) continue;
+      char training[48];
+      training_summary(e->training, training, sizeof training);
+      printf("%4d %-22.22s %-11s %9.1f %-20s %7.2f%% %7.2f%%", e->rank, e->name, e->arch,
+             e->flops / 1e6, training, 100 * e->sweep.clean_accuracy,
+             100 * e->sweep.clean_balanced_accuracy);
+      for (int j = 0; j < e->sweep.n_rows; j++)
+        printf("  %6.2f%% (%5.1f%%)", 100 * e->sweep.rows[j].balanced_accuracy,
+               100 * e->sweep.rows[j].accuracy);
+      printf(" %8.2f%%", 100 * e->robust_balanced);
+      if (!e->triaged)
+        printf(" %10s", "-");
+      else if (isinf(e->min_eps_median))
+        printf(" %9s%g", ">", r->triage_eps_max);
+      else
+        printf(" %10.4g", e->min_eps_median);
+      printf("%s\n", e->near_chance ? "  near chance" : "");
+    }
+  printf(
+      "(under attack: balanced accuracy, accuracy in brackets; robust: the mean over eps of the "
+      "worst balanced accuracy, what the rank follows)\n\n%s\n",
+      r->verdict);
   if (!r->transfer) return;
   printf("\ntransfer: %s eps %g crafted on the row's model, accuracy of the column's\n%-22s",
          attack_name(r->transfer_attack.kind), r->transfer_attack.eps, "source \\ target");

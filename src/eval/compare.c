@@ -73,6 +73,78 @@ static double min_eps_median(const TriageResult *t) {
                   : 0.5 * ((double)it[t->n / 2 - 1].min_eps + it[t->n / 2].min_eps);
 }
 
+/* Mean over the eps grid of the worst balanced accuracy at each eps. */
+static double robust_balanced(const SweepResult *sw, const SweepOptions *o) {
+  double total = 0;
+  int counted = 0;
+  for (int e = 0; e < o->n_eps; e++) {
+    double worst = 2.0;
+    for (int i = 0; i < sw->n_rows; i++)
+      if (sw->rows[i].eps == o->eps[e]) worst = fmin(worst, sw->rows[i].balanced_accuracy);
+    if (worst <= 1.0) total += worst, counted++;
+  }
+  return counted ? total / counted : sw->clean_balanced_accuracy;
+}
+
+static int cmp_rank(const void *a, const void *b) {
+  const CompareEntry *x = *(CompareEntry *const *)a, *y = *(CompareEntry *const *)b;
+  if (x->near_chance != y->near_chance) return x->near_chance - y->near_chance;
+  if (x->robust_balanced != y->robust_balanced)
+    return x->robust_balanced > y->robust_balanced ? -1 : 1;
+  const double cx = x->sweep.clean_balanced_accuracy, cy = y->sweep.clean_balanced_accuracy;
+  return (cx < cy) - (cx > cy);
+}
+
+/* Ranks by robust balanced accuracy (models near chance last) and says in
+ * plain words which to deploy. */
+static void rank_models(CompareResult *r, const CompareOptions *o) {
+  CompareEntry **order = malloc(sizeof(CompareEntry *) * r->n);
+  if (!order) return;
+  for (int i = 0; i < r->n; i++) {
+    CompareEntry *e = &r->models[i];
+    e->robust_balanced = robust_balanced(&e->sweep, &o->sweep);
+    e->near_chance = e->sweep.clean_balanced_accuracy <= 1.0 / e->sweep.k + 0.05;
+    order[i] = e;
+  }
+  qsort(order, r->n, sizeof *order, cmp_rank);
+  for (int i = 0; i < r->n; i++) order[i]->rank = i + 1;
+  const CompareEntry *best = order[0];
+  r->best = best->near_chance ? -1 : (int)(best - r->models);
+  const float eps_max = o->sweep.n_eps ? o->sweep.eps[o->sweep.n_eps - 1] : 0;
+  if (r->best < 0) {
+    snprintf(r->verdict, sizeof r->verdict,
+             "Deploy none of them: every model's clean balanced accuracy is within 5 points of "
+             "chance (%.0f%%), so its accuracy, clean or under attack, is that of a constant "
+             "answer.",
+             100.0 / best->sweep.k);
+  } else {
+    int n = snprintf(r->verdict, sizeof r->verdict,
+                     "Deploy %s: under attack it keeps the highest balanced accuracy (%.1f%% on "
+                     "average over eps up to %g, the worst attack at each eps; %.1f%% clean).",
+                     best->name, 100 * best->robust_balanced, eps_max,
+                     100 * best->sweep.clean_balanced_accuracy);
+    const CompareEntry *clean_best = best;
+    for (int i = 0; i < r->n; i++)
+      if (!r->models[i].near_chance && r->models[i].sweep.clean_balanced_accuracy >
+                                           clean_best->sweep.clean_balanced_accuracy + 0.02)
+        clean_best = &r->models[i];
+    if (clean_best != best && n > 0 && (size_t)n < sizeof r->verdict)
+      n += snprintf(r->verdict + n, sizeof r->verdict - n,
+                    " %s is better on clean images (%.1f%% balanced) but falls to %.1f%% under "
+                    "attack.",
+                    clean_best->name, 100 * clean_best->sweep.clean_balanced_accuracy,
+                    100 * clean_best->robust_balanced);
+    for (int i = 0; i < r->n && n > 0 && (size_t)n < sizeof r->verdict; i++)
+      if (r->models[i].near_chance)
+        n +=
+            snprintf(r->verdict + n, sizeof r->verdict - n,
+                     " %s is near chance on clean images (%.1f%% balanced): whatever its accuracy, "
+                     "do not use it.",
+                     r->models[i].name, 100 * r->models[i].sweep.clean_balanced_accuracy);
+  }
+  free(order);
+}
+
 Status compare_run(Net *const *nets, const char *const *names, int n, const Dataset *d,
                    const CompareOptions *o, SweepProgressFn progress, void *ctx, CompareResult *r,
                    MrError *err) {
@@ -104,6 +176,7 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
         e->triaged = 1;
         e->min_eps_median = min_eps_median(&t);
         e->accuracy_aware = t.accuracy_aware;
+        e->balanced_aware = t.balanced_aware;
       }
       triage_free(&t);
     }
@@ -116,6 +189,7 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
             ? transfer_matrix(nets, n, d, &o->transfer_attack, o->sweep.batch, r->transfer, err)
             : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   }
+  if (s == STATUS_OK) rank_models(r, o);
   if (s != STATUS_OK) compare_result_free(r);
   return s;
 }

@@ -242,11 +242,11 @@ static void check_trivial(Sweep *s, SweepResult *r) {
   for (int j = 0; j < s->k; j++) of_class += r->clean_confusion[answer * s->k + j];
   if (trivial == rows)
     add_check(r, "not a constant classifier", 0,
-              "under every attack and eps the model answers '%s' for %.0f%% or more of the "
+              "under every attack and eps the model answers '%s' for %.0f%%%s of the "
               "images, so its robust accuracy is about the share of '%s' images (%.2f%%) and its "
               "balanced accuracy at most %.2f%%: this is not robustness; rank by balanced accuracy",
-              class_label(r, answer), 100 * answer_share, class_label(r, answer),
-              100.0 * of_class / (r->n ? r->n : 1), 100 * best_bal);
+              class_label(r, answer), 100 * answer_share, answer_share < 1 ? " or more" : "",
+              class_label(r, answer), 100.0 * of_class / (r->n ? r->n : 1), 100 * best_bal);
   else
     add_check(r, "not a constant classifier", 1,
               "%d of %d attacked rows score like a constant classifier", trivial, rows);
@@ -334,6 +334,35 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   return STATUS_OK;
 }
 
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* Where the worst attack's balanced accuracy first falls to half the clean
+ * one, interpolated between the eps of the grid (from eps 0 = clean). */
+static double halving_eps(const SweepResult *r, const SweepOptions *o) {
+  float *eps = malloc(sizeof(float) * (o->n_eps + 1));
+  if (!eps) return NAN;
+  memcpy(eps, o->eps, sizeof(float) * o->n_eps);
+  qsort(eps, o->n_eps, sizeof(float), cmp_float);
+  const double half = 0.5 * r->clean_balanced_accuracy;
+  double prev_eps = 0, prev_bal = r->clean_balanced_accuracy, found = NAN;
+  for (int e = 0; e < o->n_eps && isnan(found); e++) {
+    double worst = 2.0;
+    for (int i = 0; i < r->n_rows; i++)
+      if (r->rows[i].eps == eps[e]) worst = fmin(worst, r->rows[i].balanced_accuracy);
+    if (worst > 1.0 || eps[e] <= 0) continue;
+    if (worst <= half)
+      found = prev_bal > worst
+                  ? prev_eps + (eps[e] - prev_eps) * (prev_bal - half) / (prev_bal - worst)
+                  : eps[e];
+    prev_eps = eps[e], prev_bal = worst;
+  }
+  free(eps);
+  return found;
+}
+
 Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, SweepProgressFn progress,
                         void *ctx, SweepResult *r, MrError *err) {
   memset(r, 0, sizeof *r);
@@ -397,6 +426,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
       if (st == STATUS_OK) row->drop_pct = drop_pct(r->clean_accuracy, row->accuracy);
       r->n_rows++; /* even on failure: its buffers are freed with the result */
     }
+  if (st == STATUS_OK) r->halving_eps = halving_eps(r, o);
   /* noise at the SSIM of the first listed gradient attack, eps by eps */
   for (int e = 0; st == STATUS_OK && o->noise && e < o->n_eps && o->n_attacks; e++) {
     const SweepRow *ref = find_row(r, attack_name(o->attacks[0]), o->eps[e]);

@@ -14,6 +14,8 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
   cJSON_AddStringToObject(root, "split", split);
   cJSON_AddNumberToObject(root, "n", r->n_images);
   cJSON_AddNumberToObject(root, "triage_eps_max", r->triage_eps_max);
+  cJSON_AddStringToObject(root, "verdict", r->verdict);
+  if (r->best >= 0) cJSON_AddStringToObject(root, "deploy", r->models[r->best].name);
   cJSON *models = cJSON_AddArrayToObject(root, "models");
   for (int i = 0; i < r->n; i++) {
     const CompareEntry *e = &r->models[i];
@@ -24,6 +26,16 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
     cJSON_AddNumberToObject(m, "mflops", e->flops / 1e6);
     report_add_training(m, e->training);
     cJSON_AddNumberToObject(m, "clean_accuracy", e->sweep.clean_accuracy);
+    cJSON_AddNumberToObject(m, "clean_balanced_accuracy", e->sweep.clean_balanced_accuracy);
+    cJSON_AddNumberToObject(m, "majority_share", e->sweep.majority_share);
+    cJSON_AddNumberToObject(m, "robust_balanced_accuracy", e->robust_balanced);
+    cJSON_AddBoolToObject(m, "near_chance", e->near_chance);
+    cJSON_AddNumberToObject(m, "rank", e->rank);
+    if (e->sweep.positive >= 0) {
+      cJSON_AddStringToObject(m, "positive_class", e->sweep.class_names[e->sweep.positive]);
+      cJSON_AddNumberToObject(m, "positives", e->sweep.positives);
+      cJSON_AddNumberToObject(m, "clean_detected", e->sweep.clean_detected);
+    }
     cJSON *rows = cJSON_AddArrayToObject(m, "rows");
     for (int j = 0; j < e->sweep.n_rows; j++) {
       const SweepRow *w = &e->sweep.rows[j];
@@ -32,6 +44,9 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
       cJSON_AddStringToObject(o, "norm", w->norm == NORM_LINF ? "linf" : "l2");
       cJSON_AddNumberToObject(o, "eps", w->eps);
       cJSON_AddNumberToObject(o, "accuracy", w->accuracy);
+      cJSON_AddNumberToObject(o, "balanced_accuracy", w->balanced_accuracy);
+      if (e->sweep.positive >= 0)
+        cJSON_AddNumberToObject(o, "positives_detected", w->positives_detected);
       cJSON_AddNumberToObject(o, "drop_pct", w->drop_pct);
       json_add_number(o, "mean_ssim", w->ssim);
       cJSON_AddItemToArray(rows, o);
@@ -39,6 +54,7 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
     if (e->triaged) {
       json_add_number(m, "min_eps_median", e->min_eps_median);
       json_add_number(m, "accuracy_aware", e->accuracy_aware);
+      json_add_number(m, "balanced_aware", e->balanced_aware);
     }
     cJSON_AddItemToArray(models, m);
   }
@@ -62,8 +78,8 @@ Status compare_write(const CompareResult *r, const char *dir, const char *data, 
   if (s != STATUS_OK) return s;
   ReportText csv = {0};
   report_text_add(&csv,
-                  "model,arch,params,mflops,training,attack,norm,eps,accuracy,drop_pct,"
-                  "min_eps_median\n");
+                  "model,rank,arch,params,mflops,training,attack,norm,eps,accuracy,"
+                  "balanced_accuracy,drop_pct,min_eps_median\n");
   for (int i = 0; i < r->n; i++) {
     const CompareEntry *e = &r->models[i];
     char kind[96], median[32] = "";
@@ -72,14 +88,15 @@ Status compare_write(const CompareResult *r, const char *dir, const char *data, 
     for (int j = -1; j < e->sweep.n_rows; j++) {
       const SweepRow *w = j >= 0 ? &e->sweep.rows[j] : NULL;
       report_text_field(&csv, e->name);
-      report_text_add(&csv, ",%s,%zu,%.3f,", e->arch, e->params, e->flops / 1e6);
+      report_text_add(&csv, ",%d,%s,%zu,%.3f,", e->rank, e->arch, e->params, e->flops / 1e6);
       report_text_field(&csv, kind);
       if (w)
-        report_text_add(&csv, ",%s,%s,%g,%.6f,%.4f,%s\n", w->attack,
-                        w->norm == NORM_LINF ? "linf" : "l2", w->eps, w->accuracy, w->drop_pct,
-                        median);
+        report_text_add(&csv, ",%s,%s,%g,%.6f,%.6f,%.4f,%s\n", w->attack,
+                        w->norm == NORM_LINF ? "linf" : "l2", w->eps, w->accuracy,
+                        w->balanced_accuracy, w->drop_pct, median);
       else
-        report_text_add(&csv, ",baseline,,0,%.6f,0,%s\n", e->sweep.clean_accuracy, median);
+        report_text_add(&csv, ",baseline,,0,%.6f,%.6f,0,%s\n", e->sweep.clean_accuracy,
+                        e->sweep.clean_balanced_accuracy, median);
     }
   }
   s = report_text_write(&csv, dir, "compare.csv", err);

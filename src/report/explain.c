@@ -9,25 +9,31 @@
 
 #include "report.h"
 
-/* "hot" colours of a map scaled to its 99th percentile (as the SmoothGrad
- * authors display them): black, red, yellow, white; rgb is (3, h, w) */
-static void heat(const float *map, int h, int w, float *rgb, float *sorted) {
+/* A map scaled to its 99th percentile (as the SmoothGrad authors display
+ * them) in "hot" colours (red, yellow, white) over the image in grey, each
+ * pixel as opaque as it is salient: where the model looks, on what it sees.
+ * image (c, h, w); rgb (3, h, w). */
+static void heat_overlay(const float *map, const float *image, int c, int h, int w, float *rgb,
+                         float *sorted) {
   const size_t hw = (size_t)h * w;
   memcpy(sorted, map, sizeof(float) * hw);
   qsort(sorted, hw, sizeof(float), float_compare);
   const float top = sorted[(size_t)(0.99 * (double)(hw - 1))];
   for (size_t i = 0; i < hw; i++) {
     const float v = top > 0 ? fminf(map[i] / top, 1.0f) : 0.0f;
-    rgb[i] = fminf(3.0f * v, 1.0f);
-    rgb[hw + i] = fminf(fmaxf(3.0f * v - 1.0f, 0.0f), 1.0f);
-    rgb[2 * hw + i] = fmaxf(3.0f * v - 2.0f, 0.0f);
+    float grey = 0;
+    for (int k = 0; k < c; k++) grey += image[k * hw + i] / c;
+    const float hot[3] = {fminf(0.4f + 2.0f * v, 1.0f), fminf(fmaxf(2.0f * v - 0.6f, 0.0f), 1.0f),
+                          fmaxf(3.0f * v - 2.0f, 0.0f)};
+    const float alpha = fminf(1.2f * v, 0.85f);
+    for (int k = 0; k < 3; k++) rgb[k * hw + i] = (1 - alpha) * 0.8f * grey + alpha * hot[k];
   }
 }
 
 typedef struct {
   const char *name; /* clean, clean_grad, ... */
   const float *image;
-  int is_map;
+  const float *under; /* maps: the image they are drawn over; NULL for images */
 } Panel;
 
 Status saliency_write(Net *net, const Dataset *d, const AttackOptions *o, int count,
@@ -64,15 +70,17 @@ Status saliency_write(Net *net, const Dataset *d, const AttackOptions *o, int co
   cJSON *list = cJSON_AddArrayToObject(root, "images");
   const int scale = d->h < 64 ? 4 : d->h < 128 ? 2 : 1;
   for (int i = 0; s == STATUS_OK && i < count; i++) {
-    const Panel panels[6] = {{"clean", d->images + per * i, 0},
-                             {"clean_gradient", grads + per * i, 1},
-                             {"clean_smoothgrad", grads + per * (count + i), 1},
-                             {"adversarial", adv + per * i, 0},
-                             {"adversarial_gradient", grads + per * (2 * count + i), 1},
-                             {"adversarial_smoothgrad", grads + per * (3 * count + i), 1}};
+    const float *clean = d->images + per * i, *attacked = adv + per * i;
+    const Panel panels[6] = {{"clean", clean, NULL},
+                             {"clean_gradient", grads + per * i, clean},
+                             {"clean_smoothgrad", grads + per * (count + i), clean},
+                             {"adversarial", attacked, NULL},
+                             {"adversarial_gradient", grads + per * (2 * count + i), attacked},
+                             {"adversarial_smoothgrad", grads + per * (3 * count + i), attacked}};
     cJSON *e = cJSON_CreateObject();
-    char buf[3][16];
+    char buf[3][16], id[64];
     cJSON_AddNumberToObject(e, "index", i);
+    cJSON_AddStringToObject(e, "file", dataset_image_id(d, i, id, sizeof id));
     cJSON_AddStringToObject(e, "label", net_class_name(net, d->labels[i], buf[0]));
     cJSON_AddStringToObject(e, "clean_prediction", net_class_name(net, pred[i], buf[1]));
     cJSON_AddStringToObject(e, "adversarial_prediction",
@@ -81,9 +89,9 @@ Status saliency_write(Net *net, const Dataset *d, const AttackOptions *o, int co
       char name[96], path[4400], key[64];
       snprintf(name, sizeof name, "saliency/%03d_%s.png", i, panels[p].name);
       snprintf(path, sizeof path, "%s/%s", dir, name);
-      if (panels[p].is_map) {
+      if (panels[p].under) {
         saliency_map(panels[p].image, d->c, d->h, d->w, map);
-        heat(map, d->h, d->w, rgb, sorted);
+        heat_overlay(map, panels[p].under, d->c, d->h, d->w, rgb, sorted);
         s = image_write_png(path, rgb, 3, d->h, d->w, scale, err);
       } else {
         s = image_write_png(path, panels[p].image, d->c, d->h, d->w, scale, err);

@@ -1,7 +1,12 @@
-/* report.html, rendered from the JSON a run wrote and nothing else: the
- * sweep table and accuracy-vs-eps curves (inline SVG), the noise contrast,
- * the self-checks, example images (clean / adversarial / amplified
- * difference) and the triage list with its deferral curve. */
+/* report.html, rendered from the JSON a run wrote and nothing else. It opens
+ * with a verdict (how fragile the model is, which model to deploy, which
+ * files to re-read), then the evidence: the comparison, the sweep with its
+ * balanced metrics and grey-level eps, the noise contrast, the self-checks,
+ * examples the attack flipped and some it did not, triage against the
+ * confidence baselines, saliency over the images and the feature embedding.
+ * Images are embedded (data: URIs) so the one file can be mailed; only
+ * relative paths inside the report folder are read. The layout reads on a
+ * phone (420 px) and a desktop. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +45,8 @@ static void esc(FILE *o, const char *s) {
       fputs("&amp;", o);
     else if (*s == '"')
       fputs("&quot;", o);
+    else if (*s == '\'')
+      fputs("&#39;", o);
     else
       fputc(*s, o);
   }
@@ -61,6 +68,67 @@ static double item(const cJSON *array, int i) {
   return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
+static int flag(const cJSON *o, const char *k) { return cJSON_IsTrue(cJSON_GetObjectItem(o, k)); }
+
+/* ---- embedded images ------------------------------------------------------ */
+
+/* RFC 4648 base64. Written here (a dozen lines) rather than pulling OpenSSL
+ * or GLib in for one function. */
+static void base64(FILE *o, const unsigned char *p, size_t n) {
+  static const char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  for (size_t i = 0; i < n; i += 3) {
+    const unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                       (i + 2 < n ? p[i + 2] : 0);
+    fputc(table[v >> 18 & 63], o), fputc(table[v >> 12 & 63], o);
+    fputc(i + 1 < n ? table[v >> 6 & 63] : '=', o), fputc(i + 2 < n ? table[v & 63] : '=', o);
+  }
+}
+
+/* A path the report may read: relative, inside the folder, a .png. */
+static int safe_image_path(const char *rel) {
+  const size_t n = strlen(rel);
+  return n > 4 && n < 200 && rel[0] != '/' && !strstr(rel, "..") && !strchr(rel, ':') &&
+         strcmp(rel + n - 4, ".png") == 0;
+}
+
+/* <img> with the PNG embedded; nothing when the path is unsafe or missing. */
+static void img(FILE *o, const char *dir, const char *rel, const char *alt, const char *cls) {
+  if (!safe_image_path(rel)) return;
+  char path[4400];
+  snprintf(path, sizeof path, "%s/%s", dir, rel);
+  FILE *f = fopen(path, "rb");
+  if (!f) return;
+  unsigned char *buf = malloc(4u << 20);
+  const size_t n = buf ? fread(buf, 1, 4u << 20, f) : 0;
+  fclose(f);
+  if (n > 0 && n < (4u << 20)) {
+    fprintf(o, "<img class='%s' alt='", cls);
+    esc(o, alt);
+    fprintf(o, "' src='data:image/png;base64,");
+    base64(o, buf, n);
+    fprintf(o, "'>");
+  }
+  free(buf);
+}
+
+/* ---- eps with grey levels ---------------------------------------------- */
+
+static double grey_step(double bits) {
+  return bits > 0 && bits <= 32 ? 1.0 / (pow(2.0, bits) - 1.0) : 0.0;
+}
+
+/* "0.004 (1.02/255)", and a mark when below one grey level */
+static void eps_text(FILE *o, double eps, double bits, const char *norm) {
+  const double step = grey_step(bits);
+  fprintf(o, "%.4g", eps);
+  if (step > 0 && eps > 0 && strcmp(norm, "l2") != 0) {
+    fprintf(o, " <span class='grey'>(%.3g/%.0f)</span>", eps / step, 1.0 / step);
+    if (eps < step) fprintf(o, "<sup title='below one grey level of the stored data'>*</sup>");
+  }
+}
+
+/* ---- charts --------------------------------------------------------------- */
+
 static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                 "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
@@ -69,17 +137,28 @@ typedef struct {
   const char *name;
   double x[64], y[64];
   int n;
+  int dashed; /* drawn dashed in the colour of series `dashed - 1`, without a legend entry */
 } Series;
 
-static void svg_chart(FILE *o, const char *title, const char *xlabel, const Series *s, int ns) {
-  const int W = 560, H = 320, L = 60, R = 150, T = 30, B = 50;
+typedef struct {
+  const char *title, *xlabel, *ylabel;
+  int x_percent;   /* x is a share: tick labels in percent */
+  double x_step;   /* > 0: tick labels also in grey levels of this step */
+  double marker_x; /* > 0: a vertical marker (the 20% deferral point) */
+  const char *marker_label;
+} Chart;
+
+static void svg_chart(FILE *o, const Chart *c, const Series *s, int ns) {
+  const int W = 600, H = 340, L = 58, R = 150, T = 30, B = 62;
   double xmax = 0;
   for (int i = 0; i < ns; i++)
     for (int j = 0; j < s[i].n; j++) xmax = fmax(xmax, s[i].x[j]);
   if (xmax <= 0) xmax = 1;
-  fprintf(o, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'><title>", W,
-          H);
-  esc(o, title);
+  fprintf(o,
+          "<svg class='chart' viewBox='0 0 %d %d' xmlns='http://www.w3.org/2000/svg' role='img'>"
+          "<title>",
+          W, H);
+  esc(o, c->title);
   fprintf(o, "</title><rect width='%d' height='%d' fill='white'/>", W, H);
   const int pw = W - L - R, ph = H - T - B;
   for (int g = 0; g <= 4; g++) {
@@ -88,19 +167,40 @@ static void svg_chart(FILE *o, const char *title, const char *xlabel, const Seri
     fprintf(o, "<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%.0f%%</text>", L - 6,
             py + 4, yv * 100);
     const double xv = xmax * g / 4.0, px = L + pw * g / 4.0;
-    fprintf(o, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%.3g</text>", px,
-            T + ph + 16, xv);
+    fprintf(o, "<text x='%.1f' y='%d' font-size='11' text-anchor='middle'>%.3g%s</text>", px,
+            T + ph + 15, c->x_percent ? 100 * xv : xv, c->x_percent ? "%" : "");
+    if (c->x_step > 0)
+      fprintf(o,
+              "<text x='%.1f' y='%d' font-size='10' fill='#666' text-anchor='middle'>%.3g/%.0f"
+              "</text>",
+              px, T + ph + 28, xv / c->x_step, 1.0 / c->x_step);
   }
   fprintf(o, "<rect x='%d' y='%d' width='%d' height='%d' fill='none' stroke='#333'/>", L, T, pw,
           ph);
-  fprintf(o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>", L + pw / 2, H - 12);
-  esc(o, xlabel);
+  if (c->marker_x > 0 && c->marker_x <= xmax) {
+    const double mx = L + pw * c->marker_x / xmax;
+    fprintf(o,
+            "<line x1='%.1f' y1='%d' x2='%.1f' y2='%d' stroke='#555' stroke-dasharray='4 3'/>"
+            "<text x='%.1f' y='%d' font-size='11'>",
+            mx, T, mx, T + ph, mx + 4, T + 12);
+    esc(o, c->marker_label);
+    fprintf(o, "</text>");
+  }
+  fprintf(o, "<text x='%d' y='%d' font-size='12' text-anchor='middle'>", L + pw / 2, H - 8);
+  esc(o, c->xlabel);
+  fprintf(o,
+          "</text><text transform='translate(14 %d) rotate(-90)' font-size='12' "
+          "text-anchor='middle'>",
+          T + ph / 2);
+  esc(o, c->ylabel);
   fprintf(o, "</text><text x='%d' y='18' font-size='13' font-weight='bold'>", L);
-  esc(o, title);
+  esc(o, c->title);
   fprintf(o, "</text>");
+  int legend = 0;
   for (int i = 0; i < ns; i++) {
-    const char *col = palette[i % 8];
-    fprintf(o, "<polyline fill='none' stroke='%s' stroke-width='2' points='", col);
+    const char *col = palette[(s[i].dashed ? s[i].dashed - 1 : i) % 8];
+    fprintf(o, "<polyline fill='none' stroke='%s' stroke-width='2'%s points='", col,
+            s[i].dashed ? " stroke-dasharray='5 3'" : "");
     for (int j = 0; j < s[i].n; j++)
       fprintf(o, "%.1f,%.1f ", L + pw * s[i].x[j] / xmax,
               T + ph * (1 - fmin(fmax(s[i].y[j], 0), 1)));
@@ -108,16 +208,20 @@ static void svg_chart(FILE *o, const char *title, const char *xlabel, const Seri
     for (int j = 0; j < s[i].n; j++)
       fprintf(o, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>", L + pw * s[i].x[j] / xmax,
               T + ph * (1 - fmin(fmax(s[i].y[j], 0), 1)), col);
+    if (s[i].dashed) continue;
     fprintf(o,
             "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='%s' stroke-width='2'/><text x='%d' "
             "y='%d' font-size='12'>",
-            L + pw + 12, T + 10 + 18 * i, L + pw + 32, T + 10 + 18 * i, col, L + pw + 38,
-            T + 14 + 18 * i);
+            L + pw + 10, T + 10 + 18 * legend, L + pw + 28, T + 10 + 18 * legend, col, L + pw + 32,
+            T + 14 + 18 * legend);
     esc(o, s[i].name);
     fprintf(o, "</text>");
+    legend++;
   }
   fprintf(o, "</svg>\n");
 }
+
+/* ---- text helpers ----------------------------------------------------------- */
 
 /* "standard", "PGD eps 0.004, 50% adversarial (counted 0.500)" ... from a training record */
 static void training_text(FILE *o, const cJSON *t) {
@@ -132,90 +236,263 @@ static void training_text(FILE *o, const cJSON *t) {
   }
   fprintf(o, "adversarial: ");
   esc(o, str(a, "kind"));
-  fprintf(o, " %s eps %.4g, %.0f%% requested, %.3f counted (%.0f of %.0f images)", str(a, "norm"),
-          num(a, "eps"), 100 * num(a, "ratio_requested"), num(a, "ratio_effective"),
-          num(a, "adversarial_images"), num(a, "images"));
+  fprintf(o, " ");
+  esc(o, str(a, "norm"));
+  fprintf(o, " eps %.4g, %.0f%% requested, %.3f counted (%.0f of %.0f images)", num(a, "eps"),
+          100 * num(a, "ratio_requested"), num(a, "ratio_effective"), num(a, "adversarial_images"),
+          num(a, "images"));
   if (*str(t, "init")) {
     fprintf(o, ", fine-tuned from ");
     esc(o, str(t, "init"));
   }
 }
 
+static const char *base_name(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+/* The rows of the worst attack at each eps (eps ascending), checks excluded. */
+static int worst_rows(const cJSON *r, const cJSON **out, int max) {
+  int n = 0;
+  const cJSON *row;
+  cJSON_ArrayForEach(row, cJSON_GetObjectItem(r, "rows")) {
+    if (strstr(str(row, "attack"), "(check)")) continue;
+    int at = -1;
+    for (int i = 0; i < n; i++)
+      if (num(out[i], "eps") == num(row, "eps")) at = i;
+    if (at < 0 && n < max) out[at = n++] = row;
+    if (at >= 0 && num(row, "balanced_accuracy") < num(out[at], "balanced_accuracy")) out[at] = row;
+  }
+  for (int i = 1; i < n; i++) /* insertion sort by eps */
+    for (int j = i; j > 0 && num(out[j], "eps") < num(out[j - 1], "eps"); j--) {
+      const cJSON *t = out[j];
+      out[j] = out[j - 1], out[j - 1] = t;
+    }
+  return n;
+}
+
+/* ---- the verdict ------------------------------------------------------------ */
+
+static void headline(FILE *o, const cJSON *r, const cJSON *t, const cJSON *c) {
+  fprintf(o, "<section id='verdict' class='headline'><h2>Verdict</h2>\n");
+  if (c) {
+    fprintf(o, "<p class='deploy'>");
+    esc(o, str(c, "verdict"));
+    fprintf(o, "</p>\n");
+  }
+  if (r) {
+    const double bits = num(r, "bits");
+    fprintf(o, "<p><b>");
+    esc(o, base_name(str(r, "model")));
+    fprintf(o, "</b> on <b>");
+    esc(o, base_name(str(r, "data")));
+    fprintf(o,
+            "</b> (%s split, %.0f images): clean balanced accuracy <b>%.1f%%</b> (accuracy "
+            "%.1f%%; answering '",
+            str(r, "split"), num(r, "n"), 100 * num(r, "clean_balanced_accuracy"),
+            100 * num(r, "clean_accuracy"));
+    esc(o, str(r, "majority_class"));
+    fprintf(o, "' to every image would score %.1f%%).</p>\n", 100 * num(r, "majority_share"));
+    const cJSON *worst[64];
+    const int nw = worst_rows(r, worst, 64);
+    const cJSON *half = cJSON_GetObjectItem(r, "balanced_halving_eps");
+    fprintf(o, "<p class='fragility'>");
+    if (cJSON_IsNumber(half)) {
+      fprintf(o, "<b>Fragile:</b> balanced accuracy halves at eps ");
+      eps_text(o, half->valuedouble, bits, "linf");
+      fprintf(o, " on the [0,1] pixel scale");
+    } else if (nw) {
+      fprintf(o, "Balanced accuracy does not halve up to eps ");
+      eps_text(o, num(worst[nw - 1], "eps"), bits, str(worst[nw - 1], "norm"));
+      fprintf(o, " (%.1f%% left under %s)", 100 * num(worst[nw - 1], "balanced_accuracy"),
+              str(worst[nw - 1], "attack"));
+    }
+    fprintf(o, ".");
+    if (nw && *str(r, "positive_class")) {
+      const cJSON *w = worst[nw - 1];
+      fprintf(o, " Of %.0f '", num(r, "positives"));
+      esc(o, str(r, "positive_class"));
+      fprintf(o, "' images the model finds %.0f clean and %.0f under %s at eps ",
+              num(r, "clean_detected"), num(w, "positives_detected"), str(w, "attack"));
+      eps_text(o, num(w, "eps"), bits, str(w, "norm"));
+      fprintf(o, ": <b>%.0f missed diagnoses</b>.", num(w, "missed"));
+    }
+    fprintf(o, "</p>\n");
+    int warnings = 0;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItem(r, "checks")) warnings += !flag(ch, "passed");
+    if (warnings) {
+      fprintf(o, "<p class='warn'><b>%d self-check%s fired</b>: ", warnings,
+              warnings > 1 ? "s" : "");
+      int first = 1;
+      cJSON_ArrayForEach(ch, cJSON_GetObjectItem(r, "checks")) if (!flag(ch, "passed")) {
+        fprintf(o, "%s", first ? "" : "; ");
+        esc(o, str(ch, "message"));
+        first = 0;
+      }
+      fprintf(o, ".</p>\n");
+    } else if (cJSON_GetArraySize(cJSON_GetObjectItem(r, "checks"))) {
+      fprintf(o, "<p>Every self-check against a failed evaluation passed.</p>\n");
+    }
+  }
+  if (t) {
+    fprintf(o,
+            "<p class='reread'><b>Re-read %.0f image%s</b> (the %.0f%% most fragile, "
+            "<a href='triage.csv'>triage.csv</a>)",
+            num(t, "n_flagged"), num(t, "n_flagged") == 1 ? "" : "s",
+            100 * num(t, "flag_fraction"));
+    if (flag(t, "labelled")) {
+      fprintf(o,
+              ": %.0f of them the model already gets wrong; on the rest accuracy is %.1f%% "
+              "(from %.1f%%), balanced %.1f%% (from %.1f%%).",
+              num(t, "n_flagged_wrong"), 100 * num(t, "accuracy_aware"),
+              100 * num(t, "accuracy_all"), 100 * num(t, "balanced_aware"),
+              100 * num(t, "balanced_all"));
+      /* does it beat the baselines a user would try first? */
+      const cJSON *def = cJSON_GetObjectItem(t, "deferral");
+      double best = -1;
+      const char *best_name = "";
+      const cJSON *sc;
+      cJSON_ArrayForEach(sc, def) {
+        if (strcmp(sc->string, "adversarial") == 0) continue;
+        const double v = num(cJSON_GetArrayItem(cJSON_GetObjectItem(sc, "points"), 4), "accuracy");
+        if (v > best) best = v, best_name = sc->string;
+      }
+      const cJSON *ours = cJSON_GetObjectItem(cJSON_GetObjectItem(def, "adversarial"), "points");
+      const double mine = num(cJSON_GetArrayItem(ours, 4), "accuracy"); /* the 20% point */
+      if (best >= 0)
+        fprintf(o,
+                " Deferring the same 20%% by %s instead leaves %.1f%% (adversarial: %.1f%%): "
+                "adversarial triage is %s.",
+                best_name, 100 * best, 100 * mine,
+                mine > best + 1e-9   ? "worth its cost here"
+                : mine < best - 1e-9 ? "<b>not</b> better than the cheap baseline here"
+                                     : "no better than the cheap baseline here");
+    }
+    fprintf(o, "</p>\n");
+  }
+  fprintf(o, "</section>\n");
+}
+
+/* ---- sections --------------------------------------------------------------- */
+
 static void section_sweep(FILE *o, const cJSON *r) {
-  fprintf(o, "<h2>Accuracy under attack</h2><p>Model <code>");
-  esc(o, str(r, "model"));
+  const double bits = num(r, "bits"), step = grey_step(bits);
+  const int binary = *str(r, "positive_class") != 0;
+  fprintf(o, "<h2 id='sweep'>Accuracy under attack</h2><p>Model <code>");
+  esc(o, base_name(str(r, "model")));
   fprintf(o, "</code> on <code>");
-  esc(o, str(r, "data"));
+  esc(o, base_name(str(r, "data")));
   fprintf(o,
-          "</code> (%s split, %.0f images). Clean accuracy <b>%.2f%%</b>. Evaluated in eval mode "
-          "(batch norm frozen).</p>\n",
-          str(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"));
+          "</code> (%s split, %.0f images), evaluated in eval mode (batch norm frozen). Clean: "
+          "accuracy <b>%.2f%%</b>, balanced accuracy <b>%.2f%%</b>, ROC AUC %.3f. Attacks: FGSM "
+          "(Goodfellow et al. 2015), BIM and PGD (Madry et al. 2018) as in paper 001 [1].",
+          str(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"),
+          100 * num(r, "clean_balanced_accuracy"), num(r, "clean_auc"));
+  if (step > 0)
+    fprintf(o,
+            " The data is stored at %.0f bits: one grey level is %.3g; eps marked * is below "
+            "one level and does not survive saving the image.",
+            bits, step);
+  fprintf(o, "</p>\n");
   if (cJSON_GetObjectItem(r, "training")) {
     fprintf(o, "<p>Training: ");
     training_text(o, cJSON_GetObjectItem(r, "training"));
     fprintf(o, ".</p>\n");
   }
-  /* one curve per attack, the baseline at eps 0 */
+  /* balanced accuracy per attack, accuracy dashed */
   Series s[8];
   int ns = 0;
   const cJSON *rows = cJSON_GetObjectItem(r, "rows"), *row;
-  cJSON_ArrayForEach(row, rows) {
-    const char *a = str(row, "attack");
-    if (strstr(a, "(check)")) continue;
-    int i = 0;
-    while (i < ns && strcmp(s[i].name, a) != 0) i++;
-    if (i == ns) {
-      if (ns == 8) continue;
-      s[ns].name = a, s[ns].n = 1, s[ns].x[0] = 0, s[ns].y[0] = num(r, "clean_accuracy");
-      ns++;
+  for (int pass = 0; pass < 2; pass++) {
+    const int first = ns;
+    cJSON_ArrayForEach(row, rows) {
+      const char *a = str(row, "attack");
+      if (strstr(a, "(check)")) continue;
+      int i = first;
+      while (i < ns && strcmp(s[i].name, a) != 0) i++;
+      if (i == ns) {
+        if (ns == 8) continue;
+        s[ns] = (Series){.name = a, .n = 1, .dashed = pass ? ns - first + 1 : 0};
+        s[ns].y[0] = num(r, pass ? "clean_accuracy" : "clean_balanced_accuracy");
+        ns++;
+      }
+      if (s[i].n < 64)
+        s[i].x[s[i].n] = num(row, "eps"),
+        s[i].y[s[i].n++] = num(row, pass ? "accuracy" : "balanced_accuracy");
     }
-    if (s[i].n < 64) s[i].x[s[i].n] = num(row, "eps"), s[i].y[s[i].n++] = num(row, "accuracy");
+    if (pass == 0 && ns > 4) break; /* many attacks: balanced only */
   }
-  svg_chart(o, "Accuracy vs perturbation size", "eps (on the [0,1] pixel scale)", s, ns);
+  const Chart chart = {"Balanced accuracy (solid) and accuracy (dashed) vs eps",
+                       "eps on the [0,1] pixel scale (grey levels below)",
+                       "share of images",
+                       0,
+                       step,
+                       0,
+                       ""};
+  svg_chart(o, &chart, s, ns);
   fprintf(o,
-          "<table><tr><th>attack</th><th>norm</th><th>eps</th><th>accuracy</th><th>%% "
-          "drop</th><th>success rate</th>"
-          "<th>mean L&infin;</th><th>mean L2</th><th>mean MSE</th><th>SSIM</th><th>PSNR "
-          "(dB)</th><th>confidence</th></tr>\n");
+          "<div class='scroll'><table><tr><th>attack</th><th>eps</th><th>accuracy</th>"
+          "<th>balanced</th><th>AUC</th>");
+  if (binary) {
+    fprintf(o, "<th>'");
+    esc(o, str(r, "positive_class"));
+    fprintf(o, "' found</th><th>missed</th>");
+  }
   fprintf(o,
-          "<tr><td>baseline</td><td></td><td>0</td><td>%.2f%%</td><td>-</td><td>-</td><td "
-          "colspan='6'></td></tr>\n",
-          100 * num(r, "clean_accuracy"));
+          "<th>%% drop</th><th>success</th><th>mean L&infin;</th><th>SSIM</th><th>PSNR</th>"
+          "<th>confidence</th></tr>\n<tr><td>clean</td><td>0</td><td>%.2f%%</td><td>%.2f%%"
+          "</td><td>%.3f</td>",
+          100 * num(r, "clean_accuracy"), 100 * num(r, "clean_balanced_accuracy"),
+          num(r, "clean_auc"));
+  if (binary)
+    fprintf(o, "<td>%.0f/%.0f</td><td>-</td>", num(r, "clean_detected"), num(r, "positives"));
+  fprintf(o, "<td colspan='6'></td></tr>\n");
   cJSON_ArrayForEach(row, rows) {
     fprintf(o, "<tr><td>");
     esc(o, str(row, "attack"));
+    fprintf(o, " %s</td><td>", str(row, "norm"));
+    eps_text(o, num(row, "eps"), bits, str(row, "norm"));
+    fprintf(o, "</td><td>%.2f%%</td><td>%.2f%%</td><td>%.3f</td>", 100 * num(row, "accuracy"),
+            100 * num(row, "balanced_accuracy"), num(row, "auc"));
+    if (binary)
+      fprintf(o, "<td>%.0f/%.0f</td><td>%.0f</td>", num(row, "positives_detected"),
+              num(r, "positives"), num(row, "missed"));
     fprintf(o,
-            "</td><td>%s</td><td>%.4g</td><td>%.2f%%</td><td>%.1f</td><td>%.1f%%</td><td>%.4g</"
-            "td><td>%.4g</td><td>%.3g</td>"
-            "<td>%.4f</td><td>%.2f</td><td>%.3f</td></tr>\n",
-            str(row, "norm"), num(row, "eps"), 100 * num(row, "accuracy"), num(row, "drop_pct"),
-            100 * num(row, "success_rate"), num(row, "mean_linf"), num(row, "mean_l2"),
-            num(row, "mean_mse"), num(row, "mean_ssim"), num(row, "mean_psnr"),
-            num(row, "mean_confidence"));
+            "<td>%.1f</td><td>%.1f%%</td><td>%.4g</td><td>%.4f</td><td>%.2f</td><td>%.3f</td>"
+            "</tr>\n",
+            num(row, "drop_pct"), 100 * num(row, "success_rate"), num(row, "mean_linf"),
+            num(row, "mean_ssim"), num(row, "mean_psnr"), num(row, "mean_confidence"));
   }
-  fprintf(o, "</table>\n");
+  fprintf(o, "</table></div>\n");
   const cJSON *noise = cJSON_GetObjectItem(r, "noise");
   if (cJSON_GetArraySize(noise)) {
-    fprintf(o,
-            "<h2>Adversarial perturbation vs realistic noise at the same SSIM</h2><p>Each noise is "
-            "calibrated "
-            "so its mean SSIM to the clean images equals that of the adversarial images at the "
-            "same eps "
-            "(paper 002). Noise of that size barely moves the accuracy; the attack "
-            "does.</p>\n<table><tr><th>noise"
-            "</th><th>matched eps</th><th>level</th><th>SSIM</th><th>accuracy</th></tr>\n");
+    fprintf(
+        o,
+        "<h2 id='noise'>Adversarial perturbation vs realistic noise at the same SSIM</h2><p>Each "
+        "noise is calibrated so its mean SSIM to the clean images equals that of the "
+        "adversarial images at the same eps (paper 002 [2]). Noise of that size barely "
+        "moves the accuracy; the attack does.</p>\n<div class='scroll'><table><tr><th>"
+        "noise</th><th>matched eps</th><th>level</th><th>SSIM</th><th>accuracy</th></tr>\n");
     const cJSON *n;
-    cJSON_ArrayForEach(n, noise)
-        fprintf(o, "<tr><td>%s</td><td>%.4g</td><td>%.4g</td><td>%.4f</td><td>%.2f%%</td></tr>\n",
-                str(n, "noise"), num(n, "matched_eps"), num(n, "level"), num(n, "mean_ssim"),
-                100 * num(n, "accuracy"));
-    fprintf(o, "</table>\n");
+    cJSON_ArrayForEach(n, noise) {
+      fprintf(o, "<tr><td>%s</td><td>", str(n, "noise"));
+      eps_text(o, num(n, "matched_eps"), bits, "linf");
+      fprintf(o, "</td><td>%.4g</td><td>%.4f</td><td>%.2f%%</td></tr>\n", num(n, "level"),
+              num(n, "mean_ssim"), 100 * num(n, "accuracy"));
+    }
+    fprintf(o, "</table></div>\n");
   }
   const cJSON *checks = cJSON_GetObjectItem(r, "checks"), *c;
   if (cJSON_GetArraySize(checks)) {
-    fprintf(o, "<h2>Self-checks against a failed evaluation</h2><ul class='checks'>\n");
+    fprintf(
+        o,
+        "<h2 id='checks'>Self-checks against a failed evaluation</h2><p>After Carlini et al. 2019, "
+        "\"On Evaluating Adversarial Robustness\" [3], plus the checks a trivial model "
+        "would fail.</p><ul class='checks'>\n");
     cJSON_ArrayForEach(c, checks) {
-      const int ok = cJSON_IsTrue(cJSON_GetObjectItem(c, "passed"));
+      const int ok = flag(c, "passed");
       fprintf(o, "<li class='%s'><b>%s</b> ", ok ? "ok" : "warn", ok ? "ok" : "WARNING");
       esc(o, str(c, "check"));
       fprintf(o, ": ");
@@ -226,91 +503,169 @@ static void section_sweep(FILE *o, const cJSON *r) {
   }
 }
 
-static void section_examples(FILE *o, const cJSON *e) {
-  fprintf(o,
-          "<h2>Examples</h2><p>%s, %s eps %.4g. Difference amplified %.0f&times; around "
-          "mid-grey.</p>\n<div class='grid'>",
-          str(e, "attack"), str(e, "norm"), num(e, "eps"), num(e, "difference_gain"));
-  const cJSON *x;
-  cJSON_ArrayForEach(x, cJSON_GetObjectItem(e, "examples")) {
-    fprintf(o,
-            "<figure><div class='trio'><img src='%s' alt='clean'><img src='%s' "
-            "alt='adversarial'><img src='%s' alt='difference'>"
-            "</div><figcaption>true: ",
-            str(x, "clean_png"), str(x, "adversarial_png"), str(x, "difference_png"));
-    esc(o, str(x, "label"));
-    fprintf(o, "<br>clean: ");
-    esc(o, str(x, "clean_prediction"));
-    fprintf(o, " (%.1f%%)<br>adversarial: <b>", 100 * num(x, "clean_probability"));
-    esc(o, str(x, "adversarial_prediction"));
-    fprintf(o, "</b> (%.1f%%)</figcaption></figure>", 100 * num(x, "adversarial_probability"));
+static void example_figure(FILE *o, const char *dir, const cJSON *x) {
+  fprintf(o, "<figure class='example'><div class='trio'>");
+  static const char *const keys[3] = {"clean_png", "adversarial_png", "difference_png"};
+  static const char *const heads[3] = {"clean", "adversarial", "difference"};
+  for (int k = 0; k < 3; k++) {
+    fprintf(o, "<div><div class='colhead'>%s</div>", heads[k]);
+    img(o, dir, str(x, keys[k]), heads[k], "big");
+    fprintf(o, "</div>");
   }
-  fprintf(o, "</div>\n");
+  fprintf(o, "</div><figcaption><code>");
+  esc(o, str(x, "file"));
+  fprintf(o, "</code><br>true: <b>");
+  esc(o, str(x, "label"));
+  fprintf(o, "</b>; clean: ");
+  esc(o, str(x, "clean_prediction"));
+  fprintf(o, " (%.1f%%); adversarial: <b>", 100 * num(x, "clean_probability"));
+  esc(o, str(x, "adversarial_prediction"));
+  fprintf(o, "</b> (%.1f%%)</figcaption></figure>", 100 * num(x, "adversarial_probability"));
 }
 
-static void section_triage(FILE *o, const cJSON *t) {
+static void section_examples(FILE *o, const char *dir, const cJSON *e) {
+  fprintf(o, "<h2 id='examples'>Examples</h2><p>%s %s eps ", str(e, "attack"), str(e, "norm"));
+  eps_text(o, num(e, "eps"), num(e, "bits"), str(e, "norm"));
   fprintf(o,
-          "<h2>Triage by adversarial sensitivity</h2><p>For every image, the smallest %s eps that "
-          "changes the "
-          "prediction (bisection to %.2g below %.3g). Flagging the most fragile %.0f%% (%.0f "
-          "images) for human "
-          "review: accuracy <b>%.2f%%</b> on all images, <b>%.2f%%</b> on the rest (paper 001, "
-          "Table 2). Deferral "
-          "curve AUC %.4f.</p>\n",
+          " among the first %.0f images: %.0f it flipped from a correct answer, and %.0f it "
+          "did not. The difference is amplified %.0f&times; around mid-grey.</p>\n",
+          num(e, "searched"), num(e, "flipped"), num(e, "held"), num(e, "difference_gain"));
+  for (int pass = 0; pass < 2; pass++) {
+    int any = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItem(e, "examples")) {
+      if (flag(x, "flipped") != !pass) continue;
+      if (!any)
+        fprintf(o, "<h3>%s</h3><div class='grid'>", pass ? "Not flipped" : "Flipped by the attack");
+      any = 1;
+      example_figure(o, dir, x);
+    }
+    if (any) fprintf(o, "</div>\n");
+  }
+}
+
+static void section_triage(FILE *o, const char *dir, const cJSON *t) {
+  const double bits = num(t, "bits");
+  const int labelled = flag(t, "labelled");
+  fprintf(o,
+          "<h2 id='triage'>Triage by adversarial sensitivity</h2><p>For every image, the smallest "
+          "%s eps "
+          "that changes the prediction (bisection to %.2g below %.3g; paper 001 [1], Table 2). "
+          "The most fragile %.0f%% (%.0f images) are flagged for a human to read.",
           str(t, "attack"), num(t, "tolerance"), num(t, "eps_max"), 100 * num(t, "flag_fraction"),
-          num(t, "n_flagged"), 100 * num(t, "accuracy_all"), 100 * num(t, "accuracy_aware"),
-          num(t, "deferral_auc"));
-  Series s = {.name = "accuracy"};
-  const cJSON *p;
-  cJSON_ArrayForEach(p, cJSON_GetObjectItem(t, "deferral_curve")) if (s.n < 64)
-      s.x[s.n] = num(p, "deferred"),
-      s.y[s.n++] = num(p, "accuracy");
-  svg_chart(o, "Accuracy on the images kept vs fraction deferred",
-            "fraction of most fragile images deferred", &s, 1);
+          num(t, "n_flagged"));
+  if (!labelled) fprintf(o, " The images are unlabelled: no accuracy, only the ranking.");
+  fprintf(o, "</p>\n");
+  const cJSON *def = cJSON_GetObjectItem(t, "deferral");
+  if (labelled && def) {
+    Series s[8];
+    int ns = 0;
+    const cJSON *sc;
+    cJSON_ArrayForEach(sc, def) {
+      if (ns == 8) break;
+      s[ns] = (Series){.name = sc->string};
+      const cJSON *p;
+      cJSON_ArrayForEach(p, cJSON_GetObjectItem(sc, "points")) if (s[ns].n < 64) {
+        s[ns].x[s[ns].n] = num(p, "deferred");
+        s[ns].y[s[ns].n++] = num(p, "accuracy");
+      }
+      ns++;
+    }
+    const Chart chart = {"Accuracy of the images kept vs share deferred to a human",
+                         "share of images deferred (most doubtful first)",
+                         "accuracy of the rest",
+                         1,
+                         0,
+                         0.2,
+                         "20% (paper 001)"};
+    svg_chart(o, &chart, s, ns);
+    fprintf(o,
+            "<p>Deferral by the smallest flipping eps (adversarial) against the baselines a "
+            "user would try first: low softmax confidence, small margin between the two top "
+            "logits, high predictive entropy.</p><div class='scroll'><table><tr><th>deferred "
+            "by</th>");
+    static const int at[6] = {0, 2, 4, 6, 8, 10};
+    for (int i = 0; i < 6; i++) fprintf(o, "<th>%s%d%%</th>", at[i] == 4 ? "<b>" : "", 5 * at[i]);
+    fprintf(o, "<th>mean 0-50%%</th></tr>\n");
+    cJSON_ArrayForEach(sc, def) {
+      fprintf(o, "<tr><td>");
+      esc(o, sc->string);
+      fprintf(o, "</td>");
+      const cJSON *pts = cJSON_GetObjectItem(sc, "points");
+      for (int i = 0; i < 6; i++) {
+        const cJSON *p = cJSON_GetArrayItem(pts, at[i]);
+        fprintf(o, "<td%s>%.1f%% <span class='grey'>(%.1f%%)</span></td>",
+                at[i] == 4 ? " class='mark'" : "", 100 * num(p, "accuracy"),
+                100 * num(p, "balanced_accuracy"));
+      }
+      fprintf(o, "<td>%.4f</td></tr>\n", num(sc, "auc"));
+    }
+    fprintf(o,
+            "</table></div><p class='grey'>accuracy of the images kept (balanced accuracy in "
+            "brackets)</p>\n");
+  }
   fprintf(o,
-          "<table><tr><th>rank</th><th>image</th><th>index</th><th>label</th><th>prediction</"
-          "th><th>confidence</th>"
-          "<th>minimal eps</th><th>flagged</th></tr>\n");
+          "<h3>Most fragile images</h3><div class='scroll'><table><tr><th>rank</th><th>image"
+          "</th><th>file</th>%s<th>predicted</th><th>confidence</th><th>minimal eps</th><th>"
+          "flips to</th><th>flagged</th>%s</tr>\n",
+          labelled ? "<th>true</th>" : "", labelled ? "<th>already wrong</th>" : "");
   int rank = 0;
   const cJSON *it;
   cJSON_ArrayForEach(it, cJSON_GetObjectItem(t, "images")) {
     if (++rank > 30) break;
-    const char *png = str(it, "png");
     fprintf(o, "<tr><td>%d</td><td>", rank);
-    if (*png) fprintf(o, "<img class='thumb' src='%s' alt='image %.0f'>", png, num(it, "index"));
-    const double e = num(it, "min_eps");
-    fprintf(o,
-            "</td><td>%.0f</td><td>%.0f</td><td>%.0f</td><td>%.3f</td><td>%s%.3g</td><td>%s</td></"
-            "tr>\n",
-            num(it, "index"), num(it, "label"), num(it, "prediction"), num(it, "confidence"),
-            isnan(e) ? "&gt; " : "", isnan(e) ? num(t, "eps_max") : e,
-            cJSON_IsTrue(cJSON_GetObjectItem(it, "flagged")) ? "review" : "");
+    img(o, dir, str(it, "png"), str(it, "file"), "thumb");
+    fprintf(o, "</td><td><code>");
+    esc(o, str(it, "file"));
+    fprintf(o, "</code></td>");
+    if (labelled) {
+      fprintf(o, "<td>");
+      esc(o, str(it, "true"));
+      fprintf(o, "</td>");
+    }
+    fprintf(o, "<td>");
+    esc(o, str(it, "predicted"));
+    fprintf(o, "</td><td>%.3f</td><td>", num(it, "confidence"));
+    const cJSON *e = cJSON_GetObjectItem(it, "min_eps");
+    if (cJSON_IsNumber(e))
+      eps_text(o, e->valuedouble, bits, "linf");
+    else
+      fprintf(o, "&gt; %.3g", num(t, "eps_max"));
+    fprintf(o, "</td><td>");
+    esc(o, str(it, "flips_to"));
+    fprintf(o, "</td><td>%s</td>", flag(it, "flagged") ? "review" : "");
+    if (labelled) fprintf(o, "<td>%s</td>", flag(it, "misclassified") ? "<b>yes</b>" : "");
+    fprintf(o, "</tr>\n");
   }
-  fprintf(o, "</table>\n");
+  fprintf(o, "</table></div><p>Every image, ranked: <a href='triage.csv'>triage.csv</a>.</p>\n");
 }
 
-static void section_saliency(FILE *o, const cJSON *sal) {
-  fprintf(
-      o,
-      "<h2>Where the model looks</h2><p>Saliency of the predicted class: the gradient of its "
-      "score with respect to each pixel (vanilla) and its average over %.0f noisy copies "
-      "(SmoothGrad, noise std %.2g), before and after %s eps %.4g (paper 004, Figs 3-4). Bright "
-      "= pixels that move the decision most. A robust model's maps stay on the lesion and "
-      "change little under attack.</p>\n<table class='sal'><tr><th>true</th><th>clean</th>"
-      "<th>gradient</th><th>SmoothGrad</th><th>attacked</th><th>gradient</th>"
-      "<th>SmoothGrad</th></tr>\n",
-      num(sal, "smoothgrad_samples"), num(sal, "smoothgrad_sigma"), str(sal, "attack"),
-      num(sal, "eps"));
+static void section_saliency(FILE *o, const char *dir, const cJSON *sal) {
+  fprintf(o,
+          "<h2 id='saliency'>Where the model looks</h2><p>Saliency of the predicted class, drawn "
+          "over the "
+          "image: the gradient of its score with respect to each pixel (vanilla; Simonyan et "
+          "al. 2014) and its average over %.0f noisy copies (SmoothGrad, Smilkov et al. 2017; "
+          "noise std %.2g), before and after %s eps %.4g (paper 004 [4], Figs 3-4). Red to "
+          "white = the pixels that move the decision most. A robust model's maps stay on the "
+          "lesion and change little under attack.</p>\n<div class='scroll'><table class='sal'>"
+          "<tr><th>image</th><th>clean</th><th>gradient</th><th>SmoothGrad</th><th>attacked"
+          "</th><th>gradient</th><th>SmoothGrad</th></tr>\n",
+          num(sal, "smoothgrad_samples"), num(sal, "smoothgrad_sigma"), str(sal, "attack"),
+          num(sal, "eps"));
   const cJSON *e;
   static const char *const keys[6] = {
       "clean_png",       "clean_gradient_png",       "clean_smoothgrad_png",
       "adversarial_png", "adversarial_gradient_png", "adversarial_smoothgrad_png"};
   cJSON_ArrayForEach(e, cJSON_GetObjectItem(sal, "images")) {
-    fprintf(o, "<tr><td>");
+    fprintf(o, "<tr><td><code>");
+    esc(o, str(e, "file"));
+    fprintf(o, "</code><br>true: ");
     esc(o, str(e, "label"));
     fprintf(o, "</td>");
     for (int p = 0; p < 6; p++) {
-      fprintf(o, "<td><img src='%s' alt='%s'>", str(e, keys[p]), keys[p]);
+      fprintf(o, "<td>");
+      img(o, dir, str(e, keys[p]), keys[p], "mid");
       if (p == 0 || p == 3) {
         fprintf(o, "<br>");
         esc(o, str(e, p ? "adversarial_prediction" : "clean_prediction"));
@@ -319,7 +674,7 @@ static void section_saliency(FILE *o, const cJSON *sal) {
     }
     fprintf(o, "</tr>\n");
   }
-  fprintf(o, "</table>\n");
+  fprintf(o, "</table></div>\n");
 }
 
 /* a point's predicted class, or -1 if the JSON lacks a sane one */
@@ -340,26 +695,40 @@ static void section_embedding(FILE *o, const cJSON *emb) {
   if (!(ymax > ymin)) ymax = ymin + 1;
   const int n = cJSON_GetArraySize(pts) / 2;
   fprintf(o,
-          "<h2>Feature space: clean vs attacked</h2><p>Penultimate-layer features of %d images "
-          "in the 2-D PCA of the clean ones (%.0f%% and %.0f%% of their variance); each clean "
-          "point (circle) is joined to its %s eps %.4g version (cross); colour = the class the "
-          "model predicts (paper 002 Fig. 3, paper 004 Fig. 5). Attacked points that change "
-          "colour crossed the decision boundary.</p>\n",
-          n, 100 * item(ev, 0), 100 * item(ev, 1), str(emb, "attack"), num(emb, "eps"));
-  const int W = 560, H = 420, M = 20, legend = 150;
+          "<h2 id='embedding'>Feature space: clean vs attacked</h2><p>Penultimate-layer features "
+          "of %d images "
+          "in the 2-D PCA of the clean ones; each clean point (circle) is joined to its %s eps "
+          "%.4g version (cross); colour = the class the model predicts (paper 002 [2] Fig. 3, "
+          "paper 004 [4] Fig. 5). Attacked points that change colour crossed the decision "
+          "boundary.</p>\n",
+          n, str(emb, "attack"), num(emb, "eps"));
+  const int W = 560, H = 420, L = 52, B = 44, M = 14, legend = 150;
+  const int pw = W - L - M, ph = H - B - M;
   fprintf(o,
-          "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' role='img'>"
-          "<title>feature embedding</title><rect width='%d' height='%d' fill='white' "
-          "stroke='#333'/>",
-          W + legend, H, W, H);
+          "<svg class='chart' viewBox='0 0 %d %d' xmlns='http://www.w3.org/2000/svg' role='img'>"
+          "<title>feature embedding</title><rect width='%d' height='%d' fill='white'/>"
+          "<rect x='%d' y='%d' width='%d' height='%d' fill='none' stroke='#333'/>",
+          W + legend, H, W + legend, H, L, M, pw, ph);
+  for (int g = 0; g <= 4; g++) { /* axes with ticks in PCA units */
+    const double xv = xmin + (xmax - xmin) * g / 4, yv = ymin + (ymax - ymin) * g / 4;
+    fprintf(o, "<text x='%.1f' y='%d' font-size='10' text-anchor='middle'>%.3g</text>",
+            L + pw * g / 4.0, M + ph + 14, xv);
+    fprintf(o, "<text x='%d' y='%.1f' font-size='10' text-anchor='end'>%.3g</text>", L - 4,
+            M + ph - ph * g / 4.0 + 3, yv);
+  }
+  fprintf(o,
+          "<text x='%d' y='%d' font-size='12' text-anchor='middle'>PC 1 (%.0f%% of the "
+          "variance)</text><text transform='translate(14 %d) rotate(-90)' font-size='12' "
+          "text-anchor='middle'>PC 2 (%.0f%%)</text>",
+          L + pw / 2, H - 8, 100 * item(ev, 0), M + ph / 2, 100 * item(ev, 1));
   const cJSON *first = cJSON_GetArrayItem(pts, 0);
   for (int i = 0; i < n && first; i++) {
     const cJSON *a = cJSON_GetArrayItem(pts, i), *b = cJSON_GetArrayItem(pts, n + i);
     const int pa = class_of(a), pb = class_of(b);
-    const double ax = M + (W - 2 * M) * (num(a, "x") - xmin) / (xmax - xmin);
-    const double ay = H - M - (H - 2 * M) * (num(a, "y") - ymin) / (ymax - ymin);
-    const double bx = M + (W - 2 * M) * (num(b, "x") - xmin) / (xmax - xmin);
-    const double by = H - M - (H - 2 * M) * (num(b, "y") - ymin) / (ymax - ymin);
+    const double ax = L + pw * (num(a, "x") - xmin) / (xmax - xmin);
+    const double ay = M + ph - ph * (num(a, "y") - ymin) / (ymax - ymin);
+    const double bx = L + pw * (num(b, "x") - xmin) / (xmax - xmin);
+    const double by = M + ph - ph * (num(b, "y") - ymin) / (ymax - ymin);
     /* a missing or odd prediction draws grey, never indexes out of the palette */
     const char *ca = pa >= 0 ? palette[pa % 8] : "#999", *cb = pb >= 0 ? palette[pb % 8] : "#999";
     fprintf(o, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#bbb' stroke-width='0.6'/>",
@@ -383,43 +752,54 @@ static void section_embedding(FILE *o, const cJSON *emb) {
 
 static void section_compare(FILE *o, const cJSON *c) {
   const cJSON *models = cJSON_GetObjectItem(c, "models"), *m;
-  fprintf(o, "<h2>Model comparison</h2><p>%d models on <code>", cJSON_GetArraySize(models));
-  esc(o, str(c, "data"));
+  fprintf(o, "<h2 id='compare'>Model comparison</h2><p>%d models on <code>",
+          cJSON_GetArraySize(models));
+  esc(o, base_name(str(c, "data")));
   fprintf(o,
-          "</code> (%s split, %.0f images), the same images for all. Robust accuracy with %% drop "
-          "in brackets; median eps: half the images flip below it (triage, bound %.3g).</p>\n",
+          "</code> (%s split, %.0f images), the same images for all, ranked by robust balanced "
+          "accuracy: the mean over the eps grid of the worst balanced accuracy any attack leaves "
+          "(a constant answer scores 50%% on two classes, whatever its accuracy). Under each "
+          "attack: balanced accuracy, accuracy in brackets. Median eps: half the images flip "
+          "below it (triage, bound %.3g). Papers 002-004 [2,4] compare models this way.</p>\n",
           str(c, "split"), num(c, "n"), num(c, "triage_eps_max"));
   fprintf(o,
-          "<table><tr><th>model</th><th>arch</th><th>parameters</th><th>MFLOPs</th>"
-          "<th>training</th><th>clean</th>");
+          "<div class='scroll'><table><tr><th>rank</th><th>model</th><th>arch</th>"
+          "<th>training</th><th>clean</th><th>balanced</th>");
   const cJSON *first = cJSON_GetArrayItem(models, 0), *row;
   cJSON_ArrayForEach(row, cJSON_GetObjectItem(first, "rows")) {
     fprintf(o, "<th>");
     esc(o, str(row, "attack"));
     fprintf(o, " %.4g</th>", num(row, "eps"));
   }
-  fprintf(o, "<th>median eps</th><th>without 20%% most fragile</th></tr>\n");
-  cJSON_ArrayForEach(m, models) {
-    fprintf(o, "<tr><td>");
-    esc(o, str(m, "name"));
-    fprintf(o, "</td><td>");
-    esc(o, str(m, "arch"));
-    fprintf(o, "</td><td>%.0f</td><td>%.1f</td><td style='text-align:left'>", num(m, "params"),
-            num(m, "mflops"));
-    training_text(o, cJSON_GetObjectItem(m, "training"));
-    fprintf(o, "</td><td>%.2f%%</td>", 100 * num(m, "clean_accuracy"));
-    cJSON_ArrayForEach(row, cJSON_GetObjectItem(m, "rows"))
-        fprintf(o, "<td>%.2f%% (%.0f)</td>", 100 * num(row, "accuracy"), num(row, "drop_pct"));
-    const cJSON *med = cJSON_GetObjectItem(m, "min_eps_median");
-    if (!med)
-      fprintf(o, "<td>-</td><td>-</td></tr>\n");
-    else
-      fprintf(o, "<td>%s%.4g</td><td>%.2f%%</td></tr>\n", cJSON_IsNull(med) ? "&gt; " : "",
-              cJSON_IsNull(med) ? num(c, "triage_eps_max") : med->valuedouble,
-              100 * num(m, "accuracy_aware"));
-  }
-  fprintf(o, "</table>\n");
-  /* one chart per attack, a curve per model */
+  fprintf(o,
+          "<th>robust balanced</th><th>median eps</th><th>without 20%% most fragile</th>"
+          "</tr>\n");
+  for (int rank = 1; rank <= cJSON_GetArraySize(models); rank++) cJSON_ArrayForEach(m, models) {
+      if ((int)num(m, "rank") != rank) continue;
+      fprintf(o, "<tr%s><td>%d</td><td>",
+              rank == 1 && !flag(m, "near_chance") ? " class='best'" : "", rank);
+      esc(o, str(m, "name"));
+      if (flag(m, "near_chance")) fprintf(o, " <b class='warn'>near chance</b>");
+      fprintf(o, "</td><td>");
+      esc(o, str(m, "arch"));
+      fprintf(o, "</td><td style='text-align:left'>");
+      training_text(o, cJSON_GetObjectItem(m, "training"));
+      fprintf(o, "</td><td>%.2f%%</td><td>%.2f%%</td>", 100 * num(m, "clean_accuracy"),
+              100 * num(m, "clean_balanced_accuracy"));
+      cJSON_ArrayForEach(row, cJSON_GetObjectItem(m, "rows"))
+          fprintf(o, "<td>%.1f%% <span class='grey'>(%.1f%%)</span></td>",
+                  100 * num(row, "balanced_accuracy"), 100 * num(row, "accuracy"));
+      fprintf(o, "<td><b>%.2f%%</b></td>", 100 * num(m, "robust_balanced_accuracy"));
+      const cJSON *med = cJSON_GetObjectItem(m, "min_eps_median");
+      if (!med)
+        fprintf(o, "<td>-</td><td>-</td></tr>\n");
+      else
+        fprintf(o, "<td>%s%.4g</td><td>%.2f%%</td></tr>\n", cJSON_IsNull(med) ? "&gt; " : "",
+                cJSON_IsNull(med) ? num(c, "triage_eps_max") : med->valuedouble,
+                100 * num(m, "accuracy_aware"));
+    }
+  fprintf(o, "</table></div>\n");
+  /* one chart per attack, a curve per model (balanced accuracy) */
   const char *attacks[8];
   int na = 0;
   cJSON_ArrayForEach(row, cJSON_GetObjectItem(first, "rows")) {
@@ -433,23 +813,26 @@ static void section_compare(FILE *o, const cJSON *c) {
     cJSON_ArrayForEach(m, models) {
       if (ns == 8) break;
       Series *cur = &s[ns++];
-      cur->name = str(m, "name"), cur->n = 1, cur->x[0] = 0, cur->y[0] = num(m, "clean_accuracy");
-      cJSON_ArrayForEach(
-          row, cJSON_GetObjectItem(m, "rows")) if (strcmp(str(row, "attack"), attacks[a]) == 0 &&
-                                                   cur->n < 64) cur->x[cur->n] = num(row, "eps"),
-                                                                cur->y[cur->n++] =
-                                                                    num(row, "accuracy");
+      *cur = (Series){.name = str(m, "name"), .n = 1};
+      cur->y[0] = num(m, "clean_balanced_accuracy");
+      cJSON_ArrayForEach(row, cJSON_GetObjectItem(m, "rows")) {
+        if (strcmp(str(row, "attack"), attacks[a]) != 0 || cur->n >= 64) continue;
+        cur->x[cur->n] = num(row, "eps");
+        cur->y[cur->n++] = num(row, "balanced_accuracy");
+      }
     }
     char title[64];
-    snprintf(title, sizeof title, "Accuracy under %s", attacks[a]);
-    svg_chart(o, title, "eps (on the [0,1] pixel scale)", s, ns);
+    snprintf(title, sizeof title, "Balanced accuracy under %s", attacks[a]);
+    const Chart chart = {title, "eps on the [0,1] pixel scale", "balanced accuracy", 0, 0, 0, ""};
+    svg_chart(o, &chart, s, ns);
   }
   const cJSON *t = cJSON_GetObjectItem(c, "transfer");
   if (!t) return;
   fprintf(o,
           "<h3>Transfer (black-box) matrix</h3><p>%s, %s eps %.4g, crafted on the row's model and "
-          "shown to the column's: accuracy of the column's model (paper 002, Table 2). The "
-          "diagonal is the white-box attack.</p><table><tr><th>source \\ target</th>",
+          "shown to the column's: accuracy of the column's model (paper 002 [2], Table 2). The "
+          "diagonal is the white-box attack.</p><div class='scroll'><table><tr><th>source \\ "
+          "target</th>",
           str(t, "attack"), str(t, "norm"), num(t, "eps"));
   cJSON_ArrayForEach(m, models) {
     fprintf(o, "<th>");
@@ -476,8 +859,26 @@ static void section_compare(FILE *o, const cJSON *c) {
     fprintf(o, "</tr>\n");
     i++;
   }
-  fprintf(o, "</table>\n");
+  fprintf(o, "</table></div>\n");
 }
+
+static const char *const style =
+    "body{font-family:sans-serif;max-width:1100px;margin:0 auto;padding:0 12px 2em;color:#222;"
+    "line-height:1.4}h1{font-size:1.5em}h2{font-size:1.25em;margin-top:1.6em}"
+    ".headline{background:#f4f7fb;border:1px solid #c9d6e8;border-radius:6px;padding:4px 14px}"
+    ".headline .deploy{font-size:1.1em;font-weight:bold}.warn{color:#b00}"
+    ".scroll{overflow-x:auto;max-width:100%}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;"
+    "padding:3px 7px;text-align:right;vertical-align:top}th{background:#f3f3f3}"
+    "td:first-child{text-align:left}tr.best{background:#eef8ee}td.mark{background:#fff6d8}"
+    ".grey{color:#666;font-size:90%}code{font-size:90%;word-break:break-all}"
+    ".checks li.warn{color:#b00}.checks li.ok{color:#060}"
+    ".grid{display:flex;flex-wrap:wrap;gap:18px}figure{margin:0;font-size:12px;max-width:100%}"
+    ".trio{display:flex;flex-wrap:wrap;gap:4px}.colhead{font-size:11px;color:#555}"
+    "img{image-rendering:pixelated;border:1px solid #999;max-width:100%;height:auto}"
+    "img.big{width:160px}img.thumb,img.mid{width:160px;max-width:none}"
+    "svg.chart{width:100%;max-width:760px;height:auto;display:block}"
+    ".sal td{text-align:center}";
 
 Status report_render(const char *dir, MrError *err) {
   cJSON *results = read_json(dir, "results.json"), *examples = read_json(dir, "examples.json");
@@ -500,29 +901,29 @@ Status report_render(const char *dir, MrError *err) {
     return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write", tmp);
   }
   fprintf(o,
-          "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>medrobust "
-          "report</title><style>"
-          "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-          "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid "
-          "#ccc;padding:3px 7px;"
-          "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
-          ".checks li.warn{color:#b00}.checks "
-          "li.ok{color:#060}.grid{display:flex;flex-wrap:wrap;gap:14px}"
-          "figure{margin:0;font-size:12px}.trio "
-          "img{width:96px;image-rendering:pixelated;margin-right:2px;"
-          "border:1px solid #999}img.thumb{width:56px;image-rendering:pixelated}"
-          ".sal img{width:84px;image-rendering:pixelated}.sal td{text-align:center}"
-          "</style></head><body><h1>medrobust robustness report</h1>\n");
+          "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
+          "content='width=device-width, initial-scale=1'><title>medrobust report</title>"
+          "<style>%s</style></head><body><h1>medrobust robustness report</h1>\n",
+          style);
+  if (results || triage || compare) headline(o, results, triage, compare);
   if (compare) section_compare(o, compare);
   if (results) section_sweep(o, results);
-  if (examples) section_examples(o, examples);
-  if (triage) section_triage(o, triage);
-  if (saliency) section_saliency(o, saliency);
+  if (examples) section_examples(o, dir, examples);
+  if (triage) section_triage(o, dir, triage);
+  if (saliency) section_saliency(o, dir, saliency);
   if (embedding) section_embedding(o, embedding);
   fprintf(o,
-          "<p style='color:#777;font-size:12px'>Rendered from the JSON files in this folder; every "
-          "number above "
-          "is read from them, none recomputed.</p></body></html>\n");
+          "<h2 id='references'>References</h2><ol class='refs'><li>Joel et al. 2022, Using "
+          "adversarial images to "
+          "assess the robustness of deep learning models trained on diagnostic images in "
+          "oncology, JCO Clin Cancer Inform (attacks at eps 0.001-0.006, adversarial training, "
+          "triage).</li><li>Paschali et al. 2018, Generalizability vs. robustness: adversarial "
+          "examples for medical imaging, MICCAI (noise at matched SSIM, %% drop, transfer).</li>"
+          "<li>Carlini et al. 2019, On evaluating adversarial robustness (the self-checks).</li>"
+          "<li>Rodriguez et al. 2022, BMC Med Inform Decis Mak (model complexity, saliency, "
+          "feature space).</li></ol><p class='grey'>Rendered from the JSON files in this folder; "
+          "every number above is read from them, none recomputed. Images are embedded: this file "
+          "stands alone.</p></body></html>\n");
   const int ok = !ferror(o);
   cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
   cJSON_Delete(saliency), cJSON_Delete(embedding);

@@ -183,6 +183,7 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
   json_add_number(root, "clean_auc", r->clean_auc >= 0 ? r->clean_auc : NAN);
   add_confusion(root, r->clean_confusion, r->k);
   add_per_class(root, r->clean_confusion, r->k);
+  json_add_number(root, "balanced_halving_eps", r->halving_eps);
   cJSON_AddStringToObject(root, "majority_class", class_or(r, r->majority_class));
   cJSON_AddNumberToObject(root, "majority_share", r->majority_share);
   if (r->positive >= 0) {
