@@ -352,6 +352,25 @@ static void test_split_never_moves(void **state) {
            root);
   expect(0, "warning: ", args);
   remove(file);
+  /* an unlabelled folder: predict and triage name each file and its answer */
+  char unl[300];
+  snprintf(unl, sizeof unl, "%s/unlabelled", dir);
+  mkdir(unl, 0755);
+  for (int i = 0; i < 6; i++) {
+    snprintf(file, sizeof file, "%s/new%d.png", unl, i);
+    write_grey_png(file, 28, i % 2, 50 + i);
+  }
+  snprintf(args, sizeof args, "predict --model %s/f.safetensors --data %s --out %s/u.csv", dir, unl,
+           dir);
+  expect(0, "wrote 6 predictions", args);
+  snprintf(path, sizeof path, "%s/u.csv", dir);
+  assert_int_equal(csv_column(path, "file", got, 64), 6);
+  assert_string_equal(got[0], "new0.png");
+  snprintf(args, sizeof args, "triage --model %s/f.safetensors --data %s --out %s/ut --quiet", dir,
+           unl, dir);
+  expect(0, "unlabelled images: ranked by how small a change flips them", args);
+  snprintf(args, sizeof args, "evaluate --model %s/f.safetensors --data %s", dir, unl);
+  expect(1, "has no labels", args);
   /* another task's data: class names differ */
   snprintf(args, sizeof args, "evaluate --model %s/m.safetensors --data %s", dir, root);
   int rc = run(out, sizeof out, "%s", args);

@@ -53,7 +53,17 @@ int cli_parse_float(const char *cmd, const char *opt, const char *text, float mi
 
 /* TrainProgressFn drawing a bar (TTY) or a line per epoch; ctx: int *quiet */
 void cli_train_progress(const TrainProgress *p, void *ctx);
-/* SweepProgressFn: one line redrawn (TTY) or printed per step; ctx: int *quiet */
+/* Progress of a long command, for SweepProgressFn: overall share done, the
+ * step and an ETA. */
+typedef struct {
+  int quiet, tty, drawn;
+  double start, last;
+  char what[64];
+} CliProgress;
+void cli_progress_init(CliProgress *p, int quiet);
+/* Clears the bar (TTY) before results are printed. */
+void cli_progress_done(CliProgress *p);
+/* SweepProgressFn: a bar with ETA (TTY), else a line per step and every 10 s; ctx: CliProgress */
 void cli_sweep_progress(const char *what, int done, int total, void *ctx);
 
 int cmd_models(int argc, char **argv);

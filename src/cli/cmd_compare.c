@@ -196,8 +196,10 @@ int cmd_compare(int argc, char **argv) {
     co.transfer_attack = attack_options_default((AttackKind)transfer_kind);
     co.transfer_attack.norm = base.norm, co.transfer_attack.seed = base.seed;
     co.transfer_attack.eps = transfer_eps > 0 ? transfer_eps : eps[n_eps - 1];
-    Status st = compare_run(nets, name_ptrs, n, &set, &co, cli_sweep_progress, &quiet, &r, &err);
-    if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
+    CliProgress progress;
+    cli_progress_init(&progress, quiet);
+    Status st = compare_run(nets, name_ptrs, n, &set, &co, cli_sweep_progress, &progress, &r, &err);
+    cli_progress_done(&progress);
     if (st == STATUS_OK) st = compare_write(&r, out, data_path, split, &err);
     if (st == STATUS_OK) st = report_render(out, &err);
     if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;

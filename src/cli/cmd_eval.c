@@ -147,8 +147,10 @@ int cmd_eval(int argc, char **argv) {
   SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks, positive};
   SweepResult r;
   const double t0 = omp_get_wtime();
-  Status st = robustness_sweep(net, &set, &so, cli_sweep_progress, &quiet, &r, &err);
-  if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
+  CliProgress progress;
+  cli_progress_init(&progress, quiet);
+  Status st = robustness_sweep(net, &set, &so, cli_sweep_progress, &progress, &r, &err);
+  cli_progress_done(&progress);
   if (st == STATUS_OK) st = sweep_write(&r, &set, out, model, data_path, split, &err);
   if (st == STATUS_OK && n_examples) {
     AttackOptions ex = base;

@@ -25,8 +25,13 @@ static int print_graph(const char *path) {
   const int pixels = net_output_pixels(net);
   printf("%s: %s, input %dx%dx%d, %d classes, %s output\n", path, s->arch, s->in_c, s->in_h,
          s->in_w, s->n_classes, pixels > 1 ? "per-pixel (segmentation)" : "per-image");
-  printf("%zu parameters, %.2f MFLOPs per image, %d ops\n\n", net_param_count(net),
+  printf("%zu parameters, %.2f MFLOPs per image, %d ops\n", net_param_count(net),
          net_flops(net) / 1e6, net_layer_count(net));
+  char buf[16];
+  printf("classes:");
+  for (int k = 0; k < s->n_classes && k < 20; k++) printf(" %s", net_class_name(net, k, buf));
+  printf("%s\ntrained on: %s\n\n", s->n_classes > 20 ? " ..." : "",
+         s->data[0] ? s->data : "(not recorded: made before medrobust 0.5)");
   printf("%5s  %-16s %-28s %-14s %-14s %10s %9s\n", "#", "op", "name", "inputs", "output", "params",
          "MFLOPs");
   for (int i = 0; i < net_layer_count(net); i++) {

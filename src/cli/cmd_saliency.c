@@ -11,7 +11,7 @@
 int cmd_saliency(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
-  int count = 6, samples = 50, embed = 400;
+  int count = 6, samples = 50, embed = 400, quiet = 0;
   float sigma = 0.15f, eps = 0.004f;
   uint64_t seed = 1;
   CliDataArgs dargs = {0};
@@ -29,6 +29,7 @@ int cmd_saliency(int argc, char **argv) {
        "SmoothGrad: noise std on the [0,1] scale (Smilkov et al.: 10-20% of the range)"},
       {"--embed", OPT_INT, &embed, 0, 1000000, " N", "images in the feature embedding (0: none)"},
       {"--seed", OPT_U64, &seed, 0, 0, " S", "random starts and SmoothGrad noise"},
+      {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliSpec spec = {
@@ -63,9 +64,16 @@ int cmd_saliency(int argc, char **argv) {
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   MrError err = {0};
   const Dataset *set = &data->split[s_idx];
+  /* two steps, each a few seconds to a minute: a line per step with the time so far */
+  CliProgress progress;
+  cli_progress_init(&progress, quiet);
+  cli_sweep_progress("saliency: vanilla gradient and SmoothGrad maps", 0, 2, &progress);
   Status st = saliency_write(net, set, &o, count, samples, sigma, out, &err);
-  if (st == STATUS_OK && embed > 0 && set->n >= 3)
+  if (st == STATUS_OK && embed > 0 && set->n >= 3) {
+    cli_sweep_progress("saliency: the feature embedding", 1, 2, &progress);
     st = embedding_write(net, set, &o, embed, out, &err);
+  }
+  cli_progress_done(&progress);
   if (st == STATUS_OK) st = report_render(out, &err);
   if (st != STATUS_OK)
     fprintf(stderr, "medrobust: %s\n", err.msg);

@@ -11,13 +11,6 @@
 #include "cli.h"
 #include "medrobust.h"
 
-static void triage_progress(const char *what, int done, int total, void *ctx) {
-  const int *quiet = ctx;
-  if (*quiet || !isatty(fileno(stderr))) return;
-  fprintf(stderr, "\r\033[K%s %d/%d images", what, done, total);
-  fflush(stderr);
-}
-
 int cmd_triage(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
@@ -81,9 +74,11 @@ int cmd_triage(int argc, char **argv) {
   o.norm = norm_kind, o.iters = kind == ATTACK_FGSM ? 1 : iters, o.seed = seed;
   TriageResult r;
   const double t0 = omp_get_wtime();
-  Status st = triage_run(net, &set, &o, eps_max, tol, flag_pct / 100.0f, batch, triage_progress,
-                         &quiet, &r, &err);
-  if (!quiet && isatty(fileno(stderr))) fprintf(stderr, "\r\033[K");
+  CliProgress progress;
+  cli_progress_init(&progress, quiet);
+  Status st = triage_run(net, &set, &o, eps_max, tol, flag_pct / 100.0f, batch, cli_sweep_progress,
+                         &progress, &r, &err);
+  cli_progress_done(&progress);
   if (st == STATUS_OK) st = triage_write_thumbnails(&r, &set, out, 30, &err);
   if (st == STATUS_OK) st = triage_write(&r, &set, net, out, model, data_path, &err);
   if (st != STATUS_OK) {

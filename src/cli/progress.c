@@ -1,6 +1,10 @@
-/* Training progress on the terminal: a bar with loss, accuracy and ETA
- * redrawn in place on a TTY; one quiet line per epoch otherwise. */
+/* Progress on the terminal: a bar with ETA redrawn in place on a TTY; a
+ * quiet line per epoch (training) or every PROGRESS_LINE_SECONDS and at each
+ * new step (attacks, triage, compare) otherwise, so a log never goes silent
+ * for minutes. */
+#include <omp.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -43,10 +47,41 @@ void cli_train_progress(const TrainProgress *p, void *ctx) {
   fflush(stderr);
 }
 
+#define PROGRESS_LINE_SECONDS 10.0
+
+void cli_progress_init(CliProgress *p, int quiet) {
+  memset(p, 0, sizeof *p);
+  p->quiet = quiet;
+  p->start = omp_get_wtime();
+  p->tty = isatty(fileno(stderr));
+}
+
+void cli_progress_done(CliProgress *p) {
+  if (!p->quiet && p->tty && p->drawn) fprintf(stderr, "\r\033[K");
+  p->drawn = 0;
+}
+
 void cli_sweep_progress(const char *what, int done, int total, void *ctx) {
-  const int *quiet = ctx;
-  if (*quiet) return;
-  fprintf(stderr, "%s[%d/%d] %s%s", isatty(fileno(stderr)) ? "\r\033[K" : "",
-          done + 1 > total ? total : done + 1, total, what, isatty(fileno(stderr)) ? "" : "\n");
+  CliProgress *p = ctx;
+  if (p->quiet || total <= 0) return;
+  const double now = omp_get_wtime(), elapsed = now - p->start;
+  const double frac = done < 0 ? 0 : done > total ? 1 : (double)done / total;
+  const int new_step = strncmp(p->what, what, sizeof p->what - 1) != 0;
+  if (!p->tty && !new_step && now - p->last < PROGRESS_LINE_SECONDS) return;
+  snprintf(p->what, sizeof p->what, "%s", what);
+  p->last = now;
+  char eta_text[32] = "?", elapsed_text[32];
+  if (frac > 0.01 && elapsed > 1) format_time(eta_text, sizeof eta_text, elapsed / frac - elapsed);
+  format_time(elapsed_text, sizeof elapsed_text, elapsed);
+  if (p->tty) {
+    char bar[31];
+    for (int i = 0; i < 30; i++) bar[i] = i < (int)(30 * frac) ? '#' : '.';
+    bar[30] = 0;
+    fprintf(stderr, "\r\033[K[%s] %3.0f%%  %s  [%s, ETA %s]", bar, 100 * frac, what, elapsed_text,
+            eta_text);
+    p->drawn = 1;
+  } else {
+    fprintf(stderr, "%3.0f%%  %s  [%s, ETA %s]\n", 100 * frac, what, elapsed_text, eta_text);
+  }
   fflush(stderr);
 }

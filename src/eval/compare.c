@@ -145,6 +145,23 @@ static void rank_models(CompareResult *r, const CompareOptions *o) {
   free(order);
 }
 
+/* One progress for the whole comparison: each phase reports its own share,
+ * scaled into its slice of the run (weights in passes over the images). */
+typedef struct {
+  SweepProgressFn fn;
+  void *ctx;
+  const char *model;
+  double base, span, total;
+} Overall;
+
+static void overall_progress(const char *what, int done, int total, void *ctx) {
+  Overall *o = ctx;
+  char text[160];
+  snprintf(text, sizeof text, "%s: %s", o->model, what);
+  const double frac = total > 0 ? (double)done / total : 0;
+  o->fn(text, (int)(1e6 * (o->base + frac * o->span) / o->total), 1000000, o->ctx);
+}
+
 Status compare_run(Net *const *nets, const char *const *names, int n, const Dataset *d,
                    const CompareOptions *o, SweepProgressFn progress, void *ctx, CompareResult *r,
                    MrError *err) {
@@ -157,7 +174,12 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
                         d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
   r->models = calloc(n, sizeof(CompareEntry));
   if (!r->models) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  r->n = n, r->n_images = d->n, r->triage_eps_max = o->triage_eps_max;
+  r->n = n, r->n_images = d->n, r->triage_eps_max = o->triage_eps_max, r->bits = d->bits;
+  const double sweep_w = o->sweep.n_attacks * o->sweep.n_eps,
+               triage_w = o->triage ? 2 + ceil(log2(o->triage_eps_max / o->triage_tol)) : 0,
+               transfer_w = o->transfer ? n : 0;
+  Overall overall = {progress, ctx, "", 0, 0, n * (sweep_w + triage_w) + transfer_w};
+  SweepProgressFn step = progress ? overall_progress : NULL;
   for (int i = 0; s == STATUS_OK && i < n; i++) {
     CompareEntry *e = &r->models[i];
     const ModelSpec *ms = net_spec(nets[i]);
@@ -167,11 +189,13 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
     e->params = net_param_count(nets[i]);
     e->flops = net_flops(nets[i]);
     e->min_eps_median = e->accuracy_aware = NAN;
-    s = robustness_sweep(nets[i], d, &o->sweep, progress, ctx, &e->sweep, err);
+    overall.model = e->name, overall.base = i * (sweep_w + triage_w), overall.span = sweep_w;
+    s = robustness_sweep(nets[i], d, &o->sweep, step, &overall, &e->sweep, err);
     if (s == STATUS_OK && o->triage) {
       TriageResult t;
+      overall.base += sweep_w, overall.span = triage_w;
       s = triage_run(nets[i], d, &o->triage_attack, o->triage_eps_max, o->triage_tol,
-                     o->triage_flag, o->sweep.batch, progress, ctx, &t, err);
+                     o->triage_flag, o->sweep.batch, step, &overall, &t, err);
       if (s == STATUS_OK) {
         e->triaged = 1;
         e->min_eps_median = min_eps_median(&t);
@@ -182,7 +206,9 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
     }
   }
   if (s == STATUS_OK && o->transfer) {
-    if (progress) progress("transfer matrix", 0, 1, ctx);
+    overall.model = "all models", overall.base = n * (sweep_w + triage_w),
+    overall.span = transfer_w;
+    if (step) step("transfer matrix", 0, 1, &overall);
     r->transfer = malloc(sizeof(double) * n * n);
     r->transfer_attack = o->transfer_attack;
     s = r->transfer

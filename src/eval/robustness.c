@@ -20,7 +20,19 @@ typedef struct {
   float *adv, *probs;
   float *all_probs; /* (n, k): one row's scores, for its AUC */
   const int *clean_pred;
+  /* progress: run_row reports `what` batch by batch as units of images */
+  SweepProgressFn progress;
+  void *ctx;
+  char what[64];
+  long done_units, total_units;
 } Sweep;
+
+static void report_progress(Sweep *s, long extra) {
+  if (!s->progress || s->total_units <= 0) return;
+  /* SweepProgressFn counts in int: scale to a fixed resolution */
+  const double frac = (double)(s->done_units + extra) / s->total_units;
+  s->progress(s->what, (int)(frac * 1000000), 1000000, s->ctx);
+}
 
 /* paper 002's % drop: the relative loss of accuracy */
 static double drop_pct(double clean, double acc) {
@@ -78,6 +90,7 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
     const int b = d->n - start < s->batch ? d->n - start : s->batch;
     const float *x = d->images + s->per * start;
     const int *y = d->labels + start;
+    report_progress(s, start);
     Status st = attack_run(s->net, o, x, y, b, s->adv, err);
     if (st != STATUS_OK) return st;
     float *probs = s->all_probs + (size_t)start * s->k;
@@ -108,6 +121,7 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
       if (isfinite(ps)) psnr += ps, psnr_n++;
     }
   }
+  s->done_units += d->n;
   Metrics m;
   Status st = metrics_compute(&m, s->all_probs, d->labels, d->n, s->k, err);
   if (st != STATUS_OK) return st;
@@ -294,6 +308,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   /* an unbounded-looking eps must break any undefended model */
   AttackOptions big = o->base;
   big.kind = ATTACK_PGD, big.norm = NORM_LINF, big.eps = 0.3f, big.iters = 20, big.step = 0;
+  snprintf(s->what, sizeof s->what, "self-check: PGD-20 at eps 0.3");
   SweepRow row;
   Status st = run_row(s, &big, &row, err);
   if (st != STATUS_OK) {
@@ -317,6 +332,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   if (best_white <= 1.0) {
     AttackOptions sq = attack_options_default(ATTACK_SQUARE);
     sq.eps = eps_max, sq.seed = o->base.seed;
+    snprintf(s->what, sizeof s->what, "self-check: Square at eps %g", eps_max);
     st = run_row(s, &sq, &row, err);
     if (st != STATUS_OK) {
       row_free(&row);
@@ -383,7 +399,11 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
              .d = d,
              .batch = o->batch,
              .k = net_num_classes(net),
-             .per = (size_t)net_input_size(net)};
+             .per = (size_t)net_input_size(net),
+             .progress = progress,
+             .ctx = ctx};
+  /* the work in images attacked: every row, the noise contrast as one, two check rows */
+  s.total_units = (long)d->n * (o->n_attacks * o->n_eps + (o->noise ? 1 : 0) + (o->checks ? 2 : 0));
   s.positive = r->positive = positive_class(net, o->positive);
   s.adv = malloc(sizeof(float) * s.per * s.batch);
   s.probs = malloc(sizeof(float) * s.k * s.batch);
@@ -408,7 +428,6 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   }
   if (st == STATUS_OK) st = clean_predictions(&s, r, err);
   snprintf(r->training, sizeof r->training, "%s", net_spec(net)->training);
-  const int total = o->n_attacks * o->n_eps;
   for (int a = 0; st == STATUS_OK && a < o->n_attacks; a++)
     for (int e = 0; st == STATUS_OK && e < o->n_eps; e++) {
       AttackOptions ao = o->base;
@@ -416,11 +435,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
       ao.kind = o->attacks[a], ao.eps = o->eps[e];
       if (!o->base.iters) ao.iters = defaults.iters;
       if (ao.kind == ATTACK_FGSM) ao.iters = 1;
-      if (progress) {
-        char what[64];
-        snprintf(what, sizeof what, "%s eps %g", attack_name(ao.kind), ao.eps);
-        progress(what, a * o->n_eps + e, total, ctx);
-      }
+      snprintf(s.what, sizeof s.what, "%s eps %g", attack_name(ao.kind), ao.eps);
       SweepRow *row = &r->rows[r->n_rows];
       st = run_row(&s, &ao, row, err);
       if (st == STATUS_OK) row->drop_pct = drop_pct(r->clean_accuracy, row->accuracy);
@@ -431,12 +446,13 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   for (int e = 0; st == STATUS_OK && o->noise && e < o->n_eps && o->n_attacks; e++) {
     const SweepRow *ref = find_row(r, attack_name(o->attacks[0]), o->eps[e]);
     if (!ref || ref->ssim >= 1.0) continue;
-    if (progress) progress("noise contrast", total, total, ctx);
+    snprintf(s.what, sizeof s.what, "noise contrast at eps %g", o->eps[e]);
+    report_progress(&s, (long)d->n * e / o->n_eps);
     for (int k = 0; k < NOISE_COUNT; k++)
       st = run_noise(&s, (NoiseKind)k, ref, &r->noise[r->n_noise++], o->base.seed);
   }
+  if (o->noise) s.done_units += d->n;
   if (st == STATUS_OK && o->checks) {
-    if (progress) progress("self-checks", total, total, ctx);
     st = run_checks(&s, o, r, err);
   }
   free(s.adv), free(s.probs), free(s.all_probs);

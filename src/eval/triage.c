@@ -103,10 +103,16 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
   r->n = d->n, r->eps_max = eps_max, r->tol = tol, r->flag_frac = flag_frac;
   snprintf(r->attack, sizeof r->attack, "%s", attack_name(kind));
+  /* passes per batch: the eps_max probe and the bisection steps to tol */
+  const int passes = 2 + (int)ceil(log2(eps_max / tol));
+  const double total_passes = (double)passes * (d->n ? d->n : 1);
   for (int start = 0; st == STATUS_OK && start < d->n; start += batch) {
     const int B = d->n - start < batch ? d->n - start : batch;
     const float *x = d->images + per * start;
-    if (progress) progress("triage", start, d->n, ctx);
+    int pass = 0;
+    if (progress)
+      progress("triage: bisecting each image's smallest flipping eps",
+               (int)(1e6 * start * passes / total_passes), 1000000, ctx);
     net_predict(net, x, B, probs);
     for (int i = 0; i < B; i++) {
       TriageItem *it = &r->items[start + i];
@@ -148,6 +154,10 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
         mid[i] = active[i] ? 0.5f * (lo[i] + hi[i]) : 0.0f;
       }
       if (!any) break;
+      if (progress && ++pass < passes)
+        progress("triage: bisecting each image's smallest flipping eps",
+                 (int)(1e6 * ((double)start * passes + (double)pass * B) / total_passes), 1000000,
+                 ctx);
       st = attack_run(net, &o, x, pred, B, adv, err);
       if (st != STATUS_OK) break;
       net_predict(net, adv, B, probs);

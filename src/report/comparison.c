@@ -15,6 +15,7 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
   cJSON_AddNumberToObject(root, "n", r->n_images);
   cJSON_AddNumberToObject(root, "triage_eps_max", r->triage_eps_max);
   cJSON_AddStringToObject(root, "verdict", r->verdict);
+  cJSON_AddNumberToObject(root, "bits", r->bits);
   if (r->best >= 0) cJSON_AddStringToObject(root, "deploy", r->models[r->best].name);
   cJSON *models = cJSON_AddArrayToObject(root, "models");
   for (int i = 0; i < r->n; i++) {
@@ -29,6 +30,7 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
     cJSON_AddNumberToObject(m, "clean_balanced_accuracy", e->sweep.clean_balanced_accuracy);
     cJSON_AddNumberToObject(m, "majority_share", e->sweep.majority_share);
     cJSON_AddNumberToObject(m, "robust_balanced_accuracy", e->robust_balanced);
+    json_add_number(m, "balanced_halving_eps", e->sweep.halving_eps);
     cJSON_AddBoolToObject(m, "near_chance", e->near_chance);
     cJSON_AddNumberToObject(m, "rank", e->rank);
     if (e->sweep.positive >= 0) {

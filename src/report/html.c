@@ -769,11 +769,13 @@ static void section_compare(FILE *o, const cJSON *c) {
   cJSON_ArrayForEach(row, cJSON_GetObjectItem(first, "rows")) {
     fprintf(o, "<th>");
     esc(o, str(row, "attack"));
-    fprintf(o, " %.4g</th>", num(row, "eps"));
+    fprintf(o, " ");
+    eps_text(o, num(row, "eps"), num(c, "bits"), str(row, "norm"));
+    fprintf(o, "</th>");
   }
   fprintf(o,
-          "<th>robust balanced</th><th>median eps</th><th>without 20%% most fragile</th>"
-          "</tr>\n");
+          "<th>robust balanced</th><th>balanced halves at eps</th><th>median eps</th>"
+          "<th>without 20%% most fragile</th></tr>\n");
   for (int rank = 1; rank <= cJSON_GetArraySize(models); rank++) cJSON_ArrayForEach(m, models) {
       if ((int)num(m, "rank") != rank) continue;
       fprintf(o, "<tr%s><td>%d</td><td>",
@@ -789,7 +791,13 @@ static void section_compare(FILE *o, const cJSON *c) {
       cJSON_ArrayForEach(row, cJSON_GetObjectItem(m, "rows"))
           fprintf(o, "<td>%.1f%% <span class='grey'>(%.1f%%)</span></td>",
                   100 * num(row, "balanced_accuracy"), 100 * num(row, "accuracy"));
-      fprintf(o, "<td><b>%.2f%%</b></td>", 100 * num(m, "robust_balanced_accuracy"));
+      fprintf(o, "<td><b>%.2f%%</b></td><td>", 100 * num(m, "robust_balanced_accuracy"));
+      const cJSON *half = cJSON_GetObjectItem(m, "balanced_halving_eps");
+      if (cJSON_IsNumber(half))
+        eps_text(o, half->valuedouble, num(c, "bits"), "linf");
+      else
+        fprintf(o, "not reached");
+      fprintf(o, "</td>");
       const cJSON *med = cJSON_GetObjectItem(m, "min_eps_median");
       if (!med)
         fprintf(o, "<td>-</td><td>-</td></tr>\n");
@@ -823,7 +831,13 @@ static void section_compare(FILE *o, const cJSON *c) {
     }
     char title[64];
     snprintf(title, sizeof title, "Balanced accuracy under %s", attacks[a]);
-    const Chart chart = {title, "eps on the [0,1] pixel scale", "balanced accuracy", 0, 0, 0, ""};
+    const Chart chart = {title,
+                         "eps on the [0,1] pixel scale (grey levels below)",
+                         "balanced accuracy",
+                         0,
+                         grey_step(num(c, "bits")),
+                         0,
+                         ""};
     svg_chart(o, &chart, s, ns);
   }
   const cJSON *t = cJSON_GetObjectItem(c, "transfer");
