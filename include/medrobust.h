@@ -768,7 +768,7 @@ Status report_render(const char *dir, MrError *err);
 Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, const char *model,
                    const char *data, const char *split, MrError *err);
 /* "0.004 (1.02/255)": eps with its size in grey levels of `bits`-bit data,
- * and " below one grey level" when it is smaller than one step. */
+ * and a "*" when it is smaller than one step. */
 void eps_describe(float eps, int bits, char *out, size_t n);
 
 /* ---- triage: per-image adversarial sensitivity (paper 001 Table 2) -------- */
@@ -897,8 +897,10 @@ typedef struct {
    * balanced accuracy any attack leaves at that eps (a constant classifier
    * scores 1/k, however "robust" its accuracy looks) */
   double robust_balanced;
-  int near_chance; /* clean balanced accuracy within 5 points of chance: ranked last */
-  int rank;        /* 1 = the one to deploy */
+  int near_chance;      /* clean balanced accuracy within 5 points of chance: ranked last */
+  int rank;             /* 1 = the one to deploy */
+  TriageResult triage;  /* when triaged: the per-image list (owned) */
+  char triage_csv[200]; /* where a caller wrote that list, relative to the output folder */
 } CompareEntry;
 
 typedef struct {

@@ -200,6 +200,17 @@ int cmd_compare(int argc, char **argv) {
     cli_progress_init(&progress, quiet);
     Status st = compare_run(nets, name_ptrs, n, &set, &co, cli_sweep_progress, &progress, &r, &err);
     cli_progress_done(&progress);
+    /* each model's ranked list of files to re-read, beside the comparison */
+    for (int i = 0; st == STATUS_OK && i < n; i++) {
+      CompareEntry *e = &r.models[i];
+      if (!e->triaged) continue;
+      char sub[4200];
+      snprintf(e->triage_csv, sizeof e->triage_csv, "triage-%s/triage.csv", e->name);
+      snprintf(sub, sizeof sub, "%s/triage-%s", out, e->name);
+      if (!cli_make_dir(sub)) st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", sub);
+      if (st == STATUS_OK)
+        st = triage_write(&e->triage, &set, nets[i], sub, paths[i], data_path, &err);
+    }
     if (st == STATUS_OK) st = compare_write(&r, out, data_path, split, &err);
     if (st == STATUS_OK) st = report_render(out, &err);
     if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;

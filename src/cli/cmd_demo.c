@@ -99,20 +99,19 @@ static int demo_harden_and_compare(const DataSplits *data, const char *dir, cons
   if (s == STATUS_OK) s = compare_write(&r, report_dir, "phantom", "test", &err);
   if (s == STATUS_OK) {
     printf(
-        "7. compare (test split)      clean   PGD 0.002   PGD 0.006   median eps   PGD 0.006 "
-        "from cnn\n");
+        "7. compare (test split)   rank   clean  balanced  robust bal.  PGD 0.006   median eps  "
+        "PGD 0.006 from cnn\n");
     for (int i = 0; i < 3; i++) {
       const CompareEntry *e = &r.models[i];
-      double p2 = NAN, p6 = NAN;
+      double p6 = NAN;
       for (int j = 0; j < e->sweep.n_rows; j++)
-        if (strcmp(e->sweep.rows[j].attack, "pgd") == 0) {
-          if (e->sweep.rows[j].eps == 0.002f) p2 = e->sweep.rows[j].accuracy;
-          if (e->sweep.rows[j].eps == 0.006f) p6 = e->sweep.rows[j].accuracy;
-        }
-      printf("   %-22s %7.2f%%   %7.2f%%    %7.2f%%     %8.4f     %7.2f%%\n", e->name,
-             100 * e->sweep.clean_accuracy, 100 * p2, 100 * p6, e->min_eps_median,
-             100 * r.transfer[0 * 3 + i]);
+        if (strcmp(e->sweep.rows[j].attack, "pgd") == 0 && e->sweep.rows[j].eps == 0.006f)
+          p6 = e->sweep.rows[j].accuracy;
+      printf("   %-22s %4d %7.2f%%  %7.2f%%     %7.2f%%   %7.2f%%   %9.4f    %7.2f%%\n", e->name,
+             e->rank, 100 * e->sweep.clean_accuracy, 100 * e->sweep.clean_balanced_accuracy,
+             100 * e->robust_balanced, 100 * p6, e->min_eps_median, 100 * r.transfer[0 * 3 + i]);
     }
+    printf("   %s\n", r.verdict);
   }
   compare_result_free(&r);
   for (int i = 0; i < 3; i++) net_free(nets[i]);

@@ -125,6 +125,11 @@ int cmd_triage(int argc, char **argv) {
            isinf(t->min_eps) ? "none" : eps_text,
            t->flip_class >= 0 ? net_class_name(net, t->flip_class, buf) : "-");
   }
+  if (set.bits && norm_kind == NORM_LINF)
+    printf(
+        "(eps in grey levels of the %d-bit data; * below one level: such a change does not "
+        "survive saving the image)\n",
+        set.bits);
   int robust = 0;
   for (int i = 0; i < r.n; i++) robust += isinf(r.items[i].min_eps);
   if (robust) printf("%d images did not flip below eps %g\n", robust, eps_max);

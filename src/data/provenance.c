@@ -51,8 +51,7 @@ void eps_describe(float eps, int bits, char *out, size_t n) {
     return;
   }
   const double levels = eps / step;
-  snprintf(out, n, "%g (%.3g/%.0f)%s", eps, levels, 1.0 / step,
-           levels < 1.0 ? " below one grey level" : "");
+  snprintf(out, n, "%.3g (%.3g/%.0f)%s", eps, levels, 1.0 / step, levels < 1.0 ? "*" : "");
 }
 
 typedef struct {

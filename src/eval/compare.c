@@ -192,7 +192,7 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
     overall.model = e->name, overall.base = i * (sweep_w + triage_w), overall.span = sweep_w;
     s = robustness_sweep(nets[i], d, &o->sweep, step, &overall, &e->sweep, err);
     if (s == STATUS_OK && o->triage) {
-      TriageResult t;
+      TriageResult *tr = &e->triage, t;
       overall.base += sweep_w, overall.span = triage_w;
       s = triage_run(nets[i], d, &o->triage_attack, o->triage_eps_max, o->triage_tol,
                      o->triage_flag, o->sweep.batch, step, &overall, &t, err);
@@ -201,8 +201,10 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
         e->min_eps_median = min_eps_median(&t);
         e->accuracy_aware = t.accuracy_aware;
         e->balanced_aware = t.balanced_aware;
+        *tr = t; /* kept for the caller's per-image list */
+      } else {
+        triage_free(&t);
       }
-      triage_free(&t);
     }
   }
   if (s == STATUS_OK && o->transfer) {
@@ -221,7 +223,10 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
 }
 
 void compare_result_free(CompareResult *r) {
-  for (int i = 0; r->models && i < r->n; i++) sweep_result_free(&r->models[i].sweep);
+  for (int i = 0; r->models && i < r->n; i++) {
+    sweep_result_free(&r->models[i].sweep);
+    triage_free(&r->models[i].triage);
+  }
   free(r->models);
   free(r->transfer);
   memset(r, 0, sizeof *r);

@@ -57,6 +57,9 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
       json_add_number(m, "min_eps_median", e->min_eps_median);
       json_add_number(m, "accuracy_aware", e->accuracy_aware);
       json_add_number(m, "balanced_aware", e->balanced_aware);
+      cJSON_AddNumberToObject(m, "n_flagged", e->triage.n_flagged);
+      cJSON_AddNumberToObject(m, "n_flagged_wrong", e->triage.n_flagged_wrong);
+      if (e->triage_csv[0]) cJSON_AddStringToObject(m, "triage_csv", e->triage_csv);
     }
     cJSON_AddItemToArray(models, m);
   }

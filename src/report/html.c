@@ -252,6 +252,15 @@ static const char *base_name(const char *path) {
   return s ? s + 1 : path;
 }
 
+/* "<b>model</b> on <b>data</b>": file names without their folders */
+static void model_on_data(FILE *o, const cJSON *r, const char *tag) {
+  fprintf(o, "<%s>", tag);
+  esc(o, base_name(str(r, "model")));
+  fprintf(o, "</%s> on <%s>", tag, tag);
+  esc(o, base_name(str(r, "data")));
+  fprintf(o, "</%s>", tag);
+}
+
 /* The rows of the worst attack at each eps (eps ascending), checks excluded. */
 static int worst_rows(const cJSON *r, const cJSON **out, int max) {
   int n = 0;
@@ -280,15 +289,40 @@ static void headline(FILE *o, const cJSON *r, const cJSON *t, const cJSON *c) {
     fprintf(o, "<p class='deploy'>");
     esc(o, str(c, "verdict"));
     fprintf(o, "</p>\n");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(c, "models")) {
+      if (strcmp(str(m, "name"), str(c, "deploy")) != 0) continue;
+      const cJSON *half = cJSON_GetObjectItem(m, "balanced_halving_eps");
+      fprintf(o, "<p class='fragility'>");
+      esc(o, str(m, "name"));
+      if (cJSON_IsNumber(half)) {
+        fprintf(o, "'s balanced accuracy halves at eps ");
+        eps_text(o, half->valuedouble, num(c, "bits"), "linf");
+      } else {
+        fprintf(o, "'s balanced accuracy does not halve over the eps tried");
+      }
+      fprintf(o, ".");
+      if (*str(m, "triage_csv")) {
+        fprintf(o, " <b>Re-read %.0f images</b> with it (the 20%% most fragile, <a href='",
+                num(m, "n_flagged"));
+        esc(o, str(m, "triage_csv"));
+        fprintf(o, "'>");
+        esc(o, str(m, "triage_csv"));
+        fprintf(o,
+                "</a>): %.0f of them it already gets wrong; on the rest accuracy is %.1f%%, "
+                "balanced %.1f%%.",
+                num(m, "n_flagged_wrong"), 100 * num(m, "accuracy_aware"),
+                100 * num(m, "balanced_aware"));
+      }
+      fprintf(o, "</p>\n");
+    }
   }
   if (r) {
     const double bits = num(r, "bits");
-    fprintf(o, "<p><b>");
-    esc(o, base_name(str(r, "model")));
-    fprintf(o, "</b> on <b>");
-    esc(o, base_name(str(r, "data")));
+    fprintf(o, "<p>");
+    model_on_data(o, r, "b");
     fprintf(o,
-            "</b> (%s split, %.0f images): clean balanced accuracy <b>%.1f%%</b> (accuracy "
+            " (%s split, %.0f images): clean balanced accuracy <b>%.1f%%</b> (accuracy "
             "%.1f%%; answering '",
             str(r, "split"), num(r, "n"), 100 * num(r, "clean_balanced_accuracy"),
             100 * num(r, "clean_accuracy"));
@@ -380,12 +414,10 @@ static void headline(FILE *o, const cJSON *r, const cJSON *t, const cJSON *c) {
 static void section_sweep(FILE *o, const cJSON *r) {
   const double bits = num(r, "bits"), step = grey_step(bits);
   const int binary = *str(r, "positive_class") != 0;
-  fprintf(o, "<h2 id='sweep'>Accuracy under attack</h2><p>Model <code>");
-  esc(o, base_name(str(r, "model")));
-  fprintf(o, "</code> on <code>");
-  esc(o, base_name(str(r, "data")));
+  fprintf(o, "<h2 id='sweep'>Accuracy under attack</h2><p>Model ");
+  model_on_data(o, r, "code");
   fprintf(o,
-          "</code> (%s split, %.0f images), evaluated in eval mode (batch norm frozen). Clean: "
+          " (%s split, %.0f images), evaluated in eval mode (batch norm frozen). Clean: "
           "accuracy <b>%.2f%%</b>, balanced accuracy <b>%.2f%%</b>, ROC AUC %.3f. Attacks: FGSM "
           "(Goodfellow et al. 2015), BIM and PGD (Madry et al. 2018) as in paper 001 [1].",
           str(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"),
