@@ -159,6 +159,7 @@ int cmd_eval(int argc, char **argv) {
     if (!ex.iters) ex.iters = defaults.iters;
     st = examples_write(net, &set, &ex, n_examples, out, &err);
   }
+  if (st == STATUS_OK) st = report_render(out, &err);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     net_free(net);
@@ -176,8 +177,9 @@ int cmd_eval(int argc, char **argv) {
   for (int i = 0; i < r.n_checks; i++)
     printf("%s %s: %s\n", i ? "" : "\nself-checks (Carlini et al. 2019)\n",
            r.checks[i].passed ? "ok     " : "WARNING", r.checks[i].message);
-  printf("\n%.1f s; results in %s/results.json and %s/results.csv\n", omp_get_wtime() - t0, out,
-         out);
+  printf(
+      "\n%.1f s; results in %s/results.json, results.csv and images.csv; report %s/report.html\n",
+      omp_get_wtime() - t0, out, out);
   sweep_result_free(&r);
   net_free(net);
   data_free(data);

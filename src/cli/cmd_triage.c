@@ -81,6 +81,7 @@ int cmd_triage(int argc, char **argv) {
   cli_progress_done(&progress);
   if (st == STATUS_OK) st = triage_write_thumbnails(&r, &set, out, 30, &err);
   if (st == STATUS_OK) st = triage_write(&r, &set, net, out, model, data_path, &err);
+  if (st == STATUS_OK) st = report_render(out, &err);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     net_free(net);
@@ -133,8 +134,8 @@ int cmd_triage(int argc, char **argv) {
   int robust = 0;
   for (int i = 0; i < r.n; i++) robust += isinf(r.items[i].min_eps);
   if (robust) printf("%d images did not flip below eps %g\n", robust, eps_max);
-  printf("\n%.1f s; list in %s/triage.csv, details in %s/triage.json\n", omp_get_wtime() - t0, out,
-         out);
+  printf("\n%.1f s; list in %s/triage.csv, details in %s/triage.json, report %s/report.html\n",
+         omp_get_wtime() - t0, out, out, out);
   triage_free(&r);
   net_free(net);
   data_free(data);

@@ -26,6 +26,10 @@ void data_record_json(const DataSplits *d, char *out, size_t n) {
     snprintf(hex, sizeof hex, "%016" PRIx64, d->assignment_hash);
     cJSON_AddStringToObject(o, "assignment", hex);
     cJSON_AddStringToObject(o, "fit", fit_name(d->fit));
+    if (d->split_kind == SPLIT_SEEDED) {
+      const double ratios[3] = {0.7, 0.1, 0.2}; /* imagefolder.c's stratified split */
+      cJSON_AddItemToObject(o, "ratios", cJSON_CreateDoubleArray(ratios, 3));
+    }
   } else {
     const int shape[3] = {d->stored_c, d->stored_h, d->stored_w};
     cJSON_AddItemToObject(o, "stored", cJSON_CreateIntArray(shape, 3));

@@ -411,6 +411,33 @@ static void headline(FILE *o, const cJSON *r, const cJSON *t, const cJSON *c) {
 
 /* ---- sections --------------------------------------------------------------- */
 
+/* Per class, clean and under the worst attack at the largest eps:
+ * sensitivity (recall) and specificity. */
+static void per_class_table(FILE *o, const cJSON *r) {
+  const cJSON *worst[64];
+  const int nw = worst_rows(r, worst, 64);
+  if (!nw) return;
+  const cJSON *w = worst[nw - 1], *names = cJSON_GetObjectItem(r, "class_names");
+  fprintf(o, "<p>Per class, clean and under %s at eps ", str(w, "attack"));
+  eps_text(o, num(w, "eps"), num(r, "bits"), str(w, "norm"));
+  fprintf(o,
+          " (the strongest attack there):</p><div class='scroll'><table><tr><th>class</th>"
+          "<th>sensitivity clean</th><th>attacked</th><th>specificity clean</th><th>attacked"
+          "</th></tr>\n");
+  const cJSON *sc = cJSON_GetObjectItem(r, "sensitivity"),
+              *pc = cJSON_GetObjectItem(r, "specificity");
+  const cJSON *sa = cJSON_GetObjectItem(w, "sensitivity"),
+              *pa = cJSON_GetObjectItem(w, "specificity");
+  for (int c = 0; c < cJSON_GetArraySize(names) && c < 64; c++) {
+    const cJSON *name = cJSON_GetArrayItem(names, c);
+    fprintf(o, "<tr><td>");
+    esc(o, cJSON_IsString(name) ? name->valuestring : "?");
+    fprintf(o, "</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td></tr>\n",
+            100 * item(sc, c), 100 * item(sa, c), 100 * item(pc, c), 100 * item(pa, c));
+  }
+  fprintf(o, "</table></div>\n");
+}
+
 static void section_sweep(FILE *o, const cJSON *r) {
   const double bits = num(r, "bits"), step = grey_step(bits);
   const int binary = *str(r, "positive_class") != 0;
@@ -498,6 +525,7 @@ static void section_sweep(FILE *o, const cJSON *r) {
             num(row, "mean_ssim"), num(row, "mean_psnr"), num(row, "mean_confidence"));
   }
   fprintf(o, "</table></div>\n");
+  per_class_table(o, r);
   const cJSON *noise = cJSON_GetObjectItem(r, "noise");
   if (cJSON_GetArraySize(noise)) {
     fprintf(
