@@ -728,6 +728,10 @@ typedef struct {
  * (malignant, pneumonia, yes, tumour, abnormal, positive, ...), else class 1.
  * -1 for more than two classes or an unknown name. */
 int positive_class(const Net *net, const char *name);
+/* Class c's name in r, "?" when out of range or unnamed. */
+const char *sweep_class_name(const SweepResult *r, int c);
+/* The lowest balanced accuracy any attack row at eps leaves; NAN if none. */
+double sweep_worst_balanced(const SweepResult *r, float eps);
 
 typedef void (*SweepProgressFn)(const char *what, int done, int total, void *ctx);
 

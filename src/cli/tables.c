@@ -3,10 +3,6 @@
 
 #include "cli.h"
 
-static const char *name_of(const SweepResult *r, int c) {
-  return c >= 0 && c < r->k && r->class_names[c] ? r->class_names[c] : "?";
-}
-
 void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, const char *data,
                      const char *split) {
   const double step = data_grey_step(d->bits);
@@ -16,10 +12,10 @@ void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, 
          100 * r->clean_balanced_accuracy);
   if (r->clean_auc >= 0) printf(", AUC %.3f", r->clean_auc);
   printf("; a constant '%s' would score %.2f%% accuracy, 50%% balanced\n",
-         name_of(r, r->majority_class), 100 * r->majority_share);
+         sweep_class_name(r, r->majority_class), 100 * r->majority_share);
   if (r->positive >= 0)
-    printf("positive class '%s': %d of %d found on clean images\n", name_of(r, r->positive),
-           r->clean_detected, r->positives);
+    printf("positive class '%s': %d of %d found on clean images\n",
+           sweep_class_name(r, r->positive), r->clean_detected, r->positives);
   printf("\n%-14s %9s %7s %9s %8s %6s %9s %8s %9s %7s %7s %6s\n", "attack", "eps", "grey",
          "accuracy", "bal.acc", "AUC", r->positive >= 0 ? "found" : "-", "success", "mean_linf",
          "SSIM", "PSNR", "conf");

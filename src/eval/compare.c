@@ -78,10 +78,8 @@ static double robust_balanced(const SweepResult *sw, const SweepOptions *o) {
   double total = 0;
   int counted = 0;
   for (int e = 0; e < o->n_eps; e++) {
-    double worst = 2.0;
-    for (int i = 0; i < sw->n_rows; i++)
-      if (sw->rows[i].eps == o->eps[e]) worst = fmin(worst, sw->rows[i].balanced_accuracy);
-    if (worst <= 1.0) total += worst, counted++;
+    const double worst = sweep_worst_balanced(sw, o->eps[e]);
+    if (!isnan(worst)) total += worst, counted++;
   }
   return counted ? total / counted : sw->clean_balanced_accuracy;
 }

@@ -57,15 +57,8 @@ static Status clean_predictions(Sweep *s, SweepResult *r, MrError *err) {
   r->clean_accuracy = m.accuracy, r->clean_balanced_accuracy = m.balanced_accuracy;
   r->clean_auc = m.auc;
   memcpy(r->clean_confusion, m.confusion, sizeof(int) * s->k * s->k);
+  r->majority_class = m.majority_class, r->majority_share = m.majority_share;
   metrics_free(&m);
-  int *count = calloc(s->k, sizeof(int));
-  if (!count) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  for (int i = 0; i < s->d->n; i++) count[s->d->labels[i]]++;
-  r->majority_class = 0;
-  for (int c = 1; c < s->k; c++)
-    if (count[c] > count[r->majority_class]) r->majority_class = c;
-  r->majority_share = s->d->n ? (double)count[r->majority_class] / s->d->n : 0.0;
-  free(count);
   if (r->positive >= 0)
     for (int i = 0; i < s->d->n; i++) {
       r->positives += s->d->labels[i] == r->positive;
@@ -219,8 +212,16 @@ static int dominant_prediction(const SweepRow *row, int k, double *share) {
   return best;
 }
 
-static const char *class_label(const SweepResult *r, int c) {
-  return r->class_names && r->class_names[c] ? r->class_names[c] : "?";
+const char *sweep_class_name(const SweepResult *r, int c) {
+  return c >= 0 && c < r->k && r->class_names && r->class_names[c] ? r->class_names[c] : "?";
+}
+
+double sweep_worst_balanced(const SweepResult *r, float eps) {
+  double worst = NAN;
+  for (int i = 0; i < r->n_rows; i++)
+    if (r->rows[i].eps == eps && !(r->rows[i].balanced_accuracy >= worst))
+      worst = r->rows[i].balanced_accuracy;
+  return worst;
 }
 
 /* A model that answers (nearly) one class scores the majority share as
@@ -236,7 +237,8 @@ static void check_trivial(Sweep *s, SweepResult *r) {
             "clean balanced accuracy %.2f%% %s chance (%.0f%%); accuracy %.2f%%, the majority "
             "class '%s' is %.2f%% of the images",
             100 * r->clean_balanced_accuracy, near_chance ? "is near" : "is above", 100 * chance,
-            100 * r->clean_accuracy, class_label(r, r->majority_class), 100 * r->majority_share);
+            100 * r->clean_accuracy, sweep_class_name(r, r->majority_class),
+            100 * r->majority_share);
   int trivial = 0, rows = 0, answer = 0;
   double best_bal = 0.0, answer_share = 1.0;
   for (int i = 0; i < r->n_rows; i++) {
@@ -259,8 +261,8 @@ static void check_trivial(Sweep *s, SweepResult *r) {
               "under every attack and eps the model answers '%s' for %.0f%%%s of the "
               "images, so its robust accuracy is about the share of '%s' images (%.2f%%) and its "
               "balanced accuracy at most %.2f%%: this is not robustness; rank by balanced accuracy",
-              class_label(r, answer), 100 * answer_share, answer_share < 1 ? " or more" : "",
-              class_label(r, answer), 100.0 * of_class / (r->n ? r->n : 1), 100 * best_bal);
+              sweep_class_name(r, answer), 100 * answer_share, answer_share < 1 ? " or more" : "",
+              sweep_class_name(r, answer), 100.0 * of_class / (r->n ? r->n : 1), 100 * best_bal);
   else
     add_check(r, "not a constant classifier", 1,
               "%d of %d attacked rows score like a constant classifier", trivial, rows);
@@ -365,10 +367,8 @@ static double halving_eps(const SweepResult *r, const SweepOptions *o) {
   const double half = 0.5 * r->clean_balanced_accuracy;
   double prev_eps = 0, prev_bal = r->clean_balanced_accuracy, found = NAN;
   for (int e = 0; e < o->n_eps && isnan(found); e++) {
-    double worst = 2.0;
-    for (int i = 0; i < r->n_rows; i++)
-      if (r->rows[i].eps == eps[e]) worst = fmin(worst, r->rows[i].balanced_accuracy);
-    if (worst > 1.0 || eps[e] <= 0) continue;
+    const double worst = sweep_worst_balanced(r, eps[e]);
+    if (isnan(worst) || eps[e] <= 0) continue;
     if (worst <= half)
       found = prev_bal > worst
                   ? prev_eps + (eps[e] - prev_eps) * (prev_bal - half) / (prev_bal - worst)

@@ -113,13 +113,12 @@ static void img(FILE *o, const char *dir, const char *rel, const char *alt, cons
 
 /* ---- eps with grey levels ---------------------------------------------- */
 
-static double grey_step(double bits) {
-  return bits > 0 && bits <= 32 ? 1.0 / (pow(2.0, bits) - 1.0) : 0.0;
-}
+/* A JSON bit depth as an int, 0 when absent or absurd. */
+static int bits_of(double bits) { return bits > 0 && bits <= 32 ? (int)bits : 0; }
 
 /* "0.004 (1.02/255)", and a mark when below one grey level */
 static void eps_text(FILE *o, double eps, double bits, const char *norm) {
-  const double step = grey_step(bits);
+  const double step = data_grey_step(bits_of(bits));
   fprintf(o, "%.4g", eps);
   if (step > 0 && eps > 0 && strcmp(norm, "l2") != 0) {
     fprintf(o, " <span class='grey'>(%.3g/%.0f)</span>", eps / step, 1.0 / step);
@@ -439,7 +438,7 @@ static void per_class_table(FILE *o, const cJSON *r) {
 }
 
 static void section_sweep(FILE *o, const cJSON *r) {
-  const double bits = num(r, "bits"), step = grey_step(bits);
+  const double bits = num(r, "bits"), step = data_grey_step(bits_of(bits));
   const int binary = *str(r, "positive_class") != 0;
   fprintf(o, "<h2 id='sweep'>Accuracy under attack</h2><p>Model ");
   model_on_data(o, r, "code");
@@ -895,7 +894,7 @@ static void section_compare(FILE *o, const cJSON *c) {
                          "eps on the [0,1] pixel scale (grey levels below)",
                          "balanced accuracy",
                          0,
-                         grey_step(num(c, "bits")),
+                         data_grey_step(bits_of(num(c, "bits"))),
                          0,
                          ""};
     svg_chart(o, &chart, s, ns);

@@ -135,10 +135,6 @@ static void add_per_class(cJSON *o, const int *confusion, int k) {
   }
 }
 
-static const char *class_or(const SweepResult *r, int c) {
-  return c >= 0 && c < r->k && r->class_names && r->class_names[c] ? r->class_names[c] : "?";
-}
-
 /* A row per image: file, true class, clean prediction, and its prediction
  * under every attack and eps. */
 static Status write_images_csv(const SweepResult *r, const Dataset *d, const char *dir,
@@ -153,13 +149,13 @@ static Status write_images_csv(const SweepResult *r, const Dataset *d, const cha
     char id[64];
     report_text_field(&csv, d ? dataset_image_id(d, i, id, sizeof id) : "");
     report_text_add(&csv, ",");
-    report_text_field(&csv, d && d->labels[i] >= 0 ? class_or(r, d->labels[i]) : "");
+    report_text_field(&csv, d && d->labels[i] >= 0 ? sweep_class_name(r, d->labels[i]) : "");
     report_text_add(&csv, ",");
-    report_text_field(&csv, class_or(r, r->clean_pred[i]));
+    report_text_field(&csv, sweep_class_name(r, r->clean_pred[i]));
     report_text_add(&csv, ",%.6f", r->clean_confidence[i]);
     for (int j = 0; j < r->n_rows; j++) {
       report_text_add(&csv, ",");
-      report_text_field(&csv, class_or(r, r->rows[j].pred[i]));
+      report_text_field(&csv, sweep_class_name(r, r->rows[j].pred[i]));
       report_text_add(&csv, ",%.6f", r->rows[j].pred_confidence[i]);
     }
     report_text_add(&csv, "\n");
@@ -176,7 +172,8 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
   cJSON_AddNumberToObject(root, "n", r->n);
   cJSON_AddNumberToObject(root, "classes", r->k);
   cJSON *names = cJSON_AddArrayToObject(root, "class_names");
-  for (int c = 0; c < r->k; c++) cJSON_AddItemToArray(names, cJSON_CreateString(class_or(r, c)));
+  for (int c = 0; c < r->k; c++)
+    cJSON_AddItemToArray(names, cJSON_CreateString(sweep_class_name(r, c)));
   cJSON_AddNumberToObject(root, "bits", d ? d->bits : 0);
   cJSON_AddNumberToObject(root, "clean_accuracy", r->clean_accuracy);
   cJSON_AddNumberToObject(root, "clean_balanced_accuracy", r->clean_balanced_accuracy);
@@ -184,10 +181,10 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
   add_confusion(root, r->clean_confusion, r->k);
   add_per_class(root, r->clean_confusion, r->k);
   json_add_number(root, "balanced_halving_eps", r->halving_eps);
-  cJSON_AddStringToObject(root, "majority_class", class_or(r, r->majority_class));
+  cJSON_AddStringToObject(root, "majority_class", sweep_class_name(r, r->majority_class));
   cJSON_AddNumberToObject(root, "majority_share", r->majority_share);
   if (r->positive >= 0) {
-    cJSON_AddStringToObject(root, "positive_class", class_or(r, r->positive));
+    cJSON_AddStringToObject(root, "positive_class", sweep_class_name(r, r->positive));
     cJSON_AddNumberToObject(root, "positives", r->positives);
     cJSON_AddNumberToObject(root, "clean_detected", r->clean_detected);
   }
