@@ -390,6 +390,7 @@ typedef struct {
   char array[24];   /* array sets: the array the images come from ("test_images") */
   int array_offset; /* array sets: the index of image 0 in that array */
   int bits;         /* stored bits per sample (one grey level = 1/(2^bits-1)); 0: floats */
+  int *masks;       /* segmentation sets: (n, h, w) one class id per pixel; NULL otherwise */
 } Dataset;
 /* How a per-image output names image i: its file, else "test_images[17]". */
 const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n);
@@ -426,6 +427,9 @@ typedef struct {
   int stored_c, stored_h, stored_w; /* array sets: the stored shape; 0 when it varies */
   FitMode fit;
   int unlabelled;            /* no labels at all: every image is in the test split, labels -1 */
+  int segment;               /* a segmentation set: every split has masks, n_classes counts the
+                                background; labels are 0 */
+  int binary_masks;          /* its masks were stored 0/255 and read as 0/1 */
   int skipped;               /* files that are not PNG/JPEG images, skipped */
   char skipped_example[160]; /* the first of them, relative to the root */
 } DataSplits;
@@ -436,12 +440,18 @@ typedef struct {
   uint64_t seed;          /* image folders, manifests without a split column: the split seed */
   FitMode fit;            /* image folders: non-square images */
   const char *split_file; /* image folders: CSV path,split (relative to the root) */
+  int n_classes;          /* segmentation sets: label ids must be below it; 0: 1 + the largest */
 } DataOptions;
 
 /* Reads a MedMNIST-style .npz, an image folder (root/CLASS/IMAGE, PNG or JPEG;
  * root/IMAGE without classes: unlabelled), a CSV manifest (path,label[,split],
  * paths relative to the CSV), or Fashion-MNIST's IDX files (a folder holding
- * them, or "fashion-mnist" for Debian's /usr/share/datasets/fashion-mnist). */
+ * them, or "fashion-mnist" for Debian's /usr/share/datasets/fashion-mnist).
+ * Segmentation sets (image + mask per image): a folder root/{images,masks}/ID.png
+ * or root/{train,val,test}/{images,masks}/ID.png, a .npz with {split}_images
+ * and {split}_masks, or a folder with img.npy (or images.npy) and lbl.npy (or
+ * masks.npy). Masks are label ids, or 0/255 binary read as 0/1; resized with
+ * nearest neighbour; an id >= DataOptions.n_classes is an error naming the file. */
 DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err);
 void data_free(DataSplits *d);
 /* Writes the MedMNIST layout: uint8 {train,val,test}_{images,labels}.npy,
@@ -457,6 +467,9 @@ Status npz_writer_close(NpzWriter *w, MrError *err);
 /* The built-in synthetic lesion phantom: n images (balanced benign/
  * malignant, split 70/10/20), size 28 or 64, seeded. */
 DataSplits *phantom_generate(int size, int n, uint64_t seed, MrError *err);
+/* The same phantom for segmentation: masks with background 0, benign lesion
+ * 1, malignant lesion 2 (one or two lesions per image, of either kind). */
+DataSplits *phantom_generate_segment(int size, int n, uint64_t seed, MrError *err);
 /* Resamples in place (area average down, bilinear up). */
 Status dataset_resize(Dataset *d, int h, int w, MrError *err);
 /* 1 <-> 3 channels (luma / replicate). */
@@ -564,6 +577,10 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *opt,
 
 /* Random flips and rotation of one (c,h,w) image in place; scratch holds c*h*w floats. */
 void augment_image(float *img, float *scratch, int c, int h, int w, float rotate_deg, Rng *rng);
+/* The same for an image and its (h,w) label mask (nearest neighbour), with
+ * one draw of flips and angle; mask_scratch holds h*w ints. */
+void augment_image_mask(float *img, int *mask, float *scratch, int *mask_scratch, int c, int h,
+                        int w, float rotate_deg, Rng *rng);
 
 /* ---- evaluation ------------------------------------------------------------- */
 
@@ -601,6 +618,38 @@ const float *net_last_features(const Net *net);
 /* The logits of the last net_forward (or training step). */
 const float *net_forward_last_logits(const Net *net);
 
+/* ---- segmentation metrics (per-pixel outputs) ------------------------------ */
+
+/* Dice (2|A n B| / (|A| + |B|)) and IoU per class, pixel accuracy, and the
+ * mean foreground Dice of label maps against the truth.
+ * Empty-mask convention: a class absent from both an image's truth and its
+ * prediction has no Dice or IoU in that image (NAN) and is left out of the
+ * image's mean; an image where no foreground class appears in either scores
+ * 1 (nothing to find, nothing found). The set's score, paper 002's "average
+ * Dice overlap across structures", is the mean over images of each image's
+ * mean foreground Dice; class_dice pools every image's pixels per class. */
+typedef struct {
+  int n, k;
+  double *dice, *iou;         /* (n, k) per image and class; NAN where undefined */
+  double *image_dice;         /* (n) mean over the foreground classes defined there */
+  double *image_iou;          /* (n) likewise */
+  double *image_pixel_acc;    /* (n) */
+  double *class_dice;         /* (k) pooled over the set; NAN for a class never seen */
+  double *class_iou;          /* (k) */
+  double mean_dice, mean_iou; /* means over images of image_dice / image_iou */
+  double pixel_accuracy;      /* over every pixel of the set */
+} SegMetrics;
+
+Status seg_metrics_compute(SegMetrics *m, const int *pred, const int *truth, int n, int pixels,
+                           int k, MrError *err);
+void seg_metrics_free(SegMetrics *m);
+/* One image's mean foreground Dice of pred against truth (the convention above). */
+double seg_image_dice(const int *pred, const int *truth, int pixels, int k);
+/* The class of every pixel (argmax of the scores), eval mode: pred (B,H,W). */
+void net_segment(Net *net, const float *x, int batch, int *pred);
+/* net_segment over a whole set in batches: pred (n,H,W). */
+Status net_segment_dataset(Net *net, const Dataset *d, int batch, int *pred, MrError *err);
+
 /* ---- attacks: all through net_forward / net_backward, pixels kept in [0,1] -- */
 
 typedef enum {
@@ -615,10 +664,18 @@ typedef enum {
   ATTACK_APGD_MARGIN, /* APGD with the DLR loss (3+ classes) or the C&W margin (2) */
   ATTACK_STANDARD,    /* the suite: worst case of APGD-CE, APGD-DLR/margin, Square */
   ATTACK_JSMA,        /* saliency map; eps = the fraction of features it may change */
+  ATTACK_DAG,         /* Dense Adversary Generation (segmentation, toward a target mask) */
   ATTACK_COUNT
 } AttackKind;
 
-typedef enum { TARGET_NONE = 0, TARGET_CLASS = 1, TARGET_LEAST_LIKELY = 2 } TargetMode;
+/* TARGET_MASK: per-pixel outputs only, one target class per pixel
+ * (AttackOptions.target_mask; DAG's target types A/B/C are made by dag_target). */
+typedef enum {
+  TARGET_NONE = 0,
+  TARGET_CLASS = 1,
+  TARGET_LEAST_LIKELY = 2,
+  TARGET_MASK = 3
+} TargetMode;
 
 typedef struct {
   AttackKind kind;
@@ -639,6 +696,9 @@ typedef struct {
   uint64_t seed;
   Mode mode;        /* the net's mode while attacking: MODE_EVAL, or MODE_TRAIN_FROZEN (training) */
   int last_iterate; /* PGD/BIM: return the final iterate (Madry et al.'s training examples) */
+  const int *target_mask; /* TARGET_MASK: (B,H,W) the class each pixel should take */
+  float gamma;            /* DAG: the L-inf size of each step on [0,1] pixels */
+  float threshold;        /* DAG: stop once this share of the pixels shows the target */
 } AttackOptions;
 
 AttackOptions attack_options_default(AttackKind kind);
@@ -652,11 +712,36 @@ int attack_is_bounded(AttackKind kind);
 #define ATTACK_SUPPORTS_TARGETED 1u
 #define ATTACK_SUPPORTS_LINF 2u
 #define ATTACK_SUPPORTS_L2 4u
-#define ATTACK_SUPPORTS_PER_PIXEL 8u /* segmentation outputs */
+#define ATTACK_SUPPORTS_PER_PIXEL 8u  /* segmentation outputs */
+#define ATTACK_SUPPORTS_PER_IMAGE 16u /* classifiers */
 unsigned attack_supports(AttackKind kind);
 /* Crafts x_adv (B,C,H,W) for images x with labels y. Eval mode throughout. */
 Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y, int batch,
                   float *x_adv, MrError *err);
+
+/* DAG's target masks (paper 002, Fig. 2), made from the clean prediction
+ * so they ask the model to change its own answer:
+ *   A: every pixel background (class 0), the hardest;
+ *   B: a random `fraction` of the image, in cells of cell x cell pixels, set
+ *      to one randomly chosen class per image, the rest kept (single pixels,
+ *      cell 1, are below what a convolutional net can draw at all);
+ *   C: one class (`cls`, or -1: each image's largest foreground class of the
+ *      clean prediction) dilated `dilate_iters` times with a 3x3 square
+ *      structuring element (8-connected) over its neighbours, the rest kept.
+ * Image i draws from its own stream (seed, first + i): the same target
+ * whatever the batch. */
+typedef enum { DAG_TARGET_A = 0, DAG_TARGET_B = 1, DAG_TARGET_C = 2, DAG_TARGET_COUNT } DagTarget;
+typedef struct {
+  float fraction;   /* B; default 0.1 */
+  int cell;         /* B; default 4 */
+  int cls;          /* C; default -1 */
+  int dilate_iters; /* C; default 3 */
+} DagTargetOptions;
+DagTargetOptions dag_target_options_default(void);
+const char *dag_target_name(DagTarget t); /* "A", "B", "C" */
+int dag_target_parse(const char *name);   /* -1 if unknown */
+void dag_target(DagTarget t, const DagTargetOptions *o, const int *clean, int n, int h, int w,
+                int k, uint64_t seed, int first, int *target);
 
 /* ---- robustness evaluation --------------------------------------------------- */
 
@@ -774,6 +859,88 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
 /* "0.004 (1.02/255)": eps with its size in grey levels of `bits`-bit data,
  * and a "*" when it is smaller than one step. */
 void eps_describe(float eps, int bits, char *out, size_t n);
+
+/* ---- segmentation robustness (paper 002, Tables 1 and 2, segmentation) ------ */
+
+typedef struct {
+  char attack[24]; /* "pgd", "dag-A", ... */
+  Norm norm;
+  float eps;                   /* 0: DAG unbounded */
+  int dag_target;              /* DagTarget for DAG rows, else -1 */
+  double dice, iou, pixel_acc; /* against the ground truth (SegMetrics means) */
+  double dice_vs_clean;        /* the adversarial prediction against the clean one */
+  double target_reached;       /* targeted rows: share of pixels showing the target; -1 otherwise */
+  double changed_reached;      /* of the pixels the target changes, the share now showing it; -1 */
+  double drop_pct;             /* of the clean Dice */
+  double linf, l2, mse, ssim, psnr; /* of the perturbations, means over images */
+  double *class_dice;               /* (k) pooled over the set */
+  double *image_dice;               /* (n) each image's mean foreground Dice */
+  double seconds;
+} SegRow;
+
+typedef struct {
+  NoiseKind kind;
+  double ssim_target; /* the adversarial rows' mean SSIM it is matched to */
+  double level, ssim, dice;
+} SegNoiseRow;
+
+typedef struct {
+  int n, k;
+  SegMetrics clean;
+  SegRow *rows;
+  int n_rows;
+  SegNoiseRow *noise;
+  int n_noise;
+  double adv_mean_dice, adv_drop_pct; /* Table 1: the mean Dice over the DAG rows (over every
+                                         row without DAG); the noise matches their mean SSIM */
+  char **class_names;                 /* (k), owned */
+  char training[MR_TRAINING_LEN];
+} SegSweepResult;
+
+typedef struct {
+  const AttackKind *attacks; /* gradient attacks (fgsm, bim, pgd): a row per eps */
+  int n_attacks;
+  const float *eps;
+  int n_eps;
+  AttackOptions base;  /* norm, iterations, seed */
+  int dag;             /* DAG with each target type A, B, C */
+  AttackOptions dag_o; /* DAG's iterations, gamma, threshold and eps (0: unbounded) */
+  DagTargetOptions dag_targets;
+  int noise; /* Rician, Gaussian and speckle noise at the adversarial rows' SSIM */
+  int batch;
+} SegSweepOptions;
+
+/* Attacks every image of a segmentation set (d->masks) with every attack at
+ * every eps and with DAG toward each target type; Dice against the truth and
+ * against the clean prediction, the target reached, the perturbation sizes;
+ * then the noise contrast. */
+Status seg_sweep(Net *net, const Dataset *d, const SegSweepOptions *o, SweepProgressFn progress,
+                 void *ctx, SegSweepResult *r, MrError *err);
+void seg_sweep_result_free(SegSweepResult *r);
+/* seg_results.json, seg_results.csv (a row per attack) and seg_images.csv (each
+ * image's Dice clean and under every row) into dir, atomically. */
+Status seg_sweep_write(const SegSweepResult *r, const Dataset *d, const char *dir,
+                       const char *model, const char *data, const char *split, MrError *err);
+/* seg_compare.json: each model's Table 1 row (clean, Rician, adversarial
+ * average, % drop) and sweep rows, and (transfer: DAG_TARGET_COUNT n x n
+ * matrices, or NULL) the Table 2 transfer matrices. */
+Status seg_compare_write(const SegSweepResult *res, Net *const *nets, const char *const *names,
+                         int n, const double *transfer, const char *dir, const char *data,
+                         MrError *err);
+/* Mean Dice of d under attack o (eps 0 and not DAG: clean), in batches; DAG
+ * rows need o->target_mask unset and take their targets from `dag` (>= 0). */
+Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int batch, double *dice,
+                       MrError *err);
+/* dice[i * n + j]: mean Dice of model j on adversarial examples crafted on
+ * model i (rows: crafted on, columns: evaluated on; the diagonal is the
+ * white-box score), by attack a, or by DAG toward target type t (t >= 0, the
+ * targets from model i's clean prediction). Paper 002 Table 2. */
+Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int t,
+                           const DagTargetOptions *to, int batch, double *dice, MrError *err);
+/* The DAG target mask for images [first, first+b) of a batch from their clean
+ * prediction (net_segment), into target (b,H,W). */
+void seg_dag_targets(Net *net, const float *x, int b, int first, DagTarget t,
+                     const DagTargetOptions *to, uint64_t seed, int *clean, int *target);
 
 /* ---- triage: per-image adversarial sensitivity (paper 001 Table 2) -------- */
 

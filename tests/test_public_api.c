@@ -104,10 +104,14 @@ static void test_hand_built_segmentation(void **state) {
   float *o1 = malloc(sizeof(float) * n_out);
   memcpy(o1, net_forward(net, xt, 4, MODE_EVAL), sizeof(float) * n_out);
   assert_memory_equal(net_forward(back, xt, 4, MODE_EVAL), o1, sizeof(float) * n_out);
-  /* attacks refuse a per-pixel model rather than treat its map as class scores */
-  AttackOptions o = attack_options_default(ATTACK_PGD);
+  /* per-image attacks refuse a per-pixel model rather than treat its map as class
+   * scores; PGD attacks it on the per-pixel loss */
+  AttackOptions o = attack_options_default(ATTACK_DEEPFOOL);
   assert_int_equal(attack_run(back, &o, xt, yt, 4, x, &err), STATUS_ERR_ARG);
   assert_non_null(strstr(err.msg, "per pixel"));
+  o = attack_options_default(ATTACK_PGD);
+  assert_int_equal(attack_run(back, &o, xt, yt, 4, x, &err), STATUS_OK);
+  assert_true(max_abs_diff(x, xt, (size_t)4 * S * S) <= o.eps + 1e-6);
   /* so do the dataset-level calls that take one label per image */
   Dataset ds = {.n = 4, .c = 1, .h = S, .w = S, .images = xt, .labels = yt};
   float probs[4 * 2];

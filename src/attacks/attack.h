@@ -18,12 +18,16 @@ typedef struct AttackWorkspace AttackWorkspace;
 typedef struct {
   Net *net;
   int batch, k;
-  size_t per; /* floats per image */
+  int P;           /* output pixels per image: 1 for a classifier */
+  size_t n_labels; /* batch * P: the labels an attack works against */
+  size_t per;      /* floats per image */
   float *dlogits, *logits;
   float *loss;         /* per image, of the last call */
   float *eps;          /* per image: AttackOptions.eps_each or eps */
   float *steps;        /* per image scratch for step sizes */
-  int *pred;           /* argmax of the last call */
+  int *pred;           /* argmax of the last call (per-pixel outputs: pixels at their label) */
+  float *hit;          /* per-pixel outputs: the share of pixels at their target (targeted) or
+                          away from their label (untargeted), of the last call */
   Mode mode;           /* of every forward pass */
   AttackWorkspace *ws; /* the net's attack arena (workspace.c) */
   int ws_block;        /* its mark when this context opened */
@@ -49,6 +53,14 @@ void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind 
 void attack_labels(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, int *labels);
 /* Untargeted: success when pred != y; targeted: when pred == target. */
 int attack_succeeded(const AttackOptions *o, int pred, int y, int target);
+/* Whether image b of the last attack_loss_grad is done: attack_succeeded for
+ * a classifier; per pixel, a targeted attack that reached its target on the
+ * threshold share of the pixels (never for an untargeted one: it keeps the
+ * highest loss). */
+int attack_image_done(const AttackCtx *c, const AttackOptions *o, const int *y, const int *labels,
+                      int b);
+/* Zeroed labels for the batch: n_labels ints. */
+int *attack_label_scratch(AttackCtx *c);
 
 /* After attack_loss_grad at `cur`: per image not yet fooled, keep cur in
  * x_adv if it fools the model or beats best_loss; done marks the fooled. */
@@ -80,6 +92,7 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
                    float *x_adv);
 Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    float *x_adv);
+Status attack_dag(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv);
 Status attack_standard(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                        float *x_adv);
 

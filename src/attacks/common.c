@@ -16,24 +16,29 @@ typedef struct {
 #define T_ ATTACK_SUPPORTS_TARGETED
 #define LI ATTACK_SUPPORTS_LINF
 #define L2 ATTACK_SUPPORTS_L2
-/* No attack handles per-pixel (segmentation) outputs yet: their losses here
- * are per-image cross-entropies of K logits. */
+#define PP ATTACK_SUPPORTS_PER_PIXEL
+#define CL ATTACK_SUPPORTS_PER_IMAGE
+/* Per-pixel (segmentation) outputs: the gradient attacks ascend the mean
+ * per-pixel cross-entropy of each image; DAG exists only for them. */
 static const AttackEntry attacks[ATTACK_COUNT] = {
-    [ATTACK_FGSM] = {"fgsm", attack_fgsm, 1, T_ | LI | L2},
-    [ATTACK_BIM] = {"bim", attack_pgd, 1, T_ | LI | L2},
-    [ATTACK_PGD] = {"pgd", attack_pgd, 1, T_ | LI | L2},
-    [ATTACK_MIFGSM] = {"mifgsm", attack_mifgsm, 1, T_ | LI | L2},
-    [ATTACK_DEEPFOOL] = {"deepfool", attack_deepfool, 0, LI | L2},
-    [ATTACK_CW] = {"cw", attack_cw, 0, T_ | LI | L2},
-    [ATTACK_SQUARE] = {"square", attack_square, 1, T_ | LI},
-    [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1, T_ | LI | L2},
-    [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1, LI | L2},
-    [ATTACK_STANDARD] = {"standard", attack_standard, 1, LI | L2},
-    [ATTACK_JSMA] = {"jsma", attack_jsma, 0, T_ | LI | L2},
+    [ATTACK_FGSM] = {"fgsm", attack_fgsm, 1, T_ | LI | L2 | PP | CL},
+    [ATTACK_BIM] = {"bim", attack_pgd, 1, T_ | LI | L2 | PP | CL},
+    [ATTACK_PGD] = {"pgd", attack_pgd, 1, T_ | LI | L2 | PP | CL},
+    [ATTACK_MIFGSM] = {"mifgsm", attack_mifgsm, 1, T_ | LI | L2 | CL},
+    [ATTACK_DEEPFOOL] = {"deepfool", attack_deepfool, 0, LI | L2 | CL},
+    [ATTACK_CW] = {"cw", attack_cw, 0, T_ | LI | L2 | CL},
+    [ATTACK_SQUARE] = {"square", attack_square, 1, T_ | LI | CL},
+    [ATTACK_APGD_CE] = {"apgd-ce", attack_apgd, 1, T_ | LI | L2 | CL},
+    [ATTACK_APGD_MARGIN] = {"apgd-dlr", attack_apgd, 1, LI | L2 | CL},
+    [ATTACK_STANDARD] = {"standard", attack_standard, 1, LI | L2 | CL},
+    [ATTACK_JSMA] = {"jsma", attack_jsma, 0, T_ | LI | L2 | CL},
+    [ATTACK_DAG] = {"dag", attack_dag, 0, T_ | LI | PP},
 };
 #undef T_
 #undef LI
 #undef L2
+#undef PP
+#undef CL
 
 unsigned attack_supports(AttackKind kind) {
   return kind >= 0 && kind < ATTACK_COUNT ? attacks[kind].supports : 0;
@@ -72,6 +77,11 @@ AttackOptions attack_options_default(AttackKind kind) {
   o.cw_c = 1.0f, o.cw_lr = 0.01f, o.cw_kappa = 0.0f, o.cw_search_steps = 5;
   o.queries = 1000, o.p_init = 0.05f;
   if (kind == ATTACK_JSMA) o.eps = 0.1f; /* here: the fraction of features it may change */
+  /* DAG (Xie et al. 2017): gamma 0.5 on 0..255 pixels, at most 200 iterations,
+   * done at 99% of the target (the reference implementations' threshold);
+   * unbounded unless given an eps */
+  if (kind == ATTACK_DAG) o.iters = 200, o.eps = 0.0f;
+  o.gamma = 0.5f / 255.0f, o.threshold = 0.99f;
   o.seed = 1;
   return o;
 }
@@ -79,15 +89,17 @@ AttackOptions attack_options_default(AttackKind kind) {
 Status attack_ctx_init(AttackCtx *c, Net *net, int batch, MrError *err) {
   memset(c, 0, sizeof *c);
   c->net = net, c->batch = batch, c->k = net_num_classes(net);
+  c->P = net_output_pixels(net), c->n_labels = (size_t)batch * c->P;
   c->per = (size_t)net_input_size(net);
   attack_ws_open(c);
-  c->dlogits = attack_scratch(c, sizeof(float) * batch * c->k);
-  c->logits = attack_scratch(c, sizeof(float) * batch * c->k);
+  c->dlogits = attack_scratch(c, sizeof(float) * batch * c->k * c->P);
+  c->logits = attack_scratch(c, sizeof(float) * batch * c->k * c->P);
   c->loss = attack_scratch(c, sizeof(float) * batch);
   c->pred = attack_scratch(c, sizeof(int) * batch);
+  c->hit = attack_scratch(c, sizeof(float) * batch);
   c->eps = attack_scratch(c, sizeof(float) * batch);
   c->steps = attack_scratch(c, sizeof(float) * batch);
-  if (!c->dlogits || !c->logits || !c->loss || !c->pred || !c->eps || !c->steps) {
+  if (!c->dlogits || !c->logits || !c->loss || !c->pred || !c->eps || !c->steps || !c->hit) {
     attack_ctx_free(c);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for an attack batch of %d", batch);
   }
@@ -139,9 +151,41 @@ static float loss_and_dlogits(const float *z, int y, int k, LossKind kind, float
   return 0.0f;
 }
 
+/* Per-pixel outputs: each image's loss is the mean over its labelled pixels
+ * (the net's ignore label left out) of the per-pixel loss. */
+static void pixel_loss_grad(AttackCtx *c, const int *labels, LossKind kind) {
+  const int k = c->k, P = c->P, ignore = net_spec(c->net)->ignore_label;
+  const int targeted = kind == LOSS_CE_TARGET;
+  float z[MR_MAX_CLASSES], g[MR_MAX_CLASSES];
+  for (int b = 0; b < c->batch; b++) {
+    const float *zb = c->logits + (size_t)b * k * P;
+    float *gb = c->dlogits + (size_t)b * k * P;
+    const int *yb = labels + (size_t)b * P;
+    int valid = 0, at_label = 0;
+    for (int p = 0; p < P; p++) valid += yb[p] != ignore && yb[p] >= 0 && yb[p] < k;
+    double loss = 0.0;
+    for (int p = 0; p < P; p++) {
+      for (int j = 0; j < k; j++) z[j] = zb[(size_t)j * P + p], gb[(size_t)j * P + p] = 0.0f;
+      if (yb[p] == ignore || yb[p] < 0 || yb[p] >= k) continue;
+      at_label += argmax(z, k) == yb[p];
+      loss += loss_and_dlogits(z, yb[p], k, kind, g);
+      for (int j = 0; j < k; j++) gb[(size_t)j * P + p] = g[j] / valid;
+    }
+    c->loss[b] = valid ? (float)(loss / valid) : 0.0f;
+    c->pred[b] = at_label;
+    c->hit[b] = valid ? (float)(targeted ? at_label : valid - at_label) / valid : 0.0f;
+  }
+}
+
 void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind kind, float *dx) {
   const int k = c->k;
   const float *z = net_forward(c->net, x, c->batch, c->mode);
+  if (c->P > 1) {
+    memcpy(c->logits, z, sizeof(float) * c->batch * k * c->P);
+    pixel_loss_grad(c, labels, kind);
+    if (dx) net_backward(c->net, c->dlogits, dx, 0);
+    return;
+  }
   memcpy(c->logits, z, sizeof(float) * c->batch * k);
   for (int b = 0; b < c->batch; b++) {
     const float *zb = c->logits + (size_t)b * k;
@@ -151,8 +195,28 @@ void attack_loss_grad(AttackCtx *c, const float *x, const int *labels, LossKind 
   if (dx) net_backward(c->net, c->dlogits, dx, 0);
 }
 
+int *attack_label_scratch(AttackCtx *c) { return attack_scratch(c, sizeof(int) * c->n_labels); }
+
 void attack_labels(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    int *labels) {
+  if (c->P > 1) { /* one label per pixel */
+    if (o->target == TARGET_NONE || o->target == TARGET_MASK) {
+      memcpy(labels, o->target == TARGET_MASK ? o->target_mask : y, sizeof(int) * c->n_labels);
+    } else if (o->target == TARGET_CLASS) {
+      for (size_t i = 0; i < c->n_labels; i++) labels[i] = o->target_class;
+    } else {
+      const float *z = net_forward(c->net, x, c->batch, c->mode);
+      for (int b = 0; b < c->batch; b++)
+        for (int p = 0; p < c->P; p++) {
+          const float *zp = z + (size_t)b * c->k * c->P + p;
+          int worst = 0;
+          for (int j = 1; j < c->k; j++)
+            if (zp[(size_t)j * c->P] < zp[(size_t)worst * c->P]) worst = j;
+          labels[(size_t)b * c->P + p] = worst;
+        }
+    }
+    return;
+  }
   if (o->target == TARGET_NONE) {
     memcpy(labels, y, sizeof(int) * c->batch);
   } else if (o->target == TARGET_CLASS) {
@@ -172,11 +236,17 @@ int attack_succeeded(const AttackOptions *o, int pred, int y, int target) {
   return o->target == TARGET_NONE ? pred != y : pred == target;
 }
 
+int attack_image_done(const AttackCtx *c, const AttackOptions *o, const int *y, const int *labels,
+                      int b) {
+  if (c->P > 1) return o->target != TARGET_NONE && c->hit[b] >= o->threshold;
+  return attack_succeeded(o, c->pred[b], y[b], labels[b]);
+}
+
 void keep_strongest(AttackCtx *c, const AttackOptions *o, const int *y, const int *labels,
                     const float *cur, float *x_adv, float *best_loss, int *done) {
   for (int b = 0; b < c->batch; b++) {
     if (done[b]) continue;
-    const int success = attack_succeeded(o, c->pred[b], y[b], labels[b]);
+    const int success = attack_image_done(c, o, y, labels, b);
     if (success || c->loss[b] > best_loss[b]) {
       best_loss[b] = c->loss[b];
       memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
@@ -279,8 +349,21 @@ Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y
   if (net_output_pixels(net) > 1 && !(can & ATTACK_SUPPORTS_PER_PIXEL))
     return mr_error_set(err, STATUS_ERR_ARG,
                         "%s: the model answers per pixel (segmentation); this attack works on "
-                        "per-image class scores",
+                        "per-image class scores (use fgsm, bim, pgd or dag)",
                         attack_name(o->kind));
+  if (net_output_pixels(net) == 1 && !(can & ATTACK_SUPPORTS_PER_IMAGE))
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s: an attack on segmentation models; this model answers per image",
+                        attack_name(o->kind));
+  if ((o->target == TARGET_MASK) != (o->target_mask != NULL) ||
+      (o->target == TARGET_MASK && net_output_pixels(net) == 1))
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "a target mask goes with TARGET_MASK, and only on a per-pixel model");
+  if (o->kind == ATTACK_DAG && o->target == TARGET_NONE)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "dag: needs a target (a target mask, e.g. type A, B or C, or a class)");
+  if (o->kind == ATTACK_DAG && (!(o->gamma > 0.0f) || !(o->threshold > 0.0f) || o->threshold > 1))
+    return mr_error_set(err, STATUS_ERR_ARG, "dag: gamma must be > 0 and the threshold in (0, 1]");
   AttackCtx c;
   if (o->mode == MODE_TRAIN)
     return mr_error_set(err, STATUS_ERR_ARG,

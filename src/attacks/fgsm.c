@@ -7,7 +7,7 @@
 
 Status attack_fgsm(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    float *x_adv) {
-  int *labels = attack_scratch(c, sizeof(int) * c->batch);
+  int *labels = attack_label_scratch(c);
   float *g = attack_scratch(c, sizeof(float) * c->per * c->batch);
   if (!labels || !g) {
     return STATUS_ERR_NOMEM;

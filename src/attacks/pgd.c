@@ -22,7 +22,7 @@ Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const in
   const size_t n = c->per * B;
   const float *alpha = attack_steps(c, o, is_pgd ? 2.5f : 1.25f);
   const LossKind loss = o->target == TARGET_NONE ? LOSS_CE : LOSS_CE_TARGET;
-  int *labels = attack_scratch(c, sizeof(int) * B), *done = attack_scratch(c, sizeof(int) * B);
+  int *labels = attack_label_scratch(c), *done = attack_scratch(c, sizeof(int) * B);
   float *cur = attack_scratch(c, sizeof(float) * n), *g = attack_scratch(c, sizeof(float) * n),
         *best_loss = attack_scratch(c, sizeof(float) * B);
   if (!labels || !done || !cur || !g || !best_loss) {
@@ -36,7 +36,7 @@ Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const in
   if (!o->last_iterate) {
     attack_loss_grad(c, x, labels, loss, NULL);
     for (int b = 0; b < B; b++)
-      best_loss[b] = c->loss[b], done[b] = attack_succeeded(o, c->pred[b], y[b], labels[b]);
+      best_loss[b] = c->loss[b], done[b] = attack_image_done(c, o, y, labels, b);
   }
   const int restarts = is_pgd ? o->restarts : 1;
   for (int r = 0; r < restarts; r++) {

@@ -123,6 +123,19 @@ void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, 
 /* mkdir unless it exists; prints the error and returns 0 on failure. */
 int cli_make_dir(const char *dir);
 
+/* eval on a segmentation model: the segmentation sweep (DAG types from
+ * dag_text), its table, seg_results.* and the report; an exit code. */
+int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const char *dag_text,
+                     const char *out, const char *model, const char *data, const char *split,
+                     int quiet, int n_examples);
+
+/* compare on segmentation models: each model's sweep (paper 002 Table 1)
+ * and, with transfer, the DAG transfer matrices per target type (Table 2),
+ * printed and written to DIR/seg_compare.{json,csv}; an exit code. */
+int cli_compare_segment(Net *const *nets, const char *const *names, int n, const Dataset *set,
+                        const SegSweepOptions *so, int transfer, const char *out, const char *data,
+                        int quiet);
+
 #define MAX_LIST 32
 /* "linf" | "l2"; prints a usage error and returns 0 otherwise */
 int cli_parse_norm(const char *cmd, const char *text, Norm *out);

@@ -73,7 +73,7 @@ int cmd_compare(int argc, char **argv) {
   const char *models_text = NULL, *data_path = NULL, *split = "test", *out = NULL,
              *attacks_text = "fgsm,pgd", *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf",
              *target_text = "none", *transfer_text = "pgd";
-  int batch = 128, quiet = 0, limit = 0, no_triage = 0, no_transfer = 0;
+  int batch = 128, quiet = 0, limit = 0, no_triage = 0, no_transfer = 0, dag_iters = 200;
   float triage_eps_max = TRIAGE_EPS_MAX, triage_tol = TRIAGE_TOL, transfer_eps = 0.0f;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0;
@@ -101,6 +101,8 @@ int cmd_compare(int argc, char **argv) {
        "attack crafting the transferred examples"},
       {"--transfer-eps", OPT_FLOAT, &transfer_eps, 0, 1e6, " E",
        "its eps (0: the largest of --eps)"},
+      {"--dag-iters", OPT_INT, &dag_iters, 1, 100000, " N",
+       "segmentation models: DAG's iterations (types A, B, C)"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
@@ -183,6 +185,19 @@ int cmd_compare(int argc, char **argv) {
   if (ok && !cli_make_dir(out)) ok = 0;
   CompareResult r = {0};
   const double t0 = omp_get_wtime();
+  if (ok && net_output_pixels(nets[0]) > 1) {
+    Dataset set = data->split[s_idx];
+    if (limit && limit < set.n) set.n = limit;
+    AttackOptions dag_o = attack_options_default(ATTACK_DAG);
+    dag_o.iters = dag_iters;
+    SegSweepOptions so = {kinds, n_kinds, eps, n_eps, base, 1, dag_o, dag_target_options_default(),
+                          1,     batch};
+    const int rc_seg =
+        cli_compare_segment(nets, name_ptrs, n, &set, &so, !no_transfer, out, data_path, quiet);
+    for (int i = 0; i < n; i++) net_free(nets[i]);
+    data_free(data);
+    return rc_seg;
+  }
   if (ok) {
     Dataset set = data->split[s_idx];
     if (limit && limit < set.n) set.n = limit;

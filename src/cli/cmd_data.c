@@ -8,10 +8,12 @@
 #include "medrobust.h"
 
 static int data_phantom(int argc, char **argv) {
-  const char *out = NULL;
+  const char *out = NULL, *task = "classify";
   int size = 28, n = 2000;
   uint64_t seed = 1;
   const CliOption options[] = {
+      {"--task", OPT_STRING, &task, 0, 0, " classify|segment",
+       "segment: lesion masks (background, benign, malignant), one or two lesions per image"},
       {"--out", OPT_STRING, &out, 0, 0, " F.npz", "output file, MedMNIST layout (required)"},
       {"--size", OPT_INT, &size, 28, 64, " 28|64", "image size"},
       {"--n", OPT_INT, &n, 20, 1000000, " N", "images in all (70/10/20 train/val/test, balanced)"},
@@ -20,7 +22,9 @@ static int data_phantom(int argc, char **argv) {
   const CliSpec spec = {
       "data phantom", "data phantom --out F.npz [options]",
       "Writes the synthetic CT-like lesion phantom: benign (smooth, round) vs malignant\n"
-      "(lobulated, spiculated) lesions in textured tissue with acquisition noise.",
+      "(lobulated, spiculated) lesions in textured tissue with acquisition noise.\n"
+      "With --task segment, {split}_masks arrays mark every pixel background (0),\n"
+      "benign (1) or malignant lesion (2).",
       options};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
@@ -32,15 +36,22 @@ static int data_phantom(int argc, char **argv) {
     fprintf(stderr, "medrobust data phantom: --size must be 28 or 64\n");
     return EXIT_USAGE;
   }
+  const int segment = strcmp(task, "segment") == 0;
+  if (!segment && strcmp(task, "classify") != 0) {
+    fprintf(stderr, "medrobust data phantom: --task must be classify or segment, got '%s'\n", task);
+    return EXIT_USAGE;
+  }
   MrError err = {0};
-  DataSplits *d = phantom_generate(size, n, seed, &err);
+  DataSplits *d = segment ? phantom_generate_segment(size, n, seed, &err)
+                          : phantom_generate(size, n, seed, &err);
   if (!d || data_save_npz(d, out, &err) != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     data_free(d);
     return EXIT_RUNTIME;
   }
-  printf("wrote %s: %d train, %d val, %d test images of %dx%d, classes benign/malignant\n", out,
-         d->split[0].n, d->split[1].n, d->split[2].n, size, size);
+  printf("wrote %s: %d train, %d val, %d test images of %dx%d, %s\n", out, d->split[0].n,
+         d->split[1].n, d->split[2].n, size, size,
+         segment ? "masks background/benign/malignant" : "classes benign/malignant");
   data_free(d);
   return 0;
 }

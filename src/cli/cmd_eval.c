@@ -73,6 +73,10 @@ int cmd_eval(int argc, char **argv) {
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0; /* each attack's own default */
   CliDataArgs dargs = {0};
+  const char *dag_text = "A,B,C";
+  AttackOptions dag_o = attack_options_default(ATTACK_DAG);
+  DagTargetOptions dag_t = dag_target_options_default();
+  float dag_gamma255 = dag_o.gamma * 255.0f;
   const CliOption options[] = {
       {"--model", OPT_STRING, &model, 0, 0, " M", "model file (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
@@ -98,6 +102,21 @@ int cmd_eval(int argc, char **argv) {
        "example images (first attack, largest eps) for the report"},
       {"--positive", OPT_STRING, &positive, 0, 0, " CLASS",
        "binary tasks: the finding whose misses are counted (default: by its name, else class 1)"},
+      {"--dag", OPT_STRING, &dag_text, 0, 0, " A,B,C|none",
+       "segmentation: DAG target types (A all background, B random cells to one class, C one "
+       "class dilated)"},
+      {"--dag-iters", OPT_INT, &dag_o.iters, 1, 100000, " N", "DAG: at most N iterations"},
+      {"--dag-gamma", OPT_FLOAT, &dag_gamma255, 0.001, 255, " G",
+       "DAG: L-inf size of each step in grey levels of 255 (Xie et al.: 0.5)"},
+      {"--dag-eps", OPT_FLOAT, &dag_o.eps, 0, 1, " E", "DAG: L-inf bound (0: unbounded)"},
+      {"--dag-threshold", OPT_FLOAT, &dag_o.threshold, 0.01, 1, " F",
+       "DAG: done when this share of the pixels (and of those the target changes) is reached"},
+      {"--dag-fraction", OPT_FLOAT, &dag_t.fraction, 0, 1, " F", "type B: share of the cells"},
+      {"--dag-cell", OPT_INT, &dag_t.cell, 1, 1024, " N", "type B: cell side in pixels"},
+      {"--dag-class", OPT_INT, &dag_t.cls, -1, MR_MAX_CLASSES - 1, " K",
+       "type C: the class to dilate (-1: each image's largest foreground class)"},
+      {"--dag-dilate", OPT_INT, &dag_t.dilate_iters, 1, 1000, " N",
+       "type C: dilations by a 3x3 square"},
       {"--no-noise", OPT_FLAG, &no_noise, 0, 0, NULL, "skip the noise contrast"},
       {"--no-checks", OPT_FLAG, &no_checks, 0, 0, NULL, "skip the self-checks"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
@@ -144,6 +163,16 @@ int cmd_eval(int argc, char **argv) {
   }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
+  if (net_output_pixels(net) > 1) {
+    dag_o.gamma = dag_gamma255 / 255.0f;
+    SegSweepOptions so = {kinds, n_kinds, eps,       n_eps, base, strcmp(dag_text, "none") != 0,
+                          dag_o, dag_t,   !no_noise, batch};
+    const int rc_seg =
+        cli_eval_segment(net, &set, &so, dag_text, out, model, data_path, split, quiet, n_examples);
+    net_free(net);
+    data_free(data);
+    return rc_seg;
+  }
   SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks, positive};
   SweepResult r;
   const double t0 = omp_get_wtime();

@@ -78,10 +78,46 @@ static Net *build_model(const char *arch, const DataSplits *data, const ArchOpti
   return net;
 }
 
+/* The kept segmentation model's scores on the test split. */
+static int print_segment_result(const char *path, const DataSplits *data, const TrainResult *res,
+                                const TrainOptions *o) {
+  MrError err = {0};
+  Net *best = safetensors_load_net(path, &err);
+  const Dataset *test = &data->split[SPLIT_TEST];
+  const size_t P = (size_t)test->h * test->w;
+  int *pred = malloc(sizeof(int) * P * (test->n + 1));
+  SegMetrics m = {0};
+  int ok =
+      best && pred && test->n && net_segment_dataset(best, test, 64, pred, &err) == STATUS_OK &&
+      seg_metrics_compute(&m, pred, test->masks, test->n, (int)P, net_num_classes(best), &err) ==
+          STATUS_OK;
+  if (!ok) {
+    fprintf(stderr, "medrobust: %s\n", test->n ? err.msg : "no test images to score");
+  } else {
+    char robust[80] = "";
+    if (o->adv)
+      snprintf(robust, sizeof robust, ", val Dice under PGD %.4f", res->best_val_robust_acc);
+    printf(
+        "best epoch %d: val Dice %.4f%s; test Dice %.4f, IoU %.4f, pixel accuracy %.2f%% ->"
+        " %s\n",
+        res->best_epoch, res->best_val_acc, robust, m.mean_dice, m.mean_iou, 100 * m.pixel_accuracy,
+        path);
+    for (int c = 1; c < m.k; c++) {
+      char buf[16];
+      printf("  %-16s Dice %.4f  IoU %.4f (pooled over the test pixels)\n",
+             net_class_name(best, c, buf), m.class_dice[c], m.class_iou[c]);
+    }
+  }
+  seg_metrics_free(&m);
+  free(pred);
+  net_free(best);
+  return ok;
+}
+
 int cmd_train(int argc, char **argv) {
   TrainOptions o = train_options_default();
   const char *data_path = NULL, *arch = "cnn", *optim = "adam", *schedule = "cosine",
-             *balance = "none";
+             *balance = NULL;
   const char *checkpoint = NULL, *adv = "none", *adv_norm = "linf", *adv_bn = "eval";
   const char *init = NULL;
   int no_augment = 0, quiet = 0, size = 0, channels = 0;
@@ -107,7 +143,9 @@ int cmd_train(int argc, char **argv) {
       {"--no-augment", OPT_FLAG, &no_augment, 0, 0, NULL, "no flips or rotations"},
       {"--rotate", OPT_FLOAT, &o.rotate_deg, 0, 180, " DEG",
        "augmentation: rotations within +-DEG"},
-      {"--balance", OPT_STRING, &balance, 0, 0, " none|loss|sample", "class balancing"},
+      {"--balance", OPT_STRING, &balance, 0, 0, " none|loss|sample",
+       "class balancing (default none; segmentation: loss, the median-frequency weighted "
+       "cross-entropy of paper 002's composite loss)"},
       {"--seed", OPT_U64, &o.seed, 0, 0, " S",
        "random seed (init, shuffles, augmentation, dropout)"},
       {"--size", OPT_INT, &size, 0, 1024, " N",
@@ -179,8 +217,9 @@ int cmd_train(int argc, char **argv) {
   o.optim = (OptimKind)choice;
   if (!parse_choice("train", "--schedule", schedule, schedules, 3, &choice)) return EXIT_USAGE;
   o.schedule = (Schedule)choice;
-  if (!parse_choice("train", "--balance", balance, balances, 3, &choice)) return EXIT_USAGE;
-  o.balance = (Balance)choice;
+  if (balance && !parse_choice("train", "--balance", balance, balances, 3, &choice))
+    return EXIT_USAGE;
+  o.balance = balance ? (Balance)choice : BALANCE_NONE;
   static const char *const advs[] = {"none", "pgd", "fgsm-rs"};
   static const char *const norms[] = {"linf", "l2"};
   static const char *const bn_modes[] = {"eval", "train"};
@@ -258,6 +297,7 @@ int cmd_train(int argc, char **argv) {
     data_free(data);
     return EXIT_RUNTIME;
   }
+  if (data->segment && !balance) o.balance = BALANCE_LOSS;
   char record[MR_DATA_LEN];
   data_record_json(data, record, sizeof record);
   net_set_data_record(net, record);
@@ -275,6 +315,8 @@ int cmd_train(int argc, char **argv) {
   if (s != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     exit_code = EXIT_RUNTIME;
+  } else if (data->segment) {
+    exit_code = print_segment_result(o.out, data, &res, &o) ? 0 : EXIT_RUNTIME;
   } else {
     Net *best = safetensors_load_net(o.out, &err);
     const Dataset *test = &data->split[SPLIT_TEST];

@@ -36,6 +36,49 @@ int csv_table_column(const CsvTable *t, const char *const *names);
 const char *csv_table_cell(const CsvTable *t, int row, int col);
 void csv_table_free(CsvTable *t);
 
+/* Nearest-neighbour resampling of one (h, w) label map to (oh, ow): the
+ * source pixel under each output pixel's centre. */
+void mask_resample(int *dst, int oh, int ow, const int *src, int h, int w);
+/* A decoded grey mask's stored values as integers into dst (size x size),
+ * fitted with the same geometry image_fit gives its image, by nearest
+ * neighbour; NULL or why not (a colour mask). */
+const char *mask_fit(const DecodedImage *im, int *dst, int size, FitMode fit);
+
+/* Segmentation folders: which layout root has. */
+typedef enum { SEGDIR_NONE = 0, SEGDIR_POOL, SEGDIR_SPLITS, SEGDIR_NPY } SegDirKind;
+SegDirKind segment_folder_kind(const char *root);
+/* Finds root/img.npy (or images.npy) and root/lbl.npy (or masks.npy). */
+int segment_npy_pair(const char *root, char *img, char *mask, size_t n);
+DataSplits *segment_npy_load(const char *root, const DataOptions *opt, MrError *err);
+/* root/{images,masks}/ID (one pool, split 70/10/20 by seed), root/{train,val,
+ * test}/{images,masks}/ID (val carved from train when absent), or img.npy +
+ * lbl.npy (every image in test). */
+DataSplits *segment_folder_load(const char *root, const DataOptions *opt, MrError *err);
+/* After a reader filled raw mask values: a 0/255 set becomes 0/1, every id
+ * is checked against n_classes (0: 1 + the largest, at most 256), the class
+ * count and default names are set. Names the file (or array) of a bad id. */
+Status segment_masks_finish(DataSplits *d, int n_classes, const char *path, MrError *err);
+
+/* .npy arrays (npz.c): a parsed header over a buffer. */
+typedef struct {
+  char kind; /* 'u', 'i', 'f', 'b' */
+  int bytes; /* per element */
+  int ndim;
+  int64_t shape[5];
+  const uint8_t *data;
+  size_t data_len;
+} NpyArray;
+/* NULL on success, else what is wrong; every size is checked against len. */
+const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len);
+double npy_value(const NpyArray *a, size_t i);
+/* A whole regular file of at most max_bytes; NULL with err set. */
+uint8_t *file_read_all(const char *path, size_t max_bytes, size_t *len, MrError *err);
+/* Segmentation arrays: images (N,H,W), (N,H,W,1|3), (N,1|3,H,W) or
+ * (N,1,1|3,H,W) and masks (N,H,W), (N,1,H,W) or (N,H,W,1), integer-valued,
+ * into d (images on [0,1]: integers / their maximum, floats as they are). */
+Status segment_arrays_read(const NpyArray *im, const NpyArray *mk, Dataset *d, int *bits,
+                           const char *what, MrError *err);
+
 /* Array sets: name every split's images after its array ("test_images"). */
 void data_name_arrays(DataSplits *d, const char *suffix);
 

@@ -34,6 +34,33 @@ Status dataset_alloc(Dataset *d, int n, int c, int h, int w, MrError *err) {
   return STATUS_OK;
 }
 
+uint8_t *file_read_all(const char *path, size_t max_bytes, size_t *len, MrError *err) {
+  FILE *f = fopen(path, "rb");
+  struct stat st;
+  if (!f || fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (f) fclose(f);
+    mr_error_set(err, STATUS_ERR_IO, "%s: cannot open (not a readable file)", path);
+    return NULL;
+  }
+  if ((uint64_t)st.st_size > max_bytes) {
+    fclose(f);
+    mr_error_set(err, STATUS_ERR_FORMAT, "%s: %lld bytes is more than the %zu this reader accepts",
+                 path, (long long)st.st_size, max_bytes);
+    return NULL;
+  }
+  const size_t size = (size_t)st.st_size;
+  uint8_t *buf = malloc(size + 1);
+  const size_t got = buf ? fread(buf, 1, size, f) : 0;
+  fclose(f);
+  if (!buf || got != size) {
+    free(buf);
+    mr_error_set(err, buf ? STATUS_ERR_IO : STATUS_ERR_NOMEM, "%s: read failed", path);
+    return NULL;
+  }
+  *len = size;
+  return buf;
+}
+
 const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n) {
   if (d->files && d->files[i]) return d->files[i];
   snprintf(buf, n, "%s[%d]", d->array[0] ? d->array : "image", d->array_offset + i);
@@ -50,7 +77,7 @@ void data_free(DataSplits *d) {
   for (int s = 0; s < SPLIT_COUNT; s++) {
     Dataset *ds = &d->split[s];
     for (int i = 0; ds->files && i < ds->n; i++) free(ds->files[i]);
-    free(ds->files), free(ds->images), free(ds->labels);
+    free(ds->files), free(ds->images), free(ds->labels), free(ds->masks);
   }
   for (int i = 0; i < MR_MAX_CLASSES; i++) free(d->class_names[i]);
   free(d);
@@ -109,6 +136,8 @@ DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err) {
   DataSplits *d = NULL;
   if (strcmp(path, "fashion-mnist") == 0) {
     d = idx_load(FASHION_MNIST_DIR, err);
+  } else if (is_dir(path) && segment_folder_kind(path) != SEGDIR_NONE) {
+    d = segment_folder_load(path, opt, err);
   } else if (is_dir(path)) {
     char probe[4096];
     snprintf(probe, sizeof probe, "%s/train-images-idx3-ubyte.gz", path);
@@ -116,6 +145,10 @@ DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err) {
     d = stat(probe, &st) == 0 ? idx_load(path, err) : imagefolder_load(path, opt, err);
   } else if (has_suffix(path, ".npz")) {
     d = npz_load(path, err);
+    if (d && d->segment && segment_masks_finish(d, opt->n_classes, path, err) != STATUS_OK) {
+      data_free(d);
+      return NULL;
+    }
   } else if (has_suffix(path, ".csv")) {
     d = manifest_load(path, opt, err);
   } else {
@@ -183,10 +216,33 @@ Status dataset_resize(Dataset *d, int h, int w, MrError *err) {
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < d->n * d->c; p++)
     resample_plane(out + (size_t)p * h * w, h, w, d->images + (size_t)p * d->h * d->w, d->h, d->w);
+  if (d->masks) {
+    /* label ids are not intensities: nearest neighbour, never averaged */
+    int *masks = malloc(sizeof(int) * ((size_t)d->n * h * w + 1));
+    if (!masks) {
+      free(out);
+      return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory resizing masks to %dx%d", h, w);
+    }
+    for (int i = 0; i < d->n; i++)
+      mask_resample(masks + (size_t)i * h * w, h, w, d->masks + (size_t)i * d->h * d->w, d->h,
+                    d->w);
+    free(d->masks);
+    d->masks = masks;
+  }
   free(d->images);
   d->images = out;
   d->h = h, d->w = w;
   return STATUS_OK;
+}
+
+void mask_resample(int *dst, int oh, int ow, const int *src, int h, int w) {
+  for (int y = 0; y < oh; y++) {
+    const int sy = (int)(((long)y * 2 + 1) * h / (2L * oh));
+    for (int x = 0; x < ow; x++) {
+      const int sx = (int)(((long)x * 2 + 1) * w / (2L * ow));
+      dst[(size_t)y * ow + x] = src[(size_t)sy * w + sx];
+    }
+  }
 }
 
 Status dataset_set_channels(Dataset *d, int c, MrError *err) {

@@ -206,16 +206,44 @@ int fit_parse(const char *name) {
   return -1;
 }
 
-const char *image_fit(const DecodedImage *im, float *dst, int out_c, int size, FitMode fit) {
-  /* the scaled size before the crop or the pad */
-  int sh = size, sw = size;
-  if (fit != FIT_STRETCH && im->h != im->w) {
+/* The size an h x w image is scaled to before the centre crop or pad. */
+static void fit_scaled(int h, int w, int size, FitMode fit, int *sh, int *sw) {
+  *sh = size, *sw = size;
+  if (fit != FIT_STRETCH && h != w) {
     const int crop = fit == FIT_CROP;
-    const double s = (im->h < im->w) == crop ? (double)size / im->h : (double)size / im->w;
-    sh = (int)lround(im->h * s), sw = (int)lround(im->w * s);
-    if (sh < 1) sh = 1;
-    if (sw < 1) sw = 1;
+    const double s = (h < w) == crop ? (double)size / h : (double)size / w;
+    *sh = (int)lround(h * s), *sw = (int)lround(w * s);
+    if (*sh < 1) *sh = 1;
+    if (*sw < 1) *sw = 1;
   }
+}
+
+const char *mask_fit(const DecodedImage *im, int *dst, int size, FitMode fit) {
+  if (im->channels != 1) return "a mask must be a grey image of label ids, not colour";
+  int sh, sw;
+  fit_scaled(im->h, im->w, size, fit, &sh, &sw);
+  const double levels = (double)((1u << im->bits) - 1);
+  int *ids = malloc(sizeof(int) * (size_t)im->h * im->w), *scaled = malloc(sizeof(int) * sh * sw);
+  if (!ids || !scaled) {
+    free(ids), free(scaled);
+    return "out of memory";
+  }
+  for (size_t i = 0; i < (size_t)im->h * im->w; i++) ids[i] = (int)lround(im->pixels[i] * levels);
+  mask_resample(scaled, sh, sw, ids, im->h, im->w);
+  const int oy = (sh - size) / 2, ox = (sw - size) / 2;
+  for (int y = 0; y < size; y++)
+    for (int x = 0; x < size; x++) {
+      const int yy = y + oy, xx = x + ox; /* padding is background */
+      dst[(size_t)y * size + x] =
+          yy >= 0 && yy < sh && xx >= 0 && xx < sw ? scaled[yy * sw + xx] : 0;
+    }
+  free(ids), free(scaled);
+  return NULL;
+}
+
+const char *image_fit(const DecodedImage *im, float *dst, int out_c, int size, FitMode fit) {
+  int sh, sw;
+  fit_scaled(im->h, im->w, size, fit, &sh, &sw);
   Dataset one = {.n = 1, .c = im->channels, .h = im->h, .w = im->w};
   one.images = malloc(sizeof(float) * (size_t)im->channels * im->h * im->w);
   if (!one.images) return "out of memory";

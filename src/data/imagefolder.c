@@ -23,6 +23,7 @@ typedef struct {
   int label; /* -1: none */
   int split; /* -1: not decided yet */
   uint64_t hash;
+  char *mask; /* segmentation sets: the mask's path relative to the root */
 } ImageFile;
 
 typedef struct {
@@ -72,29 +73,7 @@ static void free_names(char **names, int n) {
 }
 
 static uint8_t *read_file(const char *path, size_t *len, MrError *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    mr_error_set(err, STATUS_ERR_IO, "%s: cannot open", path);
-    return NULL;
-  }
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  if (size < 0 || size > (long)MAX_FILE_BYTES) {
-    fclose(f);
-    mr_error_set(err, STATUS_ERR_FORMAT, "%s: %ld bytes is not a plausible image", path, size);
-    return NULL;
-  }
-  uint8_t *buf = malloc((size_t)size + 1);
-  size_t got = buf ? fread(buf, 1, (size_t)size, f) : 0;
-  fclose(f);
-  if (got != (size_t)size) {
-    free(buf);
-    mr_error_set(err, STATUS_ERR_IO, "%s: read failed", path);
-    return NULL;
-  }
-  *len = (size_t)size;
-  return buf;
+  return file_read_all(path, MAX_FILE_BYTES, len, err);
 }
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
@@ -144,12 +123,12 @@ static Status listing_add(Listing *l, const char *rel, int label, int split, int
     if (!grown) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory listing %s", l->root);
     l->files = grown, l->cap = cap;
   }
-  l->files[l->n++] = (ImageFile){strdup(rel), label, split, h};
+  l->files[l->n++] = (ImageFile){strdup(rel), label, split, h, NULL};
   return STATUS_OK;
 }
 
 static void listing_free(Listing *l) {
-  for (int i = 0; i < l->n; i++) free(l->files[i].rel);
+  for (int i = 0; i < l->n; i++) free(l->files[i].rel), free(l->files[i].mask);
   free(l->files);
 }
 
@@ -239,7 +218,7 @@ static Status apply_split_file(Listing *l, const char *csv, MrError *err) {
     if (l->files[i].split >= 0)
       l->files[kept++] = l->files[i];
     else
-      free(l->files[i].rel);
+      free(l->files[i].rel), free(l->files[i].mask);
   }
   l->n = kept;
   return STATUS_OK;
@@ -286,6 +265,29 @@ static void hash_listing(const Listing *l, DataSplits *d) {
   d->assignment_hash = fnv1a(files, &assignment, sizeof assignment);
 }
 
+/* A segmentation image's mask, checked against the image's stored size
+ * (im: the decoded image, its pixels already freed) and fitted the same way. */
+static Status decode_mask(const Listing *l, const ImageFile *f, const DecodedImage *im, int *dst,
+                          int size, FitMode fit, MrError *err) {
+  char full[8192];
+  snprintf(full, sizeof full, "%s/%s", l->root, f->mask);
+  size_t len = 0;
+  uint8_t *buf = read_file(full, &len, err);
+  if (!buf) return err ? err->status : STATUS_ERR_IO;
+  DecodedImage mk;
+  const char *why = image_decode(&mk, buf, len);
+  free(buf);
+  if (why) return mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", full, why);
+  Status s = STATUS_OK;
+  if (mk.w != im->w || mk.h != im->h)
+    s = mr_error_set(err, STATUS_ERR_SHAPE, "%s is %dx%d but its image %s is %dx%d", full, mk.w,
+                     mk.h, f->rel, im->w, im->h);
+  else if ((why = mask_fit(&mk, dst, size, fit)))
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", full, why);
+  free(mk.pixels);
+  return s;
+}
+
 /* Decodes every file into its split, in listing order. */
 static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt, MrError *err) {
   const int size = opt->size ? opt->size : DEFAULT_SIZE;
@@ -297,7 +299,9 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
     s = dataset_alloc(&d->split[k], counts[k], channels, size, size, err);
   for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++) {
     d->split[k].files = calloc(counts[k] + 1, sizeof(char *));
-    if (!d->split[k].files) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    if (d->segment) d->split[k].masks = malloc(sizeof(int) * ((size_t)counts[k] * size * size + 1));
+    if (!d->split[k].files || (d->segment && !d->split[k].masks))
+      s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   }
   int fill[SPLIT_COUNT] = {0}, bits = 8;
   for (int i = 0; s == STATUS_OK && i < l->n; i++) {
@@ -321,6 +325,9 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
       free(im.pixels);
     }
     if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", full, why);
+    if (s == STATUS_OK && d->segment)
+      s = decode_mask(l, &l->files[i], &im, ds->masks + (size_t)at * size * size, size, opt->fit,
+                      err);
     ds->labels[at] = l->files[i].label;
     ds->files[at] = strdup(l->files[i].rel);
   }
@@ -441,4 +448,126 @@ DataSplits *manifest_load(const char *csv, const DataOptions *opt, MrError *err)
   DataSplits *out = finish(&l, d, opt, "manifest", csv, listed > 0, s, err);
   free(dir_copy);
   return out;
+}
+
+/* ---- segmentation folders: images/ and masks/ side by side ------------- */
+
+static int dir_exists(const char *root, const char *sub) {
+  char p[4200];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/%s", root, sub);
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+SegDirKind segment_folder_kind(const char *root) {
+  if (dir_exists(root, "images") && dir_exists(root, "masks")) return SEGDIR_POOL;
+  for (int s = 0; s < SPLIT_COUNT; s++) {
+    char a[64], b[64];
+    snprintf(a, sizeof a, "%s/images", split_name((Split)s));
+    snprintf(b, sizeof b, "%s/masks", split_name((Split)s));
+    if (dir_exists(root, a) && dir_exists(root, b)) return SEGDIR_SPLITS;
+  }
+  char img[4200], mask[4200];
+  return segment_npy_pair(root, img, mask, sizeof img) ? SEGDIR_NPY : SEGDIR_NONE;
+}
+
+/* prefix/images/NAME's mask: prefix/masks/NAME, or the same stem as .png or
+ * with a _mask suffix; its bytes join the image's in the listing hash. */
+static Status find_mask(Listing *l, ImageFile *f, const char *prefix, const char *name,
+                        MrError *err) {
+  char stem[4096], rel[8192], full[12288];
+  snprintf(stem, sizeof stem, "%s", name);
+  char *dot = strrchr(stem, '.');
+  if (dot) *dot = 0;
+  const char *forms[] = {"%smasks/%s", "%smasks/%s.png", "%smasks/%s_mask.png"};
+  for (int k = 0; k < 3; k++) {
+    snprintf(rel, sizeof rel, forms[k], prefix, k == 0 ? name : stem);
+    snprintf(full, sizeof full, "%s/%s", l->root, rel);
+    size_t len = 0;
+    uint8_t *buf = read_file(full, &len, NULL);
+    if (!buf) continue;
+    f->hash = fnv1a(f->hash, buf, len);
+    free(buf);
+    f->mask = strdup(rel);
+    return STATUS_OK;
+  }
+  return mr_error_set(err, STATUS_ERR_FORMAT,
+                      "%s/%simages/%s has no mask (looked for %smasks/%s, %smasks/%s.png and "
+                      "%smasks/%s_mask.png)",
+                      l->root, prefix, name, prefix, name, prefix, stem, prefix, stem);
+}
+
+/* Every image of prefix/images/ (split -1: decided later) with its mask. */
+static Status list_segment_dir(Listing *l, const char *prefix, int split, MrError *err) {
+  char dir[8192];
+  snprintf(dir, sizeof dir, "%s/%simages", l->root, prefix);
+  int n = 0;
+  char **names = list_dir(dir, 0, &n);
+  if (!names) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot list the folder", dir);
+  Status s = STATUS_OK;
+  for (int i = 0; s == STATUS_OK && i < n; i++) {
+    char rel[8192];
+    snprintf(rel, sizeof rel, "%simages/%s", prefix, names[i]);
+    const int before = l->n;
+    s = listing_add(l, rel, 0, split, 0, err);
+    if (s == STATUS_OK && l->n > before)
+      s = find_mask(l, &l->files[l->n - 1], prefix, names[i], err);
+  }
+  free_names(names, n);
+  return s;
+}
+
+/* With train/ and test/ but no val/: a seeded tenth of train validates. */
+static void carve_validation(Listing *l, uint64_t seed) {
+  int *idx = malloc(sizeof(int) * (l->n + 1)), m = 0;
+  if (!idx) return;
+  for (int i = 0; i < l->n; i++)
+    if (l->files[i].split < 0) idx[m++] = i;
+  Rng rng;
+  rng_seed(&rng, seed);
+  for (int i = m - 1; i > 0; i--) {
+    const int j = rng_int(&rng, i + 1), t = idx[i];
+    idx[i] = idx[j], idx[j] = t;
+  }
+  const int n_val = (int)(0.1 * m + 0.5);
+  for (int i = 0; i < m; i++) l->files[idx[i]].split = i < n_val ? SPLIT_VAL : SPLIT_TRAIN;
+  free(idx);
+}
+
+DataSplits *segment_folder_load(const char *root, const DataOptions *opt, MrError *err) {
+  const SegDirKind kind = segment_folder_kind(root);
+  if (kind == SEGDIR_NPY) return segment_npy_load(root, opt, err);
+  DataSplits *d = calloc(1, sizeof *d);
+  if (!d) {
+    mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  d->segment = 1;
+  d->n_classes = 1; /* one stratum for the seeded split */
+  Listing l = {.root = root};
+  Status s = STATUS_OK;
+  int listed = 0;
+  if (kind == SEGDIR_POOL) {
+    s = list_segment_dir(&l, "", -1, err);
+  } else {
+    const int has_val = dir_exists(root, "val/images");
+    for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++) {
+      char prefix[16];
+      snprintf(prefix, sizeof prefix, "%s/", split_name((Split)k));
+      char sub[32];
+      snprintf(sub, sizeof sub, "%simages", prefix);
+      if (dir_exists(root, sub))
+        s = list_segment_dir(&l, prefix, k == SPLIT_TRAIN && !has_val ? -1 : k, err);
+    }
+    if (s == STATUS_OK && !has_val) carve_validation(&l, opt->seed);
+    listed = has_val;
+  }
+  if (s == STATUS_OK && l.n == 0)
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no PNG or JPEG images under images/", root);
+  d = finish(&l, d, opt, "segmentation folder", root, listed, s, err);
+  if (d && segment_masks_finish(d, opt->n_classes, root, err) != STATUS_OK) {
+    data_free(d);
+    return NULL;
+  }
+  return d;
 }

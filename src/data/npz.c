@@ -14,18 +14,7 @@
 
 #include "data.h"
 
-typedef struct {
-  char kind; /* 'u', 'i', 'f', 'b' */
-  int bytes; /* per element */
-  int ndim;
-  int64_t shape[4];
-  const uint8_t *data;
-  size_t data_len;
-} NpyArray;
-
-/* Parses a .npy header; returns NULL on success or a description of the
- * problem. */
-static const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len) {
+const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len) {
   if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) return "not a .npy array (bad magic)";
   const int major = buf[6];
   size_t hlen, off;
@@ -67,7 +56,7 @@ static const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len) {
     char *end;
     long long v = strtoll(p, &end, 10);
     if (end == p || v < 0 || v > (1LL << 40)) return "malformed .npy shape";
-    if (a->ndim == 4) return "arrays of more than 4 dimensions are not supported";
+    if (a->ndim == 5) return "arrays of more than 5 dimensions are not supported";
     a->shape[a->ndim++] = v;
     p = end;
   }
@@ -83,7 +72,7 @@ static const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len) {
   return NULL;
 }
 
-static double npy_value(const NpyArray *a, size_t i) {
+double npy_value(const NpyArray *a, size_t i) {
   const uint8_t *p = a->data + i * a->bytes;
   switch (a->kind) {
     case 'f':
@@ -162,6 +151,7 @@ static Status npz_read_split(zip_t *za, const char *path, const char *split, Dat
   } else if ((why = npy_parse(&lb, lbuf, llen))) {
     status = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s_labels.npy: %s", path, split, why);
   } else if (im.ndim != 3 && !(im.ndim == 4 && (im.shape[3] == 1 || im.shape[3] == 3))) {
+    /* also 5-D and channels-first arrays: segmentation layouts only (segdata.c) */
     status = mr_error_set(err, STATUS_ERR_SHAPE,
                           "%s: %s_images has %d dimensions, expected (N,H,W) or (N,H,W,1|3)", path,
                           split, im.ndim);
@@ -212,6 +202,38 @@ static Status npz_read_split(zip_t *za, const char *path, const char *split, Dat
   return status;
 }
 
+/* {split}_images + {split}_masks; a split without them is empty, and a
+ * file of bare images.npy + masks.npy puts them all in test. */
+static Status npz_read_segment_split(zip_t *za, const char *path, const char *split, Dataset *d,
+                                     int *bits, MrError *err) {
+  char iname[64], mname[64];
+  snprintf(iname, sizeof iname, "%s_images.npy", split);
+  snprintf(mname, sizeof mname, "%s_masks.npy", split);
+  if (zip_name_locate(za, mname, 0) < 0 && strcmp(split, "test") == 0 &&
+      zip_name_locate(za, "masks.npy", 0) >= 0)
+    snprintf(iname, sizeof iname, "images.npy"), snprintf(mname, sizeof mname, "masks.npy");
+  if (zip_name_locate(za, mname, 0) < 0) {
+    if (zip_name_locate(za, iname, 0) >= 0)
+      return mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s has no %s beside it", path, iname, mname);
+    return dataset_alloc(d, 0, 1, 1, 1, err);
+  }
+  size_t ilen = 0, mlen = 0;
+  uint8_t *ibuf = zip_read_member(za, path, iname, &ilen, 1, err);
+  uint8_t *mbuf = ibuf ? zip_read_member(za, path, mname, &mlen, 1, err) : NULL;
+  Status status = mbuf ? STATUS_OK : err ? err->status : STATUS_ERR_FORMAT;
+  NpyArray im, mk;
+  const char *why;
+  char what[4200];
+  if (status == STATUS_OK && (why = npy_parse(&im, ibuf, ilen)))
+    status = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s: %s", path, iname, why);
+  if (status == STATUS_OK && (why = npy_parse(&mk, mbuf, mlen)))
+    status = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s: %s", path, mname, why);
+  snprintf(what, sizeof what, "%s: %s", path, split);
+  if (status == STATUS_OK) status = segment_arrays_read(&im, &mk, d, bits, what, err);
+  free(ibuf), free(mbuf);
+  return status;
+}
+
 /* Class names when the file does not carry them: MedMNIST's own, by file name. */
 static const struct {
   const char *stem;
@@ -250,17 +272,25 @@ DataSplits *npz_load(const char *path, MrError *err) {
   }
   DataSplits *d = calloc(1, sizeof *d);
   Status status = d ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  d->segment = zip_name_locate(za, "train_masks.npy", 0) >= 0 ||
+               zip_name_locate(za, "test_masks.npy", 0) >= 0 ||
+               zip_name_locate(za, "masks.npy", 0) >= 0;
   for (int s = 0; status == STATUS_OK && s < SPLIT_COUNT; s++)
-    status = npz_read_split(za, path, split_name((Split)s), &d->split[s], &d->bits, err);
-  for (int s = 1; status == STATUS_OK && s < SPLIT_COUNT; s++) {
-    const Dataset *a = &d->split[0], *b = &d->split[s];
-    if (a->c != b->c || a->h != b->h || a->w != b->w)
+    status =
+        d->segment
+            ? npz_read_segment_split(za, path, split_name((Split)s), &d->split[s], &d->bits, err)
+            : npz_read_split(za, path, split_name((Split)s), &d->split[s], &d->bits, err);
+  int first = 0; /* a segmentation file may lack a split (masks.npy alone: test) */
+  while (first < SPLIT_COUNT - 1 && d->split[first].n == 0) first++;
+  for (int s = first + 1; status == STATUS_OK && s < SPLIT_COUNT; s++) {
+    const Dataset *a = &d->split[first], *b = &d->split[s];
+    if (b->n && (a->c != b->c || a->h != b->h || a->w != b->w))
       status =
           mr_error_set(err, STATUS_ERR_SHAPE, "%s: %s images are %dx%dx%d but train are %dx%dx%d",
                        path, split_name((Split)s), b->c, b->h, b->w, a->c, a->h, a->w);
   }
   if (status == STATUS_OK) {
-    data_count_classes(d);
+    if (!d->segment) data_count_classes(d);
     npz_class_names(d, za, path);
     snprintf(d->source, sizeof d->source, "npz %s", path);
     data_name_arrays(d, "_images");
@@ -278,7 +308,10 @@ DataSplits *npz_load(const char *path, MrError *err) {
 static uint8_t *npy_encode_u8(const Dataset *d, int images, size_t *len) {
   char header[128];
   const size_t plane = (size_t)d->h * d->w;
-  if (images) {
+  if (!images && d->masks) {
+    snprintf(header, sizeof header,
+             "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }", d->n, d->h, d->w);
+  } else if (images) {
     if (d->c == 1)
       snprintf(header, sizeof header,
                "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }", d->n, d->h,
@@ -294,7 +327,7 @@ static uint8_t *npy_encode_u8(const Dataset *d, int images, size_t *len) {
   /* header padded with spaces and a newline to a multiple of 64 bytes, as NumPy does */
   size_t hl = strlen(header);
   const size_t total_header = ((10 + hl + 1 + 63) / 64) * 64;
-  const size_t body = images ? plane * d->c * d->n : (size_t)d->n;
+  const size_t body = images ? plane * d->c * d->n : d->masks ? plane * d->n : (size_t)d->n;
   uint8_t *buf = malloc(total_header + body);
   if (!buf) return NULL;
   memcpy(buf, "\x93NUMPY\x01\x00", 8);
@@ -313,6 +346,8 @@ static uint8_t *npy_encode_u8(const Dataset *d, int images, size_t *len) {
           out[((size_t)i * plane + p) * d->c + c] =
               (uint8_t)lrintf(fminf(fmaxf(v, 0.0f), 1.0f) * 255.0f);
         }
+  } else if (d->masks) {
+    for (size_t i = 0; i < plane * d->n; i++) out[i] = (uint8_t)d->masks[i];
   } else {
     for (int i = 0; i < d->n; i++) out[i] = (uint8_t)d->labels[i];
   }
@@ -345,7 +380,9 @@ Status data_save_npz(const DataSplits *d, const char *path, MrError *err) {
     for (int s = 0; ok && s < SPLIT_COUNT; s++) {
       char name[64];
       snprintf(name, sizeof name, "%s_%s.npy", split_name((Split)s),
-               kind == 0 ? "images" : "labels");
+               kind == 0    ? "images"
+               : d->segment ? "masks"
+                            : "labels");
       size_t len = 0;
       uint8_t *buf = npy_encode_u8(&d->split[s], kind == 0, &len);
       ok = buf && zip_add_buffer(za, name, buf, len);

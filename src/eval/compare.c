@@ -22,6 +22,13 @@ Status compare_check_models(Net *const *nets, const char *const *names, int n, M
   char first[32], this[32];
   for (int i = 1; i < n; i++) {
     const ModelSpec *b = net_spec(nets[i]);
+    if ((net_output_pixels(nets[i]) > 1) != (net_output_pixels(nets[0]) > 1))
+      return mr_error_set(err, STATUS_ERR_ARG,
+                          "%s answers per %s but %s per %s: a segmentation model and a "
+                          "classifier do not do the same task",
+                          label(names, i, this), net_output_pixels(nets[i]) > 1 ? "pixel" : "image",
+                          label(names, 0, first),
+                          net_output_pixels(nets[0]) > 1 ? "pixel" : "image");
     if (b->in_c != a->in_c || b->in_h != a->in_h || b->in_w != a->in_w ||
         b->n_classes != a->n_classes)
       return mr_error_set(err, STATUS_ERR_SHAPE,

@@ -115,7 +115,16 @@ Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, 
 
 Status data_match_model(DataSplits *d, const Net *net, MrError *err) {
   const ModelSpec *spec = net_spec(net);
-  if (net_require_per_image(net, err) != STATUS_OK) return STATUS_ERR_ARG;
+  const int per_pixel = net_output_pixels(net) > 1;
+  if (per_pixel && !d->segment)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s answers per pixel (segmentation) but the data has no masks (a "
+                        "segmentation set: images/ + masks/, or {split}_masks arrays)",
+                        spec->arch);
+  if (!per_pixel && d->segment)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "the data is a segmentation set (masks) but %s answers per image",
+                        spec->arch);
   for (int s = 0; s < SPLIT_COUNT; s++) {
     Dataset *ds = &d->split[s];
     if ((ds->h != spec->in_h || ds->w != spec->in_w) &&
@@ -124,7 +133,19 @@ Status data_match_model(DataSplits *d, const Net *net, MrError *err) {
     if (ds->c != spec->in_c && dataset_set_channels(ds, spec->in_c, err) != STATUS_OK)
       return err ? err->status : STATUS_ERR_ARG;
   }
-  for (int s = 0; s < SPLIT_COUNT; s++)
+  for (int s = 0; per_pixel && s < SPLIT_COUNT; s++) {
+    const Dataset *ds = &d->split[s];
+    for (size_t i = 0; i < (size_t)ds->n * ds->h * ds->w; i++)
+      if (ds->masks[i] >= spec->n_classes) {
+        char buf[64];
+        const int img = (int)(i / ((size_t)ds->h * ds->w));
+        return mr_error_set(err, STATUS_ERR_SHAPE,
+                            "mask of %s (%s split) has label id %d but the model has %d classes",
+                            dataset_image_id(ds, img, buf, sizeof buf), split_name((Split)s),
+                            ds->masks[i], spec->n_classes);
+      }
+  }
+  for (int s = 0; !per_pixel && s < SPLIT_COUNT; s++)
     for (int i = 0; i < d->split[s].n; i++)
       if (d->split[s].labels[i] >= spec->n_classes)
         return mr_error_set(err, STATUS_ERR_SHAPE,

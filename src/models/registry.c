@@ -79,6 +79,9 @@ ModelSpec model_spec_default(const char *arch, int in_c, int in_h, int in_w, int
     s.depth = 3, s.base = 48, s.growth = 12, s.block_layers[0] = 4;
   for (int c = 0; c < 3; c++) s.norm_mean[c] = 0.0f, s.norm_std[c] = 1.0f;
   s.ignore_label = -1;
+  /* paper 002 trains its segmentation nets on (weighted) cross-entropy plus Dice */
+  if (strcmp(arch, "unet") == 0 || strcmp(arch, "segnet") == 0 || strcmp(arch, "fc-densenet") == 0)
+    s.seg_loss = SEG_LOSS_XENT_DICE;
   return s;
 }
 

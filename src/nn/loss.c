@@ -107,7 +107,9 @@ float net_loss(Net *net, const float *logits, const int *y, const float *class_w
   double loss = pixel_xent(dlogits, net->probs, logits, y, class_weights, batch, k, P,
                            net->spec.ignore_label, per_sample, kind != SEG_LOSS_DICE);
   if (kind != SEG_LOSS_XENT)
-    loss += pixel_dice(dlogits, net->probs, y, class_weights, batch, k, P, net->spec.ignore_label,
-                       per_sample);
+    /* the composite is paper 002's weighted cross-entropy plus an unweighted Dice (Dice
+     * already balances classes); Dice alone takes the weights per class */
+    loss += pixel_dice(dlogits, net->probs, y, kind == SEG_LOSS_DICE ? class_weights : NULL, batch,
+                       k, P, net->spec.ignore_label, per_sample);
   return (float)(per_sample ? loss / batch : loss);
 }

@@ -503,8 +503,7 @@ Status net_require_per_image(const Net *net, MrError *err) {
   if (net_output_pixels(net) == 1) return STATUS_OK;
   return mr_error_set(err, STATUS_ERR_ARG,
                       "%s answers per pixel (segmentation); this takes one label per image "
-                      "(per-pixel data sets are not supported yet: train it through "
-                      "net_train_step_grads with one label per pixel)",
+                      "(segmentation sets go through train, eval and net_segment_dataset)",
                       net->spec.arch);
 }
 float *net_params(Net *net) { return net->params; }

@@ -176,6 +176,52 @@ static float evaluate_accuracy(Net *net, const Dataset *d, int batch, float *pro
   return (float)correct / d->n;
 }
 
+/* Segmentation: the validation set's mean foreground Dice (paper 002's score). */
+static float evaluate_dice(Net *net, const Dataset *d, int batch, int *pred) {
+  if (!d->n || net_segment_dataset(net, d, batch, pred, NULL) != STATUS_OK) return -1.0f;
+  SegMetrics m;
+  if (seg_metrics_compute(&m, pred, d->masks, d->n, d->h * d->w, net_num_classes(net), NULL) !=
+      STATUS_OK)
+    return -1.0f;
+  const float dice = (float)m.mean_dice;
+  seg_metrics_free(&m);
+  return dice;
+}
+
+/* Median frequency balancing (Eigen & Fergus 2015, as SegNet trains): class
+ * c weighs median(freq) / freq(c), freq(c) = pixels of c / pixels of the
+ * images where c appears; 0 for a class never seen. */
+static void pixel_class_weights(const Dataset *d, int k, float *w) {
+  const size_t P = (size_t)d->h * d->w;
+  double *pixels = calloc(k, sizeof(double)), *image_pixels = calloc(k, sizeof(double));
+  long *in_image = calloc(k, sizeof(long));
+  double freq[MR_MAX_CLASSES], sorted[MR_MAX_CLASSES];
+  int n_seen = 0;
+  for (int i = 0; pixels && image_pixels && in_image && i < d->n; i++) {
+    memset(in_image, 0, sizeof(long) * k);
+    for (size_t p = 0; p < P; p++) {
+      const int c = d->masks[P * i + p];
+      if (c >= 0 && c < k) in_image[c]++;
+    }
+    for (int c = 0; c < k; c++)
+      if (in_image[c]) pixels[c] += in_image[c], image_pixels[c] += P;
+  }
+  for (int c = 0; c < k; c++) {
+    freq[c] = image_pixels && image_pixels[c] > 0 ? pixels[c] / image_pixels[c] : 0.0;
+    if (freq[c] > 0) sorted[n_seen++] = freq[c];
+  }
+  for (int i = 1; i < n_seen; i++) /* insertion sort: k is small */
+    for (int j = i; j > 0 && sorted[j] < sorted[j - 1]; j--) {
+      const double t = sorted[j];
+      sorted[j] = sorted[j - 1], sorted[j - 1] = t;
+    }
+  const double median = n_seen ? (n_seen % 2 ? sorted[n_seen / 2]
+                                             : 0.5 * (sorted[n_seen / 2 - 1] + sorted[n_seen / 2]))
+                               : 1.0;
+  for (int c = 0; c < k; c++) w[c] = freq[c] > 0 ? (float)(median / freq[c]) : 0.0f;
+  free(pixels), free(image_pixels), free(in_image);
+}
+
 /* The epoch's image order: a shuffle, or class-balanced draws with replacement. */
 static void epoch_order(int *order, const Dataset *d, int k, Balance balance, Rng *rng) {
   const int n = d->n;
@@ -212,8 +258,19 @@ static void record_training(Net *net, const TrainOptions *o, const TrainState *s
   cJSON_AddNumberToObject(r, "batch", o->batch);
   cJSON_AddNumberToObject(r, "seed", (double)o->seed);
   if (o->init_from) cJSON_AddStringToObject(r, "init", o->init_from);
-  cJSON_AddNumberToObject(r, "val_acc", st->best_val);
-  cJSON_AddStringToObject(r, "selected_by", o->adv ? "val_robust_acc" : "val_acc");
+  const int segment = net_output_pixels(net) > 1;
+  cJSON_AddNumberToObject(r, segment ? "val_dice" : "val_acc", st->best_val);
+  cJSON_AddStringToObject(r, "selected_by",
+                          segment ? (o->adv ? "val_robust_dice" : "val_dice")
+                                  : (o->adv ? "val_robust_acc" : "val_acc"));
+  if (segment) {
+    const ModelSpec *spec = net_spec(net);
+    cJSON_AddStringToObject(r, "loss",
+                            spec->seg_loss == SEG_LOSS_XENT   ? "xent"
+                            : spec->seg_loss == SEG_LOSS_DICE ? "dice"
+                                                              : "xent+dice");
+    if (o->balance == BALANCE_LOSS) cJSON_AddStringToObject(r, "class_weights", "median frequency");
+  }
   if (o->adv) {
     cJSON *a = cJSON_AddObjectToObject(r, "adversarial");
     cJSON_AddStringToObject(a, "kind", adv_name(o->adv));
@@ -228,7 +285,7 @@ static void record_training(Net *net, const TrainOptions *o, const TrainState *s
                             st->images ? (double)st->adv_images / st->images : 0.0);
     cJSON_AddNumberToObject(a, "adversarial_images", (double)st->adv_images);
     cJSON_AddNumberToObject(a, "images", (double)st->images);
-    cJSON_AddNumberToObject(a, "val_robust_acc", st->best_robust);
+    cJSON_AddNumberToObject(a, segment ? "val_robust_dice" : "val_robust_acc", st->best_robust);
     cJSON_AddNumberToObject(a, "val_attack_steps", o->val_attack_steps);
   }
   char *text = cJSON_PrintUnformatted(r);
@@ -271,22 +328,35 @@ static Status adversarial_batch(Net *net, const TrainOptions *o, TrainState *st,
   return STATUS_OK;
 }
 
-/* Validation accuracy under PGD at the training eps (a fixed seed, so
- * epochs are compared on the same attack). */
+/* Validation accuracy (segmentation: mean Dice) under PGD at the training
+ * eps (a fixed seed, so epochs are compared on the same attack). */
 static float validate_robust(Net *net, const TrainOptions *o, const Dataset *val, MrError *err) {
   AttackOptions a = attack_options_default(ATTACK_PGD);
   a.norm = o->adv_norm, a.eps = o->adv_eps, a.iters = o->val_attack_steps, a.seed = o->seed;
   double acc = -1.0;
-  if (robust_accuracy(net, val, &a, o->batch, &acc, err) != STATUS_OK) return -1.0f;
-  return (float)acc;
+  const Status s = net_output_pixels(net) > 1 ? seg_robust_dice(net, val, &a, o->batch, &acc, err)
+                                              : robust_accuracy(net, val, &a, o->batch, &acc, err);
+  return s == STATUS_OK ? (float)acc : -1.0f;
 }
 
 Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainProgressFn progress,
                  void *ctx, TrainResult *result, MrError *err) {
   const Dataset *train = &data->split[SPLIT_TRAIN], *val = &data->split[SPLIT_VAL];
   const ModelSpec *spec = net_spec(net);
-  const int k = spec->n_classes, B = o->batch;
-  if (net_require_per_image(net, err) != STATUS_OK) return STATUS_ERR_ARG;
+  const int k = spec->n_classes, B = o->batch, P = net_output_pixels(net), segment = P > 1;
+  if (segment && !data->segment)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s answers per pixel but the data has no masks (a segmentation set: "
+                        "images/ and masks/, or {split}_masks arrays)",
+                        spec->arch);
+  if (!segment && data->segment)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "the data is a segmentation set (masks) but %s answers per image; "
+                        "train unet, segnet or fc-densenet on it",
+                        spec->arch);
+  if (segment && P != spec->in_h * spec->in_w)
+    return mr_error_set(err, STATUS_ERR_SHAPE, "%s answers %d values per class, not one per pixel",
+                        spec->arch, P);
   if (train->c != spec->in_c || train->h != spec->in_h || train->w != spec->in_w)
     return mr_error_set(err, STATUS_ERR_SHAPE,
                         "training images are %dx%dx%d, the model takes %dx%dx%d", train->c,
@@ -304,12 +374,18 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   if (status != STATUS_OK) return status;
   float *x = malloc(sizeof(float) * per * B), *scratch = malloc(sizeof(float) * per);
   float *x_adv = o->adv ? malloc(sizeof(float) * per * B) : NULL;
-  int *y = malloc(sizeof(int) * B), *order = malloc(sizeof(int) * train->n);
-  float *probs = malloc(sizeof(float) * k * (size_t)(val->n > B ? val->n : B) + sizeof(float));
+  int *y = malloc(sizeof(int) * B * P), *order = malloc(sizeof(int) * train->n);
+  int *mask_scratch = segment ? malloc(sizeof(int) * P) : NULL;
+  const size_t n_eval = (size_t)(val->n > B ? val->n : B > train->n ? B : train->n);
+  float *probs = segment ? NULL : malloc(sizeof(float) * k * n_eval + sizeof(float));
+  int *val_pred = segment ? malloc(sizeof(int) * P * n_eval) : NULL;
   float class_weights[MR_MAX_CLASSES];
-  if (!x || !scratch || !y || !order || !probs || (o->adv && !x_adv))
+  if (!x || !scratch || !y || !order || !(probs || val_pred) || (o->adv && !x_adv) ||
+      (segment && !mask_scratch))
     status = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  if (o->balance == BALANCE_LOSS) {
+  if (o->balance == BALANCE_LOSS && segment) {
+    pixel_class_weights(train, k, class_weights);
+  } else if (o->balance == BALANCE_LOSS) {
     int counts[MR_MAX_CLASSES] = {0};
     for (int i = 0; i < train->n; i++) counts[train->labels[i]]++;
     for (int c = 0; c < k; c++)
@@ -345,10 +421,13 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
       for (int i = 0; i < b; i++) {
         const int idx = order[step * B + i];
         memcpy(x + per * i, train->images + per * idx, sizeof(float) * per);
-        y[i] = train->labels[idx];
+        if (segment)
+          memcpy(y + (size_t)P * i, train->masks + (size_t)P * idx, sizeof(int) * P);
+        else
+          y[i] = train->labels[idx];
         if (o->augment)
-          augment_image(x + per * i, scratch, train->c, train->h, train->w, o->rotate_deg,
-                        &st.data_rng);
+          augment_image_mask(x + per * i, segment ? y + (size_t)P * i : NULL, scratch, mask_scratch,
+                             train->c, train->h, train->w, o->rotate_deg, &st.data_rng);
       }
       if (o->adv) {
         p.adv_eps = adv_eps_at(o, st.epoch, step, steps);
@@ -367,19 +446,32 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
         break;
       }
       optim_step(&opt, net_params(net), net_grads(net));
-      /* training accuracy from the logits of this very step */
+      /* training accuracy (per pixel: pixel accuracy) from the logits of this very step */
       const float *logits = net_forward_last_logits(net);
-      for (int i = 0; i < b; i++) correct += argmax(logits + (size_t)i * k, k) == y[i];
+      for (int i = 0; i < b && !segment; i++) correct += argmax(logits + (size_t)i * k, k) == y[i];
+      for (int i = 0; i < b && segment; i++) {
+        int right = 0;
+        for (int px = 0; px < P; px++) {
+          const float *zp = logits + (size_t)i * k * P + px;
+          int best = 0;
+          for (int c = 1; c < k; c++)
+            if (zp[(size_t)c * P] > zp[(size_t)best * P]) best = c;
+          right += best == y[(size_t)i * P + px];
+        }
+        correct += right, seen += P - 1; /* seen counts pixels here */
+      }
       loss_sum += (double)loss * b;
       seen += b;
-      p.step = step + 1, p.loss = (float)(loss_sum / seen), p.acc = (float)correct / seen;
+      p.step = step + 1, p.loss = (float)(loss_sum / (segment ? seen / P : seen)),
+      p.acc = (float)correct / seen;
       p.elapsed = omp_get_wtime() - t0;
       if (progress) progress(&p, ctx);
     }
     if (status != STATUS_OK) break;
     const Dataset *check = val->n ? val : train;
-    int degenerate;
-    const float val_acc = evaluate_accuracy(net, check, B, probs, &degenerate);
+    int degenerate = 0;
+    const float val_acc = segment ? evaluate_dice(net, check, B, val_pred)
+                                  : evaluate_accuracy(net, check, B, probs, &degenerate);
     float score = val_acc;
     if (o->adv) {
       score = p.val_robust_acc = validate_robust(net, o, check, err);
@@ -415,6 +507,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   result->images = st.images, result->adv_images = st.adv_images;
   result->epochs_done = st.epoch;
   optim_free(&opt);
-  free(x), free(scratch), free(x_adv), free(y), free(order), free(probs);
+  free(x), free(scratch), free(x_adv), free(y), free(order), free(probs), free(val_pred);
+  free(mask_scratch);
   return status;
 }

@@ -1,0 +1,133 @@
+/* The segmentation side of eval: the sweep (paper 002's Table 1 for one
+ * model), printed as a table and written beside the report. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "medrobust.h"
+
+static void print_segment_sweep(const SegSweepResult *r, const Dataset *d, const char *model,
+                                const char *data, const char *split) {
+  printf("segmentation robustness of %s on %s (%s split, %d images, %d classes)\n", model, data,
+         split, r->n, r->k);
+  printf("clean: Dice %.4f, IoU %.4f, pixel accuracy %.2f%%; per class Dice", r->clean.mean_dice,
+         r->clean.mean_iou, 100 * r->clean.pixel_accuracy);
+  for (int c = 1; c < r->k; c++) printf(" %s %.3f", r->class_names[c], r->clean.class_dice[c]);
+  printf("\n\n%-8s %-16s %7s %7s %8s %7s %7s %7s %9s %6s %6s %6s\n", "attack", "eps", "Dice", "IoU",
+         "vsClean", "target", "drop%", "Linf", "MSE", "SSIM", "PSNR", "s");
+  for (int i = 0; i < r->n_rows; i++) {
+    const SegRow *w = &r->rows[i];
+    char eps[40], target[16] = "-";
+    if (w->eps > 0)
+      eps_describe(w->eps, d->bits, eps, sizeof eps);
+    else
+      snprintf(eps, sizeof eps, "unbounded");
+    if (w->changed_reached >= 0) snprintf(target, sizeof target, "%.3f", w->changed_reached);
+    printf("%-8s %-16s %7.4f %7.4f %8.4f %7s %7.2f %7.4f %9.6f %6.4f %6.2f %6.1f\n", w->attack, eps,
+           w->dice, w->iou, w->dice_vs_clean, target, w->drop_pct, w->linf, w->mse, w->ssim,
+           w->psnr, w->seconds);
+  }
+  printf("(target: the share of the pixels each DAG target changes that show it afterwards)\n");
+  if (r->n_noise) {
+    printf("\nnoise at the adversarial rows' mean SSIM %.4f (paper 002)\n%-10s %8s %8s %8s\n",
+           r->noise[0].ssim_target, "noise", "level", "SSIM", "Dice");
+    for (int i = 0; i < r->n_noise; i++)
+      printf("%-10s %8.4f %8.4f %8.4f\n", noise_name(r->noise[i].kind), r->noise[i].level,
+             r->noise[i].ssim, r->noise[i].dice);
+  }
+  printf(
+      "\npaper 002 Table 1 (segmentation): clean %.3f | %s %.3f | adversarial average %.3f |"
+      " %% drop %.2f\n",
+      r->clean.mean_dice, r->n_noise ? "Rician" : "no noise", r->n_noise ? r->noise[0].dice : 0.0,
+      r->adv_mean_dice, r->adv_drop_pct);
+}
+
+int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const char *dag_text,
+                     const char *out, const char *model, const char *data, const char *split,
+                     int quiet, int n_examples) {
+  (void)n_examples;
+  if (strcmp(dag_text, "none") != 0 && strcmp(dag_text, "A,B,C") != 0) {
+    fprintf(stderr, "medrobust eval: --dag takes A,B,C or none\n");
+    return EXIT_USAGE;
+  }
+  if (!set->masks) {
+    fprintf(stderr, "medrobust eval: %s answers per pixel but %s has no masks\n", model, data);
+    return EXIT_RUNTIME;
+  }
+  MrError err = {0};
+  SegSweepResult r;
+  const double t0 = omp_get_wtime();
+  CliProgress progress;
+  cli_progress_init(&progress, quiet);
+  Status st = seg_sweep(net, set, so, cli_sweep_progress, &progress, &r, &err);
+  cli_progress_done(&progress);
+  if (st == STATUS_OK) st = seg_sweep_write(&r, set, out, model, data, split, &err);
+  if (st != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  print_segment_sweep(&r, set, model, data, split);
+  printf("\n%.1f s; results in %s/seg_results.json, seg_results.csv and seg_images.csv\n",
+         omp_get_wtime() - t0, out);
+  seg_sweep_result_free(&r);
+  return 0;
+}
+
+int cli_compare_segment(Net *const *nets, const char *const *names, int n, const Dataset *set,
+                        const SegSweepOptions *so, int transfer, const char *out, const char *data,
+                        int quiet) {
+  MrError err = {0};
+  SegSweepResult *res = calloc(n, sizeof *res);
+  double *matrices = calloc((size_t)DAG_TARGET_COUNT * n * n, sizeof(double));
+  Status st = res && matrices ? STATUS_OK : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  const double t0 = omp_get_wtime();
+  CliProgress progress;
+  cli_progress_init(&progress, quiet);
+  int done = 0;
+  for (int i = 0; st == STATUS_OK && i < n; i++, done++)
+    st = seg_sweep(nets[i], set, so, cli_sweep_progress, &progress, &res[i], &err);
+  for (int t = 0; st == STATUS_OK && transfer && t < DAG_TARGET_COUNT; t++) {
+    cli_sweep_progress("DAG transfer", t, DAG_TARGET_COUNT, &progress);
+    st = seg_transfer_matrix(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch,
+                             matrices + (size_t)t * n * n, &err);
+  }
+  cli_progress_done(&progress);
+  if (st == STATUS_OK) {
+    printf(
+        "%d segmentation models on %s (%d images)\n\npaper 002 Table 1 (segmentation, mean "
+        "Dice)\n%-22s %8s %8s %8s %8s %9s\n",
+        n, data, set->n, "model", "params", "clean", "Rician", "adv avg", "% drop");
+    for (int i = 0; i < n; i++) {
+      const SegSweepResult *r = &res[i];
+      printf("%-22.22s %8zu %8.3f %8.3f %8.3f %9.2f\n", names[i], net_param_count(nets[i]),
+             r->clean.mean_dice, r->n_noise ? r->noise[0].dice : NAN, r->adv_mean_dice,
+             r->adv_drop_pct);
+    }
+    for (int t = 0; transfer && t < DAG_TARGET_COUNT; t++) {
+      if (!t)
+        printf(
+            "\npaper 002 Table 2 (segmentation): mean Dice of each column's model on DAG "
+            "examples crafted on each row's model (diagonal: white-box)\n");
+      printf("type %s%-17s", dag_target_name((DagTarget)t), "");
+      for (int j = 0; j < n; j++) printf(" %10.10s", names[j]);
+      printf("\n");
+      for (int i = 0; i < n; i++) {
+        printf("  %-20.20s", names[i]);
+        for (int j = 0; j < n; j++) printf(" %10.3f", matrices[(size_t)t * n * n + i * n + j]);
+        printf("\n");
+      }
+    }
+    st = seg_compare_write(res, nets, names, n, transfer ? matrices : NULL, out, data, &err);
+  }
+  for (int i = 0; i < done; i++) seg_sweep_result_free(&res[i]);
+  free(res), free(matrices);
+  if (st != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  printf("\n%.1f s; %s/seg_compare.json\n", omp_get_wtime() - t0, out);
+  return 0;
+}
