@@ -921,6 +921,13 @@ void seg_sweep_result_free(SegSweepResult *r);
  * image's Dice clean and under every row) into dir, atomically. */
 Status seg_sweep_write(const SegSweepResult *r, const Dataset *d, const char *dir,
                        const char *model, const char *data, const char *split, MrError *err);
+/* For the report: the first `count` images, each as the image, the ground
+ * truth, the clean prediction and, per row of the sweep options (the largest
+ * eps of each gradient attack, and each DAG type), the adversarial prediction
+ * as overlays plus the amplified perturbation; PNGs in dir/images/, listed in
+ * dir/seg_examples.json with each image's Dice. */
+Status seg_examples_write(Net *net, const Dataset *d, const SegSweepOptions *o, int count,
+                          const char *dir, MrError *err);
 /* seg_compare.json: each model's Table 1 row (clean, Rician, adversarial
  * average, % drop) and sweep rows, and (transfer: DAG_TARGET_COUNT n x n
  * matrices, or NULL) the Table 2 transfer matrices. */
@@ -937,6 +944,15 @@ Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int b
  * targets from model i's clean prediction). Paper 002 Table 2. */
 Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int t,
                            const DagTargetOptions *to, int batch, double *dice, MrError *err);
+/* The same, also giving each source's mean SSIM and MSE of its examples
+ * (ssim, mse: n each; either may be NULL). */
+Status seg_transfer_matrix_stats(Net *const *nets, int n, const Dataset *d, const AttackOptions *a,
+                                 int t, const DagTargetOptions *to, int batch, double *dice,
+                                 double *ssim, double *mse, MrError *err);
+/* Noise of `kind` at the level whose mean SSIM matches ssim_target (bisected
+ * on up to 64 images), then the mean Dice of the set under it. */
+Status seg_noise_row(Net *net, const Dataset *d, NoiseKind kind, double ssim_target, uint64_t seed,
+                     int batch, SegNoiseRow *out, MrError *err);
 /* The DAG target mask for images [first, first+b) of a batch from their clean
  * prediction (net_segment), into target (b,H,W). */
 void seg_dag_targets(Net *net, const float *x, int b, int first, DagTarget t,

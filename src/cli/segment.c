@@ -48,7 +48,6 @@ static void print_segment_sweep(const SegSweepResult *r, const Dataset *d, const
 int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const char *dag_text,
                      const char *out, const char *model, const char *data, const char *split,
                      int quiet, int n_examples) {
-  (void)n_examples;
   if (strcmp(dag_text, "none") != 0 && strcmp(dag_text, "A,B,C") != 0) {
     fprintf(stderr, "medrobust eval: --dag takes A,B,C or none\n");
     return EXIT_USAGE;
@@ -65,13 +64,17 @@ int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const ch
   Status st = seg_sweep(net, set, so, cli_sweep_progress, &progress, &r, &err);
   cli_progress_done(&progress);
   if (st == STATUS_OK) st = seg_sweep_write(&r, set, out, model, data, split, &err);
+  if (st == STATUS_OK && n_examples) st = seg_examples_write(net, set, so, n_examples, out, &err);
+  if (st == STATUS_OK) st = report_render(out, &err);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     return EXIT_RUNTIME;
   }
   print_segment_sweep(&r, set, model, data, split);
-  printf("\n%.1f s; results in %s/seg_results.json, seg_results.csv and seg_images.csv\n",
-         omp_get_wtime() - t0, out);
+  printf(
+      "\n%.1f s; results in %s/seg_results.json, seg_results.csv and seg_images.csv; report "
+      "%s/report.html\n",
+      omp_get_wtime() - t0, out, out);
   seg_sweep_result_free(&r);
   return 0;
 }
@@ -82,29 +85,68 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
   MrError err = {0};
   SegSweepResult *res = calloc(n, sizeof *res);
   double *matrices = calloc((size_t)DAG_TARGET_COUNT * n * n, sizeof(double));
-  Status st = res && matrices ? STATUS_OK : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  double *ssim = calloc((size_t)DAG_TARGET_COUNT * n, sizeof(double));
+  Status st =
+      res && matrices && ssim ? STATUS_OK : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
   const double t0 = omp_get_wtime();
   CliProgress progress;
   cli_progress_init(&progress, quiet);
+  /* DAG's examples are crafted once per model and type, for the transfer
+   * matrices, whose diagonal is each model's white-box DAG score: the sweep
+   * itself runs only the gradient attacks */
+  SegSweepOptions grad_only = *so;
+  grad_only.dag = 0, grad_only.noise = 0;
   int done = 0;
   for (int i = 0; st == STATUS_OK && i < n; i++, done++)
-    st = seg_sweep(nets[i], set, so, cli_sweep_progress, &progress, &res[i], &err);
-  for (int t = 0; st == STATUS_OK && transfer && t < DAG_TARGET_COUNT; t++) {
-    cli_sweep_progress("DAG transfer", t, DAG_TARGET_COUNT, &progress);
-    st = seg_transfer_matrix(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch,
-                             matrices + (size_t)t * n * n, &err);
+    st = seg_sweep(nets[i], set, &grad_only, cli_sweep_progress, &progress, &res[i], &err);
+  for (int t = 0; st == STATUS_OK && (so->dag || transfer) && t < DAG_TARGET_COUNT; t++) {
+    char what[32];
+    snprintf(what, sizeof what, "DAG type %s", dag_target_name((DagTarget)t));
+    cli_sweep_progress(what, t, DAG_TARGET_COUNT, &progress);
+    st = seg_transfer_matrix_stats(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch,
+                                   matrices + (size_t)t * n * n, ssim + (size_t)t * n, NULL, &err);
+  }
+  /* Table 1 per model: the DAG average (the diagonal) and Rician noise at its SSIM */
+  for (int i = 0; st == STATUS_OK && i < n; i++) {
+    SegSweepResult *r = &res[i];
+    double dice = 0, ss = 0;
+    for (int t = 0; t < DAG_TARGET_COUNT; t++)
+      dice += matrices[(size_t)t * n * n + i * n + i] / DAG_TARGET_COUNT,
+          ss += ssim[(size_t)t * n + i] / DAG_TARGET_COUNT;
+    r->adv_mean_dice = dice;
+    r->adv_drop_pct =
+        r->clean.mean_dice > 0 ? 100.0 * (r->clean.mean_dice - dice) / r->clean.mean_dice : 0;
+    if (so->noise && !r->noise) r->noise = calloc(1, sizeof(SegNoiseRow));
+    if (so->noise && r->noise) {
+      cli_sweep_progress("Rician noise", i, n, &progress);
+      st = seg_noise_row(nets[i], set, NOISE_RICIAN, ss, so->base.seed + 101, so->batch,
+                         &r->noise[0], &err);
+      r->n_noise = st == STATUS_OK;
+    }
   }
   cli_progress_done(&progress);
   if (st == STATUS_OK) {
     printf(
         "%d segmentation models on %s (%d images)\n\npaper 002 Table 1 (segmentation, mean "
-        "Dice)\n%-22s %8s %8s %8s %8s %9s\n",
+        "Dice; adversarial: DAG types A-C, white-box)\n%-22s %8s %8s %8s %8s %9s\n",
         n, data, set->n, "model", "params", "clean", "Rician", "adv avg", "% drop");
     for (int i = 0; i < n; i++) {
       const SegSweepResult *r = &res[i];
       printf("%-22.22s %8zu %8.3f %8.3f %8.3f %9.2f\n", names[i], net_param_count(nets[i]),
              r->clean.mean_dice, r->n_noise ? r->noise[0].dice : NAN, r->adv_mean_dice,
              r->adv_drop_pct);
+    }
+    for (int i = 0; i < n && res[0].n_rows; i++) {
+      if (!i) printf("\ngradient attacks (mean Dice)\n%-22s", "model");
+      for (int j = 0; !i && j < res[0].n_rows; j++) {
+        char head[64];
+        snprintf(head, sizeof head, "%s %.4g", res[0].rows[j].attack, res[0].rows[j].eps);
+        printf(" %14s", head);
+      }
+      if (!i) printf("\n");
+      printf("%-22.22s", names[i]);
+      for (int j = 0; j < res[i].n_rows; j++) printf(" %14.3f", res[i].rows[j].dice);
+      printf("\n");
     }
     for (int t = 0; transfer && t < DAG_TARGET_COUNT; t++) {
       if (!t)
@@ -121,13 +163,14 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
       }
     }
     st = seg_compare_write(res, nets, names, n, transfer ? matrices : NULL, out, data, &err);
+    if (st == STATUS_OK) st = report_render(out, &err);
   }
   for (int i = 0; i < done; i++) seg_sweep_result_free(&res[i]);
-  free(res), free(matrices);
+  free(res), free(matrices), free(ssim);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     return EXIT_RUNTIME;
   }
-  printf("\n%.1f s; %s/seg_compare.json\n", omp_get_wtime() - t0, out);
+  printf("\n%.1f s; %s/seg_compare.json, report.html\n", omp_get_wtime() - t0, out);
   return 0;
 }

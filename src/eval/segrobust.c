@@ -273,6 +273,12 @@ Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int b
 
 Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int t,
                            const DagTargetOptions *to, int batch, double *dice, MrError *err) {
+  return seg_transfer_matrix_stats(nets, n, d, a, t, to, batch, dice, NULL, NULL, err);
+}
+
+Status seg_transfer_matrix_stats(Net *const *nets, int n, const Dataset *d, const AttackOptions *a,
+                                 int t, const DagTargetOptions *to, int batch, double *dice,
+                                 double *ssim, double *mse, MrError *err) {
   Status s = compare_check_models(nets, NULL, n, err);
   if (s != STATUS_OK) return s;
   if (!d->masks || d->n < 1)
@@ -283,6 +289,10 @@ Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const Atta
   int *pred = malloc(sizeof(int) * P * batch), *clean = malloc(sizeof(int) * P * batch);
   int *target = malloc(sizeof(int) * P * batch);
   double *sum = calloc((size_t)n * n, sizeof(double));
+  for (int i = 0; i < n; i++) {
+    if (ssim) ssim[i] = 0;
+    if (mse) mse[i] = 0;
+  }
   if (!adv || !pred || !clean || !target || !sum)
     s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int src = 0; s == STATUS_OK && src < n; src++)
@@ -295,6 +305,13 @@ Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const Atta
         o.kind = ATTACK_DAG, o.target = TARGET_MASK, o.target_mask = target;
       }
       s = attack_run(nets[src], &o, x, d->masks + P * start, b, adv, err);
+      for (int i = 0; s == STATUS_OK && i < b; i++) {
+        const float *c = x + per * i, *v = adv + per * i;
+        if (ssim) ssim[src] += image_ssim(c, v, d->c, d->h, d->w) / d->n;
+        double sq = 0;
+        for (size_t j = 0; mse && j < per; j++) sq += ((double)v[j] - c[j]) * (v[j] - c[j]);
+        if (mse) mse[src] += sq / per / d->n;
+      }
       for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
         net_segment(nets[dst], adv, b, pred);
         for (int i = 0; i < b; i++)
@@ -304,4 +321,20 @@ Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const Atta
   for (int i = 0; s == STATUS_OK && i < n * n; i++) dice[i] = sum[i] / d->n;
   free(adv), free(pred), free(clean), free(target), free(sum);
   return s;
+}
+
+Status seg_noise_row(Net *net, const Dataset *d, NoiseKind kind, double ssim_target, uint64_t seed,
+                     int batch, SegNoiseRow *out, MrError *err) {
+  SegSweep s = {.net = net,
+                .d = d,
+                .batch = batch,
+                .k = net_num_classes(net),
+                .per = (size_t)net_input_size(net),
+                .P = (size_t)d->h * d->w};
+  if (!d->masks || d->n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no segmentation images");
+  s.adv = malloc(sizeof(float) * s.per * batch);
+  if (!s.adv) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  run_noise(&s, kind, ssim_target, seed, out);
+  free(s.adv);
+  return STATUS_OK;
 }

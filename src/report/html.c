@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "medrobust.h"
+#include "report.h"
 
 static cJSON *read_json(const char *dir, const char *name) {
   char path[4300];
@@ -111,6 +111,12 @@ static void img(FILE *o, const char *dir, const char *rel, const char *alt, cons
   free(buf);
 }
 
+void report_esc(FILE *o, const char *s) { esc(o, s); }
+void report_img(FILE *o, const char *dir, const char *rel, const char *alt, const char *cls) {
+  img(o, dir, rel, alt, cls);
+}
+cJSON *report_read_json(const char *dir, const char *name) { return read_json(dir, name); }
+
 /* ---- eps with grey levels ---------------------------------------------- */
 
 /* A JSON bit depth as an int, 0 when absent or absurd. */
@@ -131,23 +137,7 @@ static void eps_text(FILE *o, double eps, double bits, const char *norm) {
 static const char *palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                 "#ff7f0e", "#8c564b", "#e377c2", "#17becf"};
 
-/* A line chart: series of (x, y) with y in [0,1] shown as percent. */
-typedef struct {
-  const char *name;
-  double x[64], y[64];
-  int n;
-  int dashed; /* drawn dashed in the colour of series `dashed - 1`, without a legend entry */
-} Series;
-
-typedef struct {
-  const char *title, *xlabel, *ylabel;
-  int x_percent;   /* x is a share: tick labels in percent */
-  double x_step;   /* > 0: tick labels also in grey levels of this step */
-  double marker_x; /* > 0: a vertical marker (the 20% deferral point) */
-  const char *marker_label;
-} Chart;
-
-static void svg_chart(FILE *o, const Chart *c, const Series *s, int ns) {
+void report_svg_chart(FILE *o, const Chart *c, const Series *s, int ns) {
   const int W = 600, H = 340, L = 58, R = 150, T = 30, B = 62;
   double xmax = 0;
   for (int i = 0; i < ns; i++)
@@ -489,7 +479,7 @@ static void section_sweep(FILE *o, const cJSON *r) {
                        step,
                        0,
                        ""};
-  svg_chart(o, &chart, s, ns);
+  report_svg_chart(o, &chart, s, ns);
   fprintf(o,
           "<div class='scroll'><table><tr><th>attack</th><th>eps</th><th>accuracy</th>"
           "<th>balanced</th><th>AUC</th>");
@@ -637,7 +627,7 @@ static void section_triage(FILE *o, const char *dir, const cJSON *t) {
                          0,
                          0.2,
                          "20% (paper 001)"};
-    svg_chart(o, &chart, s, ns);
+    report_svg_chart(o, &chart, s, ns);
     fprintf(o,
             "<p>Deferral by the smallest flipping eps (adversarial) against the baselines a "
             "user would try first: low softmax confidence, small margin between the two top "
@@ -897,7 +887,7 @@ static void section_compare(FILE *o, const cJSON *c) {
                          data_grey_step(bits_of(num(c, "bits"))),
                          0,
                          ""};
-    svg_chart(o, &chart, s, ns);
+    report_svg_chart(o, &chart, s, ns);
   }
   const cJSON *t = cJSON_GetObjectItem(c, "transfer");
   if (!t) return;
@@ -957,11 +947,14 @@ Status report_render(const char *dir, MrError *err) {
   cJSON *results = read_json(dir, "results.json"), *examples = read_json(dir, "examples.json");
   cJSON *triage = read_json(dir, "triage.json"), *compare = read_json(dir, "compare.json");
   cJSON *saliency = read_json(dir, "saliency.json"), *embedding = read_json(dir, "embedding.json");
-  if (!results && !triage && !compare && !saliency && !embedding) {
-    cJSON_Delete(examples);
+  cJSON *seg = read_json(dir, "seg_results.json"),
+        *seg_examples = read_json(dir, "seg_examples.json");
+  cJSON *seg_compare = read_json(dir, "seg_compare.json");
+  if (!results && !triage && !compare && !saliency && !embedding && !seg && !seg_compare) {
+    cJSON_Delete(examples), cJSON_Delete(seg_examples);
     return mr_error_set(err, STATUS_ERR_IO,
-                        "%s: no results.json, triage.json, compare.json or saliency.json (run "
-                        "eval, triage, compare or saliency first)",
+                        "%s: no results.json, triage.json, compare.json, saliency.json or "
+                        "seg_results.json (run eval, triage, compare or saliency first)",
                         dir);
   }
   char path[4300], tmp[4400];
@@ -971,6 +964,7 @@ Status report_render(const char *dir, MrError *err) {
   if (!o) {
     cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
     cJSON_Delete(saliency), cJSON_Delete(embedding);
+    cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
     return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write", tmp);
   }
   fprintf(o,
@@ -985,6 +979,7 @@ Status report_render(const char *dir, MrError *err) {
   if (triage) section_triage(o, dir, triage);
   if (saliency) section_saliency(o, dir, saliency);
   if (embedding) section_embedding(o, embedding);
+  if (seg || seg_compare) report_segment_sections(o, dir, seg, seg_examples, seg_compare);
   fprintf(o,
           "<h2 id='references'>References</h2><ol class='refs'><li>Joel et al. 2022, Using "
           "adversarial images to "
@@ -994,12 +989,15 @@ Status report_render(const char *dir, MrError *err) {
           "examples for medical imaging, MICCAI (noise at matched SSIM, %% drop, transfer).</li>"
           "<li>Carlini et al. 2019, On evaluating adversarial robustness (the self-checks).</li>"
           "<li>Rodriguez et al. 2022, BMC Med Inform Decis Mak (model complexity, saliency, "
-          "feature space).</li></ol><p class='grey'>Rendered from the JSON files in this folder; "
+          "feature space).</li><li>Xie et al. 2017, Adversarial examples for semantic "
+          "segmentation and object detection, ICCV (DAG).</li></ol><p class='grey'>Rendered from "
+          "the JSON files in this folder; "
           "every number above is read from them, none recomputed. Images are embedded: this file "
           "stands alone.</p></body></html>\n");
   const int ok = !ferror(o);
   cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
   cJSON_Delete(saliency), cJSON_Delete(embedding);
+  cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
   if (fclose(o) != 0 || !ok || rename(tmp, path) != 0) {
     remove(tmp);
     return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);

@@ -4,6 +4,7 @@
 #define MR_REPORT_H
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 
 #include "medrobust.h"
 
@@ -27,5 +28,36 @@ Status report_text_write(ReportText *t, const char *dir, const char *name, MrErr
 
 /* dir/sub, created unless it exists */
 Status report_make_dir(const char *dir, const char *sub, MrError *err);
+
+/* ---- HTML pieces (html.c), for the sections other files render ---------- */
+
+/* A line chart: series of (x, y) with y in [0,1] shown as percent. */
+typedef struct {
+  const char *name;
+  double x[64], y[64];
+  int n;
+  int dashed; /* drawn dashed in the colour of series `dashed - 1`, without a legend entry */
+} Series;
+
+typedef struct {
+  const char *title, *xlabel, *ylabel;
+  int x_percent;   /* x is a share: tick labels in percent */
+  double x_step;   /* > 0: tick labels also in grey levels of this step */
+  double marker_x; /* > 0: a vertical marker (the 20% deferral point) */
+  const char *marker_label;
+} Chart;
+
+void report_svg_chart(FILE *o, const Chart *c, const Series *s, int ns);
+/* text with &, <, >, quotes escaped */
+void report_esc(FILE *o, const char *s);
+/* <img> with dir/rel embedded as a data URI; nothing for a path that is not a
+ * relative .png inside dir */
+void report_img(FILE *o, const char *dir, const char *rel, const char *alt, const char *cls);
+/* dir/name parsed, NULL when absent or not JSON */
+cJSON *report_read_json(const char *dir, const char *name);
+/* the segmentation sections (seghtml.c): seg_results.json, seg_examples.json,
+ * seg_compare.json, whichever are given */
+void report_segment_sections(FILE *o, const char *dir, const cJSON *results, const cJSON *examples,
+                             const cJSON *compare);
 
 #endif
