@@ -430,6 +430,8 @@ typedef struct {
   int segment;               /* a segmentation set: every split has masks, n_classes counts the
                                 background; labels are 0 */
   int binary_masks;          /* its masks were stored 0/255 and read as 0/1 */
+  int split_folders;         /* train/test from root/{train,val,test}/ folders (a seeded tenth of
+                                train validates when there is no val/) */
   int skipped;               /* files that are not PNG/JPEG images, skipped */
   char skipped_example[160]; /* the first of them, relative to the root */
 } DataSplits;

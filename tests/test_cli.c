@@ -427,6 +427,62 @@ static void check_layout(const char *report_dir, int width, const char *must, in
 /* The reports render in a real browser (Debian's chromium, headless) and
  * read on a phone (420 px) and a desktop (1400 px); a single file with its
  * images embedded, no remote resources. */
+/* The segmentation path end to end: phantom with masks, a small U-Net, eval
+ * with DAG, compare with the transfer matrices, and the errors between tasks. */
+static void test_segmentation_end_to_end(void **state) {
+  (void)state;
+  char out[65536], cmd[2048], path[512];
+  expect(2, "--task must be classify or segment", "data phantom --task draw --out x.npz");
+  snprintf(cmd, sizeof cmd, "data phantom --task segment --size 28 --n 300 --out %s/seg.npz", dir);
+  expect(0, "masks background/benign/malignant", cmd);
+  for (int m = 0; m < 2; m++) {
+    snprintf(cmd, sizeof cmd,
+             "train --data %s/seg.npz --model %s --depth 2 --base 8 --epochs 4 --lr 0.01 --out "
+             "%s/%s.safetensors --quiet",
+             dir, m ? "segnet" : "unet", dir, m ? "segnet" : "unet");
+    expect(0, "test Dice", cmd);
+  }
+  /* the model file says how it was trained and on what */
+  snprintf(cmd, sizeof cmd, "info %s/unet.safetensors", dir);
+  expect(0, "val_dice", cmd);
+  snprintf(cmd, sizeof cmd,
+           "eval --model %s/unet.safetensors --data %s/seg.npz --attacks pgd --eps 0.004 "
+           "--dag-iters 20 --limit 12 --examples 2 --quiet --out %s/segeval",
+           dir, dir, dir);
+  int rc = run(out, sizeof out, "%s", cmd);
+  if (rc != 0 || !strstr(out, "dag-A") || !strstr(out, "paper 002 Table 1"))
+    fail_msg("exit %d:\n%s", rc, out);
+  snprintf(path, sizeof path, "%s/segeval/seg_results.json", dir);
+  slurp(path, page_text, sizeof page_text);
+  assert_non_null(strstr(page_text, "\"dag_target\""));
+  assert_non_null(strstr(page_text, "\"table1\""));
+  snprintf(path, sizeof path, "%s/segeval/report.html", dir);
+  slurp(path, page_text, sizeof page_text);
+  assert_non_null(strstr(page_text, "Paper 002 Table 1 (segmentation)"));
+  assert_non_null(strstr(page_text, "ground truth"));
+  snprintf(cmd, sizeof cmd,
+           "compare --models %s/unet.safetensors,%s/segnet.safetensors --data %s/seg.npz "
+           "--attacks fgsm --eps 0.004 --dag-iters 10 --limit 8 --quiet --out %s/segcmp",
+           dir, dir, dir, dir);
+  rc = run(out, sizeof out, "%s", cmd);
+  if (rc != 0 || !strstr(out, "Table 2") || !strstr(out, "type C"))
+    fail_msg("exit %d:\n%s", rc, out);
+  /* one task's model on the other task's data: refused before any work */
+  snprintf(cmd, sizeof cmd, "data phantom --size 28 --n 100 --out %s/cls.npz", dir);
+  expect(0, NULL, cmd);
+  snprintf(cmd, sizeof cmd, "eval --model %s/unet.safetensors --data %s/cls.npz --out %s/x", dir,
+           dir, dir);
+  expect(1, "has no masks", cmd);
+  snprintf(cmd, sizeof cmd, "train --data %s/seg.npz --model cnn --epochs 1 --out %s/c.safetensors",
+           dir, dir);
+  expect(1, "answers per image", cmd);
+  snprintf(cmd, sizeof cmd,
+           "compare --models %s/unet.safetensors,%s/c.safetensors --data %s/seg.npz --out %s/x",
+           dir, dir, dir, dir);
+  rc = run(out, sizeof out, "%s", cmd);
+  assert_int_not_equal(rc, 0);
+}
+
 static void test_report_in_chromium(void **state) {
   (void)state;
   if (system("command -v chromium >/dev/null 2>&1") != 0) {
@@ -456,7 +512,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_usage_errors),       cmocka_unit_test(test_runtime_errors),
       cmocka_unit_test(test_end_to_end),         cmocka_unit_test(test_split_never_moves),
-      cmocka_unit_test(test_report_in_chromium),
+      cmocka_unit_test(test_report_in_chromium), cmocka_unit_test(test_segmentation_end_to_end),
   };
   return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -146,7 +146,7 @@ static int data_info(int argc, char **argv) {
   for (int k = 0; k < d->n_classes; k++)
     printf(" %d=%s", k, d->class_names[k] ? d->class_names[k] : "?");
   printf("\n\n%-6s %7s %11s %15s %8s  %s\n", "split", "images", "shape", "range", "mean",
-         "class counts");
+         d->segment ? "% of the pixels per class" : "class counts");
   for (int s = 0; s < SPLIT_COUNT; s++) {
     const Dataset *ds = &d->split[s];
     const size_t n = (size_t)ds->n * ds->c * ds->h * ds->w;
@@ -163,9 +163,15 @@ static int data_info(int argc, char **argv) {
     printf("%-6s %7d %11s %15s %8.4f ", split_name((Split)s), ds->n, shape, range,
            n ? mean / n : 0.0);
     for (int k = 0; k < d->n_classes; k++) {
-      int c = 0;
-      for (int i = 0; i < ds->n; i++) c += ds->labels[i] == k;
-      printf(" %d", c);
+      long c = 0;
+      if (d->segment)
+        for (size_t i = 0; i < (size_t)ds->n * ds->h * ds->w; i++) c += ds->masks[i] == k;
+      else
+        for (int i = 0; i < ds->n; i++) c += ds->labels[i] == k;
+      if (d->segment)
+        printf(" %.1f", ds->n ? 100.0 * c / ((double)ds->n * ds->h * ds->w) : 0.0);
+      else
+        printf(" %ld", c);
     }
     printf("\n");
   }

@@ -30,8 +30,9 @@ static int print_graph(const char *path) {
   char buf[16];
   printf("classes:");
   for (int k = 0; k < s->n_classes && k < 20; k++) printf(" %s", net_class_name(net, k, buf));
-  printf("%s\ntrained on: %s\n\n", s->n_classes > 20 ? " ..." : "",
-         s->data[0] ? s->data : "(not recorded: made before medrobust 0.5)");
+  printf("%s\ntrained on: %s\ntraining: %s\n\n", s->n_classes > 20 ? " ..." : "",
+         s->data[0] ? s->data : "(not recorded: made before medrobust 0.5)",
+         s->training[0] ? s->training : "(not recorded)");
   printf("%5s  %-16s %-28s %-14s %-14s %10s %9s\n", "#", "op", "name", "inputs", "output", "params",
          "MFLOPs");
   for (int i = 0; i < net_layer_count(net); i++) {

@@ -565,6 +565,14 @@ DataSplits *segment_folder_load(const char *root, const DataOptions *opt, MrErro
   if (s == STATUS_OK && l.n == 0)
     s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no PNG or JPEG images under images/", root);
   d = finish(&l, d, opt, "segmentation folder", root, listed, s, err);
+  if (d && kind == SEGDIR_SPLITS) {
+    d->split_folders = 1;
+    int n = 0;
+    for (int k = 0; k < SPLIT_COUNT; k++) n += d->split[k].n;
+    snprintf(d->source, sizeof d->source,
+             "segmentation folder %s (%d images; split by its train/test folders%s)", root, n,
+             listed ? " and val/" : ", val a seeded tenth of train");
+  }
   if (d && segment_masks_finish(d, opt->n_classes, root, err) != STATUS_OK) {
     data_free(d);
     return NULL;

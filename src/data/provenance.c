@@ -26,7 +26,11 @@ void data_record_json(const DataSplits *d, char *out, size_t n) {
     snprintf(hex, sizeof hex, "%016" PRIx64, d->assignment_hash);
     cJSON_AddStringToObject(o, "assignment", hex);
     cJSON_AddStringToObject(o, "fit", fit_name(d->fit));
-    if (d->split_kind == SPLIT_SEEDED) {
+    if (d->split_folders) {
+      cJSON_AddStringToObject(
+          o, "folders",
+          d->split_kind == SPLIT_LISTED ? "train/val/test" : "train/test, val 0.1 of train");
+    } else if (d->split_kind == SPLIT_SEEDED) {
       const double ratios[3] = {0.7, 0.1, 0.2}; /* imagefolder.c's stratified split */
       cJSON_AddItemToObject(o, "ratios", cJSON_CreateDoubleArray(ratios, 3));
     }
