@@ -955,6 +955,33 @@ Status seg_transfer_matrix_stats(Net *const *nets, int n, const Dataset *d, cons
  * on up to 64 images), then the mean Dice of the set under it. */
 Status seg_noise_row(Net *net, const Dataset *d, NoiseKind kind, double ssim_target, uint64_t seed,
                      int batch, SegNoiseRow *out, MrError *err);
+/* Segmentation triage: per image the smallest eps at which the attack
+ * (fgsm, bim or pgd, untargeted against the clean prediction) brings the
+ * Dice between the adversarial and the clean prediction below
+ * dice_threshold, by bisection to tol below eps_max; the most fragile
+ * flag_frac are flagged, and the set's Dice against the truth is given with
+ * and without them. Needs no truth for the search itself. */
+typedef struct {
+  int index;
+  float min_eps;     /* INFINITY if it holds up to eps_max */
+  float eps_below;   /* the largest eps tried that did not */
+  double clean_dice; /* against the truth */
+  int flagged;
+} SegTriageItem;
+typedef struct {
+  SegTriageItem *items; /* most fragile first */
+  int n, n_flagged;
+  float eps_max, tol, flag_frac, dice_threshold;
+  double dice_all, dice_aware; /* mean Dice against the truth, all and without the flagged */
+  char attack[24];
+} SegTriageResult;
+Status seg_triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max,
+                      float tol, float dice_threshold, float flag_frac, int batch,
+                      SweepProgressFn progress, void *ctx, SegTriageResult *r, MrError *err);
+void seg_triage_free(SegTriageResult *r);
+/* seg_triage.csv and seg_triage.json into dir, most fragile first, atomically. */
+Status seg_triage_write(const SegTriageResult *r, const Dataset *d, const char *dir,
+                        const char *model, const char *data, MrError *err);
 /* The DAG target mask for images [first, first+b) of a batch from their clean
  * prediction (net_segment), into target (b,H,W). */
 void seg_dag_targets(Net *net, const float *x, int b, int first, DagTarget t,

@@ -347,6 +347,67 @@ static void test_seg_sweep(void **state) {
   seg_sweep_result_free(&r);
 }
 
+static void test_seg_triage(void **state) {
+  (void)state;
+  Dataset t = phantom->split[SPLIT_TEST];
+  t.n = 16;
+  AttackOptions o = attack_options_default(ATTACK_BIM); /* no random start: exact replays */
+  SegTriageResult r;
+  MrError err = {0};
+  assert_int_equal(
+      seg_triage_run(trained, &t, &o, 0.1f, 1e-3f, 0.5f, 0.25f, 8, NULL, NULL, &r, &err),
+      STATUS_OK);
+  assert_int_equal(r.n_flagged, 4);
+  for (int i = 1; i < r.n; i++) assert_true(r.items[i].min_eps >= r.items[i - 1].min_eps);
+  assert_true(isfinite(r.items[0].min_eps));
+  /* replayed alone at its eps, the most fragile image's mask moves; just below, it does not */
+  const SegTriageItem *it = &r.items[0];
+  const int P = 28 * 28, k = 3;
+  float adv[28 * 28];
+  int clean[28 * 28], pred[28 * 28];
+  const float *x = t.images + (size_t)P * it->index;
+  net_segment(trained, x, 1, clean);
+  o.eps = it->min_eps;
+  assert_int_equal(attack_run(trained, &o, x, clean, 1, adv, &err), STATUS_OK);
+  net_segment(trained, adv, 1, pred);
+  assert_true(seg_image_dice(pred, clean, P, k) < 0.5);
+  o.eps = it->eps_below;
+  if (o.eps > 0) {
+    assert_int_equal(attack_run(trained, &o, x, clean, 1, adv, &err), STATUS_OK);
+    net_segment(trained, adv, 1, pred);
+    assert_true(seg_image_dice(pred, clean, P, k) >= 0.5);
+  }
+  assert_true(r.dice_aware >= 0 && r.dice_all > 0);
+  seg_triage_free(&r);
+}
+
+/* PGD adversarial training of a segmentation net: runs, records what it did,
+ * and keeps the epoch of best Dice under PGD. */
+static void test_seg_adversarial_training(void **state) {
+  (void)state;
+  MrError err = {0};
+  DataSplits *d = phantom_generate_segment(28, 200, 3, &err);
+  ModelSpec spec = model_spec_default("segnet", 1, 28, 28, 3);
+  spec.depth = 2, spec.base = 4;
+  Net *net = model_build(&spec, 1, &err);
+  model_spec_free(&spec);
+  char dir[64], out[128];
+  assert_int_equal(make_temp_dir(dir, sizeof dir, "segadv"), 0);
+  snprintf(out, sizeof out, "%s/adv.safetensors", dir);
+  TrainOptions o = train_options_default();
+  o.epochs = 2, o.batch = 32, o.lr = 1e-2f, o.out = out, o.adv = ADV_PGD, o.adv_eps = 0.01f;
+  o.adv_steps = 2, o.val_attack_steps = 2;
+  TrainResult res;
+  if (train_run(net, d, &o, NULL, NULL, &res, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  assert_true(res.adv_images > 0 && res.best_val_robust_acc >= 0);
+  assert_true(fabs((double)res.adv_images / res.images - 0.5) < 0.01);
+  Net *back = safetensors_load_net(out, &err);
+  assert_non_null(back);
+  assert_non_null(strstr(net_spec(back)->training, "val_robust_dice"));
+  net_free(back), net_free(net), data_free(d);
+  remove_dir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest data_tests[] = {
       cmocka_unit_test(test_dice_hand_computed),
@@ -354,12 +415,14 @@ int main(void) {
       cmocka_unit_test(test_npz_roundtrip_and_resize),
       cmocka_unit_test(test_folder_masks),
       cmocka_unit_test(test_real_sets),
+      cmocka_unit_test(test_seg_adversarial_training),
   };
   const struct CMUnitTest attack_tests[] = {
       cmocka_unit_test(test_trained_unet_segments),
       cmocka_unit_test(test_dag_reaches_targets),
       cmocka_unit_test(test_pgd_lowers_dice),
       cmocka_unit_test(test_seg_sweep),
+      cmocka_unit_test(test_seg_triage),
   };
   const int failed = cmocka_run_group_tests_name("segmentation data", data_tests, NULL, NULL);
   return failed + cmocka_run_group_tests_name("segmentation attacks", attack_tests, setup_trained,

@@ -16,6 +16,7 @@ int cmd_triage(int argc, char **argv) {
              *norm = "linf";
   float eps_max = TRIAGE_EPS_MAX, tol = TRIAGE_TOL, flag_pct = 100.0f * TRIAGE_FLAG_FRAC;
   int batch = 128, quiet = 0, limit = 0, iters = 10;
+  float dice_threshold = 0.5f;
   uint64_t seed = 1;
   CliDataArgs dargs = {0};
   const CliOption options[] = {
@@ -30,6 +31,9 @@ int cmd_triage(int argc, char **argv) {
       {"--flag", OPT_FLOAT, &flag_pct, 0, 100, " PCT",
        "percent of most fragile images flagged for review"},
       {"--iters", OPT_INT, &iters, 1, 10000, " N", "attack iterations"},
+      {"--dice-threshold", OPT_FLOAT, &dice_threshold, 0.001, 1, " D",
+       "segmentation models: an image counts as broken when the Dice between its adversarial "
+       "and clean prediction falls below D"},
       {"--seed", OPT_U64, &seed, 0, 0, " S", "PGD random starts"},
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
@@ -72,10 +76,47 @@ int cmd_triage(int argc, char **argv) {
   if (limit && limit < set.n) set.n = limit;
   AttackOptions o = attack_options_default((AttackKind)kind);
   o.norm = norm_kind, o.iters = kind == ATTACK_FGSM ? 1 : iters, o.seed = seed;
-  TriageResult r;
   const double t0 = omp_get_wtime();
   CliProgress progress;
   cli_progress_init(&progress, quiet);
+  if (net_output_pixels(net) > 1) {
+    SegTriageResult sr;
+    Status st =
+        kind == ATTACK_MIFGSM
+            ? mr_error_set(&err, STATUS_ERR_ARG, "segmentation triage takes fgsm, bim or pgd")
+            : seg_triage_run(net, &set, &o, eps_max, tol, dice_threshold, flag_pct / 100.0f, batch,
+                             cli_sweep_progress, &progress, &sr, &err);
+    cli_progress_done(&progress);
+    if (st == STATUS_OK) st = seg_triage_write(&sr, &set, out, model, data_path, &err);
+    if (st == STATUS_OK) {
+      printf(
+          "%s on %s (%s, %d images): per image the smallest %s %s eps at which the Dice "
+          "between the adversarial and the clean mask falls below %g\n",
+          model, data_path, split, sr.n, attack, norm, dice_threshold);
+      printf(
+          "mean Dice against the truth: %.4f on all images, %.4f without the %.0f%% most "
+          "fragile (%d flagged for review)\n\nmost fragile:\n%5s %-32s %14s %10s\n",
+          sr.dice_all, sr.dice_aware, flag_pct, sr.n_flagged, "rank", "file", "min_eps",
+          "clean Dice");
+      for (int i = 0; i < sr.n && i < 10; i++) {
+        char id[64], eps_text[64];
+        eps_describe(sr.items[i].min_eps, norm_kind == NORM_LINF ? set.bits : 0, eps_text,
+                     sizeof eps_text);
+        printf("%5d %-32s %14s %10.4f\n", i + 1,
+               dataset_image_id(&set, sr.items[i].index, id, sizeof id),
+               isinf(sr.items[i].min_eps) ? "none" : eps_text, sr.items[i].clean_dice);
+      }
+      printf("\n%.1f s; list in %s/seg_triage.csv, details in %s/seg_triage.json\n",
+             omp_get_wtime() - t0, out, out);
+    } else {
+      fprintf(stderr, "medrobust: %s\n", err.msg);
+    }
+    seg_triage_free(&sr);
+    net_free(net);
+    data_free(data);
+    return st == STATUS_OK ? 0 : EXIT_RUNTIME;
+  }
+  TriageResult r;
   Status st = triage_run(net, &set, &o, eps_max, tol, flag_pct / 100.0f, batch, cli_sweep_progress,
                          &progress, &r, &err);
   cli_progress_done(&progress);

@@ -177,3 +177,47 @@ Status seg_compare_write(const SegSweepResult *res, Net *const *nets, const char
   cJSON_Delete(root);
   return s;
 }
+
+Status seg_triage_write(const SegTriageResult *r, const Dataset *d, const char *dir,
+                        const char *model, const char *data, MrError *err) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "task", "segment");
+  cJSON_AddStringToObject(root, "model", model);
+  cJSON_AddStringToObject(root, "data", data);
+  cJSON_AddStringToObject(root, "attack", r->attack);
+  json_add_number(root, "eps_max", r->eps_max);
+  json_add_number(root, "tol", r->tol);
+  json_add_number(root, "dice_threshold", r->dice_threshold);
+  json_add_number(root, "flag_fraction", r->flag_frac);
+  json_add_number(root, "dice_all", r->dice_all);
+  json_add_number(root, "dice_aware", r->dice_aware);
+  cJSON *items = cJSON_AddArrayToObject(root, "images");
+  ReportText t = {0};
+  report_text_add(&t, "rank,image,min_eps,eps_below,clean_dice,flagged\n");
+  for (int i = 0; i < r->n; i++) {
+    const SegTriageItem *it = &r->items[i];
+    char buf[64];
+    const char *id = dataset_image_id(d, it->index, buf, sizeof buf);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "image", id);
+    json_add_number(o, "min_eps", it->min_eps);
+    json_add_number(o, "eps_below", it->eps_below);
+    json_add_number(o, "clean_dice", it->clean_dice);
+    cJSON_AddBoolToObject(o, "flagged", it->flagged);
+    cJSON_AddItemToArray(items, o);
+    report_text_add(&t, "%d,", i + 1);
+    report_text_field(&t, id);
+    if (isinf(it->min_eps))
+      report_text_add(&t, ",inf");
+    else
+      report_text_add(&t, ",%.6g", it->min_eps);
+    report_text_add(&t, ",%.6g,%.6f,%d\n", it->eps_below, it->clean_dice, it->flagged);
+  }
+  Status s = report_write_json(dir, "seg_triage.json", root, err);
+  cJSON_Delete(root);
+  if (s != STATUS_OK) {
+    free(t.buf);
+    return s;
+  }
+  return report_text_write(&t, dir, "seg_triage.csv", err);
+}
