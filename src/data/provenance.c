@@ -102,6 +102,16 @@ static int names_differ(const char *a, const char *b) { return a && b && strcase
 static Status check_task(const DataSplits *d, const Net *net, const Record *r, const char *path,
                          MrError *err) {
   const ModelSpec *spec = net_spec(net);
+  const int per_pixel = net_output_pixels(net) > 1;
+  if (per_pixel && !d->segment)
+    return mr_error_set(err, STATUS_ERR_SHAPE,
+                        "%s answers per pixel (segmentation) but %s has no masks (a segmentation "
+                        "set: images/ + masks/, or {split}_masks arrays)",
+                        spec->arch, path);
+  if (!per_pixel && d->segment)
+    return mr_error_set(err, STATUS_ERR_SHAPE,
+                        "%s is a segmentation set (masks) but %s answers per image", path,
+                        spec->arch);
   if (d->unlabelled) return STATUS_OK;
   if (d->n_classes != spec->n_classes)
     return mr_error_set(err, STATUS_ERR_SHAPE,
