@@ -60,7 +60,36 @@ def sweep_table(c, title):
             lines.append("| %s | %s |" % (name, " | ".join(pct(v) for v in row)))
 
 
-for paper in ("p001", "p004"):
+def seg_tables(c, title):
+    names = c["models"]
+    lines.append("\n### %s\n" % title)
+    lines.append("%s, %d test images; mean Dice.\n" % (c["data"], c["images"]))
+    lines.append("| model | params | clean | Rician | DAG average | % drop |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for m in c["table1"]:
+        lines.append("| %s | %d | %.3f | %s | %.3f | %.1f |" % (
+            m["model"], m["params"], m["clean"],
+            "-" if m.get("rician") is None else "%.3f" % m["rician"],
+            m["adversarial_mean"], m["drop_pct"]))
+    rows = c["table1"][0]["rows"]
+    if rows:
+        lines.append("\n| model | " + " | ".join("%s %.4g" % (r["attack"], r["eps"]) for r in rows) + " |")
+        lines.append("|---|" + "---:|" * len(rows))
+        for m in c["table1"]:
+            lines.append("| %s | %s |" % (m["model"], " | ".join("%.3f" % r["dice"] for r in m["rows"])))
+    t2 = c.get("table2")
+    if t2:
+        lines.append("\nTransfer (rows: crafted on, columns: evaluated on; diagonal white-box):\n")
+        lines.append("| crafted on | " + " | ".join("%s %s" % (t, n) for t in "ABC" for n in names) + " |")
+        lines.append("|---|" + "---:|" * (3 * len(names)))
+        for i, n in enumerate(names):
+            cells = []
+            for t in "ABC":
+                cells += ["%.3f" % v for v in t2["type_" + t][i]]
+            lines.append("| %s | %s |" % (n, " | ".join(cells)))
+
+
+for paper in ("p001", "p002", "p004"):
     base = os.path.join(root, paper)
     if not os.path.isdir(base):
         continue
@@ -69,6 +98,9 @@ for paper in ("p001", "p004"):
             c = load(os.path.join(base, name, sub, "compare.json"))
             if c:
                 sweep_table(c, "%s: %s (%s)" % (paper, name, sub))
+            c = load(os.path.join(base, name, sub, "seg_compare.json"))
+            if c:
+                seg_tables(c, "%s: %s (%s, segmentation)" % (paper, name, sub))
     times = os.path.join(base, "times.txt")
     if os.path.exists(times):
         lines.append("\n%s wall-clock times (2 threads):\n\n```\n%s```" % (paper, open(times).read()))

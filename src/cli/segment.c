@@ -86,8 +86,10 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
   SegSweepResult *res = calloc(n, sizeof *res);
   double *matrices = calloc((size_t)DAG_TARGET_COUNT * n * n, sizeof(double));
   double *ssim = calloc((size_t)DAG_TARGET_COUNT * n, sizeof(double));
-  Status st =
-      res && matrices && ssim ? STATUS_OK : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  double *mse = calloc((size_t)DAG_TARGET_COUNT * n, sizeof(double));
+  Status st = res && matrices && ssim && mse
+                  ? STATUS_OK
+                  : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
   const double t0 = omp_get_wtime();
   CliProgress progress;
   cli_progress_init(&progress, quiet);
@@ -104,7 +106,8 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
     snprintf(what, sizeof what, "DAG type %s", dag_target_name((DagTarget)t));
     cli_sweep_progress(what, t, DAG_TARGET_COUNT, &progress);
     st = seg_transfer_matrix_stats(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch,
-                                   matrices + (size_t)t * n * n, ssim + (size_t)t * n, NULL, &err);
+                                   matrices + (size_t)t * n * n, ssim + (size_t)t * n,
+                                   mse + (size_t)t * n, &err);
   }
   /* Table 1 per model: the DAG average (the diagonal) and Rician noise at its SSIM */
   for (int i = 0; st == STATUS_OK && i < n; i++) {
@@ -114,6 +117,24 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
       dice += matrices[(size_t)t * n * n + i * n + i] / DAG_TARGET_COUNT,
           ss += ssim[(size_t)t * n + i] / DAG_TARGET_COUNT;
     r->adv_mean_dice = dice;
+    /* the white-box DAG rows, from the diagonal, after the gradient attacks' rows */
+    SegRow *grown = realloc(r->rows, sizeof(SegRow) * (r->n_rows + DAG_TARGET_COUNT));
+    if (!grown) {
+      st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+      break;
+    }
+    r->rows = grown;
+    for (int t = 0; t < DAG_TARGET_COUNT; t++) {
+      SegRow *w = &r->rows[r->n_rows++];
+      memset(w, 0, sizeof *w);
+      snprintf(w->attack, sizeof w->attack, "dag-%s", dag_target_name((DagTarget)t));
+      w->eps = so->dag_o.eps, w->dag_target = t;
+      w->dice = matrices[(size_t)t * n * n + i * n + i];
+      w->dice_vs_clean = w->target_reached = w->changed_reached = NAN;
+      w->ssim = ssim[(size_t)t * n + i], w->mse = mse[(size_t)t * n + i];
+      w->drop_pct =
+          r->clean.mean_dice > 0 ? 100.0 * (r->clean.mean_dice - w->dice) / r->clean.mean_dice : 0;
+    }
     r->adv_drop_pct =
         r->clean.mean_dice > 0 ? 100.0 * (r->clean.mean_dice - dice) / r->clean.mean_dice : 0;
     if (so->noise && !r->noise) r->noise = calloc(1, sizeof(SegNoiseRow));
@@ -137,7 +158,7 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
              r->adv_drop_pct);
     }
     for (int i = 0; i < n && res[0].n_rows; i++) {
-      if (!i) printf("\ngradient attacks (mean Dice)\n%-22s", "model");
+      if (!i) printf("\nevery attack (mean Dice; DAG white-box, with its MSE)\n%-22s", "model");
       for (int j = 0; !i && j < res[0].n_rows; j++) {
         char head[64];
         snprintf(head, sizeof head, "%s %.4g", res[0].rows[j].attack, res[0].rows[j].eps);
@@ -145,7 +166,11 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
       }
       if (!i) printf("\n");
       printf("%-22.22s", names[i]);
-      for (int j = 0; j < res[i].n_rows; j++) printf(" %14.3f", res[i].rows[j].dice);
+      for (int j = 0; j < res[i].n_rows; j++)
+        if (res[i].rows[j].dag_target >= 0)
+          printf("  %5.3f (%.4f)", res[i].rows[j].dice, res[i].rows[j].mse);
+        else
+          printf(" %14.3f", res[i].rows[j].dice);
       printf("\n");
     }
     for (int t = 0; transfer && t < DAG_TARGET_COUNT; t++) {
@@ -166,7 +191,7 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
     if (st == STATUS_OK) st = report_render(out, &err);
   }
   for (int i = 0; i < done; i++) seg_sweep_result_free(&res[i]);
-  free(res), free(matrices), free(ssim);
+  free(res), free(matrices), free(ssim), free(mse);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     return EXIT_RUNTIME;
