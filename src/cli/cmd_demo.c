@@ -142,7 +142,9 @@ static int demo_segment(const char *dir, const char *report_dir, uint64_t seed, 
   model_spec_free(&spec);
   TrainOptions o = train_options_default();
   o.epochs = 30, o.lr = 1e-2f, o.batch = 32, o.seed = seed, o.out = out, o.checkpoint = ckpt;
-  o.balance = BALANCE_LOSS;
+  /* unweighted cross-entropy + Dice: on this phantom the median-frequency weights of
+   * train's segmentation default over-draw the lesions (validation Dice 0.66 against 0.78) */
+  o.balance = BALANCE_NONE;
   TrainResult res;
   if (!quiet && net)
     fprintf(stderr, "training unet (%zu parameters) on the segmentation phantom\n",
