@@ -503,6 +503,10 @@ DataSplits *data_load_for_model(const char *path, const Net *net, const DataChec
 Status data_check_for_model(const DataSplits *d, const char *path, const Net *net,
                             const DataCheck *check, char *warning, size_t warning_len,
                             MrError *err);
+/* STATUS_OK when the data's task is the model's (masks for a per-pixel model,
+ * none for a per-image one), else an error saying which is which; path
+ * names the data in it. */
+Status data_require_task(const DataSplits *d, const Net *net, const char *path, MrError *err);
 /* The stored grey-level step of d: 1/(2^bits - 1), or 0 when unknown. */
 double data_grey_step(int bits);
 

@@ -98,20 +98,27 @@ static Record parse_record(const char *json) {
 
 static int names_differ(const char *a, const char *b) { return a && b && strcasecmp(a, b) != 0; }
 
-/* Class count and names, and the stored shape of array sets. */
-static Status check_task(const DataSplits *d, const Net *net, const Record *r, const char *path,
-                         MrError *err) {
-  const ModelSpec *spec = net_spec(net);
+Status data_require_task(const DataSplits *d, const Net *net, const char *path, MrError *err) {
   const int per_pixel = net_output_pixels(net) > 1;
   if (per_pixel && !d->segment)
     return mr_error_set(err, STATUS_ERR_SHAPE,
                         "%s answers per pixel (segmentation) but %s has no masks (a segmentation "
                         "set: images/ + masks/, or {split}_masks arrays)",
-                        spec->arch, path);
+                        net_spec(net)->arch, path);
   if (!per_pixel && d->segment)
     return mr_error_set(err, STATUS_ERR_SHAPE,
-                        "%s is a segmentation set (masks) but %s answers per image", path,
-                        spec->arch);
+                        "%s is a segmentation set (masks) but %s answers per image (segmentation "
+                        "families: unet, segnet, fc-densenet)",
+                        path, net_spec(net)->arch);
+  return STATUS_OK;
+}
+
+/* Class count and names, and the stored shape of array sets. */
+static Status check_task(const DataSplits *d, const Net *net, const Record *r, const char *path,
+                         MrError *err) {
+  const ModelSpec *spec = net_spec(net);
+  const Status task = data_require_task(d, net, path, err);
+  if (task != STATUS_OK) return task;
   if (d->unlabelled) return STATUS_OK;
   if (d->n_classes != spec->n_classes)
     return mr_error_set(err, STATUS_ERR_SHAPE,

@@ -116,15 +116,8 @@ Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, 
 Status data_match_model(DataSplits *d, const Net *net, MrError *err) {
   const ModelSpec *spec = net_spec(net);
   const int per_pixel = net_output_pixels(net) > 1;
-  if (per_pixel && !d->segment)
-    return mr_error_set(err, STATUS_ERR_ARG,
-                        "%s answers per pixel (segmentation) but the data has no masks (a "
-                        "segmentation set: images/ + masks/, or {split}_masks arrays)",
-                        spec->arch);
-  if (!per_pixel && d->segment)
-    return mr_error_set(err, STATUS_ERR_ARG,
-                        "the data is a segmentation set (masks) but %s answers per image",
-                        spec->arch);
+  const Status task = data_require_task(d, net, "the data", err);
+  if (task != STATUS_OK) return task;
   for (int s = 0; s < SPLIT_COUNT; s++) {
     Dataset *ds = &d->split[s];
     if ((ds->h != spec->in_h || ds->w != spec->in_w) &&

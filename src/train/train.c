@@ -344,16 +344,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   const Dataset *train = &data->split[SPLIT_TRAIN], *val = &data->split[SPLIT_VAL];
   const ModelSpec *spec = net_spec(net);
   const int k = spec->n_classes, B = o->batch, P = net_output_pixels(net), segment = P > 1;
-  if (segment && !data->segment)
-    return mr_error_set(err, STATUS_ERR_ARG,
-                        "%s answers per pixel but the data has no masks (a segmentation set: "
-                        "images/ and masks/, or {split}_masks arrays)",
-                        spec->arch);
-  if (!segment && data->segment)
-    return mr_error_set(err, STATUS_ERR_ARG,
-                        "the data is a segmentation set (masks) but %s answers per image; "
-                        "train unet, segnet or fc-densenet on it",
-                        spec->arch);
+  if (data_require_task(data, net, "the training data", err) != STATUS_OK) return STATUS_ERR_ARG;
   if (segment && P != spec->in_h * spec->in_w)
     return mr_error_set(err, STATUS_ERR_SHAPE, "%s answers %d values per class, not one per pixel",
                         spec->arch, P);
