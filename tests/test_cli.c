@@ -467,6 +467,21 @@ static void test_segmentation_end_to_end(void **state) {
   rc = run(out, sizeof out, "%s", cmd);
   if (rc != 0 || !strstr(out, "Table 2") || !strstr(out, "type C"))
     fail_msg("exit %d:\n%s", rc, out);
+  /* attack writes a segmentation set other models are scored on */
+  snprintf(cmd, sizeof cmd,
+           "attack --model %s/unet.safetensors --data %s/seg.npz --attack dag --dag-type C "
+           "--iters 30 --limit 6 --out %s/advC.npz",
+           dir, dir, dir);
+  expect(0, "of the pixels show the target", cmd);
+  snprintf(cmd, sizeof cmd,
+           "eval --model %s/segnet.safetensors --data %s/advC.npz --attacks fgsm --eps 0.002 "
+           "--dag none --no-noise --examples 0 --quiet --out %s/transfer",
+           dir, dir, dir);
+  expect(0, "6 images", cmd);
+  snprintf(cmd, sizeof cmd,
+           "attack --model %s/unet.safetensors --data %s/seg.npz --attack deepfool --out %s/x.npz",
+           dir, dir, dir);
+  expect(2, "takes fgsm, bim, pgd or dag", cmd);
   /* one task's model on the other task's data: refused before any work */
   snprintf(cmd, sizeof cmd, "data phantom --size 28 --n 100 --out %s/cls.npz", dir);
   expect(0, NULL, cmd);

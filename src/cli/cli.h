@@ -136,6 +136,13 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
                         const SegSweepOptions *so, int transfer, const char *out, const char *data,
                         int quiet);
 
+/* attack on a segmentation model: o toward DAG type dag_type (or NULL), or
+ * the masks of the .npz target_masks (or NULL); OUT.npz with the adversarial
+ * images, true masks and both predictions, OUT.csv per image; an exit code. */
+int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const char *dag_type,
+                       const char *target_masks, const char *out, const char *png_dir,
+                       int png_count);
+
 #define MAX_LIST 32
 /* "linf" | "l2"; prints a usage error and returns 0 otherwise */
 int cli_parse_norm(const char *cmd, const char *text, Norm *out);

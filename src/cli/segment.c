@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "medrobust.h"
@@ -198,4 +199,143 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
   }
   printf("\n%.1f s; %s/seg_compare.json, report.html\n", omp_get_wtime() - t0, out);
   return 0;
+}
+
+/* The targets of a file: the test-split masks of a segmentation set, n (h, w)
+ * label maps, each id below k; NULL after printing what is wrong. */
+static int *read_target_masks(const char *path, int n, int h, int w, int k) {
+  MrError err = {0};
+  DataSplits *t = data_load(path, NULL, &err);
+  const Dataset *ts = t ? &t->split[SPLIT_TEST] : NULL;
+  if (!t || !t->segment) {
+    fprintf(stderr, "medrobust: %s\n", t ? "the target file has no masks array" : err.msg);
+  } else if (ts->n < n || ts->h != h || ts->w != w) {
+    fprintf(stderr,
+            "medrobust: %s holds %d target masks of %dx%d; the attack needs %d of %dx%d (its "
+            "test-split masks, in the attacked split's order)\n",
+            path, ts->n, ts->w, ts->h, n, w, h);
+  } else {
+    int *m = malloc(sizeof(int) * (size_t)n * h * w + 1);
+    int bad = -1;
+    for (size_t i = 0; m && i < (size_t)n * h * w; i++)
+      if (ts->masks[i] >= k) bad = ts->masks[i];
+    if (m && bad < 0) {
+      memcpy(m, ts->masks, sizeof(int) * (size_t)n * h * w);
+      data_free(t);
+      return m;
+    }
+    free(m);
+    fprintf(stderr, "medrobust: %s: target label %d, but the model has %d classes\n", path, bad, k);
+  }
+  data_free(t);
+  return NULL;
+}
+
+int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const char *dag_type,
+                       const char *target_masks, const char *out, const char *png_dir,
+                       int png_count) {
+  const int k = net_num_classes(net), n = set->n, t = dag_type ? dag_target_parse(dag_type) : -1;
+  if (!(attack_supports(o->kind) & ATTACK_SUPPORTS_PER_PIXEL) || (dag_type && t < 0) ||
+      (dag_type && target_masks) ||
+      (o->kind == ATTACK_DAG && !dag_type && !target_masks && o->target == TARGET_NONE)) {
+    fprintf(stderr,
+            "medrobust attack: a segmentation model takes fgsm, bim, pgd or dag; dag needs "
+            "--dag-type A|B|C, --target-masks or --target; one target at a time\n");
+    return EXIT_USAGE;
+  }
+  const size_t per = (size_t)set->c * set->h * set->w, P = (size_t)set->h * set->w;
+  float *adv = malloc(sizeof(float) * per * (n ? n : 1));
+  int *clean = malloc(sizeof(int) * P * (n ? n : 1)), *pred = malloc(sizeof(int) * P * (n ? n : 1));
+  int *target = target_masks ? read_target_masks(target_masks, n, set->h, set->w, k)
+                             : malloc(sizeof(int) * P * (n ? n : 1));
+  MrError err = {0};
+  Status st = adv && clean && pred && target
+                  ? STATUS_OK
+                  : mr_error_set(&err, STATUS_ERR_NOMEM, "%s",
+                                 target_masks ? "the target masks are unusable" : "out of memory");
+  if (st == STATUS_OK) st = net_segment_dataset(net, set, 64, clean, &err);
+  const int targeted = t >= 0 || target_masks;
+  for (int start = 0; st == STATUS_OK && start < n; start += 64) {
+    const int b = n - start < 64 ? n - start : 64;
+    AttackOptions a = *o;
+    if (t >= 0)
+      dag_target((DagTarget)t, &(DagTargetOptions){0.1f, 4, -1, 3}, clean + P * start, b, set->h,
+                 set->w, k, o->seed, start, target + P * start);
+    if (targeted) a.target = TARGET_MASK, a.target_mask = target + P * start;
+    st = attack_run(net, &a, set->images + per * start, set->masks + P * start, b,
+                    adv + per * start, &err);
+  }
+  if (st == STATUS_OK) {
+    Dataset adv_set = *set;
+    adv_set.images = adv;
+    st = net_segment_dataset(net, &adv_set, 64, pred, &err);
+  }
+  if (st == STATUS_OK) {
+    NpzWriter *w = npz_writer_open(out, &err);
+    if (w) {
+      const int ishape[4] = {n, set->c, set->h, set->w}, mshape[3] = {n, set->h, set->w};
+      const int empty_i[4] = {0, set->c, set->h, set->w}, empty_m[3] = {0, set->h, set->w};
+      npz_writer_add(w, "test_images", 'f', ishape, 4, adv);
+      npz_writer_add(w, "test_masks", 'i', mshape, 3, set->masks);
+      npz_writer_add(w, "train_images", 'f', empty_i, 4, adv);
+      npz_writer_add(w, "train_masks", 'i', empty_m, 3, set->masks);
+      npz_writer_add(w, "val_images", 'f', empty_i, 4, adv);
+      npz_writer_add(w, "val_masks", 'i', empty_m, 3, set->masks);
+      npz_writer_add(w, "clean_predictions", 'i', mshape, 3, clean);
+      npz_writer_add(w, "adversarial_predictions", 'i', mshape, 3, pred);
+      if (targeted) npz_writer_add(w, "target_masks", 'i', mshape, 3, target);
+      st = npz_writer_close(w, &err);
+    } else {
+      st = err.status;
+    }
+  }
+  double dice_clean = 0, dice_adv = 0, reached = 0;
+  char csv[4200], tmp[4300];
+  snprintf(csv, sizeof csv, "%s.csv", out);
+  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", csv, (long)getpid());
+  FILE *f = st == STATUS_OK ? fopen(tmp, "w") : NULL;
+  if (st == STATUS_OK && !f) st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot write", tmp);
+  if (f) fprintf(f, "index,file,dice_clean,dice_adversarial,dice_vs_clean,target_reached,linf\n");
+  for (int i = 0; f && i < n; i++) {
+    const int *pi = pred + P * i, *ci = clean + P * i, *yi = set->masks + P * i;
+    const double dc = seg_image_dice(ci, yi, (int)P, k), da = seg_image_dice(pi, yi, (int)P, k);
+    double linf = 0, hit = 0;
+    for (size_t j = 0; j < per; j++)
+      linf = fmax(linf, fabs((double)adv[per * i + j] - set->images[per * i + j]));
+    for (size_t j = 0; targeted && j < P; j++) hit += pi[j] == target[P * i + j];
+    char id[64];
+    fprintf(f, "%d,", i);
+    csv_write_field(f, dataset_image_id(set, i, id, sizeof id));
+    fprintf(f, ",%.6f,%.6f,%.6f,", dc, da, seg_image_dice(pi, ci, (int)P, k));
+    if (targeted) fprintf(f, "%.6f", hit / P);
+    fprintf(f, ",%.6g\n", linf);
+    dice_clean += dc / n, dice_adv += da / n, reached += hit / P / n;
+  }
+  if (f && (fclose(f) != 0 || rename(tmp, csv) != 0))
+    st = mr_error_set(&err, STATUS_ERR_IO, "%s: write failed", csv);
+  if (st == STATUS_OK && png_dir) {
+    SegSweepOptions so = {NULL, 0, NULL, 0, *o, t >= 0, *o, dag_target_options_default(), 0, 64};
+    if (!cli_make_dir(png_dir))
+      st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
+    else if (!targeted || t >= 0) {
+      so.n_attacks = t >= 0 ? 0 : 1;
+      so.attacks = &o->kind, so.eps = &o->eps, so.n_eps = 1;
+      st = seg_examples_write(net, set, &so, png_count < n ? png_count : n, png_dir, &err);
+    }
+  }
+  if (st == STATUS_OK) {
+    char bound[48] = "unbounded";
+    if (o->eps > 0) snprintf(bound, sizeof bound, "eps %g", o->eps);
+    printf("%s (%s) on %d images: mean Dice %.4f clean, %.4f adversarial", attack_name(o->kind),
+           bound, n, dice_clean, dice_adv);
+    if (targeted) printf("; %.1f%% of the pixels show the target", 100 * reached);
+    printf(
+        "\nwrote %s (a segmentation set: 'medrobust eval --data %s' scores other models on it)"
+        " and %s\n",
+        out, out, csv);
+  } else {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+  }
+  free(adv), free(clean), free(pred), free(target);
+  return st == STATUS_OK ? 0 : EXIT_RUNTIME;
 }
