@@ -408,6 +408,46 @@ static void test_seg_adversarial_training(void **state) {
   remove_dir(dir);
 }
 
+/* An interrupted segmentation run resumed from its checkpoint ends with the
+ * same weights, bit for bit, as one that was never interrupted. */
+static void test_seg_resume(void **state) {
+  (void)state;
+  MrError err = {0};
+  DataSplits *d = phantom_generate_segment(28, 120, 9, &err);
+  char dir[64], out[2][128], ckpt[2][160];
+  assert_int_equal(make_temp_dir(dir, sizeof dir, "segres"), 0);
+  Net *nets[2];
+  for (int run = 0; run < 2; run++) {
+    ModelSpec spec = model_spec_default("unet", 1, 28, 28, 3);
+    spec.depth = 2, spec.base = 4;
+    nets[run] = model_build(&spec, 5, &err);
+    model_spec_free(&spec);
+    snprintf(out[run], sizeof out[run], "%s/m%d.safetensors", dir, run);
+    snprintf(ckpt[run], sizeof ckpt[run], "%s.ckpt", out[run]);
+    TrainOptions o = train_options_default();
+    o.epochs = 3, o.batch = 16, o.out = out[run], o.checkpoint = ckpt[run];
+    o.balance = BALANCE_LOSS;
+    TrainResult res;
+    o.stop_after = run ? 1 : 0;
+    if (train_run(nets[run], d, &o, NULL, NULL, &res, &err) != STATUS_OK) fail_msg("%s", err.msg);
+    if (run) {
+      assert_true(res.interrupted);
+      net_free(nets[run]);
+      ModelSpec again = model_spec_default("unet", 1, 28, 28, 3);
+      again.depth = 2, again.base = 4;
+      nets[run] = model_build(&again, 77, &err); /* other init: the checkpoint must win */
+      model_spec_free(&again);
+      o.stop_after = 0, o.resume = 1;
+      if (train_run(nets[run], d, &o, NULL, NULL, &res, &err) != STATUS_OK) fail_msg("%s", err.msg);
+      assert_int_equal(res.epochs_done, 3);
+    }
+  }
+  assert_memory_equal(net_params(nets[0]), net_params(nets[1]),
+                      sizeof(float) * net_param_count(nets[0]));
+  net_free(nets[0]), net_free(nets[1]), data_free(d);
+  remove_dir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest data_tests[] = {
       cmocka_unit_test(test_dice_hand_computed),
@@ -416,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_folder_masks),
       cmocka_unit_test(test_real_sets),
       cmocka_unit_test(test_seg_adversarial_training),
+      cmocka_unit_test(test_seg_resume),
   };
   const struct CMUnitTest attack_tests[] = {
       cmocka_unit_test(test_trained_unet_segments),
