@@ -80,7 +80,7 @@ static void verdict(FILE *o, const cJSON *r) {
 
 static void section_results(FILE *o, const cJSON *r) {
   const cJSON *t1 = cJSON_GetObjectItem(r, "table1"), *row;
-  fprintf(o, "<h2 id='segmentation'>Segmentation robustness</h2><p>Model <code>");
+  fprintf(o, "<p>Model <code>");
   report_esc(o, str(r, "model"));
   fprintf(o, "</code> on <code>");
   report_esc(o, str(r, "data"));
@@ -206,7 +206,7 @@ static void section_compare(FILE *o, const cJSON *c) {
   const cJSON *models = cJSON_GetObjectItem(c, "models"), *row;
   const int n = cJSON_GetArraySize(models);
   fprintf(o,
-          "<h2 id='seg-compare'>Segmentation models compared</h2><h3>Paper 002 Table 1 "
+          "<p id='seg-compare'><b>Segmentation models compared.</b></p><h3>Paper 002 Table 1 "
           "(segmentation, mean Dice)</h3><div class='scroll'><table><tr><th>model</th>"
           "<th>parameters</th><th>clean</th><th>Rician</th><th>adversarial average (DAG)</th>"
           "<th>%% drop</th></tr>");
@@ -260,6 +260,7 @@ static void section_compare(FILE *o, const cJSON *c) {
 
 void report_segment_sections(FILE *o, const char *dir, const cJSON *results, const cJSON *examples,
                              const cJSON *compare) {
+  fprintf(o, "<h2 id='segmentation'>Segmentation robustness</h2>\n");
   if (results) verdict(o, results);
   if (compare) section_compare(o, compare);
   if (results) section_results(o, results);
