@@ -909,7 +909,7 @@ typedef struct {
   const float *eps;
   int n_eps;
   AttackOptions base;  /* norm, iterations, seed */
-  int dag;             /* DAG with each target type A, B, C */
+  int dag;             /* DAG toward each target type t whose bit (1 << t) is set; 0: none */
   AttackOptions dag_o; /* DAG's iterations, gamma, threshold and eps (0: unbounded) */
   DagTargetOptions dag_targets;
   int noise; /* Rician, Gaussian and speckle noise at the adversarial rows' SSIM */

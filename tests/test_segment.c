@@ -321,7 +321,7 @@ static void test_seg_sweep(void **state) {
                        eps,
                        2,
                        attack_options_default(ATTACK_PGD),
-                       1,
+                       7, /* DAG types A, B, C */
                        attack_options_default(ATTACK_DAG),
                        dag_target_options_default(),
                        1,

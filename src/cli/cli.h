@@ -125,9 +125,12 @@ int cli_make_dir(const char *dir);
 
 /* eval on a segmentation model: the segmentation sweep (DAG types from
  * dag_text), its table, seg_results.* and the report; an exit code. */
-int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const char *dag_text,
-                     const char *out, const char *model, const char *data, const char *split,
-                     int quiet, int n_examples);
+/* "A,C" -> the DagTarget bit mask of SegSweepOptions.dag, "none" -> 0; -1
+ * after a usage message. */
+int cli_parse_dag_types(const char *text);
+int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const char *out,
+                     const char *model, const char *data, const char *split, int quiet,
+                     int n_examples);
 
 /* compare on segmentation models: each model's sweep (paper 002 Table 1)
  * and, with transfer, the DAG transfer matrices per target type (Table 2),

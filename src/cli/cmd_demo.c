@@ -160,7 +160,7 @@ static int demo_segment(const char *dir, const char *report_dir, uint64_t seed, 
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.seed = seed;
   SegSweepOptions so = {
-      kinds, 1, eps, 2, base, 1, attack_options_default(ATTACK_DAG), dag_target_options_default(),
+      kinds, 1, eps, 2, base, 7, attack_options_default(ATTACK_DAG), dag_target_options_default(),
       1,     48};
   if (net) {
     printf("8. segmentation: unet on %s -> %s: validation Dice %.3f\n", data->source, out,

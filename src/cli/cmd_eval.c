@@ -165,10 +165,16 @@ int cmd_eval(int argc, char **argv) {
   if (limit && limit < set.n) set.n = limit;
   if (net_output_pixels(net) > 1) {
     dag_o.gamma = dag_gamma255 / 255.0f;
-    SegSweepOptions so = {kinds, n_kinds, eps,       n_eps, base, strcmp(dag_text, "none") != 0,
-                          dag_o, dag_t,   !no_noise, batch};
+    const int dag_mask = cli_parse_dag_types(dag_text);
+    if (dag_mask < 0) {
+      net_free(net);
+      data_free(data);
+      return EXIT_USAGE;
+    }
+    SegSweepOptions so = {kinds,    n_kinds, eps,   n_eps,     base,
+                          dag_mask, dag_o,   dag_t, !no_noise, batch};
     const int rc_seg =
-        cli_eval_segment(net, &set, &so, dag_text, out, model, data_path, split, quiet, n_examples);
+        cli_eval_segment(net, &set, &so, out, model, data_path, split, quiet, n_examples);
     net_free(net);
     data_free(data);
     return rc_seg;

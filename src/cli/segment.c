@@ -46,13 +46,28 @@ static void print_segment_sweep(const SegSweepResult *r, const Dataset *d, const
       r->adv_mean_dice, r->adv_drop_pct);
 }
 
-int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const char *dag_text,
-                     const char *out, const char *model, const char *data, const char *split,
-                     int quiet, int n_examples) {
-  if (strcmp(dag_text, "none") != 0 && strcmp(dag_text, "A,B,C") != 0) {
-    fprintf(stderr, "medrobust eval: --dag takes A,B,C or none\n");
-    return EXIT_USAGE;
+int cli_parse_dag_types(const char *text) {
+  if (strcmp(text, "none") == 0) return 0;
+  char buf[64];
+  snprintf(buf, sizeof buf, "%s", text);
+  int mask = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    const int t = dag_target_parse(tok);
+    if (t < 0) {
+      fprintf(stderr,
+              "medrobust: --dag takes target types A, B, C (comma-separated) or none, "
+              "got '%s'\n",
+              tok);
+      return -1;
+    }
+    mask |= 1 << t;
   }
+  return mask;
+}
+
+int cli_eval_segment(Net *net, const Dataset *set, SegSweepOptions *so, const char *out,
+                     const char *model, const char *data, const char *split, int quiet,
+                     int n_examples) {
   if (!set->masks) {
     fprintf(stderr, "medrobust eval: %s answers per pixel but %s has no masks\n", model, data);
     return EXIT_RUNTIME;
@@ -314,7 +329,8 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
   if (f && (fclose(f) != 0 || rename(tmp, csv) != 0))
     st = mr_error_set(&err, STATUS_ERR_IO, "%s: write failed", csv);
   if (st == STATUS_OK && png_dir) {
-    SegSweepOptions so = {NULL, 0, NULL, 0, *o, t >= 0, *o, dag_target_options_default(), 0, 64};
+    SegSweepOptions so = {
+        NULL, 0, NULL, 0, *o, t >= 0 ? 1 << t : 0, *o, dag_target_options_default(), 0, 64};
     if (!cli_make_dir(png_dir))
       st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
     else if (!targeted || t >= 0) {

@@ -201,7 +201,8 @@ Status seg_sweep(Net *net, const Dataset *d, const SegSweepOptions *o, SweepProg
       st = run_row(&s, &ao, -1, NULL, &r->rows[r->n_rows], err);
       if (st == STATUS_OK) r->n_rows++;
     }
-  for (int t = 0; st == STATUS_OK && o->dag && t < DAG_TARGET_COUNT; t++) {
+  for (int t = 0; st == STATUS_OK && t < DAG_TARGET_COUNT; t++) {
+    if (!(o->dag & (1 << t))) continue;
     AttackOptions ao = o->dag_o;
     ao.kind = ATTACK_DAG, ao.seed = o->base.seed;
     snprintf(s.what, sizeof s.what, "dag type %s", dag_target_name((DagTarget)t));

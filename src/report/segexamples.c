@@ -50,7 +50,8 @@ Status seg_examples_write(Net *net, const Dataset *d, const SegSweepOptions *o, 
     if (!ao.iters) ao.iters = attack_options_default(ao.kind).iters;
     dag_type[n_rows] = -1, rows[n_rows++] = ao;
   }
-  for (int t = 0; o->dag && t < DAG_TARGET_COUNT; t++) {
+  for (int t = 0; t < DAG_TARGET_COUNT; t++) {
+    if (!(o->dag & (1 << t))) continue;
     rows[n_rows] = o->dag_o, rows[n_rows].kind = ATTACK_DAG, rows[n_rows].seed = o->base.seed;
     dag_type[n_rows++] = t;
   }
