@@ -177,7 +177,10 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
       if (!i) printf("\nevery attack (mean Dice; DAG white-box, with its MSE)\n%-22s", "model");
       for (int j = 0; !i && j < res[0].n_rows; j++) {
         char head[64];
-        snprintf(head, sizeof head, "%s %.4g", res[0].rows[j].attack, res[0].rows[j].eps);
+        if (res[0].rows[j].dag_target >= 0)
+          snprintf(head, sizeof head, "%s", res[0].rows[j].attack);
+        else
+          snprintf(head, sizeof head, "%s %.4g", res[0].rows[j].attack, res[0].rows[j].eps);
         printf(" %14s", head);
       }
       if (!i) printf("\n");
