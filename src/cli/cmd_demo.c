@@ -173,9 +173,11 @@ static int demo_segment(const char *dir, const char *report_dir, uint64_t seed, 
   if (net && s == STATUS_OK) s = seg_examples_write(net, &test, &so, 4, report_dir, &err);
   if (net && s == STATUS_OK) {
     printf("   test Dice %.3f clean;", r.clean.mean_dice);
-    for (int i = 0; i < r.n_rows; i++)
-      printf(" %s%s%.3g %.3f%s", r.rows[i].attack, r.rows[i].eps > 0 ? "@" : "",
-             r.rows[i].eps > 0 ? r.rows[i].eps : 0.0, r.rows[i].dice, i + 1 < r.n_rows ? "," : "");
+    for (int i = 0; i < r.n_rows; i++) {
+      char eps[24] = "";
+      if (r.rows[i].eps > 0) snprintf(eps, sizeof eps, "@%g", r.rows[i].eps);
+      printf(" %s%s %.3f%s", r.rows[i].attack, eps, r.rows[i].dice, i + 1 < r.n_rows ? "," : "");
+    }
     printf(
         "\n   paper 002 Table 1: clean %.3f, Rician at the DAG SSIM %.3f, DAG average %.3f "
         "(%.1f%% drop)\n",
