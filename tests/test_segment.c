@@ -302,6 +302,21 @@ static void test_pgd_lowers_dice(void **state) {
   assert_true(l1 > l0);
   assert_true(max_abs_diff(adv, t->images, (size_t)B * P) <= 0.03f + 1e-6);
   for (int i = 0; i < B * P; i++) assert_true(adv[i] >= 0.0f && adv[i] <= 1.0f);
+  /* L2: inside its ball, and lower Dice too */
+  AttackOptions l2 = o;
+  l2.norm = NORM_L2, l2.eps = 1.0f;
+  assert_int_equal(attack_run(trained, &l2, t->images, t->masks, B, adv, &err), STATUS_OK);
+  for (int b = 0; b < B; b++) {
+    double n2 = 0;
+    for (int i = 0; i < P; i++) {
+      const double e = adv[b * P + i] - t->images[b * P + i];
+      n2 += e * e;
+    }
+    assert_true(sqrt(n2) <= 1.0 + 1e-4);
+  }
+  double l2_dice = 0;
+  assert_int_equal(seg_robust_dice(trained, t, &l2, 64, &l2_dice, &err), STATUS_OK);
+  assert_true(l2_dice < clean);
   /* FGSM too, and the classification-only attacks are refused */
   o.kind = ATTACK_FGSM;
   assert_int_equal(attack_run(trained, &o, t->images, t->masks, B, adv, &err), STATUS_OK);
