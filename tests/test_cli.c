@@ -467,6 +467,14 @@ static void test_segmentation_end_to_end(void **state) {
   rc = run(out, sizeof out, "%s", cmd);
   if (rc != 0 || !strstr(out, "Table 2") || !strstr(out, "type C"))
     fail_msg("exit %d:\n%s", rc, out);
+  snprintf(cmd, sizeof cmd,
+           "triage --model %s/unet.safetensors --data %s/seg.npz --limit 6 --tol 1e-3 --quiet "
+           "--out %s/segtriage",
+           dir, dir, dir);
+  expect(0, "without the 20% most fragile", cmd);
+  snprintf(path, sizeof path, "%s/segtriage/report.html", dir);
+  slurp(path, page_text, sizeof page_text);
+  assert_non_null(strstr(page_text, "id='seg-triage'"));
   /* attack writes a segmentation set other models are scored on */
   snprintf(cmd, sizeof cmd,
            "attack --model %s/unet.safetensors --data %s/seg.npz --attack dag --dag-type C "

@@ -88,6 +88,7 @@ int cmd_triage(int argc, char **argv) {
                              cli_sweep_progress, &progress, &sr, &err);
     cli_progress_done(&progress);
     if (st == STATUS_OK) st = seg_triage_write(&sr, &set, out, model, data_path, &err);
+    if (st == STATUS_OK) st = report_render(out, &err);
     if (st == STATUS_OK) {
       printf(
           "%s on %s (%s, %d images): per image the smallest %s %s eps at which the Dice "
@@ -106,8 +107,10 @@ int cmd_triage(int argc, char **argv) {
                dataset_image_id(&set, sr.items[i].index, id, sizeof id),
                isinf(sr.items[i].min_eps) ? "none" : eps_text, sr.items[i].clean_dice);
       }
-      printf("\n%.1f s; list in %s/seg_triage.csv, details in %s/seg_triage.json\n",
-             omp_get_wtime() - t0, out, out);
+      printf(
+          "\n%.1f s; list in %s/seg_triage.csv, details in %s/seg_triage.json, report "
+          "%s/report.html\n",
+          omp_get_wtime() - t0, out, out, out);
     } else {
       fprintf(stderr, "medrobust: %s\n", err.msg);
     }

@@ -949,8 +949,10 @@ Status report_render(const char *dir, MrError *err) {
   cJSON *saliency = read_json(dir, "saliency.json"), *embedding = read_json(dir, "embedding.json");
   cJSON *seg = read_json(dir, "seg_results.json"),
         *seg_examples = read_json(dir, "seg_examples.json");
-  cJSON *seg_compare = read_json(dir, "seg_compare.json");
-  if (!results && !triage && !compare && !saliency && !embedding && !seg && !seg_compare) {
+  cJSON *seg_compare = read_json(dir, "seg_compare.json"),
+        *seg_triage = read_json(dir, "seg_triage.json");
+  if (!results && !triage && !compare && !saliency && !embedding && !seg && !seg_compare &&
+      !seg_triage) {
     cJSON_Delete(examples), cJSON_Delete(seg_examples);
     return mr_error_set(err, STATUS_ERR_IO,
                         "%s: no results.json, triage.json, compare.json, saliency.json or "
@@ -965,6 +967,7 @@ Status report_render(const char *dir, MrError *err) {
     cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
     cJSON_Delete(saliency), cJSON_Delete(embedding);
     cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
+    cJSON_Delete(seg_triage);
     return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write", tmp);
   }
   fprintf(o,
@@ -979,7 +982,8 @@ Status report_render(const char *dir, MrError *err) {
   if (triage) section_triage(o, dir, triage);
   if (saliency) section_saliency(o, dir, saliency);
   if (embedding) section_embedding(o, embedding);
-  if (seg || seg_compare) report_segment_sections(o, dir, seg, seg_examples, seg_compare);
+  if (seg || seg_compare || seg_triage)
+    report_segment_sections(o, dir, seg, seg_examples, seg_compare, seg_triage);
   fprintf(o,
           "<h2 id='references'>References</h2><ol class='refs'><li>Joel et al. 2022, Using "
           "adversarial images to "
@@ -998,6 +1002,7 @@ Status report_render(const char *dir, MrError *err) {
   cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
   cJSON_Delete(saliency), cJSON_Delete(embedding);
   cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
+  cJSON_Delete(seg_triage);
   if (fclose(o) != 0 || !ok || rename(tmp, path) != 0) {
     remove(tmp);
     return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);

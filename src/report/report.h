@@ -56,8 +56,8 @@ void report_img(FILE *o, const char *dir, const char *rel, const char *alt, cons
 /* dir/name parsed, NULL when absent or not JSON */
 cJSON *report_read_json(const char *dir, const char *name);
 /* the segmentation sections (seghtml.c): seg_results.json, seg_examples.json,
- * seg_compare.json, whichever are given */
+ * seg_compare.json, seg_triage.json, whichever are given */
 void report_segment_sections(FILE *o, const char *dir, const cJSON *results, const cJSON *examples,
-                             const cJSON *compare);
+                             const cJSON *compare, const cJSON *triage);
 
 #endif

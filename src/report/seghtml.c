@@ -258,11 +258,48 @@ static void section_compare(FILE *o, const cJSON *c) {
   fprintf(o, "</table></div>\n");
 }
 
+static void section_triage(FILE *o, const cJSON *t) {
+  const cJSON *items = cJSON_GetObjectItem(t, "images"), *it;
+  int flagged = 0, held = 0;
+  cJSON_ArrayForEach(it, items) {
+    flagged += cJSON_IsTrue(cJSON_GetObjectItem(it, "flagged"));
+    held += isnan(num(it, "min_eps")); /* written as null: never broke up to eps_max */
+  }
+  fprintf(o,
+          "<h3 id='seg-triage'>Triage</h3><p>Per image, the smallest %s eps at which the Dice "
+          "between the adversarial and the clean mask falls below %.2f (bisection to %.2g, up to "
+          "%.3g). Re-read the %d most fragile images: without them the mean Dice against the "
+          "truth is %.4f, against %.4f on all %d. %d images held up to eps %.3g.</p>"
+          "<div class='scroll'><table><tr><th>rank</th><th>image</th><th>smallest eps</th>"
+          "<th>clean Dice</th></tr>",
+          str(t, "attack"), num(t, "dice_threshold"), num(t, "tol"), num(t, "eps_max"), flagged,
+          num(t, "dice_aware"), num(t, "dice_all"), cJSON_GetArraySize(items), held,
+          num(t, "eps_max"));
+  int rank = 0;
+  cJSON_ArrayForEach(it, items) {
+    if (++rank > 20) break;
+    fprintf(o, "<tr%s><td>%d</td><td><code>",
+            cJSON_IsTrue(cJSON_GetObjectItem(it, "flagged")) ? " class='best'" : "", rank);
+    report_esc(o, str(it, "image"));
+    fprintf(o, "</code></td>");
+    if (isnan(num(it, "min_eps")))
+      fprintf(o, "<td>none</td>");
+    else
+      cell(o, num(it, "min_eps"), 5);
+    cell(o, num(it, "clean_dice"), 4);
+    fprintf(o, "</tr>");
+  }
+  fprintf(o,
+          "</table></div><p class='grey'>The 20 most fragile; the full list is "
+          "seg_triage.csv.</p>\n");
+}
+
 void report_segment_sections(FILE *o, const char *dir, const cJSON *results, const cJSON *examples,
-                             const cJSON *compare) {
+                             const cJSON *compare, const cJSON *triage) {
   fprintf(o, "<h2 id='segmentation'>Segmentation robustness</h2>\n");
   if (results) verdict(o, results);
   if (compare) section_compare(o, compare);
   if (results) section_results(o, results);
   if (examples) section_examples(o, dir, examples);
+  if (triage) section_triage(o, triage);
 }
