@@ -2,21 +2,24 @@
 # `make test` runs the suite, `make test-quick` its fast tier, `make asan` runs it under ASan+UBSan,
 # `make format-check` checks clang-format, `make bench` runs bench/.
 CC ?= cc
-PKGS := openblas cmocka libcjson libzip libpng zlib
+PKGS := openblas cmocka libcjson libzip libpng zlib libprotobuf-c
 ARCH_FLAGS ?= -march=native
 OPT ?= -O3
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Iinclude \
                $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib) -ljpeg -lcsv -ldnnl -lm -fopenmp
+LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprotobuf-c) -ljpeg -lcsv -ldnnl -lm -fopenmp
 TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 
 BUILD ?= build
 CFLAGS := $(CFLAGS_BASE) $(OPT) $(ARCH_FLAGS) -g $(EXTRA_CFLAGS)
 
-LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/ops/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c src/attacks/*.c src/report/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/ops/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c src/attacks/*.c src/report/*.c src/onnx/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+# ONNX's protobuf schema, compiled by protoc-c from the copy Debian's libonnx-dev ships
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+GEN := $(BUILD)/gen
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS := $(wildcard include/*.h src/*/*.h tests/*.h)
@@ -26,6 +29,18 @@ all: $(BUILD)/medrobust $(BUILD)/libmedrobust.a
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(CC) $(CFLAGS) -c $< -o $@
+
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h: $(ONNX_PROTO)
+	@mkdir -p $(GEN)
+	@protoc-c --proto_path=$(dir $(ONNX_PROTO)) --c_out=$(GEN) $(ONNX_PROTO)
+
+# generated code: its own warnings are not ours to fix
+$(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c
+	@$(CC) $(filter-out -Werror -Wextra,$(CFLAGS)) -I$(GEN) -c $< -o $@
+
+$(BUILD)/src/onnx/%.o: src/onnx/%.c $(HEADERS) $(GEN)/onnx.pb-c.h
+	@mkdir -p $(dir $@)
+	@$(CC) $(CFLAGS) -I$(GEN) -c $< -o $@
 
 $(BUILD)/libmedrobust.a: $(LIB_OBJ)
 	ar rcs $@ $^

@@ -1155,6 +1155,24 @@ void training_summary(const char *record, char *out, size_t n);
 Status compare_write(const CompareResult *r, const char *dir, const char *data, const char *split,
                      MrError *err);
 
+/* ---- ONNX import: the user's own model, with exact input gradients -------- */
+
+typedef struct {
+  float mean[3], std[3]; /* the model's preprocessing, (x - mean) / std on [0,1] pixels */
+  float input_scale;     /* > 0: the model takes pixels times this (255: 0..255 pixels) */
+  int size;              /* the input's height and width when the file leaves them dynamic */
+  int n_classes;         /* when the file's output does not say */
+  const char *const *class_names; /* NULL-ended, optional */
+} OnnxImportOptions;
+/* mean 0, std 1, no scale */
+OnnxImportOptions onnx_import_options_default(void);
+/* Reads an .onnx model (opsets 9-17) into a net that trains, attacks and
+ * saves as any other; refuses, naming the node, its op type and what was not
+ * understood, anything it cannot map exactly. */
+Net *onnx_import(const char *path, const OnnxImportOptions *o, MrError *err);
+/* A model file: .onnx through onnx_import with the defaults, else safetensors. */
+Net *model_load(const char *path, MrError *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -162,7 +162,7 @@ int cmd_compare(int argc, char **argv) {
   DataSplits *data = NULL;
   int ok = 1;
   for (int i = 0; ok && i < n; i++) {
-    nets[i] = safetensors_load_net(paths[i], &err);
+    nets[i] = model_load(paths[i], &err);
     if (!nets[i]) fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;
   }
   if (ok && compare_check_models(nets, (const char *const *)paths, n, &err) != STATUS_OK)

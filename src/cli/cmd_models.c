@@ -16,7 +16,7 @@ static void shape_text(char *buf, size_t n, const int *d, int ndim) {
 
 static int print_graph(const char *path) {
   MrError err = {0};
-  Net *net = safetensors_load_net(path, &err);
+  Net *net = model_load(path, &err);
   if (!net) {
     fprintf(stderr, "medrobust info: %s\n", err.msg);
     return EXIT_RUNTIME;

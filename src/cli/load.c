@@ -37,7 +37,7 @@ int cli_load_model_data(const char *model, const char *data_path, const CliDataA
   *data = NULL;
   DataCheck check;
   if (!cli_data_check("", a, &check)) return 0;
-  *net = safetensors_load_net(model, &err);
+  *net = model_load(model, &err);
   char warning[512] = "";
   if (*net) *data = data_load_for_model(data_path, *net, &check, warning, sizeof warning, &err);
   if (warning[0]) fprintf(stderr, "medrobust: warning: %s\n", warning);
