@@ -49,6 +49,9 @@ typedef struct {
   int dropped_softmax;
 } Importer;
 
+/* protobuf-c leaves absent optional strings NULL: the file is untrusted */
+static const char *nz(const char *s) { return s ? s : ""; }
+
 static Value *find(Importer *im, const char *name) {
   for (int i = im->n_values - 1; i >= 0; i--)
     if (strcmp(im->values[i].name, name) == 0) return &im->values[i];
@@ -70,7 +73,7 @@ static Value *add_value(Importer *im, const char *name) {
 
 static Status fail(Importer *im, const Onnx__NodeProto *node, const char *fmt, const char *what) {
   return mr_error_set(im->err, STATUS_ERR_FORMAT, "%s: node '%s' (%s): %s%s", im->path,
-                      node && node->name ? node->name : "?", node ? node->op_type : "-", fmt,
+                      node && node->name ? node->name : "?", node ? nz(node->op_type) : "-", fmt,
                       what ? what : "");
 }
 
@@ -224,7 +227,7 @@ static Status add_output(Importer *im, const Onnx__NodeProto *n, int tensor) {
     net_finish(im->net, &why); /* the net's first build error: what it refused */
     return fail(im, n, "the graph could not take this node: ", why.msg);
   }
-  Value *v = add_value(im, n->output[0]);
+  Value *v = add_value(im, nz(n->output[0]));
   if (!v) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
   v->tensor = tensor;
   return STATUS_OK;
@@ -493,17 +496,17 @@ static Status input_shape(Importer *im, const Onnx__GraphProto *g, const OnnxImp
     const Onnx__ValueInfoProto *in = g->input[i];
     int is_init = 0;
     for (size_t j = 0; j < g->n_initializer && !is_init; j++)
-      is_init = g->initializer[j]->name && strcmp(g->initializer[j]->name, in->name) == 0;
+      is_init = strcmp(nz(g->initializer[j]->name), nz(in->name)) == 0;
     if (is_init) continue;
     if (*name)
       return mr_error_set(im->err, STATUS_ERR_FORMAT, "%s: more than one input (%s, %s)", im->path,
-                          *name, in->name);
-    *name = in->name;
+                          *name, nz(in->name));
+    *name = nz(in->name);
     const Onnx__TypeProto *t = in->type;
     if (!t || !t->tensor_type || !t->tensor_type->shape || t->tensor_type->shape->n_dim != 4)
       return mr_error_set(im->err, STATUS_ERR_FORMAT,
                           "%s: input '%s' is not a 4-D (N, C, H, W) image tensor", im->path,
-                          in->name);
+                          nz(in->name));
     int64_t d[4];
     for (int k = 0; k < 4; k++) {
       const Onnx__TensorShapeProto__Dimension *dim = t->tensor_type->shape->dim[k];
@@ -514,11 +517,11 @@ static Status input_shape(Importer *im, const Onnx__GraphProto *g, const OnnxImp
     if (d[2] < 1 || d[3] < 1) d[2] = d[3] = o->size;
     if (d[1] != 1 && d[1] != 3)
       return mr_error_set(im->err, STATUS_ERR_FORMAT, "%s: input '%s' has %lld channels (1 or 3)",
-                          im->path, in->name, (long long)d[1]);
+                          im->path, nz(in->name), (long long)d[1]);
     if (d[2] < 1 || d[3] < 1 || d[2] > 4096 || d[3] > 4096)
       return mr_error_set(im->err, STATUS_ERR_ARG,
                           "%s: input '%s' has no fixed height and width: give --size", im->path,
-                          in->name);
+                          nz(in->name));
     im->in_c = (int)d[1], im->in_h = (int)d[2], im->in_w = (int)d[3];
   }
   if (!*name) return mr_error_set(im->err, STATUS_ERR_FORMAT, "%s: no image input", im->path);
@@ -600,12 +603,12 @@ Net *onnx_import(const char *path, const OnnxImportOptions *opt, MrError *err) {
   for (size_t i = 0; st == STATUS_OK && i < g->n_node; i++)
     st = import_node(&im, g->node[i], (int)i, i + 1 == g->n_node);
   if (st == STATUS_OK) {
-    const Value *out = find(&im, g->output[0]->name);
+    const Value *out = find(&im, nz(g->output[0]->name));
     if (!out || out->tensor < 0 || out->tensor != net_last(im.net))
       st = mr_error_set(err, STATUS_ERR_FORMAT,
                         "%s: the output '%s' is not the graph's last op (medrobust nets end in "
                         "their output)",
-                        path, g->output[0]->name);
+                        path, nz(g->output[0]->name));
   }
   if (st == STATUS_OK) st = net_finish(im.net, err);
   if (st == STATUS_OK) net_init_params(im.net, 1);
