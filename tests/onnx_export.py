@@ -38,7 +38,30 @@ def plain():
                          nn.Dropout(0.2), nn.Linear(8 * 3 * 3, 2))
 
 
-for name, model, shape in (("residual", Residual(), (4, 3, 16, 16)), ("plain", plain(), (4, 1, 28, 28))):
+class TinyUNet(nn.Module):
+    """per-pixel scores: transposed-conv and bilinear decoders, a long skip, scalar and
+    tensor arithmetic"""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.mid = nn.Conv2d(4, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.up2 = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.mid2 = nn.Conv2d(4, 4, 1)
+        self.head = nn.Conv2d(12, 3, 1)
+
+    def forward(self, x):
+        e = torch.relu(self.bn(self.enc(x)))
+        m = torch.relu(self.mid(nn.functional.max_pool2d(e, 2)))
+        u = self.up(m) * 0.5 - e / 4.0
+        v = self.up2(torch.sigmoid(self.mid2(nn.functional.max_pool2d(e, 2))))
+        return self.head(torch.cat([e, u, v + e], 1))
+
+
+for name, model, shape in (("residual", Residual(), (4, 3, 16, 16)), ("plain", plain(), (4, 1, 28, 28)),
+                           ("unet", TinyUNet(), (3, 1, 16, 16))):
     model.eval()
     for m in model.modules():  # batchnorm statistics away from 0 / 1
         if isinstance(m, nn.BatchNorm2d):
@@ -51,8 +74,14 @@ for name, model, shape in (("residual", Residual(), (4, 3, 16, 16)), ("plain", p
                       dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     x.requires_grad_(True)
     logits = model(x)
-    y = torch.arange(shape[0]) % logits.shape[1]
-    nn.functional.cross_entropy(logits, y, reduction="sum").backward()
+    if logits.dim() == 2:
+        y = torch.arange(shape[0]) % logits.shape[1]
+        nn.functional.cross_entropy(logits, y, reduction="sum").backward()
+    else:  # per pixel: each image's mean over its pixels, summed over images (medrobust's loss)
+        y = (torch.arange(shape[0] * shape[2] * shape[3]) * 7 % logits.shape[1]).reshape(
+            shape[0], shape[2], shape[3])
+        (nn.functional.cross_entropy(logits, y, reduction="mean") * shape[0]).backward()
+    y.numpy().astype(np.int32).tofile(os.path.join(out, name + ".y"))
     x.detach().numpy().astype(np.float32).tofile(os.path.join(out, name + ".x"))
     logits.detach().numpy().astype(np.float32).tofile(os.path.join(out, name + ".logits"))
     x.grad.numpy().astype(np.float32).tofile(os.path.join(out, name + ".grad"))

@@ -42,15 +42,15 @@ static void check_model(const char *name, int B) {
   MrError err = {0};
   Net *net = onnx_import(path, NULL, &err);
   if (!net) fail_msg("%s", err.msg);
-  const int in = net_input_size(net), k = net_num_classes(net);
+  const int in = net_input_size(net), P = net_output_pixels(net), k = net_num_classes(net) * P;
   float *x = read_floats(name, "x", (size_t)B * in),
         *want = read_floats(name, "logits", (size_t)B * k);
   float *grad = read_floats(name, "grad", (size_t)B * in), *dx = malloc(sizeof(float) * B * in);
   const float *z = net_forward(net, x, B, MODE_EVAL);
   const double e_logits = max_abs_diff(z, want, (size_t)B * k);
-  int *y = malloc(sizeof(int) * B);
-  for (int b = 0; b < B; b++) y[b] = b % k;
-  net_loss_and_input_grad(net, x, y, B, dx); /* each image's own loss: PyTorch's sum */
+  /* the labels PyTorch's loss used; each image's own loss, summed as PyTorch did */
+  int *y = (int *)read_floats(name, "y", (size_t)B * P);
+  net_loss_and_input_grad(net, x, y, B, dx);
   double num = 0, den = 0;
   for (int i = 0; i < B * in; i++)
     num += (dx[i] - grad[i]) * (dx[i] - grad[i]), den += grad[i] * grad[i];
@@ -79,6 +79,7 @@ static void test_matches_pytorch(void **state) {
   }
   check_model("residual", 4);
   check_model("plain", 4);
+  check_model("unet", 3);
 }
 
 static void test_refuses(void **state) {

@@ -233,12 +233,15 @@ static Status add_output(Importer *im, const Onnx__NodeProto *n, int tensor) {
   return STATUS_OK;
 }
 
-static Status import_conv(Importer *im, const Onnx__NodeProto *n, int index) {
+static Status import_conv(Importer *im, const Onnx__NodeProto *n, int index, int transposed) {
   const int x = runtime_input(im, n, 0);
   const Value *w = const_input(im, n, 1), *b = const_input(im, n, 2);
   if (x < 0 || !w || w->ndim != 4 || !w->f)
     return fail(im, n, "needs a runtime input and a constant 4-D float weight", NULL);
-  if (n->n_input > 2 && n->input[2][0] && (!b || !b->f || b->n != (size_t)w->dims[0]))
+  const int group = (int)attr_int(n, "group", 1);
+  /* Conv weights are (OC, C/g, kh, kw), ConvTranspose ones (C, OC/g, kh, kw) */
+  const int out_channels = transposed ? (int)w->dims[1] * group : (int)w->dims[0];
+  if (n->n_input > 2 && n->input[2][0] && (!b || !b->f || b->n != (size_t)out_channels))
     return fail(im, n, "its bias is not a constant of out_channels floats", NULL);
   OpAttrs a = op_attrs_default();
   int64_t k[2] = {w->dims[2], w->dims[3]}, s[2] = {1, 1}, d[2] = {1, 1}, p[4] = {0, 0, 0, 0};
@@ -248,7 +251,11 @@ static Status import_conv(Importer *im, const Onnx__NodeProto *n, int index) {
   const Onnx__AttributeProto *ap = attr(n, "auto_pad");
   if (ap && ap->s.len && !(ap->s.len == 6 && memcmp(ap->s.data, "NOTSET", 6) == 0))
     return fail(im, n, "attribute auto_pad (only explicit pads)", NULL);
-  a.out_channels = (int)w->dims[0], a.groups = (int)attr_int(n, "group", 1), a.bias = b != NULL;
+  int64_t op[2] = {0, 0};
+  if (transposed && (attr_ints(n, "output_padding", op, 2) < 0 || attr(n, "output_shape")))
+    return fail(im, n, "output_shape, or output_padding other than 2-D", NULL);
+  a.out_channels = out_channels, a.groups = group, a.bias = b != NULL;
+  a.output_padding[0] = (int)op[0], a.output_padding[1] = (int)op[1];
   a.kernel[0] = (int)k[0], a.kernel[1] = (int)k[1], a.stride[0] = (int)s[0],
   a.stride[1] = (int)s[1];
   a.dilation[0] = (int)d[0], a.dilation[1] = (int)d[1];
@@ -259,7 +266,65 @@ static Status import_conv(Importer *im, const Onnx__NodeProto *n, int index) {
   Status st = pend(im, name, "weight", w->f, w->n);
   if (st == STATUS_OK && b) st = pend(im, name, "bias", b->f, b->n);
   if (st != STATUS_OK) return st;
-  return add_output(im, n, net_add(im->net, OP_CONV2D, name, &x, 1, &a));
+  return add_output(
+      im, n, net_add(im->net, transposed ? OP_CONV_TRANSPOSE2D : OP_CONV2D, name, &x, 1, &a));
+}
+
+/* Resize (opset 11+: X, roi, scales, sizes) and Upsample (opset 9: X, scales):
+ * an integer factor, nearest (floor of the asymmetric source position, as
+ * PyTorch exports nn.Upsample) or linear with half-pixel centres
+ * (align_corners=False). */
+static Status import_resize(Importer *im, const Onnx__NodeProto *n) {
+  const int x = runtime_input(im, n, 0);
+  int dims[4];
+  if (x < 0 || net_tensor_dims(im->net, x, dims) != 3)
+    return fail(im, n, "needs a runtime (C, H, W) input", NULL);
+  const int upsample = strcmp(n->op_type, "Upsample") == 0;
+  const Value *scales = const_input(im, n, upsample ? 1 : 2), *sizes = const_input(im, n, 3);
+  double sh = 0, sw = 0;
+  if (scales && scales->f && scales->n == 4)
+    sh = scales->f[2], sw = scales->f[3];
+  else if (sizes && sizes->i && sizes->n == 4)
+    sh = (double)sizes->i[2] / dims[1], sw = (double)sizes->i[3] / dims[2];
+  const int f = (int)lround(sh);
+  if (f < 1 || fabs(sh - f) > 1e-6 || fabs(sw - sh) > 1e-6)
+    return fail(im, n, "a resize by other than one integer factor on both axes", NULL);
+  const Onnx__AttributeProto *mode = attr(n, "mode"),
+                             *ct = attr(n, "coordinate_transformation_mode");
+  const int linear = mode && mode->s.len >= 6 && memcmp(mode->s.data, "linear", 6) == 0;
+  const int nearest = !mode || (mode->s.len == 7 && memcmp(mode->s.data, "nearest", 7) == 0);
+  OpAttrs a = op_attrs_default();
+  a.scale[0] = a.scale[1] = f;
+  a.mode = linear ? UPSAMPLE_BILINEAR : UPSAMPLE_NEAREST;
+  if (!linear && !nearest) return fail(im, n, "a mode other than nearest or linear", NULL);
+  if (linear && !upsample &&
+      !(ct && ((ct->s.len == 10 && !memcmp(ct->s.data, "half_pixel", 10)) ||
+               (ct->s.len == 18 && !memcmp(ct->s.data, "pytorch_half_pixel", 18)))))
+    return fail(im, n, "linear resizing without half-pixel centres (align_corners=True?)", NULL);
+  return add_output(im, n, net_add(im->net, OP_UPSAMPLE, NULL, &x, 1, &a));
+}
+
+/* Add, Sub, Mul, Div: of two runtime tensors (broadcasting per channel or
+ * per pixel), or of a runtime tensor and a scalar constant. */
+static Status import_arith(Importer *im, const Onnx__NodeProto *n) {
+  const char c = n->op_type[0];
+  const OpKind kind = c == 'A' ? OP_ADD : c == 'S' ? OP_SUB : c == 'M' ? OP_MUL : OP_DIV;
+  int src[2] = {runtime_input(im, n, 0), runtime_input(im, n, 1)};
+  OpAttrs a = op_attrs_default();
+  if (n->n_input != 2) return fail(im, n, "needs two inputs", NULL);
+  if (src[0] >= 0 && src[1] >= 0)
+    return add_output(im, n, net_add(im->net, kind, NULL, src, 2, &a));
+  const int rt = src[0] >= 0 ? 0 : 1;
+  const Value *k = const_input(im, n, (size_t)(1 - rt));
+  if (src[rt] < 0 || !k || !k->f || k->n != 1)
+    return fail(im, n,
+                "one of its inputs must be a runtime tensor, the other one too or a scalar "
+                "(per-channel constants: not yet)",
+                NULL);
+  if (rt == 1 && (kind == OP_SUB || kind == OP_DIV))
+    return fail(im, n, "a constant minus or over a tensor", NULL);
+  a.value = kind == OP_ADD ? -k->f[0] : k->f[0]; /* x + c = x - (-c) */
+  return add_output(im, n, net_add(im->net, kind == OP_ADD ? OP_SUB : kind, NULL, &src[rt], 1, &a));
 }
 
 static Status import_bn(Importer *im, const Onnx__NodeProto *n, int index) {
@@ -384,18 +449,27 @@ static Status import_int_fold(Importer *im, const Onnx__NodeProto *n) {
     v->i[0] = data->i[0], v->n = 1, v->ndim = 1, v->dims[0] = 1;
     return STATUS_OK;
   }
-  /* Concat of integer constants */
+  /* Concat of constants, all integer or all float (a Resize's scales) */
   size_t total = 0;
+  const Value *first = const_input(im, n, 0);
+  const int floats = first && first->f;
   for (size_t k = 0; k < n->n_input; k++) {
     const Value *c = const_input(im, n, k);
-    if (!c || !c->i) return fail(im, n, "Concat of runtime tensors along a non-channel axis", NULL);
+    if (!c || (floats ? !c->f : !c->i))
+      return fail(im, n, "Concat of runtime tensors along a non-channel axis", NULL);
     total += c->n;
   }
-  v->i = malloc(sizeof(int64_t) * (total ? total : 1));
-  if (!v->i) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
+  if (floats)
+    v->f = malloc(sizeof(float) * (total ? total : 1));
+  else
+    v->i = malloc(sizeof(int64_t) * (total ? total : 1));
+  if (!v->i && !v->f) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
   for (size_t k = 0; k < n->n_input; k++) {
     const Value *c = const_input(im, n, k);
-    memcpy(v->i + v->n, c->i, sizeof(int64_t) * c->n);
+    if (floats)
+      memcpy(v->f + v->n, c->f, sizeof(float) * c->n);
+    else
+      memcpy(v->i + v->n, c->i, sizeof(int64_t) * c->n);
     v->n += c->n;
   }
   v->ndim = 1, v->dims[0] = (int64_t)v->n;
@@ -424,7 +498,12 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
   const char *op = n->op_type ? n->op_type : "";
   OpAttrs a = op_attrs_default();
   if (n->n_output < 1) return fail(im, n, "no output", NULL);
-  if (strcmp(op, "Conv") == 0) return import_conv(im, n, index);
+  if (strcmp(op, "Conv") == 0) return import_conv(im, n, index, 0);
+  if (strcmp(op, "ConvTranspose") == 0) return import_conv(im, n, index, 1);
+  if (strcmp(op, "Resize") == 0 || strcmp(op, "Upsample") == 0) return import_resize(im, n);
+  if (strcmp(op, "Add") == 0 || strcmp(op, "Sub") == 0 || strcmp(op, "Mul") == 0 ||
+      strcmp(op, "Div") == 0)
+    return import_arith(im, n);
   if (strcmp(op, "BatchNormalization") == 0) return import_bn(im, n, index);
   if (strcmp(op, "MaxPool") == 0) return import_pool(im, n, OP_MAXPOOL);
   if (strcmp(op, "AveragePool") == 0) return import_pool(im, n, OP_AVGPOOL);
@@ -475,12 +554,12 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
     if (a.lo != 0.0f) return fail(im, n, "a Clip whose minimum is not 0 (ReLU6-like only)", NULL);
     return add_output(im, n, net_add(im->net, OP_CLIP, NULL, &x, 1, &a));
   }
-  if (strcmp(op, "Add") == 0 || strcmp(op, "Concat") == 0) {
+  if (strcmp(op, "Concat") == 0) {
     int src[NET_MAX_INPUTS];
     if (n->n_input > NET_MAX_INPUTS) return fail(im, n, "too many inputs", NULL);
     for (size_t k = 0; k < n->n_input; k++)
       if ((src[k] = runtime_input(im, n, k)) < 0)
-        return fail(im, n, "an input that is not a runtime tensor (constant adds: not yet)", NULL);
+        return fail(im, n, "a concat of a runtime tensor and a constant", NULL);
     if (op[0] == 'C' && attr_int(n, "axis", 1) != 1)
       return fail(im, n, "a concat not along channels", NULL);
     return add_output(
