@@ -85,3 +85,30 @@ for name, model, shape in (("residual", Residual(), (4, 3, 16, 16)), ("plain", p
     x.detach().numpy().astype(np.float32).tofile(os.path.join(out, name + ".x"))
     logits.detach().numpy().astype(np.float32).tofile(os.path.join(out, name + ".logits"))
     x.grad.numpy().astype(np.float32).tofile(os.path.join(out, name + ".grad"))
+
+
+# torchvision's architectures, as a user would export them (constant folding on, batchnorm
+# folded where the exporter can), at 64x64 to keep the test quick
+try:
+    import torchvision
+except ImportError:
+    torchvision = None
+if torchvision is not None:
+    for name in ("resnet18", "mobilenet_v2", "densenet121", "squeezenet1_1"):
+        torch.manual_seed(1)
+        model = getattr(torchvision.models, name)(num_classes=3).eval()
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+        x = torch.rand(2, 3, 64, 64)
+        torch.onnx.export(model, x[:1], os.path.join(out, "tv_" + name + ".onnx"), opset_version=13,
+                          input_names=["image"], output_names=["logits"],
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+        x.requires_grad_(True)
+        logits = model(x)
+        y = torch.arange(2) % 3
+        nn.functional.cross_entropy(logits, y, reduction="sum").backward()
+        for ext, v in (("x", x.detach()), ("logits", logits.detach()), ("grad", x.grad)):
+            v.numpy().astype(np.float32).tofile(os.path.join(out, "tv_%s.%s" % (name, ext)))
+        y.numpy().astype(np.int32).tofile(os.path.join(out, "tv_" + name + ".y"))

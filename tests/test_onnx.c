@@ -82,6 +82,57 @@ static void test_matches_pytorch(void **state) {
   check_model("unet", 3);
 }
 
+/* torchvision's models: softmax within 1e-5 of PyTorch's, input gradient cosine >= 0.9999 */
+static void test_torchvision_parity(void **state) {
+  (void)state;
+  static const char *const names[] = {"resnet18", "mobilenet_v2", "densenet121", "squeezenet1_1"};
+  char path[160];
+  snprintf(path, sizeof path, "%s/tv_resnet18.onnx", dir);
+  if (!have_torch || access(path, R_OK) != 0) {
+    print_message("skipped: torchvision (Debian python3-torchvision) not found\n");
+    skip();
+  }
+  for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
+    char name[64];
+    snprintf(name, sizeof name, "tv_%s", names[m]);
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
+    MrError err = {0};
+    Net *net = onnx_import(path, NULL, &err);
+    if (!net) fail_msg("%s", err.msg);
+    const int B = 2, in = net_input_size(net), k = net_num_classes(net);
+    float *x = read_floats(name, "x", (size_t)B * in),
+          *want = read_floats(name, "logits", (size_t)B * k);
+    float *grad = read_floats(name, "grad", (size_t)B * in), *dx = malloc(sizeof(float) * B * in);
+    int *y = (int *)read_floats(name, "y", (size_t)B);
+    float probs[6];
+    net_predict(net, x, B, probs);
+    double worst = 0;
+    for (int b = 0; b < B; b++) {
+      double mx = want[b * k], s = 0;
+      for (int j = 1; j < k; j++) mx = fmax(mx, want[b * k + j]);
+      for (int j = 0; j < k; j++) s += exp(want[b * k + j] - mx);
+      for (int j = 0; j < k; j++)
+        worst = fmax(worst, fabs(probs[b * k + j] - exp(want[b * k + j] - mx) / s));
+    }
+    net_loss_and_input_grad(net, x, y, B, dx);
+    double dot = 0, na = 0, nb = 0, rel = 0, gmax = 0;
+    for (int i = 0; i < B * in; i++) {
+      dot += (double)dx[i] * grad[i], na += (double)dx[i] * dx[i], nb += (double)grad[i] * grad[i];
+      gmax = fmax(gmax, fabs(grad[i]));
+    }
+    for (int i = 0; i < B * in; i++) rel = fmax(rel, fabs(dx[i] - grad[i]) / gmax);
+    const double cosine = dot / sqrt(na * nb);
+    print_message(
+        "  %-14s %4d ops: max |prob - PyTorch| %.1e, gradient cosine %.7f, max error "
+        "%.1e of the largest component\n",
+        names[m], net_layer_count(net), worst, cosine, rel);
+    assert_true(worst <= 1e-5);
+    assert_true(cosine >= 0.9999);
+    net_free(net);
+    free(x), free(want), free(grad), free(dx), free(y);
+  }
+}
+
 static void test_refuses(void **state) {
   (void)state;
   char path[160];
@@ -161,6 +212,7 @@ static void test_cli(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_pytorch),
+                                     cmocka_unit_test(test_torchvision_parity),
                                      cmocka_unit_test(test_refuses), cmocka_unit_test(test_cli)};
   return cmocka_run_group_tests_name("onnx import", tests, setup, teardown);
 }

@@ -357,7 +357,9 @@ static Status import_pool(Importer *im, const Onnx__NodeProto *n, OpKind kind) {
   if (attr_ints(n, "kernel_shape", k, 2) != 1 || attr_ints(n, "strides", s, 2) < 0 ||
       attr_ints(n, "pads", p, 4) < 0 || attr_ints(n, "dilations", d, 2) < 0)
     return fail(im, n, "needs a 2-D kernel_shape (strides, pads, dilations 2-D)", NULL);
-  if (attr_int(n, "ceil_mode", 0)) return fail(im, n, "attribute ceil_mode=1", NULL);
+  const int ceil_mode = (int)attr_int(n, "ceil_mode", 0);
+  if (ceil_mode && kind != OP_MAXPOOL)
+    return fail(im, n, "attribute ceil_mode=1 on average pooling", NULL);
   if (kind == OP_AVGPOOL && (p[0] || p[1] || p[2] || p[3]) && !attr_int(n, "count_include_pad", 0))
     return fail(im, n, "padded average pooling without count_include_pad", NULL);
   if (kind == OP_AVGPOOL && (d[0] != 1 || d[1] != 1)) return fail(im, n, "dilations", NULL);
@@ -365,6 +367,19 @@ static Status import_pool(Importer *im, const Onnx__NodeProto *n, OpKind kind) {
   a.stride[1] = (int)s[1];
   a.pad[0] = (int)p[0], a.pad[1] = (int)p[2], a.pad[2] = (int)p[1], a.pad[3] = (int)p[3];
   a.dilation[0] = (int)d[0], a.dilation[1] = (int)d[1];
+  int dims[4];
+  if (ceil_mode && net_tensor_dims(im->net, x, dims) == 3) {
+    /* ceil mode is floor mode with the bottom / right padding the last window needs: max
+     * pooling ignores padding, and PyTorch drops a window that starts in the padding */
+    for (int ax = 0; ax < 2; ax++) {
+      const int size = dims[1 + ax], before = a.pad[2 * ax], after = a.pad[2 * ax + 1];
+      const int span = (a.kernel[ax] - 1) * a.dilation[ax] + 1;
+      int out = (size + before + after - span + a.stride[ax] - 1) / a.stride[ax] + 1;
+      if ((out - 1) * a.stride[ax] >= size + before) out--;
+      const int extra = (out - 1) * a.stride[ax] + span - (size + before + after);
+      if (extra > 0) a.pad[2 * ax + 1] += extra;
+    }
+  }
   return add_output(im, n, net_add(im->net, kind, NULL, &x, 1, &a));
 }
 
@@ -523,6 +538,22 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
   }
   const int x = runtime_input(im, n, 0);
   if (strcmp(op, "Dropout") == 0 || strcmp(op, "Identity") == 0) {
+    const Value *c = const_input(im, n, 0);
+    if (x < 0 && c) { /* exporters alias shared initializers through Identity */
+      Value *v = add_value(im, nz(n->output[0]));
+      if (!v) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
+      const Value *src = find(im, n->input[0]); /* add_value may have moved c */
+      const char *keep = v->name;
+      *v = *src;
+      v->name = keep;
+      v->f = src->f ? malloc(sizeof(float) * (src->n ? src->n : 1)) : NULL;
+      v->i = src->i ? malloc(sizeof(int64_t) * (src->n ? src->n : 1)) : NULL;
+      if ((src->f && !v->f) || (src->i && !v->i))
+        return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
+      if (v->f) memcpy(v->f, src->f, sizeof(float) * src->n);
+      if (v->i) memcpy(v->i, src->i, sizeof(int64_t) * src->n);
+      return STATUS_OK;
+    }
     if (x < 0) return fail(im, n, "needs a runtime input", NULL);
     return add_output(im, n, x); /* inference: the identity */
   }
