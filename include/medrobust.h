@@ -173,7 +173,8 @@ Net *model_build(const ModelSpec *spec, uint64_t seed, MrError *err);
   X(OP_CLIP, clip)                         \
   X(OP_MUL, mul)                           \
   X(OP_SUB, sub)                           \
-  X(OP_DIV, div)
+  X(OP_DIV, div)                           \
+  X(OP_LEAKY_RELU, leaky_relu)
 
 typedef enum {
 #define OP_ENUM(kind, sym) kind,
@@ -197,7 +198,7 @@ typedef struct {
   float p;      /* dropout */
   float eps, momentum;
   float lo, hi; /* clip */
-  float value;  /* elementwise op with a constant */
+  float value;  /* elementwise op with a constant; leaky ReLU: the negative slope */
 } OpAttrs;
 
 /* groups 1, stride and dilation 1, scale 1, eps 1e-5, momentum 0.1, clip [0, 6] */

@@ -34,7 +34,7 @@ class Residual(nn.Module):
 
 def plain():
     return nn.Sequential(nn.Conv2d(1, 6, 5, stride=2, padding=2), nn.ReLU6(), nn.AvgPool2d(2),
-                         nn.Conv2d(6, 8, 3, dilation=2), nn.ReLU(), nn.Flatten(),
+                         nn.Conv2d(6, 8, 3, dilation=2), nn.LeakyReLU(0.1), nn.Flatten(),
                          nn.Dropout(0.2), nn.Linear(8 * 3 * 3, 2))
 
 

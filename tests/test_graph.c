@@ -172,6 +172,9 @@ static void build_elementwise(Net *net) {
   k.value = 2.5f;
   u = net_add(net, OP_MUL, "", &u, 1, &k);
   u = net_add(net, OP_DIV, "", &u, 1, &k);
+  k.value = 0.1f; /* leaky ReLU's negative slope */
+  u = net_add(net, OP_LEAKY_RELU, "", (int[]){net_add(net, OP_SUB, "", (int[]){u, gate}, 2, NULL)},
+              1, &k);
   net_add_conv(net, "head", u, 2, 3, 1, 1, 1, 1);
 }
 
@@ -213,6 +216,8 @@ static void build_every_op(Net *net) {
   m = net_add(net, OP_CLIP, "", &m, 1, &k);
   m = net_add(net, OP_DIV, "", &m, 1, &k);
   m = net_add(net, OP_SUB, "", (int[]){m, gate}, 2, NULL);
+  k.value = 0.2f;
+  m = net_add(net, OP_LEAKY_RELU, "", &m, 1, &k);
   const int f1 = net_add_flatten(net, net_add_global_avgpool(net, m));
   const int f2 = net_add_flatten(net, net_add_global_avgpool(net, sc));
   t = net_add_dropout(net, net_add_concat(net, (int[]){f1, f2}, 2), 0.25f);

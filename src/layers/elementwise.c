@@ -89,6 +89,20 @@ void quantize_backward(float *dinp, int accumulate, size_t n) {
   if (!accumulate) memset(dinp, 0, sizeof(float) * n);
 }
 
+void leaky_relu_forward(float *out, const float *inp, size_t n, float slope) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0 ? inp[i] : slope * inp[i];
+}
+
+void leaky_relu_backward(float *dinp, int accumulate, const float *dout, const float *inp, size_t n,
+                         float slope) {
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float g = inp[i] > 0 ? dout[i] : slope * dout[i];
+    dinp[i] = accumulate ? dinp[i] + g : g;
+  }
+}
+
 void sigmoid_forward(float *out, const float *inp, size_t n) {
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < n; i++) out[i] = (float)(1.0 / (1.0 + exp(-(double)inp[i])));

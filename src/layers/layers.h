@@ -128,6 +128,10 @@ void dropout_forward(float *out, float *mask, const float *inp, size_t n, float 
 void dropout_backward(float *dinp, int accumulate, const float *dout, const float *mask, size_t n,
                       Mode mode);
 
+/* leaky ReLU: x for x > 0, slope * x otherwise (PyTorch's nn.LeakyReLU) */
+void leaky_relu_forward(float *out, const float *inp, size_t n, float slope);
+void leaky_relu_backward(float *dinp, int accumulate, const float *dout, const float *inp, size_t n,
+                         float slope);
 /* sigmoid: backward takes the forward output (s' = s (1 - s)) */
 void sigmoid_forward(float *out, const float *inp, size_t n);
 void sigmoid_backward(float *dinp, int accumulate, const float *dout, const float *out, size_t n);

@@ -570,6 +570,10 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
   }
   if (x < 0) return fail(im, n, "its first input is not a runtime tensor", NULL);
   if (strcmp(op, "Relu") == 0) return add_output(im, n, net_add(im->net, OP_RELU, NULL, &x, 1, &a));
+  if (strcmp(op, "LeakyRelu") == 0) {
+    a.value = attr_float(n, "alpha", 0.01f);
+    return add_output(im, n, net_add(im->net, OP_LEAKY_RELU, NULL, &x, 1, &a));
+  }
   if (strcmp(op, "Sigmoid") == 0)
     return add_output(im, n, net_add(im->net, OP_SIGMOID, NULL, &x, 1, &a));
   if (strcmp(op, "GlobalAveragePool") == 0)
