@@ -254,6 +254,9 @@ const ModelSpec *net_spec(const Net *net);
 const char *net_class_name(const Net *net, int k, char buf[16]);
 /* Replaces the spec's training record (truncated to MR_TRAINING_LEN - 1). */
 void net_set_training_info(Net *net, const char *json);
+/* Replaces the normalisation the net applies to its [0,1] input, (x - mean) / std
+ * per channel (importers fold a graph's own preprocessing into it). */
+void net_set_normalization(Net *net, const float mean[3], const float std[3]);
 /* Replaces the spec's record of its training data (data_record_json). */
 void net_set_data_record(Net *net, const char *json);
 size_t net_param_count(const Net *net); /* trainable floats */

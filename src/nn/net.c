@@ -499,6 +499,9 @@ int net_output_pixels(const Net *net) {
   const Shape s = net_tensor_shape(net, net_last(net));
   return shape_h(s) * shape_w(s);
 }
+void net_set_normalization(Net *net, const float mean[3], const float std[3]) {
+  for (int c = 0; c < 3; c++) net->spec.norm_mean[c] = mean[c], net->spec.norm_std[c] = std[c];
+}
 Status net_require_per_image(const Net *net, MrError *err) {
   if (net_output_pixels(net) == 1) return STATUS_OK;
   return mr_error_set(err, STATUS_ERR_ARG,

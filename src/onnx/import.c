@@ -316,6 +316,26 @@ static Status import_arith(Importer *im, const Onnx__NodeProto *n) {
     return add_output(im, n, net_add(im->net, kind, NULL, src, 2, &a));
   const int rt = src[0] >= 0 ? 0 : 1;
   const Value *k = const_input(im, n, (size_t)(1 - rt));
+  /* preprocessing on the raw input, before any layer: folded into the net's own
+   * normalisation, t = (x - mean) / std, so eps stays on [0,1] pixels */
+  if (src[rt] == NET_INPUT && net_layer_count(im->net) == 0 && k && k->f &&
+      (k->n == 1 || k->n == (size_t)im->in_c) && (rt == 0 || kind == OP_ADD || kind == OP_MUL)) {
+    const ModelSpec *sp = net_spec(im->net);
+    float mean[3], std[3];
+    for (int c = 0; c < 3; c++) {
+      const float v = k->f[k->n == 1 ? 0 : c < im->in_c ? c : 0];
+      mean[c] = sp->norm_mean[c], std[c] = sp->norm_std[c];
+      if (kind == OP_SUB) mean[c] += v * std[c];
+      if (kind == OP_ADD) mean[c] -= v * std[c];
+      if (kind == OP_DIV) std[c] *= v;
+      if (kind == OP_MUL) std[c] /= v;
+    }
+    for (int c = 0; c < 3; c++)
+      if (!(std[c] > 0) || !isfinite(std[c]) || !isfinite(mean[c]))
+        return fail(im, n, "preprocessing that scales by zero or a negative factor", NULL);
+    net_set_normalization(im->net, mean, std);
+    return add_output(im, n, NET_INPUT);
+  }
   if (src[rt] < 0 || !k || !k->f || k->n != 1)
     return fail(im, n,
                 "one of its inputs must be a runtime tensor, the other one too or a scalar "
