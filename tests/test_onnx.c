@@ -204,6 +204,13 @@ static void test_cli(void **state) {
            "--out %s/ev > %s/eval.txt 2>&1",
            bin, dir, bin, dir, dir, dir, dir);
   assert_int_equal(system(cmd), 0);
+  /* an imported model trains like any other: adversarial fine-tuning from the .onnx */
+  snprintf(
+      cmd, sizeof cmd,
+      "%s train --init %s/plain.onnx --data %s/ph.npz --epochs 1 --adv pgd --eps 0.004 --quiet "
+      "--out %s/ft.safetensors > %s/ft.txt 2>&1",
+      bin, dir, dir, dir, dir);
+  assert_int_equal(system(cmd), 0);
   snprintf(cmd, sizeof cmd,
            "%s import %s/plain.onnx --out %s/x.safetensors --mean 1,2 > /dev/null 2>&1", bin, dir,
            dir);
