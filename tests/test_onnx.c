@@ -162,6 +162,19 @@ static void test_refuses(void **state) {
     if (net) fail_msg("%zu of %zu bytes imported", keep, len);
   }
   free(bytes);
+  /* hand-made malformed graphs: each refused with what is wrong */
+  char gen[256];
+  snprintf(gen, sizeof gen, "/usr/bin/python3 tests/onnx_malformed.py %s >/dev/null 2>&1", dir);
+  assert_int_equal(system(gen), 0);
+  static const char *const cases[3][2] = {
+      {"missing", "no earlier node, input or initializer makes (missing, or a cycle): nowhere"},
+      {"badsize", "holds 128 bytes for 34 floats"},
+      {"cycle", "(missing, or a cycle): b"}};
+  for (int c = 0; c < 3; c++) {
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, cases[c][0]);
+    assert_null(onnx_import(path, NULL, &err));
+    if (!strstr(err.msg, cases[c][1])) fail_msg("%s: %s", cases[c][0], err.msg);
+  }
   /* an op we do not map: ELU is not mapped */
   char cmd[512];
   snprintf(cmd, sizeof cmd,

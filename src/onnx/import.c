@@ -533,6 +533,12 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
   const char *op = n->op_type ? n->op_type : "";
   OpAttrs a = op_attrs_default();
   if (n->n_output < 1) return fail(im, n, "no output", NULL);
+  for (size_t k = 0; k < n->n_input; k++)
+    if (n->input[k][0] && !find(im, n->input[k]))
+      return fail(im, n,
+                  "reads a tensor no earlier node, input or initializer makes (missing, or a "
+                  "cycle): ",
+                  n->input[k]);
   if (strcmp(op, "Conv") == 0) return import_conv(im, n, index, 0);
   if (strcmp(op, "ConvTranspose") == 0) return import_conv(im, n, index, 1);
   if (strcmp(op, "Resize") == 0 || strcmp(op, "Upsample") == 0) return import_resize(im, n);
