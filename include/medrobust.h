@@ -655,6 +655,9 @@ Status seg_metrics_compute(SegMetrics *m, const int *pred, const int *truth, int
 void seg_metrics_free(SegMetrics *m);
 /* One image's mean foreground Dice of pred against truth (the convention above). */
 double seg_image_dice(const int *pred, const int *truth, int pixels, int k);
+/* The highest-scoring class (the first on ties) of every image of (B,K)
+ * scores or every pixel of (B,K,H,W) ones (pixels = H*W): out (B, pixels). */
+void scores_argmax(const float *z, int batch, int k, int pixels, int *out);
 /* The class of every pixel (argmax of the scores), eval mode: pred (B,H,W). */
 void net_segment(Net *net, const float *x, int batch, int *pred);
 /* net_segment over a whole set in batches: pred (n,H,W). */
@@ -741,6 +744,7 @@ Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y
  * Image i draws from its own stream (seed, first + i): the same target
  * whatever the batch. */
 typedef enum { DAG_TARGET_A = 0, DAG_TARGET_B = 1, DAG_TARGET_C = 2, DAG_TARGET_COUNT } DagTarget;
+#define DAG_TARGETS_ALL ((1 << DAG_TARGET_COUNT) - 1) /* SegSweepOptions.dag: types A, B, C */
 typedef struct {
   float fraction;   /* B; default 0.1 */
   int cell;         /* B; default 4 */
@@ -759,6 +763,15 @@ void dag_target(DagTarget t, const DagTargetOptions *o, const int *clean, int n,
 double image_ssim(const float *a, const float *b, int c, int h, int w);
 /* PSNR in dB for range 1; INFINITY for identical images. */
 double image_psnr(const float *a, const float *b, size_t n);
+/* Running sums of the size of perturbations adv - clean over images: L-inf,
+ * L2, MSE, SSIM, and PSNR over the images where it is finite (psnr_finite of
+ * the n; an identical image has none). */
+typedef struct {
+  double linf, l2, mse, ssim, psnr;
+  int n, psnr_finite;
+} PerturbationSum;
+void perturbation_add(PerturbationSum *s, const float *clean, const float *adv, int c, int h,
+                      int w);
 
 typedef struct {
   char attack[24];
@@ -951,14 +964,12 @@ Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int b
 /* dice[i * n + j]: mean Dice of model j on adversarial examples crafted on
  * model i (rows: crafted on, columns: evaluated on; the diagonal is the
  * white-box score), by attack a, or by DAG toward target type t (t >= 0, the
- * targets from model i's clean prediction). Paper 002 Table 2. */
+ * targets from model i's clean prediction). Paper 002 Table 2. ssim and mse
+ * (n each, either may be NULL): the mean SSIM and MSE of each source's
+ * examples. */
 Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int t,
-                           const DagTargetOptions *to, int batch, double *dice, MrError *err);
-/* The same, also giving each source's mean SSIM and MSE of its examples
- * (ssim, mse: n each; either may be NULL). */
-Status seg_transfer_matrix_stats(Net *const *nets, int n, const Dataset *d, const AttackOptions *a,
-                                 int t, const DagTargetOptions *to, int batch, double *dice,
-                                 double *ssim, double *mse, MrError *err);
+                           const DagTargetOptions *to, int batch, double *dice, double *ssim,
+                           double *mse, MrError *err);
 /* Noise of `kind` at the level whose mean SSIM matches ssim_target (bisected
  * on up to 64 images), then the mean Dice of the set under it. */
 Status seg_noise_row(Net *net, const Dataset *d, NoiseKind kind, double ssim_target, uint64_t seed,

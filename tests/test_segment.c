@@ -336,7 +336,7 @@ static void test_seg_sweep(void **state) {
                        eps,
                        2,
                        attack_options_default(ATTACK_PGD),
-                       7, /* DAG types A, B, C */
+                       DAG_TARGETS_ALL,
                        attack_options_default(ATTACK_DAG),
                        dag_target_options_default(),
                        1,

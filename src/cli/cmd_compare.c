@@ -190,8 +190,9 @@ int cmd_compare(int argc, char **argv) {
     if (limit && limit < set.n) set.n = limit;
     AttackOptions dag_o = attack_options_default(ATTACK_DAG);
     dag_o.iters = dag_iters;
-    SegSweepOptions so = {kinds, n_kinds, eps, n_eps, base, 7, dag_o, dag_target_options_default(),
-                          1,     batch};
+    SegSweepOptions so = {
+        kinds, n_kinds, eps, n_eps, base, DAG_TARGETS_ALL, dag_o, dag_target_options_default(),
+        1,     batch};
     const int rc_seg =
         cli_compare_segment(nets, name_ptrs, n, &set, &so, !no_transfer, out, data_path, quiet);
     for (int i = 0; i < n; i++) net_free(nets[i]);

@@ -159,9 +159,16 @@ static int demo_segment(const char *dir, const char *report_dir, uint64_t seed, 
   const float eps[2] = {0.002f, 0.004f};
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.seed = seed;
-  SegSweepOptions so = {
-      kinds, 1, eps, 2, base, 7, attack_options_default(ATTACK_DAG), dag_target_options_default(),
-      1,     48};
+  SegSweepOptions so = {kinds,
+                        1,
+                        eps,
+                        2,
+                        base,
+                        DAG_TARGETS_ALL,
+                        attack_options_default(ATTACK_DAG),
+                        dag_target_options_default(),
+                        1,
+                        48};
   if (net) {
     printf("8. segmentation: unet on %s -> %s: validation Dice %.3f\n", data->source, out,
            res.best_val_acc);

@@ -147,6 +147,8 @@ int cmd_eval(int argc, char **argv) {
       !cli_parse_eps_list(eps_text, eps, &n_eps) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
   if (!cli_parse_norm("eval", norm_text, &base.norm)) return EXIT_USAGE;
+  const int dag_mask = cli_parse_dag_types(dag_text); /* before any data is read */
+  if (dag_mask < 0) return EXIT_USAGE;
   const int s_idx = cli_split("eval", split);
   if (s_idx < 0) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
@@ -165,12 +167,6 @@ int cmd_eval(int argc, char **argv) {
   if (limit && limit < set.n) set.n = limit;
   if (net_output_pixels(net) > 1) {
     dag_o.gamma = dag_gamma255 / 255.0f;
-    const int dag_mask = cli_parse_dag_types(dag_text);
-    if (dag_mask < 0) {
-      net_free(net);
-      data_free(data);
-      return EXIT_USAGE;
-    }
     SegSweepOptions so = {kinds,    n_kinds, eps,   n_eps,     base,
                           dag_mask, dag_o,   dag_t, !no_noise, batch};
     const int rc_seg =

@@ -121,9 +121,9 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
     char what[32];
     snprintf(what, sizeof what, "DAG type %s", dag_target_name((DagTarget)t));
     cli_sweep_progress(what, t, DAG_TARGET_COUNT, &progress);
-    st = seg_transfer_matrix_stats(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch,
-                                   matrices + (size_t)t * n * n, ssim + (size_t)t * n,
-                                   mse + (size_t)t * n, &err);
+    st = seg_transfer_matrix(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch,
+                             matrices + (size_t)t * n * n, ssim + (size_t)t * n,
+                             mse + (size_t)t * n, &err);
   }
   /* Table 1 per model: the DAG average (the diagonal) and Rician noise at its SSIM */
   for (int i = 0; st == STATUS_OK && i < n; i++) {
@@ -273,12 +273,13 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
                                  target_masks ? "the target masks are unusable" : "out of memory");
   if (st == STATUS_OK) st = net_segment_dataset(net, set, 64, clean, &err);
   const int targeted = t >= 0 || target_masks;
+  const DagTargetOptions to = dag_target_options_default();
   for (int start = 0; st == STATUS_OK && start < n; start += 64) {
     const int b = n - start < 64 ? n - start : 64;
     AttackOptions a = *o;
     if (t >= 0)
-      dag_target((DagTarget)t, &(DagTargetOptions){0.1f, 4, -1, 3}, clean + P * start, b, set->h,
-                 set->w, k, o->seed, start, target + P * start);
+      dag_target((DagTarget)t, &to, clean + P * start, b, set->h, set->w, k, o->seed, start,
+                 target + P * start);
     if (targeted) a.target = TARGET_MASK, a.target_mask = target + P * start;
     st = attack_run(net, &a, set->images + per * start, set->masks + P * start, b,
                     adv + per * start, &err);
@@ -332,8 +333,7 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
   if (f && (fclose(f) != 0 || rename(tmp, csv) != 0))
     st = mr_error_set(&err, STATUS_ERR_IO, "%s: write failed", csv);
   if (st == STATUS_OK && png_dir) {
-    SegSweepOptions so = {
-        NULL, 0, NULL, 0, *o, t >= 0 ? 1 << t : 0, *o, dag_target_options_default(), 0, 64};
+    SegSweepOptions so = {NULL, 0, NULL, 0, *o, t >= 0 ? 1 << t : 0, *o, to, 0, 64};
     if (!cli_make_dir(png_dir))
       st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
     else if (!targeted || t >= 0) {

@@ -49,6 +49,22 @@ double image_ssim(const float *a, const float *b, int c, int h, int w) {
   return count ? total / count : 1.0;
 }
 
+void perturbation_add(PerturbationSum *s, const float *clean, const float *adv, int c, int h,
+                      int w) {
+  const size_t per = (size_t)c * h * w;
+  double mx = 0, sq = 0;
+  for (size_t j = 0; j < per; j++) {
+    const double d = (double)adv[j] - clean[j];
+    mx = fmax(mx, fabs(d));
+    sq += d * d;
+  }
+  s->linf += mx, s->l2 += sqrt(sq), s->mse += sq / per;
+  s->ssim += image_ssim(clean, adv, c, h, w);
+  const double p = image_psnr(clean, adv, per);
+  if (isfinite(p)) s->psnr += p, s->psnr_finite++;
+  s->n++;
+}
+
 double image_psnr(const float *a, const float *b, size_t n) {
   double mse = 0;
   for (size_t i = 0; i < n; i++) mse += (double)(a[i] - b[i]) * (a[i] - b[i]);

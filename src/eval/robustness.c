@@ -77,8 +77,8 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   if (!row->pred || !row->pred_confidence)
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
   const double t0 = omp_get_wtime();
-  double linf = 0, l2 = 0, mse = 0, ssim = 0, psnr = 0, conf = 0;
-  int psnr_n = 0;
+  double conf = 0;
+  PerturbationSum size = {0};
   for (int start = 0; start < d->n; start += s->batch) {
     const int b = d->n - start < s->batch ? d->n - start : s->batch;
     const float *x = d->images + s->per * start;
@@ -101,17 +101,7 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
         row->missed += clean == s->positive && pred != s->positive;
       }
       conf += p[pred];
-      const float *a = s->adv + s->per * i, *c = x + s->per * i;
-      double mx = 0, sq = 0;
-      for (size_t j = 0; j < s->per; j++) {
-        const double dd = (double)a[j] - c[j];
-        mx = fmax(mx, fabs(dd));
-        sq += dd * dd;
-      }
-      linf += mx, l2 += sqrt(sq), mse += sq / s->per;
-      ssim += image_ssim(c, a, d->c, d->h, d->w);
-      const double ps = image_psnr(c, a, s->per);
-      if (isfinite(ps)) psnr += ps, psnr_n++;
+      perturbation_add(&size, x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
     }
   }
   s->done_units += d->n;
@@ -123,9 +113,9 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   const double n = d->n ? d->n : 1;
   row->accuracy = row->correct / n;
   row->success_rate = row->clean_correct ? (double)row->flipped / row->clean_correct : 0.0;
-  row->linf = linf / n, row->l2 = l2 / n, row->mse = mse / n, row->ssim = ssim / n,
-  row->confidence = conf / n;
-  row->psnr = psnr_n ? psnr / psnr_n : INFINITY;
+  row->linf = size.linf / n, row->l2 = size.l2 / n, row->mse = size.mse / n,
+  row->ssim = size.ssim / n, row->confidence = conf / n;
+  row->psnr = size.psnr_finite ? size.psnr / size.psnr_finite : INFINITY;
   row->seconds = omp_get_wtime() - t0;
   return STATUS_OK;
 }

@@ -101,17 +101,20 @@ Status seg_metrics_compute(SegMetrics *m, const int *pred, const int *truth, int
   return STATUS_OK;
 }
 
-void net_segment(Net *net, const float *x, int batch, int *pred) {
-  const int k = net_num_classes(net), P = net_output_pixels(net);
-  const float *z = net_forward(net, x, batch, MODE_EVAL);
+void scores_argmax(const float *z, int batch, int k, int pixels, int *out) {
   for (int b = 0; b < batch; b++)
-    for (int p = 0; p < P; p++) {
-      const float *zb = z + (size_t)b * k * P + p;
+    for (int p = 0; p < pixels; p++) {
+      const float *zb = z + (size_t)b * k * pixels + p;
       int best = 0;
       for (int c = 1; c < k; c++)
-        if (zb[(size_t)c * P] > zb[(size_t)best * P]) best = c;
-      pred[(size_t)b * P + p] = best;
+        if (zb[(size_t)c * pixels] > zb[(size_t)best * pixels]) best = c;
+      out[(size_t)b * pixels + p] = best;
     }
+}
+
+void net_segment(Net *net, const float *x, int batch, int *pred) {
+  scores_argmax(net_forward(net, x, batch, MODE_EVAL), batch, net_num_classes(net),
+                net_output_pixels(net), pred);
 }
 
 Status net_segment_dataset(Net *net, const Dataset *d, int batch, int *pred, MrError *err) {

@@ -41,9 +41,8 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
   const Dataset *d = s->d;
   const double t0 = omp_get_wtime();
   long reached = 0, valid = 0, changed = 0, changed_reached = 0;
-  double linf = 0, l2 = 0, mse = 0, ssim = 0, psnr = 0, vs_clean = 0;
-  int *clean_batch = malloc(sizeof(int) * s->P * s->batch);
-  if (!clean_batch) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  double vs_clean = 0;
+  PerturbationSum size = {0};
   Status st = STATUS_OK;
   for (int start = 0; st == STATUS_OK && start < d->n; start += s->batch) {
     const int b = d->n - start < s->batch ? d->n - start : s->batch;
@@ -51,7 +50,9 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
     const int *y = d->masks + s->P * start;
     AttackOptions a = *o;
     if (t >= 0) {
-      seg_dag_targets(s->net, x, b, start, (DagTarget)t, to, o->seed, clean_batch, s->target);
+      /* from the clean prediction the sweep already made */
+      dag_target((DagTarget)t, to, s->clean_pred + s->P * start, b, d->h, d->w, s->k, o->seed,
+                 start, s->target);
       a.target = TARGET_MASK, a.target_mask = s->target;
     }
     st = attack_run(s->net, &a, x, y, b, s->adv, err);
@@ -59,16 +60,7 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
     int *pred = s->pred + s->P * start;
     net_segment(s->net, s->adv, b, pred);
     for (int i = 0; i < b; i++) {
-      const float *c = x + s->per * i, *v = s->adv + s->per * i;
-      double mx = 0, sq = 0;
-      for (size_t j = 0; j < s->per; j++) {
-        const double e = (double)v[j] - c[j];
-        mx = fmax(mx, fabs(e)), sq += e * e;
-      }
-      linf += mx, l2 += sqrt(sq), mse += sq / s->per;
-      ssim += image_ssim(c, v, d->c, d->h, d->w);
-      const double p = image_psnr(c, v, s->per);
-      psnr += isfinite(p) ? p : 100.0; /* identical images: counted as 100 dB */
+      perturbation_add(&size, x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
       const int *pi = pred + s->P * i, *ci = s->clean_pred + s->P * (start + i);
       vs_clean += seg_image_dice(pi, ci, (int)s->P, s->k);
       if (t < 0 && a.target == TARGET_NONE) continue;
@@ -82,7 +74,6 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
     s->done_units += b;
     if (s->progress) s->progress(s->what, (int)s->done_units, (int)s->total_units, s->ctx);
   }
-  free(clean_batch);
   if (st != STATUS_OK) return st;
   SegMetrics m;
   st = seg_metrics_compute(&m, s->pred, d->masks, d->n, (int)s->P, s->k, err);
@@ -98,58 +89,53 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
   row->dice_vs_clean = vs_clean / n;
   row->target_reached = valid ? (double)reached / valid : -1.0;
   row->changed_reached = changed ? (double)changed_reached / changed : valid ? 1.0 : -1.0;
-  row->linf = linf / n, row->l2 = l2 / n, row->mse = mse / n, row->ssim = ssim / n;
-  row->psnr = psnr / n;
+  row->linf = size.linf / n, row->l2 = size.l2 / n, row->mse = size.mse / n;
+  row->ssim = size.ssim / n;
+  /* an image the attack left untouched counts as 100 dB */
+  row->psnr = (size.psnr + 100.0 * (size.n - size.psnr_finite)) / n;
   row->seconds = omp_get_wtime() - t0;
   return STATUS_OK;
 }
 
-/* The mean Dice of d under noise kind at level (seeded), and its mean SSIM. */
-static double noisy_dice(SegSweep *s, NoiseKind kind, double level, uint64_t seed, double *ssim,
-                         int n_images) {
+/* The mean SSIM of the first n_images under noise kind at level (seeded)
+ * and, when dice is given, their mean Dice (the calibration needs SSIM only). */
+static double noisy_ssim(SegSweep *s, NoiseKind kind, double level, uint64_t seed, int n_images,
+                         double *dice) {
   Rng rng;
   rng_seed(&rng, seed);
-  double dice = 0, ss = 0;
-  int *pred = malloc(sizeof(int) * s->P * s->batch);
-  if (!pred) return NAN;
+  double ss = 0, sum = 0;
+  int *pred = dice ? malloc(sizeof(int) * s->P * s->batch) : NULL;
+  if (dice && !pred) return NAN;
   for (int start = 0; start < n_images; start += s->batch) {
     const int b = n_images - start < s->batch ? n_images - start : s->batch;
     const float *x = s->d->images + s->per * start;
     memcpy(s->adv, x, sizeof(float) * s->per * b);
     noise_apply(s->adv, s->per * b, kind, (float)level, &rng);
-    if (ssim) {
-      for (int i = 0; i < b; i++)
-        ss += image_ssim(x + s->per * i, s->adv + s->per * i, s->d->c, s->d->h, s->d->w);
-      continue; /* calibration: SSIM only */
-    }
-    net_segment(s->net, s->adv, b, pred);
-    for (int i = 0; i < b; i++) {
-      dice += seg_image_dice(pred + s->P * i, s->d->masks + s->P * (start + i), (int)s->P, s->k);
+    for (int i = 0; i < b; i++)
       ss += image_ssim(x + s->per * i, s->adv + s->per * i, s->d->c, s->d->h, s->d->w);
-    }
+    if (!dice) continue;
+    net_segment(s->net, s->adv, b, pred);
+    for (int i = 0; i < b; i++)
+      sum += seg_image_dice(pred + s->P * i, s->d->masks + s->P * (start + i), (int)s->P, s->k);
   }
   free(pred);
-  if (ssim) *ssim = ss / n_images;
-  return dice / n_images;
+  if (dice) *dice = sum / n_images;
+  return ss / n_images;
 }
 
 static void run_noise(SegSweep *s, NoiseKind kind, double target, uint64_t seed, SegNoiseRow *out) {
   const int m = s->d->n < 64 ? s->d->n : 64;
-  double lo = 0.0, hi = 1.0, ssim = 1.0;
+  double lo = 0.0, hi = 1.0;
   for (int it = 0; it < 20; it++) { /* SSIM falls as the level grows */
     const double mid = 0.5 * (lo + hi);
-    noisy_dice(s, kind, mid, seed, &ssim, m);
-    if (ssim > target)
+    if (noisy_ssim(s, kind, mid, seed, m, NULL) > target)
       lo = mid;
     else
       hi = mid;
   }
   out->kind = kind, out->ssim_target = target, out->level = 0.5 * (lo + hi);
-  out->dice = noisy_dice(s, kind, out->level, seed + 1, NULL, s->d->n);
-  /* the SSIM actually reached on the whole set */
-  double ss = 0;
-  noisy_dice(s, kind, out->level, seed + 1, &ss, s->d->n);
-  out->ssim = ss;
+  /* the Dice, and the SSIM actually reached, on the whole set */
+  out->ssim = noisy_ssim(s, kind, out->level, seed + 1, s->d->n, &out->dice);
 }
 
 static double drop(double clean, double v) { return clean > 0 ? 100.0 * (clean - v) / clean : 0; }
@@ -273,13 +259,8 @@ Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int b
 }
 
 Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int t,
-                           const DagTargetOptions *to, int batch, double *dice, MrError *err) {
-  return seg_transfer_matrix_stats(nets, n, d, a, t, to, batch, dice, NULL, NULL, err);
-}
-
-Status seg_transfer_matrix_stats(Net *const *nets, int n, const Dataset *d, const AttackOptions *a,
-                                 int t, const DagTargetOptions *to, int batch, double *dice,
-                                 double *ssim, double *mse, MrError *err) {
+                           const DagTargetOptions *to, int batch, double *dice, double *ssim,
+                           double *mse, MrError *err) {
   Status s = compare_check_models(nets, NULL, n, err);
   if (s != STATUS_OK) return s;
   if (!d->masks || d->n < 1)
@@ -290,13 +271,10 @@ Status seg_transfer_matrix_stats(Net *const *nets, int n, const Dataset *d, cons
   int *pred = malloc(sizeof(int) * P * batch), *clean = malloc(sizeof(int) * P * batch);
   int *target = malloc(sizeof(int) * P * batch);
   double *sum = calloc((size_t)n * n, sizeof(double));
-  for (int i = 0; i < n; i++) {
-    if (ssim) ssim[i] = 0;
-    if (mse) mse[i] = 0;
-  }
   if (!adv || !pred || !clean || !target || !sum)
     s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  for (int src = 0; s == STATUS_OK && src < n; src++)
+  for (int src = 0; s == STATUS_OK && src < n; src++) {
+    PerturbationSum size = {0};
     for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
       const int b = d->n - start < batch ? d->n - start : batch;
       const float *x = d->images + per * start;
@@ -306,19 +284,17 @@ Status seg_transfer_matrix_stats(Net *const *nets, int n, const Dataset *d, cons
         o.kind = ATTACK_DAG, o.target = TARGET_MASK, o.target_mask = target;
       }
       s = attack_run(nets[src], &o, x, d->masks + P * start, b, adv, err);
-      for (int i = 0; s == STATUS_OK && i < b; i++) {
-        const float *c = x + per * i, *v = adv + per * i;
-        if (ssim) ssim[src] += image_ssim(c, v, d->c, d->h, d->w) / d->n;
-        double sq = 0;
-        for (size_t j = 0; mse && j < per; j++) sq += ((double)v[j] - c[j]) * (v[j] - c[j]);
-        if (mse) mse[src] += sq / per / d->n;
-      }
+      for (int i = 0; s == STATUS_OK && (ssim || mse) && i < b; i++)
+        perturbation_add(&size, x + per * i, adv + per * i, d->c, d->h, d->w);
       for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
         net_segment(nets[dst], adv, b, pred);
         for (int i = 0; i < b; i++)
           sum[src * n + dst] += seg_image_dice(pred + P * i, d->masks + P * (start + i), (int)P, k);
       }
     }
+    if (ssim) ssim[src] = size.ssim / d->n;
+    if (mse) mse[src] = size.mse / d->n;
+  }
   for (int i = 0; s == STATUS_OK && i < n * n; i++) dice[i] = sum[i] / d->n;
   free(adv), free(pred), free(clean), free(target), free(sum);
   return s;

@@ -58,8 +58,8 @@ Status seg_examples_write(Net *net, const Dataset *d, const SegSweepOptions *o, 
   float *adv = malloc(sizeof(float) * per * count), *rgb = malloc(sizeof(float) * 3 * P);
   float *diff = malloc(sizeof(float) * per);
   int *clean = malloc(sizeof(int) * P * count), *pred = malloc(sizeof(int) * P * count);
-  int *target = malloc(sizeof(int) * P * count), *scratch = malloc(sizeof(int) * P * count);
-  if (!adv || !rgb || !diff || !clean || !pred || !target || !scratch)
+  int *target = malloc(sizeof(int) * P * count);
+  if (!adv || !rgb || !diff || !clean || !pred || !target)
     s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the segmentation examples");
   cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "examples");
   cJSON *names = cJSON_AddArrayToObject(root, "classes");
@@ -102,8 +102,8 @@ Status seg_examples_write(Net *net, const Dataset *d, const SegSweepOptions *o, 
   for (int r = 0; s == STATUS_OK && r < n_rows; r++) {
     AttackOptions ao = rows[r];
     if (dag_type[r] >= 0) {
-      seg_dag_targets(net, d->images, count, 0, (DagTarget)dag_type[r], &o->dag_targets, ao.seed,
-                      scratch, target);
+      dag_target((DagTarget)dag_type[r], &o->dag_targets, clean, count, h, w, k, ao.seed, 0,
+                 target);
       ao.target = TARGET_MASK, ao.target_mask = target;
     }
     s = attack_run(net, &ao, d->images, d->masks, count, adv, err);
@@ -139,6 +139,5 @@ Status seg_examples_write(Net *net, const Dataset *d, const SegSweepOptions *o, 
   if (s == STATUS_OK) s = report_write_json(dir, "seg_examples.json", root, err);
   cJSON_Delete(root);
   free(entries), free(adv), free(rgb), free(diff), free(clean), free(pred), free(target);
-  free(scratch);
   return s;
 }

@@ -366,12 +366,13 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   float *x = malloc(sizeof(float) * per * B), *scratch = malloc(sizeof(float) * per);
   float *x_adv = o->adv ? malloc(sizeof(float) * per * B) : NULL;
   int *y = malloc(sizeof(int) * B * P), *order = malloc(sizeof(int) * train->n);
+  int *step_pred = malloc(sizeof(int) * B * P); /* this step's answers, for the accuracy */
   int *mask_scratch = segment ? malloc(sizeof(int) * P) : NULL;
   const size_t n_eval = (size_t)(val->n > B ? val->n : B > train->n ? B : train->n);
   float *probs = segment ? NULL : malloc(sizeof(float) * k * n_eval + sizeof(float));
   int *val_pred = segment ? malloc(sizeof(int) * P * n_eval) : NULL;
   float class_weights[MR_MAX_CLASSES];
-  if (!x || !scratch || !y || !order || !(probs || val_pred) || (o->adv && !x_adv) ||
+  if (!x || !scratch || !y || !order || !step_pred || !(probs || val_pred) || (o->adv && !x_adv) ||
       (segment && !mask_scratch))
     status = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   if (o->balance == BALANCE_LOSS && segment) {
@@ -404,7 +405,8 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
     }
     epoch_order(order, train, k, o->balance, &st.data_rng);
     double loss_sum = 0.0;
-    int correct = 0, seen = 0;
+    long correct = 0, seen = 0; /* per label: an image, or a pixel */
+    int images = 0;
     TrainProgress p = {.epoch = st.epoch + 1, .epochs = o->epochs, .steps = steps};
     p.val_acc = p.val_robust_acc = -1.0f;
     for (int step = 0; step < steps; step++) {
@@ -438,23 +440,11 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
       }
       optim_step(&opt, net_params(net), net_grads(net));
       /* training accuracy (per pixel: pixel accuracy) from the logits of this very step */
-      const float *logits = net_forward_last_logits(net);
-      for (int i = 0; i < b && !segment; i++) correct += argmax(logits + (size_t)i * k, k) == y[i];
-      for (int i = 0; i < b && segment; i++) {
-        int right = 0;
-        for (int px = 0; px < P; px++) {
-          const float *zp = logits + (size_t)i * k * P + px;
-          int best = 0;
-          for (int c = 1; c < k; c++)
-            if (zp[(size_t)c * P] > zp[(size_t)best * P]) best = c;
-          right += best == y[(size_t)i * P + px];
-        }
-        correct += right, seen += P - 1; /* seen counts pixels here */
-      }
+      scores_argmax(net_forward_last_logits(net), b, k, P, step_pred);
+      for (size_t i = 0; i < (size_t)b * P; i++) correct += step_pred[i] == y[i];
       loss_sum += (double)loss * b;
-      seen += b;
-      p.step = step + 1, p.loss = (float)(loss_sum / (segment ? seen / P : seen)),
-      p.acc = (float)correct / seen;
+      seen += (long)b * P, images += b;
+      p.step = step + 1, p.loss = (float)(loss_sum / images), p.acc = (float)correct / seen;
       p.elapsed = omp_get_wtime() - t0;
       if (progress) progress(&p, ctx);
     }
@@ -499,6 +489,6 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   result->epochs_done = st.epoch;
   optim_free(&opt);
   free(x), free(scratch), free(x_adv), free(y), free(order), free(probs), free(val_pred);
-  free(mask_scratch);
+  free(mask_scratch), free(step_pred);
   return status;
 }
