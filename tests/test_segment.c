@@ -160,7 +160,11 @@ static void test_folder_masks(void **state) {
 
 static void test_real_sets(void **state) {
   (void)state;
-  if (access(SHARED "/hc18_fetal_head/train/images", R_OK) != 0) skip();
+  if (access(SHARED "/hc18_fetal_head/train/images", R_OK) != 0) {
+    print_message("skipped: %s/hc18_fetal_head is absent (../shared beside the checkout)\n",
+                  SHARED);
+    skip();
+  }
   MrError err = {0};
   DataOptions opt = {.size = 64, .seed = 1};
   DataSplits *d = data_load(SHARED "/hc18_fetal_head", &opt, &err);
@@ -176,7 +180,10 @@ static void test_real_sets(void **state) {
   assert_true(fabs((double)fg / all - 0.306) < 0.01);
   data_free(d);
   /* the five OASIS slices: (N,1,1,H,W) float64 images, (N,1,H,W) labels 0..14 */
-  if (access(SHARED "/oasis_slices/img.npy", R_OK) != 0) skip();
+  if (access(SHARED "/oasis_slices/img.npy", R_OK) != 0) {
+    print_message("skipped: %s/oasis_slices is absent\n", SHARED);
+    skip();
+  }
   DataOptions keep = {0};
   d = data_load(SHARED "/oasis_slices", &keep, &err);
   if (!d) fail_msg("%s", err.msg);
