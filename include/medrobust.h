@@ -1185,6 +1185,11 @@ OnnxImportOptions onnx_import_options_default(void);
  * saves as any other; refuses, naming the node, its op type and what was not
  * understood, anything it cannot map exactly. */
 Net *onnx_import(const char *path, const OnnxImportOptions *o, MrError *err);
+/* Writes the net as an ONNX model (opset 13): the normalisation as Sub and
+ * Div on [0,1] pixels, logits out, weights under their state_dict names,
+ * class names and records in metadata_props; onnx_import reads it back to
+ * the same outputs. Atomic. */
+Status onnx_export(const Net *net, const char *path, MrError *err);
 /* A model file: .onnx through onnx_import with the defaults, else safetensors. */
 Net *model_load(const char *path, MrError *err);
 

@@ -1,8 +1,10 @@
-/* ONNX import against PyTorch itself: models exported by torch.onnx (Debian's
+/* ONNX import and export against PyTorch itself: models exported by torch.onnx (Debian's
  * python3-torch and python3-onnx; skipped without them) give the same logits
  * and the same input gradient of the cross-entropy as PyTorch computes; the
  * imported model saves and reloads exactly; files that are not ONNX, or hold
- * an op we cannot map, are refused naming the problem. */
+ * an op we cannot map, are refused naming the problem. Every built-in family
+ * exports, passes onnx.checker, runs in PyTorch's operators to medrobust's
+ * logits, and imports back to the same outputs bit for bit. */
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,9 +232,144 @@ static void test_cli(void **state) {
   assert_int_equal(WEXITSTATUS(system(cmd)), 2);
 }
 
+/* A built-in family's twin through ONNX: medrobust export, then import. */
+typedef struct {
+  const char *arch;
+  int c, size, k;
+  float width;
+  int pool, decoder_up, depth;
+  float dropout;
+} ExportCase;
+
+static const ExportCase export_cases[] = {
+    {"cnn", 1, 28, 2, 1, 1, 0, 0, 0.3f},          {"cnn", 3, 28, 3, 1, 2, 0, 3, 0},
+    {"cbr-larget", 1, 32, 2, 0.25f, 0, 0, 0, 0},  {"vgg11", 3, 32, 2, 0.25f, 0, 0, 0, 0},
+    {"resnet8", 1, 28, 2, 1, 0, 0, 0, 0},         {"resnet50", 3, 32, 4, 0.25f, 0, 0, 0, 0},
+    {"mobilenet", 3, 32, 2, 0.25f, 0, 0, 0, 0},   {"densenet", 1, 28, 2, 1, 0, 0, 0, 0},
+    {"densenet121", 3, 32, 2, 0.25f, 0, 0, 0, 0}, {"unet", 1, 32, 3, 0.5f, 0, 0, 2, 0},
+    {"unet", 3, 32, 2, 0.5f, 0, 1, 2, 0},         {"segnet", 1, 32, 2, 0.5f, 0, 0, 2, 0},
+    {"fc-densenet", 1, 32, 3, 0.5f, 0, 0, 2, 0},
+};
+#define N_EXPORT_CASES (int)(sizeof export_cases / sizeof export_cases[0])
+
+static void write_floats(const char *name, const char *ext, const float *v, size_t n) {
+  char path[160];
+  snprintf(path, sizeof path, "%s/%s.%s", dir, name, ext);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(v, sizeof(float), n, f), n);
+  fclose(f);
+}
+
+/* Every family: the export re-imports to the same outputs and input gradient,
+ * bit for bit, with its class names and records; onnx.checker (full shape
+ * inference) passes it and PyTorch's own operators, run node by node on the
+ * exported graph, give medrobust's logits (tests/onnx_run.py). */
+static void test_export_families(void **state) {
+  (void)state;
+  char names[N_EXPORT_CASES][32], cmd[2048];
+  int n_cmd = snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/onnx_run.py %s 1e-4", dir);
+  Rng rng;
+  rng_seed(&rng, 7);
+  for (int i = 0; i < N_EXPORT_CASES; i++) {
+    const ExportCase *e = &export_cases[i];
+    ModelSpec spec = model_spec_default(e->arch, e->c, e->size, e->size, e->k);
+    spec.width = e->width, spec.dropout = e->dropout, spec.decoder_up = e->decoder_up;
+    if (e->pool) spec.pool = e->pool;
+    if (e->depth) spec.depth = e->depth;
+    for (int c = 0; c < 3; c++) spec.norm_mean[c] = 0.2f + 0.1f * c, spec.norm_std[c] = 0.3f;
+    for (int k = 0; k < e->k; k++) {
+      char label[24];
+      snprintf(label, sizeof label, "class %d", k);
+      spec.class_names[k] = strdup(label);
+    }
+    snprintf(spec.training, sizeof spec.training, "{\"case\":%d}", i);
+    MrError err = {0};
+    Net *net = model_build(&spec, (uint64_t)i + 1, &err);
+    model_spec_free(&spec);
+    if (!net) fail_msg("%s: %s", e->arch, err.msg);
+    /* batchnorm statistics away from 0 and 1, so their export is tested */
+    for (int t = 0; t < net_tensor_count(net); t++) {
+      TensorRef r = net_tensor(net, t);
+      const size_t len = strlen(r.name);
+      if (len > 12 && strcmp(r.name + len - 12, "running_mean") == 0)
+        fill_uniform(r.data, r.numel, &rng, -0.2f, 0.2f);
+      if (len > 11 && strcmp(r.name + len - 11, "running_var") == 0)
+        fill_uniform(r.data, r.numel, &rng, 0.5f, 1.5f);
+    }
+    const int B = 2, in = net_input_size(net), out = net_num_classes(net) * net_output_pixels(net);
+    float *x = malloc(sizeof(float) * B * in), *z = malloc(sizeof(float) * B * out),
+          *dx = malloc(sizeof(float) * B * in), *dx_back = malloc(sizeof(float) * B * in);
+    int *y = calloc((size_t)B * net_output_pixels(net), sizeof(int));
+    fill_uniform(x, (size_t)B * in, &rng, 0.0f, 1.0f);
+    memcpy(z, net_forward(net, x, B, MODE_EVAL), sizeof(float) * B * out);
+    net_loss_and_input_grad(net, x, y, B, dx);
+    snprintf(names[i], sizeof names[i], "export%d_%s", i, e->arch);
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s.onnx", dir, names[i]);
+    if (onnx_export(net, path, &err) != STATUS_OK) fail_msg("%s: %s", e->arch, err.msg);
+    write_floats(names[i], "x", x, (size_t)B * in);
+    write_floats(names[i], "logits", z, (size_t)B * out);
+    n_cmd += snprintf(cmd + n_cmd, sizeof cmd - (size_t)n_cmd, " %s", names[i]);
+    Net *back = onnx_import(path, NULL, &err);
+    if (!back) fail_msg("%s: %s", e->arch, err.msg);
+    assert_memory_equal(net_forward(back, x, B, MODE_EVAL), z, sizeof(float) * B * out);
+    net_loss_and_input_grad(back, x, y, B, dx_back);
+    double gmax = 0;
+    for (int j = 0; j < B * in; j++) gmax = fmax(gmax, fabs(dx[j]));
+    const double gdiff = max_abs_diff(dx, dx_back, (size_t)B * in) / gmax;
+    print_message(
+        "  %-12s %3d ops -> %3d ops, outputs identical, input gradient max diff %.1e "
+        "of the largest\n",
+        e->arch, net_layer_count(net), net_layer_count(back), gdiff);
+    assert_true(gdiff <= 1e-6);
+    char a[32], b[32];
+    assert_string_equal(net_class_name(back, e->k - 1, a), net_class_name(net, e->k - 1, b));
+    assert_string_equal(net_spec(back)->training, net_spec(net)->training);
+    assert_true(net_spec(back)->norm_std[0] == net_spec(net)->norm_std[0]);
+    net_free(back), net_free(net);
+    free(x), free(z), free(dx), free(dx_back), free(y);
+  }
+  if (!have_torch) {
+    print_message("skipped the outside check: /usr/bin/python3 with torch and onnx not found\n");
+    return;
+  }
+  assert_int_equal(system(cmd), 0);
+}
+
+static void test_export_cli(void **state) {
+  (void)state;
+  const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
+  ModelSpec spec = model_spec_default("resnet8", 1, 28, 28, 2);
+  MrError err = {0};
+  Net *net = model_build(&spec, 3, &err);
+  model_spec_free(&spec);
+  char path[160], cmd[1024];
+  snprintf(path, sizeof path, "%s/cli.safetensors", dir);
+  assert_int_equal(safetensors_save_net(net, path, &err), STATUS_OK);
+  snprintf(cmd, sizeof cmd, "%s export --model %s --out %s/cli.onnx > /dev/null", bin, path, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(path, sizeof path, "%s/cli.onnx", dir);
+  Net *back = model_load(path, &err);
+  if (!back) fail_msg("%s", err.msg);
+  assert_int_equal(net_param_count(back), net_param_count(net));
+  net_free(back), net_free(net);
+  /* the output may not be the input; a missing model is a runtime error; --out is required */
+  snprintf(cmd, sizeof cmd, "%s export --model %s --out %s 2> /dev/null", bin, path, path);
+  assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+  snprintf(cmd, sizeof cmd, "%s export --model %s/none.safetensors --out %s/x.onnx 2> /dev/null",
+           bin, dir, dir);
+  assert_int_equal(WEXITSTATUS(system(cmd)), 1);
+  snprintf(cmd, sizeof cmd, "%s/x.onnx", dir);
+  assert_int_equal(access(cmd, F_OK), -1);
+  snprintf(cmd, sizeof cmd, "%s export --model %s 2> /dev/null", bin, path);
+  assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_pytorch),
-                                     cmocka_unit_test(test_torchvision_parity),
-                                     cmocka_unit_test(test_refuses), cmocka_unit_test(test_cli)};
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_matches_pytorch), cmocka_unit_test(test_torchvision_parity),
+      cmocka_unit_test(test_refuses),         cmocka_unit_test(test_cli),
+      cmocka_unit_test(test_export_families), cmocka_unit_test(test_export_cli)};
   return cmocka_run_group_tests_name("onnx import", tests, setup, teardown);
 }

@@ -14,6 +14,7 @@ static const CliCommand commands[] = {
     {"models", "list the model families with parameters and FLOPs", cmd_models},
     {"info", "the graph a model file carries: ops, shapes, parameters, FLOPs", cmd_info},
     {"import", "an ONNX model into a model file (exact input gradients for attacks)", cmd_import},
+    {"export", "a model file as ONNX (opset 13), for PyTorch and ONNX Runtime users", cmd_export},
     {"data", "make the built-in phantom set (data phantom), describe a set (data info)", cmd_data},
     {"train", "train a model (or adversarially: --adv pgd|fgsm-rs), with checkpoints and --resume",
      cmd_train},

@@ -73,6 +73,9 @@ const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len);
 double npy_value(const NpyArray *a, size_t i);
 /* A whole regular file of at most max_bytes; NULL with err set. */
 uint8_t *file_read_all(const char *path, size_t max_bytes, size_t *len, MrError *err);
+/* Writes len bytes as path atomically: a temporary file beside it, synced,
+ * then renamed over it, so a reader never sees half a file. */
+Status file_write_all(const char *path, const void *bytes, size_t len, MrError *err);
 /* Segmentation arrays: images (N,H,W), (N,H,W,1|3), (N,1|3,H,W) or
  * (N,1,1|3,H,W) and masks (N,H,W), (N,1,H,W) or (N,H,W,1), integer-valued,
  * into d (images on [0,1]: integers / their maximum, floats as they are). */

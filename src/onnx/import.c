@@ -286,15 +286,15 @@ static Status import_resize(Importer *im, const Onnx__NodeProto *n) {
     sh = scales->f[2], sw = scales->f[3];
   else if (sizes && sizes->i && sizes->n == 4)
     sh = (double)sizes->i[2] / dims[1], sw = (double)sizes->i[3] / dims[2];
-  const int f = (int)lround(sh);
-  if (f < 1 || fabs(sh - f) > 1e-6 || fabs(sw - sh) > 1e-6)
-    return fail(im, n, "a resize by other than one integer factor on both axes", NULL);
+  const int fh = (int)lround(sh), fw = (int)lround(sw);
+  if (fh < 1 || fw < 1 || fabs(sh - fh) > 1e-6 || fabs(sw - fw) > 1e-6)
+    return fail(im, n, "a resize by other than an integer factor on each axis", NULL);
   const Onnx__AttributeProto *mode = attr(n, "mode"),
                              *ct = attr(n, "coordinate_transformation_mode");
   const int linear = mode && mode->s.len >= 6 && memcmp(mode->s.data, "linear", 6) == 0;
   const int nearest = !mode || (mode->s.len == 7 && memcmp(mode->s.data, "nearest", 7) == 0);
   OpAttrs a = op_attrs_default();
-  a.scale[0] = a.scale[1] = f;
+  a.scale[0] = fh, a.scale[1] = fw;
   a.mode = linear ? UPSAMPLE_BILINEAR : UPSAMPLE_NEAREST;
   if (!linear && !nearest) return fail(im, n, "a mode other than nearest or linear", NULL);
   if (linear && !upsample &&
@@ -529,6 +529,57 @@ static Status import_reshape(Importer *im, const Onnx__NodeProto *n) {
   return fail(im, n, "a reshape other than a flatten to (batch, features)", NULL);
 }
 
+/* Pad: the empty one PyTorch puts before average pooling, or zeros on both
+ * sides of the channels (the option-A shortcut: the larger half after). */
+static Status import_pad(Importer *im, const Onnx__NodeProto *n, int x) {
+  const Value *pads = const_input(im, n, 1), *value = const_input(im, n, 2);
+  int64_t p[8] = {0};
+  if (x < 0 || !pads || !pads->i || pads->n > 8 || pads->n % 2)
+    return fail(im, n, "needs a runtime input and constant pads", NULL);
+  const size_t rank = pads->n / 2;
+  for (size_t k = 0; k < rank; k++) p[k] = pads->i[k], p[4 + k] = pads->i[rank + k];
+  int other = 0, any = 0;
+  for (int k = 0; k < 8; k++) other |= k % 4 != 1 && p[k] != 0, any |= p[k] != 0;
+  if (!any) return add_output(im, n, x);
+  const Onnx__AttributeProto *mode = attr(n, "mode");
+  const int constant =
+      !mode || !mode->s.len || (mode->s.len == 8 && !memcmp(mode->s.data, "constant", 8));
+  int dims[4];
+  if (other || rank != 4 || !constant || (value && (!value->f || value->f[0] != 0.0f)) ||
+      net_tensor_dims(im->net, x, dims) != 3 || p[1] < 0 || p[5] < p[1] || p[5] > p[1] + 1)
+    return fail(im, n,
+                "a Pad other than zeros around the channels (the larger half after) or the "
+                "empty one",
+                NULL);
+  OpAttrs a = op_attrs_default();
+  a.out_channels = dims[0] + (int)(p[1] + p[5]);
+  a.stride[0] = a.stride[1] = 1;
+  return add_output(im, n, net_add(im->net, OP_SHORTCUT_PAD, NULL, &x, 1, &a));
+}
+
+/* Slice: every s-th row and column from the first (x[:, :, ::s, ::s]). */
+static Status import_slice(Importer *im, const Onnx__NodeProto *n, int x) {
+  const Value *starts = const_input(im, n, 1), *ends = const_input(im, n, 2),
+              *axes = const_input(im, n, 3), *steps = const_input(im, n, 4);
+  int dims[4];
+  if (x < 0 || net_tensor_dims(im->net, x, dims) != 3 || !starts || !starts->i || !ends ||
+      !ends->i || !axes || !axes->i || !steps || !steps->i || starts->n != 2 || ends->n != 2 ||
+      axes->n != 2 || steps->n != 2)
+    return fail(
+        im, n, "needs a runtime (C,H,W) input and constant starts, ends, axes, steps of two", NULL);
+  int ok = steps->i[0] == steps->i[1] && steps->i[0] >= 1 && steps->i[0] <= 64;
+  for (int k = 0; ok && k < 2; k++) {
+    const int64_t ax = axes->i[k] < 0 ? axes->i[k] + 4 : axes->i[k];
+    ok = ax == 2 + k && starts->i[k] == 0 && ends->i[k] >= dims[1 + k];
+  }
+  if (!ok)
+    return fail(im, n, "a Slice other than every s-th row and column (x[:, :, ::s, ::s])", NULL);
+  OpAttrs a = op_attrs_default();
+  a.out_channels = dims[0];
+  a.stride[0] = a.stride[1] = (int)steps->i[0];
+  return add_output(im, n, net_add(im->net, OP_SHORTCUT_PAD, NULL, &x, 1, &a));
+}
+
 static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int last) {
   const char *op = n->op_type ? n->op_type : "";
   OpAttrs a = op_attrs_default();
@@ -581,15 +632,16 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
       return STATUS_OK;
     }
     if (x < 0) return fail(im, n, "needs a runtime input", NULL);
-    return add_output(im, n, x); /* inference: the identity */
+    if (op[0] == 'I') return add_output(im, n, x);
+    /* kept for fine-tuning (the identity in inference): ratio is an input
+     * from opset 12, an attribute before */
+    const Value *ratio = const_input(im, n, 1);
+    a.p = ratio && ratio->f && ratio->n == 1 ? ratio->f[0] : attr_float(n, "ratio", 0.5f);
+    if (!(a.p >= 0.0f && a.p < 1.0f)) return fail(im, n, "a ratio outside [0, 1)", NULL);
+    return add_output(im, n, net_add(im->net, OP_DROPOUT, NULL, &x, 1, &a));
   }
-  if (strcmp(op, "Pad") == 0) { /* PyTorch pads average pooling by nothing */
-    const Value *pads = const_input(im, n, 1);
-    int zero = x >= 0 && pads && pads->i;
-    for (size_t k = 0; zero && k < pads->n; k++) zero = pads->i[k] == 0;
-    if (!zero) return fail(im, n, "a Pad that pads (only the empty one PyTorch emits)", NULL);
-    return add_output(im, n, x);
-  }
+  if (strcmp(op, "Pad") == 0) return import_pad(im, n, x);
+  if (strcmp(op, "Slice") == 0) return import_slice(im, n, x);
   if (strcmp(op, "Softmax") == 0 && last) {
     im->dropped_softmax = 1; /* medrobust nets end in logits; net_predict applies softmax */
     return add_output(im, n, x);
@@ -643,7 +695,8 @@ static Status input_shape(Importer *im, const Onnx__GraphProto *g, const OnnxImp
                           *name, nz(in->name));
     *name = nz(in->name);
     const Onnx__TypeProto *t = in->type;
-    if (!t || !t->tensor_type || !t->tensor_type->shape || t->tensor_type->shape->n_dim != 4)
+    if (!t || t->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !t->tensor_type ||
+        !t->tensor_type->shape || t->tensor_type->shape->n_dim != 4)
       return mr_error_set(im->err, STATUS_ERR_FORMAT,
                           "%s: input '%s' is not a 4-D (N, C, H, W) image tensor", im->path,
                           nz(in->name));
@@ -672,12 +725,52 @@ static int output_classes(Importer *im, const Onnx__GraphProto *g, const OnnxImp
   (void)im;
   if (g->n_output != 1) return -1;
   const Onnx__TypeProto *t = g->output[0]->type;
-  if (t && t->tensor_type && t->tensor_type->shape && t->tensor_type->shape->n_dim >= 2) {
+  if (t && t->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && t->tensor_type &&
+      t->tensor_type->shape && t->tensor_type->shape->n_dim >= 2) {
     const Onnx__TensorShapeProto__Dimension *d = t->tensor_type->shape->dim[1];
     if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
       return (int)d->dim_value;
   }
   return o->n_classes;
+}
+
+/* What onnx_export keeps in metadata_props: class names (one per line, when
+ * the options name none), the training and data records, the per-pixel loss.
+ * A record too long for the spec is left out (it only describes). */
+static Status read_metadata(Importer *im, const Onnx__ModelProto *m, ModelSpec *spec) {
+  for (size_t i = 0; i < m->n_metadata_props; i++) {
+    const char *key = nz(m->metadata_props[i]->key), *value = nz(m->metadata_props[i]->value);
+    if (strcmp(key, "medrobust.class_names") == 0 && !spec->class_names[0]) {
+      int k = 0;
+      for (const char *p = value; k <= spec->n_classes; k++) {
+        const char *end = strchr(p, '\n');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (k < spec->n_classes && !(spec->class_names[k] = strndup(p, len)))
+          return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
+        if (!end) break;
+        p = end + 1;
+      }
+      if (k + 1 != spec->n_classes)
+        return mr_error_set(
+            im->err, STATUS_ERR_FORMAT,
+            "%s: metadata medrobust.class_names names %d classes, the output has %d", im->path,
+            k + 1, spec->n_classes);
+    } else if (strcmp(key, "medrobust.training") == 0 && strlen(value) < sizeof spec->training) {
+      strcpy(spec->training, value);
+    } else if (strcmp(key, "medrobust.data") == 0 && strlen(value) < sizeof spec->data) {
+      strcpy(spec->data, value);
+    } else if (strcmp(key, "medrobust.seg_loss_ignore") == 0) {
+      int loss, ignore;
+      if (sscanf(value, "%d %d", &loss, &ignore) != 2 || loss < SEG_LOSS_XENT ||
+          loss > SEG_LOSS_XENT_DICE || ignore < -1 || ignore >= spec->n_classes)
+        return mr_error_set(im->err, STATUS_ERR_FORMAT,
+                            "%s: metadata medrobust.seg_loss_ignore='%.40s' is not a loss and a "
+                            "label",
+                            im->path, value);
+      spec->seg_loss = (SegLoss)loss, spec->ignore_label = ignore;
+    }
+  }
+  return STATUS_OK;
 }
 
 OnnxImportOptions onnx_import_options_default(void) {
@@ -727,13 +820,14 @@ Net *onnx_import(const char *path, const OnnxImportOptions *opt, MrError *err) {
     }
     for (int c = 0; c < k && opt->class_names && opt->class_names[c]; c++)
       spec.class_names[c] = strdup(opt->class_names[c]);
-    im.net = net_new(&spec);
+    st = read_metadata(&im, m, &spec);
+    im.net = st == STATUS_OK ? net_new(&spec) : NULL;
     model_spec_free(&spec);
     Value *in = im.net ? add_value(&im, input) : NULL;
-    if (!in)
-      st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-    else
+    if (in)
       in->tensor = NET_INPUT;
+    else if (st == STATUS_OK)
+      st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   }
   for (size_t i = 0; st == STATUS_OK && i < g->n_initializer; i++) {
     Value *v = add_value(&im, g->initializer[i]->name ? g->initializer[i]->name : "");
