@@ -54,6 +54,9 @@ $(BUILD)/tests/%: tests/%.c tests/testutil.h $(BUILD)/libmedrobust.a $(HEADERS)
 
 tests: $(TEST_BIN) $(BUILD)/medrobust
 
+$(BUILD)/bench_engine: bench/bench_engine.c $(BUILD)/libmedrobust.a $(HEADERS)
+	$(CC) $(CFLAGS) $< $(BUILD)/libmedrobust.a $(LDLIBS) -o $@
+
 # Each test binary fails through its exit code; the runner prints one summary line.
 test: tests
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(TEST_BIN)

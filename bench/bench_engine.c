@@ -1,8 +1,11 @@
 /* Engine throughput: inference (net_predict), one PGD step (forward + gradient to the input)
  * and one SGD training step, in images/s, for the bench models at 28x28 and
  * 64x64, batch 128, and paper 002's mobilenet, densenet and unet (per-pixel
- * targets) at 64x64 and 128x128, batch 32. Prints CSV rows: model,size,op,images_per_s.
- * usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]] */
+ * targets) at 64x64 and 128x128, batch 32; or one model file (--model, .onnx too) or family.
+ * Prints CSV rows: model,size,op,images_per_s.
+ * usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]]
+ *        bench_engine --model FILE | --family NAME [--size N] [--channels C]
+ *                     [--label NAME] [--threads N] [--batch B] [--quick] */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,9 +69,40 @@ static double measure(BenchCtx *c, BenchOp op, int reps) {
   return rates[reps / 2];
 }
 
+/* One CSV row per operation for a net at a batch size; 0, or 1 after printing why. */
+static int bench_net(Net *net, const char *label, int size, int batch, int reps) {
+  MrError err = {0};
+  if (net_plan(net, batch, &err) != STATUS_OK) {
+    fprintf(stderr, "%s: %s\n", label, err.msg);
+    return 1;
+  }
+  const size_t n = (size_t)batch * net_input_size(net);
+  const size_t labels = (size_t)batch * net_output_pixels(net); /* per image or pixel */
+  BenchCtx c = {.net = net, .batch = batch};
+  c.x = malloc(sizeof(float) * n), c.dx = malloc(sizeof(float) * n),
+  c.y = malloc(sizeof(int) * labels);
+  c.probs = malloc(sizeof(float) * labels * net_num_classes(net));
+  Rng rng;
+  rng_seed(&rng, 1);
+  for (size_t i = 0; i < n; i++) c.x[i] = rng_uniform(&rng);
+  for (size_t i = 0; i < labels; i++) c.y[i] = (int)(i % 2);
+  Optimizer opt = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f};
+  optim_init(&opt, OPTIM_SGD, net_param_count(net), NULL);
+  c.opt = &opt;
+  for (int op = 0; op < 3; op++) {
+    printf("%s,%d,%s,%.1f\n", label, size, op_names[op], measure(&c, (BenchOp)op, reps));
+    fflush(stdout);
+  }
+  optim_free(&opt);
+  free(c.x), free(c.dx), free(c.y), free(c.probs);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int threads = 2, batch = 128, reps = 3, only_size = 0;
   char only_model[64] = "";
+  const char *model_file = NULL, *label = NULL, *family = NULL;
+  int size = 64, channels = 1;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
       threads = atoi(argv[++i]);
@@ -76,17 +110,46 @@ int main(int argc, char **argv) {
       batch = atoi(argv[++i]);
     else if (strcmp(argv[i], "--quick") == 0)
       reps = 1;
+    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+      model_file = argv[++i];
+    else if (strcmp(argv[i], "--label") == 0 && i + 1 < argc)
+      label = argv[++i];
+    else if (strcmp(argv[i], "--family") == 0 && i + 1 < argc)
+      family = argv[++i];
+    else if (strcmp(argv[i], "--size") == 0 && i + 1 < argc)
+      size = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--channels") == 0 && i + 1 < argc)
+      channels = atoi(argv[++i]);
     else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
       snprintf(only_model, sizeof only_model, "%s", argv[++i]);
       char *colon = strchr(only_model, ':');
       if (colon) *colon = '\0', only_size = atoi(colon + 1);
     } else {
       fprintf(stderr,
-              "usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]]\n");
+              "usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]]\n"
+              "       bench_engine --model FILE | --family NAME [--size N] [--channels C]\n"
+              "                    [--label NAME] [--threads N] [--batch B] [--quick]\n");
       return 2;
     }
   }
   mr_set_threads(threads);
+  if (model_file || family) { /* one model file (.onnx through the importer) or family */
+    MrError err = {0};
+    ModelSpec spec = family ? model_spec_default(family, channels, size, size, 2) : (ModelSpec){0};
+    Net *net = family ? model_build(&spec, 1, &err) : model_load(model_file, &err);
+    if (!net) {
+      fprintf(stderr, "%s\n", err.msg);
+      return 1;
+    }
+    printf("model,size,op,images_per_s\n");
+    const int rc = bench_net(net,
+                             label    ? label
+                             : family ? family
+                                      : model_file,
+                             net_spec(net)->in_h, batch, reps);
+    net_free(net);
+    return rc;
+  }
   /* the classic rows at --batch, then paper 002's families at batch 32 */
   typedef struct {
     const char *model;
@@ -110,31 +173,13 @@ int main(int argc, char **argv) {
     ModelSpec spec = model_spec_default(row->model, 1, row->size, row->size, 2);
     MrError err = {0};
     Net *net = model_build(&spec, 1, &err);
-    if (!net || net_plan(net, row->batch, &err) != STATUS_OK) {
+    if (!net) {
       fprintf(stderr, "%s: %s\n", row->model, err.msg);
       return 1;
     }
-    const size_t n = (size_t)row->batch * net_input_size(net);
-    const size_t labels = (size_t)row->batch * net_output_pixels(net); /* per image or pixel */
-    BenchCtx c = {.net = net, .batch = row->batch};
-    c.x = malloc(sizeof(float) * n), c.dx = malloc(sizeof(float) * n),
-    c.y = malloc(sizeof(int) * labels);
-    c.probs = malloc(sizeof(float) * labels * 2);
-    Rng rng;
-    rng_seed(&rng, 1);
-    for (size_t i = 0; i < n; i++) c.x[i] = rng_uniform(&rng);
-    for (size_t i = 0; i < labels; i++) c.y[i] = (int)(i % 2);
-    Optimizer opt = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f};
-    optim_init(&opt, OPTIM_SGD, net_param_count(net), NULL);
-    c.opt = &opt;
-    for (int op = 0; op < 3; op++) {
-      printf("%s,%d,%s,%.1f\n", row->model, row->size, op_names[op],
-             measure(&c, (BenchOp)op, reps));
-      fflush(stdout);
-    }
-    optim_free(&opt);
-    free(c.x), free(c.dx), free(c.y), free(c.probs);
+    const int rc = bench_net(net, row->model, row->size, row->batch, reps);
     net_free(net);
+    if (rc) return rc;
   }
   return 0;
 }

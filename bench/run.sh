@@ -8,10 +8,8 @@ quick=${2:-}
 only=${3:-}
 cd "$(dirname "$0")/.."
 mkdir -p bench/out
-make -s build/libmedrobust.a
-cc -std=c11 -O3 -march=native -fopenmp -Iinclude bench/bench_engine.c build/libmedrobust.a \
-  $(pkg-config --libs openblas libcjson) -ldnnl -lm -o bench/out/bench_engine
-OMP_WAIT_POLICY=passive bench/out/bench_engine --threads "$threads" $quick ${only:+--only "$only"} | tee bench/out/ours.csv
+make -s build/bench_engine
+OMP_WAIT_POLICY=passive build/bench_engine --threads "$threads" $quick ${only:+--only "$only"} | tee bench/out/ours.csv
 # PERF-NOTES: PyTorch loses up to 2.5x to mmap/munmap page faults without this
 GLIBC_TUNABLES=glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184 \
   OMP_NUM_THREADS="$threads" /usr/bin/python3 bench/torch_bench.py "$threads" 128 $quick ${only:+--only="$only"} | tee bench/out/torch.csv

@@ -1,7 +1,9 @@
 """Exports small PyTorch models to ONNX for tests/test_onnx.c, with the
 reference it checks against: an input batch, PyTorch's logits and the
 gradient of the summed cross-entropy w.r.t. the input, as raw float32 files.
-usage: onnx_export.py OUT_DIR"""
+torchvision's models are exported at TV_SIZE (64 by default, to keep the test quick; vgg11_bn
+needs 224, where its adaptive pooling is the identity) and only the TV_MODELS listed.
+usage: onnx_export.py OUT_DIR [TV_SIZE [TV_MODELS]]   (TV_MODELS: a,b,c or "none")"""
 import os
 import sys
 
@@ -10,6 +12,9 @@ import torch
 from torch import nn
 
 out = sys.argv[1]
+tv_size = int(sys.argv[2]) if len(sys.argv) > 2 else 64
+tv_models = sys.argv[3].split(",") if len(sys.argv) > 3 else [
+    "resnet18", "resnet50", "mobilenet_v2", "densenet121", "squeezenet1_1"]
 torch.manual_seed(0)
 
 
@@ -64,17 +69,31 @@ class TinyUNet(nn.Module):
         return self.head(torch.cat([e, u, v + e], 1))
 
 
-for name, model, shape in (("residual", Residual(), (4, 3, 16, 16)), ("plain", plain(), (4, 1, 28, 28)),
-                           ("unet", TinyUNet(), (3, 1, 16, 16))):
+class Scaled(nn.Module):
+    """per-channel constants inside the net: a scale, a shift, a constant minus the tensor"""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.register_buffer("scale", torch.tensor([0.5, 2.0, -1.0, 3.0]).view(1, 4, 1, 1))
+        self.register_buffer("shift", torch.tensor([0.1, -0.2, 0.3, 0.0]).view(1, 4, 1, 1))
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x) * self.scale + self.shift)
+        h = self.shift - h / self.scale
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
+
+
+def export_with_reference(name, model, shape, folding, opset=13):
     model.eval()
     for m in model.modules():  # batchnorm statistics away from 0 / 1
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
     x = torch.rand(shape)
-    # do_constant_folding=False keeps batchnorm a node of its own: what an importer must handle
-    torch.onnx.export(model, x[:1], os.path.join(out, name + ".onnx"), opset_version=13,
-                      do_constant_folding=False, input_names=["image"], output_names=["logits"],
+    torch.onnx.export(model, x[:1], os.path.join(out, name + ".onnx"), opset_version=opset,
+                      do_constant_folding=folding, input_names=["image"], output_names=["logits"],
                       dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     x.requires_grad_(True)
     logits = model(x)
@@ -91,21 +110,48 @@ for name, model, shape in (("residual", Residual(), (4, 3, 16, 16)), ("plain", p
     x.grad.numpy().astype(np.float32).tofile(os.path.join(out, name + ".grad"))
 
 
+# do_constant_folding=False keeps batchnorm a node of its own: what an importer must handle
+export_with_reference("residual", Residual(), (4, 3, 16, 16), False)
+export_with_reference("plain", plain(), (4, 1, 28, 28), False)
+export_with_reference("unet", TinyUNet(), (3, 1, 16, 16), False)
+export_with_reference("scaled", Scaled(), (4, 1, 12, 12), False)
+# the oldest and newest opsets read: Upsample, attribute Clip/Pad/Dropout, Softmax-13 forms
+for opset in (9, 11, 17):
+    export_with_reference("plain_opset%d" % opset, plain(), (4, 1, 28, 28), False, opset)
+    export_with_reference("unet_opset%d" % opset, TinyUNet(), (3, 1, 16, 16), False, opset)
+
+# medrobust's own families as their PyTorch twins (bench/torch_models.py) would be exported by a
+# user: normalisation inside, constant folding on, the option-A shortcut as a Slice and a Pad
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+import torch_models as tm  # noqa: E402
+
+for arch, c, size, width, extra in (("cnn", 1, 28, 1.0, {"pool": 3}), ("vgg11", 3, 32, 0.25, {}),
+                                    ("resnet8", 1, 28, 1.0, {}), ("resnet50", 3, 32, 0.25, {}),
+                                    ("mobilenet", 3, 32, 0.25, {}), ("densenet", 1, 28, 1.0, {}),
+                                    ("unet", 1, 32, 0.5, {"depth": 2}),
+                                    ("unet", 3, 32, 0.5, {"depth": 2, "decoder_up": 1})):
+    spec = tm.default_spec(arch, c, size, 3, width)
+    spec.update(extra, norm_mean=[0.2 + 0.1 * k for k in range(c)], norm_std=[0.3] * c)
+    torch.manual_seed(2)
+    name = "twin_%s%s" % (arch, "_bilinear" if extra.get("decoder_up") else "")
+    export_with_reference(name, tm.build(spec), (2, c, size, size), True)
+
+
 # torchvision's architectures, as a user would export them (constant folding on, batchnorm
-# folded where the exporter can), at 64x64 to keep the test quick
+# folded where the exporter can)
 try:
     import torchvision
 except ImportError:
     torchvision = None
 if torchvision is not None:
-    for name in ("resnet18", "mobilenet_v2", "densenet121", "squeezenet1_1"):
+    for name in [m for m in tv_models if m != "none"]:
         torch.manual_seed(1)
         model = getattr(torchvision.models, name)(num_classes=3).eval()
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
-        x = torch.rand(2, 3, 64, 64)
+        x = torch.rand(2, 3, tv_size, tv_size)
         torch.onnx.export(model, x[:1], os.path.join(out, "tv_" + name + ".onnx"), opset_version=13,
                           input_names=["image"], output_names=["logits"],
                           dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})

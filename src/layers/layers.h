@@ -184,11 +184,11 @@ void dense_backward(float *dinp, int accumulate, float *dweight, float *dbias, c
                     const float *inp, const float *weight, int B, int n_in, int n_out);
 
 /* ---- CIFAR ResNet option-A shortcut ------------------------------------ */
-/* out[:, pad_lo:pad_lo+C] = inp[:, :, ::stride, ::stride], other channels 0 */
+/* out[:, pad_lo:pad_lo+C] = inp[:, :, ::SH, ::SW], other channels 0 */
 typedef struct {
   int B, C, H, W;
   int OC, OH, OW;
-  int stride;
+  int SH, SW;
 } ShortcutDims;
 void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d);
 void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, ShortcutDims d);

@@ -1,6 +1,7 @@
 /* Option-A shortcut of the CIFAR ResNets (He et al. 2016, sec. 4.2):
  * subsample by the stride and zero-pad channels equally on both sides, so the
- * identity path has no parameters. */
+ * identity path has no parameters. Strides are per axis, so ONNX's Slice of
+ * rows or columns alone and its channel Pad map onto it too. */
 #include <string.h>
 
 #include "layers.h"
@@ -16,8 +17,7 @@ void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d) {
       const float *x = inp + ((size_t)b * d.C + c) * d.H * d.W;
       float *y = o + (size_t)(c + pad_lo) * ohw;
       for (int oh = 0; oh < d.OH; oh++)
-        for (int ow = 0; ow < d.OW; ow++)
-          y[oh * d.OW + ow] = x[(oh * d.stride) * d.W + ow * d.stride];
+        for (int ow = 0; ow < d.OW; ow++) y[oh * d.OW + ow] = x[(oh * d.SH) * d.W + ow * d.SW];
     }
   }
 }
@@ -32,8 +32,7 @@ void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, Short
       const float *dy = dout + ((size_t)b * d.OC + c + pad_lo) * ohw;
       if (!accumulate) memset(dx, 0, sizeof(float) * d.H * d.W);
       for (int oh = 0; oh < d.OH; oh++)
-        for (int ow = 0; ow < d.OW; ow++)
-          dx[(oh * d.stride) * d.W + ow * d.stride] += dy[oh * d.OW + ow];
+        for (int ow = 0; ow < d.OW; ow++) dx[(oh * d.SH) * d.W + ow * d.SW] += dy[oh * d.OW + ow];
     }
   }
 }
@@ -45,7 +44,7 @@ void shortcut_pad_forward_nhwc(float *out, const float *inp, ShortcutDims d) {
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         float *y = out + (((size_t)b * d.OH + oh) * d.OW + ow) * d.OC;
-        const float *x = inp + (((size_t)b * d.H + oh * d.stride) * d.W + ow * d.stride) * d.C;
+        const float *x = inp + (((size_t)b * d.H + oh * d.SH) * d.W + ow * d.SW) * d.C;
         memset(y, 0, sizeof(float) * d.OC);
         memcpy(y + pad_lo, x, sizeof(float) * d.C);
       }
@@ -60,7 +59,7 @@ void shortcut_pad_backward_nhwc(float *dinp, int accumulate, const float *dout, 
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         const float *dy = dout + (((size_t)b * d.OH + oh) * d.OW + ow) * d.OC + pad_lo;
-        float *dx = dinp + (((size_t)b * d.H + oh * d.stride) * d.W + ow * d.stride) * d.C;
+        float *dx = dinp + (((size_t)b * d.H + oh * d.SH) * d.W + ow * d.SW) * d.C;
         for (int c = 0; c < d.C; c++) dx[c] += dy[c];
       }
   }

@@ -318,11 +318,12 @@ static int export_concat(Exporter *ex, const Call *c) {
 /* The option-A shortcut: a strided Slice, then zeros on both sides of the channels. */
 static int export_shortcut_pad(Exporter *ex, const Call *c) {
   const Layer *l = c->l;
-  const int s = l->a.stride[0], C = shape_c(l->in_shape), OC = shape_c(l->out_shape);
+  const int sh = l->a.stride[0], sw = l->a.stride[1];
+  const int C = shape_c(l->in_shape), OC = shape_c(l->out_shape);
   const char *x = c->in[0];
-  if (s > 1) {
+  if (sh > 1 || sw > 1) {
     const int64_t starts[2] = {0, 0}, ends[2] = {shape_h(l->in_shape), shape_w(l->in_shape)},
-                  axes[2] = {2, 3}, steps[2] = {s, s};
+                  axes[2] = {2, 3}, steps[2] = {sh, sw};
     const char *sub = OC > C ? ex_printf(ex, "%s.subsample", c->out) : c->out;
     const char *in[5] = {x, ints1d(ex, ex_printf(ex, "%s.starts", c->out), starts, 2),
                          ints1d(ex, ex_printf(ex, "%s.ends", c->out), ends, 2),
@@ -333,7 +334,7 @@ static int export_shortcut_pad(Exporter *ex, const Call *c) {
     if (!node(ex, "Slice", in, 5, sub)) return 0;
     x = sub;
   }
-  if (OC > C || s == 1) {
+  if (OC > C || (sh == 1 && sw == 1)) {
     const int64_t lo = (OC - C) / 2, pads[8] = {0, lo, 0, 0, 0, OC - C - lo, 0, 0};
     const char *in[2] = {x, ints1d(ex, ex_printf(ex, "%s.pads", c->out), pads, 8)};
     Onnx__NodeProto *nd = in[1] ? node(ex, "Pad", in, 2, c->out) : NULL;

@@ -2,33 +2,22 @@
  * protobuf-c's generated code) becomes a medrobust graph, so every attack
  * gets the exact input gradient of the user's own model through our backward
  * pass (ONNX Runtime has no input-gradient API). Nodes map one to one onto
- * ops; constants are folded, including the Shape -> Gather -> Unsqueeze ->
- * Concat -> Reshape chain PyTorch emits around a flatten; Dropout and
- * Identity alias their input; a final Softmax is dropped (medrobust nets end
- * in logits). Anything else is refused naming the node, its op type and what
- * was not understood; nothing is written. Weights are copied by name after
- * the graph is planned, in the state_dict names PyTorch exported. */
+ * ops; nodes over constants are evaluated here (fold.c), including the
+ * Shape -> Gather -> Unsqueeze -> Concat -> Reshape chain PyTorch emits
+ * around a flatten and the one that computes F.pad's pads; Identity aliases
+ * its input; a final Softmax is dropped (medrobust nets end in logits).
+ * Anything else is refused naming the node, its op type and what was not
+ * understood; nothing is written. Weights are copied by name after the graph
+ * is planned, in the state_dict names PyTorch exported. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../data/data.h"
-#include "onnx.pb-c.h"
+#include "onnx_value.h"
 
 #define MAX_ONNX_BYTES ((size_t)2 << 30)
-#define MAX_DIMS 8
-
-/* A named value of the ONNX graph: a tensor of the net, or a constant. */
-typedef struct {
-  const char *name;
-  int tensor; /* net tensor id; -1 for a constant */
-  int ndim;
-  int64_t dims[MAX_DIMS];
-  float *f;   /* float constants */
-  int64_t *i; /* integer constants (shapes, axes) */
-  size_t n;
-} Value;
 
 /* A parameter of the net to fill after planning: state_dict name and data. */
 typedef struct {
@@ -80,7 +69,7 @@ static Status fail(Importer *im, const Onnx__NodeProto *node, const char *fmt, c
 /* ---- constants --------------------------------------------------------- */
 
 static Status const_from_tensor(Importer *im, const Onnx__TensorProto *t, Value *v) {
-  if (t->n_dims > MAX_DIMS) return fail(im, NULL, "a constant has too many dimensions", NULL);
+  if (t->n_dims > ONNX_MAX_DIMS) return fail(im, NULL, "a constant has too many dimensions", NULL);
   size_t n = 1;
   v->ndim = (int)t->n_dims;
   for (size_t d = 0; d < t->n_dims; d++) {
@@ -150,25 +139,19 @@ static Status const_from_tensor(Importer *im, const Onnx__TensorProto *t, Value 
   return STATUS_OK;
 }
 
-static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name) {
-  for (size_t i = 0; i < n->n_attribute; i++)
-    if (n->attribute[i]->name && strcmp(n->attribute[i]->name, name) == 0) return n->attribute[i];
-  return NULL;
-}
-
 static int64_t attr_int(const Onnx__NodeProto *n, const char *name, int64_t dflt) {
-  const Onnx__AttributeProto *a = attr(n, name);
+  const Onnx__AttributeProto *a = onnx_attr(n, name);
   return a && a->has_i ? a->i : dflt;
 }
 
 static float attr_float(const Onnx__NodeProto *n, const char *name, float dflt) {
-  const Onnx__AttributeProto *a = attr(n, name);
+  const Onnx__AttributeProto *a = onnx_attr(n, name);
   return a && a->has_f ? a->f : dflt;
 }
 
 /* ints attribute into out[want]; 0 when absent (out keeps its defaults), -1 on another count */
 static int attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, size_t want) {
-  const Onnx__AttributeProto *a = attr(n, name);
+  const Onnx__AttributeProto *a = onnx_attr(n, name);
   if (!a) return 0;
   if (a->n_ints != want) return -1;
   for (size_t i = 0; i < want; i++) out[i] = a->ints[i];
@@ -248,11 +231,11 @@ static Status import_conv(Importer *im, const Onnx__NodeProto *n, int index, int
   if (attr_ints(n, "kernel_shape", k, 2) < 0 || attr_ints(n, "strides", s, 2) < 0 ||
       attr_ints(n, "dilations", d, 2) < 0 || attr_ints(n, "pads", p, 4) < 0)
     return fail(im, n, "kernel_shape, strides, dilations or pads of another rank than 2-D", NULL);
-  const Onnx__AttributeProto *ap = attr(n, "auto_pad");
+  const Onnx__AttributeProto *ap = onnx_attr(n, "auto_pad");
   if (ap && ap->s.len && !(ap->s.len == 6 && memcmp(ap->s.data, "NOTSET", 6) == 0))
     return fail(im, n, "attribute auto_pad (only explicit pads)", NULL);
   int64_t op[2] = {0, 0};
-  if (transposed && (attr_ints(n, "output_padding", op, 2) < 0 || attr(n, "output_shape")))
+  if (transposed && (attr_ints(n, "output_padding", op, 2) < 0 || onnx_attr(n, "output_shape")))
     return fail(im, n, "output_shape, or output_padding other than 2-D", NULL);
   a.out_channels = out_channels, a.groups = group, a.bias = b != NULL;
   a.output_padding[0] = (int)op[0], a.output_padding[1] = (int)op[1];
@@ -289,8 +272,8 @@ static Status import_resize(Importer *im, const Onnx__NodeProto *n) {
   const int fh = (int)lround(sh), fw = (int)lround(sw);
   if (fh < 1 || fw < 1 || fabs(sh - fh) > 1e-6 || fabs(sw - fw) > 1e-6)
     return fail(im, n, "a resize by other than an integer factor on each axis", NULL);
-  const Onnx__AttributeProto *mode = attr(n, "mode"),
-                             *ct = attr(n, "coordinate_transformation_mode");
+  const Onnx__AttributeProto *mode = onnx_attr(n, "mode"),
+                             *ct = onnx_attr(n, "coordinate_transformation_mode");
   const int linear = mode && mode->s.len >= 6 && memcmp(mode->s.data, "linear", 6) == 0;
   const int nearest = !mode || (mode->s.len == 7 && memcmp(mode->s.data, "nearest", 7) == 0);
   OpAttrs a = op_attrs_default();
@@ -306,7 +289,44 @@ static Status import_resize(Importer *im, const Onnx__NodeProto *n) {
 
 /* Add, Sub, Mul, Div: of two runtime tensors (broadcasting per channel or
  * per pixel), or of a runtime tensor and a scalar constant. */
-static Status import_arith(Importer *im, const Onnx__NodeProto *n) {
+/* A float array the importer owns until the weights are copied. */
+static float *owned_floats(Importer *im, size_t count) {
+  Value *v = add_value(im, "");
+  if (!v || !(v->f = malloc(sizeof(float) * count))) return NULL;
+  v->n = count;
+  return v->f;
+}
+
+/* x op c with c per channel: a depthwise 1x1 convolution (weight, bias per
+ * channel), so scale and shift layers import without an op of their own;
+ * they become parameters, as they would in a fine-tuned PyTorch model. */
+static Status import_per_channel(Importer *im, const Onnx__NodeProto *n, int index, int x,
+                                 OpKind kind, int constant_first, const Value *k) {
+  const int C = (int)k->n;
+  const float *value = k->f; /* k itself may move as values grow */
+  float *w = owned_floats(im, (size_t)C), *b = owned_floats(im, (size_t)C);
+  if (!w || !b) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
+  for (int c = 0; c < C; c++) {
+    const float v = value[c];
+    if (kind == OP_DIV && v == 0.0f) return fail(im, n, "division by a zero constant", NULL);
+    w[c] = kind == OP_MUL                     ? v
+           : kind == OP_DIV                   ? 1.0f / v
+           : constant_first && kind == OP_SUB ? -1.0f
+                                              : 1.0f;
+    b[c] = kind == OP_ADD ? v : kind == OP_SUB ? (constant_first ? v : -v) : 0.0f;
+  }
+  OpAttrs a = op_attrs_default();
+  a.out_channels = C, a.groups = C, a.bias = 1;
+  a.kernel[0] = a.kernel[1] = 1;
+  char name[128];
+  layer_name(n, NULL, index, name, sizeof name);
+  Status st = pend(im, name, "weight", w, (size_t)C);
+  if (st == STATUS_OK) st = pend(im, name, "bias", b, (size_t)C);
+  if (st != STATUS_OK) return st;
+  return add_output(im, n, net_add(im->net, OP_CONV2D, name, &x, 1, &a));
+}
+
+static Status import_arith(Importer *im, const Onnx__NodeProto *n, int index) {
   const char c = n->op_type[0];
   const OpKind kind = c == 'A' ? OP_ADD : c == 'S' ? OP_SUB : c == 'M' ? OP_MUL : OP_DIV;
   int src[2] = {runtime_input(im, n, 0), runtime_input(im, n, 1)};
@@ -336,10 +356,14 @@ static Status import_arith(Importer *im, const Onnx__NodeProto *n) {
     net_set_normalization(im->net, mean, std);
     return add_output(im, n, NET_INPUT);
   }
+  int dims[4];
+  if (src[rt] >= 0 && k && k->f && k->n > 1 && net_tensor_dims(im->net, src[rt], dims) == 3 &&
+      k->n == (size_t)dims[0] && k->dims[k->ndim - 1] == 1 && !(rt == 1 && kind == OP_DIV))
+    return import_per_channel(im, n, index, src[rt], kind, rt == 1, k);
   if (src[rt] < 0 || !k || !k->f || k->n != 1)
     return fail(im, n,
-                "one of its inputs must be a runtime tensor, the other one too or a scalar "
-                "(per-channel constants: not yet)",
+                "one of its inputs must be a runtime tensor, the other one too, a scalar or a "
+                "per-channel (C,1,1) constant",
                 NULL);
   if (rt == 1 && (kind == OP_SUB || kind == OP_DIV))
     return fail(im, n, "a constant minus or over a tensor", NULL);
@@ -459,58 +483,6 @@ static Status import_shape(Importer *im, const Onnx__NodeProto *n) {
   return STATUS_OK;
 }
 
-/* Integer constant arithmetic PyTorch's flatten emits: Gather, Unsqueeze, Concat. */
-static Status import_int_fold(Importer *im, const Onnx__NodeProto *n) {
-  const char *op = n->op_type;
-  Value *v = add_value(im, n->output[0]);
-  if (!v) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
-  if (strcmp(op, "Gather") == 0) {
-    const Value *data = const_input(im, n, 0), *idx = const_input(im, n, 1);
-    if (!data || !data->i || !idx || !idx->i || idx->n != 1 || data->ndim != 1)
-      return fail(im, n, "Gather folds only a constant index into a constant shape", NULL);
-    int64_t k = idx->i[0];
-    if (k < 0) k += (int64_t)data->n;
-    if (k < 0 || k >= (int64_t)data->n) return fail(im, n, "index out of range", NULL);
-    v->i = malloc(sizeof(int64_t));
-    if (!v->i) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
-    v->i[0] = data->i[k], v->n = 1, v->ndim = idx->ndim;
-    return STATUS_OK;
-  }
-  if (strcmp(op, "Unsqueeze") == 0) {
-    const Value *data = const_input(im, n, 0);
-    if (!data || !data->i || data->n != 1) return fail(im, n, "Unsqueeze of a non-scalar", NULL);
-    v->i = malloc(sizeof(int64_t));
-    if (!v->i) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
-    v->i[0] = data->i[0], v->n = 1, v->ndim = 1, v->dims[0] = 1;
-    return STATUS_OK;
-  }
-  /* Concat of constants, all integer or all float (a Resize's scales) */
-  size_t total = 0;
-  const Value *first = const_input(im, n, 0);
-  const int floats = first && first->f;
-  for (size_t k = 0; k < n->n_input; k++) {
-    const Value *c = const_input(im, n, k);
-    if (!c || (floats ? !c->f : !c->i))
-      return fail(im, n, "Concat of runtime tensors along a non-channel axis", NULL);
-    total += c->n;
-  }
-  if (floats)
-    v->f = malloc(sizeof(float) * (total ? total : 1));
-  else
-    v->i = malloc(sizeof(int64_t) * (total ? total : 1));
-  if (!v->i && !v->f) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
-  for (size_t k = 0; k < n->n_input; k++) {
-    const Value *c = const_input(im, n, k);
-    if (floats)
-      memcpy(v->f + v->n, c->f, sizeof(float) * c->n);
-    else
-      memcpy(v->i + v->n, c->i, sizeof(int64_t) * c->n);
-    v->n += c->n;
-  }
-  v->ndim = 1, v->dims[0] = (int64_t)v->n;
-  return STATUS_OK;
-}
-
 /* Reshape to (batch, -1) or (batch, everything): our flatten. */
 static Status import_reshape(Importer *im, const Onnx__NodeProto *n) {
   const int x = runtime_input(im, n, 0);
@@ -532,16 +504,20 @@ static Status import_reshape(Importer *im, const Onnx__NodeProto *n) {
 /* Pad: the empty one PyTorch puts before average pooling, or zeros on both
  * sides of the channels (the option-A shortcut: the larger half after). */
 static Status import_pad(Importer *im, const Onnx__NodeProto *n, int x) {
+  /* opset 11 on: pads and value are inputs; before, attributes */
   const Value *pads = const_input(im, n, 1), *value = const_input(im, n, 2);
+  const Onnx__AttributeProto *pads_attr = onnx_attr(n, "pads");
+  const int64_t *pv = pads && pads->i ? pads->i : pads_attr ? pads_attr->ints : NULL;
+  const size_t np = pads && pads->i ? pads->n : pads_attr ? pads_attr->n_ints : 0;
   int64_t p[8] = {0};
-  if (x < 0 || !pads || !pads->i || pads->n > 8 || pads->n % 2)
+  if (x < 0 || !pv || np > 8 || np % 2 || attr_float(n, "value", 0.0f) != 0.0f)
     return fail(im, n, "needs a runtime input and constant pads", NULL);
-  const size_t rank = pads->n / 2;
-  for (size_t k = 0; k < rank; k++) p[k] = pads->i[k], p[4 + k] = pads->i[rank + k];
+  const size_t rank = np / 2;
+  for (size_t k = 0; k < rank; k++) p[k] = pv[k], p[4 + k] = pv[rank + k];
   int other = 0, any = 0;
   for (int k = 0; k < 8; k++) other |= k % 4 != 1 && p[k] != 0, any |= p[k] != 0;
   if (!any) return add_output(im, n, x);
-  const Onnx__AttributeProto *mode = attr(n, "mode");
+  const Onnx__AttributeProto *mode = onnx_attr(n, "mode");
   const int constant =
       !mode || !mode->s.len || (mode->s.len == 8 && !memcmp(mode->s.data, "constant", 8));
   int dims[4];
@@ -557,27 +533,62 @@ static Status import_pad(Importer *im, const Onnx__NodeProto *n, int x) {
   return add_output(im, n, net_add(im->net, OP_SHORTCUT_PAD, NULL, &x, 1, &a));
 }
 
-/* Slice: every s-th row and column from the first (x[:, :, ::s, ::s]). */
+/* Slice of a runtime tensor: every s-th row and / or column from the first
+ * (x[:, :, ::sh, ::sw]; PyTorch slices one axis per node). */
 static Status import_slice(Importer *im, const Onnx__NodeProto *n, int x) {
   const Value *starts = const_input(im, n, 1), *ends = const_input(im, n, 2),
               *axes = const_input(im, n, 3), *steps = const_input(im, n, 4);
   int dims[4];
-  if (x < 0 || net_tensor_dims(im->net, x, dims) != 3 || !starts || !starts->i || !ends ||
-      !ends->i || !axes || !axes->i || !steps || !steps->i || starts->n != 2 || ends->n != 2 ||
-      axes->n != 2 || steps->n != 2)
-    return fail(
-        im, n, "needs a runtime (C,H,W) input and constant starts, ends, axes, steps of two", NULL);
-  int ok = steps->i[0] == steps->i[1] && steps->i[0] >= 1 && steps->i[0] <= 64;
-  for (int k = 0; ok && k < 2; k++) {
-    const int64_t ax = axes->i[k] < 0 ? axes->i[k] + 4 : axes->i[k];
-    ok = ax == 2 + k && starts->i[k] == 0 && ends->i[k] >= dims[1 + k];
-  }
-  if (!ok)
-    return fail(im, n, "a Slice other than every s-th row and column (x[:, :, ::s, ::s])", NULL);
+  const size_t k = starts && starts->i ? starts->n : 0;
+  if (x < 0 || net_tensor_dims(im->net, x, dims) != 3 || k < 1 || k > 2 || !ends || !ends->i ||
+      ends->n != k || !axes || !axes->i || axes->n != k || (steps && (!steps->i || steps->n != k)))
+    return fail(im, n,
+                "needs a runtime (C,H,W) input and constant starts, ends, axes (and steps) on "
+                "height and width",
+                NULL);
   OpAttrs a = op_attrs_default();
   a.out_channels = dims[0];
-  a.stride[0] = a.stride[1] = (int)steps->i[0];
+  int ok = 1;
+  for (size_t j = 0; ok && j < k; j++) {
+    const int64_t ax = axes->i[j] < 0 ? axes->i[j] + 4 : axes->i[j], s = steps ? steps->i[j] : 1;
+    ok = (ax == 2 || ax == 3) && starts->i[j] == 0 && ends->i[j] >= dims[ax - 1] && s >= 1 &&
+         s <= 64;
+    if (ok) a.stride[ax - 2] = (int)s;
+  }
+  if (!ok) return fail(im, n, "a Slice other than every s-th row or column from the first", NULL);
   return add_output(im, n, net_add(im->net, OP_SHORTCUT_PAD, NULL, &x, 1, &a));
+}
+
+/* Every input present is a constant (and there is one, or the op makes its own). */
+static int all_constant(Importer *im, const Onnx__NodeProto *n) {
+  int any = strcmp(n->op_type, "ConstantOfShape") == 0;
+  for (size_t k = 0; k < n->n_input; k++) {
+    if (!n->input[k][0]) continue;
+    if (!const_input(im, n, k)) return 0;
+    any = 1;
+  }
+  return any;
+}
+
+/* A node over constants, evaluated now (fold.c): shapes, pads, scales, axes. */
+static Status import_fold(Importer *im, const Onnx__NodeProto *n) {
+  const Value *in[16] = {0};
+  if (n->n_input > 16) return fail(im, n, "too many constant inputs", NULL);
+  for (size_t k = 0; k < n->n_input; k++) in[k] = const_input(im, n, k);
+  Value folded;
+  const char *why = onnx_fold(n, in, n->n_input, &folded);
+  Value *v = why ? NULL : add_value(im, nz(n->output[0])); /* may move what in[] points to */
+  if (!why && !v) why = "out of memory";
+  if (why) {
+    free(folded.f), free(folded.i);
+    return strcmp(why, "out of memory") == 0
+               ? mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory")
+               : fail(im, n, "could not fold constants: ", why);
+  }
+  const char *name = v->name;
+  *v = folded;
+  v->name = name, v->tensor = -1;
+  return STATUS_OK;
 }
 
 static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int last) {
@@ -590,24 +601,22 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
                   "reads a tensor no earlier node, input or initializer makes (missing, or a "
                   "cycle): ",
                   n->input[k]);
+  if (onnx_foldable(op) && all_constant(im, n)) return import_fold(im, n);
   if (strcmp(op, "Conv") == 0) return import_conv(im, n, index, 0);
   if (strcmp(op, "ConvTranspose") == 0) return import_conv(im, n, index, 1);
   if (strcmp(op, "Resize") == 0 || strcmp(op, "Upsample") == 0) return import_resize(im, n);
   if (strcmp(op, "Add") == 0 || strcmp(op, "Sub") == 0 || strcmp(op, "Mul") == 0 ||
       strcmp(op, "Div") == 0)
-    return import_arith(im, n);
+    return import_arith(im, n, index);
   if (strcmp(op, "BatchNormalization") == 0) return import_bn(im, n, index);
   if (strcmp(op, "MaxPool") == 0) return import_pool(im, n, OP_MAXPOOL);
   if (strcmp(op, "AveragePool") == 0) return import_pool(im, n, OP_AVGPOOL);
   if (strcmp(op, "Gemm") == 0) return import_gemm(im, n, index, 0);
   if (strcmp(op, "MatMul") == 0) return import_gemm(im, n, index, 1);
   if (strcmp(op, "Shape") == 0) return import_shape(im, n);
-  if (strcmp(op, "Gather") == 0 || strcmp(op, "Unsqueeze") == 0 ||
-      (strcmp(op, "Concat") == 0 && runtime_input(im, n, 0) < 0))
-    return import_int_fold(im, n);
   if (strcmp(op, "Reshape") == 0) return import_reshape(im, n);
   if (strcmp(op, "Constant") == 0) {
-    const Onnx__AttributeProto *v = attr(n, "value");
+    const Onnx__AttributeProto *v = onnx_attr(n, "value");
     if (!v || !v->t) return fail(im, n, "a Constant without a tensor value", NULL);
     Value *c = add_value(im, n->output[0]);
     if (!c) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
@@ -615,22 +624,6 @@ static Status import_node(Importer *im, const Onnx__NodeProto *n, int index, int
   }
   const int x = runtime_input(im, n, 0);
   if (strcmp(op, "Dropout") == 0 || strcmp(op, "Identity") == 0) {
-    const Value *c = const_input(im, n, 0);
-    if (x < 0 && c) { /* exporters alias shared initializers through Identity */
-      Value *v = add_value(im, nz(n->output[0]));
-      if (!v) return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
-      const Value *src = find(im, n->input[0]); /* add_value may have moved c */
-      const char *keep = v->name;
-      *v = *src;
-      v->name = keep;
-      v->f = src->f ? malloc(sizeof(float) * (src->n ? src->n : 1)) : NULL;
-      v->i = src->i ? malloc(sizeof(int64_t) * (src->n ? src->n : 1)) : NULL;
-      if ((src->f && !v->f) || (src->i && !v->i))
-        return mr_error_set(im->err, STATUS_ERR_NOMEM, "out of memory");
-      if (v->f) memcpy(v->f, src->f, sizeof(float) * src->n);
-      if (v->i) memcpy(v->i, src->i, sizeof(int64_t) * src->n);
-      return STATUS_OK;
-    }
     if (x < 0) return fail(im, n, "needs a runtime input", NULL);
     if (op[0] == 'I') return add_output(im, n, x);
     /* kept for fine-tuning (the identity in inference): ratio is an input

@@ -1,18 +1,18 @@
 /* shortcut_pad row: the CIFAR ResNet option-A shortcut, subsampling by the
- * stride and padding channels with zeros on both sides. */
+ * stride (per axis) and padding channels with zeros on both sides. */
 #include <stdio.h>
 
 #include "../nn/net.h"
 
 static int shortcut_infer(Net *net, Layer *l, char *why, size_t n) {
   (void)net;
-  const int s = l->a.stride[0], oc = l->a.out_channels;
-  if (l->in_shape.ndim != 3 || s < 1 || oc < shape_c(l->in_shape))
-    return snprintf(why, n, "option-A shortcut from %d to %d channels, stride %d",
-                    shape_c(l->in_shape), oc, s),
+  const int sh = l->a.stride[0], sw = l->a.stride[1], oc = l->a.out_channels;
+  if (l->in_shape.ndim != 3 || sh < 1 || sw < 1 || oc < shape_c(l->in_shape))
+    return snprintf(why, n, "option-A shortcut from %d to %d channels, stride %dx%d",
+                    shape_c(l->in_shape), oc, sh, sw),
            1;
   l->out_shape =
-      shape_chw(oc, (shape_h(l->in_shape) + s - 1) / s, (shape_w(l->in_shape) + s - 1) / s);
+      shape_chw(oc, (shape_h(l->in_shape) + sh - 1) / sh, (shape_w(l->in_shape) + sw - 1) / sw);
   return 0;
 }
 
@@ -24,7 +24,8 @@ static ShortcutDims shortcut_dims(const Layer *l, int B) {
                     .OC = shape_c(l->out_shape),
                     .OH = shape_h(l->out_shape),
                     .OW = shape_w(l->out_shape),
-                    .stride = l->a.stride[0]};
+                    .SH = l->a.stride[0],
+                    .SW = l->a.stride[1]};
   return d;
 }
 
