@@ -70,7 +70,8 @@ class TinyUNet(nn.Module):
 
 
 class Scaled(nn.Module):
-    """per-channel constants inside the net: a scale, a shift, a constant minus the tensor"""
+    """zero padding on each spatial side, then per-channel constants inside the net: a scale,
+    a shift, a constant minus the tensor"""
 
     def __init__(self):
         super().__init__()
@@ -80,7 +81,7 @@ class Scaled(nn.Module):
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
-        h = torch.relu(self.conv(x) * self.scale + self.shift)
+        h = torch.relu(self.conv(nn.functional.pad(x, (1, 2, 0, 1))) * self.scale + self.shift)
         h = self.shift - h / self.scale
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))
 

@@ -614,8 +614,18 @@ static void test_add(void **state) {
 static void test_shortcut(void **state) {
   (void)state;
   OpCtx c = {.op = KERNEL_SHORTCUT,
-             .sd = {.B = 2, .C = 2, .H = 5, .W = 5, .OC = 4, .OH = 3, .OW = 5, .SH = 2, .SW = 1}};
-  c.ni = 2 * 2 * 25, c.no = 2 * 4 * 15;
+             .sd = {.B = 2,
+                    .C = 2,
+                    .H = 5,
+                    .W = 5,
+                    .OC = 4,
+                    .OH = 4,
+                    .OW = 8,
+                    .SH = 2,
+                    .SW = 1,
+                    .PT = 1,
+                    .PL = 2}};
+  c.ni = 2 * 2 * 25, c.no = 2 * 4 * 32;
   op_run(&c);
 }
 
@@ -697,8 +707,17 @@ static void check_channels_last(ChannelsLastOp op, int C) {
                  .PL = 1,
                  .PR = 1};
   pool_dims_finish(&pd);
-  ShortcutDims sd = {
-      .B = B, .C = C, .H = H, .W = W, .OC = 2 * C, .OH = 4, .OW = 2, .SH = 2, .SW = 3};
+  ShortcutDims sd = {.B = B,
+                     .C = C,
+                     .H = H,
+                     .W = W,
+                     .OC = 2 * C,
+                     .OH = 7,
+                     .OW = 3,
+                     .SH = 2,
+                     .SW = 3,
+                     .PT = 1,
+                     .PL = 1};
   int OC = C, OHW = HW;
   if (op == CL_MAXPOOL || op == CL_AVGPOOL) OHW = pd.OH * pd.OW;
   if (op == CL_GAP) OHW = 1;

@@ -64,6 +64,15 @@ static void check_model(const char *name, int B) {
                 net_layer_count(net), e_logits, sqrt(num / den));
   assert_true(e_logits < 1e-4);
   assert_true(sqrt(num / den) < 1e-4);
+  /* it exports back to ONNX and imports again to the same logits, bit for bit */
+  snprintf(path, sizeof path, "%s/%s.again.onnx", dir, name);
+  assert_int_equal(onnx_export(net, path, &err), STATUS_OK);
+  Net *again = onnx_import(path, NULL, &err);
+  if (!again) fail_msg("%s: %s", path, err.msg);
+  float *z0 = malloc(sizeof(float) * B * k);
+  memcpy(z0, net_forward(net, x, B, MODE_EVAL), sizeof(float) * B * k);
+  assert_memory_equal(net_forward(again, x, B, MODE_EVAL), z0, sizeof(float) * B * k);
+  net_free(again), free(z0);
   /* the imported model is a medrobust model: it saves and reloads exactly */
   snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
   assert_int_equal(safetensors_save_net(net, path, &err), STATUS_OK);

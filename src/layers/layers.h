@@ -184,11 +184,13 @@ void dense_backward(float *dinp, int accumulate, float *dweight, float *dbias, c
                     const float *inp, const float *weight, int B, int n_in, int n_out);
 
 /* ---- CIFAR ResNet option-A shortcut ------------------------------------ */
-/* out[:, pad_lo:pad_lo+C] = inp[:, :, ::SH, ::SW], other channels 0 */
+/* out[:, pad_lo:pad_lo+C, PT:PT+IH, PL:PL+IW] = inp[:, :, ::SH, ::SW] with
+ * pad_lo = (OC-C)/2 and IH, IW the subsample's size; everything else 0 */
 typedef struct {
   int B, C, H, W;
   int OC, OH, OW;
   int SH, SW;
+  int PT, PL; /* zero rows above, columns to the left */
 } ShortcutDims;
 void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d);
 void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, ShortcutDims d);

@@ -1,13 +1,18 @@
 /* Option-A shortcut of the CIFAR ResNets (He et al. 2016, sec. 4.2):
  * subsample by the stride and zero-pad channels equally on both sides, so the
- * identity path has no parameters. Strides are per axis, so ONNX's Slice of
- * rows or columns alone and its channel Pad map onto it too. */
+ * identity path has no parameters. Strides are per axis and the zeros may go
+ * around each spatial side too, so ONNX's Slice of rows or columns and its
+ * constant-zero Pad map onto the same op. */
 #include <string.h>
 
 #include "layers.h"
 
+/* the subsampled input's extent inside the output */
+static int rows_in(ShortcutDims d) { return (d.H + d.SH - 1) / d.SH; }
+static int cols_in(ShortcutDims d) { return (d.W + d.SW - 1) / d.SW; }
+
 void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d) {
-  const int pad_lo = (d.OC - d.C) / 2;
+  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d), IW = cols_in(d);
   const size_t ohw = (size_t)d.OH * d.OW;
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < d.B; b++) {
@@ -15,51 +20,53 @@ void shortcut_pad_forward(float *out, const float *inp, ShortcutDims d) {
     memset(o, 0, sizeof(float) * d.OC * ohw);
     for (int c = 0; c < d.C; c++) {
       const float *x = inp + ((size_t)b * d.C + c) * d.H * d.W;
-      float *y = o + (size_t)(c + pad_lo) * ohw;
-      for (int oh = 0; oh < d.OH; oh++)
-        for (int ow = 0; ow < d.OW; ow++) y[oh * d.OW + ow] = x[(oh * d.SH) * d.W + ow * d.SW];
+      float *y = o + (size_t)(c + pad_lo) * ohw + (size_t)d.PT * d.OW + d.PL;
+      for (int i = 0; i < IH; i++)
+        for (int j = 0; j < IW; j++) y[i * d.OW + j] = x[(i * d.SH) * d.W + j * d.SW];
     }
   }
 }
 
 void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, ShortcutDims d) {
-  const int pad_lo = (d.OC - d.C) / 2;
+  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d), IW = cols_in(d);
   const size_t ohw = (size_t)d.OH * d.OW;
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < d.B; b++) {
     for (int c = 0; c < d.C; c++) {
       float *dx = dinp + ((size_t)b * d.C + c) * d.H * d.W;
-      const float *dy = dout + ((size_t)b * d.OC + c + pad_lo) * ohw;
+      const float *dy = dout + ((size_t)b * d.OC + c + pad_lo) * ohw + (size_t)d.PT * d.OW + d.PL;
       if (!accumulate) memset(dx, 0, sizeof(float) * d.H * d.W);
-      for (int oh = 0; oh < d.OH; oh++)
-        for (int ow = 0; ow < d.OW; ow++) dx[(oh * d.SH) * d.W + ow * d.SW] += dy[oh * d.OW + ow];
+      for (int i = 0; i < IH; i++)
+        for (int j = 0; j < IW; j++) dx[(i * d.SH) * d.W + j * d.SW] += dy[i * d.OW + j];
     }
   }
 }
 
 void shortcut_pad_forward_nhwc(float *out, const float *inp, ShortcutDims d) {
-  const int pad_lo = (d.OC - d.C) / 2;
+  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d), IW = cols_in(d);
+  const size_t out_image = (size_t)d.OH * d.OW * d.OC;
 #pragma omp parallel for schedule(static)
-  for (int b = 0; b < d.B; b++)
-    for (int oh = 0; oh < d.OH; oh++)
-      for (int ow = 0; ow < d.OW; ow++) {
-        float *y = out + (((size_t)b * d.OH + oh) * d.OW + ow) * d.OC;
-        const float *x = inp + (((size_t)b * d.H + oh * d.SH) * d.W + ow * d.SW) * d.C;
-        memset(y, 0, sizeof(float) * d.OC);
+  for (int b = 0; b < d.B; b++) {
+    memset(out + b * out_image, 0, sizeof(float) * out_image);
+    for (int i = 0; i < IH; i++)
+      for (int j = 0; j < IW; j++) {
+        float *y = out + (((size_t)b * d.OH + i + d.PT) * d.OW + j + d.PL) * d.OC;
+        const float *x = inp + (((size_t)b * d.H + i * d.SH) * d.W + j * d.SW) * d.C;
         memcpy(y + pad_lo, x, sizeof(float) * d.C);
       }
+  }
 }
 
 void shortcut_pad_backward_nhwc(float *dinp, int accumulate, const float *dout, ShortcutDims d) {
-  const int pad_lo = (d.OC - d.C) / 2;
+  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d), IW = cols_in(d);
   const size_t in_image = (size_t)d.H * d.W * d.C;
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < d.B; b++) {
     if (!accumulate) memset(dinp + b * in_image, 0, sizeof(float) * in_image);
-    for (int oh = 0; oh < d.OH; oh++)
-      for (int ow = 0; ow < d.OW; ow++) {
-        const float *dy = dout + (((size_t)b * d.OH + oh) * d.OW + ow) * d.OC + pad_lo;
-        float *dx = dinp + (((size_t)b * d.H + oh * d.SH) * d.W + ow * d.SW) * d.C;
+    for (int i = 0; i < IH; i++)
+      for (int j = 0; j < IW; j++) {
+        const float *dy = dout + (((size_t)b * d.OH + i + d.PT) * d.OW + j + d.PL) * d.OC + pad_lo;
+        float *dx = dinp + (((size_t)b * d.H + i * d.SH) * d.W + j * d.SW) * d.C;
         for (int c = 0; c < d.C; c++) dx[c] += dy[c];
       }
   }

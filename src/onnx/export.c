@@ -315,16 +315,20 @@ static int export_concat(Exporter *ex, const Call *c) {
   return nd != NULL;
 }
 
-/* The option-A shortcut: a strided Slice, then zeros on both sides of the channels. */
+/* The option-A shortcut: a strided Slice, then zeros on both sides of the
+ * channels and around the spatial sides (a Pad). */
 static int export_shortcut_pad(Exporter *ex, const Call *c) {
   const Layer *l = c->l;
   const int sh = l->a.stride[0], sw = l->a.stride[1];
   const int C = shape_c(l->in_shape), OC = shape_c(l->out_shape);
+  const int *sp = l->a.pad; /* top, bottom, left, right */
+  const int subsample = sh > 1 || sw > 1;
+  const int pad = OC > C || sp[0] || sp[1] || sp[2] || sp[3] || !subsample;
   const char *x = c->in[0];
-  if (sh > 1 || sw > 1) {
+  if (subsample) {
     const int64_t starts[2] = {0, 0}, ends[2] = {shape_h(l->in_shape), shape_w(l->in_shape)},
                   axes[2] = {2, 3}, steps[2] = {sh, sw};
-    const char *sub = OC > C ? ex_printf(ex, "%s.subsample", c->out) : c->out;
+    const char *sub = pad ? ex_printf(ex, "%s.subsample", c->out) : c->out;
     const char *in[5] = {x, ints1d(ex, ex_printf(ex, "%s.starts", c->out), starts, 2),
                          ints1d(ex, ex_printf(ex, "%s.ends", c->out), ends, 2),
                          ints1d(ex, ex_printf(ex, "%s.axes", c->out), axes, 2),
@@ -334,8 +338,8 @@ static int export_shortcut_pad(Exporter *ex, const Call *c) {
     if (!node(ex, "Slice", in, 5, sub)) return 0;
     x = sub;
   }
-  if (OC > C || (sh == 1 && sw == 1)) {
-    const int64_t lo = (OC - C) / 2, pads[8] = {0, lo, 0, 0, 0, OC - C - lo, 0, 0};
+  if (pad) {
+    const int64_t lo = (OC - C) / 2, pads[8] = {0, lo, sp[0], sp[2], 0, OC - C - lo, sp[1], sp[3]};
     const char *in[2] = {x, ints1d(ex, ex_printf(ex, "%s.pads", c->out), pads, 8)};
     Onnx__NodeProto *nd = in[1] ? node(ex, "Pad", in, 2, c->out) : NULL;
     attr_string(ex, nd, "mode", "constant");

@@ -22,6 +22,11 @@ int onnx_foldable(const char *op) {
   return 0;
 }
 
+/* memcpy of n int64 (protobuf-c leaves an empty list NULL, which memcpy may not read) */
+static void copy_ints(int64_t *dst, const int64_t *src, size_t n) {
+  if (n) memcpy(dst, src, sizeof(int64_t) * n);
+}
+
 static double get(const Value *v, size_t k) { return v->f ? (double)v->f[k] : (double)v->i[k]; }
 
 static void put(Value *v, size_t k, double x) {
@@ -76,12 +81,12 @@ static int axes_list(const Onnx__NodeProto *n, const Value *const *in, size_t n_
   const Onnx__AttributeProto *a = onnx_attr(n, "axes");
   if (k < n_in && in[k] && in[k]->i && in[k]->n <= ONNX_MAX_DIMS) {
     *count = in[k]->n;
-    memcpy(axes, in[k]->i, sizeof(int64_t) * *count);
+    copy_ints(axes, in[k]->i, *count);
     return 1;
   }
   if (a && a->n_ints <= ONNX_MAX_DIMS) {
     *count = a->n_ints;
-    memcpy(axes, a->ints, sizeof(int64_t) * *count);
+    copy_ints(axes, a->ints, *count);
     return 1;
   }
   *count = 0;
@@ -179,10 +184,10 @@ static const char *fold_slice(const Onnx__NodeProto *n, const Value *const *in, 
   if (n_in >= 3 && in[1] && in[2] && in[1]->i && in[2]->i && in[1]->n == in[2]->n &&
       in[1]->n <= ONNX_MAX_DIMS) { /* opset 10 on */
     k = in[1]->n;
-    memcpy(starts, in[1]->i, sizeof(int64_t) * k), memcpy(ends, in[2]->i, sizeof(int64_t) * k);
+    copy_ints(starts, in[1]->i, k), copy_ints(ends, in[2]->i, k);
   } else if (sa && ea && sa->n_ints == ea->n_ints && sa->n_ints <= ONNX_MAX_DIMS) {
     k = sa->n_ints;
-    memcpy(starts, sa->ints, sizeof(int64_t) * k), memcpy(ends, ea->ints, sizeof(int64_t) * k);
+    copy_ints(starts, sa->ints, k), copy_ints(ends, ea->ints, k);
   } else {
     return "Slice needs integer starts and ends of one length";
   }
@@ -195,7 +200,7 @@ static const char *fold_slice(const Onnx__NodeProto *n, const Value *const *in, 
   for (size_t j = 0; j < k; j++) steps[j] = 1;
   if (n_in >= 5 && in[4]) {
     if (!in[4]->i || in[4]->n != k) return "Slice steps of another length than starts";
-    memcpy(steps, in[4]->i, sizeof(int64_t) * k);
+    copy_ints(steps, in[4]->i, k);
   }
   int64_t first[ONNX_MAX_DIMS] = {0}, step[ONNX_MAX_DIMS], stride[ONNX_MAX_DIMS];
   strides_of(data, stride);
@@ -232,7 +237,7 @@ static const char *fold_transpose(const Onnx__NodeProto *n, const Value *data, V
   for (int d = 0; d < data->ndim; d++) perm[d] = data->ndim - 1 - d;
   if (a) {
     if ((int)a->n_ints != data->ndim) return "Transpose perm of another rank";
-    memcpy(perm, a->ints, sizeof(int64_t) * a->n_ints);
+    copy_ints(perm, a->ints, a->n_ints);
   }
   strides_of(data, stride);
   *out = *data;
@@ -292,7 +297,7 @@ const char *onnx_fold(const Onnx__NodeProto *n, const Value *const *in, size_t n
     const Onnx__AttributeProto *a = onnx_attr(n, "value");
     if (!x || !x->i || x->n > ONNX_MAX_DIMS) return "ConstantOfShape needs an integer shape";
     out->ndim = (int)x->n;
-    memcpy(out->dims, x->i, sizeof(int64_t) * x->n);
+    copy_ints(out->dims, x->i, x->n);
     const Onnx__TensorProto *t = a ? a->t : NULL;
     const int floats = !t || t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ||
                        t->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE;

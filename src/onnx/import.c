@@ -94,12 +94,12 @@ static Status const_from_tensor(Importer *im, const Onnx__TensorProto *t, Value 
         return mr_error_set(im->err, STATUS_ERR_FORMAT,
                             "%s: tensor '%s' holds %zu bytes for %zu floats", im->path,
                             t->name ? t->name : "?", t->raw_data.len, n);
-      memcpy(v->f, t->raw_data.data, n * 4); /* little-endian, as the format */
+      if (n) memcpy(v->f, t->raw_data.data, n * 4); /* little-endian, as the format */
     } else {
       if (t->n_float_data != n)
         return mr_error_set(im->err, STATUS_ERR_FORMAT, "%s: tensor '%s' holds %zu floats for %zu",
                             im->path, t->name ? t->name : "?", t->n_float_data, n);
-      memcpy(v->f, t->float_data, n * 4);
+      if (n) memcpy(v->f, t->float_data, n * 4);
     }
     for (size_t j = 0; j < n; j++)
       if (!isfinite(v->f[j]))
@@ -124,7 +124,7 @@ static Status const_from_tensor(Importer *im, const Onnx__TensorProto *t, Value 
         }
       }
     } else if (item == 8 && t->n_int64_data == n) {
-      memcpy(v->i, t->int64_data, n * 8);
+      if (n) memcpy(v->i, t->int64_data, n * 8);
     } else if (item == 4 && t->n_int32_data == n) {
       for (size_t j = 0; j < n; j++) v->i[j] = t->int32_data[j];
     } else {
@@ -501,35 +501,38 @@ static Status import_reshape(Importer *im, const Onnx__NodeProto *n) {
   return fail(im, n, "a reshape other than a flatten to (batch, features)", NULL);
 }
 
-/* Pad: the empty one PyTorch puts before average pooling, or zeros on both
- * sides of the channels (the option-A shortcut: the larger half after). */
+/* Pad with zeros (constant mode, value 0): around the channels (the larger
+ * half after) and / or around each spatial side; the empty one PyTorch puts
+ * before average pooling is the identity. */
 static Status import_pad(Importer *im, const Onnx__NodeProto *n, int x) {
   /* opset 11 on: pads and value are inputs; before, attributes */
   const Value *pads = const_input(im, n, 1), *value = const_input(im, n, 2);
   const Onnx__AttributeProto *pads_attr = onnx_attr(n, "pads");
   const int64_t *pv = pads && pads->i ? pads->i : pads_attr ? pads_attr->ints : NULL;
   const size_t np = pads && pads->i ? pads->n : pads_attr ? pads_attr->n_ints : 0;
-  int64_t p[8] = {0};
   if (x < 0 || !pv || np > 8 || np % 2 || attr_float(n, "value", 0.0f) != 0.0f)
     return fail(im, n, "needs a runtime input and constant pads", NULL);
+  int64_t p[8] = {0};
   const size_t rank = np / 2;
   for (size_t k = 0; k < rank; k++) p[k] = pv[k], p[4 + k] = pv[rank + k];
-  int other = 0, any = 0;
-  for (int k = 0; k < 8; k++) other |= k % 4 != 1 && p[k] != 0, any |= p[k] != 0;
+  int any = 0;
+  for (int k = 0; k < 8; k++) any |= p[k] != 0;
   if (!any) return add_output(im, n, x);
   const Onnx__AttributeProto *mode = onnx_attr(n, "mode");
   const int constant =
       !mode || !mode->s.len || (mode->s.len == 8 && !memcmp(mode->s.data, "constant", 8));
-  int dims[4];
-  if (other || rank != 4 || !constant || (value && (!value->f || value->f[0] != 0.0f)) ||
-      net_tensor_dims(im->net, x, dims) != 3 || p[1] < 0 || p[5] < p[1] || p[5] > p[1] + 1)
+  int dims[4], ok = rank == 4 && constant && net_tensor_dims(im->net, x, dims) == 3 && !p[0] &&
+                    !p[4] && (p[5] == p[1] || p[5] == p[1] + 1);
+  for (int k = 0; ok && k < 8; k++) ok = p[k] >= 0 && p[k] <= 4096;
+  if (!ok || (value && (!value->f || value->f[0] != 0.0f)))
     return fail(im, n,
-                "a Pad other than zeros around the channels (the larger half after) or the "
-                "empty one",
+                "a Pad other than zeros (constant mode) around the channels (the larger half "
+                "after) and the spatial sides; reflect, edge and cropping are not mapped",
                 NULL);
   OpAttrs a = op_attrs_default();
   a.out_channels = dims[0] + (int)(p[1] + p[5]);
   a.stride[0] = a.stride[1] = 1;
+  a.pad[0] = (int)p[2], a.pad[1] = (int)p[6], a.pad[2] = (int)p[3], a.pad[3] = (int)p[7];
   return add_output(im, n, net_add(im->net, OP_SHORTCUT_PAD, NULL, &x, 1, &a));
 }
 
