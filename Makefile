@@ -1,6 +1,7 @@
 # medrobust build. `make` -> build/medrobust + build/libmedrobust.a
 # `make test` runs the suite, `make test-quick` its fast tier, `make asan` runs it under ASan+UBSan,
-# `make format-check` checks clang-format, `make bench` runs bench/.
+# `make format-check` checks clang-format, `make fuzz` runs the readers' fuzz targets,
+# `make bench` runs bench/.
 CC ?= cc
 PKGS := openblas cmocka libcjson libzip libpng zlib libprotobuf-c
 ARCH_FLAGS ?= -march=native
@@ -70,6 +71,23 @@ asan:
 	$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  LDLIBS="$(LDLIBS) -fsanitize=address,undefined" test
 
+# make fuzz: every reader's libFuzzer target (tests/fuzz/, clang, ASan + UBSan) for
+# FUZZ_SECONDS each, from its seed corpus (tests/fuzz/corpus/NAME); new inputs stay in
+# build-fuzz/corpus. `make fuzz-build` only builds them.
+FUZZ_SECONDS ?= 30
+FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+	  EXTRA_CFLAGS="$(FUZZ_SANITIZE) -fsanitize=fuzzer-no-link -Wno-pass-failed" $(FUZZ_BIN)
+fuzz: fuzz-build
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
+
+build-fuzz/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(BUILD)/libmedrobust.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(CC) $(CFLAGS) -fsanitize=fuzzer $< $(BUILD)/libmedrobust.a $(LDLIBS) -fsanitize=fuzzer \
+	  $(FUZZ_SANITIZE) -o $@
+
 bench: all
 	sh bench/run.sh
 
@@ -83,3 +101,6 @@ clean:
 	rm -rf build build-asan
 
 .PHONY: all tests test test-quick asan bench format format-check clean
+
+# the replay test compiles the fuzz targets in
+$(BUILD)/tests/test_fuzz_replay: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)

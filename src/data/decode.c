@@ -59,10 +59,12 @@ static const char *decode_png(DecodedImage *im, const uint8_t *buf, size_t len) 
   }
   PngSource src = {buf, len, 0};
   uint8_t *volatile rows = NULL;
+  png_bytep *volatile row_ptrs = NULL; /* freed here too: png_read_image may jump out */
   const char *volatile why = "corrupt or truncated PNG";
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, NULL);
     free(rows);
+    free(row_ptrs);
     free(im->pixels);
     im->pixels = NULL;
     return why;
@@ -90,7 +92,7 @@ static const char *decode_png(DecodedImage *im, const uint8_t *buf, size_t len) 
     why = "out of memory";
     png_longjmp(png, 1);
   }
-  png_bytep *row_ptrs = malloc(sizeof(png_bytep) * h);
+  row_ptrs = malloc(sizeof(png_bytep) * h);
   if (!row_ptrs) {
     why = "out of memory";
     png_longjmp(png, 1);
@@ -98,6 +100,7 @@ static const char *decode_png(DecodedImage *im, const uint8_t *buf, size_t len) 
   for (png_uint_32 y = 0; y < h; y++) row_ptrs[y] = rows + y * stride;
   png_read_image(png, row_ptrs);
   free(row_ptrs);
+  row_ptrs = NULL;
   png_read_end(png, NULL);
   /* alpha is composited on black, as a viewer with a black background shows it */
   const int colour = channels >= 3, has_alpha = channels == 2 || channels == 4;

@@ -1,0 +1,57 @@
+#!/bin/sh
+# Regenerates the seed corpora in tests/fuzz/corpus/ from medrobust's own outputs (the
+# phantom, a tiny model, its checkpoint and ONNX export, a report's JSON), small enough to
+# commit. Run from the repository root after `make`; needs python3 with numpy for the .npy.
+set -e
+bin=build/medrobust
+out=tests/fuzz/corpus
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$out/npy" "$out/npz" "$out/safetensors" "$out/checkpoint" "$out/onnx" "$out/image" \
+  "$out/idx" "$out/report"
+$bin data phantom --n 20 --out "$tmp/ph.npz" > /dev/null
+$bin data phantom --task segment --n 20 --out "$tmp/seg.npz" > /dev/null
+cp "$tmp/ph.npz" "$out/npz/phantom.npz"
+cp "$tmp/seg.npz" "$out/npz/phantom-segment.npz"
+(cd "$tmp" && unzip -q ph.npz test_labels.npy test_images.npy)
+cp "$tmp/test_labels.npy" "$out/npy/labels.npy"
+head -c 400 "$tmp/test_images.npy" > "$out/npy/images-cut.npy"
+$bin train --model cnn --depth 1 --base 2 --data "$tmp/ph.npz" --epochs 1 --quiet \
+  --out "$tmp/m.safetensors" > /dev/null
+cp "$tmp/m.safetensors" "$out/safetensors/cnn.safetensors"
+cp "$tmp/m.safetensors.ckpt" "$out/checkpoint/cnn.ckpt"
+$bin export --model "$tmp/m.safetensors" --out "$out/onnx/cnn.onnx" > /dev/null
+$bin eval --model "$tmp/m.safetensors" --data "$tmp/ph.npz" --attacks fgsm --eps 0.01 --no-noise \
+  --no-checks --examples 0 --quiet --out "$tmp/ev" > /dev/null
+cp "$tmp/ev/results.json" "$out/report/results.json"
+/usr/bin/python3 - "$tmp/ph.npz" "$out" <<'PY'
+import io, struct, sys, zlib
+import numpy as np
+z = np.load(sys.argv[1])
+out = sys.argv[2]
+im = z["test_images"][0]
+def png(path, a, bits):
+    h, w = a.shape
+    raw = b"".join(b"\0" + (row.astype(">u2").tobytes() if bits == 16 else row.tobytes()) for row in a)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits, 0, 0, 0, 0))
+    open(path, "wb").write(data + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+png(out + "/image/grey8.png", im, 8)
+png(out + "/image/grey16.png", im.astype(np.uint16) * 257, 16)
+try:  # JPEG seeds need an encoder: Pillow (python3-pil, which python3-torchvision pulls in)
+    from PIL import Image
+    Image.fromarray(im).save(out + "/image/grey.jpg", quality=90)
+    Image.fromarray(np.stack([im, im // 2, 255 - im], -1)).save(out + "/image/colour-progressive.jpg",
+                                                                 quality=80, progressive=True)
+except ImportError:
+    pass
+# IDX: the fuzz target splits one input into four files by its first three bytes (x16)
+imgs = z["test_images"][:2]
+lab = z["test_labels"].reshape(-1)[:2].astype(np.uint8)
+i3 = struct.pack(">IIII", 0x803, 2, 28, 28) + imgs.tobytes()
+l1 = struct.pack(">II", 0x801, 2) + lab.tobytes()
+pad = lambda b: b + b"\0" * (-len(b) % 16)
+i3, l1 = pad(i3), pad(l1)
+open(out + "/idx/two-images", "wb").write(bytes([len(i3) // 16 % 256, len(l1) // 16, len(i3) // 16 % 256, 0]) + i3 + l1 + i3 + l1)
+PY
+ls -la "$out"/*
