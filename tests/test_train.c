@@ -6,6 +6,9 @@
  * hand-made cases. */
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "data/data.h"
 #include "testutil.h"
 
 static char dir[256];
@@ -59,18 +62,24 @@ static void test_training_beats_chance(void **state) {
   data_free(d);
 }
 
+/* The resume tests' options: 3 epochs, writing out with checkpoint ckpt. */
+static TrainOptions resume_options(const char *out, const char *ckpt, AdvTraining adv) {
+  TrainOptions o = train_options_default();
+  o.epochs = 3, o.batch = 32, o.out = out, o.checkpoint = ckpt, o.seed = 11;
+  o.optim = OPTIM_SGD, o.lr = 0.05f, o.schedule = SCHEDULE_STEP, o.step_every = 2;
+  o.balance = BALANCE_SAMPLE;
+  o.adv = adv, o.adv_eps = 0.01f, o.adv_steps = 2, o.adv_ratio = 0.4f, o.adv_warmup = 2;
+  o.adv_mode = MODE_TRAIN_FROZEN; /* dropout is on while crafting: its RNG must resume too */
+  return o;
+}
+
 static void run(const DataSplits *d, const char *tag, int stop_after, int resume, Net **net_io,
                 AdvTraining adv) {
   char out[300], ckpt[320];
   snprintf(out, sizeof out, "%s/%s.safetensors", dir, tag);
   snprintf(ckpt, sizeof ckpt, "%s/%s.ckpt", dir, tag);
-  TrainOptions o = train_options_default();
-  o.epochs = 3, o.batch = 32, o.out = out, o.checkpoint = ckpt, o.seed = 11;
-  o.optim = OPTIM_SGD, o.lr = 0.05f, o.schedule = SCHEDULE_STEP, o.step_every = 2;
+  TrainOptions o = resume_options(out, ckpt, adv);
   o.stop_after = stop_after, o.resume = resume;
-  o.balance = BALANCE_SAMPLE;
-  o.adv = adv, o.adv_eps = 0.01f, o.adv_steps = 2, o.adv_ratio = 0.4f, o.adv_warmup = 2;
-  o.adv_mode = MODE_TRAIN_FROZEN; /* dropout is on while crafting: its RNG must resume too */
   MrError err = {0};
   TrainResult res;
   if (train_run(*net_io, d, &o, NULL, NULL, &res, &err) != STATUS_OK) fail_msg("%s", err.msg);
@@ -109,6 +118,59 @@ static void check_resume(AdvTraining adv) {
   assert_int_not_equal(train_run(resumed, d, &o, NULL, NULL, &res, &err), STATUS_OK);
   assert_non_null(strstr(err.msg, "no checkpoint"));
   net_free(whole), net_free(resumed);
+  data_free(d);
+}
+
+/* A copy of a safetensors file with one __metadata__ value replaced. */
+static void rewrite_metadata(const char *src, const char *dst, const char *key, const char *value) {
+  size_t len = 0;
+  MrError err = {0};
+  uint8_t *bytes = file_read_all(src, (size_t)1 << 30, &len, &err);
+  assert_non_null(bytes);
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)bytes[i] << (8 * i);
+  char *text = strndup((const char *)bytes + 8, hlen);
+  cJSON *root = cJSON_Parse(text);
+  cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+  assert_non_null(meta);
+  cJSON_ReplaceItemInObjectCaseSensitive(meta, key, cJSON_CreateString(value));
+  char *out = cJSON_PrintUnformatted(root);
+  const size_t olen = strlen(out), padded = (olen + 7) & ~(size_t)7;
+  FILE *f = fopen(dst, "wb");
+  for (int i = 0; i < 8; i++) fputc((int)((padded >> (8 * i)) & 0xff), f);
+  fwrite(out, 1, olen, f);
+  for (size_t i = olen; i < padded; i++) fputc(' ', f);
+  fwrite(bytes + 8 + hlen, 1, len - 8 - hlen, f);
+  fclose(f);
+  free(out), cJSON_Delete(root), free(text), free(bytes);
+}
+
+/* checkpoint metadata is untrusted: a negative, huge or non-numeric epoch (which once trained
+ * ~100,000 epochs or restarted silently) and a NaN score are refused, naming the key */
+static void test_resume_refuses_bad_metadata(void **state) {
+  (void)state;
+  MrError err = {0};
+  DataSplits *d = phantom_generate(28, 300, 5, &err);
+  Net *net = small_cnn(d, 7);
+  run(d, "meta", 1, 0, &net, ADV_NONE);
+  static const char *const bad[][2] = {{"train.epoch", "-5"},         {"train.epoch", "abc"},
+                                       {"train.epoch", "99"},         {"train.best_epoch", "3"},
+                                       {"train.best_val_acc", "nan"}, {"train.optim_step", "-1"}};
+  char ckpt[320], out[300];
+  snprintf(ckpt, sizeof ckpt, "%s/meta.ckpt", dir);
+  snprintf(out, sizeof out, "%s/meta.safetensors", dir);
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char broken[340];
+    snprintf(broken, sizeof broken, "%s/broken.ckpt", dir);
+    rewrite_metadata(ckpt, broken, bad[i][0], bad[i][1]);
+    TrainOptions o = resume_options(out, broken, ADV_NONE);
+    o.resume = 1;
+    TrainResult res;
+    assert_int_not_equal(train_run(net, d, &o, NULL, NULL, &res, &err), STATUS_OK);
+    if (!strstr(err.msg, bad[i][0]) && !strstr(err.msg, "outside this run"))
+      fail_msg("%s=%s: %s", bad[i][0], bad[i][1], err.msg);
+  }
+  net_free(net);
   data_free(d);
 }
 
@@ -272,6 +334,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_training_beats_chance),
       cmocka_unit_test(test_resume_matches_uninterrupted),
+      cmocka_unit_test(test_resume_refuses_bad_metadata),
       cmocka_unit_test(test_adversarial_resume_matches_uninterrupted),
       cmocka_unit_test(test_adversarial_training_raises_robustness),
       cmocka_unit_test(test_adversarial_ratio_is_counted),

@@ -62,6 +62,11 @@ static Status idx_pair(const char *dir, const char *prefix, Dataset *d, int firs
   if (status == STATUS_OK && ldims[0] != idims[0])
     status =
         mr_error_set(err, STATUS_ERR_SHAPE, "%s: %u images but %u labels", dir, idims[0], ldims[0]);
+  if (status == STATUS_OK && first >= (int)idims[0])
+    status = mr_error_set(err, STATUS_ERR_SHAPE,
+                          "%s: %u images; the first %d train and the rest validate, so more "
+                          "are needed",
+                          ip, idims[0], first);
   if (status == STATUS_OK) {
     if (last < 0 || last > (int)idims[0]) last = (int)idims[0];
     status = dataset_alloc(d, last - first, 1, (int)idims[1], (int)idims[2], err);

@@ -6,6 +6,7 @@
  * a counted share of every batch by PGD or FGSM-RS examples of the current
  * weights and selects the checkpoint by validation accuracy under PGD. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -123,7 +124,7 @@ static Status save_checkpoint(Net *net, const Optimizer *opt, const TrainState *
 }
 
 static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const char *sig,
-                              const char *path, MrError *err) {
+                              int max_epochs, const char *path, MrError *err) {
   TensorRef extra[4];
   const int n_extra = checkpoint_extras(extra, net, opt, st);
   char *values[STATE_KEYS] = {0};
@@ -144,17 +145,46 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
     if (!values[i])
       s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no %s in the checkpoint's metadata", path,
                        state_keys[i]);
+  /* the file is untrusted: every number whole, in range, or the resume is refused */
+  long n[STATE_KEYS];
+  double f[STATE_KEYS];
+  static const int is_float[STATE_KEYS] = {0, 1, 0, 0, 1, 1, 0, 0};
+  for (int i = 0; s == STATUS_OK && i < STATE_KEYS; i++) {
+    char *end = NULL;
+    errno = 0;
+    if (is_float[i])
+      f[i] = strtod(values[i], &end);
+    else
+      n[i] = strtol(values[i], &end, 10);
+    const int bad = end == values[i] || *end || errno ||
+                    (is_float[i] ? !(f[i] >= -1.0 && f[i] <= 1.0) : n[i] < 0);
+    if (bad)
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s='%.40s' is not a valid value", path,
+                       state_keys[i], values[i]);
+  }
+  if (s == STATUS_OK && (n[0] > max_epochs || n[2] > n[0]))
+    s = mr_error_set(err, STATUS_ERR_FORMAT,
+                     "%s: epoch %ld (best %ld) is outside this run's %d epochs", path, n[0], n[2],
+                     max_epochs);
   if (s == STATUS_OK) {
-    st->epoch = atoi(values[0]);
-    st->best_val = strtof(values[1], NULL);
-    st->best_epoch = atoi(values[2]);
-    opt->step = atol(values[3]);
-    st->best_score = strtof(values[4], NULL);
-    st->best_robust = strtof(values[5], NULL);
-    st->images = atol(values[6]);
-    st->adv_images = atol(values[7]);
+    st->epoch = (int)n[0];
+    st->best_val = (float)f[1];
+    st->best_epoch = (int)n[2];
+    opt->step = n[3];
+    st->best_score = (float)f[4];
+    st->best_robust = (float)f[5];
+    st->images = n[6];
+    st->adv_images = n[7];
   }
   for (int i = 0; i < STATE_KEYS; i++) free(values[i]);
+  /* the kept weights' record (what record_training wrote), so a resumed run that keeps them
+   * writes it too */
+  const char *record_key[] = {"training", NULL};
+  char *record = NULL;
+  if (s == STATUS_OK && safetensors_read_metadata(path, record_key, &record, err) == STATUS_OK &&
+      record && strlen(record) < MR_TRAINING_LEN)
+    net_set_training_info(net, record);
+  free(record);
   return s;
 }
 
@@ -393,7 +423,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
       status = mr_error_set(err, STATUS_ERR_IO, "%s: no checkpoint to resume from",
                             o->checkpoint ? o->checkpoint : "(none)");
     else
-      status = load_checkpoint(net, &opt, &st, sig, o->checkpoint, err);
+      status = load_checkpoint(net, &opt, &st, sig, o->epochs, o->checkpoint, err);
   }
   const double t0 = omp_get_wtime();
   int run_epochs = 0;
