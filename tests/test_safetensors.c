@@ -107,54 +107,67 @@ static void write_bytes(const char *path, const void *data, size_t n) {
   fclose(f);
 }
 
-static uint8_t *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  fseek(f, 0, SEEK_END);
-  *n = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *b = malloc(*n);
-  assert_int_equal(fread(b, 1, *n, f), *n);
-  fclose(f);
-  return b;
-}
-
 /* Copies a model file, replacing its graph's ops[op].key with `value` (a
  * JSON text; NULL removes the key), or with op < 0 dropping the graph
  * entirely (and renaming arch when given). */
+typedef struct {
+  int op;
+  const char *key, *value, *arch;
+} GraphEdit;
+
+static void edit_graph(cJSON *h, const void *ctx) {
+  const GraphEdit *e = ctx;
+  cJSON *meta = cJSON_GetObjectItemCaseSensitive(h, "__metadata__");
+  if (e->op < 0) {
+    cJSON_DeleteItemFromObject(meta, "graph");
+    if (e->arch) cJSON_ReplaceItemInObject(meta, "arch", cJSON_CreateString(e->arch));
+    return;
+  }
+  cJSON *g = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(meta, "graph")->valuestring);
+  cJSON *o = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(g, "ops"), e->op);
+  cJSON_DeleteItemFromObject(o, e->key);
+  if (e->value) cJSON_AddItemToObject(o, e->key, cJSON_Parse(e->value));
+  char *text = cJSON_PrintUnformatted(g);
+  cJSON_ReplaceItemInObject(meta, "graph", cJSON_CreateString(text));
+  free(text);
+  cJSON_Delete(g);
+}
+
 static void rewrite_graph_at(const char *from, const char *to, int op, const char *key,
                              const char *value, const char *arch) {
+  const GraphEdit e = {op, key, value, arch};
+  rewrite_safetensors_header(from, to, edit_graph, &e);
+}
+
+/* Copies a model file with tensor `name`'s data_offsets set to [begin, end]. */
+typedef struct {
+  const char *name;
+  double begin, end;
+} OffsetEdit;
+
+static void edit_offsets(cJSON *h, const void *ctx) {
+  const OffsetEdit *e = ctx;
+  cJSON *t = cJSON_GetObjectItemCaseSensitive(h, e->name);
+  cJSON *offs = cJSON_CreateArray();
+  cJSON_AddItemToArray(offs, cJSON_CreateNumber(e->begin));
+  cJSON_AddItemToArray(offs, cJSON_CreateNumber(e->end));
+  cJSON_ReplaceItemInObject(t, "data_offsets", offs);
+}
+
+static double offset_of(const char *path, const char *name, int which) {
   size_t n;
-  uint8_t *b = read_all(from, &n);
+  uint8_t *b = read_all(path, &n);
   uint64_t hlen = 0;
   for (int i = 0; i < 8; i++) hlen |= (uint64_t)b[i] << (8 * i);
   cJSON *h = cJSON_ParseWithLength((const char *)b + 8, hlen);
-  cJSON *meta = cJSON_GetObjectItemCaseSensitive(h, "__metadata__");
-  if (op < 0) {
-    cJSON_DeleteItemFromObject(meta, "graph");
-    if (arch) cJSON_ReplaceItemInObject(meta, "arch", cJSON_CreateString(arch));
-  } else {
-    cJSON *g = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(meta, "graph")->valuestring);
-    cJSON *o = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(g, "ops"), op);
-    cJSON_DeleteItemFromObject(o, key);
-    if (value) cJSON_AddItemToObject(o, key, cJSON_Parse(value));
-    char *text = cJSON_PrintUnformatted(g);
-    cJSON_ReplaceItemInObject(meta, "graph", cJSON_CreateString(text));
-    free(text);
-    cJSON_Delete(g);
-  }
-  char *header = cJSON_PrintUnformatted(h);
-  const size_t len = strlen(header), padded = (len + 7) & ~(size_t)7;
-  FILE *f = fopen(to, "wb");
-  uint8_t le[8];
-  for (int i = 0; i < 8; i++) le[i] = (uint8_t)(padded >> (8 * i));
-  fwrite(le, 1, 8, f);
-  fwrite(header, 1, len, f);
-  for (size_t i = len; i < padded; i++) fputc(' ', f);
-  fwrite(b + 8 + hlen, 1, n - 8 - hlen, f);
-  fclose(f);
-  free(header);
+  const double v =
+      cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(h, name),
+                                                          "data_offsets"),
+                         which)
+          ->valuedouble;
   cJSON_Delete(h);
   free(b);
+  return v;
 }
 
 /* Loads path and expects failure with `needle` in the message. */
@@ -258,6 +271,17 @@ static void test_rejects_bad_files(void **state) {
   net_free(zero_stride);
   rewrite_graph_at(good, bad, 0, "out_channels", "1e9", NULL);
   expect_rejected(bad, "is not an integer");
+
+  /* data_offsets that overlap (bn1.bias reading bn1.weight's bytes: each range alone is in
+   * bounds and of the right size, which once loaded silently) or do not start on a byte */
+  const double w0 = offset_of(good, "bn1.weight", 0), w1 = offset_of(good, "bn1.weight", 1);
+  OffsetEdit overlap = {"bn1.bias", w0, w1};
+  rewrite_safetensors_header(good, bad, edit_offsets, &overlap);
+  expect_rejected(bad, "tile the data without overlaps or holes");
+  OffsetEdit fractional = {"bn1.bias", offset_of(good, "bn1.bias", 0) + 0.5,
+                           offset_of(good, "bn1.bias", 1) + 0.5};
+  rewrite_safetensors_header(good, bad, edit_offsets, &fractional);
+  expect_rejected(bad, "data_offsets");
 
   /* a NaN in the weights: the last 4 bytes are fc.bias's last float */
   memcpy(copy, bytes, n);

@@ -6,9 +6,6 @@
  * hand-made cases. */
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
-#include "data/data.h"
 #include "testutil.h"
 
 static char dir[256];
@@ -122,27 +119,16 @@ static void check_resume(AdvTraining adv) {
 }
 
 /* A copy of a safetensors file with one __metadata__ value replaced. */
-static void rewrite_metadata(const char *src, const char *dst, const char *key, const char *value) {
-  size_t len = 0;
-  MrError err = {0};
-  uint8_t *bytes = file_read_all(src, (size_t)1 << 30, &len, &err);
-  assert_non_null(bytes);
-  uint64_t hlen = 0;
-  for (int i = 0; i < 8; i++) hlen |= (uint64_t)bytes[i] << (8 * i);
-  char *text = strndup((const char *)bytes + 8, hlen);
-  cJSON *root = cJSON_Parse(text);
-  cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+static void edit_metadata(cJSON *h, const void *ctx) {
+  const char *const *kv = ctx;
+  cJSON *meta = cJSON_GetObjectItemCaseSensitive(h, "__metadata__");
   assert_non_null(meta);
-  cJSON_ReplaceItemInObjectCaseSensitive(meta, key, cJSON_CreateString(value));
-  char *out = cJSON_PrintUnformatted(root);
-  const size_t olen = strlen(out), padded = (olen + 7) & ~(size_t)7;
-  FILE *f = fopen(dst, "wb");
-  for (int i = 0; i < 8; i++) fputc((int)((padded >> (8 * i)) & 0xff), f);
-  fwrite(out, 1, olen, f);
-  for (size_t i = olen; i < padded; i++) fputc(' ', f);
-  fwrite(bytes + 8 + hlen, 1, len - 8 - hlen, f);
-  fclose(f);
-  free(out), cJSON_Delete(root), free(text), free(bytes);
+  cJSON_ReplaceItemInObjectCaseSensitive(meta, kv[0], cJSON_CreateString(kv[1]));
+}
+
+static void rewrite_metadata(const char *src, const char *dst, const char *key, const char *value) {
+  const char *kv[2] = {key, value};
+  rewrite_safetensors_header(src, dst, edit_metadata, kv);
 }
 
 /* checkpoint metadata is untrusted: a negative, huge or non-numeric epoch (which once trained

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 /* cmocka must come after the headers above */
+#include <cjson/cJSON.h>
 #include <cmocka.h>
 
 #include "medrobust.h"
@@ -172,6 +173,47 @@ static inline void top_indices(size_t *idx, size_t k, const float *g, size_t n) 
 
 static inline void sample_indices(size_t *idx, size_t k, size_t n, Rng *rng) {
   for (size_t i = 0; i < k; i++) idx[i] = (size_t)(rng_next(rng) % n);
+}
+
+/* A whole file (the test fails if it cannot be read). */
+static inline uint8_t *read_all(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  *n = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *b = malloc(*n ? *n : 1);
+  assert_int_equal(fread(b, 1, *n, f), *n);
+  fclose(f);
+  return b;
+}
+
+/* Copies a safetensors file with its JSON header changed by edit(header, ctx),
+ * the header re-padded to 8 bytes, the data bytes as they were. */
+static inline void rewrite_safetensors_header(const char *from, const char *to,
+                                              void (*edit)(cJSON *header, const void *ctx),
+                                              const void *ctx) {
+  size_t n;
+  uint8_t *b = read_all(from, &n);
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)b[i] << (8 * i);
+  cJSON *h = cJSON_ParseWithLength((const char *)b + 8, hlen);
+  assert_non_null(h);
+  edit(h, ctx);
+  char *header = cJSON_PrintUnformatted(h);
+  const size_t len = strlen(header), padded = (len + 7) & ~(size_t)7;
+  FILE *f = fopen(to, "wb");
+  assert_non_null(f);
+  uint8_t le[8];
+  for (int i = 0; i < 8; i++) le[i] = (uint8_t)(padded >> (8 * i));
+  fwrite(le, 1, 8, f);
+  fwrite(header, 1, len, f);
+  for (size_t i = len; i < padded; i++) fputc(' ', f);
+  fwrite(b + 8 + hlen, 1, n - 8 - hlen, f);
+  fclose(f);
+  free(header);
+  cJSON_Delete(h);
+  free(b);
 }
 
 #endif

@@ -351,8 +351,12 @@ static void shape_str(char *buf, size_t n, const cJSON *shape) {
   if (used < n) snprintf(buf + used, n - used, "]");
 }
 
-static Status st_load_tensors(Net *net, const StFile *st, const char *path, TensorRef *extra,
-                              int n_extra, MrError *err) {
+typedef struct {
+  size_t begin, end;
+} ByteRange;
+
+static Status st_load_tensors_into(Net *net, const StFile *st, const char *path, TensorRef *extra,
+                                   int n_extra, ByteRange *ranges, MrError *err) {
   /* every tensor of the file must be one the net (or the caller) expects */
   const cJSON *item;
   cJSON_ArrayForEach(item, st->header) {
@@ -397,12 +401,14 @@ static Status st_load_tensors(Net *net, const StFile *st, const char *path, Tens
     const size_t bytes = t.numel * (t.is_int64 ? 8 : 4);
     if (!cJSON_IsNumber(b) || !cJSON_IsNumber(en) || b->valuedouble < 0 ||
         en->valuedouble < b->valuedouble || en->valuedouble > (double)st->data_size ||
-        en->valuedouble - b->valuedouble != (double)bytes)
+        en->valuedouble - b->valuedouble != (double)bytes ||
+        b->valuedouble != floor(b->valuedouble))
       return mr_error_set(err, STATUS_ERR_FORMAT,
                           "%s: tensor '%s' data_offsets [%.0f,%.0f] do not hold %zu bytes within "
                           "the %zu data bytes (truncated?)",
                           path, t.name, cJSON_IsNumber(b) ? b->valuedouble : -1.0,
                           cJSON_IsNumber(en) ? en->valuedouble : -1.0, bytes, st->data_size);
+    ranges[i].begin = (size_t)b->valuedouble, ranges[i].end = ranges[i].begin + bytes;
     const uint8_t *src = st->data + (size_t)b->valuedouble;
     if (t.is_int64) {
       memcpy(t.idata, src, bytes);
@@ -416,6 +422,42 @@ static Status st_load_tensors(Net *net, const StFile *st, const char *path, Tens
     }
   }
   return STATUS_OK;
+}
+
+static int cmp_range(const void *a, const void *b) {
+  const ByteRange *x = a, *y = b;
+  return (x->begin > y->begin) - (x->begin < y->begin);
+}
+
+/* The format's rule: the tensors tile the data bytes, no overlap, no hole (an
+ * overlap would load one tensor's bytes as another's weights). */
+static Status check_tiling(ByteRange *r, int n, size_t data_size, const char *path, MrError *err) {
+  qsort(r, (size_t)n, sizeof *r, cmp_range);
+  size_t at = 0;
+  for (int i = 0; i < n; i++) {
+    if (r[i].begin != at)
+      return mr_error_set(err, STATUS_ERR_FORMAT,
+                          "%s: tensor data %s at byte %zu (the tensors must tile the data "
+                          "without overlaps or holes)",
+                          path, r[i].begin < at ? "overlaps" : "leaves a hole", r[i].begin);
+    at = r[i].end;
+  }
+  if (at != data_size)
+    return mr_error_set(err, STATUS_ERR_FORMAT, "%s: %zu trailing data bytes no tensor holds", path,
+                        data_size - at);
+  return STATUS_OK;
+}
+
+static Status st_load_tensors(Net *net, const StFile *st, const char *path, TensorRef *extra,
+                              int n_extra, MrError *err) {
+  const int n_tensors = net_tensor_count(net) + n_extra;
+  ByteRange *ranges = malloc(sizeof(ByteRange) * (size_t)(n_tensors ? n_tensors : 1));
+  if (!ranges) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  const Status s = st_load_tensors_into(net, st, path, extra, n_extra, ranges, err);
+  const Status tiled =
+      s == STATUS_OK ? check_tiling(ranges, n_tensors, st->data_size, path, err) : s;
+  free(ranges);
+  return tiled;
 }
 
 Status safetensors_load_into(Net *net, const char *path, MrError *err) {
