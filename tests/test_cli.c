@@ -85,7 +85,8 @@ static void test_usage_errors(void **state) {
   expect(2, "--size must be 28 or 64", "data phantom --out x.npz --size 32");
   expect(2, "--threads expects", "--threads 0 models");
   expect(2, "unknown attack 'nosuch'", "eval --model m --data d --out o --attacks pgd,nosuch");
-  expect(2, "eps '-0.1' must be a number >= 0", "eval --model m --data d --out o --eps 0.01,-0.1");
+  expect(2, "--eps '-0.1' must be a number in [0, 1]",
+         "eval --model m --data d --out o --eps 0.01,-0.1");
   expect(2, "--attack must be fgsm, bim, pgd or mifgsm",
          "triage --model m --data d --out o --attack cw");
   expect(2, "which folder", "report");
@@ -96,6 +97,83 @@ static void test_usage_errors(void **state) {
   expect(0, "--epochs", "train --help");
   expect(0, "(default 10)", "train --help");
   expect(0, "usage: medrobust evaluate", "evaluate --help");
+}
+
+/* Every malformed input a hostile or careless user gives, against real files: exit 2 with
+ * a message naming the option, before any work (nothing written), or exit 1 for a file
+ * that is not what it claims. @D is a data set, @M a model, @O a fresh output path. */
+static void test_malformed_inputs(void **state) {
+  (void)state;
+  char data[300], model[300], args[2048];
+  snprintf(data, sizeof data, "%s/bad-inputs.npz", dir);
+  snprintf(model, sizeof model, "%s/bad-inputs.safetensors", dir);
+  snprintf(args, sizeof args, "data phantom --n 20 --out %s", data);
+  expect(0, NULL, args);
+  MrError err = {0};
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  Net *net = model_build(&spec, 1, &err);
+  model_spec_free(&spec);
+  assert_int_equal(safetensors_save_net(net, model, &err), STATUS_OK);
+  net_free(net);
+  static const struct {
+    int code;
+    const char *args, *needle;
+  } rows[] = {
+      {2, "eval --model @M --data @D --out @O --bogus", "unknown option '--bogus'"},
+      {2, "eval --model @M --data @D --out", "--out needs a value"},
+      {2, "eval --model @M --data @D --out @O --eps -1", "--eps '-1' must be a number in [0, 1]"},
+      {2, "eval --model @M --data @D --out @O --eps nan", "--eps 'nan' must be a number"},
+      {2, "eval --model @M --data @D --out @O --eps 1e9", "--eps '1e9' must be a number in [0, 1]"},
+      {2, "eval --model @M --data @D --out @O --eps ''", "--eps '' lists no value"},
+      {2, "eval --model @M --data @D --out @O --norm l2 --eps 1e9", "[0, 10000] for L2"},
+      {2, "attack --model @M --data @D --out @O --eps 1e9", "--eps '1e9' must be a number"},
+      {2, "compare --models @M,@M --data @D --out @O --eps 5", "--eps '5' must be a number"},
+      {2, "train --model cnn --data @D --out @O --epochs 0", "--epochs expects"},
+      {2, "train --model cnn --data @D --out @O --batch 0", "--batch expects"},
+      {2, "--threads -3 train --model cnn --data @D --out @O", "medrobust: --threads expects"},
+      {2, "train --model cnn --data @D --out @D", "--out " /* ... is also --data */},
+      {2, "train --model cnn --data @D --out @O --checkpoint @O", "--checkpoint"},
+      {2, "train --model cnn --data @D --init @M --out @M", "is also --init"},
+      {2, "attack --model @M --data @D --out @D", "is also --data; refusing to overwrite it"},
+      {2, "attack --model @M --data @D --out @M", "is also --model"},
+      {2, "predict --model @M --data @D --out @M", "is also --model"},
+      {2, "export --model @M --out @M", "is also --model"},
+      {2, "import @M --out @M", "is also the argument"},
+      {2, "data phantom --out @D.dir", "is a directory; it names a file to write"},
+      {2, "train --model cnn --data @D --out @D.dir", "is a directory"},
+      {2, "eval --model @M --data @D --out @D", "is a file; it names a folder"},
+      {2, "triage --model @M --data @D --out @M", "is a file; it names a folder"},
+      {1, "evaluate --model @D.dir --data @D", "not a readable file"},
+  };
+  char dirpath[320];
+  snprintf(dirpath, sizeof dirpath, "%s.dir", data);
+  assert_int_equal(mkdir(dirpath, 0755), 0);
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    char out[320];
+    snprintf(out, sizeof out, "%s/fresh-%zu", dir, i);
+    /* substitute @D, @M, @O */
+    size_t n = 0;
+    for (const char *c = rows[i].args; *c && n < sizeof args - 400; c++) {
+      if (c[0] == '@' && (c[1] == 'D' || c[1] == 'M' || c[1] == 'O')) {
+        n += (size_t)snprintf(args + n, sizeof args - n, "%s",
+                              c[1] == 'D'   ? data
+                              : c[1] == 'M' ? model
+                                            : out);
+        c++;
+      } else {
+        args[n++] = *c;
+      }
+    }
+    args[n] = 0;
+    expect(rows[i].code, rows[i].needle, args);
+    /* refused before any work: the fresh output was never made */
+    assert_int_equal(access(out, F_OK), -1);
+  }
+  /* and the inputs it refused to overwrite are intact */
+  snprintf(args, sizeof args, "data info %s", data);
+  expect(0, "2 classes: 0=benign 1=malignant", args);
+  snprintf(args, sizeof args, "info %s", model);
+  expect(0, "cnn", args);
 }
 
 static void test_runtime_errors(void **state) {
@@ -533,9 +611,13 @@ static void test_report_in_chromium(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_usage_errors),       cmocka_unit_test(test_runtime_errors),
-      cmocka_unit_test(test_end_to_end),         cmocka_unit_test(test_split_never_moves),
-      cmocka_unit_test(test_report_in_chromium), cmocka_unit_test(test_segmentation_end_to_end),
+      cmocka_unit_test(test_usage_errors),
+      cmocka_unit_test(test_malformed_inputs),
+      cmocka_unit_test(test_runtime_errors),
+      cmocka_unit_test(test_end_to_end),
+      cmocka_unit_test(test_split_never_moves),
+      cmocka_unit_test(test_report_in_chromium),
+      cmocka_unit_test(test_segmentation_end_to_end),
   };
   return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

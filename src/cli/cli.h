@@ -26,11 +26,22 @@ typedef struct {
   const char *help;
 } CliOption;
 
+/* What a path option names, so cli_parse refuses, before any work, an output
+ * that is also an input (or another output), a file output that is an
+ * existing directory and a folder output that is an existing file. */
+typedef enum { PATH_NONE = 0, PATH_IN, PATH_OUT_FILE, PATH_OUT_DIR } CliPathRole;
+#define CLI_POSITIONAL "@" /* a CliPath naming the bare arguments */
+typedef struct {
+  const char *option; /* "--out", or CLI_POSITIONAL */
+  CliPathRole role;
+} CliPath;
+
 typedef struct {
   const char *name;         /* "train" */
   const char *usage;        /* "train --data D --model M --out F [options]" */
   const char *summary;      /* one paragraph */
   const CliOption *options; /* ends with {0} */
+  const CliPath *paths;     /* ends with {0}; NULL: the command names no paths */
 } CliSpec;
 
 enum { CLI_OK = 0, CLI_HELP = 1, CLI_USAGE_ERROR = 2 };
@@ -154,7 +165,10 @@ int cli_parse_norm(const char *cmd, const char *text, Norm *out);
 /* "fgsm,pgd" -> attacks (up to MAX_LIST); prints the error and returns 0 on failure */
 int cli_parse_attacks(const char *text, AttackKind *out, int *n);
 /* "0.001,4/255" -> floats; "none" | "least-likely" | class index -> target */
-int cli_parse_eps_list(const char *text, float *out, int *n);
+/* An eps for a norm: in [0, 1] for L-inf, [0, 1e4] for L2; else prints why and returns 0. */
+int cli_eps_valid(const char *cmd, double v, Norm norm, const char *text);
+/* A comma-separated eps list (4/255 notation accepted), each checked by cli_eps_valid. */
+int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, float *out, int *n);
 int cli_parse_target(const char *text, AttackOptions *o);
 
 #endif

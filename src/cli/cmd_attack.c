@@ -93,6 +93,8 @@ int cmd_attack(int argc, char **argv) {
        "bare masks), one per image in the split's order"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {
+      {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_FILE}, {0}};
   const CliSpec spec = {
       "attack", "attack --model M --data D --out F.npz [options]",
       "Crafts adversarial images (float32, test split layout, so 'medrobust evaluate\n"
@@ -100,17 +102,11 @@ int cmd_attack(int argc, char **argv) {
       "survives rounding to 8, 12 and 16 bits. On a segmentation model: fgsm, bim, pgd\n"
       "or dag, untargeted or toward a DAG target type or given masks; F.npz holds the\n"
       "adversarial images with the true masks (a segmentation set) and both predictions.",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path || !out) {
     fprintf(stderr, "medrobust attack: --model, --data and --out are required (see --help)\n");
-    return EXIT_USAGE;
-  }
-  double e = eps;
-  if (eps_text && (!cli_parse_number(eps_text, &e) || e < 0)) {
-    fprintf(stderr, "medrobust attack: --eps must be a number >= 0 (4/255 accepted), got '%s'\n",
-            eps_text);
     return EXIT_USAGE;
   }
   const int kind = attack_parse(attack);
@@ -120,6 +116,9 @@ int cmd_attack(int argc, char **argv) {
   }
   if (!cli_parse_norm("attack", norm, &base.norm) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
+  double e = eps;
+  if (eps_text && !cli_parse_number(eps_text, &e)) e = -1;
+  if (!cli_eps_valid("attack", e, base.norm, eps_text ? eps_text : "(default)")) return EXIT_USAGE;
   const int s_idx = cli_split("attack", split);
   if (s_idx < 0) return EXIT_USAGE;
   AttackOptions o = base;

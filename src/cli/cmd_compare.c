@@ -106,6 +106,7 @@ int cmd_compare(int argc, char **argv) {
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {{"--data", PATH_IN}, {"--out", PATH_OUT_DIR}, {0}};
   const CliSpec spec = {
       "compare", "compare --models A,B,... --data D --out DIR [options]",
       "Evaluates several models on the same images: parameters, FLOPs, how each was\n"
@@ -113,7 +114,7 @@ int cmd_compare(int argc, char **argv) {
       "smallest eps that flips an image (triage), and the transfer matrix: examples\n"
       "crafted on each model (rows) shown to every model (columns); the diagonal is\n"
       "white-box. Paper 004's complexity study, paper 002's Tables 1 and 2.",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!models_text || !data_path || !out) {
@@ -123,10 +124,11 @@ int cmd_compare(int argc, char **argv) {
   AttackKind kinds[MAX_LIST];
   float eps[MAX_LIST];
   int n_kinds, n_eps, transfer_kind = attack_parse(transfer_text);
-  if (!cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
-      !cli_parse_eps_list(eps_text, eps, &n_eps) || !cli_parse_target(target_text, &base))
+  if (!cli_parse_norm("compare", norm_text, &base.norm) ||
+      !cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
+      !cli_parse_eps_list("compare", eps_text, base.norm, eps, &n_eps) ||
+      !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
-  if (!cli_parse_norm("compare", norm_text, &base.norm)) return EXIT_USAGE;
   if (transfer_kind < 0) {
     fprintf(stderr, "medrobust compare: unknown --transfer-attack '%s'\n", transfer_text);
     return EXIT_USAGE;

@@ -19,13 +19,14 @@ static int data_phantom(int argc, char **argv) {
       {"--n", OPT_INT, &n, 20, 1000000, " N", "images in all (70/10/20 train/val/test, balanced)"},
       {"--seed", OPT_U64, &seed, 0, 0, " S", "random seed"},
       {0}};
+  const CliPath path_roles[] = {{"--out", PATH_OUT_FILE}, {0}};
   const CliSpec spec = {
       "data phantom", "data phantom --out F.npz [options]",
       "Writes the synthetic CT-like lesion phantom: benign (smooth, round) vs malignant\n"
       "(lobulated, spiculated) lesions in textured tissue with acquisition noise.\n"
       "With --task segment, {split}_masks arrays mark every pixel background (0),\n"
       "benign (1) or malignant lesion (2).",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!out) {
@@ -98,11 +99,13 @@ static int data_info(int argc, char **argv) {
        "write every image's file, label and split to F.csv"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {
+      {CLI_POSITIONAL, PATH_IN}, {"--model", PATH_IN}, {"--list", PATH_OUT_FILE}, {0}};
   const CliSpec spec = {"data info", "data info FILE [options]",
                         "Prints the splits, shapes, value range and class counts of a data set\n"
                         "(.npz, image folder, .csv manifest, IDX folder or 'fashion-mnist'):\n"
                         "the same split train makes (or, with --model, the model's).",
-                        options};
+                        options, path_roles};
   int rc = cli_parse(&spec, argc, argv, file, 1, &n_pos);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (n_pos != 1) {

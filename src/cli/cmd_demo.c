@@ -211,6 +211,7 @@ int cmd_demo(int argc, char **argv) {
       {"--seed", OPT_U64, &seed, 0, 0, " S", "random seed"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       {0}};
+  const CliPath path_roles[] = {{"--out", PATH_OUT_DIR}, {0}};
   const CliSpec spec = {
       "demo", "demo [options]",
       "The main job on built-in data: makes the synthetic lesion phantom, trains a small\n"
@@ -219,7 +220,7 @@ int cmd_demo(int argc, char **argv) {
       "the three models with their transfer matrix, maps saliency, trains a U-Net to\n"
       "segment the lesions and attacks it (PGD, DAG types A/B/C, noise), and writes the\n"
       "report.",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   const double t0 = omp_get_wtime();

@@ -30,18 +30,33 @@ int cli_parse_attacks(const char *text, AttackKind *out, int *n) {
   return *n > 0;
 }
 
-int cli_parse_eps_list(const char *text, float *out, int *n) {
+int cli_eps_valid(const char *cmd, double v, Norm norm, const char *text) {
+  /* an L-inf budget above 1 covers every [0,1] image; an L2 one above 10^4 every image up to
+   * 3x4096x4096 */
+  const double max = norm == NORM_L2 ? 1e4 : 1.0;
+  if (v >= 0 && v <= max) return 1;
+  fprintf(stderr,
+          "medrobust %s: --eps '%s' must be a number in [0, %g] for %s (4/255 notation "
+          "accepted)\n",
+          cmd, text, max, norm == NORM_L2 ? "L2" : "L-inf");
+  return 0;
+}
+
+int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, float *out, int *n) {
   char buf[512];
   snprintf(buf, sizeof buf, "%s", text);
   *n = 0;
   for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    double v;
-    if (!cli_parse_number(tok, &v) || v < 0 || *n == MAX_LIST) {
-      fprintf(stderr, "medrobust: eps '%s' must be a number >= 0 (4/255 notation accepted)\n", tok);
+    double v = -1;
+    if (*n == MAX_LIST) {
+      fprintf(stderr, "medrobust %s: --eps lists more than %d values\n", cmd, MAX_LIST);
       return 0;
     }
+    if (!cli_parse_number(tok, &v)) v = -1;
+    if (!cli_eps_valid(cmd, v, norm, tok)) return 0;
     out[(*n)++] = (float)v;
   }
+  if (*n == 0) fprintf(stderr, "medrobust %s: --eps '%s' lists no value\n", cmd, text);
   return *n > 0;
 }
 
@@ -122,13 +137,15 @@ int cmd_eval(int argc, char **argv) {
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {
+      {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_DIR}, {0}};
   const CliSpec spec = {
       "eval", "eval --model M --data D --out DIR [options]",
       "Accuracy under each attack at each eps (eval mode, batchnorm frozen), % drop,\n"
       "success rate, mean L-inf/L2/MSE/SSIM/PSNR of the perturbations and mean confidence;\n"
       "Gaussian/Rician/Poisson/speckle noise at the SSIM of the first attack; and\n"
       "self-checks against a failed evaluation (Carlini et al. 2019).",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path || !out) {
@@ -143,10 +160,11 @@ int cmd_eval(int argc, char **argv) {
   AttackKind kinds[MAX_LIST];
   float eps[MAX_LIST];
   int n_kinds, n_eps;
-  if (!cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
-      !cli_parse_eps_list(eps_text, eps, &n_eps) || !cli_parse_target(target_text, &base))
+  if (!cli_parse_norm("eval", norm_text, &base.norm) ||
+      !cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
+      !cli_parse_eps_list("eval", eps_text, base.norm, eps, &n_eps) ||
+      !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
-  if (!cli_parse_norm("eval", norm_text, &base.norm)) return EXIT_USAGE;
   const int dag_mask = cli_parse_dag_types(dag_text); /* before any data is read */
   if (dag_mask < 0) return EXIT_USAGE;
   const int s_idx = cli_split("eval", split);

@@ -56,11 +56,12 @@ int cmd_evaluate(int argc, char **argv) {
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per forward pass"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {{"--model", PATH_IN}, {"--data", PATH_IN}, {0}};
   const CliSpec spec = {
       "evaluate", "evaluate --model M --data D [options]",
       "Accuracy, balanced accuracy, ROC AUC (one-vs-rest for more than two classes) and\n"
       "the confusion matrix of a model on one split.",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path) {
@@ -158,12 +159,14 @@ int cmd_predict(int argc, char **argv) {
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per forward pass"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {
+      {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_FILE}, {0}};
   const CliSpec spec = {
       "predict", "predict --model M --data D --out F.csv [options]",
       "One CSV row per image: its file (or array index), true class (empty when\n"
       "unlabelled), predicted class, its confidence and every class probability.\n"
       "Takes unlabelled folders (images without class subfolders).",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path || !out) {

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "medrobust.h"
@@ -15,6 +14,7 @@ int cmd_export(int argc, char **argv) {
       {"--model", OPT_STRING, &model, 0, 0, " M", "the model file (.safetensors or .onnx)"},
       {"--out", OPT_STRING, &out, 0, 0, " M.onnx", "the ONNX file to write"},
       {0}};
+  const CliPath path_roles[] = {{"--model", PATH_IN}, {"--out", PATH_OUT_FILE}, {0}};
   const CliSpec spec = {
       "export", "export --model M.safetensors --out M.onnx",
       "Writes a model as ONNX (opset 13): input 'input' (N,C,H,W) [0,1] pixels, with the\n"
@@ -22,16 +22,11 @@ int cmd_export(int argc, char **argv) {
       "softmax. Weights keep their PyTorch state_dict names; class names and the training\n"
       "and data records go in the model's metadata_props. Importing the file back gives\n"
       "the same outputs, bit for bit.",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !out) {
     fprintf(stderr, "medrobust export: --model and --out are required (see --help)\n");
-    return EXIT_USAGE;
-  }
-  struct stat a, b;
-  if (stat(model, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-    fprintf(stderr, "medrobust export: --out %s is the model file itself\n", out);
     return EXIT_USAGE;
   }
   MrError err = {0};

@@ -37,6 +37,7 @@ int cmd_import(int argc, char **argv) {
        "height and width when the file leaves them open"},
       {"--classes", OPT_STRING, &classes, 0, 0, " a,b,...", "class names, in output order"},
       {0}};
+  const CliPath path_roles[] = {{CLI_POSITIONAL, PATH_IN}, {"--out", PATH_OUT_FILE}, {0}};
   const CliSpec spec = {
       "import", "import MODEL.onnx --out M.safetensors [options]",
       "Reads an ONNX model into a medrobust model file: the graph mapped onto medrobust's\n"
@@ -44,7 +45,7 @@ int cmd_import(int argc, char **argv) {
       "names, the preprocessing inside the net so eps keeps meaning a [0,1] pixel budget.\n"
       "An op it cannot map exactly is refused, naming the node. A model file ending in\n"
       ".onnx is also accepted directly wherever --model is (no preprocessing then).",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, file, 1, &n_pos);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (n_pos != 1 || !out) {

@@ -56,7 +56,7 @@ int cmd_info(int argc, char **argv) {
   const CliSpec spec = {"info", "info MODEL.safetensors",
                         "Prints the graph a model file carries: every op, its inputs, output "
                         "shape,\nparameters and FLOPs.",
-                        options};
+                        options, NULL};
   const char *path = NULL;
   int n = 0;
   const int rc = cli_parse(&spec, argc, argv, &path, 1, &n);
@@ -83,7 +83,7 @@ int cmd_models(int argc, char **argv) {
   const CliSpec spec = {"models", "models [--size N] [--channels C] [--classes K] [--width W]",
                         "Lists the model families with trainable parameters and forward FLOPs "
                         "per image,\nor the graph a model file carries (--file).",
-                        options};
+                        options, NULL};
   const int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (file) return print_graph(file);

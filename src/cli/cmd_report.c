@@ -11,7 +11,7 @@ int cmd_report(int argc, char **argv) {
       "Renders DIR/report.html from DIR/results.json, examples.json and triage.json\n"
       "(written by 'medrobust eval' and 'medrobust triage' into the same DIR). Nothing is\n"
       "recomputed: the report can always be rebuilt from its JSON.",
-      options};
+      options, NULL};
   const char *dir[1] = {NULL};
   int n = 0;
   int rc = cli_parse(&spec, argc, argv, dir, 1, &n);

@@ -32,6 +32,8 @@ int cmd_saliency(int argc, char **argv) {
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {
+      {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_DIR}, {0}};
   const CliSpec spec = {
       "saliency", "saliency --model M --data D --out DIR [options]",
       "Saliency maps of the predicted class (vanilla gradient, Simonyan et al. 2014, and\n"
@@ -40,7 +42,7 @@ int cmd_saliency(int argc, char **argv) {
       "adversarial images in the 2-D PCA of the clean ones (paper 002 Fig. 3, paper 004\n"
       "Fig. 5; PCA rather than t-SNE so adversarial points land in the clean map).\n"
       "Writes DIR/saliency.json, DIR/saliency/*.png, DIR/embedding.json, DIR/report.html.",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path || !out) {

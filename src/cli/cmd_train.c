@@ -194,6 +194,11 @@ int cmd_train(int argc, char **argv) {
        "stretch"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {{"--data", PATH_IN},
+                                {"--init", PATH_IN},
+                                {"--out", PATH_OUT_FILE},
+                                {"--checkpoint", PATH_OUT_FILE},
+                                {0}};
   const CliSpec spec = {
       "train", "train --data D --model M --out F [options]",
       "Trains a model, keeping the epoch with the best validation accuracy in OUT and a\n"
@@ -202,7 +207,7 @@ int cmd_train(int argc, char **argv) {
       "(paper 001: half) is replaced by adversarial examples of the current weights, the\n"
       "kept epoch is the one of best validation accuracy under PGD at --eps, and the mix\n"
       "actually used is counted into the model file's training record.",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!data_path || !o.out) {

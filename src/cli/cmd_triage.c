@@ -40,13 +40,15 @@ int cmd_triage(int argc, char **argv) {
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
       CLI_DATA_OPTIONS(dargs),
       {0}};
+  const CliPath path_roles[] = {
+      {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_DIR}, {0}};
   const CliSpec spec = {
       "triage", "triage --model M --data D --out DIR [options]",
       "For every image, the smallest eps at which the attack changes the model's\n"
       "prediction (bisection to --tol below --eps-max); the most fragile --flag percent\n"
       "are flagged for human review, with accuracy before and after excluding them and a\n"
       "deferral curve (paper 001, Table 2).",
-      options};
+      options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path || !out) {

@@ -37,8 +37,8 @@ int cli_parse_int(const char *cmd, const char *opt, const char *text, int min, i
   errno = 0;
   long v = text ? strtol(text, &end, 10) : 0;
   if (!text || !*text || *end || errno || v < min || v > max) {
-    fprintf(stderr, "medrobust %s: %s expects an integer in %d..%d, got '%s'\n", cmd, opt, min, max,
-            text ? text : "(nothing)");
+    fprintf(stderr, "medrobust%s%s: %s expects an integer in %d..%d, got '%s'\n", *cmd ? " " : "",
+            cmd, opt, min, max, text ? text : "(nothing)");
     return 0;
   }
   *out = (int)v;
@@ -50,8 +50,8 @@ int cli_parse_float(const char *cmd, const char *opt, const char *text, float mi
   char *end;
   float v = text ? strtof(text, &end) : 0.0f;
   if (!text || !*text || *end || !isfinite(v) || v < min || v > max) {
-    fprintf(stderr, "medrobust %s: %s expects a number in %g..%g, got '%s'\n", cmd, opt, min, max,
-            text ? text : "(nothing)");
+    fprintf(stderr, "medrobust%s%s: %s expects a number in %g..%g, got '%s'\n", *cmd ? " " : "",
+            cmd, opt, min, max, text ? text : "(nothing)");
     return 0;
   }
   *out = v;

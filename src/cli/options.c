@@ -2,10 +2,12 @@
  * target, range and help; usage prints every option with its default (the
  * target's value before parsing). */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -110,8 +112,79 @@ int cli_parse_number(const char *text, double *out) {
   return 1;
 }
 
+static int cli_parse_args(const CliSpec *spec, int argc, char **argv, const char **positional,
+                          int max_positional, int *n_positional);
+
+/* The same file or folder: one inode when both exist, else the same
+ * canonical parent and name (an output not written yet). */
+static int same_path(const char *a, const char *b) {
+  struct stat sa, sb;
+  if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  char ca[PATH_MAX], cb[PATH_MAX], da[PATH_MAX], db[PATH_MAX];
+  snprintf(da, sizeof da, "%s", a), snprintf(db, sizeof db, "%s", b);
+  const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+  char *sa_ = strrchr(da, '/'), *sb_ = strrchr(db, '/');
+  if (sa_) *sa_ = 0;
+  if (sb_) *sb_ = 0;
+  if (!realpath(sa_ ? (da[0] ? da : "/") : ".", ca) ||
+      !realpath(sb_ ? (db[0] ? db : "/") : ".", cb))
+    return 0;
+  return strcmp(ca, cb) == 0 && strcmp(na ? na + 1 : a, nb ? nb + 1 : b) == 0;
+}
+
+typedef struct {
+  const char *what, *path; /* "--out" or "the argument", its value */
+  CliPathRole role;
+} NamedPath;
+
+static int check_paths(const CliSpec *spec, const NamedPath *p, int n) {
+  for (int i = 0; i < n; i++) {
+    struct stat st;
+    const int exists = stat(p[i].path, &st) == 0;
+    if (p[i].role == PATH_OUT_FILE && exists && S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "medrobust %s: %s %s is a directory; it names a file to write\n", spec->name,
+              p[i].what, p[i].path);
+      return 0;
+    }
+    if (p[i].role == PATH_OUT_DIR && exists && !S_ISDIR(st.st_mode)) {
+      fprintf(stderr, "medrobust %s: %s %s is a file; it names a folder to write into\n",
+              spec->name, p[i].what, p[i].path);
+      return 0;
+    }
+    if (p[i].role == PATH_IN) continue;
+    for (int j = 0; j < n; j++)
+      if (j != i && (p[j].role == PATH_IN || j < i) && same_path(p[i].path, p[j].path)) {
+        fprintf(stderr, "medrobust %s: %s %s is also %s; refusing to overwrite it\n", spec->name,
+                p[i].what, p[i].path, p[j].what);
+        return 0;
+      }
+  }
+  return 1;
+}
+
 int cli_parse(const CliSpec *spec, int argc, char **argv, const char **positional,
               int max_positional, int *n_positional) {
+  const int rc = cli_parse_args(spec, argc, argv, positional, max_positional, n_positional);
+  if (rc != CLI_OK) return rc;
+  NamedPath paths[32];
+  int n = 0;
+  for (const CliPath *p = spec->paths; p && p->option && n < 32; p++) {
+    if (strcmp(p->option, CLI_POSITIONAL) == 0) {
+      for (int i = 0; n_positional && i < *n_positional && n < 32; i++)
+        paths[n++] = (NamedPath){"the argument", positional[i], p->role};
+      continue;
+    }
+    const CliOption *o = spec->options;
+    while (o->name && strcmp(o->name, p->option) != 0) o++;
+    if (o->name && o->type == OPT_STRING && *(const char **)o->target)
+      paths[n++] = (NamedPath){o->name, *(const char **)o->target, p->role};
+  }
+  return check_paths(spec, paths, n) ? CLI_OK : CLI_USAGE_ERROR;
+}
+
+static int cli_parse_args(const CliSpec *spec, int argc, char **argv, const char **positional,
+                          int max_positional, int *n_positional) {
   int np = 0;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];

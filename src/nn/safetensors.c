@@ -12,9 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../data/data.h"
 #include "net.h"
 
 #define MAX_HEADER_BYTES (100u << 20)
+#define MAX_MODEL_BYTES ((size_t)16 << 30) /* a model file of up to 4 billion floats */
 
 /* ---- saving ----------------------------------------------------------- */
 
@@ -173,33 +175,16 @@ static void st_close(StFile *st) {
 
 static Status st_open(StFile *st, const char *path, MrError *err) {
   memset(st, 0, sizeof *st);
-  FILE *f = fopen(path, "rb");
-  if (!f) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-  long size = -1;
-  if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-  if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    fclose(f);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot determine its size", path);
-  }
-  if (size < 8) {
-    fclose(f);
+  /* a regular file of at most MAX_MODEL_BYTES (a directory or a device is refused by name) */
+  st->bytes = file_read_all(path, MAX_MODEL_BYTES, &st->size, err);
+  if (!st->bytes) return err ? err->status : STATUS_ERR_IO;
+  if (st->size < 8) {
+    const size_t size = st->size;
+    st_close(st);
     return mr_error_set(
         err, STATUS_ERR_FORMAT,
-        "%s: %ld bytes, too short for a safetensors file (needs an 8-byte header length)", path,
+        "%s: %zu bytes, too short for a safetensors file (needs an 8-byte header length)", path,
         size);
-  }
-  st->size = (size_t)size;
-  st->bytes = malloc(st->size);
-  if (!st->bytes) {
-    fclose(f);
-    return mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory reading %zu bytes", path,
-                        st->size);
-  }
-  size_t got = fread(st->bytes, 1, st->size, f);
-  fclose(f);
-  if (got != st->size) {
-    st_close(st);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: read %zu of %ld bytes", path, got, size);
   }
   uint64_t hlen = 0;
   for (int i = 0; i < 8; i++) hlen |= (uint64_t)st->bytes[i] << (8 * i);
