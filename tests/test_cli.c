@@ -176,6 +176,92 @@ static void test_malformed_inputs(void **state) {
   expect(0, "cnn", args);
 }
 
+static void write_grey_png(const char *path, int size, int bright, int seed);
+
+/* How many files and folders are under path (itself included). */
+static int count_entries(const char *path) {
+  char cmd[600], out[64];
+  snprintf(cmd, sizeof cmd, "find '%s' | wc -l", path);
+  FILE *p = popen(cmd, "r");
+  const int ok = p && fgets(out, sizeof out, p) != NULL;
+  if (p) pclose(p);
+  return ok ? atoi(out) : -1;
+}
+
+/* Reports show class names, file names and JSON strings a stranger wrote: every one is
+ * escaped, images come only from relative paths inside the report's folder, and nothing is
+ * written outside --out. */
+static void test_report_escapes_hostile_names(void **state) {
+  (void)state;
+  char root[320], path[700], args[2048];
+  snprintf(root, sizeof root, "%s/hostile", dir);
+  assert_int_equal(mkdir(root, 0755), 0);
+  static const char *const classes[2] = {"benign<script>alert(1)<", "malign'\"><b>x"};
+  for (int c = 0; c < 2; c++) {
+    snprintf(path, sizeof path, "%s/%s", root, classes[c]);
+    assert_int_equal(mkdir(path, 0755), 0);
+    for (int i = 0; i < 12; i++) {
+      snprintf(path, sizeof path, "%s/%s/img<i>'%d\".png", root, classes[c], i);
+      write_grey_png(path, 32, c, i);
+    }
+  }
+  const int before = count_entries(dir);
+  snprintf(args, sizeof args,
+           "train --model cnn --depth 1 --base 4 --size 32 --data '%s' --epochs 1 --quiet --out "
+           "'%s/hostile.safetensors'",
+           root, dir);
+  expect(0, NULL, args);
+  snprintf(args, sizeof args,
+           "eval --model '%s/hostile.safetensors' --data '%s' --attacks fgsm --eps 0.01 "
+           "--no-noise --examples 2 --quiet --out '%s/hostile-eval'",
+           dir, root, dir);
+  expect(0, NULL, args);
+  /* the model, its checkpoint and the eval folder's files: nothing beside them */
+  char ev[400];
+  snprintf(ev, sizeof ev, "%s/hostile-eval", dir);
+  assert_int_equal(count_entries(dir), before + 2 + count_entries(ev));
+  snprintf(path, sizeof path, "%s/report.html", ev);
+  slurp(path, page_text, sizeof page_text);
+  assert_null(strstr(page_text, "<script>alert"));
+  assert_null(strstr(page_text, "<b>x"));
+  assert_null(strstr(page_text, "<i>'"));
+  assert_non_null(strstr(page_text, "benign&lt;script&gt;alert(1)&lt;"));
+
+  /* hostile JSON: strings with markup and images from elsewhere */
+  char odd[400];
+  snprintf(odd, sizeof odd, "%s/hostile-json", dir);
+  assert_int_equal(mkdir(odd, 0755), 0);
+  snprintf(path, sizeof path, "%s/results.json", odd);
+  FILE *f = fopen(path, "w");
+  fputs(
+      "{\"model\":\"m<script>alert(2)</script>\",\"data\":\"d\",\"split\":\"<b>SPLIT\",\"n\":4,"
+      "\"training\":{\"adversarial\":{\"kind\":\"<script>alert(3)</script>\"}},"
+      "\"rows\":[{\"attack\":\"<img src=x onerror=alert(4)>\",\"norm\":\"'><svg onload=alert(5)>\","
+      "\"eps\":0.01,\"accuracy\":0.5,\"balanced_accuracy\":0.5}],"
+      "\"noise\":[{\"noise\":\"<script>alert(6)</script>\",\"level\":1}]}",
+      f);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/examples.json", odd);
+  f = fopen(path, "w");
+  fputs(
+      "{\"attack\":\"<b>ATTACK\",\"norm\":\"linf\",\"eps\":0.01,\"bits\":8,\"examples\":[{"
+      "\"index\":1,\"file\":\"<i>FILE\",\"flipped\":true,\"label\":\"<b>LABEL\","
+      "\"clean_prediction\":\"<b>PRED\",\"adversarial_prediction\":\"<b>ADV\","
+      "\"clean_png\":\"http://evil.example/x.png\",\"adversarial_png\":\"../../../etc/x.png\","
+      "\"difference_png\":\"/etc/x.png\"}]}",
+      f);
+  fclose(f);
+  snprintf(args, sizeof args, "report '%s'", odd);
+  expect(0, "report.html", args);
+  snprintf(path, sizeof path, "%s/report.html", odd);
+  slurp(path, page_text, sizeof page_text);
+  static const char *const live[] = {"<script>alert", "<img src=x",   "<svg onload", "<b>SPLIT",
+                                     "<b>ATTACK",     "<i>FILE",      "<b>LABEL",    "<b>PRED",
+                                     "<b>ADV",        "evil.example", "../../",      "/etc/x.png"};
+  for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+    if (strstr(page_text, live[i])) fail_msg("report.html holds '%s' unescaped", live[i]);
+}
+
 static void test_runtime_errors(void **state) {
   (void)state;
   char args[1024], path[400];
@@ -614,6 +700,7 @@ int main(void) {
       cmocka_unit_test(test_usage_errors),
       cmocka_unit_test(test_malformed_inputs),
       cmocka_unit_test(test_runtime_errors),
+      cmocka_unit_test(test_report_escapes_hostile_names),
       cmocka_unit_test(test_end_to_end),
       cmocka_unit_test(test_split_never_moves),
       cmocka_unit_test(test_report_in_chromium),

@@ -52,10 +52,34 @@ static void esc(FILE *o, const char *s) {
   }
 }
 
-static const char *str(const cJSON *o, const char *k) {
+const char *report_html(const char *s) {
+  static char buf[8][1024];
+  static unsigned next;
+  char *out = buf[next++ % 8];
+  size_t n = 0;
+  for (; s && *s && n + 8 < sizeof buf[0]; s++) {
+    const char *rep = *s == '<'    ? "&lt;"
+                      : *s == '>'  ? "&gt;"
+                      : *s == '&'  ? "&amp;"
+                      : *s == '"'  ? "&quot;"
+                      : *s == '\'' ? "&#39;"
+                                   : NULL;
+    if (rep)
+      n += (size_t)snprintf(out + n, sizeof buf[0] - n, "%s", rep);
+    else
+      out[n++] = *s;
+  }
+  out[n] = 0;
+  return out;
+}
+
+const char *report_str(const cJSON *o, const char *k) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
   return cJSON_IsString(v) ? v->valuestring : "";
 }
+static const char *str(const cJSON *o, const char *k) { return report_str(o, k); }
+/* a JSON string escaped for printing into the page: the JSON is untrusted */
+static const char *hstr(const cJSON *o, const char *k) { return report_html(report_str(o, k)); }
 
 static double num(const cJSON *o, const char *k) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -313,7 +337,7 @@ static void headline(FILE *o, const cJSON *r, const cJSON *t, const cJSON *c) {
     fprintf(o,
             " (%s split, %.0f images): clean balanced accuracy <b>%.1f%%</b> (accuracy "
             "%.1f%%; answering '",
-            str(r, "split"), num(r, "n"), 100 * num(r, "clean_balanced_accuracy"),
+            hstr(r, "split"), num(r, "n"), 100 * num(r, "clean_balanced_accuracy"),
             100 * num(r, "clean_accuracy"));
     esc(o, str(r, "majority_class"));
     fprintf(o, "' to every image would score %.1f%%).</p>\n", 100 * num(r, "majority_share"));
@@ -329,7 +353,7 @@ static void headline(FILE *o, const cJSON *r, const cJSON *t, const cJSON *c) {
       fprintf(o, "Balanced accuracy does not halve up to eps ");
       eps_text(o, num(worst[nw - 1], "eps"), bits, str(worst[nw - 1], "norm"));
       fprintf(o, " (%.1f%% left under %s)", 100 * num(worst[nw - 1], "balanced_accuracy"),
-              str(worst[nw - 1], "attack"));
+              hstr(worst[nw - 1], "attack"));
     }
     fprintf(o, ".");
     if (nw && *str(r, "positive_class")) {
@@ -337,7 +361,7 @@ static void headline(FILE *o, const cJSON *r, const cJSON *t, const cJSON *c) {
       fprintf(o, " Of %.0f '", num(r, "positives"));
       esc(o, str(r, "positive_class"));
       fprintf(o, "' images the model finds %.0f clean and %.0f under %s at eps ",
-              num(r, "clean_detected"), num(w, "positives_detected"), str(w, "attack"));
+              num(r, "clean_detected"), num(w, "positives_detected"), hstr(w, "attack"));
       eps_text(o, num(w, "eps"), bits, str(w, "norm"));
       fprintf(o, ": <b>%.0f missed diagnoses</b>.", num(w, "missed"));
     }
@@ -407,7 +431,7 @@ static void per_class_table(FILE *o, const cJSON *r) {
   const int nw = worst_rows(r, worst, 64);
   if (!nw) return;
   const cJSON *w = worst[nw - 1], *names = cJSON_GetObjectItem(r, "class_names");
-  fprintf(o, "<p>Per class, clean and under %s at eps ", str(w, "attack"));
+  fprintf(o, "<p>Per class, clean and under %s at eps ", hstr(w, "attack"));
   eps_text(o, num(w, "eps"), num(r, "bits"), str(w, "norm"));
   fprintf(o,
           " (the strongest attack there):</p><div class='scroll'><table><tr><th>class</th>"
@@ -436,7 +460,7 @@ static void section_sweep(FILE *o, const cJSON *r) {
           " (%s split, %.0f images), evaluated in eval mode (batch norm frozen). Clean: "
           "accuracy <b>%.2f%%</b>, balanced accuracy <b>%.2f%%</b>, ROC AUC %.3f. Attacks: FGSM "
           "(Goodfellow et al. 2015), BIM and PGD (Madry et al. 2018) as in paper 001 [1].",
-          str(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"),
+          hstr(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"),
           100 * num(r, "clean_balanced_accuracy"), num(r, "clean_auc"));
   if (step > 0)
     fprintf(o,
@@ -500,7 +524,7 @@ static void section_sweep(FILE *o, const cJSON *r) {
   cJSON_ArrayForEach(row, rows) {
     fprintf(o, "<tr><td>");
     esc(o, str(row, "attack"));
-    fprintf(o, " %s</td><td>", str(row, "norm"));
+    fprintf(o, " %s</td><td>", hstr(row, "norm"));
     eps_text(o, num(row, "eps"), bits, str(row, "norm"));
     fprintf(o, "</td><td>%.2f%%</td><td>%.2f%%</td><td>%.3f</td>", 100 * num(row, "accuracy"),
             100 * num(row, "balanced_accuracy"), num(row, "auc"));
@@ -526,7 +550,7 @@ static void section_sweep(FILE *o, const cJSON *r) {
         "noise</th><th>matched eps</th><th>level</th><th>SSIM</th><th>accuracy</th></tr>\n");
     const cJSON *n;
     cJSON_ArrayForEach(n, noise) {
-      fprintf(o, "<tr><td>%s</td><td>", str(n, "noise"));
+      fprintf(o, "<tr><td>%s</td><td>", hstr(n, "noise"));
       eps_text(o, num(n, "matched_eps"), bits, "linf");
       fprintf(o, "</td><td>%.4g</td><td>%.4f</td><td>%.2f%%</td></tr>\n", num(n, "level"),
               num(n, "mean_ssim"), 100 * num(n, "accuracy"));
@@ -573,7 +597,7 @@ static void example_figure(FILE *o, const char *dir, const cJSON *x) {
 }
 
 static void section_examples(FILE *o, const char *dir, const cJSON *e) {
-  fprintf(o, "<h2 id='examples'>Examples</h2><p>%s %s eps ", str(e, "attack"), str(e, "norm"));
+  fprintf(o, "<h2 id='examples'>Examples</h2><p>%s %s eps ", hstr(e, "attack"), hstr(e, "norm"));
   eps_text(o, num(e, "eps"), num(e, "bits"), str(e, "norm"));
   fprintf(o,
           " among the first %.0f images: %.0f it flipped from a correct answer, and %.0f it "
@@ -601,7 +625,7 @@ static void section_triage(FILE *o, const char *dir, const cJSON *t) {
           "%s eps "
           "that changes the prediction (bisection to %.2g below %.3g; paper 001 [1], Table 2). "
           "The most fragile %.0f%% (%.0f images) are flagged for a human to read.",
-          str(t, "attack"), num(t, "tolerance"), num(t, "eps_max"), 100 * num(t, "flag_fraction"),
+          hstr(t, "attack"), num(t, "tolerance"), num(t, "eps_max"), 100 * num(t, "flag_fraction"),
           num(t, "n_flagged"));
   if (!labelled) fprintf(o, " The images are unlabelled: no accuracy, only the ranking.");
   fprintf(o, "</p>\n");
@@ -700,7 +724,7 @@ static void section_saliency(FILE *o, const char *dir, const cJSON *sal) {
           "lesion and change little under attack.</p>\n<div class='scroll'><table class='sal'>"
           "<tr><th>image</th><th>clean</th><th>gradient</th><th>SmoothGrad</th><th>attacked"
           "</th><th>gradient</th><th>SmoothGrad</th></tr>\n",
-          num(sal, "smoothgrad_samples"), num(sal, "smoothgrad_sigma"), str(sal, "attack"),
+          num(sal, "smoothgrad_samples"), num(sal, "smoothgrad_sigma"), hstr(sal, "attack"),
           num(sal, "eps"));
   const cJSON *e;
   static const char *const keys[6] = {
@@ -810,7 +834,7 @@ static void section_compare(FILE *o, const cJSON *c) {
           "(a constant answer scores 50%% on two classes, whatever its accuracy). Under each "
           "attack: balanced accuracy, accuracy in brackets. Median eps: half the images flip "
           "below it (triage, bound %.3g). Papers 002-004 [2,4] compare models this way.</p>\n",
-          str(c, "split"), num(c, "n"), num(c, "triage_eps_max"));
+          hstr(c, "split"), num(c, "n"), num(c, "triage_eps_max"));
   fprintf(o,
           "<div class='scroll'><table><tr><th>rank</th><th>model</th><th>arch</th>"
           "<th>training</th><th>clean</th><th>balanced</th>");
@@ -896,7 +920,7 @@ static void section_compare(FILE *o, const cJSON *c) {
           "shown to the column's: accuracy of the column's model (paper 002 [2], Table 2). The "
           "diagonal is the white-box attack.</p><div class='scroll'><table><tr><th>source \\ "
           "target</th>",
-          str(t, "attack"), str(t, "norm"), num(t, "eps"));
+          hstr(t, "attack"), hstr(t, "norm"), num(t, "eps"));
   cJSON_ArrayForEach(m, models) {
     fprintf(o, "<th>");
     esc(o, str(m, "name"));

@@ -50,6 +50,11 @@ typedef struct {
 void report_svg_chart(FILE *o, const Chart *c, const Series *s, int ns);
 /* text with &, <, >, quotes escaped */
 void report_esc(FILE *o, const char *s);
+/* s escaped as report_esc does, into one of 8 rotating buffers (one fprintf may take several;
+ * cut at 1 KiB). */
+const char *report_html(const char *s);
+/* o[k] when it is a string, else "" */
+const char *report_str(const cJSON *o, const char *k);
 /* <img> with dir/rel embedded as a data URI; nothing for a path that is not a
  * relative .png inside dir */
 void report_img(FILE *o, const char *dir, const char *rel, const char *alt, const char *cls);

@@ -14,10 +14,9 @@ static double num(const cJSON *o, const char *k) {
   return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static const char *str(const cJSON *o, const char *k) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsString(v) ? v->valuestring : "";
-}
+static const char *str(const cJSON *o, const char *k) { return report_str(o, k); }
+/* a JSON string escaped for printing into the page: the JSON is untrusted */
+static const char *hstr(const cJSON *o, const char *k) { return report_html(report_str(o, k)); }
 
 static void cell(FILE *o, double v, int digits) {
   if (isnan(v))
@@ -84,7 +83,7 @@ static void section_results(FILE *o, const cJSON *r) {
   report_esc(o, str(r, "model"));
   fprintf(o, "</code> on <code>");
   report_esc(o, str(r, "data"));
-  fprintf(o, "</code> (%s split, %.0f images). Dice: ", str(r, "split"), num(r, "images"));
+  fprintf(o, "</code> (%s split, %.0f images). Dice: ", hstr(r, "split"), num(r, "images"));
   report_esc(o, str(r, "dice_convention"));
   fprintf(o,
           ".</p><h3>Paper 002 Table 1 (segmentation)</h3><div class='scroll'><table><tr>"
@@ -171,7 +170,7 @@ static void section_examples(FILE *o, const char *dir, const cJSON *e) {
   const cJSON *c;
   cJSON_ArrayForEach(c, cJSON_GetObjectItem(e, "classes")) {
     if (!str(c, "colour")[0]) continue;
-    fprintf(o, " <span style='color:%s'>&#9632;</span> ", str(c, "colour"));
+    fprintf(o, " <span style='color:%s'>&#9632;</span> ", hstr(c, "colour"));
     report_esc(o, str(c, "name"));
   }
   fprintf(o, ". Each perturbation is amplified to half the grey range around mid-grey.</p>\n");
@@ -272,7 +271,7 @@ static void section_triage(FILE *o, const cJSON *t) {
           "truth is %.4f, against %.4f on all %d. %d images held up to eps %.3g.</p>"
           "<div class='scroll'><table><tr><th>rank</th><th>image</th><th>smallest eps</th>"
           "<th>clean Dice</th></tr>",
-          str(t, "attack"), num(t, "dice_threshold"), num(t, "tol"), num(t, "eps_max"), flagged,
+          hstr(t, "attack"), num(t, "dice_threshold"), num(t, "tol"), num(t, "eps_max"), flagged,
           num(t, "dice_aware"), num(t, "dice_all"), cJSON_GetArraySize(items), held,
           num(t, "eps_max"));
   int rank = 0;
