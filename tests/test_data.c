@@ -135,6 +135,13 @@ static void test_npz_malformed(void **state) {
   expect_load_error(path, "bad magic");
   write_npz(path, img4, 100, lab4, 4, 0);
   expect_load_error(path, "truncated");
+  /* bytes beyond the shape were once ignored; a header declaring more than the member holds
+   * is refused from the header alone, before the member is inflated */
+  write_npz(path, img4, 4 * 784 + 100, lab4, 4, 0);
+  expect_load_error(path, "its .npy header declares");
+  write_npz(path, "{'descr': '|u1', 'fortran_order': False, 'shape': (4000000, 1000, 1000), }",
+            4 * 784, lab4, 4, 0);
+  expect_load_error(path, "its .npy header declares 4000000000");
   write_npz(path, "{'descr': '<f4', 'fortran_order': True, 'shape': (4, 28, 28), }", 4 * 784 * 4,
             lab4, 4, 0);
   expect_load_error(path, "Fortran");

@@ -71,6 +71,9 @@ typedef struct {
 /* NULL on success, else what is wrong; every size is checked against len. */
 const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len);
 double npy_value(const NpyArray *a, size_t i);
+/* From the header alone (buf holds all of it): the bytes the whole .npy
+ * declares (header and data); NULL, or what is wrong. */
+const char *npy_declared_size(const uint8_t *buf, size_t len, size_t *total);
 /* A whole regular file of at most max_bytes; NULL with err set. */
 uint8_t *file_read_all(const char *path, size_t max_bytes, size_t *len, MrError *err);
 /* Writes len bytes as path atomically: a temporary file beside it, synced,

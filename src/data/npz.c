@@ -14,7 +14,10 @@
 
 #include "data.h"
 
-const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len) {
+/* The header alone (buf holds at least all of it): dtype, shape, where the
+ * data starts and how many elements it declares. */
+static const char *npy_header(NpyArray *a, const uint8_t *buf, size_t len, size_t *data_off,
+                              size_t *count_out) {
   if (len < 10 || memcmp(buf, "\x93NUMPY", 6) != 0) return "not a .npy array (bad magic)";
   const int major = buf[6];
   size_t hlen, off;
@@ -65,10 +68,30 @@ const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len) {
     if (a->shape[i] && count > SIZE_MAX / (size_t)a->shape[i]) return "array too large";
     count *= (size_t)a->shape[i];
   }
-  a->data = buf + off + hlen;
-  a->data_len = len - off - hlen;
+  *data_off = off + hlen, *count_out = count;
+  return NULL;
+}
+
+const char *npy_parse(NpyArray *a, const uint8_t *buf, size_t len) {
+  size_t off, count;
+  const char *why = npy_header(a, buf, len, &off, &count);
+  if (why) return why;
+  a->data = buf + off;
+  a->data_len = len - off;
   if (count > a->data_len / (size_t)a->bytes)
     return "array data shorter than its shape (truncated)";
+  if (count * (size_t)a->bytes != a->data_len)
+    return "array data longer than its shape (trailing bytes)";
+  return NULL;
+}
+
+const char *npy_declared_size(const uint8_t *buf, size_t len, size_t *total) {
+  NpyArray a;
+  size_t off, count;
+  const char *why = npy_header(&a, buf, len, &off, &count);
+  if (why) return why;
+  if (count > (SIZE_MAX - off) / (size_t)a.bytes) return "array too large";
+  *total = off + count * (size_t)a.bytes;
   return NULL;
 }
 
@@ -100,9 +123,14 @@ double npy_value(const NpyArray *a, size_t i) {
   }
 }
 
-/* Reads a whole member; NULL (err set) if absent, unreadable or over the limit. */
+/* Reads a whole member; NULL (err set) if absent, unreadable or over the limit.
+ * An .npy member's header is read first: the size it declares must be the
+ * member's, and no more than MAX_NPY_BYTES is inflated, and a member that
+ * inflates to over 256 MiB at more than 200:1 is refused as a bomb. */
 static uint8_t *zip_read_member(zip_t *za, const char *path, const char *name, size_t *len,
                                 int required, MrError *err) {
+  const size_t name_len = strlen(name);
+  const int npy = name_len > 4 && strcmp(name + name_len - 4, ".npy") == 0;
   zip_int64_t idx = zip_name_locate(za, name, 0);
   if (idx < 0) {
     if (required) mr_error_set(err, STATUS_ERR_FORMAT, "%s: no member '%s'", path, name);
@@ -114,11 +142,49 @@ static uint8_t *zip_read_member(zip_t *za, const char *path, const char *name, s
     mr_error_set(err, STATUS_ERR_FORMAT, "%s: member '%s' has no usable size", path, name);
     return NULL;
   }
-  uint8_t *buf = malloc(st.size ? st.size : 1);
-  zip_file_t *zf = buf ? zip_fopen_index(za, (zip_uint64_t)idx, 0) : NULL;
-  zip_int64_t got = zf ? zip_fread(zf, buf, st.size) : -1;
+  if (npy && st.size > ((zip_uint64_t)256 << 20) && (st.valid & ZIP_STAT_COMP_SIZE) &&
+      st.size / 200 > st.comp_size) {
+    mr_error_set(err, STATUS_ERR_FORMAT,
+                 "%s: member '%s' inflates %llu bytes to %llu (over 200:1; a decompression "
+                 "bomb?)",
+                 path, name, (unsigned long long)st.comp_size, (unsigned long long)st.size);
+    return NULL;
+  }
+  zip_file_t *zf = zip_fopen_index(za, (zip_uint64_t)idx, 0);
+  /* the .npy header first (at most 64 KiB + 12 bytes), then the rest */
+  const size_t head_max = (size_t)65536 + 12;
+  const size_t head = npy && st.size > head_max ? head_max : (size_t)st.size;
+  uint8_t *buf = zf ? malloc(head ? head : 1) : NULL;
+  zip_int64_t got = buf ? zip_fread(zf, buf, head) : -1;
+  if (npy && buf && got == (zip_int64_t)head) {
+    size_t declared = 0;
+    const char *bad = npy_declared_size(buf, head, &declared);
+    if (bad || declared != (size_t)st.size) {
+      if (bad)
+        mr_error_set(err, STATUS_ERR_FORMAT, "%s: member '%s': %s", path, name, bad);
+      else
+        mr_error_set(err, STATUS_ERR_FORMAT,
+                     "%s: member '%s' holds %llu bytes, its .npy header declares %zu (%s)", path,
+                     name, (unsigned long long)st.size, declared,
+                     declared > st.size ? "truncated" : "trailing bytes");
+      zip_fclose(zf);
+      free(buf);
+      return NULL;
+    }
+  }
+  if (buf && got == (zip_int64_t)head && head < st.size) {
+    uint8_t *all = realloc(buf, st.size);
+    if (all) {
+      buf = all;
+      const zip_int64_t rest = zip_fread(zf, buf + head, st.size - head);
+      got = rest < 0 ? rest : got + rest;
+    } else {
+      free(buf);
+      buf = NULL;
+    }
+  }
   const char *why = zf ? zip_file_strerror(zf) : zip_strerror(za);
-  if (!zf || got != (zip_int64_t)st.size) {
+  if (!zf || !buf || got != (zip_int64_t)st.size) {
     mr_error_set(err, STATUS_ERR_FORMAT, "%s: cannot read member '%s': %s", path, name,
                  buf ? why : "out of memory");
     if (zf) zip_fclose(zf);
