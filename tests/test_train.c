@@ -160,6 +160,29 @@ static void test_resume_refuses_bad_metadata(void **state) {
   data_free(d);
 }
 
+/* A NaN anywhere in a model's output is an error naming the image (it was reported as "out of
+ * memory" in the first image and reached the metrics elsewhere). */
+static void test_non_finite_predictions(void **state) {
+  (void)state;
+  MrError err = {0};
+  DataSplits *d = phantom_generate(28, 100, 5, &err);
+  Net *net = small_cnn(d, 7);
+  const Dataset *test = &d->split[SPLIT_TEST];
+  float *probs = malloc(sizeof(float) * test->n * 2);
+  assert_int_equal(net_predict_dataset(net, test, 4, probs, &err), STATUS_OK);
+  /* a diverged classifier: its last bias is NaN (ReLU and max pooling would swallow a NaN
+   * pixel) */
+  float *bias = NULL;
+  for (int t = 0; t < net_tensor_count(net); t++)
+    if (!net_tensor(net, t).is_int64) bias = net_tensor(net, t).data;
+  bias[0] = NAN;
+  assert_int_equal(net_predict_dataset(net, test, 4, probs, &err), STATUS_ERR_NAN);
+  assert_non_null(strstr(err.msg, "image 0 is not finite"));
+  free(probs);
+  net_free(net);
+  data_free(d);
+}
+
 static void test_resume_matches_uninterrupted(void **state) {
   (void)state;
   check_resume(ADV_NONE);
@@ -321,6 +344,7 @@ int main(void) {
       cmocka_unit_test(test_training_beats_chance),
       cmocka_unit_test(test_resume_matches_uninterrupted),
       cmocka_unit_test(test_resume_refuses_bad_metadata),
+      cmocka_unit_test(test_non_finite_predictions),
       cmocka_unit_test(test_adversarial_resume_matches_uninterrupted),
       cmocka_unit_test(test_adversarial_training_raises_robustness),
       cmocka_unit_test(test_adversarial_ratio_is_counted),

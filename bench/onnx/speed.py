@@ -7,26 +7,13 @@ channels_last memory format, the faster kept. CSV rows: model,size,op,images_per
 usage: speed.py OUT_DIR THREADS MODEL:SIZE:BATCH [...]"""
 import os
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 import torchvision
 
-
-def measure(fn, batch, reps=3):
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = time.perf_counter() - t0
-    iters = 1 if one > 0.3 else int(0.3 / one) + 1
-    rates = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        rates.append(batch * iters / (time.perf_counter() - t0))
-    return sorted(rates)[len(rates) // 2]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from torch_bench import measure  # noqa: E402  the same timing as bench/run.sh
 
 
 def main():
@@ -70,7 +57,7 @@ def main():
 
             label = "nchw" if fmt == torch.contiguous_format else "channels_last"
             for op, fn in (("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step)):
-                rate = measure(fn, batch)
+                rate = measure(fn, batch, 3)
                 if rate > best.get(op, (0, ""))[0]:
                     best[op] = (rate, label)
         for op in ("forward", "pgd_step", "train_step"):

@@ -1,6 +1,7 @@
 /* Classification metrics: accuracy, balanced accuracy, confusion matrix and
  * ROC AUC (Mann-Whitney rank statistic with ties averaged; one-vs-rest macro
  * mean for more than two classes), plus batched prediction over a dataset. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,11 +105,19 @@ Status net_predict_dataset(Net *net, const Dataset *d, int batch, float *probs, 
                         d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
   const size_t per = (size_t)d->c * d->h * d->w;
   const int k = net_num_classes(net);
+  /* planned here so a failure says why; afterwards a non-finite probability is the model's */
+  if (d->n && net_plan(net, d->n < batch ? d->n : batch, err) != STATUS_OK)
+    return err && err->status != STATUS_OK ? err->status : STATUS_ERR_NOMEM;
   for (int start = 0; start < d->n; start += batch) {
     const int b = d->n - start < batch ? d->n - start : batch;
-    net_predict(net, d->images + per * start, b, probs + (size_t)start * k);
-    if (probs[(size_t)start * k] != probs[(size_t)start * k])
-      return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory predicting a batch of %d", b);
+    float *p = probs + (size_t)start * k;
+    net_predict(net, d->images + per * start, b, p);
+    for (size_t j = 0; j < (size_t)b * k; j++)
+      if (!isfinite(p[j]))
+        return mr_error_set(err, STATUS_ERR_NAN,
+                            "the model's output for image %d is not finite (a diverged model, "
+                            "or non-finite pixels)",
+                            start + (int)(j / (size_t)k));
   }
   return STATUS_OK;
 }
