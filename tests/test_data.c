@@ -135,6 +135,17 @@ static void test_npz_malformed(void **state) {
   expect_load_error(path, "bad magic");
   write_npz(path, img4, 100, lab4, 4, 0);
   expect_load_error(path, "truncated");
+  /* 8-byte integer images (scaled by 1 / (2^64 - 1): a shift by 64), labels of 2^56 (cast to
+   * int before their range check), float labels */
+  write_npz(path, "{'descr': '<i8', 'fortran_order': False, 'shape': (4, 28, 28), }", 4 * 784 * 8,
+            lab4, 4, 0);
+  expect_load_error(path, "8-byte integers (8 or 16 bits");
+  write_npz(path, img4, 4 * 784, "{'descr': '<i8', 'fortran_order': False, 'shape': (4, 1), }", 32,
+            0);
+  expect_load_error(path, "label 0 is 7.2");
+  write_npz(path, img4, 4 * 784, "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 1), }", 16,
+            0);
+  expect_load_error(path, "train_labels must be integers");
   /* bytes beyond the shape were once ignored; a header declaring more than the member holds
    * is refused from the header alone, before the member is inflated */
   write_npz(path, img4, 4 * 784 + 100, lab4, 4, 0);

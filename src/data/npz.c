@@ -184,6 +184,14 @@ static uint8_t *zip_read_member(zip_t *za, const char *path, const char *name, s
     }
   }
   const char *why = zf ? zip_file_strerror(zf) : zip_strerror(za);
+  /* libzip reports a stream that inflates short as "No error": say what happened */
+  char short_read[96];
+  if (zf && buf && got >= 0 && got < (zip_int64_t)st.size) {
+    snprintf(short_read, sizeof short_read,
+             "inflated %lld of %llu bytes (a corrupt or cut deflate stream)", (long long)got,
+             (unsigned long long)st.size);
+    why = short_read;
+  }
   if (!zf || !buf || got != (zip_int64_t)st.size) {
     mr_error_set(err, STATUS_ERR_FORMAT, "%s: cannot read member '%s': %s", path, name,
                  buf ? why : "out of memory");
@@ -229,9 +237,16 @@ static Status npz_read_split(zip_t *za, const char *path, const char *split, Dat
   } else if (lb.shape[0] != im.shape[0]) {
     status = mr_error_set(err, STATUS_ERR_SHAPE, "%s: %s has %lld images but %lld labels", path,
                           split, (long long)im.shape[0], (long long)lb.shape[0]);
-  } else if (im.shape[1] < 1 || im.shape[2] < 1 || im.shape[1] > 4096 || im.shape[2] > 4096) {
-    status = mr_error_set(err, STATUS_ERR_SHAPE, "%s: %s images are %lldx%lld", path, split,
-                          (long long)im.shape[1], (long long)im.shape[2]);
+  } else if (im.shape[1] < 1 || im.shape[2] < 1 || im.shape[1] > 4096 || im.shape[2] > 4096 ||
+             im.shape[0] > (1 << 24) || (im.ndim == 4 && (im.shape[3] < 1 || im.shape[3] > 4))) {
+    status =
+        mr_error_set(err, STATUS_ERR_SHAPE, "%s: %s images are %lldx%lld (%lld of them)", path,
+                     split, (long long)im.shape[1], (long long)im.shape[2], (long long)im.shape[0]);
+  } else if (im.kind != 'f' && im.bytes > 2) {
+    /* the scale below is 1 / (2^bits - 1): 8 and 16 bits are what images are stored in */
+    status = mr_error_set(err, STATUS_ERR_FORMAT,
+                          "%s: %s images are %d-byte integers (8 or 16 bits, or floats on [0,1])",
+                          path, split, im.bytes);
   }
   if (status == STATUS_OK) {
     d->n = (int)im.shape[0];
@@ -243,7 +258,7 @@ static Status npz_read_split(zip_t *za, const char *path, const char *split, Dat
     d->labels = malloc(sizeof(int) * (d->n ? d->n : 1));
     if (!d->images || !d->labels)
       status = mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory", path);
-    const double scale = im.kind == 'f' ? 1.0 : 1.0 / ((double)(1ULL << (8 * im.bytes)) - 1.0);
+    const double scale = im.kind == 'f' ? 1.0 : 1.0 / ((double)(1u << (8 * im.bytes)) - 1.0);
     *bits = im.kind == 'f' ? 0 : 8 * im.bytes;
     for (int i = 0; status == STATUS_OK && i < d->n; i++) {
       for (size_t p = 0; p < plane; p++)
@@ -258,8 +273,12 @@ static Status npz_read_split(zip_t *za, const char *path, const char *split, Dat
           d->images[(size_t)i * per + (size_t)c * plane + p] = (float)v;
         }
       const double y = npy_value(&lb, (size_t)i);
-      if (y < 0 || y >= MR_MAX_CLASSES)
-        status = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s label %d is %g", path, split, i, y);
+      if (!(y >= 0 && y < MR_MAX_CLASSES) || y != floor(y)) { /* checked before the cast */
+        status = mr_error_set(err, STATUS_ERR_FORMAT,
+                              "%s: %s label %d is %g (class ids are integers 0..%d)", path, split,
+                              i, y, MR_MAX_CLASSES - 1);
+        break;
+      }
       d->labels[i] = (int)y;
     }
   }

@@ -70,10 +70,12 @@ Status segment_arrays_read(const NpyArray *im, const NpyArray *mk, Dataset *d, i
   d->masks = s == STATUS_OK ? malloc(sizeof(int) * (plane * li.n + 1)) : NULL;
   if (s == STATUS_OK && !d->masks)
     s = mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory", what);
-  const double scale = im->kind == 'f' ? 1.0 : 1.0 / ((double)(1ULL << (8 * im->bytes)) - 1.0);
   if (im->kind != 'f' && im->bytes > 2)
     s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: images of %d-byte integers (8 or 16 bits only)",
                      what, im->bytes);
+  /* only for the 1- and 2-byte integers let through: a shift by 64 is undefined */
+  const double scale =
+      im->kind == 'f' || s != STATUS_OK ? 1.0 : 1.0 / ((double)(1u << (8 * im->bytes)) - 1.0);
   if (s == STATUS_OK) *bits = im->kind == 'f' ? 0 : 8 * im->bytes;
   for (int64_t i = 0; s == STATUS_OK && i < li.n; i++) {
     for (size_t p = 0; s == STATUS_OK && p < plane; p++)
