@@ -257,6 +257,12 @@ static void test_image_folder(void **state) {
   fputs("\x89PNG\r\n\x1a\ngarbage", f);
   fclose(f);
   expect_load_error(root, "broken.png");
+  remove(file);
+  /* an empty class folder (or one of non-images) is an error, not a class no image shows */
+  snprintf(cls, sizeof cls, "%s/maybe", root);
+  mkdir(cls, 0755);
+  expect_load_error(root, "class folder 'maybe' holds no PNG or JPEG image");
+  rmdir(cls);
   snprintf(file, sizeof file, "%s/no/notes.txt", root);
   remove(file);
 }

@@ -184,7 +184,7 @@ int cmd_predict(int argc, char **argv) {
     loaded_free(&l);
     return EXIT_RUNTIME;
   }
-  char buf[16], id[64], col[32];
+  char buf[16], id[64], col[MR_ARCH_LEN + 256];
   fprintf(f, "file,true,predicted,confidence");
   for (int j = 0; j < l.k; j++) {
     snprintf(col, sizeof col, "p_%s", net_class_name(l.net, j, buf));

@@ -161,6 +161,7 @@ static Status list_folder(Listing *l, DataSplits *d, MrError *err) {
       break;
     }
     int n = 0;
+    const int before = l->n;
     char **names = list_dir(dir, 0, &n);
     for (int i = 0; s == STATUS_OK && names && i < n; i++) {
       char rel[4096];
@@ -168,6 +169,12 @@ static Status list_folder(Listing *l, DataSplits *d, MrError *err) {
       s = listing_add(l, rel, k, -1, 0, err);
     }
     free_names(names, n);
+    /* a class no image shows would be an output the model never learns */
+    if (s == STATUS_OK && l->n == before)
+      s = mr_error_set(err, STATUS_ERR_FORMAT,
+                       "%s: class folder '%s' holds no PNG or JPEG image (remove it, or add its "
+                       "images)",
+                       l->root, classes[k]);
     d->class_names[k] = strdup(classes[k]);
   }
   d->n_classes = d->unlabelled ? 0 : n_classes;
