@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "cli.h"
 #include "medrobust.h"
 
@@ -21,11 +22,12 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
                                 const int *clean_pred, const float *clean_conf, const int *adv_pred,
                                 const float *adv_conf, const unsigned char *survives8,
                                 const float *adv, MrError *err) {
-  char path[4200], tmp[4300];
+  char path[4200];
   snprintf(path, sizeof path, "%s.csv", out);
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+  AtomicFile af;
+  const Status opened = atomic_open(&af, path, "w", err);
+  if (opened != STATUS_OK) return opened;
+  FILE *f = af.f;
   const size_t per = (size_t)set->c * set->h * set->w;
   fprintf(f,
           "index,file,true,clean_pred,clean_confidence,adv_pred,adv_confidence,linf,"
@@ -45,12 +47,7 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
     csv_write_field(f, net_class_name(net, adv_pred[i], buf));
     fprintf(f, ",%.6f,%.6g,%d\n", adv_conf[i], linf, survives8[i]);
   }
-  const int ok = fflush(f) == 0 && !ferror(f);
-  if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);
-  }
-  return STATUS_OK;
+  return atomic_commit(&af, err);
 }
 
 int cmd_attack(int argc, char **argv) {

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "cli.h"
 #include "medrobust.h"
 
@@ -59,13 +60,13 @@ static int data_phantom(int argc, char **argv) {
 
 /* Every image's file (or array index), label and split, atomically. */
 static int write_listing(const DataSplits *d, const char *path) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    fprintf(stderr, "medrobust: %s: cannot write: %s\n", tmp, strerror(errno));
+  AtomicFile af;
+  MrError err = {0};
+  if (atomic_open(&af, path, "w", &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
     return 0;
   }
+  FILE *f = af.f;
   fprintf(f, "path,label,split\n");
   for (int s = 0; s < SPLIT_COUNT; s++)
     for (int i = 0; i < d->split[s].n; i++) {
@@ -76,12 +77,11 @@ static int write_listing(const DataSplits *d, const char *path) {
       csv_write_field(f, y >= 0 && d->class_names[y] ? d->class_names[y] : "");
       fprintf(f, ",%s\n", split_name((Split)s));
     }
-  const int ok = fclose(f) == 0 && rename(tmp, path) == 0;
-  if (!ok) {
-    fprintf(stderr, "medrobust: %s: cannot write\n", path);
-    remove(tmp);
+  if (atomic_commit(&af, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return 0;
   }
-  return ok;
+  return 1;
 }
 
 static int data_info(int argc, char **argv) {

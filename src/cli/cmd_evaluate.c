@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "cli.h"
 #include "medrobust.h"
 
@@ -176,14 +177,14 @@ int cmd_predict(int argc, char **argv) {
   Loaded l;
   const int code = load_and_predict(&l, model, data_path, split, &dargs, batch);
   if (code) return code;
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) {
-    fprintf(stderr, "medrobust: %s: cannot write: %s\n", tmp, strerror(errno));
+  AtomicFile af;
+  MrError err = {0};
+  if (atomic_open(&af, out, "w", &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
     loaded_free(&l);
     return EXIT_RUNTIME;
   }
+  FILE *f = af.f;
   char buf[16], id[64], col[MR_ARCH_LEN + 256];
   fprintf(f, "file,true,predicted,confidence");
   for (int j = 0; j < l.k; j++) {
@@ -204,10 +205,8 @@ int cmd_predict(int argc, char **argv) {
     for (int j = 0; j < l.k; j++) fprintf(f, ",%.6g", p[j]);
     fprintf(f, "\n");
   }
-  const int ok = fflush(f) == 0 && !ferror(f);
-  if (fclose(f) != 0 || !ok || rename(tmp, out) != 0) {
-    fprintf(stderr, "medrobust: %s: write failed\n", out);
-    remove(tmp);
+  if (atomic_commit(&af, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
     loaded_free(&l);
     return EXIT_RUNTIME;
   }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "cli.h"
 #include "medrobust.h"
 
@@ -309,11 +310,11 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
     }
   }
   double dice_clean = 0, dice_adv = 0, reached = 0;
-  char csv[4200], tmp[4300];
+  char csv[4200];
   snprintf(csv, sizeof csv, "%s.csv", out);
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", csv, (long)getpid());
-  FILE *f = st == STATUS_OK ? fopen(tmp, "w") : NULL;
-  if (st == STATUS_OK && !f) st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot write", tmp);
+  AtomicFile af = {0};
+  if (st == STATUS_OK) st = atomic_open(&af, csv, "w", &err);
+  FILE *f = st == STATUS_OK ? af.f : NULL;
   if (f) fprintf(f, "index,file,dice_clean,dice_adversarial,dice_vs_clean,target_reached,linf\n");
   for (int i = 0; f && i < n; i++) {
     const int *pi = pred + P * i, *ci = clean + P * i, *yi = set->masks + P * i;
@@ -330,8 +331,7 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
     fprintf(f, ",%.6g\n", linf);
     dice_clean += dc / n, dice_adv += da / n, reached += hit / P / n;
   }
-  if (f && (fclose(f) != 0 || rename(tmp, csv) != 0))
-    st = mr_error_set(&err, STATUS_ERR_IO, "%s: write failed", csv);
+  if (f) st = atomic_commit(&af, &err);
   if (st == STATUS_OK && png_dir) {
     SegSweepOptions so = {NULL, 0, NULL, 0, *o, t >= 0 ? 1 << t : 0, *o, to, 0, 64};
     if (!cli_make_dir(png_dir))

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "data.h"
 
 static const char *split_names[SPLIT_COUNT] = {"train", "val", "test"};
@@ -64,19 +65,11 @@ uint8_t *file_read_all(const char *path, size_t max_bytes, size_t *len, MrError 
 }
 
 Status file_write_all(const char *path, const void *bytes, size_t len, MrError *err) {
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-    return mr_error_set(err, STATUS_ERR_ARG, "%.200s...: path too long", path);
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-  int ok = fwrite(bytes, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  if (fclose(f) != 0) ok = 0;
-  if (!ok || rename(tmp, path) != 0) {
-    const int e = errno;
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed: %s", path, strerror(e));
-  }
-  return STATUS_OK;
+  AtomicFile af;
+  const Status s = atomic_open(&af, path, "wb", err);
+  if (s != STATUS_OK) return s;
+  if (len) fwrite(bytes, 1, len, af.f); /* a short write shows in the stream's error flag */
+  return atomic_commit(&af, err);
 }
 
 const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n) {

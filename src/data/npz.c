@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <zip.h>
 
+#include "../core/atomicfile.h"
 #include "data.h"
 
 /* The header alone (buf holds at least all of it): dtype, shape, where the
@@ -454,15 +455,35 @@ static int zip_add_buffer(zip_t *za, const char *name, uint8_t *buf, size_t len)
   return zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_DEFLATE, 0) == 0;
 }
 
-Status data_save_npz(const DataSplits *d, const char *path, MrError *err) {
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+struct NpzWriter {
+  zip_t *za;
+  AtomicFile af; /* zip writes af.tmp; closing renames it into place */
+  int ok;
+};
+
+NpzWriter *npz_writer_open(const char *path, MrError *err) {
+  NpzWriter *w = calloc(1, sizeof *w);
+  if (!w) {
+    mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
   int zerr = 0;
-  zip_t *za = zip_open(tmp, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
-  if (!za) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot create", tmp);
-  int ok = 1;
-  for (int kind = 0; ok && kind < 2; kind++)
-    for (int s = 0; ok && s < SPLIT_COUNT; s++) {
+  if (atomic_begin(&w->af, path, err) != STATUS_OK ||
+      !(w->za = zip_open(w->af.tmp, ZIP_CREATE | ZIP_TRUNCATE, &zerr))) {
+    if (!err || err->status == STATUS_OK)
+      mr_error_set(err, STATUS_ERR_IO, "%s: cannot create", path);
+    free(w);
+    return NULL;
+  }
+  w->ok = 1;
+  return w;
+}
+
+Status data_save_npz(const DataSplits *d, const char *path, MrError *err) {
+  NpzWriter *w = npz_writer_open(path, err);
+  if (!w) return err ? err->status : STATUS_ERR_IO;
+  for (int kind = 0; w->ok && kind < 2; kind++)
+    for (int s = 0; w->ok && s < SPLIT_COUNT; s++) {
       char name[64];
       snprintf(name, sizeof name, "%s_%s.npy", split_name((Split)s),
                kind == 0    ? "images"
@@ -470,46 +491,11 @@ Status data_save_npz(const DataSplits *d, const char *path, MrError *err) {
                             : "labels");
       size_t len = 0;
       uint8_t *buf = npy_encode_u8(&d->split[s], kind == 0, &len);
-      ok = buf && zip_add_buffer(za, name, buf, len);
+      w->ok = buf && zip_add_buffer(w->za, name, buf, len);
     }
-  char *names = ok ? data_names_to_json(d) : NULL;
-  if (names) ok = zip_add_buffer(za, "class_names.json", (uint8_t *)names, strlen(names));
-  const int closed = ok && zip_close(za) == 0;
-  if (!closed) {
-    zip_discard(za); /* still open after a failed close */
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: writing failed", path);
-  }
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot rename into place: %s", path, strerror(e));
-  }
-  return STATUS_OK;
-}
-
-/* ---- a general .npz writer (float32 / int32 / uint8 arrays) ---------------- */
-
-struct NpzWriter {
-  zip_t *za;
-  char path[4096], tmp[4200];
-  int ok;
-};
-
-NpzWriter *npz_writer_open(const char *path, MrError *err) {
-  NpzWriter *w = calloc(1, sizeof *w);
-  if (!w) return NULL;
-  snprintf(w->path, sizeof w->path, "%s", path);
-  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%ld", path, (long)getpid());
-  int zerr = 0;
-  w->za = zip_open(w->tmp, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
-  if (!w->za) {
-    mr_error_set(err, STATUS_ERR_IO, "%s: cannot create", w->tmp);
-    free(w);
-    return NULL;
-  }
-  w->ok = 1;
-  return w;
+  char *names = w->ok ? data_names_to_json(d) : NULL;
+  if (names) w->ok = zip_add_buffer(w->za, "class_names.json", (uint8_t *)names, strlen(names));
+  return npz_writer_close(w, err);
 }
 
 void npz_writer_add(NpzWriter *w, const char *name, char dtype, const int *shape, int ndim,
@@ -547,15 +533,14 @@ void npz_writer_add(NpzWriter *w, const char *name, char dtype, const int *shape
 
 Status npz_writer_close(NpzWriter *w, MrError *err) {
   const int closed = w->ok && zip_close(w->za) == 0;
-  Status s = STATUS_OK;
+  Status s;
   if (!closed) {
-    zip_discard(w->za);
-    remove(w->tmp);
-    s = mr_error_set(err, STATUS_ERR_IO, "%s: writing failed", w->path);
-  } else if (rename(w->tmp, w->path) != 0) {
-    remove(w->tmp);
-    s = mr_error_set(err, STATUS_ERR_IO, "%s: cannot rename into place: %s", w->path,
-                     strerror(errno));
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: write failed: %s (the previous file is kept)",
+                     w->af.path, w->ok ? zip_strerror(w->za) : "out of memory");
+    zip_discard(w->za); /* still open after a failed close */
+    atomic_abort(&w->af);
+  } else {
+    s = atomic_commit(&w->af, err);
   }
   free(w);
   return s;

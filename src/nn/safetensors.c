@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "../data/data.h"
 #include "net.h"
 
@@ -125,13 +126,13 @@ Status safetensors_save_checkpoint(const Net *net, const char *path, const Tenso
   size_t hlen = strlen(header);
   const size_t padded = (hlen + 7) & ~(size_t)7; /* 8-byte aligned data, padded with spaces */
 
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
+  AtomicFile af;
+  const Status opened = atomic_open(&af, path, "wb", err);
+  if (opened != STATUS_OK) {
     free(header);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
+    return opened;
   }
+  FILE *f = af.f;
   uint8_t len_le[8];
   for (int i = 0; i < 8; i++) len_le[i] = (uint8_t)((uint64_t)padded >> (8 * i));
   int ok = fwrite(len_le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
@@ -143,14 +144,13 @@ Status safetensors_save_checkpoint(const Net *net, const char *path, const Tenso
     ok = t.is_int64 ? fwrite(t.idata, 8, t.numel, f) == t.numel
                     : fwrite(t.data, 4, t.numel, f) == t.numel;
   }
-  ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-  if (fclose(f) != 0) ok = 0;
-  if (!ok || rename(tmp, path) != 0) {
-    int e = errno;
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed: %s", path, strerror(e));
+  if (!ok) {
+    const int e = errno;
+    atomic_abort(&af);
+    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed: %s (the previous file is kept)",
+                        path, strerror(e));
   }
-  return STATUS_OK;
+  return atomic_commit(&af, err);
 }
 
 Status safetensors_save_net(const Net *net, const char *path, MrError *err) {

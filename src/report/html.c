@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "report.h"
 
 static cJSON *read_json(const char *dir, const char *name) {
@@ -983,16 +984,16 @@ Status report_render(const char *dir, MrError *err) {
                         "seg_results.json (run eval, triage, compare or saliency first)",
                         dir);
   }
-  char path[4300], tmp[4400];
+  char path[4300];
   snprintf(path, sizeof path, "%s/report.html", dir);
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *o = fopen(tmp, "w");
+  AtomicFile af;
+  FILE *o = atomic_open(&af, path, "w", err) == STATUS_OK ? af.f : NULL;
   if (!o) {
     cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
     cJSON_Delete(saliency), cJSON_Delete(embedding);
     cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
     cJSON_Delete(seg_triage);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write", tmp);
+    return err ? err->status : STATUS_ERR_IO;
   }
   fprintf(o,
           "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><meta name='viewport' "
@@ -1022,14 +1023,9 @@ Status report_render(const char *dir, MrError *err) {
           "the JSON files in this folder; "
           "every number above is read from them, none recomputed. Images are embedded: this file "
           "stands alone.</p></body></html>\n");
-  const int ok = !ferror(o);
   cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
   cJSON_Delete(saliency), cJSON_Delete(embedding);
   cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
   cJSON_Delete(seg_triage);
-  if (fclose(o) != 0 || !ok || rename(tmp, path) != 0) {
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);
-  }
-  return STATUS_OK;
+  return atomic_commit(&af, err);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "../core/atomicfile.h"
 #include "medrobust.h"
 
 Status image_write_png(const char *path, const float *img, int c, int h, int w, int scale,
@@ -24,13 +25,14 @@ Status image_write_png(const char *path, const float *img, int c, int h, int w, 
   p.version = PNG_IMAGE_VERSION;
   p.width = (png_uint_32)W, p.height = (png_uint_32)H;
   p.format = ch == 3 ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  const int ok = png_image_write_to_file(&p, tmp, 0, px, 0, NULL) && rename(tmp, path) == 0;
-  free(px);
-  if (!ok) {
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write PNG", path);
+  AtomicFile af;
+  Status s = atomic_begin(&af, path, err);
+  if (s == STATUS_OK && !png_image_write_to_file(&p, af.tmp, 0, px, 0, NULL)) {
+    atomic_abort(&af);
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: cannot write PNG: %s", path, p.message);
+  } else if (s == STATUS_OK) {
+    s = atomic_commit(&af, err);
   }
-  return STATUS_OK;
+  free(px);
+  return s;
 }

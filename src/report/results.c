@@ -10,22 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../data/data.h"
 #include "report.h"
 
 /* path written through a temporary file and a rename */
 static Status write_atomic(const char *path, const char *text, MrError *err) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-  const size_t n = strlen(text);
-  int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0;
-  if (fclose(f) != 0) ok = 0;
-  if (!ok || rename(tmp, path) != 0) {
-    remove(tmp);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: write failed", path);
-  }
-  return STATUS_OK;
+  return file_write_all(path, text, strlen(text), err);
 }
 
 void report_text_add(ReportText *t, const char *fmt, ...) {
