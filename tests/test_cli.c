@@ -126,6 +126,7 @@ static void test_malformed_inputs(void **state) {
       {2, "eval --model @M --data @D --out @O --eps 1e9", "--eps '1e9' must be a number in [0, 1]"},
       {2, "eval --model @M --data @D --out @O --eps ''", "--eps '' lists no value"},
       {2, "eval --model @M --data @D --out @O --norm l2 --eps 1e9", "[0, 10000] for L2"},
+      {2, "eval --model @M --data @D --out @O --attacks pgd,dag", "through --dag A,B,C"},
       {2, "attack --model @M --data @D --out @O --eps 1e9", "--eps '1e9' must be a number"},
       {2, "compare --models @M,@M --data @D --out @O --eps 5", "--eps '5' must be a number"},
       {2, "train --model cnn --data @D --out @O --epochs 0", "--epochs expects"},

@@ -167,6 +167,13 @@ int cmd_eval(int argc, char **argv) {
     return EXIT_USAGE;
   const int dag_mask = cli_parse_dag_types(dag_text); /* before any data is read */
   if (dag_mask < 0) return EXIT_USAGE;
+  for (int i = 0; i < n_kinds; i++)
+    if (kinds[i] == ATTACK_DAG) { /* it needs a target per image, which --dag builds */
+      fprintf(stderr,
+              "medrobust eval: DAG runs on segmentation models through --dag A,B,C (its target "
+              "types), not --attacks\n");
+      return EXIT_USAGE;
+    }
   const int s_idx = cli_split("eval", split);
   if (s_idx < 0) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
