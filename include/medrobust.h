@@ -82,6 +82,19 @@ int float_compare(const void *a, const void *b);
 void mr_set_threads(int n);
 int mr_get_threads(void);
 
+/* ---- limits on untrusted files ---------------------------------------- */
+
+/* What readers accept before they allocate: a file's declared sizes are
+ * checked against these first. The defaults suit medical images and models;
+ * a user with larger files raises them (medrobust --max-megapixels N
+ * --max-file-gb N). */
+typedef struct {
+  uint64_t image_pixels; /* one decoded image, width x height (default 40 Mi) */
+  uint64_t file_bytes;   /* one model file, or one .npz member inflated (default 16 GiB) */
+} MrLimits;
+MrLimits mr_limits(void);
+void mr_set_limits(MrLimits limits);
+
 /* ---- networks ---------------------------------------------------------- */
 
 /* MODE_TRAIN_FROZEN: batch statistics and dropout as in training, running

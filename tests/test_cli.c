@@ -145,6 +145,9 @@ static void test_malformed_inputs(void **state) {
       {2, "eval --model @M --data @D --out @D", "is a file; it names a folder"},
       {2, "triage --model @M --data @D --out @M", "is a file; it names a folder"},
       {1, "evaluate --model @D.dir --data @D", "not a readable file"},
+      {1, "--max-file-gb 0.000001 info @M", "raise with medrobust --max-file-gb"},
+      {1, "--max-file-gb 0.000001 data info @D", "over the 1073 accepted"},
+      {2, "--max-megapixels 0 models", "--max-megapixels expects"},
   };
   char dirpath[320];
   snprintf(dirpath, sizeof dirpath, "%s.dir", data);

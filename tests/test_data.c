@@ -278,6 +278,32 @@ static void write_png16(const char *path, int w, int h, const uint16_t *px) {
 
 /* A 16-bit PNG keeps its stored values (no gamma conversion): a CT window
  * or an X-ray's fine grey levels reach the model as stored. */
+/* The pixel limit is checked on the declared size, before decoding, and can be raised. */
+static void test_image_size_limit(void **state) {
+  (void)state;
+  char path[300];
+  in_dir(path, sizeof path, "limit.png");
+  write_png(path, 64, 48, 0, 10);
+  size_t len = 0;
+  MrError err = {0};
+  uint8_t *bytes = file_read_all(path, 1 << 20, &len, &err);
+  const MrLimits saved = mr_limits();
+  MrLimits small = saved;
+  small.image_pixels = 64 * 48 - 1;
+  mr_set_limits(small);
+  DecodedImage im;
+  const char *why = image_decode(&im, bytes, len);
+  assert_non_null(why);
+  assert_non_null(strstr(why, "64x48 is larger than"));
+  assert_non_null(strstr(why, "--max-megapixels"));
+  small.image_pixels = 64 * 48;
+  mr_set_limits(small);
+  assert_null(image_decode(&im, bytes, len));
+  free(im.pixels);
+  mr_set_limits(saved);
+  free(bytes);
+}
+
 static void test_png_16bit_values(void **state) {
   (void)state;
   char root[300], cls[320], file[400];
@@ -644,6 +670,7 @@ int main(void) {
       cmocka_unit_test(test_phantom),
       cmocka_unit_test(test_resize_and_augment),
       cmocka_unit_test(test_png_16bit_values),
+      cmocka_unit_test(test_image_size_limit),
       cmocka_unit_test(test_fit_modes),
       cmocka_unit_test(test_unlabelled_folder),
       cmocka_unit_test(test_manifest_and_split_file),

@@ -60,7 +60,7 @@ int cli_parse_float(const char *cmd, const char *opt, const char *text, float mi
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: medrobust [--threads N] COMMAND [options]\n\n"
+          "usage: medrobust [global options] COMMAND [options]\n\n"
           "Adversarial robustness of medical image classifiers.\n\n"
           "commands:\n");
   for (int i = 0; i < N_COMMANDS; i++)
@@ -68,6 +68,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "\nglobal options:\n"
           "  --threads N  OpenMP threads (default: all cores); also --threads=N\n"
+          "  --max-megapixels N  largest image a reader decodes (default 40)\n"
+          "  --max-file-gb N     largest model file or inflated .npz member (default 16)\n"
           "  --version    the version\n"
           "  --help       this text; 'medrobust COMMAND --help' for a command\n");
 }
@@ -81,6 +83,17 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--version") == 0) {
       printf("medrobust %s (model files: safetensors with graph schema 1)\n", MEDROBUST_VERSION);
       return 0;
+    } else if (strcmp(argv[i], "--max-megapixels") == 0 || strcmp(argv[i], "--max-file-gb") == 0) {
+      float v = 0;
+      if (!cli_parse_float("", argv[i], i + 1 < argc ? argv[i + 1] : NULL, 1e-6f, 1e6f, &v))
+        return EXIT_USAGE;
+      MrLimits l = mr_limits();
+      if (argv[i][6] == 'm')
+        l.image_pixels = (uint64_t)((double)v * (1 << 20));
+      else
+        l.file_bytes = (uint64_t)((double)v * (1u << 30));
+      mr_set_limits(l);
+      i += 2;
     } else if (strncmp(argv[i], "--threads=", 10) == 0) {
       if (!cli_parse_int("", "--threads", argv[i] + 10, 1, 256, &threads)) return EXIT_USAGE;
       i++;

@@ -47,7 +47,9 @@ uint8_t *file_read_all(const char *path, size_t max_bytes, size_t *len, MrError 
   }
   if ((uint64_t)st.st_size > max_bytes) {
     fclose(f);
-    mr_error_set(err, STATUS_ERR_FORMAT, "%s: %lld bytes is more than the %zu this reader accepts",
+    mr_error_set(err, STATUS_ERR_FORMAT,
+                 "%s: %lld bytes is more than the %zu this reader accepts (raise with medrobust "
+                 "--max-file-gb)",
                  path, (long long)st.st_size, max_bytes);
     return NULL;
   }

@@ -16,8 +16,7 @@
 
 /* Sides and pixel count beyond which a file is refused before decoding:
  * the largest mammograms are about 4000 x 5000. */
-#define MAX_SIDE 16384
-#define MAX_PIXELS (40u << 20)
+#define MAX_SIDE 65535 /* what PNG and JPEG readers handle; the pixel count is the limit */
 
 ImageKind image_kind(const uint8_t *buf, size_t len) {
   if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0) return IMAGE_PNG;
@@ -26,9 +25,16 @@ ImageKind image_kind(const uint8_t *buf, size_t len) {
 }
 
 static const char *check_size(unsigned long w, unsigned long h) {
+  static char why[128];
   if (w < 1 || h < 1) return "an empty image";
-  if (w > MAX_SIDE || h > MAX_SIDE || (unsigned long long)w * h > MAX_PIXELS)
-    return "larger than 40 megapixels (or a side above 16384)";
+  const uint64_t max = mr_limits().image_pixels;
+  if (w > MAX_SIDE || h > MAX_SIDE || (uint64_t)w * h > max) {
+    snprintf(why, sizeof why,
+             "%lux%lu is larger than %.4g megapixels (raise with medrobust --max-megapixels), "
+             "or a side above %d",
+             w, h, (double)max / (1 << 20), MAX_SIDE);
+    return why;
+  }
   return NULL;
 }
 

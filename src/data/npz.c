@@ -138,9 +138,16 @@ static uint8_t *zip_read_member(zip_t *za, const char *path, const char *name, s
     return NULL;
   }
   zip_stat_t st;
-  if (zip_stat_index(za, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE) ||
-      st.size > ((zip_uint64_t)1 << 34)) {
+  if (zip_stat_index(za, (zip_uint64_t)idx, 0, &st) != 0 || !(st.valid & ZIP_STAT_SIZE)) {
     mr_error_set(err, STATUS_ERR_FORMAT, "%s: member '%s' has no usable size", path, name);
+    return NULL;
+  }
+  if (st.size > mr_limits().file_bytes) {
+    mr_error_set(err, STATUS_ERR_FORMAT,
+                 "%s: member '%s' inflates to %llu bytes, over the %llu accepted (raise with "
+                 "medrobust --max-file-gb)",
+                 path, name, (unsigned long long)st.size,
+                 (unsigned long long)mr_limits().file_bytes);
     return NULL;
   }
   if (npy && st.size > ((zip_uint64_t)256 << 20) && (st.valid & ZIP_STAT_COMP_SIZE) &&

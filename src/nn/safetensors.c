@@ -17,7 +17,6 @@
 #include "net.h"
 
 #define MAX_HEADER_BYTES (100u << 20)
-#define MAX_MODEL_BYTES ((size_t)16 << 30) /* a model file of up to 4 billion floats */
 
 /* ---- saving ----------------------------------------------------------- */
 
@@ -175,8 +174,8 @@ static void st_close(StFile *st) {
 
 static Status st_open(StFile *st, const char *path, MrError *err) {
   memset(st, 0, sizeof *st);
-  /* a regular file of at most MAX_MODEL_BYTES (a directory or a device is refused by name) */
-  st->bytes = file_read_all(path, MAX_MODEL_BYTES, &st->size, err);
+  /* a regular file within mr_limits (a directory or a device is refused by name) */
+  st->bytes = file_read_all(path, (size_t)mr_limits().file_bytes, &st->size, err);
   if (!st->bytes) return err ? err->status : STATUS_ERR_IO;
   if (st->size < 8) {
     const size_t size = st->size;

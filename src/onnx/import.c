@@ -17,7 +17,7 @@
 #include "../data/data.h"
 #include "onnx_value.h"
 
-#define MAX_ONNX_BYTES ((size_t)2 << 30)
+#define MAX_ONNX_BYTES ((size_t)2 << 30) /* protobuf's own bound on one message */
 
 /* A parameter of the net to fill after planning: state_dict name and data. */
 typedef struct {
@@ -780,7 +780,9 @@ Net *onnx_import(const char *path, const OnnxImportOptions *opt, MrError *err) {
   OnnxImportOptions defaults = onnx_import_options_default();
   if (!opt) opt = &defaults;
   size_t len = 0;
-  uint8_t *bytes = file_read_all(path, MAX_ONNX_BYTES, &len, err);
+  const size_t limit =
+      mr_limits().file_bytes < MAX_ONNX_BYTES ? (size_t)mr_limits().file_bytes : MAX_ONNX_BYTES;
+  uint8_t *bytes = file_read_all(path, limit, &len, err);
   if (!bytes) return NULL;
   Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, bytes);
   free(bytes);
