@@ -25,7 +25,7 @@ ImageKind image_kind(const uint8_t *buf, size_t len) {
 }
 
 static const char *check_size(unsigned long w, unsigned long h) {
-  static char why[128];
+  static char why[192];
   if (w < 1 || h < 1) return "an empty image";
   const uint64_t max = mr_limits().image_pixels;
   if (w > MAX_SIDE || h > MAX_SIDE || (uint64_t)w * h > max) {
