@@ -62,8 +62,10 @@ $(BUILD)/bench_engine: bench/bench_engine.c $(BUILD)/libmedrobust.a $(HEADERS)
 test: tests
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(TEST_BIN)
 
-# The quick tier (< 1 min): ops, graphs, model files, data readers, the public API.
-QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data test_public_api)
+# The quick tier (< 1 min): ops, graphs, model files, data readers (and every fuzz input
+# replayed), atomic outputs, the public API.
+QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data \
+  test_fuzz_replay test_files test_public_api)
 test-quick: $(QUICK_TESTS) $(BUILD)/medrobust
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(QUICK_TESTS)
 
