@@ -204,7 +204,12 @@ int cmd_compare(int argc, char **argv) {
   if (ok) {
     Dataset set = data->split[s_idx];
     if (limit && limit < set.n) set.n = limit;
-    CompareOptions co = {.sweep = {kinds, n_kinds, eps, n_eps, base, batch, 0, 0}};
+    CompareOptions co = {.sweep = {.attacks = kinds,
+                                   .n_attacks = n_kinds,
+                                   .eps = eps,
+                                   .n_eps = n_eps,
+                                   .base = base,
+                                   .batch = batch}};
     co.triage = !no_triage;
     co.triage_attack = attack_options_default(ATTACK_PGD);
     co.triage_attack.norm = base.norm, co.triage_attack.seed = base.seed;

@@ -86,7 +86,12 @@ static int demo_harden_and_compare(const DataSplits *data, const char *dir, cons
   }
   const AttackKind kinds[2] = {ATTACK_FGSM, ATTACK_PGD};
   const float eps[4] = {0.001f, 0.002f, 0.004f, 0.006f};
-  CompareOptions co = {.sweep = {kinds, 2, eps, 4, attack_options_default(ATTACK_PGD), 128, 0, 0}};
+  CompareOptions co = {.sweep = {.attacks = kinds,
+                                 .n_attacks = 2,
+                                 .eps = eps,
+                                 .n_eps = 4,
+                                 .base = attack_options_default(ATTACK_PGD),
+                                 .batch = 128}};
   co.sweep.base.iters = 0, co.sweep.base.seed = seed;
   co.triage = 1, co.triage_attack = attack_options_default(ATTACK_PGD);
   co.triage_attack.seed = seed;
