@@ -95,6 +95,7 @@ static void check_resume(AdvTraining adv) {
   run(d, "part", 0, 1, &resumed, adv);
   assert_memory_equal(net_params(whole), net_params(resumed),
                       sizeof(float) * net_param_count(whole));
+  assert_string_equal(net_spec(resumed)->training, net_spec(whole)->training);
   for (int i = 0; i < net_tensor_count(whole); i++) {
     TensorRef a = net_tensor(whole, i), b = net_tensor(resumed, i);
     if (a.is_int64)

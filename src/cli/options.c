@@ -115,22 +115,29 @@ int cli_parse_number(const char *text, double *out) {
 static int cli_parse_args(const CliSpec *spec, int argc, char **argv, const char **positional,
                           int max_positional, int *n_positional);
 
-/* The same file or folder: one inode when both exist, else the same
- * canonical parent and name (an output not written yet). */
+/* path as realpath(its folder)/name, for an output that may not exist yet; 0 when its folder
+ * does not exist either. */
+static int canonical(const char *path, char *out, size_t n) {
+  char dir[PATH_MAX], real[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  if (!slash)
+    snprintf(dir, sizeof dir, ".");
+  else if (slash == path)
+    snprintf(dir, sizeof dir, "/");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  if (!realpath(dir, real)) return 0;
+  snprintf(out, n, "%s/%s", real, slash ? slash + 1 : path);
+  return 1;
+}
+
+/* The same file or folder: one inode when both exist, else the same canonical path. */
 static int same_path(const char *a, const char *b) {
   struct stat sa, sb;
   if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-  char ca[PATH_MAX], cb[PATH_MAX], da[PATH_MAX], db[PATH_MAX];
-  snprintf(da, sizeof da, "%s", a), snprintf(db, sizeof db, "%s", b);
-  const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
-  char *sa_ = strrchr(da, '/'), *sb_ = strrchr(db, '/');
-  if (sa_) *sa_ = 0;
-  if (sb_) *sb_ = 0;
-  if (!realpath(sa_ ? (da[0] ? da : "/") : ".", ca) ||
-      !realpath(sb_ ? (db[0] ? db : "/") : ".", cb))
-    return 0;
-  return strcmp(ca, cb) == 0 && strcmp(na ? na + 1 : a, nb ? nb + 1 : b) == 0;
+  char ca[2 * PATH_MAX], cb[2 * PATH_MAX];
+  return canonical(a, ca, sizeof ca) && canonical(b, cb, sizeof cb) && strcmp(ca, cb) == 0;
 }
 
 typedef struct {

@@ -126,7 +126,7 @@ double npy_value(const NpyArray *a, size_t i) {
 
 /* Reads a whole member; NULL (err set) if absent, unreadable or over the limit.
  * An .npy member's header is read first: the size it declares must be the
- * member's, and no more than MAX_NPY_BYTES is inflated, and a member that
+ * member's; no member over mr_limits().file_bytes is inflated, and one that
  * inflates to over 256 MiB at more than 200:1 is refused as a bomb. */
 static uint8_t *zip_read_member(zip_t *za, const char *path, const char *name, size_t *len,
                                 int required, MrError *err) {

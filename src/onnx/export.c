@@ -27,7 +27,6 @@ typedef struct {
   size_t cap_node, cap_init;
   const Net *net;
   char **names; /* ONNX name of each net tensor */
-  int *rank4;   /* the ONNX tensor is (N,C,H,W) rather than (N,C) */
   MrError *err;
   int oom;
 } Exporter;
@@ -211,12 +210,11 @@ static Onnx__ValueInfoProto *value_info(Exporter *ex, const char *name, const in
 
 /* ---- one row per op kind ----------------------------------------------- */
 
-/* A layer's call: its input names, its output name, its index. */
+/* A layer's call: its input names, its output name. */
 typedef struct {
   const Layer *l;
   const char *in[NET_MAX_INPUTS];
   const char *out;
-  int index;
 } Call;
 
 typedef int (*ExportFn)(Exporter *ex, const Call *c);
@@ -288,7 +286,7 @@ static int export_dense(Exporter *ex, const Call *c) {
   const Layer *l = c->l;
   const char *in[3] = {c->in[0], param(ex, l, "weight", l->weight), param(ex, l, "bias", l->bias)};
   if (!in[1] || !in[2]) return 0;
-  if (ex->rank4[l->src[0]]) { /* a (C,1,1) map: Gemm reads (N, C) */
+  if (net_tensor_shape(ex->net, l->src[0]).ndim == 3) { /* a (C,1,1) map: Gemm reads (N, C) */
     const char *flat = ex_printf(ex, "%s.flat", c->out);
     Onnx__NodeProto *f = node(ex, "Flatten", in, 1, flat);
     attr_int(ex, f, "axis", 1);
@@ -456,13 +454,11 @@ static Status build_model(Exporter *ex, Onnx__ModelProto *m) {
   const ModelSpec *s = &net->spec;
   const int n_tensors = net->n_layers + 1;
   ex->names = ex_alloc(ex, sizeof(char *) * (size_t)n_tensors);
-  ex->rank4 = ex_alloc(ex, sizeof(int) * (size_t)n_tensors);
   ex->g = ex_alloc(ex, sizeof *ex->g);
-  if (!ex->names || !ex->rank4 || !ex->g) return STATUS_ERR_NOMEM;
+  if (!ex->names || !ex->g) return STATUS_ERR_NOMEM;
   *ex->g = (Onnx__GraphProto)ONNX__GRAPH_PROTO__INIT;
   ex->g->name = (char *)s->arch;
   ex->names[0] = (char *)export_normalisation(ex);
-  ex->rank4[0] = 1;
   if (!ex->names[0]) return STATUS_ERR_NOMEM;
   for (int i = 0; i < net->n_layers; i++) {
     const Layer *l = &net->layers[i];
@@ -470,7 +466,7 @@ static Status build_model(Exporter *ex, Onnx__ModelProto *m) {
     if (!fn)
       return mr_error_set(ex->err, STATUS_ERR_ARG, "export: layer %d (%s) has no ONNX form yet", i,
                           op_def(l->kind)->name);
-    Call c = {.l = l, .index = i};
+    Call c = {.l = l};
     for (int k = 0; k < l->n_src; k++) c.in[k] = ex->names[l->src[k]];
     c.out = i + 1 == net->n_layers ? "logits"
             : l->name[0]           ? ex_printf(ex, "%s_%d", l->name, i + 1)
@@ -480,7 +476,6 @@ static Status build_model(Exporter *ex, Onnx__ModelProto *m) {
       return ex->oom ? STATUS_ERR_NOMEM : STATUS_ERR_ARG;
     }
     ex->names[i + 1] = (char *)c.out;
-    ex->rank4[i + 1] = l->out_shape.ndim == 3;
   }
   const Shape out = net->layers[net->n_layers - 1].out_shape;
   const int64_t in_dims[4] = {-1, s->in_c, s->in_h, s->in_w},

@@ -98,10 +98,13 @@ static int checkpoint_extras(TensorRef extra[4], Net *net, const Optimizer *opt,
 }
 
 #define STATE_KEYS 8
-static const char *const state_keys[STATE_KEYS + 1] = {
-    "train.epoch",      "train.best_val_acc", "train.best_epoch",
-    "train.optim_step", "train.best_score",   "train.best_robust",
-    "train.images",     "train.adv_images",   NULL};
+/* the state a checkpoint must hold, then the kept weights' training record (optional),
+ * read in the same load */
+static const char *const state_keys[STATE_KEYS + 2] = {"train.epoch",      "train.best_val_acc",
+                                                       "train.best_epoch", "train.optim_step",
+                                                       "train.best_score", "train.best_robust",
+                                                       "train.images",     "train.adv_images",
+                                                       "training",         NULL};
 
 static Status save_checkpoint(Net *net, const Optimizer *opt, const TrainState *st, const char *sig,
                               const char *path, MrError *err) {
@@ -127,7 +130,7 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
                               int max_epochs, const char *path, MrError *err) {
   TensorRef extra[4];
   const int n_extra = checkpoint_extras(extra, net, opt, st);
-  char *values[STATE_KEYS] = {0};
+  char *values[STATE_KEYS + 1] = {0};
   /* the options first: a checkpoint of another run would fail on its tensors
    * with a less helpful message */
   const char *sig_key[] = {"train.signature", NULL};
@@ -176,15 +179,12 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
     st->images = n[6];
     st->adv_images = n[7];
   }
-  for (int i = 0; i < STATE_KEYS; i++) free(values[i]);
   /* the kept weights' record (what record_training wrote), so a resumed run that keeps them
    * writes it too */
-  const char *record_key[] = {"training", NULL};
-  char *record = NULL;
-  if (s == STATUS_OK && safetensors_read_metadata(path, record_key, &record, err) == STATUS_OK &&
-      record && strlen(record) < MR_TRAINING_LEN)
+  const char *record = values[STATE_KEYS];
+  if (s == STATUS_OK && record && strlen(record) < MR_TRAINING_LEN)
     net_set_training_info(net, record);
-  free(record);
+  for (int i = 0; i < STATE_KEYS + 1; i++) free(values[i]);
   return s;
 }
 
