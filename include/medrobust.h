@@ -95,6 +95,35 @@ typedef struct {
 MrLimits mr_limits(void);
 void mr_set_limits(MrLimits limits);
 
+/* ---- resumable work: the journal of a long command (src/core/journal.c) -- */
+
+/* An append-only file of finished units of work, each a key and its outputs
+ * behind a checksum, so a killed run continues with --resume. Every function
+ * takes a NULL journal as "not journaled": nothing is restored or kept. */
+typedef struct Journal Journal;
+typedef struct {
+  void *data;
+  size_t size;
+} JournalPart; /* one piece of a unit's outputs, restored in place */
+/* Opens path for a run whose settings and inputs the fingerprint text lists
+ * (a line each). An existing journal is an error unless resume is set, and
+ * then must hold the same fingerprint; a torn last record is cut off. */
+Journal *journal_open(const char *path, const char *fingerprint, int resume, MrError *err);
+/* 1 with the parts filled when the journal holds key with exactly their
+ * total size; 0: compute the unit (and journal_record it). */
+int journal_restore(Journal *j, const char *key, const JournalPart *parts, int n_parts);
+/* Appends the finished unit and syncs it to disk before returning. */
+Status journal_record(Journal *j, const char *key, const JournalPart *parts, int n_parts,
+                      MrError *err);
+long journal_restored(const Journal *j); /* units restored so far */
+int journal_count(const Journal *j);     /* units it holds */
+const char *journal_path(const Journal *j);
+void journal_close(Journal *j); /* keeps the file, for a later --resume */
+/* The outputs are written: closes and removes the journal. */
+Status journal_finish(Journal *j, MrError *err);
+/* CRC-32 (zlib's) of any number of bytes, continuing crc; for fingerprints. */
+uint32_t journal_crc(uint32_t crc, const void *data, size_t size);
+
 /* ---- networks ---------------------------------------------------------- */
 
 /* MODE_TRAIN_FROZEN: batch statistics and dropout as in training, running
@@ -783,6 +812,12 @@ typedef struct {
   double linf, l2, mse, ssim, psnr;
   int n, psnr_finite;
 } PerturbationSum;
+/* One image's terms of those sums (psnr INFINITY when adv == clean). */
+typedef struct {
+  double linf, l2, mse, ssim, psnr;
+} PerturbationOne;
+PerturbationOne perturbation_measure(const float *clean, const float *adv, int c, int h, int w);
+void perturbation_accumulate(PerturbationSum *s, const PerturbationOne *one);
 void perturbation_add(PerturbationSum *s, const float *clean, const float *adv, int c, int h,
                       int w);
 
@@ -856,6 +891,22 @@ double sweep_worst_balanced(const SweepResult *r, float eps);
 
 typedef void (*SweepProgressFn)(const char *what, int done, int total, void *ctx);
 
+/* Triage (per-image smallest flipping eps, below) and segmentation triage. */
+#define TRIAGE_EPS_MAX 0.05f
+#define TRIAGE_TOL 1e-4f
+#define TRIAGE_FLAG_FRAC 0.2f
+typedef struct {
+  AttackOptions attack; /* fgsm, bim, pgd or mifgsm (segmentation: not mifgsm) */
+  float eps_max, tol;   /* bisection to tol below eps_max */
+  float flag_frac;      /* the most fragile share flagged for review */
+  float dice_threshold; /* segmentation: broken when Dice vs the clean mask falls below it */
+  int batch;
+  Journal *journal;  /* finished batches kept for --resume (NULL: none) */
+  const char *scope; /* prefix of the journal keys (NULL: "") */
+} TriageOptions;
+/* PGD at the defaults above, Dice threshold 0.5, batch 128. */
+TriageOptions triage_options_default(void);
+
 typedef struct {
   const AttackKind *attacks;
   int n_attacks;
@@ -866,6 +917,8 @@ typedef struct {
   int noise;            /* the noise contrast (paper 002) */
   int checks;           /* the self-checks against a failed evaluation */
   const char *positive; /* binary tasks: see positive_class; NULL: by its name */
+  Journal *journal;     /* finished batches kept for --resume (NULL: none) */
+  const char *scope;    /* prefix of this sweep's journal keys (NULL: "") */
 } SweepOptions;
 
 /* Attacks every image of d with every attack at every eps, streaming
@@ -944,6 +997,8 @@ typedef struct {
   DagTargetOptions dag_targets;
   int noise; /* Rician, Gaussian and speckle noise at the adversarial rows' SSIM */
   int batch;
+  Journal *journal;  /* finished batches kept for --resume (NULL: none) */
+  const char *scope; /* prefix of this sweep's journal keys (NULL: "") */
 } SegSweepOptions;
 
 /* Attacks every image of a segmentation set (d->masks) with every attack at
@@ -981,8 +1036,8 @@ Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int b
  * (n each, either may be NULL): the mean SSIM and MSE of each source's
  * examples. */
 Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int t,
-                           const DagTargetOptions *to, int batch, double *dice, double *ssim,
-                           double *mse, MrError *err);
+                           const DagTargetOptions *to, int batch, Journal *journal, double *dice,
+                           double *ssim, double *mse, MrError *err);
 /* Noise of `kind` at the level whose mean SSIM matches ssim_target (bisected
  * on up to 64 images), then the mean Dice of the set under it. */
 Status seg_noise_row(Net *net, const Dataset *d, NoiseKind kind, double ssim_target, uint64_t seed,
@@ -1007,9 +1062,8 @@ typedef struct {
   double dice_all, dice_aware; /* mean Dice against the truth, all and without the flagged */
   char attack[24];
 } SegTriageResult;
-Status seg_triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max,
-                      float tol, float dice_threshold, float flag_frac, int batch,
-                      SweepProgressFn progress, void *ctx, SegTriageResult *r, MrError *err);
+Status seg_triage_run(Net *net, const Dataset *d, const TriageOptions *o, SweepProgressFn progress,
+                      void *ctx, SegTriageResult *r, MrError *err);
 void seg_triage_free(SegTriageResult *r);
 /* seg_triage.csv and seg_triage.json into dir, most fragile first, atomically. */
 Status seg_triage_write(const SegTriageResult *r, const Dataset *d, const char *dir,
@@ -1069,15 +1123,10 @@ void triage_deferral(const TriageItem *items, int n, int k, DeferScore score, do
 
 /* The defaults every command uses (triage, compare, demo): search eps up to
  * 0.05, bisect to 1e-4, flag the 20% most fragile images (paper 001). */
-#define TRIAGE_EPS_MAX 0.05f
-#define TRIAGE_TOL 1e-4f
-#define TRIAGE_FLAG_FRAC 0.2f
-
 /* Bisects, for every image, the smallest eps at which `attack` (FGSM, BIM,
  * PGD or MI-FGSM, against the clean prediction) changes the prediction. */
-Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max, float tol,
-                  float flag_frac, int batch, SweepProgressFn progress, void *ctx, TriageResult *r,
-                  MrError *err);
+Status triage_run(Net *net, const Dataset *d, const TriageOptions *o, SweepProgressFn progress,
+                  void *ctx, TriageResult *r, MrError *err);
 void triage_free(TriageResult *r);
 /* Thumbnails of the `count` most fragile images, dir/images/fragile_<index>.png:
  * write them before triage_write, which lists the ones it finds. */
@@ -1113,9 +1162,10 @@ Status pca_2d(const float *features, int n, int d, int n_fit, float *xy, double 
 Status saliency_write(Net *net, const Dataset *d, const AttackOptions *o, int count,
                       int smooth_samples, float smooth_sigma, const char *dir, MrError *err);
 /* dir/embedding.json: the penultimate features of the first n images, clean
- * and under o, in the 2-D PCA of the clean ones. */
+ * and under o, in the 2-D PCA of the clean ones; with a journal, each batch's
+ * adversarial images are kept for --resume. */
 Status embedding_write(Net *net, const Dataset *d, const AttackOptions *o, int n, const char *dir,
-                       MrError *err);
+                       Journal *journal, MrError *err);
 
 /* ---- comparing models on the same data (paper 004's complexity study,
  * paper 002's Tables 1 and 2) ---------------------------------------------- */
@@ -1126,9 +1176,10 @@ Status compare_check_models(Net *const *nets, const char *const *names, int n, M
 
 /* acc[i * n + j]: accuracy of model j on adversarial examples crafted by
  * attack a on model i (rows = source, columns = target; the diagonal is the
- * white-box accuracy). Crafted batch by batch; nothing is stored. */
+ * white-box accuracy). Crafted batch by batch; nothing is stored but, with
+ * a journal, each batch's counts. */
 Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int batch,
-                       double *acc, MrError *err);
+                       Journal *journal, double *acc, MrError *err);
 
 typedef struct {
   char name[160];
@@ -1153,10 +1204,9 @@ typedef struct {
 
 typedef struct {
   SweepOptions sweep;
-  int triage; /* the per-image minimal eps (slow: a bisection per image) */
-  AttackOptions triage_attack;
-  float triage_eps_max, triage_tol, triage_flag;
-  int transfer; /* the transfer matrix */
+  int triage;             /* the per-image minimal eps (slow: a bisection per image) */
+  TriageOptions triage_o; /* its batch, journal and scope are the sweep's */
+  int transfer;           /* the transfer matrix */
   AttackOptions transfer_attack;
 } CompareOptions;
 

@@ -71,7 +71,14 @@ static void test_sweep_and_checks(void **state) {
   test.n = 80;
   const AttackKind kinds[] = {ATTACK_FGSM, ATTACK_PGD};
   const float eps[] = {0.02f, 0.06f};
-  SweepOptions so = {kinds, 2, eps, 2, attack_options_default(ATTACK_PGD), 64, 1, 1, NULL};
+  SweepOptions so = {.attacks = kinds,
+                     .n_attacks = 2,
+                     .eps = eps,
+                     .n_eps = 2,
+                     .base = attack_options_default(ATTACK_PGD),
+                     .batch = 64,
+                     .noise = 1,
+                     .checks = 1};
   so.base.iters = 0;
   SweepResult r;
   MrError err = {0};
@@ -140,11 +147,12 @@ static void test_triage_brackets_flip(void **state) {
   (void)state;
   Dataset test = data->split[SPLIT_TEST];
   test.n = 64;
-  AttackOptions o = attack_options_default(ATTACK_BIM); /* deterministic: no random start */
+  TriageOptions o = triage_options_default();
+  o.attack = attack_options_default(ATTACK_BIM); /* deterministic: no random start */
+  o.eps_max = 0.1f, o.tol = 1e-4f, o.flag_frac = 0.2f, o.batch = 64;
   TriageResult r;
   MrError err = {0};
-  assert_int_equal(triage_run(plain, &test, &o, 0.1f, 1e-4f, 0.2f, 64, NULL, NULL, &r, &err),
-                   STATUS_OK);
+  assert_int_equal(triage_run(plain, &test, &o, NULL, NULL, &r, &err), STATUS_OK);
   assert_int_equal(r.n_flagged, 13);
   for (int i = 1; i < r.n; i++) assert_true(r.items[i - 1].min_eps <= r.items[i].min_eps);
   /* replay: at min_eps every image flips, at eps_below none does */
@@ -157,10 +165,10 @@ static void test_triage_brackets_flip(void **state) {
     lo[t->index] = t->eps_below;
     pred[t->index] = t->pred;
   }
-  o.eps = 0.1f;
+  o.attack.eps = 0.1f;
   for (int pass = 0; pass < 2; pass++) {
-    o.eps_each = pass ? lo : hi;
-    assert_int_equal(attack_run(plain, &o, test.images, pred, 64, adv, &err), STATUS_OK);
+    o.attack.eps_each = pass ? lo : hi;
+    assert_int_equal(attack_run(plain, &o.attack, test.images, pred, 64, adv, &err), STATUS_OK);
     net_predict(plain, adv, 64, probs);
     for (int i = 0; i < r.n; i++) {
       const TriageItem *t = &r.items[i];
@@ -175,9 +183,8 @@ static void test_triage_brackets_flip(void **state) {
   for (int sc = 0; sc < DEFER_COUNT; sc++)
     assert_float_equal(r.curve_acc[sc][0], r.accuracy_all, 1e-12);
   triage_free(&r);
-  o.kind = ATTACK_SQUARE;
-  assert_int_not_equal(triage_run(plain, &test, &o, 0.1f, 1e-4f, 0.2f, 64, NULL, NULL, &r, &err),
-                       STATUS_OK);
+  o.attack.kind = ATTACK_SQUARE;
+  assert_int_not_equal(triage_run(plain, &test, &o, NULL, NULL, &r, &err), STATUS_OK);
   assert_non_null(strstr(err.msg, "not square"));
 }
 
@@ -202,7 +209,14 @@ static void test_constant_classifier_caught(void **state) {
   test.n = 60;
   const AttackKind kinds[] = {ATTACK_FGSM, ATTACK_PGD};
   const float eps[] = {0.01f, 0.03f};
-  SweepOptions so = {kinds, 2, eps, 2, attack_options_default(ATTACK_PGD), 64, 0, 1, NULL};
+  SweepOptions so = {.attacks = kinds,
+                     .n_attacks = 2,
+                     .eps = eps,
+                     .n_eps = 2,
+                     .base = attack_options_default(ATTACK_PGD),
+                     .batch = 64,
+                     .noise = 0,
+                     .checks = 1};
   SweepResult r;
   MrError err = {0};
   assert_int_equal(robustness_sweep(constant, &test, &so, NULL, NULL, &r, &err), STATUS_OK);
@@ -296,7 +310,14 @@ static void test_shape_mismatch_refused(void **state) {
   Net *rgb = model_build(&spec, 1, NULL);
   const AttackKind kinds[] = {ATTACK_PGD};
   const float eps[] = {0.01f};
-  SweepOptions so = {kinds, 1, eps, 1, attack_options_default(ATTACK_PGD), 64, 0, 0, NULL};
+  SweepOptions so = {.attacks = kinds,
+                     .n_attacks = 1,
+                     .eps = eps,
+                     .n_eps = 1,
+                     .base = attack_options_default(ATTACK_PGD),
+                     .batch = 64,
+                     .noise = 0,
+                     .checks = 0};
   SweepResult r;
   MrError err = {0};
   assert_int_not_equal(robustness_sweep(rgb, &data->split[SPLIT_TEST], &so, NULL, NULL, &r, &err),
@@ -320,7 +341,7 @@ static void test_transfer_and_compare(void **state) {
   AttackOptions a = attack_options_default(ATTACK_PGD);
   a.eps = 0.01f, a.iters = 5;
   double acc[4], white_box[2];
-  assert_int_equal(transfer_matrix(nets, 2, &test, &a, 32, acc, &err), STATUS_OK);
+  assert_int_equal(transfer_matrix(nets, 2, &test, &a, 32, NULL, acc, &err), STATUS_OK);
   for (int i = 0; i < 2; i++) {
     assert_int_equal(robust_accuracy(nets[i], &test, &a, 32, &white_box[i], &err), STATUS_OK);
     assert_float_equal(acc[i * 2 + i], white_box[i], 0.0);
@@ -334,14 +355,12 @@ static void test_transfer_and_compare(void **state) {
   /* compare: the same numbers through the whole pipeline */
   AttackKind kinds[1] = {ATTACK_PGD};
   float eps[1] = {0.01f};
-  CompareOptions co = {.sweep = {kinds, 1, eps, 1, a, 32, 0, 0},
-                       .transfer = 1,
-                       .transfer_attack = a,
-                       .triage = 1,
-                       .triage_attack = a,
-                       .triage_eps_max = 0.05f,
-                       .triage_tol = 1e-3f,
-                       .triage_flag = 0.2f};
+  CompareOptions co = {
+      .sweep = {.attacks = kinds, .n_attacks = 1, .eps = eps, .n_eps = 1, .base = a, .batch = 32},
+      .transfer = 1,
+      .transfer_attack = a,
+      .triage = 1,
+      .triage_o = {.attack = a, .eps_max = 0.05f, .tol = 1e-3f, .flag_frac = 0.2f}};
   CompareResult r;
   assert_int_equal(compare_run(nets, names, 2, &test, &co, NULL, NULL, &r, &err), STATUS_OK);
   for (int i = 0; i < 2; i++) {

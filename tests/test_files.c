@@ -1,9 +1,12 @@
 /* Outputs are written whole or not at all (src/core/atomicfile.c): a write
- * that fails part-way (a full disk, simulated by a file-size limit on the
- * command, which needs no root and no mount) is an error saying why, leaves
- * no temporary file, and keeps the previous output byte for byte; a
- * temporary file a killed run left behind is removed by the next write of
- * the same target. */
+ * that fails part-way is an error saying why, leaves no temporary file, and
+ * keeps the previous output byte for byte; a temporary file a killed run
+ * left behind is removed by the next write of the same target. The failures:
+ * a file-size limit (EFBIG: needs no root and no mount), a full and a
+ * read-only tmpfs in a private mount namespace (ENOSPC, EROFS; a journaled
+ * eval the full disk stopped resumes once space is freed), and a folder the
+ * user may not write to (EACCES, run as nobody). Each skips with its reason
+ * where the machine cannot provide it. */
 #include <dirent.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,19 +110,24 @@ static void test_failed_writes_keep_the_old_file(void **state) {
   check_failed_write("data.npz", "data phantom --n 300 --seed 2 --out @/data.npz");
 }
 
-/* A temporary file whose process is gone (a kill -9 mid-write) is removed by the next write;
- * one of a live process is not. */
+/* A temporary file whose process is gone (a kill -9 mid-write) is removed by the next write,
+ * and so is libzip's own temporary beside it (path.tmp.PID.XXXXXX); one of a live process is
+ * not. */
 static void test_stale_temporary_files_are_removed(void **state) {
   (void)state;
   const pid_t gone = fork();
   if (gone == 0) _exit(0);
   waitpid(gone, NULL, 0);
-  char stale[160], live[160], path[128];
+  char stale[160], live[160], path[128], zip_stale[200];
   snprintf(path, sizeof path, "%s/again.safetensors", dir);
   snprintf(stale, sizeof stale, "%s.tmp.%ld", path, (long)gone);
+  snprintf(zip_stale, sizeof zip_stale, "%s.tmp.%ld.ybazzn", path, (long)gone);
   snprintf(live, sizeof live, "%s.tmp.%ld", path, (long)getppid());
   FILE *f = fopen(stale, "w");
   fputs("half a model", f);
+  fclose(f);
+  f = fopen(zip_stale, "w");
+  fputs("half an archive", f);
   fclose(f);
   f = fopen(live, "w");
   fputs("another run's model", f);
@@ -127,12 +135,142 @@ static void test_stale_temporary_files_are_removed(void **state) {
   MrError err = {0};
   assert_int_equal(write_model(path, &err), STATUS_OK);
   assert_int_equal(access(stale, F_OK), -1);
+  assert_int_equal(access(zip_stale, F_OK), -1);
   assert_int_equal(access(live, F_OK), 0);
   remove(live);
 }
 
+/* Runs sh script inside a private mount namespace (unshare: a tmpfs we may fill and make
+ * read-only without touching the machine), output to dir/disk.txt; 0 when namespaces or
+ * tmpfs are unavailable, after saying why. */
+static int run_in_namespace(const char *script) {
+  char path[128], cmd[512];
+  snprintf(path, sizeof path, "%s/disk.sh", dir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(script, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "unshare -r -m sh %s > %s/disk.txt 2>&1", path, dir);
+  const int status = system(cmd);
+  char out[128];
+  snprintf(out, sizeof out, "%s/disk.txt", dir);
+  size_t n;
+  char *text = (char *)read_all(out, &n);
+  text = realloc(text, n + 1);
+  text[n] = 0;
+  const int ran = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !strstr(text, "SKIP");
+  if (!ran) print_message("  skipped: no private tmpfs here (unshare/mount: %.200s)\n", text);
+  free(text);
+  return ran;
+}
+
+static char *disk_log(void) {
+  char out[128];
+  snprintf(out, sizeof out, "%s/disk.txt", dir);
+  size_t n;
+  char *text = (char *)read_all(out, &n);
+  text = realloc(text, n + 1);
+  text[n] = 0;
+  return text;
+}
+
+static void expect_line(const char *log, const char *line) {
+  if (!strstr(log, line)) fail_msg("expected '%s' in:\n%s", line, log);
+}
+
+/* A real full disk (ENOSPC) and a read-only one (EROFS), on a 1 MiB tmpfs: the write is an
+ * error naming the file and the cause, no temporary file stays, the previous output is
+ * intact; and a journaled eval stopped by the full disk resumes, once space is freed, to the
+ * outputs of a run that never stopped. */
+static void test_full_and_read_only_disks(void **state) {
+  (void)state;
+  const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
+  char script[4096];
+  snprintf(script, sizeof script,
+           "set -u\n"
+           "bin=%s; top=%s; d=$top/mnt\n"
+           "mkdir -p $d\n"
+           "mount -t tmpfs -o size=1m tmpfs $d || { echo SKIP; exit 0; }\n"
+           "$bin export --model $top/model.safetensors --out $d/m.onnx > /dev/null\n"
+           "cp $d/m.onnx $top/m-good.onnx\n"
+           "dd if=/dev/zero of=$d/fill bs=4k 2> /dev/null\n"
+           "$bin export --model $top/model.safetensors --out $d/m.onnx; echo \"enospc exit $?\"\n"
+           "cmp -s $d/m.onnx $top/m-good.onnx && echo 'enospc kept'\n"
+           "echo \"enospc temps $(ls $d | grep -c '[.]tmp[.]')\"\n"
+           /* the journal: leave 4 KiB, less than eval's records need */
+           "rm $d/fill; free=$(( $(stat -f -c '%%a' $d) - 1 ))\n"
+           "dd if=/dev/zero of=$d/fill bs=4k count=$free 2> /dev/null\n"
+           "ev=\"eval --model $top/model.safetensors --data $top/data.npz --batch 4 --quiet "
+           "--attacks fgsm,pgd --eps 0.01,0.02 --no-checks --examples 0 --allow-mismatch\"\n"
+           "$bin $ev --out $d/ev > /dev/null; echo \"journal exit $?\"\n"
+           "rm $d/fill\n"
+           "$bin $ev --out $d/ev --resume > /dev/null; echo \"resumed exit $?\"\n"
+           "$bin $ev --out $top/ev-ref > /dev/null\n"
+           "cmp -s $d/ev/results.csv $top/ev-ref/results.csv && cmp -s $d/ev/images.csv "
+           "$top/ev-ref/images.csv && echo 'resumed same'\n"
+           "mount -o remount,ro $d\n"
+           "$bin export --model $top/model.safetensors --out $d/m.onnx; echo \"erofs exit $?\"\n"
+           "cmp -s $d/m.onnx $top/m-good.onnx && echo 'erofs kept'\n",
+           bin, dir);
+  if (!run_in_namespace(script)) return;
+  char *log = disk_log();
+  expect_line(log, "m.onnx: write failed: No space left on device (the previous file is kept)");
+  expect_line(log, "enospc exit 1");
+  expect_line(log, "enospc kept");
+  expect_line(log, "enospc temps 0");
+  expect_line(log, "resume.journal: cannot write the journal: No space left on device");
+  expect_line(log, "journal exit 1");
+  expect_line(log, "resuming from");
+  expect_line(log, "resumed exit 0");
+  expect_line(log, "resumed same");
+  expect_line(log, "m.onnx: cannot write: Read-only file system");
+  expect_line(log, "erofs exit 1");
+  expect_line(log, "erofs kept");
+  print_message(
+      "  full disk: exit 1 naming the file, old output kept, no temporary file; eval "
+      "stopped by it resumes to the same results; read-only: exit 1, output kept\n");
+  free(log);
+}
+
+/* A folder the user may not write to (EACCES): run as nobody, which needs root to switch to. */
+static void test_permission_denied(void **state) {
+  (void)state;
+  if (getuid() != 0 || system("command -v setpriv > /dev/null") != 0) {
+    print_message("  skipped: needs root and setpriv to run as another user\n");
+    return;
+  }
+  const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "chmod 755 %s && mkdir -p %s/locked && cp %s/model.onnx %s/locked/m.onnx && "
+           "setpriv --reuid=65534 --regid=65534 --clear-groups %s export --model "
+           "%s/model.safetensors --out %s/locked/m.onnx > %s/denied.txt 2>&1; echo $? >> "
+           "%s/denied.txt",
+           dir, dir, dir, dir, bin, dir, dir, dir, dir);
+  assert_int_equal(system(cmd), 0);
+  char path[128];
+  snprintf(path, sizeof path, "%s/denied.txt", dir);
+  size_t n;
+  char *log = (char *)read_all(path, &n);
+  log = realloc(log, n + 1);
+  log[n] = 0;
+  expect_line(log, "m.onnx: cannot write");
+  expect_line(log, "Permission denied");
+  expect_line(log, "\n1\n");
+  size_t a, b;
+  snprintf(path, sizeof path, "%s/locked/m.onnx", dir);
+  uint8_t *kept = read_all(path, &a);
+  snprintf(path, sizeof path, "%s/model.onnx", dir);
+  uint8_t *good = read_all(path, &b);
+  assert_int_equal(a, b);
+  assert_memory_equal(kept, good, a);
+  free(kept), free(good), free(log);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_failed_writes_keep_the_old_file),
-                                     cmocka_unit_test(test_stale_temporary_files_are_removed)};
+                                     cmocka_unit_test(test_stale_temporary_files_are_removed),
+                                     cmocka_unit_test(test_full_and_read_only_disks),
+                                     cmocka_unit_test(test_permission_denied)};
   return cmocka_run_group_tests_name("atomic outputs", tests, setup, teardown);
 }

@@ -30,6 +30,9 @@
 #define LLVMFuzzerTestOneInput fuzz_report
 #include "fuzz/fuzz_report.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_journal
+#include "fuzz/fuzz_journal.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*FuzzFn)(const uint8_t *data, size_t size);
 
@@ -74,13 +77,15 @@ REPLAY_TEST(onnx)
 REPLAY_TEST(image)
 REPLAY_TEST(idx)
 REPLAY_TEST(report)
+REPLAY_TEST(journal)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_npy),         cmocka_unit_test(test_npz),
       cmocka_unit_test(test_safetensors), cmocka_unit_test(test_checkpoint),
       cmocka_unit_test(test_onnx),        cmocka_unit_test(test_image),
-      cmocka_unit_test(test_idx),         cmocka_unit_test(test_report)};
+      cmocka_unit_test(test_idx),         cmocka_unit_test(test_report),
+      cmocka_unit_test(test_journal)};
   const int rc = cmocka_run_group_tests_name("fuzz replay", tests, NULL, NULL);
   net_free(net), free(moment1), free(moment2); /* fuzz_checkpoint's, kept across inputs */
   return rc;

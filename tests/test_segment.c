@@ -338,16 +338,16 @@ static void test_seg_sweep(void **state) {
   t.n = 24;
   const AttackKind kinds[1] = {ATTACK_PGD};
   const float eps[2] = {0.004f, 0.02f};
-  SegSweepOptions o = {kinds,
-                       1,
-                       eps,
-                       2,
-                       attack_options_default(ATTACK_PGD),
-                       DAG_TARGETS_ALL,
-                       attack_options_default(ATTACK_DAG),
-                       dag_target_options_default(),
-                       1,
-                       16};
+  SegSweepOptions o = {.attacks = kinds,
+                       .n_attacks = 1,
+                       .eps = eps,
+                       .n_eps = 2,
+                       .base = attack_options_default(ATTACK_PGD),
+                       .dag = DAG_TARGETS_ALL,
+                       .dag_o = attack_options_default(ATTACK_DAG),
+                       .dag_targets = dag_target_options_default(),
+                       .noise = 1,
+                       .batch = 16};
   SegSweepResult r;
   MrError err = {0};
   assert_int_equal(seg_sweep(trained, &t, &o, NULL, NULL, &r, &err), STATUS_OK);
@@ -373,12 +373,12 @@ static void test_seg_triage(void **state) {
   (void)state;
   Dataset t = phantom->split[SPLIT_TEST];
   t.n = 16;
-  AttackOptions o = attack_options_default(ATTACK_BIM); /* no random start: exact replays */
+  TriageOptions o = triage_options_default();
+  o.attack = attack_options_default(ATTACK_BIM); /* no random start: exact replays */
+  o.eps_max = 0.1f, o.tol = 1e-3f, o.dice_threshold = 0.5f, o.flag_frac = 0.25f, o.batch = 8;
   SegTriageResult r;
   MrError err = {0};
-  assert_int_equal(
-      seg_triage_run(trained, &t, &o, 0.1f, 1e-3f, 0.5f, 0.25f, 8, NULL, NULL, &r, &err),
-      STATUS_OK);
+  assert_int_equal(seg_triage_run(trained, &t, &o, NULL, NULL, &r, &err), STATUS_OK);
   assert_int_equal(r.n_flagged, 4);
   for (int i = 1; i < r.n; i++) assert_true(r.items[i].min_eps >= r.items[i - 1].min_eps);
   assert_true(isfinite(r.items[0].min_eps));
@@ -389,13 +389,13 @@ static void test_seg_triage(void **state) {
   int clean[28 * 28], pred[28 * 28];
   const float *x = t.images + (size_t)P * it->index;
   net_segment(trained, x, 1, clean);
-  o.eps = it->min_eps;
-  assert_int_equal(attack_run(trained, &o, x, clean, 1, adv, &err), STATUS_OK);
+  o.attack.eps = it->min_eps;
+  assert_int_equal(attack_run(trained, &o.attack, x, clean, 1, adv, &err), STATUS_OK);
   net_segment(trained, adv, 1, pred);
   assert_true(seg_image_dice(pred, clean, P, k) < 0.5);
-  o.eps = it->eps_below;
-  if (o.eps > 0) {
-    assert_int_equal(attack_run(trained, &o, x, clean, 1, adv, &err), STATUS_OK);
+  o.attack.eps = it->eps_below;
+  if (o.attack.eps > 0) {
+    assert_int_equal(attack_run(trained, &o.attack, x, clean, 1, adv, &err), STATUS_OK);
     net_segment(trained, adv, 1, pred);
     assert_true(seg_image_dice(pred, clean, P, k) >= 0.5);
   }

@@ -127,6 +127,27 @@ int cli_load_model_data(const char *model, const char *data_path, const CliDataA
 /* Warns about skipped files; the one place that says so. */
 void cli_data_notes(const DataSplits *d);
 
+/* --resume (resume.c): a long command keeps the journal of its finished
+ * work in DIR/resume.journal (folder outputs) or F.journal (file outputs)
+ * until its outputs are written. */
+#define CLI_JOURNAL_NAME "resume.journal"
+#define CLI_RESUME_OPTION(flag)                       \
+  {                                                   \
+    "--resume", OPT_FLAG, &(flag), 0, 0, NULL,        \
+        "continue a killed run from its journal "     \
+        "(same command; outputs as if never stopped)" \
+  }
+void cli_journal_path(const char *out, int out_is_dir, char *path, size_t cap);
+/* Before any work: 0, or EXIT_USAGE after naming a journal found without --resume. */
+int cli_journal_check(const char *cmd, const char *path, int resume);
+/* The run's journal: its fingerprint is the command line (but --resume and
+ * --quiet), the thread count, and the models' and the data's contents; NULL
+ * after a message, with the exit code set (2: another run's journal). */
+Journal *cli_journal_open(const char *cmd, const char *path, int resume, int argc, char **argv,
+                          Net *const *nets, int n_nets, const Dataset *set, int *exit_code);
+/* The outputs are written: removes the journal; an exit code. */
+int cli_journal_finish(const char *cmd, Journal *j);
+
 /* The split index of a --split value, or -1 after a usage message. */
 int cli_split(const char *cmd, const char *text);
 /* The sweep as a console table: clean metrics, the majority baseline, then a
@@ -157,7 +178,7 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
  * images, true masks and both predictions, OUT.csv per image; an exit code. */
 int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const char *dag_type,
                        const char *target_masks, const char *out, const char *png_dir,
-                       int png_count);
+                       int png_count, int batch, Journal *journal);
 
 #define MAX_LIST 32
 /* "linf" | "l2"; prints a usage error and returns 0 otherwise */

@@ -55,7 +55,7 @@ int cmd_attack(int argc, char **argv) {
              *norm = "linf";
   const char *png_dir = NULL, *target_text = "none";
   float eps = 0.004f;
-  int batch = 128, limit = 0, png_count = 16;
+  int batch = 128, limit = 0, png_count = 16, resume = 0;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0;
   const char *eps_text = NULL, *dag_type = NULL, *target_masks = NULL;
@@ -88,6 +88,7 @@ int cmd_attack(int argc, char **argv) {
       {"--target-masks", OPT_STRING, &target_masks, 0, 0, " F.npz",
        "segmentation: targets, the test-split masks of a segmentation .npz (test_masks, or "
        "bare masks), one per image in the split's order"},
+      CLI_RESUME_OPTION(resume),
       CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliPath path_roles[] = {
@@ -123,26 +124,41 @@ int cmd_attack(int argc, char **argv) {
   o.kind = (AttackKind)kind, o.eps = (float)e;
   if (kind == ATTACK_DAG && !eps_text) o.eps = 0.0f; /* DAG is unbounded unless asked */
   if (!o.iters) o.iters = defaults.iters;
+  char journal_path[4200];
+  cli_journal_path(out, 0, journal_path, sizeof journal_path);
+  if (cli_journal_check("attack", journal_path, resume)) return EXIT_USAGE;
   MrError err = {0};
   Net *net;
   DataSplits *data;
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
-  if (net_output_pixels(net) > 1) {
-    const int rc_seg =
-        cli_attack_segment(net, &set, &o, dag_type, target_masks, out, png_dir, png_count);
-    net_free(net);
-    data_free(data);
-    return rc_seg;
-  }
-  if (dag_type || target_masks) {
+  if (net_output_pixels(net) <= 1 && (dag_type || target_masks)) {
     fprintf(stderr,
             "medrobust attack: --dag-type and --target-masks are for segmentation "
             "models\n");
     net_free(net);
     data_free(data);
     return EXIT_USAGE;
+  }
+  int code;
+  Journal *journal =
+      cli_journal_open("attack", journal_path, resume, argc, argv, &net, 1, &set, &code);
+  if (!journal) {
+    net_free(net);
+    data_free(data);
+    return code;
+  }
+  if (net_output_pixels(net) > 1) {
+    int rc_seg = cli_attack_segment(net, &set, &o, dag_type, target_masks, out, png_dir, png_count,
+                                    batch, journal);
+    if (rc_seg == 0)
+      rc_seg = cli_journal_finish("attack", journal);
+    else
+      journal_close(journal);
+    net_free(net);
+    data_free(data);
+    return rc_seg;
   }
   const int k = net_num_classes(net), n = set.n;
   const size_t per = (size_t)set.c * set.h * set.w;
@@ -170,8 +186,15 @@ int cmd_attack(int argc, char **argv) {
       /* an unlabelled image is attacked away from what the model sees in it */
       target[idx] = set.labels[idx] >= 0 ? set.labels[idx] : clean_pred[idx];
     }
-    st = attack_run(net, &o, x, target + start, B, adv + per * start, &err);
-    if (st != STATUS_OK) break;
+    /* the unit of the journal: the batch's adversarial images; the rest is recomputed */
+    const JournalPart unit = {adv + per * start, sizeof(float) * per * B};
+    char key[48];
+    snprintf(key, sizeof key, "attack/b%d", start);
+    if (!journal_restore(journal, key, &unit, 1)) {
+      st = attack_run(net, &o, x, target + start, B, adv + per * start, &err);
+      if (st == STATUS_OK) st = journal_record(journal, key, &unit, 1, &err);
+      if (st != STATUS_OK) break;
+    }
     net_predict(net, adv + per * start, B, probs);
     for (int i = 0; i < B; i++) {
       const int idx = start + i, y = target[idx];
@@ -247,9 +270,11 @@ int cmd_attack(int argc, char **argv) {
     }
     free(diff);
   }
+  int code_out = EXIT_RUNTIME;
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
-  } else {
+    journal_close(journal);
+  } else if ((code_out = cli_journal_finish("attack", journal)) == 0) {
     printf(
         "%s %s eps %g on %d images of %s (%s): accuracy %.2f%% -> %.2f%%, %d attacks succeeded\n",
         attack_name(o.kind), norm, o.eps, n, data_path, split, 100.0 * correct_clean / (n ? n : 1),
@@ -266,5 +291,5 @@ int cmd_attack(int argc, char **argv) {
   free(clean_conf), free(adv_conf), free(survives8);
   net_free(net);
   data_free(data);
-  return st == STATUS_OK ? 0 : EXIT_RUNTIME;
+  return code_out;
 }

@@ -73,7 +73,8 @@ int cmd_compare(int argc, char **argv) {
   const char *models_text = NULL, *data_path = NULL, *split = "test", *out = NULL,
              *attacks_text = "fgsm,pgd", *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf",
              *target_text = "none", *transfer_text = "pgd";
-  int batch = 128, quiet = 0, limit = 0, no_triage = 0, no_transfer = 0, dag_iters = 200;
+  int batch = 128, quiet = 0, limit = 0, no_triage = 0, no_transfer = 0, dag_iters = 200,
+      resume = 0;
   float triage_eps_max = TRIAGE_EPS_MAX, triage_tol = TRIAGE_TOL, transfer_eps = 0.0f;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0;
@@ -104,6 +105,7 @@ int cmd_compare(int argc, char **argv) {
       {"--dag-iters", OPT_INT, &dag_iters, 1, 100000, " N",
        "segmentation models: DAG's iterations (types A, B, C)"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_RESUME_OPTION(resume),
       CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliPath path_roles[] = {{"--data", PATH_IN}, {"--out", PATH_OUT_DIR}, {0}};
@@ -158,6 +160,9 @@ int cmd_compare(int argc, char **argv) {
   }
   const int s_idx = cli_split("compare", split);
   if (s_idx < 0) return EXIT_USAGE;
+  char journal_path[4200];
+  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  if (cli_journal_check("compare", journal_path, resume)) return EXIT_USAGE;
 
   MrError err = {0};
   Net *nets[MAX_MODELS] = {0};
@@ -187,34 +192,51 @@ int cmd_compare(int argc, char **argv) {
   if (ok && !cli_make_dir(out)) ok = 0;
   CompareResult r = {0};
   const double t0 = omp_get_wtime();
-  if (ok && net_output_pixels(nets[0]) > 1) {
-    Dataset set = data->split[s_idx];
+  Dataset set = {0};
+  Journal *journal = NULL;
+  int code = EXIT_RUNTIME;
+  if (ok) {
+    set = data->split[s_idx];
     if (limit && limit < set.n) set.n = limit;
+    journal = cli_journal_open("compare", journal_path, resume, argc, argv, nets, n, &set, &code);
+    ok = journal != NULL;
+  }
+  if (ok && net_output_pixels(nets[0]) > 1) {
     AttackOptions dag_o = attack_options_default(ATTACK_DAG);
     dag_o.iters = dag_iters;
-    SegSweepOptions so = {
-        kinds, n_kinds, eps, n_eps, base, DAG_TARGETS_ALL, dag_o, dag_target_options_default(),
-        1,     batch};
-    const int rc_seg =
+    SegSweepOptions so = {.attacks = kinds,
+                          .n_attacks = n_kinds,
+                          .eps = eps,
+                          .n_eps = n_eps,
+                          .base = base,
+                          .dag = DAG_TARGETS_ALL,
+                          .dag_o = dag_o,
+                          .dag_targets = dag_target_options_default(),
+                          .noise = 1,
+                          .batch = batch,
+                          .journal = journal};
+    int rc_seg =
         cli_compare_segment(nets, name_ptrs, n, &set, &so, !no_transfer, out, data_path, quiet);
+    if (rc_seg == 0)
+      rc_seg = cli_journal_finish("compare", journal);
+    else
+      journal_close(journal);
     for (int i = 0; i < n; i++) net_free(nets[i]);
     data_free(data);
     return rc_seg;
   }
   if (ok) {
-    Dataset set = data->split[s_idx];
-    if (limit && limit < set.n) set.n = limit;
     CompareOptions co = {.sweep = {.attacks = kinds,
                                    .n_attacks = n_kinds,
                                    .eps = eps,
                                    .n_eps = n_eps,
                                    .base = base,
-                                   .batch = batch}};
+                                   .batch = batch,
+                                   .journal = journal}};
     co.triage = !no_triage;
-    co.triage_attack = attack_options_default(ATTACK_PGD);
-    co.triage_attack.norm = base.norm, co.triage_attack.seed = base.seed;
-    co.triage_eps_max = triage_eps_max, co.triage_tol = triage_tol,
-    co.triage_flag = TRIAGE_FLAG_FRAC;
+    co.triage_o = triage_options_default();
+    co.triage_o.attack.norm = base.norm, co.triage_o.attack.seed = base.seed;
+    co.triage_o.eps_max = triage_eps_max, co.triage_o.tol = triage_tol;
     co.transfer = !no_transfer;
     co.transfer_attack = attack_options_default((AttackKind)transfer_kind);
     co.transfer_attack.norm = base.norm, co.transfer_attack.seed = base.seed;
@@ -237,6 +259,10 @@ int cmd_compare(int argc, char **argv) {
     if (st == STATUS_OK) st = compare_write(&r, out, data_path, split, &err);
     if (st == STATUS_OK) st = report_render(out, &err);
     if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;
+    if (ok)
+      ok = cli_journal_finish("compare", journal) == 0;
+    else
+      journal_close(journal);
   }
   if (ok) {
     printf("%d models on %s (%s, %d images), %s", n, data_path, split, r.n_images,
@@ -248,5 +274,5 @@ int cmd_compare(int argc, char **argv) {
   compare_result_free(&r);
   for (int i = 0; i < n; i++) net_free(nets[i]);
   data_free(data);
-  return ok ? 0 : EXIT_RUNTIME;
+  return ok ? 0 : code ? code : EXIT_RUNTIME;
 }

@@ -93,10 +93,9 @@ static int demo_harden_and_compare(const DataSplits *data, const char *dir, cons
                                  .base = attack_options_default(ATTACK_PGD),
                                  .batch = 128}};
   co.sweep.base.iters = 0, co.sweep.base.seed = seed;
-  co.triage = 1, co.triage_attack = attack_options_default(ATTACK_PGD);
-  co.triage_attack.seed = seed;
-  co.triage_eps_max = TRIAGE_EPS_MAX, co.triage_tol = TRIAGE_TOL, co.triage_flag = TRIAGE_FLAG_FRAC;
-  co.transfer = 1, co.transfer_attack = co.triage_attack, co.transfer_attack.eps = 0.006f;
+  co.triage = 1, co.triage_o = triage_options_default();
+  co.triage_o.attack.seed = seed;
+  co.transfer = 1, co.transfer_attack = co.triage_o.attack, co.transfer_attack.eps = 0.006f;
   CompareResult r = {0};
   if (!quiet && s == STATUS_OK)
     fprintf(stderr, "comparing cnn, resnet8 and cnn-hardened (sweep, triage, transfer)\n");
@@ -164,16 +163,16 @@ static int demo_segment(const char *dir, const char *report_dir, uint64_t seed, 
   const float eps[2] = {0.002f, 0.004f};
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.seed = seed;
-  SegSweepOptions so = {kinds,
-                        1,
-                        eps,
-                        2,
-                        base,
-                        DAG_TARGETS_ALL,
-                        attack_options_default(ATTACK_DAG),
-                        dag_target_options_default(),
-                        1,
-                        48};
+  SegSweepOptions so = {.attacks = kinds,
+                        .n_attacks = 1,
+                        .eps = eps,
+                        .n_eps = 2,
+                        .base = base,
+                        .dag = DAG_TARGETS_ALL,
+                        .dag_o = attack_options_default(ATTACK_DAG),
+                        .dag_targets = dag_target_options_default(),
+                        .noise = 1,
+                        .batch = 48};
   if (net) {
     printf("8. segmentation: unet on %s -> %s: validation Dice %.3f\n", data->source, out,
            res.best_val_acc);
@@ -268,7 +267,14 @@ int cmd_demo(int argc, char **argv) {
     const Dataset *test = &data->split[SPLIT_TEST];
     const AttackKind kinds[3] = {ATTACK_FGSM, ATTACK_BIM, ATTACK_PGD};
     const float eps[4] = {0.001f, 0.002f, 0.004f, 0.006f};
-    SweepOptions so = {kinds, 3, eps, 4, attack_options_default(ATTACK_PGD), 128, 1, 1, NULL};
+    SweepOptions so = {.attacks = kinds,
+                       .n_attacks = 3,
+                       .eps = eps,
+                       .n_eps = 4,
+                       .base = attack_options_default(ATTACK_PGD),
+                       .batch = 128,
+                       .noise = 1,
+                       .checks = 1};
     so.base.iters = 0, so.base.seed = seed;
     SweepResult r;
     TriageResult tr;
@@ -294,9 +300,9 @@ int cmd_demo(int argc, char **argv) {
     if (s == STATUS_OK) s = examples_write(net, test, &pgd, 8, report_dir, &err);
     if (!quiet && s == STATUS_OK)
       fprintf(stderr, "triage: bisecting the smallest PGD eps that flips each test image\n");
-    if (s == STATUS_OK)
-      s = triage_run(net, test, &pgd, TRIAGE_EPS_MAX, TRIAGE_TOL, TRIAGE_FLAG_FRAC, 128, NULL, NULL,
-                     &tr, &err);
+    TriageOptions to = triage_options_default();
+    to.attack = pgd;
+    if (s == STATUS_OK) s = triage_run(net, test, &to, NULL, NULL, &tr, &err);
     if (s == STATUS_OK) {
       printf(
           "5. triage: accuracy %.2f%% on all test images, %.2f%% without the 20%% most fragile\n",
@@ -309,7 +315,7 @@ int cmd_demo(int argc, char **argv) {
       if (!quiet) fprintf(stderr, "saliency maps and the feature embedding of the cnn\n");
       s = saliency_write(net, test, &pgd, 6, 30, 0.15f, report_dir, &err);
     }
-    if (s == STATUS_OK) s = embedding_write(net, test, &pgd, 400, report_dir, &err);
+    if (s == STATUS_OK) s = embedding_write(net, test, &pgd, 400, report_dir, NULL, &err);
     if (s != STATUS_OK) {
       fprintf(stderr, "medrobust: %s\n", err.msg);
       code = EXIT_RUNTIME;

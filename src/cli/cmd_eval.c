@@ -84,7 +84,7 @@ int cmd_eval(int argc, char **argv) {
   const char *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf", *target_text = "none";
   const char *suite = NULL;
   const char *positive = NULL;
-  int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0, n_examples = 8;
+  int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0, n_examples = 8, resume = 0;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0; /* each attack's own default */
   CliDataArgs dargs = {0};
@@ -135,6 +135,7 @@ int cmd_eval(int argc, char **argv) {
       {"--no-noise", OPT_FLAG, &no_noise, 0, 0, NULL, "skip the noise contrast"},
       {"--no-checks", OPT_FLAG, &no_checks, 0, 0, NULL, "skip the self-checks"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_RESUME_OPTION(resume),
       CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliPath path_roles[] = {
@@ -176,6 +177,9 @@ int cmd_eval(int argc, char **argv) {
     }
   const int s_idx = cli_split("eval", split);
   if (s_idx < 0) return EXIT_USAGE;
+  char journal_path[4200];
+  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  if (cli_journal_check("eval", journal_path, resume)) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
   MrError err = {0};
   Net *net;
@@ -190,17 +194,46 @@ int cmd_eval(int argc, char **argv) {
   }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
+  int code;
+  Journal *journal =
+      cli_journal_open("eval", journal_path, resume, argc, argv, &net, 1, &set, &code);
+  if (!journal) {
+    net_free(net);
+    data_free(data);
+    return code;
+  }
   if (net_output_pixels(net) > 1) {
     dag_o.gamma = dag_gamma255 / 255.0f;
-    SegSweepOptions so = {kinds,    n_kinds, eps,   n_eps,     base,
-                          dag_mask, dag_o,   dag_t, !no_noise, batch};
-    const int rc_seg =
-        cli_eval_segment(net, &set, &so, out, model, data_path, split, quiet, n_examples);
+    SegSweepOptions so = {.attacks = kinds,
+                          .n_attacks = n_kinds,
+                          .eps = eps,
+                          .n_eps = n_eps,
+                          .base = base,
+                          .dag = dag_mask,
+                          .dag_o = dag_o,
+                          .dag_targets = dag_t,
+                          .noise = !no_noise,
+                          .batch = batch,
+                          .journal = journal};
+    int rc_seg = cli_eval_segment(net, &set, &so, out, model, data_path, split, quiet, n_examples);
+    if (rc_seg == 0)
+      rc_seg = cli_journal_finish("eval", journal);
+    else
+      journal_close(journal);
     net_free(net);
     data_free(data);
     return rc_seg;
   }
-  SweepOptions so = {kinds, n_kinds, eps, n_eps, base, batch, !no_noise, !no_checks, positive};
+  SweepOptions so = {.attacks = kinds,
+                     .n_attacks = n_kinds,
+                     .eps = eps,
+                     .n_eps = n_eps,
+                     .base = base,
+                     .batch = batch,
+                     .noise = !no_noise,
+                     .checks = !no_checks,
+                     .positive = positive,
+                     .journal = journal};
   SweepResult r;
   const double t0 = omp_get_wtime();
   CliProgress progress;
@@ -218,6 +251,14 @@ int cmd_eval(int argc, char **argv) {
   if (st == STATUS_OK) st = report_render(out, &err);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
+    journal_close(journal);
+    sweep_result_free(&r);
+    net_free(net);
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  if (cli_journal_finish("eval", journal)) {
+    sweep_result_free(&r);
     net_free(net);
     data_free(data);
     return EXIT_RUNTIME;

@@ -11,7 +11,7 @@
 int cmd_saliency(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
-  int count = 6, samples = 50, embed = 400, quiet = 0;
+  int count = 6, samples = 50, embed = 400, quiet = 0, resume = 0;
   float sigma = 0.15f, eps = 0.004f;
   uint64_t seed = 1;
   CliDataArgs dargs = {0};
@@ -30,6 +30,7 @@ int cmd_saliency(int argc, char **argv) {
       {"--embed", OPT_INT, &embed, 0, 1000000, " N", "images in the feature embedding (0: none)"},
       {"--seed", OPT_U64, &seed, 0, 0, " S", "random starts and SmoothGrad noise"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_RESUME_OPTION(resume),
       CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliPath path_roles[] = {
@@ -60,29 +61,47 @@ int cmd_saliency(int argc, char **argv) {
   o.eps = eps, o.seed = seed;
   const int s_idx = cli_split("saliency", split);
   if (s_idx < 0) return EXIT_USAGE;
+  char journal_path[4200];
+  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  if (cli_journal_check("saliency", journal_path, resume)) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
   Net *net;
   DataSplits *data;
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   MrError err = {0};
   const Dataset *set = &data->split[s_idx];
+  int code;
+  Journal *journal =
+      cli_journal_open("saliency", journal_path, resume, argc, argv, &net, 1, set, &code);
+  if (!journal) {
+    net_free(net);
+    data_free(data);
+    return code;
+  }
   /* two steps, each a few seconds to a minute: a line per step with the time so far */
   CliProgress progress;
   cli_progress_init(&progress, quiet);
   cli_sweep_progress("saliency: vanilla gradient and SmoothGrad maps", 0, 2, &progress);
-  Status st = saliency_write(net, set, &o, count, samples, sigma, out, &err);
+  /* the maps are one unit: their files are written (atomically) before it is journaled */
+  Status st = STATUS_OK;
+  if (!journal_restore(journal, "saliency-maps", NULL, 0)) {
+    st = saliency_write(net, set, &o, count, samples, sigma, out, &err);
+    if (st == STATUS_OK) st = journal_record(journal, "saliency-maps", NULL, 0, &err);
+  }
   if (st == STATUS_OK && embed > 0 && set->n >= 3) {
     cli_sweep_progress("saliency: the feature embedding", 1, 2, &progress);
-    st = embedding_write(net, set, &o, embed, out, &err);
+    st = embedding_write(net, set, &o, embed, out, journal, &err);
   }
   cli_progress_done(&progress);
   if (st == STATUS_OK) st = report_render(out, &err);
-  if (st != STATUS_OK)
+  int code_out = EXIT_RUNTIME;
+  if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
-  else
+    journal_close(journal);
+  } else if ((code_out = cli_journal_finish("saliency", journal)) == 0)
     printf("saliency maps of %d images and a %d-image embedding (%s eps %g) in %s/report.html\n",
            count < set->n ? count : set->n, embed < set->n ? embed : set->n, attack, eps, out);
   net_free(net);
   data_free(data);
-  return st == STATUS_OK ? 0 : EXIT_RUNTIME;
+  return code_out;
 }

@@ -15,7 +15,7 @@ int cmd_triage(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
   float eps_max = TRIAGE_EPS_MAX, tol = TRIAGE_TOL, flag_pct = 100.0f * TRIAGE_FLAG_FRAC;
-  int batch = 128, quiet = 0, limit = 0, iters = 10;
+  int batch = 128, quiet = 0, limit = 0, iters = 10, resume = 0;
   float dice_threshold = 0.5f;
   uint64_t seed = 1;
   CliDataArgs dargs = {0};
@@ -38,6 +38,7 @@ int cmd_triage(int argc, char **argv) {
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_RESUME_OPTION(resume),
       CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliPath path_roles[] = {
@@ -69,6 +70,9 @@ int cmd_triage(int argc, char **argv) {
   }
   const int s_idx = cli_split("triage", split);
   if (s_idx < 0) return EXIT_USAGE;
+  char journal_path[4200];
+  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  if (cli_journal_check("triage", journal_path, resume)) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
   MrError err = {0};
   Net *net;
@@ -76,8 +80,19 @@ int cmd_triage(int argc, char **argv) {
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
+  int code;
+  Journal *journal =
+      cli_journal_open("triage", journal_path, resume, argc, argv, &net, 1, &set, &code);
+  if (!journal) {
+    net_free(net);
+    data_free(data);
+    return code;
+  }
+  TriageOptions to = triage_options_default();
   AttackOptions o = attack_options_default((AttackKind)kind);
   o.norm = norm_kind, o.iters = kind == ATTACK_FGSM ? 1 : iters, o.seed = seed;
+  to.attack = o, to.eps_max = eps_max, to.tol = tol, to.flag_frac = flag_pct / 100.0f;
+  to.dice_threshold = dice_threshold, to.batch = batch, to.journal = journal;
   const double t0 = omp_get_wtime();
   CliProgress progress;
   cli_progress_init(&progress, quiet);
@@ -86,12 +101,16 @@ int cmd_triage(int argc, char **argv) {
     Status st =
         kind == ATTACK_MIFGSM
             ? mr_error_set(&err, STATUS_ERR_ARG, "segmentation triage takes fgsm, bim or pgd")
-            : seg_triage_run(net, &set, &o, eps_max, tol, dice_threshold, flag_pct / 100.0f, batch,
-                             cli_sweep_progress, &progress, &sr, &err);
+            : seg_triage_run(net, &set, &to, cli_sweep_progress, &progress, &sr, &err);
     cli_progress_done(&progress);
     if (st == STATUS_OK) st = seg_triage_write(&sr, &set, out, model, data_path, &err);
     if (st == STATUS_OK) st = report_render(out, &err);
-    if (st == STATUS_OK) {
+    int code_seg = st == STATUS_OK ? cli_journal_finish("triage", journal) : EXIT_RUNTIME;
+    if (st != STATUS_OK) {
+      fprintf(stderr, "medrobust: %s\n", err.msg);
+      journal_close(journal);
+    }
+    if (code_seg == 0) {
       printf(
           "%s on %s (%s, %d images): per image the smallest %s %s eps at which the Dice "
           "between the adversarial and the clean mask falls below %g\n",
@@ -113,23 +132,28 @@ int cmd_triage(int argc, char **argv) {
           "\n%.1f s; list in %s/seg_triage.csv, details in %s/seg_triage.json, report "
           "%s/report.html\n",
           omp_get_wtime() - t0, out, out, out);
-    } else {
-      fprintf(stderr, "medrobust: %s\n", err.msg);
     }
     seg_triage_free(&sr);
     net_free(net);
     data_free(data);
-    return st == STATUS_OK ? 0 : EXIT_RUNTIME;
+    return code_seg;
   }
   TriageResult r;
-  Status st = triage_run(net, &set, &o, eps_max, tol, flag_pct / 100.0f, batch, cli_sweep_progress,
-                         &progress, &r, &err);
+  Status st = triage_run(net, &set, &to, cli_sweep_progress, &progress, &r, &err);
   cli_progress_done(&progress);
   if (st == STATUS_OK) st = triage_write_thumbnails(&r, &set, out, 30, &err);
   if (st == STATUS_OK) st = triage_write(&r, &set, net, out, model, data_path, &err);
   if (st == STATUS_OK) st = report_render(out, &err);
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
+    journal_close(journal);
+    triage_free(&r);
+    net_free(net);
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  if (cli_journal_finish("triage", journal)) {
+    triage_free(&r);
     net_free(net);
     data_free(data);
     return EXIT_RUNTIME;

@@ -116,13 +116,17 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
   SegSweepOptions grad_only = *so;
   grad_only.dag = 0, grad_only.noise = 0;
   int done = 0;
-  for (int i = 0; st == STATUS_OK && i < n; i++, done++)
+  for (int i = 0; st == STATUS_OK && i < n; i++, done++) {
+    char scope[24];
+    snprintf(scope, sizeof scope, "m%d/", i);
+    grad_only.scope = scope;
     st = seg_sweep(nets[i], set, &grad_only, cli_sweep_progress, &progress, &res[i], &err);
+  }
   for (int t = 0; st == STATUS_OK && (so->dag || transfer) && t < DAG_TARGET_COUNT; t++) {
     char what[32];
     snprintf(what, sizeof what, "DAG type %s", dag_target_name((DagTarget)t));
     cli_sweep_progress(what, t, DAG_TARGET_COUNT, &progress);
-    st = seg_transfer_matrix(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch,
+    st = seg_transfer_matrix(nets, n, set, &so->dag_o, t, &so->dag_targets, so->batch, so->journal,
                              matrices + (size_t)t * n * n, ssim + (size_t)t * n,
                              mse + (size_t)t * n, &err);
   }
@@ -157,8 +161,14 @@ int cli_compare_segment(Net *const *nets, const char *const *names, int n, const
     if (so->noise && !r->noise) r->noise = calloc(1, sizeof(SegNoiseRow));
     if (so->noise && r->noise) {
       cli_sweep_progress("Rician noise", i, n, &progress);
-      st = seg_noise_row(nets[i], set, NOISE_RICIAN, ss, so->base.seed + 101, so->batch,
-                         &r->noise[0], &err);
+      const JournalPart unit = {&r->noise[0], sizeof r->noise[0]};
+      char key[48];
+      snprintf(key, sizeof key, "m%d/seg-noise-rician", i);
+      if (!journal_restore(so->journal, key, &unit, 1)) {
+        st = seg_noise_row(nets[i], set, NOISE_RICIAN, ss, so->base.seed + 101, so->batch,
+                           &r->noise[0], &err);
+        if (st == STATUS_OK) st = journal_record(so->journal, key, &unit, 1, &err);
+      }
       r->n_noise = st == STATUS_OK;
     }
   }
@@ -252,7 +262,7 @@ static int *read_target_masks(const char *path, int n, int h, int w, int k) {
 
 int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const char *dag_type,
                        const char *target_masks, const char *out, const char *png_dir,
-                       int png_count) {
+                       int png_count, int batch, Journal *journal) {
   const int k = net_num_classes(net), n = set->n, t = dag_type ? dag_target_parse(dag_type) : -1;
   if (!(attack_supports(o->kind) & ATTACK_SUPPORTS_PER_PIXEL) || (dag_type && t < 0) ||
       (dag_type && target_masks) ||
@@ -272,23 +282,28 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
                   ? STATUS_OK
                   : mr_error_set(&err, STATUS_ERR_NOMEM, "%s",
                                  target_masks ? "the target masks are unusable" : "out of memory");
-  if (st == STATUS_OK) st = net_segment_dataset(net, set, 64, clean, &err);
+  if (st == STATUS_OK) st = net_segment_dataset(net, set, batch, clean, &err);
   const int targeted = t >= 0 || target_masks;
   const DagTargetOptions to = dag_target_options_default();
-  for (int start = 0; st == STATUS_OK && start < n; start += 64) {
-    const int b = n - start < 64 ? n - start : 64;
+  for (int start = 0; st == STATUS_OK && start < n; start += batch) {
+    const int b = n - start < batch ? n - start : batch;
     AttackOptions a = *o;
     if (t >= 0)
       dag_target((DagTarget)t, &to, clean + P * start, b, set->h, set->w, k, o->seed, start,
                  target + P * start);
     if (targeted) a.target = TARGET_MASK, a.target_mask = target + P * start;
+    const JournalPart unit = {adv + per * start, sizeof(float) * per * b};
+    char key[48];
+    snprintf(key, sizeof key, "seg-attack/b%d", start);
+    if (journal_restore(journal, key, &unit, 1)) continue;
     st = attack_run(net, &a, set->images + per * start, set->masks + P * start, b,
                     adv + per * start, &err);
+    if (st == STATUS_OK) st = journal_record(journal, key, &unit, 1, &err);
   }
   if (st == STATUS_OK) {
     Dataset adv_set = *set;
     adv_set.images = adv;
-    st = net_segment_dataset(net, &adv_set, 64, pred, &err);
+    st = net_segment_dataset(net, &adv_set, batch, pred, &err);
   }
   if (st == STATUS_OK) {
     NpzWriter *w = npz_writer_open(out, &err);
@@ -333,7 +348,8 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
   }
   if (f) st = atomic_commit(&af, &err);
   if (st == STATUS_OK && png_dir) {
-    SegSweepOptions so = {NULL, 0, NULL, 0, *o, t >= 0 ? 1 << t : 0, *o, to, 0, 64};
+    SegSweepOptions so = {
+        .base = *o, .dag = t >= 0 ? 1 << t : 0, .dag_o = *o, .dag_targets = to, .batch = 64};
     if (!cli_make_dir(png_dir))
       st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
     else if (!targeted || t >= 0) {

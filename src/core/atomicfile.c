@@ -14,7 +14,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-/* Removes dir/base.tmp.PID files whose process no longer runs. */
+/* Removes dir/base.tmp.PID files whose process no longer runs, and
+ * base.tmp.PID.XXXXXX, the temporary file libzip writes an archive through. */
 static void remove_stale(const char *path) {
   char dir[4096];
   const char *slash = strrchr(path, '/');
@@ -32,7 +33,7 @@ static void remove_stale(const char *path) {
     if (strncmp(n, base, bl) != 0 || strncmp(n + bl, ".tmp.", 5) != 0) continue;
     char *end;
     const long pid = strtol(n + bl + 5, &end, 10);
-    if (*end || pid <= 0 || pid == (long)getpid()) continue;
+    if ((*end && *end != '.') || pid <= 0 || pid == (long)getpid()) continue;
     if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
     char stale[8300];
     snprintf(stale, sizeof stale, "%s/%s", dir, n);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <zip.h>
 
@@ -459,7 +460,10 @@ static int zip_add_buffer(zip_t *za, const char *name, uint8_t *buf, size_t len)
     zip_source_free(src);
     return 0;
   }
-  return zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_DEFLATE, 0) == 0;
+  /* a fixed date (2 Jan 1980, the start of the zip era) rather than now: the same
+   * arrays give the same file, so a resumed run reproduces an uninterrupted one */
+  return zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_DEFLATE, 0) == 0 &&
+         zip_file_set_mtime(za, (zip_uint64_t)idx, (time_t)315619200, 0) == 0;
 }
 
 struct NpzWriter {

@@ -47,7 +47,7 @@ Status compare_check_models(Net *const *nets, const char *const *names, int n, M
 }
 
 Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int batch,
-                       double *acc, MrError *err) {
+                       Journal *journal, double *acc, MrError *err) {
   Status s = compare_check_models(nets, NULL, n, err);
   if (s != STATUS_OK) return s;
   const int k = net_num_classes(nets[0]);
@@ -55,19 +55,30 @@ Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOp
   if (d->n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no images for the transfer matrix");
   float *adv = malloc(sizeof(float) * per * batch), *probs = malloc(sizeof(float) * k * batch);
   long *correct = calloc((size_t)n * n, sizeof(long));
-  if (!adv || !probs || !correct) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  int32_t *batch_correct = calloc(n, sizeof(int32_t)); /* one batch's counts per target */
+  if (!adv || !probs || !correct || !batch_correct)
+    s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int src = 0; s == STATUS_OK && src < n; src++)
     for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
       const int b = d->n - start < batch ? d->n - start : batch;
-      s = attack_run(nets[src], a, d->images + per * start, d->labels + start, b, adv, err);
-      for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
-        net_predict(nets[dst], adv, b, probs);
-        for (int i = 0; i < b; i++)
-          correct[src * n + dst] += argmax(probs + (size_t)i * k, k) == d->labels[start + i];
+      const JournalPart unit = {batch_correct, sizeof(int32_t) * n};
+      char key[64];
+      snprintf(key, sizeof key, "transfer/m%d/b%d", src, start);
+      if (!journal_restore(journal, key, &unit, 1)) {
+        s = attack_run(nets[src], a, d->images + per * start, d->labels + start, b, adv, err);
+        for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
+          net_predict(nets[dst], adv, b, probs);
+          batch_correct[dst] = 0;
+          for (int i = 0; i < b; i++)
+            batch_correct[dst] += argmax(probs + (size_t)i * k, k) == d->labels[start + i];
+        }
+        if (s == STATUS_OK) s = journal_record(journal, key, &unit, 1, err);
       }
+      for (int dst = 0; s == STATUS_OK && dst < n; dst++)
+        correct[src * n + dst] += batch_correct[dst];
     }
   for (int i = 0; s == STATUS_OK && i < n * n; i++) acc[i] = (double)correct[i] / d->n;
-  free(adv), free(probs), free(correct);
+  free(adv), free(probs), free(correct), free(batch_correct);
   return s;
 }
 
@@ -179,9 +190,9 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
                         d->c, d->h, d->w, spec->in_c, spec->in_h, spec->in_w);
   r->models = calloc(n, sizeof(CompareEntry));
   if (!r->models) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  r->n = n, r->n_images = d->n, r->triage_eps_max = o->triage_eps_max, r->bits = d->bits;
+  r->n = n, r->n_images = d->n, r->triage_eps_max = o->triage_o.eps_max, r->bits = d->bits;
   const double sweep_w = o->sweep.n_attacks * o->sweep.n_eps,
-               triage_w = o->triage ? 2 + ceil(log2(o->triage_eps_max / o->triage_tol)) : 0,
+               triage_w = o->triage ? 2 + ceil(log2(o->triage_o.eps_max / o->triage_o.tol)) : 0,
                transfer_w = o->transfer ? n : 0;
   Overall overall = {progress, ctx, "", 0, 0, n * (sweep_w + triage_w) + transfer_w};
   SweepProgressFn step = progress ? overall_progress : NULL;
@@ -195,12 +206,17 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
     e->flops = net_flops(nets[i]);
     e->min_eps_median = e->accuracy_aware = NAN;
     overall.model = e->name, overall.base = i * (sweep_w + triage_w), overall.span = sweep_w;
-    s = robustness_sweep(nets[i], d, &o->sweep, step, &overall, &e->sweep, err);
+    char scope[24];
+    snprintf(scope, sizeof scope, "m%d/", i);
+    SweepOptions so = o->sweep;
+    so.scope = scope;
+    s = robustness_sweep(nets[i], d, &so, step, &overall, &e->sweep, err);
     if (s == STATUS_OK && o->triage) {
       TriageResult *tr = &e->triage, t;
       overall.base += sweep_w, overall.span = triage_w;
-      s = triage_run(nets[i], d, &o->triage_attack, o->triage_eps_max, o->triage_tol,
-                     o->triage_flag, o->sweep.batch, step, &overall, &t, err);
+      TriageOptions to = o->triage_o;
+      to.batch = so.batch, to.journal = so.journal, to.scope = scope;
+      s = triage_run(nets[i], d, &to, step, &overall, &t, err);
       if (s == STATUS_OK) {
         e->triaged = 1;
         e->min_eps_median = min_eps_median(&t);
@@ -218,9 +234,9 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
     if (step) step("transfer matrix", 0, 1, &overall);
     r->transfer = malloc(sizeof(double) * n * n);
     r->transfer_attack = o->transfer_attack;
-    s = r->transfer
-            ? transfer_matrix(nets, n, d, &o->transfer_attack, o->sweep.batch, r->transfer, err)
-            : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    s = r->transfer ? transfer_matrix(nets, n, d, &o->transfer_attack, o->sweep.batch,
+                                      o->sweep.journal, r->transfer, err)
+                    : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   }
   if (s == STATUS_OK) rank_models(r, o);
   if (s != STATUS_OK) compare_result_free(r);

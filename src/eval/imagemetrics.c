@@ -49,8 +49,7 @@ double image_ssim(const float *a, const float *b, int c, int h, int w) {
   return count ? total / count : 1.0;
 }
 
-void perturbation_add(PerturbationSum *s, const float *clean, const float *adv, int c, int h,
-                      int w) {
+PerturbationOne perturbation_measure(const float *clean, const float *adv, int c, int h, int w) {
   const size_t per = (size_t)c * h * w;
   double mx = 0, sq = 0;
   for (size_t j = 0; j < per; j++) {
@@ -58,11 +57,20 @@ void perturbation_add(PerturbationSum *s, const float *clean, const float *adv, 
     mx = fmax(mx, fabs(d));
     sq += d * d;
   }
-  s->linf += mx, s->l2 += sqrt(sq), s->mse += sq / per;
-  s->ssim += image_ssim(clean, adv, c, h, w);
-  const double p = image_psnr(clean, adv, per);
-  if (isfinite(p)) s->psnr += p, s->psnr_finite++;
+  return (PerturbationOne){mx, sqrt(sq), sq / per, image_ssim(clean, adv, c, h, w),
+                           image_psnr(clean, adv, per)};
+}
+
+void perturbation_accumulate(PerturbationSum *s, const PerturbationOne *one) {
+  s->linf += one->linf, s->l2 += one->l2, s->mse += one->mse, s->ssim += one->ssim;
+  if (isfinite(one->psnr)) s->psnr += one->psnr, s->psnr_finite++;
   s->n++;
+}
+
+void perturbation_add(PerturbationSum *s, const float *clean, const float *adv, int c, int h,
+                      int w) {
+  const PerturbationOne one = perturbation_measure(clean, adv, c, h, w);
+  perturbation_accumulate(s, &one);
 }
 
 double image_psnr(const float *a, const float *b, size_t n) {

@@ -20,6 +20,11 @@ typedef struct {
   float *adv, *probs;
   float *all_probs; /* (n, k): one row's scores, for its AUC */
   const int *clean_pred;
+  PerturbationOne *sizes; /* (batch): one batch's perturbation sizes */
+  /* resumable: each batch of a row is a unit of the journal, keyed scope + key + start */
+  Journal *journal;
+  const char *scope;
+  char key[48];
   /* progress: run_row reports `what` batch by batch as units of images */
   SweepProgressFn progress;
   void *ctx;
@@ -76,18 +81,33 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   row->pred_confidence = malloc(sizeof(float) * (d->n + 1));
   if (!row->pred || !row->pred_confidence)
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
-  const double t0 = omp_get_wtime();
   double conf = 0;
   PerturbationSum size = {0};
   for (int start = 0; start < d->n; start += s->batch) {
     const int b = d->n - start < s->batch ? d->n - start : s->batch;
     const float *x = d->images + s->per * start;
     const int *y = d->labels + start;
-    report_progress(s, start);
-    Status st = attack_run(s->net, o, x, y, b, s->adv, err);
-    if (st != STATUS_OK) return st;
     float *probs = s->all_probs + (size_t)start * s->k;
-    net_predict(s->net, s->adv, b, probs);
+    /* the batch's outputs: the scores of its adversarial images and their sizes */
+    double seconds = 0;
+    const JournalPart unit[3] = {{probs, sizeof(float) * s->k * b},
+                                 {s->sizes, sizeof(PerturbationOne) * b},
+                                 {&seconds, sizeof seconds}};
+    char key[128];
+    snprintf(key, sizeof key, "%s%s/b%d", s->scope, s->key, start);
+    report_progress(s, start);
+    if (!journal_restore(s->journal, key, unit, 3)) {
+      const double t0 = omp_get_wtime();
+      Status st = attack_run(s->net, o, x, y, b, s->adv, err);
+      if (st != STATUS_OK) return st;
+      net_predict(s->net, s->adv, b, probs);
+      for (int i = 0; i < b; i++)
+        s->sizes[i] = perturbation_measure(x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
+      seconds = omp_get_wtime() - t0;
+      st = journal_record(s->journal, key, unit, 3, err);
+      if (st != STATUS_OK) return st;
+    }
+    row->seconds += seconds;
     for (int i = 0; i < b; i++) {
       const float *p = probs + (size_t)i * s->k;
       const int pred = argmax(p, s->k), clean = s->clean_pred[start + i];
@@ -101,7 +121,7 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
         row->missed += clean == s->positive && pred != s->positive;
       }
       conf += p[pred];
-      perturbation_add(&size, x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
+      perturbation_accumulate(&size, &s->sizes[i]);
     }
   }
   s->done_units += d->n;
@@ -116,7 +136,6 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   row->linf = size.linf / n, row->l2 = size.l2 / n, row->mse = size.mse / n,
   row->ssim = size.ssim / n, row->confidence = conf / n;
   row->psnr = size.psnr_finite ? size.psnr / size.psnr_finite : INFINITY;
-  row->seconds = omp_get_wtime() - t0;
   return STATUS_OK;
 }
 
@@ -301,6 +320,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   AttackOptions big = o->base;
   big.kind = ATTACK_PGD, big.norm = NORM_LINF, big.eps = 0.3f, big.iters = 20, big.step = 0;
   snprintf(s->what, sizeof s->what, "self-check: PGD-20 at eps 0.3");
+  snprintf(s->key, sizeof s->key, "check-pgd");
   SweepRow row;
   Status st = run_row(s, &big, &row, err);
   if (st != STATUS_OK) {
@@ -325,6 +345,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
     AttackOptions sq = attack_options_default(ATTACK_SQUARE);
     sq.eps = eps_max, sq.seed = o->base.seed;
     snprintf(s->what, sizeof s->what, "self-check: Square at eps %g", eps_max);
+    snprintf(s->key, sizeof s->key, "check-square");
     st = run_row(s, &sq, &row, err);
     if (st != STATUS_OK) {
       row_free(&row);
@@ -390,6 +411,8 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
              .batch = o->batch,
              .k = net_num_classes(net),
              .per = (size_t)net_input_size(net),
+             .journal = o->journal,
+             .scope = o->scope ? o->scope : "",
              .progress = progress,
              .ctx = ctx};
   /* the work in images attacked: every row, the noise contrast as one, two check rows */
@@ -397,6 +420,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   s.positive = r->positive = positive_class(net, o->positive);
   s.adv = malloc(sizeof(float) * s.per * s.batch);
   s.probs = malloc(sizeof(float) * s.k * s.batch);
+  s.sizes = malloc(sizeof(PerturbationOne) * s.batch);
   s.all_probs = malloc(sizeof(float) * ((size_t)s.k * d->n + 1));
   r->clean_pred = malloc(sizeof(int) * (d->n + 1));
   r->clean_confidence = malloc(sizeof(float) * (d->n + 1));
@@ -408,7 +432,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   r->noise = calloc((size_t)NOISE_COUNT * o->n_eps + 1, sizeof(NoiseRow));
   r->checks = calloc(10, sizeof(CheckRow));
   Status st = STATUS_OK;
-  if (!s.adv || !s.probs || !s.all_probs || !r->clean_pred || !r->clean_confidence ||
+  if (!s.adv || !s.probs || !s.sizes || !s.all_probs || !r->clean_pred || !r->clean_confidence ||
       !r->clean_confusion || !r->class_names || !r->rows || !r->noise || !r->checks)
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
   r->n = d->n, r->k = s.k;
@@ -426,6 +450,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
       if (!o->base.iters) ao.iters = defaults.iters;
       if (ao.kind == ATTACK_FGSM) ao.iters = 1;
       snprintf(s.what, sizeof s.what, "%s eps %g", attack_name(ao.kind), ao.eps);
+      snprintf(s.key, sizeof s.key, "row%d.%d", a, e);
       SweepRow *row = &r->rows[r->n_rows];
       st = run_row(&s, &ao, row, err);
       if (st == STATUS_OK) row->drop_pct = drop_pct(r->clean_accuracy, row->accuracy);
@@ -438,14 +463,21 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
     if (!ref || ref->ssim >= 1.0) continue;
     snprintf(s.what, sizeof s.what, "noise contrast at eps %g", o->eps[e]);
     report_progress(&s, (long)d->n * e / o->n_eps);
-    for (int k = 0; k < NOISE_COUNT; k++)
-      st = run_noise(&s, (NoiseKind)k, ref, &r->noise[r->n_noise++], o->base.seed);
+    for (int k = 0; st == STATUS_OK && k < NOISE_COUNT; k++) {
+      NoiseRow *row = &r->noise[r->n_noise++];
+      const JournalPart unit = {row, sizeof *row};
+      char key[96];
+      snprintf(key, sizeof key, "%snoise%d.%d", s.scope, e, k);
+      if (journal_restore(s.journal, key, &unit, 1)) continue;
+      st = run_noise(&s, (NoiseKind)k, ref, row, o->base.seed);
+      if (st == STATUS_OK) st = journal_record(s.journal, key, &unit, 1, err);
+    }
   }
   if (o->noise) s.done_units += d->n;
   if (st == STATUS_OK && o->checks) {
     st = run_checks(&s, o, r, err);
   }
-  free(s.adv), free(s.probs), free(s.all_probs);
+  free(s.adv), free(s.probs), free(s.sizes), free(s.all_probs);
   if (st != STATUS_OK) sweep_result_free(r);
   return st;
 }

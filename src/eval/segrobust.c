@@ -18,10 +18,14 @@ typedef struct {
   const Dataset *d;
   int batch, k;
   size_t per, P;
-  int *clean_pred; /* (n, P) */
-  float *adv;      /* (batch, per) */
-  int *pred;       /* (n, P) of the row in progress */
-  int *target;     /* (batch, P) */
+  int *clean_pred;        /* (n, P) */
+  float *adv;             /* (batch, per) */
+  int *pred;              /* (n, P) of the row in progress */
+  int *target;            /* (batch, P) */
+  PerturbationOne *sizes; /* (batch) */
+  Journal *journal;       /* each batch of a row is a unit, keyed scope + key + start */
+  const char *scope;
+  char key[48];
   SweepProgressFn progress;
   void *ctx;
   long done_units, total_units;
@@ -39,7 +43,7 @@ void seg_dag_targets(Net *net, const float *x, int b, int first, DagTarget t,
 static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTargetOptions *to,
                       SegRow *row, MrError *err) {
   const Dataset *d = s->d;
-  const double t0 = omp_get_wtime();
+  row->seconds = 0;
   long reached = 0, valid = 0, changed = 0, changed_reached = 0;
   double vs_clean = 0;
   PerturbationSum size = {0};
@@ -55,12 +59,27 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
                  start, s->target);
       a.target = TARGET_MASK, a.target_mask = s->target;
     }
-    st = attack_run(s->net, &a, x, y, b, s->adv, err);
-    if (st != STATUS_OK) break;
     int *pred = s->pred + s->P * start;
-    net_segment(s->net, s->adv, b, pred);
+    double seconds = 0;
+    const JournalPart unit[3] = {{pred, sizeof(int) * s->P * b},
+                                 {s->sizes, sizeof(PerturbationOne) * b},
+                                 {&seconds, sizeof seconds}};
+    char key[128];
+    snprintf(key, sizeof key, "%s%s/b%d", s->scope, s->key, start);
+    if (!journal_restore(s->journal, key, unit, 3)) {
+      const double t0 = omp_get_wtime();
+      st = attack_run(s->net, &a, x, y, b, s->adv, err);
+      if (st != STATUS_OK) break;
+      net_segment(s->net, s->adv, b, pred);
+      for (int i = 0; i < b; i++)
+        s->sizes[i] = perturbation_measure(x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
+      seconds = omp_get_wtime() - t0;
+      st = journal_record(s->journal, key, unit, 3, err);
+      if (st != STATUS_OK) break;
+    }
+    row->seconds += seconds;
     for (int i = 0; i < b; i++) {
-      perturbation_add(&size, x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
+      perturbation_accumulate(&size, &s->sizes[i]);
       const int *pi = pred + s->P * i, *ci = s->clean_pred + s->P * (start + i);
       vs_clean += seg_image_dice(pi, ci, (int)s->P, s->k);
       if (t < 0 && a.target == TARGET_NONE) continue;
@@ -93,7 +112,6 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
   row->ssim = size.ssim / n;
   /* an image the attack left untouched counts as 100 dB */
   row->psnr = (size.psnr + 100.0 * (size.n - size.psnr_finite)) / n;
-  row->seconds = omp_get_wtime() - t0;
   return STATUS_OK;
 }
 
@@ -154,18 +172,22 @@ Status seg_sweep(Net *net, const Dataset *d, const SegSweepOptions *o, SweepProg
                 .k = net_num_classes(net),
                 .per = (size_t)net_input_size(net),
                 .P = (size_t)d->h * d->w,
+                .journal = o->journal,
+                .scope = o->scope ? o->scope : "",
                 .progress = progress,
                 .ctx = ctx};
   s.clean_pred = malloc(sizeof(int) * s.P * d->n);
   s.pred = malloc(sizeof(int) * s.P * d->n);
   s.adv = malloc(sizeof(float) * s.per * s.batch);
   s.target = malloc(sizeof(int) * s.P * s.batch);
+  s.sizes = malloc(sizeof(PerturbationOne) * s.batch);
   const int max_rows = o->n_attacks * o->n_eps + (o->dag ? DAG_TARGET_COUNT : 0);
   r->rows = calloc(max_rows + 1, sizeof(SegRow));
   r->noise = calloc(NOISE_COUNT, sizeof(SegNoiseRow));
   r->class_names = calloc(s.k, sizeof(char *));
   Status st = STATUS_OK;
-  if (!s.clean_pred || !s.pred || !s.adv || !s.target || !r->rows || !r->noise || !r->class_names)
+  if (!s.clean_pred || !s.pred || !s.adv || !s.target || !s.sizes || !r->rows || !r->noise ||
+      !r->class_names)
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the segmentation sweep");
   r->n = d->n, r->k = s.k;
   for (int c = 0; st == STATUS_OK && c < s.k; c++) {
@@ -184,6 +206,7 @@ Status seg_sweep(Net *net, const Dataset *d, const SegSweepOptions *o, SweepProg
       ao.kind = o->attacks[a], ao.eps = o->eps[e];
       if (!ao.iters) ao.iters = defaults.iters;
       snprintf(s.what, sizeof s.what, "%s eps %g", attack_name(ao.kind), ao.eps);
+      snprintf(s.key, sizeof s.key, "seg-row%d.%d", a, e);
       st = run_row(&s, &ao, -1, NULL, &r->rows[r->n_rows], err);
       if (st == STATUS_OK) r->n_rows++;
     }
@@ -192,6 +215,7 @@ Status seg_sweep(Net *net, const Dataset *d, const SegSweepOptions *o, SweepProg
     AttackOptions ao = o->dag_o;
     ao.kind = ATTACK_DAG, ao.seed = o->base.seed;
     snprintf(s.what, sizeof s.what, "dag type %s", dag_target_name((DagTarget)t));
+    snprintf(s.key, sizeof s.key, "seg-dag%d", t);
     st = run_row(&s, &ao, t, &o->dag_targets, &r->rows[r->n_rows], err);
     if (st == STATUS_OK) r->n_rows++;
   }
@@ -210,15 +234,21 @@ Status seg_sweep(Net *net, const Dataset *d, const SegSweepOptions *o, SweepProg
   }
   if (st == STATUS_OK && o->noise && averaged) {
     static const NoiseKind kinds[3] = {NOISE_RICIAN, NOISE_GAUSSIAN, NOISE_SPECKLE};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; st == STATUS_OK && i < 3; i++) {
       snprintf(s.what, sizeof s.what, "%s noise", noise_name(kinds[i]));
-      run_noise(&s, kinds[i], ssim_sum / averaged, o->base.seed + 101 * (i + 1),
-                &r->noise[r->n_noise++]);
+      SegNoiseRow *row = &r->noise[r->n_noise++];
+      const JournalPart unit = {row, sizeof *row};
+      char key[96];
+      snprintf(key, sizeof key, "%sseg-noise%d", s.scope, i);
+      if (!journal_restore(s.journal, key, &unit, 1)) {
+        run_noise(&s, kinds[i], ssim_sum / averaged, o->base.seed + 101 * (i + 1), row);
+        st = journal_record(s.journal, key, &unit, 1, err);
+      }
       s.done_units += d->n;
       if (progress) progress(s.what, (int)s.done_units, (int)s.total_units, ctx);
     }
   }
-  free(s.clean_pred), free(s.pred), free(s.adv), free(s.target);
+  free(s.clean_pred), free(s.pred), free(s.adv), free(s.target), free(s.sizes);
   if (st != STATUS_OK) seg_sweep_result_free(r);
   return st;
 }
@@ -259,8 +289,8 @@ Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int b
 }
 
 Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOptions *a, int t,
-                           const DagTargetOptions *to, int batch, double *dice, double *ssim,
-                           double *mse, MrError *err) {
+                           const DagTargetOptions *to, int batch, Journal *journal, double *dice,
+                           double *ssim, double *mse, MrError *err) {
   Status s = compare_check_models(nets, NULL, n, err);
   if (s != STATUS_OK) return s;
   if (!d->masks || d->n < 1)
@@ -271,32 +301,45 @@ Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const Atta
   int *pred = malloc(sizeof(int) * P * batch), *clean = malloc(sizeof(int) * P * batch);
   int *target = malloc(sizeof(int) * P * batch);
   double *sum = calloc((size_t)n * n, sizeof(double));
-  if (!adv || !pred || !clean || !target || !sum)
+  /* a batch's outputs (its unit in the journal): Dice sums per target model, sizes */
+  double *batch_sum = calloc(n, sizeof(double));
+  PerturbationOne *sizes = malloc(sizeof(PerturbationOne) * batch);
+  if (!adv || !pred || !clean || !target || !sum || !batch_sum || !sizes)
     s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int src = 0; s == STATUS_OK && src < n; src++) {
     PerturbationSum size = {0};
     for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
       const int b = d->n - start < batch ? d->n - start : batch;
       const float *x = d->images + per * start;
-      AttackOptions o = *a;
-      if (t >= 0) {
-        seg_dag_targets(nets[src], x, b, start, (DagTarget)t, to, a->seed, clean, target);
-        o.kind = ATTACK_DAG, o.target = TARGET_MASK, o.target_mask = target;
+      const JournalPart unit[2] = {{batch_sum, sizeof(double) * n},
+                                   {sizes, sizeof(PerturbationOne) * b}};
+      char key[64];
+      snprintf(key, sizeof key, "seg-transfer%d/m%d/b%d", t, src, start);
+      if (!journal_restore(journal, key, unit, 2)) {
+        AttackOptions o = *a;
+        if (t >= 0) {
+          seg_dag_targets(nets[src], x, b, start, (DagTarget)t, to, a->seed, clean, target);
+          o.kind = ATTACK_DAG, o.target = TARGET_MASK, o.target_mask = target;
+        }
+        s = attack_run(nets[src], &o, x, d->masks + P * start, b, adv, err);
+        for (int i = 0; s == STATUS_OK && i < b; i++)
+          sizes[i] = perturbation_measure(x + per * i, adv + per * i, d->c, d->h, d->w);
+        for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
+          net_segment(nets[dst], adv, b, pred);
+          batch_sum[dst] = 0;
+          for (int i = 0; i < b; i++)
+            batch_sum[dst] += seg_image_dice(pred + P * i, d->masks + P * (start + i), (int)P, k);
+        }
+        if (s == STATUS_OK) s = journal_record(journal, key, unit, 2, err);
       }
-      s = attack_run(nets[src], &o, x, d->masks + P * start, b, adv, err);
-      for (int i = 0; s == STATUS_OK && (ssim || mse) && i < b; i++)
-        perturbation_add(&size, x + per * i, adv + per * i, d->c, d->h, d->w);
-      for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
-        net_segment(nets[dst], adv, b, pred);
-        for (int i = 0; i < b; i++)
-          sum[src * n + dst] += seg_image_dice(pred + P * i, d->masks + P * (start + i), (int)P, k);
-      }
+      for (int i = 0; s == STATUS_OK && i < b; i++) perturbation_accumulate(&size, &sizes[i]);
+      for (int dst = 0; s == STATUS_OK && dst < n; dst++) sum[src * n + dst] += batch_sum[dst];
     }
     if (ssim) ssim[src] = size.ssim / d->n;
     if (mse) mse[src] = size.mse / d->n;
   }
   for (int i = 0; s == STATUS_OK && i < n * n; i++) dice[i] = sum[i] / d->n;
-  free(adv), free(pred), free(clean), free(target), free(sum);
+  free(adv), free(pred), free(clean), free(target), free(sum), free(batch_sum), free(sizes);
   return s;
 }
 

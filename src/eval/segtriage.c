@@ -16,10 +16,14 @@ static int cmp_fragile(const void *a, const void *b) {
   return x->index - y->index;
 }
 
-Status seg_triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max,
-                      float tol, float dice_threshold, float flag_frac, int batch,
-                      SweepProgressFn progress, void *ctx, SegTriageResult *r, MrError *err) {
+Status seg_triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProgressFn progress,
+                      void *ctx, SegTriageResult *r, MrError *err) {
   memset(r, 0, sizeof *r);
+  const AttackOptions *attack = &to->attack;
+  const float eps_max = to->eps_max, tol = to->tol, flag_frac = to->flag_frac,
+              dice_threshold = to->dice_threshold;
+  const int batch = to->batch;
+  if (batch < 1) return mr_error_set(err, STATUS_ERR_ARG, "triage batch must be >= 1");
   if (!(eps_max > 0) || !(tol > 0) || tol >= eps_max)
     return mr_error_set(err, STATUS_ERR_ARG, "triage needs 0 < tol < eps_max (got %g, %g)", tol,
                         eps_max);
@@ -49,6 +53,10 @@ Status seg_triage_run(Net *net, const Dataset *d, const AttackOptions *attack, f
     const int B = d->n - start < batch ? d->n - start : batch;
     const float *x = d->images + per * start;
     if (progress) progress("triage: bisecting each image's smallest eps", start, d->n, ctx);
+    const JournalPart unit = {r->items + start, sizeof(SegTriageItem) * B};
+    char key[96];
+    snprintf(key, sizeof key, "%sseg-triage/b%d", to->scope ? to->scope : "", start);
+    if (journal_restore(to->journal, key, &unit, 1)) continue;
     net_segment(net, x, B, clean);
     for (int i = 0; i < B; i++) {
       SegTriageItem *it = &r->items[start + i];
@@ -73,8 +81,9 @@ Status seg_triage_run(Net *net, const Dataset *d, const AttackOptions *attack, f
       for (int i = 0; i < B; i++) mid[i] = active[i] ? 0.5f * (lo[i] + hi[i]) : 0.0f;
       if (!any) break;
     }
-    for (int i = 0; i < B; i++)
+    for (int i = 0; st == STATUS_OK && i < B; i++)
       r->items[start + i].min_eps = hi[i], r->items[start + i].eps_below = lo[i];
+    if (st == STATUS_OK) st = journal_record(to->journal, key, &unit, 1, err);
   }
   free(adv), free(lo), free(hi), free(mid), free(clean), free(pred), free(active);
   if (st != STATUS_OK) {

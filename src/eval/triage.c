@@ -76,10 +76,118 @@ static int cmp_fragile(const void *a, const void *b) {
   return x->index - y->index;
 }
 
-Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float eps_max, float tol,
-                  float flag_frac, int batch, SweepProgressFn progress, void *ctx, TriageResult *r,
-                  MrError *err) {
+TriageOptions triage_options_default(void) {
+  TriageOptions o = {.attack = attack_options_default(ATTACK_PGD),
+                     .eps_max = TRIAGE_EPS_MAX,
+                     .tol = TRIAGE_TOL,
+                     .flag_frac = TRIAGE_FLAG_FRAC,
+                     .dice_threshold = 0.5f,
+                     .batch = 128};
+  return o;
+}
+
+/* A batch's buffers for the bisection. */
+typedef struct {
+  float *probs, *adv, *lo, *hi, *mid;
+  int *pred, *active;
+} TriageScratch;
+
+static void triage_scratch_free(TriageScratch *w) {
+  free(w->probs), free(w->adv), free(w->lo), free(w->hi), free(w->mid), free(w->pred);
+  free(w->active);
+}
+
+static Status triage_scratch_alloc(TriageScratch *w, Net *net, int batch, MrError *err) {
+  const size_t k = (size_t)net_num_classes(net), per = (size_t)net_input_size(net);
+  w->probs = malloc(sizeof(float) * k * batch), w->adv = malloc(sizeof(float) * per * batch);
+  w->lo = malloc(sizeof(float) * batch), w->hi = malloc(sizeof(float) * batch);
+  w->mid = malloc(sizeof(float) * batch);
+  w->pred = malloc(sizeof(int) * batch), w->active = malloc(sizeof(int) * batch);
+  if (w->probs && w->adv && w->lo && w->hi && w->mid && w->pred && w->active) return STATUS_OK;
+  triage_scratch_free(w);
+  memset(w, 0, sizeof *w);
+  return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
+}
+
+/* Bisects each image of the batch [start, start + B) into items. */
+static Status triage_batch(Net *net, const Dataset *d, const TriageOptions *to, int start, int B,
+                           TriageItem *items, TriageScratch *w, SweepProgressFn progress, void *ctx,
+                           MrError *err) {
+  const int k = net_num_classes(net);
+  const size_t per = (size_t)net_input_size(net);
+  const float eps_max = to->eps_max, tol = to->tol;
+  const float *x = d->images + per * start;
+  const int passes = 2 + (int)ceil(log2(eps_max / tol));
+  const double total_passes = (double)passes * (d->n ? d->n : 1);
+  float *probs = w->probs, *adv = w->adv, *lo = w->lo, *hi = w->hi, *mid = w->mid;
+  int *pred = w->pred, *active = w->active, pass = 0;
+  net_predict(net, x, B, probs);
+  for (int i = 0; i < B; i++) {
+    TriageItem *it = &items[i];
+    it->index = start + i, it->label = d->labels[start + i];
+    const float *p = probs + (size_t)i * k;
+    it->pred = pred[i] = argmax(p, k);
+    it->confidence = p[it->pred];
+    float second = 0;
+    double h = 0;
+    for (int c = 0; c < k; c++) {
+      if (c != it->pred && p[c] > second) second = p[c];
+      if (p[c] > 0) h -= p[c] * log(p[c]);
+    }
+    /* the logit margin z1 - z2 is log(p1 / p2): softmax keeps logit differences */
+    it->margin = (float)(log(p[it->pred]) - log(fmax(second, 1e-38)));
+    it->entropy = (float)h;
+    it->flip_class = -1;
+    lo[i] = 0.0f, hi[i] = eps_max, active[i] = 1;
+  }
+  AttackOptions o = to->attack;
+  o.eps = eps_max, o.eps_each = mid;
+  /* does eps_max flip it at all? */
+  for (int i = 0; i < B; i++) mid[i] = eps_max;
+  Status st = attack_run(net, &o, x, pred, B, adv, err);
+  if (st != STATUS_OK) return st;
+  net_predict(net, adv, B, probs);
+  for (int i = 0; i < B; i++) {
+    const int now = argmax(probs + (size_t)i * k, k);
+    if (now == pred[i])
+      active[i] = 0, hi[i] = INFINITY, lo[i] = eps_max;
+    else
+      items[i].flip_class = now;
+  }
+  for (;;) {
+    int any = 0;
+    for (int i = 0; i < B; i++) {
+      if (active[i] && hi[i] - lo[i] <= tol) active[i] = 0;
+      any |= active[i];
+      mid[i] = active[i] ? 0.5f * (lo[i] + hi[i]) : 0.0f;
+    }
+    if (!any) break;
+    if (progress && ++pass < passes)
+      progress("triage: bisecting each image's smallest flipping eps",
+               (int)(1e6 * ((double)start * passes + (double)pass * B) / total_passes), 1000000,
+               ctx);
+    st = attack_run(net, &o, x, pred, B, adv, err);
+    if (st != STATUS_OK) return st;
+    net_predict(net, adv, B, probs);
+    for (int i = 0; i < B; i++) {
+      if (!active[i]) continue;
+      const int now = argmax(probs + (size_t)i * k, k);
+      if (now != pred[i])
+        hi[i] = mid[i], items[i].flip_class = now;
+      else
+        lo[i] = mid[i];
+    }
+  }
+  for (int i = 0; i < B; i++) items[i].min_eps = hi[i], items[i].eps_below = lo[i];
+  return STATUS_OK;
+}
+
+Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProgressFn progress,
+                  void *ctx, TriageResult *r, MrError *err) {
   memset(r, 0, sizeof *r);
+  const AttackOptions *attack = &to->attack;
+  const float eps_max = to->eps_max, tol = to->tol, flag_frac = to->flag_frac;
+  const int batch = to->batch;
   if (!(eps_max > 0) || !(tol > 0) || tol >= eps_max)
     return mr_error_set(err, STATUS_ERR_ARG, "triage needs 0 < tol < eps_max (got %g, %g)", tol,
                         eps_max);
@@ -91,89 +199,28 @@ Status triage_run(Net *net, const Dataset *d, const AttackOptions *attack, float
     return mr_error_set(err, STATUS_ERR_ARG,
                         "triage bisects eps with fgsm, bim, pgd or mifgsm, not %s",
                         attack_name(kind));
+  if (batch < 1) return mr_error_set(err, STATUS_ERR_ARG, "triage batch must be >= 1");
   const int k = net_num_classes(net);
-  const size_t per = (size_t)net_input_size(net);
   r->items = calloc(d->n ? d->n : 1, sizeof(TriageItem));
-  float *probs = malloc(sizeof(float) * k * batch), *adv = malloc(sizeof(float) * per * batch);
-  float *lo = malloc(sizeof(float) * batch), *hi = malloc(sizeof(float) * batch),
-        *mid = malloc(sizeof(float) * batch);
-  int *pred = malloc(sizeof(int) * batch), *active = malloc(sizeof(int) * batch);
-  Status st = STATUS_OK;
-  if (!r->items || !probs || !adv || !lo || !hi || !mid || !pred || !active)
+  TriageScratch w;
+  Status st = triage_scratch_alloc(&w, net, batch, err);
+  if (st == STATUS_OK && !r->items)
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
   r->n = d->n, r->eps_max = eps_max, r->tol = tol, r->flag_frac = flag_frac;
   snprintf(r->attack, sizeof r->attack, "%s", attack_name(kind));
-  /* passes per batch: the eps_max probe and the bisection steps to tol */
-  const int passes = 2 + (int)ceil(log2(eps_max / tol));
-  const double total_passes = (double)passes * (d->n ? d->n : 1);
   for (int start = 0; st == STATUS_OK && start < d->n; start += batch) {
     const int B = d->n - start < batch ? d->n - start : batch;
-    const float *x = d->images + per * start;
-    int pass = 0;
     if (progress)
       progress("triage: bisecting each image's smallest flipping eps",
-               (int)(1e6 * start * passes / total_passes), 1000000, ctx);
-    net_predict(net, x, B, probs);
-    for (int i = 0; i < B; i++) {
-      TriageItem *it = &r->items[start + i];
-      it->index = start + i, it->label = d->labels[start + i];
-      const float *p = probs + (size_t)i * k;
-      it->pred = pred[i] = argmax(p, k);
-      it->confidence = p[it->pred];
-      float second = 0;
-      double h = 0;
-      for (int c = 0; c < k; c++) {
-        if (c != it->pred && p[c] > second) second = p[c];
-        if (p[c] > 0) h -= p[c] * log(p[c]);
-      }
-      /* the logit margin z1 - z2 is log(p1 / p2): softmax keeps logit differences */
-      it->margin = (float)(log(p[it->pred]) - log(fmax(second, 1e-38)));
-      it->entropy = (float)h;
-      it->flip_class = -1;
-      lo[i] = 0.0f, hi[i] = eps_max, active[i] = 1;
-    }
-    AttackOptions o = *attack;
-    o.eps = eps_max, o.eps_each = mid;
-    /* does eps_max flip it at all? */
-    for (int i = 0; i < B; i++) mid[i] = eps_max;
-    st = attack_run(net, &o, x, pred, B, adv, err);
-    if (st != STATUS_OK) break;
-    net_predict(net, adv, B, probs);
-    for (int i = 0; i < B; i++) {
-      const int now = argmax(probs + (size_t)i * k, k);
-      if (now == pred[i])
-        active[i] = 0, hi[i] = INFINITY, lo[i] = eps_max;
-      else
-        r->items[start + i].flip_class = now;
-    }
-    for (;;) {
-      int any = 0;
-      for (int i = 0; i < B; i++) {
-        if (active[i] && hi[i] - lo[i] <= tol) active[i] = 0;
-        any |= active[i];
-        mid[i] = active[i] ? 0.5f * (lo[i] + hi[i]) : 0.0f;
-      }
-      if (!any) break;
-      if (progress && ++pass < passes)
-        progress("triage: bisecting each image's smallest flipping eps",
-                 (int)(1e6 * ((double)start * passes + (double)pass * B) / total_passes), 1000000,
-                 ctx);
-      st = attack_run(net, &o, x, pred, B, adv, err);
-      if (st != STATUS_OK) break;
-      net_predict(net, adv, B, probs);
-      for (int i = 0; i < B; i++) {
-        if (!active[i]) continue;
-        const int now = argmax(probs + (size_t)i * k, k);
-        if (now != pred[i])
-          hi[i] = mid[i], r->items[start + i].flip_class = now;
-        else
-          lo[i] = mid[i];
-      }
-    }
-    for (int i = 0; i < B; i++)
-      r->items[start + i].min_eps = hi[i], r->items[start + i].eps_below = lo[i];
+               (int)(1e6 * start / (d->n ? d->n : 1)), 1000000, ctx);
+    const JournalPart unit = {r->items + start, sizeof(TriageItem) * B};
+    char key[96];
+    snprintf(key, sizeof key, "%striage/b%d", to->scope ? to->scope : "", start);
+    if (journal_restore(to->journal, key, &unit, 1)) continue;
+    st = triage_batch(net, d, to, start, B, r->items + start, &w, progress, ctx, err);
+    if (st == STATUS_OK) st = journal_record(to->journal, key, &unit, 1, err);
   }
-  free(probs), free(adv), free(lo), free(hi), free(mid), free(pred), free(active);
+  triage_scratch_free(&w);
   if (st != STATUS_OK) {
     triage_free(r);
     return st;

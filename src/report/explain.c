@@ -119,7 +119,7 @@ static void features_of(Net *net, const float *x, int n, int batch, float *feat)
 }
 
 Status embedding_write(Net *net, const Dataset *d, const AttackOptions *o, int n, const char *dir,
-                       MrError *err) {
+                       Journal *journal, MrError *err) {
   if (n > d->n) n = d->n;
   const int k = net_num_classes(net), dim = net_feature_dim(net), batch = 64;
   const size_t per = (size_t)d->c * d->h * d->w;
@@ -130,7 +130,12 @@ Status embedding_write(Net *net, const Dataset *d, const AttackOptions *o, int n
       adv && feat && xy && probs ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int start = 0; s == STATUS_OK && start < n; start += batch) {
     const int b = n - start < batch ? n - start : batch;
+    const JournalPart unit = {adv + per * start, sizeof(float) * per * b};
+    char key[48];
+    snprintf(key, sizeof key, "embedding/b%d", start);
+    if (journal_restore(journal, key, &unit, 1)) continue;
     s = attack_run(net, o, d->images + per * start, d->labels + start, b, adv + per * start, err);
+    if (s == STATUS_OK) s = journal_record(journal, key, &unit, 1, err);
   }
   double explained[2] = {0, 0};
   if (s == STATUS_OK) {

@@ -8,7 +8,7 @@ out=tests/fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out/npy" "$out/npz" "$out/safetensors" "$out/checkpoint" "$out/onnx" "$out/image" \
-  "$out/idx" "$out/report"
+  "$out/idx" "$out/report" "$out/journal"
 $bin data phantom --n 20 --out "$tmp/ph.npz" > /dev/null
 $bin data phantom --task segment --n 20 --out "$tmp/seg.npz" > /dev/null
 cp "$tmp/ph.npz" "$out/npz/phantom.npz"
@@ -55,3 +55,21 @@ i3, l1 = pad(i3), pad(l1)
 open(out + "/idx/two-images", "wb").write(bytes([len(i3) // 16 % 256, len(l1) // 16, len(i3) // 16 % 256, 0]) + i3 + l1 + i3 + l1)
 PY
 ls -la "$out"/*
+
+# resume journals as src/core/journal.c writes them: a header with the run's fingerprint, then
+# records (magic, key length, payload size, key, payload, CRC-32 of key and payload); the
+# second is cut inside its last record, as a kill leaves it
+python3 - "$out/journal" <<'PY'
+import struct, sys, zlib
+out = sys.argv[1]
+fp = b"medrobust eval\narguments: --eps 0.01\nthreads: 2\n"
+head = b"MRJOURNAL1\n" + struct.pack("<I", len(fp)) + fp + struct.pack("<I", zlib.crc32(fp))
+def record(key, payload):
+    return (struct.pack("<IIQ", 0x524a524d, len(key), len(payload)) + key + payload
+            + struct.pack("<I", zlib.crc32(key + payload)))
+recs = [record(b"row0.0/b0", struct.pack("<16f", *range(16))),
+        record(b"row0.0/b16", bytes(range(64))),
+        record(b"saliency-maps", b"")]
+open(out + "/eval.journal", "wb").write(head + b"".join(recs))
+open(out + "/torn.journal", "wb").write(head + recs[0] + recs[1][:40])
+PY
