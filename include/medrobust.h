@@ -91,6 +91,9 @@ int mr_get_threads(void);
 typedef struct {
   uint64_t image_pixels; /* one decoded image, width x height (default 40 Mi) */
   uint64_t file_bytes;   /* one model file, or one .npz member inflated (default 16 GiB) */
+  /* an .npz member over 256 MiB inflating more than this many times its stored size is a
+   * decompression bomb (default 200; 0: no limit) */
+  double inflate_ratio;
 } MrLimits;
 MrLimits mr_limits(void);
 void mr_set_limits(MrLimits limits);

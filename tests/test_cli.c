@@ -148,6 +148,7 @@ static void test_malformed_inputs(void **state) {
       {1, "--max-file-gb 0.000001 info @M", "raise with medrobust --max-file-gb"},
       {1, "--max-file-gb 0.000001 data info @D", "over the 1073 accepted"},
       {2, "--max-megapixels 0 models", "--max-megapixels expects"},
+      {2, "--max-inflate-ratio -1 models", "--max-inflate-ratio expects"},
   };
   char dirpath[320];
   snprintf(dirpath, sizeof dirpath, "%s.dir", data);

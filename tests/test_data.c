@@ -160,6 +160,30 @@ static void test_npz_malformed(void **state) {
             0);
   expect_load_error(path, "multi-label");
 
+  /* a decompression bomb: 300 MiB of zeros stored in about 300 KiB (1000:1) is refused before
+   * it is inflated; --max-inflate-ratio 0 (the limit lifted) reads on to the next problem */
+  {
+    int e;
+    zip_t *za = zip_open(path, ZIP_CREATE | ZIP_TRUNCATE, &e);
+    size_t len;
+    uint8_t *b = npy("{'descr': '|u1', 'fortran_order': False, 'shape': (300, 1024, 1024), }",
+                     (size_t)300 << 20, &len);
+    zip_file_add(za, "train_images.npy", zip_source_buffer(za, b, len, 1), 0);
+    b = npy(lab4, 4, &len);
+    zip_file_add(za, "train_labels.npy", zip_source_buffer(za, b, len, 1), 0);
+    assert_int_equal(zip_close(za), 0);
+    expect_load_error(path, "(over 200:1; a decompression bomb?");
+    const MrLimits saved = mr_limits();
+    MrLimits lifted = saved;
+    lifted.inflate_ratio = 0;
+    mr_set_limits(lifted);
+    DataSplits *d = data_load(path, NULL, &err);
+    mr_set_limits(saved);
+    assert_null(d);
+    assert_null(strstr(err.msg, "bomb"));
+    assert_non_null(strstr(err.msg, "300 images but 4 labels"));
+  }
+
   /* a zip cut short, a file that is not a zip, a missing file */
   write_npz(path, img4, 4 * 784, lab4, 4, 0);
   FILE *f = fopen(path, "rb");

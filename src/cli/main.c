@@ -70,6 +70,8 @@ static void usage(FILE *f) {
           "  --threads N  OpenMP threads (default: all cores); also --threads=N\n"
           "  --max-megapixels N  largest image a reader decodes (default 40)\n"
           "  --max-file-gb N     largest model file or inflated .npz member (default 16)\n"
+          "  --max-inflate-ratio N  an .npz member over 256 MiB inflating more than N times\n"
+          "                      is a decompression bomb (default 200; 0: no limit)\n"
           "  --version    the version\n"
           "  --help       this text; 'medrobust COMMAND --help' for a command\n");
 }
@@ -83,12 +85,17 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--version") == 0) {
       printf("medrobust %s (model files: safetensors with graph schema 1)\n", MEDROBUST_VERSION);
       return 0;
-    } else if (strcmp(argv[i], "--max-megapixels") == 0 || strcmp(argv[i], "--max-file-gb") == 0) {
+    } else if (strcmp(argv[i], "--max-megapixels") == 0 || strcmp(argv[i], "--max-file-gb") == 0 ||
+               strcmp(argv[i], "--max-inflate-ratio") == 0) {
+      const int ratio = strcmp(argv[i], "--max-inflate-ratio") == 0;
       float v = 0;
-      if (!cli_parse_float("", argv[i], i + 1 < argc ? argv[i + 1] : NULL, 1e-6f, 1e6f, &v))
+      if (!cli_parse_float("", argv[i], i + 1 < argc ? argv[i + 1] : NULL, ratio ? 0.0f : 1e-6f,
+                           1e6f, &v))
         return EXIT_USAGE;
       MrLimits l = mr_limits();
-      if (argv[i][6] == 'm')
+      if (ratio)
+        l.inflate_ratio = v;
+      else if (strcmp(argv[i], "--max-megapixels") == 0)
         l.image_pixels = (uint64_t)((double)v * (1 << 20));
       else
         l.file_bytes = (uint64_t)((double)v * (1u << 30));

@@ -151,12 +151,13 @@ static uint8_t *zip_read_member(zip_t *za, const char *path, const char *name, s
                  (unsigned long long)mr_limits().file_bytes);
     return NULL;
   }
-  if (npy && st.size > ((zip_uint64_t)256 << 20) && (st.valid & ZIP_STAT_COMP_SIZE) &&
-      st.size / 200 > st.comp_size) {
+  const double ratio = mr_limits().inflate_ratio;
+  if (npy && ratio > 0 && st.size > ((zip_uint64_t)256 << 20) && (st.valid & ZIP_STAT_COMP_SIZE) &&
+      (double)st.size > ratio * (double)st.comp_size) {
     mr_error_set(err, STATUS_ERR_FORMAT,
-                 "%s: member '%s' inflates %llu bytes to %llu (over 200:1; a decompression "
-                 "bomb?)",
-                 path, name, (unsigned long long)st.comp_size, (unsigned long long)st.size);
+                 "%s: member '%s' inflates %llu bytes to %llu (over %g:1; a decompression "
+                 "bomb? medrobust --max-inflate-ratio N raises the limit, 0 lifts it)",
+                 path, name, (unsigned long long)st.comp_size, (unsigned long long)st.size, ratio);
     return NULL;
   }
   zip_file_t *zf = zip_fopen_index(za, (zip_uint64_t)idx, 0);
