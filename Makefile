@@ -6,15 +6,15 @@ CC ?= cc
 PKGS := openblas cmocka libcjson libzip libpng zlib libprotobuf-c
 ARCH_FLAGS ?= -march=native
 OPT ?= -O3
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Iinclude \
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Iinclude -I/usr/include/nifti \
                $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprotobuf-c) -ljpeg -lcsv -ldnnl -lm -fopenmp
+LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprotobuf-c) -ljpeg -lcsv -ldnnl -lnifti2 -lqhull_r -lm -fopenmp
 TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 
 BUILD ?= build
 CFLAGS := $(CFLAGS_BASE) $(OPT) $(ARCH_FLAGS) -g $(EXTRA_CFLAGS)
 
-LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/ops/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c src/attacks/*.c src/report/*.c src/onnx/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/ops/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c src/attacks/*.c src/report/*.c src/onnx/*.c src/radiomics/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 # ONNX's protobuf schema, compiled by protoc-c from the copy Debian's libonnx-dev ships
@@ -65,7 +65,7 @@ test: tests
 # The quick tier (< 1 min): ops, graphs, model files, data readers (and every fuzz input
 # replayed), atomic outputs, the public API.
 QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data \
-  test_fuzz_replay test_files test_public_api)
+  test_fuzz_replay test_files test_radiomics test_public_api)
 test-quick: $(QUICK_TESTS) $(BUILD)/medrobust
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(QUICK_TESTS)
 

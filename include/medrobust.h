@@ -529,6 +529,52 @@ Status dataset_set_channels(Dataset *d, int c, MrError *err);
 /* Writes s as one CSV field, quoted when it holds a comma, quote or line break. */
 void csv_write_field(FILE *f, const char *s);
 
+/* ---- volumes: 3-D images with their voxel size (NIfTI, src/data/nifti.c) -- */
+
+typedef struct {
+  int nx, ny, nz;    /* x fastest: voxel (x, y, z) is data[(z * ny + y) * nx + x] */
+  double sx, sy, sz; /* voxel size in mm */
+  float *data;       /* as stored, scaled by the file's slope and intercept */
+} Volume;
+/* A NIfTI-1/2 file (.nii, .nii.gz, .hdr/.img) holding one 3-D scalar volume. */
+Status volume_read_nifti(const char *path, Volume *out, MrError *err);
+void volume_free(Volume *v);
+
+/* ---- radiomics: IBSI features of an image inside a region of interest ----- */
+
+typedef enum {
+  RAD_BIN_NONE,  /* the grey levels as stored (integers >= 1): IBSI's digital phantom */
+  RAD_BIN_COUNT, /* fixed bin number */
+  RAD_BIN_WIDTH  /* fixed bin size, from bin_min (NAN: the ROI's minimum) */
+} RadiomicsBinning;
+typedef struct {
+  RadiomicsBinning binning;
+  int bin_count;               /* RAD_BIN_COUNT; default 32 */
+  double bin_width, bin_min;   /* RAD_BIN_WIDTH */
+  double reseg_min, reseg_max; /* intensity re-segmentation range (NAN: none) */
+  int ivh_bins;                /* intensity-volume histogram: 0 the texture's levels */
+} RadiomicsOptions;
+RadiomicsOptions radiomics_options_default(void);
+
+typedef struct {
+  char family[64]; /* IBSI family with its aggregation: "Co-occurrence matrix (3D, merged)" */
+  char name[64];   /* IBSI feature name: "Joint maximum" */
+  char tag[48];    /* machine name: "cm_joint_max_3D_comb" */
+  double value;
+} RadiomicsFeature;
+typedef struct {
+  RadiomicsFeature *items;
+  int n, cap;
+} RadiomicsFeatures;
+/* Every IBSI-1 feature of image inside mask (mask > 0.5; same grid): morphology, local
+ * intensity, statistics, intensity and intensity-volume histograms, and the texture
+ * matrices (GLCM, GLRLM in 2-D, 2.5-D and 3-D, averaged and merged; GLSZM, GLDZM, NGTDM,
+ * NGLDM in 2-D, 2.5-D and 3-D). A 2-D image is a volume with nz = 1. */
+Status radiomics_extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
+                         RadiomicsFeatures *out, MrError *err);
+const RadiomicsFeature *radiomics_find(const RadiomicsFeatures *f, const char *tag);
+void radiomics_features_free(RadiomicsFeatures *f);
+
 /* ---- provenance: which data a model was trained on, and its split ------- */
 
 /* The model file's record of d (kind, split rule and seed, listing hashes,

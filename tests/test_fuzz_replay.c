@@ -33,6 +33,9 @@
 #define LLVMFuzzerTestOneInput fuzz_journal
 #include "fuzz/fuzz_journal.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_nifti
+#include "fuzz/fuzz_nifti.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*FuzzFn)(const uint8_t *data, size_t size);
 
@@ -78,6 +81,7 @@ REPLAY_TEST(image)
 REPLAY_TEST(idx)
 REPLAY_TEST(report)
 REPLAY_TEST(journal)
+REPLAY_TEST(nifti)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -85,7 +89,7 @@ int main(void) {
       cmocka_unit_test(test_safetensors), cmocka_unit_test(test_checkpoint),
       cmocka_unit_test(test_onnx),        cmocka_unit_test(test_image),
       cmocka_unit_test(test_idx),         cmocka_unit_test(test_report),
-      cmocka_unit_test(test_journal)};
+      cmocka_unit_test(test_journal),     cmocka_unit_test(test_nifti)};
   const int rc = cmocka_run_group_tests_name("fuzz replay", tests, NULL, NULL);
   net_free(net), free(moment1), free(moment2); /* fuzz_checkpoint's, kept across inputs */
   return rc;

@@ -8,7 +8,7 @@ out=tests/fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out/npy" "$out/npz" "$out/safetensors" "$out/checkpoint" "$out/onnx" "$out/image" \
-  "$out/idx" "$out/report" "$out/journal"
+  "$out/idx" "$out/report" "$out/journal" "$out/nifti"
 $bin data phantom --n 20 --out "$tmp/ph.npz" > /dev/null
 $bin data phantom --task segment --n 20 --out "$tmp/seg.npz" > /dev/null
 cp "$tmp/ph.npz" "$out/npz/phantom.npz"
@@ -72,4 +72,25 @@ recs = [record(b"row0.0/b0", struct.pack("<16f", *range(16))),
         record(b"saliency-maps", b"")]
 open(out + "/eval.journal", "wb").write(head + b"".join(recs))
 open(out + "/torn.journal", "wb").write(head + recs[0] + recs[1][:40])
+PY
+
+# NIfTI-1 single files (n+1): a 6x5x4 int16 lesion-like blob at 2 mm, and a float32 one with
+# scaling and anisotropic voxels
+python3 - "$out/nifti" <<'PY'
+import math, struct, sys
+out = sys.argv[1]
+def nifti(path, dims, code, bits, fmt, values, pixdim, slope=0.0, inter=0.0):
+    h = bytearray(352)
+    struct.pack_into("<i", h, 0, 348)
+    struct.pack_into("<8h", h, 40, 3, *dims, 1, 1, 1, 1)
+    struct.pack_into("<hh", h, 70, code, bits)
+    struct.pack_into("<4f", h, 76, 1.0, *pixdim)
+    struct.pack_into("<3f", h, 108, 352.0, slope, inter)
+    h[344:348] = b"n+1\0"
+    open(path, "wb").write(bytes(h) + struct.pack("<%d%s" % (len(values), fmt), *values))
+blob = [int(9 * math.exp(-((x - 2.5) ** 2 + (y - 2) ** 2 + (z - 1.5) ** 2) / 4)) + 1
+        for z in range(4) for y in range(5) for x in range(6)]
+nifti(out + "/blob-int16.nii", (6, 5, 4), 4, 16, "h", blob, (2.0, 2.0, 2.0))
+nifti(out + "/blob-float.nii", (6, 5, 4), 16, 32, "f", [v / 10 for v in blob], (0.8, 0.8, 3.0),
+      2.0, -1.0)
 PY

@@ -1,0 +1,55 @@
+/* Shared by the radiomics families (src/radiomics/): the region of interest
+ * as every family sees it, and how a family adds its features. */
+#ifndef MR_RADIOMICS_H
+#define MR_RADIOMICS_H
+
+#include "medrobust.h"
+
+/* grey levels a texture matrix takes: (levels x levels) co-occurrences */
+#define RADIOMICS_MAX_LEVELS 1024
+
+typedef struct {
+  int nx, ny, nz;
+  double sx, sy, sz;    /* voxel size in mm */
+  const float *x;       /* intensities, (nx * ny * nz) */
+  unsigned char *morph; /* the morphological mask: the ROI as drawn */
+  unsigned char *roi;   /* the intensity mask: morph after re-segmentation */
+  int *q;               /* discretised grey level, 1..ng inside roi, 0 elsewhere */
+  int ng;
+  long n_roi, n_morph;
+} Roi;
+
+static inline long roi_index(const Roi *r, int x, int y, int z) {
+  return ((long)z * r->ny + y) * r->nx + x;
+}
+
+/* Appends one feature; 0 when out of memory. */
+int rad_add(RadiomicsFeatures *f, const char *family, const char *name, const char *tag,
+            double value);
+
+/* Each family adds its features; STATUS_ERR_NOMEM is the only failure. */
+Status rad_morphology(const Roi *r, RadiomicsFeatures *f, MrError *err);
+Status rad_intensity(const Roi *r, const RadiomicsOptions *o, RadiomicsFeatures *f, MrError *err);
+Status rad_cooccurrence(const Roi *r, RadiomicsFeatures *f, MrError *err);
+Status rad_run_length(const Roi *r, RadiomicsFeatures *f, MrError *err);
+Status rad_zones(const Roi *r, RadiomicsFeatures *f, MrError *err);
+Status rad_neighbourhood(const Roi *r, RadiomicsFeatures *f, MrError *err);
+
+/* The 13 directions of a 3-D neighbourhood (one of each opposite pair); the first 4 lie in
+ * a slice (dz = 0). */
+extern const int rad_directions[13][3];
+
+/* IBSI's texture aggregations: the family label and the tag suffix of each. */
+typedef enum {
+  AGG_2D_AVG,     /* per slice and direction, averaged */
+  AGG_2D_MERGED,  /* per slice, its directions merged, averaged over slices */
+  AGG_25D_AVG,    /* per direction, the slices merged, averaged over directions */
+  AGG_25D_MERGED, /* everything merged */
+  AGG_3D_AVG,     /* per 3-D direction, averaged */
+  AGG_3D_MERGED,  /* 3-D directions merged */
+  AGG_COUNT
+} Aggregation;
+extern const char *const rad_agg_label[AGG_COUNT];  /* "2D, averaged" */
+extern const char *const rad_agg_suffix[AGG_COUNT]; /* "2D_avg" */
+
+#endif

@@ -1,0 +1,147 @@
+/* Radiomics entry point (IBSI-1, Zwanenburg et al., Radiology 2020): the
+ * region of interest from a mask, the intensity re-segmentation and the
+ * discretisation of its grey levels, then every feature family in turn. The
+ * families are one file each; this file owns the ROI and the feature list. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "radiomics.h"
+
+const int rad_directions[13][3] = {{1, 0, 0},   {1, 1, 0},  {0, 1, 0}, {-1, 1, 0}, {0, 0, 1},
+                                   {1, 0, 1},   {1, 1, 1},  {0, 1, 1}, {-1, 1, 1}, {-1, 0, 1},
+                                   {-1, -1, 1}, {0, -1, 1}, {1, -1, 1}};
+const char *const rad_agg_label[AGG_COUNT] = {"2D, averaged",           "2D, slice-merged",
+                                              "2.5D, direction-merged", "2.5D, merged",
+                                              "3D, averaged",           "3D, merged"};
+const char *const rad_agg_suffix[AGG_COUNT] = {"2D_avg",    "2D_comb", "2_5D_avg",
+                                               "2_5D_comb", "3D_avg",  "3D_comb"};
+
+RadiomicsOptions radiomics_options_default(void) {
+  RadiomicsOptions o = {.binning = RAD_BIN_COUNT,
+                        .bin_count = 32,
+                        .bin_width = 25,
+                        .bin_min = NAN,
+                        .reseg_min = NAN,
+                        .reseg_max = NAN};
+  return o;
+}
+
+int rad_add(RadiomicsFeatures *f, const char *family, const char *name, const char *tag,
+            double value) {
+  if (f->n == f->cap) {
+    const int cap = f->cap ? 2 * f->cap : 256;
+    RadiomicsFeature *items = realloc(f->items, sizeof *items * cap);
+    if (!items) return 0;
+    f->items = items, f->cap = cap;
+  }
+  RadiomicsFeature *it = &f->items[f->n++];
+  snprintf(it->family, sizeof it->family, "%s", family);
+  snprintf(it->name, sizeof it->name, "%s", name);
+  snprintf(it->tag, sizeof it->tag, "%s", tag);
+  it->value = value;
+  return 1;
+}
+
+const RadiomicsFeature *radiomics_find(const RadiomicsFeatures *f, const char *tag) {
+  for (int i = 0; i < f->n; i++)
+    if (strcmp(f->items[i].tag, tag) == 0) return &f->items[i];
+  return NULL;
+}
+
+void radiomics_features_free(RadiomicsFeatures *f) {
+  free(f->items);
+  memset(f, 0, sizeof *f);
+}
+
+/* Grey levels 1..ng of the ROI's intensities (IBSI section 2.7). */
+static Status discretise(Roi *r, const RadiomicsOptions *o, MrError *err) {
+  const long n = (long)r->nx * r->ny * r->nz;
+  double lo = INFINITY, hi = -INFINITY;
+  for (long i = 0; i < n; i++)
+    if (r->roi[i]) lo = fmin(lo, r->x[i]), hi = fmax(hi, r->x[i]);
+  r->ng = 0;
+  for (long i = 0; i < n; i++) {
+    if (!r->roi[i]) {
+      r->q[i] = 0;
+      continue;
+    }
+    const double x = r->x[i];
+    long level;
+    if (o->binning == RAD_BIN_NONE) {
+      if (x != floor(x) || x < 1 || x > 1e6)
+        return mr_error_set(err, STATUS_ERR_ARG,
+                            "voxel %ld has intensity %g: without discretisation the grey levels "
+                            "must be integers from 1 (use a bin count or width)",
+                            i, x);
+      level = (long)x;
+    } else if (o->binning == RAD_BIN_COUNT) {
+      level = hi > lo ? (long)floor(o->bin_count * (x - lo) / (hi - lo)) + 1 : 1;
+      if (level > o->bin_count) level = o->bin_count; /* the maximum falls in the last bin */
+    } else {
+      const double from = isnan(o->bin_min) ? lo : o->bin_min;
+      level = (long)floor((x - from) / o->bin_width) + 1;
+      if (level < 1 || level > 1000000)
+        return mr_error_set(err, STATUS_ERR_ARG,
+                            "intensity %g falls in bin %ld of width %g from %g: 1 to 1000000 "
+                            "accepted",
+                            x, level, o->bin_width, from);
+    }
+    r->q[i] = (int)level;
+    if (level > r->ng) r->ng = (int)level;
+  }
+  if (o->binning == RAD_BIN_COUNT) r->ng = o->bin_count;
+  if (r->ng > RADIOMICS_MAX_LEVELS)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "the ROI spans %d grey levels; the texture matrices take at most %d (use "
+                        "a larger bin width or a bin count)",
+                        r->ng, RADIOMICS_MAX_LEVELS);
+  return STATUS_OK;
+}
+
+Status radiomics_extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
+                         RadiomicsFeatures *out, MrError *err) {
+  memset(out, 0, sizeof *out);
+  if (!image || !image->data || image->nx < 1 || image->ny < 1 || image->nz < 1)
+    return mr_error_set(err, STATUS_ERR_ARG, "radiomics: an empty image");
+  if (mask && (mask->nx != image->nx || mask->ny != image->ny || mask->nz != image->nz))
+    return mr_error_set(err, STATUS_ERR_SHAPE,
+                        "radiomics: the image is %dx%dx%d but the mask %dx%dx%d", image->nx,
+                        image->ny, image->nz, mask->nx, mask->ny, mask->nz);
+  if (o->binning == RAD_BIN_COUNT && (o->bin_count < 1 || o->bin_count > 100000))
+    return mr_error_set(err, STATUS_ERR_ARG, "radiomics: bin count %d (1 to 100000)", o->bin_count);
+  if (o->binning == RAD_BIN_WIDTH && !(o->bin_width > 0))
+    return mr_error_set(err, STATUS_ERR_ARG, "radiomics: bin width %g must be positive",
+                        o->bin_width);
+  const long n = (long)image->nx * image->ny * image->nz;
+  Roi r = {.nx = image->nx,
+           .ny = image->ny,
+           .nz = image->nz,
+           .sx = image->sx,
+           .sy = image->sy,
+           .sz = image->sz,
+           .x = image->data};
+  r.morph = malloc((size_t)n), r.roi = malloc((size_t)n), r.q = malloc(sizeof(int) * n);
+  Status s = r.morph && r.roi && r.q
+                 ? STATUS_OK
+                 : mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory");
+  for (long i = 0; s == STATUS_OK && i < n; i++) {
+    const float x = image->data[i];
+    r.morph[i] = !mask || mask->data[i] > 0.5f; /* no mask: the whole image */
+    r.roi[i] = r.morph[i] && !(x < o->reseg_min) && !(x > o->reseg_max);
+    r.n_morph += r.morph[i], r.n_roi += r.roi[i];
+  }
+  if (s == STATUS_OK && !r.n_roi)
+    s = mr_error_set(err, STATUS_ERR_ARG, "radiomics: the region of interest is empty%s",
+                     r.n_morph ? " after intensity re-segmentation" : "");
+  if (s == STATUS_OK) s = discretise(&r, o, err);
+  if (s == STATUS_OK) s = rad_morphology(&r, out, err);
+  if (s == STATUS_OK) s = rad_intensity(&r, o, out, err);
+  if (s == STATUS_OK) s = rad_cooccurrence(&r, out, err);
+  if (s == STATUS_OK) s = rad_run_length(&r, out, err);
+  if (s == STATUS_OK) s = rad_zones(&r, out, err);
+  if (s == STATUS_OK) s = rad_neighbourhood(&r, out, err);
+  free(r.morph), free(r.roi), free(r.q);
+  if (s != STATUS_OK) radiomics_features_free(out);
+  return s;
+}

@@ -1,0 +1,243 @@
+/* Radiomics against the IBSI-1 reference values: every feature of the
+ * digital phantom (../shared/data/ibsi_phantom/, read with the NIfTI reader)
+ * must lie within the table's tolerance, or, where the table gives 0, round
+ * to its three significant digits. Rows without a reference value are listed
+ * and skipped. Also the NIfTI reader on malformed files. */
+#include <math.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define PHANTOM_DIR "../shared/data/ibsi_phantom"
+
+static char dir[256];
+
+static int setup(void **state) {
+  (void)state;
+  return make_temp_dir(dir, sizeof dir, "radiomics");
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return remove_dir(dir);
+}
+
+/* the next comma-separated field of *line (double quotes allowed) into out */
+static void csv_field(char **line, char *out, size_t cap) {
+  char *p = *line;
+  size_t n = 0;
+  int quoted = *p == '"';
+  if (quoted) p++;
+  while (*p && (quoted ? *p != '"' : *p != ',' && *p != '\n')) {
+    if (n + 1 < cap) out[n++] = *p;
+    p++;
+  }
+  out[n] = 0;
+  if (quoted && *p == '"') p++;
+  if (*p == ',') p++;
+  *line = p;
+}
+
+/* Within tolerance; a tolerance of 0 means "to the three significant digits shown". */
+static int matches(double value, double ref, double tol) {
+  if (tol == 0) tol = ref == 0 ? 5e-4 : 0.5 * pow(10, floor(log10(fabs(ref))) - 2);
+  return fabs(value - ref) <= tol * (1 + 1e-9);
+}
+
+static void test_ibsi_digital_phantom(void **state) {
+  (void)state;
+  char path[300];
+  snprintf(path, sizeof path, "%s/phantom.nii.gz", PHANTOM_DIR);
+  if (access(path, R_OK) != 0) {
+    print_message("  skipped: %s is absent (the shared data sets)\n", PHANTOM_DIR);
+    return;
+  }
+  MrError err = {0};
+  Volume image, mask;
+  assert_int_equal(volume_read_nifti(path, &image, &err), STATUS_OK);
+  snprintf(path, sizeof path, "%s/mask.nii.gz", PHANTOM_DIR);
+  assert_int_equal(volume_read_nifti(path, &mask, &err), STATUS_OK);
+  assert_int_equal(image.nx, 5), assert_int_equal(image.ny, 4), assert_int_equal(image.nz, 4);
+  assert_true(image.sx == 2.0 && image.sz == 2.0);
+  RadiomicsOptions o = radiomics_options_default();
+  o.binning = RAD_BIN_NONE; /* the phantom's grey levels are its bins */
+  RadiomicsFeatures f;
+  if (radiomics_extract(&image, &mask, &o, &f, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  snprintf(path, sizeof path, "%s/ibsi_1_reference_values_digital_phantom.csv", PHANTOM_DIR);
+  FILE *csv = fopen(path, "r");
+  assert_non_null(csv);
+  char line[1024];
+  assert_non_null(fgets(line, sizeof line, csv)); /* header */
+  int checked = 0, failed = 0, no_reference = 0;
+  while (fgets(line, sizeof line, csv)) {
+    char *p = line, dataset[64], family[96], name[96], ref_text[32], tol_text[32], tag[64];
+    csv_field(&p, dataset, sizeof dataset), csv_field(&p, family, sizeof family);
+    csv_field(&p, name, sizeof name), csv_field(&p, ref_text, sizeof ref_text);
+    csv_field(&p, tol_text, sizeof tol_text), csv_field(&p, tag, sizeof tag);
+    const RadiomicsFeature *got = radiomics_find(&f, tag);
+    if (!ref_text[0]) {
+      no_reference++;
+      continue;
+    }
+    checked++;
+    const double ref = atof(ref_text), tol = atof(tol_text);
+    if (!got || !matches(got->value, ref, tol)) {
+      failed++;
+      print_message("  MISMATCH %-34s %-28s ref %s +- %s, got %.6g\n", tag, family, ref_text,
+                    tol_text, got ? got->value : NAN);
+    } else if (strcmp(got->family, family) != 0 || strcmp(got->name, name) != 0) {
+      failed++;
+      print_message("  NAMED %s as '%s' / '%s', IBSI '%s' / '%s'\n", tag, got->family, got->name,
+                    family, name);
+    }
+  }
+  fclose(csv);
+  print_message(
+      "  IBSI-1 digital phantom: %d of %d reference values matched (%d rows have no "
+      "reference value)\n",
+      checked - failed, checked, no_reference);
+  assert_int_equal(failed, 0);
+  assert_true(checked >= 480);
+  radiomics_features_free(&f);
+  volume_free(&image), volume_free(&mask);
+}
+
+/* A NIfTI-1 single file (n+1): the 348-byte header, 4 bytes of extension flags, then the
+ * voxels; fields at their offsets in the standard. */
+static void write_nifti(const char *path, const short dim[8], short datatype, short bitpix,
+                        const float pixdim[4], const void *data, size_t bytes) {
+  unsigned char h[352] = {0};
+  const int sizeof_hdr = 348;
+  const float vox_offset = 352, slope = 0, inter = 0;
+  memcpy(h, &sizeof_hdr, 4);
+  memcpy(h + 40, dim, 16);
+  memcpy(h + 70, &datatype, 2);
+  memcpy(h + 72, &bitpix, 2);
+  memcpy(h + 76, pixdim, 16);
+  memcpy(h + 108, &vox_offset, 4);
+  memcpy(h + 112, &slope, 4);
+  memcpy(h + 116, &inter, 4);
+  memcpy(h + 344, "n+1", 4);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fwrite(h, 1, sizeof h, f);
+  if (bytes) fwrite(data, 1, bytes, f);
+  fclose(f);
+}
+
+static void expect_nifti_error(const char *path, const char *needle) {
+  Volume v;
+  MrError err = {0};
+  const Status s = volume_read_nifti(path, &v, &err);
+  if (s == STATUS_OK || !strstr(err.msg, needle))
+    fail_msg("%s: expected an error with '%s', got %d '%s'", path, needle, s, err.msg);
+}
+
+static void test_nifti_reader(void **state) {
+  (void)state;
+  char path[320];
+  snprintf(path, sizeof path, "%s/v.nii", dir);
+  const short d3[8] = {3, 3, 2, 1, 1, 1, 1, 1};
+  const float spacing[4] = {1, 0.5f, 0.7f, 2.5f};
+  const short voxels[6] = {1, -2, 3, 400, 5, 6};
+  write_nifti(path, d3, 4 /* int16 */, 16, spacing, voxels, sizeof voxels);
+  Volume v;
+  MrError err = {0};
+  assert_int_equal(volume_read_nifti(path, &v, &err), STATUS_OK);
+  assert_int_equal(v.nx, 3), assert_int_equal(v.ny, 2), assert_int_equal(v.nz, 1);
+  assert_true(v.sx == 0.5 && fabs(v.sy - 0.7) < 1e-6 && v.sz == 2.5);
+  assert_true(v.data[1] == -2.0f && v.data[3] == 400.0f);
+  volume_free(&v);
+  /* the voxels must be in the file: a header declaring 10^6 of them over 12 bytes */
+  const short big[8] = {3, 100, 100, 100, 1, 1, 1, 1};
+  write_nifti(path, big, 4, 16, spacing, voxels, sizeof voxels);
+  expect_nifti_error(path, "declares 2000000 bytes of voxels");
+  const short hostile[8] = {3, 32000, 32000, 32000, 1, 1, 1, 1};
+  write_nifti(path, hostile, 4, 16, spacing, voxels, sizeof voxels);
+  expect_nifti_error(path, "over the");
+  const short four[8] = {4, 3, 2, 1, 3, 1, 1, 1};
+  write_nifti(path, four, 4, 16, spacing, voxels, sizeof voxels);
+  expect_nifti_error(path, "3 volumes along dimension 4");
+  write_nifti(path, d3, 32 /* complex64 */, 64, spacing, voxels, sizeof voxels);
+  expect_nifti_error(path, "is not an integer or float scalar");
+  const float unknown[4] = {1, NAN, 1, 1};
+  write_nifti(path, d3, 4, 16, unknown, voxels, sizeof voxels);
+  expect_nifti_error(path, "voxel size along axis 1 is nan mm");
+  const float values[6] = {0, 1, NAN, 3, 4, 5};
+  /* libnifti replaces non-finite float voxels by 0 as it loads them (its behaviour, pinned) */
+  write_nifti(path, d3, 16 /* float32 */, 32, spacing, values, sizeof values);
+  assert_int_equal(volume_read_nifti(path, &v, &err), STATUS_OK);
+  assert_true(v.data[2] == 0.0f && v.data[3] == 3.0f);
+  volume_free(&v);
+  FILE *f = fopen(path, "w");
+  fputs("this is not a NIfTI file, although it is long enough to hold a header......", f);
+  fclose(f);
+  expect_nifti_error(path, "not a readable NIfTI file");
+  expect_nifti_error("/nonexistent/v.nii", "not a readable NIfTI file");
+  /* gzip streams cut short, in the header and in the voxels (64 KiB of varied values); and
+   * both spellings present, where libnifti would read w.nii for w.nii.gz */
+  char cmd[2000], gz[330], plain[330];
+  snprintf(plain, sizeof plain, "%s/w.nii", dir);
+  snprintf(gz, sizeof gz, "%s/w.nii.gz", dir);
+  short *noise = malloc(sizeof(short) * 64 * 64 * 8);
+  for (int i = 0; i < 64 * 64 * 8; i++) noise[i] = (short)((i * 7919) % 2003 - 1000);
+  const short d_big[8] = {3, 64, 64, 8, 1, 1, 1, 1};
+  write_nifti(plain, d_big, 4, 16, spacing, noise, sizeof(short) * 64 * 64 * 8);
+  free(noise);
+  snprintf(cmd, sizeof cmd, "gzip -c %s > %s", plain, gz);
+  assert_int_equal(system(cmd), 0);
+  expect_nifti_error(gz, "w.nii is beside it and libnifti may read either");
+  static const struct {
+    int keep;
+    const char *needle;
+  } cuts[] = {{40, "not a readable NIfTI file"}, {3000, "its voxels cannot be read (truncated?)"}};
+  for (int c = 0; c < 2; c++) {
+    snprintf(cmd, sizeof cmd, "gzip -c %s | head -c %d > %s.cut && mv %s.cut %s", plain,
+             cuts[c].keep, gz, gz, gz);
+    assert_int_equal(system(cmd), 0);
+    rename(plain, path); /* out of the way while the cut file is read */
+    expect_nifti_error(gz, cuts[c].needle);
+    rename(path, plain);
+  }
+}
+
+/* A 2-D image (one slice) and a whole-image ROI work, and binning by count or width gives
+ * the levels it says. */
+static void test_two_dimensional_roi(void **state) {
+  (void)state;
+  float pixels[16 * 12];
+  for (int i = 0; i < 16 * 12; i++) pixels[i] = (float)((i * 37) % 101) / 100.0f;
+  Volume image = {16, 12, 1, 1, 1, 1, pixels};
+  RadiomicsOptions o = radiomics_options_default();
+  RadiomicsFeatures f;
+  MrError err = {0};
+  assert_int_equal(radiomics_extract(&image, NULL, &o, &f, &err), STATUS_OK);
+  assert_true(f.n > 400);
+  const RadiomicsFeature *mx = radiomics_find(&f, "ih_max"),
+                         *v = radiomics_find(&f, "morph_vol_approx");
+  assert_non_null(mx), assert_non_null(v);
+  assert_true(mx->value == 32.0); /* the maximum lands in the last of 32 bins */
+  assert_true(v->value == 16 * 12);
+  for (int i = 0; i < f.n; i++)
+    if (isinf(f.items[i].value)) fail_msg("%s is infinite", f.items[i].tag);
+  radiomics_features_free(&f);
+  o.binning = RAD_BIN_WIDTH, o.bin_width = 0.25, o.bin_min = 0;
+  assert_int_equal(radiomics_extract(&image, NULL, &o, &f, &err), STATUS_OK);
+  assert_true(radiomics_find(&f, "ih_max")->value == 5.0); /* 1.0 opens bin 5: [1, 1.25) */
+  radiomics_features_free(&f);
+  o.binning = RAD_BIN_NONE;
+  assert_int_not_equal(radiomics_extract(&image, NULL, &o, &f, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "must be integers from 1"));
+  float zeros[16 * 12] = {0};
+  Volume empty = {16, 12, 1, 1, 1, 1, zeros};
+  assert_int_not_equal(radiomics_extract(&image, &empty, &o, &f, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "region of interest is empty"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_ibsi_digital_phantom),
+                                     cmocka_unit_test(test_nifti_reader),
+                                     cmocka_unit_test(test_two_dimensional_roi)};
+  return cmocka_run_group_tests_name("radiomics", tests, setup, teardown);
+}
