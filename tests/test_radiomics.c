@@ -5,6 +5,7 @@
  * and skipped. Also the NIfTI reader on malformed files. */
 #include <math.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -235,9 +236,94 @@ static void test_two_dimensional_roi(void **state) {
   assert_non_null(strstr(err.msg, "region of interest is empty"));
 }
 
+/* `medrobust ARGS` (@ is the test folder); its exit code, output in dir/out.txt */
+static int cli(const char *args, char *out, size_t cap) {
+  const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
+  char expanded[1500], cmd[2200], path[300];
+  size_t n = 0;
+  for (const char *c = args; *c && n < sizeof expanded - 300; c++)
+    n += *c == '@' ? (size_t)snprintf(expanded + n, sizeof expanded - n, "%s", dir)
+                   : (expanded[n] = *c, 1);
+  expanded[n] = 0;
+  snprintf(path, sizeof path, "%s/out.txt", dir);
+  snprintf(cmd, sizeof cmd, "%s %s > %s 2>&1", bin, expanded, path);
+  const int status = system(cmd);
+  FILE *f = fopen(path, "r");
+  const size_t got = f ? fread(out, 1, cap - 1, f) : 0;
+  out[got] = 0;
+  if (f) fclose(f);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* radiomics extract end to end: the phantom's CSV row holds the validated values; a data
+ * set gives a row per image with a lesion; bad arguments are usage errors. */
+static void test_extract_command(void **state) {
+  (void)state;
+  char out[8192], args[1024];
+  assert_int_equal(cli("data phantom --task segment --n 100 --out @/seg.npz", out, sizeof out), 0);
+  assert_int_equal(cli("radiomics extract --data @/seg.npz --out @/f.csv --quiet", out, sizeof out),
+                   0);
+  assert_non_null(strstr(out, "20 images, 483 features each"));
+  char path[300];
+  snprintf(path, sizeof path, "%s/f.csv", dir);
+  size_t n;
+  char *csv = (char *)read_all(path, &n);
+  csv = realloc(csv, n + 1);
+  csv[n] = 0;
+  assert_non_null(strstr(csv, "# discretisation: fixed bin number 32\n"));
+  assert_non_null(strstr(csv, "# region of interest: mask > 0\n"));
+  int lines = 0;
+  for (char *c = csv; *c; c++) lines += *c == '\n';
+  assert_int_equal(lines, 4 + 1 + 20); /* settings, header, rows */
+  free(csv);
+  snprintf(path, sizeof path, "%s/f.json", dir);
+  char *json_text = (char *)read_all(path, &n);
+  json_text = realloc(json_text, n + 1);
+  json_text[n] = 0;
+  cJSON *json = cJSON_Parse(json_text);
+  free(json_text);
+  assert_non_null(json);
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(json, "features")), 483);
+  assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(json, "images")), 20);
+  cJSON_Delete(json);
+  snprintf(path, sizeof path, "%s/phantom.nii.gz", PHANTOM_DIR);
+  if (access(path, R_OK) == 0) {
+    snprintf(args, sizeof args,
+             "radiomics extract --image %s/phantom.nii.gz --mask %s/mask.nii.gz --no-binning "
+             "--out @/p.csv",
+             PHANTOM_DIR, PHANTOM_DIR);
+    assert_int_equal(cli(args, out, sizeof out), 0);
+    snprintf(path, sizeof path, "%s/p.csv", dir);
+    csv = (char *)read_all(path, &n);
+    csv = realloc(csv, n + 1);
+    csv[n] = 0;
+    assert_non_null(strstr(csv, "phantom.nii.gz,,556.33")); /* morph_volume, first column */
+    free(csv);
+  }
+  static const struct {
+    int code;
+    const char *args, *needle;
+  } rows[] = {
+      {2, "radiomics extract --mask @/m.nii --out @/x.csv", "one of --image or --data"},
+      {2, "radiomics extract --image @/a.nii --data @/seg.npz --out @/x.csv", "one of --image"},
+      {2, "radiomics extract --data @/seg.npz --out @/x.csv --bin-count 0", "--bin-count expects"},
+      {2, "radiomics extract --data @/seg.npz --out @/seg.npz", "is also --data"},
+      {2, "radiomics extract --data @/seg.npz --whole-image --label 1 --out @/x.csv",
+       "--label needs a data set with masks"},
+      {2, "radiomics draw", "usage: medrobust radiomics extract"},
+      {1, "radiomics extract --image @/missing.nii --out @/x.csv", "not a readable NIfTI file"},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    const int code = cli(rows[i].args, out, sizeof out);
+    if (code != rows[i].code || !strstr(out, rows[i].needle))
+      fail_msg("'%s' exited %d (want %d) without '%s':\n%s", rows[i].args, code, rows[i].code,
+               rows[i].needle, out);
+  }
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_ibsi_digital_phantom),
-                                     cmocka_unit_test(test_nifti_reader),
-                                     cmocka_unit_test(test_two_dimensional_roi)};
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_ibsi_digital_phantom), cmocka_unit_test(test_nifti_reader),
+      cmocka_unit_test(test_two_dimensional_roi), cmocka_unit_test(test_extract_command)};
   return cmocka_run_group_tests_name("radiomics", tests, setup, teardown);
 }

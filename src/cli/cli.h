@@ -92,6 +92,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_saliency(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_radiomics(int argc, char **argv);
 
 /* What every command that reads a trained model and data accepts about the
  * data: its split and whether another task's data may be used. */

@@ -27,6 +27,8 @@ static const CliCommand commands[] = {
      cmd_triage},
     {"compare", "several models on the same data: robustness table and transfer matrix",
      cmd_compare},
+    {"radiomics", "IBSI radiomic features of images in their masks (radiomics extract)",
+     cmd_radiomics},
     {"saliency", "saliency maps (gradient, SmoothGrad) and a feature embedding, clean vs attacked",
      cmd_saliency},
 };
