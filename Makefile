@@ -8,7 +8,7 @@ ARCH_FLAGS ?= -march=native
 OPT ?= -O3
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Iinclude -I/usr/include/nifti \
                $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprotobuf-c) -ljpeg -lcsv -ldnnl -lnifti2 -lqhull_r -lm -fopenmp
+LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprotobuf-c) -ljpeg -lcsv -ldnnl -lnifti2 -lqhull_r -llinear -lm -fopenmp
 TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 
 BUILD ?= build

@@ -575,6 +575,61 @@ Status radiomics_extract(const Volume *image, const Volume *mask, const Radiomic
 const RadiomicsFeature *radiomics_find(const RadiomicsFeatures *f, const char *tag);
 void radiomics_features_free(RadiomicsFeatures *f);
 
+/* A 2-D image of a data set and how its ROI and features are taken. */
+typedef struct {
+  RadiomicsOptions extraction;
+  int roi_label;   /* the ROI: mask == roi_label, or mask > 0 for -1 */
+  int whole_image; /* or the whole image (also when there is no mask) */
+  double spacing;  /* pixel size in mm */
+} RadiomicsSetup;
+RadiomicsSetup radiomics_setup_default(void); /* mask > 0, 1 mm, 32 bins */
+/* The features of one (c,h,w) image (several channels: their mean) in its (h,w) mask
+ * (NULL: the whole image). STATUS_ERR_ARG naming the ROI when it is empty. */
+Status radiomics_image_features(const float *image, int c, int h, int w, const int *mask,
+                                const RadiomicsSetup *s, RadiomicsFeatures *out, MrError *err);
+/* Pixels of an (h * w = plane) mask in the ROI s takes. */
+size_t radiomics_roi_pixels(const int *mask, size_t plane, const RadiomicsSetup *s);
+
+/* Radiomics models (src/radiomics/model.c): standardised, filtered features into a linear
+ * classifier trained by LIBLINEAR. */
+typedef enum {
+  RAD_LOGISTIC_L2, /* "logistic-l2" */
+  RAD_LOGISTIC_L1, /* "logistic-l1": also selects features */
+  RAD_LINEAR_SVM,  /* "svm": L2-regularised hinge loss */
+  RAD_CLASSIFIER_COUNT
+} RadiomicsClassifier;
+const char *radiomics_classifier_name(RadiomicsClassifier c);
+int radiomics_classifier_parse(const char *name); /* -1 if unknown */
+typedef struct {
+  RadiomicsClassifier classifier;
+  double c;               /* inverse regularisation strength (LIBLINEAR's C); default 1 */
+  int max_features;       /* at most this many after the correlation filter; default 20 */
+  double max_correlation; /* a feature this correlated with a better one is dropped; 0.9 */
+} RadiomicsTrainOptions;
+typedef struct {
+  RadiomicsSetup setup; /* how an image's features are computed */
+  int n_features;
+  char (*tags)[48];     /* the selected features */
+  double *mean, *scale; /* their training mean and standard deviation */
+  RadiomicsClassifier classifier;
+  int k;                  /* classes */
+  double *weights, *bias; /* logit c = bias[c] + sum_s weights[c * n_features + s] * z_s */
+  char **class_names;
+  char training[MR_TRAINING_LEN];
+} RadiomicsModel;
+/* x: (n, n_features) features named by tags; y: classes 0..k-1. Fills the selection,
+ * standardisation, classifier and weights; the caller sets extraction, ROI and names. */
+Status radiomics_model_train(const double *x, const char *const *tags, int n_features, const int *y,
+                             int n, int k, const RadiomicsTrainOptions *o, RadiomicsModel *m,
+                             MrError *err);
+/* One logit per class of an image's features. */
+Status radiomics_model_logits(const RadiomicsModel *m, const RadiomicsFeatures *f, double *z,
+                              MrError *err);
+void radiomics_softmax(const double *z, int k, float *p);
+Status radiomics_model_save(const RadiomicsModel *m, const char *path, MrError *err);
+Status radiomics_model_load(const char *path, RadiomicsModel *m, MrError *err);
+void radiomics_model_free(RadiomicsModel *m);
+
 /* ---- provenance: which data a model was trained on, and its split ------- */
 
 /* The model file's record of d (kind, split rule and seed, listing hashes,

@@ -271,6 +271,23 @@ static void test_extract_command(void **state) {
   csv = realloc(csv, n + 1);
   csv[n] = 0;
   assert_non_null(strstr(csv, "# discretisation: fixed bin number 32\n"));
+  /* a model from the classification phantom's whole images: better than chance on test */
+  assert_int_equal(cli("data phantom --n 200 --out @/cls.npz", out, sizeof out), 0);
+  assert_int_equal(cli("radiomics train --data @/cls.npz --out @/m.json --max-features 10 --quiet",
+                       out, sizeof out),
+                   0);
+  const char *test_row = strstr(out, "\ntest ");
+  assert_non_null(test_row);
+  double acc = 0;
+  assert_int_equal(sscanf(test_row, "\ntest %*d %lf%%", &acc), 1);
+  if (acc < 65) fail_msg("a radiomics model at %.2f%% test accuracy on the phantom:\n%s", acc, out);
+  RadiomicsModel model;
+  MrError err = {0};
+  snprintf(path, sizeof path, "%s/m.json", dir);
+  assert_int_equal(radiomics_model_load(path, &model, &err), STATUS_OK);
+  assert_true(model.n_features >= 1 && model.n_features <= 10 && model.k == 2);
+  assert_non_null(strstr(model.training, "\"test\": {\"accuracy\""));
+  radiomics_model_free(&model);
   assert_non_null(strstr(csv, "# region of interest: mask > 0\n"));
   int lines = 0;
   for (char *c = csv; *c; c++) lines += *c == '\n';
@@ -311,6 +328,9 @@ static void test_extract_command(void **state) {
       {2, "radiomics extract --data @/seg.npz --whole-image --label 1 --out @/x.csv",
        "--label needs a data set with masks"},
       {2, "radiomics draw", "usage: medrobust radiomics extract"},
+      {2, "radiomics train --data @/cls.npz --out @/m.json --classifier forest",
+       "--classifier must be logistic-l2, logistic-l1 or svm"},
+      {1, "radiomics train --data @/seg.npz --out @/m.json", "no per-image classes"},
       {1, "radiomics extract --image @/missing.nii --out @/x.csv", "not a readable NIfTI file"},
   };
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
@@ -321,9 +341,109 @@ static void test_extract_command(void **state) {
   }
 }
 
+/* Selection drops the constant and the duplicated feature and ranks the informative one
+ * first; the classifiers separate the classes; a saved model reads back to the same logits. */
+static void test_model_train_and_file(void **state) {
+  (void)state;
+  enum { N = 200, F = 4 };
+  double x[N * F];
+  int y[N];
+  Rng rng;
+  rng_seed(&rng, 3);
+  for (int i = 0; i < N; i++) {
+    y[i] = i % 2;
+    const double signal = (y[i] ? 1.0 : -1.0) + 0.5 * rng_normal(&rng);
+    x[i * F + 0] = rng_normal(&rng);                          /* noise */
+    x[i * F + 1] = 7.0;                                       /* constant */
+    x[i * F + 2] = 3 * signal + 10;                           /* informative */
+    x[i * F + 3] = 3 * signal + 10 + 1e-9 * rng_normal(&rng); /* its duplicate */
+  }
+  const char *tags[F] = {"noise", "constant", "signal", "duplicate"};
+  MrError err = {0};
+  for (int c = 0; c < RAD_CLASSIFIER_COUNT; c++) {
+    RadiomicsTrainOptions o = {(RadiomicsClassifier)c, 1.0, 20, 0.9};
+    RadiomicsModel m;
+    assert_int_equal(radiomics_model_train(x, tags, F, y, N, 2, &o, &m, &err), STATUS_OK);
+    assert_int_equal(m.n_features, 2); /* the constant and the duplicate are gone */
+    /* the informative one (or its twin, equally good) first; the other twin dropped */
+    assert_true(!strcmp(m.tags[0], "signal") || !strcmp(m.tags[0], "duplicate"));
+    assert_string_equal(m.tags[1], "noise");
+    RadiomicsFeatures f = {0};
+    int right = 0;
+    for (int i = 0; i < N; i++) {
+      f.n = 0;
+      for (int k = 0; k < F; k++) {
+        if (f.n == f.cap)
+          f.items = realloc(f.items, sizeof *f.items * (f.cap = f.cap ? 2 * f.cap : 8));
+        RadiomicsFeature *one = &f.items[f.n++];
+        memset(one, 0, sizeof *one);
+        snprintf(one->tag, sizeof one->tag, "%s", tags[k]);
+        one->value = x[i * F + k];
+      }
+      double z[2];
+      assert_int_equal(radiomics_model_logits(&m, &f, z, &err), STATUS_OK);
+      right += (z[1] > z[0]) == y[i];
+    }
+    if (right < N * 9 / 10)
+      fail_msg("%s: %d of %d right", radiomics_classifier_name(m.classifier), right, N);
+    char path[320];
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    m.setup = radiomics_setup_default();
+    m.class_names = calloc(2, sizeof(char *));
+    m.class_names[0] = strdup("benign"), m.class_names[1] = strdup("malignant");
+    assert_int_equal(radiomics_model_save(&m, path, &err), STATUS_OK);
+    RadiomicsModel back;
+    assert_int_equal(radiomics_model_load(path, &back, &err), STATUS_OK);
+    double z1[2], z2[2];
+    assert_int_equal(radiomics_model_logits(&m, &f, z1, &err), STATUS_OK);
+    assert_int_equal(radiomics_model_logits(&back, &f, z2, &err), STATUS_OK);
+    for (int k = 0; k < 2; k++) assert_true(fabs(z1[k] - z2[k]) <= 1e-9 * (1 + fabs(z1[k])));
+    assert_string_equal(back.class_names[1], "malignant");
+    assert_int_equal(back.classifier, m.classifier);
+    radiomics_features_free(&f);
+    radiomics_model_free(&m), radiomics_model_free(&back);
+  }
+  /* malformed model files: a clear error each */
+#define HEAD "{\"format\": \"medrobust radiomics model 1\", "
+  static const struct {
+    const char *text, *needle;
+  } bad[] = {
+      {"not json", "not a medrobust radiomics model"},
+      {"{\"format\": \"something else\"}", "not a medrobust radiomics model"},
+      {HEAD "\"features\": [], \"classes\": [\"a\", \"b\"]}", "feature list is missing or empty"},
+      {HEAD "\"features\": [\"f\"], \"classes\": [\"a\", \"b\"], \"weights\": [[1]], "
+            "\"extraction\": {}, \"classifier\": \"svm\"}",
+       "weights do not have a row per class"},
+      {HEAD "\"features\": [\"f\"], \"classes\": [\"a\", \"b\"], \"weights\": [[1], [2]], "
+            "\"extraction\": {\"binning\": \"count\"}, \"classifier\": \"svm\", \"mean\": [0], "
+            "\"scale\": [0], \"bias\": [0, 0]}",
+       "scale is not positive"},
+      {HEAD "\"features\": [\"f\"], \"classes\": [\"a\", \"b\"], \"weights\": [[1], [1e999]], "
+            "\"extraction\": {\"binning\": \"count\"}, \"classifier\": \"svm\", \"mean\": [0], "
+            "\"scale\": [1], \"bias\": [0, 0]}",
+       "weight row is not a list of finite numbers"},
+      {HEAD "\"features\": [\"f\"], \"classes\": [\"a\", \"b\"], \"weights\": [[1], [1]], "
+            "\"extraction\": {\"binning\": \"count\"}, \"classifier\": \"forest\", \"mean\": [0], "
+            "\"scale\": [1], \"bias\": [0, 0]}",
+       "classifier is not"},
+  };
+#undef HEAD
+  char path[320];
+  snprintf(path, sizeof path, "%s/bad.json", dir);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    FILE *fp = fopen(path, "w");
+    fputs(bad[i].text, fp);
+    fclose(fp);
+    RadiomicsModel m;
+    if (radiomics_model_load(path, &m, &err) == STATUS_OK || !strstr(err.msg, bad[i].needle))
+      fail_msg("bad model %zu: '%s'", i, err.msg);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ibsi_digital_phantom), cmocka_unit_test(test_nifti_reader),
-      cmocka_unit_test(test_two_dimensional_roi), cmocka_unit_test(test_extract_command)};
+      cmocka_unit_test(test_two_dimensional_roi), cmocka_unit_test(test_extract_command),
+      cmocka_unit_test(test_model_train_and_file)};
   return cmocka_run_group_tests_name("radiomics", tests, setup, teardown);
 }

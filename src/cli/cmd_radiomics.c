@@ -1,7 +1,8 @@
-/* medrobust radiomics extract: IBSI features (src/radiomics/) of a NIfTI
- * volume in its mask, or of every image of a data set in its segmentation
- * mask (or whole), as one CSV row per image with the settings echoed above
- * the header, and a JSON twin naming each column's IBSI family and feature. */
+/* medrobust radiomics extract | train: IBSI features (src/radiomics/) of a
+ * NIfTI volume in its mask, or of every image of a data set in its
+ * segmentation mask (or whole), as one CSV row per image with the settings
+ * echoed above the header and a JSON twin naming each column's IBSI family
+ * and feature; and radiomics models trained on them. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -118,11 +119,119 @@ static Status write_outputs(const char *out, const Row *rows, int n, const char 
   return s;
 }
 
+/* The extraction options extract and train share. */
+typedef struct {
+  RadiomicsSetup setup;
+  float bin_width, bin_min, reseg_min, reseg_max, spacing;
+  int no_binning;
+} SetupArgs;
+#define SETUP_OPTIONS(a)                                                                            \
+  {"--label",                                                                                       \
+   OPT_INT,                                                                                         \
+   &(a).setup.roi_label,                                                                            \
+   -1,                                                                                              \
+   MR_MAX_CLASSES - 1,                                                                              \
+   " K",                                                                                            \
+   "the ROI is mask == K (default -1: every foreground class, mask > 0)"},                          \
+      {"--whole-image", OPT_FLAG, &(a).setup.whole_image, 0, 0, NULL, "ignore the masks"},          \
+      {"--spacing", OPT_FLOAT, &(a).spacing, 1e-6, 1e6, " MM", "pixel size in mm"},                 \
+      {"--bin-count", OPT_INT, &(a).setup.extraction.bin_count, 1, 1024, " N", "fixed bin number"}, \
+      {"--bin-width",                                                                               \
+       OPT_FLOAT,                                                                                   \
+       &(a).bin_width,                                                                              \
+       0,                                                                                           \
+       1e9,                                                                                         \
+       " W",                                                                                        \
+       "fixed bin size instead (IBSI; PyRadiomics' binWidth), from --bin-min"},                     \
+      {"--bin-min",                                                                                 \
+       OPT_FLOAT,                                                                                   \
+       &(a).bin_min,                                                                                \
+       -1e9,                                                                                        \
+       1e9,                                                                                         \
+       " X",                                                                                        \
+       "--bin-width: the lower edge of bin 1 (default: the ROI's minimum)"},                        \
+      {"--no-binning",                                                                              \
+       OPT_FLAG,                                                                                    \
+       &(a).no_binning,                                                                             \
+       0,                                                                                           \
+       0,                                                                                           \
+       NULL,                                                                                        \
+       "grey levels as stored (integers from 1: IBSI's digital phantom)"},                          \
+      {"--reseg-min",                                                                               \
+       OPT_FLOAT,                                                                                   \
+       &(a).reseg_min,                                                                              \
+       -1e9,                                                                                        \
+       1e9,                                                                                         \
+       " X",                                                                                        \
+       "intensity re-segmentation: drop ROI voxels below X"},                                       \
+  {                                                                                                 \
+    "--reseg-max", OPT_FLOAT, &(a).reseg_max, -1e9, 1e9, " X", "and above X"                        \
+  }
+
+static SetupArgs setup_args_default(void) {
+  SetupArgs a = {radiomics_setup_default(), 0, NAN, NAN, NAN, 1, 0};
+  return a;
+}
+
+static void setup_apply(SetupArgs *a) {
+  RadiomicsOptions *o = &a->setup.extraction;
+  if (a->bin_width > 0) o->binning = RAD_BIN_WIDTH, o->bin_width = a->bin_width;
+  o->bin_min = a->bin_min;
+  if (a->no_binning) o->binning = RAD_BIN_NONE;
+  o->reseg_min = a->reseg_min, o->reseg_max = a->reseg_max;
+  a->setup.spacing = a->spacing;
+}
+
+static void roi_description(const RadiomicsSetup *s, int has_masks, char *out, size_t cap) {
+  if (!has_masks || s->whole_image)
+    snprintf(out, cap, "the whole image");
+  else if (s->roi_label >= 0)
+    snprintf(out, cap, "mask == %d", s->roi_label);
+  else
+    snprintf(out, cap, "mask > 0");
+}
+
+/* The features of the first `count` images of d into rows (an image with an empty ROI
+ * gets none: *skipped counts them); *n the rows filled. */
+static Status extract_split(const Dataset *d, int count, const RadiomicsSetup *s, int quiet,
+                            const char *what, Row *rows, int *n, int *skipped, MrError *err) {
+  const size_t plane = (size_t)d->h * d->w, per = plane * d->c;
+  CliProgress progress;
+  cli_progress_init(&progress, quiet);
+  Status st = STATUS_OK;
+  *n = *skipped = 0;
+  for (int i = 0; st == STATUS_OK && i < count; i++) {
+    cli_sweep_progress(what, i, count, &progress);
+    Row *row = &rows[*n];
+    dataset_image_id(d, i, row->id, sizeof row->id);
+    row->label = d->labels[i];
+    const int *mask = d->masks && !s->whole_image ? d->masks + plane * i : NULL;
+    if (mask && !radiomics_roi_pixels(mask, plane, s)) {
+      (*skipped)++;
+      continue;
+    }
+    st = radiomics_image_features(d->images + per * i, d->c, d->h, d->w, mask, s, &row->f, err);
+    if (st != STATUS_OK) {
+      char why[sizeof err->msg];
+      snprintf(why, sizeof why, "image %.100s: %.*s", row->id, (int)sizeof why - 120, err->msg);
+      memcpy(err->msg, why, sizeof why);
+    } else {
+      (*n)++;
+    }
+  }
+  cli_progress_done(&progress);
+  return st;
+}
+
+static void rows_free(Row *rows, int n) {
+  for (int i = 0; rows && i < n; i++) radiomics_features_free(&rows[i].f);
+  free(rows);
+}
+
 static int extract(int argc, char **argv) {
   const char *image = NULL, *mask = NULL, *data_path = NULL, *split = "test", *out = NULL;
-  RadiomicsOptions o = radiomics_options_default();
-  float bin_width = 0, bin_min = NAN, reseg_min = NAN, reseg_max = NAN, spacing = 1;
-  int label = -1, whole = 0, limit = 0, quiet = 0, no_binning = 0;
+  SetupArgs a = setup_args_default();
+  int limit = 0, quiet = 0;
   const CliOption options[] = {
       {"--image", OPT_STRING, &image, 0, 0, " F.nii[.gz]", "a NIfTI volume (or --data)"},
       {"--mask", OPT_STRING, &mask, 0, 0, " M.nii[.gz]",
@@ -130,23 +239,10 @@ static int extract(int argc, char **argv) {
       {"--data", OPT_STRING, &data_path, 0, 0, " D",
        "a data set: each image in its segmentation mask (or whole, without masks)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "--data: train, val or test"},
-      {"--label", OPT_INT, &label, -1, MR_MAX_CLASSES - 1, " K",
-       "--data: the ROI is mask == K (default -1: every foreground class, mask > 0)"},
-      {"--whole-image", OPT_FLAG, &whole, 0, 0, NULL, "--data: ignore the masks"},
-      {"--spacing", OPT_FLOAT, &spacing, 1e-6, 1e6, " MM", "--data: pixel size in mm"},
-      {"--bin-count", OPT_INT, &o.bin_count, 1, 1024, " N", "fixed bin number"},
-      {"--bin-width", OPT_FLOAT, &bin_width, 0, 1e9, " W",
-       "fixed bin size instead (IBSI; PyRadiomics' binWidth), from --bin-min"},
-      {"--bin-min", OPT_FLOAT, &bin_min, -1e9, 1e9, " X",
-       "--bin-width: the lower edge of bin 1 (default: the ROI's minimum)"},
-      {"--no-binning", OPT_FLAG, &no_binning, 0, 0, NULL,
-       "grey levels as stored (integers from 1: IBSI's digital phantom)"},
-      {"--reseg-min", OPT_FLOAT, &reseg_min, -1e9, 1e9, " X",
-       "intensity re-segmentation: drop ROI voxels below X"},
-      {"--reseg-max", OPT_FLOAT, &reseg_max, -1e9, 1e9, " X", "and above X"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "--data: only the first N images"},
       {"--out", OPT_STRING, &out, 0, 0, " F.csv", "features, one row per image (required)"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      SETUP_OPTIONS(a),
       {0}};
   const CliPath path_roles[] = {{"--image", PATH_IN},
                                 {"--mask", PATH_IN},
@@ -161,7 +257,7 @@ static int extract(int argc, char **argv) {
       "3D; averaged and merged), GLSZM, GLDZM, NGTDM, NGLDM (2D, 2.5D, 3D). Columns are\n"
       "feature tags; F.json names each one's IBSI family and feature. Validated on the\n"
       "IBSI digital phantom (482 of 482 reference values). Resampling is not done: the\n"
-      "voxels are used as stored.",
+      "voxels are used as stored. --label, --whole-image and --spacing apply to --data.",
       options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
@@ -177,9 +273,7 @@ static int extract(int argc, char **argv) {
             "their masks\n");
     return EXIT_USAGE;
   }
-  if (bin_width > 0) o.binning = RAD_BIN_WIDTH, o.bin_width = bin_width, o.bin_min = bin_min;
-  if (no_binning) o.binning = RAD_BIN_NONE;
-  o.reseg_min = reseg_min, o.reseg_max = reseg_max;
+  setup_apply(&a);
   MrError err = {0};
   Row *rows = NULL;
   int n = 0;
@@ -194,7 +288,7 @@ static int extract(int argc, char **argv) {
     if (st == STATUS_OK) {
       snprintf(rows[0].id, sizeof rows[0].id, "%s", image);
       rows[0].label = -1;
-      st = radiomics_extract(&v, mask ? &m : NULL, &o, &rows[0].f, &err);
+      st = radiomics_extract(&v, mask ? &m : NULL, &a.setup.extraction, &rows[0].f, &err);
       n = st == STATUS_OK;
       if (st != STATUS_OK) {
         char why[sizeof err.msg];
@@ -204,7 +298,7 @@ static int extract(int argc, char **argv) {
     }
     snprintf(roi_text, sizeof roi_text, "%s",
              mask ? "the mask's voxels > 0.5" : "the whole volume");
-    describe(&o, roi_text, 0, settings, sizeof settings);
+    describe(&a.setup.extraction, roi_text, 0, settings, sizeof settings);
     volume_free(&v), volume_free(&m);
   } else {
     const int s_idx = cli_split("radiomics extract", split);
@@ -217,63 +311,23 @@ static int extract(int argc, char **argv) {
     cli_data_notes(data);
     const Dataset *d = &data->split[s_idx];
     const int count = limit && limit < d->n ? limit : d->n;
-    const int use_masks = d->masks && !whole;
-    if (label >= 0 && !use_masks) {
+    if (a.setup.roi_label >= 0 && (!d->masks || a.setup.whole_image)) {
       fprintf(stderr, "medrobust radiomics extract: --label needs a data set with masks\n");
       data_free(data);
       return EXIT_USAGE;
     }
-    if (label >= 0)
-      snprintf(roi_text, sizeof roi_text, "mask == %d", label);
-    else
-      snprintf(roi_text, sizeof roi_text, "%s", use_masks ? "mask > 0" : "the whole image");
-    describe(&o, roi_text, spacing, settings, sizeof settings);
+    roi_description(&a.setup, d->masks != NULL, roi_text, sizeof roi_text);
+    describe(&a.setup.extraction, roi_text, a.spacing, settings, sizeof settings);
     rows = calloc(count ? count : 1, sizeof *rows);
-    const size_t plane = (size_t)d->h * d->w;
-    float *grey = malloc(sizeof(float) * plane), *roi = malloc(sizeof(float) * plane);
-    if (!rows || !grey || !roi) st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
-    CliProgress progress;
-    cli_progress_init(&progress, quiet);
     int skipped = 0;
-    for (int i = 0; st == STATUS_OK && i < count; i++) {
-      cli_sweep_progress("radiomics: extracting features", i, count, &progress);
-      /* several channels: their mean, the grey image radiomics reads */
-      for (size_t p = 0; p < plane; p++) {
-        double sum = 0;
-        for (int c = 0; c < d->c; c++) sum += d->images[((size_t)i * d->c + c) * plane + p];
-        grey[p] = (float)(sum / d->c);
-        if (use_masks) {
-          const int k = d->masks[(size_t)i * plane + p];
-          roi[p] = label >= 0 ? k == label : k > 0;
-        }
-      }
-      size_t in_roi = plane;
-      if (use_masks)
-        for (size_t p = in_roi = 0; p < plane; p++) in_roi += roi[p] > 0.5f;
-      if (!in_roi) { /* no lesion in this image: no row */
-        skipped++;
-        continue;
-      }
-      Volume v = {d->w, d->h, 1, spacing, spacing, spacing, grey};
-      Volume m = {d->w, d->h, 1, spacing, spacing, spacing, roi};
-      Row *row = &rows[n];
-      dataset_image_id(d, i, row->id, sizeof row->id);
-      row->label = d->labels[i];
-      st = radiomics_extract(&v, use_masks ? &m : NULL, &o, &row->f, &err);
-      if (st != STATUS_OK) {
-        char why[sizeof err.msg];
-        snprintf(why, sizeof why, "image %.100s: %.*s", row->id, (int)sizeof why - 120, err.msg);
-        memcpy(err.msg, why, sizeof why);
-      } else {
-        n++;
-      }
-    }
-    cli_progress_done(&progress);
+    st = rows ? extract_split(d, count, &a.setup, quiet, "radiomics: extracting features", rows, &n,
+                              &skipped, &err)
+              : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
     if (skipped)
       fprintf(stderr,
-              "medrobust radiomics extract: %d image%s without pixels in the ROI (%s) left out\n",
+              "medrobust radiomics extract: %d image%s without pixels in the ROI (%s) left "
+              "out\n",
               skipped, skipped == 1 ? "" : "s", roi_text);
-    free(grey), free(roi);
     data_free(data);
   }
   if (st == STATUS_OK && !n)
@@ -284,16 +338,170 @@ static int extract(int argc, char **argv) {
            n ? rows[0].f.n : 0, out);
   else
     fprintf(stderr, "medrobust: %s\n", err.msg);
-  for (int i = 0; rows && i < n; i++) radiomics_features_free(&rows[i].f);
-  free(rows);
+  rows_free(rows, n);
+  return st == STATUS_OK ? 0 : EXIT_RUNTIME;
+}
+
+/* Logits -> probabilities -> metrics of a model on the rows' features. */
+static Status score_rows(const RadiomicsModel *m, const Row *rows, int n, Metrics *out,
+                         MrError *err) {
+  float *probs = malloc(sizeof(float) * m->k * (n ? n : 1));
+  int *labels = malloc(sizeof(int) * (n ? n : 1));
+  double z[MR_MAX_CLASSES];
+  Status st = probs && labels ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int i = 0; st == STATUS_OK && i < n; i++) {
+    st = radiomics_model_logits(m, &rows[i].f, z, err);
+    radiomics_softmax(z, m->k, probs + (size_t)i * m->k);
+    labels[i] = rows[i].label;
+  }
+  if (st == STATUS_OK) st = metrics_compute(out, probs, labels, n, m->k, err);
+  free(probs), free(labels);
+  return st;
+}
+
+static int train_model(int argc, char **argv) {
+  const char *data_path = NULL, *out = NULL, *classifier = "logistic-l2";
+  SetupArgs a = setup_args_default();
+  RadiomicsTrainOptions t = {RAD_LOGISTIC_L2, 1.0, 20, 0.9};
+  float c = 1.0f, max_corr = 0.9f;
+  int quiet = 0;
+  const CliOption options[] = {
+      {"--data", OPT_STRING, &data_path, 0, 0, " D", "a labelled data set (required)"},
+      {"--out", OPT_STRING, &out, 0, 0, " M.json", "the model file (required)"},
+      {"--classifier", OPT_STRING, &classifier, 0, 0, " logistic-l2|logistic-l1|svm",
+       "L2 or L1 logistic regression, or a linear SVM (LIBLINEAR)"},
+      {"--c", OPT_FLOAT, &c, 1e-6, 1e6, " C", "inverse regularisation strength"},
+      {"--max-features", OPT_INT, &t.max_features, 1, 10000, " N",
+       "keep at most N features after the correlation filter"},
+      {"--max-correlation", OPT_FLOAT, &max_corr, 0, 1, " R",
+       "drop a feature correlated above R with a better-ranked one"},
+      {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      SETUP_OPTIONS(a),
+      {0}};
+  const CliPath path_roles[] = {{"--data", PATH_IN}, {"--out", PATH_OUT_FILE}, {0}};
+  const CliSpec spec = {
+      "radiomics train", "radiomics train --data D --out M.json [options]",
+      "A radiomics model: the features of each training image in its mask (or whole),\n"
+      "standardised; ranked by the share of their variance the classes explain, those\n"
+      "correlated above --max-correlation with a better one dropped, at most\n"
+      "--max-features kept; then a linear classifier (LIBLINEAR). Prints accuracy,\n"
+      "balanced accuracy and ROC AUC on the validation and test splits.",
+      options, path_roles};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (!data_path || !out) {
+    fprintf(stderr, "medrobust radiomics train: --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  const int kind = radiomics_classifier_parse(classifier);
+  if (kind < 0) {
+    fprintf(stderr,
+            "medrobust radiomics train: --classifier must be logistic-l2, logistic-l1 or svm, "
+            "got '%s'\n",
+            classifier);
+    return EXIT_USAGE;
+  }
+  t.classifier = (RadiomicsClassifier)kind, t.c = c, t.max_correlation = max_corr;
+  setup_apply(&a);
+  MrError err = {0};
+  DataSplits *data = data_load(data_path, NULL, &err);
+  if (!data) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  cli_data_notes(data);
+  if (data->segment || data->unlabelled || data->n_classes < 2) {
+    fprintf(stderr,
+            "medrobust radiomics train: %s has no per-image classes (a %s set): a radiomics "
+            "model learns a diagnosis per image\n",
+            data_path, data->segment ? "segmentation" : "unlabelled");
+    data_free(data);
+    return EXIT_RUNTIME;
+  }
+  Row *rows[SPLIT_COUNT] = {0};
+  int n[SPLIT_COUNT] = {0};
+  Status st = STATUS_OK;
+  static const char *const what[SPLIT_COUNT] = {"radiomics: features of the training images",
+                                                "radiomics: features of the validation images",
+                                                "radiomics: features of the test images"};
+  for (int s = 0; st == STATUS_OK && s < SPLIT_COUNT; s++) {
+    const Dataset *d = &data->split[s];
+    int skipped;
+    rows[s] = calloc(d->n ? d->n : 1, sizeof(Row));
+    st = rows[s] ? extract_split(d, d->n, &a.setup, quiet, what[s], rows[s], &n[s], &skipped, &err)
+                 : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+    if (skipped)
+      fprintf(stderr, "medrobust radiomics train: %d %s image%s without ROI pixels left out\n",
+              skipped, split_name(s), skipped == 1 ? "" : "s");
+  }
+  RadiomicsModel m = {0};
+  if (st == STATUS_OK && n[SPLIT_TRAIN] < 2)
+    st = mr_error_set(&err, STATUS_ERR_ARG, "fewer than 2 training images with an ROI");
+  if (st == STATUS_OK) {
+    const int nf = rows[SPLIT_TRAIN][0].f.n;
+    double *x = malloc(sizeof(double) * (size_t)n[SPLIT_TRAIN] * nf);
+    int *y = malloc(sizeof(int) * n[SPLIT_TRAIN]);
+    const char **tags = malloc(sizeof(char *) * nf);
+    if (!x || !y || !tags) st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+    for (int f = 0; st == STATUS_OK && f < nf; f++) tags[f] = rows[SPLIT_TRAIN][0].f.items[f].tag;
+    for (int i = 0; st == STATUS_OK && i < n[SPLIT_TRAIN]; i++) {
+      y[i] = rows[SPLIT_TRAIN][i].label;
+      for (int f = 0; f < nf; f++) x[(size_t)i * nf + f] = rows[SPLIT_TRAIN][i].f.items[f].value;
+    }
+    if (st == STATUS_OK)
+      st = radiomics_model_train(x, tags, nf, y, n[SPLIT_TRAIN], data->n_classes, &t, &m, &err);
+    free(x), free(y), free(tags);
+  }
+  if (st == STATUS_OK) {
+    m.setup = a.setup;
+    m.class_names = calloc(m.k, sizeof(char *));
+    for (int k = 0; m.class_names && k < m.k; k++) {
+      char buf[16];
+      m.class_names[k] = strdup(data->class_names[k] ? data->class_names[k]
+                                                     : (snprintf(buf, sizeof buf, "%d", k), buf));
+    }
+    printf("radiomics %s (C %g) on %d of %d features, trained on %d images of %s\n",
+           radiomics_classifier_name(m.classifier), t.c, m.n_features, rows[SPLIT_TRAIN][0].f.n,
+           n[SPLIT_TRAIN], data_path);
+    for (int s = 0; s < m.n_features; s++) printf("  %s\n", m.tags[s]);
+    printf("%-8s %6s %9s %9s %8s\n", "split", "images", "accuracy", "balanced", "ROC AUC");
+    char record[MR_TRAINING_LEN];
+    int at = snprintf(record, sizeof record, "{\"data\": \"%s\", \"classifier\": \"%s\", \"c\": %g",
+                      data_path, radiomics_classifier_name(m.classifier), t.c);
+    for (int s = 0; st == STATUS_OK && s < SPLIT_COUNT; s++) {
+      if (!n[s]) continue;
+      Metrics mt;
+      st = score_rows(&m, rows[s], n[s], &mt, &err);
+      if (st != STATUS_OK) break;
+      printf("%-8s %6d %8.2f%% %8.2f%% %8.4f\n", split_name(s), n[s], 100 * mt.accuracy,
+             100 * mt.balanced_accuracy, mt.auc);
+      if (at > 0 && (size_t)at < sizeof record)
+        at += snprintf(record + at, sizeof record - at,
+                       ", \"%s\": {\"accuracy\": %.6f, \"balanced_accuracy\": %.6f, \"auc\": %.6f}",
+                       split_name(s), mt.accuracy, mt.balanced_accuracy, mt.auc);
+      metrics_free(&mt);
+    }
+    if (at > 0 && (size_t)at < sizeof record) snprintf(record + at, sizeof record - at, "}");
+    snprintf(m.training, sizeof m.training, "%s", record);
+  }
+  if (st == STATUS_OK) st = radiomics_model_save(&m, out, &err);
+  if (st == STATUS_OK)
+    printf("wrote %s\n", out);
+  else
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+  radiomics_model_free(&m);
+  for (int s = 0; s < SPLIT_COUNT; s++) rows_free(rows[s], n[s]);
+  data_free(data);
   return st == STATUS_OK ? 0 : EXIT_RUNTIME;
 }
 
 int cmd_radiomics(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "extract") == 0) return extract(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "train") == 0) return train_model(argc - 1, argv + 1);
   FILE *f = argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr;
   fprintf(f,
           "usage: medrobust radiomics extract (--image F.nii [--mask M.nii] | --data D) --out "
-          "F.csv\n'medrobust radiomics extract --help' lists the options.\n");
+          "F.csv\n       medrobust radiomics train --data D --out M.json [options]\n'medrobust "
+          "radiomics COMMAND --help' lists the options.\n");
   return f == stdout ? 0 : EXIT_USAGE;
 }

@@ -43,6 +43,50 @@ int rad_add(RadiomicsFeatures *f, const char *family, const char *name, const ch
   return 1;
 }
 
+RadiomicsSetup radiomics_setup_default(void) {
+  RadiomicsSetup s = {radiomics_options_default(), -1, 0, 1.0};
+  return s;
+}
+
+size_t radiomics_roi_pixels(const int *mask, size_t plane, const RadiomicsSetup *s) {
+  if (!mask || s->whole_image) return plane;
+  size_t n = 0;
+  for (size_t p = 0; p < plane; p++) n += s->roi_label >= 0 ? mask[p] == s->roi_label : mask[p] > 0;
+  return n;
+}
+
+Status radiomics_image_features(const float *image, int c, int h, int w, const int *mask,
+                                const RadiomicsSetup *s, RadiomicsFeatures *out, MrError *err) {
+  memset(out, 0, sizeof *out);
+  const size_t plane = (size_t)h * w;
+  float *grey = malloc(sizeof(float) * plane), *roi = malloc(sizeof(float) * plane);
+  if (!grey || !roi) {
+    free(grey), free(roi);
+    return mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory");
+  }
+  const int use_mask = mask && !s->whole_image;
+  size_t in_roi = 0;
+  for (size_t p = 0; p < plane; p++) {
+    double sum = 0;
+    for (int ch = 0; ch < c; ch++) sum += image[(size_t)ch * plane + p];
+    grey[p] = (float)(sum / c);
+    roi[p] = !use_mask || (s->roi_label >= 0 ? mask[p] == s->roi_label : mask[p] > 0);
+    in_roi += roi[p] > 0.5f;
+  }
+  Status st;
+  if (!in_roi) {
+    st = s->roi_label >= 0
+             ? mr_error_set(err, STATUS_ERR_ARG, "no pixel has mask == %d", s->roi_label)
+             : mr_error_set(err, STATUS_ERR_ARG, "no pixel has mask > 0");
+  } else {
+    const Volume v = {w, h, 1, s->spacing, s->spacing, s->spacing, grey};
+    const Volume m = {w, h, 1, s->spacing, s->spacing, s->spacing, roi};
+    st = radiomics_extract(&v, &m, &s->extraction, out, err);
+  }
+  free(grey), free(roi);
+  return st;
+}
+
 const RadiomicsFeature *radiomics_find(const RadiomicsFeatures *f, const char *tag) {
   for (int i = 0; i < f->n; i++)
     if (strcmp(f->items[i].tag, tag) == 0) return &f->items[i];

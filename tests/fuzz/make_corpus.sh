@@ -8,7 +8,7 @@ out=tests/fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$out/npy" "$out/npz" "$out/safetensors" "$out/checkpoint" "$out/onnx" "$out/image" \
-  "$out/idx" "$out/report" "$out/journal" "$out/nifti"
+  "$out/idx" "$out/report" "$out/journal" "$out/nifti" "$out/radiomics_model"
 $bin data phantom --n 20 --out "$tmp/ph.npz" > /dev/null
 $bin data phantom --task segment --n 20 --out "$tmp/seg.npz" > /dev/null
 cp "$tmp/ph.npz" "$out/npz/phantom.npz"
@@ -24,6 +24,10 @@ $bin export --model "$tmp/m.safetensors" --out "$out/onnx/cnn.onnx" > /dev/null
 $bin eval --model "$tmp/m.safetensors" --data "$tmp/ph.npz" --attacks fgsm --eps 0.01 --no-noise \
   --no-checks --examples 0 --quiet --out "$tmp/ev" > /dev/null
 cp "$tmp/ev/results.json" "$out/report/results.json"
+$bin radiomics train --data "$tmp/ph.npz" --max-features 4 --quiet --out \
+  "$out/radiomics_model/logistic.json" > /dev/null
+$bin radiomics train --data "$tmp/ph.npz" --max-features 3 --classifier svm --quiet --out \
+  "$out/radiomics_model/svm.json" > /dev/null
 /usr/bin/python3 - "$tmp/ph.npz" "$out" <<'PY'
 import io, struct, sys, zlib
 import numpy as np
