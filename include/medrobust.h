@@ -553,7 +553,16 @@ typedef struct {
   double bin_width, bin_min;   /* RAD_BIN_WIDTH */
   double reseg_min, reseg_max; /* intensity re-segmentation range (NAN: none) */
   int ivh_bins;                /* intensity-volume histogram: 0 the texture's levels */
+  unsigned families;           /* RAD_FAMILY_* bits to compute; 0: every family */
 } RadiomicsOptions;
+#define RAD_FAMILY_MORPHOLOGY 1u     /* morph_ */
+#define RAD_FAMILY_INTENSITY 2u      /* loc_, stat_, ih_, ivh_ */
+#define RAD_FAMILY_GLCM 4u           /* cm_ */
+#define RAD_FAMILY_GLRLM 8u          /* rlm_ */
+#define RAD_FAMILY_ZONES 16u         /* szm_, dzm_ */
+#define RAD_FAMILY_NEIGHBOURHOOD 32u /* ngt_, ngl_ */
+/* The family bit a feature tag belongs to (0: not a radiomics tag). */
+unsigned radiomics_family_of(const char *tag);
 RadiomicsOptions radiomics_options_default(void);
 
 typedef struct {
@@ -627,6 +636,42 @@ Status radiomics_model_logits(const RadiomicsModel *m, const RadiomicsFeatures *
                               MrError *err);
 void radiomics_softmax(const double *z, int k, float *p);
 Status radiomics_model_save(const RadiomicsModel *m, const char *path, MrError *err);
+
+/* Attacks on a radiomics pipeline (image -> features in the fixed mask -> model),
+ * query-only on the exact features (src/radiomics/attack.c). */
+typedef enum { RAD_ATTACK_SQUARE, RAD_ATTACK_SPSA, RAD_ATTACK_COUNT } RadiomicsAttackKind;
+const char *radiomics_attack_name(RadiomicsAttackKind k);
+int radiomics_attack_parse(const char *name); /* -1 if unknown */
+typedef enum {
+  RAD_REGION_ALL,        /* any pixel */
+  RAD_REGION_ROI,        /* only inside the ROI: an edit of the lesion */
+  RAD_REGION_BACKGROUND, /* only outside it: the lesion untouched */
+  RAD_REGION_COUNT
+} RadiomicsRegion;
+const char *radiomics_region_name(RadiomicsRegion r);
+int radiomics_region_parse(const char *name); /* -1 if unknown */
+typedef struct {
+  RadiomicsAttackKind kind;
+  float eps;   /* L-inf, on [0,1] pixels */
+  int queries; /* budget per image */
+  int samples; /* SPSA: probe pairs per step (default 8) */
+  float delta; /* SPSA: probe size (default 0.01) */
+  RadiomicsRegion region;
+  int target; /* a class to force, or -1: any wrong answer */
+  uint64_t seed;
+} RadiomicsAttackOptions;
+RadiomicsAttackOptions radiomics_attack_options_default(void); /* Square, eps 0.03, 1000 queries */
+typedef struct {
+  int clean_pred, adv_pred, queries;
+  double clean_margin, adv_margin; /* below 0: fooled (or the target reached) */
+} RadiomicsAttackResult;
+/* Attacks one (c,h,w) image of class label in its (h,w) mask (NULL: whole image) into adv. */
+Status radiomics_attack(const RadiomicsModel *m, const float *image, int c, int h, int w,
+                        const int *mask, int label, const RadiomicsAttackOptions *o, float *adv,
+                        RadiomicsAttackResult *r, MrError *err);
+/* The model's selected features of one image, z-scored, into z (n_features). */
+Status radiomics_model_zscores(const RadiomicsModel *m, const float *image, int c, int h, int w,
+                               const int *mask, double *z, MrError *err);
 Status radiomics_model_load(const char *path, RadiomicsModel *m, MrError *err);
 void radiomics_model_free(RadiomicsModel *m);
 
@@ -877,6 +922,31 @@ unsigned attack_supports(AttackKind kind);
 /* Crafts x_adv (B,C,H,W) for images x with labels y. Eval mode throughout. */
 Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y, int batch,
                   float *x_adv, MrError *err);
+
+/* Query-only attacks on any scorer (the Square attack on a net is one user; radiomics
+ * pipelines another). A MarginFn gives each of n (c,h,w) images its margin: z_y -
+ * max_{j != y} z_j, or max_{j != t} z_j - z_t when targeted; below 0 the image is fooled. */
+typedef Status (*MarginFn)(void *ctx, const float *x, int n, float *margin, MrError *err);
+typedef struct {
+  int batch, c, h, w;
+  const float *eps;             /* per image, L-inf */
+  const unsigned char *allowed; /* (batch, h, w): pixels it may change; NULL: every pixel */
+  int queries;                  /* budget per image */
+  float p_init;                 /* Square: the share of pixels of the first squares */
+  int samples;                  /* SPSA: direction pairs per step */
+  float delta, step;            /* SPSA: probe size; step (0: eps / 4) */
+  uint64_t seed;
+  MarginFn margin;
+  void *ctx;
+  int *queries_used; /* per image, out (NULL: not counted) */
+} QuerySearch;
+/* Square Attack, L-inf (Andriushchenko et al. 2020): random squares of +-eps kept when the
+ * margin drops, until it is negative or the budget is spent. */
+Status square_search(const QuerySearch *s, const float *x, float *x_adv, MrError *err);
+/* SPSA (Uesato et al. 2018): the margin's gradient estimated from `samples` pairs of
+ * Rademacher probes of size delta, then a signed step projected onto the eps ball, the
+ * allowed pixels and [0,1]; the lowest margin found is kept. */
+Status spsa_search(const QuerySearch *s, const float *x, float *x_adv, MrError *err);
 
 /* DAG's target masks (paper 002, Fig. 2), made from the clean prediction
  * so they ask the model to change its own answer:

@@ -271,6 +271,11 @@ static void test_extract_command(void **state) {
   csv = realloc(csv, n + 1);
   csv[n] = 0;
   assert_non_null(strstr(csv, "# discretisation: fixed bin number 32\n"));
+  assert_non_null(strstr(csv, "# region of interest: mask > 0\n"));
+  int lines = 0;
+  for (char *c = csv; *c; c++) lines += *c == '\n';
+  assert_int_equal(lines, 4 + 1 + 20); /* settings, header, rows */
+  free(csv);
   /* a model from the classification phantom's whole images: better than chance on test */
   assert_int_equal(cli("data phantom --n 200 --out @/cls.npz", out, sizeof out), 0);
   assert_int_equal(cli("radiomics train --data @/cls.npz --out @/m.json --max-features 10 --quiet",
@@ -288,11 +293,23 @@ static void test_extract_command(void **state) {
   assert_true(model.n_features >= 1 && model.n_features <= 10 && model.k == 2);
   assert_non_null(strstr(model.training, "\"test\": {\"accuracy\""));
   radiomics_model_free(&model);
-  assert_non_null(strstr(csv, "# region of interest: mask > 0\n"));
-  int lines = 0;
-  for (char *c = csv; *c; c++) lines += *c == '\n';
-  assert_int_equal(lines, 4 + 1 + 20); /* settings, header, rows */
-  free(csv);
+  /* and attacked from the CLI: a table per eps, the per-image CSV and the JSON summary */
+  assert_int_equal(
+      cli("radiomics attack --model @/m.json --data @/cls.npz --limit 3 --eps 0.02,0.05 "
+          "--queries 40 --quiet --out @/ra",
+          out, sizeof out),
+      0);
+  assert_non_null(strstr(out, "moved most at eps 0.05"));
+  snprintf(path, sizeof path, "%s/ra/radiomics_attack.csv", dir);
+  char *table = (char *)read_all(path, &n);
+  table = realloc(table, n + 1);
+  table[n] = 0;
+  int attack_lines = 0;
+  for (char *c = table; *c; c++) attack_lines += *c == '\n';
+  assert_int_equal(attack_lines, 1 + 3 * 2);
+  free(table);
+  snprintf(path, sizeof path, "%s/ra/radiomics_attack.json", dir);
+  assert_int_equal(access(path, R_OK), 0);
   snprintf(path, sizeof path, "%s/f.json", dir);
   char *json_text = (char *)read_all(path, &n);
   json_text = realloc(json_text, n + 1);
@@ -331,6 +348,13 @@ static void test_extract_command(void **state) {
       {2, "radiomics train --data @/cls.npz --out @/m.json --classifier forest",
        "--classifier must be logistic-l2, logistic-l1 or svm"},
       {1, "radiomics train --data @/seg.npz --out @/m.json", "no per-image classes"},
+      {2, "radiomics attack --model @/m.json --data @/cls.npz --region lesion --out @/ra",
+       "--region all, roi or background"},
+      {2, "radiomics attack --model @/m.json --data @/cls.npz --eps 2 --out @/ra", "--eps '2'"},
+      {2, "radiomics attack --model @/m.json --data @/cls.npz --target 7 --out @/ra",
+       "not one of the model's 2 classes"},
+      {1, "radiomics attack --model @/cls.npz --data @/cls.npz --out @/ra",
+       "not a medrobust radiomics model"},
       {1, "radiomics extract --image @/missing.nii --out @/x.csv", "not a readable NIfTI file"},
   };
   for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
@@ -440,10 +464,75 @@ static void test_model_train_and_file(void **state) {
   }
 }
 
+/* A hand-made model reading the ROI's mean intensity: the attacks must stay in the eps ball
+ * and [0,1], never raise the margin, touch only the region they are given, spend at most
+ * their budget, and succeed where the budget allows it (inside the ROI) but not where the
+ * features cannot move (outside it). */
+static void test_attacks_on_a_pipeline(void **state) {
+  (void)state;
+  enum { H = 16, W = 16 };
+  RadiomicsModel m = {0};
+  m.setup = radiomics_setup_default();
+  m.setup.extraction.bin_count = 8;
+  m.n_features = 1, m.k = 2, m.classifier = RAD_LOGISTIC_L2;
+  m.tags = calloc(1, sizeof *m.tags);
+  snprintf(m.tags[0], sizeof m.tags[0], "stat_mean");
+  m.mean = calloc(1, sizeof(double)), m.scale = calloc(1, sizeof(double));
+  m.weights = calloc(2, sizeof(double)), m.bias = calloc(2, sizeof(double));
+  m.mean[0] = 0.5, m.scale[0] = 0.1, m.weights[0] = -1, m.weights[1] = 1;
+  float image[H * W], adv[H * W];
+  int mask[H * W];
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++) {
+      const int in = (x - 8) * (x - 8) + (y - 8) * (y - 8) < 25;
+      mask[y * W + x] = in;
+      image[y * W + x] = in ? 0.45f + 0.01f * ((x + y) % 3) - 0.01f : 0.2f;
+    }
+  MrError err = {0};
+  for (int kind = 0; kind < RAD_ATTACK_COUNT; kind++)
+    for (int region = 0; region < RAD_REGION_COUNT; region++) {
+      RadiomicsAttackOptions o = radiomics_attack_options_default();
+      o.kind = (RadiomicsAttackKind)kind, o.region = (RadiomicsRegion)region;
+      o.eps = 0.15f, o.queries = 1000, o.samples = 4;
+      RadiomicsAttackResult r;
+      assert_int_equal(radiomics_attack(&m, image, 1, H, W, mask, 0, &o, adv, &r, &err), STATUS_OK);
+      assert_int_equal(r.clean_pred, 0);
+      assert_true(r.clean_margin > 0);
+      assert_true(r.adv_margin <= r.clean_margin);
+      assert_true(r.queries >= 1 && r.queries <= o.queries);
+      for (int i = 0; i < H * W; i++) {
+        assert_true(adv[i] >= 0.0f && adv[i] <= 1.0f);
+        assert_true(fabsf(adv[i] - image[i]) <= o.eps + 1e-6f);
+        if (region == RAD_REGION_ROI && !mask[i]) assert_true(adv[i] == image[i]);
+        if (region == RAD_REGION_BACKGROUND && mask[i]) assert_true(adv[i] == image[i]);
+      }
+      /* the ROI's mean can rise by up to eps: enough to cross 0.5 */
+      if (region != RAD_REGION_BACKGROUND && (r.adv_pred != 1 || r.adv_margin >= 0))
+        fail_msg("%s, region %s: not fooled (margin %g -> %g)", radiomics_attack_name(o.kind),
+                 radiomics_region_name(o.region), r.clean_margin, r.adv_margin);
+      /* outside the ROI nothing the model reads can move */
+      if (region == RAD_REGION_BACKGROUND)
+        assert_true(r.adv_pred == 0 && r.adv_margin == r.clean_margin);
+      /* re-scored on the exact features */
+      double z;
+      assert_int_equal(radiomics_model_zscores(&m, adv, 1, H, W, mask, &z, &err), STATUS_OK);
+      assert_true((z > 0) == (r.adv_pred == 1));
+    }
+  /* eps 0 changes nothing; a target out of range is refused */
+  RadiomicsAttackOptions o = radiomics_attack_options_default();
+  o.eps = 0, o.queries = 20;
+  RadiomicsAttackResult r;
+  assert_int_equal(radiomics_attack(&m, image, 1, H, W, mask, 0, &o, adv, &r, &err), STATUS_OK);
+  assert_memory_equal(adv, image, sizeof image);
+  o.target = 5;
+  assert_int_not_equal(radiomics_attack(&m, image, 1, H, W, mask, 0, &o, adv, &r, &err), STATUS_OK);
+  radiomics_model_free(&m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ibsi_digital_phantom), cmocka_unit_test(test_nifti_reader),
-      cmocka_unit_test(test_two_dimensional_roi), cmocka_unit_test(test_extract_command),
-      cmocka_unit_test(test_model_train_and_file)};
+      cmocka_unit_test(test_two_dimensional_roi),  cmocka_unit_test(test_extract_command),
+      cmocka_unit_test(test_model_train_and_file), cmocka_unit_test(test_attacks_on_a_pipeline)};
   return cmocka_run_group_tests_name("radiomics", tests, setup, teardown);
 }

@@ -495,13 +495,239 @@ static int train_model(int argc, char **argv) {
   return st == STATUS_OK ? 0 : EXIT_RUNTIME;
 }
 
+typedef struct {
+  float eps;
+  int n, clean_right, adv_right, fooled, attackable;
+  double queries;
+  double *moved; /* per selected feature: mean |z_adv - z_clean| over the images */
+} EpsRow;
+
+static int attack_cmd(int argc, char **argv) {
+  const char *model_path = NULL, *data_path = NULL, *split = "test", *out = NULL;
+  const char *kind_text = "square", *region_text = "all", *eps_text = "0.01,0.03,0.05";
+  RadiomicsAttackOptions o = radiomics_attack_options_default();
+  int limit = 0, quiet = 0;
+  const CliOption options[] = {
+      {"--model", OPT_STRING, &model_path, 0, 0, " M.json", "a radiomics model (required)"},
+      {"--data", OPT_STRING, &data_path, 0, 0, " D", "its data set (required)"},
+      {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
+      {"--attack", OPT_STRING, &kind_text, 0, 0, " square|spsa",
+       "query-only search on the exact features"},
+      {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F",
+       "L-inf sizes on [0,1] pixels (4/255 accepted)"},
+      {"--queries", OPT_INT, &o.queries, 1, 1000000, " N", "budget per image"},
+      {"--samples", OPT_INT, &o.samples, 1, 10000, " N", "SPSA: probe pairs per step"},
+      {"--delta", OPT_FLOAT, &o.delta, 1e-6, 1, " D", "SPSA: probe size"},
+      {"--region", OPT_STRING, &region_text, 0, 0, " all|roi|background",
+       "pixels the attack may change: any, the ROI only (the lesion), or outside it"},
+      {"--target", OPT_INT, &o.target, -1, MR_MAX_CLASSES - 1, " K",
+       "force class K (a chosen diagnosis); -1: any wrong answer"},
+      {"--seed", OPT_U64, &o.seed, 0, 0, " S", "random squares and probes"},
+      {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images"},
+      {"--out", OPT_STRING, &out, 0, 0, " DIR",
+       "radiomics_attack.csv (per image and eps) and radiomics_attack.json (required)"},
+      {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      {0}};
+  const CliPath path_roles[] = {
+      {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_DIR}, {0}};
+  const CliSpec spec = {
+      "radiomics attack", "radiomics attack --model M.json --data D --out DIR [options]",
+      "Attacks a radiomics pipeline (image -> IBSI features in the image's own mask ->\n"
+      "the model) under an L-inf pixel budget, query-only on the exact features: Square\n"
+      "(Andriushchenko et al. 2020) or SPSA (Uesato et al. 2018). Per eps: accuracy\n"
+      "clean and under attack, success rate, queries, and the selected features the\n"
+      "attack moved most (mean change in training standard deviations).",
+      options, path_roles};
+  int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
+  if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
+  if (!model_path || !data_path || !out) {
+    fprintf(stderr,
+            "medrobust radiomics attack: --model, --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  const int kind = radiomics_attack_parse(kind_text), region = radiomics_region_parse(region_text);
+  if (kind < 0 || region < 0) {
+    fprintf(stderr,
+            "medrobust radiomics attack: --attack is square or spsa and --region all, roi or "
+            "background\n");
+    return EXIT_USAGE;
+  }
+  o.kind = (RadiomicsAttackKind)kind, o.region = (RadiomicsRegion)region;
+  float eps[MAX_LIST];
+  int n_eps;
+  if (!cli_parse_eps_list("radiomics attack", eps_text, NORM_LINF, eps, &n_eps)) return EXIT_USAGE;
+  const int s_idx = cli_split("radiomics attack", split);
+  if (s_idx < 0) return EXIT_USAGE;
+  MrError err = {0};
+  RadiomicsModel m;
+  if (radiomics_model_load(model_path, &m, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  if (o.target >= m.k) {
+    fprintf(stderr,
+            "medrobust radiomics attack: --target %d is not one of the model's %d classes\n",
+            o.target, m.k);
+    radiomics_model_free(&m);
+    return EXIT_USAGE;
+  }
+  DataSplits *data = data_load(data_path, NULL, &err);
+  if (!data) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    radiomics_model_free(&m);
+    return EXIT_RUNTIME;
+  }
+  const Dataset *d = &data->split[s_idx];
+  const int count = limit && limit < d->n ? limit : d->n;
+  const size_t plane = (size_t)d->h * d->w, per = plane * d->c;
+  float *adv = malloc(sizeof(float) * per);
+  double *z0 = malloc(sizeof(double) * m.n_features), *z1 = malloc(sizeof(double) * m.n_features);
+  EpsRow *rows = calloc(n_eps, sizeof(EpsRow));
+  Status st =
+      adv && z0 && z1 && rows ? STATUS_OK : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  for (int e = 0; st == STATUS_OK && e < n_eps; e++) {
+    rows[e].eps = eps[e];
+    if (!(rows[e].moved = calloc(m.n_features, sizeof(double))))
+      st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  }
+  if (st == STATUS_OK && !cli_make_dir(out))
+    st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", out);
+  char csv_path[4200];
+  snprintf(csv_path, sizeof csv_path, "%s/radiomics_attack.csv", out);
+  AtomicFile af = {0};
+  if (st == STATUS_OK) st = atomic_open(&af, csv_path, "w", &err);
+  if (st == STATUS_OK)
+    fprintf(af.f, "image,label,eps,clean_pred,adv_pred,clean_margin,adv_margin,queries,linf\n");
+  CliProgress progress;
+  cli_progress_init(&progress, quiet);
+  int skipped = 0;
+  for (int i = 0; st == STATUS_OK && i < count; i++) {
+    const int *mask = d->masks && !m.setup.whole_image ? d->masks + plane * i : NULL;
+    if (mask && !radiomics_roi_pixels(mask, plane, &m.setup)) {
+      skipped++;
+      continue;
+    }
+    if (d->labels[i] < 0 || d->labels[i] >= m.k) {
+      st = mr_error_set(&err, STATUS_ERR_ARG, "image %d has class %d; the model knows %d", i,
+                        d->labels[i], m.k);
+      break;
+    }
+    st = radiomics_model_zscores(&m, d->images + per * i, d->c, d->h, d->w, mask, z0, &err);
+    for (int e = 0; st == STATUS_OK && e < n_eps; e++) {
+      cli_sweep_progress("radiomics attack", i * n_eps + e, count * n_eps, &progress);
+      RadiomicsAttackOptions oe = o;
+      oe.eps = eps[e];
+      RadiomicsAttackResult r;
+      st = radiomics_attack(&m, d->images + per * i, d->c, d->h, d->w, mask, d->labels[i], &oe, adv,
+                            &r, &err);
+      if (st == STATUS_OK) st = radiomics_model_zscores(&m, adv, d->c, d->h, d->w, mask, z1, &err);
+      if (st != STATUS_OK) break;
+      double linf = 0;
+      for (size_t p = 0; p < per; p++)
+        linf = fmax(linf, fabs((double)adv[p] - d->images[per * i + p]));
+      EpsRow *row = &rows[e];
+      const int y = d->labels[i];
+      const int clean_ok = o.target >= 0 ? r.clean_pred != o.target : r.clean_pred == y;
+      row->n++, row->clean_right += r.clean_pred == y, row->adv_right += r.adv_pred == y;
+      row->attackable += clean_ok;
+      row->fooled += clean_ok && r.adv_margin < 0;
+      row->queries += r.queries;
+      for (int k = 0; k < m.n_features; k++) row->moved[k] += fabs(z1[k] - z0[k]);
+      char id[64];
+      csv_write_field(af.f, dataset_image_id(d, i, id, sizeof id));
+      fprintf(af.f, ",%d,%g,%d,%d,%.6g,%.6g,%d,%.6g\n", y, eps[e], r.clean_pred, r.adv_pred,
+              r.clean_margin, r.adv_margin, r.queries, linf);
+    }
+  }
+  cli_progress_done(&progress);
+  if (st == STATUS_OK)
+    st = atomic_commit(&af, &err);
+  else if (af.f)
+    atomic_abort(&af);
+  cJSON *root = NULL;
+  if (st == STATUS_OK) {
+    printf("radiomics %s model (%d features) under %s, region %s%s, on %d images of %s (%s)\n",
+           radiomics_classifier_name(m.classifier), m.n_features, radiomics_attack_name(o.kind),
+           radiomics_region_name(o.region), o.target >= 0 ? ", targeted" : "", rows[0].n, data_path,
+           split);
+    printf("%8s %9s %9s %9s %9s\n", "eps", "clean", "attacked", "success", "queries");
+    root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", model_path);
+    cJSON_AddStringToObject(root, "data", data_path);
+    cJSON_AddStringToObject(root, "split", split);
+    cJSON_AddStringToObject(root, "attack", radiomics_attack_name(o.kind));
+    cJSON_AddStringToObject(root, "region", radiomics_region_name(o.region));
+    cJSON_AddNumberToObject(root, "target", o.target);
+    cJSON_AddNumberToObject(root, "query_budget", o.queries);
+    cJSON *list = cJSON_AddArrayToObject(root, "rows");
+    for (int e = 0; e < n_eps; e++) {
+      const EpsRow *row = &rows[e];
+      const double n = row->n ? row->n : 1;
+      const double success = row->attackable ? (double)row->fooled / row->attackable : 0;
+      printf("%8.4g %8.2f%% %8.2f%% %8.2f%% %9.1f\n", row->eps, 100 * row->clean_right / n,
+             100 * row->adv_right / n, 100 * success, row->queries / n);
+      cJSON *o_row = cJSON_CreateObject();
+      cJSON_AddNumberToObject(o_row, "eps", row->eps);
+      cJSON_AddNumberToObject(o_row, "images", row->n);
+      cJSON_AddNumberToObject(o_row, "clean_accuracy", row->clean_right / n);
+      cJSON_AddNumberToObject(o_row, "accuracy", row->adv_right / n);
+      cJSON_AddNumberToObject(o_row, "success_rate", success);
+      cJSON_AddNumberToObject(o_row, "mean_queries", row->queries / n);
+      cJSON *moved = cJSON_AddArrayToObject(o_row, "feature_change_sd");
+      for (int k = 0; k < m.n_features; k++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddStringToObject(f, "feature", m.tags[k]);
+        cJSON_AddNumberToObject(f, "mean_abs_change", row->moved[k] / n);
+        cJSON_AddItemToArray(moved, f);
+      }
+      cJSON_AddItemToArray(list, o_row);
+    }
+    /* the features the largest eps moved most */
+    const EpsRow *last = &rows[n_eps - 1];
+    int order[64], shown = m.n_features < 5 ? m.n_features : 5;
+    for (int k = 0; k < m.n_features && k < 64; k++) order[k] = k;
+    for (int a = 0; a < shown; a++)
+      for (int b = a + 1; b < m.n_features && b < 64; b++)
+        if (last->moved[order[b]] > last->moved[order[a]]) {
+          const int t = order[a];
+          order[a] = order[b], order[b] = t;
+        }
+    printf("\nmoved most at eps %g (mean change in training standard deviations):\n", last->eps);
+    for (int a = 0; a < shown; a++)
+      printf("  %-36s %.3f\n", m.tags[order[a]], last->moved[order[a]] / (last->n ? last->n : 1));
+    if (skipped) printf("%d images without ROI pixels left out\n", skipped);
+    char *text = cJSON_Print(root);
+    char json_path[4200];
+    snprintf(json_path, sizeof json_path, "%s/radiomics_attack.json", out);
+    st = text ? atomic_open(&af, json_path, "w", &err)
+              : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+    if (st == STATUS_OK) {
+      fputs(text, af.f);
+      fputc('\n', af.f);
+      st = atomic_commit(&af, &err);
+    }
+    free(text);
+    if (st == STATUS_OK) printf("\nper image: %s; summary: %s\n", csv_path, json_path);
+  }
+  if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg);
+  cJSON_Delete(root);
+  for (int e = 0; rows && e < n_eps; e++) free(rows[e].moved);
+  free(rows), free(adv), free(z0), free(z1);
+  radiomics_model_free(&m);
+  data_free(data);
+  return st == STATUS_OK ? 0 : EXIT_RUNTIME;
+}
+
 int cmd_radiomics(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "extract") == 0) return extract(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "train") == 0) return train_model(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "attack") == 0) return attack_cmd(argc - 1, argv + 1);
   FILE *f = argc >= 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr;
-  fprintf(f,
-          "usage: medrobust radiomics extract (--image F.nii [--mask M.nii] | --data D) --out "
-          "F.csv\n       medrobust radiomics train --data D --out M.json [options]\n'medrobust "
-          "radiomics COMMAND --help' lists the options.\n");
+  fprintf(
+      f,
+      "usage: medrobust radiomics extract (--image F.nii [--mask M.nii] | --data D) --out "
+      "F.csv\n       medrobust radiomics train --data D --out M.json [options]\n       medrobust "
+      "radiomics attack --model M.json --data D --out DIR [options]\n'medrobust "
+      "radiomics COMMAND --help' lists the options.\n");
   return f == stdout ? 0 : EXIT_USAGE;
 }

@@ -43,6 +43,21 @@ int rad_add(RadiomicsFeatures *f, const char *family, const char *name, const ch
   return 1;
 }
 
+unsigned radiomics_family_of(const char *tag) {
+  static const struct {
+    const char *prefix;
+    unsigned family;
+  } prefixes[] = {{"morph_", RAD_FAMILY_MORPHOLOGY}, {"loc_", RAD_FAMILY_INTENSITY},
+                  {"stat_", RAD_FAMILY_INTENSITY},   {"ih_", RAD_FAMILY_INTENSITY},
+                  {"ivh_", RAD_FAMILY_INTENSITY},    {"cm_", RAD_FAMILY_GLCM},
+                  {"rlm_", RAD_FAMILY_GLRLM},        {"szm_", RAD_FAMILY_ZONES},
+                  {"dzm_", RAD_FAMILY_ZONES},        {"ngt_", RAD_FAMILY_NEIGHBOURHOOD},
+                  {"ngl_", RAD_FAMILY_NEIGHBOURHOOD}};
+  for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+    if (!strncmp(tag, prefixes[i].prefix, strlen(prefixes[i].prefix))) return prefixes[i].family;
+  return 0;
+}
+
 RadiomicsSetup radiomics_setup_default(void) {
   RadiomicsSetup s = {radiomics_options_default(), -1, 0, 1.0};
   return s;
@@ -179,12 +194,14 @@ Status radiomics_extract(const Volume *image, const Volume *mask, const Radiomic
     s = mr_error_set(err, STATUS_ERR_ARG, "radiomics: the region of interest is empty%s",
                      r.n_morph ? " after intensity re-segmentation" : "");
   if (s == STATUS_OK) s = discretise(&r, o, err);
-  if (s == STATUS_OK) s = rad_morphology(&r, out, err);
-  if (s == STATUS_OK) s = rad_intensity(&r, o, out, err);
-  if (s == STATUS_OK) s = rad_cooccurrence(&r, out, err);
-  if (s == STATUS_OK) s = rad_run_length(&r, out, err);
-  if (s == STATUS_OK) s = rad_zones(&r, out, err);
-  if (s == STATUS_OK) s = rad_neighbourhood(&r, out, err);
+#define WANT(bit) (s == STATUS_OK && (!o->families || (o->families & (bit))))
+  if (WANT(RAD_FAMILY_MORPHOLOGY)) s = rad_morphology(&r, out, err);
+  if (WANT(RAD_FAMILY_INTENSITY)) s = rad_intensity(&r, o, out, err);
+  if (WANT(RAD_FAMILY_GLCM)) s = rad_cooccurrence(&r, out, err);
+  if (WANT(RAD_FAMILY_GLRLM)) s = rad_run_length(&r, out, err);
+  if (WANT(RAD_FAMILY_ZONES)) s = rad_zones(&r, out, err);
+  if (WANT(RAD_FAMILY_NEIGHBOURHOOD)) s = rad_neighbourhood(&r, out, err);
+#undef WANT
   free(r.morph), free(r.roi), free(r.q);
   if (s != STATUS_OK) radiomics_features_free(out);
   return s;
