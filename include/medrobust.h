@@ -1065,6 +1065,28 @@ double sweep_worst_balanced(const SweepResult *r, float eps);
 
 typedef void (*SweepProgressFn)(const char *what, int done, int total, void *ctx);
 
+/* Radiomics stability (src/radiomics/stability.c): each feature's agreement between clean
+ * and perturbed images, ICC(3,1) over the images, under Gaussian, Rician and Poisson noise
+ * and under the adversarial perturbation, the noise bisected per image to the SSIM of that
+ * image's adversarial example. */
+#define RAD_STABILITY_NOISES 3
+typedef struct {
+  int n_features, n_images;
+  double mean_ssim;        /* of the adversarial (and so of the noisy) images */
+  char (*tags)[48];        /* every feature */
+  char (*names)[136];      /* "family: name" */
+  double *icc;             /* (n_features, RAD_STABILITY_NOISES + 1): the noises, then the attack */
+  double *moved_per_ssim;  /* the attack's mean |change| in clean SDs per unit of SSIM lost */
+  unsigned char *in_model; /* the model reads it */
+} RadiomicsStability;
+double radiomics_icc31(const double *a, const double *b, int n);
+/* "gaussian", "rician", "poisson", then "adversarial" */
+const char *radiomics_stability_kind(int v);
+Status radiomics_stability(const RadiomicsModel *m, const Dataset *d, int count,
+                           const RadiomicsAttackOptions *o, SweepProgressFn progress, void *ctx,
+                           RadiomicsStability *out, MrError *err);
+void radiomics_stability_free(RadiomicsStability *s);
+
 /* Triage (per-image smallest flipping eps, below) and segmentation triage. */
 #define TRIAGE_EPS_MAX 0.05f
 #define TRIAGE_TOL 1e-4f

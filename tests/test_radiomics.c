@@ -529,10 +529,45 @@ static void test_attacks_on_a_pipeline(void **state) {
   radiomics_model_free(&m);
 }
 
+/* ICC(3,1) by hand: a worked example, its consistency (an offset costs nothing), and the
+ * stability command end to end on a few images. */
+static void test_stability(void **state) {
+  (void)state;
+  const double a[4] = {1, 2, 3, 4}, b[4] = {2, 4, 6, 8}, shifted[4] = {6, 7, 8, 9};
+  /* rows 1.5..6, columns 2.5 and 5: MS_rows 7.5, MS_error 2.5 / 3, so (7.5 - 5/6) / (7.5 + 5/6) */
+  assert_true(fabs(radiomics_icc31(a, b, 4) - 0.8) < 1e-12);
+  assert_true(fabs(radiomics_icc31(a, shifted, 4) - 1.0) < 1e-12);
+  assert_true(isnan(radiomics_icc31(a, b, 1)));
+  char out[8192];
+  assert_int_equal(
+      cli("radiomics stability --model @/m.json --data @/cls.npz --limit 5 --queries 20 "
+          "--eps 0.05 --quiet --out @/st.csv",
+          out, sizeof out),
+      0);
+  assert_non_null(strstr(out, "adversarial"));
+  assert_non_null(strstr(out, "moved most by the attack"));
+  char path[320];
+  snprintf(path, sizeof path, "%s/st.csv", dir);
+  size_t n;
+  char *csv = (char *)read_all(path, &n);
+  csv = realloc(csv, n + 1);
+  csv[n] = 0;
+  int lines = 0;
+  for (char *c = csv; *c; c++) lines += *c == '\n';
+  assert_int_equal(lines, 2 + 483); /* the settings line, the header, a row per feature */
+  assert_non_null(strstr(csv,
+                         "feature,ibsi_name,in_model,icc_gaussian,icc_rician,icc_poisson,"
+                         "icc_adversarial,adversarial_sd_per_ssim\n"));
+  free(csv);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ibsi_digital_phantom), cmocka_unit_test(test_nifti_reader),
-      cmocka_unit_test(test_two_dimensional_roi),  cmocka_unit_test(test_extract_command),
-      cmocka_unit_test(test_model_train_and_file), cmocka_unit_test(test_attacks_on_a_pipeline)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_ibsi_digital_phantom),
+                                     cmocka_unit_test(test_nifti_reader),
+                                     cmocka_unit_test(test_two_dimensional_roi),
+                                     cmocka_unit_test(test_extract_command),
+                                     cmocka_unit_test(test_model_train_and_file),
+                                     cmocka_unit_test(test_attacks_on_a_pipeline),
+                                     cmocka_unit_test(test_stability)};
   return cmocka_run_group_tests_name("radiomics", tests, setup, teardown);
 }
