@@ -541,13 +541,13 @@ static void test_stability(void **state) {
   char out[8192];
   assert_int_equal(
       cli("radiomics stability --model @/m.json --data @/cls.npz --limit 5 --queries 20 "
-          "--eps 0.05 --quiet --out @/st.csv",
+          "--eps 0.05 --quiet --out @/ra/radiomics_stability.csv",
           out, sizeof out),
       0);
   assert_non_null(strstr(out, "adversarial"));
   assert_non_null(strstr(out, "moved most by the attack"));
   char path[320];
-  snprintf(path, sizeof path, "%s/st.csv", dir);
+  snprintf(path, sizeof path, "%s/ra/radiomics_stability.csv", dir);
   size_t n;
   char *csv = (char *)read_all(path, &n);
   csv = realloc(csv, n + 1);
@@ -559,6 +559,15 @@ static void test_stability(void **state) {
                          "feature,ibsi_name,in_model,icc_gaussian,icc_rician,icc_poisson,"
                          "icc_adversarial,adversarial_sd_per_ssim\n"));
   free(csv);
+  /* the folder's report now holds the attack (run by test_extract_command) and the stability */
+  snprintf(path, sizeof path, "%s/ra/report.html", dir);
+  char *html = (char *)read_all(path, &n);
+  html = realloc(html, n + 1);
+  html[n] = 0;
+  assert_non_null(strstr(html, "Radiomics under attack"));
+  assert_non_null(strstr(html, "Adversarial vs irreproducible"));
+  assert_non_null(strstr(html, "data:image/png;base64,")); /* the example images, embedded */
+  free(html);
 }
 
 int main(void) {

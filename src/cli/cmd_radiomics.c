@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../core/atomicfile.h"
+#include "../report/report.h"
 #include "cli.h"
 #include "medrobust.h"
 
@@ -496,6 +497,77 @@ static int train_model(int argc, char **argv) {
 }
 
 typedef struct {
+  double median;
+  int poor, features, poor_in_model, in_model;
+} StabilityRow;
+
+/* F.json beside F.csv, and the report of F's folder (which may hold the attack's too) */
+static Status write_stability_json(const char *csv, const StabilityRow *rows, int n_images,
+                                   double mean_ssim, MrError *err) {
+  char dir[4200], name[512];
+  const char *slash = strrchr(csv, '/');
+  snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - csv) : 1, slash ? csv : ".");
+  snprintf(name, sizeof name, "%s", slash ? slash + 1 : csv);
+  cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "summary");
+  cJSON_AddNumberToObject(root, "images", n_images);
+  json_add_number(root, "mean_ssim", mean_ssim);
+  cJSON_AddStringToObject(root, "per_feature_csv", name);
+  for (int v = 0; v <= RAD_STABILITY_NOISES; v++) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "perturbation", radiomics_stability_kind(v));
+    json_add_number(o, "median_icc", rows[v].median);
+    cJSON_AddNumberToObject(o, "poor", rows[v].poor);
+    cJSON_AddNumberToObject(o, "features", rows[v].features);
+    cJSON_AddNumberToObject(o, "poor_in_model", rows[v].poor_in_model);
+    cJSON_AddNumberToObject(o, "in_model", rows[v].in_model);
+    cJSON_AddItemToArray(list, o);
+  }
+  Status st = report_write_json(dir, "radiomics_stability.json", root, err);
+  cJSON_Delete(root);
+  return st == STATUS_OK ? report_render(dir, err) : st;
+}
+
+/* DIR/images/radiomics_K_{clean,mask,adv,diff}.png of one attacked image, listed in examples */
+static Status write_example(const char *dir, int k, const Dataset *d, int i, const int *mask,
+                            const float *adv, float eps, const RadiomicsModel *m,
+                            const RadiomicsAttackResult *r, cJSON *examples, MrError *err) {
+  const size_t plane = (size_t)d->h * d->w, per = plane * d->c;
+  const float *x = d->images + per * i;
+  float *buf = malloc(sizeof(float) * per);
+  if (!buf) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  Status st = report_make_dir(dir, "images", err);
+  const int scale = d->h < 64 ? 4 : d->h < 128 ? 2 : 1;
+  cJSON *e = cJSON_CreateObject();
+  static const char *const kinds[4] = {"clean", "mask", "adv", "diff"};
+  static const char *const keys[4] = {"clean_png", "mask_png", "adversarial_png", "diff_png"};
+  for (int v = 0; st == STATUS_OK && v < 4; v++) {
+    for (size_t p = 0; p < per; p++) {
+      const size_t px = p % plane;
+      buf[p] = v == 0   ? x[p]
+               : v == 1 ? (float)(!mask || radiomics_roi_pixels(mask + px, 1, &m->setup))
+               : v == 2 ? adv[p]
+                        : 0.5f + (eps > 0 ? 0.5f / eps : 1.0f) * (adv[p] - x[p]);
+    }
+    char rel[64], path[4300];
+    snprintf(rel, sizeof rel, "images/radiomics_%d_%s.png", k, kinds[v]);
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    st = image_write_png(path, buf, d->c, d->h, d->w, scale, err);
+    cJSON_AddStringToObject(e, keys[v], rel);
+  }
+  char buf_name[32];
+  const char *clean = m->class_names && m->class_names[r->clean_pred]
+                          ? m->class_names[r->clean_pred]
+                          : (snprintf(buf_name, sizeof buf_name, "%d", r->clean_pred), buf_name);
+  cJSON_AddStringToObject(e, "clean_prediction", clean);
+  const char *advp =
+      m->class_names && m->class_names[r->adv_pred] ? m->class_names[r->adv_pred] : "?";
+  cJSON_AddStringToObject(e, "adversarial_prediction", advp);
+  cJSON_AddItemToArray(examples, e);
+  free(buf);
+  return st;
+}
+
+typedef struct {
   float eps;
   int n, clean_right, adv_right, fooled, attackable;
   double queries;
@@ -600,7 +672,8 @@ static int attack_cmd(int argc, char **argv) {
     fprintf(af.f, "image,label,eps,clean_pred,adv_pred,clean_margin,adv_margin,queries,linf\n");
   CliProgress progress;
   cli_progress_init(&progress, quiet);
-  int skipped = 0;
+  int skipped = 0, n_examples = 0;
+  cJSON *examples = cJSON_CreateArray();
   for (int i = 0; st == STATUS_OK && i < count; i++) {
     const int *mask = d->masks && !m.setup.whole_image ? d->masks + plane * i : NULL;
     if (mask && !radiomics_roi_pixels(mask, plane, &m.setup)) {
@@ -637,6 +710,8 @@ static int attack_cmd(int argc, char **argv) {
       csv_write_field(af.f, dataset_image_id(d, i, id, sizeof id));
       fprintf(af.f, ",%d,%g,%d,%d,%.6g,%.6g,%d,%.6g\n", y, eps[e], r.clean_pred, r.adv_pred,
               r.clean_margin, r.adv_margin, r.queries, linf);
+      if (e == n_eps - 1 && n_examples < 3)
+        st = write_example(out, n_examples++, d, i, mask, adv, eps[e], &m, &r, examples, &err);
     }
   }
   cli_progress_done(&progress);
@@ -659,6 +734,8 @@ static int attack_cmd(int argc, char **argv) {
     cJSON_AddStringToObject(root, "region", radiomics_region_name(o.region));
     cJSON_AddNumberToObject(root, "target", o.target);
     cJSON_AddNumberToObject(root, "query_budget", o.queries);
+    cJSON_AddItemToObject(root, "examples", examples);
+    examples = NULL;
     cJSON *list = cJSON_AddArrayToObject(root, "rows");
     for (int e = 0; e < n_eps; e++) {
       const EpsRow *row = &rows[e];
@@ -707,10 +784,12 @@ static int attack_cmd(int argc, char **argv) {
       st = atomic_commit(&af, &err);
     }
     free(text);
-    if (st == STATUS_OK) printf("\nper image: %s; summary: %s\n", csv_path, json_path);
+    if (st == STATUS_OK) st = report_render(out, &err);
+    if (st == STATUS_OK)
+      printf("\nper image: %s; summary: %s; report %s/report.html\n", csv_path, json_path, out);
   }
   if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg);
-  cJSON_Delete(root);
+  cJSON_Delete(root), cJSON_Delete(examples);
   for (int e = 0; rows && e < n_eps; e++) free(rows[e].moved);
   free(rows), free(adv), free(z0), free(z1);
   radiomics_model_free(&m);
@@ -785,6 +864,9 @@ static int stability_cmd(int argc, char **argv) {
   CliProgress progress;
   cli_progress_init(&progress, quiet);
   RadiomicsStability r;
+  StabilityRow summary[RAD_STABILITY_NOISES + 1];
+  int n_images = 0;
+  double mean_ssim = NAN;
   Status st = radiomics_stability(&m, d, count, &o, cli_sweep_progress, &progress, &r, &err);
   cli_progress_done(&progress);
   const int kinds = RAD_STABILITY_NOISES + 1;
@@ -811,6 +893,7 @@ static int stability_cmd(int argc, char **argv) {
         "%d features of %d images of %s; %s at eps %g (mean SSIM %.4f), noise at the same SSIM\n\n",
         r.n_features, r.n_images, data_path, radiomics_attack_name(o.kind), o.eps, r.mean_ssim);
     printf("%-22s %12s %14s %14s\n", "perturbation", "median ICC", "ICC < 0.75", "model's (of)");
+    n_images = r.n_images, mean_ssim = r.mean_ssim;
     for (int v = 0; v < kinds; v++) {
       double *icc = malloc(sizeof(double) * r.n_features);
       int finite = 0, poor = 0, poor_model = 0, model = 0;
@@ -827,6 +910,7 @@ static int stability_cmd(int argc, char **argv) {
         }
       printf("%-22s %12.3f %8d of %3d %8d of %3d\n", radiomics_stability_kind(v),
              finite ? icc[finite / 2] : NAN, poor, finite, poor_model, model);
+      summary[v] = (StabilityRow){finite ? icc[finite / 2] : NAN, poor, finite, poor_model, model};
       free(icc);
     }
     int *order = malloc(sizeof(int) * r.n_features);
@@ -841,6 +925,8 @@ static int stability_cmd(int argc, char **argv) {
     free(order);
     printf("\nper feature: %s\n", out);
     radiomics_stability_free(&r);
+    st = write_stability_json(out, summary, n_images, mean_ssim, &err);
+    if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg);
   } else {
     fprintf(stderr, "medrobust: %s\n", err.msg);
   }

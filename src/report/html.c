@@ -976,12 +976,15 @@ Status report_render(const char *dir, MrError *err) {
         *seg_examples = read_json(dir, "seg_examples.json");
   cJSON *seg_compare = read_json(dir, "seg_compare.json"),
         *seg_triage = read_json(dir, "seg_triage.json");
+  cJSON *rad_attack = read_json(dir, "radiomics_attack.json"),
+        *rad_stability = read_json(dir, "radiomics_stability.json");
   if (!results && !triage && !compare && !saliency && !embedding && !seg && !seg_compare &&
-      !seg_triage) {
+      !seg_triage && !rad_attack && !rad_stability) {
     cJSON_Delete(examples), cJSON_Delete(seg_examples);
     return mr_error_set(err, STATUS_ERR_IO,
-                        "%s: no results.json, triage.json, compare.json, saliency.json or "
-                        "seg_results.json (run eval, triage, compare or saliency first)",
+                        "%s: no results.json, triage.json, compare.json, saliency.json, "
+                        "seg_results.json or radiomics_attack.json (run eval, triage, compare, "
+                        "saliency or radiomics attack first)",
                         dir);
   }
   char path[4300];
@@ -992,7 +995,7 @@ Status report_render(const char *dir, MrError *err) {
     cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
     cJSON_Delete(saliency), cJSON_Delete(embedding);
     cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
-    cJSON_Delete(seg_triage);
+    cJSON_Delete(seg_triage), cJSON_Delete(rad_attack), cJSON_Delete(rad_stability);
     return err ? err->status : STATUS_ERR_IO;
   }
   fprintf(o,
@@ -1009,6 +1012,8 @@ Status report_render(const char *dir, MrError *err) {
   if (embedding) section_embedding(o, embedding);
   if (seg || seg_compare || seg_triage)
     report_segment_sections(o, dir, seg, seg_examples, seg_compare, seg_triage);
+  if (rad_attack || rad_stability)
+    report_radiomics_sections(o, dir, rad_attack, results, rad_stability);
   fprintf(o,
           "<h2 id='references'>References</h2><ol class='refs'><li>Joel et al. 2022, Using "
           "adversarial images to "
@@ -1019,13 +1024,15 @@ Status report_render(const char *dir, MrError *err) {
           "<li>Carlini et al. 2019, On evaluating adversarial robustness (the self-checks).</li>"
           "<li>Rodriguez et al. 2022, BMC Med Inform Decis Mak (model complexity, saliency, "
           "feature space).</li><li>Xie et al. 2017, Adversarial examples for semantic "
-          "segmentation and object detection, ICCV (DAG).</li></ol><p class='grey'>Rendered from "
+          "segmentation and object detection, ICCV (DAG).</li><li>Adversarial radiomics, a "
+          "perspective essay (radiomic features as a target; adversarial vs irreproducible)."
+          "</li></ol><p class='grey'>Rendered from "
           "the JSON files in this folder; "
           "every number above is read from them, none recomputed. Images are embedded: this file "
           "stands alone.</p></body></html>\n");
   cJSON_Delete(results), cJSON_Delete(examples), cJSON_Delete(triage), cJSON_Delete(compare);
   cJSON_Delete(saliency), cJSON_Delete(embedding);
   cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
-  cJSON_Delete(seg_triage);
+  cJSON_Delete(seg_triage), cJSON_Delete(rad_attack), cJSON_Delete(rad_stability);
   return atomic_commit(&af, err);
 }

@@ -58,6 +58,10 @@ const char *report_str(const cJSON *o, const char *k);
 /* <img> with dir/rel embedded as a data URI; nothing for a path that is not a
  * relative .png inside dir */
 void report_img(FILE *o, const char *dir, const char *rel, const char *alt, const char *cls);
+/* radhtml.c: radiomics_attack.json (beside results.json's CNN sweep when given) and
+ * radiomics_stability.json; either may be NULL */
+void report_radiomics_sections(FILE *o, const char *dir, const cJSON *attack, const cJSON *cnn,
+                               const cJSON *stability);
 /* dir/name parsed, NULL when absent or not JSON */
 cJSON *report_read_json(const char *dir, const char *name);
 /* the segmentation sections (seghtml.c): seg_results.json, seg_examples.json,

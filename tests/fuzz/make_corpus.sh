@@ -24,6 +24,13 @@ $bin export --model "$tmp/m.safetensors" --out "$out/onnx/cnn.onnx" > /dev/null
 $bin eval --model "$tmp/m.safetensors" --data "$tmp/ph.npz" --attacks fgsm --eps 0.01 --no-noise \
   --no-checks --examples 0 --quiet --out "$tmp/ev" > /dev/null
 cp "$tmp/ev/results.json" "$out/report/results.json"
+$bin radiomics train --data "$tmp/ph.npz" --max-features 4 --quiet --out "$tmp/r.json" > /dev/null
+$bin radiomics attack --model "$tmp/r.json" --data "$tmp/ph.npz" --limit 2 --queries 20 --quiet \
+  --out "$tmp/ra" > /dev/null
+$bin radiomics stability --model "$tmp/r.json" --data "$tmp/ph.npz" --limit 4 --queries 10 \
+  --quiet --out "$tmp/ra/radiomics_stability.csv" > /dev/null
+sed -i 's|"model":.*|"model": "r.json",|; s|"data":.*|"data": "ph.npz",|' "$tmp/ra/radiomics_attack.json"
+cp "$tmp/ra/radiomics_attack.json" "$tmp/ra/radiomics_stability.json" "$out/report/"
 $bin radiomics train --data "$tmp/ph.npz" --max-features 4 --quiet --out \
   "$out/radiomics_model/logistic.json" > /dev/null
 $bin radiomics train --data "$tmp/ph.npz" --max-features 3 --classifier svm --quiet --out \
