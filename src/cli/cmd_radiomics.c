@@ -427,7 +427,7 @@ static int train_model(int argc, char **argv) {
                                                 "radiomics: features of the test images"};
   for (int s = 0; st == STATUS_OK && s < SPLIT_COUNT; s++) {
     const Dataset *d = &data->split[s];
-    int skipped;
+    int skipped = 0;
     rows[s] = calloc(d->n ? d->n : 1, sizeof(Row));
     st = rows[s] ? extract_split(d, d->n, &a.setup, quiet, what[s], rows[s], &n[s], &skipped, &err)
                  : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
