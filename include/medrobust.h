@@ -554,7 +554,11 @@ typedef struct {
   double reseg_min, reseg_max; /* intensity re-segmentation range (NAN: none) */
   int ivh_bins;                /* intensity-volume histogram: 0 the texture's levels */
   unsigned families;           /* RAD_FAMILY_* bits to compute; 0: every family */
+  double resample;             /* isotropic voxel size in mm to resample to first; 0: none */
 } RadiomicsOptions;
+/* in resampled to isotropic `spacing` (IBSI: grids centred on each other, trilinear; a
+ * mask is thresholded at 0.5); one-slice images keep their slice. out->data is malloc'ed. */
+Status radiomics_resample(const Volume *in, double spacing, int is_mask, Volume *out, MrError *err);
 #define RAD_FAMILY_MORPHOLOGY 1u     /* morph_ */
 #define RAD_FAMILY_INTENSITY 2u      /* loc_, stat_, ih_, ivh_ */
 #define RAD_FAMILY_GLCM 4u           /* cm_ */

@@ -274,7 +274,7 @@ static void test_extract_command(void **state) {
   assert_non_null(strstr(csv, "# region of interest: mask > 0\n"));
   int lines = 0;
   for (char *c = csv; *c; c++) lines += *c == '\n';
-  assert_int_equal(lines, 4 + 1 + 20); /* settings, header, rows */
+  assert_int_equal(lines, 5 + 1 + 20); /* settings, header, rows */
   free(csv);
   /* a model from the classification phantom's whole images: better than chance on test */
   assert_int_equal(cli("data phantom --n 200 --out @/cls.npz", out, sizeof out), 0);
@@ -570,6 +570,49 @@ static void test_stability(void **state) {
   free(html);
 }
 
+/* Resampling: to the same spacing it is the identity; a linear ramp stays linear at any
+ * spacing (trilinear interpolation is exact on it); a mask is thresholded; one slice stays
+ * one slice. */
+static void test_resample(void **state) {
+  (void)state;
+  enum { NX = 6, NY = 4, NZ = 3 };
+  float ramp[NX * NY * NZ];
+  for (int z = 0; z < NZ; z++)
+    for (int y = 0; y < NY; y++)
+      for (int x = 0; x < NX; x++) ramp[(z * NY + y) * NX + x] = (float)(2 * x + 3 * y + 5 * z);
+  const Volume v = {NX, NY, NZ, 2.0, 2.0, 2.0, ramp};
+  Volume same, fine;
+  MrError err = {0};
+  assert_int_equal(radiomics_resample(&v, 2.0, 0, &same, &err), STATUS_OK);
+  assert_int_equal(same.nx, NX), assert_int_equal(same.ny, NY), assert_int_equal(same.nz, NZ);
+  assert_memory_equal(same.data, ramp, sizeof ramp);
+  assert_int_equal(radiomics_resample(&v, 1.0, 0, &fine, &err), STATUS_OK);
+  assert_int_equal(fine.nx, 12), assert_int_equal(fine.ny, 8), assert_int_equal(fine.nz, 6);
+  /* new voxel i sits at old (i - 5.5) / 2 + 2.5 along x: interior voxels follow the ramp */
+  for (int x = 1; x < 11; x++) {
+    const double old_x = (x - 5.5) / 2 + 2.5;
+    const float got = fine.data[(3 * 8 + 3) * 12 + x];
+    const double old_y = (3 - 3.5) / 2 + 1.5, old_z = (3 - 2.5) / 2 + 1.0;
+    assert_true(fabs(got - (2 * old_x + 3 * old_y + 5 * old_z)) < 1e-4);
+  }
+  volume_free(&same), volume_free(&fine);
+  float mask[4 * 4] = {0};
+  mask[5] = mask[6] = mask[9] = mask[10] = 1; /* the central 2x2 */
+  const Volume m = {4, 4, 1, 1.0, 1.0, 3.0, mask};
+  Volume half;
+  assert_int_equal(radiomics_resample(&m, 0.5, 1, &half, &err), STATUS_OK);
+  assert_int_equal(half.nx, 8), assert_int_equal(half.nz, 1);
+  assert_true(half.sz == 3.0);
+  int inside = 0;
+  for (int i = 0; i < 64; i++) {
+    assert_true(half.data[i] == 0.0f || half.data[i] == 1.0f);
+    inside += half.data[i] == 1.0f;
+  }
+  assert_true(inside >= 16 && inside <= 36); /* the 2x2 at twice the resolution, give or take */
+  volume_free(&half);
+  assert_int_not_equal(radiomics_resample(&m, 0, 1, &half, &err), STATUS_OK);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_ibsi_digital_phantom),
                                      cmocka_unit_test(test_nifti_reader),
@@ -577,6 +620,7 @@ int main(void) {
                                      cmocka_unit_test(test_extract_command),
                                      cmocka_unit_test(test_model_train_and_file),
                                      cmocka_unit_test(test_attacks_on_a_pipeline),
-                                     cmocka_unit_test(test_stability)};
+                                     cmocka_unit_test(test_stability),
+                                     cmocka_unit_test(test_resample)};
   return cmocka_run_group_tests_name("radiomics", tests, setup, teardown);
 }

@@ -22,19 +22,26 @@ run_set() {
   d="$out_dir/$name"
   mkdir -p "$d"
   train "$d/cnn.safetensors" --data "$data" --model cnn --depth 3 --base 16 --epochs 30 --seed 1
-  if [ ! -f "$d/radiomics.json" ]; then
-    echo "== radiomics train $d/radiomics.json"
-    "$mr" --threads "$threads" radiomics train --data "$data" --out "$d/radiomics.json" --quiet \
-      > "$d/radiomics_train.txt"
-  fi
-  cat "$d/radiomics_train.txt"
-  if [ ! -f "$d/radiomics_square/radiomics_attack.json" ]; then
-    echo "== radiomics attack (square, $queries queries, $limit images)"
-    "$mr" --threads "$threads" radiomics attack --model "$d/radiomics.json" --data "$data" \
-      --attack square --eps "$eps" --queries "$queries" --limit "$limit" --quiet \
-      --out "$d/radiomics_square" > "$d/radiomics_square.txt"
-  fi
-  cat "$d/radiomics_square.txt"
+  # two discretisations: a fixed bin number (32 bins between each ROI's own minimum and
+  # maximum, IBSI's choice for uncalibrated intensities) and a fixed bin size (1/32 of the
+  # [0,1] range from 0, the same bins for every image)
+  for disc in fbn fbs; do
+    opts=""
+    [ "$disc" = fbs ] && opts="--bin-width 0.03125 --bin-min 0"
+    if [ ! -f "$d/radiomics_$disc.json" ]; then
+      echo "== radiomics train $d/radiomics_$disc.json"
+      "$mr" --threads "$threads" radiomics train --data "$data" --out "$d/radiomics_$disc.json" \
+        $opts --quiet > "$d/radiomics_${disc}_train.txt"
+    fi
+    cat "$d/radiomics_${disc}_train.txt"
+    if [ ! -f "$d/radiomics_${disc}_square/radiomics_attack.json" ]; then
+      echo "== radiomics attack ($disc, square, $queries queries, $limit images)"
+      "$mr" --threads "$threads" radiomics attack --model "$d/radiomics_$disc.json" --data "$data" \
+        --attack square --eps "$eps" --queries "$queries" --limit "$limit" --quiet \
+        --out "$d/radiomics_${disc}_square" > "$d/radiomics_${disc}_square.txt"
+    fi
+    cat "$d/radiomics_${disc}_square.txt"
+  done
   : > "$d/cnn_attacks.txt"
   for e in $(echo "$eps" | tr ',' ' '); do
     for a in square pgd; do

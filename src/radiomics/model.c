@@ -256,6 +256,7 @@ Status radiomics_model_save(const RadiomicsModel *m, const char *path, MrError *
   if (isfinite(o->bin_min)) cJSON_AddNumberToObject(ex, "bin_min", o->bin_min);
   if (isfinite(o->reseg_min)) cJSON_AddNumberToObject(ex, "reseg_min", o->reseg_min);
   if (isfinite(o->reseg_max)) cJSON_AddNumberToObject(ex, "reseg_max", o->reseg_max);
+  if (o->resample > 0) cJSON_AddNumberToObject(ex, "resample", o->resample);
   cJSON_AddNumberToObject(ex, "roi_label", m->setup.roi_label);
   cJSON_AddBoolToObject(ex, "whole_image", m->setup.whole_image);
   cJSON_AddNumberToObject(ex, "spacing", m->setup.spacing);
@@ -381,14 +382,16 @@ Status radiomics_model_load(const char *path, RadiomicsModel *m, MrError *err) {
       o->reseg_min = x->valuedouble;
     if ((x = cJSON_GetObjectItem(ex, "reseg_max")) && cJSON_IsNumber(x))
       o->reseg_max = x->valuedouble;
+    if ((x = cJSON_GetObjectItem(ex, "resample")) && cJSON_IsNumber(x))
+      o->resample = x->valuedouble;
     m->setup.roi_label =
         (x = cJSON_GetObjectItem(ex, "roi_label")) && cJSON_IsNumber(x) ? x->valueint : -1;
     m->setup.whole_image = cJSON_IsTrue(cJSON_GetObjectItem(ex, "whole_image"));
     m->setup.spacing =
         (x = cJSON_GetObjectItem(ex, "spacing")) && cJSON_IsNumber(x) ? x->valuedouble : 1;
     if (!why && (o->bin_count < 1 || o->bin_count > 1024 || !(o->bin_width > 0) ||
-                 !(m->setup.spacing > 0) || m->setup.roi_label < -1 ||
-                 m->setup.roi_label >= MR_MAX_CLASSES))
+                 !(m->setup.spacing > 0) || !(o->resample >= 0 && o->resample <= 1e4) ||
+                 m->setup.roi_label < -1 || m->setup.roi_label >= MR_MAX_CLASSES))
       why = "its extraction settings are out of range";
     const cJSON *t = cJSON_GetObjectItem(root, "training");
     snprintf(m->training, sizeof m->training, "%s", cJSON_IsString(t) ? t->valuestring : "");

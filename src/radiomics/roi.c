@@ -158,9 +158,23 @@ static Status discretise(Roi *r, const RadiomicsOptions *o, MrError *err) {
   return STATUS_OK;
 }
 
+static Status extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
+                      RadiomicsFeatures *out, MrError *err);
+
 Status radiomics_extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
                          RadiomicsFeatures *out, MrError *err) {
   memset(out, 0, sizeof *out);
+  if (!(o->resample > 0) || !image || !image->data) return extract(image, mask, o, out, err);
+  Volume im = {0}, m = {0};
+  Status s = radiomics_resample(image, o->resample, 0, &im, err);
+  if (s == STATUS_OK && mask) s = radiomics_resample(mask, o->resample, 1, &m, err);
+  if (s == STATUS_OK) s = extract(&im, mask ? &m : NULL, o, out, err);
+  volume_free(&im), volume_free(&m);
+  return s;
+}
+
+static Status extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
+                      RadiomicsFeatures *out, MrError *err) {
   if (!image || !image->data || image->nx < 1 || image->ny < 1 || image->nz < 1)
     return mr_error_set(err, STATUS_ERR_ARG, "radiomics: an empty image");
   if (mask && (mask->nx != image->nx || mask->ny != image->ny || mask->nz != image->nz))
