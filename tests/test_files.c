@@ -75,10 +75,7 @@ static void check_failed_write(const char *target, const char *args) {
   uint8_t *before = read_all(path, &before_len);
   const int rc = run_limited(args);
   snprintf(out, sizeof out, "%s/limited.txt", dir);
-  size_t msg_len = 0;
-  char *msg = (char *)read_all(out, &msg_len);
-  msg = realloc(msg, msg_len + 1);
-  msg[msg_len] = 0;
+  char *msg = read_text(out);
   if (rc != 1 || !strstr(msg, target) || !strstr(msg, "write"))
     fail_msg("%s: exit %d, '%s'", target, rc, msg);
   uint8_t *after = read_all(path, &after_len);
@@ -154,10 +151,7 @@ static int run_in_namespace(const char *script) {
   const int status = system(cmd);
   char out[128];
   snprintf(out, sizeof out, "%s/disk.txt", dir);
-  size_t n;
-  char *text = (char *)read_all(out, &n);
-  text = realloc(text, n + 1);
-  text[n] = 0;
+  char *text = read_text(out);
   const int ran = WIFEXITED(status) && WEXITSTATUS(status) == 0 && !strstr(text, "SKIP");
   if (!ran) print_message("  skipped: no private tmpfs here (unshare/mount: %.200s)\n", text);
   free(text);
@@ -167,10 +161,7 @@ static int run_in_namespace(const char *script) {
 static char *disk_log(void) {
   char out[128];
   snprintf(out, sizeof out, "%s/disk.txt", dir);
-  size_t n;
-  char *text = (char *)read_all(out, &n);
-  text = realloc(text, n + 1);
-  text[n] = 0;
+  char *text = read_text(out);
   return text;
 }
 
@@ -258,10 +249,7 @@ static void test_permission_denied(void **state) {
   assert_int_equal(system(cmd), 0);
   char path[128];
   snprintf(path, sizeof path, "%s/denied.txt", dir);
-  size_t n;
-  char *log = (char *)read_all(path, &n);
-  log = realloc(log, n + 1);
-  log[n] = 0;
+  char *log = read_text(path);
   expect_line(log, "m.onnx: cannot write");
   expect_line(log, "Permission denied");
   expect_line(log, "\n1\n");

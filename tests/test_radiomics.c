@@ -266,10 +266,7 @@ static void test_extract_command(void **state) {
   assert_non_null(strstr(out, "20 images, 483 features each"));
   char path[300];
   snprintf(path, sizeof path, "%s/f.csv", dir);
-  size_t n;
-  char *csv = (char *)read_all(path, &n);
-  csv = realloc(csv, n + 1);
-  csv[n] = 0;
+  char *csv = read_text(path);
   assert_non_null(strstr(csv, "# discretisation: fixed bin number 32\n"));
   assert_non_null(strstr(csv, "# region of interest: mask > 0\n"));
   int lines = 0;
@@ -301,9 +298,7 @@ static void test_extract_command(void **state) {
       0);
   assert_non_null(strstr(out, "moved most at eps 0.05"));
   snprintf(path, sizeof path, "%s/ra/radiomics_attack.csv", dir);
-  char *table = (char *)read_all(path, &n);
-  table = realloc(table, n + 1);
-  table[n] = 0;
+  char *table = read_text(path);
   int attack_lines = 0;
   for (char *c = table; *c; c++) attack_lines += *c == '\n';
   assert_int_equal(attack_lines, 1 + 3 * 2);
@@ -311,9 +306,7 @@ static void test_extract_command(void **state) {
   snprintf(path, sizeof path, "%s/ra/radiomics_attack.json", dir);
   assert_int_equal(access(path, R_OK), 0);
   snprintf(path, sizeof path, "%s/f.json", dir);
-  char *json_text = (char *)read_all(path, &n);
-  json_text = realloc(json_text, n + 1);
-  json_text[n] = 0;
+  char *json_text = read_text(path);
   cJSON *json = cJSON_Parse(json_text);
   free(json_text);
   assert_non_null(json);
@@ -328,9 +321,7 @@ static void test_extract_command(void **state) {
              PHANTOM_DIR, PHANTOM_DIR);
     assert_int_equal(cli(args, out, sizeof out), 0);
     snprintf(path, sizeof path, "%s/p.csv", dir);
-    csv = (char *)read_all(path, &n);
-    csv = realloc(csv, n + 1);
-    csv[n] = 0;
+    csv = read_text(path);
     assert_non_null(strstr(csv, "phantom.nii.gz,,556.33")); /* morph_volume, first column */
     free(csv);
   }
@@ -548,10 +539,7 @@ static void test_stability(void **state) {
   assert_non_null(strstr(out, "moved most by the attack"));
   char path[320];
   snprintf(path, sizeof path, "%s/ra/radiomics_stability.csv", dir);
-  size_t n;
-  char *csv = (char *)read_all(path, &n);
-  csv = realloc(csv, n + 1);
-  csv[n] = 0;
+  char *csv = read_text(path);
   int lines = 0;
   for (char *c = csv; *c; c++) lines += *c == '\n';
   assert_int_equal(lines, 2 + 483); /* the settings line, the header, a row per feature */
@@ -561,9 +549,7 @@ static void test_stability(void **state) {
   free(csv);
   /* the folder's report now holds the attack (run by test_extract_command) and the stability */
   snprintf(path, sizeof path, "%s/ra/report.html", dir);
-  char *html = (char *)read_all(path, &n);
-  html = realloc(html, n + 1);
-  html[n] = 0;
+  char *html = read_text(path);
   assert_non_null(strstr(html, "Radiomics under attack"));
   assert_non_null(strstr(html, "Adversarial vs irreproducible"));
   assert_non_null(strstr(html, "data:image/png;base64,")); /* the example images, embedded */

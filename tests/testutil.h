@@ -188,6 +188,15 @@ static inline uint8_t *read_all(const char *path, size_t *n) {
   return b;
 }
 
+/* A whole text file as a NUL-terminated string (the test fails if it cannot be read). */
+static inline char *read_text(const char *path) {
+  size_t n;
+  char *t = (char *)read_all(path, &n);
+  t = realloc(t, n + 1);
+  t[n] = 0;
+  return t;
+}
+
 /* Copies a safetensors file with its JSON header changed by edit(header, ctx),
  * the header re-padded to 8 bytes, the data bytes as they were. */
 static inline void rewrite_safetensors_header(const char *from, const char *to,

@@ -7,11 +7,6 @@
 
 #include "texture.h"
 
-static int inside(const Roi *r, int x, int y, int z) {
-  return x >= 0 && y >= 0 && z >= 0 && x < r->nx && y < r->ny && z < r->nz &&
-         r->roi[roi_index(r, x, y, z)];
-}
-
 /* ---- co-occurrence --------------------------------------------------------- */
 
 static const char *const cm_names[] = {"Joint maximum",
@@ -55,9 +50,9 @@ static void cm_build(const Roi *r, int z, const int *dir, double *m, double *nv)
   for (int k = z0; k < z1; k++)
     for (int y = 0; y < r->ny; y++)
       for (int x = 0; x < r->nx; x++) {
-        if (!inside(r, x, y, k)) continue;
+        if (!roi_inside(r, x, y, k)) continue;
         (*nv)++;
-        if (!inside(r, x + dir[0], y + dir[1], k + dir[2])) continue;
+        if (!roi_inside(r, x + dir[0], y + dir[1], k + dir[2])) continue;
         const int a = r->q[roi_index(r, x, y, k)] - 1,
                   b = r->q[roi_index(r, x + dir[0], y + dir[1], k + dir[2])] - 1;
         m[a * r->ng + b] += 1, m[b * r->ng + a] += 1; /* symmetric: both orders */
@@ -167,29 +162,24 @@ static const char *const rlm_tags[] = {
     "sre",  "lre",       "lgre", "hgre",      "srlge",  "srhge",  "lrlge",  "lrhge",
     "glnu", "glnu_norm", "rlnu", "rlnu_norm", "r_perc", "gl_var", "rl_var", "rl_entr"};
 
-static int longest(const Roi *r) {
-  const int a = r->nx > r->ny ? r->nx : r->ny;
-  return a > r->nz ? a : r->nz;
-}
-
-static size_t rlm_size(const Roi *r) { return (size_t)r->ng * longest(r); }
+static size_t rlm_size(const Roi *r) { return (size_t)r->ng * roi_longest(r); }
 
 static void rlm_build(const Roi *r, int z, const int *dir, double *m, double *nv) {
-  const int nj = longest(r);
+  const int nj = roi_longest(r);
   memset(m, 0, sizeof(double) * rlm_size(r));
   *nv = 0;
   const int z0 = z < 0 ? 0 : z, z1 = z < 0 ? r->nz : z + 1;
   for (int k = z0; k < z1; k++)
     for (int y = 0; y < r->ny; y++)
       for (int x = 0; x < r->nx; x++) {
-        if (!inside(r, x, y, k)) continue;
+        if (!roi_inside(r, x, y, k)) continue;
         (*nv)++;
         const int g = r->q[roi_index(r, x, y, k)];
         const int px = x - dir[0], py = y - dir[1], pk = k - dir[2];
-        if (inside(r, px, py, pk) && r->q[roi_index(r, px, py, pk)] == g)
+        if (roi_inside(r, px, py, pk) && r->q[roi_index(r, px, py, pk)] == g)
           continue; /* not a start */
         int len = 1;
-        while (inside(r, x + len * dir[0], y + len * dir[1], k + len * dir[2]) &&
+        while (roi_inside(r, x + len * dir[0], y + len * dir[1], k + len * dir[2]) &&
                r->q[roi_index(r, x + len * dir[0], y + len * dir[1], k + len * dir[2])] == g)
           len++;
         m[(g - 1) * nj + (len - 1)] += 1;
@@ -197,7 +187,7 @@ static void rlm_build(const Roi *r, int z, const int *dir, double *m, double *nv
 }
 
 static int rlm_features(const Roi *r, const double *m, double nv, double *out) {
-  return texture_emphasis(m, r->ng, longest(r), nv, out);
+  return texture_emphasis(m, r->ng, roi_longest(r), nv, out);
 }
 
 static const TextureFamily run_length = {

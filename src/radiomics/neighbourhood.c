@@ -33,11 +33,6 @@ static const char *const ngl_tags[] = {
     "lde",       "hde",  "lgce",      "hgce",    "ldlge",  "ldhge",  "hdlge",   "hdhge",    "glnu",
     "glnu_norm", "dcnu", "dcnu_norm", "dc_perc", "gl_var", "dc_var", "dc_entr", "dc_energy"};
 
-static int inside(const Roi *r, int x, int y, int z) {
-  return x >= 0 && y >= 0 && z >= 0 && x < r->nx && y < r->ny && z < r->nz &&
-         r->roi[roi_index(r, x, y, z)];
-}
-
 /* Calls visit(level, neighbour levels sum, neighbours, same-level neighbours) per ROI voxel
  * of slice z (-1: the volume). */
 typedef void (*VisitFn)(double *m, int ng, int g, double sum, int count, int same);
@@ -48,7 +43,7 @@ static void each_voxel(const Roi *r, int z, double *m, double *nv, VisitFn visit
   for (int k = z0; k < z1; k++)
     for (int y = 0; y < r->ny; y++)
       for (int x = 0; x < r->nx; x++) {
-        if (!inside(r, x, y, k)) continue;
+        if (!roi_inside(r, x, y, k)) continue;
         (*nv)++;
         const int g = r->q[roi_index(r, x, y, k)];
         double sum = 0;
@@ -56,7 +51,7 @@ static void each_voxel(const Roi *r, int z, double *m, double *nv, VisitFn visit
         for (int dk = -reach; dk <= reach; dk++)
           for (int dy = -1; dy <= 1; dy++)
             for (int dx = -1; dx <= 1; dx++) {
-              if ((!dx && !dy && !dk) || !inside(r, x + dx, y + dy, k + dk)) continue;
+              if ((!dx && !dy && !dk) || !roi_inside(r, x + dx, y + dy, k + dk)) continue;
               const int h = r->q[roi_index(r, x + dx, y + dy, k + dk)];
               sum += h, count++, same += h == g;
             }

@@ -23,6 +23,18 @@ static inline long roi_index(const Roi *r, int x, int y, int z) {
   return ((long)z * r->ny + y) * r->nx + x;
 }
 
+/* voxel (x, y, z) is in the image and in the intensity ROI */
+static inline int roi_inside(const Roi *r, int x, int y, int z) {
+  return x >= 0 && y >= 0 && z >= 0 && x < r->nx && y < r->ny && z < r->nz &&
+         r->roi[roi_index(r, x, y, z)];
+}
+
+/* the longest run, zone distance... a line of the grid can hold */
+static inline int roi_longest(const Roi *r) {
+  const int a = r->nx > r->ny ? r->nx : r->ny;
+  return a > r->nz ? a : r->nz;
+}
+
 /* Appends one feature; 0 when out of memory. */
 int rad_add(RadiomicsFeatures *f, const char *family, const char *name, const char *tag,
             double value);

@@ -51,11 +51,6 @@ static long region_voxels(const Roi *r, int z) {
   return z < 0 ? (long)r->nx * r->ny * r->nz : (long)r->nx * r->ny;
 }
 
-static int longest(const Roi *r) {
-  const int a = r->nx > r->ny ? r->nx : r->ny;
-  return a > r->nz ? a : r->nz;
-}
-
 /* Steps to the outside of the ROI, per voxel of the region (slice z or the volume), by
  * breadth-first search from every outside voxel; voxels past the image edge are outside. */
 static void distance_map(const Roi *r, int z, int *dist, long *queue) {
@@ -145,7 +140,7 @@ static void zones(const Roi *r, int z, int by_distance, double *m, int nj, doubl
 }
 
 static size_t szm_size(const Roi *r) { return (size_t)r->ng * (size_t)r->n_roi; }
-static size_t dzm_size(const Roi *r) { return (size_t)r->ng * longest(r); }
+static size_t dzm_size(const Roi *r) { return (size_t)r->ng * roi_longest(r); }
 
 static void szm_build(const Roi *r, int z, const int *dir, double *m, double *nv) {
   (void)dir;
@@ -156,7 +151,7 @@ static void szm_build(const Roi *r, int z, const int *dir, double *m, double *nv
 static void dzm_build(const Roi *r, int z, const int *dir, double *m, double *nv) {
   (void)dir;
   memset(m, 0, sizeof(double) * dzm_size(r));
-  zones(r, z, 1, m, longest(r), nv);
+  zones(r, z, 1, m, roi_longest(r), nv);
 }
 
 static int szm_features(const Roi *r, const double *m, double nv, double *out) {
@@ -164,7 +159,7 @@ static int szm_features(const Roi *r, const double *m, double nv, double *out) {
 }
 
 static int dzm_features(const Roi *r, const double *m, double nv, double *out) {
-  return texture_emphasis(m, r->ng, longest(r), nv, out);
+  return texture_emphasis(m, r->ng, roi_longest(r), nv, out);
 }
 
 static const TextureFamily size_zones = {"Size zone matrix", "szm",    16,        szm_names,
