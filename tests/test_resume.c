@@ -1,5 +1,5 @@
 /* Never lose work: every long command (eval, triage, compare, attack,
- * saliency; on a classifier and on a segmentation model) is killed with
+ * saliency, on a classifier and on a segmentation model; radiomics attack) is killed with
  * SIGKILL at random points and continued with --resume until it finishes,
  * and its outputs must be byte for byte those of an uninterrupted run (the
  * "seconds" a sweep row took aside). Also the journal itself: torn and
@@ -81,6 +81,10 @@ static int setup(void **state) {
              dir, m + 1, dir, m);
     must_run(args);
   }
+  snprintf(args, sizeof args,
+           "radiomics train --data %s/ph.npz --max-features 8 --quiet --out %s/radiomics.json", dir,
+           dir);
+  must_run(args);
   snprintf(args, sizeof args, "data phantom --task segment --n 200 --out %s/seg.npz", dir);
   must_run(args);
   for (int m = 0; m < 2; m++) {
@@ -289,6 +293,11 @@ static void test_classifier_commands(void **state) {
            "80 --quiet --out OUT",
            dir, dir);
   kill_and_resume("saliency", args, "resume.journal");
+  snprintf(args, sizeof args,
+           "radiomics attack --model %s/radiomics.json --data %s/ph.npz --limit 12 --eps 0.02,0.05 "
+           "--queries 80 --quiet --out OUT",
+           dir, dir);
+  kill_and_resume("radiomics-attack", args, "resume.journal");
 }
 
 static void test_segmentation_commands(void **state) {

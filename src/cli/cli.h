@@ -142,10 +142,12 @@ void cli_journal_path(const char *out, int out_is_dir, char *path, size_t cap);
 /* Before any work: 0, or EXIT_USAGE after naming a journal found without --resume. */
 int cli_journal_check(const char *cmd, const char *path, int resume);
 /* The run's journal: its fingerprint is the command line (but --resume and
- * --quiet), the thread count, and the models' and the data's contents; NULL
- * after a message, with the exit code set (2: another run's journal). */
+ * --quiet), the thread count, the models' and the data's contents, and
+ * `extra` (lines of other inputs' contents; may be NULL); NULL after a
+ * message, with the exit code set (2: another run's journal). */
 Journal *cli_journal_open(const char *cmd, const char *path, int resume, int argc, char **argv,
-                          Net *const *nets, int n_nets, const Dataset *set, int *exit_code);
+                          Net *const *nets, int n_nets, const Dataset *set, const char *extra,
+                          int *exit_code);
 /* The outputs are written: removes the journal; an exit code. */
 int cli_journal_finish(const char *cmd, Journal *j);
 

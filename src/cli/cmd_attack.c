@@ -143,7 +143,7 @@ int cmd_attack(int argc, char **argv) {
   }
   int code;
   Journal *journal =
-      cli_journal_open("attack", journal_path, resume, argc, argv, &net, 1, &set, &code);
+      cli_journal_open("attack", journal_path, resume, argc, argv, &net, 1, &set, NULL, &code);
   if (!journal) {
     net_free(net);
     data_free(data);

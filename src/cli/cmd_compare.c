@@ -198,7 +198,8 @@ int cmd_compare(int argc, char **argv) {
   if (ok) {
     set = data->split[s_idx];
     if (limit && limit < set.n) set.n = limit;
-    journal = cli_journal_open("compare", journal_path, resume, argc, argv, nets, n, &set, &code);
+    journal =
+        cli_journal_open("compare", journal_path, resume, argc, argv, nets, n, &set, NULL, &code);
     ok = journal != NULL;
   }
   if (ok && net_output_pixels(nets[0]) > 1) {

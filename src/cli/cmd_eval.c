@@ -196,7 +196,7 @@ int cmd_eval(int argc, char **argv) {
   if (limit && limit < set.n) set.n = limit;
   int code;
   Journal *journal =
-      cli_journal_open("eval", journal_path, resume, argc, argv, &net, 1, &set, &code);
+      cli_journal_open("eval", journal_path, resume, argc, argv, &net, 1, &set, NULL, &code);
   if (!journal) {
     net_free(net);
     data_free(data);

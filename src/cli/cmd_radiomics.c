@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../core/atomicfile.h"
+#include "../data/data.h"
 #include "../report/report.h"
 #include "cli.h"
 #include "medrobust.h"
@@ -534,19 +535,18 @@ static Status write_stability_json(const char *csv, const StabilityRow *rows, in
   return st == STATUS_OK ? report_render(dir, err) : st;
 }
 
-/* DIR/images/radiomics_K_{clean,mask,adv,diff}.png of one attacked image, listed in examples */
-static Status write_example(const char *dir, int k, const Dataset *d, int i, const int *mask,
-                            const float *adv, float eps, const RadiomicsModel *m,
-                            const RadiomicsAttackResult *r, cJSON *examples, MrError *err) {
+static const char *const example_kinds[4] = {"clean", "mask", "adv", "diff"};
+
+/* DIR/images/radiomics_K_{clean,mask,adv,diff}.png of one attacked image */
+static Status write_example_pngs(const char *dir, int k, const Dataset *d, int i, const int *mask,
+                                 const float *adv, float eps, const RadiomicsModel *m,
+                                 MrError *err) {
   const size_t plane = (size_t)d->h * d->w, per = plane * d->c;
   const float *x = d->images + per * i;
   float *buf = malloc(sizeof(float) * per);
   if (!buf) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   Status st = report_make_dir(dir, "images", err);
   const int scale = d->h < 64 ? 4 : d->h < 128 ? 2 : 1;
-  cJSON *e = cJSON_CreateObject();
-  static const char *const kinds[4] = {"clean", "mask", "adv", "diff"};
-  static const char *const keys[4] = {"clean_png", "mask_png", "adversarial_png", "diff_png"};
   for (int v = 0; st == STATUS_OK && v < 4; v++) {
     for (size_t p = 0; p < per; p++) {
       const size_t px = p % plane;
@@ -555,23 +555,34 @@ static Status write_example(const char *dir, int k, const Dataset *d, int i, con
                : v == 2 ? adv[p]
                         : 0.5f + (eps > 0 ? 0.5f / eps : 1.0f) * (adv[p] - x[p]);
     }
-    char rel[64], path[4300];
-    snprintf(rel, sizeof rel, "images/radiomics_%d_%s.png", k, kinds[v]);
-    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/images/radiomics_%d_%s.png", dir, k, example_kinds[v]);
     st = image_write_png(path, buf, d->c, d->h, d->w, scale, err);
-    cJSON_AddStringToObject(e, keys[v], rel);
   }
-  char buf_name[32];
-  const char *clean = m->class_names && m->class_names[r->clean_pred]
-                          ? m->class_names[r->clean_pred]
-                          : (snprintf(buf_name, sizeof buf_name, "%d", r->clean_pred), buf_name);
-  cJSON_AddStringToObject(e, "clean_prediction", clean);
-  const char *advp =
-      m->class_names && m->class_names[r->adv_pred] ? m->class_names[r->adv_pred] : "?";
-  cJSON_AddStringToObject(e, "adversarial_prediction", advp);
-  cJSON_AddItemToArray(examples, e);
   free(buf);
   return st;
+}
+
+/* example K's entry in radiomics_attack.json: its PNGs and the two predictions */
+static void add_example(cJSON *examples, int k, const RadiomicsModel *m,
+                        const RadiomicsAttackResult *r) {
+  static const char *const keys[4] = {"clean_png", "mask_png", "adversarial_png", "diff_png"};
+  cJSON *e = cJSON_CreateObject();
+  for (int v = 0; v < 4; v++) {
+    char rel[64];
+    snprintf(rel, sizeof rel, "images/radiomics_%d_%s.png", k, example_kinds[v]);
+    cJSON_AddStringToObject(e, keys[v], rel);
+  }
+  char buf[32];
+  const int preds[2] = {r->clean_pred, r->adv_pred};
+  static const char *const names[2] = {"clean_prediction", "adversarial_prediction"};
+  for (int v = 0; v < 2; v++) {
+    const char *name = m->class_names && m->class_names[preds[v]]
+                           ? m->class_names[preds[v]]
+                           : (snprintf(buf, sizeof buf, "%d", preds[v]), buf);
+    cJSON_AddStringToObject(e, names[v], name);
+  }
+  cJSON_AddItemToArray(examples, e);
 }
 
 typedef struct {
@@ -585,13 +596,14 @@ static int attack_cmd(int argc, char **argv) {
   const char *model_path = NULL, *data_path = NULL, *split = "test", *out = NULL;
   const char *kind_text = "square", *region_text = "all", *eps_text = "0.01,0.03,0.05";
   RadiomicsAttackOptions o = radiomics_attack_options_default();
-  int limit = 0, quiet = 0;
+  int limit = 0, quiet = 0, resume = 0;
   const CliOption options[] = {
       {"--model", OPT_STRING, &model_path, 0, 0, " M.json", "a radiomics model (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "its data set (required)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
       {"--attack", OPT_STRING, &kind_text, 0, 0, " square|spsa",
        "query-only search on the exact features"},
+      CLI_RESUME_OPTION(resume),
       {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F",
        "L-inf sizes on [0,1] pixels (4/255 accepted)"},
       {"--queries", OPT_INT, &o.queries, 1, 1000000, " N", "budget per image"},
@@ -637,6 +649,9 @@ static int attack_cmd(int argc, char **argv) {
   if (!cli_parse_eps_list("radiomics attack", eps_text, NORM_LINF, eps, &n_eps)) return EXIT_USAGE;
   const int s_idx = cli_split("radiomics attack", split);
   if (s_idx < 0) return EXIT_USAGE;
+  char journal_path[4200];
+  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  if (cli_journal_check("radiomics attack", journal_path, resume)) return EXIT_USAGE;
   MrError err = {0};
   RadiomicsModel m;
   if (radiomics_model_load(model_path, &m, &err) != STATUS_OK) {
@@ -659,6 +674,28 @@ static int attack_cmd(int argc, char **argv) {
   const Dataset *d = &data->split[s_idx];
   const int count = limit && limit < d->n ? limit : d->n;
   const size_t plane = (size_t)d->h * d->w, per = plane * d->c;
+  /* the journal: one unit per image and eps; the model file's contents in its fingerprint */
+  Journal *journal = NULL;
+  {
+    size_t len = 0;
+    uint8_t *bytes = file_read_all(model_path, (size_t)64 << 20, &len, &err);
+    char extra[96] = "";
+    if (bytes)
+      snprintf(extra, sizeof extra, "radiomics model: %zu bytes, crc32 %08x", len,
+               journal_crc(0, bytes, len));
+    free(bytes);
+    Dataset attacked = *d;
+    attacked.n = count;
+    int code = EXIT_RUNTIME;
+    if (cli_make_dir(out))
+      journal = cli_journal_open("radiomics attack", journal_path, resume, argc, argv, NULL, 0,
+                                 &attacked, extra, &code);
+    if (!journal) {
+      radiomics_model_free(&m);
+      data_free(data);
+      return code;
+    }
+  }
   float *adv = malloc(sizeof(float) * per);
   double *z0 = malloc(sizeof(double) * m.n_features), *z1 = malloc(sizeof(double) * m.n_features);
   EpsRow *rows = calloc(n_eps, sizeof(EpsRow));
@@ -669,8 +706,6 @@ static int attack_cmd(int argc, char **argv) {
     if (!(rows[e].moved = calloc(m.n_features, sizeof(double))))
       st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
   }
-  if (st == STATUS_OK && !cli_make_dir(out))
-    st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", out);
   char csv_path[4200];
   snprintf(csv_path, sizeof csv_path, "%s/radiomics_attack.csv", out);
   AtomicFile af = {0};
@@ -695,16 +730,30 @@ static int attack_cmd(int argc, char **argv) {
     st = radiomics_model_zscores(&m, d->images + per * i, d->c, d->h, d->w, mask, z0, &err);
     for (int e = 0; st == STATUS_OK && e < n_eps; e++) {
       cli_sweep_progress("radiomics attack", i * n_eps + e, count * n_eps, &progress);
-      RadiomicsAttackOptions oe = o;
-      oe.eps = eps[e];
       RadiomicsAttackResult r;
-      st = radiomics_attack(&m, d->images + per * i, d->c, d->h, d->w, mask, d->labels[i], &oe, adv,
-                            &r, &err);
-      if (st == STATUS_OK) st = radiomics_model_zscores(&m, adv, d->c, d->h, d->w, mask, z1, &err);
-      if (st != STATUS_OK) break;
       double linf = 0;
-      for (size_t p = 0; p < per; p++)
-        linf = fmax(linf, fabs((double)adv[p] - d->images[per * i + p]));
+      const int example = e == n_eps - 1 && n_examples < 3;
+      const JournalPart unit[3] = {
+          {&r, sizeof r}, {&linf, sizeof linf}, {z1, sizeof(double) * m.n_features}};
+      char key[48];
+      snprintf(key, sizeof key, "i%d/e%d", i, e);
+      if (!journal_restore(journal, key, unit, 3)) {
+        RadiomicsAttackOptions oe = o;
+        oe.eps = eps[e];
+        st = radiomics_attack(&m, d->images + per * i, d->c, d->h, d->w, mask, d->labels[i], &oe,
+                              adv, &r, &err);
+        if (st == STATUS_OK)
+          st = radiomics_model_zscores(&m, adv, d->c, d->h, d->w, mask, z1, &err);
+        for (size_t p = 0; st == STATUS_OK && p < per; p++)
+          linf = fmax(linf, fabs((double)adv[p] - d->images[per * i + p]));
+        /* the unit holds each feature's move; its PNGs are written before it is journaled */
+        for (int k = 0; st == STATUS_OK && k < m.n_features; k++) z1[k] = fabs(z1[k] - z0[k]);
+        if (st == STATUS_OK && example)
+          st = write_example_pngs(out, n_examples, d, i, mask, adv, eps[e], &m, &err);
+        if (st == STATUS_OK) st = journal_record(journal, key, unit, 3, &err);
+      }
+      if (st != STATUS_OK) break;
+      if (example) add_example(examples, n_examples++, &m, &r);
       EpsRow *row = &rows[e];
       const int y = d->labels[i];
       const int clean_ok = o.target >= 0 ? r.clean_pred != o.target : r.clean_pred == y;
@@ -712,13 +761,11 @@ static int attack_cmd(int argc, char **argv) {
       row->attackable += clean_ok;
       row->fooled += clean_ok && r.adv_margin < 0;
       row->queries += r.queries;
-      for (int k = 0; k < m.n_features; k++) row->moved[k] += fabs(z1[k] - z0[k]);
+      for (int k = 0; k < m.n_features; k++) row->moved[k] += z1[k];
       char id[64];
       csv_write_field(af.f, dataset_image_id(d, i, id, sizeof id));
       fprintf(af.f, ",%d,%g,%d,%d,%.6g,%.6g,%d,%.6g\n", y, eps[e], r.clean_pred, r.adv_pred,
               r.clean_margin, r.adv_margin, r.queries, linf);
-      if (e == n_eps - 1 && n_examples < 3)
-        st = write_example(out, n_examples++, d, i, mask, adv, eps[e], &m, &r, examples, &err);
     }
   }
   cli_progress_done(&progress);
@@ -795,7 +842,12 @@ static int attack_cmd(int argc, char **argv) {
     if (st == STATUS_OK)
       printf("\nper image: %s; summary: %s; report %s/report.html\n", csv_path, json_path, out);
   }
-  if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg);
+  if (st != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    journal_close(journal);
+  } else if (cli_journal_finish("radiomics attack", journal)) {
+    st = STATUS_ERR_IO;
+  }
   cJSON_Delete(root), cJSON_Delete(examples);
   for (int e = 0; rows && e < n_eps; e++) free(rows[e].moved);
   free(rows), free(adv), free(z0), free(z1);

@@ -72,7 +72,7 @@ int cmd_saliency(int argc, char **argv) {
   const Dataset *set = &data->split[s_idx];
   int code;
   Journal *journal =
-      cli_journal_open("saliency", journal_path, resume, argc, argv, &net, 1, set, &code);
+      cli_journal_open("saliency", journal_path, resume, argc, argv, &net, 1, set, NULL, &code);
   if (!journal) {
     net_free(net);
     data_free(data);

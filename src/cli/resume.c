@@ -25,7 +25,7 @@ int cli_journal_check(const char *cmd, const char *path, int resume) {
 /* Everything that changes a run's results, a line each: a journal written
  * under other settings is refused rather than silently mixed in. */
 static char *fingerprint(const char *cmd, int argc, char **argv, Net *const *nets, int n_nets,
-                         const Dataset *set) {
+                         const Dataset *set, const char *extra) {
   size_t cap = 4096;
   for (int i = 1; i < argc; i++) cap += strlen(argv[i]) + 1;
   char *text = malloc(cap);
@@ -54,15 +54,17 @@ static char *fingerprint(const char *cmd, int argc, char **argv, Net *const *net
   if (set->masks) crc = journal_crc(crc, set->masks, sizeof(int) * set->h * set->w * set->n);
   for (int i = 0; set->files && i < set->n; i++)
     crc = journal_crc(crc, set->files[i], strlen(set->files[i]) + 1);
-  snprintf(text + at, cap - at, "\ndata: %d images %dx%dx%d, crc32 %08x\n", set->n, set->c, set->h,
-           set->w, crc);
+  at += (size_t)snprintf(text + at, cap - at, "\ndata: %d images %dx%dx%d, crc32 %08x\n", set->n,
+                         set->c, set->h, set->w, crc);
+  if (extra && at < cap) snprintf(text + at, cap - at, "%.1000s\n", extra);
   return text;
 }
 
 Journal *cli_journal_open(const char *cmd, const char *path, int resume, int argc, char **argv,
-                          Net *const *nets, int n_nets, const Dataset *set, int *exit_code) {
+                          Net *const *nets, int n_nets, const Dataset *set, const char *extra,
+                          int *exit_code) {
   MrError err = {0};
-  char *print = fingerprint(cmd, argc, argv, nets, n_nets, set);
+  char *print = fingerprint(cmd, argc, argv, nets, n_nets, set, extra);
   if (!print) {
     fprintf(stderr, "medrobust %s: out of memory\n", cmd);
     *exit_code = EXIT_RUNTIME;
