@@ -1087,8 +1087,9 @@ double radiomics_icc31(const double *a, const double *b, int n);
 /* "gaussian", "rician", "poisson", then "adversarial" */
 const char *radiomics_stability_kind(int v);
 Status radiomics_stability(const RadiomicsModel *m, const Dataset *d, int count,
-                           const RadiomicsAttackOptions *o, SweepProgressFn progress, void *ctx,
-                           RadiomicsStability *out, MrError *err);
+                           const RadiomicsAttackOptions *o, Journal *journal,
+                           SweepProgressFn progress, void *ctx, RadiomicsStability *out,
+                           MrError *err);
 void radiomics_stability_free(RadiomicsStability *s);
 
 /* Triage (per-image smallest flipping eps, below) and segmentation triage. */

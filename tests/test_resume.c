@@ -1,9 +1,8 @@
 /* Never lose work: every long command (eval, triage, compare, attack,
- * saliency, on a classifier and on a segmentation model; radiomics attack) is killed with
- * SIGKILL at random points and continued with --resume until it finishes,
- * and its outputs must be byte for byte those of an uninterrupted run (the
- * "seconds" a sweep row took aside). Also the journal itself: torn and
- * corrupt records, another run's journal, and the refusals of the CLI.
+ * saliency, on a classifier and on a segmentation model; radiomics attack and stability) is killed
+ * with SIGKILL at random points and continued with --resume until it finishes, and its outputs must
+ * be byte for byte those of an uninterrupted run (the "seconds" a sweep row took aside). Also the
+ * journal itself: torn and corrupt records, another run's journal, and the refusals of the CLI.
  * Runs the binary named by MEDROBUST_BIN. The kill times come from a seed
  * printed at the start (MR_RESUME_SEED=S replays a run). */
 #include <dirent.h>
@@ -298,6 +297,11 @@ static void test_classifier_commands(void **state) {
            "--queries 80 --quiet --out OUT",
            dir, dir);
   kill_and_resume("radiomics-attack", args, "resume.journal");
+  snprintf(args, sizeof args,
+           "radiomics stability --model %s/radiomics.json --data %s/ph.npz --limit 8 --queries 40 "
+           "--quiet --out OUT/stability.csv",
+           dir, dir);
+  kill_and_resume("radiomics-stability", args, "stability.csv.journal");
 }
 
 static void test_segmentation_commands(void **state) {

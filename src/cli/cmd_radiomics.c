@@ -585,6 +585,24 @@ static void add_example(cJSON *examples, int k, const RadiomicsModel *m,
   cJSON_AddItemToArray(examples, e);
 }
 
+/* The journal of a radiomics command over the first `count` images of d; the model file's
+ * contents are in its fingerprint. */
+static Journal *radiomics_journal(const char *cmd, const char *path, int resume, int argc,
+                                  char **argv, const char *model_path, const Dataset *d, int count,
+                                  int *code) {
+  MrError err = {0};
+  size_t len = 0;
+  uint8_t *bytes = file_read_all(model_path, (size_t)64 << 20, &len, &err);
+  char extra[96] = "";
+  if (bytes)
+    snprintf(extra, sizeof extra, "radiomics model: %zu bytes, crc32 %08x", len,
+             journal_crc(0, bytes, len));
+  free(bytes);
+  Dataset used = *d;
+  used.n = count;
+  return cli_journal_open(cmd, path, resume, argc, argv, NULL, 0, &used, extra, code);
+}
+
 typedef struct {
   float eps;
   int n, clean_right, adv_right, fooled, attackable;
@@ -674,27 +692,15 @@ static int attack_cmd(int argc, char **argv) {
   const Dataset *d = &data->split[s_idx];
   const int count = limit && limit < d->n ? limit : d->n;
   const size_t plane = (size_t)d->h * d->w, per = plane * d->c;
-  /* the journal: one unit per image and eps; the model file's contents in its fingerprint */
-  Journal *journal = NULL;
-  {
-    size_t len = 0;
-    uint8_t *bytes = file_read_all(model_path, (size_t)64 << 20, &len, &err);
-    char extra[96] = "";
-    if (bytes)
-      snprintf(extra, sizeof extra, "radiomics model: %zu bytes, crc32 %08x", len,
-               journal_crc(0, bytes, len));
-    free(bytes);
-    Dataset attacked = *d;
-    attacked.n = count;
-    int code = EXIT_RUNTIME;
-    if (cli_make_dir(out))
-      journal = cli_journal_open("radiomics attack", journal_path, resume, argc, argv, NULL, 0,
-                                 &attacked, extra, &code);
-    if (!journal) {
-      radiomics_model_free(&m);
-      data_free(data);
-      return code;
-    }
+  /* the journal: one unit per image and eps */
+  int code = EXIT_RUNTIME;
+  Journal *journal = cli_make_dir(out) ? radiomics_journal("radiomics attack", journal_path, resume,
+                                                           argc, argv, model_path, d, count, &code)
+                                       : NULL;
+  if (!journal) {
+    radiomics_model_free(&m);
+    data_free(data);
+    return code;
   }
   float *adv = malloc(sizeof(float) * per);
   double *z0 = malloc(sizeof(double) * m.n_features), *z1 = malloc(sizeof(double) * m.n_features);
@@ -867,7 +873,7 @@ static int stability_cmd(int argc, char **argv) {
   const char *model_path = NULL, *data_path = NULL, *split = "test", *out = NULL;
   const char *kind_text = "square", *eps_text = "0.03";
   RadiomicsAttackOptions o = radiomics_attack_options_default();
-  int limit = 0, quiet = 0;
+  int limit = 0, quiet = 0, resume = 0;
   o.queries = 300;
   const CliOption options[] = {
       {"--model", OPT_STRING, &model_path, 0, 0, " M.json", "a radiomics model (required)"},
@@ -880,6 +886,7 @@ static int stability_cmd(int argc, char **argv) {
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images"},
       {"--out", OPT_STRING, &out, 0, 0, " F.csv", "ICC per feature and perturbation (required)"},
       {"--quiet", OPT_FLAG, &quiet, 0, 0, NULL, "no progress output"},
+      CLI_RESUME_OPTION(resume),
       {0}};
   const CliPath path_roles[] = {
       {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_FILE}, {0}};
@@ -906,6 +913,9 @@ static int stability_cmd(int argc, char **argv) {
   o.kind = (RadiomicsAttackKind)kind, o.eps = (float)e;
   const int s_idx = cli_split("radiomics stability", split);
   if (s_idx < 0) return EXIT_USAGE;
+  char journal_path[4200];
+  cli_journal_path(out, 0, journal_path, sizeof journal_path);
+  if (cli_journal_check("radiomics stability", journal_path, resume)) return EXIT_USAGE;
   MrError err = {0};
   RadiomicsModel m;
   if (radiomics_model_load(model_path, &m, &err) != STATUS_OK) {
@@ -920,13 +930,22 @@ static int stability_cmd(int argc, char **argv) {
   }
   const Dataset *d = &data->split[s_idx];
   const int count = limit && limit < d->n ? limit : d->n;
+  int code = EXIT_RUNTIME;
+  Journal *journal = radiomics_journal("radiomics stability", journal_path, resume, argc, argv,
+                                       model_path, d, count, &code);
+  if (!journal) {
+    radiomics_model_free(&m);
+    data_free(data);
+    return code;
+  }
   CliProgress progress;
   cli_progress_init(&progress, quiet);
   RadiomicsStability r;
   StabilityRow summary[RAD_STABILITY_NOISES + 1];
   int n_images = 0;
   double mean_ssim = NAN;
-  Status st = radiomics_stability(&m, d, count, &o, cli_sweep_progress, &progress, &r, &err);
+  Status st =
+      radiomics_stability(&m, d, count, &o, journal, cli_sweep_progress, &progress, &r, &err);
   cli_progress_done(&progress);
   const int kinds = RAD_STABILITY_NOISES + 1;
   AtomicFile af;
@@ -989,6 +1008,10 @@ static int stability_cmd(int argc, char **argv) {
   } else {
     fprintf(stderr, "medrobust: %s\n", err.msg);
   }
+  if (st != STATUS_OK)
+    journal_close(journal);
+  else if (cli_journal_finish("radiomics stability", journal))
+    st = STATUS_ERR_IO;
   radiomics_model_free(&m);
   data_free(data);
   return st == STATUS_OK ? 0 : EXIT_RUNTIME;

@@ -60,9 +60,17 @@ void radiomics_stability_free(RadiomicsStability *s) {
   memset(s, 0, sizeof *s);
 }
 
+static int usable(const RadiomicsModel *m, const Dataset *d, int i) {
+  const size_t plane = (size_t)d->h * d->w;
+  const int *mask = d->masks && !m->setup.whole_image ? d->masks + plane * i : NULL;
+  return (!mask || radiomics_roi_pixels(mask, plane, &m->setup)) && d->labels[i] >= 0 &&
+         d->labels[i] < m->k;
+}
+
 Status radiomics_stability(const RadiomicsModel *m, const Dataset *d, int count,
-                           const RadiomicsAttackOptions *o, SweepProgressFn progress, void *ctx,
-                           RadiomicsStability *out, MrError *err) {
+                           const RadiomicsAttackOptions *o, Journal *journal,
+                           SweepProgressFn progress, void *ctx, RadiomicsStability *out,
+                           MrError *err) {
   memset(out, 0, sizeof *out);
   const size_t plane = (size_t)d->h * d->w, per = plane * d->c;
   const int kinds_all = RAD_STABILITY_NOISES + 1; /* the noises, then the attack */
@@ -71,17 +79,44 @@ Status radiomics_stability(const RadiomicsModel *m, const Dataset *d, int count,
   int nf = 0, n = 0;
   double ssim_sum = 0;
   Status st = adv && noisy ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  for (int i = 0; st == STATUS_OK && i < count; i++) {
-    if (progress) progress("radiomics stability", i, count, ctx);
+  /* the feature list, from the first usable image */
+  for (int i = 0; st == STATUS_OK && i < count && !values; i++) {
+    if (!usable(m, d, i)) continue;
     const int *mask = d->masks && !m->setup.whole_image ? d->masks + plane * i : NULL;
-    if ((mask && !radiomics_roi_pixels(mask, plane, &m->setup)) || d->labels[i] < 0 ||
-        d->labels[i] >= m->k)
+    RadiomicsFeatures f;
+    st = radiomics_image_features(d->images + per * i, d->c, d->h, d->w, mask, &m->setup, &f, err);
+    if (st != STATUS_OK) break;
+    nf = f.n;
+    values = malloc(sizeof(double) * (size_t)count * (kinds_all + 1) * nf);
+    out->tags = calloc(nf, sizeof *out->tags), out->names = calloc(nf, sizeof *out->names);
+    if (!values || !out->tags || !out->names)
+      st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    for (int k = 0; st == STATUS_OK && k < nf; k++) {
+      snprintf(out->tags[k], sizeof out->tags[k], "%s", f.items[k].tag);
+      snprintf(out->names[k], sizeof out->names[k], "%s: %s", f.items[k].family, f.items[k].name);
+    }
+    radiomics_features_free(&f);
+  }
+  for (int i = 0; st == STATUS_OK && values && i < count; i++) {
+    if (progress) progress("radiomics stability", i, count, ctx);
+    if (!usable(m, d, i)) continue;
+    const int *mask = d->masks && !m->setup.whole_image ? d->masks + plane * i : NULL;
+    /* an image is a unit of the journal: its features under every perturbation, its SSIM */
+    double ssim = 0;
+    const JournalPart unit[2] = {
+        {values + (size_t)n * (kinds_all + 1) * nf, sizeof(double) * (kinds_all + 1) * nf},
+        {&ssim, sizeof ssim}};
+    char key[32];
+    snprintf(key, sizeof key, "image%d", i);
+    if (journal_restore(journal, key, unit, 2)) {
+      n++, ssim_sum += ssim;
       continue;
+    }
     const float *x = d->images + per * i;
     RadiomicsAttackResult r;
     st = radiomics_attack(m, x, d->c, d->h, d->w, mask, d->labels[i], o, adv, &r, err);
     if (st != STATUS_OK) break;
-    const double ssim = image_ssim(x, adv, d->c, d->h, d->w);
+    ssim = image_ssim(x, adv, d->c, d->h, d->w);
     for (int v = 0; st == STATUS_OK && v <= kinds_all; v++) {
       const float *img = x;
       if (v >= 1 && v <= RAD_STABILITY_NOISES) {
@@ -92,22 +127,11 @@ Status radiomics_stability(const RadiomicsModel *m, const Dataset *d, int count,
       }
       RadiomicsFeatures f;
       st = radiomics_image_features(img, d->c, d->h, d->w, mask, &m->setup, &f, err);
-      if (st == STATUS_OK && !values) {
-        nf = f.n;
-        values = malloc(sizeof(double) * (size_t)count * (kinds_all + 1) * nf);
-        out->tags = calloc(nf, sizeof *out->tags), out->names = calloc(nf, sizeof *out->names);
-        if (!values || !out->tags || !out->names)
-          st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-        for (int k = 0; st == STATUS_OK && k < nf; k++) {
-          snprintf(out->tags[k], sizeof out->tags[k], "%s", f.items[k].tag);
-          snprintf(out->names[k], sizeof out->names[k], "%s: %s", f.items[k].family,
-                   f.items[k].name);
-        }
-      }
       for (int k = 0; st == STATUS_OK && k < nf && k < f.n; k++)
         values[((size_t)n * (kinds_all + 1) + v) * nf + k] = f.items[k].value;
       radiomics_features_free(&f);
     }
+    if (st == STATUS_OK) st = journal_record(journal, key, unit, 2, err);
     if (st == STATUS_OK) n++, ssim_sum += ssim;
   }
   if (st == STATUS_OK && n < 3)
