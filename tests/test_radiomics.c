@@ -599,6 +599,27 @@ static void test_resample(void **state) {
   assert_int_not_equal(radiomics_resample(&m, 0, 1, &half, &err), STATUS_OK);
 }
 
+/* A large 3-D ROI (32,000 voxels): Moran's I and Geary's C switch to their subset estimate and
+ * stay finite; every family returns. */
+static void test_large_volume(void **state) {
+  (void)state;
+  enum { NX = 40, NY = 40, NZ = 20 };
+  float *voxels = malloc(sizeof(float) * NX * NY * NZ);
+  for (int i = 0; i < NX * NY * NZ; i++) voxels[i] = (float)((i * 7919) % 1000) / 10.0f;
+  const Volume v = {NX, NY, NZ, 1.0, 1.0, 2.0, voxels};
+  RadiomicsOptions o = radiomics_options_default();
+  o.binning = RAD_BIN_WIDTH, o.bin_width = 5;
+  RadiomicsFeatures f;
+  MrError err = {0};
+  assert_int_equal(radiomics_extract(&v, NULL, &o, &f, &err), STATUS_OK);
+  assert_int_equal(f.n, 483);
+  assert_true(isfinite(radiomics_find(&f, "morph_moran_i")->value));
+  assert_true(isfinite(radiomics_find(&f, "morph_geary_c")->value));
+  assert_true(radiomics_find(&f, "morph_vol_approx")->value == NX * NY * NZ * 2.0);
+  radiomics_features_free(&f);
+  free(voxels);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_ibsi_digital_phantom),
                                      cmocka_unit_test(test_nifti_reader),
@@ -607,6 +628,7 @@ int main(void) {
                                      cmocka_unit_test(test_model_train_and_file),
                                      cmocka_unit_test(test_attacks_on_a_pipeline),
                                      cmocka_unit_test(test_stability),
-                                     cmocka_unit_test(test_resample)};
+                                     cmocka_unit_test(test_resample),
+                                     cmocka_unit_test(test_large_volume)};
   return cmocka_run_group_tests_name("radiomics", tests, setup, teardown);
 }

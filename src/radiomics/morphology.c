@@ -281,7 +281,10 @@ static double ellipsoid_area(double a, double b, double c) {
 /* Moran's I and Geary's C over every pair of intensity-mask voxels, weights 1 / distance. */
 /* Moran's I and Geary's C over every pair of intensity-mask voxels, weights 1 / distance. The
  * ROI's voxels are listed once and the weight of each offset tabulated, so the pair loop is
- * multiply-adds (the same sums, in the same order, as the plain double loop). */
+ * multiply-adds. The cost is quadratic: above AUTOCORR_MAX voxels (a CT lesion can have
+ * 10^5) they are estimated on every k-th voxel in raster order, AUTOCORR_MAX of them, as
+ * IBSI allows for large ROIs. */
+#define AUTOCORR_MAX 16384
 static void spatial_autocorrelation(const Roi *r, double *moran, double *geary) {
   const long total = (long)r->nx * r->ny * r->nz;
   const int ox = r->nx - 1, oy = r->ny - 1, oz = r->nz - 1;
@@ -293,10 +296,11 @@ static void spatial_autocorrelation(const Roi *r, double *moran, double *geary) 
     free(at), free(v), free(w);
     return;
   }
-  long n = 0;
+  long n = 0, seen = 0;
+  const long stride = (r->n_roi + AUTOCORR_MAX - 1) / AUTOCORR_MAX;
   double mean = 0;
   for (long i = 0; i < total; i++)
-    if (r->roi[i]) {
+    if (r->roi[i] && seen++ % stride == 0) {
       at[3 * n] = (int)(i % r->nx), at[3 * n + 1] = (int)(i / r->nx % r->ny);
       at[3 * n + 2] = (int)(i / r->nx / r->ny), v[n] = r->x[i], mean += r->x[i], n++;
     }
