@@ -173,6 +173,9 @@ typedef struct {
                                         writes (options, adversarial mix as counted); "" if unknown */
   char data[MR_DATA_LEN];            /* the data it was trained on and its split: a JSON object
                                         (data_record_json); "" if unknown */
+  size_t max_floats;                 /* loading a file: the floats it holds; an architecture
+                                        needing more parameters is refused before they are
+                                        allocated (0: no bound) */
 } ModelSpec;
 
 typedef struct Net Net;

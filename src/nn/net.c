@@ -342,6 +342,12 @@ Status net_finish(Net *net, MrError *err) {
     return mr_error_set(err, STATUS_ERR_SHAPE,
                         "%s: network ends in %d channels (%d-D), not %d class scores",
                         net->spec.arch, shape_c(out), out.ndim, net->spec.n_classes);
+  /* a file's spec may declare any depth or width: bound it by what the file can hold */
+  if (net->spec.max_floats && net->n_params + net->n_stats > net->spec.max_floats)
+    return mr_error_set(err, STATUS_ERR_FORMAT,
+                        "%s: the architecture needs %zu parameters and statistics but the file "
+                        "holds %zu floats (truncated, or not this architecture)",
+                        net->spec.arch, net->n_params + net->n_stats, net->spec.max_floats);
   net_count_readers(net);
   net_fuse_relus(net);
   net->params = calloc(net->n_params ? net->n_params : 1, sizeof(float));

@@ -497,6 +497,7 @@ Net *safetensors_load_net(const char *path, MrError *err) {
   } else if (spec_from_metadata(&spec, meta, path, meta_str(meta, "graph") != NULL, err) ==
              STATUS_OK) {
     const char *graph = meta_str(meta, "graph");
+    spec.max_floats = st.data_size / sizeof(float) + 1;
     MrError build_err = {0};
     if (graph) {
       net = net_from_graph(&spec, graph, path, err);
