@@ -84,7 +84,10 @@ static int add_statistics(RadiomicsFeatures *f, const char *family, const char *
  * lie within its radius): the local peak at the ROI's maxima and the global peak. */
 static int add_local_intensity(const Roi *r, RadiomicsFeatures *f) {
   const double radius = cbrt(3.0 * 1000.0 / (4.0 * M_PI)); /* mm */
-  const int ex = (int)(radius / r->sx), ey = (int)(radius / r->sy), ez = (int)(radius / r->sz);
+  /* the sphere's reach in voxels, at most the image (a file may state any voxel size: the
+   * fuzzer's 1e-37 mm overflowed an int) */
+  const int ex = (int)fmin(radius / r->sx, r->nx), ey = (int)fmin(radius / r->sy, r->ny),
+            ez = (int)fmin(radius / r->sz, r->nz);
   double max_x = -INFINITY, local = -INFINITY, global = -INFINITY;
   for (long i = 0; i < (long)r->nx * r->ny * r->nz; i++)
     if (r->roi[i]) max_x = fmax(max_x, r->x[i]);

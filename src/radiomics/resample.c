@@ -33,9 +33,15 @@ Status radiomics_resample(const Volume *in, double spacing, int is_mask, Volume 
   if (!(spacing > 0))
     return mr_error_set(err, STATUS_ERR_ARG, "radiomics: resampling to %g mm", spacing);
   const int flat = in->nz == 1;
-  const long nx = lround(ceil(in->nx * in->sx / spacing - 1e-9)),
-             ny = lround(ceil(in->ny * in->sy / spacing - 1e-9)),
-             nz = flat ? 1 : lround(ceil(in->nz * in->sz / spacing - 1e-9));
+  const double fx = ceil(in->nx * in->sx / spacing - 1e-9),
+               fy = ceil(in->ny * in->sy / spacing - 1e-9),
+               fz = flat ? 1 : ceil(in->nz * in->sz / spacing - 1e-9);
+  if (!(fx <= (1 << 20) && fy <= (1 << 20) && fz <= (1 << 20)))
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "radiomics: resampling %dx%dx%d voxels of %gx%gx%g mm to %g mm gives "
+                        "more than 2^20 voxels along an axis",
+                        in->nx, in->ny, in->nz, in->sx, in->sy, in->sz, spacing);
+  const long nx = (long)fx, ny = (long)fy, nz = (long)fz;
   const double limit = (double)mr_limits().file_bytes / sizeof(float);
   if (nx < 1 || ny < 1 || nz < 1 || (double)nx * ny * nz > limit || nx > (1 << 20) ||
       ny > (1 << 20) || nz > (1 << 20))
