@@ -33,9 +33,23 @@ static const int face_corners[6][4] = {{0, 4, 6, 2}, {1, 3, 7, 5}, {0, 1, 5, 4},
 typedef struct {
   double *v; /* triangles, 9 coordinates each, in mm */
   long n, cap;
-  double *pts; /* unique vertices (3 each), for the hull, the box and the diameter */
+  long *keys; /* each loop vertex by its doubled grid coordinates (exact integers) */
+  long n_keys, cap_keys;
+  long stride, plane; /* of those keys: key = gz * plane + gy * stride + gx */
+  double *pts;        /* unique vertices (3 each), for the hull, the box and the diameter */
   long n_pts;
 } Mesh;
+
+static int key_push(Mesh *m, long key) {
+  if (m->n_keys == m->cap_keys) {
+    const long cap = m->cap_keys ? 2 * m->cap_keys : 1024;
+    long *k = realloc(m->keys, sizeof(long) * cap);
+    if (!k) return 0;
+    m->keys = k, m->cap_keys = cap;
+  }
+  m->keys[m->n_keys++] = key;
+  return 1;
+}
 
 static int mesh_push(Mesh *m, const double t[9]) {
   if (m->n == m->cap) {
@@ -124,6 +138,11 @@ static int cube_triangles(Mesh *m, int in, const double origin[3], const double 
     for (int e = start; !used[e] && len < 12; e = next[e]) {
       used[e] = 1;
       edge_point(from_a[e], from_b[e], origin, size, loop[len++]);
+      /* the same point in doubled grid units (origin is >= -1, so +2 keeps it >= 0) */
+      long g[3];
+      for (int k = 0; k < 3; k++)
+        g[k] = 2 * (long)origin[k] + ((from_a[e] >> k) & 1) + ((from_b[e] >> k) & 1) + 2;
+      if (!key_push(m, g[2] * m->plane + g[1] * m->stride + g[0])) return 0;
     }
     if (!triangulate(m, loop, len)) return 0;
   }
@@ -140,6 +159,7 @@ static int cmp_key(const void *a, const void *b) {
 static int build_mesh(const Roi *r, Mesh *m) {
   const int px = r->nx + 2, py = r->ny + 2, pz = r->nz + 2;
   const double size[3] = {r->sx, r->sy, r->sz};
+  m->stride = 2L * (px + 1), m->plane = m->stride * 2L * (py + 1);
 #define INSIDE(i, j, k)                                                                \
   ((i) >= 1 && (j) >= 1 && (k) >= 1 && (i) <= r->nx && (j) <= r->ny && (k) <= r->nz && \
    r->morph[roi_index(r, (i)-1, (j)-1, (k)-1)])
@@ -153,25 +173,16 @@ static int build_mesh(const Roi *r, Mesh *m) {
         if (!cube_triangles(m, in, origin, size)) return 0;
       }
 #undef INSIDE
-  /* unique vertices: doubled grid coordinates are integers */
-  long *keys = malloc(sizeof(long) * 3 * m->n + 1);
-  if (!keys) return 0;
-  const long stride = 2L * (px + 1), plane = stride * 2L * (py + 1);
-  for (long t = 0; t < 3 * m->n; t++) {
-    const double *p = m->v + 3 * t;
-    const long gx = lround(2 * p[0] / size[0]) + 2, gy = lround(2 * p[1] / size[1]) + 2,
-               gz = lround(2 * p[2] / size[2]) + 2;
-    keys[t] = gz * plane + gy * stride + gx;
-  }
-  qsort(keys, 3 * m->n, sizeof(long), cmp_key);
+  /* unique vertices, by their integer keys (not from the mm positions: a file may state
+   * any voxel size, and the fuzzer's overflowed on the way back) */
+  long *keys = m->keys;
+  const long stride = m->stride, plane = m->plane;
+  qsort(keys, m->n_keys, sizeof(long), cmp_key);
   long u = 0;
-  for (long t = 0; t < 3 * m->n; t++)
+  for (long t = 0; t < m->n_keys; t++)
     if (!t || keys[t] != keys[t - 1]) keys[u++] = keys[t];
   m->pts = malloc(sizeof(double) * 3 * (u + 1));
-  if (!m->pts) {
-    free(keys);
-    return 0;
-  }
+  if (!m->pts) return 0;
   for (long t = 0; t < u; t++) {
     const long gz = keys[t] / plane, gy = keys[t] % plane / stride, gx = keys[t] % stride;
     m->pts[3 * t] = (gx - 2) * 0.5 * size[0];
@@ -179,7 +190,6 @@ static int build_mesh(const Roi *r, Mesh *m) {
     m->pts[3 * t + 2] = (gz - 2) * 0.5 * size[2];
   }
   m->n_pts = u;
-  free(keys);
   return 1;
 }
 
@@ -334,7 +344,7 @@ static void spatial_autocorrelation(const Roi *r, double *moran, double *geary) 
 Status rad_morphology(const Roi *r, RadiomicsFeatures *f, MrError *err) {
   Mesh m = {0};
   if (!build_mesh(r, &m)) {
-    free(m.v), free(m.pts);
+    free(m.v), free(m.pts), free(m.keys);
     return mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory for the mesh");
   }
   double volume, area, hull_volume = NAN, hull_area = NAN, diameter = NAN, lambda[3] = {0};
@@ -346,7 +356,7 @@ Status rad_morphology(const Roi *r, RadiomicsFeatures *f, MrError *err) {
     for (int k = 0; k < 3; k++)
       lo[k] = fmin(lo[k], m.pts[3 * p + k]), hi[k] = fmax(hi[k], m.pts[3 * p + k]);
   const double box[3] = {hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]};
-  free(m.v), free(m.pts);
+  free(m.v), free(m.pts), free(m.keys);
   /* centres of mass: geometric (morphological mask) and intensity-weighted (intensity mask) */
   double geo[3] = {0, 0, 0}, wgt[3] = {0, 0, 0}, mass = 0, mean_x = 0;
   for (int z = 0; z < r->nz; z++)
