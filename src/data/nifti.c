@@ -3,6 +3,7 @@
  * The header is read and checked (dimensions, data type, voxel size, the
  * declared size against the file and the limits) before any voxel is read,
  * because the library would otherwise allocate whatever a header declares. */
+#include <float.h>
 #include <math.h>
 #include <nifti2_io.h>
 #include <stdlib.h>
@@ -153,7 +154,11 @@ Status volume_read_nifti(const char *path, Volume *out, MrError *err) {
   for (int64_t i = 0; i < n; i++) {
     double v = voxel(nim->data, nim->datatype, i);
     if (scaled) v = nim->scl_slope * v + nim->scl_inter;
-    if (!isfinite(v) && bad_voxel < 0) bad_voxel = i;
+    /* a scaled value beyond float's range would become infinite (undefined, converted) */
+    if (!(fabs(v) <= FLT_MAX)) {
+      if (bad_voxel < 0) bad_voxel = i;
+      v = 0;
+    }
     out->data[i] = (float)v;
   }
   out->nx = (int)nim->nx, out->ny = (int)nim->ny, out->nz = (int)nim->nz;
@@ -161,8 +166,10 @@ Status volume_read_nifti(const char *path, Volume *out, MrError *err) {
   nifti_image_free(nim);
   if (bad_voxel >= 0) {
     volume_free(out);
-    return mr_error_set(err, STATUS_ERR_NAN, "%s: voxel %lld is not a finite number", path,
-                        (long long)bad_voxel);
+    return mr_error_set(err, STATUS_ERR_NAN,
+                        "%s: voxel %lld is not a finite number within float's range (after the "
+                        "file's scaling)",
+                        path, (long long)bad_voxel);
   }
   return STATUS_OK;
 }

@@ -200,6 +200,10 @@ static Status extract(const Volume *image, const Volume *mask, const RadiomicsOp
                  : mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory");
   for (long i = 0; s == STATUS_OK && i < n; i++) {
     const float x = image->data[i];
+    if (!isfinite(x)) {
+      s = mr_error_set(err, STATUS_ERR_NAN, "radiomics: voxel %ld is %g", i, x);
+      break;
+    }
     r.morph[i] = !mask || mask->data[i] > 0.5f; /* no mask: the whole image */
     r.roi[i] = r.morph[i] && !(x < o->reseg_min) && !(x > o->reseg_max);
     r.n_morph += r.morph[i], r.n_roi += r.roi[i];
