@@ -607,8 +607,18 @@ typedef struct {
   float eps;
   int n, clean_right, adv_right, fooled, attackable;
   double queries;
-  double *moved; /* per selected feature: mean |z_adv - z_clean| over the images */
+  double *moved;  /* per selected feature: mean |z_adv - z_clean| over the images */
+  int *per_class; /* (3, k): images, right clean, right attacked, per true class */
 } EpsRow;
+
+/* the mean over the classes present of the share right */
+static double balanced(const int *total, const int *right, int k) {
+  double sum = 0;
+  int present = 0;
+  for (int c = 0; c < k; c++)
+    if (total[c]) sum += (double)right[c] / total[c], present++;
+  return present ? sum / present : 0;
+}
 
 static int attack_cmd(int argc, char **argv) {
   const char *model_path = NULL, *data_path = NULL, *split = "test", *out = NULL;
@@ -709,7 +719,8 @@ static int attack_cmd(int argc, char **argv) {
       adv && z0 && z1 && rows ? STATUS_OK : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
   for (int e = 0; st == STATUS_OK && e < n_eps; e++) {
     rows[e].eps = eps[e];
-    if (!(rows[e].moved = calloc(m.n_features, sizeof(double))))
+    rows[e].per_class = calloc(3 * (size_t)m.k, sizeof(int));
+    if (!(rows[e].moved = calloc(m.n_features, sizeof(double))) || !rows[e].per_class)
       st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
   }
   char csv_path[4200];
@@ -764,6 +775,8 @@ static int attack_cmd(int argc, char **argv) {
       const int y = d->labels[i];
       const int clean_ok = o.target >= 0 ? r.clean_pred != o.target : r.clean_pred == y;
       row->n++, row->clean_right += r.clean_pred == y, row->adv_right += r.adv_pred == y;
+      row->per_class[y]++, row->per_class[m.k + y] += r.clean_pred == y;
+      row->per_class[2 * m.k + y] += r.adv_pred == y;
       row->attackable += clean_ok;
       row->fooled += clean_ok && r.adv_margin < 0;
       row->queries += r.queries;
@@ -785,7 +798,8 @@ static int attack_cmd(int argc, char **argv) {
            radiomics_classifier_name(m.classifier), m.n_features, radiomics_attack_name(o.kind),
            radiomics_region_name(o.region), o.target >= 0 ? ", targeted" : "", rows[0].n, data_path,
            split);
-    printf("%8s %9s %9s %9s %9s\n", "eps", "clean", "attacked", "success", "queries");
+    printf("%8s %9s %9s %9s %9s %9s %9s\n", "eps", "clean", "balanced", "attacked", "balanced",
+           "success", "queries");
     root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "model", model_path);
     cJSON_AddStringToObject(root, "data", data_path);
@@ -801,13 +815,18 @@ static int attack_cmd(int argc, char **argv) {
       const EpsRow *row = &rows[e];
       const double n = row->n ? row->n : 1;
       const double success = row->attackable ? (double)row->fooled / row->attackable : 0;
-      printf("%8.4g %8.2f%% %8.2f%% %8.2f%% %9.1f\n", row->eps, 100 * row->clean_right / n,
-             100 * row->adv_right / n, 100 * success, row->queries / n);
+      const double bal_clean = balanced(row->per_class, row->per_class + m.k, m.k),
+                   bal_adv = balanced(row->per_class, row->per_class + 2 * m.k, m.k);
+      printf("%8.4g %8.2f%% %8.2f%% %8.2f%% %8.2f%% %8.2f%% %9.1f\n", row->eps,
+             100 * row->clean_right / n, 100 * bal_clean, 100 * row->adv_right / n, 100 * bal_adv,
+             100 * success, row->queries / n);
       cJSON *o_row = cJSON_CreateObject();
       cJSON_AddNumberToObject(o_row, "eps", row->eps);
       cJSON_AddNumberToObject(o_row, "images", row->n);
       cJSON_AddNumberToObject(o_row, "clean_accuracy", row->clean_right / n);
       cJSON_AddNumberToObject(o_row, "accuracy", row->adv_right / n);
+      cJSON_AddNumberToObject(o_row, "clean_balanced_accuracy", bal_clean);
+      cJSON_AddNumberToObject(o_row, "balanced_accuracy", bal_adv);
       cJSON_AddNumberToObject(o_row, "success_rate", success);
       cJSON_AddNumberToObject(o_row, "mean_queries", row->queries / n);
       cJSON *moved = cJSON_AddArrayToObject(o_row, "feature_change_sd");
@@ -855,7 +874,7 @@ static int attack_cmd(int argc, char **argv) {
     st = STATUS_ERR_IO;
   }
   cJSON_Delete(root), cJSON_Delete(examples);
-  for (int e = 0; rows && e < n_eps; e++) free(rows[e].moved);
+  for (int e = 0; rows && e < n_eps; e++) free(rows[e].moved), free(rows[e].per_class);
   free(rows), free(adv), free(z0), free(z1);
   radiomics_model_free(&m);
   data_free(data);

@@ -54,14 +54,15 @@ static void attack_section(FILE *o, const char *dir, const cJSON *a, const cJSON
       "Accuracy under attack", "eps (L-inf, [0,1] pixels)", "accuracy", 0, 0, 0, NULL};
   report_svg_chart(o, &chart, s, ns);
   fprintf(o,
-          "<table><tr><th>eps</th><th>images</th><th>clean</th><th>attacked</th><th>success"
-          "</th><th>mean queries</th></tr>\n");
+          "<table><tr><th>eps</th><th>images</th><th>clean</th><th>balanced</th>"
+          "<th>attacked</th><th>balanced</th><th>success</th><th>mean queries</th></tr>\n");
   cJSON_ArrayForEach(row, rows)
       fprintf(o,
               "<tr><td>%.4g</td><td>%.0f</td><td>%.1f%%</td><td>%.1f%%</td><td>%.1f%%</td>"
-              "<td>%.0f</td></tr>\n",
+              "<td>%.1f%%</td><td>%.1f%%</td><td>%.0f</td></tr>\n",
               number(row, "eps"), number(row, "images"), 100 * number(row, "clean_accuracy"),
-              100 * number(row, "accuracy"), 100 * number(row, "success_rate"),
+              100 * number(row, "clean_balanced_accuracy"), 100 * number(row, "accuracy"),
+              100 * number(row, "balanced_accuracy"), 100 * number(row, "success_rate"),
               number(row, "mean_queries"));
   fprintf(o, "</table>\n");
   /* the features the largest eps moved most */
