@@ -165,6 +165,17 @@ static void test_nifti_reader(void **state) {
   const float unknown[4] = {1, NAN, 1, 1};
   write_nifti(path, d3, 4, 16, unknown, voxels, sizeof voxels);
   expect_nifti_error(path, "voxel size along axis 1 is nan mm");
+  const float denormal[4] = {1, 1e-40f, 1, 1};
+  write_nifti(path, d3, 4, 16, denormal, voxels, sizeof voxels);
+  expect_nifti_error(path, "voxel size along axis 1 is 9.99995e-41 mm");
+  /* a 1-D file: the axes it lacks are one voxel of 1 mm, whatever their size fields hold
+   * (the fuzzer's NaN there sent the mesh's triangulation into an endless loop) */
+  const short d1[8] = {1, 6, 1, 1, 1, 1, 1, 1};
+  const float stray[4] = {1, 0.5f, NAN, -INFINITY};
+  write_nifti(path, d1, 4, 16, stray, voxels, sizeof voxels);
+  assert_int_equal(volume_read_nifti(path, &v, &err), STATUS_OK);
+  assert_true(v.nx == 6 && v.sx == 0.5 && v.sy == 1 && v.sz == 1);
+  volume_free(&v);
   const float values[6] = {0, 1, NAN, 3, 4, 5};
   /* libnifti replaces non-finite float voxels by 0 as it loads them (its behaviour, pinned) */
   write_nifti(path, d3, 16 /* float32 */, 32, spacing, values, sizeof values);
@@ -234,6 +245,16 @@ static void test_two_dimensional_roi(void **state) {
   Volume empty = {16, 12, 1, 1, 1, 1, zeros};
   assert_int_not_equal(radiomics_extract(&image, &empty, &o, &f, &err), STATUS_OK);
   assert_non_null(strstr(err.msg, "region of interest is empty"));
+  /* voxel sizes no scanner makes, from whatever source, are refused before any geometry */
+  o.binning = RAD_BIN_COUNT;
+  const float bad_sizes[] = {NAN, 0, -1, 1e-40f, 1e7f, INFINITY};
+  for (int b = 0; b < 6; b++) {
+    Volume odd = image;
+    odd.sy = bad_sizes[b];
+    if (radiomics_extract(&odd, NULL, &o, &f, &err) == STATUS_OK)
+      fail_msg("voxel size %g was accepted", (double)bad_sizes[b]);
+    assert_non_null(strstr(err.msg, "voxel size along axis 2"));
+  }
 }
 
 /* `medrobust ARGS` (@ is the test folder); its exit code, output in dir/out.txt */

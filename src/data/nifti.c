@@ -82,7 +82,7 @@ static const char *check_header(const nifti_image *nim, const char *path, char *
   double sizes[3] = {nim->dx, nim->dy, nim->dz};
   stated_voxel_size(path, sizes);
   for (int d = 0; d < 3 && d < nim->ndim; d++)
-    if (!(fabs(sizes[d]) > 0) || !isfinite(sizes[d])) {
+    if (!(fabs(sizes[d]) >= FLT_MIN) || !isfinite(sizes[d])) { /* zero, NaN, denormal */
       snprintf(why, cap, "its voxel size along axis %d is %g mm", d + 1, sizes[d]);
       return why;
     }
@@ -162,7 +162,10 @@ Status volume_read_nifti(const char *path, Volume *out, MrError *err) {
     out->data[i] = (float)v;
   }
   out->nx = (int)nim->nx, out->ny = (int)nim->ny, out->nz = (int)nim->nz;
-  out->sx = fabs(nim->dx), out->sy = fabs(nim->dy), out->sz = fabs(nim->dz);
+  /* an axis the file does not have is one voxel of 1 mm, whatever its unused size field holds */
+  const double sizes[3] = {fabs(nim->dx), fabs(nim->dy), fabs(nim->dz)};
+  out->sx = sizes[0], out->sy = nim->ndim >= 2 ? sizes[1] : 1,
+  out->sz = nim->ndim >= 3 ? sizes[2] : 1;
   nifti_image_free(nim);
   if (bad_voxel >= 0) {
     volume_free(out);

@@ -92,7 +92,7 @@ static int triangulate(Mesh *m, double loop[][3], int len) {
   for (int gap = 2; gap < len; gap++)
     for (int i = 0; i + gap < len; i++) {
       const int j = i + gap;
-      best[i][j] = -INFINITY;
+      best[i][j] = -INFINITY, split[i][j] = i + 1; /* a fan, should no sum compare */
       for (int k = i + 1; k < j; k++) {
         const double v = best[i][k] + best[k][j] + det3(loop[i], loop[k], loop[j]);
         if (v > best[i][j]) best[i][j] = v, split[i][j] = k;

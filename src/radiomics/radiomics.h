@@ -7,6 +7,9 @@
 
 /* grey levels a texture matrix takes: (levels x levels) co-occurrences */
 #define RADIOMICS_MAX_LEVELS 1024
+/* voxel sizes outside (a nanometre to a kilometre) are a broken header, not an image */
+#define RADIOMICS_MIN_VOXEL_MM 1e-6
+#define RADIOMICS_MAX_VOXEL_MM 1e6
 
 typedef struct {
   int nx, ny, nz;

@@ -186,6 +186,14 @@ static Status extract(const Volume *image, const Volume *mask, const RadiomicsOp
   if (o->binning == RAD_BIN_WIDTH && !(o->bin_width > 0))
     return mr_error_set(err, STATUS_ERR_ARG, "radiomics: bin width %g must be positive",
                         o->bin_width);
+  /* a denormal, NaN or absurd voxel size (a hostile header) would make every physical
+   * feature meaningless, and the mesh's geometry undefined */
+  const double sizes[3] = {image->sx, image->sy, image->sz};
+  for (int d = 0; d < 3; d++)
+    if (!(sizes[d] >= RADIOMICS_MIN_VOXEL_MM && sizes[d] <= RADIOMICS_MAX_VOXEL_MM))
+      return mr_error_set(err, STATUS_ERR_ARG,
+                          "radiomics: the voxel size along axis %d is %g mm (%g to %g accepted)",
+                          d + 1, sizes[d], RADIOMICS_MIN_VOXEL_MM, RADIOMICS_MAX_VOXEL_MM);
   const long n = (long)image->nx * image->ny * image->nz;
   Roi r = {.nx = image->nx,
            .ny = image->ny,

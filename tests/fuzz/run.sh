@@ -15,7 +15,8 @@ for bin in "$@"; do
   if ! "$bin" -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=20 -print_final_stats=1 \
       -artifact_prefix=build-fuzz/ "build-fuzz/corpus/$name" "tests/fuzz/corpus/$name" \
       > "$log" 2>&1; then
-    grep -E "ERROR|SUMMARY|#[0-9]+ .* in .*/(src|tests)/" "$log" | head -20
+    # the sanitizer's report (libnifti's own "** ERROR" lines are not ours)
+    grep -E "^==[0-9]+==ERROR|runtime error|SUMMARY|#[0-9]+ .* in .*/(src|tests)/|Test unit written" "$log" | head -20
     echo "fuzz $name: FAILED (log: $log)"
     failed="$failed $name"
     continue
