@@ -65,7 +65,7 @@ test: tests
 # The quick tier (< 1 min): ops, graphs, model files, data readers (and every fuzz input
 # replayed), atomic outputs, the public API.
 QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data \
-  test_fuzz_replay test_files test_radiomics test_public_api)
+  test_fuzz_replay test_files test_radiomics test_radiomics_surrogate test_public_api)
 test-quick: $(QUICK_TESTS) $(BUILD)/medrobust
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(QUICK_TESTS)
 

@@ -568,6 +568,9 @@ Status radiomics_resample(const Volume *in, double spacing, int is_mask, Volume 
 #define RAD_FAMILY_GLRLM 8u          /* rlm_ */
 #define RAD_FAMILY_ZONES 16u         /* szm_, dzm_ */
 #define RAD_FAMILY_NEIGHBOURHOOD 32u /* ngt_, ngl_ */
+/* "morphology,intensity,glcm,glrlm,zones,neighbourhood" (any of them) or "all" (0) into
+ * *out; 0 when a name is unknown. */
+int radiomics_families_parse(const char *list, unsigned *out);
 /* The family bit a feature tag belongs to (0: not a radiomics tag). */
 unsigned radiomics_family_of(const char *tag);
 RadiomicsOptions radiomics_options_default(void);
@@ -644,9 +647,39 @@ Status radiomics_model_logits(const RadiomicsModel *m, const RadiomicsFeatures *
 void radiomics_softmax(const double *z, int k, float *p);
 Status radiomics_model_save(const RadiomicsModel *m, const char *path, MrError *err);
 
+/* The white-box surrogate of the features (src/radiomics/surrogate.c): exact where the
+ * features are smooth in the intensities, the grey-level bins softened into logistic steps
+ * of `temperature` bins where a family counts levels (intensity and intensity-volume
+ * histograms, GLCM). */
+int radiomics_surrogate_supports(const char *tag); /* morph_, loc_, stat_, ih_, ivh_, cm_ */
+/* STATUS_ERR_ARG naming the model's features (or settings) the surrogate cannot follow */
+Status radiomics_surrogate_check(const RadiomicsModel *m, MrError *err);
+/* d objective / d feature, for the n features tagged tags (the others: 0) */
+typedef struct RadCotangents {
+  int n;
+  const char (*tags)[48];
+  const double *values;
+} RadCotangents;
+/* The surrogate features of image in mask (the families o selects, no resampling); with
+ * ct (d objective / d feature by tag), grad (voxels) = d objective / d image. */
+Status radiomics_surrogate_extract(const Volume *image, const Volume *mask,
+                                   const RadiomicsOptions *o, double temperature,
+                                   const RadCotangents *ct, RadiomicsFeatures *out, double *grad,
+                                   MrError *err);
+/* The model's logits on the surrogate features of one (c,h,w) image; with dlogits, grad
+ * (c,h,w) = d (sum_j dlogits[j] logit_j) / d image. */
+Status radiomics_surrogate_logits(const RadiomicsModel *m, const float *image, int c, int h, int w,
+                                  const int *mask, double temperature, const double *dlogits,
+                                  double *logits, float *grad, MrError *err);
+
 /* Attacks on a radiomics pipeline (image -> features in the fixed mask -> model),
  * query-only on the exact features (src/radiomics/attack.c). */
-typedef enum { RAD_ATTACK_SQUARE, RAD_ATTACK_SPSA, RAD_ATTACK_COUNT } RadiomicsAttackKind;
+typedef enum {
+  RAD_ATTACK_SQUARE,    /* query-only (Andriushchenko et al. 2020) */
+  RAD_ATTACK_SPSA,      /* query-only gradient estimates (Uesato et al. 2018) */
+  RAD_ATTACK_SURROGATE, /* white-box: PGD on the surrogate's gradient, re-scored exactly */
+  RAD_ATTACK_COUNT
+} RadiomicsAttackKind;
 const char *radiomics_attack_name(RadiomicsAttackKind k);
 int radiomics_attack_parse(const char *name); /* -1 if unknown */
 typedef enum {
@@ -659,13 +692,15 @@ const char *radiomics_region_name(RadiomicsRegion r);
 int radiomics_region_parse(const char *name); /* -1 if unknown */
 typedef struct {
   RadiomicsAttackKind kind;
-  float eps;   /* L-inf, on [0,1] pixels */
-  int queries; /* budget per image */
+  float eps;   /* on [0,1] pixels, in the norm below */
+  int queries; /* budget per image (surrogate: steps, each one exact evaluation) */
   int samples; /* SPSA: probe pairs per step (default 8) */
   float delta; /* SPSA: probe size (default 0.01) */
   RadiomicsRegion region;
   int target; /* a class to force, or -1: any wrong answer */
   uint64_t seed;
+  Norm norm;         /* NORM_L2: the surrogate attack only */
+  float temperature; /* surrogate: the soft bins' edge width in bins (default 0.1) */
 } RadiomicsAttackOptions;
 RadiomicsAttackOptions radiomics_attack_options_default(void); /* Square, eps 0.03, 1000 queries */
 typedef struct {

@@ -131,6 +131,7 @@ typedef struct {
   RadiomicsSetup setup;
   float bin_width, bin_min, reseg_min, reseg_max, spacing, resample;
   int no_binning;
+  const char *families;
 } SetupArgs;
 #define SETUP_OPTIONS(a)                                                                            \
   {"--label",                                                                                       \
@@ -171,24 +172,41 @@ typedef struct {
        1e9,                                                                                         \
        " X",                                                                                        \
        "intensity re-segmentation: drop ROI voxels below X"},                                       \
-      {"--reseg-max", OPT_FLOAT, &(a).reseg_max, -1e9, 1e9, " X", "and above X"}, {                 \
+      {"--reseg-max", OPT_FLOAT, &(a).reseg_max, -1e9, 1e9, " X", "and above X"},                   \
+      {"--families",                                                                                \
+       OPT_STRING,                                                                                  \
+       &(a).families,                                                                               \
+       0,                                                                                           \
+       0,                                                                                           \
+       " LIST",                                                                                     \
+       "feature families: all, or some of morphology,intensity,glcm,glrlm,zones,neighbourhood"},    \
+  {                                                                                                 \
     "--resample", OPT_FLOAT, &(a).resample, 0, 1e4, " MM",                                          \
         "resample to isotropic MM voxels first (IBSI: trilinear, centred grids; 0: none)"           \
   }
 
 static SetupArgs setup_args_default(void) {
-  SetupArgs a = {radiomics_setup_default(), 0, NAN, NAN, NAN, 1, 0, 0};
+  SetupArgs a = {radiomics_setup_default(), 0, NAN, NAN, NAN, 1, 0, 0, "all"};
   return a;
 }
 
-static void setup_apply(SetupArgs *a) {
+/* the options into a->setup; 0 (after saying why) when --families names no family */
+static int setup_apply(const char *cmd, SetupArgs *a) {
   RadiomicsOptions *o = &a->setup.extraction;
+  if (!radiomics_families_parse(a->families, &o->families)) {
+    fprintf(stderr,
+            "medrobust %s: --families %s: all, or a comma-separated list of morphology, "
+            "intensity, glcm, glrlm, zones, neighbourhood\n",
+            cmd, a->families);
+    return 0;
+  }
   if (a->bin_width > 0) o->binning = RAD_BIN_WIDTH, o->bin_width = a->bin_width;
   o->bin_min = a->bin_min;
   if (a->no_binning) o->binning = RAD_BIN_NONE;
   o->reseg_min = a->reseg_min, o->reseg_max = a->reseg_max;
   o->resample = a->resample;
   a->setup.spacing = a->spacing;
+  return 1;
 }
 
 static void roi_description(const RadiomicsSetup *s, int has_masks, char *out, size_t cap) {
@@ -282,7 +300,7 @@ static int extract(int argc, char **argv) {
             "their masks\n");
     return EXIT_USAGE;
   }
-  setup_apply(&a);
+  if (!setup_apply("radiomics extract", &a)) return EXIT_USAGE;
   MrError err = {0};
   Row *rows = NULL;
   int n = 0;
@@ -411,7 +429,7 @@ static int train_model(int argc, char **argv) {
     return EXIT_USAGE;
   }
   t.classifier = (RadiomicsClassifier)kind, t.c = c, t.max_correlation = max_corr;
-  setup_apply(&a);
+  if (!setup_apply("radiomics train", &a)) return EXIT_USAGE;
   MrError err = {0};
   DataSplits *data = data_load(data_path, NULL, &err);
   if (!data) {
@@ -623,18 +641,22 @@ static double balanced(const int *total, const int *right, int k) {
 static int attack_cmd(int argc, char **argv) {
   const char *model_path = NULL, *data_path = NULL, *split = "test", *out = NULL;
   const char *kind_text = "square", *region_text = "all", *eps_text = "0.01,0.03,0.05";
+  const char *norm_text = "linf";
   RadiomicsAttackOptions o = radiomics_attack_options_default();
   int limit = 0, quiet = 0, resume = 0;
   const CliOption options[] = {
       {"--model", OPT_STRING, &model_path, 0, 0, " M.json", "a radiomics model (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "its data set (required)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
-      {"--attack", OPT_STRING, &kind_text, 0, 0, " square|spsa",
-       "query-only search on the exact features"},
+      {"--attack", OPT_STRING, &kind_text, 0, 0, " square|spsa|surrogate",
+       "query-only search on the exact features, or white-box through the surrogate"},
       CLI_RESUME_OPTION(resume),
-      {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F",
-       "L-inf sizes on [0,1] pixels (4/255 accepted)"},
-      {"--queries", OPT_INT, &o.queries, 1, 1000000, " N", "budget per image"},
+      {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F", "sizes on [0,1] pixels (4/255 accepted)"},
+      {"--norm", OPT_STRING, &norm_text, 0, 0, " linf|l2", "threat model (l2: surrogate only)"},
+      {"--queries", OPT_INT, &o.queries, 1, 1000000, " N",
+       "budget per image (surrogate: exact evaluations, one per gradient step)"},
+      {"--temperature", OPT_FLOAT, &o.temperature, 1e-3, 100, " T",
+       "surrogate: width of the soft bins' edges, in bins"},
       {"--samples", OPT_INT, &o.samples, 1, 10000, " N", "SPSA: probe pairs per step"},
       {"--delta", OPT_FLOAT, &o.delta, 1e-6, 1, " D", "SPSA: probe size"},
       {"--region", OPT_STRING, &region_text, 0, 0, " all|roi|background",
@@ -652,10 +674,14 @@ static int attack_cmd(int argc, char **argv) {
   const CliSpec spec = {
       "radiomics attack", "radiomics attack --model M.json --data D --out DIR [options]",
       "Attacks a radiomics pipeline (image -> IBSI features in the image's own mask ->\n"
-      "the model) under an L-inf pixel budget, query-only on the exact features: Square\n"
-      "(Andriushchenko et al. 2020) or SPSA (Uesato et al. 2018). Per eps: accuracy\n"
-      "clean and under attack, success rate, queries, and the selected features the\n"
-      "attack moved most (mean change in training standard deviations).",
+      "the model) under a pixel budget: query-only on the exact features, Square\n"
+      "(Andriushchenko et al. 2020) or SPSA (Uesato et al. 2018), L-inf; or white-box,\n"
+      "PGD through a differentiable surrogate of the features (exact gradients for\n"
+      "statistics and local peaks, soft bins for the histogram and GLCM; models reading\n"
+      "other families are refused), L-inf or L2, every step re-scored on the exact\n"
+      "features. Per eps: accuracy clean and under attack, success rate, queries, and\n"
+      "the selected features the attack moved most (mean change in training standard\n"
+      "deviations).",
       options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
@@ -667,14 +693,21 @@ static int attack_cmd(int argc, char **argv) {
   const int kind = radiomics_attack_parse(kind_text), region = radiomics_region_parse(region_text);
   if (kind < 0 || region < 0) {
     fprintf(stderr,
-            "medrobust radiomics attack: --attack is square or spsa and --region all, roi or "
-            "background\n");
+            "medrobust radiomics attack: --attack is square, spsa or surrogate and --region "
+            "all, roi or background\n");
     return EXIT_USAGE;
   }
   o.kind = (RadiomicsAttackKind)kind, o.region = (RadiomicsRegion)region;
+  if (!cli_parse_norm("radiomics attack", norm_text, &o.norm)) return EXIT_USAGE;
+  if (o.norm == NORM_L2 && o.kind != RAD_ATTACK_SURROGATE) {
+    fprintf(stderr,
+            "medrobust radiomics attack: --norm l2 is for --attack surrogate (square and "
+            "spsa search the L-inf ball)\n");
+    return EXIT_USAGE;
+  }
   float eps[MAX_LIST];
   int n_eps;
-  if (!cli_parse_eps_list("radiomics attack", eps_text, NORM_LINF, eps, &n_eps)) return EXIT_USAGE;
+  if (!cli_parse_eps_list("radiomics attack", eps_text, o.norm, eps, &n_eps)) return EXIT_USAGE;
   const int s_idx = cli_split("radiomics attack", split);
   if (s_idx < 0) return EXIT_USAGE;
   char journal_path[4200];
@@ -690,6 +723,11 @@ static int attack_cmd(int argc, char **argv) {
     fprintf(stderr,
             "medrobust radiomics attack: --target %d is not one of the model's %d classes\n",
             o.target, m.k);
+    radiomics_model_free(&m);
+    return EXIT_USAGE;
+  }
+  if (o.kind == RAD_ATTACK_SURROGATE && radiomics_surrogate_check(&m, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust radiomics attack: %s: %s\n", model_path, err.msg);
     radiomics_model_free(&m);
     return EXIT_USAGE;
   }
@@ -728,7 +766,7 @@ static int attack_cmd(int argc, char **argv) {
   AtomicFile af = {0};
   if (st == STATUS_OK) st = atomic_open(&af, csv_path, "w", &err);
   if (st == STATUS_OK)
-    fprintf(af.f, "image,label,eps,clean_pred,adv_pred,clean_margin,adv_margin,queries,linf\n");
+    fprintf(af.f, "image,label,eps,clean_pred,adv_pred,clean_margin,adv_margin,queries,linf,l2\n");
   CliProgress progress;
   cli_progress_init(&progress, quiet);
   int skipped = 0, n_examples = 0;
@@ -748,10 +786,10 @@ static int attack_cmd(int argc, char **argv) {
     for (int e = 0; st == STATUS_OK && e < n_eps; e++) {
       cli_sweep_progress("radiomics attack", i * n_eps + e, count * n_eps, &progress);
       RadiomicsAttackResult r;
-      double linf = 0;
+      double size[2] = {0}; /* the perturbation's L-inf and L2 */
       const int example = e == n_eps - 1 && n_examples < 3;
       const JournalPart unit[3] = {
-          {&r, sizeof r}, {&linf, sizeof linf}, {z1, sizeof(double) * m.n_features}};
+          {&r, sizeof r}, {size, sizeof size}, {z1, sizeof(double) * m.n_features}};
       char key[48];
       snprintf(key, sizeof key, "i%d/e%d", i, e);
       if (!journal_restore(journal, key, unit, 3)) {
@@ -761,8 +799,11 @@ static int attack_cmd(int argc, char **argv) {
                               adv, &r, &err);
         if (st == STATUS_OK)
           st = radiomics_model_zscores(&m, adv, d->c, d->h, d->w, mask, z1, &err);
-        for (size_t p = 0; st == STATUS_OK && p < per; p++)
-          linf = fmax(linf, fabs((double)adv[p] - d->images[per * i + p]));
+        for (size_t p = 0; st == STATUS_OK && p < per; p++) {
+          const double delta = (double)adv[p] - d->images[per * i + p];
+          size[0] = fmax(size[0], fabs(delta)), size[1] += delta * delta;
+        }
+        size[1] = sqrt(size[1]);
         /* the unit holds each feature's move; its PNGs are written before it is journaled */
         for (int k = 0; st == STATUS_OK && k < m.n_features; k++) z1[k] = fabs(z1[k] - z0[k]);
         if (st == STATUS_OK && example)
@@ -783,8 +824,8 @@ static int attack_cmd(int argc, char **argv) {
       for (int k = 0; k < m.n_features; k++) row->moved[k] += z1[k];
       char id[64];
       csv_write_field(af.f, dataset_image_id(d, i, id, sizeof id));
-      fprintf(af.f, ",%d,%g,%d,%d,%.6g,%.6g,%d,%.6g\n", y, eps[e], r.clean_pred, r.adv_pred,
-              r.clean_margin, r.adv_margin, r.queries, linf);
+      fprintf(af.f, ",%d,%g,%d,%d,%.6g,%.6g,%d,%.6g,%.6g\n", y, eps[e], r.clean_pred, r.adv_pred,
+              r.clean_margin, r.adv_margin, r.queries, size[0], size[1]);
     }
   }
   cli_progress_done(&progress);
@@ -794,10 +835,12 @@ static int attack_cmd(int argc, char **argv) {
     atomic_abort(&af);
   cJSON *root = NULL;
   if (st == STATUS_OK) {
-    printf("radiomics %s model (%d features) under %s, region %s%s, on %d images of %s (%s)\n",
-           radiomics_classifier_name(m.classifier), m.n_features, radiomics_attack_name(o.kind),
-           radiomics_region_name(o.region), o.target >= 0 ? ", targeted" : "", rows[0].n, data_path,
-           split);
+    printf(
+        "radiomics %s model (%d features) under %s (%s), region %s%s, on %d images of %s "
+        "(%s)\n",
+        radiomics_classifier_name(m.classifier), m.n_features, radiomics_attack_name(o.kind),
+        o.norm == NORM_L2 ? "L2" : "L-inf", radiomics_region_name(o.region),
+        o.target >= 0 ? ", targeted" : "", rows[0].n, data_path, split);
     printf("%8s %9s %9s %9s %9s %9s %9s\n", "eps", "clean", "balanced", "attacked", "balanced",
            "success", "queries");
     root = cJSON_CreateObject();
@@ -805,6 +848,9 @@ static int attack_cmd(int argc, char **argv) {
     cJSON_AddStringToObject(root, "data", data_path);
     cJSON_AddStringToObject(root, "split", split);
     cJSON_AddStringToObject(root, "attack", radiomics_attack_name(o.kind));
+    cJSON_AddStringToObject(root, "norm", o.norm == NORM_L2 ? "l2" : "linf");
+    if (o.kind == RAD_ATTACK_SURROGATE)
+      cJSON_AddNumberToObject(root, "surrogate_temperature", o.temperature);
     cJSON_AddStringToObject(root, "region", radiomics_region_name(o.region));
     cJSON_AddNumberToObject(root, "target", o.target);
     cJSON_AddNumberToObject(root, "query_budget", o.queries);

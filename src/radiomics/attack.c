@@ -11,7 +11,7 @@
 
 #include "medrobust.h"
 
-static const char *const attack_names[RAD_ATTACK_COUNT] = {"square", "spsa"};
+static const char *const attack_names[RAD_ATTACK_COUNT] = {"square", "spsa", "surrogate"};
 static const char *const region_names[RAD_REGION_COUNT] = {"all", "roi", "background"};
 
 const char *radiomics_attack_name(RadiomicsAttackKind k) {
@@ -32,7 +32,16 @@ int radiomics_region_parse(const char *name) {
 }
 
 RadiomicsAttackOptions radiomics_attack_options_default(void) {
-  RadiomicsAttackOptions o = {RAD_ATTACK_SQUARE, 0.03f, 1000, 8, 0.01f, RAD_REGION_ALL, -1, 1};
+  RadiomicsAttackOptions o = {.kind = RAD_ATTACK_SQUARE,
+                              .eps = 0.03f,
+                              .queries = 1000,
+                              .samples = 8,
+                              .delta = 0.01f,
+                              .region = RAD_REGION_ALL,
+                              .target = -1,
+                              .seed = 1,
+                              .norm = NORM_LINF,
+                              .temperature = 0.1f};
   return o;
 }
 
@@ -106,13 +115,97 @@ static int argmax_logits(const Pipeline *p, const float *x, int *pred, double *m
   return 1;
 }
 
+/* White-box: projected gradient descent on the surrogate's cross-entropy (Madry et al.'s
+ * step, 2.5 eps / steps: signed for L-inf, normalised for L2), each iterate re-scored on the
+ * exact features, the lowest exact margin kept; stops once the exact pipeline is fooled.
+ * The cross-entropy weighs every rival class, where the margin's gradient would flip
+ * between two rivals and oscillate; after SURROGATE_PATIENCE steps without a better exact
+ * margin the step halves and the search restarts from the best point (APGD's schedule,
+ * Croce and Hein 2020, in its simplest form). */
+#define SURROGATE_PATIENCE 5
+static Status surrogate_search(const Pipeline *p, const RadiomicsAttackOptions *o,
+                               const unsigned char *allowed, const float *x, float *x_adv,
+                               int *used, MrError *err) {
+  const size_t plane = (size_t)p->h * p->w, per = plane * p->c;
+  /* the budget counts exact evaluations, the clean image's first */
+  const int steps = o->queries - 1;
+  double alpha = 2.5 * o->eps / (steps > 0 ? steps : 1);
+  float *cur = malloc(sizeof(float) * per), *grad = malloc(sizeof(float) * per);
+  if (!cur || !grad) {
+    free(cur), free(grad);
+    return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  }
+  memcpy(cur, x, sizeof(float) * per), memcpy(x_adv, x, sizeof(float) * per);
+  float best;
+  Status st = pipeline_margin((void *)p, x, 1, &best, err);
+  *used = 1;
+  int stalled = 0;
+  for (int step = 0; st == STATUS_OK && step < steps && best >= 0; step++) {
+    double z[MR_MAX_CLASSES], dz[MR_MAX_CLASSES];
+    float prob[MR_MAX_CLASSES];
+    st = radiomics_surrogate_logits(p->m, cur, p->c, p->h, p->w, p->mask, o->temperature, NULL, z,
+                                    NULL, err);
+    if (st != STATUS_OK) break;
+    /* descend log p(label) (untargeted) or -log p(target): d/dz = +-(onehot - softmax) */
+    radiomics_softmax(z, p->m->k, prob);
+    const int t = p->target >= 0 ? p->target : p->label;
+    for (int j = 0; j < p->m->k; j++)
+      dz[j] = (p->target >= 0 ? -1 : 1) * ((j == t) - (double)prob[j]);
+    st = radiomics_surrogate_logits(p->m, cur, p->c, p->h, p->w, p->mask, o->temperature, dz, z,
+                                    grad, err);
+    if (st != STATUS_OK) break;
+    double norm = 0;
+    for (size_t i = 0; i < per; i++) {
+      if (allowed && !allowed[i % plane]) grad[i] = 0;
+      norm += (double)grad[i] * grad[i];
+    }
+    if (norm == 0) break; /* nothing the surrogate sees can move */
+    norm = sqrt(norm);
+    for (size_t i = 0; i < per; i++)
+      cur[i] -= (float)(o->norm == NORM_L2 ? alpha * grad[i] / norm
+                                           : alpha * ((grad[i] > 0) - (grad[i] < 0)));
+    /* back into the ball around x and into [0,1] */
+    if (o->norm == NORM_L2) {
+      double d2 = 0;
+      for (size_t i = 0; i < per; i++) d2 += (double)(cur[i] - x[i]) * (cur[i] - x[i]);
+      const double shrink = d2 > (double)o->eps * o->eps ? o->eps / sqrt(d2) : 1;
+      for (size_t i = 0; i < per; i++) cur[i] = x[i] + (float)((cur[i] - x[i]) * shrink);
+    }
+    for (size_t i = 0; i < per; i++) {
+      const float lo = fmaxf(0, x[i] - o->eps), hi = fminf(1, x[i] + o->eps);
+      cur[i] = fminf(hi, fmaxf(lo, cur[i]));
+    }
+    float margin;
+    st = pipeline_margin((void *)p, cur, 1, &margin, err);
+    ++*used;
+    if (st != STATUS_OK) break;
+    if (margin < best) {
+      best = margin, stalled = 0;
+      memcpy(x_adv, cur, sizeof(float) * per);
+    } else if (++stalled == SURROGATE_PATIENCE) {
+      alpha /= 2, stalled = 0;
+      memcpy(cur, x_adv, sizeof(float) * per);
+    }
+  }
+  free(cur), free(grad);
+  return st;
+}
+
 Status radiomics_attack(const RadiomicsModel *m, const float *image, int c, int h, int w,
                         const int *mask, int label, const RadiomicsAttackOptions *o, float *adv,
                         RadiomicsAttackResult *r, MrError *err) {
   memset(r, 0, sizeof *r);
-  if (!(o->eps >= 0 && o->eps <= 1) || o->queries < 1)
-    return mr_error_set(err, STATUS_ERR_ARG, "radiomics attack: eps %g (0 to 1) and %d queries",
-                        o->eps, o->queries);
+  if (!(o->eps >= 0 && o->eps <= (o->norm == NORM_L2 ? 1e4f : 1)) || o->queries < 1)
+    return mr_error_set(err, STATUS_ERR_ARG, "radiomics attack: eps %g and %d queries", o->eps,
+                        o->queries);
+  if (o->norm == NORM_L2 && o->kind != RAD_ATTACK_SURROGATE)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "radiomics attack: %s searches the L-inf ball; L2 is the surrogate's",
+                        radiomics_attack_name(o->kind));
+  if (o->kind == RAD_ATTACK_SURROGATE) {
+    const Status s = radiomics_surrogate_check(m, err);
+    if (s != STATUS_OK) return s;
+  }
   if (label < 0 || label >= m->k || o->target >= m->k)
     return mr_error_set(err, STATUS_ERR_ARG,
                         "radiomics attack: class %d or target %d is not one of %d", label,
@@ -157,8 +250,9 @@ Status radiomics_attack(const RadiomicsModel *m, const float *image, int c, int 
   if (st == STATUS_OK && r->clean_margin < 0) {
     memcpy(adv, image, sizeof(float) * per); /* already wrong (or at the target): nothing to do */
   } else if (st == STATUS_OK) {
-    st = o->kind == RAD_ATTACK_SPSA ? spsa_search(&s, image, adv, err)
-                                    : square_search(&s, image, adv, err);
+    st = o->kind == RAD_ATTACK_SURROGATE ? surrogate_search(&p, o, allowed, image, adv, &used, err)
+         : o->kind == RAD_ATTACK_SPSA    ? spsa_search(&s, image, adv, err)
+                                         : square_search(&s, image, adv, err);
   }
   if (st == STATUS_OK && !argmax_logits(&p, adv, &r->adv_pred, &r->adv_margin, err))
     st = err->status;

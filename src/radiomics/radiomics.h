@@ -26,6 +26,17 @@ static inline long roi_index(const Roi *r, int x, int y, int z) {
   return ((long)z * r->ny + y) * r->nx + x;
 }
 
+/* The ROI of image in mask (NULL: the whole image) as o takes it: checked, re-segmented
+ * and discretised; roi_release frees it. */
+Status roi_prepare(const Volume *image, const Volume *mask, const RadiomicsOptions *o, Roi *out,
+                   MrError *err);
+void roi_release(Roi *r);
+
+/* One (c,h,w) image as the 1-slice volumes radiomics reads: its grey levels (the channels'
+ * mean) and its ROI (1 inside) as setup s takes it from mask; both malloc'ed. */
+Status rad_image_volumes(const float *image, int c, int h, int w, const int *mask,
+                         const RadiomicsSetup *s, Volume *grey, Volume *roi, MrError *err);
+
 /* voxel (x, y, z) is in the image and in the intensity ROI */
 static inline int roi_inside(const Roi *r, int x, int y, int z) {
   return x >= 0 && y >= 0 && z >= 0 && x < r->nx && y < r->ny && z < r->nz &&
@@ -49,6 +60,25 @@ Status rad_cooccurrence(const Roi *r, RadiomicsFeatures *f, MrError *err);
 Status rad_run_length(const Roi *r, RadiomicsFeatures *f, MrError *err);
 Status rad_zones(const Roi *r, RadiomicsFeatures *f, MrError *err);
 Status rad_neighbourhood(const Roi *r, RadiomicsFeatures *f, MrError *err);
+
+/* ---- the differentiable surrogate (surrogate.c) ----------------------------------
+ * Soft grey levels: voxel v is at level i (1..ng) with weight mu[v * ng + i - 1], the hard
+ * bins' edges blurred by logistic steps of width tau bins, so that the weights sum to 1
+ * and become the hard discretisation as tau -> 0. A family's surrogate adds its features'
+ * values (like its exact function) and, when cotangents are given, accumulates
+ * d objective / d mu into g_mu and d objective / d intensity into g_x. */
+typedef struct {
+  int ng;
+  double *mu, *g_mu;       /* (voxels x ng) */
+  double *g_x;             /* (voxels) */
+  const RadCotangents *ct; /* NULL: values only */
+} SoftLevels;
+/* d objective / d the feature tagged tag (0 when it does not read it) */
+double rad_cotangent(const SoftLevels *s, const char *tag);
+/* loc_, stat_, ih_ and ivh_ features */
+Status rad_intensity_surrogate(const Roi *r, SoftLevels *s, RadiomicsFeatures *f, MrError *err);
+/* cm_ features from soft co-occurrence matrices */
+Status rad_cooccurrence_surrogate(const Roi *r, SoftLevels *s, RadiomicsFeatures *f, MrError *err);
 
 /* The 13 directions of a 3-D neighbourhood (one of each opposite pair); the first 4 lie in
  * a slice (dz = 0). */

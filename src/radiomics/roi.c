@@ -58,6 +58,31 @@ unsigned radiomics_family_of(const char *tag) {
   return 0;
 }
 
+int radiomics_families_parse(const char *list, unsigned *out) {
+  static const struct {
+    const char *name;
+    unsigned family;
+  } names[] = {{"morphology", RAD_FAMILY_MORPHOLOGY},
+               {"intensity", RAD_FAMILY_INTENSITY},
+               {"glcm", RAD_FAMILY_GLCM},
+               {"glrlm", RAD_FAMILY_GLRLM},
+               {"zones", RAD_FAMILY_ZONES},
+               {"neighbourhood", RAD_FAMILY_NEIGHBOURHOOD}};
+  *out = 0;
+  if (!strcmp(list, "all")) return 1;
+  for (const char *p = list; *p;) {
+    const size_t len = strcspn(p, ",");
+    size_t i = 0;
+    while (i < sizeof names / sizeof *names &&
+           (strlen(names[i].name) != len || strncmp(p, names[i].name, len)))
+      i++;
+    if (i == sizeof names / sizeof *names) return 0;
+    *out |= names[i].family;
+    p += len + (p[len] == ',');
+  }
+  return *out != 0;
+}
+
 RadiomicsSetup radiomics_setup_default(void) {
   RadiomicsSetup s = {radiomics_options_default(), -1, 0, 1.0};
   return s;
@@ -70,13 +95,13 @@ size_t radiomics_roi_pixels(const int *mask, size_t plane, const RadiomicsSetup 
   return n;
 }
 
-Status radiomics_image_features(const float *image, int c, int h, int w, const int *mask,
-                                const RadiomicsSetup *s, RadiomicsFeatures *out, MrError *err) {
-  memset(out, 0, sizeof *out);
+Status rad_image_volumes(const float *image, int c, int h, int w, const int *mask,
+                         const RadiomicsSetup *s, Volume *grey, Volume *roi, MrError *err) {
   const size_t plane = (size_t)h * w;
-  float *grey = malloc(sizeof(float) * plane), *roi = malloc(sizeof(float) * plane);
-  if (!grey || !roi) {
-    free(grey), free(roi);
+  *grey = (Volume){w, h, 1, s->spacing, s->spacing, s->spacing, malloc(sizeof(float) * plane)};
+  *roi = (Volume){w, h, 1, s->spacing, s->spacing, s->spacing, malloc(sizeof(float) * plane)};
+  if (!grey->data || !roi->data) {
+    volume_free(grey), volume_free(roi);
     return mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory");
   }
   const int use_mask = mask && !s->whole_image;
@@ -84,21 +109,25 @@ Status radiomics_image_features(const float *image, int c, int h, int w, const i
   for (size_t p = 0; p < plane; p++) {
     double sum = 0;
     for (int ch = 0; ch < c; ch++) sum += image[(size_t)ch * plane + p];
-    grey[p] = (float)(sum / c);
-    roi[p] = !use_mask || (s->roi_label >= 0 ? mask[p] == s->roi_label : mask[p] > 0);
-    in_roi += roi[p] > 0.5f;
+    grey->data[p] = (float)(sum / c);
+    roi->data[p] = !use_mask || (s->roi_label >= 0 ? mask[p] == s->roi_label : mask[p] > 0);
+    in_roi += roi->data[p] > 0.5f;
   }
-  Status st;
-  if (!in_roi) {
-    st = s->roi_label >= 0
+  if (in_roi) return STATUS_OK;
+  volume_free(grey), volume_free(roi);
+  return s->roi_label >= 0
              ? mr_error_set(err, STATUS_ERR_ARG, "no pixel has mask == %d", s->roi_label)
              : mr_error_set(err, STATUS_ERR_ARG, "no pixel has mask > 0");
-  } else {
-    const Volume v = {w, h, 1, s->spacing, s->spacing, s->spacing, grey};
-    const Volume m = {w, h, 1, s->spacing, s->spacing, s->spacing, roi};
-    st = radiomics_extract(&v, &m, &s->extraction, out, err);
-  }
-  free(grey), free(roi);
+}
+
+Status radiomics_image_features(const float *image, int c, int h, int w, const int *mask,
+                                const RadiomicsSetup *s, RadiomicsFeatures *out, MrError *err) {
+  memset(out, 0, sizeof *out);
+  Volume grey, roi;
+  Status st = rad_image_volumes(image, c, h, w, mask, s, &grey, &roi, err);
+  if (st != STATUS_OK) return st;
+  st = radiomics_extract(&grey, &roi, &s->extraction, out, err);
+  volume_free(&grey), volume_free(&roi);
   return st;
 }
 
@@ -173,8 +202,9 @@ Status radiomics_extract(const Volume *image, const Volume *mask, const Radiomic
   return s;
 }
 
-static Status extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
-                      RadiomicsFeatures *out, MrError *err) {
+Status roi_prepare(const Volume *image, const Volume *mask, const RadiomicsOptions *o, Roi *out,
+                   MrError *err) {
+  memset(out, 0, sizeof *out);
   if (!image || !image->data || image->nx < 1 || image->ny < 1 || image->nz < 1)
     return mr_error_set(err, STATUS_ERR_ARG, "radiomics: an empty image");
   if (mask && (mask->nx != image->nx || mask->ny != image->ny || mask->nz != image->nz))
@@ -220,6 +250,24 @@ static Status extract(const Volume *image, const Volume *mask, const RadiomicsOp
     s = mr_error_set(err, STATUS_ERR_ARG, "radiomics: the region of interest is empty%s",
                      r.n_morph ? " after intensity re-segmentation" : "");
   if (s == STATUS_OK) s = discretise(&r, o, err);
+  if (s != STATUS_OK) {
+    roi_release(&r);
+    return s;
+  }
+  *out = r;
+  return STATUS_OK;
+}
+
+void roi_release(Roi *r) {
+  free(r->morph), free(r->roi), free(r->q);
+  memset(r, 0, sizeof *r);
+}
+
+static Status extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
+                      RadiomicsFeatures *out, MrError *err) {
+  Roi r;
+  Status s = roi_prepare(image, mask, o, &r, err);
+  if (s != STATUS_OK) return s;
 #define WANT(bit) (s == STATUS_OK && (!o->families || (o->families & (bit))))
   if (WANT(RAD_FAMILY_MORPHOLOGY)) s = rad_morphology(&r, out, err);
   if (WANT(RAD_FAMILY_INTENSITY)) s = rad_intensity(&r, o, out, err);
@@ -228,7 +276,7 @@ static Status extract(const Volume *image, const Volume *mask, const RadiomicsOp
   if (WANT(RAD_FAMILY_ZONES)) s = rad_zones(&r, out, err);
   if (WANT(RAD_FAMILY_NEIGHBOURHOOD)) s = rad_neighbourhood(&r, out, err);
 #undef WANT
-  free(r.morph), free(r.roi), free(r.q);
+  roi_release(&r);
   if (s != STATUS_OK) radiomics_features_free(out);
   return s;
 }
