@@ -5,7 +5,11 @@
 # the whole image, correlation-filtered, L2 logistic regression) are trained
 # on the same training images; then the same query-only attack (Square,
 # Andriushchenko et al. 2020, L-inf, the same query budget) runs on each at
-# the same eps on the same test images; PGD (white-box) on the CNN for scale.
+# the same eps on the same test images; PGD (white-box) on the CNN for scale. A third
+# radiomics model reads only the families the white-box surrogate follows (morphology,
+# intensity, GLCM): it is attacked by Square and by PGD through the surrogate (issue 14,
+# item 5a), so that white-box meets white-box.
+# Every stage is skipped when its output exists (delete bench/out/papers/radiomics to redo).
 # Sets: the built-in lesion phantom, BreastMNIST (ultrasound, 28x28).
 # usage: sh bench/papers/radiomics.sh [phantom|breastmnist|all]   (about 15 min here)
 . "$(dirname "$0")/common.sh"
@@ -42,6 +46,28 @@ run_set() {
     fi
     cat "$d/radiomics_${disc}_square.txt"
   done
+  # white-box on radiomics: a model restricted to what the surrogate differentiates
+  if [ ! -f "$d/radiomics_wb.json" ]; then
+    echo "== radiomics train $d/radiomics_wb.json (morphology, intensity, glcm)"
+    "$mr" --threads "$threads" radiomics train --data "$data" --out "$d/radiomics_wb.json" \
+      --families morphology,intensity,glcm --quiet > "$d/radiomics_wb_train.txt"
+  fi
+  cat "$d/radiomics_wb_train.txt"
+  for a in square surrogate; do
+    q=$queries
+    [ "$a" = surrogate ] && q=${SURROGATE_QUERIES:-50}
+    if [ ! -f "$d/radiomics_wb_$a/radiomics_attack.json" ]; then
+      echo "== radiomics attack (restricted model, $a, $q queries, $limit images)"
+      "$mr" --threads "$threads" radiomics attack --model "$d/radiomics_wb.json" --data "$data" \
+        --attack "$a" --eps "$eps" --queries "$q" --limit "$limit" --quiet \
+        --out "$d/radiomics_wb_$a" > "$d/radiomics_wb_$a.txt"
+    fi
+    cat "$d/radiomics_wb_$a.txt"
+  done
+  if [ -s "$d/cnn_attacks.txt" ]; then
+    cat "$d/cnn_attacks.txt"
+    return
+  fi
   : > "$d/cnn_attacks.txt"
   for e in $(echo "$eps" | tr ',' ' '); do
     for a in square pgd; do

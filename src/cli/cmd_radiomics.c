@@ -944,9 +944,12 @@ static int stability_cmd(int argc, char **argv) {
       {"--model", OPT_STRING, &model_path, 0, 0, " M.json", "a radiomics model (required)"},
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "its data set (required)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
-      {"--attack", OPT_STRING, &kind_text, 0, 0, " square|spsa", "the adversarial perturbation"},
+      {"--attack", OPT_STRING, &kind_text, 0, 0, " square|spsa|surrogate",
+       "the adversarial perturbation"},
       {"--eps", OPT_STRING, &eps_text, 0, 0, " E", "its L-inf size on [0,1] pixels"},
       {"--queries", OPT_INT, &o.queries, 1, 1000000, " N", "its query budget per image"},
+      {"--temperature", OPT_FLOAT, &o.temperature, 1e-3, 100, " T",
+       "surrogate: width of the soft bins' edges, in bins"},
       {"--seed", OPT_U64, &o.seed, 0, 0, " S", "attack and noise"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images"},
       {"--out", OPT_STRING, &out, 0, 0, " F.csv", "ICC per feature and perturbation (required)"},
@@ -972,7 +975,8 @@ static int stability_cmd(int argc, char **argv) {
   double e = -1;
   if (kind < 0 || !cli_parse_number(eps_text, &e) ||
       !cli_eps_valid("radiomics stability", e, NORM_LINF, eps_text)) {
-    if (kind < 0) fprintf(stderr, "medrobust radiomics stability: --attack is square or spsa\n");
+    if (kind < 0)
+      fprintf(stderr, "medrobust radiomics stability: --attack is square, spsa or surrogate\n");
     return EXIT_USAGE;
   }
   o.kind = (RadiomicsAttackKind)kind, o.eps = (float)e;
@@ -986,6 +990,11 @@ static int stability_cmd(int argc, char **argv) {
   if (radiomics_model_load(model_path, &m, &err) != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     return EXIT_RUNTIME;
+  }
+  if (o.kind == RAD_ATTACK_SURROGATE && radiomics_surrogate_check(&m, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust radiomics stability: %s: %s\n", model_path, err.msg);
+    radiomics_model_free(&m);
+    return EXIT_USAGE;
   }
   DataSplits *data = data_load(data_path, NULL, &err);
   if (!data) {
