@@ -8,7 +8,10 @@ ARCH_FLAGS ?= -march=native
 OPT ?= -O3
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -Iinclude -I/usr/include/nifti \
                $(shell pkg-config --cflags $(PKGS))
-LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprotobuf-c) -ljpeg -lcsv -ldnnl -lnifti2 -lqhull_r -llinear -lm -fopenmp
+# GDCM (C++, no pkg-config file): DICOM, in the one C++ file src/data/dicom.cpp
+GDCM_CFLAGS := -isystem /usr/include/gdcm-3.0
+GDCM_LIBS := -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lgdcmDICT -lgdcmIOD -lstdc++
+LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprotobuf-c) -ljpeg -lcsv -ldnnl -lnifti2 -lqhull_r -llinear $(GDCM_LIBS) -lm -fopenmp
 TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 
 BUILD ?= build
@@ -20,7 +23,8 @@ TEST_SRC := $(wildcard tests/test_*.c)
 # ONNX's protobuf schema, compiled by protoc-c from the copy Debian's libonnx-dev ships
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 GEN := $(BUILD)/gen
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
+LIB_CXX_SRC := $(wildcard src/data/*.cpp)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX_SRC:%.cpp=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 HEADERS := $(wildcard include/*.h src/*/*.h tests/*.h)
@@ -30,6 +34,15 @@ all: $(BUILD)/medrobust $(BUILD)/libmedrobust.a
 $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(CC) $(CFLAGS) -c $< -o $@
+
+# C++ (GDCM's side): the C flags but the C++ standard, and the warnings as errors all the same
+CXX ?= c++
+# (UBSan's vptr check needs the C++ runtime at link time, which the C driver leaves out;
+# the dynamic types it checks are GDCM's)
+CXXFLAGS := $(filter-out -std=c11,$(CFLAGS)) -std=c++17 -fno-sanitize=vptr $(GDCM_CFLAGS)
+$(BUILD)/%.o: %.cpp $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(CXX) $(CXXFLAGS) -c $< -o $@
 
 $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
 	@mkdir -p $(GEN)
@@ -65,7 +78,7 @@ test: tests
 # The quick tier (< 1 min): ops, graphs, model files, data readers (and every fuzz input
 # replayed), atomic outputs, the public API.
 QUICK_TESTS := $(addprefix $(BUILD)/tests/,test_layers test_graph test_safetensors test_data \
-  test_fuzz_replay test_files test_radiomics test_radiomics_surrogate test_public_api)
+  test_fuzz_replay test_files test_radiomics test_radiomics_surrogate test_dicom test_public_api)
 test-quick: $(QUICK_TESTS) $(BUILD)/medrobust
 	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(QUICK_TESTS)
 
@@ -80,7 +93,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz-build:
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT=-O1 \
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CXX=clang++ OPT=-O1 \
 	  EXTRA_CFLAGS="$(FUZZ_SANITIZE) -fsanitize=fuzzer-no-link -Wno-pass-failed" $(FUZZ_BIN)
 fuzz: fuzz-build
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_BIN)
@@ -93,7 +106,7 @@ build-fuzz/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(BUILD)/libmedrobust.a $(HE
 bench: all
 	sh bench/run.sh
 
-FORMAT_FILES := $(shell find include src tests bench -name '*.[ch]')
+FORMAT_FILES := $(shell find include src tests bench -name '*.[ch]' -o -name '*.cpp')
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:

@@ -539,6 +539,23 @@ typedef struct {
   double sx, sy, sz; /* voxel size in mm */
   float *data;       /* as stored, scaled by the file's slope and intercept */
 } Volume;
+/* A DICOM image or series (src/data/dicom.cpp, through GDCM). */
+typedef struct {
+  Volume v;     /* nx columns, ny rows, nz frames or slices; in modality units (HU for CT) */
+  int channels; /* 1, or 3 (RGB): then each slice holds 3 planes of ny x nx */
+  int slices;   /* files assembled (1 for a single file, multi-frame or not) */
+  double slope, intercept; /* Rescale Slope and Intercept applied (1 and 0 when absent) */
+  double origin[3];        /* Image Position Patient of the first voxel, mm */
+  double direction[9];     /* row, column and slice direction cosines */
+  char modality[17], photometric[17], transfer_syntax[80];
+} DicomVolume;
+/* A DICOM file (single or multi-frame), or a folder holding one series: its files sorted
+ * by Image Position Patient along the slice normal, one Series Instance UID, equal
+ * spacing. Pixels masked to Bits Stored, sign-extended, rescaled to modality units;
+ * MONOCHROME1 inverted (higher is brighter); YBR converted to RGB. */
+Status dicom_read(const char *path, DicomVolume *out, MrError *err);
+void dicom_volume_free(DicomVolume *d);
+
 /* A NIfTI-1/2 file (.nii, .nii.gz, .hdr/.img) holding one 3-D scalar volume. */
 Status volume_read_nifti(const char *path, Volume *out, MrError *err);
 void volume_free(Volume *v);

@@ -39,6 +39,9 @@
 #define LLVMFuzzerTestOneInput fuzz_radiomics_model
 #include "fuzz/fuzz_radiomics_model.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_dicom
+#include "fuzz/fuzz_dicom.c"
+#undef LLVMFuzzerTestOneInput
 
 typedef int (*FuzzFn)(const uint8_t *data, size_t size);
 
@@ -76,6 +79,7 @@ static int replay(const char *name, FuzzFn fn) {
     assert_true(n > 0);                                      \
   }
 REPLAY_TEST(npy)
+REPLAY_TEST(dicom)
 REPLAY_TEST(npz)
 REPLAY_TEST(safetensors)
 REPLAY_TEST(checkpoint)
@@ -88,17 +92,13 @@ REPLAY_TEST(nifti)
 REPLAY_TEST(radiomics_model)
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_npy),
-                                     cmocka_unit_test(test_npz),
-                                     cmocka_unit_test(test_safetensors),
-                                     cmocka_unit_test(test_checkpoint),
-                                     cmocka_unit_test(test_onnx),
-                                     cmocka_unit_test(test_image),
-                                     cmocka_unit_test(test_idx),
-                                     cmocka_unit_test(test_report),
-                                     cmocka_unit_test(test_journal),
-                                     cmocka_unit_test(test_nifti),
-                                     cmocka_unit_test(test_radiomics_model)};
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_npy),        cmocka_unit_test(test_dicom),
+      cmocka_unit_test(test_npz),        cmocka_unit_test(test_safetensors),
+      cmocka_unit_test(test_checkpoint), cmocka_unit_test(test_onnx),
+      cmocka_unit_test(test_image),      cmocka_unit_test(test_idx),
+      cmocka_unit_test(test_report),     cmocka_unit_test(test_journal),
+      cmocka_unit_test(test_nifti),      cmocka_unit_test(test_radiomics_model)};
   const int rc = cmocka_run_group_tests_name("fuzz replay", tests, NULL, NULL);
   net_free(net), free(moment1), free(moment2); /* fuzz_checkpoint's, kept across inputs */
   return rc;

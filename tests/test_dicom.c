@@ -1,0 +1,270 @@
+/* The DICOM reader (src/data/dicom.cpp, GDCM) on real files: Debian's
+ * python3-pydicom test files (skipped with a reason when absent). Every
+ * transfer syntax of MR_small decodes to the same pixels; the files pydicom
+ * decodes itself match it value for value (pydicom runs when installed);
+ * series are assembled by position, not by name, and mixed or unevenly spaced
+ * ones are refused; truncated, hostile and crashing files are errors. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define PYDICOM "/usr/lib/python3/dist-packages/pydicom/data/test_files"
+
+static char dir[256];
+
+static int setup(void **state) {
+  (void)state;
+  return make_temp_dir(dir, sizeof dir, "dicom");
+}
+
+static int teardown(void **state) {
+  (void)state;
+  return remove_dir(dir);
+}
+
+static int have_files(void) {
+  struct stat st;
+  if (stat(PYDICOM "/MR_small.dcm", &st) == 0) return 1;
+  print_message("skipped: no " PYDICOM " (Debian's python3-pydicom ships the test files)\n");
+  return 0;
+}
+
+static void read_ok(const char *name, DicomVolume *d) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", name[0] == '/' ? "" : PYDICOM, name);
+  MrError err = {0};
+  if (dicom_read(name[0] == '/' ? name : path, d, &err) != STATUS_OK)
+    fail_msg("%s: %s", name, err.msg);
+}
+
+static void read_fails(const char *path, const char *needle) {
+  DicomVolume d;
+  MrError err = {0};
+  const Status s = dicom_read(path, &d, &err);
+  if (s == STATUS_OK || !strstr(err.msg, needle))
+    fail_msg("%s: expected an error with '%s', got %d '%s'", path, needle, s, err.msg);
+}
+
+static size_t voxels(const DicomVolume *d) {
+  return (size_t)d->v.nx * d->v.ny * d->v.nz * d->channels;
+}
+
+/* MR_small in every transfer syntax pydicom ships: explicit and implicit little endian,
+ * big endian, RLE, JPEG-LS lossless, JPEG 2000 lossless, padded: the same pixels. */
+static void test_transfer_syntaxes_agree(void **state) {
+  (void)state;
+  if (!have_files()) return;
+  static const char *const variants[] = {
+      "MR_small_implicit.dcm", "MR_small_bigendian.dcm",        "MR_small_expb.dcm",
+      "MR_small_RLE.dcm",      "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm",
+      "MR_small_padded.dcm"};
+  DicomVolume ref;
+  read_ok("MR_small.dcm", &ref);
+  assert_true(ref.v.nx == 64 && ref.v.ny == 64 && ref.v.nz == 1 && ref.channels == 1);
+  assert_string_equal(ref.modality, "MR");
+  assert_true(fabs(ref.v.sx - 0.3125) < 1e-9);
+  for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
+    DicomVolume d;
+    read_ok(variants[i], &d);
+    assert_int_equal(voxels(&d), voxels(&ref));
+    if (memcmp(d.v.data, ref.v.data, sizeof(float) * voxels(&ref)))
+      fail_msg("%s (%s) decodes to other pixels than MR_small.dcm", variants[i], d.transfer_syntax);
+    dicom_volume_free(&d);
+  }
+  dicom_volume_free(&ref);
+  /* JPEG 2000 CT (lossy, 512x512): Hounsfield units through the rescale */
+  DicomVolume ct;
+  read_ok("693_J2KI.dcm", &ct);
+  assert_true(ct.v.nx == 512 && ct.v.ny == 512 && !strcmp(ct.modality, "CT"));
+  assert_true(ct.intercept == -1024 || ct.slope != 1); /* a rescale the file carries */
+  double lo = 1e9;
+  for (size_t i = 0; i < voxels(&ct); i++) lo = fmin(lo, ct.v.data[i]);
+  assert_true(lo < -900); /* air, in HU */
+  dicom_volume_free(&ct);
+  /* multi-frame: 2 RGB frames; 15 dose frames, equal in both byte orders */
+  DicomVolume mf, dose, dose_be;
+  read_ok("SC_rgb_rle_2frame.dcm", &mf);
+  assert_true(mf.v.nz == 2 && mf.channels == 3 && mf.slices == 1);
+  read_ok("rtdose.dcm", &dose);
+  read_ok("rtdose_expb.dcm", &dose_be);
+  assert_int_equal(dose.v.nz, 15);
+  assert_memory_equal(dose.v.data, dose_be.v.data, sizeof(float) * voxels(&dose));
+  dicom_volume_free(&mf), dicom_volume_free(&dose), dicom_volume_free(&dose_be);
+}
+
+/* Each file's pixels as pydicom reports them after the modality LUT (and its colour
+ * conversion): count, sum and an index-weighted sum, over (frame, channel, row, column). */
+static int pydicom_checksums(const char *const *names, int n, double (*sums)[3]) {
+  if (access("/usr/bin/python3", X_OK) != 0) return 0;
+  char cmd[4096] =
+      "/usr/bin/python3 -c '\n"
+      "import sys, numpy as np, pydicom\n"
+      "from pydicom.pixel_data_handlers.util import apply_modality_lut, "
+      "convert_color_space\n"
+      "for f in sys.argv[1:]:\n"
+      "  d = pydicom.dcmread(f); a = d.pixel_array\n"
+      "  pi = d.PhotometricInterpretation\n"
+      "  if pi.startswith(\"YBR\"): a = convert_color_space(a, pi, \"RGB\")\n"
+      "  a = apply_modality_lut(a, d).astype(float) if d.SamplesPerPixel == 1 "
+      "else a.astype(float)\n"
+      "  if d.SamplesPerPixel == 3: a = np.moveaxis(a, -1, -3)\n"
+      "  w = (np.arange(a.size) % 7 + 1).reshape(a.shape)\n"
+      "  print(a.size, a.sum(), (a * w).sum())\n"
+      "' 2>/dev/null";
+  for (int i = 0; i < n; i++)
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " %s/%s", PYDICOM, names[i]);
+  FILE *p = popen(cmd, "r");
+  if (!p) return 0;
+  int got = 0;
+  while (got < n && fscanf(p, "%lf %lf %lf", &sums[got][0], &sums[got][1], &sums[got][2]) == 3)
+    got++;
+  pclose(p);
+  return got == n;
+}
+
+static void test_values_match_pydicom(void **state) {
+  (void)state;
+  if (!have_files()) return;
+  static const char *const names[] = {"CT_small.dcm",         "MR_small.dcm",
+                                      "ExplVR_BigEnd.dcm",    "image_dfl.dcm",
+                                      "SC_rgb_rle.dcm",       "SC_rgb_rle_2frame.dcm",
+                                      "SC_rgb_small_odd.dcm", "SC_ybr_full_422_uncompressed.dcm"};
+  enum { N = sizeof names / sizeof *names };
+  double sums[N][3];
+  if (!pydicom_checksums(names, N, sums)) {
+    print_message("skipped: pydicom (with numpy) does not run here\n");
+    return;
+  }
+  for (int i = 0; i < N; i++) {
+    DicomVolume d;
+    read_ok(names[i], &d);
+    const size_t n = voxels(&d);
+    double sum = 0, weighted = 0;
+    for (size_t k = 0; k < n; k++)
+      sum += d.v.data[k], weighted += d.v.data[k] * (double)(k % 7 + 1);
+    if ((double)n != sums[i][0] || fabs(sum - sums[i][1]) > 1e-6 * fmax(1, fabs(sums[i][1])) ||
+        fabs(weighted - sums[i][2]) > 1e-6 * fmax(1, fabs(sums[i][2])))
+      fail_msg("%s: %zu values, sum %.9g, weighted %.9g; pydicom %.0f, %.9g, %.9g", names[i], n,
+               sum, weighted, sums[i][0], sums[i][1], sums[i][2]);
+    dicom_volume_free(&d);
+  }
+  /* CT_small in Hounsfield units, as pydicom reads it */
+  DicomVolume ct;
+  read_ok("CT_small.dcm", &ct);
+  assert_string_equal(ct.modality, "CT");
+  dicom_volume_free(&ct);
+}
+
+/* A series written by pydicom from CT_small: slices at shuffled positions under file names
+ * in another order; then one slice from another series, and uneven spacing. */
+static void test_series(void **state) {
+  (void)state;
+  if (!have_files()) return;
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c '\n"
+           "import sys, os, copy, pydicom\n"
+           "src = pydicom.dcmread(\"" PYDICOM
+           "/CT_small.dcm\")\n"
+           "def write(folder, zs, uid_of=lambda k: None):\n"
+           "  os.makedirs(folder, exist_ok=True)\n"
+           "  for k, z in enumerate(zs):\n"
+           "    d = copy.deepcopy(src)\n"
+           "    d.ImagePositionPatient = [0, 0, z]\n"
+           "    d.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]\n"
+           "    d.InstanceNumber = k\n"
+           "    arr = d.pixel_array.copy(); arr[0, 0] = int(z * 10); d.PixelData = arr.tobytes()\n"
+           "    if uid_of(k): d.SeriesInstanceUID = uid_of(k)\n"
+           "    d.save_as(os.path.join(folder, \"f%%d.dcm\" %% (len(zs) - k)))\n"
+           "write(sys.argv[1] + \"/good\", [5.0, -2.5, 2.5, 0.0, 7.5])\n"
+           "write(sys.argv[1] + \"/mixed\", [0.0, 2.5, 5.0], lambda k: \"1.2.3.4\" if k == 1 "
+           "else None)\n"
+           "write(sys.argv[1] + \"/uneven\", [0.0, 2.5, 6.0])\n"
+           "' %s 2>/dev/null",
+           dir);
+  if (system(cmd) != 0) {
+    print_message("skipped: pydicom cannot write the test series here\n");
+    return;
+  }
+  char path[400];
+  snprintf(path, sizeof path, "%s/good", dir);
+  DicomVolume d;
+  read_ok(path, &d);
+  assert_true(d.v.nx == 128 && d.v.ny == 128 && d.v.nz == 5 && d.slices == 5);
+  assert_true(fabs(d.v.sz - 2.5) < 1e-9);
+  /* sorted by position: the marked first pixel rises slice by slice, from z = -2.5 */
+  for (int z = 0; z < 5; z++) {
+    const float first = d.v.data[(size_t)z * 128 * 128];
+    if (fabs(first - (d.slope * (z - 1) * 25.0 + d.intercept)) > 1e-3)
+      fail_msg("slice %d starts with %g", z, first);
+  }
+  assert_true(fabs(d.origin[2] + 2.5) < 1e-9);
+  dicom_volume_free(&d);
+  snprintf(path, sizeof path, "%s/mixed", dir);
+  read_fails(path, "mixed series");
+  snprintf(path, sizeof path, "%s/uneven", dir);
+  read_fails(path, "inconsistent slice spacing");
+}
+
+/* Cut, hostile and crashing files: errors naming the file, never a crash. */
+static void test_bad_files(void **state) {
+  (void)state;
+  if (!have_files()) return;
+  read_fails(PYDICOM "/MR_truncated.dcm", "truncated");
+  read_fails(PYDICOM "/rtdose_1frame.dcm", "GDCM failed on it"); /* GDCM asserts on it */
+  read_fails(PYDICOM "/liver_1frame.dcm", "1 bits stored");
+  read_fails(PYDICOM "/rtplan.dcm", "not a readable DICOM image"); /* no pixels */
+  read_fails("/nonexistent/x.dcm", "cannot be read");
+  char path[400];
+  snprintf(path, sizeof path, "%s/empty", dir);
+  mkdir(path, 0700);
+  read_fails(path, "no files");
+  /* CT_small with its pixel data's length field raised past the end of the file */
+  FILE *f = fopen(PYDICOM "/CT_small.dcm", "rb");
+  assert_non_null(f);
+  static unsigned char bytes[1 << 16];
+  const size_t n = fread(bytes, 1, sizeof bytes, f);
+  fclose(f);
+  static const unsigned char tag[] = {0xe0, 0x7f, 0x10, 0x00, 'O', 'W', 0, 0};
+  size_t at = 0;
+  for (size_t i = 0; i + sizeof tag + 4 <= n; i++)
+    if (!memcmp(bytes + i, tag, sizeof tag)) at = i;
+  assert_true(at > 0);
+  const uint32_t huge = 0xfffffff0u;
+  memcpy(bytes + at + 8, &huge, 4);
+  snprintf(path, sizeof path, "%s/long.dcm", dir);
+  f = fopen(path, "wb");
+  fwrite(bytes, 1, n, f);
+  fclose(f);
+  DicomVolume d;
+  MrError err = {0};
+  assert_int_not_equal(dicom_read(path, &d, &err), STATUS_OK);
+  /* a sequence nested without end: DICM, then sequences of undefined length inside each
+   * other until the file ends */
+  snprintf(path, sizeof path, "%s/nested.dcm", dir);
+  f = fopen(path, "wb");
+  static unsigned char head[132] = {0};
+  memcpy(head + 128, "DICM", 4);
+  fwrite(head, 1, sizeof head, f);
+  static const unsigned char seq[] = {0x08, 0x00, 0x15, 0x11, 'S',  'Q',  0,    0,    0xff, 0xff,
+                                      0xff, 0xff, 0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff};
+  for (int i = 0; i < 100000; i++) fwrite(seq, 1, sizeof seq, f);
+  fclose(f);
+  assert_int_not_equal(dicom_read(path, &d, &err), STATUS_OK);
+  /* random bytes */
+  snprintf(path, sizeof path, "%s/noise.dcm", dir);
+  f = fopen(path, "wb");
+  Rng rng;
+  rng_seed(&rng, 3);
+  for (int i = 0; i < 5000; i++) fputc((int)(rng_uniform(&rng) * 256), f);
+  fclose(f);
+  read_fails(path, "not a readable DICOM image");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_transfer_syntaxes_agree), cmocka_unit_test(test_values_match_pydicom),
+      cmocka_unit_test(test_series), cmocka_unit_test(test_bad_files)};
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
