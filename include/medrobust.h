@@ -434,15 +434,27 @@ Status safetensors_load_checkpoint(Net *net, const char *path, TensorRef *extra,
 
 /* ---- data: every image is float32 in [0,1], NCHW --------------------- */
 
+/* An intensity window (src/data/window.c): modality units (HU for CT) to [0,1] pixels,
+ * (v - (center - width / 2)) / width, clipped. width 0: none. */
+typedef struct {
+  double center, width;
+} IntensityWindow;
+/* "lung", "mediastinum", "bone", "brain", "abdomen" or "CENTER,WIDTH"; 0 if neither */
+int window_parse(const char *text, IntensityWindow *out);
+const char *window_presets(void); /* the preset names, for help texts */
+float window_apply(const IntensityWindow *w, double value);
+void window_describe(const IntensityWindow *w, char *out, size_t n); /* "lung (center -600, ...)" */
+
 typedef struct {
   int n, c, h, w;
-  float *images;    /* (n, c, h, w) */
-  int *labels;      /* (n); -1 for an image without a label */
-  char **files;     /* (n) each image's path relative to the data root; NULL for array sets */
-  char array[24];   /* array sets: the array the images come from ("test_images") */
-  int array_offset; /* array sets: the index of image 0 in that array */
-  int bits;         /* stored bits per sample (one grey level = 1/(2^bits-1)); 0: floats */
-  int *masks;       /* segmentation sets: (n, h, w) one class id per pixel; NULL otherwise */
+  float *images;          /* (n, c, h, w) */
+  int *labels;            /* (n); -1 for an image without a label */
+  char **files;           /* (n) each image's path relative to the data root; NULL for array sets */
+  char array[24];         /* array sets: the array the images come from ("test_images") */
+  int array_offset;       /* array sets: the index of image 0 in that array */
+  int bits;               /* stored bits per sample (one grey level = 1/(2^bits-1)); 0: floats */
+  int *masks;             /* segmentation sets: (n, h, w) one class id per pixel; NULL otherwise */
+  IntensityWindow window; /* DICOM/NIfTI through a window: its modality units (width 0: none) */
 } Dataset;
 /* How a per-image output names image i: its file, else "test_images[17]". */
 const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n);
@@ -463,6 +475,7 @@ const char *fit_name(FitMode f);
 int fit_parse(const char *name);
 
 #define DEFAULT_SPLIT_SEED 1
+
 typedef struct {
   Dataset split[SPLIT_COUNT];
   int n_classes;
@@ -485,6 +498,9 @@ typedef struct {
   int split_folders;         /* train/test from root/{train,val,test}/ folders (a seeded tenth of
                                 train validates when there is no val/) */
   int skipped;               /* files that are not PNG/JPEG images, skipped */
+  IntensityWindow window;    /* what mapped DICOM/NIfTI modality units to [0,1] (width 0: none,
+                                or each volume's own range when volumes is set) */
+  int volumes;               /* DICOM/NIfTI entries read (each gives its axial slices) */
   char skipped_example[160]; /* the first of them, relative to the root */
 } DataSplits;
 
@@ -495,6 +511,8 @@ typedef struct {
   FitMode fit;            /* image folders: non-square images */
   const char *split_file; /* image folders: CSV path,split (relative to the root) */
   int n_classes;          /* segmentation sets: label ids must be below it; 0: 1 + the largest */
+  IntensityWindow window; /* DICOM and NIfTI entries: modality units to [0,1]; width 0: each
+                             volume's own range */
 } DataOptions;
 
 /* Reads a MedMNIST-style .npz, an image folder (root/CLASS/IMAGE, PNG or JPEG;

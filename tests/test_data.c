@@ -285,7 +285,7 @@ static void test_image_folder(void **state) {
   /* an empty class folder (or one of non-images) is an error, not a class no image shows */
   snprintf(cls, sizeof cls, "%s/maybe", root);
   mkdir(cls, 0755);
-  expect_load_error(root, "class folder 'maybe' holds no PNG or JPEG image");
+  expect_load_error(root, "class folder 'maybe' holds no PNG, JPEG, DICOM or NIfTI image");
   rmdir(cls);
   snprintf(file, sizeof file, "%s/no/notes.txt", root);
   remove(file);

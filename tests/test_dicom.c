@@ -5,6 +5,7 @@
  * series are assembled by position, not by name, and mixed or unevenly spaced
  * ones are refused; truncated, hostile and crashing files are errors. */
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -262,9 +263,129 @@ static void test_bad_files(void **state) {
   read_fails(path, "not a readable DICOM image");
 }
 
+/* A class folder of volumes: DICOM series (pydicom-written from CT_small) and NIfTI files.
+ * Each volume gives its axial slices, windowed to [0,1]; all slices of one volume fall in
+ * one split; the window is recorded in a trained model and used again from it. */
+static void test_volume_folder(void **state) {
+  (void)state;
+  if (!have_files()) return;
+  char root[400], cmd[2400];
+  snprintf(root, sizeof root, "%s/vols", dir);
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c '\n"
+           "import sys, os, copy, pydicom\n"
+           "src = pydicom.dcmread(\"" PYDICOM
+           "/CT_small.dcm\")\n"
+           "for s in range(6):\n"
+           "  folder = os.path.join(sys.argv[1], \"nodule\", \"series%%d\" %% s)\n"
+           "  os.makedirs(folder, exist_ok=True)\n"
+           "  uid = pydicom.uid.generate_uid()\n"
+           "  for k in range(3):\n"
+           "    d = copy.deepcopy(src)\n"
+           "    d.ImagePositionPatient = [0, 0, 5.0 * k]\n"
+           "    d.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]\n"
+           "    d.SeriesInstanceUID = uid\n"
+           "    arr = d.pixel_array.copy(); arr[0, 0] = s * 7 + k; d.PixelData = arr.tobytes()\n"
+           "    d.save_as(os.path.join(folder, \"%%d.dcm\" %% k))\n"
+           "' %s 2>/dev/null",
+           root);
+  if (system(cmd) != 0) {
+    print_message("skipped: pydicom cannot write the test series here\n");
+    return;
+  }
+  /* the other class: NIfTI volumes of 4 slices, one of them gzipped */
+  char path[600];
+  snprintf(path, sizeof path, "%s/clear", root);
+  mkdir(path, 0700);
+  static short voxels[32 * 32 * 4];
+  for (int v = 0; v < 6; v++) {
+    for (int i = 0; i < 32 * 32 * 4; i++) voxels[i] = (short)(-1000 + (i * 37 + v * 101) % 1400);
+    const short dim[8] = {3, 32, 32, 4, 1, 1, 1, 1};
+    const float spacing[4] = {1, 0.7f, 0.7f, 2};
+    snprintf(path, sizeof path, "%s/clear/v%d.nii", root, v);
+    write_nifti(path, dim, 4, 16, spacing, voxels, sizeof voxels);
+  }
+  snprintf(cmd, sizeof cmd, "gzip %s/clear/v0.nii", root);
+  assert_int_equal(system(cmd), 0);
+  DataOptions opt = {.size = 32, .channels = 1, .seed = 1, .fit = FIT_STRETCH};
+  assert_true(window_parse("lung", &opt.window));
+  MrError err = {0};
+  DataSplits *d = data_load(root, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->volumes, 12);
+  assert_int_equal(d->n_classes, 2);
+  int total = 0;
+  for (int s = 0; s < SPLIT_COUNT; s++) total += d->split[s].n;
+  assert_int_equal(total, 6 * 3 + 6 * 4);
+  /* every slice of a volume in the same split, named REL:Z */
+  for (int s = 0; s < SPLIT_COUNT; s++)
+    for (int i = 0; i < d->split[s].n; i++) {
+      const char *id = d->split[s].files[i], *colon = strrchr(id, ':');
+      assert_non_null(colon);
+      for (int t = 0; t < SPLIT_COUNT; t++)
+        for (int j = 0; t != s && j < d->split[t].n; j++)
+          if (!strncmp(d->split[t].files[j], id, (size_t)(colon - id + 1)))
+            fail_msg("%s in split %d and %s in split %d", id, s, d->split[t].files[j], t);
+      for (size_t p = 0; p < 32 * 32; p++) {
+        const float x = d->split[s].images[(size_t)i * 32 * 32 + p];
+        assert_true(x >= 0 && x <= 1);
+      }
+    }
+  /* the lung window: -1350 HU and below is 0, 150 HU and above is 1 */
+  DicomVolume ct;
+  read_ok("CT_small.dcm", &ct);
+  IntensityWindow lung;
+  window_parse("lung", &lung);
+  assert_true(window_apply(&lung, -1350) == 0 && window_apply(&lung, 150) == 1);
+  assert_true(fabs(window_apply(&lung, -600) - 0.5) < 1e-6);
+  dicom_volume_free(&ct);
+  data_free(d);
+  /* train records the window; eval on the same folder takes it from the model */
+  const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
+  snprintf(cmd, sizeof cmd,
+           "%s train --data %s --window lung --size 32 --model cnn --depth 1 --base 4 --epochs 1 "
+           "--quiet --out %s/m.safetensors > %s/train.txt 2>&1 && "
+           "%s eval --model %s/m.safetensors --data %s --attacks fgsm --eps 2HU --no-noise "
+           "--no-checks --examples 0 --quiet --out %s/ev > %s/eval.txt 2>&1",
+           bin, root, dir, dir, bin, dir, root, dir, dir);
+  const int rc = system(cmd);
+  snprintf(path, sizeof path, "%s/train.txt", dir);
+  FILE *f = fopen(path, "r");
+  char text[4096] = "";
+  if (f) text[fread(text, 1, sizeof text - 1, f)] = 0, fclose(f);
+  if (rc != 0 || !strstr(text, "window lung")) fail_msg("train/eval failed (%d): %s", rc, text);
+  snprintf(path, sizeof path, "%s/ev/results.json", dir);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  /* the window came back from the model's record: eval's results carry it, and 2 HU is
+   * 2/1500 of the [0,1] range */
+  cJSON *results = NULL;
+  f = fopen(path, "r");
+  static char json[1 << 20];
+  if (f) json[fread(json, 1, sizeof json - 1, f)] = 0, fclose(f);
+  results = cJSON_Parse(json);
+  const cJSON *w = cJSON_GetObjectItem(results, "window");
+  assert_int_equal(cJSON_GetArraySize(w), 2);
+  assert_true(cJSON_GetArrayItem(w, 1)->valuedouble == 1500);
+  assert_non_null(strstr(json, "0.00133333"));
+  cJSON_Delete(results);
+  snprintf(cmd, sizeof cmd, "grep -q 'HU' %s/ev/report.html", dir);
+  assert_int_equal(system(cmd), 0);
+  /* and the console table: eps in both units */
+  snprintf(cmd, sizeof cmd,
+           "grep -q 'HU: eps in modality units through the window lung' %s/eval.txt", dir);
+  assert_int_equal(system(cmd), 0);
+  /* a bad window is a usage error */
+  snprintf(cmd, sizeof cmd, "%s train --data %s --window 5 --out %s/x.safetensors > /dev/null 2>&1",
+           bin, root, dir);
+  const int bad = system(cmd);
+  assert_int_equal(WEXITSTATUS(bad), 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_transfer_syntaxes_agree), cmocka_unit_test(test_values_match_pydicom),
-      cmocka_unit_test(test_series), cmocka_unit_test(test_bad_files)};
+      cmocka_unit_test(test_series), cmocka_unit_test(test_bad_files),
+      cmocka_unit_test(test_volume_folder)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -104,29 +104,6 @@ static void test_ibsi_digital_phantom(void **state) {
   volume_free(&image), volume_free(&mask);
 }
 
-/* A NIfTI-1 single file (n+1): the 348-byte header, 4 bytes of extension flags, then the
- * voxels; fields at their offsets in the standard. */
-static void write_nifti(const char *path, const short dim[8], short datatype, short bitpix,
-                        const float pixdim[4], const void *data, size_t bytes) {
-  unsigned char h[352] = {0};
-  const int sizeof_hdr = 348;
-  const float vox_offset = 352, slope = 0, inter = 0;
-  memcpy(h, &sizeof_hdr, 4);
-  memcpy(h + 40, dim, 16);
-  memcpy(h + 70, &datatype, 2);
-  memcpy(h + 72, &bitpix, 2);
-  memcpy(h + 76, pixdim, 16);
-  memcpy(h + 108, &vox_offset, 4);
-  memcpy(h + 112, &slope, 4);
-  memcpy(h + 116, &inter, 4);
-  memcpy(h + 344, "n+1", 4);
-  FILE *f = fopen(path, "wb");
-  assert_non_null(f);
-  fwrite(h, 1, sizeof h, f);
-  if (bytes) fwrite(data, 1, bytes, f);
-  fclose(f);
-}
-
 static void expect_nifti_error(const char *path, const char *needle) {
   Volume v;
   MrError err = {0};

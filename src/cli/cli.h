@@ -192,7 +192,12 @@ int cli_parse_attacks(const char *text, AttackKind *out, int *n);
 /* An eps for a norm: in [0, 1] for L-inf, [0, 1e4] for L2; else prints why and returns 0. */
 int cli_eps_valid(const char *cmd, double v, Norm norm, const char *text);
 /* A comma-separated eps list (4/255 notation accepted), each checked by cli_eps_valid. */
-int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, float *out, int *n);
+/* --eps E,F,...: numbers on [0,1] pixels, 4/255, P% of the range, or N HU (modality units,
+ * through window: NULL or width 0 makes them an error naming why). */
+int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const IntensityWindow *window,
+                       float *out, int *n);
+/* whether an --eps text holds modality units (parse it once the data's window is known) */
+int cli_eps_physical(const char *text);
 int cli_parse_target(const char *text, AttackOptions *o);
 
 #endif

@@ -128,7 +128,7 @@ int cmd_compare(int argc, char **argv) {
   int n_kinds, n_eps, transfer_kind = attack_parse(transfer_text);
   if (!cli_parse_norm("compare", norm_text, &base.norm) ||
       !cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
-      !cli_parse_eps_list("compare", eps_text, base.norm, eps, &n_eps) ||
+      !cli_parse_eps_list("compare", eps_text, base.norm, NULL, eps, &n_eps) ||
       !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
   if (transfer_kind < 0) {

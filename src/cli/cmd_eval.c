@@ -42,7 +42,12 @@ int cli_eps_valid(const char *cmd, double v, Norm norm, const char *text) {
   return 0;
 }
 
-int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, float *out, int *n) {
+int cli_eps_physical(const char *text) {
+  return strstr(text, "HU") || strstr(text, "hu") || strstr(text, "Hu");
+}
+
+int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const IntensityWindow *window,
+                       float *out, int *n) {
   char buf[512];
   snprintf(buf, sizeof buf, "%s", text);
   *n = 0;
@@ -52,7 +57,32 @@ int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, float *out,
       fprintf(stderr, "medrobust %s: --eps lists more than %d values\n", cmd, MAX_LIST);
       return 0;
     }
-    if (!cli_parse_number(tok, &v)) v = -1;
+    /* 5HU: modality units through the data's window; 2%: of the [0,1] range */
+    const size_t len = strlen(tok);
+    char number[64];
+    snprintf(number, sizeof number, "%s", tok);
+    if (len > 2 && cli_eps_physical(tok + len - 2)) {
+      number[len - 2] = 0;
+      if (!window || !(window->width > 0)) {
+        fprintf(stderr,
+                "medrobust %s: --eps %s is in modality units (HU), but this data has no "
+                "intensity window: train on DICOM or NIfTI with --window\n",
+                cmd, tok);
+        return 0;
+      }
+      if (cli_parse_number(number, &v) && v >= 0)
+        v /= window->width;
+      else
+        v = -1;
+    } else if (len > 1 && tok[len - 1] == '%') {
+      number[len - 1] = 0;
+      if (cli_parse_number(number, &v) && v >= 0)
+        v /= 100;
+      else
+        v = -1;
+    } else if (!cli_parse_number(tok, &v)) {
+      v = -1;
+    }
     if (!cli_eps_valid(cmd, v, norm, tok)) return 0;
     out[(*n)++] = (float)v;
   }
@@ -102,7 +132,8 @@ int cmd_eval(int argc, char **argv) {
       {"--suite", OPT_STRING, &suite, 0, 0, " standard",
        "APGD-CE, APGD-DLR (margin for 2 classes), Square and their per-image worst case"},
       {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F",
-       "perturbation sizes on the [0,1] scale (4/255 accepted)"},
+       "perturbation sizes on the [0,1] scale (4/255 and 2% accepted; 5HU in modality units "
+       "through the window of a model trained on DICOM/NIfTI)"},
       {"--norm", OPT_STRING, &norm_text, 0, 0, " linf|l2", "threat model"},
       {"--iters", OPT_INT, &base.iters, 0, 100000, " N", "iterations (0: each attack's default)"},
       {"--restarts", OPT_INT, &base.restarts, 1, 1000, " N", "PGD/APGD random restarts"},
@@ -163,7 +194,8 @@ int cmd_eval(int argc, char **argv) {
   int n_kinds, n_eps;
   if (!cli_parse_norm("eval", norm_text, &base.norm) ||
       !cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
-      !cli_parse_eps_list("eval", eps_text, base.norm, eps, &n_eps) ||
+      (!cli_eps_physical(eps_text) &&
+       !cli_parse_eps_list("eval", eps_text, base.norm, NULL, eps, &n_eps)) ||
       !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
   const int dag_mask = cli_parse_dag_types(dag_text); /* before any data is read */
@@ -185,6 +217,13 @@ int cmd_eval(int argc, char **argv) {
   Net *net;
   DataSplits *data;
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
+  /* eps in HU: through the window the model's data record names */
+  if (cli_eps_physical(eps_text) &&
+      !cli_parse_eps_list("eval", eps_text, base.norm, &data->window, eps, &n_eps)) {
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   if (positive && positive_class(net, positive) < 0) {
     fprintf(stderr, "medrobust eval: --positive '%s' is not a class of this two-class model\n",
             positive);

@@ -707,7 +707,8 @@ static int attack_cmd(int argc, char **argv) {
   }
   float eps[MAX_LIST];
   int n_eps;
-  if (!cli_parse_eps_list("radiomics attack", eps_text, o.norm, eps, &n_eps)) return EXIT_USAGE;
+  if (!cli_parse_eps_list("radiomics attack", eps_text, o.norm, NULL, eps, &n_eps))
+    return EXIT_USAGE;
   const int s_idx = cli_split("radiomics attack", split);
   if (s_idx < 0) return EXIT_USAGE;
   char journal_path[4200];

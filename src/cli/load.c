@@ -29,6 +29,17 @@ void cli_data_notes(const DataSplits *d) {
             d->skipped == 1 ? "" : "s",
             d->skipped == 1 ? "is not a PNG or JPEG image" : "are not PNG or JPEG images",
             d->skipped_example, d->skipped > 1 ? ", ..." : "");
+  if (d->volumes && d->window.width > 0) {
+    char w[96];
+    window_describe(&d->window, w, sizeof w);
+    fprintf(stderr, "medrobust: %d DICOM/NIfTI volumes read as axial slices, window %s\n",
+            d->volumes, w);
+  } else if (d->volumes) {
+    fprintf(stderr,
+            "medrobust: warning: %d DICOM/NIfTI volumes each scaled to its own range; give "
+            "--window (e.g. lung for CT) so that one value means one tissue in every image\n",
+            d->volumes);
+  }
 }
 
 int cli_load_model_data(const char *model, const char *data_path, const CliDataArgs *a, Net **net,

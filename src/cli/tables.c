@@ -16,13 +16,16 @@ void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, 
   if (r->positive >= 0)
     printf("positive class '%s': %d of %d found on clean images\n",
            sweep_class_name(r, r->positive), r->clean_detected, r->positives);
-  printf("\n%-14s %9s %7s %9s %8s %6s %9s %8s %9s %7s %7s %6s\n", "attack", "eps", "grey",
-         "accuracy", "bal.acc", "AUC", r->positive >= 0 ? "found" : "-", "success", "mean_linf",
-         "SSIM", "PSNR", "conf");
+  const double hu = d->window.width; /* modality units per unit of [0,1] */
+  printf("\n%-14s %9s %7s %9s %8s %6s %9s %8s %9s %7s %7s %6s\n", "attack", "eps",
+         hu > 0 ? "HU" : "grey", "accuracy", "bal.acc", "AUC", r->positive >= 0 ? "found" : "-",
+         "success", "mean_linf", "SSIM", "PSNR", "conf");
   for (int i = 0; i < r->n_rows; i++) {
     const SweepRow *w = &r->rows[i];
     char grey[24] = "-", found[24] = "-";
-    if (step > 0 && w->norm == NORM_LINF)
+    if (hu > 0)
+      snprintf(grey, sizeof grey, "%.3g", w->eps * hu);
+    else if (step > 0 && w->norm == NORM_LINF)
       snprintf(grey, sizeof grey, "%.3g%s", w->eps / step, w->eps < step ? "*" : "");
     if (r->positive >= 0)
       snprintf(found, sizeof found, "%d/%d", w->positives_detected, r->positives);
@@ -30,7 +33,11 @@ void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, 
            w->eps, grey, 100 * w->accuracy, 100 * w->balanced_accuracy, w->auc, found,
            100 * w->success_rate, w->linf, w->ssim, w->psnr, w->confidence);
   }
-  if (step > 0)
+  if (hu > 0) {
+    char text[96];
+    window_describe(&d->window, text, sizeof text);
+    printf("HU: eps in modality units through the window %s\n", text);
+  } else if (step > 0)
     printf(
         "grey: eps in grey levels of the stored data; * below one level: such a perturbation "
         "does not survive saving as %d-bit\n",

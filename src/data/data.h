@@ -12,7 +12,13 @@ DataSplits *idx_load(const char *dir, MrError *err);
 /* A CSV manifest: path,label[,split] with a header row; paths relative to it. */
 DataSplits *manifest_load(const char *csv, const DataOptions *opt, MrError *err);
 
-typedef enum { IMAGE_NONE = 0, IMAGE_PNG = 1, IMAGE_JPEG = 2 } ImageKind;
+typedef enum {
+  IMAGE_NONE = 0,
+  IMAGE_PNG = 1,
+  IMAGE_JPEG = 2,
+  IMAGE_DICOM = 3, /* a DICOM file ("DICM" at byte 128), or a folder holding a series */
+  IMAGE_NIFTI = 4  /* a NIfTI-1/2 header, or a gzip stream named .nii.gz */
+} ImageKind;
 ImageKind image_kind(const uint8_t *buf, size_t len);
 /* Decoded pixels: `channels` planes of h x w on [0,1], from `bits`-bit samples. */
 typedef struct {

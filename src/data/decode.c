@@ -21,6 +21,13 @@
 ImageKind image_kind(const uint8_t *buf, size_t len) {
   if (len >= 8 && memcmp(buf, "\x89PNG\r\n\x1a\n", 8) == 0) return IMAGE_PNG;
   if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return IMAGE_JPEG;
+  if (len >= 132 && memcmp(buf + 128, "DICM", 4) == 0) return IMAGE_DICOM;
+  int32_t header = 0;
+  if (len >= 4) memcpy(&header, buf, 4);
+  if ((header == 348 && len >= 348 &&
+       (!memcmp(buf + 344, "n+1", 4) || !memcmp(buf + 344, "ni1", 4))) ||
+      (header == 540 && len >= 540 && (!memcmp(buf + 4, "n+2", 4) || !memcmp(buf + 4, "ni2", 4))))
+    return IMAGE_NIFTI;
   return IMAGE_NONE;
 }
 

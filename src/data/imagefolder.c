@@ -3,11 +3,15 @@
  * unlabelled set), and CSV manifests (path,label[,split]). Files are told by
  * their magic bytes, not their names (real sets ship PNGs named .jpg); files
  * that are not PNG or JPEG are skipped and counted, exact duplicates dropped.
+ * DICOM files, DICOM series (a folder inside a class folder) and NIfTI volumes
+ * give their axial slices, through DataOptions.window; a volume is one entry
+ * of the split, so its slices never straddle train and test.
  * The split comes from a manifest's split column or a split file, else from
  * a seeded shuffle per class, 70/10/20 train/val/test; the listing and the
  * split are hashed so a model file can record exactly what it was trained on. */
 #include <dirent.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +27,9 @@ typedef struct {
   int label; /* -1: none */
   int split; /* -1: not decided yet */
   uint64_t hash;
-  char *mask; /* segmentation sets: the mask's path relative to the root */
+  char *mask;     /* segmentation sets: the mask's path relative to the root */
+  ImageKind kind; /* PNG, JPEG, or a volume (DICOM file or series folder, NIfTI) */
+  int slices;     /* the images it gives: 1, or a volume's axial slices */
 } ImageFile;
 
 typedef struct {
@@ -87,6 +93,9 @@ static void note_skipped(Listing *l, const char *rel) {
   if (!l->skipped++) snprintf(l->skipped_example, sizeof l->skipped_example, "%s", rel);
 }
 
+static Status listing_push(Listing *l, const char *rel, int label, int split, ImageKind kind,
+                           uint64_t h, const char *full, int must_exist, MrError *err);
+
 /* Adds root/rel unless it is not an image (skipped) or a duplicate. A file
  * that cannot be read is an error when `must_exist` (a manifest names it). */
 static Status listing_add(Listing *l, const char *rel, int label, int split, int must_exist,
@@ -102,9 +111,33 @@ static Status listing_add(Listing *l, const char *rel, int label, int split, int
     note_skipped(l, rel);
     return STATUS_OK;
   }
-  const ImageKind kind = image_kind(buf, len);
+  ImageKind kind = image_kind(buf, len);
+  const size_t rel_len = strlen(rel);
+  if (kind == IMAGE_NONE && len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b && rel_len > 7 &&
+      !strcmp(rel + rel_len - 7, ".nii.gz"))
+    kind = IMAGE_NIFTI;
   const uint64_t h = fnv1a(FNV_OFFSET, buf, len);
   free(buf);
+  return listing_push(l, rel, label, split, kind, h, full, must_exist, err);
+}
+
+/* A volume's axial slices, read once to count them (the decode reads it again). */
+static Status volume_slices(ImageKind kind, const char *full, int *slices, MrError *err) {
+  Volume v;
+  DicomVolume dv;
+  Status s = kind == IMAGE_DICOM ? dicom_read(full, &dv, err) : volume_read_nifti(full, &v, err);
+  if (s != STATUS_OK) return s;
+  *slices = kind == IMAGE_DICOM ? dv.v.nz : v.nz;
+  if (kind == IMAGE_DICOM)
+    dicom_volume_free(&dv);
+  else
+    volume_free(&v);
+  return STATUS_OK;
+}
+
+/* The listing's new entry, unless it is not an image or a duplicate. */
+static Status listing_push(Listing *l, const char *rel, int label, int split, ImageKind kind,
+                           uint64_t h, const char *full, int must_exist, MrError *err) {
   if (kind == IMAGE_NONE) {
     if (must_exist)
       return mr_error_set(err, STATUS_ERR_FORMAT, "%s: neither PNG nor JPEG (by its magic bytes)",
@@ -123,8 +156,36 @@ static Status listing_add(Listing *l, const char *rel, int label, int split, int
     if (!grown) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory listing %s", l->root);
     l->files = grown, l->cap = cap;
   }
-  l->files[l->n++] = (ImageFile){strdup(rel), label, split, h, NULL};
+  int slices = 1;
+  if (kind == IMAGE_DICOM || kind == IMAGE_NIFTI) {
+    const Status s = volume_slices(kind, full, &slices, err);
+    if (s != STATUS_OK) return s;
+  }
+  l->files[l->n++] = (ImageFile){strdup(rel), label, split, h, NULL, kind, slices};
   return STATUS_OK;
+}
+
+/* A folder inside a class folder: a DICOM series, hashed over its files in name order. */
+static Status listing_add_series(Listing *l, const char *rel, int label, MrError *err) {
+  char full[8192];
+  if (snprintf(full, sizeof full, "%s/%s", l->root, rel) >= (int)sizeof full)
+    return mr_error_set(err, STATUS_ERR_ARG, "%s/%s: path too long", l->root, rel);
+  int n = 0;
+  char **names = list_dir(full, 0, &n);
+  uint64_t h = FNV_OFFSET;
+  ImageKind kind = n ? IMAGE_DICOM : IMAGE_NONE;
+  for (int i = 0; names && i < n && kind == IMAGE_DICOM; i++) {
+    char file[8400];
+    snprintf(file, sizeof file, "%s/%s", full, names[i]);
+    size_t len = 0;
+    MrError read_err = {0};
+    uint8_t *buf = read_file(file, &len, &read_err);
+    if (!buf || image_kind(buf, len) != IMAGE_DICOM) kind = IMAGE_NONE;
+    if (buf) h = fnv1a(h, buf, len);
+    free(buf);
+  }
+  free_names(names, n);
+  return listing_push(l, rel, label, -1, kind, h, full, 0, err);
 }
 
 static void listing_free(Listing *l) {
@@ -169,17 +230,27 @@ static Status list_folder(Listing *l, DataSplits *d, MrError *err) {
       s = listing_add(l, rel, k, -1, 0, err);
     }
     free_names(names, n);
+    /* folders inside a class folder: DICOM series */
+    names = list_dir(dir, 1, &n);
+    for (int i = 0; s == STATUS_OK && names && i < n; i++) {
+      char rel[4096];
+      snprintf(rel, sizeof rel, "%s/%s", classes[k], names[i]);
+      s = listing_add_series(l, rel, k, err);
+    }
+    free_names(names, n);
     /* a class no image shows would be an output the model never learns */
     if (s == STATUS_OK && l->n == before)
-      s = mr_error_set(err, STATUS_ERR_FORMAT,
-                       "%s: class folder '%s' holds no PNG or JPEG image (remove it, or add its "
-                       "images)",
-                       l->root, classes[k]);
+      s = mr_error_set(
+          err, STATUS_ERR_FORMAT,
+          "%s: class folder '%s' holds no PNG, JPEG, DICOM or NIfTI image (remove it, or add its "
+          "images)",
+          l->root, classes[k]);
     d->class_names[k] = strdup(classes[k]);
   }
   d->n_classes = d->unlabelled ? 0 : n_classes;
   if (s == STATUS_OK && l->n == 0)
-    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no PNG or JPEG images found", l->root);
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no PNG, JPEG, DICOM or NIfTI images found",
+                     l->root);
   free_names(classes, n_classes);
   free_names(loose, n_loose);
   return s;
@@ -296,11 +367,53 @@ static Status decode_mask(const Listing *l, const ImageFile *f, const DecodedIma
 }
 
 /* Decodes every file into its split, in listing order. */
+/* A volume's axial slices into ds from index *fill on: modality units through the window
+ * (or each volume's own range without one), fitted to size x size; each slice is
+ * "REL:Z" (Z from 1, in the volume's slice order). */
+static Status decode_volume(const ImageFile *f, const char *full, Dataset *ds, int *fill,
+                            int channels, int size, const DataOptions *opt, MrError *err) {
+  Volume nifti = {0};
+  DicomVolume dicom = {0};
+  Status s =
+      f->kind == IMAGE_DICOM ? dicom_read(full, &dicom, err) : volume_read_nifti(full, &nifti, err);
+  if (s != STATUS_OK) return s;
+  const Volume *v = f->kind == IMAGE_DICOM ? &dicom.v : &nifti;
+  const int c = f->kind == IMAGE_DICOM ? dicom.channels : 1;
+  const size_t plane = (size_t)v->nx * v->ny * c, n = plane * v->nz;
+  if (v->nz != f->slices)
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %d slices now, %d when listed", full, v->nz,
+                     f->slices);
+  double lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i < n; i++) lo = fmin(lo, v->data[i]), hi = fmax(hi, v->data[i]);
+  const IntensityWindow own = {(lo + hi) / 2, hi > lo ? hi - lo : 1};
+  const IntensityWindow *w = opt->window.width > 0 ? &opt->window : &own;
+  float *pixels = malloc(sizeof(float) * (plane ? plane : 1));
+  if (s == STATUS_OK && !pixels) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int z = 0; s == STATUS_OK && z < v->nz; z++) {
+    for (size_t i = 0; i < plane; i++) pixels[i] = window_apply(w, v->data[z * plane + i]);
+    const DecodedImage im = {v->nx, v->ny, c, 0, pixels};
+    const int at = (*fill)++;
+    const char *why =
+        image_fit(&im, ds->images + (size_t)at * channels * size * size, channels, size, opt->fit);
+    if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: slice %d: %s", full, z + 1, why);
+    char id[4200];
+    snprintf(id, sizeof id, "%s:%d", f->rel, z + 1);
+    ds->labels[at] = f->label;
+    ds->files[at] = strdup(id);
+  }
+  free(pixels);
+  if (f->kind == IMAGE_DICOM)
+    dicom_volume_free(&dicom);
+  else
+    volume_free(&nifti);
+  return s;
+}
+
 static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt, MrError *err) {
   const int size = opt->size ? opt->size : DEFAULT_SIZE;
   const int channels = opt->channels ? opt->channels : 1; /* medical scans: grey unless asked */
   int counts[SPLIT_COUNT] = {0};
-  for (int i = 0; i < l->n; i++) counts[l->files[i].split]++;
+  for (int i = 0; i < l->n; i++) counts[l->files[i].split] += l->files[i].slices;
   Status s = STATUS_OK;
   for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++)
     s = dataset_alloc(&d->split[k], counts[k], channels, size, size, err);
@@ -314,6 +427,12 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
   for (int i = 0; s == STATUS_OK && i < l->n; i++) {
     char full[8192];
     snprintf(full, sizeof full, "%s/%s", l->root, l->files[i].rel);
+    if (l->files[i].kind == IMAGE_DICOM || l->files[i].kind == IMAGE_NIFTI) {
+      Dataset *ds = &d->split[l->files[i].split];
+      s = decode_volume(&l->files[i], full, ds, &fill[l->files[i].split], channels, size, opt, err);
+      d->volumes++;
+      continue;
+    }
     size_t len = 0;
     uint8_t *buf = read_file(full, &len, err);
     if (!buf) {
@@ -338,8 +457,12 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
     ds->labels[at] = l->files[i].label;
     ds->files[at] = strdup(l->files[i].rel);
   }
-  d->bits = bits;
+  d->bits = d->volumes ? 0 : bits; /* windowed volumes are not stored grey levels */
   d->fit = opt->fit;
+  if (d->volumes) {
+    d->window = opt->window;
+    for (int k = 0; k < SPLIT_COUNT; k++) d->split[k].window = opt->window;
+  }
   return s;
 }
 

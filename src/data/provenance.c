@@ -42,6 +42,10 @@ void data_record_json(const DataSplits *d, char *out, size_t n) {
   for (int s = 0; s < SPLIT_COUNT; s++) counts[s] = d->split[s].n;
   cJSON_AddItemToObject(o, "images", cJSON_CreateIntArray(counts, SPLIT_COUNT));
   cJSON_AddNumberToObject(o, "bits", d->bits);
+  if (d->volumes && d->window.width > 0) { /* the window every later command must use */
+    const double w[2] = {d->window.center, d->window.width};
+    cJSON_AddItemToObject(o, "window", cJSON_CreateDoubleArray(w, 2));
+  }
   char *text = cJSON_PrintUnformatted(o);
   snprintf(out, n, "%s", text && strlen(text) < n ? text : "");
   free(text);
@@ -67,6 +71,7 @@ typedef struct {
   uint64_t seed, listing, assignment;
   int stored[3];
   FitMode fit;
+  IntensityWindow window;
 } Record;
 
 static Record parse_record(const char *json) {
@@ -90,6 +95,11 @@ static Record parse_record(const char *json) {
     r.assignment = strtoull(v->valuestring, NULL, 16);
   if ((v = cJSON_GetObjectItem(o, "fit")) && cJSON_IsString(v) && fit_parse(v->valuestring) >= 0)
     r.fit = (FitMode)fit_parse(v->valuestring);
+  if ((v = cJSON_GetObjectItem(o, "window")) && cJSON_GetArraySize(v) == 2 &&
+      cJSON_IsNumber(cJSON_GetArrayItem(v, 0)) && cJSON_IsNumber(cJSON_GetArrayItem(v, 1)) &&
+      cJSON_GetArrayItem(v, 1)->valuedouble > 0)
+    r.window = (IntensityWindow){cJSON_GetArrayItem(v, 0)->valuedouble,
+                                 cJSON_GetArrayItem(v, 1)->valuedouble};
   if ((v = cJSON_GetObjectItem(o, "stored")) && cJSON_GetArraySize(v) == 3)
     for (int i = 0; i < 3; i++) r.stored[i] = cJSON_GetArrayItem(v, i)->valueint;
   cJSON_Delete(o);
@@ -219,7 +229,8 @@ DataSplits *data_load_for_model(const char *path, const Net *net, const DataChec
                      .channels = spec->in_c,
                      .seed = check->split_seed_given ? check->split_seed : r.seed,
                      .fit = r.fit,
-                     .split_file = check->split_file};
+                     .split_file = check->split_file,
+                     .window = r.window};
   if (r.present && r.kind == SPLIT_FIXED) opt.fit = FIT_CROP;
   DataSplits *d = data_load(path, &opt, err);
   if (!d) return NULL;

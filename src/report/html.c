@@ -147,10 +147,21 @@ cJSON *report_read_json(const char *dir, const char *name) { return read_json(di
 /* A JSON bit depth as an int, 0 when absent or absurd. */
 static int bits_of(double bits) { return bits > 0 && bits <= 32 ? (int)bits : 0; }
 
-/* "0.004 (1.02/255)", and a mark when below one grey level */
+/* The width of the intensity window the data came through (modality units per unit of
+ * [0,1] pixels), from the report's JSON; 0 without one. */
+static double window_width;
+
+static void read_window(const cJSON *root) {
+  const cJSON *w = root ? cJSON_GetObjectItem(root, "window") : NULL;
+  if (cJSON_GetArraySize(w) == 2 && cJSON_IsNumber(cJSON_GetArrayItem(w, 1)))
+    window_width = cJSON_GetArrayItem(w, 1)->valuedouble;
+}
+
+/* "0.004 (1.02/255)", and a mark when below one grey level; "0.004 (6 HU)" through a window */
 static void eps_text(FILE *o, double eps, double bits, const char *norm) {
   const double step = data_grey_step(bits_of(bits));
   fprintf(o, "%.4g", eps);
+  if (window_width > 0) fprintf(o, " <span class='grey'>(%.3g HU)</span>", eps * window_width);
   if (step > 0 && eps > 0 && strcmp(norm, "l2") != 0) {
     fprintf(o, " <span class='grey'>(%.3g/%.0f)</span>", eps / step, 1.0 / step);
     if (eps < step) fprintf(o, "<sup title='below one grey level of the stored data'>*</sup>");
@@ -978,6 +989,8 @@ Status report_render(const char *dir, MrError *err) {
         *seg_triage = read_json(dir, "seg_triage.json");
   cJSON *rad_attack = read_json(dir, "radiomics_attack.json"),
         *rad_stability = read_json(dir, "radiomics_stability.json");
+  window_width = 0;
+  read_window(results), read_window(triage);
   if (!results && !triage && !compare && !saliency && !embedding && !seg && !seg_compare &&
       !seg_triage && !rad_attack && !rad_stability) {
     cJSON_Delete(examples), cJSON_Delete(seg_examples);

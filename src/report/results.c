@@ -13,6 +13,14 @@
 #include "../data/data.h"
 #include "report.h"
 
+/* The window that mapped modality units (HU) to the pixels, so every eps can be read in
+ * both units: [center, width]. */
+static void add_window(cJSON *root, const Dataset *d) {
+  if (!d || !(d->window.width > 0)) return;
+  const double w[2] = {d->window.center, d->window.width};
+  cJSON_AddItemToObject(root, "window", cJSON_CreateDoubleArray(w, 2));
+}
+
 /* path written through a temporary file and a rename */
 static Status write_atomic(const char *path, const char *text, MrError *err) {
   return file_write_all(path, text, strlen(text), err);
@@ -165,6 +173,7 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
   for (int c = 0; c < r->k; c++)
     cJSON_AddItemToArray(names, cJSON_CreateString(sweep_class_name(r, c)));
   cJSON_AddNumberToObject(root, "bits", d ? d->bits : 0);
+  add_window(root, d);
   cJSON_AddNumberToObject(root, "clean_accuracy", r->clean_accuracy);
   cJSON_AddNumberToObject(root, "clean_balanced_accuracy", r->clean_balanced_accuracy);
   json_add_number(root, "clean_auc", r->clean_auc >= 0 ? r->clean_auc : NAN);
@@ -264,6 +273,7 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
   cJSON_AddNumberToObject(root, "tolerance", r->tol);
   cJSON_AddNumberToObject(root, "flag_fraction", r->flag_frac);
   cJSON_AddNumberToObject(root, "bits", d ? d->bits : 0);
+  add_window(root, d);
   cJSON_AddNumberToObject(root, "n", r->n);
   cJSON_AddNumberToObject(root, "n_flagged", r->n_flagged);
   cJSON_AddBoolToObject(root, "labelled", r->labelled);

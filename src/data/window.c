@@ -1,0 +1,51 @@
+/* Intensity windows: how modality units (Hounsfield units for CT) become the
+ * [0,1] pixels a model sees, as a radiologist's window does on screen: the
+ * center and width of the displayed range, everything outside it clipped.
+ * The presets are the usual CT display windows. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "medrobust.h"
+
+static const struct {
+  const char *name;
+  double center, width;
+} presets[] = {{"lung", -600, 1500},
+               {"mediastinum", 50, 350},
+               {"bone", 400, 1800},
+               {"brain", 40, 80},
+               {"abdomen", 40, 400}};
+
+int window_parse(const char *text, IntensityWindow *out) {
+  for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+    if (!strcmp(text, presets[i].name)) {
+      *out = (IntensityWindow){presets[i].center, presets[i].width};
+      return 1;
+    }
+  char *end;
+  const double center = strtod(text, &end);
+  if (end == text || *end != ',') return 0;
+  const char *second = end + 1;
+  const double width = strtod(second, &end);
+  if (end == second || *end || !isfinite(center) || !(width > 0) || !isfinite(width)) return 0;
+  *out = (IntensityWindow){center, width};
+  return 1;
+}
+
+const char *window_presets(void) { return "lung, mediastinum, bone, brain, abdomen"; }
+
+float window_apply(const IntensityWindow *w, double value) {
+  const double x = (value - (w->center - w->width / 2)) / w->width;
+  return (float)(x < 0 ? 0 : x > 1 ? 1 : x);
+}
+
+void window_describe(const IntensityWindow *w, char *out, size_t n) {
+  for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+    if (presets[i].center == w->center && presets[i].width == w->width) {
+      snprintf(out, n, "%s (center %g, width %g)", presets[i].name, w->center, w->width);
+      return;
+    }
+  snprintf(out, n, "center %g, width %g", w->center, w->width);
+}
