@@ -1222,6 +1222,9 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
 /* "0.004 (1.02/255)": eps with its size in grey levels of `bits`-bit data,
  * and a "*" when it is smaller than one step. */
 void eps_describe(float eps, int bits, char *out, size_t n);
+/* The same for eps on data set d: "0.0013 (2 HU)" through its window, else as above (grey
+ * levels for L-inf only). */
+void eps_describe_set(float eps, const Dataset *d, Norm norm, char *out, size_t n);
 
 /* ---- segmentation robustness (paper 002, Tables 1 and 2, segmentation) ------ */
 

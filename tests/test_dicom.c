@@ -285,6 +285,8 @@ static void test_volume_folder(void **state) {
            "    d.ImagePositionPatient = [0, 0, 5.0 * k]\n"
            "    d.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]\n"
            "    d.SeriesInstanceUID = uid\n"
+           "    d.PatientName = \"Doe^Jane\"; d.PatientID = \"PID-7731942\"\n"
+           "    d.PatientBirthDate = \"19470312\"; d.AccessionNumber = \"ACC-5550123\"\n"
            "    arr = d.pixel_array.copy(); arr[0, 0] = s * 7 + k; d.PixelData = arr.tobytes()\n"
            "    d.save_as(os.path.join(folder, \"%%d.dcm\" %% k))\n"
            "' %s 2>/dev/null",
@@ -375,6 +377,32 @@ static void test_volume_folder(void **state) {
   snprintf(cmd, sizeof cmd,
            "grep -q 'HU: eps in modality units through the window lung' %s/eval.txt", dir);
   assert_int_equal(system(cmd), 0);
+  /* triage through the same window; then no output names the patient */
+  snprintf(cmd, sizeof cmd,
+           "%s triage --model %s/m.safetensors --data %s --eps-max 20HU --quiet --out %s/tr > "
+           "%s/triage.txt 2>&1",
+           bin, dir, root, dir, dir);
+  if (system(cmd) != 0) {
+    snprintf(path, sizeof path, "%s/triage.txt", dir);
+    f = fopen(path, "r");
+    if (f) text[fread(text, 1, sizeof text - 1, f)] = 0, fclose(f);
+    fail_msg("triage failed: %s", text);
+  }
+  snprintf(cmd, sizeof cmd, "grep -q ' HU)' %s/triage.txt", dir);
+  if (system(cmd) != 0) {
+    snprintf(path, sizeof path, "%s/triage.txt", dir);
+    f = fopen(path, "r");
+    if (f) text[fread(text, 1, sizeof text - 1, f)] = 0, fclose(f);
+    fail_msg("triage does not show eps in HU: %s",
+             strstr(text, "most fragile:") ? strstr(text, "most fragile:") : text);
+  }
+  static const char *const identifiers[] = {"Doe", "Jane", "PID-7731942", "19470312",
+                                            "ACC-5550123"};
+  for (size_t i = 0; i < sizeof identifiers / sizeof *identifiers; i++) {
+    snprintf(cmd, sizeof cmd, "grep -rl '%s' %s/ev %s/tr %s/train.txt %s/eval.txt", identifiers[i],
+             dir, dir, dir, dir);
+    if (system(cmd) == 0) fail_msg("an output names the patient: %s", identifiers[i]);
+  }
   /* a bad window is a usage error */
   snprintf(cmd, sizeof cmd, "%s train --data %s --window 5 --out %s/x.safetensors > /dev/null 2>&1",
            bin, root, dir);

@@ -11,10 +11,27 @@
 #include "cli.h"
 #include "medrobust.h"
 
+/* --eps-max and --tol (each a number, P% or N HU through window) into eps_max and tol. */
+static int triage_bounds(const char *eps_max_text, const char *tol_text, Norm norm,
+                         const IntensityWindow *window, float *eps_max, float *tol) {
+  int n = 0;
+  if (eps_max_text && !cli_parse_eps_list("triage", eps_max_text, norm, window, eps_max, &n))
+    return 0;
+  if (tol_text && !cli_parse_eps_list("triage", tol_text, norm, window, tol, &n)) return 0;
+  if (!(*eps_max > 0) || !(*tol > 0) || *tol >= *eps_max) {
+    fprintf(stderr,
+            "medrobust triage: --tol (%g) must be positive and smaller than --eps-max (%g)\n", *tol,
+            *eps_max);
+    return 0;
+  }
+  return 1;
+}
+
 int cmd_triage(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
   float eps_max = TRIAGE_EPS_MAX, tol = TRIAGE_TOL, flag_pct = 100.0f * TRIAGE_FLAG_FRAC;
+  const char *eps_max_text = NULL, *tol_text = NULL;
   int batch = 128, quiet = 0, limit = 0, iters = 10, resume = 0;
   float dice_threshold = 0.5f;
   uint64_t seed = 1;
@@ -26,8 +43,10 @@ int cmd_triage(int argc, char **argv) {
       {"--out", OPT_STRING, &out, 0, 0, " DIR", "folder for triage.json and triage.csv (required)"},
       {"--attack", OPT_STRING, &attack, 0, 0, " A", "fgsm, bim, pgd or mifgsm"},
       {"--norm", OPT_STRING, &norm, 0, 0, " linf|l2", "threat model"},
-      {"--eps-max", OPT_FLOAT, &eps_max, 1e-6, 100, " E", "upper bound of the search"},
-      {"--tol", OPT_FLOAT, &tol, 1e-7, 1, " T", "bisection tolerance on eps"},
+      {"--eps-max", OPT_STRING, &eps_max_text, 0, 0, " E",
+       "upper bound of the search (default 0.05; 20HU through a model's window)"},
+      {"--tol", OPT_STRING, &tol_text, 0, 0, " T",
+       "bisection tolerance on eps (default 0.0001; HU accepted)"},
       {"--flag", OPT_FLOAT, &flag_pct, 0, 100, " PCT",
        "percent of most fragile images flagged for review"},
       {"--iters", OPT_INT, &iters, 1, 10000, " N", "attack iterations"},
@@ -64,10 +83,11 @@ int cmd_triage(int argc, char **argv) {
   }
   Norm norm_kind;
   if (!cli_parse_norm("triage", norm, &norm_kind)) return EXIT_USAGE;
-  if (tol >= eps_max) {
-    fprintf(stderr, "medrobust triage: --tol must be smaller than --eps-max\n");
+  /* plain numbers now; HU once the model's window is known */
+  const int physical =
+      (eps_max_text && cli_eps_physical(eps_max_text)) || (tol_text && cli_eps_physical(tol_text));
+  if (!physical && !triage_bounds(eps_max_text, tol_text, norm_kind, NULL, &eps_max, &tol))
     return EXIT_USAGE;
-  }
   const int s_idx = cli_split("triage", split);
   if (s_idx < 0) return EXIT_USAGE;
   char journal_path[4200];
@@ -78,6 +98,12 @@ int cmd_triage(int argc, char **argv) {
   Net *net;
   DataSplits *data;
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
+  if (physical &&
+      !triage_bounds(eps_max_text, tol_text, norm_kind, &data->window, &eps_max, &tol)) {
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   int code;
@@ -122,8 +148,7 @@ int cmd_triage(int argc, char **argv) {
           "clean Dice");
       for (int i = 0; i < sr.n && i < 10; i++) {
         char id[64], eps_text[64];
-        eps_describe(sr.items[i].min_eps, norm_kind == NORM_LINF ? set.bits : 0, eps_text,
-                     sizeof eps_text);
+        eps_describe_set(sr.items[i].min_eps, &set, norm_kind, eps_text, sizeof eps_text);
         printf("%5d %-32s %14s %10.4f\n", i + 1,
                dataset_image_id(&set, sr.items[i].index, id, sizeof id),
                isinf(sr.items[i].min_eps) ? "none" : eps_text, sr.items[i].clean_dice);
@@ -158,8 +183,10 @@ int cmd_triage(int argc, char **argv) {
     data_free(data);
     return EXIT_RUNTIME;
   }
-  printf("%s on %s (%s, %d images): minimal %s %s eps per image, bisection to %g below %g\n", model,
-         data_path, split, r.n, attack, norm, tol, eps_max);
+  char max_text[64];
+  eps_describe_set(eps_max, &set, norm_kind, max_text, sizeof max_text);
+  printf("%s on %s (%s, %d images): minimal %s %s eps per image, bisection to %g below %s\n", model,
+         data_path, split, r.n, attack, norm, tol, max_text);
   char id[64], eps_text[64], buf[16];
   if (r.labelled) {
     printf("%-34s %9s %9s\n", "", "accuracy", "balanced");
@@ -185,7 +212,7 @@ int cmd_triage(int argc, char **argv) {
          "predicted", "conf", "min_eps", "flips to");
   for (int i = 0; i < r.n && i < 10; i++) {
     const TriageItem *t = &r.items[i];
-    eps_describe(t->min_eps, norm_kind == NORM_LINF ? set.bits : 0, eps_text, sizeof eps_text);
+    eps_describe_set(t->min_eps, &set, norm_kind, eps_text, sizeof eps_text);
     char true_name[64];
     snprintf(true_name, sizeof true_name, "%s",
              t->label >= 0 ? net_class_name(net, t->label, buf) : "-");
@@ -203,7 +230,7 @@ int cmd_triage(int argc, char **argv) {
         set.bits);
   int robust = 0;
   for (int i = 0; i < r.n; i++) robust += isinf(r.items[i].min_eps);
-  if (robust) printf("%d images did not flip below eps %g\n", robust, eps_max);
+  if (robust) printf("%d images did not flip below eps %s\n", robust, max_text);
   printf("\n%.1f s; list in %s/triage.csv, details in %s/triage.json, report %s/report.html\n",
          omp_get_wtime() - t0, out, out, out);
   triage_free(&r);

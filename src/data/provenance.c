@@ -66,6 +66,13 @@ void eps_describe(float eps, int bits, char *out, size_t n) {
   snprintf(out, n, "%.3g (%.3g/%.0f)%s", eps, levels, 1.0 / step, levels < 1.0 ? "*" : "");
 }
 
+void eps_describe_set(float eps, const Dataset *d, Norm norm, char *out, size_t n) {
+  if (d && d->window.width > 0)
+    snprintf(out, n, "%.4g (%.3g HU)", eps, eps * d->window.width);
+  else
+    eps_describe(eps, d && norm == NORM_LINF ? d->bits : 0, out, n);
+}
+
 typedef struct {
   int present, kind, files, bits;
   uint64_t seed, listing, assignment;
