@@ -377,6 +377,12 @@ static void test_volume_folder(void **state) {
   snprintf(cmd, sizeof cmd,
            "grep -q 'HU: eps in modality units through the window lung' %s/eval.txt", dir);
   assert_int_equal(system(cmd), 0);
+  /* a single attack at 5 HU */
+  snprintf(cmd, sizeof cmd,
+           "%s attack --model %s/m.safetensors --data %s --eps 5HU --limit 4 --out %s/adv.npz > "
+           "%s/attack.txt 2>&1 && grep -q 'eps 0.003333 (5 HU)' %s/attack.txt",
+           bin, dir, root, dir, dir, dir);
+  if (system(cmd) != 0) fail_msg("attack --eps 5HU did not run or say so");
   /* triage through the same window; then no output names the patient */
   snprintf(cmd, sizeof cmd,
            "%s triage --model %s/m.safetensors --data %s --eps-max 20HU --quiet --out %s/tr > "

@@ -50,6 +50,19 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
   return atomic_commit(&af, err);
 }
 
+/* One --eps value: a number, P% or N HU (through window). */
+static int parse_one_eps(const char *text, Norm norm, const IntensityWindow *window, double *e) {
+  float v[MAX_LIST];
+  int n = 0;
+  if (!cli_parse_eps_list("attack", text, norm, window, v, &n)) return 0;
+  if (n != 1) {
+    fprintf(stderr, "medrobust attack: --eps takes one value, got '%s'\n", text);
+    return 0;
+  }
+  *e = v[0];
+  return 1;
+}
+
 int cmd_attack(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
@@ -115,8 +128,10 @@ int cmd_attack(int argc, char **argv) {
   if (!cli_parse_norm("attack", norm, &base.norm) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
   double e = eps;
-  if (eps_text && !cli_parse_number(eps_text, &e)) e = -1;
-  if (!cli_eps_valid("attack", e, base.norm, eps_text ? eps_text : "(default)")) return EXIT_USAGE;
+  const int physical = eps_text && cli_eps_physical(eps_text); /* HU: once the window is known */
+  if (!physical && eps_text && !parse_one_eps(eps_text, base.norm, NULL, &e)) return EXIT_USAGE;
+  if (!physical && !eps_text && !cli_eps_valid("attack", e, base.norm, "(default)"))
+    return EXIT_USAGE;
   const int s_idx = cli_split("attack", split);
   if (s_idx < 0) return EXIT_USAGE;
   AttackOptions o = base;
@@ -131,6 +146,14 @@ int cmd_attack(int argc, char **argv) {
   Net *net;
   DataSplits *data;
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
+  if (physical) {
+    if (!parse_one_eps(eps_text, base.norm, &data->window, &e)) {
+      net_free(net);
+      data_free(data);
+      return EXIT_USAGE;
+    }
+    o.eps = (float)e;
+  }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
   if (net_output_pixels(net) <= 1 && (dag_type || target_masks)) {
@@ -275,10 +298,15 @@ int cmd_attack(int argc, char **argv) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     journal_close(journal);
   } else if ((code_out = cli_journal_finish("attack", journal)) == 0) {
+    char eps_text[64]; /* in HU too, through a window */
+    if (set.window.width > 0)
+      eps_describe_set(o.eps, &set, o.norm, eps_text, sizeof eps_text);
+    else
+      snprintf(eps_text, sizeof eps_text, "%g", o.eps);
     printf(
-        "%s %s eps %g on %d images of %s (%s): accuracy %.2f%% -> %.2f%%, %d attacks succeeded\n",
-        attack_name(o.kind), norm, o.eps, n, data_path, split, 100.0 * correct_clean / (n ? n : 1),
-        100.0 * correct_adv / (n ? n : 1), fooled);
+        "%s %s eps %s on %d images of %s (%s): accuracy %.2f%% -> %.2f%%, %d attacks succeeded\n",
+        attack_name(o.kind), norm, eps_text, n, data_path, split,
+        100.0 * correct_clean / (n ? n : 1), 100.0 * correct_adv / (n ? n : 1), fooled);
     printf("stored at   8 bits (PNG): %d of %d survive\n", survive[0], fooled);
     printf("stored at  12 bits (DICOM): %d of %d survive\n", survive[1], fooled);
     printf("stored at  16 bits (DICOM): %d of %d survive\n", survive[2], fooled);
