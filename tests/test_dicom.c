@@ -342,6 +342,28 @@ static void test_volume_folder(void **state) {
   assert_true(fabs(window_apply(&lung, -600) - 0.5) < 1e-6);
   dicom_volume_free(&ct);
   data_free(d);
+  /* a CSV manifest naming a series folder, a NIfTI file and a single DICOM file */
+  FILE *f;
+  snprintf(path, sizeof path, "%s/list.csv", root);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "path,label,split\nnodule/series0,nodule,train\nclear/v1.nii,clear,train\n"
+          "nodule/series1/0.dcm,nodule,test\nclear/v2.nii,clear,test\n");
+  fclose(f);
+  d = data_load(path, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_int_equal(d->split[SPLIT_TRAIN].n, 3 + 4);
+  assert_int_equal(d->split[SPLIT_TEST].n, 1 + 4);
+  assert_int_equal(d->volumes, 4);
+  data_free(d);
+  f = fopen(path, "w");
+  fprintf(f, "path,label\nnodule/nothing,nodule\nclear/v1.nii,clear\n");
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s/nodule/nothing", root);
+  mkdir(cmd, 0700);
+  assert_null(data_load(path, &opt, &err));
+  assert_non_null(strstr(err.msg, "nothing"));
   /* train records the window; eval on the same folder takes it from the model */
   const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
   snprintf(cmd, sizeof cmd,
@@ -352,7 +374,7 @@ static void test_volume_folder(void **state) {
            bin, root, dir, dir, bin, dir, root, dir, dir);
   const int rc = system(cmd);
   snprintf(path, sizeof path, "%s/train.txt", dir);
-  FILE *f = fopen(path, "r");
+  f = fopen(path, "r");
   char text[4096] = "";
   if (f) text[fread(text, 1, sizeof text - 1, f)] = 0, fclose(f);
   if (rc != 0 || !strstr(text, "window lung")) fail_msg("train/eval failed (%d): %s", rc, text);

@@ -95,6 +95,8 @@ static void note_skipped(Listing *l, const char *rel) {
 
 static Status listing_push(Listing *l, const char *rel, int label, int split, ImageKind kind,
                            uint64_t h, const char *full, int must_exist, MrError *err);
+static Status listing_add_series(Listing *l, const char *rel, int label, int split, int must_exist,
+                                 MrError *err);
 
 /* Adds root/rel unless it is not an image (skipped) or a duplicate. A file
  * that cannot be read is an error when `must_exist` (a manifest names it). */
@@ -103,6 +105,9 @@ static Status listing_add(Listing *l, const char *rel, int label, int split, int
   char full[8192];
   if (snprintf(full, sizeof full, "%s/%s", l->root, rel) >= (int)sizeof full)
     return mr_error_set(err, STATUS_ERR_ARG, "%s/%s: path too long", l->root, rel);
+  struct stat st; /* a folder (a manifest's row): a DICOM series */
+  if (stat(full, &st) == 0 && S_ISDIR(st.st_mode))
+    return listing_add_series(l, rel, label, split, must_exist, err);
   size_t len = 0;
   MrError read_err = {0};
   uint8_t *buf = read_file(full, &len, &read_err);
@@ -140,8 +145,8 @@ static Status listing_push(Listing *l, const char *rel, int label, int split, Im
                            uint64_t h, const char *full, int must_exist, MrError *err) {
   if (kind == IMAGE_NONE) {
     if (must_exist)
-      return mr_error_set(err, STATUS_ERR_FORMAT, "%s: neither PNG nor JPEG (by its magic bytes)",
-                          full);
+      return mr_error_set(err, STATUS_ERR_FORMAT,
+                          "%s: not a PNG, JPEG, DICOM or NIfTI image (by its bytes)", full);
     note_skipped(l, rel);
     return STATUS_OK;
   }
@@ -166,7 +171,8 @@ static Status listing_push(Listing *l, const char *rel, int label, int split, Im
 }
 
 /* A folder inside a class folder: a DICOM series, hashed over its files in name order. */
-static Status listing_add_series(Listing *l, const char *rel, int label, MrError *err) {
+static Status listing_add_series(Listing *l, const char *rel, int label, int split, int must_exist,
+                                 MrError *err) {
   char full[8192];
   if (snprintf(full, sizeof full, "%s/%s", l->root, rel) >= (int)sizeof full)
     return mr_error_set(err, STATUS_ERR_ARG, "%s/%s: path too long", l->root, rel);
@@ -185,7 +191,7 @@ static Status listing_add_series(Listing *l, const char *rel, int label, MrError
     free(buf);
   }
   free_names(names, n);
-  return listing_push(l, rel, label, -1, kind, h, full, 0, err);
+  return listing_push(l, rel, label, split, kind, h, full, must_exist, err);
 }
 
 static void listing_free(Listing *l) {
@@ -235,7 +241,7 @@ static Status list_folder(Listing *l, DataSplits *d, MrError *err) {
     for (int i = 0; s == STATUS_OK && names && i < n; i++) {
       char rel[4096];
       snprintf(rel, sizeof rel, "%s/%s", classes[k], names[i]);
-      s = listing_add_series(l, rel, k, err);
+      s = listing_add_series(l, rel, k, -1, 0, err);
     }
     free_names(names, n);
     /* a class no image shows would be an output the model never learns */
