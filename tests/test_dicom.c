@@ -399,6 +399,24 @@ static void test_volume_folder(void **state) {
   snprintf(cmd, sizeof cmd,
            "grep -q 'HU: eps in modality units through the window lung' %s/eval.txt", dir);
   assert_int_equal(system(cmd), 0);
+  /* predictions per slice and per volume (the mean of its slices' probabilities) */
+  snprintf(cmd, sizeof cmd,
+           "%s predict --model %s/m.safetensors --data %s --split train --out %s/p.csv > "
+           "%s/predict.txt 2>&1 && grep -q 'volume accuracy' %s/predict.txt",
+           bin, dir, root, dir, dir, dir);
+  if (system(cmd) != 0) fail_msg("predict gave no volume predictions");
+  snprintf(path, sizeof path, "%s/p.volumes.csv", dir);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  int rows = 0, slices = 0, n_slices;
+  char line[512];
+  while (fgets(line, sizeof line, f))
+    if (rows++ && sscanf(strchr(line, ',') + 1, "%d", &n_slices) == 1) {
+      if (n_slices != 3 && n_slices != 4) fail_msg("a volume of %d slices: %s", n_slices, line);
+      slices += n_slices;
+    }
+  fclose(f);
+  assert_true(rows > 1 && slices > 0);
   /* a single attack at 5 HU */
   snprintf(cmd, sizeof cmd,
            "%s attack --model %s/m.safetensors --data %s --eps 5HU --limit 4 --out %s/adv.npz > "

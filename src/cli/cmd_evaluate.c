@@ -148,6 +148,72 @@ int cmd_evaluate(int argc, char **argv) {
   return 0;
 }
 
+/* Per volume (DICOM or NIfTI, its slices named VOLUME:Z and stored in a row): the mean of
+ * its slices' class probabilities, and its argmax, into OUT with .volumes.csv for .csv; the
+ * volume accuracy when labelled. */
+static int write_volume_predictions(const Loaded *l, const char *out) {
+  char path[4200], id[4200], buf[16], col[MR_ARCH_LEN + 256];
+  const size_t len = strlen(out);
+  snprintf(path, sizeof path, "%.*s.volumes.csv",
+           (int)(len > 4 && !strcmp(out + len - 4, ".csv") ? len - 4 : len), out);
+  AtomicFile af;
+  MrError err = {0};
+  double *mean = calloc(l->k, sizeof(double));
+  if (!mean || atomic_open(&af, path, "w", &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", mean ? err.msg : "out of memory");
+    free(mean);
+    return EXIT_RUNTIME;
+  }
+  fprintf(af.f, "volume,slices,true,predicted,confidence");
+  for (int j = 0; j < l->k; j++) {
+    snprintf(col, sizeof col, "p_%s", net_class_name(l->net, j, buf));
+    fputc(',', af.f);
+    csv_write_field(af.f, col);
+  }
+  fputc('\n', af.f);
+  int volumes = 0, right = 0, labelled = 0;
+  for (int i = 0; i < l->set->n;) {
+    char scratch[64]; /* the id may be the listing's own string: copied to cut it */
+    snprintf(id, sizeof id, "%s", dataset_image_id(l->set, i, scratch, sizeof scratch));
+    char *colon = strrchr(id, ':');
+    const size_t stem = colon ? (size_t)(colon - id) : strlen(id);
+    int j = i;
+    const char *other;
+    while (j < l->set->n &&
+           !strncmp(other = dataset_image_id(l->set, j, scratch, sizeof scratch), id, stem) &&
+           (other[stem] == ':' || other[stem] == 0))
+      j++;
+    for (int c = 0; c < l->k; c++) mean[c] = 0;
+    for (int s = i; s < j; s++)
+      for (int c = 0; c < l->k; c++) mean[c] += l->probs[(size_t)s * l->k + c] / (j - i);
+    int pred = 0;
+    for (int c = 1; c < l->k; c++)
+      if (mean[c] > mean[pred]) pred = c;
+    const int y = l->set->labels[i];
+    id[stem] = 0;
+    csv_write_field(af.f, id);
+    fprintf(af.f, ",%d,", j - i);
+    csv_write_field(af.f, y >= 0 ? net_class_name(l->net, y, buf) : "");
+    fputc(',', af.f);
+    csv_write_field(af.f, net_class_name(l->net, pred, buf));
+    fprintf(af.f, ",%.6f", mean[pred]);
+    for (int c = 0; c < l->k; c++) fprintf(af.f, ",%.6g", mean[c]);
+    fputc('\n', af.f);
+    volumes++, labelled += y >= 0, right += y >= 0 && pred == y;
+    i = j;
+  }
+  free(mean);
+  if (atomic_commit(&af, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust: %s\n", err.msg);
+    return EXIT_RUNTIME;
+  }
+  printf("wrote %d volume predictions (the mean of each volume's slice probabilities) to %s",
+         volumes, path);
+  if (labelled) printf("; volume accuracy %.2f%%", 100.0 * right / labelled);
+  printf("\n");
+  return 0;
+}
+
 int cmd_predict(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL;
   int batch = 256;
@@ -211,6 +277,7 @@ int cmd_predict(int argc, char **argv) {
     return EXIT_RUNTIME;
   }
   printf("wrote %d predictions to %s\n", l.set->n, out);
+  const int code_volumes = l.data->volumes ? write_volume_predictions(&l, out) : 0;
   loaded_free(&l);
-  return 0;
+  return code_volumes;
 }
