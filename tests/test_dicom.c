@@ -456,10 +456,73 @@ static void test_volume_folder(void **state) {
   assert_int_equal(WEXITSTATUS(bad), 2);
 }
 
+/* A segmentation folder of NIfTI volumes and label volumes (images/ID, masks/ID): every
+ * slice gets its mask; a label that is not an integer id, or a mask on another grid, is an
+ * error naming the file. */
+static void test_nifti_segmentation(void **state) {
+  (void)state;
+  char root[400], path[600];
+  snprintf(root, sizeof root, "%s/seg", dir);
+  for (int k = 0; k < 2; k++) {
+    snprintf(path, sizeof path, "%s/%s", root, k ? "masks" : "images");
+    mkdir(root, 0700), mkdir(path, 0700);
+  }
+  enum { N = 24, Z = 3 };
+  static short image[N * N * Z];
+  static float labels[N * N * Z];
+  const short dim[8] = {3, N, N, Z, 1, 1, 1, 1};
+  const float spacing[4] = {1, 1, 1, 3};
+  for (int c = 0; c < 10; c++) {
+    for (int z = 0; z < Z; z++)
+      for (int y = 0; y < N; y++)
+        for (int x = 0; x < N; x++) {
+          const int in = (x - 12) * (x - 12) + (y - 12) * (y - 12) < 25 + 10 * z + c;
+          image[(z * N + y) * N + x] = (short)(in ? 40 + c : -900 + x);
+          labels[(z * N + y) * N + x] = (float)in;
+        }
+    snprintf(path, sizeof path, "%s/images/case%d.nii", root, c);
+    write_nifti(path, dim, 4, 16, spacing, image, sizeof image);
+    snprintf(path, sizeof path, "%s/masks/case%d.nii", root, c);
+    write_nifti(path, dim, 16, 32, spacing, labels, sizeof labels);
+  }
+  DataOptions opt = {.size = N, .channels = 1, .seed = 1, .fit = FIT_STRETCH};
+  window_parse("abdomen", &opt.window);
+  MrError err = {0};
+  DataSplits *d = data_load(root, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_true(d->segment && d->volumes == 10 && d->n_classes == 2);
+  int slices = 0, lesion = 0;
+  for (int s = 0; s < SPLIT_COUNT; s++) {
+    slices += d->split[s].n;
+    for (size_t i = 0; i < (size_t)d->split[s].n * N * N; i++) {
+      assert_true(d->split[s].masks[i] == 0 || d->split[s].masks[i] == 1);
+      lesion += d->split[s].masks[i];
+      /* the lesion is 40 HU (inside the abdomen window), the rest below it */
+      if (d->split[s].masks[i]) assert_true(d->split[s].images[i] >= 0.5f);
+    }
+  }
+  assert_int_equal(slices, 10 * Z);
+  assert_true(lesion > 10 * Z * 60);
+  data_free(d);
+  /* a label that is not an id */
+  labels[5] = 2.5f;
+  snprintf(path, sizeof path, "%s/masks/case3.nii", root);
+  write_nifti(path, dim, 16, 32, spacing, labels, sizeof labels);
+  assert_null(data_load(root, &opt, &err));
+  assert_non_null(strstr(err.msg, "case3.nii: voxel 5 of slice 1 is 2.5"));
+  /* a mask on another grid */
+  const short small[8] = {3, N, N, 2, 1, 1, 1, 1};
+  write_nifti(path, small, 16, 32, spacing, labels, sizeof(float) * N * N * 2);
+  assert_null(data_load(root, &opt, &err));
+  assert_non_null(strstr(err.msg, "is 24x24x2 but its image"));
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_transfer_syntaxes_agree), cmocka_unit_test(test_values_match_pydicom),
-      cmocka_unit_test(test_series), cmocka_unit_test(test_bad_files),
-      cmocka_unit_test(test_volume_folder)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_transfer_syntaxes_agree),
+                                     cmocka_unit_test(test_values_match_pydicom),
+                                     cmocka_unit_test(test_series),
+                                     cmocka_unit_test(test_bad_files),
+                                     cmocka_unit_test(test_volume_folder),
+                                     cmocka_unit_test(test_nifti_segmentation)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -373,17 +373,51 @@ static Status decode_mask(const Listing *l, const ImageFile *f, const DecodedIma
 }
 
 /* Decodes every file into its split, in listing order. */
+/* A NIfTI label volume's slice z as a grey mask fitted to size x size into dst: label ids
+ * 0..255 (integers), the voxel of any other value an error naming it. */
+static Status volume_mask_slice(const Volume *m, int z, const char *path, int *dst, int size,
+                                FitMode fit, MrError *err) {
+  const size_t plane = (size_t)m->nx * m->ny;
+  float *ids = malloc(sizeof(float) * plane);
+  if (!ids) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  Status s = STATUS_OK;
+  for (size_t i = 0; s == STATUS_OK && i < plane; i++) {
+    const float v = m->data[z * plane + i];
+    if (!(v >= 0 && v <= 255 && v == floorf(v)))
+      s = mr_error_set(err, STATUS_ERR_FORMAT,
+                       "%s: voxel %zu of slice %d is %g; a label volume holds ids 0..255", path, i,
+                       z + 1, v);
+    ids[i] = v / 255.0f; /* as an 8-bit grey mask stores them */
+  }
+  const DecodedImage mk = {m->nx, m->ny, 1, 8, ids};
+  const char *why = s == STATUS_OK ? mask_fit(&mk, dst, size, fit) : NULL;
+  if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", path, why);
+  free(ids);
+  return s;
+}
+
 /* A volume's axial slices into ds from index *fill on: modality units through the window
  * (or each volume's own range without one), fitted to size x size; each slice is
- * "REL:Z" (Z from 1, in the volume's slice order). */
-static Status decode_volume(const ImageFile *f, const char *full, Dataset *ds, int *fill,
-                            int channels, int size, const DataOptions *opt, MrError *err) {
+ * "REL:Z" (Z from 1, in the volume's slice order). A segmentation set's label volume
+ * (NIfTI, the same grid) gives each slice its mask. */
+static Status decode_volume(const Listing *l, const ImageFile *f, const char *full, Dataset *ds,
+                            int *fill, int channels, int size, const DataOptions *opt,
+                            MrError *err) {
   Volume nifti = {0};
   DicomVolume dicom = {0};
   Status s =
       f->kind == IMAGE_DICOM ? dicom_read(full, &dicom, err) : volume_read_nifti(full, &nifti, err);
   if (s != STATUS_OK) return s;
   const Volume *v = f->kind == IMAGE_DICOM ? &dicom.v : &nifti;
+  Volume labels = {0};
+  char mask_path[8192] = "";
+  if (ds->masks && f->mask) {
+    snprintf(mask_path, sizeof mask_path, "%s/%s", l->root, f->mask);
+    s = volume_read_nifti(mask_path, &labels, err);
+    if (s == STATUS_OK && (labels.nx != v->nx || labels.ny != v->ny || labels.nz != v->nz))
+      s = mr_error_set(err, STATUS_ERR_SHAPE, "%s is %dx%dx%d but its image %s is %dx%dx%d",
+                       mask_path, labels.nx, labels.ny, labels.nz, full, v->nx, v->ny, v->nz);
+  }
   const int c = f->kind == IMAGE_DICOM ? dicom.channels : 1;
   const size_t plane = (size_t)v->nx * v->ny * c, n = plane * v->nz;
   if (v->nz != f->slices)
@@ -402,12 +436,16 @@ static Status decode_volume(const ImageFile *f, const char *full, Dataset *ds, i
     const char *why =
         image_fit(&im, ds->images + (size_t)at * channels * size * size, channels, size, opt->fit);
     if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: slice %d: %s", full, z + 1, why);
+    if (s == STATUS_OK && labels.data)
+      s = volume_mask_slice(&labels, z, mask_path, ds->masks + (size_t)at * size * size, size,
+                            opt->fit, err);
     char id[4200];
     snprintf(id, sizeof id, "%s:%d", f->rel, z + 1);
     ds->labels[at] = f->label;
     ds->files[at] = strdup(id);
   }
   free(pixels);
+  volume_free(&labels);
   if (f->kind == IMAGE_DICOM)
     dicom_volume_free(&dicom);
   else
@@ -435,7 +473,8 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
     snprintf(full, sizeof full, "%s/%s", l->root, l->files[i].rel);
     if (l->files[i].kind == IMAGE_DICOM || l->files[i].kind == IMAGE_NIFTI) {
       Dataset *ds = &d->split[l->files[i].split];
-      s = decode_volume(&l->files[i], full, ds, &fill[l->files[i].split], channels, size, opt, err);
+      s = decode_volume(l, &l->files[i], full, ds, &fill[l->files[i].split], channels, size, opt,
+                        err);
       d->volumes++;
       continue;
     }
