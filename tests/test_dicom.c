@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "data/data.h"
 #include "testutil.h"
 
 #define PYDICOM "/usr/lib/python3/dist-packages/pydicom/data/test_files"
@@ -467,6 +468,20 @@ static void test_nifti_segmentation(void **state) {
     snprintf(path, sizeof path, "%s/%s", root, k ? "masks" : "images");
     mkdir(root, 0700), mkdir(path, 0700);
   }
+  /* told apart by their bytes: DICOM's preamble, NIfTI-1 in either byte order */
+  static unsigned char head[352];
+  memset(head, 0, sizeof head);
+  memcpy(head + 128, "DICM", 4);
+  assert_int_equal(image_kind(head, sizeof head), IMAGE_DICOM);
+  memset(head, 0, sizeof head);
+  memcpy(head + 344, "n+1", 4);
+  const int32_t size_le = 348, size_be = 0x5c010000;
+  memcpy(head, &size_le, 4);
+  assert_int_equal(image_kind(head, sizeof head), IMAGE_NIFTI);
+  memcpy(head, &size_be, 4);
+  assert_int_equal(image_kind(head, sizeof head), IMAGE_NIFTI);
+  memcpy(head + 344, "xyz", 4);
+  assert_int_equal(image_kind(head, sizeof head), IMAGE_NONE);
   enum { N = 24, Z = 3 };
   static short image[N * N * Z];
   static float labels[N * N * Z];

@@ -296,6 +296,9 @@ int cmd_train(int argc, char **argv) {
       return EXIT_RUNTIME;
     }
     cli_data_notes(data);
+    if (window_text && !data->volumes)
+      fprintf(stderr, "medrobust: warning: --window has no effect: %s holds no DICOM or NIfTI\n",
+              data_path);
     net = build_model(arch, data, &arch_opt, o.seed, &err);
     if (!net) {
       fprintf(stderr, "medrobust: %s\n", err.msg);

@@ -24,6 +24,9 @@ ImageKind image_kind(const uint8_t *buf, size_t len) {
   if (len >= 132 && memcmp(buf + 128, "DICM", 4) == 0) return IMAGE_DICOM;
   int32_t header = 0;
   if (len >= 4) memcpy(&header, buf, 4);
+  /* a big-endian file's header size reads byte-swapped */
+  if (header == 0x5c010000) header = 348;
+  if (header == 0x1c020000) header = 540;
   if ((header == 348 && len >= 348 &&
        (!memcmp(buf + 344, "n+1", 4) || !memcmp(buf + 344, "ni1", 4))) ||
       (header == 540 && len >= 540 && (!memcmp(buf + 4, "n+2", 4) || !memcmp(buf + 4, "ni2", 4))))
