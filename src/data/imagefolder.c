@@ -535,9 +535,18 @@ static DataSplits *finish(Listing *l, DataSplits *d, const DataOptions *opt, con
       snprintf(split, sizeof split, "split as listed");
     else
       snprintf(split, sizeof split, "split 70/10/20 seed %llu", (unsigned long long)opt->seed);
-    snprintf(d->source, sizeof d->source, "%s %s (%d images%s; %d duplicates dropped; %s)", what,
-             name, l->n, d->unlabelled ? ", unlabelled" : "", l->duplicates,
+    int images = 0; /* a volume gives its slices */
+    for (int i = 0; i < l->n; i++) images += l->files[i].slices;
+    char count[64];
+    if (images != l->n)
+      snprintf(count, sizeof count, "%d files, %d images", l->n, images);
+    else
+      snprintf(count, sizeof count, "%d images", images);
+    char line[1024]; /* cut to the source's size: a long root name loses its end */
+    snprintf(line, sizeof line, "%s %s (%s%s; %d duplicates dropped; %s)", what, name, count,
+             d->unlabelled ? ", unlabelled" : "", l->duplicates,
              d->unlabelled ? "all in test" : split);
+    snprintf(d->source, sizeof d->source, "%.*s", (int)sizeof d->source - 1, line);
   }
   listing_free(l);
   if (s != STATUS_OK) {
