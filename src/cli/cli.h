@@ -198,6 +198,9 @@ int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const Inten
                        float *out, int *n);
 /* whether an --eps text holds modality units (parse it once the data's window is known) */
 int cli_eps_physical(const char *text);
+/* One such value for `option` (--eps, --eps-max, --tol): a list is an error. */
+int cli_parse_eps_value(const char *cmd, const char *option, const char *text, Norm norm,
+                        const IntensityWindow *window, float *out);
 int cli_parse_target(const char *text, AttackOptions *o);
 
 #endif

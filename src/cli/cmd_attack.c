@@ -50,19 +50,6 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
   return atomic_commit(&af, err);
 }
 
-/* One --eps value: a number, P% or N HU (through window). */
-static int parse_one_eps(const char *text, Norm norm, const IntensityWindow *window, double *e) {
-  float v[MAX_LIST];
-  int n = 0;
-  if (!cli_parse_eps_list("attack", text, norm, window, v, &n)) return 0;
-  if (n != 1) {
-    fprintf(stderr, "medrobust attack: --eps takes one value, got '%s'\n", text);
-    return 0;
-  }
-  *e = v[0];
-  return 1;
-}
-
 int cmd_attack(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
@@ -127,16 +114,18 @@ int cmd_attack(int argc, char **argv) {
   }
   if (!cli_parse_norm("attack", norm, &base.norm) || !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
-  double e = eps;
+  float e = eps;
   const int physical = eps_text && cli_eps_physical(eps_text); /* HU: once the window is known */
-  if (!physical && eps_text && !parse_one_eps(eps_text, base.norm, NULL, &e)) return EXIT_USAGE;
+  if (!physical && eps_text &&
+      !cli_parse_eps_value("attack", "--eps", eps_text, base.norm, NULL, &e))
+    return EXIT_USAGE;
   if (!physical && !eps_text && !cli_eps_valid("attack", e, base.norm, "(default)"))
     return EXIT_USAGE;
   const int s_idx = cli_split("attack", split);
   if (s_idx < 0) return EXIT_USAGE;
   AttackOptions o = base;
   const AttackOptions defaults = attack_options_default((AttackKind)kind);
-  o.kind = (AttackKind)kind, o.eps = (float)e;
+  o.kind = (AttackKind)kind, o.eps = e;
   if (kind == ATTACK_DAG && !eps_text) o.eps = 0.0f; /* DAG is unbounded unless asked */
   if (!o.iters) o.iters = defaults.iters;
   char journal_path[4200];
@@ -147,12 +136,12 @@ int cmd_attack(int argc, char **argv) {
   DataSplits *data;
   if (!cli_load_model_data(model, data_path, &dargs, &net, &data)) return EXIT_RUNTIME;
   if (physical) {
-    if (!parse_one_eps(eps_text, base.norm, &data->window, &e)) {
+    if (!cli_parse_eps_value("attack", "--eps", eps_text, base.norm, &data->window, &e)) {
       net_free(net);
       data_free(data);
       return EXIT_USAGE;
     }
-    o.eps = (float)e;
+    o.eps = e;
   }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;

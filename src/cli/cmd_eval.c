@@ -90,6 +90,19 @@ int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const Inten
   return *n > 0;
 }
 
+int cli_parse_eps_value(const char *cmd, const char *option, const char *text, Norm norm,
+                        const IntensityWindow *window, float *out) {
+  float values[MAX_LIST];
+  int n = 0;
+  if (!cli_parse_eps_list(cmd, text, norm, window, values, &n)) return 0;
+  if (n != 1) {
+    fprintf(stderr, "medrobust %s: %s takes one value, got '%s'\n", cmd, option, text);
+    return 0;
+  }
+  *out = values[0];
+  return 1;
+}
+
 int cli_parse_target(const char *text, AttackOptions *o) {
   if (strcmp(text, "none") == 0)
     o->target = TARGET_NONE;

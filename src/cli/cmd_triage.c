@@ -14,10 +14,10 @@
 /* --eps-max and --tol (each a number, P% or N HU through window) into eps_max and tol. */
 static int triage_bounds(const char *eps_max_text, const char *tol_text, Norm norm,
                          const IntensityWindow *window, float *eps_max, float *tol) {
-  int n = 0;
-  if (eps_max_text && !cli_parse_eps_list("triage", eps_max_text, norm, window, eps_max, &n))
+  if (eps_max_text &&
+      !cli_parse_eps_value("triage", "--eps-max", eps_max_text, norm, window, eps_max))
     return 0;
-  if (tol_text && !cli_parse_eps_list("triage", tol_text, norm, window, tol, &n)) return 0;
+  if (tol_text && !cli_parse_eps_value("triage", "--tol", tol_text, norm, window, tol)) return 0;
   if (!(*eps_max > 0) || !(*tol > 0) || *tol >= *eps_max) {
     fprintf(stderr,
             "medrobust triage: --tol (%g) must be positive and smaller than --eps-max (%g)\n", *tol,
