@@ -470,9 +470,13 @@ Status rad_intensity_surrogate(const Roi *r, SoftLevels *s, RadiomicsFeatures *f
   double *x = malloc(sizeof(double) * total), *level = calloc(total, sizeof(double));
   double *g_level = calloc(total, sizeof(double)), *counts = calloc(ng + 2, sizeof(double));
   double *g_counts = calloc(ng + 2, sizeof(double));
-  int ok = idx && x && level && g_level && counts && g_counts;
+  if (!idx || !x || !level || !g_level || !counts || !g_counts) {
+    free(idx), free(x), free(level), free(g_level), free(counts), free(g_counts);
+    return mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory");
+  }
+  int ok = 1;
   long k = 0;
-  for (long i = 0; ok && i < total; i++) {
+  for (long i = 0; i < total; i++) {
     x[i] = r->x[i];
     if (!r->roi[i]) continue;
     idx[k++] = i;
@@ -485,7 +489,7 @@ Status rad_intensity_surrogate(const Roi *r, SoftLevels *s, RadiomicsFeatures *f
    * the mean's */
   double peak[2];
   long at[2];
-  if (ok) local_peaks(r, peak, at);
+  local_peaks(r, peak, at);
   for (int p = 0; ok && p < 2; p++) {
     ok = rad_add(f, "Local intensity", peak_names[p][0], peak_names[p][1], peak[p]);
     const double c = s->ct ? rad_cotangent(s, peak_names[p][1]) : 0;
