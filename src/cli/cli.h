@@ -198,6 +198,8 @@ int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const Inten
                        float *out, int *n);
 /* whether an --eps text holds modality units (parse it once the data's window is known) */
 int cli_eps_physical(const char *text);
+/* --window TEXT into *out; 0 (after saying why) when it is neither a preset nor C,W */
+int cli_parse_window(const char *cmd, const char *text, IntensityWindow *out);
 /* One such value for `option` (--eps, --eps-max, --tol): a list is an error. */
 int cli_parse_eps_value(const char *cmd, const char *option, const char *text, Norm norm,
                         const IntensityWindow *window, float *out);

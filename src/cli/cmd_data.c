@@ -120,11 +120,7 @@ static int data_info(int argc, char **argv) {
     return EXIT_USAGE;
   }
   opt.fit = (FitMode)fit_parse(fit), opt.split_file = dargs.split_file;
-  if (window && !window_parse(window, &opt.window)) {
-    fprintf(stderr, "medrobust data info: --window %s: a preset (%s) or center,width\n", window,
-            window_presets());
-    return EXIT_USAGE;
-  }
+  if (window && !cli_parse_window("data info", window, &opt.window)) return EXIT_USAGE;
   if (check.split_seed_given) opt.seed = check.split_seed;
   MrError err = {0};
   DataSplits *d = NULL;

@@ -90,6 +90,13 @@ int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const Inten
   return *n > 0;
 }
 
+int cli_parse_window(const char *cmd, const char *text, IntensityWindow *out) {
+  if (window_parse(text, out)) return 1;
+  fprintf(stderr, "medrobust %s: --window %s: a preset (%s) or center,width\n", cmd, text,
+          window_presets());
+  return 0;
+}
+
 int cli_parse_eps_value(const char *cmd, const char *option, const char *text, Norm norm,
                         const IntensityWindow *window, float *out) {
   float values[MAX_LIST];

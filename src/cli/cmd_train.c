@@ -281,11 +281,7 @@ int cmd_train(int argc, char **argv) {
                         .seed = check.split_seed_given ? check.split_seed : DEFAULT_SPLIT_SEED,
                         .fit = (FitMode)fit_parse(fit),
                         .split_file = dargs.split_file};
-    if (window_text && !window_parse(window_text, &dopt.window)) {
-      fprintf(stderr, "medrobust train: --window %s: a preset (%s) or center,width\n", window_text,
-              window_presets());
-      return EXIT_USAGE;
-    }
+    if (window_text && !cli_parse_window("train", window_text, &dopt.window)) return EXIT_USAGE;
     if (fit_parse(fit) < 0) {
       fprintf(stderr, "medrobust train: --fit must be crop, pad or stretch, got '%s'\n", fit);
       return EXIT_USAGE;

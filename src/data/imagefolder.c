@@ -372,7 +372,6 @@ static Status decode_mask(const Listing *l, const ImageFile *f, const DecodedIma
   return s;
 }
 
-/* Decodes every file into its split, in listing order. */
 /* A NIfTI label volume's slice z as a grey mask fitted to size x size into dst: label ids
  * 0..255 (integers), the voxel of any other value an error naming it. */
 static Status volume_mask_slice(const Volume *m, int z, const char *path, int *dst, int size,
@@ -423,14 +422,16 @@ static Status decode_volume(const Listing *l, const ImageFile *f, const char *fu
   if (v->nz != f->slices)
     s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %d slices now, %d when listed", full, v->nz,
                      f->slices);
-  double lo = INFINITY, hi = -INFINITY;
-  for (size_t i = 0; i < n; i++) lo = fmin(lo, v->data[i]), hi = fmax(hi, v->data[i]);
-  const IntensityWindow own = {(lo + hi) / 2, hi > lo ? hi - lo : 1};
-  const IntensityWindow *w = opt->window.width > 0 ? &opt->window : &own;
+  IntensityWindow w = opt->window;
+  if (!(w.width > 0)) { /* no window: the volume's own range */
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++) lo = fmin(lo, v->data[i]), hi = fmax(hi, v->data[i]);
+    w = (IntensityWindow){(lo + hi) / 2, hi > lo ? hi - lo : 1};
+  }
   float *pixels = malloc(sizeof(float) * (plane ? plane : 1));
   if (s == STATUS_OK && !pixels) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int z = 0; s == STATUS_OK && z < v->nz; z++) {
-    for (size_t i = 0; i < plane; i++) pixels[i] = window_apply(w, v->data[z * plane + i]);
+    for (size_t i = 0; i < plane; i++) pixels[i] = window_apply(&w, v->data[z * plane + i]);
     const DecodedImage im = {v->nx, v->ny, c, 0, pixels};
     const int at = (*fill)++;
     const char *why =
@@ -453,6 +454,7 @@ static Status decode_volume(const Listing *l, const ImageFile *f, const char *fu
   return s;
 }
 
+/* Decodes every file into its split, in listing order. */
 static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt, MrError *err) {
   const int size = opt->size ? opt->size : DEFAULT_SIZE;
   const int channels = opt->channels ? opt->channels : 1; /* medical scans: grey unless asked */

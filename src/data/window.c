@@ -34,7 +34,14 @@ int window_parse(const char *text, IntensityWindow *out) {
   return 1;
 }
 
-const char *window_presets(void) { return "lung, mediastinum, bone, brain, abdomen"; }
+const char *window_presets(void) {
+  static char names[128];
+  if (!names[0])
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+      snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+               presets[i].name);
+  return names;
+}
 
 float window_apply(const IntensityWindow *w, double value) {
   const double x = (value - (w->center - w->width / 2)) / w->width;
