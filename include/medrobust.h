@@ -455,9 +455,29 @@ typedef struct {
   int bits;               /* stored bits per sample (one grey level = 1/(2^bits-1)); 0: floats */
   int *masks;             /* segmentation sets: (n, h, w) one class id per pixel; NULL otherwise */
   IntensityWindow window; /* DICOM/NIfTI through a window: its modality units (width 0: none) */
+  int *volume;            /* (n) sets with DICOM/NIfTI volumes: the volume image i is a slice of (a
+                             volume's slices are adjacent, in slice order); -1 a 2-D image; NULL: none */
 } Dataset;
 /* How a per-image output names image i: its file, else "test_images[17]". */
 const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n);
+
+/* ---- volumes: a 2-D model's slice predictions per volume (src/eval/volumes.c) ----
+ * A volume's prediction is the mean of its slices' class probabilities, and its class
+ * their argmax: every slice has a say in proportion to its confidence, and a volume
+ * is not decided by one slice's vote. */
+/* The end of the run of images from i that are one volume's slices (i + 1 for a 2-D image,
+ * or when d has no volumes). */
+int dataset_volume_end(const Dataset *d, int i);
+/* The name of the volume image i is a slice of: its path relative to the data root
+ * (the slice's id without ":Z"). */
+const char *dataset_volume_name(const Dataset *d, int i, char *buf, size_t n);
+/* The argmax of the mean of probs' rows [first, end) (k classes each); the mean into
+ * mean (k) unless NULL. */
+int volume_mean_prediction(const float *probs, int k, int first, int end, double *mean);
+/* Over d's volumes (2-D images left out): how many, how many are labelled, and how many
+ * of those the mean prediction gets right. */
+void volume_accuracy(const Dataset *d, const float *probs, int k, int *volumes, int *labelled,
+                     int *right);
 
 typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2, SPLIT_COUNT = 3 } Split;
 const char *split_name(Split s);
@@ -1088,6 +1108,7 @@ typedef struct {
   int positives_detected, missed;
   double linf, l2, mse, ssim, psnr, confidence; /* means over the images */
   double seconds;
+  int volume_correct; /* volume sets: labelled volumes whose mean slice prediction is right */
 } SweepRow;
 
 typedef enum { NOISE_GAUSSIAN, NOISE_RICIAN, NOISE_POISSON, NOISE_SPECKLE, NOISE_COUNT } NoiseKind;
@@ -1117,7 +1138,10 @@ typedef struct {
   double majority_share;   /* constant classifier scores as accuracy */
   int positive;            /* binary tasks: the class a missed diagnosis misses; -1 otherwise */
   int positives, clean_detected; /* true positives, and those the model finds clean */
-  char **class_names;            /* (k), owned */
+  /* volume sets (Dataset.volume): the volumes, the labelled ones, and how many of those the
+   * mean of the clean slice probabilities gets right (each row: under its attack) */
+  int volumes, volumes_labelled, clean_volume_correct;
+  char **class_names; /* (k), owned */
   /* the eps at which the worst attack leaves half the clean balanced
    * accuracy (linear between grid points); NAN if it never does */
   double halving_eps;
@@ -1364,6 +1388,14 @@ typedef struct {
   int flagged;     /* among the most fragile flag_frac, for human review */
 } TriageItem;
 
+/* A volume's triage: its slices are images [first, first + slices) of the set. */
+typedef struct {
+  int first, slices, label, pred; /* pred: the argmax of the mean slice probabilities */
+  float confidence;               /* that mean probability */
+  float min_eps, eps_below;       /* as for an image (INFINITY: none up to eps_max) */
+  int flip_class, flagged;
+} VolumeTriageItem;
+
 /* What decides which images a deferral sends to a human first: the
  * adversarial sensitivity (smallest flipping eps), or the baselines a user
  * would try first: low softmax confidence, a small margin between the two
@@ -1391,6 +1423,11 @@ typedef struct {
   double curve_acc[DEFER_COUNT][TRIAGE_CURVE_POINTS], curve_bal[DEFER_COUNT][TRIAGE_CURVE_POINTS];
   double curve_auc[DEFER_COUNT]; /* mean accuracy over each deferral curve */
   char attack[24];
+  /* volume sets (Dataset.volume): per volume, most fragile first, the smallest eps at which
+   * its mean slice prediction changes, each slice attacked in its own ball */
+  VolumeTriageItem *volumes;
+  int n_volumes, n_volumes_flagged, volumes_labelled;
+  double volume_accuracy_all, volume_accuracy_aware; /* aware: without the flagged volumes */
 } TriageResult;
 
 /* Accuracy and balanced accuracy (over the classes present) of the images

@@ -393,6 +393,16 @@ static void test_volume_folder(void **state) {
   assert_int_equal(cJSON_GetArraySize(w), 2);
   assert_true(cJSON_GetArrayItem(w, 1)->valuedouble == 1500);
   assert_non_null(strstr(json, "0.00133333"));
+  /* per volume: the test split's volumes, clean and under the attack */
+  const int test_volumes = cJSON_GetObjectItem(results, "volumes")
+                               ? cJSON_GetObjectItem(results, "volumes")->valueint
+                               : 0;
+  assert_true(test_volumes > 0 && test_volumes < 12);
+  const double clean_volume_acc =
+      cJSON_GetObjectItem(results, "clean_volume_accuracy")->valuedouble;
+  const cJSON *row0 = cJSON_GetArrayItem(cJSON_GetObjectItem(results, "rows"), 0);
+  const double volume_acc = cJSON_GetObjectItem(row0, "volume_accuracy")->valuedouble;
+  assert_true(volume_acc >= 0 && volume_acc <= 1);
   cJSON_Delete(results);
   snprintf(cmd, sizeof cmd, "grep -q 'HU' %s/ev/report.html", dir);
   assert_int_equal(system(cmd), 0);
@@ -418,6 +428,17 @@ static void test_volume_folder(void **state) {
     }
   fclose(f);
   assert_true(rows > 1 && slices > 0);
+  /* eval's clean volume accuracy is predict's on the same split */
+  snprintf(cmd, sizeof cmd,
+           "%s predict --model %s/m.safetensors --data %s --out %s/pt.csv > %s/predict.txt 2>&1",
+           bin, dir, root, dir, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(path, sizeof path, "%s/predict.txt", dir);
+  f = fopen(path, "r");
+  text[fread(text, 1, sizeof text - 1, f)] = 0, fclose(f);
+  const char *acc_text = strstr(text, "volume accuracy ");
+  assert_non_null(acc_text);
+  assert_true(fabs(atof(acc_text + 16) - 100 * clean_volume_acc) < 0.01);
   /* a single attack at 5 HU */
   snprintf(cmd, sizeof cmd,
            "%s attack --model %s/m.safetensors --data %s --eps 5HU --limit 4 --out %s/adv.npz > "
@@ -443,6 +464,26 @@ static void test_volume_folder(void **state) {
     fail_msg("triage does not show eps in HU: %s",
              strstr(text, "most fragile:") ? strstr(text, "most fragile:") : text);
   }
+  /* per volume triage: every test volume, most fragile first */
+  snprintf(path, sizeof path, "%s/tr/triage.json", dir);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  json[fread(json, 1, sizeof json - 1, f)] = 0, fclose(f);
+  results = cJSON_Parse(json);
+  const cJSON *vols = cJSON_GetObjectItem(results, "volumes"), *vol;
+  assert_int_equal(cJSON_GetArraySize(vols), test_volumes);
+  double last = 0;
+  cJSON_ArrayForEach(vol, vols) {
+    const cJSON *e = cJSON_GetObjectItem(vol, "min_eps");
+    const double eps = cJSON_IsNumber(e) ? e->valuedouble : INFINITY;
+    assert_true(eps >= last);
+    last = eps;
+    assert_non_null(strstr(cJSON_GetObjectItem(vol, "volume")->valuestring, "/"));
+    assert_null(strchr(cJSON_GetObjectItem(vol, "volume")->valuestring, ':'));
+  }
+  cJSON_Delete(results);
+  snprintf(cmd, sizeof cmd, "grep -q 'Most fragile volumes' %s/tr/report.html", dir);
+  assert_int_equal(system(cmd), 0);
   static const char *const identifiers[] = {"Doe", "Jane", "PID-7731942", "19470312",
                                             "ACC-5550123"};
   for (size_t i = 0; i < sizeof identifiers / sizeof *identifiers; i++) {

@@ -188,6 +188,76 @@ static void test_triage_brackets_flip(void **state) {
   assert_non_null(strstr(err.msg, "not square"));
 }
 
+/* Volumes of slices (Dataset.volume): the mean-probability prediction by hand, and volume
+ * triage's bracket replayed: at each volume's min_eps attacking every slice away from its
+ * class changes the mean prediction, at eps_below it does not. */
+static void test_volume_triage_brackets_flip(void **state) {
+  (void)state;
+  enum { SLICES = 6, VOLUMES = 6, N = SLICES * VOLUMES + 1, PER = 784 };
+  static float images[N * PER];
+  int labels[N], volume[N], taken[2] = {0, 0};
+  const Dataset *src = &data->split[SPLIT_TEST];
+  /* three volumes of each class from the test images, then one 2-D image */
+  for (int i = 0; i < src->n; i++) {
+    const int y = src->labels[i];
+    if (taken[y] == SLICES * VOLUMES / 2) continue;
+    const int v = 2 * (taken[y] / SLICES) + y, at = v * SLICES + taken[y] % SLICES;
+    memcpy(images + (size_t)at * PER, src->images + (size_t)i * PER, sizeof(float) * PER);
+    labels[at] = y, volume[at] = v, taken[y]++;
+  }
+  memcpy(images + (size_t)(N - 1) * PER, src->images, sizeof(float) * PER);
+  labels[N - 1] = src->labels[0], volume[N - 1] = -1;
+  Dataset d = {
+      .n = N, .c = 1, .h = 28, .w = 28, .images = images, .labels = labels, .volume = volume};
+  assert_int_equal(dataset_volume_end(&d, 0), SLICES);
+  assert_int_equal(dataset_volume_end(&d, N - 1), N);
+  static float probs[N * 2];
+  net_predict(plain, images, N, probs);
+  int right = 0;
+  for (int v = 0; v < VOLUMES; v++) {
+    double p1 = 0;
+    for (int s = 0; s < SLICES; s++) p1 += probs[2 * (v * SLICES + s) + 1] / SLICES;
+    right += (p1 > 0.5) == labels[v * SLICES];
+  }
+  int volumes, labelled, correct;
+  volume_accuracy(&d, probs, 2, &volumes, &labelled, &correct);
+  assert_int_equal(volumes, VOLUMES);
+  assert_int_equal(labelled, VOLUMES);
+  assert_int_equal(correct, right);
+  TriageOptions o = triage_options_default();
+  o.attack = attack_options_default(ATTACK_BIM); /* deterministic: no random start */
+  o.eps_max = 0.2f, o.tol = 1e-3f, o.batch = 4;  /* volumes span batches */
+  TriageResult r;
+  MrError err = {0};
+  assert_int_equal(triage_run(plain, &d, &o, NULL, NULL, &r, &err), STATUS_OK);
+  assert_int_equal(r.n_volumes, VOLUMES);
+  int flipped = 0;
+  for (int i = 0; i < r.n_volumes; i++) {
+    const VolumeTriageItem *v = &r.volumes[i];
+    if (i) assert_true(r.volumes[i - 1].min_eps <= v->min_eps);
+    assert_int_equal(v->slices, SLICES);
+    if (isinf(v->min_eps)) continue;
+    flipped++;
+    assert_true(v->min_eps - v->eps_below <= o.tol + 1e-7f);
+    int y[SLICES];
+    static float adv[SLICES * PER], p[SLICES * 2];
+    for (int s = 0; s < SLICES; s++) y[s] = v->pred;
+    for (int pass = 0; pass < 2; pass++) {
+      AttackOptions a = o.attack;
+      a.eps = pass ? v->eps_below : v->min_eps;
+      assert_int_equal(attack_run(plain, &a, images + (size_t)v->first * PER, y, SLICES, adv, &err),
+                       STATUS_OK);
+      net_predict(plain, adv, SLICES, p);
+      double p1 = 0;
+      for (int s = 0; s < SLICES; s++) p1 += p[2 * s + 1] / SLICES;
+      if (pass == 0) assert_int_not_equal(p1 > 0.5, v->pred);
+      if (pass == 1 && v->eps_below > 0) assert_int_equal(p1 > 0.5, v->pred);
+    }
+  }
+  assert_true(flipped > 0);
+  triage_free(&r);
+}
+
 /* A model that answers "malignant" whatever it sees: every attack leaves it
  * at the majority share, which accuracy alone would call robust. */
 static void test_constant_classifier_caught(void **state) {
@@ -492,6 +562,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sweep_and_checks),
       cmocka_unit_test(test_triage_brackets_flip),
+      cmocka_unit_test(test_volume_triage_brackets_flip),
       cmocka_unit_test(test_constant_classifier_caught),
       cmocka_unit_test(test_deferral_by_hand),
       cmocka_unit_test(test_shape_mismatch_refused),

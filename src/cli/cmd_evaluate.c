@@ -148,9 +148,9 @@ int cmd_evaluate(int argc, char **argv) {
   return 0;
 }
 
-/* Per volume (DICOM or NIfTI, its slices named VOLUME:Z and stored in a row): the mean of
- * its slices' class probabilities, and its argmax, into OUT with .volumes.csv for .csv; the
- * volume accuracy when labelled. */
+/* Per volume (DICOM or NIfTI, its slices named VOLUME:Z): the mean of its slices' class
+ * probabilities, and its argmax, into OUT with .volumes.csv for .csv; the volume accuracy
+ * when labelled. */
 static int write_volume_predictions(const Loaded *l, const char *out) {
   char path[4200], id[4200], buf[16], col[MR_ARCH_LEN + 256];
   const size_t len = strlen(out);
@@ -173,25 +173,14 @@ static int write_volume_predictions(const Loaded *l, const char *out) {
   fputc('\n', af.f);
   int volumes = 0, right = 0, labelled = 0;
   for (int i = 0; i < l->set->n;) {
-    char scratch[64]; /* the id may be the listing's own string: copied to cut it */
-    snprintf(id, sizeof id, "%s", dataset_image_id(l->set, i, scratch, sizeof scratch));
-    char *colon = strrchr(id, ':');
-    const size_t stem = colon ? (size_t)(colon - id) : strlen(id);
-    int j = i;
-    const char *other;
-    while (j < l->set->n &&
-           !strncmp(other = dataset_image_id(l->set, j, scratch, sizeof scratch), id, stem) &&
-           (other[stem] == ':' || other[stem] == 0))
-      j++;
-    for (int c = 0; c < l->k; c++) mean[c] = 0;
-    for (int s = i; s < j; s++)
-      for (int c = 0; c < l->k; c++) mean[c] += l->probs[(size_t)s * l->k + c] / (j - i);
-    int pred = 0;
-    for (int c = 1; c < l->k; c++)
-      if (mean[c] > mean[pred]) pred = c;
+    const int j = dataset_volume_end(l->set, i);
+    if (!l->set->volume || l->set->volume[i] < 0) { /* a 2-D image beside the volumes */
+      i = j;
+      continue;
+    }
+    const int pred = volume_mean_prediction(l->probs, l->k, i, j, mean);
     const int y = l->set->labels[i];
-    id[stem] = 0;
-    csv_write_field(af.f, id);
+    csv_write_field(af.f, dataset_volume_name(l->set, i, id, sizeof id));
     fprintf(af.f, ",%d,", j - i);
     csv_write_field(af.f, y >= 0 ? net_class_name(l->net, y, buf) : "");
     fputc(',', af.f);

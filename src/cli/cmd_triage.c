@@ -231,6 +231,25 @@ int cmd_triage(int argc, char **argv) {
   int robust = 0;
   for (int i = 0; i < r.n; i++) robust += isinf(r.items[i].min_eps);
   if (robust) printf("%d images did not flip below eps %s\n", robust, max_text);
+  if (r.n_volumes) {
+    printf(
+        "\nper volume (the mean of its slice probabilities, every slice attacked in its own "
+        "ball)");
+    if (r.volumes_labelled)
+      printf(": accuracy %.2f%%, %.2f%% without the %d most fragile", 100 * r.volume_accuracy_all,
+             100 * r.volume_accuracy_aware, r.n_volumes_flagged);
+    printf("\n%5s %-40s %6s %-12s %7s %14s\n", "rank", "volume", "slices", "predicted", "conf",
+           "min_eps");
+    for (int i = 0; i < r.n_volumes && i < 10; i++) {
+      const VolumeTriageItem *v = &r.volumes[i];
+      char name[4200];
+      eps_describe_set(v->min_eps, &set, norm_kind, eps_text, sizeof eps_text);
+      printf("%5d %-40s %6d %-12s %7.3f %14s\n", i + 1,
+             dataset_volume_name(&set, v->first, name, sizeof name), v->slices,
+             net_class_name(net, v->pred, buf), v->confidence,
+             isinf(v->min_eps) ? "none" : eps_text);
+    }
+  }
   printf("\n%.1f s; list in %s/triage.csv, details in %s/triage.json, report %s/report.html\n",
          omp_get_wtime() - t0, out, out, out);
   triage_free(&r);

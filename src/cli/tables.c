@@ -33,6 +33,20 @@ void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, 
            w->eps, grey, 100 * w->accuracy, 100 * w->balanced_accuracy, w->auc, found,
            100 * w->success_rate, w->linf, w->ssim, w->psnr, w->confidence);
   }
+  if (r->volumes_labelled) {
+    printf(
+        "\nper volume (%d volumes; the mean of each volume's slice probabilities, each slice "
+        "attacked in its own eps ball)\n%-14s %9s %7s %9s\n%-14s %9s %7s %8.2f%%\n",
+        r->volumes_labelled, "attack", "eps", hu > 0 ? "HU" : "", "accuracy", "clean", "0", "",
+        100.0 * r->clean_volume_correct / r->volumes_labelled);
+    for (int i = 0; i < r->n_rows; i++) {
+      const SweepRow *w = &r->rows[i];
+      char units[24] = "";
+      if (hu > 0) snprintf(units, sizeof units, "%.3g", w->eps * hu);
+      printf("%-14s %9.4g %7s %8.2f%%\n", w->attack, w->eps, units,
+             100.0 * w->volume_correct / r->volumes_labelled);
+    }
+  }
   if (hu > 0) {
     char text[96];
     window_describe(&d->window, text, sizeof text);

@@ -90,7 +90,7 @@ void data_free(DataSplits *d) {
   for (int s = 0; s < SPLIT_COUNT; s++) {
     Dataset *ds = &d->split[s];
     for (int i = 0; ds->files && i < ds->n; i++) free(ds->files[i]);
-    free(ds->files), free(ds->images), free(ds->labels), free(ds->masks);
+    free(ds->files), free(ds->images), free(ds->labels), free(ds->masks), free(ds->volume);
   }
   for (int i = 0; i < MR_MAX_CLASSES; i++) free(d->class_names[i]);
   free(d);

@@ -399,9 +399,9 @@ static Status volume_mask_slice(const Volume *m, int z, const char *path, int *d
  * (or each volume's own range without one), fitted to size x size; each slice is
  * "REL:Z" (Z from 1, in the volume's slice order). A segmentation set's label volume
  * (NIfTI, the same grid) gives each slice its mask. */
-static Status decode_volume(const Listing *l, const ImageFile *f, const char *full, Dataset *ds,
-                            int *fill, int channels, int size, const DataOptions *opt,
-                            MrError *err) {
+static Status decode_volume(const Listing *l, int entry, const char *full, Dataset *ds, int *fill,
+                            int channels, int size, const DataOptions *opt, MrError *err) {
+  const ImageFile *f = &l->files[entry];
   Volume nifti = {0};
   DicomVolume dicom = {0};
   Status s =
@@ -444,6 +444,7 @@ static Status decode_volume(const Listing *l, const ImageFile *f, const char *fu
     snprintf(id, sizeof id, "%s:%d", f->rel, z + 1);
     ds->labels[at] = f->label;
     ds->files[at] = strdup(id);
+    ds->volume[at] = entry;
   }
   free(pixels);
   volume_free(&labels);
@@ -459,14 +460,20 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
   const int size = opt->size ? opt->size : DEFAULT_SIZE;
   const int channels = opt->channels ? opt->channels : 1; /* medical scans: grey unless asked */
   int counts[SPLIT_COUNT] = {0};
-  for (int i = 0; i < l->n; i++) counts[l->files[i].split] += l->files[i].slices;
+  int any_volume = 0;
+  for (int i = 0; i < l->n; i++) {
+    counts[l->files[i].split] += l->files[i].slices;
+    any_volume |= l->files[i].kind == IMAGE_DICOM || l->files[i].kind == IMAGE_NIFTI;
+  }
   Status s = STATUS_OK;
   for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++)
     s = dataset_alloc(&d->split[k], counts[k], channels, size, size, err);
   for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++) {
     d->split[k].files = calloc(counts[k] + 1, sizeof(char *));
     if (d->segment) d->split[k].masks = malloc(sizeof(int) * ((size_t)counts[k] * size * size + 1));
-    if (!d->split[k].files || (d->segment && !d->split[k].masks))
+    if (any_volume) d->split[k].volume = malloc(sizeof(int) * (counts[k] + 1));
+    if (!d->split[k].files || (d->segment && !d->split[k].masks) ||
+        (any_volume && !d->split[k].volume))
       s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   }
   int fill[SPLIT_COUNT] = {0}, bits = 8;
@@ -475,8 +482,7 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
     snprintf(full, sizeof full, "%s/%s", l->root, l->files[i].rel);
     if (l->files[i].kind == IMAGE_DICOM || l->files[i].kind == IMAGE_NIFTI) {
       Dataset *ds = &d->split[l->files[i].split];
-      s = decode_volume(l, &l->files[i], full, ds, &fill[l->files[i].split], channels, size, opt,
-                        err);
+      s = decode_volume(l, i, full, ds, &fill[l->files[i].split], channels, size, opt, err);
       d->volumes++;
       continue;
     }
@@ -503,6 +509,7 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
                       err);
     ds->labels[at] = l->files[i].label;
     ds->files[at] = strdup(l->files[i].rel);
+    if (ds->volume) ds->volume[at] = -1;
   }
   d->bits = d->volumes ? 0 : bits; /* windowed volumes are not stored grey levels */
   d->fit = opt->fit;

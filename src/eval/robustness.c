@@ -59,6 +59,8 @@ static Status clean_predictions(Sweep *s, SweepResult *r, MrError *err) {
   Metrics m;
   Status st = metrics_compute(&m, s->all_probs, s->d->labels, s->d->n, s->k, err);
   if (st != STATUS_OK) return st;
+  volume_accuracy(s->d, s->all_probs, s->k, &r->volumes, &r->volumes_labelled,
+                  &r->clean_volume_correct);
   r->clean_accuracy = m.accuracy, r->clean_balanced_accuracy = m.balanced_accuracy;
   r->clean_auc = m.auc;
   memcpy(r->clean_confusion, m.confusion, sizeof(int) * s->k * s->k);
@@ -128,6 +130,9 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   Metrics m;
   Status st = metrics_compute(&m, s->all_probs, d->labels, d->n, s->k, err);
   if (st != STATUS_OK) return st;
+  int volumes, labelled; /* each slice in its own ball: for L-inf the volume's ball; for L2 a
+                            budget per slice */
+  volume_accuracy(d, s->all_probs, s->k, &volumes, &labelled, &row->volume_correct);
   row->balanced_accuracy = m.balanced_accuracy, row->auc = m.auc;
   row->confusion = m.confusion; /* the row owns it now */
   const double n = d->n ? d->n : 1;

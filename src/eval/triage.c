@@ -182,6 +182,105 @@ static Status triage_batch(Net *net, const Dataset *d, const TriageOptions *to, 
   return STATUS_OK;
 }
 
+/* The argmax of the mean of volume v's slice probabilities with each slice attacked at eps
+ * (0: clean) away from the volume's class, in batches; the mean probabilities into mean. */
+static Status volume_prediction(Net *net, const Dataset *d, const TriageOptions *to, float eps,
+                                const VolumeTriageItem *v, TriageScratch *w, int *pred,
+                                double *mean, MrError *err) {
+  const int k = net_num_classes(net), batch = to->batch;
+  const size_t per = (size_t)net_input_size(net);
+  AttackOptions o = to->attack;
+  o.eps = eps, o.eps_each = NULL;
+  for (int c = 0; c < k; c++) mean[c] = 0;
+  for (int start = v->first; start < v->first + v->slices; start += batch) {
+    const int b = v->first + v->slices - start < batch ? v->first + v->slices - start : batch;
+    const float *x = d->images + per * start;
+    if (eps > 0) {
+      for (int i = 0; i < b; i++) w->pred[i] = v->pred;
+      const Status st = attack_run(net, &o, x, w->pred, b, w->adv, err);
+      if (st != STATUS_OK) return st;
+      x = w->adv;
+    }
+    net_predict(net, x, b, w->probs);
+    for (int i = 0; i < b; i++)
+      for (int c = 0; c < k; c++) mean[c] += w->probs[(size_t)i * k + c] / v->slices;
+  }
+  *pred = 0;
+  for (int c = 1; c < k; c++)
+    if (mean[c] > mean[*pred]) *pred = c;
+  return STATUS_OK;
+}
+
+/* Bisects volume v's smallest flipping eps, as triage_batch does an image's. */
+static Status triage_volume(Net *net, const Dataset *d, const TriageOptions *to,
+                            VolumeTriageItem *v, TriageScratch *w, MrError *err) {
+  double mean[MR_MAX_CLASSES];
+  Status st = volume_prediction(net, d, to, 0, v, w, &v->pred, mean, err);
+  v->confidence = (float)mean[v->pred], v->flip_class = -1;
+  float lo = 0, hi = to->eps_max;
+  int now = v->pred;
+  if (st == STATUS_OK) st = volume_prediction(net, d, to, hi, v, w, &now, mean, err);
+  if (now != v->pred) v->flip_class = now;
+  if (st == STATUS_OK && now == v->pred) lo = hi, hi = INFINITY; /* robust up to eps_max */
+  while (st == STATUS_OK && isfinite(hi) && hi - lo > to->tol) {
+    const float mid = 0.5f * (lo + hi);
+    st = volume_prediction(net, d, to, mid, v, w, &now, mean, err);
+    if (now != v->pred)
+      hi = mid, v->flip_class = now;
+    else
+      lo = mid;
+  }
+  v->min_eps = hi, v->eps_below = lo;
+  return st;
+}
+
+static int cmp_fragile_volume(const void *a, const void *b) {
+  const VolumeTriageItem *x = a, *y = b;
+  if (x->min_eps != y->min_eps) return x->min_eps < y->min_eps ? -1 : 1;
+  if (x->confidence != y->confidence) return x->confidence < y->confidence ? -1 : 1;
+  return x->first - y->first;
+}
+
+/* Every volume of d (Dataset.volume) into r->volumes, most fragile first, and the volume
+ * accuracy with and without the flagged share. */
+static Status triage_volumes(Net *net, const Dataset *d, const TriageOptions *to,
+                             SweepProgressFn progress, void *ctx, TriageScratch *w, TriageResult *r,
+                             MrError *err) {
+  int n = 0;
+  for (int i = 0; i < d->n; i = dataset_volume_end(d, i)) n += d->volume[i] >= 0;
+  r->volumes = calloc(n + 1, sizeof(VolumeTriageItem));
+  if (!r->volumes) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
+  Status st = STATUS_OK;
+  for (int i = 0; st == STATUS_OK && i < d->n; i = dataset_volume_end(d, i)) {
+    if (d->volume[i] < 0) continue;
+    VolumeTriageItem *v = &r->volumes[r->n_volumes++];
+    *v = (VolumeTriageItem){
+        .first = i, .slices = dataset_volume_end(d, i) - i, .label = d->labels[i]};
+    if (progress)
+      progress("triage: bisecting each volume's smallest flipping eps", r->n_volumes - 1, n, ctx);
+    const JournalPart unit = {v, sizeof *v};
+    char key[96];
+    snprintf(key, sizeof key, "%striage/v%d", to->scope ? to->scope : "", i);
+    if (journal_restore(to->journal, key, &unit, 1)) continue;
+    st = triage_volume(net, d, to, v, w, err);
+    if (st == STATUS_OK) st = journal_record(to->journal, key, &unit, 1, err);
+  }
+  if (st != STATUS_OK) return st;
+  qsort(r->volumes, r->n_volumes, sizeof *r->volumes, cmp_fragile_volume);
+  r->n_volumes_flagged = (int)lround(to->flag_frac * r->n_volumes);
+  int right = 0, right_kept = 0, kept = 0;
+  for (int i = 0; i < r->n_volumes; i++) {
+    VolumeTriageItem *v = &r->volumes[i];
+    v->flagged = i < r->n_volumes_flagged;
+    if (v->label < 0) continue;
+    r->volumes_labelled++, right += v->pred == v->label;
+    if (!v->flagged) kept++, right_kept += v->pred == v->label;
+  }
+  r->volume_accuracy_all = r->volumes_labelled ? (double)right / r->volumes_labelled : 0.0;
+  r->volume_accuracy_aware = kept ? (double)right_kept / kept : 0.0;
+  return STATUS_OK;
+}
+
 Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProgressFn progress,
                   void *ctx, TriageResult *r, MrError *err) {
   memset(r, 0, sizeof *r);
@@ -220,6 +319,7 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
     st = triage_batch(net, d, to, start, B, r->items + start, &w, progress, ctx, err);
     if (st == STATUS_OK) st = journal_record(to->journal, key, &unit, 1, err);
   }
+  if (st == STATUS_OK && d->volume) st = triage_volumes(net, d, to, progress, ctx, &w, r, err);
   triage_scratch_free(&w);
   if (st != STATUS_OK) {
     triage_free(r);
@@ -256,6 +356,6 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
 }
 
 void triage_free(TriageResult *r) {
-  free(r->items);
+  free(r->items), free(r->volumes);
   memset(r, 0, sizeof *r);
 }

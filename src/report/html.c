@@ -550,6 +550,22 @@ static void section_sweep(FILE *o, const cJSON *r) {
             num(row, "mean_ssim"), num(row, "mean_psnr"), num(row, "mean_confidence"));
   }
   fprintf(o, "</table></div>\n");
+  if (cJSON_GetObjectItem(r, "clean_volume_accuracy")) {
+    fprintf(o,
+            "<p>Per volume (%.0f volumes): a volume's class is the argmax of the mean of its "
+            "slices' class probabilities, each slice attacked in its own eps ball. Clean "
+            "volume accuracy <b>%.2f%%</b>; under attack:</p>\n<div class='scroll'><table><tr>"
+            "<th>attack</th><th>eps</th><th>volume accuracy</th></tr>\n",
+            num(r, "volumes_labelled"), 100 * num(r, "clean_volume_accuracy"));
+    cJSON_ArrayForEach(row, rows) {
+      fprintf(o, "<tr><td>");
+      esc(o, str(row, "attack"));
+      fprintf(o, " %s</td><td>", hstr(row, "norm"));
+      eps_text(o, num(row, "eps"), bits, str(row, "norm"));
+      fprintf(o, "</td><td>%.2f%%</td></tr>\n", 100 * num(row, "volume_accuracy"));
+    }
+    fprintf(o, "</table></div>\n");
+  }
   per_class_table(o, r);
   const cJSON *noise = cJSON_GetObjectItem(r, "noise");
   if (cJSON_GetArraySize(noise)) {
@@ -723,6 +739,43 @@ static void section_triage(FILE *o, const char *dir, const cJSON *t) {
     fprintf(o, "</tr>\n");
   }
   fprintf(o, "</table></div><p>Every image, ranked: <a href='triage.csv'>triage.csv</a>.</p>\n");
+  const cJSON *vols = cJSON_GetObjectItem(t, "volumes");
+  if (!cJSON_GetArraySize(vols)) return;
+  fprintf(o,
+          "<h3>Most fragile volumes</h3><p>A volume's class is the argmax of the mean of its "
+          "slices' class probabilities; its minimal eps is the smallest at which attacking every "
+          "slice (each in its own eps ball, away from the volume's class) changes it. %.0f "
+          "flagged for review.",
+          num(t, "n_volumes_flagged"));
+  if (cJSON_GetObjectItem(t, "volume_accuracy_all"))
+    fprintf(o, " Volume accuracy %.1f%%, %.1f%% without the flagged volumes.",
+            100 * num(t, "volume_accuracy_all"), 100 * num(t, "volume_accuracy_aware"));
+  fprintf(o,
+          "</p><div class='scroll'><table><tr><th>rank</th><th>volume</th><th>slices</th>"
+          "<th>true</th><th>predicted</th><th>confidence</th><th>minimal eps</th><th>flips "
+          "to</th><th>flagged</th></tr>\n");
+  rank = 0;
+  cJSON_ArrayForEach(it, vols) {
+    if (++rank > 30) break;
+    fprintf(o, "<tr><td>%d</td><td><code>", rank);
+    esc(o, str(it, "volume"));
+    fprintf(o, "</code></td><td>%.0f</td><td>", num(it, "slices"));
+    esc(o, str(it, "true"));
+    fprintf(o, "</td><td>");
+    esc(o, str(it, "predicted"));
+    fprintf(o, "</td><td>%.3f</td><td>", num(it, "confidence"));
+    const cJSON *e = cJSON_GetObjectItem(it, "min_eps");
+    if (cJSON_IsNumber(e))
+      eps_text(o, e->valuedouble, bits, "linf");
+    else
+      fprintf(o, "&gt; %.3g", num(t, "eps_max"));
+    fprintf(o, "</td><td>");
+    esc(o, str(it, "flips_to"));
+    fprintf(o, "</td><td>%s</td></tr>\n", flag(it, "flagged") ? "review" : "");
+  }
+  fprintf(o,
+          "</table></div><p>Every volume: <a href='triage_volumes.csv'>triage_volumes.csv</a>."
+          "</p>\n");
 }
 
 static void section_saliency(FILE *o, const char *dir, const cJSON *sal) {

@@ -187,6 +187,13 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
     cJSON_AddNumberToObject(root, "positives", r->positives);
     cJSON_AddNumberToObject(root, "clean_detected", r->clean_detected);
   }
+  if (r->volumes) {
+    cJSON_AddNumberToObject(root, "volumes", r->volumes);
+    cJSON_AddNumberToObject(root, "volumes_labelled", r->volumes_labelled);
+    if (r->volumes_labelled)
+      cJSON_AddNumberToObject(root, "clean_volume_accuracy",
+                              (double)r->clean_volume_correct / r->volumes_labelled);
+  }
   report_add_training(root, r->training);
   cJSON *rows = cJSON_AddArrayToObject(root, "rows");
   for (int i = 0; i < r->n_rows; i++) {
@@ -216,6 +223,9 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
     json_add_number(o, "mean_psnr", w->psnr);
     json_add_number(o, "mean_confidence", w->confidence);
     json_add_number(o, "seconds", w->seconds);
+    if (r->volumes_labelled)
+      cJSON_AddNumberToObject(o, "volume_accuracy",
+                              (double)w->volume_correct / r->volumes_labelled);
     cJSON_AddItemToArray(rows, o);
   }
   cJSON *noise = cJSON_AddArrayToObject(root, "noise");
@@ -327,11 +337,60 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
     if (t->label >= 0) cJSON_AddBoolToObject(o, "misclassified", t->pred != t->label);
     cJSON_AddItemToArray(items, o);
   }
+  if (r->n_volumes && d) {
+    cJSON *vols = cJSON_AddArrayToObject(root, "volumes");
+    cJSON_AddNumberToObject(root, "n_volumes_flagged", r->n_volumes_flagged);
+    if (r->volumes_labelled) {
+      cJSON_AddNumberToObject(root, "volume_accuracy_all", r->volume_accuracy_all);
+      cJSON_AddNumberToObject(root, "volume_accuracy_aware", r->volume_accuracy_aware);
+    }
+    for (int i = 0; i < r->n_volumes; i++) {
+      const VolumeTriageItem *v = &r->volumes[i];
+      cJSON *o = cJSON_CreateObject();
+      char name[4200];
+      cJSON_AddStringToObject(o, "volume", dataset_volume_name(d, v->first, name, sizeof name));
+      cJSON_AddNumberToObject(o, "slices", v->slices);
+      if (v->label >= 0) cJSON_AddStringToObject(o, "true", net_class_name(net, v->label, buf));
+      cJSON_AddStringToObject(o, "predicted", net_class_name(net, v->pred, buf));
+      if (v->flip_class >= 0)
+        cJSON_AddStringToObject(o, "flips_to", net_class_name(net, v->flip_class, buf));
+      cJSON_AddNumberToObject(o, "confidence", v->confidence);
+      json_add_number(o, "min_eps", v->min_eps);
+      cJSON_AddNumberToObject(o, "eps_below", v->eps_below);
+      cJSON_AddBoolToObject(o, "flagged", v->flagged);
+      if (v->label >= 0) cJSON_AddBoolToObject(o, "misclassified", v->pred != v->label);
+      cJSON_AddItemToArray(vols, o);
+    }
+  }
   Status s = report_write_json(dir, "triage.json", root, err);
   cJSON_Delete(root);
   if (s != STATUS_OK) return s;
   ReportText csv = {0};
   const double step = data_grey_step(d ? d->bits : 0);
+  if (r->n_volumes && d) {
+    report_text_add(&csv,
+                    "rank,volume,slices,true,predicted,confidence,min_eps,flips_to,flagged,"
+                    "misclassified\n");
+    for (int i = 0; i < r->n_volumes; i++) {
+      const VolumeTriageItem *v = &r->volumes[i];
+      char eps[32] = "inf", name[4200];
+      if (isfinite(v->min_eps)) snprintf(eps, sizeof eps, "%.6g", v->min_eps);
+      report_text_add(&csv, "%d,", i + 1);
+      report_text_field(&csv, dataset_volume_name(d, v->first, name, sizeof name));
+      report_text_add(&csv, ",%d,", v->slices);
+      report_text_field(&csv, v->label >= 0 ? net_class_name(net, v->label, buf) : "");
+      report_text_add(&csv, ",");
+      report_text_field(&csv, net_class_name(net, v->pred, buf));
+      report_text_add(&csv, ",%.6f,%s,", v->confidence, eps);
+      report_text_field(&csv, v->flip_class >= 0 ? net_class_name(net, v->flip_class, buf) : "");
+      report_text_add(&csv, ",%d,%s\n", v->flagged,
+                      v->label < 0          ? ""
+                      : v->pred != v->label ? "1"
+                                            : "0");
+    }
+    s = report_text_write(&csv, dir, "triage_volumes.csv", err);
+    if (s != STATUS_OK) return s;
+  }
   report_text_add(&csv,
                   "rank,file,true,predicted,confidence,margin,entropy,min_eps,"
                   "min_eps_grey_levels,flips_to,flagged,misclassified\n");
