@@ -576,6 +576,11 @@ typedef struct {
   int nx, ny, nz;    /* x fastest: voxel (x, y, z) is data[(z * ny + y) * nx + x] */
   double sx, sy, sz; /* voxel size in mm */
   float *data;       /* as stored, scaled by the file's slope and intercept */
+  int frames;        /* a 4-D NIfTI file's 3-D volumes, stacked along z (nz = frames x its
+                        slices); 0 or 1: one volume */
+  int has_affine;    /* affine is known: */
+  double affine[12]; /* voxel (x, y, z) to mm in RAS+ (rows of 4): NIfTI's sform, else its
+                        qform; DICOM's position and orientation, LPS turned to RAS */
 } Volume;
 /* A DICOM image or series (src/data/dicom.cpp, through GDCM). */
 typedef struct {
@@ -594,7 +599,8 @@ typedef struct {
 Status dicom_read(const char *path, DicomVolume *out, MrError *err);
 void dicom_volume_free(DicomVolume *d);
 
-/* A NIfTI-1/2 file (.nii, .nii.gz, .hdr/.img) holding one 3-D scalar volume. */
+/* A NIfTI-1/2 file (.nii, .nii.gz, .hdr/.img) holding a 3-D scalar volume, or a 4-D one
+ * whose volumes are stacked along z (Volume.frames). */
 Status volume_read_nifti(const char *path, Volume *out, MrError *err);
 void volume_free(Volume *v);
 

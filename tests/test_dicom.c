@@ -337,6 +337,12 @@ static void test_volume_folder(void **state) {
   /* the lung window: -1350 HU and below is 0, 150 HU and above is 1 */
   DicomVolume ct;
   read_ok("CT_small.dcm", &ct);
+  /* its geometry in NIfTI's RAS: pydicom's Image Position Patient (-158.135803, -179.035797,
+   * -75.699997) and Pixel Spacing 0.661468, with x and y negated */
+  assert_true(ct.v.has_affine);
+  assert_true(fabs(ct.v.affine[0] + 0.661468) < 1e-5 && fabs(ct.v.affine[3] - 158.135803) < 1e-4);
+  assert_true(fabs(ct.v.affine[5] + 0.661468) < 1e-5 && fabs(ct.v.affine[7] - 179.035797) < 1e-4);
+  assert_true(fabs(ct.v.affine[11] + 75.699997) < 1e-4);
   IntensityWindow lung;
   window_parse("lung", &lung);
   assert_true(window_apply(&lung, -1350) == 0 && window_apply(&lung, 150) == 1);

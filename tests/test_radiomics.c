@@ -134,9 +134,21 @@ static void test_nifti_reader(void **state) {
   const short hostile[8] = {3, 32000, 32000, 32000, 1, 1, 1, 1};
   write_nifti(path, hostile, 4, 16, spacing, voxels, sizeof voxels);
   expect_nifti_error(path, "over the");
+  /* 4-D: its 3 volumes stacked along z; 5-D refused */
   const short four[8] = {4, 3, 2, 1, 3, 1, 1, 1};
-  write_nifti(path, four, 4, 16, spacing, voxels, sizeof voxels);
-  expect_nifti_error(path, "3 volumes along dimension 4");
+  short frames[18];
+  for (int i = 0; i < 18; i++) frames[i] = (short)(10 * i);
+  write_nifti(path, four, 4, 16, spacing, frames, sizeof frames);
+  assert_int_equal(volume_read_nifti(path, &v, &err), STATUS_OK);
+  assert_true(v.nx == 3 && v.ny == 2 && v.nz == 3 && v.frames == 3);
+  assert_true(v.data[6] == 60.0f && v.data[17] == 170.0f);
+  RadiomicsFeatures rf;
+  assert_int_not_equal(radiomics_extract(&v, NULL, &(RadiomicsOptions){0}, &rf, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "4-D volume of 3 frames"));
+  volume_free(&v);
+  const short five[8] = {5, 3, 2, 1, 1, 3, 1, 1};
+  write_nifti(path, five, 4, 16, spacing, frames, sizeof frames);
+  expect_nifti_error(path, "3 values along dimension 5");
   write_nifti(path, d3, 32 /* complex64 */, 64, spacing, voxels, sizeof voxels);
   expect_nifti_error(path, "is not an integer or float scalar");
   const float unknown[4] = {1, NAN, 1, 1};
@@ -197,7 +209,7 @@ static void test_two_dimensional_roi(void **state) {
   (void)state;
   float pixels[16 * 12];
   for (int i = 0; i < 16 * 12; i++) pixels[i] = (float)((i * 37) % 101) / 100.0f;
-  Volume image = {16, 12, 1, 1, 1, 1, pixels};
+  Volume image = {.nx = 16, .ny = 12, .nz = 1, .sx = 1, .sy = 1, .sz = 1, .data = pixels};
   RadiomicsOptions o = radiomics_options_default();
   RadiomicsFeatures f;
   MrError err = {0};
@@ -219,7 +231,7 @@ static void test_two_dimensional_roi(void **state) {
   assert_int_not_equal(radiomics_extract(&image, NULL, &o, &f, &err), STATUS_OK);
   assert_non_null(strstr(err.msg, "must be integers from 1"));
   float zeros[16 * 12] = {0};
-  Volume empty = {16, 12, 1, 1, 1, 1, zeros};
+  Volume empty = {.nx = 16, .ny = 12, .nz = 1, .sx = 1, .sy = 1, .sz = 1, .data = zeros};
   assert_int_not_equal(radiomics_extract(&image, &empty, &o, &f, &err), STATUS_OK);
   assert_non_null(strstr(err.msg, "region of interest is empty"));
   /* voxel sizes no scanner makes, from whatever source, are refused before any geometry */
@@ -564,7 +576,7 @@ static void test_resample(void **state) {
   for (int z = 0; z < NZ; z++)
     for (int y = 0; y < NY; y++)
       for (int x = 0; x < NX; x++) ramp[(z * NY + y) * NX + x] = (float)(2 * x + 3 * y + 5 * z);
-  const Volume v = {NX, NY, NZ, 2.0, 2.0, 2.0, ramp};
+  const Volume v = {.nx = NX, .ny = NY, .nz = NZ, .sx = 2.0, .sy = 2.0, .sz = 2.0, .data = ramp};
   Volume same, fine;
   MrError err = {0};
   assert_int_equal(radiomics_resample(&v, 2.0, 0, &same, &err), STATUS_OK);
@@ -582,7 +594,7 @@ static void test_resample(void **state) {
   volume_free(&same), volume_free(&fine);
   float mask[4 * 4] = {0};
   mask[5] = mask[6] = mask[9] = mask[10] = 1; /* the central 2x2 */
-  const Volume m = {4, 4, 1, 1.0, 1.0, 3.0, mask};
+  const Volume m = {.nx = 4, .ny = 4, .nz = 1, .sx = 1.0, .sy = 1.0, .sz = 3.0, .data = mask};
   Volume half;
   assert_int_equal(radiomics_resample(&m, 0.5, 1, &half, &err), STATUS_OK);
   assert_int_equal(half.nx, 8), assert_int_equal(half.nz, 1);
@@ -604,7 +616,7 @@ static void test_large_volume(void **state) {
   enum { NX = 40, NY = 40, NZ = 20 };
   float *voxels = malloc(sizeof(float) * NX * NY * NZ);
   for (int i = 0; i < NX * NY * NZ; i++) voxels[i] = (float)((i * 7919) % 1000) / 10.0f;
-  const Volume v = {NX, NY, NZ, 1.0, 1.0, 2.0, voxels};
+  const Volume v = {.nx = NX, .ny = NY, .nz = NZ, .sx = 1.0, .sy = 1.0, .sz = 2.0, .data = voxels};
   RadiomicsOptions o = radiomics_options_default();
   o.binning = RAD_BIN_WIDTH, o.bin_width = 5;
   RadiomicsFeatures f;

@@ -55,7 +55,8 @@ static void test_gradients_match_finite_differences(void **state) {
   (void)state;
   float x[NX * NY], mask[NX * NY], moved[NX * NY], direction[NX * NY];
   make_image(x, mask, 3);
-  const Volume v = {NX, NY, 1, 1, 1, 1, x}, m = {NX, NY, 1, 1, 1, 1, mask};
+  const Volume v = {.nx = NX, .ny = NY, .nz = 1, .sx = 1, .sy = 1, .sz = 1, .data = x},
+               m = {.nx = NX, .ny = NY, .nz = 1, .sx = 1, .sy = 1, .sz = 1, .data = mask};
   Volume vm = v;
   vm.data = moved;
   Rng rng;
@@ -119,7 +120,8 @@ static void test_surrogate_approaches_exact(void **state) {
     const double bin = floor(x[i] / 0.125);
     x[i] = (float)(0.125 * (bin + 0.35 + 0.3 * (x[i] / 0.125 - bin)));
   }
-  const Volume v = {NX, NY, 1, 1, 1, 1, x}, m = {NX, NY, 1, 1, 1, 1, mask};
+  const Volume v = {.nx = NX, .ny = NY, .nz = 1, .sx = 1, .sy = 1, .sz = 1, .data = x},
+               m = {.nx = NX, .ny = NY, .nz = 1, .sx = 1, .sy = 1, .sz = 1, .data = mask};
   RadiomicsFeatures exact, soft;
   MrError err = {0};
   assert_int_equal(radiomics_extract(&v, &m, &o, &exact, &err), STATUS_OK);
@@ -165,7 +167,7 @@ static void test_refuses_what_it_cannot_follow(void **state) {
   assert_int_equal(radiomics_surrogate_check(&m, &err), STATUS_ERR_ARG);
   float x[NX * NY], mask[NX * NY];
   make_image(x, mask, 7);
-  const Volume v = {NX, NY, 1, 1, 1, 1, x};
+  const Volume v = {.nx = NX, .ny = NY, .nz = 1, .sx = 1, .sy = 1, .sz = 1, .data = x};
   RadiomicsOptions o = surrogate_options();
   RadiomicsFeatures f;
   assert_int_equal(radiomics_surrogate_extract(&v, NULL, &o, 0, NULL, &f, NULL, &err),

@@ -225,6 +225,16 @@ void to_volume(const Frames &f, DicomVolume *out) {
   const double *r = f.direction, *c = f.direction + 3;
   out->direction[6] = r[1] * c[2] - r[2] * c[1], out->direction[7] = r[2] * c[0] - r[0] * c[2];
   out->direction[8] = r[0] * c[1] - r[1] * c[0];
+  /* voxel (x, y, z) to mm: origin + x sx row + y sy column + z sz normal, in DICOM's LPS;
+   * NIfTI's RAS negates the first two axes */
+  const double steps[3] = {f.spacing[0], f.spacing[1], f.spacing[2]};
+  for (int a = 0; a < 3; a++) {
+    const double sign = a < 2 ? -1.0 : 1.0;
+    for (int k = 0; k < 3; k++)
+      out->v.affine[4 * a + k] = sign * out->direction[3 * k + a] * steps[k];
+    out->v.affine[4 * a + 3] = sign * f.origin[a];
+  }
+  out->v.has_affine = 1;
   std::snprintf(out->modality, sizeof out->modality, "%s", f.modality.c_str());
   std::snprintf(out->photometric, sizeof out->photometric, "%s", f.photometric.c_str());
   std::snprintf(out->transfer_syntax, sizeof out->transfer_syntax, "%s", f.syntax.c_str());

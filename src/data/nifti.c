@@ -67,10 +67,10 @@ static const char *check_header(const nifti_image *nim, const char *path, char *
       snprintf(why, cap, "dimension %d is %lld (1 to 1048576 accepted)", d, (long long)nim->dim[d]);
       return why;
     }
-  for (int d = 4; d <= nim->ndim; d++)
+  for (int d = 5; d <= nim->ndim; d++) /* the 4th: volumes over time, stacked */
     if (nim->dim[d] != 1) {
       snprintf(why, cap,
-               "it has %lld volumes along dimension %d: one 3-D scalar volume per file is read",
+               "it has %lld values along dimension %d: scalar 3-D or 4-D volumes are read",
                (long long)nim->dim[d], d);
       return why;
     }
@@ -86,7 +86,7 @@ static const char *check_header(const nifti_image *nim, const char *path, char *
       snprintf(why, cap, "its voxel size along axis %d is %g mm", d + 1, sizes[d]);
       return why;
     }
-  const uint64_t voxels = (uint64_t)nim->nx * nim->ny * nim->nz;
+  const uint64_t voxels = (uint64_t)nim->nx * nim->ny * nim->nz * (nim->ndim >= 4 ? nim->nt : 1);
   const uint64_t bytes = voxels * (uint64_t)nim->nbyper;
   if (voxels * sizeof(float) > mr_limits().file_bytes) {
     snprintf(why, cap,
@@ -140,7 +140,12 @@ Status volume_read_nifti(const char *path, Volume *out, MrError *err) {
     nifti_image_free(nim);
     return mr_error_set(err, STATUS_ERR_FORMAT, "%s: its voxels cannot be read (truncated?)", path);
   }
-  const int64_t n = nim->nx * nim->ny * nim->nz;
+  const int64_t frames = nim->ndim >= 4 ? nim->nt : 1, n = nim->nx * nim->ny * nim->nz * frames;
+  if (nim->nz * frames > (1 << 20)) {
+    nifti_image_free(nim);
+    return mr_error_set(err, STATUS_ERR_FORMAT, "%s: %lld slices in all, 1048576 accepted", path,
+                        (long long)(nim->nz * frames));
+  }
   out->data = malloc(sizeof(float) * (size_t)n);
   if (!out->data) {
     nifti_image_free(nim);
@@ -161,7 +166,14 @@ Status volume_read_nifti(const char *path, Volume *out, MrError *err) {
     }
     out->data[i] = (float)v;
   }
-  out->nx = (int)nim->nx, out->ny = (int)nim->ny, out->nz = (int)nim->nz;
+  out->nx = (int)nim->nx, out->ny = (int)nim->ny, out->nz = (int)(nim->nz * frames);
+  out->frames = (int)frames;
+  const nifti_dmat44 *to_mm = nim->sform_code > 0   ? &nim->sto_xyz
+                              : nim->qform_code > 0 ? &nim->qto_xyz
+                                                    : NULL;
+  for (int r = 0; to_mm && r < 3; r++)
+    for (int c = 0; c < 4; c++) out->affine[4 * r + c] = to_mm->m[r][c];
+  out->has_affine = to_mm != NULL;
   /* an axis the file does not have is one voxel of 1 mm, whatever its unused size field holds */
   const double sizes[3] = {fabs(nim->dx), fabs(nim->dy), fabs(nim->dz)};
   out->sx = sizes[0], out->sy = nim->ndim >= 2 ? sizes[1] : 1,

@@ -48,7 +48,12 @@ Status radiomics_resample(const Volume *in, double spacing, int is_mask, Volume 
     return mr_error_set(err, STATUS_ERR_ARG,
                         "radiomics: resampling %dx%dx%d voxels to %g mm gives %ldx%ldx%ld", in->nx,
                         in->ny, in->nz, spacing, nx, ny, nz);
-  *out = (Volume){(int)nx, (int)ny, (int)nz, spacing, spacing, flat ? in->sz : spacing, NULL};
+  *out = (Volume){.nx = (int)nx,
+                  .ny = (int)ny,
+                  .nz = (int)nz,
+                  .sx = spacing,
+                  .sy = spacing,
+                  .sz = flat ? in->sz : spacing};
   out->data = malloc(sizeof(float) * nx * ny * nz);
   if (!out->data) return mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory resampling");
   for (long z = 0; z < nz; z++)

@@ -98,8 +98,10 @@ size_t radiomics_roi_pixels(const int *mask, size_t plane, const RadiomicsSetup 
 Status rad_image_volumes(const float *image, int c, int h, int w, const int *mask,
                          const RadiomicsSetup *s, Volume *grey, Volume *roi, MrError *err) {
   const size_t plane = (size_t)h * w;
-  *grey = (Volume){w, h, 1, s->spacing, s->spacing, s->spacing, malloc(sizeof(float) * plane)};
-  *roi = (Volume){w, h, 1, s->spacing, s->spacing, s->spacing, malloc(sizeof(float) * plane)};
+  const Volume slice = {
+      .nx = w, .ny = h, .nz = 1, .sx = s->spacing, .sy = s->spacing, .sz = s->spacing};
+  *grey = slice, *roi = slice;
+  grey->data = malloc(sizeof(float) * plane), roi->data = malloc(sizeof(float) * plane);
   if (!grey->data || !roi->data) {
     volume_free(grey), volume_free(roi);
     return mr_error_set(err, STATUS_ERR_NOMEM, "radiomics: out of memory");
@@ -193,6 +195,10 @@ static Status extract(const Volume *image, const Volume *mask, const RadiomicsOp
 Status radiomics_extract(const Volume *image, const Volume *mask, const RadiomicsOptions *o,
                          RadiomicsFeatures *out, MrError *err) {
   memset(out, 0, sizeof *out);
+  if ((image && image->frames > 1) || (mask && mask->frames > 1))
+    return mr_error_set(err, STATUS_ERR_SHAPE,
+                        "a 4-D volume of %d frames: radiomics reads one 3-D volume and its mask",
+                        image && image->frames > 1 ? image->frames : mask->frames);
   if (!(o->resample > 0) || !image || !image->data) return extract(image, mask, o, out, err);
   Volume im = {0}, m = {0};
   Status s = radiomics_resample(image, o->resample, 0, &im, err);
