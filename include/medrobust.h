@@ -443,6 +443,8 @@ typedef struct {
 int window_parse(const char *text, IntensityWindow *out);
 const char *window_presets(void); /* the preset names, for help texts */
 float window_apply(const IntensityWindow *w, double value);
+/* A volume read without a window: its own range, lowest to highest value, as [0,1]. */
+IntensityWindow window_of_range(const float *values, size_t n);
 void window_describe(const IntensityWindow *w, char *out, size_t n); /* "lung (center -600, ...)" */
 
 typedef struct {
@@ -521,6 +523,8 @@ typedef struct {
   IntensityWindow window;    /* what mapped DICOM/NIfTI modality units to [0,1] (width 0: none,
                                 or each volume's own range when volumes is set) */
   int volumes;               /* DICOM/NIfTI entries read (each gives its axial slices) */
+  char *root;                /* image folders and manifests: the folder image paths are
+                                relative to (NULL otherwise) */
   char skipped_example[160]; /* the first of them, relative to the root */
 } DataSplits;
 
@@ -598,6 +602,25 @@ typedef struct {
  * MONOCHROME1 inverted (higher is brighter); YBR converted to RGB. */
 Status dicom_read(const char *path, DicomVolume *out, MrError *err);
 void dicom_volume_free(DicomVolume *d);
+
+/* Attacked slices back into their volumes, in modality units (src/data/volumeout.c): each
+ * volume with a slice among set's first n images is re-read from the data root, every
+ * slice's perturbation (adv - clean) is mapped back through the fit (to the slice's own
+ * grid) and the window (times its width), added to the stored values and written as
+ * DIR/REL.nii.gz: float32, the source's voxel size and geometry, 4-D when it was. L-inf
+ * budgets hold voxel by voxel: resampling averages, it never amplifies. Each file is read
+ * back and compared before it is renamed into place. Unless NULL, reread (n images) gets
+ * each attacked slice as a model reads it from the written file (windowed and fitted):
+ * where the window clips, or the fit resamples, that differs from adv. */
+typedef struct {
+  int volumes;          /* written */
+  double max_change;    /* the largest |change| of a voxel, in modality units */
+  long changed, hidden; /* voxels changed, and those of them the window clips on both sides of
+                           the change (a model reading the file back does not see it) */
+} VolumeWriteReport;
+Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, const float *adv,
+                               const char *dir, float *reread, VolumeWriteReport *report,
+                               MrError *err);
 
 /* A NIfTI-1/2 file (.nii, .nii.gz, .hdr/.img) holding a 3-D scalar volume, or a 4-D one
  * whose volumes are stacked along z (Volume.frames). */

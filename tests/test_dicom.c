@@ -374,7 +374,8 @@ static void test_volume_folder(void **state) {
   /* train records the window; eval on the same folder takes it from the model */
   const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
   snprintf(cmd, sizeof cmd,
-           "%s train --data %s --window lung --size 32 --model cnn --depth 1 --base 4 --epochs 1 "
+           "%s train --data %s --window lung --size 32 --model cnn --depth 1 --base 8 --epochs 4 "
+           "--lr 0.05 "
            "--quiet --out %s/m.safetensors > %s/train.txt 2>&1 && "
            "%s eval --model %s/m.safetensors --data %s --attacks fgsm --eps 2HU --no-noise "
            "--no-checks --examples 0 --quiet --out %s/ev > %s/eval.txt 2>&1",
@@ -451,6 +452,101 @@ static void test_volume_folder(void **state) {
            "%s/attack.txt 2>&1 && grep -q 'eps 0.003333 (5 HU)' %s/attack.txt",
            bin, dir, root, dir, dir, dir);
   if (system(cmd) != 0) fail_msg("attack --eps 5HU did not run or say so");
+  /* the attacked volumes back in HU: within 300 HU of the source voxel by voxel, the source's
+   * geometry kept, and predict on the written files gives, slice by slice, the prediction the
+   * attack's table says a model reads back from them (volume_pred) */
+  snprintf(cmd, sizeof cmd,
+           "%s attack --model %s/m.safetensors --data %s --split train --eps 300HU --out "
+           "%s/all.npz --volumes %s/back > %s/attack.txt 2>&1 && grep -q 'attacked volumes in "
+           "modality units' "
+           "%s/attack.txt",
+           bin, dir, root, dir, dir, dir, dir);
+  if (system(cmd) != 0) fail_msg("attack --volumes did not run or say so");
+  snprintf(path, sizeof path, "%s/all.npz.csv", dir);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  char manifest[600];
+  snprintf(manifest, sizeof manifest, "%s/back/list.csv", dir);
+  FILE *list = fopen(manifest, "w");
+  assert_non_null(list);
+  fprintf(list, "path\n"); /* unlabelled: predictions only */
+  char adv_ids[64][96], adv_preds[64][32], last_volume[96] = "";
+  int n_adv = 0, written = 0, changed = 0, flips = 0;
+  while (fgets(line, sizeof line, f)) {
+    char id[96], truth[32], clean_pred[32], volume_pred[32];
+    if (sscanf(line, "%*d,%95[^,],%31[^,],%31[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%31[^,\n]", id,
+               truth, clean_pred, volume_pred) != 4)
+      continue;
+    char volume_rel[96];
+    snprintf(volume_rel, sizeof volume_rel, "%s", id);
+    *strrchr(volume_rel, ':') = 0;
+    char source[700], back[700];
+    snprintf(source, sizeof source, "%s/%s", root, volume_rel);
+    const size_t vl = strlen(volume_rel);
+    if (vl > 4 && !strcmp(volume_rel + vl - 4, ".nii")) volume_rel[vl - 4] = 0;
+    if (vl > 7 && !strcmp(volume_rel + vl - 7, ".nii.gz")) volume_rel[vl - 7] = 0;
+    snprintf(back, sizeof back, "%s/back/%s.nii.gz", dir, volume_rel);
+    if (strcmp(last_volume, volume_rel) != 0) { /* a new volume: its voxels */
+      snprintf(last_volume, sizeof last_volume, "%s", volume_rel);
+      Volume after;
+      DicomVolume before;
+      if (volume_read_nifti(back, &after, &err) != STATUS_OK) fail_msg("%s", err.msg);
+      const int is_nifti = strstr(source, ".nii") != NULL;
+      Volume nifti_before;
+      if (is_nifti)
+        assert_int_equal(volume_read_nifti(source, &nifti_before, &err), STATUS_OK);
+      else
+        assert_int_equal(dicom_read(source, &before, &err), STATUS_OK);
+      const Volume *b = is_nifti ? &nifti_before : &before.v;
+      assert_true(after.nx == b->nx && after.ny == b->ny && after.nz == b->nz);
+      double most = 0;
+      for (size_t i = 0; i < (size_t)b->nx * b->ny * b->nz; i++)
+        most = fmax(most, fabs(after.data[i] - b->data[i]));
+      if (!(most <= 300 + 1e-3)) fail_msg("%s: changed by up to %g HU", back, most);
+      changed += most > 1;
+      if (!is_nifti) /* the series' geometry, in RAS */
+        for (int k = 0; k < 12; k++) assert_true(fabs(after.affine[k] - b->affine[k]) < 1e-4);
+      volume_free(&after);
+      if (is_nifti)
+        volume_free(&nifti_before);
+      else
+        dicom_volume_free(&before);
+      fprintf(list, "%s.nii.gz\n", volume_rel);
+      written++;
+    }
+    if (n_adv < 64) {
+      snprintf(adv_ids[n_adv], sizeof adv_ids[n_adv], "%s.nii.gz:%s", volume_rel,
+               strrchr(id, ':') + 1);
+      snprintf(adv_preds[n_adv++], sizeof adv_preds[0], "%s", volume_pred);
+      flips += strcmp(volume_pred, clean_pred) != 0;
+    }
+  }
+  fclose(f);
+  fclose(list);
+  assert_true(written > 1 && changed > 0 && n_adv > 0);
+  snprintf(cmd, sizeof cmd,
+           "%s predict --model %s/m.safetensors --data %s --split-seed 1 --out %s/back.csv > "
+           "/dev/null 2>&1",
+           bin, dir, manifest, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(path, sizeof path, "%s/back.csv", dir);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  int matched = 0;
+  while (fgets(line, sizeof line, f)) {
+    char id[96], pred[32];
+    if (sscanf(line, "%95[^,],,%31[^,]", id, pred) != 2) continue;
+    for (int i = 0; i < n_adv; i++)
+      if (!strcmp(adv_ids[i], id)) {
+        if (strcmp(adv_preds[i], pred) != 0)
+          fail_msg("%s: the attack's table says %s read back, predict says %s", id, adv_preds[i],
+                   pred);
+        matched++;
+      }
+  }
+  fclose(f);
+  assert_int_equal(matched, n_adv);
+  assert_true(flips > 0); /* some attacks survive in the written files */
   /* triage through the same window; then no output names the patient */
   snprintf(cmd, sizeof cmd,
            "%s triage --model %s/m.safetensors --data %s --eps-max 20HU --quiet --out %s/tr > "

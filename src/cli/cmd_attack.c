@@ -16,12 +16,13 @@
 #include "medrobust.h"
 
 /* OUT.csv: a row per image naming its file, true class, clean and attacked
- * predictions with their confidence, the perturbation's L-inf size and
- * whether the attack survives 8-bit storage. Written atomically. */
+ * predictions with their confidence, the perturbation's L-inf size, whether
+ * the attack survives 8-bit storage and, with --volumes, the prediction on the
+ * slice read back from its written volume. Written atomically. */
 static Status write_image_table(const char *out, const Dataset *set, const Net *net,
                                 const int *clean_pred, const float *clean_conf, const int *adv_pred,
                                 const float *adv_conf, const unsigned char *survives8,
-                                const float *adv, MrError *err) {
+                                const int *volume_pred, const float *adv, MrError *err) {
   char path[4200];
   snprintf(path, sizeof path, "%s.csv", out);
   AtomicFile af;
@@ -31,7 +32,8 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
   const size_t per = (size_t)set->c * set->h * set->w;
   fprintf(f,
           "index,file,true,clean_pred,clean_confidence,adv_pred,adv_confidence,linf,"
-          "survives_8bit\n");
+          "survives_8bit%s\n",
+          volume_pred ? ",volume_pred" : "");
   char id[64], buf[16];
   for (int i = 0; i < set->n; i++) {
     double linf = 0;
@@ -45,7 +47,12 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
     csv_write_field(f, net_class_name(net, clean_pred[i], buf));
     fprintf(f, ",%.6f,", clean_conf[i]);
     csv_write_field(f, net_class_name(net, adv_pred[i], buf));
-    fprintf(f, ",%.6f,%.6g,%d\n", adv_conf[i], linf, survives8[i]);
+    fprintf(f, ",%.6f,%.6g,%d", adv_conf[i], linf, survives8[i]);
+    if (volume_pred) { /* the prediction on the slice read back from its written volume */
+      fputc(',', f);
+      csv_write_field(f, net_class_name(net, volume_pred[i], buf));
+    }
+    fputc('\n', f);
   }
   return atomic_commit(&af, err);
 }
@@ -53,7 +60,7 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
 int cmd_attack(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
-  const char *png_dir = NULL, *target_text = "none";
+  const char *png_dir = NULL, *target_text = "none", *volumes_dir = NULL;
   float eps = 0.004f;
   int batch = 128, limit = 0, png_count = 16, resume = 0;
   AttackOptions base = attack_options_default(ATTACK_PGD);
@@ -83,6 +90,9 @@ int cmd_attack(int argc, char **argv) {
       {"--png", OPT_STRING, &png_dir, 0, 0, " DIR",
        "also write clean / adversarial / amplified-difference PNGs"},
       {"--png-count", OPT_INT, &png_count, 1, 100000, " N", "how many images get PNGs"},
+      {"--volumes", OPT_STRING, &volumes_dir, 0, 0, " DIR",
+       "DICOM/NIfTI data: each attacked volume back in modality units (HU for CT) as "
+       "DIR/REL.nii.gz, the source's geometry kept"},
       {"--dag-type", OPT_STRING, &dag_type, 0, 0, " A|B|C",
        "segmentation: the target of DAG or of a targeted fgsm/bim/pgd (paper 002)"},
       {"--target-masks", OPT_STRING, &target_masks, 0, 0, " F.npz",
@@ -91,8 +101,11 @@ int cmd_attack(int argc, char **argv) {
       CLI_RESUME_OPTION(resume),
       CLI_DATA_OPTIONS(dargs),
       {0}};
-  const CliPath path_roles[] = {
-      {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_FILE}, {0}};
+  const CliPath path_roles[] = {{"--model", PATH_IN},
+                                {"--data", PATH_IN},
+                                {"--out", PATH_OUT_FILE},
+                                {"--volumes", PATH_OUT_DIR},
+                                {0}};
   const CliSpec spec = {
       "attack", "attack --model M --data D --out F.npz [options]",
       "Crafts adversarial images (float32, test split layout, so 'medrobust evaluate\n"
@@ -145,6 +158,15 @@ int cmd_attack(int argc, char **argv) {
   }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
+  if (volumes_dir && (!data->volumes || net_output_pixels(net) > 1)) {
+    fprintf(stderr,
+            "medrobust attack: --volumes writes back the DICOM/NIfTI volumes a "
+            "classifier's slices come from; %s\n",
+            data->volumes ? "this is a segmentation model" : "this data has none");
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   if (net_output_pixels(net) <= 1 && (dag_type || target_masks)) {
     fprintf(stderr,
             "medrobust attack: --dag-type and --target-masks are for segmentation "
@@ -259,9 +281,35 @@ int cmd_attack(int argc, char **argv) {
     }
     free(hwc);
   }
+  /* the volumes in modality units, and what the model says of each attacked slice read
+   * back from them */
+  VolumeWriteReport written = {0};
+  int *volume_pred = NULL, volume_survive = 0;
+  if (st == STATUS_OK && volumes_dir) {
+    float *reread = malloc(sizeof(float) * per * (n ? n : 1));
+    volume_pred = malloc(sizeof(int) * (n + 1));
+    if (!reread || !volume_pred)
+      st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+    else if (!cli_make_dir(volumes_dir))
+      st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", volumes_dir);
+    if (st == STATUS_OK) {
+      memcpy(reread, adv, sizeof(float) * per * n);
+      st = volumes_write_perturbed(data, &set, n, adv, volumes_dir, reread, &written, &err);
+    }
+    for (int start = 0; st == STATUS_OK && start < n; start += batch) {
+      const int B = n - start < batch ? n - start : batch;
+      net_predict(net, reread + per * start, B, probs);
+      for (int i = 0; i < B; i++) {
+        const int idx = start + i, y = target[idx];
+        volume_pred[idx] = argmax(probs + (size_t)i * k, k);
+        volume_survive += clean_pred[idx] == y && adv_pred[idx] != y && volume_pred[idx] != y;
+      }
+    }
+    free(reread);
+  }
   if (st == STATUS_OK)
     st = write_image_table(out, &set, net, clean_pred, clean_conf, adv_pred, adv_conf, survives8,
-                           adv, &err);
+                           volume_pred, adv, &err);
   if (st == STATUS_OK && png_dir) {
     if (!cli_make_dir(png_dir))
       st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", png_dir);
@@ -303,9 +351,24 @@ int cmd_attack(int argc, char **argv) {
       printf("note: eps %g is below half an 8-bit grey level\n", o.eps);
     printf("wrote %s (float32; evaluate other models on it with --data %s)\n", out, out);
     printf("per image (file, classes, confidence, L-inf, survives 8-bit): %s.csv\n", out);
+    if (volumes_dir) {
+      printf(
+          "wrote %d attacked volumes in modality units to %s/ (NIfTI, float32): %ld voxels "
+          "changed, by at most %.4g",
+          written.volumes, volumes_dir, written.changed, written.max_change);
+      if (set.window.width > 0) printf(" HU");
+      printf("\n");
+      printf("read back from them: %d of %d attacks survive", volume_survive, fooled);
+      if (written.hidden)
+        printf(
+            " (%ld changed voxels lie where the window clips before and after the change: "
+            "the model saw a change there that the volume cannot hold)",
+            written.hidden);
+      printf("\n");
+    }
   }
   free(adv), free(probs), free(q), free(clean_pred), free(adv_pred), free(labels), free(target);
-  free(clean_conf), free(adv_conf), free(survives8);
+  free(clean_conf), free(adv_conf), free(survives8), free(volume_pred);
   net_free(net);
   data_free(data);
   return code_out;

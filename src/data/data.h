@@ -27,6 +27,8 @@ typedef struct {
 } DecodedImage;
 /* NULL, or why the bytes are not a usable image (nothing to free then). */
 const char *image_decode(DecodedImage *im, const uint8_t *buf, size_t len);
+/* The size an h x w image is scaled to before image_fit's centre crop or pad. */
+void image_fit_scaled(int h, int w, int size, FitMode fit, int *sh, int *sw);
 /* The image as out_c x size x size model pixels (dst), fitted as asked. */
 const char *image_fit(const DecodedImage *im, float *dst, int out_c, int size, FitMode fit);
 /* A CSV file as strings; row 0 is the header. */

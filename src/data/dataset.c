@@ -93,6 +93,7 @@ void data_free(DataSplits *d) {
     free(ds->files), free(ds->images), free(ds->labels), free(ds->masks), free(ds->volume);
   }
   for (int i = 0; i < MR_MAX_CLASSES; i++) free(d->class_names[i]);
+  free(d->root);
   free(d);
 }
 

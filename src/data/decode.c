@@ -226,7 +226,7 @@ int fit_parse(const char *name) {
 }
 
 /* The size an h x w image is scaled to before the centre crop or pad. */
-static void fit_scaled(int h, int w, int size, FitMode fit, int *sh, int *sw) {
+void image_fit_scaled(int h, int w, int size, FitMode fit, int *sh, int *sw) {
   *sh = size, *sw = size;
   if (fit != FIT_STRETCH && h != w) {
     const int crop = fit == FIT_CROP;
@@ -240,7 +240,7 @@ static void fit_scaled(int h, int w, int size, FitMode fit, int *sh, int *sw) {
 const char *mask_fit(const DecodedImage *im, int *dst, int size, FitMode fit) {
   if (im->channels != 1) return "a mask must be a grey image of label ids, not colour";
   int sh, sw;
-  fit_scaled(im->h, im->w, size, fit, &sh, &sw);
+  image_fit_scaled(im->h, im->w, size, fit, &sh, &sw);
   const double levels = (double)((1u << im->bits) - 1);
   int *ids = malloc(sizeof(int) * (size_t)im->h * im->w), *scaled = malloc(sizeof(int) * sh * sw);
   if (!ids || !scaled) {
@@ -262,7 +262,7 @@ const char *mask_fit(const DecodedImage *im, int *dst, int size, FitMode fit) {
 
 const char *image_fit(const DecodedImage *im, float *dst, int out_c, int size, FitMode fit) {
   int sh, sw;
-  fit_scaled(im->h, im->w, size, fit, &sh, &sw);
+  image_fit_scaled(im->h, im->w, size, fit, &sh, &sw);
   Dataset one = {.n = 1, .c = im->channels, .h = im->h, .w = im->w};
   one.images = malloc(sizeof(float) * (size_t)im->channels * im->h * im->w);
   if (!one.images) return "out of memory";

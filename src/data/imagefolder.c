@@ -422,12 +422,7 @@ static Status decode_volume(const Listing *l, int entry, const char *full, Datas
   if (v->nz != f->slices)
     s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %d slices now, %d when listed", full, v->nz,
                      f->slices);
-  IntensityWindow w = opt->window;
-  if (!(w.width > 0)) { /* no window: the volume's own range */
-    double lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < n; i++) lo = fmin(lo, v->data[i]), hi = fmax(hi, v->data[i]);
-    w = (IntensityWindow){(lo + hi) / 2, hi > lo ? hi - lo : 1};
-  }
+  const IntensityWindow w = opt->window.width > 0 ? opt->window : window_of_range(v->data, n);
   float *pixels = malloc(sizeof(float) * (plane ? plane : 1));
   if (s == STATUS_OK && !pixels) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int z = 0; s == STATUS_OK && z < v->nz; z++) {
@@ -557,6 +552,8 @@ static DataSplits *finish(Listing *l, DataSplits *d, const DataOptions *opt, con
              d->unlabelled ? "all in test" : split);
     snprintf(d->source, sizeof d->source, "%.*s", (int)sizeof d->source - 1, line);
   }
+  if (s == STATUS_OK && !(d->root = strdup(l->root)))
+    s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   listing_free(l);
   if (s != STATUS_OK) {
     data_free(d);

@@ -48,6 +48,13 @@ float window_apply(const IntensityWindow *w, double value) {
   return (float)(x < 0 ? 0 : x > 1 ? 1 : x);
 }
 
+IntensityWindow window_of_range(const float *values, size_t n) {
+  double lo = INFINITY, hi = -INFINITY;
+  for (size_t i = 0; i < n; i++) lo = fmin(lo, values[i]), hi = fmax(hi, values[i]);
+  if (!(hi >= lo)) lo = hi = 0; /* no values */
+  return (IntensityWindow){(lo + hi) / 2, hi > lo ? hi - lo : 1};
+}
+
 void window_describe(const IntensityWindow *w, char *out, size_t n) {
   for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
     if (presets[i].center == w->center && presets[i].width == w->width) {

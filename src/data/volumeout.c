@@ -1,0 +1,227 @@
+/* Attacked slices written back into their volumes in modality units, as NIfTI
+ * files a radiologist's viewer or a research pipeline opens: the perturbation
+ * a model saw on its [0,1] pixels is mapped back through the fit (crop or pad,
+ * then the resampling, inverted) and the intensity window (times its width)
+ * onto the source's voxels. The source is re-read rather than kept from
+ * loading: a data set holds only the fitted slices. */
+#include <errno.h>
+#include <math.h>
+#include <nifti2_io.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data.h"
+
+/* root/rel as a volume: a folder is a DICOM series; a file is told by its bytes */
+static Status read_source(const char *full, Volume *v, int *channels, MrError *err) {
+  struct stat st;
+  *channels = 1;
+  memset(v, 0, sizeof *v);
+  ImageKind kind = IMAGE_DICOM;
+  if (stat(full, &st) == 0 && !S_ISDIR(st.st_mode)) {
+    uint8_t head[352] = {0};
+    FILE *f = fopen(full, "rb");
+    const size_t len = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f) fclose(f);
+    kind = image_kind(head, len);
+    if (kind == IMAGE_NONE && len >= 2 && head[0] == 0x1f && head[1] == 0x8b) kind = IMAGE_NIFTI;
+  }
+  if (kind == IMAGE_NIFTI) return volume_read_nifti(full, v, err);
+  if (kind != IMAGE_DICOM)
+    return mr_error_set(err, STATUS_ERR_FORMAT, "%s: no longer a DICOM or NIfTI volume", full);
+  DicomVolume dv;
+  const Status s = dicom_read(full, &dv, err);
+  if (s != STATUS_OK) return s;
+  *v = dv.v, *channels = dv.channels;
+  return STATUS_OK;
+}
+
+/* DIR/REL without .nii, .nii.gz or .dcm, then .nii.gz; a component that climbs ("..") or an
+ * absolute start cannot leave DIR: they become "_". */
+static Status output_path(const char *dir, const char *rel, char *out, size_t cap, MrError *err) {
+  char clean[4200] = "";
+  size_t n = 0;
+  for (const char *p = rel; *p;) {
+    while (*p == '/') p++;
+    const char *end = strchr(p, '/');
+    const size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (!len) break;
+    const int climbs = (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.');
+    n += snprintf(clean + n, sizeof clean - n, "%s%.*s", n ? "/" : "", climbs ? 1 : (int)len,
+                  climbs ? "_" : p);
+    if (n >= sizeof clean) return mr_error_set(err, STATUS_ERR_ARG, "%s: path too long", rel);
+    p += len;
+  }
+  static const char *const suffixes[] = {".nii.gz", ".nii", ".dcm"};
+  for (size_t k = 0; k < sizeof suffixes / sizeof *suffixes; k++) {
+    const size_t len = strlen(clean), sl = strlen(suffixes[k]);
+    if (len > sl && !strcmp(clean + len - sl, suffixes[k])) {
+      clean[len - sl] = 0;
+      break;
+    }
+  }
+  if ((size_t)snprintf(out, cap, "%s/%s.nii.gz", dir, clean) >= cap)
+    return mr_error_set(err, STATUS_ERR_ARG, "%s/%s: path too long", dir, clean);
+  /* its folders */
+  for (char *slash = strchr(out + strlen(dir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+    *slash = 0;
+    const int made = mkdir(out, 0755) == 0 || errno == EEXIST;
+    *slash = '/';
+    if (!made) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot create its folder", out);
+  }
+  return STATUS_OK;
+}
+
+/* One model image's perturbation (c x size x size, channels averaged) back onto an
+ * h x w slice: the crop or pad undone, then resampled to the slice's grid. */
+static Status slice_delta(const float *adv, const float *clean, int c, int size, int h, int w,
+                          FitMode fit, float *out, MrError *err) {
+  int sh, sw;
+  image_fit_scaled(h, w, size, fit, &sh, &sw);
+  Dataset one = {.n = 1, .c = 1, .h = sh, .w = sw};
+  one.images = calloc((size_t)sh * sw, sizeof(float));
+  if (!one.images) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  const int oy = (sh - size) / 2, ox = (sw - size) / 2;
+  const size_t plane = (size_t)size * size;
+  for (int y = 0; y < size; y++)
+    for (int x = 0; x < size; x++) {
+      const int yy = y + oy, xx = x + ox;
+      if (yy < 0 || yy >= sh || xx < 0 || xx >= sw) continue; /* padding: no voxel under it */
+      double sum = 0;
+      for (int k = 0; k < c; k++)
+        sum += adv[k * plane + (size_t)y * size + x] - clean[k * plane + (size_t)y * size + x];
+      one.images[(size_t)yy * sw + xx] = (float)(sum / c);
+    }
+  Status s = dataset_resize(&one, h, w, err);
+  if (s == STATUS_OK) memcpy(out, one.images, sizeof(float) * (size_t)h * w);
+  free(one.images);
+  return s;
+}
+
+/* v's values as a float32 NIfTI file at path (temp file, read back, renamed). */
+static Status write_nifti_volume(const Volume *v, const char *path, MrError *err) {
+  const int frames = v->frames > 1 ? v->frames : 1;
+  const int64_t dims[8] = {frames > 1 ? 4 : 3, v->nx, v->ny, v->nz / frames, frames, 1, 1, 1};
+  nifti_image *nim = nifti_make_new_nim(dims, DT_FLOAT32, 0);
+  if (!nim) return mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory", path);
+  nim->pixdim[1] = nim->dx = v->sx, nim->pixdim[2] = nim->dy = v->sy;
+  nim->pixdim[3] = nim->dz = v->sz;
+  nim->xyz_units = NIFTI_UNITS_MM;
+  if (v->has_affine) {
+    nifti_dmat44 m = {{{0}}};
+    for (int r = 0; r < 3; r++)
+      for (int c = 0; c < 4; c++) m.m[r][c] = v->affine[4 * r + c];
+    m.m[3][3] = 1;
+    nim->sform_code = nim->qform_code = NIFTI_XFORM_SCANNER_ANAT;
+    nim->sto_xyz = m;
+    nifti_dmat44_to_quatern(m, &nim->quatern_b, &nim->quatern_c, &nim->quatern_d, &nim->qoffset_x,
+                            &nim->qoffset_y, &nim->qoffset_z, NULL, NULL, NULL, &nim->qfac);
+  }
+  snprintf(nim->descrip, sizeof nim->descrip, "medrobust: attacked, modality units");
+  nim->data = v->data; /* borrowed: detached before the image is freed */
+  char tmp[4300];
+  const size_t len = strlen(path);
+  snprintf(tmp, sizeof tmp, "%.*s.tmp%ld.nii.gz", (int)(len - 7), path, (long)getpid());
+  Status s = nifti_set_filenames(nim, tmp, 0, 1) == 0
+                 ? STATUS_OK
+                 : mr_error_set(err, STATUS_ERR_IO, "%s: cannot name the file", path);
+  if (s == STATUS_OK) nifti_image_write(nim);
+  nim->data = NULL;
+  nifti_image_free(nim);
+  /* libnifti reports a failed write only on stderr: the file must read back as written */
+  Volume back;
+  MrError read_err = {0};
+  if (s == STATUS_OK && volume_read_nifti(tmp, &back, &read_err) != STATUS_OK)
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: the file written does not read back (%s)", path,
+                     read_err.msg);
+  else if (s == STATUS_OK) {
+    const size_t n = (size_t)v->nx * v->ny * v->nz;
+    if (back.nx != v->nx || back.ny != v->ny || back.nz != v->nz ||
+        memcmp(back.data, v->data, sizeof(float) * n) != 0)
+      s = mr_error_set(err, STATUS_ERR_IO, "%s: the file written reads back different", path);
+    volume_free(&back);
+  }
+  if (s == STATUS_OK && rename(tmp, path) != 0)
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: %s", path, strerror(errno));
+  if (s != STATUS_OK) remove(tmp);
+  return s;
+}
+
+/* The slice number of a volume slice's id "REL:Z" (from 1), or 0. */
+static int slice_number(const char *id) {
+  const char *colon = strrchr(id, ':');
+  return colon ? atoi(colon + 1) : 0;
+}
+
+/* Slice z of v as the model reads it: windowed, then fitted like a loaded slice. */
+static Status slice_as_read(const Volume *v, int z, const IntensityWindow *w, const Dataset *set,
+                            FitMode fit, float *scratch, float *dst, MrError *err) {
+  const size_t plane = (size_t)v->nx * v->ny;
+  for (size_t p = 0; p < plane; p++) scratch[p] = window_apply(w, v->data[(size_t)z * plane + p]);
+  const DecodedImage im = {v->nx, v->ny, 1, 0, scratch};
+  const char *why = image_fit(&im, dst, set->c, set->w, fit);
+  return why ? mr_error_set(err, STATUS_ERR_FORMAT, "slice %d: %s", z + 1, why) : STATUS_OK;
+}
+
+Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, const float *adv,
+                               const char *dir, float *reread, VolumeWriteReport *report,
+                               MrError *err) {
+  memset(report, 0, sizeof *report);
+  if (!set->volume || !d->root || !set->files)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "the data holds no DICOM or NIfTI volumes to write back");
+  const size_t per = (size_t)set->c * set->h * set->w;
+  Status s = STATUS_OK;
+  for (int i = 0; s == STATUS_OK && i < n; i = dataset_volume_end(set, i)) {
+    if (set->volume[i] < 0) continue;
+    const int end = dataset_volume_end(set, i);
+    char rel[4200], full[8400], path[8400];
+    dataset_volume_name(set, i, rel, sizeof rel);
+    snprintf(full, sizeof full, "%s/%s", d->root, rel);
+    Volume v;
+    int channels;
+    s = read_source(full, &v, &channels, err);
+    if (s != STATUS_OK) break;
+    const size_t plane = (size_t)v.nx * v.ny;
+    const IntensityWindow w =
+        set->window.width > 0 ? set->window : window_of_range(v.data, plane * v.nz);
+    float *delta = malloc(sizeof(float) * plane);
+    if (channels != 1)
+      s = mr_error_set(err, STATUS_ERR_FORMAT,
+                       "%s: a colour (RGB) volume; only grey volumes are written back", full);
+    else if (!delta)
+      s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    for (int j = i; s == STATUS_OK && j < end && j < n; j++) {
+      const int z = slice_number(set->files[j]) - 1;
+      if (z < 0 || z >= v.nz) {
+        s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: slice %d is not in the volume now", full,
+                         z + 1);
+        break;
+      }
+      s = slice_delta(adv + per * j, set->images + per * j, set->c, set->w, v.ny, v.nx, d->fit,
+                      delta, err);
+      for (size_t p = 0; s == STATUS_OK && p < plane; p++) {
+        if (delta[p] == 0) continue;
+        float *voxel = &v.data[(size_t)z * plane + p];
+        const double change = delta[p] * w.width;
+        const float before = window_apply(&w, *voxel);
+        *voxel = (float)(*voxel + change);
+        report->changed++;
+        report->hidden += window_apply(&w, *voxel) == before;
+        report->max_change = fmax(report->max_change, fabs(change));
+      }
+    }
+    for (int j = i; reread && s == STATUS_OK && j < end && j < n; j++)
+      s = slice_as_read(&v, slice_number(set->files[j]) - 1, &w, set, d->fit, delta,
+                        reread + per * j, err);
+    if (s == STATUS_OK) s = output_path(dir, rel, path, sizeof path, err);
+    if (s == STATUS_OK) s = write_nifti_volume(&v, path, err);
+    if (s == STATUS_OK) report->volumes++;
+    free(delta);
+    volume_free(&v);
+  }
+  return s;
+}
