@@ -607,20 +607,37 @@ void dicom_volume_free(DicomVolume *d);
  * volume with a slice among set's first n images is re-read from the data root, every
  * slice's perturbation (adv - clean) is mapped back through the fit (to the slice's own
  * grid) and the window (times its width), added to the stored values and written as
- * DIR/REL.nii.gz: float32, the source's voxel size and geometry, 4-D when it was. L-inf
- * budgets hold voxel by voxel: resampling averages, it never amplifies. Each file is read
- * back and compared before it is renamed into place. Unless NULL, reread (n images) gets
- * each attacked slice as a model reads it from the written file (windowed and fitted):
- * where the window clips, or the fit resamples, that differs from adv. */
+ * DIR/REL.nii.gz (float32, the source's voxel size and geometry, 4-D when it was; read back
+ * and compared before it is renamed into place) or, for DICOM sources in VOLUME_DICOM, as
+ * a derived series DIR/REL/ (swapped in whole). L-inf budgets hold voxel by voxel:
+ * resampling averages, it never amplifies, and DICOM's integers round toward the source.
+ * The report and reread come from the files as read back. Unless NULL, reread (n images)
+ * gets each attacked slice as a model reads it from its written volume (windowed and
+ * fitted): where the window clips, or the fit resamples, that differs from adv. */
 typedef struct {
   int volumes;          /* written */
   double max_change;    /* the largest |change| of a voxel, in modality units */
   long changed, hidden; /* voxels changed, and those of them the window clips on both sides of
                            the change (a model reading the file back does not see it) */
 } VolumeWriteReport;
+typedef enum {
+  VOLUME_NIFTI = 0, /* every volume as DIR/REL.nii.gz */
+  VOLUME_DICOM = 1  /* DICOM sources as derived series DIR/REL/ (dicom_write_derived); NIfTI
+                       sources as NIfTI */
+} VolumeFormat;
 Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, const float *adv,
-                               const char *dir, float *reread, VolumeWriteReport *report,
-                               MrError *err);
+                               const char *dir, VolumeFormat format, float *reread,
+                               VolumeWriteReport *report, MrError *err);
+
+/* A derived DICOM series of the grey volume read from source (a DICOM file or series folder),
+ * with values (in modality units, the reader's slice order) as its pixels, into out_dir
+ * under the source files' names: every file re-read and its pixels replaced (stored values
+ * move by the change in stored units, truncated toward zero, as 16-bit integers with the
+ * source's Rescale Slope/Intercept), uncompressed little endian, a new Series Instance UID
+ * and new SOP Instance UIDs, Image Type DERIVED\SECONDARY, description as the Series
+ * Description. The source is never written. GDCM runs in a child process, as for reading. */
+Status dicom_write_derived(const char *source, const Volume *values, const char *description,
+                           const char *out_dir, MrError *err);
 
 /* A NIfTI-1/2 file (.nii, .nii.gz, .hdr/.img) holding a 3-D scalar volume, or a 4-D one
  * whose volumes are stacked along z (Volume.frames). */

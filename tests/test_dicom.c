@@ -54,6 +54,50 @@ static size_t voxels(const DicomVolume *d) {
 
 /* MR_small in every transfer syntax pydicom ships: explicit and implicit little endian,
  * big endian, RLE, JPEG-LS lossless, JPEG 2000 lossless, padded: the same pixels. */
+/* A derived series from compressed and uncompressed sources: every voxel moved by the change
+ * asked (integers here: exactly), read back through the same reader; the source untouched;
+ * big endian sources refused with a reason. */
+static void test_write_derived(void **state) {
+  (void)state;
+  if (!have_files()) return;
+  static const char *const sources[] = {"MR_small.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm",
+                                        "MR_small_jpeg_ls_lossless.dcm",
+                                        "MR_small_jp2klossless.dcm"};
+  for (size_t k = 0; k < sizeof sources / sizeof *sources; k++) {
+    DicomVolume src, back;
+    read_ok(sources[k], &src);
+    Volume changed = src.v;
+    changed.data = malloc(sizeof(float) * voxels(&src));
+    for (size_t i = 0; i < voxels(&src); i++) changed.data[i] = src.v.data[i] + (float)(i % 7) - 3;
+    char out[400], source[400];
+    snprintf(out, sizeof out, "%s/derived%zu", dir, k);
+    snprintf(source, sizeof source, "%s/%s", PYDICOM, sources[k]);
+    MrError err = {0};
+    if (dicom_write_derived(source, &changed, "test", out, &err) != STATUS_OK)
+      fail_msg("%s: %s", sources[k], err.msg);
+    if (dicom_read(out, &back, &err) != STATUS_OK) fail_msg("%s: %s", sources[k], err.msg);
+    assert_int_equal(voxels(&back), voxels(&src));
+    for (size_t i = 0; i < voxels(&src); i++)
+      if (back.v.data[i] != changed.data[i])
+        fail_msg("%s: voxel %zu is %g, %g asked", sources[k], i, back.v.data[i], changed.data[i]);
+    free(changed.data);
+    dicom_volume_free(&back);
+    DicomVolume again; /* the source as it was */
+    read_ok(sources[k], &again);
+    assert_int_equal(memcmp(again.v.data, src.v.data, sizeof(float) * voxels(&src)), 0);
+    dicom_volume_free(&again), dicom_volume_free(&src);
+  }
+  DicomVolume big;
+  read_ok("MR_small_bigendian.dcm", &big);
+  char out[400];
+  snprintf(out, sizeof out, "%s/derived-big", dir);
+  MrError err = {0};
+  assert_int_not_equal(
+      dicom_write_derived(PYDICOM "/MR_small_bigendian.dcm", &big.v, "test", out, &err), STATUS_OK);
+  assert_non_null(strstr(err.msg, "big endian"));
+  dicom_volume_free(&big);
+}
+
 static void test_transfer_syntaxes_agree(void **state) {
   (void)state;
   if (!have_files()) return;
@@ -267,6 +311,130 @@ static void test_bad_files(void **state) {
 /* A class folder of volumes: DICOM series (pydicom-written from CT_small) and NIfTI files.
  * Each volume gives its axial slices, windowed to [0,1]; all slices of one volume fall in
  * one split; the window is recorded in a trained model and used again from it. */
+/* attack --volumes DIR --volume-format FORMAT on the volume folder: each written volume stays
+ * within 300 HU of its source voxel by voxel and keeps the source's geometry; predict on the
+ * written files gives, slice by slice, the prediction the attack's table says a model reads
+ * back from them (volume_pred); some attacks survive. DICOM sources written as derived series
+ * carry new UIDs and DERIVED\\SECONDARY (checked with pydicom). */
+static void check_written_volumes(const char *bin, const char *root, const char *format) {
+  const int dicom_out = !strcmp(format, "dicom");
+  char cmd[2400], path[600], line[512];
+  FILE *f;
+  MrError err = {0};
+  snprintf(cmd, sizeof cmd,
+           "%s attack --model %s/m.safetensors --data %s --split train --eps 300HU --out "
+           "%s/all.npz --volumes %s/back --volume-format %s > %s/attack.txt 2>&1 && grep -q "
+           "'attacked volumes in modality units' %s/attack.txt",
+           bin, dir, root, dir, dir, format, dir, dir);
+  if (system(cmd) != 0) fail_msg("attack --volumes did not run or say so");
+  snprintf(path, sizeof path, "%s/all.npz.csv", dir);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  char manifest[600];
+  snprintf(manifest, sizeof manifest, "%s/back/list.csv", dir);
+  FILE *list = fopen(manifest, "w");
+  assert_non_null(list);
+  fprintf(list, "path\n"); /* unlabelled: predictions only */
+  char adv_ids[64][96], adv_preds[64][32], last_volume[96] = "";
+  int n_adv = 0, written = 0, changed = 0, flips = 0;
+  while (fgets(line, sizeof line, f)) {
+    char id[96], truth[32], clean_pred[32], volume_pred[32];
+    if (sscanf(line, "%*d,%95[^,],%31[^,],%31[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%31[^,\n]", id,
+               truth, clean_pred, volume_pred) != 4)
+      continue;
+    char volume_rel[96];
+    snprintf(volume_rel, sizeof volume_rel, "%s", id);
+    *strrchr(volume_rel, ':') = 0;
+    char source[700], back[700];
+    snprintf(source, sizeof source, "%s/%s", root, volume_rel);
+    const size_t vl = strlen(volume_rel);
+    if (vl > 4 && !strcmp(volume_rel + vl - 4, ".nii")) volume_rel[vl - 4] = 0;
+    if (vl > 7 && !strcmp(volume_rel + vl - 7, ".nii.gz")) volume_rel[vl - 7] = 0;
+    const int is_nifti = strstr(source, ".nii") != NULL, as_dicom = !is_nifti && dicom_out;
+    snprintf(back, sizeof back, "%s/back/%s%s", dir, volume_rel, as_dicom ? "" : ".nii.gz");
+    if (strcmp(last_volume, volume_rel) != 0) { /* a new volume: its voxels */
+      snprintf(last_volume, sizeof last_volume, "%s", volume_rel);
+      Volume after;
+      DicomVolume before, derived;
+      if (as_dicom && dicom_read(back, &derived, &err) == STATUS_OK)
+        after = derived.v;
+      else if (as_dicom || volume_read_nifti(back, &after, &err) != STATUS_OK)
+        fail_msg("%s", err.msg);
+      Volume nifti_before;
+      if (is_nifti)
+        assert_int_equal(volume_read_nifti(source, &nifti_before, &err), STATUS_OK);
+      else
+        assert_int_equal(dicom_read(source, &before, &err), STATUS_OK);
+      const Volume *b = is_nifti ? &nifti_before : &before.v;
+      assert_true(after.nx == b->nx && after.ny == b->ny && after.nz == b->nz);
+      double most = 0;
+      for (size_t i = 0; i < (size_t)b->nx * b->ny * b->nz; i++)
+        most = fmax(most, fabs(after.data[i] - b->data[i]));
+      if (!(most <= 300 + 1e-3)) fail_msg("%s: changed by up to %g HU", back, most);
+      changed += most > 1;
+      if (!is_nifti) /* the series' geometry, in RAS */
+        for (int k = 0; k < 12; k++) assert_true(fabs(after.affine[k] - b->affine[k]) < 1e-4);
+      volume_free(&after);
+      if (is_nifti)
+        volume_free(&nifti_before);
+      else
+        dicom_volume_free(&before);
+      fprintf(list, "%s%s\n", volume_rel, as_dicom ? "" : ".nii.gz");
+      written++;
+    }
+    if (n_adv < 64) {
+      snprintf(adv_ids[n_adv], sizeof adv_ids[n_adv], "%s%s:%s", volume_rel,
+               as_dicom ? "" : ".nii.gz", strrchr(id, ':') + 1);
+      snprintf(adv_preds[n_adv++], sizeof adv_preds[0], "%s", volume_pred);
+      flips += strcmp(volume_pred, clean_pred) != 0;
+    }
+  }
+  fclose(f);
+  fclose(list);
+  assert_true(written > 1 && changed > 0 && n_adv > 0);
+  snprintf(cmd, sizeof cmd,
+           "%s predict --model %s/m.safetensors --data %s --split-seed 1 --out %s/back.csv > "
+           "/dev/null 2>&1",
+           bin, dir, manifest, dir);
+  assert_int_equal(system(cmd), 0);
+  snprintf(path, sizeof path, "%s/back.csv", dir);
+  f = fopen(path, "r");
+  assert_non_null(f);
+  int matched = 0;
+  while (fgets(line, sizeof line, f)) {
+    char id[96], pred[32];
+    if (sscanf(line, "%95[^,],,%31[^,]", id, pred) != 2) continue;
+    for (int i = 0; i < n_adv; i++)
+      if (!strcmp(adv_ids[i], id)) {
+        if (strcmp(adv_preds[i], pred) != 0)
+          fail_msg("%s: the attack's table says %s read back, predict says %s", id, adv_preds[i],
+                   pred);
+        matched++;
+      }
+  }
+  fclose(f);
+  assert_int_equal(matched, n_adv);
+  assert_true(flips > 0); /* some attacks survive in the written files */
+  if (!dicom_out) return;
+  snprintf(cmd, sizeof cmd,
+           "/usr/bin/python3 -c '\n"
+           "import sys, glob, pydicom\n"
+           "for folder in glob.glob(sys.argv[1] + \"/nodule/series*/\"):\n"
+           "  folder = folder.rstrip(\"/\")\n"
+           "  files = [pydicom.dcmread(f) for f in sorted(glob.glob(folder + \"/*.dcm\"))]\n"
+           "  src = pydicom.dcmread(sys.argv[2] + folder[len(sys.argv[1]):] + \"/0.dcm\")\n"
+           "  assert len(files) == 3 and len({d.SeriesInstanceUID for d in files}) == 1\n"
+           "  assert files[0].SeriesInstanceUID != src.SeriesInstanceUID\n"
+           "  assert len({d.SOPInstanceUID for d in files}) == 3 and src.SOPInstanceUID not in "
+           "{d.SOPInstanceUID for d in files}\n"
+           "  for d in files:\n"
+           "    assert list(d.ImageType)[:2] == [\"DERIVED\", \"SECONDARY\"]\n"
+           "    assert d.file_meta.MediaStorageSOPInstanceUID == d.SOPInstanceUID\n"
+           "' %s/back %s",
+           dir, root);
+  if (system(cmd) != 0) fail_msg("the derived series are not what pydicom expects");
+}
+
 static void test_volume_folder(void **state) {
   (void)state;
   if (!have_files()) return;
@@ -452,101 +620,8 @@ static void test_volume_folder(void **state) {
            "%s/attack.txt 2>&1 && grep -q 'eps 0.003333 (5 HU)' %s/attack.txt",
            bin, dir, root, dir, dir, dir);
   if (system(cmd) != 0) fail_msg("attack --eps 5HU did not run or say so");
-  /* the attacked volumes back in HU: within 300 HU of the source voxel by voxel, the source's
-   * geometry kept, and predict on the written files gives, slice by slice, the prediction the
-   * attack's table says a model reads back from them (volume_pred) */
-  snprintf(cmd, sizeof cmd,
-           "%s attack --model %s/m.safetensors --data %s --split train --eps 300HU --out "
-           "%s/all.npz --volumes %s/back > %s/attack.txt 2>&1 && grep -q 'attacked volumes in "
-           "modality units' "
-           "%s/attack.txt",
-           bin, dir, root, dir, dir, dir, dir);
-  if (system(cmd) != 0) fail_msg("attack --volumes did not run or say so");
-  snprintf(path, sizeof path, "%s/all.npz.csv", dir);
-  f = fopen(path, "r");
-  assert_non_null(f);
-  char manifest[600];
-  snprintf(manifest, sizeof manifest, "%s/back/list.csv", dir);
-  FILE *list = fopen(manifest, "w");
-  assert_non_null(list);
-  fprintf(list, "path\n"); /* unlabelled: predictions only */
-  char adv_ids[64][96], adv_preds[64][32], last_volume[96] = "";
-  int n_adv = 0, written = 0, changed = 0, flips = 0;
-  while (fgets(line, sizeof line, f)) {
-    char id[96], truth[32], clean_pred[32], volume_pred[32];
-    if (sscanf(line, "%*d,%95[^,],%31[^,],%31[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%31[^,\n]", id,
-               truth, clean_pred, volume_pred) != 4)
-      continue;
-    char volume_rel[96];
-    snprintf(volume_rel, sizeof volume_rel, "%s", id);
-    *strrchr(volume_rel, ':') = 0;
-    char source[700], back[700];
-    snprintf(source, sizeof source, "%s/%s", root, volume_rel);
-    const size_t vl = strlen(volume_rel);
-    if (vl > 4 && !strcmp(volume_rel + vl - 4, ".nii")) volume_rel[vl - 4] = 0;
-    if (vl > 7 && !strcmp(volume_rel + vl - 7, ".nii.gz")) volume_rel[vl - 7] = 0;
-    snprintf(back, sizeof back, "%s/back/%s.nii.gz", dir, volume_rel);
-    if (strcmp(last_volume, volume_rel) != 0) { /* a new volume: its voxels */
-      snprintf(last_volume, sizeof last_volume, "%s", volume_rel);
-      Volume after;
-      DicomVolume before;
-      if (volume_read_nifti(back, &after, &err) != STATUS_OK) fail_msg("%s", err.msg);
-      const int is_nifti = strstr(source, ".nii") != NULL;
-      Volume nifti_before;
-      if (is_nifti)
-        assert_int_equal(volume_read_nifti(source, &nifti_before, &err), STATUS_OK);
-      else
-        assert_int_equal(dicom_read(source, &before, &err), STATUS_OK);
-      const Volume *b = is_nifti ? &nifti_before : &before.v;
-      assert_true(after.nx == b->nx && after.ny == b->ny && after.nz == b->nz);
-      double most = 0;
-      for (size_t i = 0; i < (size_t)b->nx * b->ny * b->nz; i++)
-        most = fmax(most, fabs(after.data[i] - b->data[i]));
-      if (!(most <= 300 + 1e-3)) fail_msg("%s: changed by up to %g HU", back, most);
-      changed += most > 1;
-      if (!is_nifti) /* the series' geometry, in RAS */
-        for (int k = 0; k < 12; k++) assert_true(fabs(after.affine[k] - b->affine[k]) < 1e-4);
-      volume_free(&after);
-      if (is_nifti)
-        volume_free(&nifti_before);
-      else
-        dicom_volume_free(&before);
-      fprintf(list, "%s.nii.gz\n", volume_rel);
-      written++;
-    }
-    if (n_adv < 64) {
-      snprintf(adv_ids[n_adv], sizeof adv_ids[n_adv], "%s.nii.gz:%s", volume_rel,
-               strrchr(id, ':') + 1);
-      snprintf(adv_preds[n_adv++], sizeof adv_preds[0], "%s", volume_pred);
-      flips += strcmp(volume_pred, clean_pred) != 0;
-    }
-  }
-  fclose(f);
-  fclose(list);
-  assert_true(written > 1 && changed > 0 && n_adv > 0);
-  snprintf(cmd, sizeof cmd,
-           "%s predict --model %s/m.safetensors --data %s --split-seed 1 --out %s/back.csv > "
-           "/dev/null 2>&1",
-           bin, dir, manifest, dir);
-  assert_int_equal(system(cmd), 0);
-  snprintf(path, sizeof path, "%s/back.csv", dir);
-  f = fopen(path, "r");
-  assert_non_null(f);
-  int matched = 0;
-  while (fgets(line, sizeof line, f)) {
-    char id[96], pred[32];
-    if (sscanf(line, "%95[^,],,%31[^,]", id, pred) != 2) continue;
-    for (int i = 0; i < n_adv; i++)
-      if (!strcmp(adv_ids[i], id)) {
-        if (strcmp(adv_preds[i], pred) != 0)
-          fail_msg("%s: the attack's table says %s read back, predict says %s", id, adv_preds[i],
-                   pred);
-        matched++;
-      }
-  }
-  fclose(f);
-  assert_int_equal(matched, n_adv);
-  assert_true(flips > 0); /* some attacks survive in the written files */
+  check_written_volumes(bin, root, "nifti");
+  check_written_volumes(bin, root, "dicom");
   /* triage through the same window; then no output names the patient */
   snprintf(cmd, sizeof cmd,
            "%s triage --model %s/m.safetensors --data %s --eps-max 20HU --quiet --out %s/tr > "
@@ -677,6 +752,7 @@ static void test_nifti_segmentation(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_transfer_syntaxes_agree),
+                                     cmocka_unit_test(test_write_derived),
                                      cmocka_unit_test(test_values_match_pydicom),
                                      cmocka_unit_test(test_series),
                                      cmocka_unit_test(test_bad_files),

@@ -60,7 +60,7 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
 int cmd_attack(int argc, char **argv) {
   const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
              *norm = "linf";
-  const char *png_dir = NULL, *target_text = "none", *volumes_dir = NULL;
+  const char *png_dir = NULL, *target_text = "none", *volumes_dir = NULL, *format_text = "nifti";
   float eps = 0.004f;
   int batch = 128, limit = 0, png_count = 16, resume = 0;
   AttackOptions base = attack_options_default(ATTACK_PGD);
@@ -93,6 +93,8 @@ int cmd_attack(int argc, char **argv) {
       {"--volumes", OPT_STRING, &volumes_dir, 0, 0, " DIR",
        "DICOM/NIfTI data: each attacked volume back in modality units (HU for CT) as "
        "DIR/REL.nii.gz, the source's geometry kept"},
+      {"--volume-format", OPT_STRING, &format_text, 0, 0, " nifti|dicom",
+       "dicom: DICOM volumes as derived series DIR/REL/ (new UIDs, DERIVED\\SECONDARY)"},
       {"--dag-type", OPT_STRING, &dag_type, 0, 0, " A|B|C",
        "segmentation: the target of DAG or of a targeted fgsm/bim/pgd (paper 002)"},
       {"--target-masks", OPT_STRING, &target_masks, 0, 0, " F.npz",
@@ -118,6 +120,14 @@ int cmd_attack(int argc, char **argv) {
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
   if (!model || !data_path || !out) {
     fprintf(stderr, "medrobust attack: --model, --data and --out are required (see --help)\n");
+    return EXIT_USAGE;
+  }
+  VolumeFormat volume_format = VOLUME_NIFTI;
+  if (!strcmp(format_text, "dicom"))
+    volume_format = VOLUME_DICOM;
+  else if (strcmp(format_text, "nifti") != 0) {
+    fprintf(stderr, "medrobust attack: --volume-format must be nifti or dicom, got '%s'\n",
+            format_text);
     return EXIT_USAGE;
   }
   const int kind = attack_parse(attack);
@@ -294,7 +304,8 @@ int cmd_attack(int argc, char **argv) {
       st = mr_error_set(&err, STATUS_ERR_IO, "%s: cannot create", volumes_dir);
     if (st == STATUS_OK) {
       memcpy(reread, adv, sizeof(float) * per * n);
-      st = volumes_write_perturbed(data, &set, n, adv, volumes_dir, reread, &written, &err);
+      st = volumes_write_perturbed(data, &set, n, adv, volumes_dir, volume_format, reread, &written,
+                                   &err);
     }
     for (int start = 0; st == STATUS_OK && start < n; start += batch) {
       const int B = n - start < batch ? n - start : batch;
@@ -353,9 +364,12 @@ int cmd_attack(int argc, char **argv) {
     printf("per image (file, classes, confidence, L-inf, survives 8-bit): %s.csv\n", out);
     if (volumes_dir) {
       printf(
-          "wrote %d attacked volumes in modality units to %s/ (NIfTI, float32): %ld voxels "
-          "changed, by at most %.4g",
-          written.volumes, volumes_dir, written.changed, written.max_change);
+          "wrote %d attacked volumes in modality units to %s/ (%s): %ld voxels changed, by at "
+          "most %.4g",
+          written.volumes, volumes_dir,
+          volume_format == VOLUME_DICOM ? "DICOM as derived series, NIfTI as float32"
+                                        : "NIfTI, float32",
+          written.changed, written.max_change);
       if (set.window.width > 0) printf(" HU");
       printf("\n");
       printf("read back from them: %d of %d attacks survive", volume_survive, fooled);

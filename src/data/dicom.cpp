@@ -14,7 +14,9 @@
 #include <gdcmAttribute.h>
 #include <gdcmDirectory.h>
 #include <gdcmImageReader.h>
+#include <gdcmImageWriter.h>
 #include <gdcmTrace.h>
+#include <gdcmUIDGenerator.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -240,11 +242,32 @@ void to_volume(const Frames &f, DicomVolume *out) {
   std::snprintf(out->transfer_syntax, sizeof out->transfer_syntax, "%s", f.syntax.c_str());
 }
 
-Status read_series(const char *dir, DicomVolume *out, MrError *err) {
+/* A series' slices sorted along the normal of their orientation by Image Position Patient,
+ * not by file name: (position, index into slices). */
+std::vector<std::pair<double, size_t>> slice_order(const std::vector<Frames> &slices) {
+  const double *r = slices[0].direction, *c = slices[0].direction + 3;
+  const double normal[3] = {r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2],
+                            r[0] * c[1] - r[1] * c[0]};
+  std::vector<std::pair<double, size_t>> order;
+  for (size_t i = 0; i < slices.size(); i++) {
+    const double *o = slices[i].origin;
+    order.push_back({o[0] * normal[0] + o[1] * normal[1] + o[2] * normal[2], i});
+  }
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+/* A series folder's files in name order. */
+std::vector<std::string> series_files(const char *dir) {
   gdcm::Directory d;
   d.Load(dir, false);
   std::vector<std::string> files = d.GetFilenames();
   std::sort(files.begin(), files.end());
+  return files;
+}
+
+Status read_series(const char *dir, DicomVolume *out, MrError *err) {
+  std::vector<std::string> files = series_files(dir);
   if (files.empty()) return mr_error_set(err, STATUS_ERR_FORMAT, "%s: no files in the folder", dir);
   std::vector<Frames> slices;
   for (const std::string &file : files) {
@@ -270,16 +293,7 @@ Status read_series(const char *dir, DicomVolume *out, MrError *err) {
     if (total * sizeof(float) > mr_limits().file_bytes)
       return mr_error_set(err, STATUS_ERR_FORMAT, "%s: the series is over the size limit", dir);
   }
-  /* sorted along the slice normal by Image Position Patient, not by file name */
-  const double *r = slices[0].direction, *c = slices[0].direction + 3;
-  const double normal[3] = {r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2],
-                            r[0] * c[1] - r[1] * c[0]};
-  std::vector<std::pair<double, size_t>> order;
-  for (size_t i = 0; i < slices.size(); i++) {
-    const double *o = slices[i].origin;
-    order.push_back({o[0] * normal[0] + o[1] * normal[1] + o[2] * normal[2], i});
-  }
-  std::sort(order.begin(), order.end());
+  const std::vector<std::pair<double, size_t>> order = slice_order(slices);
   double gap = slices.size() > 1 ? order[1].first - order[0].first : slices[0].spacing[2];
   for (size_t k = 1; k < order.size(); k++) {
     const double g = order[k].first - order[k - 1].first;
@@ -464,6 +478,165 @@ extern "C" Status dicom_read(const char *path, DicomVolume *out, MrError *err) {
   }
   std::free(reply);
   if (s != STATUS_OK) dicom_volume_free(out);
+  return s;
+}
+
+namespace {
+
+/* A text element, padded to an even length as DICOM requires (UIDs with a NUL, text with a
+ * space). */
+void set_text(gdcm::DataSet &ds, uint16_t group, uint16_t element, gdcm::VR vr, std::string text) {
+  if (text.size() % 2) text += vr == gdcm::VR::UI ? '\0' : ' ';
+  gdcm::DataElement de(gdcm::Tag(group, element));
+  de.SetVR(vr);
+  de.SetByteValue(text.data(), (uint32_t)text.size());
+  ds.Replace(de);
+}
+
+/* The child's side of dicom_write_derived. */
+Status write_derived(const char *source, const Volume *values, const char *description,
+                     const char *out_dir, MrError *err) {
+  gdcm::Trace::SetWarning(false), gdcm::Trace::SetError(false), gdcm::Trace::SetDebug(false);
+  struct stat st;
+  if (stat(source, &st) != 0) return mr_error_set(err, STATUS_ERR_IO, "%s: cannot be read", source);
+  const bool series = S_ISDIR(st.st_mode);
+  const std::vector<std::string> files =
+      series ? series_files(source) : std::vector<std::string>{source};
+  std::vector<Frames> slices(files.size());
+  size_t frames = 0;
+  for (size_t i = 0; i < files.size(); i++) {
+    const Status s = read_file(files[i].c_str(), &slices[i], err);
+    if (s != STATUS_OK) return s;
+    frames += (size_t)slices[i].frames;
+    if (slices[i].samples != 1 || slices[i].photometric == "MONOCHROME1")
+      return mr_error_set(err, STATUS_ERR_FORMAT,
+                          "%s: %s images are not written back as DICOM (write NIfTI)",
+                          files[i].c_str(), slices[i].samples != 1 ? "colour" : "MONOCHROME1");
+    if (slices[i].cols != values->nx || slices[i].rows != values->ny)
+      return mr_error_set(err, STATUS_ERR_SHAPE, "%s: %dx%d now, %dx%d when read", files[i].c_str(),
+                          slices[i].cols, slices[i].rows, values->nx, values->ny);
+  }
+  if (frames != (size_t)values->nz)
+    return mr_error_set(err, STATUS_ERR_SHAPE, "%s: %zu slices now, %d when read", source, frames,
+                        values->nz);
+  if (mkdir(out_dir, 0755) != 0 && errno != EEXIST)
+    return mr_error_set(err, STATUS_ERR_IO, "%s: %s", out_dir, std::strerror(errno));
+  const std::vector<std::pair<double, size_t>> order =
+      series ? slice_order(slices) : std::vector<std::pair<double, size_t>>{{0.0, 0}};
+  gdcm::UIDGenerator uids;
+  const std::string series_uid = uids.Generate();
+  const size_t plane = (size_t)values->nx * values->ny;
+  size_t z = 0; /* the volume's slice the next file starts at */
+  for (const auto &ranked : order) {
+    const std::string &file = files[ranked.second];
+    const Frames &f = slices[ranked.second];
+    const size_t n = plane * f.frames;
+    /* the stored value moves by the change in stored units, truncated toward zero: no voxel
+     * moves further than its change */
+    std::vector<long long> stored(n);
+    long long lo = 0, hi = 0;
+    for (size_t p = 0; p < n; p++) {
+      const double change = (double)values->data[z * plane + p] - f.pixels[p];
+      stored[p] = std::llround((f.pixels[p] - f.intercept) / f.slope) +
+                  (long long)std::trunc(change / f.slope);
+      lo = std::min(lo, stored[p]), hi = std::max(hi, stored[p]);
+    }
+    const bool is_signed = lo < 0;
+    const long long min = is_signed ? -32768 : 0, max = is_signed ? 32767 : 65535;
+    if (lo < min || hi > max)
+      return mr_error_set(err, STATUS_ERR_FORMAT,
+                          "%s: the attacked values need %lld..%lld stored, beyond 16 bits",
+                          file.c_str(), lo, hi);
+    std::vector<uint16_t> pixels(n);
+    for (size_t p = 0; p < n; p++) pixels[p] = (uint16_t)(stored[p] & 0xffff);
+    gdcm::ImageReader reader;
+    reader.SetFileName(file.c_str());
+    if (!reader.Read())
+      return mr_error_set(err, STATUS_ERR_FORMAT, "%s: not a readable DICOM image", file.c_str());
+    gdcm::File &dicom = reader.GetFile();
+    const gdcm::TransferSyntax was =
+        gdcm::TransferSyntax::GetTSType(string_of(dicom.GetHeader(), 0x0002, 0x0010).c_str());
+    if (was.GetSwapCode() == gdcm::SwapCode::BigEndian)
+      return mr_error_set(err, STATUS_ERR_FORMAT,
+                          "%s: a big endian file is not written back as DICOM (write NIfTI)",
+                          file.c_str());
+    gdcm::Image &image = reader.GetImage();
+    image.SetPhotometricInterpretation(gdcm::PhotometricInterpretation::MONOCHROME2);
+    image.SetPixelFormat(
+        gdcm::PixelFormat(is_signed ? gdcm::PixelFormat::INT16 : gdcm::PixelFormat::UINT16));
+    image.SetTransferSyntax(was == gdcm::TransferSyntax::ImplicitVRLittleEndian
+                                ? gdcm::TransferSyntax::ImplicitVRLittleEndian
+                                : gdcm::TransferSyntax::ExplicitVRLittleEndian);
+    gdcm::DataElement data(gdcm::Tag(0x7fe0, 0x0010));
+    data.SetVR(gdcm::VR::OW);
+    data.SetByteValue(reinterpret_cast<const char *>(pixels.data()), (uint32_t)(2 * n));
+    image.SetDataElement(data);
+    image.SetSlope(f.slope), image.SetIntercept(f.intercept);
+    gdcm::DataSet &ds = dicom.GetDataSet();
+    set_text(ds, 0x0020, 0x000E, gdcm::VR::UI, series_uid);
+    set_text(ds, 0x0008, 0x0018, gdcm::VR::UI, uids.Generate());
+    set_text(ds, 0x0008, 0x0008, gdcm::VR::CS, "DERIVED\\SECONDARY");
+    set_text(ds, 0x0008, 0x103E, gdcm::VR::LO, std::string(description).substr(0, 64));
+    set_text(ds, 0x0008, 0x2111, gdcm::VR::ST, description);
+    dicom.GetHeader().Clear(); /* the writer makes it anew: the new UIDs, the new syntax */
+    const size_t slash = file.find_last_of('/');
+    const std::string name =
+        std::string(out_dir) + "/" + (slash == std::string::npos ? file : file.substr(slash + 1));
+    gdcm::ImageWriter writer;
+    writer.SetFileName(name.c_str());
+    writer.SetFile(dicom);
+    writer.SetImage(image);
+    if (!writer.Write())
+      return mr_error_set(err, STATUS_ERR_IO, "%s: GDCM could not write it", name.c_str());
+    z += (size_t)f.frames;
+  }
+  return STATUS_OK;
+}
+
+}  // namespace
+
+extern "C" Status dicom_write_derived(const char *source, const Volume *values,
+                                      const char *description, const char *out_dir, MrError *err) {
+  int fds[2];
+  if (pipe(fds) != 0)
+    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its writer (%s)", source,
+                        std::strerror(errno));
+  std::fflush(stdout), std::fflush(stderr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]), close(fds[1]);
+    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its writer (%s)", source,
+                        std::strerror(errno));
+  }
+  if (pid == 0) { /* GDCM reads the source again: it runs where it cannot take us down */
+    close(fds[0]);
+    cap_memory(source);
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDERR_FILENO);
+    static Reply reply;
+    MrError e = {};
+    try {
+      reply.status = write_derived(source, values, description, out_dir, &e);
+    } catch (...) {
+      reply.status = mr_error_set(&e, STATUS_ERR_FORMAT, "%s: GDCM failed to rewrite it", source);
+    }
+    std::memcpy(reply.message, e.msg, sizeof reply.message);
+    _exit(write_all(fds[1], &reply, sizeof reply) ? 0 : 1);
+  }
+  close(fds[1]);
+  Reply *reply = static_cast<Reply *>(std::calloc(1, sizeof(Reply)));
+  Status s = reply ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  const bool got = s == STATUS_OK && read_all(fds[0], reply, sizeof *reply);
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (got && reply->status != STATUS_OK)
+    s = mr_error_set(err, reply->status, "%s", reply->message);
+  else if (s == STATUS_OK && !got)
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: GDCM failed while writing its derived series",
+                     source);
+  std::free(reply);
   return s;
 }
 

@@ -4,6 +4,7 @@
  * then the resampling, inverted) and the intensity window (times its width)
  * onto the source's voxels. The source is re-read rather than kept from
  * loading: a data set holds only the fitted slices. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <nifti2_io.h>
@@ -16,7 +17,7 @@
 #include "data.h"
 
 /* root/rel as a volume: a folder is a DICOM series; a file is told by its bytes */
-static Status read_source(const char *full, Volume *v, int *channels, MrError *err) {
+static Status read_source(const char *full, Volume *v, int *channels, int *is_dicom, MrError *err) {
   struct stat st;
   *channels = 1;
   memset(v, 0, sizeof *v);
@@ -29,6 +30,7 @@ static Status read_source(const char *full, Volume *v, int *channels, MrError *e
     kind = image_kind(head, len);
     if (kind == IMAGE_NONE && len >= 2 && head[0] == 0x1f && head[1] == 0x8b) kind = IMAGE_NIFTI;
   }
+  *is_dicom = kind == IMAGE_DICOM;
   if (kind == IMAGE_NIFTI) return volume_read_nifti(full, v, err);
   if (kind != IMAGE_DICOM)
     return mr_error_set(err, STATUS_ERR_FORMAT, "%s: no longer a DICOM or NIfTI volume", full);
@@ -39,9 +41,10 @@ static Status read_source(const char *full, Volume *v, int *channels, MrError *e
   return STATUS_OK;
 }
 
-/* DIR/REL without .nii, .nii.gz or .dcm, then .nii.gz; a component that climbs ("..") or an
+/* DIR/REL without .nii, .nii.gz or .dcm, then suffix; a component that climbs ("..") or an
  * absolute start cannot leave DIR: they become "_". */
-static Status output_path(const char *dir, const char *rel, char *out, size_t cap, MrError *err) {
+static Status output_path(const char *dir, const char *rel, const char *suffix, char *out,
+                          size_t cap, MrError *err) {
   char clean[4200] = "";
   size_t n = 0;
   for (const char *p = rel; *p;) {
@@ -63,7 +66,7 @@ static Status output_path(const char *dir, const char *rel, char *out, size_t ca
       break;
     }
   }
-  if ((size_t)snprintf(out, cap, "%s/%s.nii.gz", dir, clean) >= cap)
+  if ((size_t)snprintf(out, cap, "%s/%s%s", dir, clean, suffix) >= cap)
     return mr_error_set(err, STATUS_ERR_ARG, "%s/%s: path too long", dir, clean);
   /* its folders */
   for (char *slash = strchr(out + strlen(dir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
@@ -99,6 +102,21 @@ static Status slice_delta(const float *adv, const float *clean, int c, int size,
   if (s == STATUS_OK) memcpy(out, one.images, sizeof(float) * (size_t)h * w);
   free(one.images);
   return s;
+}
+
+/* A folder of files (a derived series), gone. */
+static void remove_folder(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    char file[8800];
+    if (e->d_name[0] == '.') continue;
+    snprintf(file, sizeof file, "%s/%s", path, e->d_name);
+    remove(file);
+  }
+  closedir(d);
+  rmdir(path);
 }
 
 /* v's values as a float32 NIfTI file at path (temp file, read back, renamed). */
@@ -166,9 +184,30 @@ static Status slice_as_read(const Volume *v, int z, const IntensityWindow *w, co
   return why ? mr_error_set(err, STATUS_ERR_FORMAT, "slice %d: %s", z + 1, why) : STATUS_OK;
 }
 
+/* A derived DICOM series of v beside its source's files, at path: written into a temporary
+ * folder, then swapped in for an earlier output of the same name; read back into out. */
+static Status write_dicom_series(const char *source, const Volume *v, const char *path, Volume *out,
+                                 MrError *err) {
+  char tmp[8500], old[8500];
+  snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid());
+  snprintf(old, sizeof old, "%s.old%ld", path, (long)getpid());
+  Status s = dicom_write_derived(source, v, "medrobust: adversarial, modality units", tmp, err);
+  struct stat st;
+  const int had = s == STATUS_OK && stat(path, &st) == 0;
+  if (had && rename(path, old) != 0)
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: %s", path, strerror(errno));
+  if (s == STATUS_OK && rename(tmp, path) != 0)
+    s = mr_error_set(err, STATUS_ERR_IO, "%s: %s", path, strerror(errno));
+  remove_folder(s == STATUS_OK ? old : tmp);
+  if (had && s != STATUS_OK) rename(old, path);
+  DicomVolume back;
+  if (s == STATUS_OK && (s = dicom_read(path, &back, err)) == STATUS_OK) *out = back.v;
+  return s;
+}
+
 Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, const float *adv,
-                               const char *dir, float *reread, VolumeWriteReport *report,
-                               MrError *err) {
+                               const char *dir, VolumeFormat format, float *reread,
+                               VolumeWriteReport *report, MrError *err) {
   memset(report, 0, sizeof *report);
   if (!set->volume || !d->root || !set->files)
     return mr_error_set(err, STATUS_ERR_ARG,
@@ -181,19 +220,23 @@ Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, c
     char rel[4200], full[8400], path[8400];
     dataset_volume_name(set, i, rel, sizeof rel);
     snprintf(full, sizeof full, "%s/%s", d->root, rel);
-    Volume v;
-    int channels;
-    s = read_source(full, &v, &channels, err);
+    Volume source, v = {0}, written = {0};
+    int channels, is_dicom;
+    s = read_source(full, &source, &channels, &is_dicom, err);
     if (s != STATUS_OK) break;
-    const size_t plane = (size_t)v.nx * v.ny;
+    const size_t plane = (size_t)source.nx * source.ny, voxels = plane * source.nz;
     const IntensityWindow w =
-        set->window.width > 0 ? set->window : window_of_range(v.data, plane * v.nz);
+        set->window.width > 0 ? set->window : window_of_range(source.data, voxels);
     float *delta = malloc(sizeof(float) * plane);
+    v = source;
+    v.data = malloc(sizeof(float) * voxels);
     if (channels != 1)
       s = mr_error_set(err, STATUS_ERR_FORMAT,
                        "%s: a colour (RGB) volume; only grey volumes are written back", full);
-    else if (!delta)
+    else if (!delta || !v.data)
       s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    else
+      memcpy(v.data, source.data, sizeof(float) * voxels);
     for (int j = i; s == STATUS_OK && j < end && j < n; j++) {
       const int z = slice_number(set->files[j]) - 1;
       if (z < 0 || z >= v.nz) {
@@ -203,25 +246,28 @@ Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, c
       }
       s = slice_delta(adv + per * j, set->images + per * j, set->c, set->w, v.ny, v.nx, d->fit,
                       delta, err);
-      for (size_t p = 0; s == STATUS_OK && p < plane; p++) {
-        if (delta[p] == 0) continue;
-        float *voxel = &v.data[(size_t)z * plane + p];
-        const double change = delta[p] * w.width;
-        const float before = window_apply(&w, *voxel);
-        *voxel = (float)(*voxel + change);
-        report->changed++;
-        report->hidden += window_apply(&w, *voxel) == before;
-        report->max_change = fmax(report->max_change, fabs(change));
-      }
+      for (size_t p = 0; s == STATUS_OK && p < plane; p++)
+        v.data[(size_t)z * plane + p] += delta[p] * (float)w.width;
+    }
+    const int as_dicom = format == VOLUME_DICOM && is_dicom;
+    if (s == STATUS_OK)
+      s = output_path(dir, rel, as_dicom ? "" : ".nii.gz", path, sizeof path, err);
+    if (s == STATUS_OK && as_dicom) s = write_dicom_series(full, &v, path, &written, err);
+    if (s == STATUS_OK && !as_dicom && (s = write_nifti_volume(&v, path, err)) == STATUS_OK)
+      written = v, v.data = NULL; /* read back equal */
+    /* what the file holds, against the source */
+    for (size_t p = 0; s == STATUS_OK && p < voxels; p++) {
+      if (written.data[p] == source.data[p]) continue;
+      report->changed++;
+      report->hidden += window_apply(&w, written.data[p]) == window_apply(&w, source.data[p]);
+      report->max_change = fmax(report->max_change, fabs(written.data[p] - source.data[p]));
     }
     for (int j = i; reread && s == STATUS_OK && j < end && j < n; j++)
-      s = slice_as_read(&v, slice_number(set->files[j]) - 1, &w, set, d->fit, delta,
+      s = slice_as_read(&written, slice_number(set->files[j]) - 1, &w, set, d->fit, delta,
                         reread + per * j, err);
-    if (s == STATUS_OK) s = output_path(dir, rel, path, sizeof path, err);
-    if (s == STATUS_OK) s = write_nifti_volume(&v, path, err);
     if (s == STATUS_OK) report->volumes++;
     free(delta);
-    volume_free(&v);
+    volume_free(&v), volume_free(&written), volume_free(&source);
   }
   return s;
 }
