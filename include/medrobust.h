@@ -523,6 +523,8 @@ typedef struct {
   IntensityWindow window;    /* what mapped DICOM/NIfTI modality units to [0,1] (width 0: none,
                                 or each volume's own range when volumes is set) */
   int volumes;               /* DICOM/NIfTI entries read (each gives its axial slices) */
+  int mask_slices;           /* volumes gave only the slices their mask touches */
+  double spacing;            /* volumes' slices were resampled to this many mm per pixel */
   char *root;                /* image folders and manifests: the folder image paths are
                                 relative to (NULL otherwise) */
   char skipped_example[160]; /* the first of them, relative to the root */
@@ -537,15 +539,18 @@ typedef struct {
   int n_classes;          /* segmentation sets: label ids must be below it; 0: 1 + the largest */
   IntensityWindow window; /* DICOM and NIfTI entries: modality units to [0,1]; width 0: each
                              volume's own range */
+  int mask_slices;        /* volumes: only the slices where their mask has a voxel > 0 */
+  double spacing;         /* volumes: each slice resampled in-plane to this many mm per pixel
+                             before the fit (0: as stored) */
 } DataOptions;
 
 /* Reads a MedMNIST-style .npz, an image folder (root/CLASS/IMAGE, PNG or JPEG;
- * root/IMAGE without classes: unlabelled), a CSV manifest (path,label[,split],
- * paths relative to the CSV), or Fashion-MNIST's IDX files (a folder holding
- * them, or "fashion-mnist" for Debian's /usr/share/datasets/fashion-mnist).
- * Segmentation sets (image + mask per image): a folder root/{images,masks}/ID.png
- * or root/{train,val,test}/{images,masks}/ID.png, a .npz with {split}_images
- * and {split}_masks, or a folder with img.npy (or images.npy) and lbl.npy (or
+ * root/IMAGE without classes: unlabelled), a CSV manifest (path,label[,split][,mask],
+ * paths relative to the CSV; with a mask column and no label column, a segmentation set), or
+ * Fashion-MNIST's IDX files (a folder holding them, or "fashion-mnist" for Debian's
+ * /usr/share/datasets/fashion-mnist). Segmentation sets (image + mask per image): a folder
+ * root/{images,masks}/ID.png or root/{train,val,test}/{images,masks}/ID.png, a .npz with
+ * {split}_images and {split}_masks, or a folder with img.npy (or images.npy) and lbl.npy (or
  * masks.npy). Masks are label ids, or 0/255 binary read as 0/1; resized with
  * nearest neighbour; an id >= DataOptions.n_classes is an error naming the file. */
 DataSplits *data_load(const char *path, const DataOptions *opt, MrError *err);

@@ -98,6 +98,120 @@ static void test_write_derived(void **state) {
   dicom_volume_free(&big);
 }
 
+/* Volumes with masks through a manifest (path,label,mask): --slices mask keeps the slices a
+ * mask touches, named by their own slice number, with their masks; a manifest without labels
+ * is a segmentation set; --spacing resamples each slice in-plane (at the stored spacing:
+ * the same pixels; at twice it: 2x2 means); train records both and eval reads the same
+ * slices back; an image without a mask under --slices mask is an error naming it. */
+static void test_slices_and_spacing(void **state) {
+  (void)state;
+  char root[400], path[600];
+  snprintf(root, sizeof root, "%s/masked", dir);
+  mkdir(root, 0700);
+  static short voxels[32 * 32 * 6], labels[32 * 32 * 6];
+  const short dim[8] = {3, 32, 32, 6, 1, 1, 1, 1};
+  const float spacing[4] = {1, 0.7f, 0.7f, 2};
+  FILE *list = fopen(strcat(strcpy(path, root), "/list.csv"), "w");
+  FILE *seg = fopen(strcat(strcpy(path, root), "/seg.csv"), "w");
+  assert_true(list && seg);
+  fprintf(list, "path,label,mask\n");
+  fprintf(seg, "path,mask\n");
+  for (int v = 0; v < 8; v++) {
+    const int lesion = v % 2;
+    for (int i = 0; i < 32 * 32 * 6; i++) {
+      const int x = i % 32, y = i / 32 % 32, z = i / 1024;
+      const int inside = z >= 2 && z <= 3 && x >= 10 && x < 20 && y >= 10 && y < 20;
+      voxels[i] = (short)(-900 + 37 * ((i * 7 + v) % 11) + (inside && lesion ? 900 : 0));
+      labels[i] = (short)(z >= 2 && z <= 3 && x >= 8 && x < 22 && y >= 8 && y < 22);
+    }
+    snprintf(path, sizeof path, "%s/v%d.nii", root, v);
+    write_nifti(path, dim, 4, 16, spacing, voxels, sizeof voxels);
+    snprintf(path, sizeof path, "%s/v%d_mask.nii", root, v);
+    write_nifti(path, dim, 4, 16, spacing, labels, sizeof labels);
+    fprintf(list, "v%d.nii,%s,v%d_mask.nii\n", v, lesion ? "lesion" : "clear", v);
+    fprintf(seg, "v%d.nii,v%d_mask.nii\n", v, v);
+  }
+  fclose(list), fclose(seg);
+  DataOptions opt = {.size = 32, .channels = 1, .seed = 1, .fit = FIT_STRETCH};
+  window_parse("lung", &opt.window);
+  opt.mask_slices = 1;
+  MrError err = {0};
+  snprintf(path, sizeof path, "%s/list.csv", root);
+  DataSplits *d = data_load(path, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_false(d->segment);
+  int total = 0;
+  for (int s = 0; s < SPLIT_COUNT; s++) {
+    const Dataset *ds = &d->split[s];
+    total += ds->n;
+    assert_non_null(ds->n ? ds->masks : (int *)1);
+    for (int i = 0; i < ds->n; i++) {
+      const char *z = strrchr(ds->files[i], ':') + 1;
+      if (strcmp(z, "3") != 0 && strcmp(z, "4") != 0) fail_msg("slice %s kept", ds->files[i]);
+      int in_mask = 0;
+      for (int p = 0; p < 32 * 32; p++) in_mask += ds->masks[(size_t)i * 1024 + p];
+      assert_int_equal(in_mask, 14 * 14);
+    }
+  }
+  assert_int_equal(total, 8 * 2);
+  data_free(d);
+  /* the spacing: as stored, the same pixels; at twice it and size 16, the 2x2 means */
+  opt.mask_slices = 0;
+  DataSplits *plain = data_load(path, &opt, &err);
+  opt.spacing = 0.7;
+  DataSplits *same = data_load(path, &opt, &err);
+  opt.spacing = 1.4, opt.size = 16;
+  DataSplits *half = data_load(path, &opt, &err);
+  assert_true(plain && same && half);
+  const Dataset *a = &plain->split[SPLIT_TRAIN], *b = &same->split[SPLIT_TRAIN],
+                *c = &half->split[SPLIT_TRAIN];
+  assert_int_equal(memcmp(a->images, b->images, sizeof(float) * (size_t)a->n * 1024), 0);
+  for (int i = 0; i < c->n; i++)
+    for (int y = 0; y < 16; y++)
+      for (int x = 0; x < 16; x++) {
+        const float *p = a->images + (size_t)i * 1024;
+        const double mean = (p[2 * y * 32 + 2 * x] + p[2 * y * 32 + 2 * x + 1] +
+                             p[(2 * y + 1) * 32 + 2 * x] + p[(2 * y + 1) * 32 + 2 * x + 1]) /
+                            4;
+        assert_true(fabs(c->images[(size_t)i * 256 + y * 16 + x] - mean) < 1e-5);
+      }
+  data_free(plain), data_free(same), data_free(half);
+  /* masks without labels: a segmentation set of every slice */
+  snprintf(path, sizeof path, "%s/seg.csv", root);
+  opt.spacing = 0, opt.size = 32;
+  d = data_load(path, &opt, &err);
+  if (!d) fail_msg("%s", err.msg);
+  assert_true(d->segment && d->n_classes == 2);
+  total = 0;
+  for (int s = 0; s < SPLIT_COUNT; s++) total += d->split[s].n;
+  assert_int_equal(total, 8 * 6);
+  data_free(d);
+  /* train records both; eval reads the same slices back through the record */
+  const char *bin = getenv("MEDROBUST_BIN") ? getenv("MEDROBUST_BIN") : "build/medrobust";
+  char cmd[3000];
+  snprintf(cmd, sizeof cmd,
+           "%s train --data %s/list.csv --window lung --slices mask --spacing 1.4 --size 28 "
+           "--model cnn --depth 1 --base 4 --epochs 1 --quiet --out %s/mm.safetensors > /dev/null "
+           "2>&1 && %s eval --model %s/mm.safetensors --data %s/list.csv --attacks fgsm --eps 5HU "
+           "--no-noise --no-checks --examples 0 --quiet --out %s/mm > %s/mm.txt 2>&1 && "
+           "grep -qa 'slices..:..mask' %s/mm.safetensors && grep -q '(test, 4 images)' "
+           "%s/mm.txt",
+           bin, root, dir, bin, dir, root, dir, dir, dir, dir);
+  if (system(cmd) != 0) {
+    snprintf(cmd, sizeof cmd, "cat %s/mm.txt", dir);
+    (void)!system(cmd);
+    fail_msg("train/eval with --slices mask --spacing 1.4 failed");
+  }
+  /* --slices mask with an image that has no mask */
+  snprintf(path, sizeof path, "%s/nomask.csv", root);
+  list = fopen(path, "w");
+  fprintf(list, "path,label\nv0.nii,clear\nv1.nii,lesion\n");
+  fclose(list);
+  opt.mask_slices = 1;
+  assert_null(data_load(path, &opt, &err));
+  assert_non_null(strstr(err.msg, "needs a mask for every volume"));
+}
+
 static void test_transfer_syntaxes_agree(void **state) {
   (void)state;
   if (!have_files()) return;
@@ -753,6 +867,7 @@ static void test_nifti_segmentation(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_transfer_syntaxes_agree),
                                      cmocka_unit_test(test_write_derived),
+                                     cmocka_unit_test(test_slices_and_spacing),
                                      cmocka_unit_test(test_values_match_pydicom),
                                      cmocka_unit_test(test_series),
                                      cmocka_unit_test(test_bad_files),

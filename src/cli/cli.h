@@ -198,8 +198,35 @@ int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const Inten
                        float *out, int *n);
 /* whether an --eps text holds modality units (parse it once the data's window is known) */
 int cli_eps_physical(const char *text);
-/* --window TEXT into *out; 0 (after saying why) when it is neither a preset nor C,W */
-int cli_parse_window(const char *cmd, const char *text, IntensityWindow *out);
+/* How DICOM/NIfTI volumes become slices (train, data info): --window, --slices, --spacing. */
+typedef struct {
+  const char *window, *slices;
+  float spacing;
+} CliVolumeArgs;
+#define CLI_VOLUME_OPTIONS(a)                                                                  \
+  {"--window",                                                                                 \
+   OPT_STRING,                                                                                 \
+   &(a).window,                                                                                \
+   0,                                                                                          \
+   0,                                                                                          \
+   " C,W|PRESET",                                                                              \
+   "DICOM/NIfTI: the intensity window to [0,1] (lung, mediastinum, bone, brain, abdomen, or "  \
+   "center,width in modality units); recorded in the model"},                                  \
+      {"--slices",                                                                             \
+       OPT_STRING,                                                                             \
+       &(a).slices,                                                                            \
+       0,                                                                                      \
+       0,                                                                                      \
+       " all|mask",                                                                            \
+       "DICOM/NIfTI: every axial slice, or those a mask touches (a manifest's mask column, a " \
+       "segmentation folder); recorded"},                                                      \
+  {                                                                                            \
+    "--spacing", OPT_FLOAT, &(a).spacing, 0, 1000, " MM",                                      \
+        "DICOM/NIfTI: resample each slice in-plane to MM per pixel before the fit (0: as "     \
+        "stored); recorded"                                                                    \
+  }
+/* Into opt; prints a usage error and returns 0 on a bad value. */
+int cli_volume_options(const char *cmd, const CliVolumeArgs *a, DataOptions *opt);
 /* One such value for `option` (--eps, --eps-max, --tol): a list is an error. */
 int cli_parse_eps_value(const char *cmd, const char *option, const char *text, Norm norm,
                         const IntensityWindow *window, float *out);

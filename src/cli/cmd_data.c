@@ -86,14 +86,15 @@ static int write_listing(const DataSplits *d, const char *path) {
 
 static int data_info(int argc, char **argv) {
   DataOptions opt = {.seed = DEFAULT_SPLIT_SEED};
-  const char *file[1] = {NULL}, *fit = "crop", *model = NULL, *list = NULL, *window = NULL;
+  const char *file[1] = {NULL}, *fit = "crop", *model = NULL, *list = NULL;
+  CliVolumeArgs vargs = {0};
   int n_pos = 0;
   CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--size", OPT_INT, &opt.size, 0, 1024, " N", "resize to NxN (0 keeps; image folders: 64)"},
       {"--channels", OPT_INT, &opt.channels, 0, 3, " C", "1 or 3 (0 keeps; image folders: 1)"},
       {"--fit", OPT_STRING, &fit, 0, 0, " crop|pad|stretch", "non-square image files, as train"},
-      {"--window", OPT_STRING, &window, 0, 0, " C,W|PRESET", "DICOM/NIfTI: as train"},
+      CLI_VOLUME_OPTIONS(vargs),
       {"--model", OPT_STRING, &model, 0, 0, " M",
        "the split and input this model recorded (as every command that uses it)"},
       {"--list", OPT_STRING, &list, 0, 0, " F.csv",
@@ -120,7 +121,7 @@ static int data_info(int argc, char **argv) {
     return EXIT_USAGE;
   }
   opt.fit = (FitMode)fit_parse(fit), opt.split_file = dargs.split_file;
-  if (window && !cli_parse_window("data info", window, &opt.window)) return EXIT_USAGE;
+  if (!cli_volume_options("data info", &vargs, &opt)) return EXIT_USAGE;
   if (check.split_seed_given) opt.seed = check.split_seed;
   MrError err = {0};
   DataSplits *d = NULL;

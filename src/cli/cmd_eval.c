@@ -90,11 +90,19 @@ int cli_parse_eps_list(const char *cmd, const char *text, Norm norm, const Inten
   return *n > 0;
 }
 
-int cli_parse_window(const char *cmd, const char *text, IntensityWindow *out) {
-  if (window_parse(text, out)) return 1;
-  fprintf(stderr, "medrobust %s: --window %s: a preset (%s) or center,width\n", cmd, text,
-          window_presets());
-  return 0;
+int cli_volume_options(const char *cmd, const CliVolumeArgs *a, DataOptions *opt) {
+  if (a->window && !window_parse(a->window, &opt->window)) {
+    fprintf(stderr, "medrobust %s: --window %s: a preset (%s) or center,width\n", cmd, a->window,
+            window_presets());
+    return 0;
+  }
+  if (a->slices && strcmp(a->slices, "all") != 0 && strcmp(a->slices, "mask") != 0) {
+    fprintf(stderr, "medrobust %s: --slices must be all or mask, got '%s'\n", cmd, a->slices);
+    return 0;
+  }
+  opt->mask_slices = a->slices && !strcmp(a->slices, "mask");
+  opt->spacing = a->spacing;
+  return 1;
 }
 
 int cli_parse_eps_value(const char *cmd, const char *option, const char *text, Norm norm,

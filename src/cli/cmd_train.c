@@ -122,7 +122,8 @@ int cmd_train(int argc, char **argv) {
   const char *init = NULL;
   int no_augment = 0, quiet = 0, size = 0, channels = 0;
   ArchOptions arch_opt = {.width = 1.0f};
-  const char *decoder_up = NULL, *fit = "crop", *window_text = NULL;
+  const char *decoder_up = NULL, *fit = "crop";
+  CliVolumeArgs vargs = {0};
   CliDataArgs dargs = {0};
   const CliOption options[] = {
       {"--data", OPT_STRING, &data_path, 0, 0, " D",
@@ -192,9 +193,7 @@ int cmd_train(int argc, char **argv) {
       {"--fit", OPT_STRING, &fit, 0, 0, " crop|pad|stretch",
        "image files that are not square: centre crop (torchvision Resize+CenterCrop), pad or "
        "stretch"},
-      {"--window", OPT_STRING, &window_text, 0, 0, " C,W|PRESET",
-       "DICOM/NIfTI: the intensity window to [0,1] (lung, mediastinum, bone, brain, abdomen, "
-       "or center,width in modality units); recorded in the model"},
+      CLI_VOLUME_OPTIONS(vargs),
       CLI_DATA_OPTIONS(dargs),
       {0}};
   const CliPath path_roles[] = {{"--data", PATH_IN},
@@ -281,7 +280,7 @@ int cmd_train(int argc, char **argv) {
                         .seed = check.split_seed_given ? check.split_seed : DEFAULT_SPLIT_SEED,
                         .fit = (FitMode)fit_parse(fit),
                         .split_file = dargs.split_file};
-    if (window_text && !cli_parse_window("train", window_text, &dopt.window)) return EXIT_USAGE;
+    if (!cli_volume_options("train", &vargs, &dopt)) return EXIT_USAGE;
     if (fit_parse(fit) < 0) {
       fprintf(stderr, "medrobust train: --fit must be crop, pad or stretch, got '%s'\n", fit);
       return EXIT_USAGE;
@@ -292,8 +291,10 @@ int cmd_train(int argc, char **argv) {
       return EXIT_RUNTIME;
     }
     cli_data_notes(data);
-    if (window_text && !data->volumes)
-      fprintf(stderr, "medrobust: warning: --window has no effect: %s holds no DICOM or NIfTI\n",
+    if ((vargs.window || vargs.slices || vargs.spacing > 0) && !data->volumes)
+      fprintf(stderr,
+              "medrobust: warning: --window, --slices and --spacing have no effect: %s holds no "
+              "DICOM or NIfTI\n",
               data_path);
     net = build_model(arch, data, &arch_opt, o.seed, &err);
     if (!net) {

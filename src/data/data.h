@@ -44,6 +44,9 @@ int csv_table_column(const CsvTable *t, const char *const *names);
 const char *csv_table_cell(const CsvTable *t, int row, int col);
 void csv_table_free(CsvTable *t);
 
+/* A volume slice's in-plane size at `spacing` mm per pixel (as stored when spacing is 0);
+ * 0, or why not (over 4096 pixels a side). */
+const char *slice_spacing_size(const Volume *v, double spacing, int *h, int *w);
 /* Nearest-neighbour resampling of one (h, w) label map to (oh, ow): the
  * source pixel under each output pixel's centre. */
 void mask_resample(int *dst, int oh, int ow, const int *src, int h, int w);

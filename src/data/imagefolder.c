@@ -27,9 +27,11 @@ typedef struct {
   int label; /* -1: none */
   int split; /* -1: not decided yet */
   uint64_t hash;
-  char *mask;     /* segmentation sets: the mask's path relative to the root */
+  char *mask;     /* its mask's path relative to the root (segmentation sets; a manifest's
+                     mask column) */
   ImageKind kind; /* PNG, JPEG, or a volume (DICOM file or series folder, NIfTI) */
-  int slices;     /* the images it gives: 1, or a volume's axial slices */
+  int slices;     /* the images it gives: 1, or a volume's axial slices (those kept) */
+  int *keep;      /* a volume's slices kept, in order (NULL: all) */
 } ImageFile;
 
 typedef struct {
@@ -166,7 +168,7 @@ static Status listing_push(Listing *l, const char *rel, int label, int split, Im
     const Status s = volume_slices(kind, full, &slices, err);
     if (s != STATUS_OK) return s;
   }
-  l->files[l->n++] = (ImageFile){strdup(rel), label, split, h, NULL, kind, slices};
+  l->files[l->n++] = (ImageFile){strdup(rel), label, split, h, NULL, kind, slices, NULL};
   return STATUS_OK;
 }
 
@@ -195,7 +197,8 @@ static Status listing_add_series(Listing *l, const char *rel, int label, int spl
 }
 
 static void listing_free(Listing *l) {
-  for (int i = 0; i < l->n; i++) free(l->files[i].rel), free(l->files[i].mask);
+  for (int i = 0; i < l->n; i++)
+    free(l->files[i].rel), free(l->files[i].mask), free(l->files[i].keep);
   free(l->files);
 }
 
@@ -302,7 +305,7 @@ static Status apply_split_file(Listing *l, const char *csv, MrError *err) {
     if (l->files[i].split >= 0)
       l->files[kept++] = l->files[i];
     else
-      free(l->files[i].rel), free(l->files[i].mask);
+      free(l->files[i].rel), free(l->files[i].mask), free(l->files[i].keep);
   }
   l->n = kept;
   return STATUS_OK;
@@ -372,33 +375,89 @@ static Status decode_mask(const Listing *l, const ImageFile *f, const DecodedIma
   return s;
 }
 
-/* A NIfTI label volume's slice z as a grey mask fitted to size x size into dst: label ids
- * 0..255 (integers), the voxel of any other value an error naming it. */
+const char *slice_spacing_size(const Volume *v, double spacing, int *h, int *w) {
+  *h = v->ny, *w = v->nx;
+  if (!(spacing > 0)) return NULL;
+  const double hh = v->ny * v->sy / spacing, ww = v->nx * v->sx / spacing;
+  if (!(hh <= 4096 && ww <= 4096))
+    return "at that spacing a slice would be over 4096 pixels a side";
+  *h = hh < 1 ? 1 : (int)lround(hh), *w = ww < 1 ? 1 : (int)lround(ww);
+  return NULL;
+}
+
+/* A NIfTI label volume's slice z as a grey mask fitted to size x size into dst (through the
+ * in-plane spacing, by nearest neighbour): label ids 0..255 (integers), the voxel of any
+ * other value an error naming it. */
 static Status volume_mask_slice(const Volume *m, int z, const char *path, int *dst, int size,
-                                FitMode fit, MrError *err) {
+                                const DataOptions *opt, MrError *err) {
   const size_t plane = (size_t)m->nx * m->ny;
-  float *ids = malloc(sizeof(float) * plane);
-  if (!ids) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  Status s = STATUS_OK;
+  int h, w;
+  const char *why = slice_spacing_size(m, opt->spacing, &h, &w);
+  if (why) return mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", path, why);
+  int *ids = malloc(sizeof(int) * plane), *scaled = malloc(sizeof(int) * (size_t)h * w);
+  float *grey = malloc(sizeof(float) * (size_t)h * w);
+  Status s =
+      ids && scaled && grey ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (size_t i = 0; s == STATUS_OK && i < plane; i++) {
     const float v = m->data[z * plane + i];
     if (!(v >= 0 && v <= 255 && v == floorf(v)))
       s = mr_error_set(err, STATUS_ERR_FORMAT,
                        "%s: voxel %zu of slice %d is %g; a label volume holds ids 0..255", path, i,
                        z + 1, v);
-    ids[i] = v / 255.0f; /* as an 8-bit grey mask stores them */
+    else
+      ids[i] = (int)v;
   }
-  const DecodedImage mk = {m->nx, m->ny, 1, 8, ids};
-  const char *why = s == STATUS_OK ? mask_fit(&mk, dst, size, fit) : NULL;
-  if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", path, why);
-  free(ids);
+  if (s == STATUS_OK) {
+    mask_resample(scaled, h, w, ids, m->ny, m->nx);
+    for (size_t i = 0; i < (size_t)h * w; i++) grey[i] = scaled[i] / 255.0f; /* as 8-bit */
+    const DecodedImage mk = {w, h, 1, 8, grey};
+    if ((why = mask_fit(&mk, dst, size, opt->fit)))
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", path, why);
+  }
+  free(ids), free(scaled), free(grey);
   return s;
 }
 
-/* A volume's axial slices into ds from index *fill on: modality units through the window
- * (or each volume's own range without one), fitted to size x size; each slice is
- * "REL:Z" (Z from 1, in the volume's slice order). A segmentation set's label volume
- * (NIfTI, the same grid) gives each slice its mask. */
+/* The slices of each volume whose mask has a voxel > 0 (--slices mask): a volume without
+ * a mask is an error; one whose mask is empty gives no slice. */
+static Status select_mask_slices(Listing *l, MrError *err) {
+  for (int i = 0; i < l->n; i++) {
+    ImageFile *f = &l->files[i];
+    if (f->kind != IMAGE_DICOM && f->kind != IMAGE_NIFTI) continue;
+    if (!f->mask)
+      return mr_error_set(err, STATUS_ERR_ARG,
+                          "%s/%s: keeping the slices a mask touches needs a mask for every "
+                          "volume (a manifest's mask column, or a segmentation folder)",
+                          l->root, f->rel);
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", l->root, f->mask);
+    Volume m;
+    Status s = volume_read_nifti(path, &m, err);
+    if (s != STATUS_OK) return s;
+    if (m.nz != f->slices)
+      s = mr_error_set(err, STATUS_ERR_SHAPE, "%s has %d slices but its image %s has %d", path,
+                       m.nz, f->rel, f->slices);
+    f->keep = malloc(sizeof(int) * (m.nz + 1));
+    if (s == STATUS_OK && !f->keep) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    int kept = 0;
+    const size_t plane = (size_t)m.nx * m.ny;
+    for (int z = 0; s == STATUS_OK && z < m.nz; z++) {
+      int touched = 0;
+      for (size_t p = 0; p < plane && !touched; p++) touched = m.data[z * plane + p] > 0;
+      if (touched) f->keep[kept++] = z;
+    }
+    f->slices = kept;
+    volume_free(&m);
+    if (s != STATUS_OK) return s;
+  }
+  return STATUS_OK;
+}
+
+/* A volume's axial slices (those kept) into ds from index *fill on: modality units through
+ * the window (or each volume's own range without one), resampled in-plane to the spacing
+ * asked, fitted to size x size; each slice is "REL:Z" (Z from 1, in the volume's slice
+ * order). Its label volume (NIfTI, the same grid), when it has one, gives each slice its
+ * mask. */
 static Status decode_volume(const Listing *l, int entry, const char *full, Dataset *ds, int *fill,
                             int channels, int size, const DataOptions *opt, MrError *err) {
   const ImageFile *f = &l->files[entry];
@@ -419,29 +478,46 @@ static Status decode_volume(const Listing *l, int entry, const char *full, Datas
   }
   const int c = f->kind == IMAGE_DICOM ? dicom.channels : 1;
   const size_t plane = (size_t)v->nx * v->ny * c, n = plane * v->nz;
-  if (v->nz != f->slices)
+  if (s == STATUS_OK && !f->keep && v->nz != f->slices)
     s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %d slices now, %d when listed", full, v->nz,
                      f->slices);
-  const IntensityWindow w = opt->window.width > 0 ? opt->window : window_of_range(v->data, n);
-  float *pixels = malloc(sizeof(float) * (plane ? plane : 1));
-  if (s == STATUS_OK && !pixels) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  for (int z = 0; s == STATUS_OK && z < v->nz; z++) {
-    for (size_t i = 0; i < plane; i++) pixels[i] = window_apply(&w, v->data[z * plane + i]);
-    const DecodedImage im = {v->nx, v->ny, c, 0, pixels};
+  int h = v->ny, w = v->nx;
+  const char *why = s == STATUS_OK ? slice_spacing_size(v, opt->spacing, &h, &w) : NULL;
+  if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", full, why);
+  const IntensityWindow win = opt->window.width > 0 ? opt->window : window_of_range(v->data, n);
+  Dataset slice = {.n = 1, .c = c, .h = v->ny, .w = v->nx};
+  slice.images = malloc(sizeof(float) * (plane ? plane : 1));
+  if (s == STATUS_OK && !slice.images) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int k = 0; s == STATUS_OK && k < f->slices; k++) {
+    const int z = f->keep ? f->keep[k] : k;
+    if (z >= v->nz) {
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: slice %d is gone", full, z + 1);
+      break;
+    }
+    slice.h = v->ny, slice.w = v->nx;
+    for (size_t i = 0; i < plane; i++) slice.images[i] = window_apply(&win, v->data[z * plane + i]);
+    s = dataset_resize(&slice, h, w, err); /* the spacing asked; as stored when it is not */
+    const DecodedImage im = {w, h, c, 0, slice.images};
     const int at = (*fill)++;
-    const char *why =
-        image_fit(&im, ds->images + (size_t)at * channels * size * size, channels, size, opt->fit);
+    why = s == STATUS_OK ? image_fit(&im, ds->images + (size_t)at * channels * size * size,
+                                     channels, size, opt->fit)
+                         : NULL;
     if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: slice %d: %s", full, z + 1, why);
     if (s == STATUS_OK && labels.data)
-      s = volume_mask_slice(&labels, z, mask_path, ds->masks + (size_t)at * size * size, size,
-                            opt->fit, err);
+      s = volume_mask_slice(&labels, z, mask_path, ds->masks + (size_t)at * size * size, size, opt,
+                            err);
     char id[4200];
     snprintf(id, sizeof id, "%s:%d", f->rel, z + 1);
     ds->labels[at] = f->label;
     ds->files[at] = strdup(id);
     ds->volume[at] = entry;
+    if (slice.h != v->ny || slice.w != v->nx) { /* back to the stored grid for the next slice */
+      free(slice.images);
+      slice.images = malloc(sizeof(float) * (plane ? plane : 1));
+      if (!slice.images) s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+    }
   }
-  free(pixels);
+  free(slice.images);
   volume_free(&labels);
   if (f->kind == IMAGE_DICOM)
     dicom_volume_free(&dicom);
@@ -455,19 +531,20 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
   const int size = opt->size ? opt->size : DEFAULT_SIZE;
   const int channels = opt->channels ? opt->channels : 1; /* medical scans: grey unless asked */
   int counts[SPLIT_COUNT] = {0};
-  int any_volume = 0;
+  int any_volume = 0, any_mask = d->segment;
   for (int i = 0; i < l->n; i++) {
     counts[l->files[i].split] += l->files[i].slices;
     any_volume |= l->files[i].kind == IMAGE_DICOM || l->files[i].kind == IMAGE_NIFTI;
+    any_mask |= l->files[i].mask != NULL;
   }
   Status s = STATUS_OK;
   for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++)
     s = dataset_alloc(&d->split[k], counts[k], channels, size, size, err);
   for (int k = 0; s == STATUS_OK && k < SPLIT_COUNT; k++) {
     d->split[k].files = calloc(counts[k] + 1, sizeof(char *));
-    if (d->segment) d->split[k].masks = malloc(sizeof(int) * ((size_t)counts[k] * size * size + 1));
+    if (any_mask) d->split[k].masks = malloc(sizeof(int) * ((size_t)counts[k] * size * size + 1));
     if (any_volume) d->split[k].volume = malloc(sizeof(int) * (counts[k] + 1));
-    if (!d->split[k].files || (d->segment && !d->split[k].masks) ||
+    if (!d->split[k].files || (any_mask && !d->split[k].masks) ||
         (any_volume && !d->split[k].volume))
       s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   }
@@ -499,7 +576,7 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
       free(im.pixels);
     }
     if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", full, why);
-    if (s == STATUS_OK && d->segment)
+    if (s == STATUS_OK && ds->masks && l->files[i].mask)
       s = decode_mask(l, &l->files[i], &im, ds->masks + (size_t)at * size * size, size, opt->fit,
                       err);
     ds->labels[at] = l->files[i].label;
@@ -509,6 +586,7 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
   d->bits = d->volumes ? 0 : bits; /* windowed volumes are not stored grey levels */
   d->fit = opt->fit;
   if (d->volumes) {
+    d->mask_slices = opt->mask_slices, d->spacing = opt->spacing;
     d->window = opt->window;
     for (int k = 0; k < SPLIT_COUNT; k++) d->split[k].window = opt->window;
   }
@@ -531,7 +609,8 @@ static DataSplits *finish(Listing *l, DataSplits *d, const DataOptions *opt, con
     d->split_seed = opt->seed;
     d->skipped = l->skipped;
     snprintf(d->skipped_example, sizeof d->skipped_example, "%s", l->skipped_example);
-    s = decode_all(l, d, opt, err);
+    if (opt->mask_slices) s = select_mask_slices(l, err);
+    if (s == STATUS_OK) s = decode_all(l, d, opt, err);
   }
   if (s == STATUS_OK) {
     char split[64];
@@ -573,6 +652,27 @@ DataSplits *imagefolder_load(const char *root, const DataOptions *opt, MrError *
   return finish(&l, d, opt, "image folder", root, 0, s, err);
 }
 
+/* A manifest row's mask (relative to the CSV) for the entry it just added, if it added one
+ * (a duplicate adds none); its bytes join the entry's hash. */
+static Status manifest_mask(Listing *l, int before, const char *csv, int row, const char *mask,
+                            MrError *err) {
+  if (!mask[0])
+    return mr_error_set(err, STATUS_ERR_FORMAT,
+                        "%s row %d: no mask (with a mask column, every row needs one)", csv,
+                        row + 1);
+  if (l->n == before) return STATUS_OK;
+  char full[8192];
+  snprintf(full, sizeof full, "%s/%s", l->root, mask);
+  size_t len = 0;
+  uint8_t *buf = read_file(full, &len, err);
+  if (!buf) return err ? err->status : STATUS_ERR_IO;
+  ImageFile *f = &l->files[l->n - 1];
+  f->hash = fnv1a(f->hash, buf, len);
+  free(buf);
+  f->mask = strdup(mask);
+  return f->mask ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+}
+
 static int cmp_label(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -591,9 +691,12 @@ DataSplits *manifest_load(const char *csv, const DataOptions *opt, MrError *err)
   static const char *const path_cols[] = {"path", "file", "filename", NULL};
   static const char *const label_cols[] = {"label", "class", NULL};
   static const char *const split_cols[] = {"split", "set", "fold", NULL};
+  static const char *const mask_cols[] = {"mask", "segmentation", "roi", NULL};
   const int pc = s == STATUS_OK ? csv_table_column(&t, path_cols) : -1;
   const int lc = s == STATUS_OK ? csv_table_column(&t, label_cols) : -1;
   const int sc = s == STATUS_OK ? csv_table_column(&t, split_cols) : -1;
+  const int mc = s == STATUS_OK ? csv_table_column(&t, mask_cols) : -1;
+  d->segment = mc >= 0 && lc < 0; /* masks without labels: a segmentation set */
   if (s == STATUS_OK && pc < 0)
     s = mr_error_set(err, STATUS_ERR_FORMAT,
                      "%s: the header must name a path column (path,label[,split])", csv);
@@ -611,12 +714,12 @@ DataSplits *manifest_load(const char *csv, const DataOptions *opt, MrError *err)
   if (s == STATUS_OK && (n_labels == 1 || n_labels > MR_MAX_CLASSES))
     s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: %d distinct labels; expected 2..%d, or none", csv,
                      n_labels, MR_MAX_CLASSES);
-  d->unlabelled = n_labels == 0;
-  d->n_classes = n_labels;
+  d->unlabelled = n_labels == 0 && !d->segment;
+  d->n_classes = d->segment ? 1 : n_labels; /* segmentation: one stratum for the split */
   for (int k = 0; s == STATUS_OK && k < n_labels; k++) d->class_names[k] = strdup(labels[k]);
   for (int r = 1; s == STATUS_OK && r < t.n_rows; r++) {
     const char *lab = csv_table_cell(&t, r, lc), *sp = csv_table_cell(&t, r, sc);
-    int label = -1, split = -1;
+    int label = d->segment ? 0 : -1, split = -1; /* segmentation: one stratum */
     for (int k = 0; k < n_labels && lab[0]; k++)
       if (strcmp(labels[k], lab) == 0) label = k;
     if (n_labels && label < 0)
@@ -625,7 +728,10 @@ DataSplits *manifest_load(const char *csv, const DataOptions *opt, MrError *err)
     if (s == STATUS_OK && sp[0] && (split = split_of_text(sp)) < 0)
       s = mr_error_set(err, STATUS_ERR_FORMAT, "%s row %d: split '%s' is not train, val or test",
                        csv, r + 1, sp);
+    const int before = l.n;
     if (s == STATUS_OK) s = listing_add(&l, csv_table_cell(&t, r, pc), label, split, 1, err);
+    if (s == STATUS_OK && mc >= 0)
+      s = manifest_mask(&l, before, csv, r, csv_table_cell(&t, r, mc), err);
   }
   int listed = 0;
   for (int i = 0; i < l.n; i++) listed += l.files[i].split >= 0;
@@ -635,8 +741,13 @@ DataSplits *manifest_load(const char *csv, const DataOptions *opt, MrError *err)
                      listed, l.n - listed);
   free(labels);
   csv_table_free(&t);
+  const int segment = d->segment;
   DataSplits *out = finish(&l, d, opt, "manifest", csv, listed > 0, s, err);
   free(dir_copy);
+  if (out && segment && segment_masks_finish(out, opt->n_classes, csv, err) != STATUS_OK) {
+    data_free(out);
+    return NULL;
+  }
   return out;
 }
 

@@ -46,6 +46,12 @@ void data_record_json(const DataSplits *d, char *out, size_t n) {
     const double w[2] = {d->window.center, d->window.width};
     cJSON_AddItemToObject(o, "window", cJSON_CreateDoubleArray(w, 2));
   }
+  if (d->volumes && d->mask_slices) cJSON_AddStringToObject(o, "slices", "mask");
+  if (d->volumes && d->spacing > 0) { /* as given: --spacing 1.4, not float's 1.39999997 */
+    char given[32];
+    snprintf(given, sizeof given, "%.6g", d->spacing);
+    cJSON_AddNumberToObject(o, "spacing", atof(given));
+  }
   char *text = cJSON_PrintUnformatted(o);
   snprintf(out, n, "%s", text && strlen(text) < n ? text : "");
   free(text);
@@ -79,6 +85,8 @@ typedef struct {
   int stored[3];
   FitMode fit;
   IntensityWindow window;
+  int mask_slices;
+  double spacing;
 } Record;
 
 static Record parse_record(const char *json) {
@@ -107,6 +115,11 @@ static Record parse_record(const char *json) {
       cJSON_GetArrayItem(v, 1)->valuedouble > 0)
     r.window = (IntensityWindow){cJSON_GetArrayItem(v, 0)->valuedouble,
                                  cJSON_GetArrayItem(v, 1)->valuedouble};
+  if ((v = cJSON_GetObjectItem(o, "slices")) && cJSON_IsString(v))
+    r.mask_slices = !strcmp(v->valuestring, "mask");
+  if ((v = cJSON_GetObjectItem(o, "spacing")) && cJSON_IsNumber(v) && v->valuedouble > 0 &&
+      v->valuedouble < 1e6)
+    r.spacing = v->valuedouble;
   if ((v = cJSON_GetObjectItem(o, "stored")) && cJSON_GetArraySize(v) == 3)
     for (int i = 0; i < 3; i++) r.stored[i] = cJSON_GetArrayItem(v, i)->valueint;
   cJSON_Delete(o);
@@ -237,7 +250,9 @@ DataSplits *data_load_for_model(const char *path, const Net *net, const DataChec
                      .seed = check->split_seed_given ? check->split_seed : r.seed,
                      .fit = r.fit,
                      .split_file = check->split_file,
-                     .window = r.window};
+                     .window = r.window,
+                     .mask_slices = r.mask_slices,
+                     .spacing = r.spacing};
   if (r.present && r.kind == SPLIT_FIXED) opt.fit = FIT_CROP;
   DataSplits *d = data_load(path, &opt, err);
   if (!d) return NULL;

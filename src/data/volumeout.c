@@ -78,12 +78,15 @@ static Status output_path(const char *dir, const char *rel, const char *suffix, 
   return STATUS_OK;
 }
 
-/* One model image's perturbation (c x size x size, channels averaged) back onto an
- * h x w slice: the crop or pad undone, then resampled to the slice's grid. */
-static Status slice_delta(const float *adv, const float *clean, int c, int size, int h, int w,
-                          FitMode fit, float *out, MrError *err) {
-  int sh, sw;
-  image_fit_scaled(h, w, size, fit, &sh, &sw);
+/* One model image's perturbation (c x size x size, channels averaged) back onto slice grid
+ * v: the crop or pad undone, then resampled to the slice's grid (through the grid at the
+ * data's spacing: the fit's scaling and the spacing's are one resampling back). */
+static Status slice_delta(const float *adv, const float *clean, int c, int size, const Volume *v,
+                          const DataSplits *d, float *out, MrError *err) {
+  int h, w, sh, sw;
+  const char *why = slice_spacing_size(v, d->spacing, &h, &w);
+  if (why) return mr_error_set(err, STATUS_ERR_FORMAT, "%s", why);
+  image_fit_scaled(h, w, size, d->fit, &sh, &sw);
   Dataset one = {.n = 1, .c = 1, .h = sh, .w = sw};
   one.images = calloc((size_t)sh * sw, sizeof(float));
   if (!one.images) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
@@ -99,7 +102,8 @@ static Status slice_delta(const float *adv, const float *clean, int c, int size,
       one.images[(size_t)yy * sw + xx] = (float)(sum / c);
     }
   Status s = dataset_resize(&one, h, w, err);
-  if (s == STATUS_OK) memcpy(out, one.images, sizeof(float) * (size_t)h * w);
+  if (s == STATUS_OK) s = dataset_resize(&one, v->ny, v->nx, err);
+  if (s == STATUS_OK) memcpy(out, one.images, sizeof(float) * (size_t)v->ny * v->nx);
   free(one.images);
   return s;
 }
@@ -174,14 +178,24 @@ static int slice_number(const char *id) {
   return colon ? atoi(colon + 1) : 0;
 }
 
-/* Slice z of v as the model reads it: windowed, then fitted like a loaded slice. */
+/* Slice z of v as the model reads it: windowed, resampled to the data's spacing, fitted. */
 static Status slice_as_read(const Volume *v, int z, const IntensityWindow *w, const Dataset *set,
-                            FitMode fit, float *scratch, float *dst, MrError *err) {
+                            const DataSplits *d, float *dst, MrError *err) {
   const size_t plane = (size_t)v->nx * v->ny;
-  for (size_t p = 0; p < plane; p++) scratch[p] = window_apply(w, v->data[(size_t)z * plane + p]);
-  const DecodedImage im = {v->nx, v->ny, 1, 0, scratch};
-  const char *why = image_fit(&im, dst, set->c, set->w, fit);
-  return why ? mr_error_set(err, STATUS_ERR_FORMAT, "slice %d: %s", z + 1, why) : STATUS_OK;
+  int h, wd;
+  const char *why = slice_spacing_size(v, d->spacing, &h, &wd);
+  if (why) return mr_error_set(err, STATUS_ERR_FORMAT, "slice %d: %s", z + 1, why);
+  Dataset one = {.n = 1, .c = 1, .h = v->ny, .w = v->nx};
+  one.images = malloc(sizeof(float) * plane);
+  if (!one.images) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (size_t p = 0; p < plane; p++)
+    one.images[p] = window_apply(w, v->data[(size_t)z * plane + p]);
+  Status s = dataset_resize(&one, h, wd, err);
+  const DecodedImage im = {wd, h, 1, 0, one.images};
+  why = s == STATUS_OK ? image_fit(&im, dst, set->c, set->w, d->fit) : NULL;
+  if (why) s = mr_error_set(err, STATUS_ERR_FORMAT, "slice %d: %s", z + 1, why);
+  free(one.images);
+  return s;
 }
 
 /* A derived DICOM series of v beside its source's files, at path: written into a temporary
@@ -244,8 +258,7 @@ Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, c
                          z + 1);
         break;
       }
-      s = slice_delta(adv + per * j, set->images + per * j, set->c, set->w, v.ny, v.nx, d->fit,
-                      delta, err);
+      s = slice_delta(adv + per * j, set->images + per * j, set->c, set->w, &v, d, delta, err);
       for (size_t p = 0; s == STATUS_OK && p < plane; p++)
         v.data[(size_t)z * plane + p] += delta[p] * (float)w.width;
     }
@@ -263,8 +276,8 @@ Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, c
       report->max_change = fmax(report->max_change, fabs(written.data[p] - source.data[p]));
     }
     for (int j = i; reread && s == STATUS_OK && j < end && j < n; j++)
-      s = slice_as_read(&written, slice_number(set->files[j]) - 1, &w, set, d->fit, delta,
-                        reread + per * j, err);
+      s = slice_as_read(&written, slice_number(set->files[j]) - 1, &w, set, d, reread + per * j,
+                        err);
     if (s == STATUS_OK) report->volumes++;
     free(delta);
     volume_free(&v), volume_free(&written), volume_free(&source);
