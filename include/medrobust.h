@@ -459,9 +459,15 @@ typedef struct {
   IntensityWindow window; /* DICOM/NIfTI through a window: its modality units (width 0: none) */
   int *volume;            /* (n) sets with DICOM/NIfTI volumes: the volume image i is a slice of (a
                              volume's slices are adjacent, in slice order); -1 a 2-D image; NULL: none */
+  uint64_t *hashes;       /* (n) image folders and manifests: each image's file content hash (a
+                             slice's: of its volume's files and its slice number); NULL: none */
 } Dataset;
 /* How a per-image output names image i: its file, else "test_images[17]". */
 const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n);
+/* Image i's hashed id, 16 hex digits: of its file's bytes (Dataset.hashes), else of its
+ * pixels. Stable across renames and copies, and it names no patient, where a path of a PACS
+ * export may. */
+const char *dataset_image_hash(const Dataset *d, int i, char *buf, size_t n);
 
 /* ---- volumes: a 2-D model's slice predictions per volume (src/eval/volumes.c) ----
  * A volume's prediction is the mean of its slices' class probabilities, and its class

@@ -352,7 +352,7 @@ static void test_end_to_end(void **state) {
   assert_non_null(f);
   char line[256];
   assert_non_null(fgets(line, sizeof line, f));
-  assert_string_equal(line, "file,true,predicted,confidence,p_benign,p_malignant\n");
+  assert_string_equal(line, "file,id,true,predicted,confidence,p_benign,p_malignant\n");
   assert_non_null(fgets(line, sizeof line, f));
   assert_true(strncmp(line, "test_images[0],", 15) == 0);
   int rows = 1;

@@ -453,8 +453,9 @@ static void check_written_volumes(const char *bin, const char *root, const char 
   int n_adv = 0, written = 0, changed = 0, flips = 0;
   while (fgets(line, sizeof line, f)) {
     char id[96], truth[32], clean_pred[32], volume_pred[32];
-    if (sscanf(line, "%*d,%95[^,],%31[^,],%31[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%31[^,\n]", id,
-               truth, clean_pred, volume_pred) != 4)
+    if (sscanf(line,
+               "%*d,%95[^,],%*[^,],%31[^,],%31[^,],%*[^,],%*[^,],%*[^,],%*[^,],%*[^,],%31[^,\n]",
+               id, truth, clean_pred, volume_pred) != 4)
       continue;
     char volume_rel[96];
     snprintf(volume_rel, sizeof volume_rel, "%s", id);
@@ -517,7 +518,7 @@ static void check_written_volumes(const char *bin, const char *root, const char 
   int matched = 0;
   while (fgets(line, sizeof line, f)) {
     char id[96], pred[32];
-    if (sscanf(line, "%95[^,],,%31[^,]", id, pred) != 2) continue;
+    if (sscanf(line, "%95[^,],%*[^,],,%31[^,]", id, pred) != 2) continue;
     for (int i = 0; i < n_adv; i++)
       if (!strcmp(adv_ids[i], id)) {
         if (strcmp(adv_preds[i], pred) != 0)
@@ -761,6 +762,18 @@ static void test_volume_folder(void **state) {
   assert_non_null(f);
   json[fread(json, 1, sizeof json - 1, f)] = 0, fclose(f);
   results = cJSON_Parse(json);
+  /* every image has a hashed id, 16 hex digits, unique, beside its path */
+  const cJSON *images = cJSON_GetObjectItem(results, "images"), *image;
+  char seen[64][17];
+  int n_seen = 0;
+  cJSON_ArrayForEach(image, images) {
+    const char *hash = cJSON_GetObjectItem(image, "id")->valuestring;
+    assert_int_equal(strlen(hash), 16);
+    assert_int_equal(strspn(hash, "0123456789abcdef"), 16);
+    for (int j = 0; j < n_seen; j++) assert_string_not_equal(seen[j], hash);
+    if (n_seen < 64) snprintf(seen[n_seen++], sizeof seen[0], "%s", hash);
+  }
+  assert_true(n_seen > 1);
   const cJSON *vols = cJSON_GetObjectItem(results, "volumes"), *vol;
   assert_int_equal(cJSON_GetArraySize(vols), test_volumes);
   double last = 0;

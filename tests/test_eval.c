@@ -129,7 +129,7 @@ static void test_sweep_and_checks(void **state) {
   cJSON_Delete(j);
   remove("/tmp/results.json"), remove("/tmp/results.csv");
   slurp_first_line("/tmp/images.csv", buf, sizeof buf);
-  assert_non_null(strstr(buf, "file,true,clean_pred,clean_confidence,fgsm@0.02"));
+  assert_non_null(strstr(buf, "file,id,true,clean_pred,clean_confidence,fgsm@0.02"));
   remove("/tmp/images.csv");
   sweep_result_free(&r);
 

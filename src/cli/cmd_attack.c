@@ -31,7 +31,7 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
   FILE *f = af.f;
   const size_t per = (size_t)set->c * set->h * set->w;
   fprintf(f,
-          "index,file,true,clean_pred,clean_confidence,adv_pred,adv_confidence,linf,"
+          "index,file,id,true,clean_pred,clean_confidence,adv_pred,adv_confidence,linf,"
           "survives_8bit%s\n",
           volume_pred ? ",volume_pred" : "");
   char id[64], buf[16];
@@ -41,7 +41,7 @@ static Status write_image_table(const char *out, const Dataset *set, const Net *
       linf = fmax(linf, fabs((double)adv[per * i + p] - set->images[per * i + p]));
     fprintf(f, "%d,", i);
     csv_write_field(f, dataset_image_id(set, i, id, sizeof id));
-    fputc(',', f);
+    fprintf(f, ",%s,", dataset_image_hash(set, i, id, sizeof id));
     csv_write_field(f, set->labels[i] >= 0 ? net_class_name(net, set->labels[i], buf) : "");
     fputc(',', f);
     csv_write_field(f, net_class_name(net, clean_pred[i], buf));

@@ -67,13 +67,13 @@ static int write_listing(const DataSplits *d, const char *path) {
     return 0;
   }
   FILE *f = af.f;
-  fprintf(f, "path,label,split\n");
+  fprintf(f, "path,id,label,split\n");
   for (int s = 0; s < SPLIT_COUNT; s++)
     for (int i = 0; i < d->split[s].n; i++) {
       char id[64];
       const int y = d->split[s].labels[i];
       csv_write_field(f, dataset_image_id(&d->split[s], i, id, sizeof id));
-      fputc(',', f);
+      fprintf(f, ",%s,", dataset_image_hash(&d->split[s], i, id, sizeof id));
       csv_write_field(f, y >= 0 && d->class_names[y] ? d->class_names[y] : "");
       fprintf(f, ",%s\n", split_name((Split)s));
     }

@@ -241,7 +241,7 @@ int cmd_predict(int argc, char **argv) {
   }
   FILE *f = af.f;
   char buf[16], id[64], col[MR_ARCH_LEN + 256];
-  fprintf(f, "file,true,predicted,confidence");
+  fprintf(f, "file,id,true,predicted,confidence");
   for (int j = 0; j < l.k; j++) {
     snprintf(col, sizeof col, "p_%s", net_class_name(l.net, j, buf));
     fputc(',', f);
@@ -252,7 +252,7 @@ int cmd_predict(int argc, char **argv) {
     const float *p = l.probs + (size_t)i * l.k;
     const int y = l.set->labels[i], pred = argmax(p, l.k);
     csv_write_field(f, dataset_image_id(l.set, i, id, sizeof id));
-    fputc(',', f);
+    fprintf(f, ",%s,", dataset_image_hash(l.set, i, id, sizeof id));
     csv_write_field(f, y >= 0 ? net_class_name(l.net, y, buf) : "");
     fputc(',', f);
     csv_write_field(f, net_class_name(l.net, pred, buf));

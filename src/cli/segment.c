@@ -330,7 +330,8 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
   AtomicFile af = {0};
   if (st == STATUS_OK) st = atomic_open(&af, csv, "w", &err);
   FILE *f = st == STATUS_OK ? af.f : NULL;
-  if (f) fprintf(f, "index,file,dice_clean,dice_adversarial,dice_vs_clean,target_reached,linf\n");
+  if (f)
+    fprintf(f, "index,file,id,dice_clean,dice_adversarial,dice_vs_clean,target_reached,linf\n");
   for (int i = 0; f && i < n; i++) {
     const int *pi = pred + P * i, *ci = clean + P * i, *yi = set->masks + P * i;
     const double dc = seg_image_dice(ci, yi, (int)P, k), da = seg_image_dice(pi, yi, (int)P, k);
@@ -341,6 +342,7 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
     char id[64];
     fprintf(f, "%d,", i);
     csv_write_field(f, dataset_image_id(set, i, id, sizeof id));
+    fprintf(f, ",%s", dataset_image_hash(set, i, id, sizeof id));
     fprintf(f, ",%.6f,%.6f,%.6f,", dc, da, seg_image_dice(pi, ci, (int)P, k));
     if (targeted) fprintf(f, "%.6f", hit / P);
     fprintf(f, ",%.6g\n", linf);

@@ -80,6 +80,19 @@ const char *dataset_image_id(const Dataset *d, int i, char *buf, size_t n) {
   return buf;
 }
 
+const char *dataset_image_hash(const Dataset *d, int i, char *buf, size_t n) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  if (d->hashes) {
+    h = d->hashes[i];
+  } else {
+    const uint8_t *p = (const uint8_t *)(d->images + (size_t)i * d->c * d->h * d->w);
+    for (size_t k = 0; k < sizeof(float) * d->c * d->h * d->w; k++)
+      h = (h ^ p[k]) * 1099511628211ULL;
+  }
+  snprintf(buf, n, "%016llx", (unsigned long long)h);
+  return buf;
+}
+
 void data_name_arrays(DataSplits *d, const char *suffix) {
   for (int s = 0; s < SPLIT_COUNT; s++)
     snprintf(d->split[s].array, sizeof d->split[s].array, "%s%s", split_names[s], suffix);
@@ -91,6 +104,7 @@ void data_free(DataSplits *d) {
     Dataset *ds = &d->split[s];
     for (int i = 0; ds->files && i < ds->n; i++) free(ds->files[i]);
     free(ds->files), free(ds->images), free(ds->labels), free(ds->masks), free(ds->volume);
+    free(ds->hashes);
   }
   for (int i = 0; i < MR_MAX_CLASSES; i++) free(d->class_names[i]);
   free(d->root);

@@ -511,6 +511,7 @@ static Status decode_volume(const Listing *l, int entry, const char *full, Datas
     ds->labels[at] = f->label;
     ds->files[at] = strdup(id);
     ds->volume[at] = entry;
+    ds->hashes[at] = fnv1a(f->hash, &z, sizeof z);
     if (slice.h != v->ny || slice.w != v->nx) { /* back to the stored grid for the next slice */
       free(slice.images);
       slice.images = malloc(sizeof(float) * (plane ? plane : 1));
@@ -544,7 +545,8 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
     d->split[k].files = calloc(counts[k] + 1, sizeof(char *));
     if (any_mask) d->split[k].masks = malloc(sizeof(int) * ((size_t)counts[k] * size * size + 1));
     if (any_volume) d->split[k].volume = malloc(sizeof(int) * (counts[k] + 1));
-    if (!d->split[k].files || (any_mask && !d->split[k].masks) ||
+    d->split[k].hashes = malloc(sizeof(uint64_t) * (counts[k] + 1));
+    if (!d->split[k].files || !d->split[k].hashes || (any_mask && !d->split[k].masks) ||
         (any_volume && !d->split[k].volume))
       s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   }
@@ -581,6 +583,7 @@ static Status decode_all(const Listing *l, DataSplits *d, const DataOptions *opt
                       err);
     ds->labels[at] = l->files[i].label;
     ds->files[at] = strdup(l->files[i].rel);
+    ds->hashes[at] = l->files[i].hash;
     if (ds->volume) ds->volume[at] = -1;
   }
   d->bits = d->volumes ? 0 : bits; /* windowed volumes are not stored grey levels */

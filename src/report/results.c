@@ -138,7 +138,7 @@ static void add_per_class(cJSON *o, const int *confusion, int k) {
 static Status write_images_csv(const SweepResult *r, const Dataset *d, const char *dir,
                                MrError *err) {
   ReportText csv = {0};
-  report_text_add(&csv, "file,true,clean_pred,clean_confidence");
+  report_text_add(&csv, "file,id,true,clean_pred,clean_confidence");
   for (int j = 0; j < r->n_rows; j++)
     report_text_add(&csv, ",%s@%g,%s@%g_confidence", r->rows[j].attack, r->rows[j].eps,
                     r->rows[j].attack, r->rows[j].eps);
@@ -146,7 +146,7 @@ static Status write_images_csv(const SweepResult *r, const Dataset *d, const cha
   for (int i = 0; i < r->n; i++) {
     char id[64];
     report_text_field(&csv, d ? dataset_image_id(d, i, id, sizeof id) : "");
-    report_text_add(&csv, ",");
+    report_text_add(&csv, ",%s,", d ? dataset_image_hash(d, i, id, sizeof id) : "");
     report_text_field(&csv, d && d->labels[i] >= 0 ? sweep_class_name(r, d->labels[i]) : "");
     report_text_add(&csv, ",");
     report_text_field(&csv, sweep_class_name(r, r->clean_pred[i]));
@@ -319,6 +319,7 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
     cJSON *o = cJSON_CreateObject();
     char id[64];
     cJSON_AddStringToObject(o, "file", d ? dataset_image_id(d, t->index, id, sizeof id) : "");
+    if (d) cJSON_AddStringToObject(o, "id", dataset_image_hash(d, t->index, id, sizeof id));
     cJSON_AddNumberToObject(o, "index", t->index);
     if (t->label >= 0) cJSON_AddStringToObject(o, "true", net_class_name(net, t->label, buf));
     cJSON_AddStringToObject(o, "predicted", net_class_name(net, t->pred, buf));
@@ -392,7 +393,7 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
     if (s != STATUS_OK) return s;
   }
   report_text_add(&csv,
-                  "rank,file,true,predicted,confidence,margin,entropy,min_eps,"
+                  "rank,file,id,true,predicted,confidence,margin,entropy,min_eps,"
                   "min_eps_grey_levels,flips_to,flagged,misclassified\n");
   for (int i = 0; i < r->n; i++) {
     const TriageItem *t = &r->items[i];
@@ -401,7 +402,7 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
     if (isfinite(t->min_eps) && step > 0) snprintf(grey, sizeof grey, "%.4g", t->min_eps / step);
     report_text_add(&csv, "%d,", i + 1);
     report_text_field(&csv, d ? dataset_image_id(d, t->index, id, sizeof id) : "");
-    report_text_add(&csv, ",");
+    report_text_add(&csv, ",%s,", d ? dataset_image_hash(d, t->index, id, sizeof id) : "");
     report_text_field(&csv, t->label >= 0 ? net_class_name(net, t->label, buf) : "");
     report_text_add(&csv, ",");
     report_text_field(&csv, net_class_name(net, t->pred, buf));

@@ -110,13 +110,14 @@ Status seg_sweep_write(const SegSweepResult *r, const Dataset *d, const char *di
   s = report_text_write(&t, dir, "seg_results.csv", err);
   if (s != STATUS_OK) return s;
 
-  report_text_add(&t, "image,dice_clean");
+  report_text_add(&t, "image,id,dice_clean");
   for (int i = 0; i < r->n_rows; i++)
     report_text_add(&t, ",dice_%s_%g", r->rows[i].attack, r->rows[i].eps);
   report_text_add(&t, "\n");
   for (int j = 0; j < r->n; j++) {
     char buf[64];
     report_text_field(&t, dataset_image_id(d, j, buf, sizeof buf));
+    report_text_add(&t, ",%s", dataset_image_hash(d, j, buf, sizeof buf));
     report_text_add(&t, ",%.6f", r->clean.image_dice[j]);
     for (int i = 0; i < r->n_rows; i++) report_text_add(&t, ",%.6f", r->rows[i].image_dice[j]);
     report_text_add(&t, "\n");
@@ -193,13 +194,15 @@ Status seg_triage_write(const SegTriageResult *r, const Dataset *d, const char *
   json_add_number(root, "dice_aware", r->dice_aware);
   cJSON *items = cJSON_AddArrayToObject(root, "images");
   ReportText t = {0};
-  report_text_add(&t, "rank,image,min_eps,eps_below,clean_dice,flagged\n");
+  report_text_add(&t, "rank,image,id,min_eps,eps_below,clean_dice,flagged\n");
   for (int i = 0; i < r->n; i++) {
     const SegTriageItem *it = &r->items[i];
     char buf[64];
     const char *id = dataset_image_id(d, it->index, buf, sizeof buf);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "image", id);
+    char hash[24];
+    cJSON_AddStringToObject(o, "id", dataset_image_hash(d, it->index, hash, sizeof hash));
     json_add_number(o, "min_eps", it->min_eps);
     json_add_number(o, "eps_below", it->eps_below);
     json_add_number(o, "clean_dice", it->clean_dice);
@@ -207,6 +210,7 @@ Status seg_triage_write(const SegTriageResult *r, const Dataset *d, const char *
     cJSON_AddItemToArray(items, o);
     report_text_add(&t, "%d,", i + 1);
     report_text_field(&t, id);
+    report_text_add(&t, ",%s", hash);
     if (isinf(it->min_eps))
       report_text_add(&t, ",inf");
     else
