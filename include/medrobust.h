@@ -1588,9 +1588,10 @@ typedef struct {
   double *transfer; /* n * n, NULL if not run */
   AttackOptions transfer_attack;
   float triage_eps_max;
-  int bits;          /* the data's stored bits per sample (grey levels in tables); 0: floats */
-  int best;          /* the model to deploy (rank 1); -1 when every one is near chance */
-  char verdict[640]; /* which model to deploy and why, in plain words */
+  int bits;               /* the data's stored bits per sample (grey levels in tables); 0: floats */
+  IntensityWindow window; /* DICOM/NIfTI: the data's window (eps in HU too); width 0: none */
+  int best;               /* the model to deploy (rank 1); -1 when every one is near chance */
+  char verdict[640];      /* which model to deploy and why, in plain words */
 } CompareResult;
 
 Status compare_run(Net *const *nets, const char *const *names, int n, const Dataset *d,

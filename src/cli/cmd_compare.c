@@ -23,12 +23,16 @@ static void short_name(const char *path, char *out, size_t n) {
 }
 
 static void print_table(const CompareResult *r) {
+  const double hu = r->window.width; /* eps in HU too */
   printf("\n%4s %-22s %-11s %9s %-20s %8s %8s", "rank", "model", "arch", "MFLOPs", "training",
          "clean", "bal.");
   const SweepResult *first = &r->models[0].sweep;
   for (int j = 0; j < first->n_rows; j++) {
     char head[40];
-    snprintf(head, sizeof head, "%s %.4g", first->rows[j].attack, first->rows[j].eps);
+    if (hu > 0)
+      snprintf(head, sizeof head, "%s %.3gHU", first->rows[j].attack, first->rows[j].eps * hu);
+    else
+      snprintf(head, sizeof head, "%s %.4g", first->rows[j].attack, first->rows[j].eps);
     printf(" %16s", head);
   }
   printf(" %9s %10s\n", "robust", "median eps");
@@ -86,7 +90,8 @@ int cmd_compare(int argc, char **argv) {
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
       {"--out", OPT_STRING, &out, 0, 0, " DIR", "output folder (required)"},
       {"--attacks", OPT_STRING, &attacks_text, 0, 0, " A,B", "attacks to sweep"},
-      {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F", "perturbation sizes on [0,1] pixels"},
+      {"--eps", OPT_STRING, &eps_text, 0, 0, " E,F",
+       "perturbation sizes on [0,1] pixels (4/255, 2%; 5HU through the models' window)"},
       {"--norm", OPT_STRING, &norm_text, 0, 0, " linf|l2", "threat model"},
       {"--iters", OPT_INT, &base.iters, 0, 100000, " N", "iterations (0: each attack's default)"},
       {"--step-rel", OPT_FLOAT, &base.step_rel, 0, 10, " F", "step = F x eps (paper 004: 0.1)"},
@@ -125,10 +130,11 @@ int cmd_compare(int argc, char **argv) {
   }
   AttackKind kinds[MAX_LIST];
   float eps[MAX_LIST];
-  int n_kinds, n_eps, transfer_kind = attack_parse(transfer_text);
+  int n_kinds, n_eps = 0, transfer_kind = attack_parse(transfer_text);
   if (!cli_parse_norm("compare", norm_text, &base.norm) ||
       !cli_parse_attacks(attacks_text, kinds, &n_kinds) ||
-      !cli_parse_eps_list("compare", eps_text, base.norm, NULL, eps, &n_eps) ||
+      (!cli_eps_physical(eps_text) &&
+       !cli_parse_eps_list("compare", eps_text, base.norm, NULL, eps, &n_eps)) ||
       !cli_parse_target(target_text, &base))
     return EXIT_USAGE;
   if (transfer_kind < 0) {
@@ -188,6 +194,13 @@ int cmd_compare(int argc, char **argv) {
     }
     if (warning[0]) fprintf(stderr, "medrobust: warning: %s\n", warning);
     if (data) cli_data_notes(data);
+    /* eps in HU: through the window the models' data record names */
+    if (ok && cli_eps_physical(eps_text) &&
+        !cli_parse_eps_list("compare", eps_text, base.norm, &data->window, eps, &n_eps)) {
+      for (int i = 0; i < n; i++) net_free(nets[i]);
+      data_free(data);
+      return EXIT_USAGE;
+    }
   }
   if (ok && !cli_make_dir(out)) ok = 0;
   CompareResult r = {0};

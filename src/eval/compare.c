@@ -191,6 +191,7 @@ Status compare_run(Net *const *nets, const char *const *names, int n, const Data
   r->models = calloc(n, sizeof(CompareEntry));
   if (!r->models) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   r->n = n, r->n_images = d->n, r->triage_eps_max = o->triage_o.eps_max, r->bits = d->bits;
+  r->window = d->window;
   const double sweep_w = o->sweep.n_attacks * o->sweep.n_eps,
                triage_w = o->triage ? 2 + ceil(log2(o->triage_o.eps_max / o->triage_o.tol)) : 0,
                transfer_w = o->transfer ? n : 0;

@@ -16,6 +16,10 @@ static Status write_json(const CompareResult *r, const char *dir, const char *da
   cJSON_AddNumberToObject(root, "triage_eps_max", r->triage_eps_max);
   cJSON_AddStringToObject(root, "verdict", r->verdict);
   cJSON_AddNumberToObject(root, "bits", r->bits);
+  if (r->window.width > 0) {
+    const double w[2] = {r->window.center, r->window.width};
+    cJSON_AddItemToObject(root, "window", cJSON_CreateDoubleArray(w, 2));
+  }
   if (r->best >= 0) cJSON_AddStringToObject(root, "deploy", r->models[r->best].name);
   cJSON *models = cJSON_AddArrayToObject(root, "models");
   for (int i = 0; i < r->n; i++) {

@@ -1043,7 +1043,7 @@ Status report_render(const char *dir, MrError *err) {
   cJSON *rad_attack = read_json(dir, "radiomics_attack.json"),
         *rad_stability = read_json(dir, "radiomics_stability.json");
   window_width = 0;
-  read_window(results), read_window(triage);
+  read_window(results), read_window(triage), read_window(compare);
   if (!results && !triage && !compare && !saliency && !embedding && !seg && !seg_compare &&
       !seg_triage && !rad_attack && !rad_stability) {
     cJSON_Delete(examples), cJSON_Delete(seg_examples);
