@@ -654,6 +654,8 @@ Status dicom_write_derived(const char *source, const Volume *values, const char 
  * whose volumes are stacked along z (Volume.frames). */
 Status volume_read_nifti(const char *path, Volume *out, MrError *err);
 void volume_free(Volume *v);
+/* From the header alone: the axial slices volume_read_nifti would give (all frames'). */
+Status volume_nifti_slices(const char *path, int *slices, MrError *err);
 
 /* ---- radiomics: IBSI features of an image inside a region of interest ----- */
 

@@ -283,6 +283,70 @@ static int pydicom_checksums(const char *const *names, int n, double (*sums)[3])
   return got == n;
 }
 
+#define NIBABEL "/usr/lib/python3/dist-packages/nibabel/tests/data"
+
+/* nibabel's own test volumes (Debian's python3-nibabel): NIfTI-1 and -2, gzipped, 4-D, a
+ * reoriented affine. Shape, frames, an index-weighted checksum of the values (scaled; a 4-D
+ * file's volumes stacked, which is nibabel's Fortran order) and the affine (sform, else
+ * qform) all as nibabel reports them. */
+static void test_values_match_nibabel(void **state) {
+  (void)state;
+  static const char *const names[] = {
+      "anatomical.nii", "example4d.nii.gz",          "example_nifti2.nii.gz",
+      "functional.nii", "reoriented_anat_moved.nii", "standard.nii.gz"};
+  enum { N = sizeof names / sizeof *names };
+  char cmd[2000] =
+      "/usr/bin/python3 -c '\n"
+      "import sys, numpy as np, nibabel as nib\n"
+      "for p in sys.argv[1:]:\n"
+      "  im = nib.load(p); a = np.asarray(im.dataobj, dtype=np.float64)\n"
+      "  s = a.shape + (1,) * (4 - a.ndim); v = a.ravel(order=\"F\")\n"
+      "  w = (np.arange(v.size) % 7 + 1)\n"
+      "  print(s[0], s[1], s[2] * s[3], s[3], repr(v.sum()), repr((v * w).sum()), "
+      "*[repr(x) for x in im.affine[:3].ravel()])\n"
+      "' 2>/dev/null";
+  for (int i = 0; i < N; i++)
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " " NIBABEL "/%s", names[i]);
+  FILE *p = popen(cmd, "r");
+  double ref[N][18];
+  int got = 0;
+  while (p && got < N) {
+    int k = 0;
+    for (; k < 18 && fscanf(p, "%lf", &ref[got][k]) == 1; k++) {
+    }
+    if (k < 18) break;
+    got++;
+  }
+  const int rc = p ? pclose(p) : -1;
+  if (got < N || rc != 0) {
+    print_message("skipped: nibabel (python3-nibabel) does not run here\n");
+    return;
+  }
+  for (int i = 0; i < N; i++) {
+    char path[400];
+    snprintf(path, sizeof path, NIBABEL "/%s", names[i]);
+    Volume v;
+    MrError err = {0};
+    if (volume_read_nifti(path, &v, &err) != STATUS_OK) fail_msg("%s", err.msg);
+    const size_t n = (size_t)v.nx * v.ny * v.nz;
+    double sum = 0, weighted = 0;
+    for (size_t k = 0; k < n; k++) sum += v.data[k], weighted += v.data[k] * (double)(k % 7 + 1);
+    const int frames = v.frames > 1 ? v.frames : 1;
+    if (v.nx != ref[i][0] || v.ny != ref[i][1] || v.nz != ref[i][2] || frames != ref[i][3] ||
+        fabs(sum - ref[i][4]) > 1e-5 * fmax(1, fabs(ref[i][4])) ||
+        fabs(weighted - ref[i][5]) > 1e-5 * fmax(1, fabs(ref[i][5])))
+      fail_msg(
+          "%s: %dx%dx%d (%d frames), sum %.9g, weighted %.9g; nibabel %gx%gx%g (%g), %.9g, "
+          "%.9g",
+          names[i], v.nx, v.ny, v.nz, frames, sum, weighted, ref[i][0], ref[i][1], ref[i][2],
+          ref[i][3], ref[i][4], ref[i][5]);
+    for (int k = 0; k < 12; k++)
+      if (fabs((v.has_affine ? v.affine[k] : NAN) - ref[i][6 + k]) > 1e-4)
+        fail_msg("%s: affine[%d] %g, nibabel %g", names[i], k, v.affine[k], ref[i][6 + k]);
+    volume_free(&v);
+  }
+}
+
 static void test_values_match_pydicom(void **state) {
   (void)state;
   if (!have_files()) return;
@@ -882,6 +946,7 @@ int main(void) {
                                      cmocka_unit_test(test_write_derived),
                                      cmocka_unit_test(test_slices_and_spacing),
                                      cmocka_unit_test(test_values_match_pydicom),
+                                     cmocka_unit_test(test_values_match_nibabel),
                                      cmocka_unit_test(test_series),
                                      cmocka_unit_test(test_bad_files),
                                      cmocka_unit_test(test_volume_folder),

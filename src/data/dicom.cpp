@@ -409,6 +409,42 @@ bool read_all(int fd, void *data, size_t n) {
   return true;
 }
 
+/* Forks the process GDCM works in (see dicom_read): the child, under path's memory cap and
+ * with stderr silenced (GDCM's codecs print there), runs work(the pipe's write end) and
+ * exits; the parent gets the read end and the child's pid. */
+template <class Work>
+Status in_child(const char *path, const char *what, Work work, int *fd, pid_t *pid, MrError *err) {
+  int fds[2];
+  if (pipe(fds) != 0)
+    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its %s (%s)", path, what,
+                        std::strerror(errno));
+  std::fflush(stdout), std::fflush(stderr);
+  *pid = fork();
+  if (*pid < 0) {
+    close(fds[0]), close(fds[1]);
+    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its %s (%s)", path, what,
+                        std::strerror(errno));
+  }
+  if (*pid == 0) {
+    close(fds[0]);
+    cap_memory(path);
+    const int null = open("/dev/null", O_WRONLY);
+    if (null >= 0) dup2(null, STDERR_FILENO);
+    _exit(work(fds[1]) ? 0 : 1);
+  }
+  close(fds[1]);
+  *fd = fds[0];
+  return STATUS_OK;
+}
+
+/* The child's exit status, once it has ended. */
+int reap(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
 }  // namespace
 
 /* GDCM runs in a child process: Debian builds it with its assertions on, and a valid but
@@ -417,37 +453,23 @@ bool read_all(int fd, void *data, size_t n) {
  * pipe; a child that dies is an error naming the file, never the end of a long run. */
 extern "C" Status dicom_read(const char *path, DicomVolume *out, MrError *err) {
   std::memset(out, 0, sizeof *out);
-  int fds[2];
-  if (pipe(fds) != 0)
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its reader (%s)", path,
-                        std::strerror(errno));
-  std::fflush(stdout), std::fflush(stderr);
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]), close(fds[1]);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its reader (%s)", path,
-                        std::strerror(errno));
-  }
-  if (pid == 0) { /* the reader: GDCM's codecs print to stderr, which is not ours to fill */
-    close(fds[0]);
-    cap_memory(path);
-    const int null = open("/dev/null", O_WRONLY);
-    if (null >= 0) dup2(null, STDERR_FILENO);
+  int fd = -1;
+  pid_t pid = -1;
+  const auto reader = [path](int to) {
     static Reply reply;
     MrError e = {};
     reply.status = read_any(path, &reply.volume, &e);
     std::memcpy(reply.message, e.msg, sizeof reply.message);
     const size_t n = (size_t)reply.volume.v.nx * reply.volume.v.ny * reply.volume.v.nz *
                      (reply.volume.channels ? reply.volume.channels : 1);
-    const bool ok =
-        write_all(fds[1], &reply, sizeof reply) &&
-        (reply.status != STATUS_OK || write_all(fds[1], reply.volume.v.data, n * sizeof(float)));
-    _exit(ok ? 0 : 1);
-  }
-  close(fds[1]);
+    return write_all(to, &reply, sizeof reply) &&
+           (reply.status != STATUS_OK || write_all(to, reply.volume.v.data, n * sizeof(float)));
+  };
+  const Status started = in_child(path, "reader", reader, &fd, &pid, err);
+  if (started != STATUS_OK) return started;
   Reply *reply = static_cast<Reply *>(std::calloc(1, sizeof(Reply)));
   Status s = reply ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  bool got = s == STATUS_OK && read_all(fds[0], reply, sizeof *reply);
+  bool got = s == STATUS_OK && read_all(fd, reply, sizeof *reply);
   if (got && reply->status != STATUS_OK) {
     s = mr_error_set(err, reply->status, "%s", reply->message);
   } else if (got) {
@@ -461,12 +483,10 @@ extern "C" Status dicom_read(const char *path, DicomVolume *out, MrError *err) {
       s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: an impossible volume from its reader", path);
     if (s == STATUS_OK && !(out->v.data = static_cast<float *>(std::malloc(n * sizeof(float)))))
       s = mr_error_set(err, STATUS_ERR_NOMEM, "%s: out of memory", path);
-    got = s == STATUS_OK && read_all(fds[0], out->v.data, n * sizeof(float));
+    got = s == STATUS_OK && read_all(fd, out->v.data, n * sizeof(float));
   }
-  close(fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  close(fd);
+  const int status = reap(pid);
   if (s == STATUS_OK && !got) {
     if (WIFSIGNALED(status))
       s = mr_error_set(err, STATUS_ERR_FORMAT,
@@ -597,22 +617,10 @@ Status write_derived(const char *source, const Volume *values, const char *descr
 
 extern "C" Status dicom_write_derived(const char *source, const Volume *values,
                                       const char *description, const char *out_dir, MrError *err) {
-  int fds[2];
-  if (pipe(fds) != 0)
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its writer (%s)", source,
-                        std::strerror(errno));
-  std::fflush(stdout), std::fflush(stderr);
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]), close(fds[1]);
-    return mr_error_set(err, STATUS_ERR_IO, "%s: cannot start its writer (%s)", source,
-                        std::strerror(errno));
-  }
-  if (pid == 0) { /* GDCM reads the source again: it runs where it cannot take us down */
-    close(fds[0]);
-    cap_memory(source);
-    const int null = open("/dev/null", O_WRONLY);
-    if (null >= 0) dup2(null, STDERR_FILENO);
+  int fd = -1;
+  pid_t pid = -1;
+  /* GDCM reads the source again: it runs where it cannot take us down */
+  const auto writer = [&](int to) {
     static Reply reply;
     MrError e = {};
     try {
@@ -621,16 +629,15 @@ extern "C" Status dicom_write_derived(const char *source, const Volume *values,
       reply.status = mr_error_set(&e, STATUS_ERR_FORMAT, "%s: GDCM failed to rewrite it", source);
     }
     std::memcpy(reply.message, e.msg, sizeof reply.message);
-    _exit(write_all(fds[1], &reply, sizeof reply) ? 0 : 1);
-  }
-  close(fds[1]);
+    return write_all(to, &reply, sizeof reply);
+  };
+  const Status started = in_child(source, "writer", writer, &fd, &pid, err);
+  if (started != STATUS_OK) return started;
   Reply *reply = static_cast<Reply *>(std::calloc(1, sizeof(Reply)));
   Status s = reply ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  const bool got = s == STATUS_OK && read_all(fds[0], reply, sizeof *reply);
-  close(fds[0]);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  const bool got = s == STATUS_OK && read_all(fd, reply, sizeof *reply);
+  close(fd);
+  reap(pid);
   if (got && reply->status != STATUS_OK)
     s = mr_error_set(err, reply->status, "%s", reply->message);
   else if (s == STATUS_OK && !got)

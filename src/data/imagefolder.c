@@ -96,7 +96,7 @@ static void note_skipped(Listing *l, const char *rel) {
 }
 
 static Status listing_push(Listing *l, const char *rel, int label, int split, ImageKind kind,
-                           uint64_t h, const char *full, int must_exist, MrError *err);
+                           uint64_t h, const char *full, int files, int must_exist, MrError *err);
 static Status listing_add_series(Listing *l, const char *rel, int label, int split, int must_exist,
                                  MrError *err);
 
@@ -125,26 +125,25 @@ static Status listing_add(Listing *l, const char *rel, int label, int split, int
     kind = IMAGE_NIFTI;
   const uint64_t h = fnv1a(FNV_OFFSET, buf, len);
   free(buf);
-  return listing_push(l, rel, label, split, kind, h, full, must_exist, err);
+  return listing_push(l, rel, label, split, kind, h, full, 0, must_exist, err);
 }
 
-/* A volume's axial slices, read once to count them (the decode reads it again). */
+/* A volume's axial slices: NIfTI's from its header; a DICOM file's frames by reading it (a
+ * series folder's are its files, counted by the caller). */
 static Status volume_slices(ImageKind kind, const char *full, int *slices, MrError *err) {
-  Volume v;
+  if (kind == IMAGE_NIFTI) return volume_nifti_slices(full, slices, err);
   DicomVolume dv;
-  Status s = kind == IMAGE_DICOM ? dicom_read(full, &dv, err) : volume_read_nifti(full, &v, err);
+  const Status s = dicom_read(full, &dv, err);
   if (s != STATUS_OK) return s;
-  *slices = kind == IMAGE_DICOM ? dv.v.nz : v.nz;
-  if (kind == IMAGE_DICOM)
-    dicom_volume_free(&dv);
-  else
-    volume_free(&v);
+  *slices = dv.v.nz;
+  dicom_volume_free(&dv);
   return STATUS_OK;
 }
 
-/* The listing's new entry, unless it is not an image or a duplicate. */
+/* The listing's new entry, unless it is not an image or a duplicate; `files` > 0: a series
+ * folder of that many single-frame files (its slices; the reader refuses anything else). */
 static Status listing_push(Listing *l, const char *rel, int label, int split, ImageKind kind,
-                           uint64_t h, const char *full, int must_exist, MrError *err) {
+                           uint64_t h, const char *full, int files, int must_exist, MrError *err) {
   if (kind == IMAGE_NONE) {
     if (must_exist)
       return mr_error_set(err, STATUS_ERR_FORMAT,
@@ -163,8 +162,8 @@ static Status listing_push(Listing *l, const char *rel, int label, int split, Im
     if (!grown) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory listing %s", l->root);
     l->files = grown, l->cap = cap;
   }
-  int slices = 1;
-  if (kind == IMAGE_DICOM || kind == IMAGE_NIFTI) {
+  int slices = files > 0 ? files : 1;
+  if ((kind == IMAGE_DICOM || kind == IMAGE_NIFTI) && files <= 0) {
     const Status s = volume_slices(kind, full, &slices, err);
     if (s != STATUS_OK) return s;
   }
@@ -193,7 +192,7 @@ static Status listing_add_series(Listing *l, const char *rel, int label, int spl
     free(buf);
   }
   free_names(names, n);
-  return listing_push(l, rel, label, split, kind, h, full, must_exist, err);
+  return listing_push(l, rel, label, split, kind, h, full, n, must_exist, err);
 }
 
 static void listing_free(Listing *l) {

@@ -52,6 +52,11 @@ static int stated_voxel_size(const char *path, double size[3]) {
   int version = 0;
   void *header = nifti_read_header(path, &version, 0);
   if (!header) return 0;
+  /* the header as stored: a big endian file's fields need swapping (nibabel's anatomical.nii
+   * read 1 mm as 9e-44 mm before this) */
+  const int stored_size = version == 2 ? ((const nifti_2_header *)header)->sizeof_hdr
+                                       : ((const nifti_1_header *)header)->sizeof_hdr;
+  if (stored_size != (version == 2 ? 540 : 348)) swap_nifti_header(header, version);
   for (int d = 0; d < 3; d++)
     size[d] = version == 2 ? ((const nifti_2_header *)header)->pixdim[d + 1]
                            : ((const nifti_1_header *)header)->pixdim[d + 1];
@@ -110,6 +115,22 @@ static const char *check_header(const nifti_image *nim, const char *path, char *
     }
   }
   return NULL;
+}
+
+Status volume_nifti_slices(const char *path, int *slices, MrError *err) {
+  nifti_set_debug_level(0);
+  nifti_image *nim = nifti_image_read(path, 0);
+  if (!nim) return mr_error_set(err, STATUS_ERR_FORMAT, "%s: not a readable NIfTI file", path);
+  char why[256];
+  const char *bad = check_header(nim, path, why, sizeof why);
+  const long long n = (long long)nim->nz * (nim->ndim >= 4 ? nim->nt : 1);
+  nifti_image_free(nim);
+  if (bad) return mr_error_set(err, STATUS_ERR_FORMAT, "%s: %s", path, bad);
+  if (n > (1 << 20))
+    return mr_error_set(err, STATUS_ERR_FORMAT, "%s: %lld slices in all, 1048576 accepted", path,
+                        n);
+  *slices = (int)n;
+  return STATUS_OK;
 }
 
 Status volume_read_nifti(const char *path, Volume *out, MrError *err) {

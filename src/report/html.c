@@ -645,6 +645,22 @@ static void section_examples(FILE *o, const char *dir, const cJSON *e) {
   }
 }
 
+/* A triage row's cells from the prediction on: confidence, minimal eps, what it flips to,
+ * whether it is flagged (images and volumes alike). */
+static void fragile_cells(FILE *o, const cJSON *t, const cJSON *it, double bits) {
+  fprintf(o, "<td>");
+  esc(o, str(it, "predicted"));
+  fprintf(o, "</td><td>%.3f</td><td>", num(it, "confidence"));
+  const cJSON *e = cJSON_GetObjectItem(it, "min_eps");
+  if (cJSON_IsNumber(e))
+    eps_text(o, e->valuedouble, bits, "linf");
+  else
+    fprintf(o, "&gt; %.3g", num(t, "eps_max"));
+  fprintf(o, "</td><td>");
+  esc(o, str(it, "flips_to"));
+  fprintf(o, "</td><td>%s</td>", flag(it, "flagged") ? "review" : "");
+}
+
 static void section_triage(FILE *o, const char *dir, const cJSON *t) {
   const double bits = num(t, "bits");
   const int labelled = flag(t, "labelled");
@@ -724,17 +740,7 @@ static void section_triage(FILE *o, const char *dir, const cJSON *t) {
       esc(o, str(it, "true"));
       fprintf(o, "</td>");
     }
-    fprintf(o, "<td>");
-    esc(o, str(it, "predicted"));
-    fprintf(o, "</td><td>%.3f</td><td>", num(it, "confidence"));
-    const cJSON *e = cJSON_GetObjectItem(it, "min_eps");
-    if (cJSON_IsNumber(e))
-      eps_text(o, e->valuedouble, bits, "linf");
-    else
-      fprintf(o, "&gt; %.3g", num(t, "eps_max"));
-    fprintf(o, "</td><td>");
-    esc(o, str(it, "flips_to"));
-    fprintf(o, "</td><td>%s</td>", flag(it, "flagged") ? "review" : "");
+    fragile_cells(o, t, it, bits);
     if (labelled) fprintf(o, "<td>%s</td>", flag(it, "misclassified") ? "<b>yes</b>" : "");
     fprintf(o, "</tr>\n");
   }
@@ -761,17 +767,9 @@ static void section_triage(FILE *o, const char *dir, const cJSON *t) {
     esc(o, str(it, "volume"));
     fprintf(o, "</code></td><td>%.0f</td><td>", num(it, "slices"));
     esc(o, str(it, "true"));
-    fprintf(o, "</td><td>");
-    esc(o, str(it, "predicted"));
-    fprintf(o, "</td><td>%.3f</td><td>", num(it, "confidence"));
-    const cJSON *e = cJSON_GetObjectItem(it, "min_eps");
-    if (cJSON_IsNumber(e))
-      eps_text(o, e->valuedouble, bits, "linf");
-    else
-      fprintf(o, "&gt; %.3g", num(t, "eps_max"));
-    fprintf(o, "</td><td>");
-    esc(o, str(it, "flips_to"));
-    fprintf(o, "</td><td>%s</td></tr>\n", flag(it, "flagged") ? "review" : "");
+    fprintf(o, "</td>");
+    fragile_cells(o, t, it, bits);
+    fprintf(o, "</tr>\n");
   }
   fprintf(o,
           "</table></div><p>Every volume: <a href='triage_volumes.csv'>triage_volumes.csv</a>."
