@@ -347,6 +347,26 @@ static void test_values_match_nibabel(void **state) {
   }
 }
 
+/* Each file against pydicom's count, sum and weighted sum; 0 when pydicom cannot say. */
+static int match_pydicom(const char *const *names, int n) {
+  double sums[16][3];
+  if (n > 16 || !pydicom_checksums(names, n, sums)) return 0;
+  for (int i = 0; i < n; i++) {
+    DicomVolume d;
+    read_ok(names[i], &d);
+    const size_t count = voxels(&d);
+    double sum = 0, weighted = 0;
+    for (size_t k = 0; k < count; k++)
+      sum += d.v.data[k], weighted += d.v.data[k] * (double)(k % 7 + 1);
+    if ((double)count != sums[i][0] || fabs(sum - sums[i][1]) > 1e-6 * fmax(1, fabs(sums[i][1])) ||
+        fabs(weighted - sums[i][2]) > 1e-6 * fmax(1, fabs(sums[i][2])))
+      fail_msg("%s: %zu values, sum %.9g, weighted %.9g; pydicom %.0f, %.9g, %.9g", names[i], count,
+               sum, weighted, sums[i][0], sums[i][1], sums[i][2]);
+    dicom_volume_free(&d);
+  }
+  return 1;
+}
+
 static void test_values_match_pydicom(void **state) {
   (void)state;
   if (!have_files()) return;
@@ -354,25 +374,21 @@ static void test_values_match_pydicom(void **state) {
                                       "ExplVR_BigEnd.dcm",    "image_dfl.dcm",
                                       "SC_rgb_rle.dcm",       "SC_rgb_rle_2frame.dcm",
                                       "SC_rgb_small_odd.dcm", "SC_ybr_full_422_uncompressed.dcm"};
-  enum { N = sizeof names / sizeof *names };
-  double sums[N][3];
-  if (!pydicom_checksums(names, N, sums)) {
+  /* JPEG baseline in YBR_FULL and YBR_FULL_422 (GDCM returns them unconverted: they were
+   * read 92 grey levels off until the conversion applied to them too); pydicom decodes them
+   * through Pillow, so they are a second group that skips alone */
+  static const char *const jpeg[] = {"SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm"};
+  if (!match_pydicom(names, sizeof names / sizeof *names))
     print_message("skipped: pydicom (with numpy) does not run here\n");
-    return;
-  }
-  for (int i = 0; i < N; i++) {
-    DicomVolume d;
-    read_ok(names[i], &d);
-    const size_t n = voxels(&d);
-    double sum = 0, weighted = 0;
-    for (size_t k = 0; k < n; k++)
-      sum += d.v.data[k], weighted += d.v.data[k] * (double)(k % 7 + 1);
-    if ((double)n != sums[i][0] || fabs(sum - sums[i][1]) > 1e-6 * fmax(1, fabs(sums[i][1])) ||
-        fabs(weighted - sums[i][2]) > 1e-6 * fmax(1, fabs(sums[i][2])))
-      fail_msg("%s: %zu values, sum %.9g, weighted %.9g; pydicom %.0f, %.9g, %.9g", names[i], n,
-               sum, weighted, sums[i][0], sums[i][1], sums[i][2]);
-    dicom_volume_free(&d);
-  }
+  if (!match_pydicom(jpeg, sizeof jpeg / sizeof *jpeg))
+    print_message("skipped: pydicom cannot decode JPEG baseline here (Pillow)\n");
+  /* JPEG lossless (process 14): the RLE original exactly */
+  DicomVolume lossless, rle;
+  read_ok("SC_rgb_jpeg_gdcm.dcm", &lossless);
+  read_ok("SC_rgb_rle.dcm", &rle);
+  assert_int_equal(voxels(&lossless), voxels(&rle));
+  assert_memory_equal(lossless.v.data, rle.v.data, sizeof(float) * voxels(&rle));
+  dicom_volume_free(&lossless), dicom_volume_free(&rle);
   /* CT_small in Hounsfield units, as pydicom reads it */
   DicomVolume ct;
   read_ok("CT_small.dcm", &ct);
