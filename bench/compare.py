@@ -1,18 +1,31 @@
-"""Joins the two CSVs of bench/run.sh into a markdown table with ratios."""
+"""Joins the two CSVs of bench/run.sh into a markdown table: medrobust against
+the best PyTorch configuration of each row (the ratio), with every
+configuration's rate shown."""
 import csv
 import sys
 
 
 def load(path):
     with open(path) as f:
-        return {(r["model"], r["size"], r["op"]): float(r["images_per_s"]) for r in csv.DictReader(f)}
+        return list(csv.DictReader(f))
 
 
-ours, theirs = load(sys.argv[1]), load(sys.argv[2])
-print("| model | input | operation | medrobust img/s | PyTorch img/s | ratio |")
-print("|---|---|---|---:|---:|---:|")
-for key, ours_rate in ours.items():
-    t = theirs.get(key)
-    ratio = "%.2f" % (ours_rate / t) if t else "-"
-    print("| %s | %sx%s | %s | %.0f | %s | %s |" % (key[0], key[1], key[1], key[2], ours_rate,
-                                                  "%.0f" % t if t else "-", ratio))
+ours = {(r["model"], r["size"], r["op"]): float(r["images_per_s"]) for r in load(sys.argv[1])}
+theirs = {}
+for r in load(sys.argv[2]):
+    theirs.setdefault((r["model"], r["size"], r["op"]), {})[r.get("config", "default")] = float(
+        r["images_per_s"])
+print("| model | input | operation | medrobust img/s | PyTorch default | channels_last | frozen "
+      "| best PyTorch | ratio to best |")
+print("|---|---|---|---:|---:|---:|---:|---|---:|")
+for key, rate in ours.items():
+    cfg = theirs.get(key, {})
+    best = max(cfg, key=cfg.get) if cfg else None
+
+    def cell(name):
+        return "%.0f" % cfg[name] if name in cfg else "-"
+
+    ratio = "%.2f" % (rate / cfg[best]) if best else "-"
+    print("| %s | %sx%s | %s | %.0f | %s | %s | %s | %s | %s |" % (
+        key[0], key[1], key[1], key[2], rate, cell("default"), cell("channels_last"),
+        cell("frozen"), best or "-", ratio))

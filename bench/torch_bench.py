@@ -1,6 +1,9 @@
 """The PyTorch side of bench/run.sh: the same models (bench/torch_models.py),
-batch and thread count, the same three operations, CSV rows
-model,size,op,images_per_s. Run with Debian's /usr/bin/python3."""
+batch and thread count, the same three operations, each in the configurations a
+performance-minded PyTorch user would try (issue 16): the default NCHW layout,
+channels_last (model and input), and for the forward pass a frozen TorchScript
+module (torch.jit.freeze + torch.jit.optimize_for_inference, on channels_last).
+CSV rows model,size,op,config,images_per_s. Run with Debian's /usr/bin/python3."""
 import sys
 import time
 
@@ -33,37 +36,50 @@ def main():
     only_model, _, only_size = only.partition(":")
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    print("model,size,op,images_per_s")
+    print("model,size,op,config,images_per_s")
     rows = [(a, s, batch) for s in (28, 64) for a in ("cbr-larget", "cnn", "resnet8", "resnet20")]
     rows += [(a, s, 32) for s in (64, 128) for a in ("mobilenet", "densenet", "unet")]
     for arch, size, n in rows:
         if (only_model and arch != only_model) or (only_size and int(only_size) != size):
             continue
-        model = tm.build(tm.default_spec(arch, 1, size, 2))
-        x = torch.rand(n, 1, size, size)
         pixels = size * size if arch == "unet" else 1  # per-pixel targets for unet
         y = (torch.arange(n * pixels) % 2).reshape((n, size, size) if pixels > 1 else (n,))
-        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        for config in ("default", "channels_last", "frozen"):
+            model = tm.build(tm.default_spec(arch, 1, size, 2))
+            x = torch.rand(n, 1, size, size)
+            if config != "default":
+                model = model.to(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            frozen = None
+            if config == "frozen":  # inference only: what torch.jit offers a deployed model
+                model.eval()
+                with torch.no_grad():
+                    frozen = torch.jit.optimize_for_inference(
+                        torch.jit.freeze(torch.jit.trace(model, x)))
 
-        def forward():
-            model.eval()
-            with torch.no_grad():
-                model(x)
+            def forward():
+                model.eval()
+                with torch.no_grad():
+                    (frozen or model)(x)
 
-        def pgd_step():
-            model.eval()
-            xa = x.clone().requires_grad_(True)
-            F.cross_entropy(model(xa), y, reduction="sum").backward()
-            return xa.grad
+            def pgd_step():
+                model.eval()
+                xa = x.clone().requires_grad_(True)
+                F.cross_entropy(model(xa), y, reduction="sum").backward()
+                return xa.grad
 
-        def train_step():
-            model.train()
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
+            def train_step():
+                model.train()
+                opt.zero_grad()
+                F.cross_entropy(model(x), y).backward()
+                opt.step()
 
-        for name, fn in (("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step)):
-            print("%s,%d,%s,%.1f" % (arch, size, name, measure(fn, n, reps)), flush=True)
+            ops = (("forward", forward),) if frozen else (
+                ("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step))
+            for name, fn in ops:
+                print("%s,%d,%s,%s,%.1f" % (arch, size, name, config, measure(fn, n, reps)),
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -529,7 +529,7 @@ static void check_written_volumes(const char *bin, const char *root, const char 
   FILE *list = fopen(manifest, "w");
   assert_non_null(list);
   fprintf(list, "path\n"); /* unlabelled: predictions only */
-  char adv_ids[64][96], adv_preds[64][32], last_volume[96] = "";
+  char adv_ids[64][224], adv_preds[64][32], last_volume[96] = "";
   int n_adv = 0, written = 0, changed = 0, flips = 0;
   while (fgets(line, sizeof line, f)) {
     char id[96], truth[32], clean_pred[32], volume_pred[32];
