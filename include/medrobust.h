@@ -525,7 +525,7 @@ typedef struct {
   int binary_masks;          /* its masks were stored 0/255 and read as 0/1 */
   int split_folders;         /* train/test from root/{train,val,test}/ folders (a seeded tenth of
                                 train validates when there is no val/) */
-  int skipped;               /* files that are not PNG/JPEG images, skipped */
+  int skipped;               /* files that are not PNG/JPEG/DICOM/NIfTI images, skipped */
   IntensityWindow window;    /* what mapped DICOM/NIfTI modality units to [0,1] (width 0: none,
                                 or each volume's own range when volumes is set) */
   int volumes;               /* DICOM/NIfTI entries read (each gives its axial slices) */

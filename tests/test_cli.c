@@ -477,7 +477,7 @@ static void test_split_never_moves(void **state) {
            "--threads 2 train --data %s --model cnn --depth 2 --size 28 --epochs 1 --seed 4 --out "
            "%s/f.safetensors --quiet",
            root, dir);
-  expect(0, "skipped 1 file that is not a PNG or JPEG image (notes.txt)", args);
+  expect(0, "skipped 1 file that is not a PNG, JPEG, DICOM or NIfTI image (notes.txt)", args);
   snprintf(args, sizeof args, "data info %s --size 28 --list %s/split.csv", root, dir);
   expect(0, "split 70/10/20 seed 1", args);
   static char files[64][96], splits[64][96], got[64][96];

@@ -27,7 +27,8 @@ void cli_data_notes(const DataSplits *d) {
   if (d->skipped)
     fprintf(stderr, "medrobust: warning: skipped %d file%s that %s (%s%s)\n", d->skipped,
             d->skipped == 1 ? "" : "s",
-            d->skipped == 1 ? "is not a PNG or JPEG image" : "are not PNG or JPEG images",
+            d->skipped == 1 ? "is not a PNG, JPEG, DICOM or NIfTI image"
+                            : "are not PNG, JPEG, DICOM or NIfTI images",
             d->skipped_example, d->skipped > 1 ? ", ..." : "");
   if (d->volumes && d->window.width > 0) {
     char w[96];

@@ -2,7 +2,7 @@
  * <image>, classes in name order; root/<image> without class folders is an
  * unlabelled set), and CSV manifests (path,label[,split]). Files are told by
  * their magic bytes, not their names (real sets ship PNGs named .jpg); files
- * that are not PNG or JPEG are skipped and counted, exact duplicates dropped.
+ * that are not PNG, JPEG, DICOM or NIfTI are skipped and counted, exact duplicates dropped.
  * DICOM files, DICOM series (a folder inside a class folder) and NIfTI volumes
  * give their axial slices, through DataOptions.window; a volume is one entry
  * of the split, so its slices never straddle train and test.
@@ -866,7 +866,8 @@ DataSplits *segment_folder_load(const char *root, const DataOptions *opt, MrErro
     listed = has_val;
   }
   if (s == STATUS_OK && l.n == 0)
-    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no PNG or JPEG images under images/", root);
+    s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: no PNG, JPEG or NIfTI images under images/",
+                     root);
   d = finish(&l, d, opt, "segmentation folder", root, listed, s, err);
   if (d && kind == SEGDIR_SPLITS) {
     d->split_folders = 1;
