@@ -639,6 +639,8 @@ typedef enum {
 Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, const float *adv,
                                const char *dir, VolumeFormat format, float *reread,
                                VolumeWriteReport *report, MrError *err);
+/* dir (made or not) must lie outside d's root. */
+Status volumes_check_out_dir(const DataSplits *d, const char *dir, MrError *err);
 
 /* A derived DICOM series of the grey volume read from source (a DICOM file or series folder),
  * with values (in modality units, the reader's slice order) as its pixels, into out_dir

@@ -521,6 +521,14 @@ static void check_written_volumes(const char *bin, const char *root, const char 
            "'attacked volumes in modality units' %s/attack.txt",
            bin, dir, root, dir, dir, format, dir, dir);
   if (system(cmd) != 0) fail_msg("attack --volumes did not run or say so");
+  /* never into the data: a usage error before anything is made */
+  snprintf(cmd, sizeof cmd,
+           "%s attack --model %s/m.safetensors --data %s --eps 300HU --out %s/in.npz --volumes "
+           "%s/inside --volume-format %s 2>&1 | grep -q 'is inside the data'",
+           bin, dir, root, dir, root, format);
+  assert_int_equal(system(cmd), 0);
+  snprintf(path, sizeof path, "%s/inside", root);
+  assert_int_not_equal(access(path, F_OK), 0);
   snprintf(path, sizeof path, "%s/all.npz.csv", dir);
   f = fopen(path, "r");
   assert_non_null(f);

@@ -168,6 +168,12 @@ int cmd_attack(int argc, char **argv) {
   }
   Dataset set = data->split[s_idx];
   if (limit && limit < set.n) set.n = limit;
+  if (volumes_dir && volumes_check_out_dir(data, volumes_dir, &err) != STATUS_OK) {
+    fprintf(stderr, "medrobust attack: --volumes %s\n", err.msg);
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   if (volumes_dir && (!data->volumes || net_output_pixels(net) > 1)) {
     fprintf(stderr,
             "medrobust attack: --volumes writes back the DICOM/NIfTI volumes a "

@@ -219,6 +219,35 @@ static Status write_dicom_series(const char *source, const Volume *v, const char
   return s;
 }
 
+/* path made absolute and free of links, as far as it exists (a folder not made yet: its
+ * parent's, then its name); NULL when not even the parent resolves. */
+static char *resolved(const char *path) {
+  char *real = realpath(path, NULL);
+  if (real) return real;
+  char *copy = strdup(path), *slash = copy ? strrchr(copy, '/') : NULL;
+  if (!copy) return NULL;
+  const char *name = slash ? slash + 1 : copy;
+  if (slash) *slash = 0;
+  char *parent = realpath(slash ? (copy[0] ? copy : "/") : ".", NULL);
+  char *out = parent ? malloc(strlen(parent) + strlen(name) + 2) : NULL;
+  if (out) sprintf(out, "%s/%s", parent, name);
+  free(parent), free(copy);
+  return out;
+}
+
+Status volumes_check_out_dir(const DataSplits *d, const char *dir, MrError *err) {
+  char *out = resolved(dir), *root = d->root ? realpath(d->root, NULL) : NULL;
+  const size_t len = root ? strlen(root) : 0;
+  const int inside = out && root && !strncmp(out, root, len) && (out[len] == 0 || out[len] == '/');
+  free(out), free(root);
+  if (inside)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "%s is inside the data (%s): attacked volumes go to a folder outside it "
+                        "(an output could be a source, and any other would join the data)",
+                        dir, d->root);
+  return STATUS_OK;
+}
+
 Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, const float *adv,
                                const char *dir, VolumeFormat format, float *reread,
                                VolumeWriteReport *report, MrError *err) {
@@ -226,8 +255,9 @@ Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, c
   if (!set->volume || !d->root || !set->files)
     return mr_error_set(err, STATUS_ERR_ARG,
                         "the data holds no DICOM or NIfTI volumes to write back");
+  Status s = volumes_check_out_dir(d, dir, err);
+  if (s != STATUS_OK) return s;
   const size_t per = (size_t)set->c * set->h * set->w;
-  Status s = STATUS_OK;
   for (int i = 0; s == STATUS_OK && i < n; i = dataset_volume_end(set, i)) {
     if (set->volume[i] < 0) continue;
     const int end = dataset_volume_end(set, i);
