@@ -479,6 +479,8 @@ int dataset_volume_end(const Dataset *d, int i);
 /* The name of the volume image i is a slice of: its path relative to the data root
  * (the slice's id without ":Z"). */
 const char *dataset_volume_name(const Dataset *d, int i, char *buf, size_t n);
+/* A volume's hashed id (16 hex digits): of its slices' ids, images [first, end). */
+const char *dataset_volume_hash(const Dataset *d, int first, int end, char *buf, size_t n);
 /* The argmax of the mean of probs' rows [first, end) (k classes each); the mean into
  * mean (k) unless NULL. */
 int volume_mean_prediction(const float *probs, int k, int first, int end, double *mean);

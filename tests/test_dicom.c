@@ -800,7 +800,7 @@ static void test_volume_folder(void **state) {
   int rows = 0, slices = 0, n_slices;
   char line[512];
   while (fgets(line, sizeof line, f))
-    if (rows++ && sscanf(strchr(line, ',') + 1, "%d", &n_slices) == 1) {
+    if (rows++ && sscanf(strchr(strchr(line, ',') + 1, ',') + 1, "%d", &n_slices) == 1) {
       if (n_slices != 3 && n_slices != 4) fail_msg("a volume of %d slices: %s", n_slices, line);
       slices += n_slices;
     }

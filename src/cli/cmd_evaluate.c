@@ -164,7 +164,7 @@ static int write_volume_predictions(const Loaded *l, const char *out) {
     free(mean);
     return EXIT_RUNTIME;
   }
-  fprintf(af.f, "volume,slices,true,predicted,confidence");
+  fprintf(af.f, "volume,id,slices,true,predicted,confidence");
   for (int j = 0; j < l->k; j++) {
     snprintf(col, sizeof col, "p_%s", net_class_name(l->net, j, buf));
     fputc(',', af.f);
@@ -181,7 +181,7 @@ static int write_volume_predictions(const Loaded *l, const char *out) {
     const int pred = volume_mean_prediction(l->probs, l->k, i, j, mean);
     const int y = l->set->labels[i];
     csv_write_field(af.f, dataset_volume_name(l->set, i, id, sizeof id));
-    fprintf(af.f, ",%d,", j - i);
+    fprintf(af.f, ",%s,%d,", dataset_volume_hash(l->set, i, j, id, sizeof id), j - i);
     csv_write_field(af.f, y >= 0 ? net_class_name(l->net, y, buf) : "");
     fputc(',', af.f);
     csv_write_field(af.f, net_class_name(l->net, pred, buf));

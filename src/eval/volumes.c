@@ -22,6 +22,17 @@ const char *dataset_volume_name(const Dataset *d, int i, char *buf, size_t n) {
   return buf;
 }
 
+const char *dataset_volume_hash(const Dataset *d, int first, int end, char *buf, size_t n) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a over the slices' ids */
+  for (int i = first; i < end; i++) {
+    char id[24];
+    dataset_image_hash(d, i, id, sizeof id);
+    for (const char *p = id; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+  }
+  snprintf(buf, n, "%016llx", (unsigned long long)h);
+  return buf;
+}
+
 int volume_mean_prediction(const float *probs, int k, int first, int end, double *mean) {
   int best = 0;
   double best_p = -1;

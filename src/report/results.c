@@ -350,6 +350,8 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
       cJSON *o = cJSON_CreateObject();
       char name[4200];
       cJSON_AddStringToObject(o, "volume", dataset_volume_name(d, v->first, name, sizeof name));
+      cJSON_AddStringToObject(
+          o, "id", dataset_volume_hash(d, v->first, v->first + v->slices, name, sizeof name));
       cJSON_AddNumberToObject(o, "slices", v->slices);
       if (v->label >= 0) cJSON_AddStringToObject(o, "true", net_class_name(net, v->label, buf));
       cJSON_AddStringToObject(o, "predicted", net_class_name(net, v->pred, buf));
@@ -370,7 +372,7 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
   const double step = data_grey_step(d ? d->bits : 0);
   if (r->n_volumes && d) {
     report_text_add(&csv,
-                    "rank,volume,slices,true,predicted,confidence,min_eps,flips_to,flagged,"
+                    "rank,volume,id,slices,true,predicted,confidence,min_eps,flips_to,flagged,"
                     "misclassified\n");
     for (int i = 0; i < r->n_volumes; i++) {
       const VolumeTriageItem *v = &r->volumes[i];
@@ -378,7 +380,9 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
       if (isfinite(v->min_eps)) snprintf(eps, sizeof eps, "%.6g", v->min_eps);
       report_text_add(&csv, "%d,", i + 1);
       report_text_field(&csv, dataset_volume_name(d, v->first, name, sizeof name));
-      report_text_add(&csv, ",%d,", v->slices);
+      report_text_add(&csv, ",%s,%d,",
+                      dataset_volume_hash(d, v->first, v->first + v->slices, name, sizeof name),
+                      v->slices);
       report_text_field(&csv, v->label >= 0 ? net_class_name(net, v->label, buf) : "");
       report_text_add(&csv, ",");
       report_text_field(&csv, net_class_name(net, v->pred, buf));
