@@ -33,8 +33,10 @@ void cli_data_notes(const DataSplits *d) {
   if (d->volumes && d->window.width > 0) {
     char w[96];
     window_describe(&d->window, w, sizeof w);
-    fprintf(stderr, "medrobust: %d DICOM/NIfTI volumes read as axial slices, window %s\n",
-            d->volumes, w);
+    fprintf(stderr, "medrobust: %d DICOM/NIfTI volumes read as axial slices%s, window %s",
+            d->volumes, d->mask_slices ? " (those their masks touch)" : "", w);
+    if (d->spacing > 0) fprintf(stderr, ", resampled to %g mm per pixel", d->spacing);
+    fprintf(stderr, "\n");
   } else if (d->volumes) {
     fprintf(stderr,
             "medrobust: warning: %d DICOM/NIfTI volumes each scaled to its own range; give "
