@@ -1,9 +1,13 @@
 /* Engine throughput: inference (net_predict), one PGD step (forward + gradient to the input)
  * and one SGD training step, in images/s, for the bench models at 28x28 and
  * 64x64, batch 128, and paper 002's mobilenet, densenet and unet (per-pixel
- * targets) at 64x64 and 128x128, batch 32; or one model file (--model, .onnx too) or family.
- * Prints CSV rows: model,size,op,images_per_s.
- * usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]]
+ * targets) at 64x64 and 128x128, batch 32; with --large, resnet50, vgg16, mobilenet and
+ * densenet121 at 224x224 with 3 channels, batch 32 (the papers' ImageNet-sized input);
+ * or one model file (--model, .onnx too) or family. --op times one operation only (a
+ * process's peak RSS is then that operation's: bench/memory.sh).
+ * Prints CSV rows: model,size,channels,op,images_per_s.
+ * usage: bench_engine [--threads N] [--batch B] [--quick] [--large] [--only MODEL[:SIZE]]
+ *                     [--op forward|pgd_step|train_step]
  *        bench_engine --model FILE | --family NAME [--size N] [--channels C]
  *                     [--label NAME] [--threads N] [--batch B] [--quick] */
 #include <omp.h>
@@ -69,8 +73,9 @@ static double measure(BenchCtx *c, BenchOp op, int reps) {
   return rates[reps / 2];
 }
 
-/* One CSV row per operation for a net at a batch size; 0, or 1 after printing why. */
-static int bench_net(Net *net, const char *label, int size, int batch, int reps) {
+/* One CSV row per operation (or only `only_op`, >= 0) for a net at a batch size; 0, or 1
+ * after printing why. */
+static int bench_net(Net *net, const char *label, int size, int batch, int reps, int only_op) {
   MrError err = {0};
   if (net_plan(net, batch, &err) != STATUS_OK) {
     fprintf(stderr, "%s: %s\n", label, err.msg);
@@ -90,7 +95,9 @@ static int bench_net(Net *net, const char *label, int size, int batch, int reps)
   optim_init(&opt, OPTIM_SGD, net_param_count(net), NULL);
   c.opt = &opt;
   for (int op = 0; op < 3; op++) {
-    printf("%s,%d,%s,%.1f\n", label, size, op_names[op], measure(&c, (BenchOp)op, reps));
+    if (only_op >= 0 && op != only_op) continue;
+    printf("%s,%d,%d,%s,%.1f\n", label, size, net_spec(net)->in_c, op_names[op],
+           measure(&c, (BenchOp)op, reps));
     fflush(stdout);
   }
   optim_free(&opt);
@@ -99,7 +106,7 @@ static int bench_net(Net *net, const char *label, int size, int batch, int reps)
 }
 
 int main(int argc, char **argv) {
-  int threads = 2, batch = 128, reps = 3, only_size = 0;
+  int threads = 2, batch = 128, reps = 3, only_size = 0, large = 0, only_op = -1;
   char only_model[64] = "";
   const char *model_file = NULL, *label = NULL, *family = NULL;
   int size = 64, channels = 1;
@@ -110,7 +117,17 @@ int main(int argc, char **argv) {
       batch = atoi(argv[++i]);
     else if (strcmp(argv[i], "--quick") == 0)
       reps = 1;
-    else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
+    else if (strcmp(argv[i], "--large") == 0)
+      large = 1;
+    else if (strcmp(argv[i], "--op") == 0 && i + 1 < argc) {
+      const char *name = argv[++i];
+      for (int op = 0; op < 3; op++)
+        if (!strcmp(name, op_names[op])) only_op = op;
+      if (only_op < 0) {
+        fprintf(stderr, "bench_engine: --op takes forward, pgd_step or train_step\n");
+        return 2;
+      }
+    } else if (strcmp(argv[i], "--model") == 0 && i + 1 < argc)
       model_file = argv[++i];
     else if (strcmp(argv[i], "--label") == 0 && i + 1 < argc)
       label = argv[++i];
@@ -126,7 +143,8 @@ int main(int argc, char **argv) {
       if (colon) *colon = '\0', only_size = atoi(colon + 1);
     } else {
       fprintf(stderr,
-              "usage: bench_engine [--threads N] [--batch B] [--quick] [--only MODEL[:SIZE]]\n"
+              "usage: bench_engine [--threads N] [--batch B] [--quick] [--large] "
+              "[--only MODEL[:SIZE]] [--op OP]\n"
               "       bench_engine --model FILE | --family NAME [--size N] [--channels C]\n"
               "                    [--label NAME] [--threads N] [--batch B] [--quick]\n");
       return 2;
@@ -141,43 +159,45 @@ int main(int argc, char **argv) {
       fprintf(stderr, "%s\n", err.msg);
       return 1;
     }
-    printf("model,size,op,images_per_s\n");
+    printf("model,size,channels,op,images_per_s\n");
     const int rc = bench_net(net,
                              label    ? label
                              : family ? family
                                       : model_file,
-                             net_spec(net)->in_h, batch, reps);
+                             net_spec(net)->in_h, batch, reps, only_op);
     net_free(net);
     return rc;
   }
   /* the classic rows at --batch, then paper 002's families at batch 32 */
   typedef struct {
     const char *model;
-    int size, batch;
+    int size, batch, channels;
   } Row;
-  Row rows[32];
+  Row rows[40];
   int n_rows = 0;
   const int classic_sizes[2] = {28, 64}, new_sizes[2] = {64, 128};
   const char *classic[] = {"cbr-larget", "cnn", "resnet8", "resnet20"};
   const char *paper002[] = {"mobilenet", "densenet", "unet"};
   for (int s = 0; s < 2; s++)
-    for (int m = 0; m < 4; m++) rows[n_rows++] = (Row){classic[m], classic_sizes[s], batch};
+    for (int m = 0; m < 4; m++) rows[n_rows++] = (Row){classic[m], classic_sizes[s], batch, 1};
   for (int s = 0; s < 2; s++)
-    for (int m = 0; m < 3; m++) rows[n_rows++] = (Row){paper002[m], new_sizes[s], 32};
-  printf("model,size,op,images_per_s\n");
+    for (int m = 0; m < 3; m++) rows[n_rows++] = (Row){paper002[m], new_sizes[s], 32, 1};
+  const char *imagenet[] = {"resnet50", "vgg16", "mobilenet", "densenet121"};
+  for (int m = 0; large && m < 4; m++) rows[n_rows++] = (Row){imagenet[m], 224, 32, 3};
+  printf("model,size,channels,op,images_per_s\n");
   for (int r = 0; r < n_rows; r++) {
     const Row *row = &rows[r];
     if ((only_model[0] && strcmp(only_model, row->model) != 0) ||
         (only_size && only_size != row->size))
       continue;
-    ModelSpec spec = model_spec_default(row->model, 1, row->size, row->size, 2);
+    ModelSpec spec = model_spec_default(row->model, row->channels, row->size, row->size, 2);
     MrError err = {0};
     Net *net = model_build(&spec, 1, &err);
     if (!net) {
       fprintf(stderr, "%s: %s\n", row->model, err.msg);
       return 1;
     }
-    const int rc = bench_net(net, row->model, row->size, row->batch, reps);
+    const int rc = bench_net(net, row->model, row->size, row->batch, reps, only_op);
     net_free(net);
     if (rc) return rc;
   }

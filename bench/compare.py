@@ -10,22 +10,26 @@ def load(path):
         return list(csv.DictReader(f))
 
 
-ours = {(r["model"], r["size"], r["op"]): float(r["images_per_s"]) for r in load(sys.argv[1])}
+def key(r):
+    return (r["model"], r["size"], r.get("channels", "1"), r["op"])
+
+
+ours = {key(r): float(r["images_per_s"]) for r in load(sys.argv[1])}
 theirs = {}
 for r in load(sys.argv[2]):
-    theirs.setdefault((r["model"], r["size"], r["op"]), {})[r.get("config", "default")] = float(
-        r["images_per_s"])
+    theirs.setdefault(key(r), {})[r.get("config", "default")] = float(r["images_per_s"])
 print("| model | input | operation | medrobust img/s | PyTorch default | channels_last | frozen "
       "| best PyTorch | ratio to best |")
 print("|---|---|---|---:|---:|---:|---:|---|---:|")
-for key, rate in ours.items():
-    cfg = theirs.get(key, {})
+for k, rate in ours.items():
+    cfg = theirs.get(k, {})
     best = max(cfg, key=cfg.get) if cfg else None
 
     def cell(name):
         return "%.0f" % cfg[name] if name in cfg else "-"
 
     ratio = "%.2f" % (rate / cfg[best]) if best else "-"
-    print("| %s | %sx%s | %s | %.0f | %s | %s | %s | %s | %s |" % (
-        key[0], key[1], key[1], key[2], rate, cell("default"), cell("channels_last"),
-        cell("frozen"), best or "-", ratio))
+    model, size, channels, op = k
+    print("| %s | %sx%s%s | %s | %.0f | %s | %s | %s | %s | %s |" % (
+        model, size, size, "x%s" % channels if channels != "1" else "", op, rate,
+        cell("default"), cell("channels_last"), cell("frozen"), best or "-", ratio))

@@ -3,7 +3,9 @@ batch and thread count, the same three operations, each in the configurations a
 performance-minded PyTorch user would try (issue 16): the default NCHW layout,
 channels_last (model and input), and for the forward pass a frozen TorchScript
 module (torch.jit.freeze + torch.jit.optimize_for_inference, on channels_last).
-CSV rows model,size,op,config,images_per_s. Run with Debian's /usr/bin/python3."""
+--large adds resnet50, vgg16, mobilenet and densenet121 at 224x224 with 3 channels, batch
+32; --op=NAME and --config=NAME time one operation in one configuration (bench/memory.sh).
+CSV rows model,size,channels,op,config,images_per_s. Run with Debian's /usr/bin/python3."""
 import sys
 import time
 
@@ -34,19 +36,26 @@ def main():
     reps = 1 if "--quick" in sys.argv else 3
     only = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")), "")
     only_model, _, only_size = only.partition(":")
+    only_op = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--op=")), "")
+    only_config = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "")
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    print("model,size,op,config,images_per_s")
-    rows = [(a, s, batch) for s in (28, 64) for a in ("cbr-larget", "cnn", "resnet8", "resnet20")]
-    rows += [(a, s, 32) for s in (64, 128) for a in ("mobilenet", "densenet", "unet")]
-    for arch, size, n in rows:
+    print("model,size,channels,op,config,images_per_s")
+    rows = [(a, s, batch, 1) for s in (28, 64)
+            for a in ("cbr-larget", "cnn", "resnet8", "resnet20")]
+    rows += [(a, s, 32, 1) for s in (64, 128) for a in ("mobilenet", "densenet", "unet")]
+    if "--large" in sys.argv:
+        rows += [(a, 224, 32, 3) for a in ("resnet50", "vgg16", "mobilenet", "densenet121")]
+    for arch, size, n, ch in rows:
         if (only_model and arch != only_model) or (only_size and int(only_size) != size):
             continue
         pixels = size * size if arch == "unet" else 1  # per-pixel targets for unet
         y = (torch.arange(n * pixels) % 2).reshape((n, size, size) if pixels > 1 else (n,))
         for config in ("default", "channels_last", "frozen"):
-            model = tm.build(tm.default_spec(arch, 1, size, 2))
-            x = torch.rand(n, 1, size, size)
+            if only_config and config != only_config:
+                continue
+            model = tm.build(tm.default_spec(arch, ch, size, 2))
+            x = torch.rand(n, ch, size, size)
             if config != "default":
                 model = model.to(memory_format=torch.channels_last)
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -78,8 +87,10 @@ def main():
             ops = (("forward", forward),) if frozen else (
                 ("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step))
             for name, fn in ops:
-                print("%s,%d,%s,%s,%.1f" % (arch, size, name, config, measure(fn, n, reps)),
-                      flush=True)
+                if only_op and name != only_op:
+                    continue
+                print("%s,%d,%d,%s,%s,%.1f" % (arch, size, ch, name, config,
+                                               measure(fn, n, reps)), flush=True)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ static void test_bounded_attacks(void **state) {
   check_attack(ATTACK_SQUARE, NORM_LINF, TARGET_NONE, 0.05f);
   check_attack(ATTACK_DEEPFOOL, NORM_L2, TARGET_NONE, 0.0f); /* unbounded: [0,1] and the loss */
   check_attack(ATTACK_CW, NORM_L2, TARGET_NONE, 0.0f);
+  check_attack(ATTACK_FMN, NORM_LINF, TARGET_NONE, 0.0f);
+  check_attack(ATTACK_FMN, NORM_L2, TARGET_NONE, 0.0f);
 }
 
 static void test_targeted_attacks(void **state) {
@@ -129,6 +131,55 @@ static void test_targeted_attacks(void **state) {
     check_attack(kinds[k], NORM_LINF, TARGET_LEAST_LIKELY, 0.03f);
   }
   check_attack(ATTACK_CW, NORM_L2, TARGET_CLASS, 0.0f);
+  check_attack(ATTACK_FMN, NORM_LINF, TARGET_CLASS, 0.0f);
+}
+
+static double linf_dist(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+  return m;
+}
+
+/* FMN's point is adversarial whenever it moved, and it is smaller than a bounded attack's: every
+ * image PGD fools at eps, FMN fools within eps (L-inf) -- in one run, short or long. */
+static void test_fmn_minimal(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  const size_t per = 784;
+  float *pg = malloc(sizeof(float) * per * B), *fm = malloc(sizeof(float) * per * B);
+  float probs_p[2 * B], probs_f[2 * B], probs_x[2 * B];
+  MrError err = {0};
+  const float eps = 0.006f;
+  AttackOptions o = attack_options_default(ATTACK_PGD);
+  o.eps = eps, o.iters = 20;
+  assert_int_equal(attack_run(net, &o, t->images, t->labels, B, pg, &err), STATUS_OK);
+  net_predict(net, pg, B, probs_p);
+  net_predict(net, t->images, B, probs_x);
+  const int steps[] = {100, 15};
+  for (int s = 0; s < 2; s++) {
+    o = attack_options_default(ATTACK_FMN);
+    o.iters = steps[s];
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, fm, &err), STATUS_OK);
+    net_predict(net, fm, B, probs_f);
+    int pgd_fooled = 0, fmn_within = 0, moved = 0;
+    double sum = 0;
+    for (int i = 0; i < B; i++) {
+      const int fooled_f = (probs_f[2 * i + 1] > probs_f[2 * i]) != t->labels[i],
+                fooled_p = (probs_p[2 * i + 1] > probs_p[2 * i]) != t->labels[i],
+                clean_ok = (probs_x[2 * i + 1] > probs_x[2 * i]) == t->labels[i];
+      const double size = linf_dist(fm + per * i, t->images + per * i, per);
+      if (size > 0) moved++, assert_true(fooled_f); /* it moves only to an adversarial point */
+      if (!clean_ok || !fooled_p) continue;
+      pgd_fooled++, sum += size, fmn_within += fooled_f && size <= eps;
+    }
+    print_message(
+        "  fmn %d steps: %d moved; PGD fooled %d at eps %g, FMN within it on %d (mean "
+        "%.4g)\n",
+        steps[s], moved, pgd_fooled, eps, fmn_within, pgd_fooled ? sum / pgd_fooled : 0);
+    assert_true(pgd_fooled >= 10);
+    assert_true(fmn_within >= pgd_fooled * 9 / 10);
+  }
+  free(pg), free(fm);
 }
 
 /* An option an attack cannot honour is refused, never silently dropped:
@@ -390,13 +441,71 @@ static void test_attack_scratch_planned(void **state) {
   free(adv), free(again);
 }
 
+/* Each image draws from its own random stream and decided images leave the batch, so an
+ * image's adversarial example is the same whatever shares its batch: attacked with the rest,
+ * alone, or among a shuffled few (AttackOptions.index) -- bit for bit. */
+static void test_attack_batch_independent(void **state) {
+  (void)state;
+  const Dataset *t = &data->split[SPLIT_TEST];
+  const size_t per = 784;
+  float *all = malloc(sizeof(float) * per * B), *one = malloc(sizeof(float) * per * B);
+  float *x = malloc(sizeof(float) * per * B);
+  int y[B], index[B];
+  MrError err = {0};
+  const struct {
+    AttackKind kind;
+    Norm norm;
+    int restarts;
+  } cases[] = {{ATTACK_PGD, NORM_LINF, 2},     {ATTACK_PGD, NORM_L2, 1},
+               {ATTACK_BIM, NORM_LINF, 1},     {ATTACK_MIFGSM, NORM_LINF, 1},
+               {ATTACK_APGD_CE, NORM_LINF, 2}, {ATTACK_APGD_MARGIN, NORM_L2, 1},
+               {ATTACK_SQUARE, NORM_LINF, 1}};
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    AttackOptions o = attack_options_default(cases[k].kind);
+    o.norm = cases[k].norm, o.restarts = cases[k].restarts, o.queries = 100, o.iters = 12;
+    o.eps = cases[k].norm == NORM_LINF ? 0.004f : 0.08f, o.seed = 7;
+    o.index_base = 100;
+    assert_int_equal(attack_run(net, &o, t->images, t->labels, B, all, &err), STATUS_OK);
+    /* some fooled early, some never: both paths are exercised */
+    float probs[2 * B];
+    net_predict(net, all, B, probs);
+    int fooled = 0;
+    for (int i = 0; i < B; i++) fooled += (probs[2 * i + 1] > probs[2 * i]) != t->labels[i];
+    print_message("%s %s: %d of %d fooled\n", attack_name(o.kind),
+                  o.norm == NORM_LINF ? "linf" : "l2", fooled, B);
+    assert_true(fooled > 0 && fooled < B);
+    for (int i = 0; i < 5; i++) { /* alone */
+      AttackOptions a = o;
+      a.index_base = 100 + i;
+      assert_int_equal(
+          attack_run(net, &a, t->images + per * i, t->labels + i, 1, one + per * i, &err),
+          STATUS_OK);
+      assert_memory_equal(one + per * i, all + per * i, sizeof(float) * per);
+    }
+    /* every third image, last first, named by index */
+    int n = 0;
+    for (int i = B - 1; i >= 0; i -= 3, n++) {
+      memcpy(x + per * n, t->images + per * i, sizeof(float) * per);
+      y[n] = t->labels[i], index[n] = 100 + i;
+    }
+    AttackOptions a = o;
+    a.index = index;
+    assert_int_equal(attack_run(net, &a, x, y, n, one, &err), STATUS_OK);
+    for (int j = 0; j < n; j++)
+      assert_memory_equal(one + per * j, all + per * (index[j] - 100), sizeof(float) * per);
+  }
+  free(all), free(one), free(x);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_attack_batch_independent),
       cmocka_unit_test(test_bounded_attacks),
       cmocka_unit_test(test_targeted_attacks),
       cmocka_unit_test(test_crafting_in_training_mode),
       cmocka_unit_test(test_fgsm_closed_form_linear),
       cmocka_unit_test(test_minimal_attacks_beat_fgsm),
+      cmocka_unit_test(test_fmn_minimal),
       cmocka_unit_test(test_standard_suite_worst_case),
       cmocka_unit_test(test_jsma),
       cmocka_unit_test(test_bad_options),

@@ -87,7 +87,7 @@ static void test_usage_errors(void **state) {
   expect(2, "unknown attack 'nosuch'", "eval --model m --data d --out o --attacks pgd,nosuch");
   expect(2, "--eps '-0.1' must be a number in [0, 1]",
          "eval --model m --data d --out o --eps 0.01,-0.1");
-  expect(2, "--attack must be fgsm, bim, pgd or mifgsm",
+  expect(2, "--attack must be fgsm, bim, pgd, mifgsm (bisection) or fmn",
          "triage --model m --data d --out o --attack cw");
   expect(2, "which folder", "report");
   expect(2, "--models needs at least two files", "compare --models a --data d --out o");

@@ -188,6 +188,87 @@ static void test_triage_brackets_flip(void **state) {
   assert_non_null(strstr(err.msg, "not square"));
 }
 
+/* Triage by one FMN run: the ranking is sorted, no eps below is claimed, and its bound is no
+ * looser than the BIM bisection's on most images (it is a minimal-norm attack). */
+static void test_triage_fmn_against_bisection(void **state) {
+  (void)state;
+  Dataset test = data->split[SPLIT_TEST];
+  test.n = 64;
+  TriageOptions o = triage_options_default();
+  o.attack = attack_options_default(ATTACK_BIM);
+  o.eps_max = 0.1f, o.tol = 1e-4f, o.batch = 32;
+  TriageResult bis, fmn;
+  MrError err = {0};
+  assert_int_equal(triage_run(plain, &test, &o, NULL, NULL, &bis, &err), STATUS_OK);
+  o.attack = attack_options_default(ATTACK_FMN);
+  o.attack.iters = TRIAGE_FMN_STEPS;
+  assert_int_equal(triage_run(plain, &test, &o, NULL, NULL, &fmn, &err), STATUS_OK);
+  assert_true(fmn.one_run && !bis.one_run);
+  float by_index[64];
+  for (int i = 0; i < bis.n; i++) by_index[bis.items[i].index] = bis.items[i].min_eps;
+  int no_larger = 0, found = 0;
+  for (int i = 0; i < fmn.n; i++) {
+    const TriageItem *t = &fmn.items[i];
+    if (i) assert_true(fmn.items[i - 1].min_eps <= t->min_eps);
+    assert_true(isinf(t->min_eps) ? t->flip_class < 0 && t->eps_below == o.eps_max
+                                  : t->flip_class >= 0 && t->eps_below == 0.0f);
+    found += isfinite(t->min_eps);
+    no_larger += t->min_eps <= by_index[t->index];
+  }
+  print_message("  fmn: %d of %d flipped below eps_max; no larger than bisection on %d\n", found,
+                fmn.n, no_larger);
+  assert_true(found >= 32);
+  assert_true(no_larger >= fmn.n * 9 / 10);
+  triage_free(&bis), triage_free(&fmn);
+}
+
+/* The eps carry: an image fooled at a smaller eps is not attacked again. Accuracy is never
+ * above the uncarried sweep's; every image not carried gets the uncarried sweep's answer (its
+ * own random stream, whatever else is in its batch); rows keep the order asked. */
+static void test_sweep_carry(void **state) {
+  (void)state;
+  Dataset test = data->split[SPLIT_TEST];
+  test.n = 80;
+  const AttackKind kinds[] = {ATTACK_PGD, ATTACK_FGSM};
+  const float eps[] = {0.03f, 0.005f, 0.015f};
+  SweepOptions so = {.attacks = kinds,
+                     .n_attacks = 2,
+                     .eps = eps,
+                     .n_eps = 3,
+                     .base = attack_options_default(ATTACK_PGD),
+                     .batch = 32};
+  so.base.iters = 0;
+  SweepResult fresh, carried;
+  MrError err = {0};
+  assert_int_equal(robustness_sweep(plain, &test, &so, NULL, NULL, &fresh, &err), STATUS_OK);
+  so.carry = 1;
+  assert_int_equal(robustness_sweep(plain, &test, &so, NULL, NULL, &carried, &err), STATUS_OK);
+  assert_int_equal(carried.n_rows, 6);
+  int total_carried = 0;
+  for (int i = 0; i < 6; i++) {
+    const SweepRow *f = &fresh.rows[i], *c = &carried.rows[i];
+    assert_float_equal(c->eps, eps[i % 3], 0);
+    assert_string_equal(c->attack, attack_name(kinds[i / 3]));
+    assert_true(c->accuracy <= f->accuracy);
+    total_carried += c->carried;
+    print_message("  %s eps %g: accuracy %.3f fresh, %.3f carried (%d carried)\n", c->attack,
+                  c->eps, f->accuracy, c->accuracy, c->carried);
+  }
+  for (int a = 0; a < 2; a++) { /* eps ascending: 0.005 (row 1), 0.015 (row 2), 0.03 (row 0) */
+    const SweepRow *lo = &carried.rows[3 * a + 1], *mid = &carried.rows[3 * a + 2],
+                   *hi = &carried.rows[3 * a];
+    assert_int_equal(lo->carried, 0);
+    assert_true(mid->accuracy <= lo->accuracy && hi->accuracy <= mid->accuracy);
+    for (int i = 0; i < test.n; i++) {
+      const int fooled_before = lo->pred[i] != test.labels[i];
+      /* not carried into the middle eps: attacked as in the fresh sweep */
+      if (!fooled_before) assert_int_equal(mid->pred[i], fresh.rows[3 * a + 2].pred[i]);
+    }
+  }
+  assert_true(total_carried > 0);
+  sweep_result_free(&fresh), sweep_result_free(&carried);
+}
+
 /* Volumes of slices (Dataset.volume): the mean-probability prediction by hand, and volume
  * triage's bracket replayed: at each volume's min_eps attacking every slice away from its
  * class changes the mean prediction, at eps_below it does not. */
@@ -562,6 +643,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sweep_and_checks),
       cmocka_unit_test(test_triage_brackets_flip),
+      cmocka_unit_test(test_triage_fmn_against_bisection),
+      cmocka_unit_test(test_sweep_carry),
       cmocka_unit_test(test_volume_triage_brackets_flip),
       cmocka_unit_test(test_constant_classifier_caught),
       cmocka_unit_test(test_deferral_by_hand),

@@ -2,7 +2,7 @@
 # (a killed script re-run continues where it stopped; training resumes from
 # its checkpoint). Sourced, not run.
 set -e
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 shared=${SHARED:-$root/../shared/data}
 threads=${THREADS:-2}
 mr="$root/build/medrobust"

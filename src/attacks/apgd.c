@@ -5,7 +5,8 @@
  * raised the loss, or when neither the step nor the best loss changed; it
  * then restarts from the best point. Loss: cross-entropy (apgd-ce) or, for
  * apgd-dlr, the DLR loss with 3+ classes and the C&W margin with 2 (DLR is
- * undefined there). Misclassified iterates are kept, as AutoAttack does.
+ * undefined there). Misclassified iterates are kept, as AutoAttack does, and
+ * their images leave the batch (their steps and checkpoints are their own).
  * APGD-CE also runs targeted (the target's cross-entropy descended, success
  * when the target is reached); targeted DLR (4+ classes) is not implemented. */
 #include <math.h>
@@ -28,86 +29,106 @@ static int checkpoints(int *w, int max, int n_iter) {
 
 Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    float *x_adv) {
-  const int B = c->batch, N = o->iters;
-  const size_t n = c->per * B;
+  const int N = o->iters;
+  const size_t n = c->per * c->batch, row = sizeof(float) * c->per;
   /* targeted (APGD-CE only): descend the target's cross-entropy */
   const LossKind loss = o->kind == ATTACK_APGD_CE
                             ? (o->target == TARGET_NONE ? LOSS_CE : LOSS_CE_TARGET)
                         : c->k >= 3 ? LOSS_DLR
                                     : LOSS_MARGIN;
   float *cur = attack_scratch(c, sizeof(float) * n), *prev = attack_scratch(c, sizeof(float) * n),
-        *g = attack_scratch(c, sizeof(float) * n);
+        *g = attack_scratch(c, sizeof(float) * n), *x0 = attack_scratch(c, sizeof(float) * n);
   float *xmax = attack_scratch(c, sizeof(float) * n), *gmax = attack_scratch(c, sizeof(float) * n),
         *z = attack_scratch(c, sizeof(float) * n);
-  float *fmax_ = attack_scratch(c, sizeof(float) * B), *eta = attack_scratch(c, sizeof(float) * B),
-        *f_prev = attack_scratch(c, sizeof(float) * B);
-  float *fmax_ckpt = attack_scratch(c, sizeof(float) * B),
-        *eta_ckpt = attack_scratch(c, sizeof(float) * B);
-  int *ups = attack_scratch(c, sizeof(int) * B), *done = attack_scratch(c, sizeof(int) * B),
-      *labels = attack_scratch(c, sizeof(int) * B);
-  if (!cur || !prev || !g || !xmax || !gmax || !z || !fmax_ || !eta || !f_prev || !fmax_ckpt ||
-      !eta_ckpt || !ups || !done || !labels) {
+  const size_t per_image = sizeof(float) * c->batch;
+  float *fmax_ = attack_scratch(c, per_image), *eta = attack_scratch(c, per_image),
+        *f_prev = attack_scratch(c, per_image), *fmax_ckpt = attack_scratch(c, per_image),
+        *eta_ckpt = attack_scratch(c, per_image), *best_seen = attack_scratch(c, per_image);
+  int *ups = attack_scratch(c, sizeof(int) * c->batch),
+      *done = attack_scratch(c, sizeof(int) * c->batch), *labels = attack_label_scratch(c),
+      *truth = attack_label_scratch(c);
+  if (!cur || !prev || !g || !x0 || !xmax || !gmax || !z || !fmax_ || !eta || !f_prev ||
+      !fmax_ckpt || !eta_ckpt || !best_seen || !ups || !done || !labels || !truth) {
     return STATUS_ERR_NOMEM;
   }
   attack_labels(c, o, x, y, labels);
+  memcpy(x0, x, sizeof(float) * n);
+  memcpy(truth, y, sizeof(int) * c->n_labels);
+  const AttackRows rows[] = {{cur, row},
+                             {prev, row},
+                             {g, row},
+                             {x0, row},
+                             {xmax, row},
+                             {gmax, row},
+                             {z, row},
+                             {fmax_, sizeof(float)},
+                             {eta, sizeof(float)},
+                             {f_prev, sizeof(float)},
+                             {fmax_ckpt, sizeof(float)},
+                             {eta_ckpt, sizeof(float)},
+                             {best_seen, sizeof(float)},
+                             {ups, sizeof(int)},
+                             {done, sizeof(int)},
+                             {labels, sizeof(int)},
+                             {truth, sizeof(int)}};
+  const int n_rows = sizeof rows / sizeof *rows;
   int w[64];
   const int n_ckpt = checkpoints(w, 64, N);
   /* the clean image is the first candidate (x_adv holds it already) */
-  attack_loss_grad(c, x, labels, loss, NULL);
-  float *best_seen = attack_scratch(c, sizeof(float) * B);
-  if (!best_seen) return STATUS_ERR_NOMEM;
-  for (int b = 0; b < B; b++)
-    best_seen[b] = c->loss[b], done[b] = attack_succeeded(o, c->pred[b], y[b], labels[b]);
-  Rng rng;
-  rng_seed(&rng, o->seed);
+  attack_loss_grad(c, x0, labels, loss, NULL);
+  for (int b = 0; b < c->batch; b++)
+    best_seen[b] = c->loss[b], done[b] = attack_succeeded(o, c->pred[b], truth[b], labels[b]);
   for (int r = 0; r < o->restarts; r++) {
-    random_start(cur, x, B, c->per, o->norm, c->eps, &rng);
+    if (!attack_drop_done(c, done, rows, n_rows)) break;
+    const int B = c->batch;
+    random_start(cur, x0, B, c->per, o->norm, c->eps, c->rng);
     attack_loss_grad(c, cur, labels, loss, g);
     for (int b = 0; b < B; b++) {
       fmax_[b] = f_prev[b] = fmax_ckpt[b] = c->loss[b];
       eta[b] = eta_ckpt[b] = 2.0f * c->eps[b];
       ups[b] = 0;
     }
-    keep_strongest(c, o, y, labels, cur, x_adv, best_seen, done);
-    memcpy(xmax, cur, sizeof(float) * n);
-    memcpy(gmax, g, sizeof(float) * n);
-    memcpy(prev, cur, sizeof(float) * n);
+    keep_strongest(c, o, truth, labels, cur, x_adv, best_seen, done);
+    memcpy(xmax, cur, row * B);
+    memcpy(gmax, g, row * B);
+    memcpy(prev, cur, row * B);
     int next_ckpt = 1;
-    for (int k = 0; k < N; k++) {
+    for (int k = 0; k < N && attack_drop_done(c, done, rows, n_rows); k++) {
+      const int rows_now = c->batch;
       /* z = P(x_k + eta s(g)); x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1})) */
-      for (int b = 0; b < B; b++) {
-        memcpy(z + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+      for (int b = 0; b < rows_now; b++) {
+        memcpy(z + c->per * b, cur + c->per * b, row);
         ascend(z + c->per * b, g + c->per * b, 1, c->per, o->norm, &eta[b]);
       }
-      project(z, x, B, c->per, o->norm, c->eps);
+      project(z, x0, rows_now, c->per, o->norm, c->eps);
       const float a = k == 0 ? 1.0f : 0.75f;
-      for (size_t i = 0; i < n; i++) {
+      for (size_t i = 0; i < c->per * rows_now; i++) {
         const float next = cur[i] + a * (z[i] - cur[i]) + (1 - a) * (cur[i] - prev[i]);
         prev[i] = cur[i];
         cur[i] = next;
       }
-      project(cur, x, B, c->per, o->norm, c->eps);
+      project(cur, x0, rows_now, c->per, o->norm, c->eps);
       attack_loss_grad(c, cur, labels, loss, g);
-      for (int b = 0; b < B; b++) {
+      for (int b = 0; b < rows_now; b++) {
         if (c->loss[b] > f_prev[b]) ups[b]++;
         f_prev[b] = c->loss[b];
         if (c->loss[b] > fmax_[b]) {
           fmax_[b] = c->loss[b];
-          memcpy(xmax + c->per * b, cur + c->per * b, sizeof(float) * c->per);
-          memcpy(gmax + c->per * b, g + c->per * b, sizeof(float) * c->per);
+          memcpy(xmax + c->per * b, cur + c->per * b, row);
+          memcpy(gmax + c->per * b, g + c->per * b, row);
         }
       }
-      keep_strongest(c, o, y, labels, cur, x_adv, best_seen, done);
+      keep_strongest(c, o, truth, labels, cur, x_adv, best_seen, done);
       if (next_ckpt < n_ckpt && k + 1 == w[next_ckpt]) {
         const int since = w[next_ckpt] - w[next_ckpt - 1];
-        for (int b = 0; b < B; b++) {
+        for (int b = 0; b < rows_now; b++) {
           const int cond1 = ups[b] < 0.75 * since;
           const int cond2 = eta_ckpt[b] == eta[b] && fmax_ckpt[b] == fmax_[b];
           if (cond1 || cond2) {
             eta[b] /= 2.0f;
-            memcpy(cur + c->per * b, xmax + c->per * b, sizeof(float) * c->per);
-            memcpy(prev + c->per * b, xmax + c->per * b, sizeof(float) * c->per);
-            memcpy(g + c->per * b, gmax + c->per * b, sizeof(float) * c->per);
+            memcpy(cur + c->per * b, xmax + c->per * b, row);
+            memcpy(prev + c->per * b, xmax + c->per * b, row);
+            memcpy(g + c->per * b, gmax + c->per * b, row);
           }
           ups[b] = 0;
           eta_ckpt[b] = eta[b];

@@ -28,6 +28,9 @@ typedef struct {
   int *pred;           /* argmax of the last call (per-pixel outputs: pixels at their label) */
   float *hit;          /* per-pixel outputs: the share of pixels at their target (targeted) or
                           away from their label (untargeted), of the last call */
+  Rng *rng;            /* per image: its own random stream (AttackOptions.index) */
+  int *image;          /* per row: the image of the caller's batch it holds (attack_drop_done) */
+  int *keep;           /* attack_drop_done's scratch */
   Mode mode;           /* of every forward pass */
   AttackWorkspace *ws; /* the net's attack arena (workspace.c) */
   int ws_block;        /* its mark when this context opened */
@@ -62,8 +65,21 @@ int attack_image_done(const AttackCtx *c, const AttackOptions *o, const int *y, 
 /* Zeroed labels for the batch: n_labels ints. */
 int *attack_label_scratch(AttackCtx *c);
 
+/* Early stopping: an iterative attack works on rows, one per image still undecided. A row
+ * array of the attack's own, `bytes` per image. */
+typedef struct {
+  void *base;
+  size_t bytes;
+} AttackRows;
+/* Drops the rows whose done flag is set once at most half the rows are left (a smaller batch
+ * rebuilds the net's kernels, so not on every success): the others move to the front of every
+ * array in rows (done among them), and of c->eps, c->steps, c->rng and c->image, in order;
+ * c->batch becomes their count, which is returned (0: every image is done). Per-image results
+ * do not depend on the batch, so the survivors go on exactly as they would have. */
+int attack_drop_done(AttackCtx *c, const int *done, const AttackRows *rows, int n_rows);
 /* After attack_loss_grad at `cur`: per image not yet fooled, keep cur in
- * x_adv if it fools the model or beats best_loss; done marks the fooled. */
+ * x_adv (at the row's image, c->image) if it fools the model or beats best_loss; done marks
+ * the fooled. */
 void keep_strongest(AttackCtx *c, const AttackOptions *o, const int *y, const int *labels,
                     const float *cur, float *x_adv, float *best_loss, int *done);
 
@@ -74,9 +90,9 @@ void ascend(float *x, const float *g, int batch, size_t per, Norm norm, const fl
 /* steps[b] = the option's step, or factor * eps[b] / iters */
 const float *attack_steps(AttackCtx *c, const AttackOptions *o, float factor);
 /* A uniform random point of the eps ball around x0 (Linf) or a random
- * direction scaled by eps*u^(1/d) (L2), then clipped to [0,1]. */
+ * direction scaled by eps*u^(1/d) (L2), then clipped to [0,1]; image b draws from rngs[b]. */
 void random_start(float *x, const float *x0, int batch, size_t per, Norm norm, const float *eps,
-                  Rng *rng);
+                  Rng *rngs);
 
 Status attack_fgsm(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    float *x_adv);
@@ -92,6 +108,7 @@ Status attack_apgd(AttackCtx *c, const AttackOptions *o, const float *x, const i
                    float *x_adv);
 Status attack_jsma(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                    float *x_adv);
+Status attack_fmn(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv);
 Status attack_dag(AttackCtx *c, const AttackOptions *o, const float *x, const int *y, float *x_adv);
 Status attack_standard(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                        float *x_adv);

@@ -33,6 +33,7 @@ static const AttackEntry attacks[ATTACK_COUNT] = {
     [ATTACK_STANDARD] = {"standard", attack_standard, 1, LI | L2 | CL},
     [ATTACK_JSMA] = {"jsma", attack_jsma, 0, T_ | LI | L2 | CL},
     [ATTACK_DAG] = {"dag", attack_dag, 0, T_ | LI | PP},
+    [ATTACK_FMN] = {"fmn", attack_fmn, 0, T_ | LI | L2 | CL},
 };
 #undef T_
 #undef LI
@@ -70,7 +71,7 @@ AttackOptions attack_options_default(AttackKind kind) {
   o.norm = NORM_LINF;
   o.eps = 0.004f;
   o.iters = kind == ATTACK_FGSM ? 1 : kind == ATTACK_DEEPFOOL ? 50 : kind == ATTACK_CW ? 100 : 10;
-  if (kind == ATTACK_APGD_CE || kind == ATTACK_APGD_MARGIN) o.iters = 100;
+  if (kind == ATTACK_APGD_CE || kind == ATTACK_APGD_MARGIN || kind == ATTACK_FMN) o.iters = 100;
   o.restarts = 1;
   o.momentum = 1.0f;
   o.overshoot = 0.02f;
@@ -99,13 +100,40 @@ Status attack_ctx_init(AttackCtx *c, Net *net, int batch, MrError *err) {
   c->hit = attack_scratch(c, sizeof(float) * batch);
   c->eps = attack_scratch(c, sizeof(float) * batch);
   c->steps = attack_scratch(c, sizeof(float) * batch);
-  if (!c->dlogits || !c->logits || !c->loss || !c->pred || !c->eps || !c->steps || !c->hit) {
+  c->rng = attack_scratch(c, sizeof(Rng) * batch);
+  c->image = attack_scratch(c, sizeof(int) * batch);
+  c->keep = attack_scratch(c, sizeof(int) * batch);
+  if (!c->keep || !c->dlogits || !c->logits || !c->loss || !c->pred || !c->eps || !c->steps ||
+      !c->hit || !c->rng || !c->image) {
     attack_ctx_free(c);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for an attack batch of %d", batch);
   }
+  for (int b = 0; b < batch; b++) c->image[b] = b;
   const Status s = net_plan(net, batch, err);
   if (s != STATUS_OK) attack_ctx_free(c);
   return s;
+}
+
+int attack_drop_done(AttackCtx *c, const int *done, const AttackRows *rows, int n_rows) {
+  int left = 0;
+  for (int b = 0; b < c->batch; b++) left += !done[b];
+  if (left > c->batch / 2) return c->batch;
+  const AttackRows own[] = {{c->eps, sizeof(float)},
+                            {c->steps, sizeof(float)},
+                            {c->rng, sizeof(Rng)},
+                            {c->image, sizeof(int)}};
+  int *keep = c->keep, kept = 0;
+  for (int b = 0; b < c->batch; b++)
+    if (!done[b]) keep[kept++] = b;
+  /* rows only move forward (keep[i] >= i), so each array compacts in place */
+  for (int r = 0; r < n_rows + 4; r++) {
+    const AttackRows *a = r < n_rows ? &rows[r] : &own[r - n_rows];
+    char *base = a->base;
+    for (int i = 0; i < kept; i++)
+      if (keep[i] != i) memmove(base + a->bytes * i, base + a->bytes * keep[i], a->bytes);
+  }
+  c->batch = kept;
+  return kept;
 }
 
 void attack_ctx_free(AttackCtx *c) {
@@ -249,7 +277,7 @@ void keep_strongest(AttackCtx *c, const AttackOptions *o, const int *y, const in
     const int success = attack_image_done(c, o, y, labels, b);
     if (success || c->loss[b] > best_loss[b]) {
       best_loss[b] = c->loss[b];
-      memcpy(x_adv + c->per * b, cur + c->per * b, sizeof(float) * c->per);
+      memcpy(x_adv + c->per * c->image[b], cur + c->per * b, sizeof(float) * c->per);
       done[b] = success;
     }
   }
@@ -303,8 +331,9 @@ void ascend(float *x, const float *g, int batch, size_t per, Norm norm, const fl
 }
 
 void random_start(float *x, const float *x0, int batch, size_t per, Norm norm, const float *eps_b,
-                  Rng *rng) {
+                  Rng *rngs) {
   for (int b = 0; b < batch; b++) {
+    Rng *rng = &rngs[b];
     float *a = x + per * b;
     const float *o = x0 + per * b;
     const float eps = eps_b[b];
@@ -382,6 +411,8 @@ Status attack_run(Net *net, const AttackOptions *o, const float *x, const int *y
                           attack_name(o->kind), c.eps[b], b);
     }
     max_eps = fmaxf(max_eps, c.eps[b]);
+    rng_seed_stream(&c.rng[b], o->seed,
+                    o->index ? (uint64_t)o->index[b] : (uint64_t)o->index_base + (uint64_t)b);
   }
   memcpy(x_adv, x, sizeof(float) * c.per * batch);
   if (max_eps > 0.0f || !attack_is_bounded(o->kind)) s = attacks[o->kind].run(&c, o, x, y, x_adv);

@@ -18,43 +18,59 @@
 
 Status attack_pgd(AttackCtx *c, const AttackOptions *o, const float *x, const int *y,
                   float *x_adv) {
-  const int B = c->batch, is_pgd = o->kind == ATTACK_PGD;
-  const size_t n = c->per * B;
+  const int is_pgd = o->kind == ATTACK_PGD;
+  const size_t n = c->per * c->batch, row = sizeof(float) * c->per;
   const float *alpha = attack_steps(c, o, is_pgd ? 2.5f : 1.25f);
   const LossKind loss = o->target == TARGET_NONE ? LOSS_CE : LOSS_CE_TARGET;
-  int *labels = attack_label_scratch(c), *done = attack_scratch(c, sizeof(int) * B);
+  int *labels = attack_label_scratch(c), *truth = attack_label_scratch(c),
+      *done = attack_scratch(c, sizeof(int) * c->batch);
   float *cur = attack_scratch(c, sizeof(float) * n), *g = attack_scratch(c, sizeof(float) * n),
-        *best_loss = attack_scratch(c, sizeof(float) * B);
-  if (!labels || !done || !cur || !g || !best_loss) {
+        *x0 = attack_scratch(c, sizeof(float) * n),
+        *best_loss = attack_scratch(c, sizeof(float) * c->batch);
+  if (!labels || !truth || !done || !cur || !g || !x0 || !best_loss) {
     return STATUS_ERR_NOMEM;
   }
   attack_labels(c, o, x, y, labels);
-  Rng rng;
-  rng_seed(&rng, o->seed);
+  memcpy(x0, x, sizeof(float) * n);
+  memcpy(truth, y, sizeof(int) * c->n_labels);
+  /* the rows that follow an image when decided ones are dropped */
+  const AttackRows rows[] = {{cur, row},
+                             {g, row},
+                             {x0, row},
+                             {best_loss, sizeof(float)},
+                             {done, sizeof(int)},
+                             {labels, sizeof(int) * c->P},
+                             {truth, sizeof(int) * c->P}};
+  const int n_rows = sizeof rows / sizeof *rows;
   /* the clean image is the first candidate: an attack never returns a point
    * weaker than it */
   if (!o->last_iterate) {
-    attack_loss_grad(c, x, labels, loss, NULL);
-    for (int b = 0; b < B; b++)
-      best_loss[b] = c->loss[b], done[b] = attack_image_done(c, o, y, labels, b);
+    attack_loss_grad(c, x0, labels, loss, NULL);
+    for (int b = 0; b < c->batch; b++)
+      best_loss[b] = c->loss[b], done[b] = attack_image_done(c, o, truth, labels, b);
   }
   const int restarts = is_pgd ? o->restarts : 1;
   for (int r = 0; r < restarts; r++) {
+    /* a decided image needs no more steps (training's last iterate: every image does) */
+    if (!o->last_iterate && !attack_drop_done(c, done, rows, n_rows)) break;
     if (is_pgd)
-      random_start(cur, x, B, c->per, o->norm, c->eps, &rng);
+      random_start(cur, x0, c->batch, c->per, o->norm, c->eps, c->rng);
     else
-      memcpy(cur, x, sizeof(float) * n);
+      memcpy(cur, x0, row * c->batch);
     for (int t = 0; t <= o->iters; t++) {
       if (o->last_iterate && t == o->iters) {
-        memcpy(x_adv, cur, sizeof(float) * n);
+        memcpy(x_adv, cur, row * c->batch);
         break;
       }
       /* the loss at this iterate, and the gradient for the next step */
       attack_loss_grad(c, cur, labels, loss, t < o->iters ? g : NULL);
-      if (!o->last_iterate) keep_strongest(c, o, y, labels, cur, x_adv, best_loss, done);
+      if (!o->last_iterate) {
+        keep_strongest(c, o, truth, labels, cur, x_adv, best_loss, done);
+        if (!attack_drop_done(c, done, rows, n_rows)) break;
+      }
       if (t == o->iters) break;
-      ascend(cur, g, B, c->per, o->norm, alpha);
-      project(cur, x, B, c->per, o->norm, c->eps);
+      ascend(cur, g, c->batch, c->per, o->norm, alpha);
+      project(cur, x0, c->batch, c->per, o->norm, c->eps);
     }
   }
   return STATUS_OK;

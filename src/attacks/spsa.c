@@ -19,12 +19,11 @@ Status spsa_search(const QuerySearch *s, const float *x, float *x_adv, MrError *
   float *cur = malloc(sizeof(float) * n), *probe = malloc(sizeof(float) * 2 * n);
   float *v = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * n);
   float *m = malloc(sizeof(float) * 2 * B), *best = malloc(sizeof(float) * B);
-  if (!cur || !probe || !v || !g || !m || !best) {
-    free(cur), free(probe), free(v), free(g), free(m), free(best);
+  Rng *rngs = query_search_streams(s);
+  if (!cur || !probe || !v || !g || !m || !best || !rngs) {
+    free(cur), free(probe), free(v), free(g), free(m), free(best), free(rngs);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for SPSA");
   }
-  Rng rng;
-  rng_seed(&rng, s->seed);
   memcpy(cur, x, sizeof(float) * n);
   memcpy(x_adv, x, sizeof(float) * n);
   Status st = s->margin(s->ctx, cur, B, best, err);
@@ -40,7 +39,7 @@ Status spsa_search(const QuerySearch *s, const float *x, float *x_adv, MrError *
         for (size_t i = 0; i < per; i++) {
           const size_t at = per * b + i;
           const int allowed = !s->allowed || s->allowed[plane * b + i % plane];
-          v[at] = allowed ? (rng_uniform(&rng) < 0.5f ? -1.0f : 1.0f) : 0.0f;
+          v[at] = allowed ? (rng_uniform(&rngs[b]) < 0.5f ? -1.0f : 1.0f) : 0.0f;
           probe[at] = fminf(fmaxf(cur[at] + s->delta * v[at], 0.0f), 1.0f);
           probe[n + at] = fminf(fmaxf(cur[at] - s->delta * v[at], 0.0f), 1.0f);
         }
@@ -69,6 +68,14 @@ Status spsa_search(const QuerySearch *s, const float *x, float *x_adv, MrError *
         memcpy(x_adv + per * b, cur + per * b, sizeof(float) * per);
       }
   }
-  free(cur), free(probe), free(v), free(g), free(m), free(best);
+  free(cur), free(probe), free(v), free(g), free(m), free(best), free(rngs);
   return st;
+}
+
+Rng *query_search_streams(const QuerySearch *s) {
+  Rng *rngs = malloc(sizeof(Rng) * (s->batch + 1));
+  for (int b = 0; rngs && b < s->batch; b++)
+    rng_seed_stream(&rngs[b], s->seed,
+                    s->index ? (uint64_t)s->index[b] : (uint64_t)s->index_base + (uint64_t)b);
+  return rngs;
 }

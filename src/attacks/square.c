@@ -25,19 +25,18 @@ Status square_search(const QuerySearch *s, const float *x, float *x_adv, MrError
   const size_t per = (size_t)C * H * W, n = per * B, plane = (size_t)H * W;
   float *best = malloc(sizeof(float) * B), *m = malloc(sizeof(float) * B);
   float *trial = malloc(sizeof(float) * n);
-  if (!best || !m || !trial) {
-    free(best), free(m), free(trial);
+  Rng *rngs = query_search_streams(s);
+  if (!best || !m || !trial || !rngs) {
+    free(best), free(m), free(trial), free(rngs);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the Square attack");
   }
 #define ALLOWED(b, r, col) (!s->allowed || s->allowed[(size_t)(b)*plane + (size_t)(r)*W + (col)])
-  Rng rng;
-  rng_seed(&rng, s->seed);
   /* init: vertical stripes, one random sign per column and channel */
   memcpy(x_adv, x, sizeof(float) * n);
   for (int b = 0; b < B; b++)
     for (int ch = 0; ch < C; ch++)
       for (int col = 0; col < W; col++) {
-        const float sign = rng_uniform(&rng) < 0.5f ? -s->eps[b] : s->eps[b];
+        const float sign = rng_uniform(&rngs[b]) < 0.5f ? -s->eps[b] : s->eps[b];
         for (int row = 0; row < H; row++) {
           const size_t i = per * b + ((size_t)ch * H + row) * W + col;
           if (ALLOWED(b, row, col)) x_adv[i] = fminf(fmaxf(x[i] + sign, 0.0f), 1.0f);
@@ -56,9 +55,10 @@ Status square_search(const QuerySearch *s, const float *x, float *x_adv, MrError
     for (int b = 0; b < B; b++) {
       if (best[b] < 0.0f) continue; /* already fooled: no more queries */
       if (s->queries_used) s->queries_used[b]++;
-      const int top = rng_int(&rng, H - side + 1), left = rng_int(&rng, W - side + 1);
+      Rng *rng = &rngs[b];
+      const int top = rng_int(rng, H - side + 1), left = rng_int(rng, W - side + 1);
       for (int ch = 0; ch < C; ch++) {
-        const float sign = rng_uniform(&rng) < 0.5f ? -s->eps[b] : s->eps[b];
+        const float sign = rng_uniform(rng) < 0.5f ? -s->eps[b] : s->eps[b];
         for (int r = top; r < top + side; r++)
           for (int col = left; col < left + side; col++) {
             const size_t i = per * b + ((size_t)ch * H + r) * W + col;
@@ -74,7 +74,7 @@ Status square_search(const QuerySearch *s, const float *x, float *x_adv, MrError
       }
   }
 #undef ALLOWED
-  free(best), free(m), free(trial);
+  free(best), free(m), free(trial), free(rngs);
   return st;
 }
 
@@ -116,6 +116,8 @@ Status attack_square(AttackCtx *c, const AttackOptions *o, const float *x, const
                          .queries = o->queries,
                          .p_init = o->p_init,
                          .seed = o->seed,
+                         .index = o->index,
+                         .index_base = o->index_base,
                          .margin = net_margins,
                          .ctx = &nm};
   MrError err = {0};

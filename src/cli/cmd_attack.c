@@ -241,7 +241,8 @@ int cmd_attack(int argc, char **argv) {
     char key[48];
     snprintf(key, sizeof key, "attack/b%d", start);
     if (!journal_restore(journal, key, &unit, 1)) {
-      st = attack_run(net, &o, x, target + start, B, adv + per * start, &err);
+      const AttackOptions at = attack_at(&o, start);
+      st = attack_run(net, &at, x, target + start, B, adv + per * start, &err);
       if (st == STATUS_OK) st = journal_record(journal, key, &unit, 1, &err);
       if (st != STATUS_OK) break;
     }

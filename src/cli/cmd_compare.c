@@ -77,6 +77,8 @@ int cmd_compare(int argc, char **argv) {
   const char *models_text = NULL, *data_path = NULL, *split = "test", *out = NULL,
              *attacks_text = "fgsm,pgd", *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf",
              *target_text = "none", *transfer_text = "pgd";
+  int fresh_eps = 0;
+  const char *triage_attack = "fmn";
   int batch = 128, quiet = 0, limit = 0, no_triage = 0, no_transfer = 0, dag_iters = 200,
       resume = 0;
   float triage_eps_max = TRIAGE_EPS_MAX, triage_tol = TRIAGE_TOL, transfer_eps = 0.0f;
@@ -100,7 +102,12 @@ int cmd_compare(int argc, char **argv) {
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
       {"--no-triage", OPT_FLAG, &no_triage, 0, 0, NULL, "skip the per-image minimal eps"},
+      {"--fresh-eps", OPT_FLAG, &fresh_eps, 0, 0, NULL,
+       "attack every image at every eps (default: an image fooled at a smaller eps counts as "
+       "fooled at the larger ones)"},
       {"--triage-eps-max", OPT_FLOAT, &triage_eps_max, 1e-6, 100, " E", "triage search bound"},
+      {"--triage-attack", OPT_STRING, &triage_attack, 0, 0, " A",
+       "fmn (one minimal-norm run per image), or pgd, bim, fgsm or mifgsm bisected"},
       {"--triage-tol", OPT_FLOAT, &triage_tol, 1e-7, 1, " T", "triage bisection tolerance"},
       {"--no-transfer", OPT_FLAG, &no_transfer, 0, 0, NULL, "skip the transfer matrix"},
       {"--transfer-attack", OPT_STRING, &transfer_text, 0, 0, " A",
@@ -139,6 +146,14 @@ int cmd_compare(int argc, char **argv) {
     return EXIT_USAGE;
   if (transfer_kind < 0) {
     fprintf(stderr, "medrobust compare: unknown --transfer-attack '%s'\n", transfer_text);
+    return EXIT_USAGE;
+  }
+  const int triage_kind = attack_parse(triage_attack);
+  if (triage_kind != ATTACK_FMN && triage_kind != ATTACK_PGD && triage_kind != ATTACK_BIM &&
+      triage_kind != ATTACK_FGSM && triage_kind != ATTACK_MIFGSM) {
+    fprintf(stderr,
+            "medrobust compare: --triage-attack must be fmn, pgd, bim, fgsm or mifgsm, got '%s'\n",
+            triage_attack);
     return EXIT_USAGE;
   }
   if (triage_tol >= triage_eps_max) {
@@ -246,9 +261,12 @@ int cmd_compare(int argc, char **argv) {
                                    .n_eps = n_eps,
                                    .base = base,
                                    .batch = batch,
+                                   .carry = !fresh_eps,
                                    .journal = journal}};
     co.triage = !no_triage;
     co.triage_o = triage_options_default();
+    co.triage_o.attack = attack_options_default((AttackKind)triage_kind);
+    if (triage_kind == ATTACK_FMN) co.triage_o.attack.iters = TRIAGE_FMN_STEPS;
     co.triage_o.attack.norm = base.norm, co.triage_o.attack.seed = base.seed;
     co.triage_o.eps_max = triage_eps_max, co.triage_o.tol = triage_tol;
     co.transfer = !no_transfer;

@@ -91,11 +91,14 @@ static int demo_harden_and_compare(const DataSplits *data, const char *dir, cons
                                  .eps = eps,
                                  .n_eps = 4,
                                  .base = attack_options_default(ATTACK_PGD),
-                                 .batch = 128}};
+                                 .batch = 128,
+                                 .carry = 1}};
   co.sweep.base.iters = 0, co.sweep.base.seed = seed;
   co.triage = 1, co.triage_o = triage_options_default();
-  co.triage_o.attack.seed = seed;
-  co.transfer = 1, co.transfer_attack = co.triage_o.attack, co.transfer_attack.eps = 0.006f;
+  co.triage_o.attack = attack_options_default(ATTACK_FMN);
+  co.triage_o.attack.iters = TRIAGE_FMN_STEPS, co.triage_o.attack.seed = seed;
+  co.transfer = 1, co.transfer_attack = attack_options_default(ATTACK_PGD);
+  co.transfer_attack.seed = seed, co.transfer_attack.eps = 0.006f;
   CompareResult r = {0};
   if (!quiet && s == STATUS_OK)
     fprintf(stderr, "comparing cnn, resnet8 and cnn-hardened (sweep, triage, transfer)\n");
@@ -274,7 +277,8 @@ int cmd_demo(int argc, char **argv) {
                        .base = attack_options_default(ATTACK_PGD),
                        .batch = 128,
                        .noise = 1,
-                       .checks = 1};
+                       .checks = 1,
+                       .carry = 1};
     so.base.iters = 0, so.base.seed = seed;
     SweepResult r;
     TriageResult tr;
@@ -299,9 +303,10 @@ int cmd_demo(int argc, char **argv) {
     }
     if (s == STATUS_OK) s = examples_write(net, test, &pgd, 8, report_dir, &err);
     if (!quiet && s == STATUS_OK)
-      fprintf(stderr, "triage: bisecting the smallest PGD eps that flips each test image\n");
+      fprintf(stderr, "triage: the smallest eps that flips each test image (one FMN run)\n");
     TriageOptions to = triage_options_default();
-    to.attack = pgd;
+    to.attack = attack_options_default(ATTACK_FMN);
+    to.attack.iters = TRIAGE_FMN_STEPS, to.attack.seed = seed;
     if (s == STATUS_OK) s = triage_run(net, test, &to, NULL, NULL, &tr, &err);
     if (s == STATUS_OK) {
       printf(

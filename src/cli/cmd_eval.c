@@ -142,7 +142,8 @@ int cmd_eval(int argc, char **argv) {
   const char *eps_text = "0.001,0.002,0.004,0.006", *norm_text = "linf", *target_text = "none";
   const char *suite = NULL;
   const char *positive = NULL;
-  int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0, n_examples = 8, resume = 0;
+  int batch = 128, no_noise = 0, no_checks = 0, quiet = 0, limit = 0, n_examples = 8, resume = 0,
+      fresh_eps = 0;
   AttackOptions base = attack_options_default(ATTACK_PGD);
   base.iters = 0; /* each attack's own default */
   CliDataArgs dargs = {0};
@@ -172,6 +173,10 @@ int cmd_eval(int argc, char **argv) {
       {"--seed", OPT_U64, &base.seed, 0, 0, " S", "random starts and queries"},
       {"--batch", OPT_INT, &batch, 1, 65536, " N", "images per batch"},
       {"--limit", OPT_INT, &limit, 0, 100000000, " N", "only the first N images (0: all)"},
+      {"--fresh-eps", OPT_FLAG, &fresh_eps, 0, 0, NULL,
+       "attack every image at every eps (default: an image fooled at a smaller eps counts as "
+       "fooled at the larger ones and is not attacked again; with this, the self-check that "
+       "accuracy falls with eps runs)"},
       {"--examples", OPT_INT, &n_examples, 0, 1000, " N",
        "example images (first attack, largest eps) for the report"},
       {"--positive", OPT_STRING, &positive, 0, 0, " CLASS",
@@ -299,6 +304,7 @@ int cmd_eval(int argc, char **argv) {
                      .batch = batch,
                      .noise = !no_noise,
                      .checks = !no_checks,
+                     .carry = !fresh_eps,
                      .positive = positive,
                      .journal = journal};
   SweepResult r;

@@ -28,11 +28,11 @@ static int triage_bounds(const char *eps_max_text, const char *tol_text, Norm no
 }
 
 int cmd_triage(int argc, char **argv) {
-  const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = "pgd",
+  const char *model = NULL, *data_path = NULL, *split = "test", *out = NULL, *attack = NULL,
              *norm = "linf";
   float eps_max = TRIAGE_EPS_MAX, tol = TRIAGE_TOL, flag_pct = 100.0f * TRIAGE_FLAG_FRAC;
   const char *eps_max_text = NULL, *tol_text = NULL;
-  int batch = 128, quiet = 0, limit = 0, iters = 10, resume = 0;
+  int batch = 128, quiet = 0, limit = 0, iters = 0, resume = 0;
   float dice_threshold = 0.5f;
   uint64_t seed = 1;
   CliDataArgs dargs = {0};
@@ -41,15 +41,18 @@ int cmd_triage(int argc, char **argv) {
       {"--data", OPT_STRING, &data_path, 0, 0, " D", "data set (required)"},
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
       {"--out", OPT_STRING, &out, 0, 0, " DIR", "folder for triage.json and triage.csv (required)"},
-      {"--attack", OPT_STRING, &attack, 0, 0, " A", "fgsm, bim, pgd or mifgsm"},
+      {"--attack", OPT_STRING, &attack, 0, 0, " A",
+       "fmn (one minimal-norm run per image; the default for classifiers), or fgsm, bim, pgd "
+       "or mifgsm bisected (pgd: the default for segmentation models)"},
       {"--norm", OPT_STRING, &norm, 0, 0, " linf|l2", "threat model"},
       {"--eps-max", OPT_STRING, &eps_max_text, 0, 0, " E",
        "upper bound of the search (default 0.05; 20HU through a model's window)"},
       {"--tol", OPT_STRING, &tol_text, 0, 0, " T",
-       "bisection tolerance on eps (default 0.0001; HU accepted)"},
+       "bisection tolerance on eps (default 0.0001; HU accepted; fmn: unused)"},
       {"--flag", OPT_FLOAT, &flag_pct, 0, 100, " PCT",
        "percent of most fragile images flagged for review"},
-      {"--iters", OPT_INT, &iters, 1, 10000, " N", "attack iterations"},
+      {"--iters", OPT_INT, &iters, 1, 10000, " N",
+       "attack iterations (default: fmn 12 steps, else 10 per bisection step)"},
       {"--dice-threshold", OPT_FLOAT, &dice_threshold, 0.001, 1, " D",
        "segmentation models: an image counts as broken when the Dice between its adversarial "
        "and clean prediction falls below D"},
@@ -64,8 +67,9 @@ int cmd_triage(int argc, char **argv) {
       {"--model", PATH_IN}, {"--data", PATH_IN}, {"--out", PATH_OUT_DIR}, {0}};
   const CliSpec spec = {
       "triage", "triage --model M --data D --out DIR [options]",
-      "For every image, the smallest eps at which the attack changes the model's\n"
-      "prediction (bisection to --tol below --eps-max); the most fragile --flag percent\n"
+      "For every image, the smallest eps at which an attack changes the model's\n"
+      "prediction (below --eps-max: read off one FMN minimal-norm run, or bisected to\n"
+      "--tol with a bounded attack); the most fragile --flag percent\n"
       "are flagged for human review, with accuracy before and after excluding them and a\n"
       "deferral curve (paper 001, Table 2).",
       options, path_roles};
@@ -75,9 +79,12 @@ int cmd_triage(int argc, char **argv) {
     fprintf(stderr, "medrobust triage: --model, --data and --out are required (see --help)\n");
     return EXIT_USAGE;
   }
-  const int kind = attack_parse(attack);
-  if (kind != ATTACK_FGSM && kind != ATTACK_BIM && kind != ATTACK_PGD && kind != ATTACK_MIFGSM) {
-    fprintf(stderr, "medrobust triage: --attack must be fgsm, bim, pgd or mifgsm, got '%s'\n",
+  int kind = attack ? attack_parse(attack) : ATTACK_FMN; /* settled once the model is read */
+  if (kind != ATTACK_FGSM && kind != ATTACK_BIM && kind != ATTACK_PGD && kind != ATTACK_MIFGSM &&
+      kind != ATTACK_FMN) {
+    fprintf(stderr,
+            "medrobust triage: --attack must be fgsm, bim, pgd, mifgsm (bisection) or fmn (one "
+            "minimal-norm run), got '%s'\n",
             attack);
     return EXIT_USAGE;
   }
@@ -114,9 +121,15 @@ int cmd_triage(int argc, char **argv) {
     data_free(data);
     return code;
   }
+  if (!attack) { /* fmn needs per-image scores */
+    kind = net_output_pixels(net) > 1 ? ATTACK_PGD : ATTACK_FMN;
+    attack = attack_name((AttackKind)kind);
+  }
   TriageOptions to = triage_options_default();
   AttackOptions o = attack_options_default((AttackKind)kind);
-  o.norm = norm_kind, o.iters = kind == ATTACK_FGSM ? 1 : iters, o.seed = seed;
+  o.norm = norm_kind, o.seed = seed;
+  if (kind == ATTACK_FMN) o.iters = TRIAGE_FMN_STEPS;
+  if (iters) o.iters = kind == ATTACK_FGSM ? 1 : iters;
   to.attack = o, to.eps_max = eps_max, to.tol = tol, to.flag_frac = flag_pct / 100.0f;
   to.dice_threshold = dice_threshold, to.batch = batch, to.journal = journal;
   const double t0 = omp_get_wtime();
@@ -125,7 +138,7 @@ int cmd_triage(int argc, char **argv) {
   if (net_output_pixels(net) > 1) {
     SegTriageResult sr;
     Status st =
-        kind == ATTACK_MIFGSM
+        kind == ATTACK_MIFGSM || kind == ATTACK_FMN
             ? mr_error_set(&err, STATUS_ERR_ARG, "segmentation triage takes fgsm, bim or pgd")
             : seg_triage_run(net, &set, &to, cli_sweep_progress, &progress, &sr, &err);
     cli_progress_done(&progress);
@@ -185,8 +198,14 @@ int cmd_triage(int argc, char **argv) {
   }
   char max_text[64];
   eps_describe_set(eps_max, &set, norm_kind, max_text, sizeof max_text);
-  printf("%s on %s (%s, %d images): minimal %s %s eps per image, bisection to %g below %s\n", model,
-         data_path, split, r.n, attack, norm, tol, max_text);
+  if (r.one_run)
+    printf(
+        "%s on %s (%s, %d images): minimal %s eps per image up to %s, one fmn minimal-norm "
+        "run of %d steps\n",
+        model, data_path, split, r.n, norm, max_text, r.iters);
+  else
+    printf("%s on %s (%s, %d images): minimal %s %s eps per image, bisection to %g below %s\n",
+           model, data_path, split, r.n, attack, norm, tol, max_text);
   char id[64], eps_text[64], buf[16];
   if (r.labelled) {
     printf("%-34s %9s %9s\n", "", "accuracy", "balanced");

@@ -296,6 +296,7 @@ int cli_attack_segment(Net *net, const Dataset *set, AttackOptions *o, const cha
     char key[48];
     snprintf(key, sizeof key, "seg-attack/b%d", start);
     if (journal_restore(journal, key, &unit, 1)) continue;
+    a.index_base = start;
     st = attack_run(net, &a, set->images + per * start, set->masks + P * start, b,
                     adv + per * start, &err);
     if (st == STATUS_OK) st = journal_record(journal, key, &unit, 1, &err);

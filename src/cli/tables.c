@@ -47,6 +47,10 @@ void cli_print_sweep(const SweepResult *r, const Dataset *d, const char *model, 
              100.0 * w->volume_correct / r->volumes_labelled);
     }
   }
+  if (r->carried)
+    printf(
+        "eps carried: an image fooled at a smaller eps counts as fooled at the larger ones (its "
+        "example lies in their ball) and is not attacked again (--fresh-eps: every eps anew)\n");
   if (hu > 0) {
     char text[96];
     window_describe(&d->window, text, sizeof text);

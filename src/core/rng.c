@@ -16,6 +16,13 @@ void rng_seed(Rng *rng, uint64_t seed) {
   for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
 }
 
+void rng_seed_stream(Rng *rng, uint64_t seed, uint64_t stream) {
+  uint64_t mixed = seed ^ 0x6A09E667F3BCC909ULL;
+  const uint64_t a = splitmix64(&mixed);
+  mixed = stream + a;
+  rng_seed(rng, splitmix64(&mixed) ^ a);
+}
+
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 uint64_t rng_next(Rng *rng) {

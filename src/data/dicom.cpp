@@ -555,7 +555,8 @@ Status write_derived(const char *source, const Volume *values, const char *descr
     std::vector<long long> stored(n);
     long long lo = 0, hi = 0;
     for (size_t p = 0; p < n; p++) {
-      const double change = (double)values->data[z * plane + p] - f.pixels[p];
+      double change = (double)values->data[z * plane + p] - f.pixels[p];
+      if (!std::isfinite(change)) change = 0; /* a NaN source voxel stays as it was stored */
       stored[p] = std::llround((f.pixels[p] - f.intercept) / f.slope) +
                   (long long)std::trunc(change / f.slope);
       lo = std::min(lo, stored[p]), hi = std::max(hi, stored[p]);

@@ -298,6 +298,10 @@ Status volumes_write_perturbed(const DataSplits *d, const Dataset *set, int n, c
     if (s == STATUS_OK && as_dicom) s = write_dicom_series(full, &v, path, &written, err);
     if (s == STATUS_OK && !as_dicom && (s = write_nifti_volume(&v, path, err)) == STATUS_OK)
       written = v, v.data = NULL; /* read back equal */
+    if (s == STATUS_OK &&
+        (written.nx != source.nx || written.ny != source.ny || written.nz != source.nz))
+      s = mr_error_set(err, STATUS_ERR_FORMAT, "%s: written as %dx%dx%d, read as %dx%dx%d", path,
+                       written.nx, written.ny, written.nz, source.nx, source.ny, source.nz);
     /* what the file holds, against the source */
     for (size_t p = 0; s == STATUS_OK && p < voxels; p++) {
       if (written.data[p] == source.data[p]) continue;

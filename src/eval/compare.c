@@ -65,7 +65,8 @@ Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOp
       char key[64];
       snprintf(key, sizeof key, "transfer/m%d/b%d", src, start);
       if (!journal_restore(journal, key, &unit, 1)) {
-        s = attack_run(nets[src], a, d->images + per * start, d->labels + start, b, adv, err);
+        const AttackOptions at = attack_at(a, start);
+        s = attack_run(nets[src], &at, d->images + per * start, d->labels + start, b, adv, err);
         for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
           net_predict(nets[dst], adv, b, probs);
           batch_correct[dst] = 0;

@@ -21,6 +21,13 @@ typedef struct {
   float *all_probs; /* (n, k): one row's scores, for its AUC */
   const int *clean_pred;
   PerturbationOne *sizes; /* (batch): one batch's perturbation sizes */
+  /* SweepOptions.carry: per image, fooled at a smaller eps of the current attack, with the
+   * scores and size of that adversarial example; and a batch's uncarried images gathered */
+  unsigned char *fooled;
+  float *fooled_probs;
+  PerturbationOne *fooled_sizes;
+  float *sub_x, *sub_probs;
+  int *sub_y, *sub_index;
   /* resumable: each batch of a row is a unit of the journal, keyed scope + key + start */
   Journal *journal;
   const char *scope;
@@ -74,7 +81,50 @@ static Status clean_predictions(Sweep *s, SweepResult *r, MrError *err) {
   return STATUS_OK;
 }
 
-static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *err) {
+/* Attacks the batch [start, start + b) into probs and s->sizes: with carry, only the images
+ * not yet fooled, gathered (each by its own index: the same example as in the full batch). */
+static Status attack_batch(Sweep *s, const AttackOptions *o, int start, int b, int carry,
+                           float *probs, MrError *err) {
+  const Dataset *d = s->d;
+  const float *x = d->images + s->per * start;
+  const int *y = d->labels + start;
+  if (!carry) {
+    const AttackOptions at = attack_at(o, start);
+    Status st = attack_run(s->net, &at, x, y, b, s->adv, err);
+    if (st != STATUS_OK) return st;
+    net_predict(s->net, s->adv, b, probs);
+    for (int i = 0; i < b; i++)
+      s->sizes[i] = perturbation_measure(x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
+    return STATUS_OK;
+  }
+  int m = 0;
+  for (int i = 0; i < b; i++) {
+    const int at = start + i;
+    if (s->fooled[at]) {
+      memcpy(probs + (size_t)i * s->k, s->fooled_probs + (size_t)at * s->k, sizeof(float) * s->k);
+      s->sizes[i] = s->fooled_sizes[at];
+      continue;
+    }
+    memcpy(s->sub_x + s->per * m, x + s->per * i, sizeof(float) * s->per);
+    s->sub_y[m] = y[i], s->sub_index[m] = at;
+    m++;
+  }
+  if (!m) return STATUS_OK;
+  AttackOptions at = *o;
+  at.index = s->sub_index;
+  Status st = attack_run(s->net, &at, s->sub_x, s->sub_y, m, s->adv, err);
+  if (st != STATUS_OK) return st;
+  net_predict(s->net, s->adv, m, s->sub_probs);
+  for (int j = 0; j < m; j++) {
+    const int i = s->sub_index[j] - start;
+    memcpy(probs + (size_t)i * s->k, s->sub_probs + (size_t)j * s->k, sizeof(float) * s->k);
+    s->sizes[i] =
+        perturbation_measure(s->sub_x + s->per * j, s->adv + s->per * j, d->c, d->h, d->w);
+  }
+  return STATUS_OK;
+}
+
+static Status run_row(Sweep *s, const AttackOptions *o, int carry, SweepRow *row, MrError *err) {
   const Dataset *d = s->d;
   memset(row, 0, sizeof *row);
   snprintf(row->attack, sizeof row->attack, "%s", attack_name(o->kind));
@@ -87,7 +137,6 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
   PerturbationSum size = {0};
   for (int start = 0; start < d->n; start += s->batch) {
     const int b = d->n - start < s->batch ? d->n - start : s->batch;
-    const float *x = d->images + s->per * start;
     const int *y = d->labels + start;
     float *probs = s->all_probs + (size_t)start * s->k;
     /* the batch's outputs: the scores of its adversarial images and their sizes */
@@ -100,11 +149,8 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
     report_progress(s, start);
     if (!journal_restore(s->journal, key, unit, 3)) {
       const double t0 = omp_get_wtime();
-      Status st = attack_run(s->net, o, x, y, b, s->adv, err);
+      Status st = attack_batch(s, o, start, b, carry, probs, err);
       if (st != STATUS_OK) return st;
-      net_predict(s->net, s->adv, b, probs);
-      for (int i = 0; i < b; i++)
-        s->sizes[i] = perturbation_measure(x + s->per * i, s->adv + s->per * i, d->c, d->h, d->w);
       seconds = omp_get_wtime() - t0;
       st = journal_record(s->journal, key, unit, 3, err);
       if (st != STATUS_OK) return st;
@@ -118,6 +164,13 @@ static Status run_row(Sweep *s, const AttackOptions *o, SweepRow *row, MrError *
       row->correct += pred == y[i];
       row->clean_correct += clean_ok;
       row->flipped += clean_ok && pred != y[i];
+      const int at = start + i;
+      if (carry && s->fooled[at]) {
+        row->carried++;
+      } else if (carry && pred != y[i]) { /* its example holds at every larger eps */
+        s->fooled[at] = 1, s->fooled_sizes[at] = s->sizes[i];
+        memcpy(s->fooled_probs + (size_t)at * s->k, p, sizeof(float) * s->k);
+      }
       if (s->positive >= 0 && y[i] == s->positive) {
         row->positives_detected += pred == s->positive;
         row->missed += clean == s->positive && pred != s->positive;
@@ -288,7 +341,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   check_trivial(s, r);
   int monotone = 1;
   char where[256] = "";
-  for (int a = 0; a < o->n_attacks; a++)
+  for (int a = 0; !o->carry && a < o->n_attacks; a++)
     for (int e = 1; e < o->n_eps; e++) {
       const SweepRow *p = find_row(r, attack_name(o->attacks[a]), o->eps[e - 1]);
       const SweepRow *q = find_row(r, attack_name(o->attacks[a]), o->eps[e]);
@@ -298,8 +351,9 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
                  100 * p->accuracy, p->eps, 100 * q->accuracy, q->eps);
       }
     }
-  add_check(r, "accuracy falls with eps", monotone, "%s",
-            monotone ? "robust accuracy never rises as eps grows" : where);
+  if (!o->carry) /* carried, it holds by construction */
+    add_check(r, "accuracy falls with eps", monotone, "%s",
+              monotone ? "robust accuracy never rises as eps grows" : where);
   int iter_ok = 1, compared = 0;
   where[0] = 0;
   for (int e = 0; e < o->n_eps; e++) {
@@ -327,7 +381,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
   snprintf(s->what, sizeof s->what, "self-check: PGD-20 at eps 0.3");
   snprintf(s->key, sizeof s->key, "check-pgd");
   SweepRow row;
-  Status st = run_row(s, &big, &row, err);
+  Status st = run_row(s, &big, 0, &row, err);
   if (st != STATUS_OK) {
     row_free(&row);
     return st;
@@ -351,7 +405,7 @@ static Status run_checks(Sweep *s, const SweepOptions *o, SweepResult *r, MrErro
     sq.eps = eps_max, sq.seed = o->base.seed;
     snprintf(s->what, sizeof s->what, "self-check: Square at eps %g", eps_max);
     snprintf(s->key, sizeof s->key, "check-square");
-    st = run_row(s, &sq, &row, err);
+    st = run_row(s, &sq, 0, &row, err);
     if (st != STATUS_OK) {
       row_free(&row);
       return st;
@@ -426,6 +480,16 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   s.adv = malloc(sizeof(float) * s.per * s.batch);
   s.probs = malloc(sizeof(float) * s.k * s.batch);
   s.sizes = malloc(sizeof(PerturbationOne) * s.batch);
+  if (o->carry) {
+    s.fooled = malloc(d->n + 1);
+    s.fooled_probs = malloc(sizeof(float) * ((size_t)s.k * d->n + 1));
+    s.fooled_sizes = malloc(sizeof(PerturbationOne) * (d->n + 1));
+    s.sub_x = malloc(sizeof(float) * s.per * s.batch);
+    s.sub_probs = malloc(sizeof(float) * s.k * s.batch);
+    s.sub_y = malloc(sizeof(int) * s.batch), s.sub_index = malloc(sizeof(int) * s.batch);
+  }
+  const int carry_ready = !o->carry || (s.fooled && s.fooled_probs && s.fooled_sizes && s.sub_x &&
+                                        s.sub_probs && s.sub_y && s.sub_index);
   s.all_probs = malloc(sizeof(float) * ((size_t)s.k * d->n + 1));
   r->clean_pred = malloc(sizeof(int) * (d->n + 1));
   r->clean_confidence = malloc(sizeof(float) * (d->n + 1));
@@ -437,8 +501,9 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   r->noise = calloc((size_t)NOISE_COUNT * o->n_eps + 1, sizeof(NoiseRow));
   r->checks = calloc(10, sizeof(CheckRow));
   Status st = STATUS_OK;
-  if (!s.adv || !s.probs || !s.sizes || !s.all_probs || !r->clean_pred || !r->clean_confidence ||
-      !r->clean_confusion || !r->class_names || !r->rows || !r->noise || !r->checks)
+  if (!carry_ready || !s.adv || !s.probs || !s.sizes || !s.all_probs || !r->clean_pred ||
+      !r->clean_confidence || !r->clean_confusion || !r->class_names || !r->rows || !r->noise ||
+      !r->checks)
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
   r->n = d->n, r->k = s.k;
   for (int c = 0; st == STATUS_OK && c < s.k; c++) {
@@ -447,8 +512,21 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   }
   if (st == STATUS_OK) st = clean_predictions(&s, r, err);
   snprintf(r->training, sizeof r->training, "%s", net_spec(net)->training);
-  for (int a = 0; st == STATUS_OK && a < o->n_attacks; a++)
-    for (int e = 0; st == STATUS_OK && e < o->n_eps; e++) {
+  /* rows in the order asked; each attack's eps run smallest first, for the carry */
+  int *order = malloc(sizeof(int) * (o->n_eps + 1));
+  if (st == STATUS_OK && !order) st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int e = 0; order && e < o->n_eps; e++) {
+    int at = e;
+    while (at > 0 && o->eps[order[at - 1]] > o->eps[e]) order[at] = order[at - 1], at--;
+    order[at] = e;
+  }
+  if (st == STATUS_OK) r->n_rows = o->n_attacks * o->n_eps; /* zeroed until run: freeable */
+  r->carried = o->carry;
+  for (int a = 0; st == STATUS_OK && a < o->n_attacks; a++) {
+    const int carry = o->carry && attack_is_bounded(o->attacks[a]) && o->base.target == TARGET_NONE;
+    if (carry) memset(s.fooled, 0, d->n);
+    for (int j = 0; st == STATUS_OK && j < o->n_eps; j++) {
+      const int e = order[j];
       AttackOptions ao = o->base;
       const AttackOptions defaults = attack_options_default(o->attacks[a]);
       ao.kind = o->attacks[a], ao.eps = o->eps[e];
@@ -456,11 +534,12 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
       if (ao.kind == ATTACK_FGSM) ao.iters = 1;
       snprintf(s.what, sizeof s.what, "%s eps %g", attack_name(ao.kind), ao.eps);
       snprintf(s.key, sizeof s.key, "row%d.%d", a, e);
-      SweepRow *row = &r->rows[r->n_rows];
-      st = run_row(&s, &ao, row, err);
+      SweepRow *row = &r->rows[a * o->n_eps + e];
+      st = run_row(&s, &ao, carry, row, err);
       if (st == STATUS_OK) row->drop_pct = drop_pct(r->clean_accuracy, row->accuracy);
-      r->n_rows++; /* even on failure: its buffers are freed with the result */
     }
+  }
+  free(order);
   if (st == STATUS_OK) r->halving_eps = halving_eps(r, o);
   /* noise at the SSIM of the first listed gradient attack, eps by eps */
   for (int e = 0; st == STATUS_OK && o->noise && e < o->n_eps && o->n_attacks; e++) {
@@ -483,6 +562,8 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
     st = run_checks(&s, o, r, err);
   }
   free(s.adv), free(s.probs), free(s.sizes), free(s.all_probs);
+  free(s.fooled), free(s.fooled_probs), free(s.fooled_sizes), free(s.sub_x), free(s.sub_probs);
+  free(s.sub_y), free(s.sub_index);
   if (st != STATUS_OK) sweep_result_free(r);
   return st;
 }
@@ -505,7 +586,8 @@ Status robust_accuracy(Net *net, const Dataset *d, const AttackOptions *o, int b
   int correct = 0;
   for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
     const int b = d->n - start < batch ? d->n - start : batch;
-    s = attack_run(net, o, d->images + per * start, d->labels + start, b, adv, err);
+    const AttackOptions at = attack_at(o, start);
+    s = attack_run(net, &at, d->images + per * start, d->labels + start, b, adv, err);
     if (s != STATUS_OK) break;
     net_predict(net, adv, b, probs);
     for (int i = 0; i < b; i++) correct += argmax(probs + (size_t)i * k, k) == d->labels[start + i];

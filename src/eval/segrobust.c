@@ -68,6 +68,7 @@ static Status run_row(SegSweep *s, const AttackOptions *o, int t, const DagTarge
     snprintf(key, sizeof key, "%s%s/b%d", s->scope, s->key, start);
     if (!journal_restore(s->journal, key, unit, 3)) {
       const double t0 = omp_get_wtime();
+      a.index_base = start;
       st = attack_run(s->net, &a, x, y, b, s->adv, err);
       if (st != STATUS_OK) break;
       net_segment(s->net, s->adv, b, pred);
@@ -276,7 +277,8 @@ Status seg_robust_dice(Net *net, const Dataset *d, const AttackOptions *o, int b
     const float *x = d->images + per * start;
     const float *in = x;
     if (o->eps > 0 || !attack_is_bounded(o->kind)) {
-      st = attack_run(net, o, x, d->masks + P * start, b, adv, err);
+      const AttackOptions at = attack_at(o, start);
+      st = attack_run(net, &at, x, d->masks + P * start, b, adv, err);
       in = adv;
     }
     net_segment(net, in, b, pred);
@@ -321,6 +323,7 @@ Status seg_transfer_matrix(Net *const *nets, int n, const Dataset *d, const Atta
           seg_dag_targets(nets[src], x, b, start, (DagTarget)t, to, a->seed, clean, target);
           o.kind = ATTACK_DAG, o.target = TARGET_MASK, o.target_mask = target;
         }
+        o.index_base = start;
         s = attack_run(nets[src], &o, x, d->masks + P * start, b, adv, err);
         for (int i = 0; s == STATUS_OK && i < b; i++)
           sizes[i] = perturbation_measure(x + per * i, adv + per * i, d->c, d->h, d->w);

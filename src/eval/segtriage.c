@@ -52,6 +52,7 @@ Status seg_triage_run(Net *net, const Dataset *d, const TriageOptions *to, Sweep
   for (int start = 0; st == STATUS_OK && start < d->n; start += batch) {
     const int B = d->n - start < batch ? d->n - start : batch;
     const float *x = d->images + per * start;
+    o.index_base = start;
     if (progress) progress("triage: bisecting each image's smallest eps", start, d->n, ctx);
     const JournalPart unit = {r->items + start, sizeof(SegTriageItem) * B};
     char key[96];

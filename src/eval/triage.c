@@ -109,6 +109,65 @@ static Status triage_scratch_alloc(TriageScratch *w, Net *net, int batch, MrErro
   return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
 }
 
+/* The clean prediction of each image of the batch [start, start + B) into items and pred, with
+ * the confidence baselines' scores. */
+static void triage_clean(Net *net, const Dataset *d, int start, int B, TriageItem *items,
+                         TriageScratch *w) {
+  const int k = net_num_classes(net);
+  const float *x = d->images + (size_t)net_input_size(net) * start;
+  float *probs = w->probs;
+  net_predict(net, x, B, probs);
+  for (int i = 0; i < B; i++) {
+    TriageItem *it = &items[i];
+    it->index = start + i, it->label = d->labels[start + i];
+    const float *p = probs + (size_t)i * k;
+    it->pred = argmax(p, k);
+    it->confidence = p[it->pred];
+    float second = 0;
+    double h = 0;
+    for (int c = 0; c < k; c++) {
+      if (c != it->pred && p[c] > second) second = p[c];
+      if (p[c] > 0) h -= p[c] * log(p[c]);
+    }
+    /* the logit margin z1 - z2 is log(p1 / p2): softmax keeps logit differences */
+    it->margin = (float)(log(p[it->pred]) - log(fmax(second, 1e-38)));
+    it->entropy = (float)h;
+    it->flip_class = -1;
+    w->pred[i] = it->pred;
+  }
+}
+
+/* One minimal-norm run (FMN) for the batch [start, start + B): each image's smallest flipping
+ * eps is the norm of the adversarial point found, when it is at most eps_max. No smaller eps is
+ * known not to flip it, so eps_below is 0. */
+static Status triage_batch_fmn(Net *net, const Dataset *d, const TriageOptions *to, int start,
+                               int B, TriageItem *items, TriageScratch *w, MrError *err) {
+  const int k = net_num_classes(net);
+  const size_t per = (size_t)net_input_size(net);
+  const float *x = d->images + per * start;
+  triage_clean(net, d, start, B, items, w);
+  AttackOptions o = to->attack;
+  o.index_base = start, o.eps_each = NULL, o.target = TARGET_NONE;
+  const Status st = attack_run(net, &o, x, w->pred, B, w->adv, err);
+  if (st != STATUS_OK) return st;
+  net_predict(net, w->adv, B, w->probs);
+  for (int i = 0; i < B; i++) {
+    TriageItem *it = &items[i];
+    const int now = argmax(w->probs + (size_t)i * k, k);
+    double size = 0;
+    for (size_t p = 0; p < per; p++) {
+      const double dp = (double)w->adv[per * i + p] - x[per * i + p];
+      size = o.norm == NORM_LINF ? fmax(size, fabs(dp)) : size + dp * dp;
+    }
+    if (o.norm != NORM_LINF) size = sqrt(size);
+    it->eps_below = 0.0f;
+    it->min_eps = now != it->pred && size <= to->eps_max ? (float)size : INFINITY;
+    it->flip_class = isfinite(it->min_eps) ? now : -1;
+    if (!isfinite(it->min_eps)) it->eps_below = to->eps_max; /* as bisection reports it */
+  }
+  return STATUS_OK;
+}
+
 /* Bisects each image of the batch [start, start + B) into items. */
 static Status triage_batch(Net *net, const Dataset *d, const TriageOptions *to, int start, int B,
                            TriageItem *items, TriageScratch *w, SweepProgressFn progress, void *ctx,
@@ -121,27 +180,10 @@ static Status triage_batch(Net *net, const Dataset *d, const TriageOptions *to, 
   const double total_passes = (double)passes * (d->n ? d->n : 1);
   float *probs = w->probs, *adv = w->adv, *lo = w->lo, *hi = w->hi, *mid = w->mid;
   int *pred = w->pred, *active = w->active, pass = 0;
-  net_predict(net, x, B, probs);
-  for (int i = 0; i < B; i++) {
-    TriageItem *it = &items[i];
-    it->index = start + i, it->label = d->labels[start + i];
-    const float *p = probs + (size_t)i * k;
-    it->pred = pred[i] = argmax(p, k);
-    it->confidence = p[it->pred];
-    float second = 0;
-    double h = 0;
-    for (int c = 0; c < k; c++) {
-      if (c != it->pred && p[c] > second) second = p[c];
-      if (p[c] > 0) h -= p[c] * log(p[c]);
-    }
-    /* the logit margin z1 - z2 is log(p1 / p2): softmax keeps logit differences */
-    it->margin = (float)(log(p[it->pred]) - log(fmax(second, 1e-38)));
-    it->entropy = (float)h;
-    it->flip_class = -1;
-    lo[i] = 0.0f, hi[i] = eps_max, active[i] = 1;
-  }
+  triage_clean(net, d, start, B, items, w);
+  for (int i = 0; i < B; i++) lo[i] = 0.0f, hi[i] = eps_max, active[i] = 1;
   AttackOptions o = to->attack;
-  o.eps = eps_max, o.eps_each = mid;
+  o.eps = eps_max, o.eps_each = mid, o.index_base = start;
   /* does eps_max flip it at all? */
   for (int i = 0; i < B; i++) mid[i] = eps_max;
   Status st = attack_run(net, &o, x, pred, B, adv, err);
@@ -197,6 +239,7 @@ static Status volume_prediction(Net *net, const Dataset *d, const TriageOptions 
     const float *x = d->images + per * start;
     if (eps > 0) {
       for (int i = 0; i < b; i++) w->pred[i] = v->pred;
+      o.index_base = start;
       const Status st = attack_run(net, &o, x, w->pred, b, w->adv, err);
       if (st != STATUS_OK) return st;
       x = w->adv;
@@ -243,9 +286,17 @@ static int cmp_fragile_volume(const void *a, const void *b) {
 
 /* Every volume of d (Dataset.volume) into r->volumes, most fragile first, and the volume
  * accuracy with and without the flagged share. */
-static Status triage_volumes(Net *net, const Dataset *d, const TriageOptions *to,
+static Status triage_volumes(Net *net, const Dataset *d, const TriageOptions *image_to,
                              SweepProgressFn progress, void *ctx, TriageScratch *w, TriageResult *r,
                              MrError *err) {
+  /* a volume's eps is where its mean prediction flips: bisected with a bounded attack */
+  TriageOptions bounded = *image_to;
+  if (!attack_is_bounded(bounded.attack.kind)) {
+    AttackOptions pgd = attack_options_default(ATTACK_PGD);
+    pgd.norm = bounded.attack.norm, pgd.seed = bounded.attack.seed;
+    bounded.attack = pgd;
+  }
+  const TriageOptions *to = &bounded;
   int n = 0;
   for (int i = 0; i < d->n; i = dataset_volume_end(d, i)) n += d->volume[i] >= 0;
   r->volumes = calloc(n + 1, sizeof(VolumeTriageItem));
@@ -294,9 +345,10 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
     return mr_error_set(err, STATUS_ERR_ARG, "the flagged fraction must be in [0,1], got %g",
                         flag_frac);
   const AttackKind kind = attack->kind;
-  if (kind != ATTACK_FGSM && kind != ATTACK_BIM && kind != ATTACK_PGD && kind != ATTACK_MIFGSM)
+  if (kind != ATTACK_FGSM && kind != ATTACK_BIM && kind != ATTACK_PGD && kind != ATTACK_MIFGSM &&
+      kind != ATTACK_FMN)
     return mr_error_set(err, STATUS_ERR_ARG,
-                        "triage bisects eps with fgsm, bim, pgd or mifgsm, not %s",
+                        "triage bisects eps with fgsm, bim, pgd or mifgsm, or runs fmn; not %s",
                         attack_name(kind));
   if (batch < 1) return mr_error_set(err, STATUS_ERR_ARG, "triage batch must be >= 1");
   const int k = net_num_classes(net);
@@ -307,6 +359,7 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
   r->n = d->n, r->eps_max = eps_max, r->tol = tol, r->flag_frac = flag_frac;
   snprintf(r->attack, sizeof r->attack, "%s", attack_name(kind));
+  r->iters = attack->iters, r->one_run = kind == ATTACK_FMN;
   for (int start = 0; st == STATUS_OK && start < d->n; start += batch) {
     const int B = d->n - start < batch ? d->n - start : batch;
     if (progress)
@@ -316,7 +369,9 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
     char key[96];
     snprintf(key, sizeof key, "%striage/b%d", to->scope ? to->scope : "", start);
     if (journal_restore(to->journal, key, &unit, 1)) continue;
-    st = triage_batch(net, d, to, start, B, r->items + start, &w, progress, ctx, err);
+    st = kind == ATTACK_FMN
+             ? triage_batch_fmn(net, d, to, start, B, r->items + start, &w, err)
+             : triage_batch(net, d, to, start, B, r->items + start, &w, progress, ctx, err);
     if (st == STATUS_OK) st = journal_record(to->journal, key, &unit, 1, err);
   }
   if (st == STATUS_OK && d->volume) st = triage_volumes(net, d, to, progress, ctx, &w, r, err);

@@ -60,7 +60,8 @@ Status examples_write(Net *net, const Dataset *d, const AttackOptions *o, int co
   s = adv && pc && pa && diff ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   for (int start = 0; s == STATUS_OK && start < pool; start += batch) {
     const int b = pool - start < batch ? pool - start : batch;
-    s = attack_run(net, o, d->images + per * start, d->labels + start, b, adv + per * start, err);
+    const AttackOptions at = attack_at(o, start);
+    s = attack_run(net, &at, d->images + per * start, d->labels + start, b, adv + per * start, err);
     if (s == STATUS_OK) {
       net_predict(net, d->images + per * start, b, pc + (size_t)k * start);
       net_predict(net, adv + per * start, b, pa + (size_t)k * start);

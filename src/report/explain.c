@@ -134,7 +134,8 @@ Status embedding_write(Net *net, const Dataset *d, const AttackOptions *o, int n
     char key[48];
     snprintf(key, sizeof key, "embedding/b%d", start);
     if (journal_restore(journal, key, &unit, 1)) continue;
-    s = attack_run(net, o, d->images + per * start, d->labels + start, b, adv + per * start, err);
+    const AttackOptions at = attack_at(o, start);
+    s = attack_run(net, &at, d->images + per * start, d->labels + start, b, adv + per * start, err);
     if (s == STATUS_OK) s = journal_record(journal, key, &unit, 1, err);
   }
   double explained[2] = {0, 0};

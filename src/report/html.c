@@ -474,6 +474,11 @@ static void section_sweep(FILE *o, const cJSON *r) {
           "(Goodfellow et al. 2015), BIM and PGD (Madry et al. 2018) as in paper 001 [1].",
           hstr(r, "split"), num(r, "n"), 100 * num(r, "clean_accuracy"),
           100 * num(r, "clean_balanced_accuracy"), num(r, "clean_auc"));
+  if (flag(r, "eps_carried"))
+    fprintf(o,
+            " Each attack's eps run smallest first: an image fooled at one eps counts as fooled "
+            "at every larger one (its adversarial example lies in the larger ball) and is not "
+            "attacked again, so accuracy cannot rise with eps.");
   if (step > 0)
     fprintf(o,
             " The data is stored at %.0f bits: one grey level is %.3g; eps marked * is below "
@@ -666,11 +671,19 @@ static void section_triage(FILE *o, const char *dir, const cJSON *t) {
   const int labelled = flag(t, "labelled");
   fprintf(o,
           "<h2 id='triage'>Triage by adversarial sensitivity</h2><p>For every image, the smallest "
-          "%s eps "
-          "that changes the prediction (bisection to %.2g below %.3g; paper 001 [1], Table 2). "
-          "The most fragile %.0f%% (%.0f images) are flagged for a human to read.",
-          hstr(t, "attack"), num(t, "tolerance"), num(t, "eps_max"), 100 * num(t, "flag_fraction"),
-          num(t, "n_flagged"));
+          "%s eps that changes the prediction ",
+          hstr(t, "attack"));
+  const cJSON *method = cJSON_GetObjectItem(t, "method");
+  if (cJSON_IsString(method) && !strcmp(method->valuestring, "minimal-norm"))
+    fprintf(o,
+            "(the norm of the smallest adversarial point one %.0f-step minimal-norm run finds, "
+            "up to %.3g: FMN, Pintor et al. 2021; paper 001 [1], Table 2, bisects instead). ",
+            num(t, "iterations"), num(t, "eps_max"));
+  else
+    fprintf(o, "(bisection to %.2g below %.3g; paper 001 [1], Table 2). ", num(t, "tolerance"),
+            num(t, "eps_max"));
+  fprintf(o, "The most fragile %.0f%% (%.0f images) are flagged for a human to read.",
+          100 * num(t, "flag_fraction"), num(t, "n_flagged"));
   if (!labelled) fprintf(o, " The images are unlabelled: no accuracy, only the ranking.");
   fprintf(o, "</p>\n");
   const cJSON *def = cJSON_GetObjectItem(t, "deferral");

@@ -180,6 +180,7 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
   add_confusion(root, r->clean_confusion, r->k);
   add_per_class(root, r->clean_confusion, r->k);
   json_add_number(root, "balanced_halving_eps", r->halving_eps);
+  cJSON_AddBoolToObject(root, "eps_carried", r->carried);
   cJSON_AddStringToObject(root, "majority_class", sweep_class_name(r, r->majority_class));
   cJSON_AddNumberToObject(root, "majority_share", r->majority_share);
   if (r->positive >= 0) {
@@ -223,6 +224,7 @@ Status sweep_write(const SweepResult *r, const Dataset *d, const char *dir, cons
     json_add_number(o, "mean_psnr", w->psnr);
     json_add_number(o, "mean_confidence", w->confidence);
     json_add_number(o, "seconds", w->seconds);
+    cJSON_AddNumberToObject(o, "carried", w->carried);
     if (r->volumes_labelled)
       cJSON_AddNumberToObject(o, "volume_accuracy",
                               (double)w->volume_correct / r->volumes_labelled);
@@ -279,6 +281,8 @@ Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, con
   cJSON_AddStringToObject(root, "model", model);
   cJSON_AddStringToObject(root, "data", data);
   cJSON_AddStringToObject(root, "attack", r->attack);
+  cJSON_AddStringToObject(root, "method", r->one_run ? "minimal-norm" : "bisection");
+  cJSON_AddNumberToObject(root, "iterations", r->iters);
   cJSON_AddNumberToObject(root, "eps_max", r->eps_max);
   cJSON_AddNumberToObject(root, "tolerance", r->tol);
   cJSON_AddNumberToObject(root, "flag_fraction", r->flag_frac);
