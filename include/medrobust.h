@@ -338,6 +338,13 @@ NetLayerInfo net_layer_info(const Net *net, int i);
 /* Plans memory for a batch size (done implicitly by every call below; an
  * explicit call moves the allocation out of a timed loop). */
 Status net_plan(Net *net, int batch, MrError *err);
+/* Bytes the last plan holds for activations, gradients, saved state and scratch, and of that
+ * the layer outputs' gradients (shared by liveness: a gradient lives from its last reader's
+ * backward to its producer's); without sharing they would take `unshared_gradient_bytes`. */
+typedef struct {
+  size_t total_bytes, gradient_bytes, unshared_gradient_bytes;
+} NetPlanMemory;
+NetPlanMemory net_plan_memory(const Net *net);
 
 /* Forward pass; returns the logits (B,K) or (B,K,H,W), valid until the next call. */
 const float *net_forward(Net *net, const float *x, int batch, Mode mode);

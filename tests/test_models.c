@@ -299,6 +299,32 @@ static void test_conv_backends_agree(void **state) {
 }
 
 /* net_predict's lean buffer plan gives the probabilities of the full plan. */
+/* Gradients share buffers by liveness (the gradient checks above run on the shared plan): a
+ * chain keeps a few alive at once, skips and dense blocks more, never more than one each. */
+static void test_gradient_buffers_shared(void **state) {
+  (void)state;
+  const struct {
+    const char *arch;
+    int size;
+    double most; /* of the unshared bytes */
+  } cases[] = {
+      {"resnet20", 32, 0.25}, {"vgg11", 32, 0.5}, {"unet", 32, 0.6}, {"densenet", 32, 0.6}};
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    ModelSpec spec = model_spec_default(cases[k].arch, 1, cases[k].size, cases[k].size, 2);
+    MrError err = {0};
+    Net *net = model_build(&spec, 3, &err);
+    assert_non_null(net);
+    assert_int_equal(net_plan(net, 8, &err), STATUS_OK);
+    const NetPlanMemory m = net_plan_memory(net);
+    print_message("  %-9s gradients %6.2f MB shared, %6.2f MB one buffer each (plan %.2f MB)\n",
+                  cases[k].arch, m.gradient_bytes / 1e6, m.unshared_gradient_bytes / 1e6,
+                  m.total_bytes / 1e6);
+    assert_true(m.gradient_bytes > 0 && m.gradient_bytes < m.total_bytes);
+    assert_true(m.gradient_bytes <= cases[k].most * m.unshared_gradient_bytes);
+    net_free(net);
+  }
+}
+
 static void test_predict_matches_forward(void **state) {
   (void)state;
   const char *archs[] = {"cnn", "vgg11", "resnet20", "resnet50"};
@@ -399,6 +425,7 @@ int main(void) {
       cmocka_unit_test(test_optim_closed_form),
       cmocka_unit_test(test_conv_backends_agree),
       cmocka_unit_test(test_predict_matches_forward),
+      cmocka_unit_test(test_gradient_buffers_shared),
   };
   return cmocka_run_group_tests_name("models", tests, NULL, NULL);
 }

@@ -566,21 +566,96 @@ static int net_output_transposed(const Net *net) {
  * oneDNN's reorders) split across cache lines otherwise. */
 #define A(nfloats) (((size_t)(nfloats) + 15) & ~(size_t)15)
 
-/* The input's and every layer's output buffer (gradients: their gradient
- * buffers) laid out from p; an alias shares its producer's. Returns the end. */
-static float *net_plan_tensors(Net *net, float *p, int batch, int gradients) {
-  float **input = gradients ? &net->dinput : &net->input;
-  *input = p, p += A((size_t)net_input_size(net) * batch);
+/* The input's and every layer's output buffer laid out from p; an alias shares its
+ * producer's. Returns the end. */
+static float *net_plan_outputs(Net *net, float *p, int batch) {
+  net->input = p, p += A((size_t)net_input_size(net) * batch);
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
-    float **slot = gradients ? &l->dout : &l->out;
     if (l->alias)
-      *slot = gradients ? net_tensor_dout(net, l->src[0]) : net_tensor_out(net, l->src[0]);
+      l->out = net_tensor_out(net, l->src[0]);
     else
-      *slot = p, p += A(layer_out_size(l) * batch);
+      l->out = p, p += A(layer_out_size(l) * batch);
   }
   return p;
 }
+
+/* Gradient buffers by liveness over the backward pass, as PyTorch frees a gradient once
+ * used: layer i's output gradient is written first by the backward of its last reader and
+ * read last by layer i's own backward, so it lives over layers [i, last reader] (an alias
+ * joins its producer's interval), and buffers whose intervals do not meet share memory.
+ * Gradients are never zeroed up front (net_backward's first writer overwrites), so a reused
+ * buffer needs no clearing. Sets each layer's offset (floats from the gradient arena's
+ * start) and returns the arena's size; -1 offsets are aliases. Layer by layer it cuts the
+ * backward's memory from one buffer per layer to the few alive at once. */
+static size_t net_plan_gradient_offsets(const Net *net, int batch, size_t *offset) {
+  const int n = net->n_layers;
+  int *root = malloc(sizeof(int) * (n + 1)), *last = malloc(sizeof(int) * (n + 1));
+  int *order = malloc(sizeof(int) * (n + 1)), *slot_of = malloc(sizeof(int) * (n + 1));
+  size_t *cap = calloc((size_t)n + 1, sizeof(size_t));
+  int *busy_to = malloc(sizeof(int) * (n + 1)); /* a slot is busy down to this layer */
+  size_t total = 0;
+  if (!root || !last || !order || !slot_of || !cap || !busy_to) {
+    /* no room to plan: every gradient its own buffer */
+    for (int i = 0; i < n; i++) {
+      offset[i] = net->layers[i].alias ? (size_t)-1 : total;
+      if (!net->layers[i].alias) total += A(layer_out_size(&net->layers[i]) * batch);
+    }
+    free(root), free(last), free(order), free(slot_of), free(cap), free(busy_to);
+    return total;
+  }
+  root[0] = 0;
+  for (int i = 0; i < n; i++) {
+    const Layer *l = &net->layers[i];
+    root[i + 1] = l->alias ? root[l->src[0]] : i + 1;
+    last[i + 1] = i;
+  }
+  for (int i = 0; i < n; i++) {
+    const Layer *l = &net->layers[i];
+    if (l->alias) last[root[i + 1]] = i > last[root[i + 1]] ? i : last[root[i + 1]];
+    for (int k = 0; k < l->n_src; k++)
+      if (l->src[k] != NET_INPUT && i > last[root[l->src[k]]]) last[root[l->src[k]]] = i;
+  }
+  last[root[n]] = n; /* the loss gradient is copied in before any backward */
+  int m = 0, slots = 0;
+  for (int t = 1; t <= n; t++)
+    if (root[t] == t) order[m++] = t;
+  /* first used first: descending last reader (insertion sort: a few hundred layers) */
+  for (int a = 1; a < m; a++)
+    for (int b = a; b > 0 && last[order[b - 1]] < last[order[b]]; b--) {
+      const int swap = order[b];
+      order[b] = order[b - 1], order[b - 1] = swap;
+    }
+  for (int a = 0; a < m; a++) {
+    const int t = order[a];
+    const size_t need = A(layer_out_size(&net->layers[t - 1]) * batch);
+    int best = -1;
+    for (int s = 0; s < slots; s++) { /* free: its occupant's own backward came before */
+      if (busy_to[s] <= last[t]) continue;
+      if (best < 0 ||
+          (cap[s] >= need ? cap[best] < need || cap[s] < cap[best] : cap[s] > cap[best]))
+        best = s;
+    }
+    if (best < 0) best = slots++;
+    if (cap[best] < need) cap[best] = need;
+    busy_to[best] = t - 1, slot_of[t] = best;
+  }
+  size_t *start = malloc(sizeof(size_t) * (slots + 1));
+  for (int s = 0; start && s < slots; s++) start[s] = total, total += cap[s];
+  for (int i = 0; i < n; i++)
+    offset[i] = net->layers[i].alias ? (size_t)-1 : start ? start[slot_of[i + 1]] : 0;
+  if (!start) { /* out of memory at the last step: one buffer each */
+    total = 0;
+    for (int i = 0; i < n; i++) {
+      offset[i] = net->layers[i].alias ? (size_t)-1 : total;
+      if (!net->layers[i].alias) total += A(layer_out_size(&net->layers[i]) * batch);
+    }
+  }
+  free(start), free(root), free(last), free(order), free(slot_of), free(cap), free(busy_to);
+  return total;
+}
+
+NetPlanMemory net_plan_memory(const Net *net) { return net->plan_memory; }
 
 Status net_plan(Net *net, int batch, MrError *err) {
   const int threads = mr_get_threads();
@@ -589,11 +664,14 @@ Status net_plan(Net *net, int batch, MrError *err) {
   if (net->act && batch <= net->batch && threads <= net->planned_threads) return STATUS_OK;
   const size_t in_size = (size_t)net_input_size(net);
   const size_t n_out = shape_numel(net_tensor_shape(net, net_last(net))) * batch;
-  size_t total = 2 * A(in_size * batch), scratch = 0;
+  size_t *grad_offset = malloc(sizeof(size_t) * (net->n_layers + 1));
+  if (!grad_offset) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory planning a batch");
+  const size_t grad_total = net_plan_gradient_offsets(net, batch, grad_offset);
+  size_t total = 2 * A(in_size * batch) + grad_total, scratch = 0;
   for (int i = 0; i < net->n_layers; i++) {
     const Layer *l = &net->layers[i];
     const OpDef *op = op_def(l->kind);
-    if (!l->alias) total += 2 * A(layer_out_size(l) * batch);
+    if (!l->alias) total += A(layer_out_size(l) * batch);
     if (op->saved_floats) total += A(op->saved_floats(l, batch));
     if (op->scratch_floats) {
       const size_t s = op->scratch_floats(l, batch, threads);
@@ -603,12 +681,26 @@ Status net_plan(Net *net, int batch, MrError *err) {
   total += A(scratch) + 3 * A(n_out);
   free(net->act);
   net->act = aligned_alloc(64, sizeof(float) * total);
-  if (!net->act)
+  if (!net->act) {
+    free(grad_offset);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory planning batch %d (%zu MB)", batch,
                         total * 4 >> 20);
-  /* outputs first, then all gradients contiguously */
-  float *p = net_plan_tensors(net, net->act, batch, 0);
-  p = net_plan_tensors(net, p, batch, 1);
+  }
+  /* outputs first, then the input's gradient, then the shared gradient buffers */
+  float *p = net_plan_outputs(net, net->act, batch);
+  net->dinput = p, p += A(in_size * batch);
+  for (int i = 0; i < net->n_layers; i++) {
+    Layer *l = &net->layers[i];
+    l->dout = l->alias ? net_tensor_dout(net, l->src[0]) : p + grad_offset[i];
+  }
+  p += grad_total;
+  free(grad_offset);
+  net->plan_memory = (NetPlanMemory){.total_bytes = sizeof(float) * total,
+                                     .gradient_bytes = sizeof(float) * grad_total};
+  for (int i = 0; i < net->n_layers; i++)
+    if (!net->layers[i].alias)
+      net->plan_memory.unshared_gradient_bytes +=
+          sizeof(float) * A(layer_out_size(&net->layers[i]) * batch);
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
     const OpDef *op = op_def(l->kind);

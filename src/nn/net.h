@@ -118,9 +118,10 @@ struct Net {
   int finished;
   /* plan */
   int batch, planned_threads, batch_in_use;
-  float *act;            /* all activations and their gradients */
-  float *input, *dinput; /* normalised input (B,C,H,W) and its gradient */
-  float *scratch;        /* shared by the layers, which run one at a time */
+  NetPlanMemory plan_memory; /* of the last net_plan */
+  float *act;                /* all activations and their gradients */
+  float *input, *dinput;     /* normalised input (B,C,H,W) and its gradient */
+  float *scratch;            /* shared by the layers, which run one at a time */
   float *probs, *dlogits;
   float *logits; /* NCHW output when the last tensor is channels-last with H*W > 1 */
   Mode last_mode;
