@@ -5,11 +5,14 @@
  * densenet121 at 224x224 with 3 channels, batch 32 (the papers' ImageNet-sized input);
  * or one model file (--model, .onnx too) or family. --op times one operation only (a
  * process's peak RSS is then that operation's: bench/memory.sh).
- * Prints CSV rows: model,size,channels,op,images_per_s.
+ * Prints CSV rows: model,size,channels,op,images_per_s,gflops (forward FLOPs times 1, 2 or 3
+ * for forward, PGD step and training step: the passes over the weights).
  * usage: bench_engine [--threads N] [--batch B] [--quick] [--large] [--only MODEL[:SIZE]]
  *                     [--op forward|pgd_step|train_step]
  *        bench_engine --model FILE | --family NAME [--size N] [--channels C]
  *                     [--label NAME] [--threads N] [--batch B] [--quick] */
+#include <cblas.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +76,66 @@ static double measure(BenchCtx *c, BenchOp op, int reps) {
   return rates[reps / 2];
 }
 
+/* The machine's ceilings on `threads` threads, in GFLOP/s: a register-only FMA loop at the
+ * widest vectors the build targets, and OpenBLAS's sgemm at n = 2048 (the % of peak of
+ * bench/compare.py). Printed as a comment line before the CSV header. */
+static void print_ceilings(int threads) {
+#if defined(__AVX512F__)
+  typedef __m512 Vec;
+#define VEC_FLOATS 16
+#define FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define SET1(x) _mm512_set1_ps(x)
+#define SUM(v) _mm512_reduce_add_ps(v)
+#elif defined(__AVX2__) && defined(__FMA__)
+  typedef __m256 Vec;
+#define VEC_FLOATS 8
+#define FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define SET1(x) _mm256_set1_ps(x)
+#define SUM(v) (v)[0]
+#endif
+  double fma_rate = 0;
+#ifdef VEC_FLOATS
+  const long iters = 20000000;
+  for (int rep = 0; rep < 3; rep++) { /* the best of three: clocks ramp */
+    float sink = 0;
+    const double t0 = now();
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+      /* twelve independent chains: enough to cover the FMA latency on two pipes */
+      const Vec b = SET1(0.999999f), c = SET1(1e-7f);
+      Vec a0 = SET1(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0,
+          a9 = a0, a10 = a0, a11 = a0;
+      for (long i = 0; i < iters; i++) {
+        a0 = FMA(a0, b, c), a1 = FMA(a1, b, c), a2 = FMA(a2, b, c), a3 = FMA(a3, b, c);
+        a4 = FMA(a4, b, c), a5 = FMA(a5, b, c), a6 = FMA(a6, b, c), a7 = FMA(a7, b, c);
+        a8 = FMA(a8, b, c), a9 = FMA(a9, b, c), a10 = FMA(a10, b, c), a11 = FMA(a11, b, c);
+      }
+      a0 = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+      sink += SUM(a0);
+    }
+    const double rate = 2.0 * threads * iters * 12 * VEC_FLOATS / (now() - t0) / 1e9;
+    if (rate > fma_rate && sink == sink) fma_rate = rate;
+  }
+#endif
+  const int n = 2048;
+  float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
+        *c = malloc(sizeof(float) * n * n);
+  double sgemm_rate = 0;
+  if (a && b && c) {
+    openblas_set_num_threads(threads); /* the engine runs it single-threaded per image */
+    for (long i = 0; i < (long)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    for (int rep = 0; rep < 4; rep++) {
+      const double t0 = now();
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+      const double rate = 2.0 * n * n * n / (now() - t0) / 1e9;
+      if (rep && rate > sgemm_rate) sgemm_rate = rate; /* the first warms up */
+    }
+  }
+  free(a), free(b), free(c);
+  openblas_set_num_threads(1);
+  printf("# ceiling fma=%.1f sgemm=%.1f threads=%d\n", fma_rate, sgemm_rate, threads);
+}
+
 /* One CSV row per operation (or only `only_op`, >= 0) for a net at a batch size; 0, or 1
  * after printing why. */
 static int bench_net(Net *net, const char *label, int size, int batch, int reps, int only_op) {
@@ -96,8 +159,11 @@ static int bench_net(Net *net, const char *label, int size, int batch, int reps,
   c.opt = &opt;
   for (int op = 0; op < 3; op++) {
     if (only_op >= 0 && op != only_op) continue;
-    printf("%s,%d,%d,%s,%.1f\n", label, size, net_spec(net)->in_c, op_names[op],
-           measure(&c, (BenchOp)op, reps));
+    /* the convolutions' and dense layers' work: a forward, plus the input gradient (a PGD
+     * step), plus the weight gradient (a training step) */
+    const double rate = measure(&c, (BenchOp)op, reps), passes = 1 + op;
+    printf("%s,%d,%d,%s,%.1f,%.1f\n", label, size, net_spec(net)->in_c, op_names[op], rate,
+           rate * net_flops(net) * passes / 1e9);
     fflush(stdout);
   }
   optim_free(&opt);
@@ -151,6 +217,7 @@ int main(int argc, char **argv) {
     }
   }
   mr_set_threads(threads);
+  print_ceilings(threads);
   if (model_file || family) { /* one model file (.onnx through the importer) or family */
     MrError err = {0};
     ModelSpec spec = family ? model_spec_default(family, channels, size, size, 2) : (ModelSpec){0};
@@ -159,7 +226,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "%s\n", err.msg);
       return 1;
     }
-    printf("model,size,channels,op,images_per_s\n");
+    printf("model,size,channels,op,images_per_s,gflops\n");
     const int rc = bench_net(net,
                              label    ? label
                              : family ? family
@@ -184,7 +251,7 @@ int main(int argc, char **argv) {
     for (int m = 0; m < 3; m++) rows[n_rows++] = (Row){paper002[m], new_sizes[s], 32, 1};
   const char *imagenet[] = {"resnet50", "vgg16", "mobilenet", "densenet121"};
   for (int m = 0; large && m < 4; m++) rows[n_rows++] = (Row){imagenet[m], 224, 32, 3};
-  printf("model,size,channels,op,images_per_s\n");
+  printf("model,size,channels,op,images_per_s,gflops\n");
   for (int r = 0; r < n_rows; r++) {
     const Row *row = &rows[r];
     if ((only_model[0] && strcmp(only_model, row->model) != 0) ||

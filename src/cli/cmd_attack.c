@@ -73,7 +73,7 @@ int cmd_attack(int argc, char **argv) {
       {"--split", OPT_STRING, &split, 0, 0, " S", "train, val or test"},
       {"--out", OPT_STRING, &out, 0, 0, " F.npz", "adversarial set, float32 (required)"},
       {"--attack", OPT_STRING, &attack, 0, 0, " A",
-       "fgsm bim pgd mifgsm deepfool cw square apgd-ce apgd-dlr"},
+       "fgsm bim pgd mifgsm deepfool cw square apgd-ce apgd-dlr fmn (minimal norm)"},
       {"--eps", OPT_STRING, &eps_text, 0, 0, " E",
        "perturbation size on [0,1] (4/255 accepted; default 0.004)"},
       {"--norm", OPT_STRING, &norm, 0, 0, " linf|l2", "threat model"},

@@ -21,7 +21,7 @@ int cli_parse_attacks(const char *text, AttackKind *out, int *n) {
       fprintf(
           stderr,
           "medrobust: unknown attack '%s' (fgsm, bim, pgd, mifgsm, deepfool, cw, square, standard, "
-          "apgd-ce, apgd-dlr)\n",
+          "apgd-ce, apgd-dlr, fmn)\n",
           tok);
       return 0;
     }
