@@ -216,7 +216,7 @@ static void kill_and_resume(const char *name, const char *args_with_out, const c
   snprintf(journal_path, sizeof journal_path, "%s/%s", cut, journal);
   snprintf(log_path, sizeof log_path, "%s/log", dir);
   unlink(log_path);
-  int kills = 0, finished = 0;
+  int kills = 0, kills_with_work = 0, finished = 0;
   for (int attempt = 0; attempt < 8 && !finished; attempt++) {
     const pid_t pid = spawn(attempt ? resumed : args);
     int status;
@@ -233,6 +233,9 @@ static void kill_and_resume(const char *name, const char *args_with_out, const c
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         kills++;
+        /* a run killed after its last unit, when the journal is already gone and only the
+         * report is left to write, leaves nothing to restore: the next run starts afresh */
+        kills_with_work += has_record(journal_path);
         continue;
       }
     } else {
@@ -255,7 +258,8 @@ static void kill_and_resume(const char *name, const char *args_with_out, const c
     while (num > out && num[-1] >= '0' && num[-1] <= '9') num--;
     restored += strtol(num, NULL, 10);
   }
-  if (kills && !restored) fail_msg("%s: no resumed run restored finished work:\n%s", name, out);
+  if (kills_with_work && !restored)
+    fail_msg("%s: no resumed run restored finished work:\n%s", name, out);
   assert_int_not_equal(access(journal_path, F_OK), 0); /* removed once the outputs are written */
   compare_trees(ref, cut, name);
   printf(
