@@ -23,10 +23,13 @@
 #define FMN_GAMMA_FINAL 0.001f
 #define FMN_LINE_STEPS 6
 
-static double norm_of(const float *d, size_t n, Norm norm) {
+/* ||a - b|| in the attack's norm */
+static double distance(const float *a, const float *b, size_t n, Norm norm) {
   double s = 0;
-  for (size_t i = 0; i < n; i++)
-    s = norm == NORM_LINF ? fmax(s, fabs(d[i])) : s + (double)d[i] * d[i];
+  for (size_t i = 0; i < n; i++) {
+    const double d = (double)a[i] - b[i];
+    s = norm == NORM_LINF ? fmax(s, fabs(d)) : s + d * d;
+  }
   return norm == NORM_LINF ? s : sqrt(s);
 }
 
@@ -44,12 +47,11 @@ Status attack_fmn(AttackCtx *c, const AttackOptions *o, const float *x, const in
   /* the margin max_{j != l} z_j - z_l: ascended away from y, descended toward a target */
   const float sign = targeted ? -1.0f : 1.0f;
   int *labels = attack_label_scratch(c);
-  float *delta = attack_scratch(c, sizeof(float) * n), *g = attack_scratch(c, sizeof(float) * n),
-        *cur = attack_scratch(c, sizeof(float) * n);
+  float *g = attack_scratch(c, sizeof(float) * n), *cur = attack_scratch(c, sizeof(float) * n);
   float *eps = attack_scratch(c, sizeof(float) * B), *best = attack_scratch(c, sizeof(float) * B),
         *worst = attack_scratch(c, sizeof(float) * B);
   int *found = attack_scratch(c, sizeof(int) * B);
-  if (!labels || !delta || !g || !cur || !eps || !best || !worst || !found) return STATUS_ERR_NOMEM;
+  if (!labels || !g || !cur || !eps || !best || !worst || !found) return STATUS_ERR_NOMEM;
   attack_labels(c, o, x, y, labels);
   for (int b = 0; b < B; b++) {
     /* the largest perturbation [0,1] allows: every norm found is below it */
@@ -61,15 +63,15 @@ Status attack_fmn(AttackCtx *c, const AttackOptions *o, const float *x, const in
     worst[b] = (float)(o->norm == NORM_LINF ? w : sqrt(w));
     eps[b] = best[b] = INFINITY;
   }
+  memcpy(cur, x, sizeof(float) * n);
   for (int t = 0; t <= steps; t++) {
-    for (size_t i = 0; i < n; i++) cur[i] = x[i] + delta[i];
     attack_loss_grad(c, cur, labels, LOSS_MARGIN, t < steps ? g : NULL);
     const double cosine = 0.5 * (1.0 + cos(M_PI * t / (steps > 0 ? steps : 1)));
     const float alpha = (float)(FMN_ALPHA_FINAL + (FMN_ALPHA - FMN_ALPHA_FINAL) * cosine);
     const float gamma = (float)(FMN_GAMMA_FINAL + (FMN_GAMMA - FMN_GAMMA_FINAL) * cosine);
     for (int b = 0; b < B; b++) {
-      float *db = delta + per * b, *gb = g + per * b;
-      const float dn = (float)norm_of(db, per, o->norm);
+      float *gb = g + per * b;
+      const float dn = (float)distance(cur + per * b, x + per * b, per, o->norm);
       const int adv = attack_succeeded(o, c->pred[b], y[b], labels[b]);
       if (adv && dn < best[b]) {
         best[b] = dn;
@@ -88,24 +90,12 @@ Status attack_fmn(AttackCtx *c, const AttackOptions *o, const float *x, const in
         eps[b] = (float)(dn + fabs(loss) / (dual > 1e-12 ? dual : 1e-12));
       }
       eps[b] = fminf(eps[b], worst[b]);
-      const double l2 = dual_norm_of(gb, per, NORM_L2);
-      const float s = (float)(alpha / (l2 > 1e-12 ? l2 : 1e-12));
-      for (size_t i = 0; i < per; i++) db[i] += s * gb[i];
+      c->steps[b] = alpha;
     }
     if (t == steps) break;
-    /* onto the eps ball around 0, then x + delta into [0,1] */
-    for (int b = 0; b < B; b++) {
-      float *db = delta + per * b;
-      const float *xb = x + per * b;
-      if (o->norm == NORM_LINF) {
-        for (size_t i = 0; i < per; i++) db[i] = fminf(fmaxf(db[i], -eps[b]), eps[b]);
-      } else {
-        const double l2 = norm_of(db, per, NORM_L2);
-        if (l2 > eps[b])
-          for (size_t i = 0; i < per; i++) db[i] *= (float)(eps[b] / l2);
-      }
-      for (size_t i = 0; i < per; i++) db[i] = fminf(fmaxf(xb[i] + db[i], 0.0f), 1.0f) - xb[i];
-    }
+    /* an L2-normalised step for every norm (the reference's), then onto the eps ball and [0,1] */
+    ascend(cur, g, B, per, NORM_L2, c->steps);
+    project(cur, x, B, per, o->norm, eps);
   }
   /* the best point pulled toward x along its own direction by a forward-only bisection of
    * its scale in [1/2, 1]: x + s (best - x) stays in [0,1] and its norm is s times the best's.
