@@ -594,14 +594,14 @@ static size_t net_plan_gradient_offsets(const Net *net, int batch, size_t *offse
   int *order = malloc(sizeof(int) * (n + 1)), *slot_of = malloc(sizeof(int) * (n + 1));
   size_t *cap = calloc((size_t)n + 1, sizeof(size_t));
   int *busy_to = malloc(sizeof(int) * (n + 1)); /* a slot is busy down to this layer */
-  size_t total = 0;
-  if (!root || !last || !order || !slot_of || !cap || !busy_to) {
+  size_t *start = malloc(sizeof(size_t) * (n + 1)), total = 0; /* at most one slot a layer */
+  if (!root || !last || !order || !slot_of || !cap || !busy_to || !start) {
     /* no room to plan: every gradient its own buffer */
     for (int i = 0; i < n; i++) {
       offset[i] = net->layers[i].alias ? (size_t)-1 : total;
       if (!net->layers[i].alias) total += A(layer_out_size(&net->layers[i]) * batch);
     }
-    free(root), free(last), free(order), free(slot_of), free(cap), free(busy_to);
+    free(root), free(last), free(order), free(slot_of), free(cap), free(busy_to), free(start);
     return total;
   }
   root[0] = 0;
@@ -640,17 +640,8 @@ static size_t net_plan_gradient_offsets(const Net *net, int batch, size_t *offse
     if (cap[best] < need) cap[best] = need;
     busy_to[best] = t - 1, slot_of[t] = best;
   }
-  size_t *start = malloc(sizeof(size_t) * (slots + 1));
-  for (int s = 0; start && s < slots; s++) start[s] = total, total += cap[s];
-  for (int i = 0; i < n; i++)
-    offset[i] = net->layers[i].alias ? (size_t)-1 : start ? start[slot_of[i + 1]] : 0;
-  if (!start) { /* out of memory at the last step: one buffer each */
-    total = 0;
-    for (int i = 0; i < n; i++) {
-      offset[i] = net->layers[i].alias ? (size_t)-1 : total;
-      if (!net->layers[i].alias) total += A(layer_out_size(&net->layers[i]) * batch);
-    }
-  }
+  for (int s = 0; s < slots; s++) start[s] = total, total += cap[s];
+  for (int i = 0; i < n; i++) offset[i] = net->layers[i].alias ? (size_t)-1 : start[slot_of[i + 1]];
   free(start), free(root), free(last), free(order), free(slot_of), free(cap), free(busy_to);
   return total;
 }
