@@ -7,8 +7,10 @@
  * process's peak RSS is then that operation's: bench/memory.sh).
  * Prints CSV rows: model,size,channels,op,images_per_s,gflops (forward FLOPs times 1, 2 or 3
  * for forward, PGD step and training step: the passes over the weights).
+ * --profile adds each row's milliseconds per layer and per op kind (comment lines), and
+ * --no-ceiling skips the ceiling measurement.
  * usage: bench_engine [--threads N] [--batch B] [--quick] [--large] [--only MODEL[:SIZE]]
- *                     [--op forward|pgd_step|train_step]
+ *                     [--op forward|pgd_step|train_step] [--profile] [--no-ceiling]
  *        bench_engine --model FILE | --family NAME [--size N] [--channels C]
  *                     [--label NAME] [--threads N] [--batch B] [--quick] */
 #include <cblas.h>
@@ -57,6 +59,46 @@ static void run_op(BenchCtx *c, BenchOp op) {
       optim_step(c->opt, net_params(c->net), net_grads(c->net));
       break;
   }
+}
+
+/* --profile: per-layer milliseconds per call of `op`, as comment lines after its row, and
+ * per op kind; "other" is the call's time outside the layers (input normalisation, loss,
+ * softmax, optimiser step). */
+static void print_profile(BenchCtx *c, BenchOp op, const char *label, int size) {
+  MrError err = {0};
+  if (net_profile_start(c->net, &err) != STATUS_OK) {
+    fprintf(stderr, "%s\n", err.msg);
+    return;
+  }
+  const int calls = 10, n = net_layer_count(c->net);
+  const double t0 = now();
+  for (int i = 0; i < calls; i++) run_op(c, op);
+  const double total = (now() - t0) * 1e3 / calls;
+  const double *s = net_profile_seconds(c->net);
+  enum { KINDS = 32 };
+  const char *kind[KINDS];
+  double kind_ms[KINDS][2] = {{0}}, layers_ms = 0;
+  int kinds = 0;
+  printf("# profile %s %d %s: %.3f ms per call of batch %d\n", label, size, op_names[op], total,
+         c->batch);
+  printf("# layer,op,out,forward_ms,backward_ms\n");
+  for (int i = 0; i < n; i++) {
+    const NetLayerInfo li = net_layer_info(c->net, i);
+    const double f = s[i] * 1e3 / calls, b = s[n + i] * 1e3 / calls;
+    char out[64] = "";
+    for (int k = 0, at = 0; k < li.out_ndim && at < (int)sizeof out; k++)
+      at += snprintf(out + at, sizeof out - at, k ? "x%d" : "%d", li.out[k]);
+    printf("# %d,%s,%s,%.3f,%.3f\n", i, li.op, out, f, b);
+    int k = 0;
+    while (k < kinds && strcmp(kind[k], li.op)) k++;
+    if (k == kinds && kinds < KINDS) kind[kinds++] = li.op;
+    if (k < KINDS) kind_ms[k][0] += f, kind_ms[k][1] += b;
+    layers_ms += f + b;
+  }
+  for (int k = 0; k < kinds; k++)
+    printf("# kind %s forward %.3f backward %.3f ms (%.1f%%)\n", kind[k], kind_ms[k][0],
+           kind_ms[k][1], 100 * (kind_ms[k][0] + kind_ms[k][1]) / total);
+  printf("# kind other %.3f ms (%.1f%%)\n", total - layers_ms, 100 * (total - layers_ms) / total);
 }
 
 /* median images/s over `reps` timed runs of enough iterations for ~0.3 s */
@@ -138,7 +180,8 @@ static void print_ceilings(int threads) {
 
 /* One CSV row per operation (or only `only_op`, >= 0) for a net at a batch size; 0, or 1
  * after printing why. */
-static int bench_net(Net *net, const char *label, int size, int batch, int reps, int only_op) {
+static int bench_net(Net *net, const char *label, int size, int batch, int reps, int only_op,
+                     int profile) {
   MrError err = {0};
   if (net_plan(net, batch, &err) != STATUS_OK) {
     fprintf(stderr, "%s: %s\n", label, err.msg);
@@ -164,6 +207,7 @@ static int bench_net(Net *net, const char *label, int size, int batch, int reps,
     const double rate = measure(&c, (BenchOp)op, reps), passes = 1 + op;
     printf("%s,%d,%d,%s,%.1f,%.1f\n", label, size, net_spec(net)->in_c, op_names[op], rate,
            rate * net_flops(net) * passes / 1e9);
+    if (profile) print_profile(&c, (BenchOp)op, label, size);
     fflush(stdout);
   }
   optim_free(&opt);
@@ -172,7 +216,8 @@ static int bench_net(Net *net, const char *label, int size, int batch, int reps,
 }
 
 int main(int argc, char **argv) {
-  int threads = 2, batch = 128, reps = 3, only_size = 0, large = 0, only_op = -1;
+  int threads = 2, batch = 128, reps = 3, only_size = 0, large = 0, only_op = -1, ceiling = 1,
+      profile = 0;
   char only_model[64] = "";
   const char *model_file = NULL, *label = NULL, *family = NULL;
   int size = 64, channels = 1;
@@ -185,6 +230,10 @@ int main(int argc, char **argv) {
       reps = 1;
     else if (strcmp(argv[i], "--large") == 0)
       large = 1;
+    else if (strcmp(argv[i], "--no-ceiling") == 0) /* profiling one row */
+      ceiling = 0;
+    else if (strcmp(argv[i], "--profile") == 0)
+      profile = 1;
     else if (strcmp(argv[i], "--op") == 0 && i + 1 < argc) {
       const char *name = argv[++i];
       for (int op = 0; op < 3; op++)
@@ -210,14 +259,14 @@ int main(int argc, char **argv) {
     } else {
       fprintf(stderr,
               "usage: bench_engine [--threads N] [--batch B] [--quick] [--large] "
-              "[--only MODEL[:SIZE]] [--op OP]\n"
+              "[--only MODEL[:SIZE]] [--op OP] [--no-ceiling] [--profile]\n"
               "       bench_engine --model FILE | --family NAME [--size N] [--channels C]\n"
               "                    [--label NAME] [--threads N] [--batch B] [--quick]\n");
       return 2;
     }
   }
   mr_set_threads(threads);
-  print_ceilings(threads);
+  if (ceiling) print_ceilings(threads);
   if (model_file || family) { /* one model file (.onnx through the importer) or family */
     MrError err = {0};
     ModelSpec spec = family ? model_spec_default(family, channels, size, size, 2) : (ModelSpec){0};
@@ -231,7 +280,7 @@ int main(int argc, char **argv) {
                              label    ? label
                              : family ? family
                                       : model_file,
-                             net_spec(net)->in_h, batch, reps, only_op);
+                             net_spec(net)->in_h, batch, reps, only_op, profile);
     net_free(net);
     return rc;
   }
@@ -264,7 +313,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "%s: %s\n", row->model, err.msg);
       return 1;
     }
-    const int rc = bench_net(net, row->model, row->size, row->batch, reps, only_op);
+    const int rc = bench_net(net, row->model, row->size, row->batch, reps, only_op, profile);
     net_free(net);
     if (rc) return rc;
   }

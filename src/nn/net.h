@@ -113,6 +113,7 @@ struct Net {
   float *params, *grads, *stats;
   int64_t *counters;
   unsigned char *grad_written; /* per tensor, during backward */
+  double *profile;             /* net_profile_start: per layer, forward then backward seconds */
   double flops;
   MrError build_err; /* the first builder error, sticky; net_finish reports it */
   int finished;
@@ -157,6 +158,7 @@ typedef struct {
   unsigned char want[NET_MAX_INPUTS]; /* input k's gradient is needed */
   unsigned char acc[NET_MAX_INPUTS];  /* accumulate into input k's gradient, else overwrite */
   int channels_last;                  /* 4-D tensors are (B,H,W,C) */
+  int forward_only;                   /* no backward follows: nothing need be saved for it */
 } LayerCall;
 
 typedef struct {

@@ -32,7 +32,8 @@ static size_t maxpool_saved(const Layer *l, int B) { return shape_numel(l->out_s
 
 static void maxpool_fwd(const LayerCall *c) {
   (c->channels_last ? maxpool2d_forward_nhwc : maxpool2d_forward)(
-      c->l->out, (int32_t *)c->l->saved, call_in(c, 0), layer_pool_dims(c->l, c->B));
+      c->l->out, c->forward_only ? NULL : (int32_t *)c->l->saved, call_in(c, 0),
+      layer_pool_dims(c->l, c->B));
 }
 static void maxpool_bwd(const LayerCall *c) {
   float *d = call_din(c, 0);
