@@ -3,6 +3,14 @@
 # `make format-check` checks clang-format, `make fuzz` runs the readers' fuzz targets,
 # `make bench` runs bench/.
 CC ?= cc
+# `make MPI=1`: the same program built with Open MPI's compilers into build-mpi/, to run
+# alone or under mpirun (src/core/dist.c); plain `make` links no MPI.
+ifeq ($(MPI),1)
+CC := mpicc
+CXX := mpicxx
+BUILD ?= build-mpi
+EXTRA_CFLAGS += -DMR_MPI
+endif
 PKGS := openblas cmocka libcjson libzip libpng zlib libprotobuf-c
 ARCH_FLAGS ?= -march=native
 OPT ?= -O3
@@ -23,7 +31,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 # ONNX's protobuf schema, compiled by protoc-c from the copy Debian's libonnx-dev ships
 ONNX_PROTO ?= /usr/include/onnx/onnx.proto
 GEN := $(BUILD)/gen
-LIB_CXX_SRC := $(wildcard src/data/*.cpp)
+LIB_CXX_SRC := $(wildcard src/data/*.cpp src/eval/*.cpp)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(LIB_CXX_SRC:%.cpp=$(BUILD)/%.o) $(GEN)/onnx.pb-c.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -74,9 +82,15 @@ tests: $(TEST_BIN) $(BUILD)/medrobust
 $(BUILD)/bench_engine: bench/bench_engine.c $(BUILD)/libmedrobust.a $(HEADERS)
 	$(CC) $(CFLAGS) $< $(BUILD)/libmedrobust.a $(LDLIBS) -o $@
 
+# The MPI build beside the plain one, for tests/test_mpi.c (which skips without it): only in
+# the default build, where Open MPI's mpicc is installed.
+MPI_BIN := $(if $(filter build,$(BUILD)),$(if $(shell command -v mpicc 2>/dev/null),build-mpi/medrobust))
+mpi:
+	@$(MAKE) --no-print-directory MPI=1 BUILD=build-mpi build-mpi/medrobust
+
 # Each test binary fails through its exit code; the runner prints one summary line.
-test: tests
-	@MEDROBUST_BIN=$(BUILD)/medrobust sh tests/run.sh $(TEST_BIN)
+test: tests $(if $(MPI_BIN),mpi)
+	@MEDROBUST_BIN=$(BUILD)/medrobust MEDROBUST_MPI_BIN=$(MPI_BIN) sh tests/run.sh $(TEST_BIN)
 
 # The quick tier (< 1 min): ops, graphs, model files, data readers (and every fuzz input
 # replayed), atomic outputs, the public API.
@@ -119,7 +133,7 @@ format-check:
 clean:
 	rm -rf build build-asan
 
-.PHONY: all tests test test-quick asan bench format format-check clean
+.PHONY: all tests test test-quick asan bench format format-check clean mpi
 
 # the replay test compiles the fuzz targets in
 $(BUILD)/tests/test_fuzz_replay: $(wildcard tests/fuzz/*.c tests/fuzz/*.h)

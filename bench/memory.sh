@@ -27,7 +27,7 @@ for row in resnet20:28:128:1 resnet20:64:128:1 mobilenet:128:32:1 unet:64:32:1 d
   large=""
   [ "$channels" = 3 ] && large=--large
   for op in pgd_step train_step; do
-    ours=$(OMP_WAIT_POLICY=passive rss build/bench_engine --threads "$threads" --quick $large \
+    ours=$(rss build/bench_engine --threads "$threads" --quick $large \
       --only "$model:$size" --op "$op")
     def=$(torch $large --only="$model:$size" --op="$op" --config=default)
     cl=$(torch $large --only="$model:$size" --op="$op" --config=channels_last)

@@ -101,6 +101,29 @@ typedef struct {
 MrLimits mr_limits(void);
 void mr_set_limits(MrLimits limits);
 
+/* ---- several processes (MPI; src/core/dist.c) ---------------------------- */
+
+/* Built with `make MPI=1`, medrobust runs alone or under mpirun / srun; built without,
+ * these are the one-process answers. dist_init takes main's arguments. */
+void dist_init(int *argc, char ***argv);
+void dist_finalize(void);
+int dist_rank(void); /* 0 .. dist_size() - 1 */
+int dist_size(void);
+/* Ends the job on every rank with this exit code: one rank's failure must not leave the
+ * others waiting for it. */
+void dist_abort(int exit_code);
+void dist_barrier(void); /* every rank has come this far */
+/* A work queue shared by the ranks (an atomic counter on rank 0): dist_queue_next returns
+ * the next unclaimed index below n, claiming `chunk` at a time, then n. Creating and freeing
+ * it are collective. One process: 0, 1, 2, ... */
+typedef struct DistQueue DistQueue;
+DistQueue *dist_queue_new(int n, int chunk);
+int dist_queue_next(DistQueue *q);
+void dist_queue_free(DistQueue *q);
+/* Collective: rank 0's items[i] becomes the item of the rank with done[i] set, for every i;
+ * the other ranks' items are left as they are. */
+Status dist_gather(void *items, size_t item_size, int n, const unsigned char *done, MrError *err);
+
 /* ---- resumable work: the journal of a long command (src/core/journal.c) -- */
 
 /* An append-only file of finished units of work, each a key and its outputs
@@ -902,6 +925,8 @@ typedef struct {
   float step_gamma; /* step schedule: factor */
   int augment;      /* random flips (both axes) and rotations within +-rotate_deg */
   float rotate_deg;
+  float noise_sd;  /* > 0: Gaussian noise of this std on every training image's [0,1] pixels,
+                      unclipped (randomized smoothing's training, Cohen et al. 2019) */
   Balance balance; /* class-weighted loss or class-balanced sampling */
   uint64_t seed;
   const char *out;        /* best-validation model file */
@@ -1563,6 +1588,69 @@ Status triage_write_thumbnails(const TriageResult *r, const Dataset *d, const ch
  * its file (d) and classes (net). */
 Status triage_write(const TriageResult *r, const Dataset *d, const Net *net, const char *dir,
                     const char *model, const char *data, MrError *err);
+
+/* ---- certified robustness: randomized smoothing (Cohen, Rosenfeld, Kolter, ICML 2019) ----- */
+
+#define SMOOTH_ABSTAIN (-1)
+typedef struct {
+  float sigma;   /* std of the Gaussian noise on [0,1] pixels (not clipped, as the paper) */
+  int n0;        /* CERTIFY: noisy samples that select the class */
+  long n;        /* CERTIFY: samples that bound its probability; PREDICT: samples that vote */
+  double alpha;  /* a certificate or prediction is wrong with probability at most alpha */
+  int batch;     /* noisy copies per forward pass (the results do not depend on it) */
+  uint64_t seed; /* image i's noise is stream i of the seed */
+} SmoothOptions;
+/* sigma 0.25, n0 100, n 100000, alpha 0.001 (the paper's), batch 400, seed 1 */
+SmoothOptions smooth_options_default(void);
+
+typedef struct {
+  int predicted;  /* the smoothed classifier's class, or SMOOTH_ABSTAIN */
+  int selected;   /* the class the n0 selection samples chose */
+  long count;     /* of the n estimation samples, those the base model put in `selected` */
+  double p_lower; /* one-sided (1 - alpha) Clopper-Pearson lower bound on its probability */
+  double radius;  /* certified L2 radius, sigma * Phi^-1(p_lower), in [0,1] pixel units; 0
+                     when abstaining (p_lower <= 1/2) */
+} SmoothCertificate;
+/* CERTIFY for one (C,H,W) image; `index` names its noise stream (its index in the set). */
+Status smooth_certify(Net *net, const SmoothOptions *o, const float *x, uint64_t index,
+                      SmoothCertificate *out, MrError *err);
+/* PREDICT: the top class of n noisy samples if the two-sided binomial test of its count
+ * against the runner-up's gives p <= alpha, else SMOOTH_ABSTAIN. */
+Status smooth_predict(Net *net, const SmoothOptions *o, const float *x, uint64_t index,
+                      int *predicted, MrError *err);
+/* The share of labelled images (labels >= 0) the smoothed classifier gets right with a
+ * certified radius of at least `radius` (the paper's certified accuracy). */
+double smooth_certified_accuracy(const SmoothCertificate *c, const int *labels, int n,
+                                 double radius);
+/* What `certify` found, for certify_write: n certificates of the images pick[0..n) of the
+ * set, each with its seconds, and the curve's radii with the base model's PGD-L2 accuracy at
+ * each (empirical; NULL when not measured). */
+typedef struct {
+  const char *model, *data, *split;
+  SmoothOptions options;
+  int every; /* every K-th image of the set */
+  const SmoothCertificate *certs;
+  const int *pick;
+  const double *seconds;
+  int n;
+  const double *radii;
+  int n_radii;
+  const double *empirical;
+  int pgd_steps;
+  double elapsed;
+} CertifyReport;
+/* dir/certify.json (the options, the curve, every image by index and anonymous id) and
+ * dir/certify.csv (a row per image, naming its file), both written atomically. */
+Status certify_write(const CertifyReport *r, const Dataset *d, const Net *net, const char *dir,
+                     MrError *err);
+
+/* The distributions behind them (src/eval/stats.cpp, Boost.Math): the lower end of the
+ * one-sided (1 - alpha) Clopper-Pearson interval of k successes in n, the standard normal
+ * quantile, and the two-sided exact binomial test of k in n against p = 1/2. NaN on
+ * arguments out of range. */
+double clopper_pearson_lower(long k, long n, double alpha);
+double normal_quantile(double p);
+double binomial_test_half(long k, long n);
 
 /* ---- explanations: saliency maps and feature embeddings (paper 004 Figs 3-5,
  * paper 002 Fig 3) ----------------------------------------------------------- */

@@ -326,6 +326,8 @@ static void test_runtime_errors(void **state) {
   expect(0, "report.html", args);
 }
 
+static int csv_column(const char *path, const char *name, char rows[][96], int max);
+
 static void test_end_to_end(void **state) {
   (void)state;
   char args[2048], out[16384];
@@ -360,6 +362,44 @@ static void test_end_to_end(void **state) {
   fclose(f);
   assert_int_equal(rows, 80);
   expect(0, "resnet20", "models --size 28");
+
+  /* randomized smoothing: a model trained under noise, certified (twice, at two batch sizes:
+   * the same certificates), its smoothed predictions, and the report's section */
+  snprintf(args, sizeof args,
+           "--threads 2 train --data %s/p.npz --model cnn --depth 3 --epochs 2 --noise-sd 0.12 "
+           "--out %s/n.safetensors --quiet",
+           dir, dir);
+  expect(0, "test acc", args);
+  expect(2, "ascending", "certify --model x --data y --out z --radii 0.5,0.1");
+  for (int pass = 0; pass < 2; pass++) {
+    snprintf(args, sizeof args,
+             "certify --model %s/n.safetensors --data %s/p.npz --sigma 0.12 --n0 20 --n 300 "
+             "--limit 12 --radii 0,0.05,0.1 --pgd-steps 5 --batch %d --out %s/cert%d --quiet",
+             dir, dir, pass ? 7 : 64, dir, pass);
+    expect(0, "certified (smoothed)", args);
+  }
+  char cert_rows[2][16][96], cert_csv[300], cert_path[400];
+  for (int pass = 0; pass < 2; pass++) {
+    snprintf(cert_csv, sizeof cert_csv, "%s/cert%d/certify.csv", dir, pass);
+    assert_int_equal(csv_column(cert_csv, "p_lower", cert_rows[pass], 16), 12);
+  }
+  for (int i = 0; i < 12; i++) assert_string_equal(cert_rows[0][i], cert_rows[1][i]);
+  snprintf(cert_path, sizeof cert_path, "%s/cert0/report.html", dir);
+  slurp(cert_path, page_text, sizeof page_text);
+  assert_non_null(strstr(page_text, "Certified robustness (randomized smoothing)"));
+  snprintf(cert_path, sizeof cert_path, "%s/cert0/certify.json", dir);
+  slurp(cert_path, page_text, sizeof page_text);
+  assert_non_null(strstr(page_text, "\"pgd_l2_accuracy\""));
+  snprintf(args, sizeof args,
+           "predict --model %s/n.safetensors --data %s/p.npz --smooth 0.12 --n 200 --out "
+           "%s/ps.csv --quiet",
+           dir, dir, dir);
+  expect(0, "wrote 80 predictions", args);
+  snprintf(cert_csv, sizeof cert_csv, "%s/ps.csv", dir);
+  assert_int_equal(csv_column(cert_csv, "smoothed", cert_rows[0], 16), 16);
+  for (int i = 0; i < 16; i++)
+    assert_true(!strcmp(cert_rows[0][i], "benign") || !strcmp(cert_rows[0][i], "malignant") ||
+                !strcmp(cert_rows[0][i], "abstain"));
 
   /* attacks, sweep, triage and the report on the same model */
   snprintf(args, sizeof args,

@@ -10,6 +10,7 @@ typedef struct {
   const char *name;
   const char *summary;
   int (*run)(int argc, char **argv);
+  int distributed; /* shares its work between MPI ranks; the others run in one process only */
 } CliCommand;
 
 #include <stdint.h>
@@ -89,6 +90,7 @@ int cmd_triage(int argc, char **argv);
 int cmd_attack(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_certify(int argc, char **argv);
 int cmd_saliency(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
@@ -139,6 +141,12 @@ void cli_data_notes(const DataSplits *d);
         "(same command; outputs as if never stopped)" \
   }
 void cli_journal_path(const char *out, int out_is_dir, char *path, size_t cap);
+/* The same, with ".rankR-of-N" appended under several MPI ranks: each journals its own work. */
+void cli_journal_rank_path(const char *out, int out_is_dir, char *path, size_t cap);
+/* A rank other than 0 after its share of a distributed command: on success, waits until
+ * rank 0 (which calls dist_barrier after writing) has the outputs, then drops its journal;
+ * an exit code. */
+int cli_rank_done(const char *cmd, Status st, const MrError *err, Journal *journal);
 /* Before any work: 0, or EXIT_USAGE after naming a journal found without --resume. */
 int cli_journal_check(const char *cmd, const char *path, int resume);
 /* The run's journal: its fingerprint is the command line (but --resume and

@@ -144,6 +144,9 @@ int cmd_train(int argc, char **argv) {
       {"--no-augment", OPT_FLAG, &no_augment, 0, 0, NULL, "no flips or rotations"},
       {"--rotate", OPT_FLOAT, &o.rotate_deg, 0, 180, " DEG",
        "augmentation: rotations within +-DEG"},
+      {"--noise-sd", OPT_FLOAT, &o.noise_sd, 0, 100, " S",
+       "Gaussian noise of std S added to every training image, for a model to certify with "
+       "certify --sigma S (Cohen et al. 2019; default 0: none)"},
       {"--balance", OPT_STRING, &balance, 0, 0, " none|loss|sample",
        "class balancing (default none; segmentation: loss, the median-frequency weighted "
        "cross-entropy of paper 002's composite loss)"},

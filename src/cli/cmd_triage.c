@@ -98,7 +98,7 @@ int cmd_triage(int argc, char **argv) {
   const int s_idx = cli_split("triage", split);
   if (s_idx < 0) return EXIT_USAGE;
   char journal_path[4200];
-  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  cli_journal_rank_path(out, 1, journal_path, sizeof journal_path);
   if (cli_journal_check("triage", journal_path, resume)) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
   MrError err = {0};
@@ -121,6 +121,13 @@ int cmd_triage(int argc, char **argv) {
     data_free(data);
     return code;
   }
+  if (net_output_pixels(net) > 1 && dist_size() > 1) {
+    fprintf(stderr, "medrobust triage: segmentation triage runs in one process (no mpirun)\n");
+    journal_close(journal);
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   if (!attack) { /* fmn needs per-image scores */
     kind = net_output_pixels(net) > 1 ? ATTACK_PGD : ATTACK_FMN;
     attack = attack_name((AttackKind)kind);
@@ -134,7 +141,7 @@ int cmd_triage(int argc, char **argv) {
   to.dice_threshold = dice_threshold, to.batch = batch, to.journal = journal;
   const double t0 = omp_get_wtime();
   CliProgress progress;
-  cli_progress_init(&progress, quiet);
+  cli_progress_init(&progress, quiet || dist_rank() > 0);
   if (net_output_pixels(net) > 1) {
     SegTriageResult sr;
     Status st =
@@ -179,6 +186,13 @@ int cmd_triage(int argc, char **argv) {
   TriageResult r;
   Status st = triage_run(net, &set, &to, cli_sweep_progress, &progress, &r, &err);
   cli_progress_done(&progress);
+  if (dist_rank() > 0) { /* rank 0 writes */
+    const int rc = cli_rank_done("triage", st, &err, journal);
+    triage_free(&r);
+    net_free(net);
+    data_free(data);
+    return rc;
+  }
   if (st == STATUS_OK) st = triage_write_thumbnails(&r, &set, out, 30, &err);
   if (st == STATUS_OK) st = triage_write(&r, &set, net, out, model, data_path, &err);
   if (st == STATUS_OK) st = report_render(out, &err);
@@ -190,6 +204,7 @@ int cmd_triage(int argc, char **argv) {
     data_free(data);
     return EXIT_RUNTIME;
   }
+  dist_barrier(); /* the outputs exist: every rank may drop its journal */
   if (cli_journal_finish("triage", journal)) {
     triage_free(&r);
     net_free(net);

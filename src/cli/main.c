@@ -10,27 +10,31 @@
 
 static const CliCommand commands[] = {
     {"demo", "the main job on the built-in phantom: train, attack, triage, harden, compare, report",
-     cmd_demo},
-    {"models", "list the model families with parameters and FLOPs", cmd_models},
-    {"info", "the graph a model file carries: ops, shapes, parameters, FLOPs", cmd_info},
-    {"import", "an ONNX model into a model file (exact input gradients for attacks)", cmd_import},
-    {"export", "a model file as ONNX (opset 13), for PyTorch and ONNX Runtime users", cmd_export},
-    {"data", "make the built-in phantom set (data phantom), describe a set (data info)", cmd_data},
+     cmd_demo, 0},
+    {"models", "list the model families with parameters and FLOPs", cmd_models, 0},
+    {"info", "the graph a model file carries: ops, shapes, parameters, FLOPs", cmd_info, 0},
+    {"import", "an ONNX model into a model file (exact input gradients for attacks)", cmd_import,
+     0},
+    {"export", "a model file as ONNX (opset 13), for PyTorch and ONNX Runtime users", cmd_export,
+     0},
+    {"data", "make the built-in phantom set (data phantom), describe a set (data info)", cmd_data,
+     0},
     {"train", "train a model (or adversarially: --adv pgd|fgsm-rs), with checkpoints and --resume",
-     cmd_train},
-    {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate},
-    {"predict", "per-image predictions and probabilities as CSV", cmd_predict},
-    {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack},
-    {"eval", "robustness sweep: attacks x eps, noise contrast, self-checks", cmd_eval},
-    {"report", "render DIR/report.html from the JSON the other commands wrote", cmd_report},
-    {"triage", "rank images by the smallest eps that flips them; flag the most fragile",
-     cmd_triage},
+     cmd_train, 0},
+    {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate, 0},
+    {"predict", "per-image predictions and probabilities as CSV", cmd_predict, 0},
+    {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack, 0},
+    {"eval", "robustness sweep: attacks x eps, noise contrast, self-checks", cmd_eval, 0},
+    {"report", "render DIR/report.html from the JSON the other commands wrote", cmd_report, 0},
+    {"triage", "rank images by the smallest eps that flips them; flag the most fragile", cmd_triage,
+     1},
     {"compare", "several models on the same data: robustness table and transfer matrix",
-     cmd_compare},
+     cmd_compare, 0},
+    {"certify", "certified L2 robustness by randomized smoothing, beside PGD-L2", cmd_certify, 1},
     {"radiomics", "IBSI radiomic features of images in their masks (radiomics extract)",
-     cmd_radiomics},
+     cmd_radiomics, 0},
     {"saliency", "saliency maps (gradient, SmoothGrad) and a feature embedding, clean vs attacked",
-     cmd_saliency},
+     cmd_saliency, 0},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -78,6 +82,26 @@ static void usage(FILE *f) {
           "  --help       this text; 'medrobust COMMAND --help' for a command\n");
 }
 
+/* Under MPI every rank runs the command; a command that does not share its work refuses to
+ * run several times over, and a rank that fails ends the job rather than leave the others
+ * waiting in a collective. */
+static int run_command(const CliCommand *c, int argc, char **argv) {
+  dist_init(&argc, &argv);
+  if (dist_size() > 1 && !c->distributed) {
+    if (dist_rank() == 0)
+      fprintf(stderr,
+              "medrobust %s: runs in one process only (under MPI: certify); run it without "
+              "mpirun\n",
+              c->name);
+    dist_finalize();
+    return EXIT_USAGE;
+  }
+  const int rc = c->run(argc, argv);
+  if (rc && dist_size() > 1) dist_abort(rc);
+  dist_finalize();
+  return rc;
+}
+
 int main(int argc, char **argv) {
   int i = 1, threads = 0;
   while (i < argc && argv[i][0] == '-') {
@@ -122,7 +146,8 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   for (int c = 0; c < N_COMMANDS; c++)
-    if (strcmp(argv[i], commands[c].name) == 0) return commands[c].run(argc - i, argv + i);
+    if (strcmp(argv[i], commands[c].name) == 0)
+      return run_command(&commands[c], argc - i, argv + i);
   fprintf(stderr, "medrobust: unknown command '%s'\n", argv[i]);
   usage(stderr);
   return EXIT_USAGE;

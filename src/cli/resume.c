@@ -13,6 +13,23 @@ void cli_journal_path(const char *out, int out_is_dir, char *path, size_t cap) {
   snprintf(path, cap, out_is_dir ? "%s/" CLI_JOURNAL_NAME : "%s.journal", out);
 }
 
+void cli_journal_rank_path(const char *out, int out_is_dir, char *path, size_t cap) {
+  cli_journal_path(out, out_is_dir, path, cap);
+  const size_t len = strlen(path);
+  if (dist_size() > 1 && len < cap)
+    snprintf(path + len, cap - len, ".rank%d-of-%d", dist_rank(), dist_size());
+}
+
+int cli_rank_done(const char *cmd, Status st, const MrError *err, Journal *journal) {
+  if (st != STATUS_OK) { /* main ends the job on every rank */
+    fprintf(stderr, "medrobust %s: rank %d: %s\n", cmd, dist_rank(), err->msg);
+    journal_close(journal);
+    return EXIT_RUNTIME;
+  }
+  dist_barrier(); /* rank 0 has written the outputs */
+  return cli_journal_finish(cmd, journal);
+}
+
 int cli_journal_check(const char *cmd, const char *path, int resume) {
   if (resume || access(path, F_OK) != 0) return 0;
   fprintf(stderr,

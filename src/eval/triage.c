@@ -360,11 +360,19 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
   r->n = d->n, r->eps_max = eps_max, r->tol = tol, r->flag_frac = flag_frac;
   snprintf(r->attack, sizeof r->attack, "%s", attack_name(kind));
   r->iters = attack->iters, r->one_run = kind == ATTACK_FMN;
-  for (int start = 0; st == STATUS_OK && start < d->n; start += batch) {
-    const int B = d->n - start < batch ? d->n - start : batch;
+  /* batches from a queue shared by the MPI ranks (one process: in order); a batch's results
+   * do not depend on who computes it, and rank 0 gathers them */
+  const int n_batches = (d->n + batch - 1) / batch;
+  unsigned char *done = calloc((size_t)d->n + 1, 1);
+  DistQueue *queue = dist_queue_new(n_batches, 1);
+  if (st == STATUS_OK && (!done || !queue))
+    st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for triage");
+  for (int b; st == STATUS_OK && (b = dist_queue_next(queue)) < n_batches;) {
+    const int start = b * batch, B = d->n - start < batch ? d->n - start : batch;
     if (progress)
       progress("triage: bisecting each image's smallest flipping eps",
                (int)(1e6 * start / (d->n ? d->n : 1)), 1000000, ctx);
+    memset(done + start, 1, (size_t)B);
     const JournalPart unit = {r->items + start, sizeof(TriageItem) * B};
     char key[96];
     snprintf(key, sizeof key, "%striage/b%d", to->scope ? to->scope : "", start);
@@ -374,6 +382,11 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
              : triage_batch(net, d, to, start, B, r->items + start, &w, progress, ctx, err);
     if (st == STATUS_OK) st = journal_record(to->journal, key, &unit, 1, err);
   }
+  /* collective; after a failure under MPI the caller ends the job instead */
+  if (st == STATUS_OK || dist_size() == 1) dist_queue_free(queue);
+  if (st == STATUS_OK) st = dist_gather(r->items, sizeof(TriageItem), d->n, done, err);
+  free(done);
+  /* volumes: every rank the same, rank 0's kept */
   if (st == STATUS_OK && d->volume) st = triage_volumes(net, d, to, progress, ctx, &w, r, err);
   triage_scratch_free(&w);
   if (st != STATUS_OK) {

@@ -1053,15 +1053,16 @@ Status report_render(const char *dir, MrError *err) {
         *seg_triage = read_json(dir, "seg_triage.json");
   cJSON *rad_attack = read_json(dir, "radiomics_attack.json"),
         *rad_stability = read_json(dir, "radiomics_stability.json");
+  cJSON *certify = read_json(dir, "certify.json");
   window_width = 0;
   read_window(results), read_window(triage), read_window(compare);
   if (!results && !triage && !compare && !saliency && !embedding && !seg && !seg_compare &&
-      !seg_triage && !rad_attack && !rad_stability) {
+      !seg_triage && !rad_attack && !rad_stability && !certify) {
     cJSON_Delete(examples), cJSON_Delete(seg_examples);
     return mr_error_set(err, STATUS_ERR_IO,
                         "%s: no results.json, triage.json, compare.json, saliency.json, "
-                        "seg_results.json or radiomics_attack.json (run eval, triage, compare, "
-                        "saliency or radiomics attack first)",
+                        "seg_results.json, radiomics_attack.json or certify.json (run eval, "
+                        "triage, compare, saliency, radiomics attack or certify first)",
                         dir);
   }
   char path[4300];
@@ -1073,6 +1074,7 @@ Status report_render(const char *dir, MrError *err) {
     cJSON_Delete(saliency), cJSON_Delete(embedding);
     cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
     cJSON_Delete(seg_triage), cJSON_Delete(rad_attack), cJSON_Delete(rad_stability);
+    cJSON_Delete(certify);
     return err ? err->status : STATUS_ERR_IO;
   }
   fprintf(o,
@@ -1091,6 +1093,7 @@ Status report_render(const char *dir, MrError *err) {
     report_segment_sections(o, dir, seg, seg_examples, seg_compare, seg_triage);
   if (rad_attack || rad_stability)
     report_radiomics_sections(o, dir, rad_attack, results, rad_stability);
+  if (certify) report_certify_section(o, certify);
   fprintf(o,
           "<h2 id='references'>References</h2><ol class='refs'><li>Joel et al. 2022, Using "
           "adversarial images to "
@@ -1103,7 +1106,8 @@ Status report_render(const char *dir, MrError *err) {
           "feature space).</li><li>Xie et al. 2017, Adversarial examples for semantic "
           "segmentation and object detection, ICCV (DAG).</li><li>Adversarial radiomics, a "
           "perspective essay (radiomic features as a target; adversarial vs irreproducible)."
-          "</li></ol><p class='grey'>Rendered from "
+          "</li><li>Cohen, Rosenfeld, Kolter 2019, Certified adversarial robustness via "
+          "randomized smoothing, ICML (certify).</li></ol><p class='grey'>Rendered from "
           "the JSON files in this folder; "
           "every number above is read from them, none recomputed. Images are embedded: this file "
           "stands alone.</p></body></html>\n");
@@ -1111,5 +1115,6 @@ Status report_render(const char *dir, MrError *err) {
   cJSON_Delete(saliency), cJSON_Delete(embedding);
   cJSON_Delete(seg), cJSON_Delete(seg_examples), cJSON_Delete(seg_compare);
   cJSON_Delete(seg_triage), cJSON_Delete(rad_attack), cJSON_Delete(rad_stability);
+  cJSON_Delete(certify);
   return atomic_commit(&af, err);
 }

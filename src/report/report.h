@@ -62,6 +62,8 @@ void report_img(FILE *o, const char *dir, const char *rel, const char *alt, cons
  * radiomics_stability.json; either may be NULL */
 void report_radiomics_sections(FILE *o, const char *dir, const cJSON *attack, const cJSON *cnn,
                                const cJSON *stability);
+/* certify.c: certify.json's curve, certified beside PGD-L2 */
+void report_certify_section(FILE *o, const cJSON *certify);
 /* dir/name parsed, NULL when absent or not JSON */
 cJSON *report_read_json(const char *dir, const char *name);
 /* the segmentation sections (seghtml.c): seg_results.json, seg_examples.json,

@@ -68,12 +68,12 @@ static float schedule_lr(const TrainOptions *o, int epoch, int step, int steps_p
 static void options_signature(char *buf, size_t n, const Net *net, const DataSplits *d,
                               const TrainOptions *o) {
   snprintf(buf, n,
-           "%s|%zu|%d|%d|%d|%d|%g|%g|%g|%d|%d|%g|%d|%g|%d|%llu|%d|%d|%d|%g|%d|%g|%g|%d|%d|%d",
+           "%s|%zu|%d|%d|%d|%d|%g|%g|%g|%d|%d|%g|%d|%g|%d|%llu|%d|%d|%d|%g|%d|%g|%g|%d|%d|%d|%g",
            net_spec(net)->arch, net_param_count(net), d->split[SPLIT_TRAIN].n, o->epochs, o->batch,
            (int)o->optim, o->lr, o->momentum, o->weight_decay, (int)o->schedule, o->step_every,
            o->step_gamma, o->augment, o->rotate_deg, (int)o->balance, (unsigned long long)o->seed,
            mr_get_threads(), (int)o->adv, (int)o->adv_norm, o->adv_eps, o->adv_steps, o->adv_step,
-           o->adv_ratio, o->adv_warmup, (int)o->adv_mode, o->val_attack_steps);
+           o->adv_ratio, o->adv_warmup, (int)o->adv_mode, o->val_attack_steps, o->noise_sd);
 }
 
 typedef struct {
@@ -288,6 +288,7 @@ static void record_training(Net *net, const TrainOptions *o, const TrainState *s
   cJSON_AddNumberToObject(r, "batch", o->batch);
   cJSON_AddNumberToObject(r, "seed", (double)o->seed);
   if (o->init_from) cJSON_AddStringToObject(r, "init", o->init_from);
+  if (o->noise_sd > 0) cJSON_AddNumberToObject(r, "noise_sd", o->noise_sd);
   const int segment = net_output_pixels(net) > 1;
   cJSON_AddNumberToObject(r, segment ? "val_dice" : "val_acc", st->best_val);
   cJSON_AddStringToObject(r, "selected_by",
@@ -451,6 +452,8 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
         if (o->augment)
           augment_image_mask(x + per * i, segment ? y + (size_t)P * i : NULL, scratch, mask_scratch,
                              train->c, train->h, train->w, o->rotate_deg, &st.data_rng);
+        if (o->noise_sd > 0)
+          for (size_t p = 0; p < per; p++) x[per * i + p] += o->noise_sd * rng_normal(&st.data_rng);
       }
       if (o->adv) {
         p.adv_eps = adv_eps_at(o, st.epoch, step, steps);
