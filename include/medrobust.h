@@ -123,6 +123,8 @@ void dist_queue_free(DistQueue *q);
 /* Collective: rank 0's items[i] becomes the item of the rank with done[i] set, for every i;
  * the other ranks' items are left as they are. */
 Status dist_gather(void *items, size_t item_size, int n, const unsigned char *done, MrError *err);
+/* The same, then every rank gets rank 0's items: for work the next step needs everywhere. */
+Status dist_share(void *items, size_t item_size, int n, const unsigned char *done, MrError *err);
 
 /* ---- resumable work: the journal of a long command (src/core/journal.c) -- */
 

@@ -1,7 +1,7 @@
 /* MPI (issue 17): the MPI build (make MPI=1, MEDROBUST_MPI_BIN) under mpirun with 2 and 3
- * ranks gives the same certify.json and certify.csv as the plain binary in one process,
- * apart from the timings; a command that does not share its work refuses to run under
- * several ranks. Skips with the reason when mpirun or the MPI build is missing. */
+ * ranks writes the same certify, triage and eval outputs (JSON and CSV) as the plain binary in
+ * one process, apart from the timings; a command that does not share its work refuses to run
+ * under several ranks. Skips with the reason when mpirun or the MPI build is missing. */
 #include <stdarg.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,7 +31,7 @@ static void read_untimed(const char *path, char *out, size_t n) {
   if (!f) fail_msg("%s: cannot open", path);
   char line[4096];
   size_t at = 0;
-  const int csv = strstr(path, ".csv") != NULL;
+  const int csv = strstr(path, "certify.csv") != NULL; /* its last column: seconds */
   while (fgets(line, sizeof line, f)) {
     if (strstr(line, "\"seconds\"")) continue;
     if (csv) {
@@ -83,7 +83,7 @@ static void test_ranks_agree(void **state) {
                    0);
   const struct {
     const char *args, *says, *files[2];
-  } commands[2] = {
+  } commands[3] = {
       {"certify --model %s/m.safetensors --data %s/p.npz --sigma 0.1 --n0 20 --n 200 --radii "
        "0,0.05 --pgd-steps 3 --out %s/c%d --quiet",
        "certified (smoothed)",
@@ -92,9 +92,14 @@ static void test_ranks_agree(void **state) {
       {"triage --model %s/m.safetensors --data %s/p.npz --batch 8 --out %s/c%d --quiet",
        "most fragile",
        {"triage.json", "triage.csv"}},
+      /* the eps carry needs every rank to know every image's result after each eps */
+      {"eval --model %s/m.safetensors --data %s/p.npz --attacks fgsm,pgd --eps 0.01,0.03 "
+       "--batch 8 --examples 0 --out %s/c%d --quiet",
+       "self-checks",
+       {"results.json", "images.csv"}},
   };
   char cmd[2048];
-  for (int c = 0; c < 2; c++) {
+  for (int c = 0; c < 3; c++) {
     snprintf(cmd, sizeof cmd, "%s --threads 1 %s", bin, commands[c].args);
     if (run(out, sizeof out, cmd, dir, dir, dir, 10 * c + 1) != 0)
       fail_msg("one process:\n%s", out);

@@ -243,7 +243,7 @@ int cmd_eval(int argc, char **argv) {
   const int s_idx = cli_split("eval", split);
   if (s_idx < 0) return EXIT_USAGE;
   char journal_path[4200];
-  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  cli_journal_rank_path(out, 1, journal_path, sizeof journal_path);
   if (cli_journal_check("eval", journal_path, resume)) return EXIT_USAGE;
   if (!cli_make_dir(out)) return EXIT_RUNTIME;
   MrError err = {0};
@@ -273,6 +273,13 @@ int cmd_eval(int argc, char **argv) {
     net_free(net);
     data_free(data);
     return code;
+  }
+  if (net_output_pixels(net) > 1 && dist_size() > 1) {
+    fprintf(stderr, "medrobust eval: segmentation sweeps run in one process (no mpirun)\n");
+    journal_close(journal);
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
   }
   if (net_output_pixels(net) > 1) {
     dag_o.gamma = dag_gamma255 / 255.0f;
@@ -310,9 +317,16 @@ int cmd_eval(int argc, char **argv) {
   SweepResult r;
   const double t0 = omp_get_wtime();
   CliProgress progress;
-  cli_progress_init(&progress, quiet);
+  cli_progress_init(&progress, quiet || dist_rank() > 0);
   Status st = robustness_sweep(net, &set, &so, cli_sweep_progress, &progress, &r, &err);
   cli_progress_done(&progress);
+  if (dist_rank() > 0) { /* rank 0 writes */
+    const int rc = cli_rank_done("eval", st, &err, journal);
+    if (st == STATUS_OK) sweep_result_free(&r);
+    net_free(net);
+    data_free(data);
+    return rc;
+  }
   if (st == STATUS_OK) st = sweep_write(&r, &set, out, model, data_path, split, &err);
   if (st == STATUS_OK && n_examples) {
     AttackOptions ex = base;
@@ -330,6 +344,7 @@ int cmd_eval(int argc, char **argv) {
     data_free(data);
     return EXIT_RUNTIME;
   }
+  dist_barrier(); /* the outputs exist: every rank may drop its journal */
   if (cli_journal_finish("eval", journal)) {
     sweep_result_free(&r);
     net_free(net);

@@ -149,6 +149,14 @@ Status dist_gather(void *items, size_t item_size, int n, const unsigned char *do
   return STATUS_OK;
 }
 
+Status dist_share(void *items, size_t item_size, int n, const unsigned char *done, MrError *err) {
+  Status st = dist_gather(items, item_size, n, done, err);
+  if (st != STATUS_OK || dist_size() == 1) return st;
+  /* n * item_size < 2e9 was checked by the gather: one broadcast */
+  MPI_Bcast(items, (int)(item_size * n), MPI_BYTE, 0, MPI_COMM_WORLD);
+  return STATUS_OK;
+}
+
 #else /* one process */
 
 void dist_init(int *argc, char ***argv) { (void)argc, (void)argv; }
@@ -176,6 +184,10 @@ void dist_queue_free(DistQueue *q) { free(q); }
 Status dist_gather(void *items, size_t item_size, int n, const unsigned char *done, MrError *err) {
   (void)items, (void)item_size, (void)n, (void)done, (void)err;
   return STATUS_OK;
+}
+
+Status dist_share(void *items, size_t item_size, int n, const unsigned char *done, MrError *err) {
+  return dist_gather(items, item_size, n, done, err);
 }
 
 #endif

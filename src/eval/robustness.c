@@ -28,6 +28,11 @@ typedef struct {
   PerturbationOne *fooled_sizes;
   float *sub_x, *sub_probs;
   int *sub_y, *sub_index;
+  /* a row's batches are shared by the MPI ranks (dist.c): each image's sizes, each batch's
+   * seconds, and which images this rank attacked, until the results are shared */
+  PerturbationOne *row_sizes;
+  double *batch_seconds;
+  unsigned char *done, *batch_done;
   /* resumable: each batch of a row is a unit of the journal, keyed scope + key + start */
   Journal *journal;
   const char *scope;
@@ -140,27 +145,52 @@ static Status run_row(Sweep *s, const AttackOptions *o, int carry, SweepRow *row
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
   double conf = 0;
   PerturbationSum size = {0};
-  for (int start = 0; start < d->n; start += s->batch) {
-    const int b = d->n - start < s->batch ? d->n - start : s->batch;
-    const int *y = d->labels + start;
+  /* the batches from a queue the MPI ranks share (one process: in order); every rank then
+   * has every image's scores and sizes, and sums the row alike (the carry needs them all) */
+  const int n_batches = (d->n + s->batch - 1) / s->batch;
+  memset(s->done, 0, (size_t)d->n), memset(s->batch_done, 0, (size_t)n_batches);
+  DistQueue *queue = dist_queue_new(n_batches, 1);
+  if (!queue) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
+  for (int bi; (bi = dist_queue_next(queue)) < n_batches;) {
+    const int start = bi * s->batch, b = d->n - start < s->batch ? d->n - start : s->batch;
     float *probs = s->all_probs + (size_t)start * s->k;
+    PerturbationOne *sizes = s->row_sizes + start;
     /* the batch's outputs: the scores of its adversarial images and their sizes */
-    double seconds = 0;
+    double *seconds = &s->batch_seconds[bi];
+    *seconds = 0;
     const JournalPart unit[3] = {{probs, sizeof(float) * s->k * b},
-                                 {s->sizes, sizeof(PerturbationOne) * b},
-                                 {&seconds, sizeof seconds}};
+                                 {sizes, sizeof(PerturbationOne) * b},
+                                 {seconds, sizeof *seconds}};
     char key[128];
     snprintf(key, sizeof key, "%s%s/b%d", s->scope, s->key, start);
     report_progress(s, start);
+    memset(s->done + start, 1, (size_t)b), s->batch_done[bi] = 1;
     if (!journal_restore(s->journal, key, unit, 3)) {
       const double t0 = omp_get_wtime();
       Status st = attack_batch(s, o, start, b, carry, probs, err);
-      if (st != STATUS_OK) return st;
-      seconds = omp_get_wtime() - t0;
-      st = journal_record(s->journal, key, unit, 3, err);
-      if (st != STATUS_OK) return st;
+      if (st == STATUS_OK) {
+        memcpy(sizes, s->sizes, sizeof(PerturbationOne) * b);
+        *seconds = omp_get_wtime() - t0;
+        st = journal_record(s->journal, key, unit, 3, err);
+      }
+      if (st != STATUS_OK) { /* under MPI the caller ends the job: no collective here */
+        if (dist_size() == 1) dist_queue_free(queue);
+        return st;
+      }
     }
-    row->seconds += seconds;
+  }
+  dist_queue_free(queue);
+  Status shared = dist_share(s->all_probs, sizeof(float) * s->k, d->n, s->done, err);
+  if (shared == STATUS_OK)
+    shared = dist_share(s->row_sizes, sizeof(PerturbationOne), d->n, s->done, err);
+  if (shared == STATUS_OK)
+    shared = dist_share(s->batch_seconds, sizeof(double), n_batches, s->batch_done, err);
+  if (shared != STATUS_OK) return shared;
+  for (int start = 0; start < d->n; start += s->batch) {
+    const int b = d->n - start < s->batch ? d->n - start : s->batch;
+    const int *y = d->labels + start;
+    const float *probs = s->all_probs + (size_t)start * s->k;
+    row->seconds += s->batch_seconds[start / s->batch];
     for (int i = 0; i < b; i++) {
       const float *p = probs + (size_t)i * s->k;
       const int pred = argmax(p, s->k), clean = s->clean_pred[start + i];
@@ -173,7 +203,7 @@ static Status run_row(Sweep *s, const AttackOptions *o, int carry, SweepRow *row
       if (carry && s->fooled[at]) {
         row->carried++;
       } else if (carry && pred != y[i]) { /* its example holds at every larger eps */
-        s->fooled[at] = 1, s->fooled_sizes[at] = s->sizes[i];
+        s->fooled[at] = 1, s->fooled_sizes[at] = s->row_sizes[at];
         memcpy(s->fooled_probs + (size_t)at * s->k, p, sizeof(float) * s->k);
       }
       if (s->positive >= 0 && y[i] == s->positive) {
@@ -181,7 +211,7 @@ static Status run_row(Sweep *s, const AttackOptions *o, int carry, SweepRow *row
         row->missed += clean == s->positive && pred != s->positive;
       }
       conf += p[pred];
-      perturbation_accumulate(&size, &s->sizes[i]);
+      perturbation_accumulate(&size, &s->row_sizes[at]);
     }
   }
   s->done_units += d->n;
@@ -497,6 +527,9 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   const int carry_ready = !o->carry || (s.fooled && s.fooled_probs && s.fooled_sizes && s.sub_x &&
                                         s.sub_probs && s.sub_y && s.sub_index);
   s.all_probs = malloc(sizeof(float) * ((size_t)s.k * d->n + 1));
+  s.row_sizes = malloc(sizeof(PerturbationOne) * (d->n + 1));
+  s.batch_seconds = malloc(sizeof(double) * (d->n / (s.batch > 0 ? s.batch : 1) + 2));
+  s.done = malloc(d->n + 1), s.batch_done = malloc(d->n / (s.batch > 0 ? s.batch : 1) + 2);
   r->clean_pred = malloc(sizeof(int) * (d->n + 1));
   r->clean_confidence = malloc(sizeof(float) * (d->n + 1));
   r->clean_confusion = calloc((size_t)s.k * s.k, sizeof(int));
@@ -507,9 +540,9 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
   r->noise = calloc((size_t)NOISE_COUNT * o->n_eps + 1, sizeof(NoiseRow));
   r->checks = calloc(10, sizeof(CheckRow));
   Status st = STATUS_OK;
-  if (!carry_ready || !s.adv || !s.probs || !s.sizes || !s.all_probs || !r->clean_pred ||
-      !r->clean_confidence || !r->clean_confusion || !r->class_names || !r->rows || !r->noise ||
-      !r->checks)
+  if (!carry_ready || !s.adv || !s.probs || !s.sizes || !s.all_probs || !s.row_sizes ||
+      !s.batch_seconds || !s.done || !s.batch_done || !r->clean_pred || !r->clean_confidence ||
+      !r->clean_confusion || !r->class_names || !r->rows || !r->noise || !r->checks)
     st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the sweep");
   r->n = d->n, r->k = s.k;
   for (int c = 0; st == STATUS_OK && c < s.k; c++) {
@@ -568,6 +601,7 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
     st = run_checks(&s, o, r, err);
   }
   free(s.adv), free(s.probs), free(s.sizes), free(s.all_probs);
+  free(s.row_sizes), free(s.batch_seconds), free(s.done), free(s.batch_done);
   free(s.fooled), free(s.fooled_probs), free(s.fooled_sizes), free(s.sub_x), free(s.sub_probs);
   free(s.sub_y), free(s.sub_index);
   if (st != STATUS_OK) sweep_result_free(r);
