@@ -25,6 +25,16 @@ static int run(char *out, size_t n, const char *fmt, ...) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* The whole file into out; its size. */
+static size_t read_bytes(const char *path, char *out, size_t n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) fail_msg("%s: cannot open", path);
+  const size_t got = fread(out, 1, n, f);
+  fclose(f);
+  if (got == n) fail_msg("%s: larger than the test's buffer", path);
+  return got;
+}
+
 /* The file without its timing lines: certify.json's "seconds" and certify.csv's last column. */
 static void read_untimed(const char *path, char *out, size_t n) {
   FILE *f = fopen(path, "r");
@@ -73,7 +83,7 @@ static int have_mpi(void) {
 static void test_ranks_agree(void **state) {
   (void)state;
   if (!have_mpi()) skip();
-  static char out[1 << 16], one[1 << 16], many[1 << 16];
+  static char out[1 << 16], one[1 << 20], many[1 << 20];
   assert_int_equal(
       run(out, sizeof out, "%s data phantom --out %s/p.npz --n 200 --seed 3", bin, dir), 0);
   assert_int_equal(run(out, sizeof out,
@@ -83,23 +93,27 @@ static void test_ranks_agree(void **state) {
                    0);
   const struct {
     const char *args, *says, *files[2];
-  } commands[3] = {
+  } commands[4] = {
       {"certify --model %s/m.safetensors --data %s/p.npz --sigma 0.1 --n0 20 --n 200 --radii "
        "0,0.05 --pgd-steps 3 --out %s/c%d --quiet",
        "certified (smoothed)",
-       {"certify.json", "certify.csv"}},
+       {"/certify.json", "/certify.csv"}},
       /* batches of 8 over 40 images: the ranks share them differently each run */
       {"triage --model %s/m.safetensors --data %s/p.npz --batch 8 --out %s/c%d --quiet",
        "most fragile",
-       {"triage.json", "triage.csv"}},
+       {"/triage.json", "/triage.csv"}},
       /* the eps carry needs every rank to know every image's result after each eps */
       {"eval --model %s/m.safetensors --data %s/p.npz --attacks fgsm,pgd --eps 0.01,0.03 "
        "--batch 8 --examples 0 --out %s/c%d --quiet",
        "self-checks",
-       {"results.json", "images.csv"}},
+       {"/results.json", "/images.csv"}},
+      {"attack --model %s/m.safetensors --data %s/p.npz --attack pgd --eps 0.02 --batch 8 "
+       "--out %s/c%d.npz",
+       "attacks succeeded",
+       {".npz", ".npz.csv"}},
   };
   char cmd[2048];
-  for (int c = 0; c < 3; c++) {
+  for (int c = 0; c < 4; c++) {
     snprintf(cmd, sizeof cmd, "%s --threads 1 %s", bin, commands[c].args);
     if (run(out, sizeof out, cmd, dir, dir, dir, 10 * c + 1) != 0)
       fail_msg("one process:\n%s", out);
@@ -109,16 +123,27 @@ static void test_ranks_agree(void **state) {
         fail_msg("%d ranks:\n%s", ranks, out);
       assert_non_null(strstr(out, commands[c].says));
       for (int f = 0; f < 2; f++) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/c%d/%s", dir, 10 * c + 1, commands[c].files[f]);
-        read_untimed(path, one, sizeof one);
-        snprintf(path, sizeof path, "%s/c%d/%s", dir, 10 * c + ranks, commands[c].files[f]);
-        read_untimed(path, many, sizeof many);
-        if (strcmp(one, many))
-          fail_msg("%s differs between 1 and %d ranks", commands[c].files[f], ranks);
+        char a[512], b[512];
+        snprintf(a, sizeof a, "%s/c%d%s", dir, 10 * c + 1, commands[c].files[f]);
+        snprintf(b, sizeof b, "%s/c%d%s", dir, 10 * c + ranks, commands[c].files[f]);
+        int same;
+        if (!strcmp(commands[c].files[f], ".npz")) { /* the adversarial images, bit for bit */
+          const size_t size = read_bytes(a, one, sizeof one);
+          same = size == read_bytes(b, many, sizeof many) && !memcmp(one, many, size);
+        } else {
+          read_untimed(a, one, sizeof one), read_untimed(b, many, sizeof many);
+          same = !strcmp(one, many);
+        }
+        if (!same) fail_msg("%s differs between 1 and %d ranks", commands[c].files[f], ranks);
       }
     }
   }
+  /* a failure ends the job with its message and exit code, not a hang */
+  snprintf(cmd, sizeof cmd,
+           "timeout 120 " MPIRUN " certify --model %s/none --data %s/p.npz --out %s/f", 2, mpi_bin,
+           dir, dir, dir);
+  assert_int_equal(run(out, sizeof out, "%s", cmd), 1);
+  assert_non_null(strstr(out, "cannot open"));
   /* one process's commands refuse several ranks, on every rank, with the reason */
   snprintf(cmd, sizeof cmd, MPIRUN " data phantom --out %s/q.npz --n 20", 2, mpi_bin, dir);
   assert_int_equal(run(out, sizeof out, "%s", cmd), 2);

@@ -152,7 +152,7 @@ int cmd_attack(int argc, char **argv) {
   if (kind == ATTACK_DAG && !eps_text) o.eps = 0.0f; /* DAG is unbounded unless asked */
   if (!o.iters) o.iters = defaults.iters;
   char journal_path[4200];
-  cli_journal_path(out, 0, journal_path, sizeof journal_path);
+  cli_journal_rank_path(out, 0, journal_path, sizeof journal_path);
   if (cli_journal_check("attack", journal_path, resume)) return EXIT_USAGE;
   MrError err = {0};
   Net *net;
@@ -199,6 +199,13 @@ int cmd_attack(int argc, char **argv) {
     data_free(data);
     return code;
   }
+  if (net_output_pixels(net) > 1 && dist_size() > 1) {
+    fprintf(stderr, "medrobust attack: segmentation models run in one process (no mpirun)\n");
+    journal_close(journal);
+    net_free(net);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   if (net_output_pixels(net) > 1) {
     int rc_seg = cli_attack_segment(net, &set, &o, dag_type, target_masks, out, png_dir, png_count,
                                     batch, journal);
@@ -225,10 +232,11 @@ int cmd_attack(int argc, char **argv) {
                       adv_conf && survives8
                   ? STATUS_OK
                   : mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  /* the clean predictions (every rank: the attack's targets), then the batches' attacks from
+   * a queue the MPI ranks share, gathered on rank 0, which checks and writes them */
   for (int start = 0; st == STATUS_OK && start < n; start += batch) {
     const int B = n - start < batch ? n - start : batch;
-    const float *x = set.images + per * start;
-    net_predict(net, x, B, probs);
+    net_predict(net, set.images + per * start, B, probs);
     for (int i = 0; i < B; i++) {
       const int idx = start + i;
       clean_pred[idx] = argmax(probs + (size_t)i * k, k);
@@ -236,16 +244,39 @@ int cmd_attack(int argc, char **argv) {
       /* an unlabelled image is attacked away from what the model sees in it */
       target[idx] = set.labels[idx] >= 0 ? set.labels[idx] : clean_pred[idx];
     }
+  }
+  unsigned char *done = calloc(n + 1, 1);
+  DistQueue *queue = dist_queue_new((n + batch - 1) / batch, 1);
+  if (st == STATUS_OK && (!done || !queue))
+    st = mr_error_set(&err, STATUS_ERR_NOMEM, "out of memory");
+  for (int bi; st == STATUS_OK && (bi = dist_queue_next(queue)) < (n + batch - 1) / batch;) {
+    const int start = bi * batch, B = n - start < batch ? n - start : batch;
+    memset(done + start, 1, (size_t)B);
     /* the unit of the journal: the batch's adversarial images; the rest is recomputed */
     const JournalPart unit = {adv + per * start, sizeof(float) * per * B};
     char key[48];
     snprintf(key, sizeof key, "attack/b%d", start);
-    if (!journal_restore(journal, key, &unit, 1)) {
-      const AttackOptions at = attack_at(&o, start);
-      st = attack_run(net, &at, x, target + start, B, adv + per * start, &err);
-      if (st == STATUS_OK) st = journal_record(journal, key, &unit, 1, &err);
-      if (st != STATUS_OK) break;
-    }
+    if (journal_restore(journal, key, &unit, 1)) continue;
+    const AttackOptions at = attack_at(&o, start);
+    st = attack_run(net, &at, set.images + per * start, target + start, B, adv + per * start, &err);
+    if (st == STATUS_OK) st = journal_record(journal, key, &unit, 1, &err);
+  }
+  if (st != STATUS_OK && dist_size() > 1) { /* no collective: main ends the job */
+    free(done);
+    return cli_rank_done("attack", st, &err, journal);
+  }
+  dist_queue_free(queue);
+  if (st == STATUS_OK) st = dist_gather(adv, sizeof(float) * per, n, done, &err);
+  free(done);
+  if (dist_rank() > 0) { /* rank 0 checks and writes */
+    const int rc = cli_rank_done("attack", st, &err, journal);
+    free(adv), free(probs), free(q), free(clean_pred), free(adv_pred), free(labels), free(target);
+    free(clean_conf), free(adv_conf), free(survives8);
+    net_free(net), data_free(data);
+    return rc;
+  }
+  for (int start = 0; st == STATUS_OK && start < n; start += batch) {
+    const int B = n - start < batch ? n - start : batch;
     net_predict(net, adv + per * start, B, probs);
     for (int i = 0; i < B; i++) {
       const int idx = start + i, y = target[idx];
@@ -352,7 +383,11 @@ int cmd_attack(int argc, char **argv) {
   if (st != STATUS_OK) {
     fprintf(stderr, "medrobust: %s\n", err.msg);
     journal_close(journal);
-  } else if ((code_out = cli_journal_finish("attack", journal)) == 0) {
+  } else {
+    dist_barrier(); /* the outputs exist: every rank may drop its journal */
+    code_out = cli_journal_finish("attack", journal);
+  }
+  if (st == STATUS_OK && code_out == 0) {
     char eps_text[64]; /* in HU too, through a window */
     if (set.window.width > 0)
       eps_describe_set(o.eps, &set, o.norm, eps_text, sizeof eps_text);

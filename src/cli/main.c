@@ -23,7 +23,7 @@ static const CliCommand commands[] = {
      cmd_train, 0},
     {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate, 0},
     {"predict", "per-image predictions and probabilities as CSV", cmd_predict, 0},
-    {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack, 0},
+    {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack, 1},
     {"eval", "robustness sweep: attacks x eps, noise contrast, self-checks", cmd_eval, 1},
     {"report", "render DIR/report.html from the JSON the other commands wrote", cmd_report, 0},
     {"triage", "rank images by the smallest eps that flips them; flag the most fragile", cmd_triage,
@@ -90,8 +90,8 @@ static int run_command(const CliCommand *c, int argc, char **argv) {
   if (dist_size() > 1 && !c->distributed) {
     if (dist_rank() == 0)
       fprintf(stderr,
-              "medrobust %s: runs in one process only (under MPI: certify, triage, eval); run "
-              "it without mpirun\n",
+              "medrobust %s: runs in one process only (under MPI: certify, triage, eval, "
+              "attack); run it without mpirun\n",
               c->name);
     dist_finalize();
     return EXIT_USAGE;
