@@ -1,5 +1,5 @@
 /* MPI (issue 17): the MPI build (make MPI=1, MEDROBUST_MPI_BIN) under mpirun with 2 and 3
- * ranks writes the same certify, triage and eval outputs (JSON and CSV) as the plain binary in
+ * ranks writes the same certify, triage, eval, attack and compare outputs as the plain binary in
  * one process, apart from the timings; a command that does not share its work refuses to run
  * under several ranks. Skips with the reason when mpirun or the MPI build is missing. */
 #include <stdarg.h>
@@ -54,10 +54,16 @@ static void read_untimed(const char *path, char *out, size_t n) {
   fclose(f);
 }
 
+/* The binaries by absolute path: the tests run inside the temporary folder. */
+static char bin_path[4096], mpi_path[4096];
+
 static int setup(void **state) {
   (void)state;
-  bin = getenv("MEDROBUST_BIN"), mpi_bin = getenv("MEDROBUST_MPI_BIN");
-  return make_temp_dir(dir, sizeof dir, "mpi");
+  const char *b = getenv("MEDROBUST_BIN"), *m = getenv("MEDROBUST_MPI_BIN");
+  if (b && realpath(b, bin_path)) bin = bin_path;
+  if (m && *m && realpath(m, mpi_path)) mpi_bin = mpi_path;
+  if (make_temp_dir(dir, sizeof dir, "mpi") != 0) return -1;
+  return chdir(dir);
 }
 
 static int teardown(void **state) {
@@ -84,48 +90,55 @@ static void test_ranks_agree(void **state) {
   (void)state;
   if (!have_mpi()) skip();
   static char out[1 << 16], one[1 << 20], many[1 << 20];
-  assert_int_equal(
-      run(out, sizeof out, "%s data phantom --out %s/p.npz --n 200 --seed 3", bin, dir), 0);
-  assert_int_equal(run(out, sizeof out,
-                       "%s --threads 1 train --data %s/p.npz --model cnn --depth 3 --epochs 1 "
-                       "--noise-sd 0.1 --out %s/m.safetensors --quiet",
-                       bin, dir, dir),
-                   0);
+  const char *setup_steps[3] = {
+      "data phantom --out p.npz --n 200 --seed 3",
+      "--threads 1 train --data p.npz --model cnn --depth 3 --epochs 1 --noise-sd 0.1 --out "
+      "m.safetensors --quiet",
+      "--threads 1 train --data p.npz --model cnn --depth 2 --epochs 1 --out m2.safetensors "
+      "--quiet"};
+  for (int i = 0; i < 3; i++)
+    if (run(out, sizeof out, "%s %s", bin, setup_steps[i]) != 0)
+      fail_msg("%s:\n%s", setup_steps[i], out);
+  /* each command's outputs: c<10 * command + ranks> */
   const struct {
     const char *args, *says, *files[2];
-  } commands[4] = {
-      {"certify --model %s/m.safetensors --data %s/p.npz --sigma 0.1 --n0 20 --n 200 --radii "
-       "0,0.05 --pgd-steps 3 --out %s/c%d --quiet",
+  } commands[5] = {
+      {"certify --model m.safetensors --data p.npz --sigma 0.1 --n0 20 --n 200 --radii 0,0.05 "
+       "--pgd-steps 3 --out c%d --quiet",
        "certified (smoothed)",
        {"/certify.json", "/certify.csv"}},
       /* batches of 8 over 40 images: the ranks share them differently each run */
-      {"triage --model %s/m.safetensors --data %s/p.npz --batch 8 --out %s/c%d --quiet",
+      {"triage --model m.safetensors --data p.npz --batch 8 --out c%d --quiet",
        "most fragile",
        {"/triage.json", "/triage.csv"}},
       /* the eps carry needs every rank to know every image's result after each eps */
-      {"eval --model %s/m.safetensors --data %s/p.npz --attacks fgsm,pgd --eps 0.01,0.03 "
-       "--batch 8 --examples 0 --out %s/c%d --quiet",
+      {"eval --model m.safetensors --data p.npz --attacks fgsm,pgd --eps 0.01,0.03 --batch 8 "
+       "--examples 0 --out c%d --quiet",
        "self-checks",
        {"/results.json", "/images.csv"}},
-      {"attack --model %s/m.safetensors --data %s/p.npz --attack pgd --eps 0.02 --batch 8 "
-       "--out %s/c%d.npz",
+      {"attack --model m.safetensors --data p.npz --attack pgd --eps 0.02 --batch 8 --out c%d.npz",
        "attacks succeeded",
        {".npz", ".npz.csv"}},
+      /* two models: their sweeps and triage shared, the transfer matrix on every rank */
+      {"compare --models m.safetensors,m2.safetensors --data p.npz --attacks pgd --eps 0.02 "
+       "--limit 24 --batch 8 --out c%d --quiet",
+       "source \\ target",
+       {"/compare.json", "/compare.csv"}},
   };
-  char cmd[2048];
-  for (int c = 0; c < 4; c++) {
-    snprintf(cmd, sizeof cmd, "%s --threads 1 %s", bin, commands[c].args);
-    if (run(out, sizeof out, cmd, dir, dir, dir, 10 * c + 1) != 0)
-      fail_msg("one process:\n%s", out);
+  char cmd[2048], args[1024];
+  for (int c = 0; c < 5; c++) {
+    snprintf(args, sizeof args, commands[c].args, 10 * c + 1);
+    if (run(out, sizeof out, "%s --threads 1 %s", bin, args) != 0)
+      fail_msg("one process: %s\n%s", args, out);
     for (int ranks = 2; ranks <= 3; ranks++) {
-      snprintf(cmd, sizeof cmd, MPIRUN " --threads 1 %s", ranks, mpi_bin, commands[c].args);
-      if (run(out, sizeof out, cmd, dir, dir, dir, 10 * c + ranks) != 0)
-        fail_msg("%d ranks:\n%s", ranks, out);
+      snprintf(args, sizeof args, commands[c].args, 10 * c + ranks);
+      snprintf(cmd, sizeof cmd, MPIRUN " --threads 1 %s", ranks, mpi_bin, args);
+      if (run(out, sizeof out, "%s", cmd) != 0) fail_msg("%d ranks: %s\n%s", ranks, args, out);
       assert_non_null(strstr(out, commands[c].says));
       for (int f = 0; f < 2; f++) {
         char a[512], b[512];
-        snprintf(a, sizeof a, "%s/c%d%s", dir, 10 * c + 1, commands[c].files[f]);
-        snprintf(b, sizeof b, "%s/c%d%s", dir, 10 * c + ranks, commands[c].files[f]);
+        snprintf(a, sizeof a, "c%d%s", 10 * c + 1, commands[c].files[f]);
+        snprintf(b, sizeof b, "c%d%s", 10 * c + ranks, commands[c].files[f]);
         int same;
         if (!strcmp(commands[c].files[f], ".npz")) { /* the adversarial images, bit for bit */
           const size_t size = read_bytes(a, one, sizeof one);
@@ -134,18 +147,17 @@ static void test_ranks_agree(void **state) {
           read_untimed(a, one, sizeof one), read_untimed(b, many, sizeof many);
           same = !strcmp(one, many);
         }
-        if (!same) fail_msg("%s differs between 1 and %d ranks", commands[c].files[f], ranks);
+        if (!same) fail_msg("%s differs between 1 and %d ranks", b, ranks);
       }
     }
   }
   /* a failure ends the job with its message and exit code, not a hang */
-  snprintf(cmd, sizeof cmd,
-           "timeout 120 " MPIRUN " certify --model %s/none --data %s/p.npz --out %s/f", 2, mpi_bin,
-           dir, dir, dir);
+  snprintf(cmd, sizeof cmd, "timeout 120 " MPIRUN " certify --model none --data p.npz --out f", 2,
+           mpi_bin);
   assert_int_equal(run(out, sizeof out, "%s", cmd), 1);
   assert_non_null(strstr(out, "cannot open"));
   /* one process's commands refuse several ranks, on every rank, with the reason */
-  snprintf(cmd, sizeof cmd, MPIRUN " data phantom --out %s/q.npz --n 20", 2, mpi_bin, dir);
+  snprintf(cmd, sizeof cmd, MPIRUN " data phantom --out q.npz --n 20", 2, mpi_bin);
   assert_int_equal(run(out, sizeof out, "%s", cmd), 2);
   assert_non_null(strstr(out, "runs in one process only"));
 }

@@ -182,7 +182,7 @@ int cmd_compare(int argc, char **argv) {
   const int s_idx = cli_split("compare", split);
   if (s_idx < 0) return EXIT_USAGE;
   char journal_path[4200];
-  cli_journal_path(out, 1, journal_path, sizeof journal_path);
+  cli_journal_rank_path(out, 1, journal_path, sizeof journal_path);
   if (cli_journal_check("compare", journal_path, resume)) return EXIT_USAGE;
 
   MrError err = {0};
@@ -230,6 +230,13 @@ int cmd_compare(int argc, char **argv) {
         cli_journal_open("compare", journal_path, resume, argc, argv, nets, n, &set, NULL, &code);
     ok = journal != NULL;
   }
+  if (ok && net_output_pixels(nets[0]) > 1 && dist_size() > 1) {
+    fprintf(stderr, "medrobust compare: segmentation models run in one process (no mpirun)\n");
+    journal_close(journal);
+    for (int i = 0; i < n; i++) net_free(nets[i]);
+    data_free(data);
+    return EXIT_USAGE;
+  }
   if (ok && net_output_pixels(nets[0]) > 1) {
     AttackOptions dag_o = attack_options_default(ATTACK_DAG);
     dag_o.iters = dag_iters;
@@ -274,9 +281,18 @@ int cmd_compare(int argc, char **argv) {
     co.transfer_attack.norm = base.norm, co.transfer_attack.seed = base.seed;
     co.transfer_attack.eps = transfer_eps > 0 ? transfer_eps : eps[n_eps - 1];
     CliProgress progress;
-    cli_progress_init(&progress, quiet);
+    cli_progress_init(&progress, quiet || dist_rank() > 0);
+    /* under MPI the sweeps and triage share their batches; the transfer matrix runs whole on
+     * every rank */
     Status st = compare_run(nets, name_ptrs, n, &set, &co, cli_sweep_progress, &progress, &r, &err);
     cli_progress_done(&progress);
+    if (dist_rank() > 0) { /* rank 0 writes */
+      const int rc = cli_rank_done("compare", st, &err, journal);
+      compare_result_free(&r);
+      for (int i = 0; i < n; i++) net_free(nets[i]);
+      data_free(data);
+      return rc;
+    }
     /* each model's ranked list of files to re-read, beside the comparison */
     for (int i = 0; st == STATUS_OK && i < n; i++) {
       CompareEntry *e = &r.models[i];
@@ -291,6 +307,7 @@ int cmd_compare(int argc, char **argv) {
     if (st == STATUS_OK) st = compare_write(&r, out, data_path, split, &err);
     if (st == STATUS_OK) st = report_render(out, &err);
     if (st != STATUS_OK) fprintf(stderr, "medrobust: %s\n", err.msg), ok = 0;
+    if (ok) dist_barrier(); /* the outputs exist: every rank may drop its journal */
     if (ok)
       ok = cli_journal_finish("compare", journal) == 0;
     else

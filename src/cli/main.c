@@ -29,7 +29,7 @@ static const CliCommand commands[] = {
     {"triage", "rank images by the smallest eps that flips them; flag the most fragile", cmd_triage,
      1},
     {"compare", "several models on the same data: robustness table and transfer matrix",
-     cmd_compare, 0},
+     cmd_compare, 1},
     {"certify", "certified L2 robustness by randomized smoothing, beside PGD-L2", cmd_certify, 1},
     {"radiomics", "IBSI radiomic features of images in their masks (radiomics extract)",
      cmd_radiomics, 0},
@@ -91,7 +91,7 @@ static int run_command(const CliCommand *c, int argc, char **argv) {
     if (dist_rank() == 0)
       fprintf(stderr,
               "medrobust %s: runs in one process only (under MPI: certify, triage, eval, "
-              "attack); run it without mpirun\n",
+              "attack, compare); run it without mpirun\n",
               c->name);
     dist_finalize();
     return EXIT_USAGE;
