@@ -28,6 +28,7 @@ typedef struct {
   float sigma;
   int batch, k, per;
   float *noisy, *probs;
+  long *counts; /* per class */
 } Sampler;
 
 static Status sampler_init(Sampler *s, Net *net, const SmoothOptions *o, MrError *err) {
@@ -44,14 +45,15 @@ static Status sampler_init(Sampler *s, Net *net, const SmoothOptions *o, MrError
   s->k = net_num_classes(net), s->per = net_input_size(net);
   s->noisy = malloc(sizeof(float) * (size_t)s->batch * s->per);
   s->probs = malloc(sizeof(float) * (size_t)s->batch * s->k);
-  if (!s->noisy || !s->probs) {
-    free(s->noisy), free(s->probs);
+  s->counts = calloc((size_t)s->k, sizeof(long));
+  if (!s->noisy || !s->probs || !s->counts) {
+    free(s->noisy), free(s->probs), free(s->counts);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for %d noisy copies", s->batch);
   }
   return STATUS_OK;
 }
 
-static void sampler_free(Sampler *s) { free(s->noisy), free(s->probs); }
+static void sampler_free(Sampler *s) { free(s->noisy), free(s->probs), free(s->counts); }
 
 /* The seed of image `index`'s sub-streams. */
 static uint64_t image_seed(const SmoothOptions *o, uint64_t index) {
@@ -106,11 +108,7 @@ Status smooth_certify(Net *net, const SmoothOptions *o, const float *x, uint64_t
   Sampler s;
   Status st = sampler_init(&s, net, o, err);
   if (st != STATUS_OK) return st;
-  long *counts = calloc((size_t)s.k, sizeof(long));
-  if (!counts) {
-    sampler_free(&s);
-    return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for class counts");
-  }
+  long *counts = s.counts;
   const uint64_t seed = image_seed(o, index);
   /* c_A from the n0 selection samples, its count from n independent ones */
   st = sample_counts(&s, x, seed, 0, o->n0, counts, err);
@@ -128,7 +126,6 @@ Status smooth_certify(Net *net, const SmoothOptions *o, const float *x, uint64_t
       out->radius = 0.0;
     }
   }
-  free(counts);
   sampler_free(&s);
   return st;
 }
@@ -138,11 +135,7 @@ Status smooth_predict(Net *net, const SmoothOptions *o, const float *x, uint64_t
   Sampler s;
   Status st = sampler_init(&s, net, o, err);
   if (st != STATUS_OK) return st;
-  long *counts = calloc((size_t)s.k, sizeof(long));
-  if (!counts) {
-    sampler_free(&s);
-    return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for class counts");
-  }
+  long *counts = s.counts;
   st = sample_counts(&s, x, image_seed(o, index), 0, o->n, counts, err);
   if (st == STATUS_OK) {
     /* the top two counts; a tie tests as p = 1 and abstains */
@@ -153,7 +146,6 @@ Status smooth_predict(Net *net, const SmoothOptions *o, const float *x, uint64_t
     const long n_a = counts[a];
     *predicted = binomial_test_half(n_a, n_a + second) <= o->alpha ? a : SMOOTH_ABSTAIN;
   }
-  free(counts);
   sampler_free(&s);
   return st;
 }
