@@ -158,10 +158,11 @@ typedef struct {
 } ConvDescs;
 
 /* The layouts a primitive may be offered, in the order tried (best first):
- * - BLOCKED: nChw16c, with the input and output reordered around the call. Only
- *   forward primitives, only where the map is smaller than the kernel (OH*OW < KH*KW): there
- *   the NHWC kernels spend their time on padding taps. cbr-larget's 7x7 convolution of 256 to
- *   512 channels on 4x4 maps ran 88 ms per batch of 128 blocked against 250 NHWC
+ * - BLOCKED: nChw16c, with the input and output reordered around the call. Only forward
+ *   primitives, only for kernels of 5x5 and up on maps smaller than the kernel (OH*OW <
+ *   KH*KW): there the NHWC kernels spend their time on padding taps. (3x3 kernels on 1x1 and
+ *   2x2 maps, cnn's and mobilenet's last layers, measured no better.) cbr-larget's 7x7 convolution
+ * of 256 to 512 channels on 4x4 maps ran 88 ms per batch of 128 blocked against 250 NHWC
  *   (DNNL_VERBOSE), and the two reorders move 6 MB.
  * - ALIAS: the same NHWC bytes described as NCHW (1 channel) or nChw16c (16), above.
  * - PLAIN: NHWC (channels_last) or oneDNN's choice around NCHW. */
@@ -177,7 +178,8 @@ static int avx512(void) {
 static void layouts_offered(Conv2dDims d, int channels_last, unsigned char offered[]) {
   offered[LAYOUT_PLAIN] = 1;
   offered[LAYOUT_ALIAS] = channels_last && (d.C == 1 || d.C == 16) && d.OC == 16 && avx512();
-  offered[LAYOUT_BLOCKED] = channels_last && d.OH * d.OW < d.KH * d.KW && avx512();
+  offered[LAYOUT_BLOCKED] =
+      channels_last && d.KH * d.KW >= 25 && d.OH * d.OW < d.KH * d.KW && avx512();
 }
 
 static dnnl_format_tag_t activation_tag(int channels, int channels_last, int layout, int any) {
