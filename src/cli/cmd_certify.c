@@ -29,21 +29,28 @@ static int parse_radii(const char *text, double *radii, int cap) {
   return *p ? 0 : n;
 }
 
-/* Robust accuracy of the base model under PGD-L2 at each radius over the certified images. */
+/* Robust accuracy of the base model under PGD-L2 at each radius over the certified images.
+ * Collective under MPI: the batches come from a shared queue, rank 0 gathers each image's
+ * outcome and counts them. */
 static Status empirical_l2(Net *net, const Dataset *set, const int *pick, int n,
                            const double *radii, int n_radii, int steps, uint64_t seed,
                            double *accuracy, MrError *err) {
-  const int per = net_input_size(net), batch = 64;
+  const int per = net_input_size(net), batch = 64, k = net_num_classes(net);
+  const int n_batches = (n + batch - 1) / batch;
   float *x = malloc(sizeof(float) * batch * per), *adv = malloc(sizeof(float) * batch * per);
-  float *probs = malloc(sizeof(float) * batch * net_num_classes(net));
+  float *probs = malloc(sizeof(float) * batch * k);
   int *y = malloc(sizeof(int) * batch);
-  Status st = x && adv && probs && y
+  signed char *outcome = malloc(n + 1); /* per image: 1 right, 0 wrong, -1 unlabelled */
+  unsigned char *done = malloc(n + 1);
+  Status st = x && adv && probs && y && outcome && done
                   ? STATUS_OK
                   : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the PGD-L2 check");
   for (int r = 0; st == STATUS_OK && r < n_radii; r++) {
-    int right = 0, labelled = 0;
-    for (int at = 0; st == STATUS_OK && at < n; at += batch) {
-      const int b = n - at < batch ? n - at : batch;
+    memset(done, 0, (size_t)n + 1);
+    DistQueue *queue = dist_queue_new(n_batches, 1);
+    if (!queue) st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the PGD-L2 check");
+    for (int bi; st == STATUS_OK && (bi = dist_queue_next(queue)) < n_batches;) {
+      const int at = bi * batch, b = n - at < batch ? n - at : batch;
       for (int i = 0; i < b; i++) {
         memcpy(x + (size_t)i * per, set->images + (size_t)pick[at + i] * per, sizeof(float) * per);
         y[i] = set->labels[pick[at + i]];
@@ -57,19 +64,26 @@ static Status empirical_l2(Net *net, const Dataset *set, const int *pick, int n,
         memcpy(adv, x, sizeof(float) * b * per);
       if (st != STATUS_OK) break;
       net_predict(net, adv, b, probs);
-      const int k = net_num_classes(net);
       for (int i = 0; i < b; i++) {
-        if (y[i] < 0) continue;
         const float *p = probs + (size_t)i * k;
         int best = 0;
         for (int c = 1; c < k; c++)
           if (p[c] > p[best]) best = c;
-        labelled++, right += best == y[i];
+        outcome[at + i] = (signed char)(y[i] < 0 ? -1 : best == y[i]);
+        done[at + i] = 1;
       }
     }
-    accuracy[r] = labelled ? (double)right / labelled : 0.0;
+    if (st != STATUS_OK) { /* under MPI the caller ends the job: no collective */
+      if (dist_size() == 1) dist_queue_free(queue);
+      break;
+    }
+    dist_queue_free(queue);
+    st = dist_gather(outcome, 1, n, done, err);
+    int right = 0, labelled = 0;
+    for (int i = 0; i < n; i++) labelled += outcome[i] >= 0, right += outcome[i] == 1;
+    accuracy[r] = labelled ? (double)right / labelled : 0.0; /* rank 0's is the one used */
   }
-  free(x), free(adv), free(probs), free(y);
+  free(x), free(adv), free(probs), free(y), free(outcome), free(done);
   return st;
 }
 
@@ -194,17 +208,17 @@ int cmd_certify(int argc, char **argv) {
   dist_queue_free(queue);
   if (st == STATUS_OK) st = dist_gather(certs, sizeof *certs, n_pick, done, &err);
   if (st == STATUS_OK) st = dist_gather(seconds, sizeof *seconds, n_pick, done, &err);
-  if (dist_rank() > 0) { /* rank 0 writes */
-    const int rc = cli_rank_done("certify", st, &err, journal);
-    free(pick), free(labels), free(certs), free(seconds), free(empirical), free(done);
-    net_free(net), data_free(data);
-    return rc;
-  }
   int empirical_done = 0;
   if (st == STATUS_OK && pgd_steps > 0) {
     cli_sweep_progress("certify: PGD-L2 on the base model", n_pick, n_pick + 1, &progress);
     st = empirical_l2(net, &set, pick, n_pick, radii, n_radii, pgd_steps, so.seed, empirical, &err);
     empirical_done = st == STATUS_OK;
+  }
+  if (dist_rank() > 0) { /* rank 0 writes */
+    const int rc = cli_rank_done("certify", st, &err, journal);
+    free(pick), free(labels), free(certs), free(seconds), free(empirical), free(done);
+    net_free(net), data_free(data);
+    return rc;
   }
   cli_progress_done(&progress);
   const double elapsed = omp_get_wtime() - t0;
