@@ -65,10 +65,7 @@ static Status empirical_l2(Net *net, const Dataset *set, const int *pick, int n,
       if (st != STATUS_OK) break;
       net_predict(net, adv, b, probs);
       for (int i = 0; i < b; i++) {
-        const float *p = probs + (size_t)i * k;
-        int best = 0;
-        for (int c = 1; c < k; c++)
-          if (p[c] > p[best]) best = c;
+        const int best = argmax(probs + (size_t)i * k, k);
         outcome[at + i] = (signed char)(y[i] < 0 ? -1 : best == y[i]);
         done[at + i] = 1;
       }

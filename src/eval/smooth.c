@@ -83,9 +83,7 @@ static Status sample_counts(Sampler *s, const float *x, uint64_t seed, uint64_t 
     net_predict(s->net, s->noisy, s->batch, s->probs);
     for (int i = 0; i < b; i++) {
       const float *p = s->probs + (size_t)i * s->k;
-      int best = 0;
-      for (int c = 1; c < s->k; c++)
-        if (p[c] > p[best]) best = c;
+      const int best = argmax(p, s->k);
       if (!isfinite(p[best]))
         return mr_error_set(err, STATUS_ERR_NAN,
                             "the model's output is not finite on a noisy copy (sigma %g)",

@@ -80,11 +80,6 @@ Status certify_write(const CertifyReport *r, const Dataset *d, const Net *net, c
   return st;
 }
 
-static double number(const cJSON *o, const char *k) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
 void report_certify_section(FILE *o, const cJSON *c) {
   const cJSON *curve = cJSON_GetObjectItemCaseSensitive(c, "curve"), *p;
   fprintf(
@@ -97,16 +92,16 @@ void report_certify_section(FILE *o, const cJSON *c) {
       "with probability at most alpha): a lower bound on its accuracy under any attack. "
       "<b>PGD-L2</b>: the base model's accuracy under one attack of that size, an upper "
       "bound on its robustness.</p>\n",
-      number(c, "images"), report_html(report_str(c, "split")), number(c, "every"),
-      number(c, "sigma"), number(c, "n0"), number(c, "n"), number(c, "alpha"),
-      number(c, "abstained"));
+      report_num(c, "images"), report_html(report_str(c, "split")), report_num(c, "every"),
+      report_num(c, "sigma"), report_num(c, "n0"), report_num(c, "n"), report_num(c, "alpha"),
+      report_num(c, "abstained"));
   fprintf(o,
           "<table><tr><th>L2 radius</th><th>certified (smoothed)</th><th>PGD-L2 (base)</th>"
           "</tr>\n");
   Series s[2] = {{.name = "certified (smoothed model)"}, {.name = "PGD-L2 (base model)"}};
   cJSON_ArrayForEach(p, curve) {
-    const double r = number(p, "radius"), a = number(p, "certified_accuracy"),
-                 e = number(p, "pgd_l2_accuracy");
+    const double r = report_num(p, "radius"), a = report_num(p, "certified_accuracy"),
+                 e = report_num(p, "pgd_l2_accuracy");
     fprintf(o, "<tr><td>%.3g</td><td>%.2f%%</td>", r, 100 * a);
     if (isfinite(e))
       fprintf(o, "<td>%.2f%%</td></tr>\n", 100 * e);

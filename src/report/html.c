@@ -82,10 +82,11 @@ static const char *str(const cJSON *o, const char *k) { return report_str(o, k);
 /* a JSON string escaped for printing into the page: the JSON is untrusted */
 static const char *hstr(const cJSON *o, const char *k) { return report_html(report_str(o, k)); }
 
-static double num(const cJSON *o, const char *k) {
+double report_num(const cJSON *o, const char *k) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
   return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
+static double num(const cJSON *o, const char *k) { return report_num(o, k); }
 
 /* element i of a JSON array of numbers, NAN if absent */
 static double item(const cJSON *array, int i) {

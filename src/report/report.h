@@ -55,6 +55,8 @@ void report_esc(FILE *o, const char *s);
 const char *report_html(const char *s);
 /* o[k] when it is a string, else "" */
 const char *report_str(const cJSON *o, const char *k);
+/* o[k] when it is a number, else NAN */
+double report_num(const cJSON *o, const char *k);
 /* <img> with dir/rel embedded as a data URI; nothing for a path that is not a
  * relative .png inside dir */
 void report_img(FILE *o, const char *dir, const char *rel, const char *alt, const char *cls);

@@ -9,10 +9,7 @@
 
 #include "report.h"
 
-static double num(const cJSON *o, const char *k) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
+static double num(const cJSON *o, const char *k) { return report_num(o, k); }
 
 static const char *str(const cJSON *o, const char *k) { return report_str(o, k); }
 /* a JSON string escaped for printing into the page: the JSON is untrusted */
