@@ -115,11 +115,13 @@ void dist_abort(int exit_code);
 void dist_barrier(void); /* every rank has come this far */
 /* A work queue shared by the ranks (an atomic counter on rank 0): dist_queue_next returns
  * the next unclaimed index below n, claiming `chunk` at a time, then n. Creating and freeing
- * it are collective. One process: 0, 1, 2, ... */
+ * it are collective, but for a rank that `failed`: it frees only its own memory, since the
+ * job is about to end (main's dist_abort) and the others may never get there. One process:
+ * 0, 1, 2, ... */
 typedef struct DistQueue DistQueue;
 DistQueue *dist_queue_new(int n, int chunk);
 int dist_queue_next(DistQueue *q);
-void dist_queue_free(DistQueue *q);
+void dist_queue_free(DistQueue *q, int failed);
 /* Collective: rank 0's items[i] becomes the item of the rank with done[i] set, for every i;
  * the other ranks' items are left as they are. */
 Status dist_gather(void *items, size_t item_size, int n, const unsigned char *done, MrError *err);

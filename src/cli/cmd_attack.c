@@ -261,11 +261,11 @@ int cmd_attack(int argc, char **argv) {
     st = attack_run(net, &at, set.images + per * start, target + start, B, adv + per * start, &err);
     if (st == STATUS_OK) st = journal_record(journal, key, &unit, 1, &err);
   }
+  dist_queue_free(queue, st != STATUS_OK);
   if (st != STATUS_OK && dist_size() > 1) { /* no collective: main ends the job */
     free(done);
     return cli_rank_done("attack", st, &err, journal);
   }
-  dist_queue_free(queue);
   if (st == STATUS_OK) st = dist_gather(adv, sizeof(float) * per, n, done, &err);
   free(done);
   if (dist_rank() > 0) { /* rank 0 checks and writes */

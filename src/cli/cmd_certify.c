@@ -70,11 +70,8 @@ static Status empirical_l2(Net *net, const Dataset *set, const int *pick, int n,
         done[at + i] = 1;
       }
     }
-    if (st != STATUS_OK) { /* under MPI the caller ends the job: no collective */
-      if (dist_size() == 1) dist_queue_free(queue);
-      break;
-    }
-    dist_queue_free(queue);
+    dist_queue_free(queue, st != STATUS_OK);
+    if (st != STATUS_OK) break;
     st = dist_gather(outcome, 1, n, done, err);
     int right = 0, labelled = 0;
     for (int i = 0; i < n; i++) labelled += outcome[i] >= 0, right += outcome[i] == 1;
@@ -202,7 +199,7 @@ int cmd_certify(int argc, char **argv) {
     fprintf(stderr, "medrobust: rank %d: %s\n", dist_rank(), err.msg);
     dist_abort(EXIT_RUNTIME);
   }
-  dist_queue_free(queue);
+  dist_queue_free(queue, st != STATUS_OK);
   if (st == STATUS_OK) st = dist_gather(certs, sizeof *certs, n_pick, done, &err);
   if (st == STATUS_OK) st = dist_gather(seconds, sizeof *seconds, n_pick, done, &err);
   int empirical_done = 0;

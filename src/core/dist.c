@@ -90,9 +90,9 @@ int dist_queue_next(DistQueue *q) {
   return q->next < q->end ? q->next++ : q->n;
 }
 
-void dist_queue_free(DistQueue *q) {
+void dist_queue_free(DistQueue *q, int failed) {
   if (!q) return;
-  if (q->shared) {
+  if (q->shared && !failed) {
     MPI_Win_unlock_all(q->win);
     MPI_Win_free(&q->win); /* collective: every rank has drained the queue */
   }
@@ -179,7 +179,10 @@ DistQueue *dist_queue_new(int n, int chunk) {
 
 int dist_queue_next(DistQueue *q) { return q->next < q->n ? q->next++ : q->n; }
 
-void dist_queue_free(DistQueue *q) { free(q); }
+void dist_queue_free(DistQueue *q, int failed) {
+  (void)failed;
+  free(q);
+}
 
 Status dist_gather(void *items, size_t item_size, int n, const unsigned char *done, MrError *err) {
   (void)items, (void)item_size, (void)n, (void)done, (void)err;

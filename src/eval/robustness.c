@@ -173,13 +173,13 @@ static Status run_row(Sweep *s, const AttackOptions *o, int carry, SweepRow *row
         *seconds = omp_get_wtime() - t0;
         st = journal_record(s->journal, key, unit, 3, err);
       }
-      if (st != STATUS_OK) { /* under MPI the caller ends the job: no collective here */
-        if (dist_size() == 1) dist_queue_free(queue);
+      if (st != STATUS_OK) {
+        dist_queue_free(queue, 1);
         return st;
       }
     }
   }
-  dist_queue_free(queue);
+  dist_queue_free(queue, 0);
   Status shared = dist_share(s->all_probs, sizeof(float) * s->k, d->n, s->done, err);
   if (shared == STATUS_OK)
     shared = dist_share(s->row_sizes, sizeof(PerturbationOne), d->n, s->done, err);

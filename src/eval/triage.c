@@ -382,8 +382,7 @@ Status triage_run(Net *net, const Dataset *d, const TriageOptions *to, SweepProg
              : triage_batch(net, d, to, start, B, r->items + start, &w, progress, ctx, err);
     if (st == STATUS_OK) st = journal_record(to->journal, key, &unit, 1, err);
   }
-  /* collective; after a failure under MPI the caller ends the job instead */
-  if (st == STATUS_OK || dist_size() == 1) dist_queue_free(queue);
+  dist_queue_free(queue, st != STATUS_OK);
   if (st == STATUS_OK) st = dist_gather(r->items, sizeof(TriageItem), d->n, done, err);
   free(done);
   /* volumes: every rank the same, rank 0's kept */
