@@ -127,6 +127,10 @@ void dist_queue_free(DistQueue *q, int failed);
 Status dist_gather(void *items, size_t item_size, int n, const unsigned char *done, MrError *err);
 /* The same, then every rank gets rank 0's items: for work the next step needs everywhere. */
 Status dist_share(void *items, size_t item_size, int n, const unsigned char *done, MrError *err);
+/* Collective: v becomes the sum over the ranks of their v, added in rank order, the same bits
+ * on every rank and in every run (for training, whose ranks must stay in step). */
+void dist_sum_doubles(double *v, int n);
+void dist_sum_floats(float *v, size_t n);
 
 /* ---- resumable work: the journal of a long command (src/core/journal.c) -- */
 
@@ -414,6 +418,21 @@ float net_loss_and_input_grad(Net *net, const float *x, const int *y, int batch,
  * for net_loss_and_input_grad. */
 float net_train_step_grads(Net *net, const float *x, const int *y, int batch,
                            const float *class_weights);
+
+/* Data-parallel training: several processes share each batch, each holding some of its
+ * images. sum adds every process's n values into v in a fixed order (the same result on
+ * every process); in MODE_TRAIN batchnorm calls it for the batch's statistics and the loss for
+ * its normalisers, so a batch split across processes trains as the whole batch would (the
+ * parameter gradients, each process's share of the batch's, are the caller's to add up).
+ * first_row: the batch row of this process's first image; dropout draws each row's mask from
+ * the row's own stream. The net keeps the pointer: the caller owns the struct, may change
+ * first_row between steps and passes NULL when the batch is whole again. */
+typedef struct {
+  void (*sum)(double *v, int n, void *ctx);
+  void *ctx;
+  int first_row;
+} BatchShare;
+void net_set_batch_share(Net *net, const BatchShare *share);
 
 void net_zero_grad(Net *net);
 float *net_params(Net *net);
@@ -1117,10 +1136,11 @@ typedef struct {
   float gamma;            /* DAG: the L-inf size of each step on [0,1] pixels */
   float threshold;        /* DAG: stop once this share of the pixels shows the target */
 } AttackOptions;
-/* o for the batch that starts at image `first` of its data set (its random streams). */
+/* o for the batch that starts at image `first` of its data set (its random streams); o's
+ * index_base is the data set's first image's index (a slice of a larger set). */
 static inline AttackOptions attack_at(const AttackOptions *o, int first) {
   AttackOptions a = *o;
-  a.index_base = first;
+  a.index_base = o->index_base + first;
   return a;
 }
 

@@ -339,6 +339,107 @@ static void test_batchnorm_running_stats(void **state) {
   assert_float_equal(invstd, 1.0f / sqrtf(3.5f + 1e-5f), 1e-6);
 }
 
+/* A batch shared by two processes (BatchShare), played by two threads that meet at a barrier:
+ * each half-batch's forward and backward, in both layouts, gives what the whole batch gives,
+ * and the running statistics stay the same on both. */
+typedef struct {
+  TestPairSide pair;
+  BatchShare share;
+  int nhwc, relu;
+  BatchNormDims d;
+  const float *inp, *dout, *gamma, *beta;
+  float *out, *dinp, *mean, *invstd, *rm, *rv, *dgamma, *dbeta;
+  void *scratch;
+  int64_t nbt;
+} SharedSide;
+
+static void bn_side_run(SharedSide *s) {
+  if (s->nhwc) {
+    batchnorm2d_forward_nhwc(s->out, s->mean, s->invstd, s->inp, s->gamma, s->beta, s->rm, s->rv,
+                             &s->nbt, s->d, MODE_TRAIN, s->relu, s->scratch);
+    batchnorm2d_backward_nhwc(s->dinp, 0, s->dgamma, s->dbeta, s->dout, s->relu ? s->out : NULL,
+                              s->inp, s->gamma, s->mean, s->invstd, s->d, MODE_TRAIN, s->scratch);
+  } else {
+    batchnorm2d_forward(s->out, s->mean, s->invstd, s->inp, s->gamma, s->beta, s->rm, s->rv,
+                        &s->nbt, s->d, MODE_TRAIN, s->relu);
+    batchnorm2d_backward(s->dinp, 0, s->dgamma, s->dbeta, s->dout, s->relu ? s->out : NULL, s->inp,
+                         s->gamma, s->mean, s->invstd, s->d, MODE_TRAIN);
+  }
+}
+
+static void *bn_side_thread(void *p) {
+  bn_side_run(p);
+  return NULL;
+}
+
+static void check_bn_shared(int nhwc, int relu) {
+  enum { B = 5, C = 6, H = 3, W = 4, N = B * C * H * W };
+  const int half = 2; /* images 0-1 on one side, 2-4 on the other */
+  static float inp[N], dout[N], gamma[C], beta[C];
+  Rng rng;
+  rng_seed(&rng, 21);
+  fill_uniform(inp, N, &rng, 3, 5); /* a mean far from 0: the shift matters */
+  fill_uniform(dout, N, &rng, -1, 1);
+  fill_uniform(gamma, C, &rng, 0.5f, 1.5f);
+  fill_uniform(beta, C, &rng, -1, 1);
+  static TestPair pair;
+  pthread_barrier_init(&pair.barrier, NULL, 2);
+  SharedSide whole = {.nhwc = nhwc, .relu = relu}, side[2];
+  whole.d = (BatchNormDims){.B = B, .C = C, .H = H, .W = W, .eps = 1e-5f, .momentum = 0.1f};
+  whole.inp = inp, whole.dout = dout, whole.gamma = gamma, whole.beta = beta;
+  float buf[3][2 * N + 8 * C];
+  for (int s = 0; s < 3; s++) {
+    SharedSide *t = s < 2 ? &side[s] : &whole;
+    if (s < 2) {
+      *t = whole;
+      t->pair = (TestPairSide){&pair, s};
+      t->share = (BatchShare){.sum = test_pair_sum, .ctx = &t->pair, .first_row = s ? half : 0};
+      t->d.share = &t->share;
+      t->d.B = s ? B - half : half;
+      const size_t at = s ? (size_t)half * C * H * W : 0;
+      t->inp = inp + at, t->dout = dout + at;
+    }
+    float *f = buf[s];
+    t->out = f, t->dinp = f + N, t->mean = f + 2 * N, t->invstd = t->mean + C;
+    t->rm = t->invstd + C, t->rv = t->rm + C, t->dgamma = t->rv + C, t->dbeta = t->dgamma + C;
+    for (int c = 0; c < C; c++) t->rm[c] = 0.5f, t->rv[c] = 2.0f, t->dgamma[c] = t->dbeta[c] = 0;
+    t->scratch = malloc(batchnorm2d_nhwc_scratch_bytes(C));
+    t->nbt = 0;
+  }
+  bn_side_run(&whole);
+  pthread_t other;
+  pthread_create(&other, NULL, bn_side_thread, &side[1]);
+  bn_side_run(&side[0]);
+  pthread_join(other, NULL);
+  const size_t split = (size_t)half * C * H * W;
+  for (size_t i = 0; i < N; i++) {
+    const SharedSide *s = &side[i >= split];
+    const size_t j = i - (i >= split ? split : 0);
+    assert_float_equal(s->out[j], whole.out[i], 1e-5);
+    assert_float_equal(s->dinp[j], whole.dinp[i], 1e-5);
+  }
+  for (int s = 0; s < 2; s++)
+    for (int c = 0; c < C; c++) {
+      assert_float_equal(side[s].mean[c], whole.mean[c], 1e-6);
+      assert_float_equal(side[s].invstd[c], whole.invstd[c], 1e-5);
+      assert_float_equal(side[s].rm[c], whole.rm[c], 1e-6);
+      assert_float_equal(side[s].rv[c], whole.rv[c], 1e-5);
+    }
+  /* each side's parameter gradients are its share: they add up to the whole batch's */
+  for (int c = 0; c < C; c++) {
+    assert_float_equal(side[0].dgamma[c] + side[1].dgamma[c], whole.dgamma[c], 1e-4);
+    assert_float_equal(side[0].dbeta[c] + side[1].dbeta[c], whole.dbeta[c], 1e-4);
+  }
+  for (int s = 0; s < 3; s++) free((s < 2 ? &side[s] : &whole)->scratch);
+  pthread_barrier_destroy(&pair.barrier);
+}
+
+static void test_batchnorm_shared_batch(void **state) {
+  (void)state;
+  for (int nhwc = 0; nhwc < 2; nhwc++)
+    for (int relu = 0; relu < 2; relu++) check_bn_shared(nhwc, relu);
+}
+
 /* ---- elementwise, pooling, dense, shortcut ------------------------------------ */
 
 typedef enum {
@@ -384,7 +485,7 @@ static double op_loss(void *p) {
       break;
     case KERNEL_DROPOUT:
       rng_seed(&rng, 99); /* the same mask every evaluation */
-      dropout_forward(c->out, c->mask, c->inp, c->ni, 0.4f, MODE_TRAIN, &rng);
+      dropout_forward(c->out, c->mask, c->inp, c->ni, 4, 0, 0.4f, MODE_TRAIN, &rng);
       break;
     case KERNEL_ADD:
     case KERNEL_ADD_RELU:
@@ -592,15 +693,20 @@ static void test_dropout(void **state) {
   Rng rng;
   rng_seed(&rng, 3);
   for (int i = 0; i < 1000; i++) x[i] = 1.0f;
-  dropout_forward(y, mask, x, 1000, 0.3f, MODE_EVAL, &rng);
+  dropout_forward(y, mask, x, 1000, 10, 0, 0.3f, MODE_EVAL, &rng);
   assert_memory_equal(x, y, sizeof x);
-  dropout_forward(y, mask, x, 1000, 0.3f, MODE_TRAIN, &rng);
+  Rng again = rng;
+  dropout_forward(y, mask, x, 1000, 10, 0, 0.3f, MODE_TRAIN, &rng);
   int zeros = 0;
   for (int i = 0; i < 1000; i++) {
     zeros += y[i] == 0.0f;
     if (y[i] != 0.0f) assert_float_equal(y[i], 1.0f / 0.7f, 1e-6);
   }
   assert_in_range(zeros, 250, 350);
+  /* a row's mask is its own: rows 6..9 alone (a process holding them) get the same masks */
+  float y_rows[400], mask_rows[400];
+  dropout_forward(y_rows, mask_rows, x + 600, 400, 4, 6, 0.3f, MODE_TRAIN, &again);
+  assert_memory_equal(mask_rows, mask + 600, sizeof mask_rows);
 }
 
 static void test_add(void **state) {
@@ -831,6 +937,7 @@ int main(void) {
       cmocka_unit_test(test_batchnorm_train),
       cmocka_unit_test(test_batchnorm_eval),
       cmocka_unit_test(test_batchnorm_running_stats),
+      cmocka_unit_test(test_batchnorm_shared_batch),
       cmocka_unit_test(test_relu),
       cmocka_unit_test(test_maxpool),
       cmocka_unit_test(test_avgpool),

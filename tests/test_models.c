@@ -401,6 +401,89 @@ static void test_optimisers_learn(void **state) {
   }
 }
 
+/* Data-parallel training's step (BatchShare): two threads playing two processes, each with its
+ * own copy of the net and some rows of the batch, get parameter gradients that add up to the
+ * whole batch's and losses that add up to its loss, through batchnorm, the loss's normalisers
+ * (class weights; per pixel: cross-entropy plus Dice) and dropout's row masks. */
+typedef struct {
+  Net *net;
+  const float *x, *w;
+  const int *y;
+  int b;
+  float loss;
+  TestPairSide pair;
+  BatchShare share;
+} StepSide;
+
+static void *step_side(void *p) {
+  StepSide *s = p;
+  net_zero_grad(s->net);
+  s->loss = net_train_step_grads(s->net, s->x, s->y, s->b, s->w);
+  return NULL;
+}
+
+static void check_shared_step(ModelSpec spec) {
+  enum { B = 5, HALF = 2 };
+  MrError err = {0};
+  Net *whole = model_build(&spec, 3, &err),
+      *net[2] = {model_build(&spec, 3, &err), model_build(&spec, 3, &err)};
+  assert_non_null(whole), assert_non_null(net[0]), assert_non_null(net[1]);
+  const int n = net_input_size(whole), k = spec.n_classes, P = net_output_pixels(whole);
+  float *x = malloc(sizeof(float) * n * B), w[MR_MAX_CLASSES];
+  int *y = malloc(sizeof(int) * P * B);
+  Rng rng;
+  rng_seed(&rng, 5);
+  fill_uniform(x, (size_t)n * B, &rng, 0, 1);
+  fill_uniform(w, k, &rng, 0.5f, 2.0f);
+  for (int i = 0; i < P * B; i++) y[i] = rng_int(&rng, k);
+  net_zero_grad(whole);
+  const float loss = net_train_step_grads(whole, x, y, B, w);
+  static TestPair pair;
+  pthread_barrier_init(&pair.barrier, NULL, 2);
+  StepSide side[2];
+  for (int s = 0; s < 2; s++) {
+    const int lo = s ? HALF : 0;
+    side[s] = (StepSide){.net = net[s],
+                         .x = x + (size_t)n * lo,
+                         .w = w,
+                         .y = y + (size_t)P * lo,
+                         .b = s ? B - HALF : HALF,
+                         .pair = {&pair, s}};
+    side[s].share = (BatchShare){.sum = test_pair_sum, .ctx = &side[s].pair, .first_row = lo};
+    net_set_batch_share(net[s], &side[s].share);
+  }
+  pthread_t other;
+  pthread_create(&other, NULL, step_side, &side[1]);
+  step_side(&side[0]);
+  pthread_join(other, NULL);
+  pthread_barrier_destroy(&pair.barrier);
+  assert_float_equal(side[0].loss + side[1].loss, loss, 1e-5 * fabsf(loss));
+  const float *g = net_grads(whole), *g0 = net_grads(net[0]), *g1 = net_grads(net[1]);
+  double worst = 0.0, largest = 0.0;
+  for (size_t i = 0; i < net_param_count(whole); i++) {
+    const double d = fabs((double)g0[i] + g1[i] - g[i]);
+    if (d > worst) worst = d;
+    if (fabs(g[i]) > largest) largest = fabs(g[i]);
+  }
+  if (!(worst <= 1e-4 * largest))
+    fail_msg("%s: the shared batch's gradients are %g from the whole batch's (largest %g)",
+             spec.arch, worst, largest);
+  free(x), free(y);
+  net_free(whole), net_free(net[0]), net_free(net[1]);
+}
+
+static void test_shared_batch_step(void **state) {
+  (void)state;
+  ModelSpec cnn = model_spec_default("cnn", 1, 28, 28, 3);
+  cnn.dropout = 0.3f;
+  check_shared_step(cnn);
+  ModelSpec resnet = model_spec_default("resnet8", 3, 32, 32, 2);
+  check_shared_step(resnet);
+  ModelSpec unet = model_spec_default("unet", 1, 28, 28, 3);
+  unet.depth = 2, unet.base = 8, unet.seg_loss = SEG_LOSS_XENT_DICE;
+  check_shared_step(unet);
+}
+
 static void test_optim_closed_form(void **state) {
   (void)state;
   /* SGD momentum: buf1 = g, p1 = p0 - lr*g; buf2 = mu*g + g */
@@ -425,6 +508,7 @@ static void test_optim_closed_form(void **state) {
 int main(void) {
   mr_set_threads(2);
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shared_batch_step),
       cmocka_unit_test(test_grad_cnn),
       cmocka_unit_test(test_grad_cbr_larget),
       cmocka_unit_test(test_grad_vgg),

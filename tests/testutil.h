@@ -13,12 +13,36 @@
 #include <stdlib.h>
 #include <string.h>
 /* cmocka must come after the headers above */
+#include <pthread.h>
+
 #include <cjson/cJSON.h>
 #include <cmocka.h>
 
 #include "medrobust.h"
 
 /* A fresh /tmp/medrobust-TAG-XXXXXX folder for a test group, and its removal. */
+/* Two threads playing two processes that share each batch (BatchShare): test_pair_sum adds
+ * both sides' values, meeting at a barrier, as dist_sum_doubles adds the ranks'. */
+#define TEST_PAIR_MAX 4096
+typedef struct {
+  pthread_barrier_t barrier;
+  double slot[2][TEST_PAIR_MAX];
+} TestPair;
+
+typedef struct {
+  TestPair *pair;
+  int side;
+} TestPairSide;
+
+static inline void test_pair_sum(double *v, int n, void *ctx) {
+  TestPairSide *s = ctx;
+  assert_true(n <= TEST_PAIR_MAX);
+  memcpy(s->pair->slot[s->side], v, sizeof(double) * n);
+  pthread_barrier_wait(&s->pair->barrier);
+  for (int i = 0; i < n; i++) v[i] = s->pair->slot[0][i] + s->pair->slot[1][i];
+  pthread_barrier_wait(&s->pair->barrier); /* both have read before the next call writes */
+}
+
 static inline int make_temp_dir(char *dir, size_t n, const char *tag) {
   snprintf(dir, n, "/tmp/medrobust-%s-XXXXXX", tag);
   return mkdtemp(dir) ? 0 : -1;

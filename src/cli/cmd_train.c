@@ -172,6 +172,9 @@ int cmd_train(int argc, char **argv) {
        "per-epoch checkpoint (default OUT.ckpt)"},
       {"--resume", OPT_FLAG, &o.resume, 0, 0, NULL,
        "continue an interrupted run from its checkpoint"},
+      {"--stop-after", OPT_INT, &o.stop_after, 0, 100000, " N",
+       "stop after N epochs of this run, checkpointed, as if interrupted (a batch job's time "
+       "limit); --resume continues"},
       {"--init", OPT_STRING, &init, 0, 0, " F",
        "fine-tune this model file (its architecture and normalisation; --model ignored)"},
       {"--adv", OPT_STRING, &adv, 0, 0, " none|pgd|fgsm-rs",
@@ -318,10 +321,15 @@ int cmd_train(int argc, char **argv) {
   data_record_json(data, record, sizeof record);
   net_set_data_record(net, record);
   const Dataset *tr = &data->split[SPLIT_TRAIN];
+  const int rank = dist_rank(); /* under MPI, rank 0 reports and writes the files */
+  if (rank != 0) quiet = 1;
   if (!quiet)
-    fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val images, %d threads\n",
+    fprintf(stderr, "training %s (%zu parameters) on %s: %d train / %d val images, %d threads%s\n",
             arch, net_param_count(net), data->source, tr->n, data->split[SPLIT_VAL].n,
-            mr_get_threads());
+            mr_get_threads(), dist_size() > 1 ? " per process" : "");
+  if (!quiet && dist_size() > 1)
+    fprintf(stderr, "data-parallel over %d processes: each takes its share of every batch of %d\n",
+            dist_size(), o.batch);
   if (!quiet && o.adv)
     fprintf(stderr, "adversarial training: %s %s eps %g, %.0f%% of every batch adversarial\n", adv,
             adv_norm, o.adv_eps, 100.0 * o.adv_ratio);
@@ -329,8 +337,16 @@ int cmd_train(int argc, char **argv) {
   Status s = train_run(net, data, &o, cli_train_progress, &quiet, &res, &err);
   int exit_code = 0;
   if (s != STATUS_OK) {
-    fprintf(stderr, "medrobust: %s\n", err.msg);
+    if (dist_size() > 1)
+      fprintf(stderr, "medrobust train: rank %d: %s\n", rank, err.msg);
+    else
+      fprintf(stderr, "medrobust: %s\n", err.msg);
     exit_code = EXIT_RUNTIME;
+  } else if (rank != 0) {
+    /* rank 0 scores the kept model on the test split */
+  } else if (res.interrupted) {
+    printf("stopped after epoch %d of %d as asked (--stop-after); --resume continues from %s\n",
+           res.epochs_done, o.epochs, o.checkpoint);
   } else if (data->segment) {
     exit_code = print_segment_result(o.out, data, &res, &o) ? 0 : EXIT_RUNTIME;
   } else {

@@ -20,7 +20,7 @@ static const CliCommand commands[] = {
     {"data", "make the built-in phantom set (data phantom), describe a set (data info)", cmd_data,
      0},
     {"train", "train a model (or adversarially: --adv pgd|fgsm-rs), with checkpoints and --resume",
-     cmd_train, 0},
+     cmd_train, 1},
     {"evaluate", "accuracy, balanced accuracy, ROC AUC and confusion matrix", cmd_evaluate, 0},
     {"predict", "per-image predictions and probabilities as CSV", cmd_predict, 0},
     {"attack", "adversarial images (float32) with the 8/12/16-bit survival check", cmd_attack, 1},
@@ -90,8 +90,8 @@ static int run_command(const CliCommand *c, int argc, char **argv) {
   if (dist_size() > 1 && !c->distributed) {
     if (dist_rank() == 0)
       fprintf(stderr,
-              "medrobust %s: runs in one process only (under MPI: certify, triage, eval, "
-              "attack, compare); run it without mpirun\n",
+              "medrobust %s: runs in one process only (under MPI: train, certify, triage, "
+              "eval, attack, compare); run it without mpirun\n",
               c->name);
     dist_finalize();
     return EXIT_USAGE;

@@ -6,6 +6,7 @@
  * Results never depend on the rank count: every per-image random stream derives from the
  * image's index, the queue only decides who computes an image, and rank 0 writes the outputs
  * from the gathered results in index order. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,62 @@ Status dist_share(void *items, size_t item_size, int n, const unsigned char *don
   return STATUS_OK;
 }
 
+/* MPI_Allreduce leaves the order of the additions to the library (and, with some algorithms,
+ * lets ranks differ in the last bit); training needs the same sums on every rank, the same
+ * for every run, so the sums below are made in rank order by hand. */
+
+void dist_sum_doubles(double *v, int n) {
+  const int size = dist_size();
+  if (size == 1 || n < 1) return;
+  double *all = malloc(sizeof(double) * n * size);
+  if (!all) gather_failed(sizeof(double) * n * size);
+  MPI_Allgather(v, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD);
+  for (int i = 0; i < n; i++) {
+    double s = all[i];
+    for (int r = 1; r < size; r++) s += all[(size_t)r * n + i];
+    v[i] = s;
+  }
+  free(all);
+}
+
+/* One piece of at most INT_MAX / size values: rank j adds up slice j of every rank's piece (an
+ * all-to-all brings it the slices), then every rank gathers the added slices. */
+static void sum_floats_piece(float *v, int n, float *recv, int *counts, int *offsets) {
+  const int size = dist_size(), rank = dist_rank();
+  for (int r = 0; r < size; r++)
+    offsets[r] = (int)((long)n * r / size),
+    counts[r] = (int)((long)n * (r + 1) / size) - offsets[r];
+  const int mine = counts[rank];
+  int *rcounts = counts + size, *roffsets = offsets + size;
+  for (int r = 0; r < size; r++) rcounts[r] = mine, roffsets[r] = mine * r;
+  MPI_Alltoallv(v, counts, offsets, MPI_FLOAT, recv, rcounts, roffsets, MPI_FLOAT, MPI_COMM_WORLD);
+  float *slice = v + offsets[rank];
+  for (int i = 0; i < mine; i++) {
+    float s = recv[i];
+    for (int r = 1; r < size; r++) s += recv[(size_t)r * mine + i];
+    slice[i] = s;
+  }
+  MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, counts, offsets, MPI_FLOAT, MPI_COMM_WORLD);
+}
+
+void dist_sum_floats(float *v, size_t n) {
+  const int size = dist_size();
+  if (size == 1 || n == 0) return;
+  const size_t piece_max = (size_t)(INT_MAX / size) < ((size_t)1 << 28)
+                               ? (size_t)(INT_MAX / size)
+                               : ((size_t)1 << 28); /* 1 GiB of floats at most per piece */
+  const size_t piece = n < piece_max ? n : piece_max;
+  /* a rank receives its slice (piece / size values, one more at most) from every rank */
+  const size_t recv_floats = (piece / size + 1) * size;
+  float *recv = malloc(sizeof(float) * recv_floats);
+  int *counts = malloc(sizeof(int) * 4 * size);
+  if (!recv || !counts) gather_failed(sizeof(float) * recv_floats);
+  for (size_t at = 0; at < n; at += piece)
+    sum_floats_piece(v + at, (int)(n - at < piece ? n - at : piece), recv, counts,
+                     counts + 2 * size);
+  free(recv), free(counts);
+}
+
 #else /* one process */
 
 void dist_init(int *argc, char ***argv) { (void)argc, (void)argv; }
@@ -192,5 +249,8 @@ Status dist_gather(void *items, size_t item_size, int n, const unsigned char *do
 Status dist_share(void *items, size_t item_size, int n, const unsigned char *done, MrError *err) {
   return dist_gather(items, item_size, n, done, err);
 }
+
+void dist_sum_doubles(double *v, int n) { (void)v, (void)n; }
+void dist_sum_floats(float *v, size_t n) { (void)v, (void)n; }
 
 #endif

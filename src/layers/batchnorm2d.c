@@ -64,49 +64,109 @@ static void dx_train(float *dx, int accumulate, const float *dy, const float *y,
   }
 }
 
+/* ---- statistics, alone or over a batch shared by several processes ------
+ * Alone, the sums are shifted by the batch's first value. Shared (BatchShare, train mode
+ * only), the process holding the batch's row 0 offers its first values as everyone's shift,
+ * so each process's shifted sums add up to the whole batch's, the same shift as alone. */
+
+/* shift[c]: the first value of channel c in the shared batch */
+static void shared_shift(const BatchShare *share, float *shift, int C) {
+  double v[C];
+  for (int c = 0; c < C; c++) v[c] = share->first_row == 0 ? shift[c] : 0.0;
+  share->sum(v, C, share->ctx);
+  for (int c = 0; c < C; c++) shift[c] = (float)v[c];
+}
+
+/* Adds every process's sums a[0..C), b[0..C) and value count *n. */
+static void shared_sums(const BatchShare *share, double *a, double *b, int C, double *n) {
+  double v[2 * C + 1];
+  memcpy(v, a, sizeof(double) * C), memcpy(v + C, b, sizeof(double) * C), v[2 * C] = *n;
+  share->sum(v, 2 * C + 1, share->ctx);
+  memcpy(a, v, sizeof(double) * C), memcpy(b, v + C, sizeof(double) * C), *n = v[2 * C];
+}
+
+/* Train: each channel's batch mean and 1/std from its sums of (x - shift) and (x - shift)^2
+ * over n values (made the whole batch's when shared), and in MODE_TRAIN the running
+ * statistics' update. Eval: from the running statistics. */
+static void batch_moments(const BatchNormDims *d, double n, double *s, double *sq,
+                          const float *shift, float *save_mean, float *save_invstd,
+                          float *running_mean, float *running_var, Mode mode) {
+  if (mode == MODE_EVAL) {
+    for (int c = 0; c < d->C; c++) {
+      save_mean[c] = running_mean[c];
+      save_invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + d->eps));
+    }
+    return;
+  }
+  if (d->share) shared_sums(d->share, s, sq, d->C, &n);
+  for (int c = 0; c < d->C; c++) {
+    const double mean_shifted = s[c] / n;
+    const double mean = shift[c] + mean_shifted;
+    double var = sq[c] / n - mean_shifted * mean_shifted;
+    if (var < 0.0) var = 0.0;
+    const double unbiased = n > 1 ? var * n / (n - 1) : var;
+    if (mode == MODE_TRAIN) {
+      running_mean[c] = (float)((1.0 - d->momentum) * running_mean[c] + d->momentum * mean);
+      running_var[c] = (float)((1.0 - d->momentum) * running_var[c] + d->momentum * unbiased);
+    }
+    save_mean[c] = (float)mean;
+    save_invstd[c] = (float)(1.0 / sqrt(var + d->eps));
+  }
+}
+
+/* Backward: from this process's sum_dy and sum_dy * (x - mean), dgamma and dbeta get this
+ * process's share (the caller adds the processes' parameter gradients), and a = mean(dy),
+ * b = mean(dy * xhat) * invstd and k = gamma * invstd, over the whole batch. */
+static void backward_terms(const BatchNormDims *d, double n, double *sum_dy, double *sum_dy_xc,
+                           const float *gamma, const float *save_invstd, float *dgamma,
+                           float *dbeta, float *k, float *a, float *b) {
+  for (int c = 0; c < d->C; c++) {
+    if (dgamma) dgamma[c] += (float)(sum_dy_xc[c] * save_invstd[c]);
+    if (dbeta) dbeta[c] += (float)sum_dy[c];
+  }
+  if (d->share) shared_sums(d->share, sum_dy, sum_dy_xc, d->C, &n);
+  for (int c = 0; c < d->C; c++) {
+    const double sum_dy_xhat = sum_dy_xc[c] * save_invstd[c];
+    k[c] = gamma[c] * save_invstd[c];
+    a[c] = (float)(sum_dy[c] / n);
+    b[c] = (float)(sum_dy_xhat / n) * save_invstd[c];
+  }
+}
+
 void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const float *inp,
                          const float *gamma, const float *beta, float *running_mean,
                          float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
                          Mode mode, int relu) {
   const size_t hw = (size_t)d.H * d.W, n = (size_t)d.B * hw;
+  const int C = d.C;
+  double s[C], sq[C];
+  float shift[C];
+  for (int c = 0; c < C; c++) s[c] = sq[c] = 0.0, shift[c] = inp[(size_t)c * hw];
+  if (mode != MODE_EVAL) {
+    /* one pass: float partial sums per plane, shifted against cancellation, accumulated in
+     * double */
+    if (d.share) shared_shift(d.share, shift, C);
 #pragma omp parallel for schedule(static)
-  for (int c = 0; c < d.C; c++) {
-    double mean, var;
-    if (mode != MODE_EVAL) {
-      /* one pass: float partial sums per plane, shifted by the first value
-       * against cancellation, accumulated in double */
-      const float shift0 = inp[(size_t)c * hw];
-      double s = 0.0, sq = 0.0;
+    for (int c = 0; c < C; c++) {
       for (int b = 0; b < d.B; b++)
-        sums_shifted(inp + ((size_t)b * d.C + c) * hw, hw, shift0, &s, &sq);
-      const double mean_shifted = s / (double)n;
-      mean = shift0 + mean_shifted;
-      var = sq / (double)n - mean_shifted * mean_shifted;
-      if (var < 0.0) var = 0.0;
-      const double ss = var * (double)n;
-      const double unbiased = n > 1 ? ss / (double)(n - 1) : var;
-      if (mode == MODE_TRAIN) {
-        running_mean[c] = (float)((1.0 - d.momentum) * running_mean[c] + d.momentum * mean);
-        running_var[c] = (float)((1.0 - d.momentum) * running_var[c] + d.momentum * unbiased);
-      }
-    } else {
-      mean = running_mean[c];
-      var = running_var[c];
+        sums_shifted(inp + ((size_t)b * C + c) * hw, hw, shift[c], &s[c], &sq[c]);
     }
-    const float invstd = (float)(1.0 / sqrt(var + d.eps));
-    save_mean[c] = (float)mean;
-    save_invstd[c] = invstd;
-    const float scale = gamma[c] * invstd, shift = beta[c] - (float)mean * scale;
+  }
+  batch_moments(&d, (double)n, s, sq, shift, save_mean, save_invstd, running_mean, running_var,
+                mode);
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; c++) {
+    const float scale = gamma[c] * save_invstd[c], bias = beta[c] - save_mean[c] * scale;
     for (int b = 0; b < d.B; b++) {
-      const float *x = inp + ((size_t)b * d.C + c) * hw;
-      float *y = out + ((size_t)b * d.C + c) * hw;
+      const float *x = inp + ((size_t)b * C + c) * hw;
+      float *y = out + ((size_t)b * C + c) * hw;
       if (relu) {
         for (size_t i = 0; i < hw; i++) {
-          const float v = x[i] * scale + shift;
+          const float v = x[i] * scale + bias;
           y[i] = v > 0.0f ? v : 0.0f;
         }
       } else {
-        for (size_t i = 0; i < hw; i++) y[i] = x[i] * scale + shift;
+        for (size_t i = 0; i < hw; i++) y[i] = x[i] * scale + bias;
       }
     }
   }
@@ -118,33 +178,31 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
                           const float *save_mean, const float *save_invstd, BatchNormDims d,
                           Mode mode) {
   const size_t hw = (size_t)d.H * d.W, n = (size_t)d.B * hw;
-  const int need_sums = dgamma || dbeta || mode != MODE_EVAL;
+  const int C = d.C, need_sums = dgamma || dbeta || mode != MODE_EVAL;
+  double sum_dy[C], sum_dy_xc[C];
+  float k[C], a[C], b_term[C];
 #pragma omp parallel for schedule(static)
-  for (int c = 0; c < d.C; c++) {
-    const float mean = save_mean[c], invstd = save_invstd[c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    double sum_dy_xc = 0.0;
+  for (int c = 0; c < C; c++) {
+    sum_dy[c] = sum_dy_xc[c] = 0.0;
     for (int b = 0; need_sums && b < d.B; b++) {
-      const size_t off = ((size_t)b * d.C + c) * hw;
-      sums_backward(dout + off, out ? out + off : NULL, inp + off, hw, mean, &sum_dy, &sum_dy_xc);
-    }
-    sum_dy_xhat = sum_dy_xc * invstd;
-    if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-    if (dbeta) dbeta[c] += (float)sum_dy;
-    if (!dinp) continue;
-    const float k = gamma[c] * invstd;
-    const float mean_dy = (float)(sum_dy / (double)n);
-    const float mean_dy_xhat = (float)(sum_dy_xhat / (double)n);
-    for (int b = 0; b < d.B; b++) {
-      const size_t off = ((size_t)b * d.C + c) * hw;
-      const float *y = out ? out + off : NULL;
-      if (mode == MODE_EVAL)
-        dx_eval(dinp + off, accumulate, dout + off, y, hw, k);
-      else
-        dx_train(dinp + off, accumulate, dout + off, y, inp + off, hw, k, mean_dy, mean,
-                 mean_dy_xhat * invstd);
+      const size_t off = ((size_t)b * C + c) * hw;
+      sums_backward(dout + off, out ? out + off : NULL, inp + off, hw, save_mean[c], &sum_dy[c],
+                    &sum_dy_xc[c]);
     }
   }
+  backward_terms(&d, (double)n, sum_dy, sum_dy_xc, gamma, save_invstd, dgamma, dbeta, k, a, b_term);
+  if (!dinp) return;
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; c++)
+    for (int b = 0; b < d.B; b++) {
+      const size_t off = ((size_t)b * C + c) * hw;
+      const float *y = out ? out + off : NULL;
+      if (mode == MODE_EVAL)
+        dx_eval(dinp + off, accumulate, dout + off, y, hw, k[c]);
+      else
+        dx_train(dinp + off, accumulate, dout + off, y, inp + off, hw, k[c], a[c], save_mean[c],
+                 b_term[c]);
+    }
 }
 
 /* ---- channels-last (B,H,W,C) ---------------------------------------------
@@ -276,34 +334,20 @@ void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, 
   double *part = scratch;
   float *scale = (float *)(part + (size_t)2 * BN_CHUNKS * C), *shift = scale + C;
   if (mode != MODE_EVAL) {
-    const float *shift0 = inp; /* the first pixel's values, against cancellation */
+    /* the first pixel's values, against cancellation (shift is free until the scale) */
+    memcpy(shift, inp, sizeof(float) * C);
+    if (d.share) shared_shift(d.share, shift, C);
 #pragma omp parallel for schedule(static)
     for (int k = 0; k < BN_CHUNKS; k++) {
       double *s = part + (size_t)2 * k * C;
       size_t lo, hi;
       chunk_rows(rows, k, &lo, &hi);
-      BY_CHANNELS(rows_sums_shifted, C, inp + lo * C, hi - lo, shift0, s, s + C);
+      BY_CHANNELS(rows_sums_shifted, C, inp + lo * C, hi - lo, shift, s, s + C);
     }
     chunks_total(part, C);
-    for (int c = 0; c < C; c++) {
-      const double mean_shifted = part[c] / (double)rows;
-      const double mean = shift0[c] + mean_shifted;
-      double var = part[C + c] / (double)rows - mean_shifted * mean_shifted;
-      if (var < 0.0) var = 0.0;
-      const double unbiased = rows > 1 ? var * (double)rows / (double)(rows - 1) : var;
-      if (mode == MODE_TRAIN) {
-        running_mean[c] = (float)((1.0 - d.momentum) * running_mean[c] + d.momentum * mean);
-        running_var[c] = (float)((1.0 - d.momentum) * running_var[c] + d.momentum * unbiased);
-      }
-      save_mean[c] = (float)mean;
-      save_invstd[c] = (float)(1.0 / sqrt(var + d.eps));
-    }
-  } else {
-    for (int c = 0; c < C; c++) {
-      save_mean[c] = running_mean[c];
-      save_invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + d.eps));
-    }
   }
+  batch_moments(&d, (double)rows, part, part + C, shift, save_mean, save_invstd, running_mean,
+                running_var, mode);
   for (int c = 0; c < C; c++) {
     scale[c] = gamma[c] * save_invstd[c];
     shift[c] = beta[c] - save_mean[c] * scale[c];
@@ -336,16 +380,10 @@ void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float
                   hi - lo, save_mean, s, s + C);
     }
     chunks_total(part, C);
+  } else {
+    memset(part, 0, sizeof(double) * 2 * C);
   }
-  for (int c = 0; c < C; c++) {
-    const double sum_dy = need_sums ? part[c] : 0.0;
-    const double sum_dy_xhat = need_sums ? part[C + c] * save_invstd[c] : 0.0;
-    if (dgamma) dgamma[c] += (float)sum_dy_xhat;
-    if (dbeta) dbeta[c] += (float)sum_dy;
-    k[c] = gamma[c] * save_invstd[c];
-    a[c] = (float)(sum_dy / (double)rows);
-    b[c] = (float)(sum_dy_xhat / (double)rows) * save_invstd[c];
-  }
+  backward_terms(&d, (double)rows, part, part + C, gamma, save_invstd, dgamma, dbeta, k, a, b);
   if (!dinp) return;
   const float *a_or_eval = mode == MODE_EVAL ? NULL : a;
 #pragma omp parallel

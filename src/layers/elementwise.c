@@ -57,17 +57,23 @@ void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, cons
   }
 }
 
-void dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, Mode mode,
-                     Rng *rng) {
+void dropout_forward(float *out, float *mask, const float *inp, size_t n, int rows, int first_row,
+                     float p, Mode mode, Rng *rng) {
   if (mode == MODE_EVAL || p <= 0.0f) {
     for (size_t i = 0; i < n; i++) out[i] = inp[i];
     return;
   }
-  /* drawn serially so the mask depends on the seed, not the thread count */
+  const uint64_t seed = rng_next(rng);
   const float keep = 1.0f / (1.0f - p);
-  for (size_t i = 0; i < n; i++) {
-    mask[i] = rng_uniform(rng) >= p ? keep : 0.0f;
-    out[i] = inp[i] * mask[i];
+  const size_t per = rows > 0 ? n / rows : 0;
+#pragma omp parallel for schedule(static)
+  for (int b = 0; b < rows; b++) {
+    Rng row;
+    rng_seed_stream(&row, seed, (uint64_t)first_row + b);
+    for (size_t i = per * b; i < per * (b + 1); i++) {
+      mask[i] = rng_uniform(&row) >= p ? keep : 0.0f;
+      out[i] = inp[i] * mask[i];
+    }
   }
 }
 

@@ -83,6 +83,7 @@ void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const 
 typedef struct {
   int B, C, H, W;
   float eps, momentum;
+  const BatchShare *share; /* train mode: the batch is shared by several processes; NULL: alone */
 } BatchNormDims;
 
 /* Train: normalises by batch statistics, saves mean/invstd (C) and updates the
@@ -122,9 +123,18 @@ void relu_backward(float *dinp, int accumulate, const float *dout, const float *
 void add_forward(float *out, const float *a, const float *b, size_t n, int relu);
 void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, const float *dout,
                   const float *out, size_t n);
-/* Inverted dropout: mask holds 0 or 1/(1-p). Eval mode is the identity. */
-void dropout_forward(float *out, float *mask, const float *inp, size_t n, float p, Mode mode,
-                     Rng *rng);
+/* Inverted dropout: mask holds 0 or 1/(1-p). Eval mode is the identity. Row b (of `rows`,
+ * n values in all) draws its mask from stream first_row + b of one draw of rng, so a row's
+ * mask does not depend on the other rows of its batch, nor on which process holds it. */
+void dropout_forward(float *out, float *mask, const float *inp, size_t n, int rows, int first_row,
+                     float p, Mode mode, Rng *rng);
+
+/* The weighted mean cross-entropy's denominator, sum_i w_yi (weights NULL: the batch size). */
+double softmax_xent_weight_sum(const int *labels, const float *weights, int batch);
+/* softmax_xent's weighted mean with the denominator given: this batch's share of a larger
+ * batch's loss, and its gradient. */
+float softmax_xent_over(float *dlogits, float *probs, const float *logits, const int *labels,
+                        const float *weights, int batch, int k, double wsum);
 void dropout_backward(float *dinp, int accumulate, const float *dout, const float *mask, size_t n,
                       Mode mode);
 

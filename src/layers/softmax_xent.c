@@ -5,12 +5,18 @@
 
 #include "medrobust.h"
 
-float softmax_xent(float *dlogits, float *probs, const float *logits, const int *labels,
-                   const float *weights, int batch, int k, int per_sample) {
-  double loss = 0.0, wsum = 0.0;
+#include "layers.h"
+
+double softmax_xent_weight_sum(const int *labels, const float *weights, int batch) {
+  double wsum = 0.0;
   for (int b = 0; b < batch; b++) wsum += weights ? weights[labels[b]] : 1.0;
-  if (wsum <= 0.0) wsum = 1.0;
-  const double norm = per_sample ? 1.0 : 1.0 / wsum;
+  return wsum;
+}
+
+/* Returns sum_i w_yi * l_i; dlogits gets its gradient times norm. */
+static double xent_rows(float *dlogits, float *probs, const float *logits, const int *labels,
+                        const float *weights, int batch, int k, double norm) {
+  double loss = 0.0;
   for (int b = 0; b < batch; b++) {
     const float *z = logits + (size_t)b * k;
     float *p = probs + (size_t)b * k;
@@ -29,5 +35,19 @@ float softmax_xent(float *dlogits, float *probs, const float *logits, const int 
       for (int j = 0; j < k; j++) g[j] = (float)(w * norm * (p[j] - (j == y)));
     }
   }
-  return (float)(per_sample ? loss / batch : loss / wsum);
+  return loss;
+}
+
+float softmax_xent(float *dlogits, float *probs, const float *logits, const int *labels,
+                   const float *weights, int batch, int k, int per_sample) {
+  if (per_sample)
+    return (float)(xent_rows(dlogits, probs, logits, labels, weights, batch, k, 1.0) / batch);
+  return softmax_xent_over(dlogits, probs, logits, labels, weights, batch, k,
+                           softmax_xent_weight_sum(labels, weights, batch));
+}
+
+float softmax_xent_over(float *dlogits, float *probs, const float *logits, const int *labels,
+                        const float *weights, int batch, int k, double wsum) {
+  if (wsum <= 0.0) wsum = 1.0;
+  return (float)(xent_rows(dlogits, probs, logits, labels, weights, batch, k, 1.0 / wsum) / wsum);
 }

@@ -16,15 +16,21 @@
 
 static int label_valid(int y, int k, int ignore) { return y != ignore && y >= 0 && y < k; }
 
+/* The batch-mean cross-entropy's denominator: the weight of every valid pixel. */
+static double pixel_weight_sum(const int *y, const float *w, int B, int k, int P, int ignore) {
+  double wsum = 0.0;
+  for (size_t i = 0; i < (size_t)B * P; i++)
+    if (label_valid(y[i], k, ignore)) wsum += w ? w[y[i]] : 1.0;
+  return wsum;
+}
+
 /* Pixel softmax into probs (B,K,P); with_xent: also returns the
- * cross-entropy and adds its gradient (the Dice loss needs only probs). */
+ * cross-entropy and adds its gradient (the Dice loss needs only probs). Not per_sample: the
+ * batch mean over wsum_all, the weight of the batch's valid pixels. */
 static double pixel_xent(float *dlogits, float *probs, const float *logits, const int *y,
                          const float *w, int B, int k, int P, int ignore, int per_sample,
-                         int with_xent) {
-  double total = 0.0, wsum_all = 0.0;
-  if (with_xent && !per_sample)
-    for (size_t i = 0; i < (size_t)B * P; i++)
-      if (label_valid(y[i], k, ignore)) wsum_all += w ? w[y[i]] : 1.0;
+                         int with_xent, double wsum_all) {
+  double total = 0.0;
   for (int b = 0; b < B; b++) {
     const float *z = logits + (size_t)b * k * P;
     float *p = probs + (size_t)b * k * P;
@@ -58,10 +64,10 @@ static double pixel_xent(float *dlogits, float *probs, const float *logits, cons
 
 /* Soft Dice on the probabilities pixel_xent left; adds its gradient. */
 static double pixel_dice(float *dlogits, const float *probs, const int *y, const float *w, int B,
-                         int k, int P, int ignore, int per_sample) {
+                         int k, int P, int ignore, int per_sample, double batch_all) {
   double total = 0.0, wk_sum = 0.0;
   for (int j = 0; j < k; j++) wk_sum += w ? w[j] : 1.0;
-  const double scale = per_sample ? 1.0 : 1.0 / B;
+  const double scale = per_sample ? 1.0 : 1.0 / batch_all;
   double inter[MR_MAX_CLASSES], sums[MR_MAX_CLASSES], dldp[MR_MAX_CLASSES];
   for (int b = 0; b < B; b++) {
     const float *p = probs + (size_t)b * k * P;
@@ -99,17 +105,27 @@ static double pixel_dice(float *dlogits, const float *probs, const int *y, const
 
 float net_loss(Net *net, const float *logits, const int *y, const float *class_weights, int batch,
                int per_sample, float *dlogits) {
-  const int k = net->spec.n_classes, P = net_output_pixels(net);
+  const int k = net->spec.n_classes, P = net_output_pixels(net), ignore = net->spec.ignore_label;
+  /* the batch mean's denominators: this batch's, or, when several processes share it
+   * (training), the whole batch's */
+  const BatchShare *share = per_sample ? NULL : net->share;
+  double denom[2] = {per_sample ? 0.0
+                     : P == 1   ? softmax_xent_weight_sum(y, class_weights, batch)
+                                : pixel_weight_sum(y, class_weights, batch, k, P, ignore),
+                     batch};
+  if (share) share->sum(denom, 2, share->ctx);
   if (P == 1)
-    return softmax_xent(dlogits, net->probs, logits, y, class_weights, batch, k, per_sample);
+    return per_sample ? softmax_xent(dlogits, net->probs, logits, y, class_weights, batch, k, 1)
+                      : softmax_xent_over(dlogits, net->probs, logits, y, class_weights, batch, k,
+                                          denom[0]);
   memset(dlogits, 0, sizeof(float) * batch * k * P);
   const SegLoss kind = net->spec.seg_loss;
-  double loss = pixel_xent(dlogits, net->probs, logits, y, class_weights, batch, k, P,
-                           net->spec.ignore_label, per_sample, kind != SEG_LOSS_DICE);
+  double loss = pixel_xent(dlogits, net->probs, logits, y, class_weights, batch, k, P, ignore,
+                           per_sample, kind != SEG_LOSS_DICE, denom[0]);
   if (kind != SEG_LOSS_XENT)
     /* the composite is paper 002's weighted cross-entropy plus an unweighted Dice (Dice
      * already balances classes); Dice alone takes the weights per class */
     loss += pixel_dice(dlogits, net->probs, y, kind == SEG_LOSS_DICE ? class_weights : NULL, batch,
-                       k, P, net->spec.ignore_label, per_sample);
+                       k, P, ignore, per_sample, denom[1]);
   return (float)(per_sample ? loss / batch : loss);
 }

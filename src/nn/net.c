@@ -519,6 +519,8 @@ Status net_require_per_image(const Net *net, MrError *err) {
 }
 float *net_params(Net *net) { return net->params; }
 Rng *net_rng(Net *net) { return &net->rng; }
+
+void net_set_batch_share(Net *net, const BatchShare *share) { net->share = share; }
 void net_set_input_quantization(Net *net, int levels) {
   net->input_levels = levels > 1 ? levels : 0;
 }

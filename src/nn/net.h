@@ -126,8 +126,9 @@ struct Net {
   float *probs, *dlogits;
   float *logits; /* NCHW output when the last tensor is channels-last with H*W > 1 */
   Mode last_mode;
-  int input_levels; /* > 0: pixels quantised before the net (masks input gradients) */
-  Rng rng;          /* dropout */
+  int input_levels;        /* > 0: pixels quantised before the net (masks input gradients) */
+  Rng rng;                 /* dropout */
+  const BatchShare *share; /* data-parallel training (net_set_batch_share); NULL: alone */
   /* convolution backend: oneDNN primitives are rebuilt when the batch changes.
    * channels_last: every 4-D activation (not the input) is NHWC, decided
    * when the primitives are built (every op has NHWC kernels, every

@@ -41,13 +41,16 @@ static size_t bn_scratch(const Layer *l, int B, int threads) {
   return (batchnorm2d_nhwc_scratch_bytes(shape_c(l->in_shape)) + sizeof(float) - 1) / sizeof(float);
 }
 
-static BatchNormDims bn_dims(const Layer *l, int B) {
+static BatchNormDims bn_dims(const LayerCall *c) {
+  const Layer *l = c->l;
+  const int B = c->B;
   BatchNormDims d = {.B = B,
                      .C = shape_c(l->in_shape),
                      .H = shape_h(l->in_shape),
                      .W = shape_w(l->in_shape),
                      .eps = l->a.eps,
-                     .momentum = l->a.momentum};
+                     .momentum = l->a.momentum,
+                     .share = c->mode == MODE_TRAIN ? c->net->share : NULL};
   return d;
 }
 
@@ -56,12 +59,11 @@ static void bn_forward(const LayerCall *c) {
   float *mean = l->saved, *invstd = l->saved + shape_c(l->in_shape);
   if (c->channels_last)
     batchnorm2d_forward_nhwc(l->out, mean, invstd, call_in(c, 0), l->weight, l->bias,
-                             l->running_mean, l->running_var, l->num_batches_tracked,
-                             bn_dims(l, c->B), c->mode, l->fused_relu, c->net->scratch);
+                             l->running_mean, l->running_var, l->num_batches_tracked, bn_dims(c),
+                             c->mode, l->fused_relu, c->net->scratch);
   else
     batchnorm2d_forward(l->out, mean, invstd, call_in(c, 0), l->weight, l->bias, l->running_mean,
-                        l->running_var, l->num_batches_tracked, bn_dims(l, c->B), c->mode,
-                        l->fused_relu);
+                        l->running_var, l->num_batches_tracked, bn_dims(c), c->mode, l->fused_relu);
 }
 
 static void bn_backward(const LayerCall *c) {
@@ -71,11 +73,11 @@ static void bn_backward(const LayerCall *c) {
   const float *mean = l->saved, *invstd = l->saved + shape_c(l->in_shape);
   if (c->channels_last)
     batchnorm2d_backward_nhwc(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, relu_out,
-                              call_in(c, 0), l->weight, mean, invstd, bn_dims(l, c->B), c->mode,
+                              call_in(c, 0), l->weight, mean, invstd, bn_dims(c), c->mode,
                               c->net->scratch);
   else
     batchnorm2d_backward(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, relu_out, call_in(c, 0),
-                         l->weight, mean, invstd, bn_dims(l, c->B), c->mode);
+                         l->weight, mean, invstd, bn_dims(c), c->mode);
 }
 
 const OpDef op_batchnorm2d = {

@@ -64,16 +64,19 @@ static float schedule_lr(const TrainOptions *o, int epoch, int step, int steps_p
   }
 }
 
-/* What must match for a checkpoint to be resumed. */
+/* What must match for a checkpoint to be resumed: the options, data and thread and process
+ * counts ("s2": each image's augmentation from its own random stream). */
 static void options_signature(char *buf, size_t n, const Net *net, const DataSplits *d,
                               const TrainOptions *o) {
   snprintf(buf, n,
-           "%s|%zu|%d|%d|%d|%d|%g|%g|%g|%d|%d|%g|%d|%g|%d|%llu|%d|%d|%d|%g|%d|%g|%g|%d|%d|%d|%g",
-           net_spec(net)->arch, net_param_count(net), d->split[SPLIT_TRAIN].n, o->epochs, o->batch,
-           (int)o->optim, o->lr, o->momentum, o->weight_decay, (int)o->schedule, o->step_every,
-           o->step_gamma, o->augment, o->rotate_deg, (int)o->balance, (unsigned long long)o->seed,
-           mr_get_threads(), (int)o->adv, (int)o->adv_norm, o->adv_eps, o->adv_steps, o->adv_step,
-           o->adv_ratio, o->adv_warmup, (int)o->adv_mode, o->val_attack_steps, o->noise_sd);
+           "s2|%d|%s|%zu|%d|%d|%d|%d|%g|%g|%g|%d|%d|%g|%d|%g|%d|%llu|%d|%d|%d|%g|%d|%g|%g|%d|%d|%d|"
+           "%g",
+           dist_size(), net_spec(net)->arch, net_param_count(net), d->split[SPLIT_TRAIN].n,
+           o->epochs, o->batch, (int)o->optim, o->lr, o->momentum, o->weight_decay,
+           (int)o->schedule, o->step_every, o->step_gamma, o->augment, o->rotate_deg,
+           (int)o->balance, (unsigned long long)o->seed, mr_get_threads(), (int)o->adv,
+           (int)o->adv_norm, o->adv_eps, o->adv_steps, o->adv_step, o->adv_ratio, o->adv_warmup,
+           (int)o->adv_mode, o->val_attack_steps, o->noise_sd);
 }
 
 typedef struct {
@@ -139,7 +142,8 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
   if (s == STATUS_OK && (!saved_sig || strcmp(saved_sig, sig) != 0))
     s = mr_error_set(
         err, STATUS_ERR_ARG,
-        "%s: written by a run with other options, data or thread count; resume with the same ones",
+        "%s: written by a run with other options, data, thread or process count; resume with the "
+        "same ones",
         path);
   free(saved_sig);
   if (s == STATUS_OK)
@@ -188,22 +192,65 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
   return s;
 }
 
+/* Data parallelism (MPI ranks): every rank draws the same batches and takes its rows
+ * [lo, hi) of each; batchnorm and the loss add up the ranks' statistics through share
+ * (net_set_batch_share) and the step adds up the parameter gradients, so the ranks train as
+ * one process would on the whole batch. A rank left without rows (a batch smaller than the
+ * rank count) runs row 0 and contributes zeros to every sum. */
+typedef struct {
+  BatchShare share;
+  int ranks, rank;
+  int lo, hi, phantom;
+} Parallel;
+
+static void parallel_sum(double *v, int n, void *ctx) {
+  const Parallel *par = ctx;
+  if (par->phantom) memset(v, 0, sizeof(double) * n);
+  dist_sum_doubles(v, n);
+}
+
+/* This rank's rows of a batch of b. */
+static void parallel_rows(Parallel *par, int b) {
+  par->lo = (int)((long)b * par->rank / par->ranks);
+  par->hi = (int)((long)b * (par->rank + 1) / par->ranks);
+  par->phantom = par->hi == par->lo;
+  if (par->phantom) par->lo = 0, par->hi = 1;
+  par->share.first_row = par->lo;
+}
+
+/* This rank's slice of a validation set (rows [lo, hi) of d). */
+static Dataset parallel_slice(const Parallel *par, const Dataset *d, int *lo) {
+  Dataset s = *d;
+  const size_t per = (size_t)d->c * d->h * d->w;
+  *lo = (int)((long)d->n * par->rank / par->ranks);
+  s.n = (int)((long)d->n * (par->rank + 1) / par->ranks) - *lo;
+  s.images = d->images + per * *lo;
+  s.labels = d->labels + *lo;
+  return s;
+}
+
 /* Validation accuracy; *degenerate set when every image gets the same class
- * (no classifier at all, however accurate that is on a skewed or an attacked set). */
-static float evaluate_accuracy(Net *net, const Dataset *d, int batch, float *probs,
-                               int *degenerate) {
+ * (no classifier at all, however accurate that is on a skewed or an attacked set). The ranks
+ * each take a slice and add up their counts. */
+static float evaluate_accuracy(Net *net, const Dataset *d, int batch, float *probs, int *degenerate,
+                               const Parallel *par) {
   *degenerate = 0;
-  if (!d->n || net_predict_dataset(net, d, batch, probs, NULL) != STATUS_OK) return -1.0f;
+  int lo;
+  const Dataset mine = parallel_slice(par, d, &lo);
   const int k = net_num_classes(net);
-  int correct = 0, first = -1, varied = 0;
-  for (int i = 0; i < d->n; i++) {
+  double count[MR_MAX_CLASSES + 2] = {0}; /* correct, failed, then per predicted class */
+  if (mine.n && net_predict_dataset(net, &mine, batch, probs, NULL) != STATUS_OK) count[1] = 1;
+  for (int i = 0; !count[1] && i < mine.n; i++) {
     const int best = argmax(probs + (size_t)i * k, k);
-    correct += best == d->labels[i];
-    if (first < 0) first = best;
-    varied |= best != first;
+    count[0] += best == mine.labels[i];
+    count[2 + best]++;
   }
-  *degenerate = d->n > 1 && !varied;
-  return (float)correct / d->n;
+  if (par->ranks > 1) dist_sum_doubles(count, k + 2);
+  if (!d->n || count[1]) return -1.0f;
+  int classes = 0;
+  for (int c = 0; c < k; c++) classes += count[2 + c] > 0;
+  *degenerate = d->n > 1 && classes == 1;
+  return (float)((int)count[0]) / d->n;
 }
 
 /* Segmentation: the validation set's mean foreground Dice (paper 002's score). */
@@ -341,33 +388,49 @@ static Status check_adv_options(const TrainOptions *o, MrError *err) {
   return STATUS_OK;
 }
 
-/* Replaces the first images of the batch by adversarial ones: as many as keep
+/* Replaces the first images of the batch of b by adversarial ones: as many as keep
  * the running share at adv_ratio (error diffusion: the count is exact over
- * the run, whatever the batch size). */
+ * the run, whatever the batch size). x and y hold this rank's rows of the batch; each row's
+ * random start is its own stream, whichever rank attacks it. */
 static Status adversarial_batch(Net *net, const TrainOptions *o, TrainState *st, float *x,
-                                const int *y, int b, float eps, float *x_adv, MrError *err) {
+                                const int *y, int b, const Parallel *par, float eps, float *x_adv,
+                                MrError *err) {
   long want = lround(o->adv_ratio * (double)(st->images + b)) - st->adv_images;
   const int n_adv = want < 0 ? 0 : want > b ? b : (int)want;
+  const int mine = par->phantom ? 0 : (n_adv < par->hi ? n_adv : par->hi) - par->lo;
   if (n_adv > 0) {
-    const AttackOptions a = adv_attack(o, eps, rng_next(&st->data_rng));
+    AttackOptions a = adv_attack(o, eps, rng_next(&st->data_rng));
+    a.index_base = par->lo;
     const size_t per = (size_t)net_input_size(net);
-    Status s = attack_run(net, &a, x, y, n_adv, x_adv, err);
+    Status s = mine > 0 ? attack_run(net, &a, x, y, mine, x_adv, err) : STATUS_OK;
     if (s != STATUS_OK) return s;
-    memcpy(x, x_adv, sizeof(float) * per * n_adv);
+    if (mine > 0) memcpy(x, x_adv, sizeof(float) * per * mine);
   }
   st->images += b, st->adv_images += n_adv;
   return STATUS_OK;
 }
 
 /* Validation accuracy (segmentation: mean Dice) under PGD at the training
- * eps (a fixed seed, so epochs are compared on the same attack). */
-static float validate_robust(Net *net, const TrainOptions *o, const Dataset *val, MrError *err) {
+ * eps (a fixed seed, so epochs are compared on the same attack). Classification: the ranks
+ * each attack a slice (each image from its own stream) and add up their counts; segmentation:
+ * every rank scores the whole set. */
+static float validate_robust(Net *net, const TrainOptions *o, const Dataset *val,
+                             const Parallel *par, MrError *err) {
   AttackOptions a = attack_options_default(ATTACK_PGD);
   a.norm = o->adv_norm, a.eps = o->adv_eps, a.iters = o->val_attack_steps, a.seed = o->seed;
   double acc = -1.0;
-  const Status s = net_output_pixels(net) > 1 ? seg_robust_dice(net, val, &a, o->batch, &acc, err)
-                                              : robust_accuracy(net, val, &a, o->batch, &acc, err);
-  return s == STATUS_OK ? (float)acc : -1.0f;
+  if (net_output_pixels(net) > 1)
+    return seg_robust_dice(net, val, &a, o->batch, &acc, err) == STATUS_OK ? (float)acc : -1.0f;
+  const Dataset mine = parallel_slice(par, val, &a.index_base);
+  double count[2] = {0}; /* correct, failed */
+  if (mine.n) {
+    count[1] = robust_accuracy(net, &mine, &a, o->batch, &acc, err) != STATUS_OK;
+    count[0] = count[1] ? 0.0 : (double)lround(acc * mine.n);
+  }
+  if (par->ranks > 1) dist_sum_doubles(count, 2);
+  if (count[1] && err && err->status == STATUS_OK)
+    mr_error_set(err, STATUS_ERR_IO, "another rank failed its share of the robust validation");
+  return count[1] ? -1.0f : (float)(count[0] / val->n);
 }
 
 Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainProgressFn progress,
@@ -389,6 +452,16 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   if (!o->out) return mr_error_set(err, STATUS_ERR_ARG, "no output model path");
   Status status = check_adv_options(o, err);
   if (status != STATUS_OK) return status;
+  Parallel par = {.share = {.sum = parallel_sum}, .ranks = dist_size(), .rank = dist_rank()};
+  par.share.ctx = &par;
+  if (par.ranks > 1 && o->adv && o->adv_mode != MODE_EVAL)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "--adv-bn train crafts with the batch's own statistics, which the ranks "
+                        "do not share while attacking: use --adv-bn eval or one process");
+  if (par.ranks > 1 && B < par.ranks)
+    return mr_error_set(err, STATUS_ERR_ARG,
+                        "--batch %d is split across %d processes: give at least one image each", B,
+                        par.ranks);
   const size_t per = (size_t)train->c * train->h * train->w;
   const int steps = (train->n + B - 1) / B;
   Optimizer opt = {.lr = o->lr, .momentum = o->momentum, .weight_decay = o->weight_decay};
@@ -429,6 +502,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   const double t0 = omp_get_wtime();
   int run_epochs = 0;
   memset(result, 0, sizeof *result);
+  if (par.ranks > 1) net_set_batch_share(net, &par.share);
   for (; status == STATUS_OK && st.epoch < o->epochs; st.epoch++) {
     if (o->stop_after && run_epochs == o->stop_after) {
       result->interrupted = 1;
@@ -442,8 +516,15 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
     p.val_acc = p.val_robust_acc = -1.0f;
     for (int step = 0; step < steps; step++) {
       const int b = train->n - step * B < B ? train->n - step * B : B;
-      for (int i = 0; i < b; i++) {
-        const int idx = order[step * B + i];
+      parallel_rows(&par, b);
+      const int rows = par.hi - par.lo;
+      /* each row's augmentation and noise from its own stream: the same image whichever
+       * rank holds the row */
+      const uint64_t batch_seed = rng_next(&st.data_rng);
+      for (int i = 0; i < rows; i++) {
+        const int idx = order[step * B + par.lo + i];
+        Rng rng;
+        rng_seed_stream(&rng, batch_seed, (uint64_t)(par.lo + i));
         memcpy(x + per * i, train->images + per * idx, sizeof(float) * per);
         if (segment)
           memcpy(y + (size_t)P * i, train->masks + (size_t)P * idx, sizeof(int) * P);
@@ -451,20 +532,31 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
           y[i] = train->labels[idx];
         if (o->augment)
           augment_image_mask(x + per * i, segment ? y + (size_t)P * i : NULL, scratch, mask_scratch,
-                             train->c, train->h, train->w, o->rotate_deg, &st.data_rng);
+                             train->c, train->h, train->w, o->rotate_deg, &rng);
         if (o->noise_sd > 0)
-          for (size_t p = 0; p < per; p++) x[per * i + p] += o->noise_sd * rng_normal(&st.data_rng);
+          for (size_t p = 0; p < per; p++) x[per * i + p] += o->noise_sd * rng_normal(&rng);
       }
       if (o->adv) {
         p.adv_eps = adv_eps_at(o, st.epoch, step, steps);
-        status = adversarial_batch(net, o, &st, x, y, b, p.adv_eps, x_adv, err);
+        status = adversarial_batch(net, o, &st, x, y, b, &par, p.adv_eps, x_adv, err);
         if (status != STATUS_OK) break;
         p.adv_ratio = (double)st.adv_images / st.images;
       }
       opt.lr = schedule_lr(o, st.epoch, step, steps);
       net_zero_grad(net);
-      const float loss =
-          net_train_step_grads(net, x, y, b, o->balance == BALANCE_LOSS ? class_weights : NULL);
+      /* this rank's share of the batch's mean loss, and its gradient */
+      double tally[2] = {
+          net_train_step_grads(net, x, y, rows, o->balance == BALANCE_LOSS ? class_weights : NULL),
+          0.0};
+      /* training accuracy (per pixel: pixel accuracy) from the logits of this very step */
+      scores_argmax(net_forward_last_logits(net), rows, k, P, step_pred);
+      for (size_t i = 0; i < (size_t)rows * P; i++) tally[1] += step_pred[i] == y[i];
+      if (par.ranks > 1) {
+        if (par.phantom) memset(net_grads(net), 0, sizeof(float) * net_param_count(net));
+        dist_sum_floats(net_grads(net), net_param_count(net));
+        parallel_sum(tally, 2, &par);
+      }
+      const float loss = (float)tally[0];
       if (!isfinite(loss)) {
         status = mr_error_set(err, STATUS_ERR_NAN,
                               "the loss became %g at epoch %d step %d (lower --lr?)", loss,
@@ -472,9 +564,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
         break;
       }
       optim_step(&opt, net_params(net), net_grads(net));
-      /* training accuracy (per pixel: pixel accuracy) from the logits of this very step */
-      scores_argmax(net_forward_last_logits(net), b, k, P, step_pred);
-      for (size_t i = 0; i < (size_t)b * P; i++) correct += step_pred[i] == y[i];
+      correct += (long)tally[1];
       loss_sum += (double)loss * b;
       seen += (long)b * P, images += b;
       p.step = step + 1, p.loss = (float)(loss_sum / images), p.acc = (float)correct / seen;
@@ -485,10 +575,10 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
     const Dataset *check = val->n ? val : train;
     int degenerate = 0;
     const float val_acc = segment ? evaluate_dice(net, check, B, val_pred)
-                                  : evaluate_accuracy(net, check, B, probs, &degenerate);
+                                  : evaluate_accuracy(net, check, B, probs, &degenerate, &par);
     float score = val_acc;
     if (o->adv) {
-      score = p.val_robust_acc = validate_robust(net, o, check, err);
+      score = p.val_robust_acc = validate_robust(net, o, check, &par, err);
       if (score < 0.0f) {
         status = err && err->status ? err->status : STATUS_ERR_NOMEM;
         break;
@@ -504,11 +594,11 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
       st.best_robust = o->adv ? score : -1.0f;
       st.best_epoch = st.epoch + 1;
       record_training(net, o, &st);
-      status = safetensors_save_net(net, o->out, err);
+      if (par.rank == 0) status = safetensors_save_net(net, o->out, err);
     }
     TrainState next = st;
     next.epoch = st.epoch + 1;
-    if (status == STATUS_OK && o->checkpoint)
+    if (status == STATUS_OK && o->checkpoint && par.rank == 0)
       status = save_checkpoint(net, &opt, &next, sig, o->checkpoint, err);
     run_epochs++;
     p.step = steps, p.val_acc = val_acc, p.improved = improved;
@@ -520,6 +610,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   result->best_val_robust_acc = st.best_robust;
   result->images = st.images, result->adv_images = st.adv_images;
   result->epochs_done = st.epoch;
+  net_set_batch_share(net, NULL);
   optim_free(&opt);
   free(x), free(scratch), free(x_adv), free(y), free(order), free(probs), free(val_pred);
   free(mask_scratch), free(step_pred);
