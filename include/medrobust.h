@@ -424,13 +424,14 @@ float net_train_step_grads(Net *net, const float *x, const int *y, int batch,
  * every process); in MODE_TRAIN batchnorm calls it for the batch's statistics and the loss for
  * its normalisers, so a batch split across processes trains as the whole batch would (the
  * parameter gradients, each process's share of the batch's, are the caller's to add up).
- * first_row: the batch row of this process's first image; dropout draws each row's mask from
- * the row's own stream. The net keeps the pointer: the caller owns the struct, may change
- * first_row between steps and passes NULL when the batch is whole again. */
+ * This process's images are the batch's rows first_row, first_row + row_stride, ... (stride 0
+ * means 1); dropout draws each row's mask from the row's own stream, and the process holding
+ * row 0 first offers batchnorm its shift. The net keeps the pointer: the caller owns the
+ * struct, may change the rows between steps and passes NULL when the batch is whole again. */
 typedef struct {
   void (*sum)(double *v, int n, void *ctx);
   void *ctx;
-  int first_row;
+  int first_row, row_stride;
 } BatchShare;
 void net_set_batch_share(Net *net, const BatchShare *share);
 

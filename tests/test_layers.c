@@ -485,7 +485,7 @@ static double op_loss(void *p) {
       break;
     case KERNEL_DROPOUT:
       rng_seed(&rng, 99); /* the same mask every evaluation */
-      dropout_forward(c->out, c->mask, c->inp, c->ni, 4, 0, 0.4f, MODE_TRAIN, &rng);
+      dropout_forward(c->out, c->mask, c->inp, c->ni, 4, 0, 1, 0.4f, MODE_TRAIN, &rng);
       break;
     case KERNEL_ADD:
     case KERNEL_ADD_RELU:
@@ -693,20 +693,21 @@ static void test_dropout(void **state) {
   Rng rng;
   rng_seed(&rng, 3);
   for (int i = 0; i < 1000; i++) x[i] = 1.0f;
-  dropout_forward(y, mask, x, 1000, 10, 0, 0.3f, MODE_EVAL, &rng);
+  dropout_forward(y, mask, x, 1000, 10, 0, 1, 0.3f, MODE_EVAL, &rng);
   assert_memory_equal(x, y, sizeof x);
   Rng again = rng;
-  dropout_forward(y, mask, x, 1000, 10, 0, 0.3f, MODE_TRAIN, &rng);
+  dropout_forward(y, mask, x, 1000, 10, 0, 1, 0.3f, MODE_TRAIN, &rng);
   int zeros = 0;
   for (int i = 0; i < 1000; i++) {
     zeros += y[i] == 0.0f;
     if (y[i] != 0.0f) assert_float_equal(y[i], 1.0f / 0.7f, 1e-6);
   }
   assert_in_range(zeros, 250, 350);
-  /* a row's mask is its own: rows 6..9 alone (a process holding them) get the same masks */
-  float y_rows[400], mask_rows[400];
-  dropout_forward(y_rows, mask_rows, x + 600, 400, 4, 6, 0.3f, MODE_TRAIN, &again);
-  assert_memory_equal(mask_rows, mask + 600, sizeof mask_rows);
+  /* a row's mask is its own: rows 1, 4 and 7 alone (a process holding them) get the same */
+  float y_rows[300], mask_rows[300];
+  dropout_forward(y_rows, mask_rows, x, 300, 3, 1, 3, 0.3f, MODE_TRAIN, &again);
+  for (int r = 0; r < 3; r++)
+    assert_memory_equal(mask_rows + 100 * r, mask + 100 * (1 + 3 * r), 100 * sizeof(float));
 }
 
 static void test_add(void **state) {

@@ -58,7 +58,7 @@ void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, cons
 }
 
 void dropout_forward(float *out, float *mask, const float *inp, size_t n, int rows, int first_row,
-                     float p, Mode mode, Rng *rng) {
+                     int row_stride, float p, Mode mode, Rng *rng) {
   if (mode == MODE_EVAL || p <= 0.0f) {
     for (size_t i = 0; i < n; i++) out[i] = inp[i];
     return;
@@ -69,7 +69,7 @@ void dropout_forward(float *out, float *mask, const float *inp, size_t n, int ro
 #pragma omp parallel for schedule(static)
   for (int b = 0; b < rows; b++) {
     Rng row;
-    rng_seed_stream(&row, seed, (uint64_t)first_row + b);
+    rng_seed_stream(&row, seed, (uint64_t)first_row + (uint64_t)b * row_stride);
     for (size_t i = per * b; i < per * (b + 1); i++) {
       mask[i] = rng_uniform(&row) >= p ? keep : 0.0f;
       out[i] = inp[i] * mask[i];

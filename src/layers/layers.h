@@ -124,10 +124,11 @@ void add_forward(float *out, const float *a, const float *b, size_t n, int relu)
 void add_backward(float *da, int accumulate_a, float *db, int accumulate_b, const float *dout,
                   const float *out, size_t n);
 /* Inverted dropout: mask holds 0 or 1/(1-p). Eval mode is the identity. Row b (of `rows`,
- * n values in all) draws its mask from stream first_row + b of one draw of rng, so a row's
- * mask does not depend on the other rows of its batch, nor on which process holds it. */
+ * n values in all) draws its mask from stream first_row + b * row_stride of one draw of rng,
+ * so a row's mask does not depend on the other rows of its batch, nor on which process holds
+ * it. */
 void dropout_forward(float *out, float *mask, const float *inp, size_t n, int rows, int first_row,
-                     float p, Mode mode, Rng *rng);
+                     int row_stride, float p, Mode mode, Rng *rng);
 
 /* The weighted mean cross-entropy's denominator, sum_i w_yi (weights NULL: the batch size). */
 double softmax_xent_weight_sum(const int *labels, const float *weights, int batch);

@@ -15,7 +15,8 @@ static size_t dropout_saved(const Layer *l, int B) { return shape_numel(l->out_s
 static void dropout_fwd(const LayerCall *c) {
   const BatchShare *share = c->mode == MODE_TRAIN ? c->net->share : NULL;
   dropout_forward(c->l->out, c->l->saved, call_in(c, 0), shape_numel(c->l->out_shape) * c->B, c->B,
-                  share ? share->first_row : 0, c->l->a.p, c->mode, &c->net->rng);
+                  share ? share->first_row : 0, share && share->row_stride ? share->row_stride : 1,
+                  c->l->a.p, c->mode, &c->net->rng);
 }
 
 static void dropout_bwd(const LayerCall *c) {

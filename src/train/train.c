@@ -192,15 +192,17 @@ static Status load_checkpoint(Net *net, Optimizer *opt, TrainState *st, const ch
   return s;
 }
 
-/* Data parallelism (MPI ranks): every rank draws the same batches and takes its rows
- * [lo, hi) of each; batchnorm and the loss add up the ranks' statistics through share
+/* Data parallelism (MPI ranks): every rank draws the same batches and takes every ranks-th
+ * row of each, from its rank on (interleaved, so the adversarial rows at the batch's head are
+ * shared out evenly); batchnorm and the loss add up the ranks' statistics through share
  * (net_set_batch_share) and the step adds up the parameter gradients, so the ranks train as
  * one process would on the whole batch. A rank left without rows (a batch smaller than the
  * rank count) runs row 0 and contributes zeros to every sum. */
 typedef struct {
   BatchShare share;
   int ranks, rank;
-  int lo, hi, phantom;
+  int rows, phantom;
+  int *row; /* per local row: its row in the batch */
 } Parallel;
 
 static void parallel_sum(double *v, int n, void *ctx) {
@@ -211,11 +213,11 @@ static void parallel_sum(double *v, int n, void *ctx) {
 
 /* This rank's rows of a batch of b. */
 static void parallel_rows(Parallel *par, int b) {
-  par->lo = (int)((long)b * par->rank / par->ranks);
-  par->hi = (int)((long)b * (par->rank + 1) / par->ranks);
-  par->phantom = par->hi == par->lo;
-  if (par->phantom) par->lo = 0, par->hi = 1;
-  par->share.first_row = par->lo;
+  par->rows = b > par->rank ? (b - par->rank + par->ranks - 1) / par->ranks : 0;
+  par->phantom = par->rows == 0;
+  for (int i = 0; i < par->rows; i++) par->row[i] = par->rank + i * par->ranks;
+  if (par->phantom) par->rows = 1, par->row[0] = 0;
+  par->share.first_row = par->row[0], par->share.row_stride = par->ranks;
 }
 
 /* This rank's slice of a validation set (rows [lo, hi) of d). */
@@ -390,17 +392,18 @@ static Status check_adv_options(const TrainOptions *o, MrError *err) {
 
 /* Replaces the first images of the batch of b by adversarial ones: as many as keep
  * the running share at adv_ratio (error diffusion: the count is exact over
- * the run, whatever the batch size). x and y hold this rank's rows of the batch; each row's
- * random start is its own stream, whichever rank attacks it. */
+ * the run, whatever the batch size). x and y hold this rank's rows of the batch, in order; each
+ * row's random start is its own stream, whichever rank attacks it. */
 static Status adversarial_batch(Net *net, const TrainOptions *o, TrainState *st, float *x,
                                 const int *y, int b, const Parallel *par, float eps, float *x_adv,
                                 MrError *err) {
   long want = lround(o->adv_ratio * (double)(st->images + b)) - st->adv_images;
   const int n_adv = want < 0 ? 0 : want > b ? b : (int)want;
-  const int mine = par->phantom ? 0 : (n_adv < par->hi ? n_adv : par->hi) - par->lo;
+  int mine = 0;
+  while (!par->phantom && mine < par->rows && par->row[mine] < n_adv) mine++;
   if (n_adv > 0) {
     AttackOptions a = adv_attack(o, eps, rng_next(&st->data_rng));
-    a.index_base = par->lo;
+    a.index = par->row;
     const size_t per = (size_t)net_input_size(net);
     Status s = mine > 0 ? attack_run(net, &a, x, y, mine, x_adv, err) : STATUS_OK;
     if (s != STATUS_OK) return s;
@@ -470,6 +473,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   float *x = malloc(sizeof(float) * per * B), *scratch = malloc(sizeof(float) * per);
   float *x_adv = o->adv ? malloc(sizeof(float) * per * B) : NULL;
   int *y = malloc(sizeof(int) * B * P), *order = malloc(sizeof(int) * train->n);
+  par.row = malloc(sizeof(int) * B);
   int *step_pred = malloc(sizeof(int) * B * P); /* this step's answers, for the accuracy */
   int *mask_scratch = segment ? malloc(sizeof(int) * P) : NULL;
   const size_t n_eval = (size_t)(val->n > B ? val->n : B > train->n ? B : train->n);
@@ -477,7 +481,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   int *val_pred = segment ? malloc(sizeof(int) * P * n_eval) : NULL;
   float class_weights[MR_MAX_CLASSES];
   if (!x || !scratch || !y || !order || !step_pred || !(probs || val_pred) || (o->adv && !x_adv) ||
-      (segment && !mask_scratch))
+      (segment && !mask_scratch) || !par.row)
     status = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
   if (o->balance == BALANCE_LOSS && segment) {
     pixel_class_weights(train, k, class_weights);
@@ -517,14 +521,14 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
     for (int step = 0; step < steps; step++) {
       const int b = train->n - step * B < B ? train->n - step * B : B;
       parallel_rows(&par, b);
-      const int rows = par.hi - par.lo;
+      const int rows = par.rows;
       /* each row's augmentation and noise from its own stream: the same image whichever
        * rank holds the row */
       const uint64_t batch_seed = rng_next(&st.data_rng);
       for (int i = 0; i < rows; i++) {
-        const int idx = order[step * B + par.lo + i];
+        const int idx = order[step * B + par.row[i]];
         Rng rng;
-        rng_seed_stream(&rng, batch_seed, (uint64_t)(par.lo + i));
+        rng_seed_stream(&rng, batch_seed, (uint64_t)par.row[i]);
         memcpy(x + per * i, train->images + per * idx, sizeof(float) * per);
         if (segment)
           memcpy(y + (size_t)P * i, train->masks + (size_t)P * idx, sizeof(int) * P);
@@ -613,6 +617,6 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   net_set_batch_share(net, NULL);
   optim_free(&opt);
   free(x), free(scratch), free(x_adv), free(y), free(order), free(probs), free(val_pred);
-  free(mask_scratch), free(step_pred);
+  free(mask_scratch), free(step_pred), free(par.row);
   return status;
 }
