@@ -211,10 +211,12 @@ int cmd_train(int argc, char **argv) {
       "train", "train --data D --model M --out F [options]",
       "Trains a model, keeping the epoch with the best validation accuracy in OUT and a\n"
       "checkpoint after every epoch that --resume continues from. Deterministic for a\n"
-      "given --seed and thread count. With --adv, a share --adv-ratio of every batch\n"
-      "(paper 001: half) is replaced by adversarial examples of the current weights, the\n"
-      "kept epoch is the one of best validation accuracy under PGD at --eps, and the mix\n"
-      "actually used is counted into the model file's training record.",
+      "given --seed, thread count and (under mpirun) rank count. With --adv, a share\n"
+      "--adv-ratio of every batch (paper 001: half) is replaced by adversarial examples of\n"
+      "the current weights, the kept epoch is the one of best validation accuracy under PGD\n"
+      "at --eps, and the mix actually used is counted into the model file's training record.\n"
+      "Under mpirun (the MPI build) the ranks share every batch of --batch images, with the\n"
+      "whole batch's batchnorm statistics, and reach one process's weights to float rounding.",
       options, path_roles};
   int rc = cli_parse(&spec, argc, argv, NULL, 0, NULL);
   if (rc != CLI_OK) return rc == CLI_HELP ? 0 : EXIT_USAGE;
