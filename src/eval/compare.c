@@ -54,31 +54,36 @@ Status transfer_matrix(Net *const *nets, int n, const Dataset *d, const AttackOp
   const size_t per = (size_t)d->c * d->h * d->w;
   if (d->n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no images for the transfer matrix");
   float *adv = malloc(sizeof(float) * per * batch), *probs = malloc(sizeof(float) * k * batch);
-  long *correct = calloc((size_t)n * n, sizeof(long));
-  int32_t *batch_correct = calloc(n, sizeof(int32_t)); /* one batch's counts per target */
-  if (!adv || !probs || !correct || !batch_correct)
+  double *correct = calloc((size_t)n * n, sizeof(double)); /* whole counts, exact */
+  int32_t *batch_correct = calloc(n, sizeof(int32_t));     /* one batch's counts per target */
+  /* units (source model, batch) from a queue the MPI ranks share; their counts are added */
+  const int n_batches = (d->n + batch - 1) / batch;
+  DistQueue *queue = dist_queue_new(n * n_batches, 1);
+  if (!adv || !probs || !correct || !batch_correct || !queue)
     s = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  for (int src = 0; s == STATUS_OK && src < n; src++)
-    for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
-      const int b = d->n - start < batch ? d->n - start : batch;
-      const JournalPart unit = {batch_correct, sizeof(int32_t) * n};
-      char key[64];
-      snprintf(key, sizeof key, "transfer/m%d/b%d", src, start);
-      if (!journal_restore(journal, key, &unit, 1)) {
-        const AttackOptions at = attack_at(a, start);
-        s = attack_run(nets[src], &at, d->images + per * start, d->labels + start, b, adv, err);
-        for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
-          net_predict(nets[dst], adv, b, probs);
-          batch_correct[dst] = 0;
-          for (int i = 0; i < b; i++)
-            batch_correct[dst] += argmax(probs + (size_t)i * k, k) == d->labels[start + i];
-        }
-        if (s == STATUS_OK) s = journal_record(journal, key, &unit, 1, err);
+  for (int u; s == STATUS_OK && (u = dist_queue_next(queue)) < n * n_batches;) {
+    const int src = u / n_batches, start = (u % n_batches) * batch;
+    const int b = d->n - start < batch ? d->n - start : batch;
+    const JournalPart unit = {batch_correct, sizeof(int32_t) * n};
+    char key[64];
+    snprintf(key, sizeof key, "transfer/m%d/b%d", src, start);
+    if (!journal_restore(journal, key, &unit, 1)) {
+      const AttackOptions at = attack_at(a, start);
+      s = attack_run(nets[src], &at, d->images + per * start, d->labels + start, b, adv, err);
+      for (int dst = 0; s == STATUS_OK && dst < n; dst++) {
+        net_predict(nets[dst], adv, b, probs);
+        batch_correct[dst] = 0;
+        for (int i = 0; i < b; i++)
+          batch_correct[dst] += argmax(probs + (size_t)i * k, k) == d->labels[start + i];
       }
-      for (int dst = 0; s == STATUS_OK && dst < n; dst++)
-        correct[src * n + dst] += batch_correct[dst];
+      if (s == STATUS_OK) s = journal_record(journal, key, &unit, 1, err);
     }
-  for (int i = 0; s == STATUS_OK && i < n * n; i++) acc[i] = (double)correct[i] / d->n;
+    for (int dst = 0; s == STATUS_OK && dst < n; dst++)
+      correct[src * n + dst] += batch_correct[dst];
+  }
+  dist_queue_free(queue, s != STATUS_OK);
+  if (s == STATUS_OK) dist_sum_doubles(correct, n * n);
+  for (int i = 0; s == STATUS_OK && i < n * n; i++) acc[i] = correct[i] / d->n;
   free(adv), free(probs), free(correct), free(batch_correct);
   return s;
 }

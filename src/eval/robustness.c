@@ -237,51 +237,79 @@ static void row_free(SweepRow *row) {
   row->confusion = NULL, row->pred = NULL, row->pred_confidence = NULL;
 }
 
-/* Mean SSIM of the noisy vs clean images of the first `m`. */
-static double noisy_ssim(Sweep *s, int m, NoiseKind kind, float level, uint64_t seed) {
+/* Image i's noise into dst: stream i of the seed, so it does not depend on the image's batch
+ * or on which MPI rank draws it. */
+static void noisy_image(float *dst, const Sweep *s, int i, NoiseKind kind, float level,
+                        uint64_t seed) {
   Rng rng;
-  rng_seed(&rng, seed);
-  double total = 0;
-  for (int i = 0; i < m; i++) {
-    const float *c = s->d->images + s->per * i;
-    memcpy(s->adv, c, sizeof(float) * s->per);
-    noise_apply(s->adv, s->per, kind, level, &rng);
-    total += image_ssim(c, s->adv, s->d->c, s->d->h, s->d->w);
-  }
-  return total / m;
+  rng_seed_stream(&rng, seed, (uint64_t)i);
+  memcpy(dst, s->d->images + s->per * i, sizeof(float) * s->per);
+  noise_apply(dst, s->per, kind, level, &rng);
 }
 
-static Status run_noise(Sweep *s, NoiseKind kind, const SweepRow *ref, NoiseRow *out,
-                        uint64_t seed) {
-  const int m = s->d->n < 64 ? s->d->n : 64;
+/* Mean SSIM of the noisy vs clean images of the first `m`: each rank takes a slice, and
+ * every rank adds the images' values in index order. each: (m, 2) scratch. */
+static Status noisy_ssim(Sweep *s, int m, NoiseKind kind, float level, uint64_t seed, double *each,
+                         double *mean, MrError *err) {
+  const long rank = dist_rank(), ranks = dist_size();
+  memset(s->done, 0, (size_t)m);
+  for (int i = (int)(m * rank / ranks); i < (int)(m * (rank + 1) / ranks); i++) {
+    noisy_image(s->adv, s, i, kind, level, seed);
+    each[2 * i] = image_ssim(s->d->images + s->per * i, s->adv, s->d->c, s->d->h, s->d->w);
+    s->done[i] = 1;
+  }
+  const Status st = dist_share(each, 2 * sizeof(double), m, s->done, err);
+  double total = 0;
+  for (int i = 0; i < m; i++) total += each[2 * i];
+  *mean = total / m;
+  return st;
+}
+
+/* A noise row: the level whose mean SSIM matches the reference attack row's, and the accuracy
+ * at it. The batches come from a queue the MPI ranks share. */
+static Status run_noise(Sweep *s, NoiseKind kind, const SweepRow *ref, NoiseRow *out, uint64_t seed,
+                        MrError *err) {
+  const Dataset *d = s->d;
+  const int m = d->n < 64 ? d->n : 64;
+  double *each = calloc((size_t)2 * d->n, sizeof(double)); /* per image: SSIM, correct */
+  if (!each) return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the noise contrast");
   /* SSIM falls as the level grows: bisect the level on a calibration subset */
   double lo = 0.0, hi = 1.0;
-  for (int it = 0; it < 24; it++) {
+  Status st = STATUS_OK;
+  for (int it = 0; st == STATUS_OK && it < 24; it++) {
     const double mid = 0.5 * (lo + hi);
-    if (noisy_ssim(s, m, kind, (float)mid, seed) > ref->ssim)
+    double ssim = 0.0;
+    st = noisy_ssim(s, m, kind, (float)mid, seed, each, &ssim, err);
+    if (ssim > ref->ssim)
       lo = mid;
     else
       hi = mid;
   }
   out->kind = kind, out->eps = ref->eps, out->level = 0.5 * (lo + hi);
-  Rng rng;
-  rng_seed(&rng, seed + 1);
-  int correct = 0;
-  double ssim = 0;
-  for (int start = 0; start < s->d->n; start += s->batch) {
-    const int b = s->d->n - start < s->batch ? s->d->n - start : s->batch;
-    const float *x = s->d->images + s->per * start;
-    memcpy(s->adv, x, sizeof(float) * s->per * b);
-    noise_apply(s->adv, s->per * b, kind, (float)out->level, &rng);
+  const int n_batches = (d->n + s->batch - 1) / s->batch;
+  memset(s->done, 0, (size_t)d->n);
+  DistQueue *queue = st == STATUS_OK ? dist_queue_new(n_batches, 1) : NULL;
+  if (st == STATUS_OK && !queue) st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  for (int bi; st == STATUS_OK && (bi = dist_queue_next(queue)) < n_batches;) {
+    const int start = bi * s->batch, b = d->n - start < s->batch ? d->n - start : s->batch;
+    for (int i = 0; i < b; i++)
+      noisy_image(s->adv + s->per * i, s, start + i, kind, (float)out->level, seed + 1);
     net_predict(s->net, s->adv, b, s->probs);
     for (int i = 0; i < b; i++) {
-      correct += argmax(s->probs + (size_t)i * s->k, s->k) == s->d->labels[start + i];
-      ssim += image_ssim(x + s->per * i, s->adv + s->per * i, s->d->c, s->d->h, s->d->w);
+      const float *x = d->images + s->per * (start + i);
+      each[2 * (start + i)] = image_ssim(x, s->adv + s->per * i, d->c, d->h, d->w);
+      each[2 * (start + i) + 1] = argmax(s->probs + (size_t)i * s->k, s->k) == d->labels[start + i];
     }
+    memset(s->done + start, 1, (size_t)b);
   }
-  out->accuracy = (double)correct / s->d->n;
-  out->ssim = ssim / s->d->n;
-  return STATUS_OK;
+  dist_queue_free(queue, st != STATUS_OK);
+  if (st == STATUS_OK) st = dist_share(each, 2 * sizeof(double), d->n, s->done, err);
+  double ssim = 0.0, correct = 0.0;
+  for (int i = 0; i < d->n; i++) ssim += each[2 * i], correct += each[2 * i + 1];
+  out->accuracy = correct / d->n;
+  out->ssim = ssim / d->n;
+  free(each);
+  return st;
 }
 
 static void add_check(SweepResult *r, const char *name, int passed, const char *fmt, ...)
@@ -591,8 +619,11 @@ Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, Sweep
       const JournalPart unit = {row, sizeof *row};
       char key[96];
       snprintf(key, sizeof key, "%snoise%d.%d", s.scope, e, k);
-      if (journal_restore(s.journal, key, &unit, 1)) continue;
-      st = run_noise(&s, (NoiseKind)k, ref, row, o->base.seed);
+      /* a noise row is collective under MPI: restored only if every rank journaled it */
+      double restored = journal_restore(s.journal, key, &unit, 1);
+      if (dist_size() > 1) dist_sum_doubles(&restored, 1);
+      if (restored == dist_size()) continue;
+      st = run_noise(&s, (NoiseKind)k, ref, row, o->base.seed, err);
       if (st == STATUS_OK) st = journal_record(s.journal, key, &unit, 1, err);
     }
   }
