@@ -436,6 +436,11 @@ typedef struct {
 void net_set_batch_share(Net *net, const BatchShare *share);
 
 void net_zero_grad(Net *net);
+/* The flat parameters, writable. Inference (net_predict) keeps each convolution's weights
+ * folded with its batchnorm, in oneDNN's layout, from one call to the next, and redoes them
+ * after every call of net_params or net_tensor (either may hand out a pointer to write
+ * through) and every training forward: ask for the pointer again after writing through one
+ * kept from before the last prediction. */
 float *net_params(Net *net);
 float *net_grads(Net *net);
 

@@ -484,6 +484,52 @@ static void test_shared_batch_step(void **state) {
   check_shared_step(unet);
 }
 
+/* b's parameters, batchnorm statistics and counters become a's. */
+static void copy_tensors(Net *b, Net *a) {
+  for (int i = 0; i < net_tensor_count(a); i++) {
+    const TensorRef s = net_tensor(a, i), d = net_tensor(b, i);
+    memcpy(d.is_int64 ? (void *)d.idata : (void *)d.data,
+           s.is_int64 ? (void *)s.idata : (void *)s.data,
+           (s.is_int64 ? sizeof(int64_t) : sizeof(float)) * s.numel);
+  }
+}
+
+/* Inference keeps the folded convolution weights between calls: after the parameters are
+ * written (net_params) or the running statistics move (a training step), its answers are those
+ * of a fresh net holding the same numbers, not of the weights it folded before. */
+static void test_inference_refolds(void **state) {
+  (void)state;
+  enum { B = 4 };
+  ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
+  MrError err = {0};
+  Net *net = model_build(&spec, 3, &err), *fresh = model_build(&spec, 4, &err);
+  assert_non_null(net), assert_non_null(fresh);
+  float x[B * 28 * 28], p1[B * 2], p2[B * 2], p3[B * 2];
+  int y[B] = {0, 1, 1, 0};
+  Rng rng;
+  rng_seed(&rng, 9);
+  fill_uniform(x, sizeof x / sizeof x[0], &rng, 0, 1);
+  net_predict(net, x, B, p1);
+  net_predict(net, x, B, p2); /* from the kept weights */
+  assert_memory_equal(p1, p2, sizeof p1);
+  float *w = net_params(net);
+  for (size_t i = 0; i < 144; i++) w[i] *= -2.0f; /* the first convolution's weights */
+  net_predict(net, x, B, p2);
+  copy_tensors(fresh, net);
+  net_predict(fresh, x, B, p3);
+  assert_memory_equal(p2, p3, sizeof p2);
+  assert_memory_not_equal(p1, p2, sizeof p1);
+  net_predict(net, x, B, p2); /* folded again after copy_tensors' net_tensor calls */
+  net_zero_grad(net);
+  net_train_step_grads(net, x, y, B, NULL); /* moves the running statistics only */
+  net_predict(net, x, B, p1);
+  copy_tensors(fresh, net);
+  net_predict(fresh, x, B, p3);
+  assert_memory_equal(p1, p3, sizeof p1);
+  assert_memory_not_equal(p1, p2, sizeof p1);
+  net_free(net), net_free(fresh);
+}
+
 static void test_optim_closed_form(void **state) {
   (void)state;
   /* SGD momentum: buf1 = g, p1 = p0 - lr*g; buf2 = mu*g + g */
@@ -509,6 +555,7 @@ int main(void) {
   mr_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shared_batch_step),
+      cmocka_unit_test(test_inference_refolds),
       cmocka_unit_test(test_grad_cnn),
       cmocka_unit_test(test_grad_cbr_larget),
       cmocka_unit_test(test_grad_vgg),

@@ -41,6 +41,11 @@ struct ConvDnnl {
   dnnl_primitive_t fold;
   dnnl_memory_t fold_src, fold_wei, fold_bias, fold_dst;
   Reorder r_fold_src, r_fold_wei, r_fold_dst;
+  /* the folded weights in the primitive's layout and the folded bias, kept between calls
+   * (conv2d_dnnl_set_folded): inference reorders them once, not every batch */
+  void *fold_weights;
+  float *fold_biases;
+  uint64_t fold_version; /* the caller's version of the weights they came from; 0: none */
   size_t bytes[CONV_WS_COUNT];
 };
 
@@ -130,6 +135,7 @@ void conv2d_dnnl_free(ConvDnnl *c) {
   for (int i = 0; i < 4; i++)
     if (fold_mems[i]) dnnl_memory_destroy(fold_mems[i]);
   reorder_free(&c->r_fold_src), reorder_free(&c->r_fold_wei), reorder_free(&c->r_fold_dst);
+  free(c->fold_weights), free(c->fold_biases);
   dnnl_memory_t mems[] = {c->src,     c->wei,    c->bias,    c->dst,     c->bd_wei,  c->bd_ddst,
                           c->bd_dsrc, c->bw_src, c->bw_ddst, c->bw_dwei, c->bw_dbias};
   for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
@@ -449,7 +455,12 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
   const ConvWorkspaceSlot slots[3] = {CONV_WS_SRC, CONV_WS_WEI, CONV_WS_DST};
   for (int i = 0; i < 3; i++)
     if (need[i] > c->bytes[slots[i]]) c->bytes[slots[i]] = need[i];
-  ok = 1;
+  /* the folded weights and bias kept between calls (conv2d_dnnl_set_folded) */
+  free(c->fold_weights), free(c->fold_biases);
+  c->fold_weights = aligned_alloc(64, (need[1] + 63) & ~(size_t)63);
+  c->fold_biases = malloc(sizeof(float) * (size_t)c->d.OC);
+  c->fold_version = 0;
+  ok = c->fold_weights && c->fold_biases;
 done:
   if (ops) dnnl_post_ops_destroy(ops);
   if (attr) dnnl_primitive_attr_destroy(attr);
@@ -457,16 +468,33 @@ done:
     dnnl_primitive_destroy(c->fold);
     c->fold = NULL;
   }
+  if (!ok) {
+    free(c->fold_weights), free(c->fold_biases);
+    c->fold_weights = NULL, c->fold_biases = NULL;
+  }
   return ok;
 }
 
 int conv2d_dnnl_has_folded(const ConvDnnl *c) { return c && c->fold != NULL; }
 
-void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
-                                const float *weight, const float *bias) {
+uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c) { return c->fold_version; }
+
+void conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version) {
+  const size_t bytes = md_bytes(c->fold_pd, dnnl_query_weights_md);
+  if (c->r_fold_wei.prim) {
+    reorder_run(&c->r_fold_wei, weight, c->fold_weights);
+    dnnl_stream_wait(stream);
+  } else {
+    memcpy(c->fold_weights, weight, bytes);
+  }
+  memcpy(c->fold_biases, bias, sizeof(float) * (size_t)c->d.OC);
+  c->fold_version = version;
+}
+
+void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp) {
   dnnl_memory_set_data_handle(c->fold_src, reorder_in(&c->r_fold_src, inp, ws[CONV_WS_SRC]));
-  dnnl_memory_set_data_handle(c->fold_wei, reorder_in(&c->r_fold_wei, weight, ws[CONV_WS_WEI]));
-  dnnl_memory_set_data_handle(c->fold_bias, (void *)bias);
+  dnnl_memory_set_data_handle(c->fold_wei, c->fold_weights);
+  dnnl_memory_set_data_handle(c->fold_bias, c->fold_biases);
   dnnl_memory_set_data_handle(c->fold_dst, c->r_fold_dst.prim ? ws[CONV_WS_DST] : out);
   dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->fold_src},
                              {DNNL_ARG_WEIGHTS, c->fold_wei},

@@ -21,6 +21,7 @@ Net *net_new(const ModelSpec *spec) {
   const char *backend = getenv("MEDROBUST_CONV");
   net->use_dnnl = !(backend && strcmp(backend, "im2col") == 0);
   net->allow_channels_last = !(backend && strcmp(backend, "dnnl-nchw") == 0);
+  net->param_version = 1; /* never 0: a convolution's folded weights start at version 0 */
   return net;
 }
 
@@ -371,6 +372,7 @@ void net_init_params(Net *net, uint64_t seed) {
     if (op->init) op->init(&net->layers[i], &rng);
   }
   rng_seed(&net->rng, seed ^ 0xD0D0D0D0ULL);
+  net->param_version++;
 }
 
 /* ---- oneDNN and the layout ------------------------------------------------ */
@@ -517,7 +519,10 @@ Status net_require_per_image(const Net *net, MrError *err) {
                       "(segmentation sets go through train, eval and net_segment_dataset)",
                       net->spec.arch);
 }
-float *net_params(Net *net) { return net->params; }
+float *net_params(Net *net) {
+  net->param_version++; /* the caller may write through it */
+  return net->params;
+}
 Rng *net_rng(Net *net) { return &net->rng; }
 
 void net_set_batch_share(Net *net, const BatchShare *share) { net->share = share; }
@@ -546,6 +551,8 @@ NetLayerInfo net_layer_info(const Net *net, int i) {
 
 TensorRef net_tensor(const Net *net, int i) {
   const Entry *e = &net->entries[i];
+  /* the caller may write through the pointer: the folded weights of inference are redone */
+  ((Net *)net)->param_version++;
   TensorRef t = {.name = e->name, .ndim = e->ndim, .numel = e->numel};
   memcpy(t.shape, e->shape, sizeof t.shape);
   if (e->kind == ENTRY_COUNTER) {
@@ -789,8 +796,14 @@ const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
   return net_run_forward(net, x, batch, mode, 0);
 }
 
-/* Inference: conv i with batchnorm i+1 folded in, written to i+1's output. */
+/* Inference: conv i with batchnorm i+1 folded in, written to i+1's output. The folded weights
+ * are made again only when the parameters may have changed since. */
 static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
+  if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) {
+    conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out,
+                               net_tensor_out(net, conv->src[0]));
+    return;
+  }
   const Conv2dDims d = layer_conv_dims(conv, 1);
   const size_t per_oc = (size_t)(d.C / d.groups) * d.KH * d.KW;
   const float eps = bn->a.eps;
@@ -805,8 +818,8 @@ static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
     net->fold_bias[oc] =
         (conv->bias ? conv->bias[oc] : 0.0f) * scale + bn->bias[oc] - bn->running_mean[oc] * scale;
   }
-  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, net_tensor_out(net, conv->src[0]),
-                             net->fold_weight, net->fold_bias);
+  conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
+  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, net_tensor_out(net, conv->src[0]));
 }
 
 static const float *net_output(Net *net, int batch) {
@@ -831,6 +844,7 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
   if (net->use_dnnl && net->dnnl_batch != batch) net_dnnl_prepare(net, batch);
+  if (mode == MODE_TRAIN) net->param_version++; /* the running statistics move */
   /* channels-last with colour: normalise in place, then transpose into the
    * input tensor from the input gradient's buffer (free until backward) */
   const int transpose = net->channels_last && s->in_c > 1;

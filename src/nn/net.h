@@ -129,6 +129,9 @@ struct Net {
   int input_levels;        /* > 0: pixels quantised before the net (masks input gradients) */
   Rng rng;                 /* dropout */
   const BatchShare *share; /* data-parallel training (net_set_batch_share); NULL: alone */
+  /* bumped whenever the parameters or batchnorm statistics may have changed (a mutable
+   * pointer handed out, a training forward): inference's folded weights are redone then */
+  uint64_t param_version;
   /* convolution backend: oneDNN primitives are rebuilt when the batch changes.
    * channels_last: every 4-D activation (not the input) is NHWC, decided
    * when the primitives are built (every op has NHWC kernels, every
