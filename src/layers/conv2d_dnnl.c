@@ -455,22 +455,13 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
   const ConvWorkspaceSlot slots[3] = {CONV_WS_SRC, CONV_WS_WEI, CONV_WS_DST};
   for (int i = 0; i < 3; i++)
     if (need[i] > c->bytes[slots[i]]) c->bytes[slots[i]] = need[i];
-  /* the folded weights and bias kept between calls (conv2d_dnnl_set_folded) */
-  free(c->fold_weights), free(c->fold_biases);
-  c->fold_weights = aligned_alloc(64, (need[1] + 63) & ~(size_t)63);
-  c->fold_biases = malloc(sizeof(float) * (size_t)c->d.OC);
-  c->fold_version = 0;
-  ok = c->fold_weights && c->fold_biases;
+  ok = 1;
 done:
   if (ops) dnnl_post_ops_destroy(ops);
   if (attr) dnnl_primitive_attr_destroy(attr);
   if (!ok && c->fold) {
     dnnl_primitive_destroy(c->fold);
     c->fold = NULL;
-  }
-  if (!ok) {
-    free(c->fold_weights), free(c->fold_biases);
-    c->fold_weights = NULL, c->fold_biases = NULL;
   }
   return ok;
 }
@@ -479,8 +470,12 @@ int conv2d_dnnl_has_folded(const ConvDnnl *c) { return c && c->fold != NULL; }
 
 uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c) { return c->fold_version; }
 
-void conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version) {
+int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version) {
   const size_t bytes = md_bytes(c->fold_pd, dnnl_query_weights_md);
+  /* made on the first inference, not when planning: training and attacks never need them */
+  if (!c->fold_weights) c->fold_weights = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+  if (!c->fold_biases) c->fold_biases = malloc(sizeof(float) * (size_t)c->d.OC);
+  if (!c->fold_weights || !c->fold_biases) return 0;
   if (c->r_fold_wei.prim) {
     reorder_run(&c->r_fold_wei, weight, c->fold_weights);
     dnnl_stream_wait(stream);
@@ -489,12 +484,15 @@ void conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias,
   }
   memcpy(c->fold_biases, bias, sizeof(float) * (size_t)c->d.OC);
   c->fold_version = version;
+  return 1;
 }
 
-void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp) {
+void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
+                                const float *weight, const float *bias) {
   dnnl_memory_set_data_handle(c->fold_src, reorder_in(&c->r_fold_src, inp, ws[CONV_WS_SRC]));
-  dnnl_memory_set_data_handle(c->fold_wei, c->fold_weights);
-  dnnl_memory_set_data_handle(c->fold_bias, c->fold_biases);
+  dnnl_memory_set_data_handle(
+      c->fold_wei, weight ? reorder_in(&c->r_fold_wei, weight, ws[CONV_WS_WEI]) : c->fold_weights);
+  dnnl_memory_set_data_handle(c->fold_bias, weight ? (void *)bias : c->fold_biases);
   dnnl_memory_set_data_handle(c->fold_dst, c->r_fold_dst.prim ? ws[CONV_WS_DST] : out);
   dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, c->fold_src},
                              {DNNL_ARG_WEIGHTS, c->fold_wei},

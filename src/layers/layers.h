@@ -76,12 +76,14 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
  * if oneDNN cannot (then keep the separate layers). set_folded keeps the folded weights
  * (reordered to the primitive's layout) and bias for every forward_folded until the next
  * set_folded, tagged with the caller's version of the weights (folded_version: 0 before the
- * first). */
+ * first); set_folded returns 0 when there is no memory to keep them. forward_folded uses the
+ * kept ones when weight is NULL, else reorders weight (and takes bias) for this call only. */
 int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu);
 int conv2d_dnnl_has_folded(const ConvDnnl *c);
 uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c);
-void conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version);
-void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp);
+int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version);
+void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
+                                const float *weight, const float *bias);
 
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {

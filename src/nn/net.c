@@ -800,8 +800,8 @@ const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
  * are made again only when the parameters may have changed since. */
 static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
   if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) {
-    conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out,
-                               net_tensor_out(net, conv->src[0]));
+    conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, net_tensor_out(net, conv->src[0]),
+                               NULL, NULL);
     return;
   }
   const Conv2dDims d = layer_conv_dims(conv, 1);
@@ -818,8 +818,11 @@ static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
     net->fold_bias[oc] =
         (conv->bias ? conv->bias[oc] : 0.0f) * scale + bn->bias[oc] - bn->running_mean[oc] * scale;
   }
-  conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
-  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, net_tensor_out(net, conv->src[0]));
+  /* kept for the next calls; without the memory to keep them, used for this one only */
+  const int kept =
+      conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
+  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, net_tensor_out(net, conv->src[0]),
+                             kept ? NULL : net->fold_weight, kept ? NULL : net->fold_bias);
 }
 
 static const float *net_output(Net *net, int batch) {
