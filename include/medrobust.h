@@ -1389,9 +1389,11 @@ typedef struct {
 Status robustness_sweep(Net *net, const Dataset *d, const SweepOptions *o, SweepProgressFn progress,
                         void *ctx, SweepResult *r, MrError *err);
 void sweep_result_free(SweepResult *r);
-/* Accuracy on d under attack o (eps 0: clean), in batches. */
-Status robust_accuracy(Net *net, const Dataset *d, const AttackOptions *o, int batch, double *acc,
-                       MrError *err);
+/* Accuracy under attack o (eps 0: clean) of the images pick[0..n) of d (pick NULL: every image,
+ * n ignored), over the labelled ones, each attacked from its own index's random stream. Under
+ * MPI the batches come from a queue the ranks share and every rank gets the accuracy. */
+Status robust_accuracy(Net *net, const Dataset *d, const int *pick, int n, const AttackOptions *o,
+                       int batch, double *acc, MrError *err);
 /* An 8-bit PNG of a (c,h,w) [0,1] image, enlarged `scale` times. */
 Status image_write_png(const char *path, const float *img, int c, int h, int w, int scale,
                        MrError *err);

@@ -494,7 +494,8 @@ static void test_transfer_and_compare(void **state) {
   double acc[4], white_box[2];
   assert_int_equal(transfer_matrix(nets, 2, &test, &a, 32, NULL, acc, &err), STATUS_OK);
   for (int i = 0; i < 2; i++) {
-    assert_int_equal(robust_accuracy(nets[i], &test, &a, 32, &white_box[i], &err), STATUS_OK);
+    assert_int_equal(robust_accuracy(nets[i], &test, NULL, 0, &a, 32, &white_box[i], &err),
+                     STATUS_OK);
     assert_float_equal(acc[i * 2 + i], white_box[i], 0.0);
   }
   print_message("  transfer PGD eps 0.01: [%.2f %.2f; %.2f %.2f]\n", acc[0], acc[1], acc[2],

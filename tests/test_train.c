@@ -199,7 +199,7 @@ static double pgd_accuracy(Net *net, const Dataset *d, float eps) {
   a.eps = eps, a.iters = 10;
   double acc = -1;
   MrError err = {0};
-  if (robust_accuracy(net, d, &a, 64, &acc, &err) != STATUS_OK) fail_msg("%s", err.msg);
+  if (robust_accuracy(net, d, NULL, 0, &a, 64, &acc, &err) != STATUS_OK) fail_msg("%s", err.msg);
   return acc;
 }
 

@@ -29,55 +29,17 @@ static int parse_radii(const char *text, double *radii, int cap) {
   return *p ? 0 : n;
 }
 
-/* Robust accuracy of the base model under PGD-L2 at each radius over the certified images.
- * Collective under MPI: the batches come from a shared queue, rank 0 gathers each image's
- * outcome and counts them. */
+/* Robust accuracy of the base model under PGD-L2 at each radius over the certified images
+ * (collective under MPI: robust_accuracy shares the batches). */
 static Status empirical_l2(Net *net, const Dataset *set, const int *pick, int n,
                            const double *radii, int n_radii, int steps, uint64_t seed,
                            double *accuracy, MrError *err) {
-  const int per = net_input_size(net), batch = 64, k = net_num_classes(net);
-  const int n_batches = (n + batch - 1) / batch;
-  float *x = malloc(sizeof(float) * batch * per), *adv = malloc(sizeof(float) * batch * per);
-  float *probs = malloc(sizeof(float) * batch * k);
-  int *y = malloc(sizeof(int) * batch);
-  signed char *outcome = malloc(n + 1); /* per image: 1 right, 0 wrong, -1 unlabelled */
-  unsigned char *done = malloc(n + 1);
-  Status st = x && adv && probs && y && outcome && done
-                  ? STATUS_OK
-                  : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the PGD-L2 check");
+  Status st = STATUS_OK;
   for (int r = 0; st == STATUS_OK && r < n_radii; r++) {
-    memset(done, 0, (size_t)n + 1);
-    DistQueue *queue = dist_queue_new(n_batches, 1);
-    if (!queue) st = mr_error_set(err, STATUS_ERR_NOMEM, "out of memory for the PGD-L2 check");
-    for (int bi; st == STATUS_OK && (bi = dist_queue_next(queue)) < n_batches;) {
-      const int at = bi * batch, b = n - at < batch ? n - at : batch;
-      for (int i = 0; i < b; i++) {
-        memcpy(x + (size_t)i * per, set->images + (size_t)pick[at + i] * per, sizeof(float) * per);
-        y[i] = set->labels[pick[at + i]];
-      }
-      AttackOptions o = attack_options_default(ATTACK_PGD);
-      o.norm = NORM_L2, o.eps = (float)radii[r], o.iters = steps, o.seed = seed;
-      o.index = pick + at; /* each image's random start from its own index */
-      if (radii[r] > 0)
-        st = attack_run(net, &o, x, y, b, adv, err);
-      else
-        memcpy(adv, x, sizeof(float) * b * per);
-      if (st != STATUS_OK) break;
-      net_predict(net, adv, b, probs);
-      for (int i = 0; i < b; i++) {
-        const int best = argmax(probs + (size_t)i * k, k);
-        outcome[at + i] = (signed char)(y[i] < 0 ? -1 : best == y[i]);
-        done[at + i] = 1;
-      }
-    }
-    dist_queue_free(queue, st != STATUS_OK);
-    if (st != STATUS_OK) break;
-    st = dist_gather(outcome, 1, n, done, err);
-    int right = 0, labelled = 0;
-    for (int i = 0; i < n; i++) labelled += outcome[i] >= 0, right += outcome[i] == 1;
-    accuracy[r] = labelled ? (double)right / labelled : 0.0; /* rank 0's is the one used */
+    AttackOptions o = attack_options_default(ATTACK_PGD);
+    o.norm = NORM_L2, o.eps = (float)radii[r], o.iters = steps, o.seed = seed;
+    st = robust_accuracy(net, set, pick, n, &o, 64, &accuracy[r], err);
   }
-  free(x), free(adv), free(probs), free(y), free(outcome), free(done);
   return st;
 }
 

@@ -647,23 +647,42 @@ void sweep_result_free(SweepResult *r) {
   memset(r, 0, sizeof *r);
 }
 
-Status robust_accuracy(Net *net, const Dataset *d, const AttackOptions *o, int batch, double *acc,
-                       MrError *err) {
+Status robust_accuracy(Net *net, const Dataset *d, const int *pick, int n, const AttackOptions *o,
+                       int batch, double *acc, MrError *err) {
+  if (!pick) n = d->n;
   const int k = net_num_classes(net);
   const size_t per = (size_t)d->c * d->h * d->w;
-  if (d->n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no images to measure accuracy on");
+  if (n < 1) return mr_error_set(err, STATUS_ERR_ARG, "no images to measure accuracy on");
   float *adv = malloc(sizeof(float) * per * batch), *probs = malloc(sizeof(float) * k * batch);
-  Status s = adv && probs ? STATUS_OK : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
-  int correct = 0;
-  for (int start = 0; s == STATUS_OK && start < d->n; start += batch) {
-    const int b = d->n - start < batch ? d->n - start : batch;
-    const AttackOptions at = attack_at(o, start);
-    s = attack_run(net, &at, d->images + per * start, d->labels + start, b, adv, err);
+  float *x = pick ? malloc(sizeof(float) * per * batch) : NULL; /* a batch of picked images */
+  int *y = pick ? malloc(sizeof(int) * batch) : NULL;
+  const int n_batches = (n + batch - 1) / batch;
+  DistQueue *queue = dist_queue_new(n_batches, 1);
+  Status s = adv && probs && queue && (!pick || (x && y))
+                 ? STATUS_OK
+                 : mr_error_set(err, STATUS_ERR_NOMEM, "out of memory");
+  double count[2] = {0}; /* right, labelled */
+  for (int bi; s == STATUS_OK && (bi = dist_queue_next(queue)) < n_batches;) {
+    const int at = bi * batch, b = n - at < batch ? n - at : batch;
+    AttackOptions a = attack_at(o, at);
+    const float *xb = d->images + per * at;
+    const int *yb = d->labels + at;
+    if (pick) {
+      for (int i = 0; i < b; i++) {
+        memcpy(x + per * i, d->images + per * pick[at + i], sizeof(float) * per);
+        y[i] = d->labels[pick[at + i]];
+      }
+      xb = x, yb = y, a.index = pick + at; /* each image from its own index's stream */
+    }
+    s = attack_run(net, &a, xb, yb, b, adv, err);
     if (s != STATUS_OK) break;
     net_predict(net, adv, b, probs);
-    for (int i = 0; i < b; i++) correct += argmax(probs + (size_t)i * k, k) == d->labels[start + i];
+    for (int i = 0; i < b; i++)
+      if (yb[i] >= 0) count[1]++, count[0] += argmax(probs + (size_t)i * k, k) == yb[i];
   }
-  *acc = (double)correct / d->n;
-  free(adv), free(probs);
+  dist_queue_free(queue, s != STATUS_OK);
+  if (s == STATUS_OK) dist_sum_doubles(count, 2); /* whole counts: exact in any order */
+  *acc = count[1] > 0 ? count[0] / count[1] : 0.0;
+  free(adv), free(probs), free(x), free(y);
   return s;
 }

@@ -220,14 +220,14 @@ static void parallel_rows(Parallel *par, int b) {
   par->share.first_row = par->row[0], par->share.row_stride = par->ranks;
 }
 
-/* This rank's slice of a validation set (rows [lo, hi) of d). */
-static Dataset parallel_slice(const Parallel *par, const Dataset *d, int *lo) {
+/* This rank's slice of a validation set. */
+static Dataset parallel_slice(const Parallel *par, const Dataset *d) {
   Dataset s = *d;
   const size_t per = (size_t)d->c * d->h * d->w;
-  *lo = (int)((long)d->n * par->rank / par->ranks);
-  s.n = (int)((long)d->n * (par->rank + 1) / par->ranks) - *lo;
-  s.images = d->images + per * *lo;
-  s.labels = d->labels + *lo;
+  const int lo = (int)((long)d->n * par->rank / par->ranks);
+  s.n = (int)((long)d->n * (par->rank + 1) / par->ranks) - lo;
+  s.images = d->images + per * lo;
+  s.labels = d->labels + lo;
   return s;
 }
 
@@ -237,8 +237,7 @@ static Dataset parallel_slice(const Parallel *par, const Dataset *d, int *lo) {
 static float evaluate_accuracy(Net *net, const Dataset *d, int batch, float *probs, int *degenerate,
                                const Parallel *par) {
   *degenerate = 0;
-  int lo;
-  const Dataset mine = parallel_slice(par, d, &lo);
+  const Dataset mine = parallel_slice(par, d);
   const int k = net_num_classes(net);
   double count[MR_MAX_CLASSES + 2] = {0}; /* correct, failed, then per predicted class */
   if (mine.n && net_predict_dataset(net, &mine, batch, probs, NULL) != STATUS_OK) count[1] = 1;
@@ -415,25 +414,15 @@ static Status adversarial_batch(Net *net, const TrainOptions *o, TrainState *st,
 
 /* Validation accuracy (segmentation: mean Dice) under PGD at the training
  * eps (a fixed seed, so epochs are compared on the same attack). Classification: the ranks
- * each attack a slice (each image from its own stream) and add up their counts; segmentation:
- * every rank scores the whole set. */
-static float validate_robust(Net *net, const TrainOptions *o, const Dataset *val,
-                             const Parallel *par, MrError *err) {
+ * share the batches (robust_accuracy); segmentation: every rank scores the whole set. */
+static float validate_robust(Net *net, const TrainOptions *o, const Dataset *val, MrError *err) {
   AttackOptions a = attack_options_default(ATTACK_PGD);
   a.norm = o->adv_norm, a.eps = o->adv_eps, a.iters = o->val_attack_steps, a.seed = o->seed;
   double acc = -1.0;
-  if (net_output_pixels(net) > 1)
-    return seg_robust_dice(net, val, &a, o->batch, &acc, err) == STATUS_OK ? (float)acc : -1.0f;
-  const Dataset mine = parallel_slice(par, val, &a.index_base);
-  double count[2] = {0}; /* correct, failed */
-  if (mine.n) {
-    count[1] = robust_accuracy(net, &mine, &a, o->batch, &acc, err) != STATUS_OK;
-    count[0] = count[1] ? 0.0 : (double)lround(acc * mine.n);
-  }
-  if (par->ranks > 1) dist_sum_doubles(count, 2);
-  if (count[1] && err && err->status == STATUS_OK)
-    mr_error_set(err, STATUS_ERR_IO, "another rank failed its share of the robust validation");
-  return count[1] ? -1.0f : (float)(count[0] / val->n);
+  const Status s = net_output_pixels(net) > 1
+                       ? seg_robust_dice(net, val, &a, o->batch, &acc, err)
+                       : robust_accuracy(net, val, NULL, 0, &a, o->batch, &acc, err);
+  return s == STATUS_OK ? (float)acc : -1.0f;
 }
 
 Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainProgressFn progress,
@@ -582,7 +571,7 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
                                   : evaluate_accuracy(net, check, B, probs, &degenerate, &par);
     float score = val_acc;
     if (o->adv) {
-      score = p.val_robust_acc = validate_robust(net, o, check, &par, err);
+      score = p.val_robust_acc = validate_robust(net, o, check, err);
       if (score < 0.0f) {
         status = err && err->status ? err->status : STATUS_ERR_NOMEM;
         break;
