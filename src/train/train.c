@@ -459,12 +459,14 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
   Optimizer opt = {.lr = o->lr, .momentum = o->momentum, .weight_decay = o->weight_decay};
   status = optim_init(&opt, o->optim, net_param_count(net), err);
   if (status != STATUS_OK) return status;
-  float *x = malloc(sizeof(float) * per * B), *scratch = malloc(sizeof(float) * per);
+  /* augmentation scratch per thread: rows are augmented in parallel */
+  const int threads = mr_get_threads() > 0 ? mr_get_threads() : 1;
+  float *x = malloc(sizeof(float) * per * B), *scratch = malloc(sizeof(float) * per * threads);
   float *x_adv = o->adv ? malloc(sizeof(float) * per * B) : NULL;
   int *y = malloc(sizeof(int) * B * P), *order = malloc(sizeof(int) * train->n);
   par.row = malloc(sizeof(int) * B);
   int *step_pred = malloc(sizeof(int) * B * P); /* this step's answers, for the accuracy */
-  int *mask_scratch = segment ? malloc(sizeof(int) * P) : NULL;
+  int *mask_scratch = segment ? malloc(sizeof(int) * P * threads) : NULL;
   const size_t n_eval = (size_t)(val->n > B ? val->n : B > train->n ? B : train->n);
   float *probs = segment ? NULL : malloc(sizeof(float) * k * n_eval + sizeof(float));
   int *val_pred = segment ? malloc(sizeof(int) * P * n_eval) : NULL;
@@ -514,7 +516,9 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
       /* each row's augmentation and noise from its own stream: the same image whichever
        * rank holds the row */
       const uint64_t batch_seed = rng_next(&st.data_rng);
+#pragma omp parallel for schedule(static) num_threads(threads)
       for (int i = 0; i < rows; i++) {
+        const int t = omp_get_thread_num();
         const int idx = order[step * B + par.row[i]];
         Rng rng;
         rng_seed_stream(&rng, batch_seed, (uint64_t)par.row[i]);
@@ -524,8 +528,9 @@ Status train_run(Net *net, const DataSplits *data, const TrainOptions *o, TrainP
         else
           y[i] = train->labels[idx];
         if (o->augment)
-          augment_image_mask(x + per * i, segment ? y + (size_t)P * i : NULL, scratch, mask_scratch,
-                             train->c, train->h, train->w, o->rotate_deg, &rng);
+          augment_image_mask(x + per * i, segment ? y + (size_t)P * i : NULL, scratch + per * t,
+                             segment ? mask_scratch + (size_t)P * t : NULL, train->c, train->h,
+                             train->w, o->rotate_deg, &rng);
         if (o->noise_sd > 0)
           for (size_t p = 0; p < per; p++) x[per * i + p] += o->noise_sd * rng_normal(&rng);
       }
