@@ -55,36 +55,49 @@ static void check_conv(Conv2dDims d) {
   assert_true(max_abs_diff(dw_n, dw, nw) < 1e-3);
   assert_true(max_abs_diff(db_n, db, d.OC) < 1e-3);
 
-  /* the oneDNN path agrees with the oracle and accumulates into its gradients */
-  ConvDnnl *fast = conv2d_dnnl_create(d, 1, 0);
-  assert_non_null(fast);
-  void *ws[CONV_WS_COUNT];
-  for (int s = 0; s < CONV_WS_COUNT; s++)
-    ws[s] = aligned_alloc(64, (conv2d_dnnl_workspace_bytes(fast, s) + 63) / 64 * 64 + 64);
+  /* the oneDNN path, NCHW and NHWC (its blocked, aliased and cropped forms), agrees with the
+   * oracle and accumulates into its gradients */
   float *out_d = malloc(4 * no), *dinp_d = malloc(4 * ni), *dw_d = malloc(4 * nw),
         *db_d = malloc(4 * d.OC);
-  for (size_t i = 0; i < ni; i++) dinp_d[i] = 1.0f;
-  for (size_t i = 0; i < nw; i++) dw_d[i] = 1.0f;
-  for (int i = 0; i < d.OC; i++) db_d[i] = 1.0f;
-  conv2d_dnnl_forward(fast, ws, out_d, c.inp, c.w, c.b);
-  assert_true(max_abs_diff(out_naive, out_d, no) < 1e-4);
-  conv2d_dnnl_backward(fast, ws, dinp_d, 1, dw_d, db_d, c.R, c.inp, c.w);
-  for (size_t i = 0; i < ni; i++) dinp_d[i] -= 1.0f;
-  for (size_t i = 0; i < nw; i++) dw_d[i] -= 1.0f;
-  for (int i = 0; i < d.OC; i++) db_d[i] -= 1.0f;
-  assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
-  assert_true(max_abs_diff(dw_n, dw_d, nw) < 1e-3);
-  assert_true(max_abs_diff(db_n, db_d, d.OC) < 1e-3);
-  /* overwrite mode ignores what the gradient buffer held, in both paths */
-  for (size_t i = 0; i < ni; i++) dinp_d[i] = NAN;
-  conv2d_dnnl_backward(fast, ws, dinp_d, 0, NULL, NULL, c.R, c.inp, c.w);
-  assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
-  for (size_t i = 0; i < ni; i++) dinp_d[i] = NAN;
+  float *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no), *out_cl = malloc(4 * no),
+        *dinp_cl = malloc(4 * ni);
+  nchw_to_nhwc(inp_cl, 0, c.inp, d.B, d.C, d.H * d.W);
+  nchw_to_nhwc(R_cl, 0, c.R, d.B, d.OC, d.OH * d.OW);
+  for (int cl = 0; cl < 2; cl++) {
+    ConvDnnl *fast = conv2d_dnnl_create(d, 1, cl);
+    assert_non_null(fast);
+    const float *x = cl ? inp_cl : c.inp, *R = cl ? R_cl : c.R;
+    float *y = cl ? out_cl : out_d, *dx = cl ? dinp_cl : dinp_d;
+    void *ws[CONV_WS_COUNT];
+    for (int s = 0; s < CONV_WS_COUNT; s++)
+      ws[s] = aligned_alloc(64, (conv2d_dnnl_workspace_bytes(fast, s) + 63) / 64 * 64 + 64);
+    for (size_t i = 0; i < ni; i++) dx[i] = 1.0f;
+    for (size_t i = 0; i < nw; i++) dw_d[i] = 1.0f;
+    for (int i = 0; i < d.OC; i++) db_d[i] = 1.0f;
+    conv2d_dnnl_forward(fast, ws, y, x, c.w, c.b);
+    if (cl) nhwc_to_nchw(out_d, 0, out_cl, d.B, d.OC, d.OH * d.OW);
+    assert_true(max_abs_diff(out_naive, out_d, no) < 1e-4);
+    conv2d_dnnl_backward(fast, ws, dx, 1, dw_d, db_d, R, x, c.w);
+    if (cl) nhwc_to_nchw(dinp_d, 0, dinp_cl, d.B, d.C, d.H * d.W);
+    for (size_t i = 0; i < ni; i++) dinp_d[i] -= 1.0f;
+    for (size_t i = 0; i < nw; i++) dw_d[i] -= 1.0f;
+    for (int i = 0; i < d.OC; i++) db_d[i] -= 1.0f;
+    assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
+    assert_true(max_abs_diff(dw_n, dw_d, nw) < 1e-3);
+    assert_true(max_abs_diff(db_n, db_d, d.OC) < 1e-3);
+    /* overwrite mode ignores what the gradient buffer held */
+    for (size_t i = 0; i < ni; i++) dx[i] = NAN;
+    conv2d_dnnl_backward(fast, ws, dx, 0, NULL, NULL, R, x, c.w);
+    if (cl) nhwc_to_nchw(dinp_d, 0, dinp_cl, d.B, d.C, d.H * d.W);
+    assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
+    conv2d_dnnl_free(fast);
+    for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
+  }
+  for (size_t i = 0; i < ni; i++) dinp_d[i] = NAN; /* and so does the im2col path's */
   conv2d_backward(dinp_d, 0, NULL, NULL, c.R, c.inp, c.w, d, c.scratch, partial);
   assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
-  conv2d_dnnl_free(fast);
-  for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
   free(out_d), free(dinp_d), free(dw_d), free(db_d);
+  free(inp_cl), free(R_cl), free(out_cl), free(dinp_cl);
 
   /* 1 vs all threads: forward is per image, so bitwise equal */
   float *out1 = malloc(4 * no), *dw1 = calloc(nw, 4);
@@ -263,6 +276,81 @@ static void test_conv2d(void **state) {
        .DH = 1,
        .DW = 2,
        .groups = 4},
+      /* kernels larger than their maps: taps that only meet padding are cut (7x7 -> 3x3;
+       * 7x7 -> 5x5, which still runs blocked; 3x3 -> 1x1 on 16 aliased channels; one axis
+       * only; a dilated kernel down to its middle tap) */
+      {.B = 2,
+       .C = 32,
+       .H = 2,
+       .W = 2,
+       .OC = 32,
+       .KH = 7,
+       .KW = 7,
+       .SH = 1,
+       .SW = 1,
+       .PT = 3,
+       .PB = 3,
+       .PL = 3,
+       .PR = 3,
+       .groups = 1},
+      {.B = 2,
+       .C = 32,
+       .H = 3,
+       .W = 3,
+       .OC = 32,
+       .KH = 7,
+       .KW = 7,
+       .SH = 1,
+       .SW = 1,
+       .PT = 3,
+       .PB = 3,
+       .PL = 3,
+       .PR = 3,
+       .groups = 1},
+      {.B = 2,
+       .C = 16,
+       .H = 1,
+       .W = 1,
+       .OC = 16,
+       .KH = 3,
+       .KW = 3,
+       .SH = 1,
+       .SW = 1,
+       .PT = 1,
+       .PB = 1,
+       .PL = 1,
+       .PR = 1,
+       .groups = 1},
+      {.B = 2,
+       .C = 5,
+       .H = 2,
+       .W = 6,
+       .OC = 7,
+       .KH = 7,
+       .KW = 3,
+       .SH = 1,
+       .SW = 2,
+       .PT = 3,
+       .PB = 3,
+       .PL = 1,
+       .PR = 1,
+       .groups = 1},
+      {.B = 2,
+       .C = 4,
+       .H = 2,
+       .W = 2,
+       .OC = 4,
+       .KH = 3,
+       .KW = 3,
+       .SH = 1,
+       .SW = 1,
+       .PT = 2,
+       .PB = 2,
+       .PL = 2,
+       .PR = 2,
+       .DH = 2,
+       .DW = 2,
+       .groups = 2},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(cases[i]);
 }
