@@ -336,6 +336,18 @@ static void test_gradient_buffers_shared(void **state) {
                   m.total_bytes / 1e6);
     assert_true(m.gradient_bytes > 0 && m.gradient_bytes < m.total_bytes);
     assert_true(m.gradient_bytes <= cases[k].most * m.unshared_gradient_bytes);
+    /* every residual add writes its sum over its last batchnorm's output (the gradient checks
+     * above run on that plan) */
+    int adds = 0, over_bn = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+      const Layer *l = &net->layers[i];
+      if (l->kind != OP_ADD) continue;
+      adds++;
+      if (l->overwrites)
+        over_bn += net->layers[l->src[l->overwrites - 1] - 1].kind == OP_BATCHNORM2D;
+    }
+    assert_int_equal(over_bn, adds);
+    if (strcmp(cases[k].arch, "resnet20") == 0) assert_int_equal(adds, 9);
     net_free(net);
   }
 }

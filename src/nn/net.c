@@ -314,6 +314,26 @@ static void net_fuse_relus(Net *net) {
   }
 }
 
+/* A residual add writes its sum over an input that nothing else needs: one read by the add
+ * alone, made by an op whose backward does not read it (the last batchnorm of a bottleneck, or
+ * of a shortcut), as PyTorch's `out += identity`. The add's backward reads no input. Saves a
+ * block-output-sized buffer per residual block in the training plan: 700 MB of ResNet-50's
+ * 224x224 batch of 32. */
+static void net_overwrite_inputs(Net *net) {
+  for (int i = 0; i < net->n_layers; i++) {
+    Layer *l = &net->layers[i];
+    if (!op_def(l->kind)->may_overwrite_input) continue;
+    for (int k = 0; k < l->n_src && !l->overwrites; k++) {
+      const int t = l->src[k];
+      if (t == NET_INPUT) continue;
+      const Layer *prod = &net->layers[t - 1];
+      if (op_def(prod->kind)->backward_skips_output && !prod->fused_relu && !prod->alias &&
+          !prod->overwrites && prod->readers == 1)
+        l->overwrites = 1 + k;
+    }
+  }
+}
+
 static void net_resolve(Net *net) {
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
@@ -352,6 +372,7 @@ Status net_finish(Net *net, MrError *err) {
                         net->spec.arch, net->n_params + net->n_stats, net->spec.max_floats);
   net_count_readers(net);
   net_fuse_relus(net);
+  net_overwrite_inputs(net);
   net->params = calloc(net->n_params ? net->n_params : 1, sizeof(float));
   net->grads = calloc(net->n_params ? net->n_params : 1, sizeof(float));
   net->stats = calloc(net->n_stats ? net->n_stats : 1, sizeof(float));
@@ -585,6 +606,8 @@ static float *net_plan_outputs(Net *net, float *p, int batch) {
     Layer *l = &net->layers[i];
     if (l->alias)
       l->out = net_tensor_out(net, l->src[0]);
+    else if (l->overwrites)
+      l->out = net_tensor_out(net, l->src[l->overwrites - 1]);
     else
       l->out = p, p += A(layer_out_size(l) * batch);
   }
@@ -673,7 +696,7 @@ Status net_plan(Net *net, int batch, MrError *err) {
   for (int i = 0; i < net->n_layers; i++) {
     const Layer *l = &net->layers[i];
     const OpDef *op = op_def(l->kind);
-    if (!l->alias) total += A(layer_out_size(l) * batch);
+    if (!l->alias && !l->overwrites) total += A(layer_out_size(l) * batch);
     if (op->saved_floats) total += A(op->saved_floats(l, batch));
     if (op->scratch_floats) {
       const size_t s = op->scratch_floats(l, batch, threads);

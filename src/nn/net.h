@@ -79,6 +79,8 @@ typedef struct {
   /* planner passes (never change what a tensor id means to the builder) */
   int fused_relu; /* this layer applies the ReLU that reads it (batchnorm, add) */
   int alias;      /* a ReLU fused into its producer: shares the producer's buffers */
+  int overwrites; /* 1 + k: the output is written over input k's buffer (its gradient is its
+                     own); 0: a buffer of its own */
   /* parameters: arena offsets, then pointers */
   unsigned slots;
   size_t slot_off[SLOT_COUNT];
@@ -171,6 +173,11 @@ typedef struct {
   unsigned attrs;    /* ATTR_* bits it reads */
   int channels_last; /* has (B,H,W,C) kernels; a net with an op without them stays planar */
   int fuses_relu;    /* can apply a following ReLU in its own pass */
+  /* backward never reads this op's output (but for the mask of a fused ReLU): once its one
+   * reader has run, the buffer may be overwritten (net_overwrite_inputs) */
+  int backward_skips_output;
+  /* forward may write its output over an input, and backward reads no input */
+  int may_overwrite_input;
   /* Checks the inputs and attributes, sets l->out_shape and l->flops and
    * registers the parameters (net_param). Returns 0, or 1 with why filled.
    * NULL: the output has input 0's shape and the op has no parameters. */

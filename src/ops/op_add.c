@@ -36,6 +36,7 @@ const OpDef op_add = {
     .max_inputs = 2,
     .channels_last = 1,
     .fuses_relu = 1,
+    .may_overwrite_input = 1,
     .infer = add_infer,
     .forward = add_fwd,
     .backward = add_bwd,

@@ -87,6 +87,7 @@ const OpDef op_batchnorm2d = {
     .attrs = ATTR_EPS | ATTR_MOMENTUM,
     .channels_last = 1,
     .fuses_relu = 1,
+    .backward_skips_output = 1,
     .infer = bn_infer,
     .init = bn_init,
     .saved_floats = bn_saved,

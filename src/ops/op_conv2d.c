@@ -91,6 +91,7 @@ const OpDef op_conv2d = {
     .attrs = ATTR_OUT_CHANNELS | ATTR_GROUPS | ATTR_BIAS | ATTR_KERNEL | ATTR_STRIDE | ATTR_PAD |
              ATTR_DILATION,
     .channels_last = 1,
+    .backward_skips_output = 1,
     .infer = conv_infer,
     .init = conv_init,
     .scratch_floats = conv_scratch,
