@@ -6,7 +6,9 @@
  * or one model file (--model, .onnx too) or family. --op times one operation only (a
  * process's peak RSS is then that operation's: bench/memory.sh).
  * Prints CSV rows: model,size,channels,op,images_per_s,gflops (forward FLOPs times 1, 2 or 3
- * for forward, PGD step and training step: the passes over the weights).
+ * for forward, PGD step and training step: the passes over the weights),gflops_inside (the
+ * same without the kernel taps that fall on padding),conv_share (the share of the time in the
+ * convolutions, from a profiled run after the timed ones).
  * --profile adds each row's milliseconds per layer and per op kind (comment lines), and
  * --no-ceiling skips the ceiling measurement.
  * usage: bench_engine [--threads N] [--batch B] [--quick] [--large] [--only MODEL[:SIZE]]
@@ -20,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <oneapi/dnnl/dnnl.h>
 
 #include "medrobust.h"
 
@@ -64,16 +68,39 @@ static void run_op(BenchCtx *c, BenchOp op) {
 /* --profile: per-layer milliseconds per call of `op`, as comment lines after its row, and
  * per op kind; "other" is the call's time outside the layers (input normalisation, loss,
  * softmax, optimiser step). */
-static void print_profile(BenchCtx *c, BenchOp op, const char *label, int size) {
+/* Milliseconds per call of `op` over `calls` profiled calls (each layer's seconds in
+ * net_profile_seconds); negative without the memory to profile. */
+static double profiled_ms(BenchCtx *c, BenchOp op, int calls) {
   MrError err = {0};
   if (net_profile_start(c->net, &err) != STATUS_OK) {
     fprintf(stderr, "%s\n", err.msg);
-    return;
+    return -1;
   }
-  const int calls = 10, n = net_layer_count(c->net);
   const double t0 = now();
   for (int i = 0; i < calls; i++) run_op(c, op);
-  const double total = (now() - t0) * 1e3 / calls;
+  return (now() - t0) * 1e3 / calls;
+}
+
+/* The share of a call spent in the convolutions (forward, with a folded batchnorm in inference,
+ * and backward): the part oneDNN's kernels do, the same kernels PyTorch calls. The rest is what
+ * the engine itself can still win; a row's ratio divided by this share is the most it could
+ * reach with everything else free. */
+static double conv_share(BenchCtx *c, BenchOp op) {
+  const int calls = 5, n = net_layer_count(c->net);
+  const double total = profiled_ms(c, op, calls);
+  if (total <= 0) return 0;
+  const double *s = net_profile_seconds(c->net);
+  double conv_ms = 0;
+  for (int i = 0; i < n; i++)
+    if (strcmp(net_layer_info(c->net, i).op, "conv2d") == 0)
+      conv_ms += (s[i] + s[n + i]) * 1e3 / calls;
+  return conv_ms / total;
+}
+
+static void print_profile(BenchCtx *c, BenchOp op, const char *label, int size) {
+  const int calls = 10, n = net_layer_count(c->net);
+  const double total = profiled_ms(c, op, calls);
+  if (total < 0) return;
   const double *s = net_profile_seconds(c->net);
   enum { KINDS = 32 };
   const char *kind[KINDS];
@@ -119,8 +146,8 @@ static double measure(BenchCtx *c, BenchOp op, int reps) {
 }
 
 /* The machine's ceilings on `threads` threads, in GFLOP/s: a register-only FMA loop at the
- * widest vectors the build targets, and OpenBLAS's sgemm at n = 2048 (the % of peak of
- * bench/compare.py). Printed as a comment line before the CSV header. */
+ * widest vectors the build targets, and OpenBLAS's and oneDNN's sgemm at n = 2048 (the % of
+ * peak of bench/compare.py). Printed as a comment line before the CSV header. */
 static void print_ceilings(int threads) {
 #if defined(__AVX512F__)
   typedef __m512 Vec;
@@ -162,7 +189,7 @@ static void print_ceilings(int threads) {
   const int n = 2048;
   float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
         *c = malloc(sizeof(float) * n * n);
-  double sgemm_rate = 0;
+  double sgemm_rate = 0, dnnl_rate = 0;
   if (a && b && c) {
     openblas_set_num_threads(threads); /* the engine runs it single-threaded per image */
     for (long i = 0; i < (long)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
@@ -172,10 +199,18 @@ static void print_ceilings(int threads) {
       const double rate = 2.0 * n * n * n / (now() - t0) / 1e9;
       if (rep && rate > sgemm_rate) sgemm_rate = rate; /* the first warms up */
     }
+    /* oneDNN's own sgemm (its JIT kernels, the library the convolutions come from) */
+    for (int rep = 0; rep < 4; rep++) {
+      const double t0 = now();
+      if (dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n) != dnnl_success) break;
+      const double rate = 2.0 * n * n * n / (now() - t0) / 1e9;
+      if (rep && rate > dnnl_rate) dnnl_rate = rate;
+    }
   }
   free(a), free(b), free(c);
   openblas_set_num_threads(1);
-  printf("# ceiling fma=%.1f sgemm=%.1f threads=%d\n", fma_rate, sgemm_rate, threads);
+  printf("# ceiling fma=%.1f sgemm=%.1f dnnl_sgemm=%.1f threads=%d\n", fma_rate, sgemm_rate,
+         dnnl_rate, threads);
 }
 
 /* One CSV row per operation (or only `only_op`, >= 0) for a net at a batch size; 0, or 1
@@ -200,13 +235,20 @@ static int bench_net(Net *net, const char *label, int size, int batch, int reps,
   Optimizer opt = {.lr = 0.01f, .momentum = 0.9f, .weight_decay = 5e-4f};
   optim_init(&opt, OPTIM_SGD, net_param_count(net), NULL);
   c.opt = &opt;
+  double flops_inside = 0; /* per image, padding taps left out */
+  for (int i = 0; i < net_layer_count(net); i++)
+    flops_inside += net_layer_info(net, i).flops_inside;
+  double rates[3] = {0};
+  for (int op = 0; op < 3; op++) /* timed before any profiling (which stays on) */
+    if (only_op < 0 || op == only_op) rates[op] = measure(&c, (BenchOp)op, reps);
   for (int op = 0; op < 3; op++) {
     if (only_op >= 0 && op != only_op) continue;
     /* the convolutions' and dense layers' work: a forward, plus the input gradient (a PGD
      * step), plus the weight gradient (a training step) */
-    const double rate = measure(&c, (BenchOp)op, reps), passes = 1 + op;
-    printf("%s,%d,%d,%s,%.1f,%.1f\n", label, size, net_spec(net)->in_c, op_names[op], rate,
-           rate * net_flops(net) * passes / 1e9);
+    const double passes = 1 + op;
+    printf("%s,%d,%d,%s,%.1f,%.1f,%.1f,%.3f\n", label, size, net_spec(net)->in_c, op_names[op],
+           rates[op], rates[op] * net_flops(net) * passes / 1e9,
+           rates[op] * flops_inside * passes / 1e9, conv_share(&c, (BenchOp)op));
     if (profile) print_profile(&c, (BenchOp)op, label, size);
     fflush(stdout);
   }
@@ -275,7 +317,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "%s\n", err.msg);
       return 1;
     }
-    printf("model,size,channels,op,images_per_s,gflops\n");
+    printf("model,size,channels,op,images_per_s,gflops,gflops_inside,conv_share\n");
     const int rc = bench_net(net,
                              label    ? label
                              : family ? family
@@ -300,7 +342,7 @@ int main(int argc, char **argv) {
     for (int m = 0; m < 3; m++) rows[n_rows++] = (Row){paper002[m], new_sizes[s], 32, 1};
   const char *imagenet[] = {"resnet50", "vgg16", "mobilenet", "densenet121"};
   for (int m = 0; large && m < 4; m++) rows[n_rows++] = (Row){imagenet[m], 224, 32, 3};
-  printf("model,size,channels,op,images_per_s,gflops\n");
+  printf("model,size,channels,op,images_per_s,gflops,gflops_inside,conv_share\n");
   for (int r = 0; r < n_rows; r++) {
     const Row *row = &rows[r];
     if ((only_model[0] && strcmp(only_model, row->model) != 0) ||

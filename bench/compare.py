@@ -1,7 +1,10 @@
 """Joins the two CSVs of bench/run.sh into a markdown table: medrobust against
 the best PyTorch configuration of each row (the ratio), with every
 configuration's rate shown, and medrobust's share of the FMA peak bench_engine
-measured on the same machine (its "# ceiling" line)."""
+measured on the same machine (its "# ceiling" line), the share of medrobust's time spent in
+the convolutions (oneDNN's kernels, which PyTorch calls too) and the ratio medrobust would
+reach if everything but the convolutions took no time: the ratio over that share. A row whose
+bound is below 1.5 cannot reach issue 16's 1.5x without convolutions faster than oneDNN's."""
 import csv
 import sys
 
@@ -26,19 +29,26 @@ def key(r):
 
 peaks = ceilings(sys.argv[1])
 FMA_PEAK = peaks.get("fma", 0.0)
+SGEMM_PEAK = max(peaks.get("sgemm", 0.0), peaks.get("dnnl_sgemm", 0.0))
 ours = {key(r): float(r["images_per_s"]) for r in load(sys.argv[1])}
-gflops = {key(r): float(r["gflops"]) for r in load(sys.argv[1]) if r.get("gflops")}
+# the % of peak counts the multiply-adds whose input is inside the image (padding taps are no
+# work, and medrobust skips kernel rows that only meet padding); older CSVs: every tap
+gflops = {key(r): float(r.get("gflops_inside") or r["gflops"])
+          for r in load(sys.argv[1]) if r.get("gflops")}
+share = {key(r): float(r["conv_share"]) for r in load(sys.argv[1]) if r.get("conv_share")}
 theirs = {}
 for r in load(sys.argv[2]):
     theirs.setdefault(key(r), {})[r.get("config", "default")] = float(r["images_per_s"])
 if peaks:
-    print("Measured ceilings on %d threads: FMA loop %.0f GFLOP/s, OpenBLAS sgemm (n=2048) %.0f "
-          "GFLOP/s; %% of peak is of the FMA loop, from nominal FLOPs (padding taps counted)."
-          % (peaks.get("threads", 0), peaks.get("fma", 0), peaks.get("sgemm", 0)))
+    print("Measured ceilings on %d threads: FMA loop %.0f GFLOP/s, sgemm (n=2048) %.0f GFLOP/s "
+          "in OpenBLAS and %.0f in oneDNN; %% of peak is of the FMA loop and of the better sgemm, "
+          "counting the multiply-adds whose input is inside the image (not padding taps)."
+          % (peaks.get("threads", 0), peaks.get("fma", 0), peaks.get("sgemm", 0),
+             peaks.get("dnnl_sgemm", 0)))
     print()
-print("| model | input | operation | medrobust img/s | % of FMA peak | PyTorch default "
-      "| channels_last | frozen | best PyTorch | ratio to best |")
-print("|---|---|---|---:|---:|---:|---:|---:|---|---:|")
+print("| model | input | operation | medrobust img/s | % of FMA peak | % of sgemm | PyTorch default "
+      "| channels_last | frozen | best PyTorch | ratio to best | conv share | bound |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
 for k, rate in ours.items():
     cfg = theirs.get(k, {})
     best = max(cfg, key=cfg.get) if cfg else None
@@ -47,8 +57,11 @@ for k, rate in ours.items():
         return "%.0f" % cfg[name] if name in cfg else "-"
 
     ratio = "%.2f" % (rate / cfg[best]) if best else "-"
+    conv = "%.0f%%" % (100 * share[k]) if share.get(k) else "-"
+    bound = "%.2f" % (rate / cfg[best] / share[k]) if best and share.get(k) else "-"
     model, size, channels, op = k
     peak = "%.0f%%" % (100 * gflops[k] / FMA_PEAK) if k in gflops and FMA_PEAK else "-"
-    print("| %s | %sx%s%s | %s | %.0f | %s | %s | %s | %s | %s | %s |" % (
-        model, size, size, "x%s" % channels if channels != "1" else "", op, rate, peak,
-        cell("default"), cell("channels_last"), cell("frozen"), best or "-", ratio))
+    sgemm = "%.0f%%" % (100 * gflops[k] / SGEMM_PEAK) if k in gflops and SGEMM_PEAK else "-"
+    print("| %s | %sx%s%s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        model, size, size, "x%s" % channels if channels != "1" else "", op, rate, peak, sgemm,
+        cell("default"), cell("channels_last"), cell("frozen"), best or "-", ratio, conv, bound))

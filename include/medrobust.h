@@ -360,8 +360,9 @@ typedef struct {
   int n_inputs;
   const int *inputs;
   int out_ndim, out[4];
-  size_t params; /* trainable floats */
-  double flops;  /* forward, per image */
+  size_t params;       /* trainable floats */
+  double flops;        /* forward, per image, every kernel tap counted (the usual count) */
+  double flops_inside; /* of them, those whose input is inside the image, not padding */
 } NetLayerInfo;
 int net_layer_count(const Net *net);
 NetLayerInfo net_layer_info(const Net *net, int i);

@@ -353,6 +353,26 @@ static void test_conv2d(void **state) {
        .groups = 2},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_conv(cases[i]);
+  /* multiply-adds off the padding: a 3x3 kernel over a padded 3x3 image meets it 7 times
+   * per axis (2 + 3 + 2), 49 of 81; unpadded, every tap counts */
+  Conv2dDims padded = {.B = 2,
+                       .C = 4,
+                       .H = 3,
+                       .W = 3,
+                       .OC = 5,
+                       .KH = 3,
+                       .KW = 3,
+                       .PT = 1,
+                       .PB = 1,
+                       .PL = 1,
+                       .PR = 1,
+                       .groups = 2};
+  assert_true(conv2d_dims_finish(&padded));
+  assert_true(conv2d_macs_inside(padded) == 2.0 * 5 * 2 * 49);
+  Conv2dDims valid = {
+      .B = 1, .C = 3, .H = 6, .W = 5, .OC = 2, .KH = 3, .KW = 2, .SH = 2, .groups = 1};
+  assert_true(conv2d_dims_finish(&valid));
+  assert_true(conv2d_macs_inside(valid) == 2.0 * 3 * valid.OH * valid.OW * 3 * 2);
 }
 
 /* ---- batchnorm ------------------------------------------------------------- */

@@ -24,6 +24,22 @@ int conv2d_dims_finish(Conv2dDims *d) {
   return d->OH > 0 && d->OW > 0;
 }
 
+/* (output position, kernel tap) pairs of one axis whose input lies inside the image */
+static double taps_inside(int in, int out, int kernel, int stride, int pad, int dilation) {
+  double n = 0;
+  for (int o = 0; o < out; o++)
+    for (int k = 0; k < kernel; k++) {
+      const int i = o * stride - pad + k * dilation;
+      n += i >= 0 && i < in;
+    }
+  return n;
+}
+
+double conv2d_macs_inside(Conv2dDims d) {
+  return (double)d.B * d.OC * (d.C / d.groups) * taps_inside(d.H, d.OH, d.KH, d.SH, d.PT, d.DH) *
+         taps_inside(d.W, d.OW, d.KW, d.SW, d.PL, d.DW);
+}
+
 static int conv2d_is_pointwise(Conv2dDims d) {
   return d.KH == 1 && d.KW == 1 && d.SH == 1 && d.SW == 1 && d.PT + d.PB + d.PL + d.PR == 0;
 }

@@ -25,6 +25,8 @@ typedef struct {
 /* OH/OW from the rest (stride or dilation 0 read as 1); returns 0 if the
  * output would be empty or a field is out of range. */
 int conv2d_dims_finish(Conv2dDims *d);
+/* Multiply-adds whose input pixel is inside the image (padding taps are no work). */
+double conv2d_macs_inside(Conv2dDims d);
 /* Floats of per-thread scratch the fast kernels need (im2col column). */
 size_t conv2d_scratch_floats(Conv2dDims d);
 

@@ -150,6 +150,7 @@ int net_add(Net *net, OpKind kind, const char *name, const int *src, int n_src, 
     return net_build_fail(net, "%s: output of %.0f elements per image (1..2^30)", who, numel);
   if (net->build_err.status != STATUS_OK) return -1; /* a parameter could not be registered */
   net->flops += l->flops;
+  if (l->flops_inside <= 0) l->flops_inside = l->flops;
   return ++net->n_layers;
 }
 
@@ -565,7 +566,8 @@ NetLayerInfo net_layer_info(const Net *net, int i) {
                        .inputs = l->src,
                        .out_ndim = l->out_shape.ndim,
                        .params = l->n_params,
-                       .flops = l->flops};
+                       .flops = l->flops,
+                       .flops_inside = l->flops_inside};
   memcpy(info.out, l->out_shape.d, sizeof info.out);
   return info;
 }

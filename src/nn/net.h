@@ -73,9 +73,10 @@ typedef struct {
   int src[NET_MAX_INPUTS];   /* input tensor ids */
   Shape in_shape, out_shape; /* per image: of input 0 and of the output */
   OpAttrs a;
-  double flops;    /* forward, per image */
-  size_t n_params; /* trainable floats it owns */
-  int readers;     /* layer inputs reading its output (set by net_finish) */
+  double flops;        /* forward, per image */
+  double flops_inside; /* of them, those not on padding (0: all) */
+  size_t n_params;     /* trainable floats it owns */
+  int readers;         /* layer inputs reading its output (set by net_finish) */
   /* planner passes (never change what a tensor id means to the builder) */
   int fused_relu; /* this layer applies the ReLU that reads it (batchnorm, add) */
   int alias;      /* a ReLU fused into its producer: shares the producer's buffers */

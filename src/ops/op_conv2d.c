@@ -27,6 +27,7 @@ static int conv_infer(Net *net, Layer *l, char *why, size_t n) {
   net_param(net, l, SLOT_WEIGHT, "weight", 4, wshape);
   if (a->bias) net_param(net, l, SLOT_BIAS, "bias", 1, bshape);
   l->flops = 2.0 * oc * d.OH * d.OW * (double)(C / g) * d.KH * d.KW;
+  l->flops_inside = 2.0 * conv2d_macs_inside(d);
   return 0;
 }
 

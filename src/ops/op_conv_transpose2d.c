@@ -47,6 +47,7 @@ static int convt_infer(Net *net, Layer *l, char *why, size_t n) {
   if (a->bias) net_param(net, l, SLOT_BIAS, "bias", 1, bshape);
   l->flops = 2.0 * C * shape_h(l->in_shape) * shape_w(l->in_shape) * (double)(oc / g) *
              a->kernel[0] * a->kernel[1];
+  l->flops_inside = 2.0 * conv2d_macs_inside(m); /* its mirror convolution's */
   return 0;
 }
 
