@@ -86,7 +86,7 @@ static double profiled_ms(BenchCtx *c, BenchOp op, int calls) {
  * the engine itself can still win; a row's ratio divided by this share is the most it could
  * reach with everything else free. */
 static double conv_share(BenchCtx *c, BenchOp op) {
-  const int calls = 5, n = net_layer_count(c->net);
+  const int calls = 3, n = net_layer_count(c->net);
   const double total = profiled_ms(c, op, calls);
   if (total <= 0) return 0;
   const double *s = net_profile_seconds(c->net);

@@ -27,18 +27,33 @@ def key(r):
     return (r["model"], r["size"], r.get("channels", "1"), r["op"])
 
 
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
+def medians(rows, column, by):
+    """column's median over the rows sharing by(row) (run.sh's rounds), where it is set"""
+    seen = {}
+    for r in rows:
+        if r.get(column):
+            seen.setdefault(by(r), []).append(float(r[column]))
+    return {k: median(v) for k, v in seen.items()}
+
+
 peaks = ceilings(sys.argv[1])
 FMA_PEAK = peaks.get("fma", 0.0)
 SGEMM_PEAK = max(peaks.get("sgemm", 0.0), peaks.get("dnnl_sgemm", 0.0))
-ours = {key(r): float(r["images_per_s"]) for r in load(sys.argv[1])}
+rows = load(sys.argv[1])
+ours = medians(rows, "images_per_s", key)
 # the % of peak counts the multiply-adds whose input is inside the image (padding taps are no
 # work, and medrobust skips kernel rows that only meet padding); older CSVs: every tap
-gflops = {key(r): float(r.get("gflops_inside") or r["gflops"])
-          for r in load(sys.argv[1]) if r.get("gflops")}
-share = {key(r): float(r["conv_share"]) for r in load(sys.argv[1]) if r.get("conv_share")}
+gflops = medians(rows, "gflops_inside", key) or medians(rows, "gflops", key)
+share = medians(rows, "conv_share", key)
 theirs = {}
-for r in load(sys.argv[2]):
-    theirs.setdefault(key(r), {})[r.get("config", "default")] = float(r["images_per_s"])
+for (k, config), rate in medians(load(sys.argv[2]), "images_per_s",
+                                 lambda r: (key(r), r.get("config", "default"))).items():
+    theirs.setdefault(k, {})[config] = rate
 if peaks:
     print("Measured ceilings on %d threads: FMA loop %.0f GFLOP/s, sgemm (n=2048) %.0f GFLOP/s "
           "in OpenBLAS and %.0f in oneDNN; %% of peak is of the FMA loop and of the better sgemm, "
