@@ -35,6 +35,6 @@ for row in resnet20:28:128:1 resnet20:64:128:1 mobilenet:128:32:1 unet:64:32:1 d
     [ "$cl" -lt "$small" ] && small=$cl
     input="${size}x$size"
     [ "$channels" = 3 ] && input="${input}x3"
-    echo "| $model | $input | $batch | $op | $ours | $def | $cl | $(echo "scale=2; $ours / $small" | bc) |"
+    echo "| $model | $input | $batch | $op | $ours | $def | $cl | $(awk "BEGIN { printf \"%.2f\", $ours / $small }") |"
   done
 done
