@@ -27,6 +27,11 @@ def key(r):
     return (r["model"], r["size"], r.get("channels", "1"), r["op"])
 
 
+def rate_text(rate):
+    """images/s: whole numbers, but a decimal below 100 (the 224x224 rows run at 3-40)"""
+    return "%.0f" % rate if rate >= 100 else "%.1f" % rate
+
+
 def median(values):
     values = sorted(values)
     return values[len(values) // 2]
@@ -69,7 +74,7 @@ for k, rate in ours.items():
     best = max(cfg, key=cfg.get) if cfg else None
 
     def cell(name):
-        return "%.0f" % cfg[name] if name in cfg else "-"
+        return rate_text(cfg[name]) if name in cfg else "-"
 
     ratio = "%.2f" % (rate / cfg[best]) if best else "-"
     conv = "%.0f%%" % (100 * share[k]) if share.get(k) else "-"
@@ -77,6 +82,7 @@ for k, rate in ours.items():
     model, size, channels, op = k
     peak = "%.0f%%" % (100 * gflops[k] / FMA_PEAK) if k in gflops and FMA_PEAK else "-"
     sgemm = "%.0f%%" % (100 * gflops[k] / SGEMM_PEAK) if k in gflops and SGEMM_PEAK else "-"
-    print("| %s | %sx%s%s | %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-        model, size, size, "x%s" % channels if channels != "1" else "", op, rate, peak, sgemm,
+    print("| %s | %sx%s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        model, size, size, "x%s" % channels if channels != "1" else "", op, rate_text(rate),
+        peak, sgemm,
         cell("default"), cell("channels_last"), cell("frozen"), best or "-", ratio, conv, bound))
