@@ -199,8 +199,8 @@ static void check_bn(Mode mode, int relu) {
   fill_uniform(c.rv, 4, &rng, 0.5f, 2.0f);
   float *dinp = calloc(n, 4), *dg = calloc(4, 4), *dbeta = calloc(4, 4);
   bn_loss(&c);
-  batchnorm2d_backward(dinp, 1, dg, dbeta, c.R, relu ? c.out : NULL, c.inp, c.gamma, c.mean,
-                       c.invstd, c.d, mode);
+  batchnorm2d_backward(dinp, 1, dg, dbeta, c.R, c.inp, c.gamma, c.beta, c.mean, c.invstd, c.d, mode,
+                       relu);
   /* with the fused ReLU a step may straddle its kink: smaller steps too */
   const int steps = relu ? 3 : 1;
   assert_true(gradcheck_steps(bn_loss, &c, c.inp, dinp, NULL, n, 1e-3f, steps) < TOL_SMOOTH);
@@ -220,6 +220,53 @@ static void test_batchnorm_eval(void **state) {
   (void)state;
   check_bn(MODE_EVAL, 0);
   check_bn(MODE_EVAL, 1);
+}
+
+/* The fused ReLU's backward mask is recomputed from the input: it must pass a gradient exactly
+ * where forward's output is positive, also for inputs a float step from the kink or on it. Eval
+ * mode, where dx = k * dy, so dx != 0 says the mask passed. Both layouts, C = 16 (the unrolled
+ * channel loop) and C = 5. */
+static void check_bn_relu_mask(int nhwc, int C) {
+  Rng rng;
+  rng_seed(&rng, 31 + C);
+  BatchNormDims d = {.B = 2, .C = C, .H = 5, .W = 7, .eps = 1e-5f, .momentum = 0.1f};
+  const size_t n = (size_t)d.B * C * d.H * d.W;
+  float *x = malloc(4 * n), *y = malloc(4 * n), *dy = malloc(4 * n), *dx = malloc(4 * n);
+  float gamma[16], beta[16], rm[16], rv[16], mean[16], invstd[16];
+  fill_uniform(gamma, (size_t)C, &rng, 0.3f, 2.0f);
+  fill_uniform(beta, (size_t)C, &rng, -1, 1);
+  fill_uniform(rm, (size_t)C, &rng, -0.5f, 0.5f);
+  fill_uniform(rv, (size_t)C, &rng, 0.2f, 3.0f);
+  beta[0] = rm[0] = 0.0f; /* channel 0's output is exactly 0 at x = 0 */
+  for (size_t i = 0; i < n; i++) {
+    const int c = nhwc ? (int)(i % (size_t)C) : (int)(i / (size_t)(d.H * d.W) % (size_t)C);
+    const float scale = gamma[c] / sqrtf(rv[c] + d.eps), shift = beta[c] - rm[c] * scale;
+    float v = -shift / scale; /* near the kink, then a few float steps either side */
+    for (int k = (int)(i % 7) - 3; k != 0; k += k < 0 ? 1 : -1) v = nextafterf(v, k < 0 ? -10 : 10);
+    x[i] = c == 0 && i % 3 == 0 ? 0.0f : v;
+    dy[i] = 1.0f;
+  }
+  void *scratch = malloc(batchnorm2d_nhwc_scratch_bytes(C));
+  if (nhwc) {
+    batchnorm2d_forward_nhwc(y, mean, invstd, x, gamma, beta, rm, rv, NULL, d, MODE_EVAL, 1,
+                             scratch);
+    batchnorm2d_backward_nhwc(dx, 0, NULL, NULL, dy, x, gamma, beta, mean, invstd, d, MODE_EVAL, 1,
+                              scratch);
+  } else {
+    batchnorm2d_forward(y, mean, invstd, x, gamma, beta, rm, rv, NULL, d, MODE_EVAL, 1);
+    batchnorm2d_backward(dx, 0, NULL, NULL, dy, x, gamma, beta, mean, invstd, d, MODE_EVAL, 1);
+  }
+  size_t passed = 0, mismatched = 0;
+  for (size_t i = 0; i < n; i++)
+    passed += y[i] > 0.0f, mismatched += (y[i] > 0.0f) != (dx[i] != 0.0f);
+  assert_int_equal(mismatched, 0);
+  assert_true(passed > n / 4 && passed < 3 * n / 4); /* the inputs straddle the kink */
+  free(x), free(y), free(dy), free(dx), free(scratch);
+}
+
+static void test_batchnorm_relu_mask(void **state) {
+  (void)state;
+  for (int nhwc = 0; nhwc < 2; nhwc++) check_bn_relu_mask(nhwc, 16), check_bn_relu_mask(nhwc, 5);
 }
 
 static void test_batchnorm_running_stats(void **state) {
@@ -254,13 +301,13 @@ static void bn_side_run(SharedSide *s) {
   if (s->nhwc) {
     batchnorm2d_forward_nhwc(s->out, s->mean, s->invstd, s->inp, s->gamma, s->beta, s->rm, s->rv,
                              &s->nbt, s->d, MODE_TRAIN, s->relu, s->scratch);
-    batchnorm2d_backward_nhwc(s->dinp, 0, s->dgamma, s->dbeta, s->dout, s->relu ? s->out : NULL,
-                              s->inp, s->gamma, s->mean, s->invstd, s->d, MODE_TRAIN, s->scratch);
+    batchnorm2d_backward_nhwc(s->dinp, 0, s->dgamma, s->dbeta, s->dout, s->inp, s->gamma, s->beta,
+                              s->mean, s->invstd, s->d, MODE_TRAIN, s->relu, s->scratch);
   } else {
     batchnorm2d_forward(s->out, s->mean, s->invstd, s->inp, s->gamma, s->beta, s->rm, s->rv,
                         &s->nbt, s->d, MODE_TRAIN, s->relu);
-    batchnorm2d_backward(s->dinp, 0, s->dgamma, s->dbeta, s->dout, s->relu ? s->out : NULL, s->inp,
-                         s->gamma, s->mean, s->invstd, s->d, MODE_TRAIN);
+    batchnorm2d_backward(s->dinp, 0, s->dgamma, s->dbeta, s->dout, s->inp, s->gamma, s->beta,
+                         s->mean, s->invstd, s->d, MODE_TRAIN, s->relu);
   }
 }
 
@@ -666,13 +713,13 @@ static void cl_run(ChannelsLastOp op, int nhwc, ClSide *s, int acc, BatchNormDim
       if (nhwc) {
         batchnorm2d_forward_nhwc(s->y, s->mean, s->invstd, s->x, s->gamma, s->beta, s->rm, s->rv,
                                  &s->nbt, bd, mode, relu, scratch);
-        batchnorm2d_backward_nhwc(s->dx, acc, s->dgamma, s->dbeta, s->dy, relu ? s->y : NULL, s->x,
-                                  s->gamma, s->mean, s->invstd, bd, mode, scratch);
+        batchnorm2d_backward_nhwc(s->dx, acc, s->dgamma, s->dbeta, s->dy, s->x, s->gamma, s->beta,
+                                  s->mean, s->invstd, bd, mode, relu, scratch);
       } else {
         batchnorm2d_forward(s->y, s->mean, s->invstd, s->x, s->gamma, s->beta, s->rm, s->rv,
                             &s->nbt, bd, mode, relu);
-        batchnorm2d_backward(s->dx, acc, s->dgamma, s->dbeta, s->dy, relu ? s->y : NULL, s->x,
-                             s->gamma, s->mean, s->invstd, bd, mode);
+        batchnorm2d_backward(s->dx, acc, s->dgamma, s->dbeta, s->dy, s->x, s->gamma, s->beta,
+                             s->mean, s->invstd, bd, mode, relu);
       }
       break;
     case CL_MAXPOOL:
@@ -834,6 +881,7 @@ int main(void) {
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_batchnorm_train),
       cmocka_unit_test(test_batchnorm_eval),
+      cmocka_unit_test(test_batchnorm_relu_mask),
       cmocka_unit_test(test_batchnorm_running_stats),
       cmocka_unit_test(test_batchnorm_shared_batch),
       cmocka_unit_test(test_relu),

@@ -101,11 +101,12 @@ void batchnorm2d_forward(float *out, float *save_mean, float *save_invstd, const
                          const float *gamma, const float *beta, float *running_mean,
                          float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
                          Mode mode, int relu);
-/* out: the forward output when a ReLU was fused (it masks dout), else NULL */
+/* relu: forward fused a ReLU (dout is masked where bn(inp) <= 0, recomputed from inp, gamma
+ * and beta, so backward never reads the output) */
 void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbeta,
-                          const float *dout, const float *out, const float *inp, const float *gamma,
-                          const float *save_mean, const float *save_invstd, BatchNormDims d,
-                          Mode mode);
+                          const float *dout, const float *inp, const float *gamma,
+                          const float *beta, const float *save_mean, const float *save_invstd,
+                          BatchNormDims d, Mode mode, int relu);
 
 /* Channels-last (B,H,W,C) variants, same semantics; scratch holds
  * batchnorm2d_nhwc_scratch_bytes(C) bytes, 8-byte aligned. */
@@ -115,9 +116,9 @@ void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, 
                               float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
                               Mode mode, int relu, void *scratch);
 void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float *dbeta,
-                               const float *dout, const float *out, const float *inp,
-                               const float *gamma, const float *save_mean, const float *save_invstd,
-                               BatchNormDims d, Mode mode, void *scratch);
+                               const float *dout, const float *inp, const float *gamma,
+                               const float *beta, const float *save_mean, const float *save_invstd,
+                               BatchNormDims d, Mode mode, int relu, void *scratch);
 
 /* ---- layouts ------------------------------------------------------------ */
 /* (B,C,HW) <-> (B,HW,C); accumulate adds into dst instead of overwriting it */

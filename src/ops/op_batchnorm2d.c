@@ -69,15 +69,14 @@ static void bn_forward(const LayerCall *c) {
 static void bn_backward(const LayerCall *c) {
   const Layer *l = c->l;
   float *dgamma = c->param_grads ? l->dweight : NULL, *dbeta = c->param_grads ? l->dbias : NULL;
-  const float *relu_out = l->fused_relu ? l->out : NULL;
   const float *mean = l->saved, *invstd = l->saved + shape_c(l->in_shape);
   if (c->channels_last)
-    batchnorm2d_backward_nhwc(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, relu_out,
-                              call_in(c, 0), l->weight, mean, invstd, bn_dims(c), c->mode,
+    batchnorm2d_backward_nhwc(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, call_in(c, 0),
+                              l->weight, l->bias, mean, invstd, bn_dims(c), c->mode, l->fused_relu,
                               c->net->scratch);
   else
-    batchnorm2d_backward(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, relu_out, call_in(c, 0),
-                         l->weight, mean, invstd, bn_dims(c), c->mode);
+    batchnorm2d_backward(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, call_in(c, 0),
+                         l->weight, l->bias, mean, invstd, bn_dims(c), c->mode, l->fused_relu);
 }
 
 const OpDef op_batchnorm2d = {
