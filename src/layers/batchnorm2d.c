@@ -358,27 +358,14 @@ ALWAYS_INLINE void rows_dx(const int C, float *dinp, int accumulate, const float
                            const float *inp, size_t lo, size_t hi, const float *mean,
                            const float *k, const float *a, const float *b, const float *scale,
                            const float *shift) {
-#define BN_DX(relu, train, acc)                                                            \
-  rows_dx_kind(C, relu, train, acc, dinp, dout, inp, lo, hi, mean, k, a, b, scale, shift); \
-  break
-  switch ((scale != NULL) * 4 + (a != NULL) * 2 + (accumulate != 0)) {
-    case 0:
-      BN_DX(0, 0, 0);
-    case 1:
-      BN_DX(0, 0, 1);
-    case 2:
-      BN_DX(0, 1, 0);
-    case 3:
-      BN_DX(0, 1, 1);
-    case 4:
-      BN_DX(1, 0, 0);
-    case 5:
-      BN_DX(1, 0, 1);
-    case 6:
-      BN_DX(1, 1, 0);
-    default:
-      BN_DX(1, 1, 1);
-  }
+#define BN_DX(relu, train)                                                                     \
+  (accumulate                                                                                  \
+       ? rows_dx_kind(C, relu, train, 1, dinp, dout, inp, lo, hi, mean, k, a, b, scale, shift) \
+       : rows_dx_kind(C, relu, train, 0, dinp, dout, inp, lo, hi, mean, k, a, b, scale, shift))
+  if (scale)
+    a ? BN_DX(1, 1) : BN_DX(1, 0);
+  else
+    a ? BN_DX(0, 1) : BN_DX(0, 0);
 #undef BN_DX
 }
 
