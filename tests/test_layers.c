@@ -225,14 +225,14 @@ static void test_batchnorm_eval(void **state) {
 /* The fused ReLU's backward mask is recomputed from the input: it must pass a gradient exactly
  * where forward's output is positive, also for inputs a float step from the kink or on it. Eval
  * mode, where dx = k * dy, so dx != 0 says the mask passed. Both layouts, C = 16 (the unrolled
- * channel loop) and C = 5. */
+ * channel loop), C = 5 and C = 36 (periods of 80 and 144 values, and rows past them). */
 static void check_bn_relu_mask(int nhwc, int C) {
   Rng rng;
   rng_seed(&rng, 31 + C);
   BatchNormDims d = {.B = 2, .C = C, .H = 5, .W = 7, .eps = 1e-5f, .momentum = 0.1f};
   const size_t n = (size_t)d.B * C * d.H * d.W;
   float *x = malloc(4 * n), *y = malloc(4 * n), *dy = malloc(4 * n), *dx = malloc(4 * n);
-  float gamma[16], beta[16], rm[16], rv[16], mean[16], invstd[16];
+  float gamma[36], beta[36], rm[36], rv[36], mean[36], invstd[36];
   fill_uniform(gamma, (size_t)C, &rng, 0.3f, 2.0f);
   fill_uniform(beta, (size_t)C, &rng, -1, 1);
   fill_uniform(rm, (size_t)C, &rng, -0.5f, 0.5f);
@@ -266,7 +266,8 @@ static void check_bn_relu_mask(int nhwc, int C) {
 
 static void test_batchnorm_relu_mask(void **state) {
   (void)state;
-  for (int nhwc = 0; nhwc < 2; nhwc++) check_bn_relu_mask(nhwc, 16), check_bn_relu_mask(nhwc, 5);
+  for (int nhwc = 0; nhwc < 2; nhwc++)
+    check_bn_relu_mask(nhwc, 16), check_bn_relu_mask(nhwc, 5), check_bn_relu_mask(nhwc, 36);
 }
 
 static void test_batchnorm_running_stats(void **state) {
@@ -838,10 +839,12 @@ static void check_channels_last(ChannelsLastOp op, int C) {
 
 static void test_channels_last(void **state) {
   (void)state;
-  /* 16 takes the inlined fixed-width loops, 5 the generic ones */
-  const int channels[2] = {16, 5};
+  /* 16 takes the inlined fixed-width loops, 5 and 36 the generic ones; batchnorm's ReLU
+   * backward runs 5 in periods of 16 rows (7 and a tail of 14 here), 36 in periods of 4 rows
+   * of 9 vectors (31 and a tail of 2), 67 (a period past the cap) in the scalar loops */
+  const int channels[4] = {16, 5, 36, 67};
   for (int op = CL_BN_TRAIN; op <= CL_SHORTCUT; op++)
-    for (int i = 0; i < 2; i++) check_channels_last((ChannelsLastOp)op, channels[i]);
+    for (int i = 0; i < 4; i++) check_channels_last((ChannelsLastOp)op, channels[i]);
 }
 
 /* ---- softmax cross-entropy ------------------------------------------------------ */
