@@ -23,6 +23,12 @@ static inline Vec vec_load(const float *p) {
 
 static inline void vec_store(float *p, Vec v) { memcpy(p, &v, sizeof v); }
 
+static inline VecBits vec_load_bits(const int32_t *p) {
+  VecBits v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
 /* dy in the lanes where pass is all ones, +0 where it is 0 (a comparison's result) */
 static inline Vec vec_gate(Vec dy, VecBits pass) {
 #if defined(__AVX512F__)

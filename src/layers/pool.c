@@ -4,6 +4,7 @@
 #include <float.h>
 #include <string.h>
 
+#include "gate.h"
 #include "layers.h"
 
 /* The input rows (or columns) under output position o along one axis: taps
@@ -273,13 +274,25 @@ static void maxpool2x2_backward_nhwc(float *dinp, int accumulate, const float *d
                         *restrict g10 = dx + (size_t)i10 * C, *restrict g11 = g10 + C;
         const float *restrict g = dy + o;
         const int32_t *restrict at = am + o;
+        /* whole vectors of channels first (gate.h): 128x16x64x64 3.2-5.0 -> 1.2-2.2 ms */
+        int c0 = 0;
+        for (; c0 + VEC <= C; c0 += VEC) {
+          const Vec gv = vec_load(g + c0);
+          const VecBits a = vec_load_bits(at + c0), zero = {0};
+          float *const taps[4] = {g00 + c0, g01 + c0, g10 + c0, g11 + c0};
+          const int32_t tap_at[4] = {i00, i00 + 1, i10, i10 + 1};
+          for (int k = 0; k < 4; k++) {
+            const Vec v = vec_gate(gv, a == zero + tap_at[k]);
+            vec_store(taps[k], accumulate ? vec_load(taps[k]) + v : v);
+          }
+        }
         if (accumulate)
-          for (int c = 0; c < C; c++) {
+          for (int c = c0; c < C; c++) {
             g00[c] += at[c] == i00 ? g[c] : 0.0f, g01[c] += at[c] == i00 + 1 ? g[c] : 0.0f;
             g10[c] += at[c] == i10 ? g[c] : 0.0f, g11[c] += at[c] == i10 + 1 ? g[c] : 0.0f;
           }
         else
-          for (int c = 0; c < C; c++) {
+          for (int c = c0; c < C; c++) {
             g00[c] = at[c] == i00 ? g[c] : 0.0f, g01[c] = at[c] == i00 + 1 ? g[c] : 0.0f;
             g10[c] = at[c] == i10 ? g[c] : 0.0f, g11[c] = at[c] == i10 + 1 ? g[c] : 0.0f;
           }
