@@ -30,6 +30,49 @@ def measure(fn, batch, reps):
     return sorted(rates)[len(rates) // 2]
 
 
+def operations(arch, size, config, channels=None, batch=None):
+    """(name, fn, batch) for each operation timed in one configuration; the default batch is
+    the row's own (128 for the 28x28 and 64x64 classifiers, 32 for the rest), and 3 channels
+    at 224x224, 1 below."""
+    channels = channels or (3 if size == 224 else 1)
+    n = batch or (128 if arch in ("cbr-larget", "cnn", "resnet8", "resnet20") and size <= 64
+                  else 32)
+    pixels = size * size if arch == "unet" else 1  # per-pixel targets for unet
+    y = (torch.arange(n * pixels) % 2).reshape((n, size, size) if pixels > 1 else (n,))
+    model = tm.build(tm.default_spec(arch, channels, size, 2))
+    x = torch.rand(n, channels, size, size)
+    if config != "default":
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    frozen = None
+    if config == "frozen":  # inference only: what torch.jit offers a deployed model
+        model.eval()
+        with torch.no_grad():
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+
+    def forward():
+        model.eval()
+        with torch.no_grad():
+            (frozen or model)(x)
+
+    def pgd_step():
+        model.eval()
+        xa = x.clone().requires_grad_(True)
+        F.cross_entropy(model(xa), y, reduction="sum").backward()
+        return xa.grad
+
+    def train_step():
+        model.train()
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    ops = (("forward", forward),) if frozen else (
+        ("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step))
+    return [(name, fn, n) for name, fn in ops]
+
+
 def main():
     threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     batch = int(sys.argv[2]) if len(sys.argv) > 2 else 128
@@ -49,44 +92,10 @@ def main():
     for arch, size, n, ch in rows:
         if (only_model and arch != only_model) or (only_size and int(only_size) != size):
             continue
-        pixels = size * size if arch == "unet" else 1  # per-pixel targets for unet
-        y = (torch.arange(n * pixels) % 2).reshape((n, size, size) if pixels > 1 else (n,))
         for config in ("default", "channels_last", "frozen"):
             if only_config and config != only_config:
                 continue
-            model = tm.build(tm.default_spec(arch, ch, size, 2))
-            x = torch.rand(n, ch, size, size)
-            if config != "default":
-                model = model.to(memory_format=torch.channels_last)
-                x = x.contiguous(memory_format=torch.channels_last)
-            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-            frozen = None
-            if config == "frozen":  # inference only: what torch.jit offers a deployed model
-                model.eval()
-                with torch.no_grad():
-                    frozen = torch.jit.optimize_for_inference(
-                        torch.jit.freeze(torch.jit.trace(model, x)))
-
-            def forward():
-                model.eval()
-                with torch.no_grad():
-                    (frozen or model)(x)
-
-            def pgd_step():
-                model.eval()
-                xa = x.clone().requires_grad_(True)
-                F.cross_entropy(model(xa), y, reduction="sum").backward()
-                return xa.grad
-
-            def train_step():
-                model.train()
-                opt.zero_grad()
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
-
-            ops = (("forward", forward),) if frozen else (
-                ("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step))
-            for name, fn in ops:
+            for name, fn, _ in operations(arch, size, config, ch, n):
                 if only_op and name != only_op:
                     continue
                 print("%s,%d,%d,%s,%s,%.1f" % (arch, size, ch, name, config,
