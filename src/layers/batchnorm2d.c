@@ -239,7 +239,7 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
 #define BN_CHUNKS 16
 #define BN_BLOCK 64 /* rows summed in float before a double add */
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
-/* calls f(C, args) with C a literal for 16, 32, 64 */
+/* calls f(C, args) with C a literal for 16, 32, 64 (also a period P, below) */
 #define BY_CHANNELS(f, C, ...) \
   switch (C) {                 \
     case 16:                   \
@@ -485,22 +485,6 @@ ALWAYS_INLINE void gated_dx(const size_t P, const int C, float *dinp, int accumu
 #undef BN_GATED
 }
 
-/* calls f(P, args) with P a literal for 16, 32, 64 */
-#define BY_PERIOD(f, P, ...) \
-  switch (P) {               \
-    case 16:                 \
-      f(16, __VA_ARGS__);    \
-      break;                 \
-    case 32:                 \
-      f(32, __VA_ARGS__);    \
-      break;                 \
-    case 64:                 \
-      f(64, __VA_ARGS__);    \
-      break;                 \
-    default:                 \
-      f(P, __VA_ARGS__);     \
-  }
-
 /* the row range of thread t of n over `rows`, whole units of `unit` rows but for the last
  * thread's tail */
 static void thread_rows(size_t rows, size_t unit, size_t *lo, size_t *hi) {
@@ -573,8 +557,8 @@ void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float
       size_t lo, hi;
       chunk_rows(rows, unit, chunk, &lo, &hi);
       if (gated) {
-        BY_PERIOD(gated_sums, P, C, dout + lo * C, inp + lo * C, hi - lo, &gp, save_mean,
-                  relu_scale, relu_shift, s, s + C);
+        BY_CHANNELS(gated_sums, P, C, dout + lo * C, inp + lo * C, hi - lo, &gp, save_mean,
+                    relu_scale, relu_shift, s, s + C);
       } else {
         BY_CHANNELS(rows_sums_backward, C, dout + lo * C, inp + lo * C, hi - lo, save_mean,
                     relu_scale, relu_shift, s, s + C);
@@ -593,8 +577,8 @@ void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float
     size_t lo, hi;
     thread_rows(rows, unit, &lo, &hi);
     if (gated) {
-      BY_PERIOD(gated_dx, P, C, dinp, accumulate, dout, inp, lo, hi, &gp, save_mean, k, a_or_eval,
-                b, relu_scale, relu_shift);
+      BY_CHANNELS(gated_dx, P, C, dinp, accumulate, dout, inp, lo, hi, &gp, save_mean, k, a_or_eval,
+                  b, relu_scale, relu_shift);
     } else {
       BY_CHANNELS(rows_dx, C, dinp, accumulate, dout, inp, lo, hi, save_mean, k, a_or_eval, b,
                   relu_scale, relu_shift);

@@ -1,9 +1,9 @@
 /* A gradient passed where a mask holds, in whole vectors: the backward passes of ReLU, of an
- * add with a fused ReLU and of batchnorm with one.
+ * add or a batchnorm with a fused ReLU, and of the 2x2 max-pool.
  * Why vectors by hand: GCC turns every masked use of dy it is given in a loop (`pass ? dy : 0`,
  * dy times the mask, dy ANDed with it) into a masked load of dy from memory, and on this
- * machine's Zen 4 those loads cost: a 128x16x64x64 batchnorm dx pass took 2.8-3.6 ms that way,
- * 1.3-2.5 ms loading dy whole and ANDing it with the mask, 1.1-2.3 ms without the ReLU (a
+ * machine's Zen 4 those loads cost: a 128x16x64x64 batchnorm dx pass took 2.1-3.6 ms that way,
+ * 1.5-2.5 ms loading dy whole and ANDing it with the mask, 1.3-2.4 ms without the ReLU (a
  * microbenchmark, the three alternated). GNU vector types lower to whatever the target has. */
 #ifndef MR_GATE_H
 #define MR_GATE_H
