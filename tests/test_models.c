@@ -355,6 +355,9 @@ static void test_gradient_buffers_shared(void **state) {
 static void test_predict_matches_forward(void **state) {
   (void)state;
   const char *archs[] = {"cnn", "vgg11", "resnet20", "resnet50"};
+  /* residual adds done by the convolution before them (oneDNN's sum post-op): every block of
+   * resnet50, resnet20's but the two whose shortcut pads channels between batchnorm and add */
+  const int fused_adds[] = {0, 0, 7, 16};
   for (int a = 0; a < 4; a++) {
     ModelSpec spec = model_spec_default(archs[a], 3, 32, 32, 4);
     spec.width = 0.25f;
@@ -368,6 +371,9 @@ static void test_predict_matches_forward(void **state) {
     net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
     softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 4, 0);
     net_predict(net, x, B, probs);
+    int fused = 0;
+    for (int i = 0; i < net->n_layers; i++) fused += conv2d_dnnl_folded_sums(net->layers[i].dnnl);
+    assert_int_equal(fused, fused_adds[a]);
     /* batchnorm folded into the convs: the same up to float rounding */
     print_message("  %s predict vs forward %.3g\n", archs[a], max_abs_diff(probs, ref, 24));
     assert_true(max_abs_diff(probs, ref, 24) < 1e-5);
@@ -377,6 +383,50 @@ static void test_predict_matches_forward(void **state) {
     assert_memory_equal(again, ref, sizeof ref);
     free(x);
     net_free(net);
+  }
+}
+
+/* The residual adds the convolution does with its sum post-op, in the graphs the models do not
+ * build: the identity read again after the add (copied into the add's buffer, not overwritten),
+ * and the identity the network's input (outside the inference buffers). */
+static int residual_graph(Net *net, int identity_is_input) {
+  const int a = net_add_relu(
+      net, net_add_bn(net, "bn0", net_add_conv(net, "c0", NET_INPUT, 4, 3, 1, 1, 1, 0)));
+  const int b =
+      net_add_relu(net, net_add_bn(net, "bn2", net_add_conv(net, "c2", a, 4, 3, 1, 1, 1, 0)));
+  const int identity = identity_is_input ? NET_INPUT : a;
+  const int t = net_add_bn(net, "bn1", net_add_conv(net, "c1", b, 4, 3, 1, 1, 1, 0));
+  int s = net_add_relu(net, net_add_add(net, t, identity));
+  if (!identity_is_input) s = net_add_add(net, s, identity); /* identity read after the add */
+  return net_add_dense(net, "fc", net_add_flatten(net, net_add_global_avgpool(net, s)), 2);
+}
+
+static void test_predict_residual_copies(void **state) {
+  (void)state;
+  for (int identity_is_input = 0; identity_is_input < 2; identity_is_input++) {
+    ModelSpec spec = model_spec_default("cnn", 4, 8, 8, 2);
+    snprintf(spec.arch, sizeof spec.arch, "graph");
+    Net *net = net_new(&spec);
+    residual_graph(net, identity_is_input);
+    MrError err = {0};
+    assert_int_equal(net_finish(net, &err), STATUS_OK);
+    net_init_params(net, 3);
+    const int B = 5, in = net_input_size(net);
+    float *x = malloc(sizeof(float) * B * in), probs[10], ref[10], dl[10];
+    int y[5] = {0, 1, 0, 1, 1};
+    Rng rng;
+    rng_seed(&rng, 9);
+    fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+    net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
+    softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 2, 0);
+    net_predict(net, x, B, probs);
+    int fused = 0;
+    for (int i = 0; i < net->n_layers; i++) fused += conv2d_dnnl_folded_sums(net->layers[i].dnnl);
+    assert_int_equal(fused, 1);
+    assert_true(max_abs_diff(probs, ref, 10) < 1e-5);
+    free(x);
+    net_free(net);
+    model_spec_free(&spec);
   }
 }
 
@@ -583,6 +633,7 @@ int main(void) {
       cmocka_unit_test(test_optim_closed_form),
       cmocka_unit_test(test_conv_backends_agree),
       cmocka_unit_test(test_predict_matches_forward),
+      cmocka_unit_test(test_predict_residual_copies),
       cmocka_unit_test(test_gradient_buffers_shared),
   };
   return cmocka_run_group_tests_name("models", tests, NULL, NULL);

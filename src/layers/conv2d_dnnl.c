@@ -46,6 +46,7 @@ struct ConvDnnl {
   void *fold_weights;
   float *fold_biases;
   uint64_t fold_version; /* the caller's version of the weights they came from; 0: none */
+  int fold_sums;         /* the folded primitive adds dst's contents (a residual add) */
   size_t bytes[CONV_WS_COUNT];
 };
 
@@ -123,19 +124,29 @@ static size_t md_bytes(const_dnnl_primitive_desc_t pd, dnnl_query_t what) {
   return dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, what, 0));
 }
 
-void conv2d_dnnl_free(ConvDnnl *c) {
-  if (!c) return;
-  dnnl_primitive_t prims[] = {c->fwd, c->bwd_data, c->bwd_weights, c->fold};
-  for (int i = 0; i < 4; i++)
-    if (prims[i]) dnnl_primitive_destroy(prims[i]);
-  dnnl_primitive_desc_t pds[] = {c->fwd_pd, c->bwd_data_pd, c->bwd_weights_pd, c->fold_pd};
-  for (int i = 0; i < 4; i++)
-    if (pds[i]) dnnl_primitive_desc_destroy(pds[i]);
+/* the folded primitive and what goes with it, back to none */
+static void fold_release(ConvDnnl *c) {
+  if (c->fold) dnnl_primitive_destroy(c->fold);
+  if (c->fold_pd) dnnl_primitive_desc_destroy(c->fold_pd);
   dnnl_memory_t fold_mems[] = {c->fold_src, c->fold_wei, c->fold_bias, c->fold_dst};
   for (int i = 0; i < 4; i++)
     if (fold_mems[i]) dnnl_memory_destroy(fold_mems[i]);
   reorder_free(&c->r_fold_src), reorder_free(&c->r_fold_wei), reorder_free(&c->r_fold_dst);
   free(c->fold_weights), free(c->fold_biases);
+  c->fold = NULL, c->fold_pd = NULL;
+  c->fold_src = c->fold_wei = c->fold_bias = c->fold_dst = NULL;
+  c->fold_weights = NULL, c->fold_biases = NULL, c->fold_version = 0, c->fold_sums = 0;
+}
+
+void conv2d_dnnl_free(ConvDnnl *c) {
+  if (!c) return;
+  dnnl_primitive_t prims[] = {c->fwd, c->bwd_data, c->bwd_weights};
+  for (int i = 0; i < 3; i++)
+    if (prims[i]) dnnl_primitive_destroy(prims[i]);
+  dnnl_primitive_desc_t pds[] = {c->fwd_pd, c->bwd_data_pd, c->bwd_weights_pd};
+  for (int i = 0; i < 3; i++)
+    if (pds[i]) dnnl_primitive_desc_destroy(pds[i]);
+  fold_release(c);
   dnnl_memory_t mems[] = {c->src,     c->wei,    c->bias,    c->dst,     c->bd_wei,  c->bd_ddst,
                           c->bd_dsrc, c->bw_src, c->bw_ddst, c->bw_dwei, c->bw_dbias};
   for (size_t i = 0; i < sizeof mems / sizeof mems[0]; i++)
@@ -472,16 +483,18 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
   dnnl_stream_wait(stream);
 }
 
-int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
+int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu, int sum) {
   ConvDescs layouts[LAYOUT_COUNT];
   unsigned char offered[LAYOUT_COUNT];
+  fold_release(c); /* a second call replaces the first */
   if (!conv_layouts_init(layouts, offered, c->d, c->channels_last)) return 0;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t ops = NULL;
   int ok = 0;
-  if (relu) {
+  if (relu || sum) { /* the sum before the ReLU: relu(conv + dst) */
     if (dnnl_primitive_attr_create(&attr) || dnnl_post_ops_create(&ops) ||
-        dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f) ||
+        (sum && dnnl_post_ops_append_sum(ops, 1.0f)) ||
+        (relu && dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f)) ||
         dnnl_primitive_attr_set_post_ops(attr, ops))
       goto done;
   }
@@ -500,6 +513,9 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
       !reorder_make(&c->r_fold_dst, dnnl_primitive_desc_query_md(c->fold_pd, dnnl_query_dst_md, 0),
                     &m->dst_plain, 0))
     goto done;
+  /* the sum reads dst where oneDNN writes it: only when that is the caller's buffer */
+  if (sum && c->r_fold_dst.prim) goto done;
+  c->fold_sums = sum;
   /* the folded primitive shares the forward workspace slots */
   const size_t need[3] = {md_bytes(c->fold_pd, dnnl_query_src_md),
                           md_bytes(c->fold_pd, dnnl_query_weights_md),
@@ -511,14 +527,13 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu) {
 done:
   if (ops) dnnl_post_ops_destroy(ops);
   if (attr) dnnl_primitive_attr_destroy(attr);
-  if (!ok && c->fold) {
-    dnnl_primitive_destroy(c->fold);
-    c->fold = NULL;
-  }
+  if (!ok) fold_release(c);
   return ok;
 }
 
 int conv2d_dnnl_has_folded(const ConvDnnl *c) { return c && c->fold != NULL; }
+
+int conv2d_dnnl_folded_sums(const ConvDnnl *c) { return c && c->fold && c->fold_sums; }
 
 uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c) { return c->fold_version; }
 

@@ -74,14 +74,17 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
 
 /* Inference only: a batchnorm folded into the convolution (weights already
  * scaled per output channel, bias = bias*scale + shift) with an optional ReLU
- * post-op, in one primitive. Enable before sizing the workspace; returns 0
- * if oneDNN cannot (then keep the separate layers). set_folded keeps the folded weights
+ * post-op, in one primitive; with sum, the result is added to what the output buffer holds
+ * before the ReLU (a residual add; refused when oneDNN's output layout is not the caller's).
+ * Enable before sizing the workspace; returns 0 if oneDNN cannot (then keep the separate
+ * layers; a second call replaces the first). set_folded keeps the folded weights
  * (reordered to the primitive's layout) and bias for every forward_folded until the next
  * set_folded, tagged with the caller's version of the weights (folded_version: 0 before the
  * first); set_folded returns 0 when there is no memory to keep them. forward_folded uses the
  * kept ones when weight is NULL, else reorders weight (and takes bias) for this call only. */
-int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu);
+int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu, int sum);
 int conv2d_dnnl_has_folded(const ConvDnnl *c);
+int conv2d_dnnl_folded_sums(const ConvDnnl *c);
 uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c);
 int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version);
 void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,

@@ -437,6 +437,32 @@ static int net_dnnl_channels_last(Net *net, int batch) {
   return 1;
 }
 
+/* The tensor whose buffer t shares: t itself, or its producer's when a fused ReLU aliases it */
+static int tensor_root(const Net *net, int t) {
+  while (t != NET_INPUT && net->layers[t - 1].alias) t = net->layers[t - 1].src[0];
+  return t;
+}
+
+/* Inference's residual add: conv i -> batchnorm i+1 -> add, each read by the next alone, the
+ * add's other input (the identity) not the convolution's input. Then the convolution, with the
+ * batchnorm folded in, adds its result to the identity in the add's buffer (oneDNN's sum
+ * post-op) and the batchnorm and add layers are skipped. Returns the add's index, or -1. */
+static int residual_add_after(const Net *net, int i) {
+  if (i + 2 >= net->n_layers) return -1;
+  const Layer *conv = &net->layers[i], *bn = &net->layers[i + 1], *add = &net->layers[i + 2];
+  if (conv->kind != OP_CONV2D || bn->kind != OP_BATCHNORM2D || add->kind != OP_ADD ||
+      conv->readers != 1 || bn->readers != 1 || bn->src[0] != i + 1 || bn->fused_relu ||
+      add->n_src != 2 || (add->src[0] == i + 2) == (add->src[1] == i + 2))
+    return -1;
+  const int identity = add->src[add->src[0] == i + 2 ? 1 : 0];
+  return tensor_root(net, identity) == tensor_root(net, conv->src[0]) ? -1 : i + 2;
+}
+
+static int residual_identity(const Net *net, int add) {
+  const Layer *a = &net->layers[add];
+  return a->src[a->src[0] == add ? 1 : 0]; /* the batchnorm's output is tensor `add` */
+}
+
 /* Builds oneDNN primitives for this batch size, channels-last when the whole
  * graph can; otherwise a layer oneDNN cannot take (or any allocation
  * failure) falls back to the im2col kernels. */
@@ -452,8 +478,11 @@ static void net_dnnl_prepare(Net *net, int batch) {
     if (!l->dnnl) continue;
     /* conv -> batchnorm with nothing else reading the conv: foldable for inference */
     const Layer *next = i + 1 < net->n_layers ? &net->layers[i + 1] : NULL;
+    const int add = residual_add_after(net, i);
     if (l->kind == OP_CONV2D && next && next->kind == OP_BATCHNORM2D && next->src[0] == i + 1 &&
-        l->readers == 1 && conv2d_dnnl_enable_folded(l->dnnl, next->fused_relu)) {
+        l->readers == 1 &&
+        ((add >= 0 && conv2d_dnnl_enable_folded(l->dnnl, net->layers[add].fused_relu, 1)) ||
+         conv2d_dnnl_enable_folded(l->dnnl, next->fused_relu, 0))) {
       const Conv2dDims d = layer_conv_dims(l, batch);
       const size_t w = (size_t)d.OC * (d.C / d.groups) * d.KH * d.KW;
       if (w > fold_w) fold_w = w;
@@ -753,10 +782,10 @@ static Status net_plan_inference(Net *net, int batch) {
   if (net->infer_arena && batch <= net->infer_batch) return STATUS_OK;
   const int n = net->n_layers;
   int *last_use = malloc(sizeof(int) * (n + 1)), *slot_of = malloc(sizeof(int) * (n + 1));
-  int *slot_free = calloc((size_t)n + 1, sizeof(int));
+  int *slot_free = calloc((size_t)n + 1, sizeof(int)), *shares = malloc(sizeof(int) * (n + 1));
   float **outs = realloc(net->infer_out, sizeof(float *) * n);
-  if (!last_use || !slot_of || !slot_free || !outs) {
-    free(last_use), free(slot_of), free(slot_free);
+  if (!last_use || !slot_of || !slot_free || !shares || !outs) {
+    free(last_use), free(slot_of), free(slot_free), free(shares);
     if (outs) net->infer_out = outs;
     return STATUS_ERR_NOMEM;
   }
@@ -769,20 +798,31 @@ static Status net_plan_inference(Net *net, int batch) {
     if (layer_out_size(l) * batch > biggest) biggest = layer_out_size(l) * batch;
     for (int k = 0; k < l->n_src; k++)
       if (last_use[l->src[k]] < j) last_use[l->src[k]] = j;
+    /* a residual add done by the convolution: it reads its input until it writes the add */
+    const int add = residual_add_after(net, j);
+    if (add >= 0 && last_use[l->src[0]] < add) last_use[l->src[0]] = add;
   }
-  /* an alias shares its producer's buffer: the buffer lives as long as either */
-  for (int j = n - 1; j >= 0; j--) {
-    const Layer *l = &net->layers[j];
-    if (!l->alias) continue;
-    const int p = l->src[0];
-    if (last_use[j + 1] > last_use[p]) last_use[p] = last_use[j + 1];
-    last_use[j + 1] = last_use[p];
+  /* shares[j]: the tensor whose buffer layer j writes over, or -1 for a buffer of its own: an
+   * alias's producer, and a residual add's identity when the add is the last to read it */
+  for (int j = 0; j < n; j++) shares[j] = net->layers[j].alias ? net->layers[j].src[0] : -1;
+  for (int pass = 0; pass < 2; pass++) {
+    /* a buffer lives as long as any tensor sharing it: the first pass merges the aliases',
+     * which says whether an add is its identity's last reader; the second the adds' too */
+    for (int j = n - 1; j >= 0; j--) {
+      const int p = shares[j];
+      if (p < 0) continue;
+      if (last_use[j + 1] > last_use[p]) last_use[p] = last_use[j + 1];
+      last_use[j + 1] = last_use[p];
+    }
+    for (int j = 0; pass == 0 && j + 2 < n; j++) {
+      const int add = residual_add_after(net, j), t = add >= 0 ? residual_identity(net, add) : 0;
+      if (add >= 0 && tensor_root(net, t) != NET_INPUT && last_use[t] == add) shares[add] = t;
+    }
   }
   int n_slots = 0;
   for (int j = 0; j < n; j++) {
-    const Layer *l = &net->layers[j];
-    if (l->alias) {
-      slot_of[j + 1] = slot_of[l->src[0]];
+    if (shares[j] >= 0) {
+      slot_of[j + 1] = slot_of[shares[j]];
     } else {
       int slot = 0;
       while (slot < n_slots && !slot_free[slot]) slot++;
@@ -808,7 +848,7 @@ static Status net_plan_inference(Net *net, int batch) {
     net->infer_batch = batch;
     status = STATUS_OK;
   }
-  free(last_use), free(slot_of), free(slot_free);
+  free(last_use), free(slot_of), free(slot_free), free(shares);
   return status;
 }
 
@@ -821,11 +861,12 @@ const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
   return net_run_forward(net, x, batch, mode, 0);
 }
 
-/* Inference: conv i with batchnorm i+1 folded in, written to i+1's output. The folded weights
- * are made again only when the parameters may have changed since. */
-static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
+/* Inference: conv i with batchnorm i+1 folded in, written to out (i+1's output, or a residual
+ * add's, added to what it holds). The folded weights are made again only when the parameters
+ * may have changed since. */
+static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn, float *out) {
   if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) {
-    conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, net_tensor_out(net, conv->src[0]),
+    conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
                                NULL, NULL);
     return;
   }
@@ -846,8 +887,18 @@ static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn) {
   /* kept for the next calls; without the memory to keep them, used for this one only */
   const int kept =
       conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
-  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, bn->out, net_tensor_out(net, conv->src[0]),
+  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
                              kept ? NULL : net->fold_weight, kept ? NULL : net->fold_bias);
+}
+
+/* Inference: conv i, batchnorm i+1 and the residual add after them in one oneDNN call; the
+ * identity is copied into the add's buffer first unless the plan put the add there (it does
+ * when the add is the identity's last reader). */
+static void net_conv_bn_add(Net *net, int i, int add, int batch) {
+  Layer *a = &net->layers[add];
+  const float *identity = net_tensor_out(net, residual_identity(net, add));
+  if (identity != a->out) memcpy(a->out, identity, sizeof(float) * layer_out_size(a) * batch);
+  net_conv_bn_folded(net, &net->layers[i], &net->layers[i + 1], a->out);
 }
 
 static const float *net_output(Net *net, int batch) {
@@ -902,9 +953,13 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
     if (l->alias) continue;
     const double t0 = net->profile ? omp_get_wtime() : 0;
     if (inference && l->kind == OP_CONV2D && conv2d_dnnl_has_folded(l->dnnl) && net->fold_weight) {
-      net_conv_bn_folded(net, l, &net->layers[i + 1]);
+      const int add = conv2d_dnnl_folded_sums(l->dnnl) ? residual_add_after(net, i) : -1;
+      if (add >= 0)
+        net_conv_bn_add(net, i, add, batch);
+      else
+        net_conv_bn_folded(net, l, &net->layers[i + 1], net->layers[i + 1].out);
       if (net->profile) net->profile[i] += omp_get_wtime() - t0;
-      i++; /* the batchnorm is done */
+      i = add >= 0 ? add : i + 1; /* the batchnorm, and the add, are done */
       continue;
     }
     c.l = l;
