@@ -43,6 +43,9 @@ $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(CC) $(CFLAGS) -c $< -o $@
 
+# conv2d_few's sums are multiply-adds (ISO C mode contracts none)
+$(BUILD)/src/layers/conv2d_few.o: CFLAGS += -ffp-contract=fast
+
 # C++ (GDCM's side): the C flags but the C++ standard, and the warnings as errors all the same
 CXX ?= c++
 # (UBSan's vptr check needs the C++ runtime at link time, which the C driver leaves out;

@@ -164,6 +164,64 @@ static void test_conv2d(void **state) {
   assert_true(conv2d_macs_inside(valid) == 2.0 * 3 * valid.OH * valid.OW * 3 * 2);
 }
 
+/* conv2d_few (+ ReLU, + 2x2 max-pool) against the naive convolution, then max(0, .) and the
+ * first of equal maxima per window: odd sizes, widths past a strip of 8, stride 2 with 3
+ * channels (the strided loop), padding and none */
+static void check_conv_few(int C, int H, int W, int stride, int pad, int pool2) {
+  Conv2dDims d = {.B = 3,
+                  .C = C,
+                  .H = H,
+                  .W = W,
+                  .OC = 32,
+                  .KH = 3,
+                  .KW = 3,
+                  .SH = stride,
+                  .SW = stride,
+                  .PT = pad,
+                  .PB = pad,
+                  .PL = pad,
+                  .PR = pad,
+                  .groups = 1};
+  assert_true(conv2d_dims_finish(&d) && conv2d_few_supported(d));
+  Rng rng;
+  rng_seed(&rng, 70 + C + H);
+  const size_t ni = (size_t)d.B * C * H * W, nc = (size_t)d.B * d.OC * d.OH * d.OW;
+  const int oh = pool2 ? d.OH / 2 : d.OH, ow = pool2 ? d.OW / 2 : d.OW;
+  const size_t no = (size_t)d.B * d.OC * oh * ow;
+  float *x = malloc(4 * ni), *xl = malloc(4 * ni), *conv = malloc(4 * nc), *ref = malloc(4 * no);
+  float *out = malloc(4 * no), *back = malloc(4 * no), w[32 * 27], bias[32];
+  float *scratch = malloc(sizeof(float) * conv2d_few_scratch_floats(d));
+  fill_uniform(x, ni, &rng, -1, 1);
+  fill_uniform(w, (size_t)32 * C * 9, &rng, -0.5f, 0.5f);
+  fill_uniform(bias, 32, &rng, -0.2f, 0.2f);
+  conv2d_forward_naive(conv, x, w, bias, d);
+  for (int b = 0; b < d.B; b++)
+    for (int c = 0; c < d.OC; c++)
+      for (int r = 0; r < oh; r++)
+        for (int q = 0; q < ow; q++) {
+          const float *plane = conv + ((size_t)b * d.OC + c) * d.OH * d.OW;
+          float m = pool2 ? plane[2 * r * d.OW + 2 * q] : plane[r * d.OW + q];
+          for (int k = 1; pool2 && k < 4; k++) {
+            const float v = plane[(2 * r + k / 2) * d.OW + 2 * q + k % 2];
+            m = v > m ? v : m;
+          }
+          ref[(((size_t)b * d.OC + c) * oh + r) * ow + q] = m > 0.0f ? m : 0.0f;
+        }
+  nchw_to_nhwc(xl, 0, x, d.B, C, H * W);
+  conv2d_few_forward_nhwc(out, scratch, xl, w, bias, d, 1, pool2);
+  nhwc_to_nchw(back, 0, out, d.B, d.OC, oh * ow);
+  assert_true(max_abs_diff(back, ref, no) < 1e-5);
+  free(x), free(xl), free(conv), free(ref), free(out), free(back), free(scratch);
+}
+
+static void test_conv_few(void **state) {
+  (void)state;
+  check_conv_few(1, 28, 28, 1, 1, 1);
+  check_conv_few(1, 9, 21, 1, 0, 1);
+  check_conv_few(3, 13, 11, 2, 1, 0);
+  check_conv_few(3, 17, 19, 1, 1, 1);
+}
+
 /* ---- batchnorm ------------------------------------------------------------- */
 
 typedef struct {
@@ -882,6 +940,7 @@ int main(void) {
   mr_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_conv_few),
       cmocka_unit_test(test_batchnorm_train),
       cmocka_unit_test(test_batchnorm_eval),
       cmocka_unit_test(test_batchnorm_relu_mask),

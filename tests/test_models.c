@@ -386,16 +386,39 @@ static void test_predict_matches_forward(void **state) {
   }
 }
 
+/* cnn at full width: its first convolution (1 or 3 channels, 16 out), batchnorm, ReLU and
+ * max-pool go through conv2d_few in one pass; the probabilities stay net_forward's */
+static void test_predict_few_channels(void **state) {
+  (void)state;
+  for (int channels = 1; channels <= 3; channels += 2) {
+    ModelSpec spec = model_spec_default("cnn", channels, 28, 28, 2);
+    Net *net = model_build(&spec, 5, NULL);
+    const int B = 4, in = net_input_size(net);
+    float *x = malloc(sizeof(float) * B * in), probs[8], ref[8], dl[8];
+    int y[4] = {0, 1, 1, 0};
+    Rng rng;
+    rng_seed(&rng, 12);
+    fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+    net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
+    softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 2, 0);
+    net_predict(net, x, B, probs);
+    assert_non_null(net->few_scratch); /* the path ran */
+    assert_true(max_abs_diff(probs, ref, 8) < 1e-5);
+    free(x);
+    net_free(net);
+  }
+}
+
 /* The residual adds the convolution does with its sum post-op, in the graphs the models do not
  * build: the identity read again after the add (copied into the add's buffer, not overwritten),
  * and the identity the network's input (outside the inference buffers). */
 static int residual_graph(Net *net, int identity_is_input) {
   const int a = net_add_relu(
-      net, net_add_bn(net, "bn0", net_add_conv(net, "c0", NET_INPUT, 4, 3, 1, 1, 1, 0)));
+      net, net_add_bn(net, "bn0", net_add_conv(net, "c0", NET_INPUT, 3, 3, 1, 1, 1, 0)));
   const int b =
-      net_add_relu(net, net_add_bn(net, "bn2", net_add_conv(net, "c2", a, 4, 3, 1, 1, 1, 0)));
+      net_add_relu(net, net_add_bn(net, "bn2", net_add_conv(net, "c2", a, 3, 3, 1, 1, 1, 0)));
   const int identity = identity_is_input ? NET_INPUT : a;
-  const int t = net_add_bn(net, "bn1", net_add_conv(net, "c1", b, 4, 3, 1, 1, 1, 0));
+  const int t = net_add_bn(net, "bn1", net_add_conv(net, "c1", b, 3, 3, 1, 1, 1, 0));
   int s = net_add_relu(net, net_add_add(net, t, identity));
   if (!identity_is_input) s = net_add_add(net, s, identity); /* identity read after the add */
   return net_add_dense(net, "fc", net_add_flatten(net, net_add_global_avgpool(net, s)), 2);
@@ -404,7 +427,7 @@ static int residual_graph(Net *net, int identity_is_input) {
 static void test_predict_residual_copies(void **state) {
   (void)state;
   for (int identity_is_input = 0; identity_is_input < 2; identity_is_input++) {
-    ModelSpec spec = model_spec_default("cnn", 4, 8, 8, 2);
+    ModelSpec spec = model_spec_default("cnn", 3, 8, 8, 2);
     snprintf(spec.arch, sizeof spec.arch, "graph");
     Net *net = net_new(&spec);
     residual_graph(net, identity_is_input);
@@ -634,6 +657,7 @@ int main(void) {
       cmocka_unit_test(test_conv_backends_agree),
       cmocka_unit_test(test_predict_matches_forward),
       cmocka_unit_test(test_predict_residual_copies),
+      cmocka_unit_test(test_predict_few_channels),
       cmocka_unit_test(test_gradient_buffers_shared),
   };
   return cmocka_run_group_tests_name("models", tests, NULL, NULL);

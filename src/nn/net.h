@@ -146,6 +146,8 @@ struct Net {
   int infer_batch;
   void *conv_ws[CONV_WS_COUNT];
   float *fold_weight, *fold_bias; /* inference: batchnorm folded into a conv */
+  float *few_scratch;             /* inference: conv2d_few's padded input */
+  size_t few_scratch_floats;
   size_t conv_ws_bytes[CONV_WS_COUNT];
   /* a layer above the net (the attacks' workspace) keeps its per-net state
    * here; net_free calls aux_free on it */
