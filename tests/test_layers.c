@@ -168,20 +168,9 @@ static void test_conv2d(void **state) {
  * first of equal maxima per window: odd sizes, widths past a strip of 8, stride 2 with 3
  * channels (the strided loop), padding and none */
 static void check_conv_few(int C, int H, int W, int stride, int pad, int pool2) {
-  Conv2dDims d = {.B = 3,
-                  .C = C,
-                  .H = H,
-                  .W = W,
-                  .OC = 32,
-                  .KH = 3,
-                  .KW = 3,
-                  .SH = stride,
-                  .SW = stride,
-                  .PT = pad,
-                  .PB = pad,
-                  .PL = pad,
-                  .PR = pad,
-                  .groups = 1};
+  Conv2dDims d = {.B = 3, .C = C, .H = H, .W = W, .OC = 32, .KH = 3, .KW = 3, .groups = 1};
+  d.SH = d.SW = stride;
+  d.PT = d.PB = d.PL = d.PR = pad;
   assert_true(conv2d_dims_finish(&d) && conv2d_few_supported(d));
   Rng rng;
   rng_seed(&rng, 70 + C + H);

@@ -352,36 +352,51 @@ static void test_gradient_buffers_shared(void **state) {
   }
 }
 
+/* net_predict's probabilities against net_forward's in eval mode, on B random images after
+ * one train-mode forward (batchnorm statistics away from the identity); a full forward
+ * afterwards must be unaffected. Returns the largest difference. */
+static double predict_vs_forward(Net *net, int B, uint64_t seed) {
+  const int in = net_input_size(net), k = net->spec.n_classes;
+  float *x = malloc(sizeof(float) * B * in), *probs = malloc(sizeof(float) * B * k);
+  float *ref = malloc(sizeof(float) * B * k), *again = malloc(sizeof(float) * B * k);
+  float *dl = malloc(sizeof(float) * B * k);
+  int *y = malloc(sizeof(int) * B);
+  for (int b = 0; b < B; b++) y[b] = b % k;
+  Rng rng;
+  rng_seed(&rng, seed);
+  fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+  net_forward(net, x, B, MODE_TRAIN);
+  softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, k, 0);
+  net_predict(net, x, B, probs);
+  const double diff = max_abs_diff(probs, ref, (size_t)B * k);
+  softmax_xent(dl, again, net_forward(net, x, B, MODE_EVAL), y, NULL, B, k, 0);
+  assert_memory_equal(again, ref, sizeof(float) * B * k);
+  free(x), free(probs), free(ref), free(again), free(dl), free(y);
+  return diff;
+}
+
+/* residual adds done by a convolution's sum post-op */
+static int fused_adds(const Net *net) {
+  int n = 0;
+  for (int i = 0; i < net->n_layers; i++) n += conv2d_dnnl_folded_sums(net->layers[i].dnnl);
+  return n;
+}
+
 static void test_predict_matches_forward(void **state) {
   (void)state;
   const char *archs[] = {"cnn", "vgg11", "resnet20", "resnet50"};
   /* residual adds done by the convolution before them (oneDNN's sum post-op): every block of
    * resnet50, resnet20's but the two whose shortcut pads channels between batchnorm and add */
-  const int fused_adds[] = {0, 0, 7, 16};
+  const int fused_adds_of[] = {0, 0, 7, 16};
   for (int a = 0; a < 4; a++) {
     ModelSpec spec = model_spec_default(archs[a], 3, 32, 32, 4);
     spec.width = 0.25f;
     Net *net = model_build(&spec, 2, NULL);
-    const int B = 6, in = net_input_size(net);
-    float *x = malloc(sizeof(float) * B * in), probs[24], ref[24], dl[24];
-    int y[6] = {0, 1, 2, 3, 0, 1};
-    Rng rng;
-    rng_seed(&rng, 6);
-    fill_uniform(x, (size_t)B * in, &rng, 0, 1);
-    net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
-    softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 4, 0);
-    net_predict(net, x, B, probs);
-    int fused = 0;
-    for (int i = 0; i < net->n_layers; i++) fused += conv2d_dnnl_folded_sums(net->layers[i].dnnl);
-    assert_int_equal(fused, fused_adds[a]);
     /* batchnorm folded into the convs: the same up to float rounding */
-    print_message("  %s predict vs forward %.3g\n", archs[a], max_abs_diff(probs, ref, 24));
-    assert_true(max_abs_diff(probs, ref, 24) < 1e-5);
-    /* and a full forward afterwards is unaffected */
-    float again[24];
-    softmax_xent(dl, again, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 4, 0);
-    assert_memory_equal(again, ref, sizeof ref);
-    free(x);
+    const double diff = predict_vs_forward(net, 6, 6);
+    print_message("  %s predict vs forward %.3g\n", archs[a], diff);
+    assert_true(diff < 1e-5);
+    assert_int_equal(fused_adds(net), fused_adds_of[a]);
     net_free(net);
   }
 }
@@ -393,18 +408,8 @@ static void test_predict_few_channels(void **state) {
   for (int channels = 1; channels <= 3; channels += 2) {
     ModelSpec spec = model_spec_default("cnn", channels, 28, 28, 2);
     Net *net = model_build(&spec, 5, NULL);
-    const int B = 4, in = net_input_size(net);
-    float *x = malloc(sizeof(float) * B * in), probs[8], ref[8], dl[8];
-    int y[4] = {0, 1, 1, 0};
-    Rng rng;
-    rng_seed(&rng, 12);
-    fill_uniform(x, (size_t)B * in, &rng, 0, 1);
-    net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
-    softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 2, 0);
-    net_predict(net, x, B, probs);
+    assert_true(predict_vs_forward(net, 4, 12) < 1e-5);
     assert_non_null(net->few_scratch); /* the path ran */
-    assert_true(max_abs_diff(probs, ref, 8) < 1e-5);
-    free(x);
     net_free(net);
   }
 }
@@ -434,20 +439,8 @@ static void test_predict_residual_copies(void **state) {
     MrError err = {0};
     assert_int_equal(net_finish(net, &err), STATUS_OK);
     net_init_params(net, 3);
-    const int B = 5, in = net_input_size(net);
-    float *x = malloc(sizeof(float) * B * in), probs[10], ref[10], dl[10];
-    int y[5] = {0, 1, 0, 1, 1};
-    Rng rng;
-    rng_seed(&rng, 9);
-    fill_uniform(x, (size_t)B * in, &rng, 0, 1);
-    net_forward(net, x, B, MODE_TRAIN); /* non-trivial BN statistics */
-    softmax_xent(dl, ref, net_forward(net, x, B, MODE_EVAL), y, NULL, B, 2, 0);
-    net_predict(net, x, B, probs);
-    int fused = 0;
-    for (int i = 0; i < net->n_layers; i++) fused += conv2d_dnnl_folded_sums(net->layers[i].dnnl);
-    assert_int_equal(fused, 1);
-    assert_true(max_abs_diff(probs, ref, 10) < 1e-5);
-    free(x);
+    assert_true(predict_vs_forward(net, 5, 9) < 1e-5);
+    assert_int_equal(fused_adds(net), 1);
     net_free(net);
     model_spec_free(&spec);
   }
