@@ -475,6 +475,14 @@ static void test_sticky_build_errors(void **state) {
   assert_int_equal(net_finish(net, &err), STATUS_ERR_SHAPE);
   assert_non_null(strstr(err.msg, "too_big"));
   net_free(net);
+  /* more input channels than the normalisation holds */
+  ModelSpec four = model_spec_default("cnn", 4, 8, 8, 2);
+  net = net_new(&four);
+  net_add_dense(net, "fc", net_add_flatten(net, NET_INPUT), 2);
+  assert_int_equal(net_finish(net, &err), STATUS_ERR_SHAPE);
+  assert_non_null(strstr(err.msg, "4 input channels"));
+  net_free(net);
+  model_spec_free(&four);
   /* an input that does not exist, a wrong input count, a shape mismatch */
   net = net_new(&spec);
   assert_int_equal(net_add_relu(net, 5), -1);

@@ -1,4 +1,4 @@
-/* Inference's first convolution when the image has few channels (1 to 4: grey-level X-ray,
+/* Inference's first convolution when the image has few channels (1 to 3: grey-level X-ray,
  * CT or MRI slices, colour photographs), channels-last, with the batchnorm folded in, its
  * ReLU, and optionally the 2x2 max-pool after it, so the full-size map is never written.
  * Why by hand: no library pools inside a convolution, and oneDNN runs a 1-channel 3x3 one far

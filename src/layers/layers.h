@@ -91,12 +91,12 @@ void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const 
                                 const float *weight, const float *bias);
 
 /* ---- conv2d over an image of few channels (inference) ------------------
- * A convolution reading 1 to 4 channels, channels-last, weights [OC][C][KH][KW] (a batchnorm
+ * A convolution reading 1 to 3 channels, channels-last, weights [OC][C][KH][KW] (a batchnorm
  * already folded in), then max(0, .) if relu, then the 2x2 max-pool at stride 2 if pool2
  * (out is then (B, OH/2, OW/2, OC)). supported: C, groups 1, no dilation, OC a multiple of 16
  * up to CONV_FEW_MAX_OUT, KH*KW*C up to CONV_FEW_MAX_TAPS. scratch: conv2d_few_scratch_floats
  * floats (the padded input). */
-#define CONV_FEW_MAX_CHANNELS 4
+#define CONV_FEW_MAX_CHANNELS 3
 #define CONV_FEW_MAX_OUT 64
 #define CONV_FEW_MAX_TAPS 64
 int conv2d_few_supported(Conv2dDims d);

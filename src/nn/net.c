@@ -360,6 +360,10 @@ Status net_finish(Net *net, MrError *err) {
   }
   if (net->n_layers == 0)
     return mr_error_set(err, STATUS_ERR_SHAPE, "%s: the network has no layers", net->spec.arch);
+  /* the spec's normalisation holds three channels */
+  if (net->spec.in_c < 1 || net->spec.in_c > 3)
+    return mr_error_set(err, STATUS_ERR_SHAPE, "%s: %d input channels, 1 to 3 are supported",
+                        net->spec.arch, net->spec.in_c);
   const Shape out = net_tensor_shape(net, net_last(net));
   if (shape_c(out) != net->spec.n_classes || (out.ndim != 1 && out.ndim != 3))
     return mr_error_set(err, STATUS_ERR_SHAPE,
