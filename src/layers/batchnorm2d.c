@@ -238,7 +238,6 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
  * row's accumulators in registers instead of a runtime-length array. */
 #define BN_CHUNKS 16
 #define BN_BLOCK 64 /* rows summed in float before a double add */
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 /* calls f(C, args) with C a literal for 16, 32, 64 (also a period P, below) */
 #define BY_CHANNELS(f, C, ...) \
   switch (C) {                 \

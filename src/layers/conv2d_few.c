@@ -16,7 +16,6 @@
 #include "layers.h"
 
 #define STRIP 8
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 int conv2d_few_supported(Conv2dDims d) {
   return d.C >= 1 && d.C <= CONV_FEW_MAX_CHANNELS && d.groups == 1 && d.OC % VEC == 0 &&
@@ -121,7 +120,7 @@ void conv2d_few_forward_nhwc(float *out, float *scratch, const float *inp, const
               const VecBits above = v > best;
               best = (Vec)(((VecBits)v & above) | ((VecBits)best & ~above));
             }
-            if (relu) best = (Vec)((VecBits)best & (best > zero));
+            if (relu) best = vec_gate(best, best > zero);
             vec_store(out + (((size_t)b * out_h + r) * out_w + q0 + j) * d.OC + ob * VEC, best);
           }
         }

@@ -12,6 +12,9 @@
 
 #include "medrobust.h"
 
+/* kernels specialised by literal arguments at each call site */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* ---- conv2d ------------------------------------------------------------ */
 typedef struct {
   int B, C, H, W;     /* input */

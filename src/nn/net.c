@@ -447,6 +447,12 @@ static int tensor_root(const Net *net, int t) {
   return t;
 }
 
+/* the input of residual add `add` that is not its batchnorm's output (tensor `add`) */
+static int residual_identity(const Net *net, int add) {
+  const Layer *a = &net->layers[add];
+  return a->src[a->src[0] == add ? 1 : 0];
+}
+
 /* Inference's residual add: conv i -> batchnorm i+1 -> add, each read by the next alone, the
  * add's other input (the identity) not the convolution's input. Then the convolution, with the
  * batchnorm folded in, adds its result to the identity in the add's buffer (oneDNN's sum
@@ -458,13 +464,8 @@ static int residual_add_after(const Net *net, int i) {
       conv->readers != 1 || bn->readers != 1 || bn->src[0] != i + 1 || bn->fused_relu ||
       add->n_src != 2 || (add->src[0] == i + 2) == (add->src[1] == i + 2))
     return -1;
-  const int identity = add->src[add->src[0] == i + 2 ? 1 : 0];
+  const int identity = residual_identity(net, i + 2);
   return tensor_root(net, identity) == tensor_root(net, conv->src[0]) ? -1 : i + 2;
-}
-
-static int residual_identity(const Net *net, int add) {
-  const Layer *a = &net->layers[add];
-  return a->src[a->src[0] == add ? 1 : 0]; /* the batchnorm's output is tensor `add` */
 }
 
 /* Builds oneDNN primitives for this batch size, channels-last when the whole
@@ -889,14 +890,13 @@ static void net_fold_bn(Net *net, const Layer *conv, const Layer *bn) {
  * map never written). Returns the last layer done, or i when the layers do not fit. */
 static int net_conv_few(Net *net, int i, int batch) {
   Layer *conv = &net->layers[i];
-  if (conv->kind != OP_CONV2D || conv->src[0] != NET_INPUT || !net->channels_last ||
-      !conv2d_dnnl_has_folded(conv->dnnl) || !net->fold_weight || i + 1 >= net->n_layers)
+  /* folded: conv -> batchnorm i+1, the conv read by it alone (net_dnnl_prepare's test) */
+  if (conv->src[0] != NET_INPUT || !net->channels_last || !conv2d_dnnl_has_folded(conv->dnnl) ||
+      !net->fold_weight)
     return i;
   Layer *bn = &net->layers[i + 1];
   const Conv2dDims d = layer_conv_dims(conv, batch);
-  if (bn->kind != OP_BATCHNORM2D || bn->src[0] != i + 1 || conv->readers != 1 ||
-      !conv2d_few_supported(d))
-    return i;
+  if (!conv2d_few_supported(d)) return i;
   /* batchnorm (ReLU fused) -> its ReLU alias -> a 2x2 max-pool at stride 2, each read once.
    * Only then: without the pool, oneDNN's convolution is as fast (resnet20 64x64's first,
    * writing 33.5 MB: 1.55 ms, 1.65 by hand) */
@@ -909,8 +909,8 @@ static int net_conv_few(Net *net, int i, int batch) {
         !p.PL && p.OH == d.OH / 2 && p.OW == d.OW / 2)
       last = i + 3;
   }
-  const size_t need = conv2d_few_scratch_floats(d);
   if (last == i) return i;
+  const size_t need = conv2d_few_scratch_floats(d);
   if (need > net->few_scratch_floats) {
     float *grown = realloc(net->few_scratch, sizeof(float) * need);
     if (!grown) return i; /* oneDNN's way then */
