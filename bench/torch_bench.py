@@ -50,7 +50,12 @@ def operations(arch, size, config, channels=None, batch=None):
         model.eval()
         with torch.no_grad():
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
+    return [(name, fn, n) for name, fn in steps(model, x, y, opt, frozen)]
 
+
+def steps(model, x, y, opt, frozen=None):
+    """(name, fn) for the timed operations on one model and batch: forward (frozen's, and it
+    alone, when a frozen module is given), one PGD step, one SGD training step."""
     def forward():
         model.eval()
         with torch.no_grad():
@@ -68,9 +73,8 @@ def operations(arch, size, config, channels=None, batch=None):
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    ops = (("forward", forward),) if frozen else (
+    return (("forward", forward),) if frozen else (
         ("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step))
-    return [(name, fn, n) for name, fn in ops]
 
 
 def main():

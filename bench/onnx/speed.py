@@ -9,11 +9,10 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from torch_bench import measure  # noqa: E402  the same timing as bench/run.sh
+from torch_bench import measure, steps  # noqa: E402  the same timing and steps as bench/run.sh
 
 
 def main():
@@ -37,26 +36,8 @@ def main():
         for fmt in (torch.contiguous_format, torch.channels_last):
             model = model.to(memory_format=fmt)
             xf = x.contiguous(memory_format=fmt)
-
-            def forward():
-                model.eval()
-                with torch.no_grad():
-                    model(xf)
-
-            def pgd_step():
-                model.eval()
-                xa = xf.clone().requires_grad_(True)
-                F.cross_entropy(model(xa), y, reduction="sum").backward()
-                return xa.grad
-
-            def train_step():
-                model.train()
-                opt.zero_grad()
-                F.cross_entropy(model(xf), y).backward()
-                opt.step()
-
             label = "nchw" if fmt == torch.contiguous_format else "channels_last"
-            for op, fn in (("forward", forward), ("pgd_step", pgd_step), ("train_step", train_step)):
+            for op, fn in steps(model, xf, y, opt):
                 rate = measure(fn, batch, 3)
                 if rate > best.get(op, (0, ""))[0]:
                     best[op] = (rate, label)
