@@ -20,6 +20,54 @@ static double conv_loss(void *p) {
   return dot_double(c->out, c->R, (size_t)c->d.B * c->d.OC * c->d.OH * c->d.OW);
 }
 
+/* The oneDNN path, NCHW and NHWC (its blocked, aliased, cropped and pointwise forms), agrees with
+ * the oracle's outputs and gradients and accumulates into its gradients. */
+static void check_conv_dnnl(Conv2dDims d, const float *inp, const float *w, const float *b,
+                            const float *R_nchw, const float *out_naive, const float *dinp_n,
+                            const float *dw_n, const float *db_n) {
+  const size_t ni = (size_t)d.B * d.C * d.H * d.W,
+               nw = (size_t)d.OC * (d.C / d.groups) * d.KH * d.KW;
+  const size_t no = (size_t)d.B * d.OC * d.OH * d.OW;
+  float *out_d = malloc(4 * no), *dinp_d = malloc(4 * ni), *dw_d = malloc(4 * nw),
+        *db_d = malloc(4 * d.OC);
+  float *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no), *out_cl = malloc(4 * no),
+        *dinp_cl = malloc(4 * ni);
+  nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, d.H * d.W);
+  nchw_to_nhwc(R_cl, 0, R_nchw, d.B, d.OC, d.OH * d.OW);
+  for (int cl = 0; cl < 2; cl++) {
+    ConvDnnl *fast = conv2d_dnnl_create(d, 1, cl);
+    assert_non_null(fast);
+    const float *x = cl ? inp_cl : inp, *R = cl ? R_cl : R_nchw;
+    float *y = cl ? out_cl : out_d, *dx = cl ? dinp_cl : dinp_d;
+    void *ws[CONV_WS_COUNT];
+    for (int s = 0; s < CONV_WS_COUNT; s++)
+      ws[s] = aligned_alloc(64, (conv2d_dnnl_workspace_bytes(fast, s) + 63) / 64 * 64 + 64);
+    for (size_t i = 0; i < ni; i++) dx[i] = 1.0f;
+    for (size_t i = 0; i < nw; i++) dw_d[i] = 1.0f;
+    for (int i = 0; i < d.OC; i++) db_d[i] = 1.0f;
+    conv2d_dnnl_forward(fast, ws, y, x, w, b);
+    if (cl) nhwc_to_nchw(out_d, 0, out_cl, d.B, d.OC, d.OH * d.OW);
+    assert_true(max_abs_diff(out_naive, out_d, no) < 1e-4);
+    conv2d_dnnl_backward(fast, ws, dx, 1, dw_d, db_d, R, x, w);
+    if (cl) nhwc_to_nchw(dinp_d, 0, dinp_cl, d.B, d.C, d.H * d.W);
+    for (size_t i = 0; i < ni; i++) dinp_d[i] -= 1.0f;
+    for (size_t i = 0; i < nw; i++) dw_d[i] -= 1.0f;
+    for (int i = 0; i < d.OC; i++) db_d[i] -= 1.0f;
+    assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
+    assert_true(max_abs_diff(dw_n, dw_d, nw) < 1e-3);
+    assert_true(max_abs_diff(db_n, db_d, d.OC) < 1e-3);
+    /* overwrite mode ignores what the gradient buffer held */
+    for (size_t i = 0; i < ni; i++) dx[i] = NAN;
+    conv2d_dnnl_backward(fast, ws, dx, 0, NULL, NULL, R, x, w);
+    if (cl) nhwc_to_nchw(dinp_d, 0, dinp_cl, d.B, d.C, d.H * d.W);
+    assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
+    conv2d_dnnl_free(fast);
+    for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
+  }
+  free(out_d), free(dinp_d), free(dw_d), free(db_d);
+  free(inp_cl), free(R_cl), free(out_cl), free(dinp_cl);
+}
+
 static void check_conv(Conv2dDims d) {
   assert_true(conv2d_dims_finish(&d));
   Rng rng;
@@ -55,49 +103,12 @@ static void check_conv(Conv2dDims d) {
   assert_true(max_abs_diff(dw_n, dw, nw) < 1e-3);
   assert_true(max_abs_diff(db_n, db, d.OC) < 1e-3);
 
-  /* the oneDNN path, NCHW and NHWC (its blocked, aliased and cropped forms), agrees with the
-   * oracle and accumulates into its gradients */
-  float *out_d = malloc(4 * no), *dinp_d = malloc(4 * ni), *dw_d = malloc(4 * nw),
-        *db_d = malloc(4 * d.OC);
-  float *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no), *out_cl = malloc(4 * no),
-        *dinp_cl = malloc(4 * ni);
-  nchw_to_nhwc(inp_cl, 0, c.inp, d.B, d.C, d.H * d.W);
-  nchw_to_nhwc(R_cl, 0, c.R, d.B, d.OC, d.OH * d.OW);
-  for (int cl = 0; cl < 2; cl++) {
-    ConvDnnl *fast = conv2d_dnnl_create(d, 1, cl);
-    assert_non_null(fast);
-    const float *x = cl ? inp_cl : c.inp, *R = cl ? R_cl : c.R;
-    float *y = cl ? out_cl : out_d, *dx = cl ? dinp_cl : dinp_d;
-    void *ws[CONV_WS_COUNT];
-    for (int s = 0; s < CONV_WS_COUNT; s++)
-      ws[s] = aligned_alloc(64, (conv2d_dnnl_workspace_bytes(fast, s) + 63) / 64 * 64 + 64);
-    for (size_t i = 0; i < ni; i++) dx[i] = 1.0f;
-    for (size_t i = 0; i < nw; i++) dw_d[i] = 1.0f;
-    for (int i = 0; i < d.OC; i++) db_d[i] = 1.0f;
-    conv2d_dnnl_forward(fast, ws, y, x, c.w, c.b);
-    if (cl) nhwc_to_nchw(out_d, 0, out_cl, d.B, d.OC, d.OH * d.OW);
-    assert_true(max_abs_diff(out_naive, out_d, no) < 1e-4);
-    conv2d_dnnl_backward(fast, ws, dx, 1, dw_d, db_d, R, x, c.w);
-    if (cl) nhwc_to_nchw(dinp_d, 0, dinp_cl, d.B, d.C, d.H * d.W);
-    for (size_t i = 0; i < ni; i++) dinp_d[i] -= 1.0f;
-    for (size_t i = 0; i < nw; i++) dw_d[i] -= 1.0f;
-    for (int i = 0; i < d.OC; i++) db_d[i] -= 1.0f;
-    assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
-    assert_true(max_abs_diff(dw_n, dw_d, nw) < 1e-3);
-    assert_true(max_abs_diff(db_n, db_d, d.OC) < 1e-3);
-    /* overwrite mode ignores what the gradient buffer held */
-    for (size_t i = 0; i < ni; i++) dx[i] = NAN;
-    conv2d_dnnl_backward(fast, ws, dx, 0, NULL, NULL, R, x, c.w);
-    if (cl) nhwc_to_nchw(dinp_d, 0, dinp_cl, d.B, d.C, d.H * d.W);
-    assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
-    conv2d_dnnl_free(fast);
-    for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
-  }
+  check_conv_dnnl(d, c.inp, c.w, c.b, c.R, out_naive, dinp_n, dw_n, db_n);
+  float *dinp_d = malloc(4 * ni);
   for (size_t i = 0; i < ni; i++) dinp_d[i] = NAN; /* and so does the im2col path's */
   conv2d_backward(dinp_d, 0, NULL, NULL, c.R, c.inp, c.w, d, c.scratch, partial);
   assert_true(max_abs_diff(dinp_n, dinp_d, ni) < 1e-4);
-  free(out_d), free(dinp_d), free(dw_d), free(db_d);
-  free(inp_cl), free(R_cl), free(out_cl), free(dinp_cl);
+  free(dinp_d);
 
   /* 1 vs all threads: forward is per image, so bitwise equal */
   float *out1 = malloc(4 * no), *dw1 = calloc(nw, 4);
@@ -112,6 +123,43 @@ static void check_conv(Conv2dDims d) {
   free(out1), free(dw1), free(out_naive), free(dinp_n), free(dw_n), free(db_n);
   free(c.inp), free(c.w), free(c.b), free(c.out), free(c.R), free(c.scratch), free(partial);
   free(dinp), free(dw), free(db);
+}
+
+/* Pointwise convolutions, channels-last, run as matrix products (conv2d_dnnl.c): the forward
+ * too when the weights are large (512 x 1024), and the weight gradient in slices when the rows
+ * outnumber the channels 16 times (8 x 8 x 4 = 256 rows of 8 and 12 channels, with 2 threads
+ * or more). Against the naive oracle, without finite differences (half a million weights). */
+static void test_conv2d_pointwise(void **state) {
+  (void)state;
+  const Conv2dDims cases[] = {
+      {.B = 2,
+       .C = 512,
+       .H = 1,
+       .W = 3,
+       .OC = 1024,
+       .KH = 1,
+       .KW = 1,
+       .SH = 1,
+       .SW = 1,
+       .groups = 1},
+      {.B = 4, .C = 8, .H = 8, .W = 8, .OC = 12, .KH = 1, .KW = 1, .SH = 1, .SW = 1, .groups = 1},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    Conv2dDims d = cases[k];
+    assert_true(conv2d_dims_finish(&d));
+    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C;
+    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW;
+    Rng rng;
+    rng_seed(&rng, 40 + k);
+    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
+    float *out = malloc(4 * no), *dinp = calloc(ni, 4), *dw = calloc(nw, 4), *db = calloc(d.OC, 4);
+    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
+    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
+    conv2d_forward_naive(out, inp, w, b, d);
+    conv2d_backward_naive(dinp, dw, db, R, inp, w, d);
+    check_conv_dnnl(d, inp, w, b, R, out, dinp, dw, db);
+    free(inp), free(w), free(b), free(R), free(out), free(dinp), free(dw), free(db);
+  }
 }
 
 static void test_conv2d(void **state) {
@@ -929,6 +977,7 @@ int main(void) {
   mr_set_threads(2);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv2d),
+      cmocka_unit_test(test_conv2d_pointwise),
       cmocka_unit_test(test_conv_few),
       cmocka_unit_test(test_batchnorm_train),
       cmocka_unit_test(test_batchnorm_eval),

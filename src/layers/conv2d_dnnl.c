@@ -1,10 +1,13 @@
-/* conv2d through oneDNN (Debian libdnnl): the fast path. Our tensors stay
- * NCHW; each call reorders into the blocked layouts oneDNN's direct JIT
- * kernels want and back, as PyTorch does. Reorders into our gradients use a
+/* conv2d through oneDNN (Debian libdnnl): the fast path. Channels-last tensors
+ * go to the primitives as they are (planar ones are reordered into the blocked
+ * layouts oneDNN's direct JIT kernels want and back, as PyTorch does);
+ * pointwise convolutions' passes run as oneDNN sgemm calls where that measured
+ * faster (below). Reorders into our gradients use a
  * sum post-op so backward accumulates (+=) like every other op. Primitives
  * are built once per layer and batch size; blocked buffers are shared by all
  * layers (ConvDnnlWorkspace), since layers run one at a time. */
 #include <dnnl.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +30,9 @@ typedef struct {
 struct ConvDnnl {
   Conv2dDims d;
   int has_bias, channels_last;
+  /* a pointwise convolution: its backward (POINTWISE_BACKWARD), or forward too (POINTWISE_ALL),
+   * as matrix products, with the weight gradient's rows in wgrad_slices slices */
+  int pointwise, wgrad_slices;
   dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_weights_pd;
   dnnl_primitive_t fwd, bwd_data, bwd_weights;
   /* memories at the primitives' layouts (handles set per call) */
@@ -342,50 +348,159 @@ static int conv_pd_create(dnnl_primitive_desc_t *pd, PrimKind kind, const ConvDe
   return -1;
 }
 
-ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
-  if (!dnnl_ready()) return NULL;
-  ConvDnnl *c = calloc(1, sizeof *c);
-  if (!c) return NULL;
-  c->d = d;
-  c->has_bias = has_bias;
-  c->channels_last = channels_last;
-  ConvDescs layouts[LAYOUT_COUNT];
-  unsigned char offered[LAYOUT_COUNT];
-  if (!conv_layouts_init(layouts, offered, d, channels_last)) goto failure;
-  const int fwd_at =
-      conv_pd_create(&c->fwd_pd, PRIM_FWD_TRAINING, layouts, offered, has_bias, NULL, NULL);
-  if (fwd_at < 0) goto failure;
-  /* the backward primitives are hinted with a forward of their own layouts' family */
-  const int bd_at = conv_pd_create(&c->bwd_data_pd, PRIM_BWD_DATA, layouts, offered, has_bias, NULL,
-                                   fwd_at == LAYOUT_BLOCKED ? NULL : c->fwd_pd);
-  const int bw_at = conv_pd_create(&c->bwd_weights_pd, PRIM_BWD_WEIGHTS, layouts, offered, has_bias,
-                                   NULL, fwd_at == LAYOUT_BLOCKED ? NULL : c->fwd_pd);
-  if (bd_at < 0 || bw_at < 0) goto failure;
-  const ConvDescs *fm = &layouts[fwd_at], *dm = &layouts[bd_at], *wm = &layouts[bw_at];
-  CHECK_DNNL(dnnl_primitive_create(&c->fwd, c->fwd_pd));
-  CHECK_DNNL(dnnl_primitive_create(&c->bwd_data, c->bwd_data_pd));
-  CHECK_DNNL(dnnl_primitive_create(&c->bwd_weights, c->bwd_weights_pd));
+/* ---- pointwise convolutions as matrix products -----------------------------
+ * A 1x1 convolution at stride 1 without padding over channels-last tensors is a matrix product
+ * with our weights as they are: out (M = B*H*W rows, OC) = inp (M, C) * W^T with W (OC, C);
+ * inp's gradient is dout * W and W's is dout^T * inp. The convolution primitives reorder the
+ * weights into their blocked layouts (and the weight gradient back) on every call, at about
+ * 1 ns a value in oneDNN's jit:uni reorder: 7 ms of MobileNet 64x64's 50 ms training step
+ * (DNNL_VERBOSE), 4 ms of one 1024x1024 layer's weight gradient. oneDNN's sgemm needs none.
+ * Per pass, timed on this machine against the primitives with their reorders (batch 32,
+ * 2 threads; bench/RESULTS.md, session 17):
+ * - backward data: sgemm as fast or faster on every shape tried (DenseNet's 96 -> 48 channels
+ *   on 64x64 maps 3.9 against 6.3 ms, MobileNet's 1024 -> 1024 on 2x2 0.73 against 1.23);
+ * - weight gradient: sgemm, its long sum over the M rows cut into one slice per thread when M is
+ *   large against the weights (36 -> 48 channels on 64x64 maps: 1.8 ms, against 3.4 for one
+ *   call and 1.9 for the primitive; 1024 -> 1024: 0.7 ms against 4.0);
+ * - forward: sgemm (reading W transposed) lost on small and middling weights (96 -> 48 on 64x64
+ *   maps: 5.1 against 4.2 ms; 512 -> 512 on 8x8: 3.1-3.9 against 2.6) and won on large ones
+ *   (1024 -> 1024 on 2x2: 1.5 against 2.3; on 4x4: 3.5 against 3.8), so it takes layers with
+ *   at least POINTWISE_FORWARD_WEIGHTS weights.
+ * Inference's folded primitive keeps its weights reordered once, and stays. */
+enum { POINTWISE_NONE, POINTWISE_BACKWARD, POINTWISE_ALL };
+#define POINTWISE_FORWARD_WEIGHTS (512 * 1024)
+#define POINTWISE_SLICE_ROWS 16 /* slice the weight gradient's rows when M >= 16 max(C, OC) */
 
+static void pointwise_plan(ConvDnnl *c) {
+  const Conv2dDims *d = &c->d;
+  if (!c->channels_last || d->KH != 1 || d->KW != 1 || d->SH != 1 || d->SW != 1 || d->PT || d->PB ||
+      d->PL || d->PR || d->groups != 1)
+    return;
+  c->pointwise =
+      (size_t)d->C * d->OC >= POINTWISE_FORWARD_WEIGHTS ? POINTWISE_ALL : POINTWISE_BACKWARD;
+  const size_t M = (size_t)d->B * d->H * d->W, widest = (size_t)(d->C > d->OC ? d->C : d->OC);
+  /* one partial weight gradient per slice, in the workspace; the slice count is fixed here so
+   * the sums do not depend on how many threads run them */
+  const int threads = omp_get_max_threads();
+  c->wgrad_slices = threads > 1 && M >= POINTWISE_SLICE_ROWS * widest ? threads : 1;
+  if (c->wgrad_slices > 1)
+    c->bytes[CONV_WS_DWEI] = sizeof(float) * (size_t)c->wgrad_slices * d->C * d->OC;
+}
+
+static void pointwise_forward(const ConvDnnl *c, float *out, const float *inp, const float *weight,
+                              const float *bias) {
+  const Conv2dDims *d = &c->d;
+  const dnnl_dim_t M = (dnnl_dim_t)d->B * d->H * d->W;
+  dnnl_sgemm('N', 'T', M, d->OC, d->C, 1.0f, inp, d->C, weight, d->C, 0.0f, out, d->OC);
+  if (!c->has_bias) return;
+#pragma omp parallel for schedule(static)
+  for (dnnl_dim_t m = 0; m < M; m++)
+    for (int o = 0; o < d->OC; o++) out[m * d->OC + o] += bias[o];
+}
+
+#define POINTWISE_BIAS_CHUNKS 16 /* fixed, so the sums do not depend on the thread count */
+/* dbias += the column sums of dout (M, OC): chunks of rows summed in float, added in order */
+static void pointwise_bias_grad(float *dbias, const float *dout, size_t M, int OC) {
+  double total[OC];
+  float part[POINTWISE_BIAS_CHUNKS][OC];
+#pragma omp parallel for schedule(static)
+  for (int k = 0; k < POINTWISE_BIAS_CHUNKS; k++) {
+    for (int o = 0; o < OC; o++) part[k][o] = 0.0f;
+    for (size_t m = M * k / POINTWISE_BIAS_CHUNKS; m < M * (k + 1) / POINTWISE_BIAS_CHUNKS; m++)
+      for (int o = 0; o < OC; o++) part[k][o] += dout[m * OC + o];
+  }
+  for (int o = 0; o < OC; o++) total[o] = 0.0;
+  for (int k = 0; k < POINTWISE_BIAS_CHUNKS; k++)
+    for (int o = 0; o < OC; o++) total[o] += part[k][o];
+  for (int o = 0; o < OC; o++) dbias[o] += (float)total[o];
+}
+
+/* dW (OC, C) += dout^T * inp, over slices of the rows when planned: each slice's product by one
+ * thread (sgemm runs on the calling thread inside a parallel region) into its own partial, the
+ * partials then added in slice order */
+static void pointwise_weight_grad(const ConvDnnl *c, float *partials, float *dweight,
+                                  const float *dout, const float *inp) {
+  const Conv2dDims *d = &c->d;
+  const dnnl_dim_t M = (dnnl_dim_t)d->B * d->H * d->W, S = c->wgrad_slices;
+  if (S == 1) {
+    dnnl_sgemm('T', 'N', d->OC, d->C, M, 1.0f, dout, d->OC, inp, d->C, 1.0f, dweight, d->C);
+    return;
+  }
+  const size_t n = (size_t)d->OC * d->C;
+#pragma omp parallel for schedule(static)
+  for (dnnl_dim_t s = 0; s < S; s++) {
+    const dnnl_dim_t m0 = M * s / S, m1 = M * (s + 1) / S;
+    dnnl_sgemm('T', 'N', d->OC, d->C, m1 - m0, 1.0f, dout + m0 * d->OC, d->OC, inp + m0 * d->C,
+               d->C, 0.0f, partials + (size_t)s * n, d->C);
+  }
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    float sum = dweight[i];
+    for (dnnl_dim_t s = 0; s < S; s++) sum += partials[(size_t)s * n + i];
+    dweight[i] = sum;
+  }
+}
+
+static void pointwise_backward(const ConvDnnl *c, void *const *ws, float *dinp, int accumulate,
+                               float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight) {
+  const Conv2dDims *d = &c->d;
+  const dnnl_dim_t M = (dnnl_dim_t)d->B * d->H * d->W;
+  if (dinp) /* dinp (M, C) (+)= dout (M, OC) * W */
+    dnnl_sgemm('N', 'N', M, d->C, d->OC, 1.0f, dout, d->OC, weight, d->C, accumulate ? 1.0f : 0.0f,
+               dinp, d->C);
+  if (dweight) pointwise_weight_grad(c, ws[CONV_WS_DWEI], dweight, dout, inp);
+  if (dbias && c->has_bias) pointwise_bias_grad(dbias, dout, (size_t)M, d->OC);
+}
+
+#define MD(pd, q) dnnl_primitive_desc_query_md(pd, q, 0)
+/* The forward primitive on its layout, its memories and reorders; returns the layout, -1 on
+ * failure. */
+static int forward_create(ConvDnnl *c, const ConvDescs layouts[], const unsigned char offered[]) {
+  const int at =
+      conv_pd_create(&c->fwd_pd, PRIM_FWD_TRAINING, layouts, offered, c->has_bias, NULL, NULL);
+  if (at < 0 || dnnl_primitive_create(&c->fwd, c->fwd_pd) != dnnl_success) return -1;
+  const ConvDescs *fm = &layouts[at];
   c->src = memory_at(c->fwd_pd, dnnl_query_src_md);
   c->wei = memory_at(c->fwd_pd, dnnl_query_weights_md);
   c->dst = memory_at(c->fwd_pd, dnnl_query_dst_md);
-  if (has_bias) dnnl_memory_create(&c->bias, &fm->bias, engine, DNNL_MEMORY_NONE);
+  if (c->has_bias) dnnl_memory_create(&c->bias, &fm->bias, engine, DNNL_MEMORY_NONE);
+  if (!c->src || !c->wei || !c->dst || (c->has_bias && !c->bias) ||
+      !reorder_make(&c->r_src, &fm->src_plain, MD(c->fwd_pd, dnnl_query_src_md), 0) ||
+      !reorder_make(&c->r_wei, &fm->wei_plain, MD(c->fwd_pd, dnnl_query_weights_md), 0) ||
+      !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &fm->dst_plain, 0))
+    return -1;
+  c->bytes[CONV_WS_SRC] = md_bytes(c->fwd_pd, dnnl_query_src_md);
+  c->bytes[CONV_WS_WEI] = md_bytes(c->fwd_pd, dnnl_query_weights_md);
+  c->bytes[CONV_WS_DST] = md_bytes(c->fwd_pd, dnnl_query_dst_md);
+  return at;
+}
+
+/* The backward-data and backward-weights primitives, hinted with a forward of their own
+ * layouts' family; returns 0 on failure. */
+static int backward_create(ConvDnnl *c, const ConvDescs layouts[], const unsigned char offered[],
+                           int fwd_at) {
+  const_dnnl_primitive_desc_t hint = fwd_at == LAYOUT_BLOCKED ? NULL : c->fwd_pd;
+  const int bd_at =
+      conv_pd_create(&c->bwd_data_pd, PRIM_BWD_DATA, layouts, offered, c->has_bias, NULL, hint);
+  const int bw_at = conv_pd_create(&c->bwd_weights_pd, PRIM_BWD_WEIGHTS, layouts, offered,
+                                   c->has_bias, NULL, hint);
+  if (bd_at < 0 || bw_at < 0 ||
+      dnnl_primitive_create(&c->bwd_data, c->bwd_data_pd) != dnnl_success ||
+      dnnl_primitive_create(&c->bwd_weights, c->bwd_weights_pd) != dnnl_success)
+    return 0;
+  const ConvDescs *dm = &layouts[bd_at], *wm = &layouts[bw_at];
   c->bd_wei = memory_at(c->bwd_data_pd, dnnl_query_weights_md);
   c->bd_ddst = memory_at(c->bwd_data_pd, dnnl_query_diff_dst_md);
   c->bd_dsrc = memory_at(c->bwd_data_pd, dnnl_query_diff_src_md);
   c->bw_src = memory_at(c->bwd_weights_pd, dnnl_query_src_md);
   c->bw_ddst = memory_at(c->bwd_weights_pd, dnnl_query_diff_dst_md);
   c->bw_dwei = memory_at(c->bwd_weights_pd, dnnl_query_diff_weights_md);
-  if (has_bias) dnnl_memory_create(&c->bw_dbias, &wm->bias, engine, DNNL_MEMORY_NONE);
-  if (!c->src || !c->wei || !c->dst || !c->bd_wei || !c->bd_ddst || !c->bd_dsrc || !c->bw_src ||
-      !c->bw_ddst || !c->bw_dwei || (has_bias && (!c->bias || !c->bw_dbias)))
-    goto failure;
-
-#define MD(pd, q) dnnl_primitive_desc_query_md(pd, q, 0)
-  if (!reorder_make(&c->r_src, &fm->src_plain, MD(c->fwd_pd, dnnl_query_src_md), 0) ||
-      !reorder_make(&c->r_wei, &fm->wei_plain, MD(c->fwd_pd, dnnl_query_weights_md), 0) ||
-      !reorder_make(&c->r_dst, MD(c->fwd_pd, dnnl_query_dst_md), &fm->dst_plain, 0) ||
-      !reorder_make(&c->r_bd_wei, &dm->wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
+  if (c->has_bias) dnnl_memory_create(&c->bw_dbias, &wm->bias, engine, DNNL_MEMORY_NONE);
+  if (!c->bd_wei || !c->bd_ddst || !c->bd_dsrc || !c->bw_src || !c->bw_ddst || !c->bw_dwei ||
+      (c->has_bias && !c->bw_dbias))
+    return 0;
+  if (!reorder_make(&c->r_bd_wei, &dm->wei_plain, MD(c->bwd_data_pd, dnnl_query_weights_md), 0) ||
       !reorder_make(&c->r_bd_ddst, &dm->dst_plain, MD(c->bwd_data_pd, dnnl_query_diff_dst_md), 0) ||
       !reorder_make(&c->r_bd_dsrc_add, MD(c->bwd_data_pd, dnnl_query_diff_src_md), &dm->src_plain,
                     1) ||
@@ -396,20 +511,34 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
                     0) ||
       !reorder_make(&c->r_bw_dwei, MD(c->bwd_weights_pd, dnnl_query_diff_weights_md),
                     &wm->wei_plain, 1))
-    goto failure;
+    return 0;
   c->ddst_shared = dnnl_memory_desc_equal(MD(c->bwd_data_pd, dnnl_query_diff_dst_md),
                                           MD(c->bwd_weights_pd, dnnl_query_diff_dst_md));
-  c->bytes[CONV_WS_SRC] = md_bytes(c->fwd_pd, dnnl_query_src_md);
-  c->bytes[CONV_WS_WEI] = md_bytes(c->fwd_pd, dnnl_query_weights_md);
-  c->bytes[CONV_WS_DST] = md_bytes(c->fwd_pd, dnnl_query_dst_md);
   c->bytes[CONV_WS_BD_WEI] = md_bytes(c->bwd_data_pd, dnnl_query_weights_md);
   c->bytes[CONV_WS_DDST] = md_bytes(c->bwd_data_pd, dnnl_query_diff_dst_md);
   c->bytes[CONV_WS_DSRC] = md_bytes(c->bwd_data_pd, dnnl_query_diff_src_md);
   c->bytes[CONV_WS_BW_SRC] = md_bytes(c->bwd_weights_pd, dnnl_query_src_md);
   c->bytes[CONV_WS_BW_DDST] = md_bytes(c->bwd_weights_pd, dnnl_query_diff_dst_md);
   c->bytes[CONV_WS_DWEI] = md_bytes(c->bwd_weights_pd, dnnl_query_diff_weights_md);
-  c->bytes[CONV_WS_DBIAS] = sizeof(float) * d.OC;
+  c->bytes[CONV_WS_DBIAS] = sizeof(float) * c->d.OC;
+  return 1;
+}
 #undef MD
+
+ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
+  if (!dnnl_ready()) return NULL;
+  ConvDnnl *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->d = d;
+  c->has_bias = has_bias;
+  c->channels_last = channels_last;
+  pointwise_plan(c);
+  ConvDescs layouts[LAYOUT_COUNT];
+  unsigned char offered[LAYOUT_COUNT];
+  if (!conv_layouts_init(layouts, offered, d, channels_last)) goto failure;
+  const int fwd_at =
+      c->pointwise == POINTWISE_ALL ? LAYOUT_PLAIN : forward_create(c, layouts, offered);
+  if (fwd_at < 0 || (!c->pointwise && !backward_create(c, layouts, offered, fwd_at))) goto failure;
   return c;
 failure:
   conv2d_dnnl_free(c);
@@ -426,6 +555,10 @@ static void exec(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
 
 void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *inp,
                          const float *weight, const float *bias) {
+  if (c->pointwise == POINTWISE_ALL) {
+    pointwise_forward(c, out, inp, weight, bias);
+    return;
+  }
   dnnl_memory_set_data_handle(c->src, reorder_in(&c->r_src, inp, ws[CONV_WS_SRC]));
   dnnl_memory_set_data_handle(c->wei, reorder_in(&c->r_wei, weight, ws[CONV_WS_WEI]));
   dnnl_memory_set_data_handle(c->dst, c->r_dst.prim ? ws[CONV_WS_DST] : out);
@@ -443,6 +576,10 @@ void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *
 
 void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumulate, float *dweight,
                           float *dbias, const float *dout, const float *inp, const float *weight) {
+  if (c->pointwise) {
+    pointwise_backward(c, ws, dinp, accumulate, dweight, dbias, dout, inp, weight);
+    return;
+  }
   void *ddst = NULL; /* diff_dst as backward data read it */
   if (dinp) {
     dnnl_memory_set_data_handle(c->bd_wei, reorder_in(&c->r_bd_wei, weight, ws[CONV_WS_BD_WEI]));
