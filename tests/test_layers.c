@@ -365,6 +365,70 @@ static void test_batchnorm_relu_mask(void **state) {
     check_bn_relu_mask(nhwc, 16), check_bn_relu_mask(nhwc, 5), check_bn_relu_mask(nhwc, 36);
 }
 
+/* Batchnorm with its ReLU and the 2x2 max-pool after it in one kernel (d.pool2) against
+ * batchnorm, then maxpool2d with its argmax: the pooled map bit for bit, the input gradient
+ * and parameter gradients to rounding (sums in another order), accumulating too. x takes few
+ * values, so windows hold equal maxima (the first must win) and ReLU-clipped zeros. */
+static void check_bn_pool2(Mode mode, int C) {
+  BatchNormDims d = {.B = 3, .C = C, .H = 6, .W = 4, .eps = 1e-5f, .momentum = 0.1f};
+  PoolDims p = {
+      .B = d.B, .C = C, .H = d.H, .W = d.W, .KH = 2, .KW = 2, .SH = 2, .SW = 2, .DH = 1, .DW = 1};
+  assert_true(pool_dims_finish(&p) && batchnorm2d_pool2_supported(C, d.H, d.W));
+  const size_t n = (size_t)d.B * d.H * d.W * C, np = n / 4;
+  Rng rng;
+  rng_seed(&rng, 77 + C);
+  float *x = malloc(4 * n), *y = malloc(4 * n), *dy = malloc(4 * n), *dx = malloc(4 * n);
+  float *dx2 = malloc(4 * n), *pooled = malloc(4 * np), *pooled2 = malloc(4 * np);
+  float *dp = malloc(4 * np), gamma[C], beta[C], rm[C], rv[C], mean[C], invstd[C];
+  float dg[2][C], db[2][C];
+  int32_t *argmax = malloc(4 * np);
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(rng_uniform(&rng) < 0.5 ? 1 : (int)(4 * rng_uniform(&rng))) - 1.5f;
+  fill_uniform(dp, np, &rng, -1, 1);
+  for (int c = 0; c < C; c++) {
+    gamma[c] = c % 3 ? 1.0f + 0.1f * c : -0.5f, beta[c] = 0.05f * (c % 5) - 0.1f;
+    rm[c] = 0.1f, rv[c] = 2.0f, dg[0][c] = dg[1][c] = db[0][c] = db[1][c] = 0.0f;
+  }
+  void *scratch = malloc(batchnorm2d_nhwc_scratch_bytes(C));
+  /* apart */
+  batchnorm2d_forward_nhwc(y, mean, invstd, x, gamma, beta, rm, rv, NULL, d, mode, 1, scratch);
+  maxpool2d_forward_nhwc(pooled, argmax, y, p);
+  maxpool2d_backward_nhwc(dy, 0, dp, argmax, p);
+  for (size_t i = 0; i < n; i++) dx[i] = 0.5f;
+  batchnorm2d_backward_nhwc(dx, 1, dg[0], db[0], dy, x, gamma, beta, mean, invstd, d, mode, 1,
+                            scratch);
+  /* fused */
+  d.pool2 = 1;
+  batchnorm2d_forward_nhwc(pooled2, mean, invstd, x, gamma, beta, rm, rv, NULL, d, mode, 1,
+                           scratch);
+  assert_memory_equal(pooled, pooled2, 4 * np);
+  for (size_t i = 0; i < n; i++) dx2[i] = 0.5f;
+  batchnorm2d_backward_nhwc(dx2, 1, dg[1], db[1], dp, x, gamma, beta, mean, invstd, d, mode, 1,
+                            scratch);
+  double most = 0.0;
+  for (size_t i = 0; i < n; i++) most = fmax(most, fabs(dx[i]));
+  assert_true(most > 0.5);
+  assert_true(max_abs_diff(dx, dx2, n) < 1e-5 * most);
+  assert_true(max_abs_diff(dg[0], dg[1], C) < 1e-4 && max_abs_diff(db[0], db[1], C) < 1e-4);
+  /* overwriting: what dx held does not matter */
+  for (size_t i = 0; i < n; i++) dx2[i] = NAN;
+  batchnorm2d_backward_nhwc(dx2, 0, NULL, NULL, dp, x, gamma, beta, mean, invstd, d, mode, 1,
+                            scratch);
+  for (size_t i = 0; i < n; i++) dx2[i] += 0.5f;
+  assert_true(max_abs_diff(dx, dx2, n) < 1e-5 * most);
+  free(x), free(y), free(dy), free(dx), free(dx2), free(pooled), free(pooled2), free(dp);
+  free(argmax), free(scratch);
+}
+
+static void test_batchnorm_pool2(void **state) {
+  (void)state;
+  for (int mode = 0; mode < 2; mode++)
+    check_bn_pool2(mode ? MODE_TRAIN : MODE_EVAL, 16),
+        check_bn_pool2(mode ? MODE_TRAIN : MODE_EVAL, 48);
+  assert_false(batchnorm2d_pool2_supported(36, 4, 4));
+  assert_false(batchnorm2d_pool2_supported(16, 5, 4));
+}
+
 static void test_batchnorm_running_stats(void **state) {
   (void)state;
   /* PyTorch: running_var takes the unbiased batch variance, momentum 0.1 */
@@ -983,6 +1047,7 @@ int main(void) {
       cmocka_unit_test(test_batchnorm_eval),
       cmocka_unit_test(test_batchnorm_relu_mask),
       cmocka_unit_test(test_batchnorm_running_stats),
+      cmocka_unit_test(test_batchnorm_pool2),
       cmocka_unit_test(test_batchnorm_shared_batch),
       cmocka_unit_test(test_relu),
       cmocka_unit_test(test_maxpool),

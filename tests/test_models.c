@@ -313,6 +313,24 @@ static void test_conv_backends_agree(void **state) {
   check_conv_backends("cnn", 1, 1.0f);
 }
 
+/* batchnorm -> ReLU -> 2x2 max-pool runs as one kernel in channels-last (net_fuse_pools): each
+ * of cnn's stages on 32x32 images, none on 28x28 past the 7x7 maps (odd); test_conv_backends_agree
+ * checks the fused gradients against the planar kernels' */
+static void test_pools_fused(void **state) {
+  (void)state;
+  for (int size = 28; size <= 32; size += 4) {
+    ModelSpec spec = model_spec_default("cnn", 1, size, size, 2);
+    Net *net = model_build(&spec, 1, NULL);
+    assert_non_null(net);
+    int pools = 0, fused = 0;
+    for (int i = 0; i < net->n_layers; i++)
+      pools += net->layers[i].kind == OP_MAXPOOL, fused += net->layers[i].pool_fused > 0;
+    assert_true(pools > 2);
+    assert_int_equal(fused, size == 32 ? pools : 2);
+    net_free(net);
+  }
+}
+
 /* net_predict's lean buffer plan gives the probabilities of the full plan. */
 /* Gradients share buffers by liveness (the gradient checks above run on the shared plan): a
  * chain keeps a few alive at once, skips and dense blocks more, never more than one each. */
@@ -648,6 +666,7 @@ int main(void) {
       cmocka_unit_test(test_optimisers_learn),
       cmocka_unit_test(test_optim_closed_form),
       cmocka_unit_test(test_conv_backends_agree),
+      cmocka_unit_test(test_pools_fused),
       cmocka_unit_test(test_predict_matches_forward),
       cmocka_unit_test(test_predict_residual_copies),
       cmocka_unit_test(test_predict_few_channels),

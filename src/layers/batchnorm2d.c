@@ -493,6 +493,136 @@ static void thread_rows(size_t rows, size_t unit, size_t *lo, size_t *hi) {
   *hi = t == n - 1 ? rows : units * (t + 1) / n * unit;
 }
 
+/* ---- the fused ReLU with a 2x2 max-pool at stride 2 after it ----------------------------
+ * Channels-last, C a whole number of vectors, H and W even. Forward writes only the pooled map;
+ * backward takes the pooled map's gradient and finds each window's maximum again from x, with
+ * forward's float operations and maxpool2d's rule (the first of equal maxima wins), so neither
+ * the full-size map, nor its gradient, nor an argmax is ever stored: of the passes batchnorm,
+ * ReLU and max-pool made over a 16x64x64 map (normalise, pool, pool's backward, two backward
+ * passes), each full-size write and re-read is gone. */
+int batchnorm2d_pool2_supported(int C, int H, int W) {
+  return C > 0 && C % VEC == 0 && H > 0 && W > 0 && H % 2 == 0 && W % 2 == 0;
+}
+
+/* relu(x * scale + shift), and whether x * scale + shift > 0 */
+static inline Vec relu_vec(Vec x, Vec scale, Vec shift, VecBits *pass) {
+  const Vec zero = {0}, v = x * scale + shift;
+  *pass = v > zero;
+  return (Vec)((VecBits)v & *pass);
+}
+
+/* One window's four pixels (x00 and the pixels `right` and `down` values on) of one vector of
+ * channels: their x, and the gradient each gets: dp at the window's first maximum when that
+ * pixel's batchnorm output is above 0, else 0. */
+ALWAYS_INLINE void window_gates(const float *x00, size_t right, size_t down, Vec dp, Vec scale,
+                                Vec shift, Vec x[4], Vec g[4]) {
+  const float *at[4] = {x00, x00 + right, x00 + down, x00 + down + right};
+  VecBits pass[4], first[4];
+  x[0] = vec_load(at[0]);
+  Vec m = relu_vec(x[0], scale, shift, &pass[0]);
+  first[0] = pass[0] | ~pass[0]; /* all ones */
+  for (int k = 1; k < 4; k++) {
+    x[k] = vec_load(at[k]);
+    const Vec y = relu_vec(x[k], scale, shift, &pass[k]);
+    const VecBits above = y > m;
+    for (int j = 0; j < k; j++) first[j] &= ~above;
+    first[k] = above;
+    m = (Vec)(((VecBits)y & above) | ((VecBits)m & ~above));
+  }
+  for (int k = 0; k < 4; k++) g[k] = vec_gate(dp, first[k] & pass[k]);
+}
+
+/* out (B, H/2, W/2, C) = the 2x2 maxima of relu(x * scale + shift) */
+static void normalise_pool2(float *out, const float *inp, const BatchNormDims *d,
+                            const float *scale, const float *shift) {
+  const int C = d->C, OW = d->W / 2;
+  const size_t down = (size_t)d->W * C, window_rows = (size_t)d->B * (d->H / 2);
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < window_rows; r++)
+    for (int ow = 0; ow < OW; ow++)
+      for (int j = 0; j < C; j += VEC) {
+        const float *x = inp + r * 2 * down + (size_t)2 * ow * C + j;
+        const Vec sc = vec_load(scale + j), sh = vec_load(shift + j);
+        VecBits pass;
+        Vec m = relu_vec(vec_load(x), sc, sh, &pass);
+        const float *rest[3] = {x + C, x + down, x + down + C};
+        for (int k = 0; k < 3; k++) {
+          const Vec y = relu_vec(vec_load(rest[k]), sc, sh, &pass);
+          const VecBits above = y > m;
+          m = (Vec)(((VecBits)y & above) | ((VecBits)m & ~above));
+        }
+        vec_store(out + (r * OW + ow) * C + j, m);
+      }
+}
+
+/* chunk k's window rows: s[c] = sum(g), sx[c] = sum(g * (x - mean)), in float over a window row
+ * then in double */
+ALWAYS_INLINE void pool2_sums(const int C, const float *dpool, const float *inp,
+                              const BatchNormDims *d, int k, const float *mean, const float *scale,
+                              const float *shift, double *s, double *sx) {
+  const int OW = d->W / 2;
+  const size_t down = (size_t)d->W * C;
+  size_t lo, hi;
+  chunk_rows((size_t)d->B * (d->H / 2), 1, k, &lo, &hi);
+  Vec bs[C / VEC], bsx[C / VEC];
+  float lanes_s[C], lanes_sx[C];
+  for (int c = 0; c < C; c++) s[c] = sx[c] = 0.0;
+  for (size_t r = lo; r < hi; r++) {
+    for (int j = 0; j < C / VEC; j++) bs[j] = bsx[j] = (Vec){0};
+    for (int ow = 0; ow < OW; ow++)
+      for (int j = 0; j < C / VEC; j++) {
+        Vec x[4], g[4];
+        window_gates(inp + r * 2 * down + (size_t)2 * ow * C + j * VEC, C, down,
+                     vec_load(dpool + (r * OW + ow) * C + j * VEC), vec_load(scale + j * VEC),
+                     vec_load(shift + j * VEC), x, g);
+        const Vec mv = vec_load(mean + j * VEC);
+        bs[j] += (g[0] + g[1]) + (g[2] + g[3]);
+        bsx[j] +=
+            (g[0] * (x[0] - mv) + g[1] * (x[1] - mv)) + (g[2] * (x[2] - mv) + g[3] * (x[3] - mv));
+      }
+    memcpy(lanes_s, bs, sizeof lanes_s), memcpy(lanes_sx, bsx, sizeof lanes_sx);
+    for (int c = 0; c < C; c++) s[c] += lanes_s[c], sx[c] += lanes_sx[c];
+  }
+}
+
+/* dx over every pixel (the windows tile the map): train k (g - a - (x - mean) b), eval k g;
+ * train and accumulate literal at each call, so the loop holds no test */
+ALWAYS_INLINE void pool2_dx_kind(const int train, const int accumulate, float *dinp,
+                                 const float *dpool, const float *inp, const BatchNormDims *d,
+                                 const float *mean, const float *kk, const float *a, const float *b,
+                                 const float *scale, const float *shift) {
+  const int C = d->C, OW = d->W / 2;
+  const size_t down = (size_t)d->W * C, window_rows = (size_t)d->B * (d->H / 2);
+#pragma omp parallel for schedule(static)
+  for (size_t r = 0; r < window_rows; r++)
+    for (int ow = 0; ow < OW; ow++)
+      for (int j = 0; j < C; j += VEC) {
+        const size_t at = r * 2 * down + (size_t)2 * ow * C + j;
+        Vec x[4], g[4];
+        window_gates(inp + at, C, down, vec_load(dpool + (r * OW + ow) * C + j),
+                     vec_load(scale + j), vec_load(shift + j), x, g);
+        const Vec vk = vec_load(kk + j), va = train ? vec_load(a + j) : vk;
+        const Vec vb = train ? vec_load(b + j) : vk, vmean = vec_load(mean + j);
+        const size_t pix[4] = {at, at + C, at + down, at + down + C};
+        for (int q = 0; q < 4; q++) {
+          const Vec v = train ? vk * (g[q] - va - (x[q] - vmean) * vb) : vk * g[q];
+          vec_store(dinp + pix[q], accumulate ? vec_load(dinp + pix[q]) + v : v);
+        }
+      }
+}
+
+static void pool2_dx(float *dinp, int accumulate, const float *dpool, const float *inp,
+                     const BatchNormDims *d, const float *mean, const float *kk, const float *a,
+                     const float *b, const float *scale, const float *shift) {
+#define BN_POOL2_DX(train, acc) \
+  pool2_dx_kind(train, acc, dinp, dpool, inp, d, mean, kk, a, b, scale, shift)
+  if (a)
+    accumulate ? BN_POOL2_DX(1, 1) : BN_POOL2_DX(1, 0);
+  else
+    accumulate ? BN_POOL2_DX(0, 1) : BN_POOL2_DX(0, 0);
+#undef BN_POOL2_DX
+}
+
 void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, const float *inp,
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
@@ -518,11 +648,15 @@ void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, 
                 running_var, mode);
   for (int c = 0; c < C; c++)
     bn_affine(gamma[c], beta[c], save_mean[c], save_invstd[c], &scale[c], &shift[c]);
+  if (d.pool2) {
+    normalise_pool2(out, inp, &d, scale, shift);
+  } else {
 #pragma omp parallel
-  {
-    size_t lo, hi;
-    thread_rows(rows, 1, &lo, &hi);
-    BY_CHANNELS(rows_normalise, C, out, inp, lo, hi, scale, shift, relu);
+    {
+      size_t lo, hi;
+      thread_rows(rows, 1, &lo, &hi);
+      BY_CHANNELS(rows_normalise, C, out, inp, lo, hi, scale, shift, relu);
+    }
   }
   if (mode == MODE_TRAIN && num_batches_tracked) (*num_batches_tracked)++;
 }
@@ -537,7 +671,7 @@ void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float
   float *k = (float *)(part + (size_t)2 * BN_CHUNKS * C), *a = k + C, *b = a + C;
   float *relu_scale = relu ? b + C : NULL, *relu_shift = b + 2 * C;
   /* with the ReLU, rows go in periods of P values (the vector loops above) */
-  const size_t P = relu ? gate_period(C) : 0, unit = P ? P / (size_t)C : 1;
+  const size_t P = relu && !d.pool2 ? gate_period(C) : 0, unit = P ? P / (size_t)C : 1;
   const int gated = P != 0;
   float *spread_at = relu_shift + C;
   const GateParams gp = {spread_at,         spread_at + P,     spread_at + 2 * P,
@@ -555,7 +689,10 @@ void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float
       double *s = part + (size_t)2 * chunk * C;
       size_t lo, hi;
       chunk_rows(rows, unit, chunk, &lo, &hi);
-      if (gated) {
+      if (d.pool2) {
+        BY_CHANNELS(pool2_sums, C, dout, inp, &d, chunk, save_mean, relu_scale, relu_shift, s,
+                    s + C);
+      } else if (gated) {
         BY_CHANNELS(gated_sums, P, C, dout + lo * C, inp + lo * C, hi - lo, &gp, save_mean,
                     relu_scale, relu_shift, s, s + C);
       } else {
@@ -570,6 +707,10 @@ void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float
   backward_terms(&d, (double)rows, part, part + C, gamma, save_invstd, dgamma, dbeta, k, a, b);
   if (!dinp) return;
   const float *a_or_eval = mode == MODE_EVAL ? NULL : a;
+  if (d.pool2) {
+    pool2_dx(dinp, accumulate, dout, inp, &d, save_mean, k, a_or_eval, b, relu_scale, relu_shift);
+    return;
+  }
   if (gated) spread(gp.k, k, C, P), spread(gp.a, a, C, P), spread(gp.b, b, C, P);
 #pragma omp parallel
   {

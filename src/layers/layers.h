@@ -112,6 +112,10 @@ typedef struct {
   int B, C, H, W;
   float eps, momentum;
   const BatchShare *share; /* train mode: the batch is shared by several processes; NULL: alone */
+  /* channels-last with the fused ReLU: a 2x2 max-pool at stride 2 follows, done here, so out
+   * (forward) and dout (backward) are the pooled (B, H/2, W/2, C) map
+   * (batchnorm2d_pool2_supported) */
+  int pool2;
 } BatchNormDims;
 
 /* Train: normalises by batch statistics, saves mean/invstd (C) and updates the
@@ -130,6 +134,7 @@ void batchnorm2d_backward(float *dinp, int accumulate, float *dgamma, float *dbe
 
 /* Channels-last (B,H,W,C) variants, same semantics; scratch holds
  * batchnorm2d_nhwc_scratch_bytes(C) bytes, 8-byte aligned. */
+int batchnorm2d_pool2_supported(int C, int H, int W);
 size_t batchnorm2d_nhwc_scratch_bytes(int C);
 void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, const float *inp,
                               const float *gamma, const float *beta, float *running_mean,

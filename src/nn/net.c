@@ -315,6 +315,36 @@ static void net_fuse_relus(Net *net) {
   }
 }
 
+/* The max-pool after layer b's fused ReLU: b -> its ReLU alias b+1 -> a 2x2 max-pool at stride
+ * 2 without padding (b+2), each read by the next alone. Returns b+2, or -1. */
+static int relu_pool2_after(const Net *net, int b) {
+  if (b + 2 >= net->n_layers) return -1;
+  const Layer *l = &net->layers[b], *relu = &net->layers[b + 1], *pool = &net->layers[b + 2];
+  if (!l->fused_relu || l->readers != 1 || !relu->alias || relu->src[0] != b + 1 ||
+      relu->readers != 1 || pool->kind != OP_MAXPOOL || pool->src[0] != b + 2)
+    return -1;
+  const PoolDims p = layer_pool_dims(pool, 1);
+  return p.KH == 2 && p.KW == 2 && p.SH == 2 && p.SW == 2 && p.DH == 1 && p.DW == 1 && !p.PT &&
+                 !p.PB && !p.PL && !p.PR && p.OH == p.H / 2 && p.OW == p.W / 2
+             ? b + 2
+             : -1;
+}
+
+/* Batchnorm -> its fused ReLU -> a 2x2 max-pool: batchnorm's channels-last kernels pool too
+ * (d.pool2), writing the pooled map and reading its gradient, so the full-size map, its
+ * gradient and the argmax are never stored. cnn 64x64's first stage (16 channels on 64x64
+ * maps) spent 14 of a 70 ms training step in batchnorm and the pool (bench/RESULTS.md,
+ * session 17). */
+static void net_fuse_pools(Net *net) {
+  for (int b = 0; b < net->n_layers; b++) {
+    Layer *l = &net->layers[b];
+    const int m = l->kind == OP_BATCHNORM2D ? relu_pool2_after(net, b) : -1;
+    if (m >= 0 && batchnorm2d_pool2_supported(shape_c(l->out_shape), shape_h(l->out_shape),
+                                              shape_w(l->out_shape)))
+      l->pool_fused = m + 1;
+  }
+}
+
 /* A residual add writes its sum over an input that nothing else needs: one read by the add
  * alone, made by an op whose backward does not read it (the last batchnorm of a bottleneck, or
  * of a shortcut), as PyTorch's `out += identity`. The add's backward reads no input. Saves a
@@ -377,6 +407,7 @@ Status net_finish(Net *net, MrError *err) {
                         net->spec.arch, net->n_params + net->n_stats, net->spec.max_floats);
   net_count_readers(net);
   net_fuse_relus(net);
+  net_fuse_pools(net);
   net_overwrite_inputs(net);
   net->params = calloc(net->n_params ? net->n_params : 1, sizeof(float));
   net->grads = calloc(net->n_params ? net->n_params : 1, sizeof(float));
@@ -466,6 +497,12 @@ static int residual_add_after(const Net *net, int i) {
     return -1;
   const int identity = residual_identity(net, i + 2);
   return tensor_root(net, identity) == tensor_root(net, conv->src[0]) ? -1 : i + 2;
+}
+
+/* Layer i is a max-pool its input's producer does (net_fuse_pools) in the current layout */
+static int pool_done_by_producer(const Net *net, int i) {
+  const int t = tensor_root(net, net->layers[i].src[0]);
+  return net->channels_last && t != NET_INPUT && net->layers[t - 1].pool_fused == i + 1;
 }
 
 /* Builds oneDNN primitives for this batch size, channels-last when the whole
@@ -709,7 +746,11 @@ static size_t net_plan_gradient_offsets(const Net *net, int batch, size_t *offse
     }
     if (best < 0) best = slots++;
     if (cap[best] < need) cap[best] = need;
-    busy_to[best] = t - 1, slot_of[t] = best;
+    /* a pool done by its batchnorm (in channels-last): that backward reads this gradient */
+    const int fused_by = tensor_root(net, net->layers[t - 1].src[0]);
+    busy_to[best] =
+        fused_by != NET_INPUT && net->layers[fused_by - 1].pool_fused == t ? fused_by - 1 : t - 1;
+    slot_of[t] = best;
   }
   for (int s = 0; s < slots; s++) start[s] = total, total += cap[s];
   for (int i = 0; i < n; i++) offset[i] = net->layers[i].alias ? (size_t)-1 : start[slot_of[i + 1]];
@@ -804,9 +845,12 @@ static Status net_plan_inference(Net *net, int batch) {
     if (layer_out_size(l) * batch > biggest) biggest = layer_out_size(l) * batch;
     for (int k = 0; k < l->n_src; k++)
       if (last_use[l->src[k]] < j) last_use[l->src[k]] = j;
-    /* a residual add done by the convolution: it reads its input until it writes the add */
+    /* a residual add done by the convolution: it reads its input until it writes the add; a
+     * batchnorm doing the pool after it, until it writes the pool's output */
     const int add = residual_add_after(net, j);
     if (add >= 0 && last_use[l->src[0]] < add) last_use[l->src[0]] = add;
+    if (l->pool_fused && last_use[l->src[0]] < l->pool_fused - 1)
+      last_use[l->src[0]] = l->pool_fused - 1;
   }
   /* shares[j]: the tensor whose buffer layer j writes over, or -1 for a buffer of its own: an
    * alias's producer, and a residual add's identity when the add is the last to read it */
@@ -900,16 +944,8 @@ static int net_conv_few(Net *net, int i, int batch) {
   /* batchnorm (ReLU fused) -> its ReLU alias -> a 2x2 max-pool at stride 2, each read once.
    * Only then: without the pool, oneDNN's convolution is as fast (resnet20 64x64's first,
    * writing 33.5 MB: 1.55 ms, 1.65 by hand) */
-  int last = i;
-  if (bn->fused_relu && i + 3 < net->n_layers && net->layers[i + 2].alias &&
-      net->layers[i + 2].src[0] == i + 2 && bn->readers == 1 && net->layers[i + 2].readers == 1 &&
-      net->layers[i + 3].kind == OP_MAXPOOL && net->layers[i + 3].src[0] == i + 3) {
-    const PoolDims p = layer_pool_dims(&net->layers[i + 3], batch);
-    if (p.KH == 2 && p.KW == 2 && p.SH == 2 && p.SW == 2 && p.DH == 1 && p.DW == 1 && !p.PT &&
-        !p.PL && p.OH == d.OH / 2 && p.OW == d.OW / 2)
-      last = i + 3;
-  }
-  if (last == i) return i;
+  const int last = relu_pool2_after(net, i + 1);
+  if (last < 0) return i;
   const size_t need = conv2d_few_scratch_floats(d);
   if (need > net->few_scratch_floats) {
     float *grown = realloc(net->few_scratch, sizeof(float) * need);
@@ -1019,6 +1055,7 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
     c.l = l;
     op_def(l->kind)->forward(&c);
     if (net->profile) net->profile[i] += omp_get_wtime() - t0;
+    if (l->pool_fused && net->channels_last) i = l->pool_fused - 1; /* its ReLU and pool, done */
   }
   return net_output(net, batch);
 }
@@ -1049,6 +1086,10 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
       written[i + 1] = 1;
     }
     if (l->alias) { /* its gradient is its producer's buffer */
+      written[l->src[0]] = 1;
+      continue;
+    }
+    if (pool_done_by_producer(net, i)) { /* whose backward reads this gradient */
       written[l->src[0]] = 1;
       continue;
     }

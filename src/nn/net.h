@@ -82,6 +82,9 @@ typedef struct {
   int alias;      /* a ReLU fused into its producer: shares the producer's buffers */
   int overwrites; /* 1 + k: the output is written over input k's buffer (its gradient is its
                      own); 0: a buffer of its own */
+  /* 1 + the 2x2 max-pool layer that this layer's fused ReLU feeds, which its own kernels do
+   * too when channels-last (net_fuse_pools): the full-size map is never written */
+  int pool_fused;
   /* parameters: arena offsets, then pointers */
   unsigned slots;
   size_t slot_off[SLOT_COUNT];

@@ -54,12 +54,22 @@ static BatchNormDims bn_dims(const LayerCall *c) {
   return d;
 }
 
+/* channels-last with a pool fused (net_fuse_pools): the pool layer's output or its gradient */
+static float *bn_pooled(const LayerCall *c, int grad) {
+  if (!c->channels_last || !c->l->pool_fused) return NULL;
+  const Layer *pool = &c->net->layers[c->l->pool_fused - 1];
+  return grad ? pool->dout : pool->out;
+}
+
 static void bn_forward(const LayerCall *c) {
   Layer *l = c->l;
   float *mean = l->saved, *invstd = l->saved + shape_c(l->in_shape);
+  float *pooled = bn_pooled(c, 0);
+  BatchNormDims d = bn_dims(c);
+  d.pool2 = pooled != NULL;
   if (c->channels_last)
-    batchnorm2d_forward_nhwc(l->out, mean, invstd, call_in(c, 0), l->weight, l->bias,
-                             l->running_mean, l->running_var, l->num_batches_tracked, bn_dims(c),
+    batchnorm2d_forward_nhwc(pooled ? pooled : l->out, mean, invstd, call_in(c, 0), l->weight,
+                             l->bias, l->running_mean, l->running_var, l->num_batches_tracked, d,
                              c->mode, l->fused_relu, c->net->scratch);
   else
     batchnorm2d_forward(l->out, mean, invstd, call_in(c, 0), l->weight, l->bias, l->running_mean,
@@ -70,10 +80,13 @@ static void bn_backward(const LayerCall *c) {
   const Layer *l = c->l;
   float *dgamma = c->param_grads ? l->dweight : NULL, *dbeta = c->param_grads ? l->dbias : NULL;
   const float *mean = l->saved, *invstd = l->saved + shape_c(l->in_shape);
+  const float *pooled = bn_pooled(c, 1);
+  BatchNormDims d = bn_dims(c);
+  d.pool2 = pooled != NULL;
   if (c->channels_last)
-    batchnorm2d_backward_nhwc(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, call_in(c, 0),
-                              l->weight, l->bias, mean, invstd, bn_dims(c), c->mode, l->fused_relu,
-                              c->net->scratch);
+    batchnorm2d_backward_nhwc(call_din(c, 0), c->acc[0], dgamma, dbeta, pooled ? pooled : l->dout,
+                              call_in(c, 0), l->weight, l->bias, mean, invstd, d, c->mode,
+                              l->fused_relu, c->net->scratch);
   else
     batchnorm2d_backward(call_din(c, 0), c->acc[0], dgamma, dbeta, l->dout, call_in(c, 0),
                          l->weight, l->bias, mean, invstd, bn_dims(c), c->mode, l->fused_relu);
