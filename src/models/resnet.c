@@ -16,15 +16,18 @@
 
 static int basic_block(Net *net, const char *prefix, int src, int planes, int stride) {
   char a[NAME_LEN], b[NAME_LEN];
+  /* the shortcut first (it has no parameters, so the state_dict order stays PyTorch's): then
+   * conv2 -> bn2 -> add are consecutive layers, which inference runs as one convolution with
+   * the add as oneDNN's sum post-op (net.c, residual_add_after) */
+  int shortcut = src;
+  if (src >= 0 && (stride != 1 || shape_c(net_tensor_shape(net, src)) != planes))
+    shortcut = net_add_shortcut_pad(net, src, planes, stride);
   model_name(a, prefix, "conv1");
   model_name(b, prefix, "bn1");
   int t = model_conv_bn_relu(net, a, b, src, planes, 3, stride);
   model_name(a, prefix, "conv2");
   model_name(b, prefix, "bn2");
   t = net_add_bn(net, b, net_add_conv(net, a, t, planes, 3, 1, 1, 1, 0));
-  int shortcut = src;
-  if (src >= 0 && (stride != 1 || shape_c(net_tensor_shape(net, src)) != planes))
-    shortcut = net_add_shortcut_pad(net, src, planes, stride);
   return net_add_relu(net, net_add_add(net, t, shortcut));
 }
 
