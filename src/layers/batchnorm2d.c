@@ -513,9 +513,9 @@ static inline Vec relu_vec(Vec x, Vec scale, Vec shift, VecBits *pass) {
 
 /* One window's four pixels (x00 and the pixels `right` and `down` values on) of one vector of
  * channels: their x, and the gradient each gets: dp at the window's first maximum when that
- * pixel's batchnorm output is above 0, else 0. */
-ALWAYS_INLINE void window_gates(const float *x00, size_t right, size_t down, Vec dp, Vec scale,
-                                Vec shift, Vec x[4], Vec g[4]) {
+ * pixel's batchnorm output is above 0, else 0. Returns the maximum (the pooled output). */
+ALWAYS_INLINE Vec window_gates(const float *x00, size_t right, size_t down, Vec dp, Vec scale,
+                               Vec shift, Vec x[4], Vec g[4]) {
   const float *at[4] = {x00, x00 + right, x00 + down, x00 + down + right};
   VecBits pass[4], first[4];
   x[0] = vec_load(at[0]);
@@ -530,29 +530,7 @@ ALWAYS_INLINE void window_gates(const float *x00, size_t right, size_t down, Vec
     m = (Vec)(((VecBits)y & above) | ((VecBits)m & ~above));
   }
   for (int k = 0; k < 4; k++) g[k] = vec_gate(dp, first[k] & pass[k]);
-}
-
-/* out (B, H/2, W/2, C) = the 2x2 maxima of relu(x * scale + shift) */
-static void normalise_pool2(float *out, const float *inp, const BatchNormDims *d,
-                            const float *scale, const float *shift) {
-  const int C = d->C, OW = d->W / 2;
-  const size_t down = (size_t)d->W * C, window_rows = (size_t)d->B * (d->H / 2);
-#pragma omp parallel for schedule(static)
-  for (size_t r = 0; r < window_rows; r++)
-    for (int ow = 0; ow < OW; ow++)
-      for (int j = 0; j < C; j += VEC) {
-        const float *x = inp + r * 2 * down + (size_t)2 * ow * C + j;
-        const Vec sc = vec_load(scale + j), sh = vec_load(shift + j);
-        VecBits pass;
-        Vec m = relu_vec(vec_load(x), sc, sh, &pass);
-        const float *rest[3] = {x + C, x + down, x + down + C};
-        for (int k = 0; k < 3; k++) {
-          const Vec y = relu_vec(vec_load(rest[k]), sc, sh, &pass);
-          const VecBits above = y > m;
-          m = (Vec)(((VecBits)y & above) | ((VecBits)m & ~above));
-        }
-        vec_store(out + (r * OW + ow) * C + j, m);
-      }
+  return m;
 }
 
 /* chunk k's window rows: s[c] = sum(g), sx[c] = sum(g * (x - mean)), in float over a window row
@@ -585,28 +563,35 @@ ALWAYS_INLINE void pool2_sums(const int C, const float *dpool, const float *inp,
   }
 }
 
-/* dx over every pixel (the windows tile the map): train k (g - a - (x - mean) b), eval k g;
- * train and accumulate literal at each call, so the loop holds no test */
-ALWAYS_INLINE void pool2_dx_kind(const int train, const int accumulate, float *dinp,
+/* Every window, in parallel: POOL2_FORWARD writes the pooled map (out); the others write dx
+ * over every pixel (the windows tile the map), train k (g - a - (x - mean) b), eval k g. The
+ * pass and accumulate are literal at each call, so the loop holds no test. */
+enum { POOL2_FORWARD, POOL2_DX_EVAL, POOL2_DX_TRAIN };
+ALWAYS_INLINE void pool2_windows(const int pass, const int accumulate, float *out,
                                  const float *dpool, const float *inp, const BatchNormDims *d,
                                  const float *mean, const float *kk, const float *a, const float *b,
                                  const float *scale, const float *shift) {
-  const int C = d->C, OW = d->W / 2;
+  const int C = d->C, OW = d->W / 2, train = pass == POOL2_DX_TRAIN;
   const size_t down = (size_t)d->W * C, window_rows = (size_t)d->B * (d->H / 2);
 #pragma omp parallel for schedule(static)
   for (size_t r = 0; r < window_rows; r++)
     for (int ow = 0; ow < OW; ow++)
       for (int j = 0; j < C; j += VEC) {
-        const size_t at = r * 2 * down + (size_t)2 * ow * C + j;
+        const size_t at = r * 2 * down + (size_t)2 * ow * C + j, pooled = (r * OW + ow) * C + j;
         Vec x[4], g[4];
-        window_gates(inp + at, C, down, vec_load(dpool + (r * OW + ow) * C + j),
-                     vec_load(scale + j), vec_load(shift + j), x, g);
+        const Vec dp = pass == POOL2_FORWARD ? (Vec){0} : vec_load(dpool + pooled);
+        const Vec m =
+            window_gates(inp + at, C, down, dp, vec_load(scale + j), vec_load(shift + j), x, g);
+        if (pass == POOL2_FORWARD) {
+          vec_store(out + pooled, m);
+          continue;
+        }
         const Vec vk = vec_load(kk + j), va = train ? vec_load(a + j) : vk;
         const Vec vb = train ? vec_load(b + j) : vk, vmean = vec_load(mean + j);
         const size_t pix[4] = {at, at + C, at + down, at + down + C};
         for (int q = 0; q < 4; q++) {
           const Vec v = train ? vk * (g[q] - va - (x[q] - vmean) * vb) : vk * g[q];
-          vec_store(dinp + pix[q], accumulate ? vec_load(dinp + pix[q]) + v : v);
+          vec_store(out + pix[q], accumulate ? vec_load(out + pix[q]) + v : v);
         }
       }
 }
@@ -614,12 +599,12 @@ ALWAYS_INLINE void pool2_dx_kind(const int train, const int accumulate, float *d
 static void pool2_dx(float *dinp, int accumulate, const float *dpool, const float *inp,
                      const BatchNormDims *d, const float *mean, const float *kk, const float *a,
                      const float *b, const float *scale, const float *shift) {
-#define BN_POOL2_DX(train, acc) \
-  pool2_dx_kind(train, acc, dinp, dpool, inp, d, mean, kk, a, b, scale, shift)
+#define BN_POOL2_DX(pass, acc) \
+  pool2_windows(pass, acc, dinp, dpool, inp, d, mean, kk, a, b, scale, shift)
   if (a)
-    accumulate ? BN_POOL2_DX(1, 1) : BN_POOL2_DX(1, 0);
+    accumulate ? BN_POOL2_DX(POOL2_DX_TRAIN, 1) : BN_POOL2_DX(POOL2_DX_TRAIN, 0);
   else
-    accumulate ? BN_POOL2_DX(0, 1) : BN_POOL2_DX(0, 0);
+    accumulate ? BN_POOL2_DX(POOL2_DX_EVAL, 1) : BN_POOL2_DX(POOL2_DX_EVAL, 0);
 #undef BN_POOL2_DX
 }
 
@@ -649,7 +634,7 @@ void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, 
   for (int c = 0; c < C; c++)
     bn_affine(gamma[c], beta[c], save_mean[c], save_invstd[c], &scale[c], &shift[c]);
   if (d.pool2) {
-    normalise_pool2(out, inp, &d, scale, shift);
+    pool2_windows(POOL2_FORWARD, 0, out, NULL, inp, &d, NULL, NULL, NULL, NULL, scale, shift);
   } else {
 #pragma omp parallel
     {
