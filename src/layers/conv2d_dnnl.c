@@ -401,18 +401,29 @@ static void pointwise_forward(const ConvDnnl *c, float *out, const float *inp, c
 #define POINTWISE_BIAS_CHUNKS 16 /* fixed, so the sums do not depend on the thread count */
 /* dbias += the column sums of dout (M, OC): chunks of rows summed in float, added in order */
 static void pointwise_bias_grad(float *dbias, const float *dout, size_t M, int OC) {
-  double total[OC];
-  float part[POINTWISE_BIAS_CHUNKS][OC];
+  /* on the heap: OC comes from a model file */
+  float *part = malloc(sizeof(float) * POINTWISE_BIAS_CHUNKS * (size_t)OC);
+  if (!part) { /* no room for the partials: one pass in double (rounds apart from them) */
+    for (int o = 0; o < OC; o++) {
+      double sum = 0.0;
+      for (size_t m = 0; m < M; m++) sum += dout[m * OC + o];
+      dbias[o] += (float)sum;
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int k = 0; k < POINTWISE_BIAS_CHUNKS; k++) {
-    for (int o = 0; o < OC; o++) part[k][o] = 0.0f;
+    float *p = part + (size_t)k * OC;
+    for (int o = 0; o < OC; o++) p[o] = 0.0f;
     for (size_t m = M * k / POINTWISE_BIAS_CHUNKS; m < M * (k + 1) / POINTWISE_BIAS_CHUNKS; m++)
-      for (int o = 0; o < OC; o++) part[k][o] += dout[m * OC + o];
+      for (int o = 0; o < OC; o++) p[o] += dout[m * OC + o];
   }
-  for (int o = 0; o < OC; o++) total[o] = 0.0;
-  for (int k = 0; k < POINTWISE_BIAS_CHUNKS; k++)
-    for (int o = 0; o < OC; o++) total[o] += part[k][o];
-  for (int o = 0; o < OC; o++) dbias[o] += (float)total[o];
+  for (int o = 0; o < OC; o++) {
+    double total = 0.0;
+    for (int k = 0; k < POINTWISE_BIAS_CHUNKS; k++) total += part[(size_t)k * OC + o];
+    dbias[o] += (float)total;
+  }
+  free(part);
 }
 
 /* dW (OC, C) += dout^T * inp, over slices of the rows when planned: each slice's product by one
