@@ -499,10 +499,15 @@ static int residual_add_after(const Net *net, int i) {
   return tensor_root(net, identity) == tensor_root(net, conv->src[0]) ? -1 : i + 2;
 }
 
-/* Layer i is a max-pool its input's producer does (net_fuse_pools) in the current layout */
-static int pool_done_by_producer(const Net *net, int i) {
+/* The batchnorm that does max-pool layer i when channels-last (net_fuse_pools), or -1 */
+static int pool_fused_into(const Net *net, int i) {
   const int t = tensor_root(net, net->layers[i].src[0]);
-  return net->channels_last && t != NET_INPUT && net->layers[t - 1].pool_fused == i + 1;
+  return t != NET_INPUT && net->layers[t - 1].pool_fused == i + 1 ? t - 1 : -1;
+}
+
+/* Layer i is a max-pool its input's producer does in the current layout */
+static int pool_done_by_producer(const Net *net, int i) {
+  return net->channels_last && pool_fused_into(net, i) >= 0;
 }
 
 /* Builds oneDNN primitives for this batch size, channels-last when the whole
@@ -747,9 +752,8 @@ static size_t net_plan_gradient_offsets(const Net *net, int batch, size_t *offse
     if (best < 0) best = slots++;
     if (cap[best] < need) cap[best] = need;
     /* a pool done by its batchnorm (in channels-last): that backward reads this gradient */
-    const int fused_by = tensor_root(net, net->layers[t - 1].src[0]);
-    busy_to[best] =
-        fused_by != NET_INPUT && net->layers[fused_by - 1].pool_fused == t ? fused_by - 1 : t - 1;
+    const int fused_into = pool_fused_into(net, t - 1);
+    busy_to[best] = fused_into >= 0 ? fused_into : t - 1;
     slot_of[t] = best;
   }
   for (int s = 0; s < slots; s++) start[s] = total, total += cap[s];

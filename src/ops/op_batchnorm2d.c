@@ -41,6 +41,8 @@ static size_t bn_scratch(const Layer *l, int B, int threads) {
   return (batchnorm2d_nhwc_scratch_bytes(shape_c(l->in_shape)) + sizeof(float) - 1) / sizeof(float);
 }
 
+/* pool2: channels-last with a pool fused (net_fuse_pools), whose buffers batchnorm then writes
+ * and reads (bn_out) */
 static BatchNormDims bn_dims(const LayerCall *c) {
   const Layer *l = c->l;
   const int B = c->B;
@@ -50,27 +52,25 @@ static BatchNormDims bn_dims(const LayerCall *c) {
                      .W = shape_w(l->in_shape),
                      .eps = l->a.eps,
                      .momentum = l->a.momentum,
-                     .share = c->mode == MODE_TRAIN ? c->net->share : NULL};
+                     .share = c->mode == MODE_TRAIN ? c->net->share : NULL,
+                     .pool2 = c->channels_last && l->pool_fused};
   return d;
 }
 
-/* channels-last with a pool fused (net_fuse_pools): the pool layer's output or its gradient */
-static float *bn_pooled(const LayerCall *c, int grad) {
-  if (!c->channels_last || !c->l->pool_fused) return NULL;
-  const Layer *pool = &c->net->layers[c->l->pool_fused - 1];
-  return grad ? pool->dout : pool->out;
+/* the output (or its gradient, grad) batchnorm writes: the fused pool layer's when d.pool2 */
+static float *bn_out(const LayerCall *c, BatchNormDims d, int grad) {
+  const Layer *l = d.pool2 ? &c->net->layers[c->l->pool_fused - 1] : c->l;
+  return grad ? l->dout : l->out;
 }
 
 static void bn_forward(const LayerCall *c) {
   Layer *l = c->l;
   float *mean = l->saved, *invstd = l->saved + shape_c(l->in_shape);
-  float *pooled = bn_pooled(c, 0);
-  BatchNormDims d = bn_dims(c);
-  d.pool2 = pooled != NULL;
+  const BatchNormDims d = bn_dims(c);
   if (c->channels_last)
-    batchnorm2d_forward_nhwc(pooled ? pooled : l->out, mean, invstd, call_in(c, 0), l->weight,
-                             l->bias, l->running_mean, l->running_var, l->num_batches_tracked, d,
-                             c->mode, l->fused_relu, c->net->scratch);
+    batchnorm2d_forward_nhwc(bn_out(c, d, 0), mean, invstd, call_in(c, 0), l->weight, l->bias,
+                             l->running_mean, l->running_var, l->num_batches_tracked, d, c->mode,
+                             l->fused_relu, c->net->scratch);
   else
     batchnorm2d_forward(l->out, mean, invstd, call_in(c, 0), l->weight, l->bias, l->running_mean,
                         l->running_var, l->num_batches_tracked, bn_dims(c), c->mode, l->fused_relu);
@@ -80,11 +80,9 @@ static void bn_backward(const LayerCall *c) {
   const Layer *l = c->l;
   float *dgamma = c->param_grads ? l->dweight : NULL, *dbeta = c->param_grads ? l->dbias : NULL;
   const float *mean = l->saved, *invstd = l->saved + shape_c(l->in_shape);
-  const float *pooled = bn_pooled(c, 1);
-  BatchNormDims d = bn_dims(c);
-  d.pool2 = pooled != NULL;
+  const BatchNormDims d = bn_dims(c);
   if (c->channels_last)
-    batchnorm2d_backward_nhwc(call_din(c, 0), c->acc[0], dgamma, dbeta, pooled ? pooled : l->dout,
+    batchnorm2d_backward_nhwc(call_din(c, 0), c->acc[0], dgamma, dbeta, bn_out(c, d, 1),
                               call_in(c, 0), l->weight, l->bias, mean, invstd, d, c->mode,
                               l->fused_relu, c->net->scratch);
   else
