@@ -43,8 +43,8 @@ $(BUILD)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	@$(CC) $(CFLAGS) -c $< -o $@
 
-# conv2d_few's sums are multiply-adds (ISO C mode contracts none)
-$(BUILD)/src/layers/conv2d_few.o: CFLAGS += -ffp-contract=fast
+# the hand-written convolutions' sums are multiply-adds (ISO C mode contracts none)
+$(BUILD)/src/layers/conv2d_few.o $(BUILD)/src/layers/conv2d_direct.o: CFLAGS += -ffp-contract=fast
 
 # C++ (GDCM's side): the C flags but the C++ standard, and the warnings as errors all the same
 CXX ?= c++

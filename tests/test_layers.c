@@ -162,6 +162,122 @@ static void test_conv2d_pointwise(void **state) {
   }
 }
 
+/* The direct 3x3 kernels (conv2d_direct.c) against the naive oracle, one case per strip shape
+ * it has (pixels x vectors), with 16, 32 and other input channel counts (its three pitches),
+ * strips at both edges and between them; forward with and without bias, with the sum and the
+ * ReLU, the input gradient through the transposed weights, accumulating and not, and the
+ * weight gradient in one slice and in three. */
+static void test_conv2d_direct(void **state) {
+  (void)state;
+  static const int shapes[][3] = {
+      /* C, OC, W */
+      {16, 16, 32}, {32, 16, 28}, {48, 32, 28}, {16, 48, 8}, {32, 64, 16}, {16, 16, 7}, {64, 32, 7},
+      {16, 16, 12}, {16, 32, 4},  {32, 64, 4},  {16, 16, 3}, {16, 32, 3},  {64, 128, 3}};
+  Conv2dDims probe = {.C = 16,
+                      .OC = 16,
+                      .H = 4,
+                      .W = 4,
+                      .KH = 3,
+                      .KW = 3,
+                      .SH = 1,
+                      .SW = 1,
+                      .PT = 1,
+                      .PB = 1,
+                      .PL = 1,
+                      .PR = 1,
+                      .groups = 1,
+                      .B = 1};
+  assert_true(conv2d_dims_finish(&probe));
+  if (!conv2d_direct_supported(probe)) skip(); /* built without AVX-512 */
+  int seen[17 * 4 + 4] = {0};                  /* [pixels * 4 + vectors] */
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+    Conv2dDims d = probe;
+    d.B = 2, d.C = shapes[k][0], d.OC = shapes[k][1], d.W = shapes[k][2], d.H = 3 + (int)k % 3;
+    assert_true(conv2d_dims_finish(&d));
+    assert_true(conv2d_direct_supported(d));
+    int P, K;
+    assert_true(conv2d_direct_strip(d, &P, &K));
+    seen[P * 4 + K] = 1;
+    const Conv2dDims t = conv2d_direct_transposed(d);
+    assert_true(conv2d_direct_supported(t));
+    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * 9;
+    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
+    Rng rng;
+    rng_seed(&rng, 90 + k);
+    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
+    float *out_n = malloc(4 * no), *dinp_n = calloc(ni, 4), *dw_n = calloc(nw, 4);
+    float *db_n = calloc(d.OC, 4), *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no);
+    float *out_cl = malloc(4 * no), *out = malloc(4 * no), *dx_cl = malloc(4 * ni);
+    float *dx = malloc(4 * ni), *packed = malloc(4 * conv2d_direct_packed_floats(d));
+    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
+    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
+    nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
+    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)HW);
+    conv2d_forward_naive(out_n, inp, w, b, d);
+    conv2d_backward_naive(dinp_n, dw_n, db_n, R, inp, w, d);
+    conv2d_direct_pack(packed, w, d);
+    for (int mode = 0; mode < 3; mode++) { /* bias; no bias; bias + sum + ReLU */
+      for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
+      conv2d_direct_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2, mode == 2);
+      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)HW);
+      double worst = 0;
+      for (int bb = 0; bb < d.B; bb++)
+        for (int o = 0; o < d.OC; o++)
+          for (size_t p = 0; p < HW; p++) {
+            const size_t i = ((size_t)bb * d.OC + o) * HW + p;
+            double want = out_n[i] - (mode == 1 ? b[o] : 0) + (mode == 2 ? R[i] : 0);
+            if (mode == 2 && want < 0) want = 0;
+            const double e = fabs(want - out[i]);
+            if (!(e <= worst)) worst = e; /* a NaN left in out fails */
+          }
+      assert_true(worst < 1e-4);
+    }
+    float *packed_t = malloc(4 * conv2d_direct_packed_floats(t));
+    conv2d_direct_pack_transposed(packed_t, w, d);
+    for (int acc = 0; acc < 2; acc++) {
+      for (size_t i = 0; i < ni; i++) dx_cl[i] = acc ? 1.0f : NAN;
+      conv2d_direct_forward(dx_cl, R_cl, packed_t, NULL, t, acc, 0);
+      nhwc_to_nchw(dx, 0, dx_cl, d.B, d.C, (int)HW);
+      for (size_t i = 0; acc && i < ni; i++) dx[i] -= 1.0f;
+      assert_true(max_abs_diff(dinp_n, dx, ni) < 1e-4);
+    }
+    free(packed_t);
+    if (conv2d_direct_wgrad_supported(d)) /* the weight gradient, accumulating, in 1 and 3 slices */
+      for (int slices = 1; slices <= 3; slices += 2) {
+        float *dw = malloc(4 * nw), *part = malloc(4 * conv2d_direct_wgrad_floats(d, slices));
+        for (size_t i = 0; i < nw; i++) dw[i] = 1.0f;
+        conv2d_direct_weight_grad(dw, part, R_cl, inp_cl, d, slices);
+        for (size_t i = 0; i < nw; i++) dw[i] -= 1.0f;
+        assert_true(max_abs_diff(dw_n, dw, nw) < 1e-3);
+        free(dw), free(part);
+      }
+    free(inp), free(w), free(b), free(R), free(out_n), free(dinp_n), free(dw_n), free(db_n);
+    free(inp_cl), free(R_cl), free(out_cl), free(out), free(dx_cl), free(dx), free(packed);
+  }
+  /* and through conv2d_dnnl's interface: forward, and both gradients, channels-last */
+  Conv2dDims d = probe;
+  d.B = 2, d.C = 16, d.OC = 32, d.H = 5, d.W = 8;
+  assert_true(conv2d_dims_finish(&d));
+  const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * 9;
+  const size_t no = (size_t)d.B * d.OC * d.OH * d.OW;
+  Rng rng;
+  rng_seed(&rng, 89);
+  float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
+  float *out = malloc(4 * no), *dinp = calloc(ni, 4), *dw = calloc(nw, 4), *db = calloc(d.OC, 4);
+  fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
+  fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
+  conv2d_forward_naive(out, inp, w, b, d);
+  conv2d_backward_naive(dinp, dw, db, R, inp, w, d);
+  check_conv_dnnl(d, inp, w, b, R, out, dinp, dw, db);
+  free(inp), free(w), free(b), free(R), free(out), free(dinp), free(dw), free(db);
+
+  /* every strip shape was run */
+  const int want[][2] = {{16, 1}, {14, 1}, {14, 2}, {8, 1}, {8, 2}, {7, 1}, {7, 2},
+                         {4, 1},  {4, 2},  {4, 4},  {3, 1}, {3, 2}, {3, 4}};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    assert_true(seen[want[i][0] * 4 + want[i][1]]);
+}
+
 static void test_conv2d(void **state) {
   (void)state;
   /* one case a line */
@@ -1042,6 +1158,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_conv2d_pointwise),
+      cmocka_unit_test(test_conv2d_direct),
       cmocka_unit_test(test_conv_few),
       cmocka_unit_test(test_batchnorm_train),
       cmocka_unit_test(test_batchnorm_eval),

@@ -203,14 +203,15 @@ static double pgd_accuracy(Net *net, const Dataset *d, float eps) {
   return acc;
 }
 
-static Net *train_phantom(const DataSplits *d, AdvTraining adv, float eps, const char *tag) {
+static Net *train_phantom(const DataSplits *d, AdvTraining adv, float eps, const char *tag,
+                          uint64_t seed) {
   ModelSpec spec = model_spec_default("cnn", 1, 28, 28, 2);
   spec.norm_mean[0] = 0.4f, spec.norm_std[0] = 0.2f;
   Net *net = model_build(&spec, 3, NULL);
   char out[300];
   snprintf(out, sizeof out, "%s/%s.safetensors", dir, tag);
   TrainOptions o = train_options_default();
-  o.epochs = 6, o.batch = 32, o.out = out, o.seed = 3;
+  o.epochs = 6, o.batch = 32, o.out = out, o.seed = seed;
   o.adv = adv, o.adv_eps = eps, o.adv_steps = 5;
   MrError err = {0};
   TrainResult res;
@@ -222,29 +223,39 @@ static Net *train_phantom(const DataSplits *d, AdvTraining adv, float eps, const
 }
 
 /* Paper 001 / 004: PGD adversarial training raises accuracy under PGD at the
- * training eps well above standard training's. */
+ * training eps well above standard training's: by 15 points on average over three seeds, and
+ * by some on each. (One 6-epoch run's gain moves with float rounding: seed 3's went from 22 to
+ * 13 points when the 3x3 convolutions' sums changed order, seeds 4-6 gave 22-26.) */
 static void test_adversarial_training_raises_robustness(void **state) {
   (void)state;
   MrError err = {0};
   const float eps = 0.006f;
   DataSplits *d = phantom_generate(28, 1200, 2, &err);
-  Net *standard = train_phantom(d, ADV_NONE, eps, "standard");
-  Net *hardened = train_phantom(d, ADV_PGD, eps, "hardened");
   const Dataset *test = &d->split[SPLIT_TEST];
-  const double std_clean = pgd_accuracy(standard, test, 0.0f);
-  const double std_robust = pgd_accuracy(standard, test, eps);
-  const double adv_clean = pgd_accuracy(hardened, test, 0.0f);
-  const double adv_robust = pgd_accuracy(hardened, test, eps);
-  print_message("  PGD-10 eps %.3f: standard %.1f%% -> %.1f%%, adversarial %.1f%% -> %.1f%%\n", eps,
-                100 * std_clean, 100 * std_robust, 100 * adv_clean, 100 * adv_robust);
-  assert_true(adv_robust > std_robust + 0.15);
-  assert_true(adv_clean > 0.6); /* still a classifier */
-  /* the record of how it was made travels in the file */
-  const char *record = net_spec(hardened)->training;
-  assert_non_null(strstr(record, "\"kind\":\"pgd\""));
-  assert_non_null(strstr(record, "\"selected_by\":\"val_robust_acc\""));
-  assert_null(strstr(net_spec(standard)->training, "adversarial"));
-  net_free(standard), net_free(hardened);
+  double gain_sum = 0;
+  const int n_seeds = 3;
+  for (int s = 0; s < n_seeds; s++) {
+    Net *standard = train_phantom(d, ADV_NONE, eps, "standard", 3 + s);
+    Net *hardened = train_phantom(d, ADV_PGD, eps, "hardened", 3 + s);
+    const double std_clean = pgd_accuracy(standard, test, 0.0f);
+    const double std_robust = pgd_accuracy(standard, test, eps);
+    const double adv_clean = pgd_accuracy(hardened, test, 0.0f);
+    const double adv_robust = pgd_accuracy(hardened, test, eps);
+    print_message(
+        "  seed %d, PGD-10 eps %.3f: standard %.1f%% -> %.1f%%, adversarial %.1f%% -> "
+        "%.1f%%\n",
+        3 + s, eps, 100 * std_clean, 100 * std_robust, 100 * adv_clean, 100 * adv_robust);
+    assert_true(adv_robust > std_robust + 0.05);
+    gain_sum += adv_robust - std_robust;
+    assert_true(adv_clean > 0.6); /* still a classifier */
+    /* the record of how it was made travels in the file */
+    const char *record = net_spec(hardened)->training;
+    assert_non_null(strstr(record, "\"kind\":\"pgd\""));
+    assert_non_null(strstr(record, "\"selected_by\":\"val_robust_acc\""));
+    assert_null(strstr(net_spec(standard)->training, "adversarial"));
+    net_free(standard), net_free(hardened);
+  }
+  assert_true(gain_sum / n_seeds > 0.15);
   data_free(d);
 }
 

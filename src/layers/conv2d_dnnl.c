@@ -2,7 +2,8 @@
  * go to the primitives as they are (planar ones are reordered into the blocked
  * layouts oneDNN's direct JIT kernels want and back, as PyTorch does);
  * pointwise convolutions' passes run as oneDNN sgemm calls where that measured
- * faster (below). Reorders into our gradients use a
+ * faster (below), and 3x3 "same" convolutions' passes by conv2d_direct's kernels
+ * (direct_plan). Reorders into our gradients use a
  * sum post-op so backward accumulates (+=) like every other op. Primitives
  * are built once per layer and batch size; blocked buffers are shared by all
  * layers (ConvDnnlWorkspace), since layers run one at a time. */
@@ -31,8 +32,12 @@ struct ConvDnnl {
   Conv2dDims d;
   int has_bias, channels_last;
   /* a pointwise convolution: its backward (POINTWISE_BACKWARD), or forward too (POINTWISE_ALL),
-   * as matrix products, with the weight gradient's rows in wgrad_slices slices */
-  int pointwise, wgrad_slices;
+   * as matrix products */
+  int pointwise;
+  /* which passes conv2d_direct runs: DIRECT_FORWARD (training's and the folded one),
+   * DIRECT_BACKWARD_DATA, DIRECT_WEIGHT_GRAD */
+  unsigned direct;
+  int wgrad_slices; /* the pointwise or direct weight gradient's sum, in this many slices */
   dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_weights_pd;
   dnnl_primitive_t fwd, bwd_data, bwd_weights;
   /* memories at the primitives' layouts (handles set per call) */
@@ -53,6 +58,8 @@ struct ConvDnnl {
   float *fold_biases;
   uint64_t fold_version; /* the caller's version of the weights they came from; 0: none */
   int fold_sums;         /* the folded primitive adds dst's contents (a residual add) */
+  int fold_direct;       /* enabled, for conv2d_direct (no primitive to build) */
+  int fold_relu;         /* the direct kernel's ReLU (oneDNN's is in fold's post-ops) */
   size_t bytes[CONV_WS_COUNT];
 };
 
@@ -142,6 +149,7 @@ static void fold_release(ConvDnnl *c) {
   c->fold = NULL, c->fold_pd = NULL;
   c->fold_src = c->fold_wei = c->fold_bias = c->fold_dst = NULL;
   c->fold_weights = NULL, c->fold_biases = NULL, c->fold_version = 0, c->fold_sums = 0;
+  c->fold_direct = 0, c->fold_relu = 0;
 }
 
 void conv2d_dnnl_free(ConvDnnl *c) {
@@ -464,6 +472,36 @@ static void pointwise_backward(const ConvDnnl *c, void *const *ws, float *dinp, 
   if (dbias && c->has_bias) pointwise_bias_grad(dbias, dout, (size_t)M, d->OC);
 }
 
+/* ---- 3x3 "same" convolutions by the direct kernels ------------------------
+ * conv2d_direct runs ResNet's and the CNNs' 3x3 layers faster than oneDNN 2.6 on this machine
+ * (session 18, bench/RESULTS.md): the forward passes (training's, the attacks', and inference's
+ * with the batchnorm folded in) and the input gradient, each with the weights packed into its
+ * workspace slot per call (9 x C x OC floats, microseconds), or once for inference; and the
+ * weight gradient, in one slice per thread (fixed here, as the pointwise one). When it runs
+ * all three, no oneDNN primitive is built. */
+enum { DIRECT_FORWARD = 1, DIRECT_BACKWARD_DATA = 2, DIRECT_WEIGHT_GRAD = 4, DIRECT_ALL = 7 };
+
+static void direct_plan(ConvDnnl *c) {
+  if (!c->channels_last || !conv2d_direct_supported(c->d)) return;
+  c->direct = DIRECT_FORWARD;
+  if (conv2d_direct_supported(conv2d_direct_transposed(c->d))) c->direct |= DIRECT_BACKWARD_DATA;
+  if (conv2d_direct_wgrad_supported(c->d)) {
+    c->direct |= DIRECT_WEIGHT_GRAD;
+    c->wgrad_slices = omp_get_max_threads();
+  }
+}
+
+/* the slots' sizes once the primitives have set theirs */
+static void direct_workspace(ConvDnnl *c) {
+  const size_t packed = sizeof(float) * conv2d_direct_packed_floats(c->d);
+  const size_t partials = sizeof(float) * conv2d_direct_wgrad_floats(c->d, c->wgrad_slices);
+  if (c->direct & DIRECT_WEIGHT_GRAD && c->bytes[CONV_WS_DWEI] < partials)
+    c->bytes[CONV_WS_DWEI] = partials;
+  if (c->direct & DIRECT_FORWARD && c->bytes[CONV_WS_WEI] < packed) c->bytes[CONV_WS_WEI] = packed;
+  if (c->direct & DIRECT_BACKWARD_DATA && c->bytes[CONV_WS_BD_WEI] < packed)
+    c->bytes[CONV_WS_BD_WEI] = packed;
+}
+
 #define MD(pd, q) dnnl_primitive_desc_query_md(pd, q, 0)
 /* The forward primitive on its layout, its memories and reorders; returns the layout, -1 on
  * failure. */
@@ -544,12 +582,16 @@ ConvDnnl *conv2d_dnnl_create(Conv2dDims d, int has_bias, int channels_last) {
   c->has_bias = has_bias;
   c->channels_last = channels_last;
   pointwise_plan(c);
+  direct_plan(c);
   ConvDescs layouts[LAYOUT_COUNT];
   unsigned char offered[LAYOUT_COUNT];
   if (!conv_layouts_init(layouts, offered, d, channels_last)) goto failure;
-  const int fwd_at =
-      c->pointwise == POINTWISE_ALL ? LAYOUT_PLAIN : forward_create(c, layouts, offered);
-  if (fwd_at < 0 || (!c->pointwise && !backward_create(c, layouts, offered, fwd_at))) goto failure;
+  const int primitives = !c->pointwise && c->direct != DIRECT_ALL;
+  const int fwd_at = c->pointwise == POINTWISE_ALL || c->direct == DIRECT_ALL
+                         ? LAYOUT_PLAIN
+                         : forward_create(c, layouts, offered);
+  if (fwd_at < 0 || (primitives && !backward_create(c, layouts, offered, fwd_at))) goto failure;
+  direct_workspace(c);
   return c;
 failure:
   conv2d_dnnl_free(c);
@@ -568,6 +610,11 @@ void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *
                          const float *weight, const float *bias) {
   if (c->pointwise == POINTWISE_ALL) {
     pointwise_forward(c, out, inp, weight, bias);
+    return;
+  }
+  if (c->direct & DIRECT_FORWARD) {
+    conv2d_direct_pack(ws[CONV_WS_WEI], weight, c->d);
+    conv2d_direct_forward(out, inp, ws[CONV_WS_WEI], c->has_bias ? bias : NULL, c->d, 0, 0);
     return;
   }
   dnnl_memory_set_data_handle(c->src, reorder_in(&c->r_src, inp, ws[CONV_WS_SRC]));
@@ -592,7 +639,11 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
     return;
   }
   void *ddst = NULL; /* diff_dst as backward data read it */
-  if (dinp) {
+  if (dinp && c->direct & DIRECT_BACKWARD_DATA) {
+    const Conv2dDims t = conv2d_direct_transposed(c->d);
+    conv2d_direct_pack_transposed(ws[CONV_WS_BD_WEI], weight, c->d);
+    conv2d_direct_forward(dinp, dout, ws[CONV_WS_BD_WEI], NULL, t, accumulate, 0);
+  } else if (dinp) {
     dnnl_memory_set_data_handle(c->bd_wei, reorder_in(&c->r_bd_wei, weight, ws[CONV_WS_BD_WEI]));
     ddst = reorder_in(&c->r_bd_ddst, dout, ws[CONV_WS_DDST]);
     dnnl_memory_set_data_handle(c->bd_ddst, ddst);
@@ -605,7 +656,12 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
     exec(c->bwd_data, 3, args);
     if (out->prim) reorder_run(out, ws[CONV_WS_DSRC], dinp);
   }
-  if (dweight || dbias) {
+  if ((dweight || dbias) && c->direct & DIRECT_WEIGHT_GRAD) {
+    if (dweight)
+      conv2d_direct_weight_grad(dweight, ws[CONV_WS_DWEI], dout, inp, c->d, c->wgrad_slices);
+    if (dbias && c->has_bias)
+      pointwise_bias_grad(dbias, dout, (size_t)c->d.B * c->d.H * c->d.W, c->d.OC);
+  } else if (dweight || dbias) {
     dnnl_memory_set_data_handle(c->bw_src, reorder_in(&c->r_bw_src, inp, ws[CONV_WS_BW_SRC]));
     dnnl_memory_set_data_handle(
         c->bw_ddst,
@@ -634,7 +690,11 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
 int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu, int sum) {
   ConvDescs layouts[LAYOUT_COUNT];
   unsigned char offered[LAYOUT_COUNT];
-  fold_release(c); /* a second call replaces the first */
+  fold_release(c);                  /* a second call replaces the first */
+  if (c->direct & DIRECT_FORWARD) { /* direct_workspace sized its slot */
+    c->fold_direct = 1, c->fold_sums = sum, c->fold_relu = relu;
+    return 1;
+  }
   if (!conv_layouts_init(layouts, offered, c->d, c->channels_last)) return 0;
   dnnl_primitive_attr_t attr = NULL;
   dnnl_post_ops_t ops = NULL;
@@ -679,19 +739,25 @@ done:
   return ok;
 }
 
-int conv2d_dnnl_has_folded(const ConvDnnl *c) { return c && c->fold != NULL; }
+static int folded(const ConvDnnl *c) { return c->fold || c->fold_direct; }
 
-int conv2d_dnnl_folded_sums(const ConvDnnl *c) { return c && c->fold && c->fold_sums; }
+int conv2d_dnnl_has_folded(const ConvDnnl *c) { return c && folded(c); }
+
+int conv2d_dnnl_folded_sums(const ConvDnnl *c) { return c && folded(c) && c->fold_sums; }
 
 uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c) { return c->fold_version; }
 
 int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version) {
-  const size_t bytes = md_bytes(c->fold_pd, dnnl_query_weights_md);
+  const int direct = c->fold_direct;
+  const size_t bytes = direct ? sizeof(float) * conv2d_direct_packed_floats(c->d)
+                              : md_bytes(c->fold_pd, dnnl_query_weights_md);
   /* made on the first inference, not when planning: training and attacks never need them */
   if (!c->fold_weights) c->fold_weights = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
   if (!c->fold_biases) c->fold_biases = malloc(sizeof(float) * (size_t)c->d.OC);
   if (!c->fold_weights || !c->fold_biases) return 0;
-  if (c->r_fold_wei.prim) {
+  if (direct) {
+    conv2d_direct_pack(c->fold_weights, weight, c->d);
+  } else if (c->r_fold_wei.prim) {
     reorder_run(&c->r_fold_wei, weight, c->fold_weights);
     dnnl_stream_wait(stream);
   } else {
@@ -704,6 +770,16 @@ int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, 
 
 void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
                                 const float *weight, const float *bias) {
+  if (c->fold_direct) {
+    const float *packed = c->fold_weights;
+    if (weight) { /* this call's weights */
+      conv2d_direct_pack(ws[CONV_WS_WEI], weight, c->d);
+      packed = ws[CONV_WS_WEI];
+    }
+    conv2d_direct_forward(out, inp, packed, weight ? bias : c->fold_biases, c->d, c->fold_sums,
+                          c->fold_relu);
+    return;
+  }
   dnnl_memory_set_data_handle(c->fold_src, reorder_in(&c->r_fold_src, inp, ws[CONV_WS_SRC]));
   dnnl_memory_set_data_handle(
       c->fold_wei, weight ? reorder_in(&c->r_fold_wei, weight, ws[CONV_WS_WEI]) : c->fold_weights);

@@ -107,6 +107,31 @@ size_t conv2d_few_scratch_floats(Conv2dDims d);
 void conv2d_few_forward_nhwc(float *out, float *scratch, const float *inp, const float *weight,
                              const float *bias, Conv2dDims d, int relu, int pool2);
 
+/* ---- conv2d by a direct kernel (conv2d_direct.c) ------------------------
+ * 3x3, stride 1, one pixel of zero padding on every side, groups 1, channels-last, at least 16
+ * input channels, OC a multiple of 16, W a multiple of a strip width the kernel has (16, 14, 8,
+ * 7, 4 or 3), on a CPU with AVX-512 (supported). Weights are packed first: pack from the stored
+ * [OC][C][3][3]; pack_transposed for the input gradient, which is conv2d_direct_forward over
+ * dout with dims conv2d_direct_transposed(d) (C and OC swapped; supported on those too).
+ * forward: out = conv(inp) + bias (bias may be NULL), plus what out holds if sum, then
+ * max(0, .) if relu. */
+int conv2d_direct_supported(Conv2dDims d);
+int conv2d_direct_strip(Conv2dDims d, int *pixels, int *vectors);
+size_t conv2d_direct_packed_floats(Conv2dDims d);
+void conv2d_direct_pack(float *packed, const float *weight, Conv2dDims d);
+Conv2dDims conv2d_direct_transposed(Conv2dDims d);
+void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDims d);
+void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
+                           Conv2dDims d, int sum, int relu);
+/* dweight [OC][C][3][3] += the weight gradient, for supported dims with C a multiple of 16
+ * (wgrad_supported). The batch's rows are cut into `slices` slices, summed apart into partials
+ * (conv2d_direct_wgrad_floats(d, slices) floats) and added in slice order: the result depends
+ * on slices, not on the threads that run them. */
+int conv2d_direct_wgrad_supported(Conv2dDims d);
+size_t conv2d_direct_wgrad_floats(Conv2dDims d, int slices);
+void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dout, const float *inp,
+                               Conv2dDims d, int slices);
+
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {
   int B, C, H, W;

@@ -1,0 +1,300 @@
+/* 3x3 convolutions at stride 1 with one pixel of zero padding (the "same" convolutions of
+ * ResNet, VGG and the small CNNs), channels-last, by a direct kernel: forward, and the
+ * input gradient, which is the same convolution with the weights turned 180 degrees and the
+ * channel axes swapped.
+ * Why by hand: oneDNN 2.6's kernels (PyTorch's too) run these shapes at 60-80% of what this
+ * machine's FMA units do (Zen 5 with full-width AVX-512). ResNet-20's 16-channel 3x3 layer on
+ * 28x28 maps, batch 128: 1.45 ms in oneDNN, 1.1 ms here; 64 channels on 7x7: 1.25 ms against
+ * 0.85 (bench/RESULTS.md, session 18).
+ * How: each task is a strip of P output pixels along a row and K vectors of 16 output channels,
+ * P*K sums in registers (P*K + K <= 31 of the 32 vector registers). For every input channel
+ * and tap, the K weight vectors are loaded once and each pixel's input value is broadcast into
+ * K multiply-adds. P, K, the input channel count (the pixel pitch, for the common 16 and 32)
+ * and whether the strip touches the left or right edge are literals in each instantiation, so
+ * the sums stay in registers, the addresses are constant offsets and the padding taps are
+ * left out at compile time, with no test in the loops. The padding rows are skipped per row.
+ * Every output is one sum in a fixed order: results do not depend on the thread count. */
+#include <string.h>
+
+#include "gate.h"
+#include "layers.h"
+
+#define TAPS 3 /* the kernel's side */
+
+int conv2d_direct_strip(Conv2dDims d, int *P, int *K) {
+  static const int wide_strips[] = {14, 8, 7, 4, 3}, strips[] = {16, 14, 8, 7, 4, 3};
+  if (d.OC % 32 == 0)
+    for (int i = 0; i < 5; i++)
+      if (d.W % wide_strips[i] == 0) {
+        *P = wide_strips[i];
+        *K = *P <= 4 && d.OC % 64 == 0 ? 4 : 2;
+        return 1;
+      }
+  for (int i = 0; i < 6; i++)
+    if (d.W % strips[i] == 0) {
+      *P = strips[i], *K = 1;
+      return 1;
+    }
+  return 0;
+}
+
+int conv2d_direct_supported(Conv2dDims d) {
+#if !defined(__AVX512F__)
+  (void)d;
+  return 0; /* 64-byte vectors in halves or quarters: the sums no longer fit in registers */
+#else
+  int P, K;
+  return d.groups == 1 && d.KH == TAPS && d.KW == TAPS && d.SH == 1 && d.SW == 1 && d.DH <= 1 &&
+         d.DW <= 1 && d.PT == 1 && d.PB == 1 && d.PL == 1 && d.PR == 1 && d.C >= VEC &&
+         d.OC % VEC == 0 && d.OH == d.H && d.OW == d.W && conv2d_direct_strip(d, &P, &K);
+#endif
+}
+
+size_t conv2d_direct_packed_floats(Conv2dDims d) { return (size_t)TAPS * TAPS * d.C * d.OC; }
+
+/* packed[g][kh][kw][c][K*16] = weight[g*K*16 + j][c][kh][kw]; flip: the input gradient's
+ * weights, weight being the forward's (C and OC of d swapped) turned 180 degrees */
+static void pack(float *packed, const float *weight, Conv2dDims d, int flip) {
+  int P = 0, K = 1;
+  conv2d_direct_strip(d, &P, &K);
+  const int group = K * VEC;
+#pragma omp parallel for schedule(static)
+  for (int oc = 0; oc < d.OC; oc++)
+    for (int c = 0; c < d.C; c++)
+      for (int kh = 0; kh < TAPS; kh++)
+        for (int kw = 0; kw < TAPS; kw++) {
+          const float v = flip ? weight[(((size_t)c * d.OC + oc) * TAPS + (TAPS - 1 - kh)) * TAPS +
+                                        (TAPS - 1 - kw)]
+                               : weight[(((size_t)oc * d.C + c) * TAPS + kh) * TAPS + kw];
+          packed[((((size_t)(oc / group) * TAPS + kh) * TAPS + kw) * d.C + c) * group +
+                 oc % group] = v;
+        }
+}
+
+void conv2d_direct_pack(float *packed, const float *weight, Conv2dDims d) {
+  pack(packed, weight, d, 0);
+}
+
+Conv2dDims conv2d_direct_transposed(Conv2dDims d) {
+  Conv2dDims t = d;
+  t.C = d.OC, t.OC = d.C;
+  return t;
+}
+
+void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDims d) {
+  pack(packed, weight, conv2d_direct_transposed(d), 1);
+}
+
+/* One strip: out[q0 .. q0+P) of row r, output channels [0, K*16) of the group w and bias
+ * belong to. x: the image (H, W, C); C is a literal (16, 32) or 0 for runtime `pitch`. */
+ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int left, const int right,
+                         float *out, const float *x, const float *w, const float *bias, int pitch,
+                         int H, int W, int OC, int r, int q0, int sum, int relu) {
+  const int C = C_lit ? C_lit : pitch;
+  Vec acc[16][4];
+#pragma GCC unroll 16
+  for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++) acc[p][k] = bias ? vec_load(bias + k * VEC) : (Vec){0};
+  for (int kh = 0; kh < TAPS; kh++) {
+    const int ih = r - 1 + kh;
+    if (ih < 0 || ih >= H) continue;
+    const float *row = x + ((size_t)ih * W + q0 - 1) * C; /* the pixel left of the strip */
+#pragma GCC unroll 3
+    for (int kw = 0; kw < TAPS; kw++) {
+      const float *wk = w + (size_t)(kh * TAPS + kw) * C * K * VEC;
+      for (int c = 0; c < C; c++) {
+        Vec wv[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < K; k++) wv[k] = vec_load(wk + ((size_t)c * K + k) * VEC);
+#pragma GCC unroll 16
+        for (int p = 0; p < P; p++) {
+          if (left && p + kw < 1) continue;       /* left of column 0 */
+          if (right && p + kw - 1 >= P) continue; /* right of column W-1 */
+          const float xv = row[(size_t)(p + kw) * C + c];
+#pragma GCC unroll 4
+          for (int k = 0; k < K; k++) acc[p][k] += xv * wv[k];
+        }
+      }
+    }
+  }
+  const Vec zero = {0};
+#pragma GCC unroll 16
+  for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+    for (int k = 0; k < K; k++) {
+      float *o = out + (size_t)(q0 + p) * OC + k * VEC;
+      Vec v = acc[p][k];
+      if (sum) v += vec_load(o);
+      if (relu) v = vec_gate(v, v > zero);
+      vec_store(o, v);
+    }
+}
+
+typedef void (*StripFn)(float *out, const float *x, const float *w, const float *bias, int pitch,
+                        int H, int W, int OC, int r, int q0, int sum, int relu);
+
+#define STRIP_FN(P, K, C, L, R)                                                                  \
+  static void strip_##P##_##K##_##C##_##L##R(float *out, const float *x, const float *w,         \
+                                             const float *bias, int pitch, int H, int W, int OC, \
+                                             int r, int q0, int sum, int relu) {                 \
+    strip(P, K, C, L, R, out, x, w, bias, pitch, H, W, OC, r, q0, sum, relu);                    \
+  }
+#define STRIP_EDGES(P, K, C) \
+  STRIP_FN(P, K, C, 0, 0) STRIP_FN(P, K, C, 1, 0) STRIP_FN(P, K, C, 0, 1) STRIP_FN(P, K, C, 1, 1)
+#define STRIP_PITCHES(P, K) STRIP_EDGES(P, K, 16) STRIP_EDGES(P, K, 32) STRIP_EDGES(P, K, 0)
+STRIP_PITCHES(16, 1)
+STRIP_PITCHES(14, 1)
+STRIP_PITCHES(14, 2)
+STRIP_PITCHES(8, 1)
+STRIP_PITCHES(8, 2)
+STRIP_PITCHES(7, 1)
+STRIP_PITCHES(7, 2)
+STRIP_PITCHES(4, 1)
+STRIP_PITCHES(4, 2)
+STRIP_PITCHES(4, 4)
+STRIP_PITCHES(3, 1)
+STRIP_PITCHES(3, 2)
+STRIP_PITCHES(3, 4)
+
+#define EDGE_ROW(P, K, C)                                                               \
+  {                                                                                     \
+    strip_##P##_##K##_##C##_00, strip_##P##_##K##_##C##_10, strip_##P##_##K##_##C##_01, \
+        strip_##P##_##K##_##C##_11                                                      \
+  }
+#define PITCH_ROW(P, K)                                                 \
+  {                                                                     \
+    P, K, { EDGE_ROW(P, K, 16), EDGE_ROW(P, K, 32), EDGE_ROW(P, K, 0) } \
+  }
+static const struct {
+  int P, K;
+  StripFn fn[3][4]; /* [pitch 16, 32, other][left + 2 * right] */
+} strip_table[] = {PITCH_ROW(16, 1), PITCH_ROW(14, 1), PITCH_ROW(14, 2), PITCH_ROW(8, 1),
+                   PITCH_ROW(8, 2),  PITCH_ROW(7, 1),  PITCH_ROW(7, 2),  PITCH_ROW(4, 1),
+                   PITCH_ROW(4, 2),  PITCH_ROW(4, 4),  PITCH_ROW(3, 1),  PITCH_ROW(3, 2),
+                   PITCH_ROW(3, 4)};
+
+void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
+                           Conv2dDims d, int sum, int relu) {
+  int P = 1, K = 1, row = 0;
+  conv2d_direct_strip(d, &P, &K);
+  for (size_t i = 0; i < sizeof strip_table / sizeof *strip_table; i++)
+    if (strip_table[i].P == P && strip_table[i].K == K) row = (int)i;
+  const int pitch = d.C == 16 ? 0 : d.C == 32 ? 1 : 2, group = K * VEC, groups = d.OC / group;
+  const int strips = d.W / P;
+  const size_t image = (size_t)d.H * d.W * d.C, taps = (size_t)TAPS * TAPS * d.C * group;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < d.B; b++)
+    for (int r = 0; r < d.H; r++)
+      for (int g = 0; g < groups; g++)
+        for (int s = 0; s < strips; s++) {
+          const int edges = (s == 0) + 2 * (s == strips - 1);
+          strip_table[row].fn[pitch][edges](
+              out + ((size_t)b * d.H + r) * d.W * d.OC + (size_t)g * group, inp + b * image,
+              packed + g * taps, bias ? bias + g * group : NULL, d.C, d.H, d.W, d.OC, r, s * P, sum,
+              relu);
+        }
+}
+
+/* ---- the weight gradient ----------------------------------------------------
+ * dW[oc][c][kh][kw] = sum over pixels of dout[oc] times the input under tap (kh, kw). Each task
+ * holds CI input channels by K vectors of output channels of one tap in registers, in the
+ * order [tap][c][oc] of the partial it adds to, and runs over a block of rows: per pixel, K
+ * loads of dout and CI broadcasts of the input, CI*K multiply-adds. A block is as many rows as
+ * keep its input and dout in L1 (WGRAD_BLOCK_FLOATS), read once per tap. Measured against
+ * oneDNN's backward-weights primitive (batch 128, 2 threads): 16 channels on 64x64 maps
+ * 6.8-7.4 ms against 10; 32 on 32x32 5.3-6.0 against 8.7; 64 on 16x16 5.0-5.4 against 8.6. */
+#define WGRAD_BLOCK_FLOATS (12 * 1024)
+
+ALWAYS_INLINE void wgrad_block(const int CI, const int K, float *part, const float *x,
+                               const float *dy, Conv2dDims d, int h0, int h1) {
+  const int W = d.W, C = d.C, OC = d.OC;
+  for (int kh = 0; kh < TAPS; kh++)
+    for (int kw = 0; kw < TAPS; kw++) {
+      /* the outputs whose input under this tap is inside the image */
+      const int w_lo = kw == 0 ? 1 : 0, w_hi = kw == TAPS - 1 ? W - 1 : W;
+      const int r_lo = kh == 0 && h0 < 1 ? 1 : h0,
+                r_hi = kh == TAPS - 1 && h1 > d.H - 1 ? d.H - 1 : h1;
+      for (int c0 = 0; c0 < C; c0 += CI)
+        for (int o0 = 0; o0 < OC; o0 += K * VEC) {
+          float *pp = part + ((size_t)(kh * TAPS + kw) * C + c0) * OC + o0;
+          Vec acc[16][4];
+#pragma GCC unroll 16
+          for (int i = 0; i < CI; i++)
+#pragma GCC unroll 4
+            for (int k = 0; k < K; k++) acc[i][k] = vec_load(pp + (size_t)i * OC + k * VEC);
+          for (int h = r_lo; h < r_hi; h++) {
+            const float *xp = x + ((size_t)(h + kh - 1) * W + w_lo + kw - 1) * C + c0;
+            const float *dp = dy + ((size_t)h * W + w_lo) * OC + o0;
+            for (int w = w_lo; w < w_hi; w++, xp += C, dp += OC) {
+              Vec g[4];
+#pragma GCC unroll 4
+              for (int k = 0; k < K; k++) g[k] = vec_load(dp + k * VEC);
+#pragma GCC unroll 16
+              for (int i = 0; i < CI; i++)
+#pragma GCC unroll 4
+                for (int k = 0; k < K; k++) acc[i][k] += xp[i] * g[k];
+            }
+          }
+#pragma GCC unroll 16
+          for (int i = 0; i < CI; i++)
+#pragma GCC unroll 4
+            for (int k = 0; k < K; k++) vec_store(pp + (size_t)i * OC + k * VEC, acc[i][k]);
+        }
+    }
+}
+
+static void wgrad_block_16x1(float *part, const float *x, const float *dy, Conv2dDims d, int h0,
+                             int h1) {
+  wgrad_block(16, 1, part, x, dy, d, h0, h1);
+}
+
+static void wgrad_block_8x2(float *part, const float *x, const float *dy, Conv2dDims d, int h0,
+                            int h1) {
+  wgrad_block(8, 2, part, x, dy, d, h0, h1);
+}
+
+int conv2d_direct_wgrad_supported(Conv2dDims d) {
+  return conv2d_direct_supported(d) && d.C % VEC == 0;
+}
+
+size_t conv2d_direct_wgrad_floats(Conv2dDims d, int slices) {
+  return (size_t)slices * TAPS * TAPS * d.C * d.OC;
+}
+
+void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dout, const float *inp,
+                               Conv2dDims d, int slices) {
+  const size_t n = (size_t)TAPS * TAPS * d.C * d.OC;
+  const long rows = (long)d.B * d.H;
+  const size_t per_row = (size_t)d.W * (d.C + d.OC);
+  int block = (int)(WGRAD_BLOCK_FLOATS / per_row);
+  block = block < 1 ? 1 : block;
+  void (*run)(float *, const float *, const float *, Conv2dDims, int, int) =
+      d.OC % 32 == 0 ? wgrad_block_8x2 : wgrad_block_16x1;
+  /* slice s: rows [rows*s/S, rows*(s+1)/S) of the batch's images stacked, its own partial */
+#pragma omp parallel for schedule(static)
+  for (int s = 0; s < slices; s++) {
+    float *part = partials + (size_t)s * n;
+    memset(part, 0, sizeof(float) * n);
+    const long end = rows * (s + 1) / slices;
+    for (long r = rows * s / slices; r < end;) {
+      const int b = (int)(r / d.H), h0 = (int)(r % d.H);
+      long h1 = h0 + block;
+      if (h1 > d.H) h1 = d.H;
+      if ((long)b * d.H + h1 > end) h1 = end - (long)b * d.H;
+      run(part, inp + (size_t)b * d.H * d.W * d.C, dout + (size_t)b * d.H * d.W * d.OC, d, h0,
+          (int)h1);
+      r += h1 - h0;
+    }
+  }
+  /* dweight [OC][C][3][3] += the partials [tap][c][oc], added in slice order */
+#pragma omp parallel for schedule(static)
+  for (int oc = 0; oc < d.OC; oc++)
+    for (int c = 0; c < d.C; c++)
+      for (int t = 0; t < TAPS * TAPS; t++) {
+        float sum = 0.0f;
+        for (int s = 0; s < slices; s++)
+          sum += partials[(size_t)s * n + ((size_t)t * d.C + c) * d.OC + oc];
+        dweight[((size_t)oc * d.C + c) * TAPS * TAPS + t] += sum;
+      }
+}
