@@ -125,6 +125,24 @@ static void check_conv(Conv2dDims d) {
   free(dinp), free(dw), free(db);
 }
 
+/* check_conv_dnnl on random inputs, weights and output gradient, against the naive oracle
+ * (no finite differences: for layers too large for them) */
+static void check_conv_dnnl_random(Conv2dDims d, uint64_t seed) {
+  const size_t ni = (size_t)d.B * d.C * d.H * d.W,
+               nw = (size_t)d.OC * (d.C / d.groups) * d.KH * d.KW;
+  const size_t no = (size_t)d.B * d.OC * d.OH * d.OW;
+  Rng rng;
+  rng_seed(&rng, seed);
+  float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
+  float *out = malloc(4 * no), *dinp = calloc(ni, 4), *dw = calloc(nw, 4), *db = calloc(d.OC, 4);
+  fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
+  fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
+  conv2d_forward_naive(out, inp, w, b, d);
+  conv2d_backward_naive(dinp, dw, db, R, inp, w, d);
+  check_conv_dnnl(d, inp, w, b, R, out, dinp, dw, db);
+  free(inp), free(w), free(b), free(R), free(out), free(dinp), free(dw), free(db);
+}
+
 /* Pointwise convolutions, channels-last, run as matrix products (conv2d_dnnl.c): the forward
  * too when the weights are large (512 x 1024), and the weight gradient in slices when the rows
  * outnumber the channels 16 times (8 x 8 x 4 = 256 rows of 8 and 12 channels, with 2 threads
@@ -147,18 +165,7 @@ static void test_conv2d_pointwise(void **state) {
   for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
     Conv2dDims d = cases[k];
     assert_true(conv2d_dims_finish(&d));
-    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C;
-    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW;
-    Rng rng;
-    rng_seed(&rng, 40 + k);
-    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
-    float *out = malloc(4 * no), *dinp = calloc(ni, 4), *dw = calloc(nw, 4), *db = calloc(d.OC, 4);
-    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
-    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
-    conv2d_forward_naive(out, inp, w, b, d);
-    conv2d_backward_naive(dinp, dw, db, R, inp, w, d);
-    check_conv_dnnl(d, inp, w, b, R, out, dinp, dw, db);
-    free(inp), free(w), free(b), free(R), free(out), free(dinp), free(dw), free(db);
+    check_conv_dnnl_random(d, 40 + k);
   }
 }
 
@@ -166,42 +173,37 @@ static void test_conv2d_pointwise(void **state) {
  * it has (pixels x vectors), with 16, 32 and other input channel counts (its three pitches),
  * strips at both edges and between them; forward with and without bias, with the sum and the
  * ReLU, the input gradient through the transposed weights, accumulating and not, and the
- * weight gradient in one slice and in three. */
+ * weight gradient in one slice and in three; at stride 1 and 2. */
 static void test_conv2d_direct(void **state) {
   (void)state;
-  static const int shapes[][3] = {
-      /* C, OC, W */
-      {16, 16, 32}, {32, 16, 28}, {48, 32, 28}, {16, 48, 8}, {32, 64, 16}, {16, 16, 7}, {64, 32, 7},
-      {16, 16, 12}, {16, 32, 4},  {32, 64, 4},  {16, 16, 3}, {16, 32, 3},  {64, 128, 3}};
-  Conv2dDims probe = {.C = 16,
-                      .OC = 16,
-                      .H = 4,
-                      .W = 4,
-                      .KH = 3,
-                      .KW = 3,
-                      .SH = 1,
-                      .SW = 1,
-                      .PT = 1,
-                      .PB = 1,
-                      .PL = 1,
-                      .PR = 1,
-                      .groups = 1,
-                      .B = 1};
+  static const int shapes[][4] = {
+      /* C, OC, W, stride */
+      {16, 16, 32, 1}, {32, 16, 28, 1}, {48, 32, 28, 1}, {16, 48, 8, 1},  {32, 64, 16, 1},
+      {16, 16, 7, 1},  {64, 32, 7, 1},  {16, 16, 12, 1}, {16, 32, 4, 1},  {32, 64, 4, 1},
+      {16, 16, 3, 1},  {16, 32, 3, 1},  {64, 128, 3, 1}, {16, 32, 28, 2}, {32, 64, 14, 2},
+      {16, 16, 32, 2}, {48, 64, 8, 2},  {32, 16, 6, 2}};
+  /* clang-format off */
+  Conv2dDims probe = {.B = 1, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
+                      .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = 1};
+  /* clang-format on */
   assert_true(conv2d_dims_finish(&probe));
   if (!conv2d_direct_supported(probe)) skip(); /* built without AVX-512 */
   int seen[17 * 4 + 4] = {0};                  /* [pixels * 4 + vectors] */
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
     Conv2dDims d = probe;
-    d.B = 2, d.C = shapes[k][0], d.OC = shapes[k][1], d.W = shapes[k][2], d.H = 3 + (int)k % 3;
+    d.B = 2, d.C = shapes[k][0], d.OC = shapes[k][1], d.W = shapes[k][2];
+    d.SH = d.SW = shapes[k][3];
+    d.H = d.SH == 1 ? 3 + (int)k % 3 : 4 + 2 * ((int)k % 2); /* even at stride 2 */
     assert_true(conv2d_dims_finish(&d));
     assert_true(conv2d_direct_supported(d));
     int P, K;
     assert_true(conv2d_direct_strip(d, &P, &K));
     seen[P * 4 + K] = 1;
     const Conv2dDims t = conv2d_direct_transposed(d);
-    assert_true(conv2d_direct_supported(t));
+    assert_int_equal(conv2d_direct_transposed_supported(d), d.SH == 1);
     const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * 9;
     const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
+    const size_t OHW = (size_t)d.OH * d.OW;
     Rng rng;
     rng_seed(&rng, 90 + k);
     float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
@@ -212,19 +214,19 @@ static void test_conv2d_direct(void **state) {
     fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
     fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
     nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
-    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)HW);
+    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)OHW);
     conv2d_forward_naive(out_n, inp, w, b, d);
     conv2d_backward_naive(dinp_n, dw_n, db_n, R, inp, w, d);
     conv2d_direct_pack(packed, w, d);
     for (int mode = 0; mode < 3; mode++) { /* bias; no bias; bias + sum + ReLU */
       for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
       conv2d_direct_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2, mode == 2);
-      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)HW);
+      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)OHW);
       double worst = 0;
       for (int bb = 0; bb < d.B; bb++)
         for (int o = 0; o < d.OC; o++)
-          for (size_t p = 0; p < HW; p++) {
-            const size_t i = ((size_t)bb * d.OC + o) * HW + p;
+          for (size_t p = 0; p < OHW; p++) {
+            const size_t i = ((size_t)bb * d.OC + o) * OHW + p;
             double want = out_n[i] - (mode == 1 ? b[o] : 0) + (mode == 2 ? R[i] : 0);
             if (mode == 2 && want < 0) want = 0;
             const double e = fabs(want - out[i]);
@@ -234,7 +236,7 @@ static void test_conv2d_direct(void **state) {
     }
     float *packed_t = malloc(4 * conv2d_direct_packed_floats(t));
     conv2d_direct_pack_transposed(packed_t, w, d);
-    for (int acc = 0; acc < 2; acc++) {
+    for (int acc = 0; d.SH == 1 && acc < 2; acc++) {
       for (size_t i = 0; i < ni; i++) dx_cl[i] = acc ? 1.0f : NAN;
       conv2d_direct_forward(dx_cl, R_cl, packed_t, NULL, t, acc, 0);
       nhwc_to_nchw(dx, 0, dx_cl, d.B, d.C, (int)HW);
@@ -254,22 +256,14 @@ static void test_conv2d_direct(void **state) {
     free(inp), free(w), free(b), free(R), free(out_n), free(dinp_n), free(dw_n), free(db_n);
     free(inp_cl), free(R_cl), free(out_cl), free(out), free(dx_cl), free(dx), free(packed);
   }
-  /* and through conv2d_dnnl's interface: forward, and both gradients, channels-last */
-  Conv2dDims d = probe;
-  d.B = 2, d.C = 16, d.OC = 32, d.H = 5, d.W = 8;
-  assert_true(conv2d_dims_finish(&d));
-  const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * 9;
-  const size_t no = (size_t)d.B * d.OC * d.OH * d.OW;
-  Rng rng;
-  rng_seed(&rng, 89);
-  float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
-  float *out = malloc(4 * no), *dinp = calloc(ni, 4), *dw = calloc(nw, 4), *db = calloc(d.OC, 4);
-  fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
-  fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
-  conv2d_forward_naive(out, inp, w, b, d);
-  conv2d_backward_naive(dinp, dw, db, R, inp, w, d);
-  check_conv_dnnl(d, inp, w, b, R, out, dinp, dw, db);
-  free(inp), free(w), free(b), free(R), free(out), free(dinp), free(dw), free(db);
+  /* and through conv2d_dnnl's interface: forward, and both gradients, channels-last; at stride
+   * 2 the input gradient is oneDNN's */
+  for (int stride = 1; stride <= 2; stride++) {
+    Conv2dDims d = probe;
+    d.B = 2, d.C = 16, d.OC = 32, d.H = 6, d.W = 8, d.SH = d.SW = stride;
+    assert_true(conv2d_dims_finish(&d));
+    check_conv_dnnl_random(d, 89);
+  }
 
   /* every strip shape was run */
   const int want[][2] = {{16, 1}, {14, 1}, {14, 2}, {8, 1}, {8, 2}, {7, 1}, {7, 2},

@@ -1,7 +1,8 @@
-/* 3x3 convolutions at stride 1 with one pixel of zero padding (the "same" convolutions of
- * ResNet, VGG and the small CNNs), channels-last, by a direct kernel: forward, and the
- * input gradient, which is the same convolution with the weights turned 180 degrees and the
- * channel axes swapped.
+/* 3x3 convolutions with one pixel of zero padding, at stride 1 (the "same" convolutions of
+ * ResNet, VGG and the small CNNs) or 2 on even maps (ResNet's downsampling ones),
+ * channels-last, by direct kernels: forward; at stride 1 the input gradient, which is the same
+ * convolution with the weights turned 180 degrees and the channel axes swapped; and the weight
+ * gradient.
  * Why by hand: oneDNN 2.6's kernels (PyTorch's too) run these shapes at 60-80% of what this
  * machine's FMA units do (Zen 5 with full-width AVX-512). ResNet-20's 16-channel 3x3 layer on
  * 28x28 maps, batch 128: 1.45 ms in oneDNN, 1.1 ms here; 64 channels on 7x7: 1.25 ms against
@@ -25,13 +26,13 @@ int conv2d_direct_strip(Conv2dDims d, int *P, int *K) {
   static const int wide_strips[] = {14, 8, 7, 4, 3}, strips[] = {16, 14, 8, 7, 4, 3};
   if (d.OC % 32 == 0)
     for (int i = 0; i < 5; i++)
-      if (d.W % wide_strips[i] == 0) {
+      if (d.OW % wide_strips[i] == 0) {
         *P = wide_strips[i];
         *K = *P <= 4 && d.OC % 64 == 0 ? 4 : 2;
         return 1;
       }
   for (int i = 0; i < 6; i++)
-    if (d.W % strips[i] == 0) {
+    if (d.OW % strips[i] == 0) {
       *P = strips[i], *K = 1;
       return 1;
     }
@@ -44,9 +45,14 @@ int conv2d_direct_supported(Conv2dDims d) {
   return 0; /* 64-byte vectors in halves or quarters: the sums no longer fit in registers */
 #else
   int P, K;
-  return d.groups == 1 && d.KH == TAPS && d.KW == TAPS && d.SH == 1 && d.SW == 1 && d.DH <= 1 &&
-         d.DW <= 1 && d.PT == 1 && d.PB == 1 && d.PL == 1 && d.PR == 1 && d.C >= VEC &&
-         d.OC % VEC == 0 && d.OH == d.H && d.OW == d.W && conv2d_direct_strip(d, &P, &K);
+  /* stride 2 on even maps: the last output column's taps end on the last input column, so
+   * only the first strip meets padding sideways, as at stride 1 (the right edge's test below) */
+  const int stride_ok = (d.SH == 1 && d.SW == 1 && d.OH == d.H && d.OW == d.W) ||
+                        (d.SH == 2 && d.SW == 2 && d.H % 2 == 0 && d.W % 2 == 0 &&
+                         d.OH == d.H / 2 && d.OW == d.W / 2);
+  return d.groups == 1 && d.KH == TAPS && d.KW == TAPS && stride_ok && d.DH <= 1 && d.DW <= 1 &&
+         d.PT == 1 && d.PB == 1 && d.PL == 1 && d.PR == 1 && d.C >= VEC && d.OC % VEC == 0 &&
+         conv2d_direct_strip(d, &P, &K);
 #endif
 }
 
@@ -75,6 +81,10 @@ void conv2d_direct_pack(float *packed, const float *weight, Conv2dDims d) {
   pack(packed, weight, d, 0);
 }
 
+int conv2d_direct_transposed_supported(Conv2dDims d) {
+  return d.SH == 1 && d.SW == 1 && conv2d_direct_supported(conv2d_direct_transposed(d));
+}
+
 Conv2dDims conv2d_direct_transposed(Conv2dDims d) {
   Conv2dDims t = d;
   t.C = d.OC, t.OC = d.C;
@@ -85,11 +95,13 @@ void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDim
   pack(packed, weight, conv2d_direct_transposed(d), 1);
 }
 
-/* One strip: out[q0 .. q0+P) of row r, output channels [0, K*16) of the group w and bias
- * belong to. x: the image (H, W, C); C is a literal (16, 32) or 0 for runtime `pitch`. */
-ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int left, const int right,
-                         float *out, const float *x, const float *w, const float *bias, int pitch,
-                         int H, int W, int OC, int r, int q0, int sum, int relu) {
+/* One strip: out[q0 .. q0+P) of output row r, output channels [0, K*16) of the group w and
+ * bias belong to, at stride S. x: the image (H, W, C); C is a literal (16, 32) or 0 for
+ * runtime `pitch`. */
+ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int S, const int left,
+                         const int right, float *out, const float *x, const float *w,
+                         const float *bias, int pitch, int H, int W, int OC, int r, int q0, int sum,
+                         int relu) {
   const int C = C_lit ? C_lit : pitch;
   Vec acc[16][4];
 #pragma GCC unroll 16
@@ -97,9 +109,9 @@ ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int le
 #pragma GCC unroll 4
     for (int k = 0; k < K; k++) acc[p][k] = bias ? vec_load(bias + k * VEC) : (Vec){0};
   for (int kh = 0; kh < TAPS; kh++) {
-    const int ih = r - 1 + kh;
+    const int ih = r * S - 1 + kh;
     if (ih < 0 || ih >= H) continue;
-    const float *row = x + ((size_t)ih * W + q0 - 1) * C; /* the pixel left of the strip */
+    const float *row = x + ((size_t)ih * W + q0 * S - 1) * C; /* left of the strip's first tap */
 #pragma GCC unroll 3
     for (int kw = 0; kw < TAPS; kw++) {
       const float *wk = w + (size_t)(kh * TAPS + kw) * C * K * VEC;
@@ -109,9 +121,10 @@ ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int le
         for (int k = 0; k < K; k++) wv[k] = vec_load(wk + ((size_t)c * K + k) * VEC);
 #pragma GCC unroll 16
         for (int p = 0; p < P; p++) {
-          if (left && p + kw < 1) continue;       /* left of column 0 */
-          if (right && p + kw - 1 >= P) continue; /* right of column W-1 */
-          const float xv = row[(size_t)(p + kw) * C + c];
+          if (left && p * S + kw < 1) continue; /* left of column 0 */
+          /* right of column W-1: the last strip ends at output column OW-1 = (W+1)/S - 1 */
+          if (right && (p - P) * S + kw - 1 >= 0) continue;
+          const float xv = row[(size_t)(p * S + kw) * C + c];
 #pragma GCC unroll 4
           for (int k = 0; k < K; k++) acc[p][k] += xv * wv[k];
         }
@@ -134,14 +147,18 @@ ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int le
 typedef void (*StripFn)(float *out, const float *x, const float *w, const float *bias, int pitch,
                         int H, int W, int OC, int r, int q0, int sum, int relu);
 
-#define STRIP_FN(P, K, C, L, R)                                                                  \
-  static void strip_##P##_##K##_##C##_##L##R(float *out, const float *x, const float *w,         \
-                                             const float *bias, int pitch, int H, int W, int OC, \
-                                             int r, int q0, int sum, int relu) {                 \
-    strip(P, K, C, L, R, out, x, w, bias, pitch, H, W, OC, r, q0, sum, relu);                    \
+#define STRIP_FN(P, K, C, S, L, R)                                                          \
+  static void strip_##P##_##K##_##C##_##S##L##R(float *out, const float *x, const float *w, \
+                                                const float *bias, int pitch, int H, int W, \
+                                                int OC, int r, int q0, int sum, int relu) { \
+    strip(P, K, C, S, L, R, out, x, w, bias, pitch, H, W, OC, r, q0, sum, relu);            \
   }
+/* at stride 2 no strip meets the right edge: two of the four suffice */
 #define STRIP_EDGES(P, K, C) \
-  STRIP_FN(P, K, C, 0, 0) STRIP_FN(P, K, C, 1, 0) STRIP_FN(P, K, C, 0, 1) STRIP_FN(P, K, C, 1, 1)
+  STRIP_FN(P, K, C, 1, 0, 0) \
+  STRIP_FN(P, K, C, 1, 1, 0) \
+  STRIP_FN(P, K, C, 1, 0, 1) \
+  STRIP_FN(P, K, C, 1, 1, 1) STRIP_FN(P, K, C, 2, 0, 0) STRIP_FN(P, K, C, 2, 1, 0)
 #define STRIP_PITCHES(P, K) STRIP_EDGES(P, K, 16) STRIP_EDGES(P, K, 32) STRIP_EDGES(P, K, 0)
 STRIP_PITCHES(16, 1)
 STRIP_PITCHES(14, 1)
@@ -157,10 +174,14 @@ STRIP_PITCHES(3, 1)
 STRIP_PITCHES(3, 2)
 STRIP_PITCHES(3, 4)
 
-#define EDGE_ROW(P, K, C)                                                               \
-  {                                                                                     \
-    strip_##P##_##K##_##C##_00, strip_##P##_##K##_##C##_10, strip_##P##_##K##_##C##_01, \
-        strip_##P##_##K##_##C##_11                                                      \
+#define EDGE_ROW(P, K, C)                                                                    \
+  {                                                                                          \
+    {strip_##P##_##K##_##C##_100, strip_##P##_##K##_##C##_110, strip_##P##_##K##_##C##_101,  \
+     strip_##P##_##K##_##C##_111},                                                           \
+    {                                                                                        \
+      strip_##P##_##K##_##C##_200, strip_##P##_##K##_##C##_210, strip_##P##_##K##_##C##_200, \
+          strip_##P##_##K##_##C##_210                                                        \
+    }                                                                                        \
   }
 #define PITCH_ROW(P, K)                                                 \
   {                                                                     \
@@ -168,7 +189,7 @@ STRIP_PITCHES(3, 4)
   }
 static const struct {
   int P, K;
-  StripFn fn[3][4]; /* [pitch 16, 32, other][left + 2 * right] */
+  StripFn fn[3][2][4]; /* [pitch 16, 32, other][stride 1, 2][left + 2 * right] */
 } strip_table[] = {PITCH_ROW(16, 1), PITCH_ROW(14, 1), PITCH_ROW(14, 2), PITCH_ROW(8, 1),
                    PITCH_ROW(8, 2),  PITCH_ROW(7, 1),  PITCH_ROW(7, 2),  PITCH_ROW(4, 1),
                    PITCH_ROW(4, 2),  PITCH_ROW(4, 4),  PITCH_ROW(3, 1),  PITCH_ROW(3, 2),
@@ -181,18 +202,18 @@ void conv2d_direct_forward(float *out, const float *inp, const float *packed, co
   for (size_t i = 0; i < sizeof strip_table / sizeof *strip_table; i++)
     if (strip_table[i].P == P && strip_table[i].K == K) row = (int)i;
   const int pitch = d.C == 16 ? 0 : d.C == 32 ? 1 : 2, group = K * VEC, groups = d.OC / group;
-  const int strips = d.W / P;
+  const int strips = d.OW / P;
   const size_t image = (size_t)d.H * d.W * d.C, taps = (size_t)TAPS * TAPS * d.C * group;
+  const StripFn *fn = strip_table[row].fn[pitch][d.SW - 1];
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < d.B; b++)
-    for (int r = 0; r < d.H; r++)
+    for (int r = 0; r < d.OH; r++)
       for (int g = 0; g < groups; g++)
         for (int s = 0; s < strips; s++) {
           const int edges = (s == 0) + 2 * (s == strips - 1);
-          strip_table[row].fn[pitch][edges](
-              out + ((size_t)b * d.H + r) * d.W * d.OC + (size_t)g * group, inp + b * image,
-              packed + g * taps, bias ? bias + g * group : NULL, d.C, d.H, d.W, d.OC, r, s * P, sum,
-              relu);
+          fn[edges](out + ((size_t)b * d.OH + r) * d.OW * d.OC + (size_t)g * group, inp + b * image,
+                    packed + g * taps, bias ? bias + g * group : NULL, d.C, d.H, d.W, d.OC, r,
+                    s * P, sum, relu);
         }
 }
 
@@ -208,13 +229,13 @@ void conv2d_direct_forward(float *out, const float *inp, const float *packed, co
 
 ALWAYS_INLINE void wgrad_block(const int CI, const int K, float *part, const float *x,
                                const float *dy, Conv2dDims d, int h0, int h1) {
-  const int W = d.W, C = d.C, OC = d.OC;
+  const int W = d.W, C = d.C, OC = d.OC, S = d.SW;
   for (int kh = 0; kh < TAPS; kh++)
     for (int kw = 0; kw < TAPS; kw++) {
-      /* the outputs whose input under this tap is inside the image */
-      const int w_lo = kw == 0 ? 1 : 0, w_hi = kw == TAPS - 1 ? W - 1 : W;
+      /* the outputs whose input under this tap, at o * S - 1 + k, is inside the image */
+      const int w_lo = kw == 0 ? 1 : 0, w_hi = (W - kw) / S + 1 < d.OW ? (W - kw) / S + 1 : d.OW;
       const int r_lo = kh == 0 && h0 < 1 ? 1 : h0,
-                r_hi = kh == TAPS - 1 && h1 > d.H - 1 ? d.H - 1 : h1;
+                r_hi = (d.H - kh) / S + 1 < h1 ? (d.H - kh) / S + 1 : h1;
       for (int c0 = 0; c0 < C; c0 += CI)
         for (int o0 = 0; o0 < OC; o0 += K * VEC) {
           float *pp = part + ((size_t)(kh * TAPS + kw) * C + c0) * OC + o0;
@@ -224,9 +245,9 @@ ALWAYS_INLINE void wgrad_block(const int CI, const int K, float *part, const flo
 #pragma GCC unroll 4
             for (int k = 0; k < K; k++) acc[i][k] = vec_load(pp + (size_t)i * OC + k * VEC);
           for (int h = r_lo; h < r_hi; h++) {
-            const float *xp = x + ((size_t)(h + kh - 1) * W + w_lo + kw - 1) * C + c0;
-            const float *dp = dy + ((size_t)h * W + w_lo) * OC + o0;
-            for (int w = w_lo; w < w_hi; w++, xp += C, dp += OC) {
+            const float *xp = x + ((size_t)(h * S + kh - 1) * W + w_lo * S + kw - 1) * C + c0;
+            const float *dp = dy + ((size_t)h * d.OW + w_lo) * OC + o0;
+            for (int w = w_lo; w < w_hi; w++, xp += (size_t)S * C, dp += OC) {
               Vec g[4];
 #pragma GCC unroll 4
               for (int k = 0; k < K; k++) g[k] = vec_load(dp + k * VEC);
@@ -265,8 +286,8 @@ size_t conv2d_direct_wgrad_floats(Conv2dDims d, int slices) {
 void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dout, const float *inp,
                                Conv2dDims d, int slices) {
   const size_t n = (size_t)TAPS * TAPS * d.C * d.OC;
-  const long rows = (long)d.B * d.H;
-  const size_t per_row = (size_t)d.W * (d.C + d.OC);
+  const long rows = (long)d.B * d.OH; /* of the output */
+  const size_t per_row = (size_t)d.W * d.C * d.SH + (size_t)d.OW * d.OC;
   int block = (int)(WGRAD_BLOCK_FLOATS / per_row);
   block = block < 1 ? 1 : block;
   void (*run)(float *, const float *, const float *, Conv2dDims, int, int) =
@@ -278,11 +299,11 @@ void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dou
     memset(part, 0, sizeof(float) * n);
     const long end = rows * (s + 1) / slices;
     for (long r = rows * s / slices; r < end;) {
-      const int b = (int)(r / d.H), h0 = (int)(r % d.H);
+      const int b = (int)(r / d.OH), h0 = (int)(r % d.OH);
       long h1 = h0 + block;
-      if (h1 > d.H) h1 = d.H;
-      if ((long)b * d.H + h1 > end) h1 = end - (long)b * d.H;
-      run(part, inp + (size_t)b * d.H * d.W * d.C, dout + (size_t)b * d.H * d.W * d.OC, d, h0,
+      if (h1 > d.OH) h1 = d.OH;
+      if ((long)b * d.OH + h1 > end) h1 = end - (long)b * d.OH;
+      run(part, inp + (size_t)b * d.H * d.W * d.C, dout + (size_t)b * d.OH * d.OW * d.OC, d, h0,
           (int)h1);
       r += h1 - h0;
     }

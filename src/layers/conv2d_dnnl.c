@@ -484,7 +484,7 @@ enum { DIRECT_FORWARD = 1, DIRECT_BACKWARD_DATA = 2, DIRECT_WEIGHT_GRAD = 4, DIR
 static void direct_plan(ConvDnnl *c) {
   if (!c->channels_last || !conv2d_direct_supported(c->d)) return;
   c->direct = DIRECT_FORWARD;
-  if (conv2d_direct_supported(conv2d_direct_transposed(c->d))) c->direct |= DIRECT_BACKWARD_DATA;
+  if (conv2d_direct_transposed_supported(c->d)) c->direct |= DIRECT_BACKWARD_DATA;
   if (conv2d_direct_wgrad_supported(c->d)) {
     c->direct |= DIRECT_WEIGHT_GRAD;
     c->wgrad_slices = omp_get_max_threads();
@@ -660,7 +660,7 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
     if (dweight)
       conv2d_direct_weight_grad(dweight, ws[CONV_WS_DWEI], dout, inp, c->d, c->wgrad_slices);
     if (dbias && c->has_bias)
-      pointwise_bias_grad(dbias, dout, (size_t)c->d.B * c->d.H * c->d.W, c->d.OC);
+      pointwise_bias_grad(dbias, dout, (size_t)c->d.B * c->d.OH * c->d.OW, c->d.OC);
   } else if (dweight || dbias) {
     dnnl_memory_set_data_handle(c->bw_src, reorder_in(&c->r_bw_src, inp, ws[CONV_WS_BW_SRC]));
     dnnl_memory_set_data_handle(

@@ -108,17 +108,19 @@ void conv2d_few_forward_nhwc(float *out, float *scratch, const float *inp, const
                              const float *bias, Conv2dDims d, int relu, int pool2);
 
 /* ---- conv2d by a direct kernel (conv2d_direct.c) ------------------------
- * 3x3, stride 1, one pixel of zero padding on every side, groups 1, channels-last, at least 16
- * input channels, OC a multiple of 16, W a multiple of a strip width the kernel has (16, 14, 8,
- * 7, 4 or 3), on a CPU with AVX-512 (supported). Weights are packed first: pack from the stored
- * [OC][C][3][3]; pack_transposed for the input gradient, which is conv2d_direct_forward over
- * dout with dims conv2d_direct_transposed(d) (C and OC swapped; supported on those too).
+ * 3x3, one pixel of zero padding on every side, stride 1 (or 2 on even maps), groups 1,
+ * channels-last, at least 16 input channels, OC a multiple of 16, OW a multiple of a strip width
+ * the kernel has (16, 14, 8, 7, 4 or 3), on a CPU with AVX-512 (supported). Weights are packed
+ * first: pack from the stored [OC][C][3][3]; pack_transposed for the input gradient at stride 1
+ * (transposed_supported), which is conv2d_direct_forward over dout with dims
+ * conv2d_direct_transposed(d) (C and OC swapped).
  * forward: out = conv(inp) + bias (bias may be NULL), plus what out holds if sum, then
  * max(0, .) if relu. */
 int conv2d_direct_supported(Conv2dDims d);
 int conv2d_direct_strip(Conv2dDims d, int *pixels, int *vectors);
 size_t conv2d_direct_packed_floats(Conv2dDims d);
 void conv2d_direct_pack(float *packed, const float *weight, Conv2dDims d);
+int conv2d_direct_transposed_supported(Conv2dDims d);
 Conv2dDims conv2d_direct_transposed(Conv2dDims d);
 void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDims d);
 void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
