@@ -181,7 +181,8 @@ static void test_conv2d_direct(void **state) {
       {16, 16, 32, 1}, {32, 16, 28, 1}, {48, 32, 28, 1}, {16, 48, 8, 1},  {32, 64, 16, 1},
       {16, 16, 7, 1},  {64, 32, 7, 1},  {16, 16, 12, 1}, {16, 32, 4, 1},  {32, 64, 4, 1},
       {16, 16, 3, 1},  {16, 32, 3, 1},  {64, 128, 3, 1}, {16, 32, 28, 2}, {32, 64, 14, 2},
-      {16, 16, 32, 2}, {48, 64, 8, 2},  {32, 16, 6, 2}};
+      {16, 16, 32, 2}, {48, 64, 8, 2},  {32, 16, 6, 2},  {64, 128, 4, 1}, {64, 128, 7, 1},
+      {64, 128, 8, 2}};
   /* clang-format off */
   Conv2dDims probe = {.B = 1, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
                       .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = 1};
@@ -191,7 +192,9 @@ static void test_conv2d_direct(void **state) {
   int seen[17 * 4 + 4] = {0};                  /* [pixels * 4 + vectors] */
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
     Conv2dDims d = probe;
-    d.B = 2, d.C = shapes[k][0], d.OC = shapes[k][1], d.W = shapes[k][2];
+    /* weights of 256 KB and more go in strips of 2 or 3 images: whole strips and the rest */
+    d.B = shapes[k][0] * shapes[k][1] >= 64 * 128 ? 5 : 2;
+    d.C = shapes[k][0], d.OC = shapes[k][1], d.W = shapes[k][2];
     d.SH = d.SW = shapes[k][3];
     d.H = d.SH == 1 ? 3 + (int)k % 3 : 4 + 2 * ((int)k % 2); /* even at stride 2 */
     assert_true(conv2d_dims_finish(&d));

@@ -21,6 +21,10 @@
 #include "layers.h"
 
 #define TAPS 3 /* the kernel's side */
+/* weights of this many bytes and more are read by strips of several images */
+#define DIRECT_WEIGHTS_FAR (256 * 1024)
+
+static int images_per_strip(Conv2dDims d, int *P, int *K);
 
 int conv2d_direct_strip(Conv2dDims d, int *P, int *K) {
   static const int wide_strips[] = {14, 8, 7, 4, 3}, strips[] = {16, 14, 8, 7, 4, 3};
@@ -63,6 +67,7 @@ size_t conv2d_direct_packed_floats(Conv2dDims d) { return (size_t)TAPS * TAPS * 
 static void pack(float *packed, const float *weight, Conv2dDims d, int flip) {
   int P = 0, K = 1;
   conv2d_direct_strip(d, &P, &K);
+  images_per_strip(d, &P, &K); /* the group the strips read */
   const int group = K * VEC;
 #pragma omp parallel for schedule(static)
   for (int oc = 0; oc < d.OC; oc++)
@@ -95,19 +100,21 @@ void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDim
   pack(packed, weight, conv2d_direct_transposed(d), 1);
 }
 
-/* One strip: out[q0 .. q0+P) of output row r, output channels [0, K*16) of the group w and
- * bias belong to, at stride S. x: the image (H, W, C); C is a literal (16, 32) or 0 for
- * runtime `pitch`. */
-ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int S, const int left,
-                         const int right, float *out, const float *x, const float *w,
-                         const float *bias, int pitch, int H, int W, int OC, int r, int q0, int sum,
-                         int relu) {
+/* One strip: out[q0 .. q0+P) of output row r of NB images (x_image and out_image floats apart),
+ * output channels [0, K*16) of the group w and bias belong to, at stride S. x: the first
+ * image (H, W, C); C is a literal (16, 32) or 0 for runtime `pitch`. */
+ALWAYS_INLINE void strip(const int NB, const int P, const int K, const int C_lit, const int S,
+                         const int left, const int right, float *out, const float *x,
+                         const float *w, const float *bias, int pitch, int H, int W, int OC, int r,
+                         int q0, int sum, int relu, size_t x_image, size_t out_image) {
   const int C = C_lit ? C_lit : pitch;
-  Vec acc[16][4];
-#pragma GCC unroll 16
-  for (int p = 0; p < P; p++)
+  Vec acc[4][16][4];
 #pragma GCC unroll 4
-    for (int k = 0; k < K; k++) acc[p][k] = bias ? vec_load(bias + k * VEC) : (Vec){0};
+  for (int n = 0; n < NB; n++)
+#pragma GCC unroll 16
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+      for (int k = 0; k < K; k++) acc[n][p][k] = bias ? vec_load(bias + k * VEC) : (Vec){0};
   for (int kh = 0; kh < TAPS; kh++) {
     const int ih = r * S - 1 + kh;
     if (ih < 0 || ih >= H) continue;
@@ -119,47 +126,54 @@ ALWAYS_INLINE void strip(const int P, const int K, const int C_lit, const int S,
         Vec wv[4];
 #pragma GCC unroll 4
         for (int k = 0; k < K; k++) wv[k] = vec_load(wk + ((size_t)c * K + k) * VEC);
-#pragma GCC unroll 16
-        for (int p = 0; p < P; p++) {
-          if (left && p * S + kw < 1) continue; /* left of column 0 */
-          /* right of column W-1: the last strip ends at output column OW-1 = (W+1)/S - 1 */
-          if (right && (p - P) * S + kw - 1 >= 0) continue;
-          const float xv = row[(size_t)(p * S + kw) * C + c];
 #pragma GCC unroll 4
-          for (int k = 0; k < K; k++) acc[p][k] += xv * wv[k];
-        }
+        for (int n = 0; n < NB; n++)
+#pragma GCC unroll 16
+          for (int p = 0; p < P; p++) {
+            if (left && p * S + kw < 1) continue; /* left of column 0 */
+            /* right of column W-1: the last strip ends at output column OW-1 = (W+1)/S - 1 */
+            if (right && (p - P) * S + kw - 1 >= 0) continue;
+            const float xv = row[n * x_image + (size_t)(p * S + kw) * C + c];
+#pragma GCC unroll 4
+            for (int k = 0; k < K; k++) acc[n][p][k] += xv * wv[k];
+          }
       }
     }
   }
   const Vec zero = {0};
-#pragma GCC unroll 16
-  for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
-    for (int k = 0; k < K; k++) {
-      float *o = out + (size_t)(q0 + p) * OC + k * VEC;
-      Vec v = acc[p][k];
-      if (sum) v += vec_load(o);
-      if (relu) v = vec_gate(v, v > zero);
-      vec_store(o, v);
-    }
+  for (int n = 0; n < NB; n++)
+#pragma GCC unroll 16
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+      for (int k = 0; k < K; k++) {
+        float *o = out + n * out_image + (size_t)(q0 + p) * OC + k * VEC;
+        Vec v = acc[n][p][k];
+        if (sum) v += vec_load(o);
+        if (relu) v = vec_gate(v, v > zero);
+        vec_store(o, v);
+      }
 }
 
 typedef void (*StripFn)(float *out, const float *x, const float *w, const float *bias, int pitch,
-                        int H, int W, int OC, int r, int q0, int sum, int relu);
+                        int H, int W, int OC, int r, int q0, int sum, int relu, size_t x_image,
+                        size_t out_image);
 
-#define STRIP_FN(P, K, C, S, L, R)                                                          \
-  static void strip_##P##_##K##_##C##_##S##L##R(float *out, const float *x, const float *w, \
-                                                const float *bias, int pitch, int H, int W, \
-                                                int OC, int r, int q0, int sum, int relu) { \
-    strip(P, K, C, S, L, R, out, x, w, bias, pitch, H, W, OC, r, q0, sum, relu);            \
+#define STRIP_FN(NB, P, K, C, S, L, R)                                                        \
+  static void strip_##NB##_##P##_##K##_##C##_##S##L##R(                                       \
+      float *out, const float *x, const float *w, const float *bias, int pitch, int H, int W, \
+      int OC, int r, int q0, int sum, int relu, size_t x_image, size_t out_image) {           \
+    strip(NB, P, K, C, S, L, R, out, x, w, bias, pitch, H, W, OC, r, q0, sum, relu, x_image,  \
+          out_image);                                                                         \
   }
 /* at stride 2 no strip meets the right edge: two of the four suffice */
-#define STRIP_EDGES(P, K, C) \
-  STRIP_FN(P, K, C, 1, 0, 0) \
-  STRIP_FN(P, K, C, 1, 1, 0) \
-  STRIP_FN(P, K, C, 1, 0, 1) \
-  STRIP_FN(P, K, C, 1, 1, 1) STRIP_FN(P, K, C, 2, 0, 0) STRIP_FN(P, K, C, 2, 1, 0)
-#define STRIP_PITCHES(P, K) STRIP_EDGES(P, K, 16) STRIP_EDGES(P, K, 32) STRIP_EDGES(P, K, 0)
+#define STRIP_EDGES(NB, P, K, C) \
+  STRIP_FN(NB, P, K, C, 1, 0, 0) \
+  STRIP_FN(NB, P, K, C, 1, 1, 0) \
+  STRIP_FN(NB, P, K, C, 1, 0, 1) \
+  STRIP_FN(NB, P, K, C, 1, 1, 1) STRIP_FN(NB, P, K, C, 2, 0, 0) STRIP_FN(NB, P, K, C, 2, 1, 0)
+#define STRIP_PITCHES(P, K) \
+  STRIP_EDGES(1, P, K, 16) STRIP_EDGES(1, P, K, 32) STRIP_EDGES(1, P, K, 0)
 STRIP_PITCHES(16, 1)
 STRIP_PITCHES(14, 1)
 STRIP_PITCHES(14, 2)
@@ -173,48 +187,85 @@ STRIP_PITCHES(4, 4)
 STRIP_PITCHES(3, 1)
 STRIP_PITCHES(3, 2)
 STRIP_PITCHES(3, 4)
+/* several images a strip, for small maps with many channels (images_per_strip) */
+STRIP_EDGES(3, 4, 2, 0)
+STRIP_EDGES(3, 3, 2, 0)
+STRIP_EDGES(2, 7, 2, 0)
 
-#define EDGE_ROW(P, K, C)                                                                    \
-  {                                                                                          \
-    {strip_##P##_##K##_##C##_100, strip_##P##_##K##_##C##_110, strip_##P##_##K##_##C##_101,  \
-     strip_##P##_##K##_##C##_111},                                                           \
-    {                                                                                        \
-      strip_##P##_##K##_##C##_200, strip_##P##_##K##_##C##_210, strip_##P##_##K##_##C##_200, \
-          strip_##P##_##K##_##C##_210                                                        \
-    }                                                                                        \
+#define EDGE_ROW(NB, P, K, C)                                                    \
+  {                                                                              \
+    {strip_##NB##_##P##_##K##_##C##_100, strip_##NB##_##P##_##K##_##C##_110,     \
+     strip_##NB##_##P##_##K##_##C##_101, strip_##NB##_##P##_##K##_##C##_111},    \
+    {                                                                            \
+      strip_##NB##_##P##_##K##_##C##_200, strip_##NB##_##P##_##K##_##C##_210,    \
+          strip_##NB##_##P##_##K##_##C##_200, strip_##NB##_##P##_##K##_##C##_210 \
+    }                                                                            \
   }
-#define PITCH_ROW(P, K)                                                 \
-  {                                                                     \
-    P, K, { EDGE_ROW(P, K, 16), EDGE_ROW(P, K, 32), EDGE_ROW(P, K, 0) } \
+#define PITCH_ROW(P, K)                                                             \
+  {                                                                                 \
+    1, P, K, { EDGE_ROW(1, P, K, 16), EDGE_ROW(1, P, K, 32), EDGE_ROW(1, P, K, 0) } \
+  }
+#define BATCHED_ROW(NB, P, K)                                                         \
+  {                                                                                   \
+    NB, P, K, { EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0) } \
   }
 static const struct {
-  int P, K;
+  int NB, P, K;
   StripFn fn[3][2][4]; /* [pitch 16, 32, other][stride 1, 2][left + 2 * right] */
-} strip_table[] = {PITCH_ROW(16, 1), PITCH_ROW(14, 1), PITCH_ROW(14, 2), PITCH_ROW(8, 1),
-                   PITCH_ROW(8, 2),  PITCH_ROW(7, 1),  PITCH_ROW(7, 2),  PITCH_ROW(4, 1),
-                   PITCH_ROW(4, 2),  PITCH_ROW(4, 4),  PITCH_ROW(3, 1),  PITCH_ROW(3, 2),
-                   PITCH_ROW(3, 4)};
+} strip_table[] = {
+    PITCH_ROW(16, 1), PITCH_ROW(14, 1),     PITCH_ROW(14, 2),     PITCH_ROW(8, 1),
+    PITCH_ROW(8, 2),  PITCH_ROW(7, 1),      PITCH_ROW(7, 2),      PITCH_ROW(4, 1),
+    PITCH_ROW(4, 2),  PITCH_ROW(4, 4),      PITCH_ROW(3, 1),      PITCH_ROW(3, 2),
+    PITCH_ROW(3, 4),  BATCHED_ROW(3, 4, 2), BATCHED_ROW(3, 3, 2), BATCHED_ROW(2, 7, 2)};
+
+static const StripFn *strip_fns(int NB, int P, int K, Conv2dDims d) {
+  const int pitch = d.C == 16 ? 0 : d.C == 32 ? 1 : 2;
+  for (size_t i = 0; i < sizeof strip_table / sizeof *strip_table; i++)
+    if (strip_table[i].NB == NB && strip_table[i].P == P && strip_table[i].K == K)
+      return strip_table[i].fn[pitch][d.SW - 1];
+  return NULL;
+}
+
+/* Images a strip takes (and *K for them). A strip reads all of its output group's weights; on small
+ * maps with many channels those dwarf the input it reads, so strips of several images share each
+ * weight load (cnn's 128 -> 256 channels on 4x4 maps: 3.0 ms one image a strip, 2.0 three, in a
+ * microbenchmark; 64 channels on 7x7 maps: 0.86 one, 1.03 two, so only large weights). */
+static int images_per_strip(Conv2dDims d, int *P, int *K) {
+  const size_t weights = sizeof(float) * TAPS * TAPS * d.C * d.OC;
+  if (weights < DIRECT_WEIGHTS_FAR || d.OC % 32) return 1;
+  if (*P <= 4) {
+    *K = 2;
+    return 3;
+  }
+  if (*P == 7) {
+    *K = 2;
+    return 2;
+  }
+  return 1;
+}
 
 void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu) {
-  int P = 1, K = 1, row = 0;
+  int P = 1, K = 1;
   conv2d_direct_strip(d, &P, &K);
-  for (size_t i = 0; i < sizeof strip_table / sizeof *strip_table; i++)
-    if (strip_table[i].P == P && strip_table[i].K == K) row = (int)i;
-  const int pitch = d.C == 16 ? 0 : d.C == 32 ? 1 : 2, group = K * VEC, groups = d.OC / group;
-  const int strips = d.OW / P;
-  const size_t image = (size_t)d.H * d.W * d.C, taps = (size_t)TAPS * TAPS * d.C * group;
-  const StripFn *fn = strip_table[row].fn[pitch][d.SW - 1];
+  const int NB = images_per_strip(d, &P, &K);
+  const StripFn *fn = strip_fns(NB, P, K, d), *fn_one = strip_fns(1, P, K, d);
+  const int group = K * VEC, groups = d.OC / group, strips = d.OW / P;
+  const size_t image = (size_t)d.H * d.W * d.C, out_image = (size_t)d.OH * d.OW * d.OC;
+  const size_t taps = (size_t)TAPS * TAPS * d.C * group;
+  const int tasks = (d.B + NB - 1) / NB;
 #pragma omp parallel for collapse(2) schedule(static)
-  for (int b = 0; b < d.B; b++)
-    for (int r = 0; r < d.OH; r++)
-      for (int g = 0; g < groups; g++)
-        for (int s = 0; s < strips; s++) {
-          const int edges = (s == 0) + 2 * (s == strips - 1);
-          fn[edges](out + ((size_t)b * d.OH + r) * d.OW * d.OC + (size_t)g * group, inp + b * image,
-                    packed + g * taps, bias ? bias + g * group : NULL, d.C, d.H, d.W, d.OC, r,
-                    s * P, sum, relu);
-        }
+  for (int t = 0; t < tasks; t++)
+    for (int r = 0; r < d.OH; r++) {
+      const int b0 = t * NB, whole = b0 + NB <= d.B; /* else the last images one by one */
+      for (int b = b0; b < (whole ? b0 + 1 : d.B); b++)
+        for (int g = 0; g < groups; g++)
+          for (int s = 0; s < strips; s++)
+            (whole ? fn : fn_one)[(s == 0) + 2 * (s == strips - 1)](
+                out + ((size_t)b * d.OH + r) * d.OW * d.OC + (size_t)g * group, inp + b * image,
+                packed + g * taps, bias ? bias + g * group : NULL, d.C, d.H, d.W, d.OC, r, s * P,
+                sum, relu, image, out_image);
+    }
 }
 
 /* ---- the weight gradient ----------------------------------------------------
