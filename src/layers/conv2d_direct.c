@@ -24,7 +24,7 @@
 /* weights of this many bytes and more are read by strips of several images */
 #define DIRECT_WEIGHTS_FAR (256 * 1024)
 
-static int images_per_strip(Conv2dDims d, int *P, int *K);
+static int strip_plan(Conv2dDims d, int *P, int *K);
 
 int conv2d_direct_strip(Conv2dDims d, int *P, int *K) {
   static const int wide_strips[] = {14, 8, 7, 4, 3}, strips[] = {16, 14, 8, 7, 4, 3};
@@ -66,8 +66,7 @@ size_t conv2d_direct_packed_floats(Conv2dDims d) { return (size_t)TAPS * TAPS * 
  * weights, weight being the forward's (C and OC of d swapped) turned 180 degrees */
 static void pack(float *packed, const float *weight, Conv2dDims d, int flip) {
   int P = 0, K = 1;
-  conv2d_direct_strip(d, &P, &K);
-  images_per_strip(d, &P, &K); /* the group the strips read */
+  strip_plan(d, &P, &K); /* the group the strips read */
   const int group = K * VEC;
 #pragma omp parallel for schedule(static)
   for (int oc = 0; oc < d.OC; oc++)
@@ -187,7 +186,7 @@ STRIP_PITCHES(4, 4)
 STRIP_PITCHES(3, 1)
 STRIP_PITCHES(3, 2)
 STRIP_PITCHES(3, 4)
-/* several images a strip, for small maps with many channels (images_per_strip) */
+/* several images a strip, for small maps with many channels (strip_plan) */
 STRIP_EDGES(3, 4, 2, 0)
 STRIP_EDGES(3, 3, 2, 0)
 STRIP_EDGES(2, 7, 2, 0)
@@ -226,11 +225,13 @@ static const StripFn *strip_fns(int NB, int P, int K, Conv2dDims d) {
   return NULL;
 }
 
-/* Images a strip takes (and *K for them). A strip reads all of its output group's weights; on small
- * maps with many channels those dwarf the input it reads, so strips of several images share each
- * weight load (cnn's 128 -> 256 channels on 4x4 maps: 3.0 ms one image a strip, 2.0 three, in a
- * microbenchmark; 64 channels on 7x7 maps: 0.86 one, 1.03 two, so only large weights). */
-static int images_per_strip(Conv2dDims d, int *P, int *K) {
+/* The strip's pixels *P and vectors *K (conv2d_direct_strip's, K changed for strips of several
+ * images); returns the images a strip takes. A strip reads all of its output group's weights; on
+ * small maps with many channels those dwarf the input it reads, so strips of several images share
+ * each weight load (cnn's 128 -> 256 channels on 4x4 maps: 3.0 ms one image a strip, 2.0 three, in
+ * a microbenchmark; 64 channels on 7x7 maps: 0.86 one, 1.03 two, so only large weights). */
+static int strip_plan(Conv2dDims d, int *P, int *K) {
+  conv2d_direct_strip(d, P, K);
   const size_t weights = sizeof(float) * TAPS * TAPS * d.C * d.OC;
   if (weights < DIRECT_WEIGHTS_FAR || d.OC % 32) return 1;
   if (*P <= 4) {
@@ -247,8 +248,7 @@ static int images_per_strip(Conv2dDims d, int *P, int *K) {
 void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu) {
   int P = 1, K = 1;
-  conv2d_direct_strip(d, &P, &K);
-  const int NB = images_per_strip(d, &P, &K);
+  const int NB = strip_plan(d, &P, &K);
   const StripFn *fn = strip_fns(NB, P, K, d), *fn_one = strip_fns(1, P, K, d);
   const int group = K * VEC, groups = d.OC / group, strips = d.OW / P;
   const size_t image = (size_t)d.H * d.W * d.C, out_image = (size_t)d.OH * d.OW * d.OC;
