@@ -8,8 +8,9 @@ skipped=0
 broken=0
 log=$(mktemp)
 for t in "$@"; do
-  echo "== $t"
+  start=$(date +%s)
   if ! "$t" >"$log" 2>&1; then broken=$((broken + 1)); fi
+  echo "== $t ($(($(date +%s) - start)) s)"
   cat "$log"
   p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
   f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)

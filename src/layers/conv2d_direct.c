@@ -1,30 +1,34 @@
 /* 3x3 convolutions with one pixel of zero padding, at stride 1 (the "same" convolutions of
- * ResNet, VGG and the small CNNs) or 2 on even maps (ResNet's downsampling ones),
- * channels-last, by direct kernels: forward; at stride 1 the input gradient, which is the same
- * convolution with the weights turned 180 degrees and the channel axes swapped; and the weight
- * gradient.
- * Why by hand: oneDNN 2.6's kernels (PyTorch's too) run these shapes at 60-80% of what this
- * machine's FMA units do (Zen 5 with full-width AVX-512). ResNet-20's 16-channel 3x3 layer on
- * 28x28 maps, batch 128: 1.45 ms in oneDNN, 1.1 ms here; 64 channels on 7x7: 1.25 ms against
- * 0.85 (bench/RESULTS.md, session 18).
- * How: each task is a strip of P output pixels along a row and K vectors of 16 output channels,
- * P*K sums in registers (P*K + K <= 31 of the 32 vector registers). For every input channel
- * and tap, the K weight vectors are loaded once and each pixel's input value is broadcast into
- * K multiply-adds. P, K, the input channel count (the pixel pitch, for the common 16 and 32)
- * and whether the strip touches the left or right edge are literals in each instantiation, so
- * the sums stay in registers, the addresses are constant offsets and the padding taps are
- * left out at compile time, with no test in the loops. The padding rows are skipped per row.
- * Every output is one sum in a fixed order: results do not depend on the thread count. */
+ * ResNet, VGG and the small CNNs) or 2 on even maps (ResNet's downsampling ones), and 7x7 ones
+ * with three at stride 1 (CBR-LargeT's), channels-last, by direct kernels: forward; at stride 1 the
+ * input gradient, which is the same convolution with the weights turned 180 degrees and the channel
+ * axes swapped; and the weight gradient. Why by hand: oneDNN 2.6's kernels (PyTorch's too) run
+ * these shapes at 60-80% of what this machine's FMA units do (Zen 5 with full-width AVX-512).
+ * ResNet-20's 16-channel 3x3 layer on 28x28 maps, batch 128: 1.45 ms in oneDNN, 1.1 ms here; 64
+ * channels on 7x7: 1.25 ms against 0.85 (bench/RESULTS.md, session 18). CBR-LargeT's 7x7 layers on
+ * 64x64 inputs: 231 ms of forward per batch of 128 in oneDNN, 200 here (session 19). How: each task
+ * is a strip of P output pixels along a row and K vectors of 16 output channels, P*K sums in
+ * registers (P*K + K <= 31 of the 32 vector registers). For every input channel and tap, the K
+ * weight vectors are loaded once and each pixel's input value is broadcast into K multiply-adds. P,
+ * K, the input channel count (the pixel pitch, for the common 16 and 32) and whether the strip
+ * touches the left or right edge are literals in each instantiation, so the sums stay in registers,
+ * the addresses are constant offsets and the padding taps are left out at compile time, with no
+ * test in the loops. The padding rows are skipped per row. Every output is one sum in a fixed
+ * order: results do not depend on the thread count. */
+#include <stddef.h>
 #include <string.h>
 
 #include "gate.h"
 #include "layers.h"
 
-#define TAPS 3 /* the kernel's side */
 /* weights of this many bytes and more are read by strips of several images */
 #define DIRECT_WEIGHTS_FAR (256 * 1024)
 
+typedef void (*StripFn)(float *out, const float *x, const float *w, const float *bias, int pitch,
+                        int H, int W, int OC, int r, int q0, int sum, int relu, size_t x_image,
+                        size_t out_image);
 static int strip_plan(Conv2dDims d, int *P, int *K);
+static const StripFn *strip_fns(int NB, int P, int K, Conv2dDims d);
 
 int conv2d_direct_strip(Conv2dDims d, int *P, int *K) {
   static const int wide_strips[] = {14, 8, 7, 4, 3}, strips[] = {16, 14, 8, 7, 4, 3};
@@ -51,34 +55,44 @@ int conv2d_direct_supported(Conv2dDims d) {
   int P, K;
   /* stride 2 on even maps: the last output column's taps end on the last input column, so
    * only the first strip meets padding sideways, as at stride 1 (the right edge's test below) */
+  const int T = d.KH, pad = T / 2;
   const int stride_ok = (d.SH == 1 && d.SW == 1 && d.OH == d.H && d.OW == d.W) ||
-                        (d.SH == 2 && d.SW == 2 && d.H % 2 == 0 && d.W % 2 == 0 &&
+                        (T == 3 && d.SH == 2 && d.SW == 2 && d.H % 2 == 0 && d.W % 2 == 0 &&
                          d.OH == d.H / 2 && d.OW == d.W / 2);
-  return d.groups == 1 && d.KH == TAPS && d.KW == TAPS && stride_ok && d.DH <= 1 && d.DW <= 1 &&
-         d.PT == 1 && d.PB == 1 && d.PL == 1 && d.PR == 1 && d.C >= VEC && d.OC % VEC == 0 &&
-         conv2d_direct_strip(d, &P, &K);
+  if (!(d.groups == 1 && (T == 3 || T == 7) && d.KW == T && stride_ok && d.DH <= 1 && d.DW <= 1 &&
+        d.PT == pad && d.PB == pad && d.PL == pad && d.PR == pad && d.C >= VEC && d.OC % VEC == 0 &&
+        conv2d_direct_strip(d, &P, &K)))
+    return 0;
+  const int NB = strip_plan(d, &P, &K); /* and the table has its strips */
+  return strip_fns(NB, P, K, d) && strip_fns(1, P, K, d);
 #endif
 }
 
-size_t conv2d_direct_packed_floats(Conv2dDims d) { return (size_t)TAPS * TAPS * d.C * d.OC; }
+size_t conv2d_direct_packed_floats(Conv2dDims d) { return (size_t)d.KH * d.KW * d.C * d.OC; }
 
 /* packed[g][kh][kw][c][K*16] = weight[g*K*16 + j][c][kh][kw]; flip: the input gradient's
  * weights, weight being the forward's (C and OC of d swapped) turned 180 degrees */
 static void pack(float *packed, const float *weight, Conv2dDims d, int flip) {
   int P = 0, K = 1;
   strip_plan(d, &P, &K); /* the group the strips read */
-  const int group = K * VEC;
-#pragma omp parallel for schedule(static)
-  for (int oc = 0; oc < d.OC; oc++)
-    for (int c = 0; c < d.C; c++)
-      for (int kh = 0; kh < TAPS; kh++)
-        for (int kw = 0; kw < TAPS; kw++) {
-          const float v = flip ? weight[(((size_t)c * d.OC + oc) * TAPS + (TAPS - 1 - kh)) * TAPS +
-                                        (TAPS - 1 - kw)]
-                               : weight[(((size_t)oc * d.C + c) * TAPS + kh) * TAPS + kw];
-          packed[((((size_t)(oc / group) * TAPS + kh) * TAPS + kw) * d.C + c) * group +
-                 oc % group] = v;
-        }
+  const int group = K * VEC, taps = d.KH * d.KW;
+  /* A group's taps of one input channel at a time, through a tile on the stack: written
+   * straight, each value went C * group floats from the last (32 KB on cbr-larget's 7x7 layer
+   * of 256 -> 512 channels, all in one L1 set), and its 25 MB took 40 ms. */
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int g = 0; g < d.OC / group; g++)
+    for (int c = 0; c < d.C; c++) {
+      float tile[7 * 7][4 * VEC]; /* [tap][j] */
+      for (int j = 0; j < group; j++) {
+        const int oc = g * group + j;
+        /* the taps of (oc, c); turned: in reverse */
+        const float *from = weight + (flip ? (size_t)c * d.OC + oc : (size_t)oc * d.C + c) * taps;
+        for (int t = 0; t < taps; t++) tile[t][j] = from[flip ? taps - 1 - t : t];
+      }
+      float *to = packed + ((size_t)g * taps * d.C + c) * group;
+      for (int t = 0; t < taps; t++)
+        memcpy(to + (size_t)t * d.C * group, tile[t], sizeof(float) * group);
+    }
 }
 
 void conv2d_direct_pack(float *packed, const float *weight, Conv2dDims d) {
@@ -100,13 +114,13 @@ void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDim
 }
 
 /* One strip: out[q0 .. q0+P) of output row r of NB images (x_image and out_image floats apart),
- * output channels [0, K*16) of the group w and bias belong to, at stride S. x: the first
- * image (H, W, C); C is a literal (16, 32) or 0 for runtime `pitch`. */
-ALWAYS_INLINE void strip(const int NB, const int P, const int K, const int C_lit, const int S,
-                         const int left, const int right, float *out, const float *x,
+ * output channels [0, K*16) of the group w and bias belong to, TxT taps at stride S. x: the
+ * first image (H, W, C); C is a literal (16, 32) or 0 for runtime `pitch`. */
+ALWAYS_INLINE void strip(const int T, const int NB, const int P, const int K, const int C_lit,
+                         const int S, const int left, const int right, float *out, const float *x,
                          const float *w, const float *bias, int pitch, int H, int W, int OC, int r,
                          int q0, int sum, int relu, size_t x_image, size_t out_image) {
-  const int C = C_lit ? C_lit : pitch;
+  const int C = C_lit ? C_lit : pitch, PAD = T / 2;
   Vec acc[4][16][4];
 #pragma GCC unroll 4
   for (int n = 0; n < NB; n++)
@@ -114,13 +128,14 @@ ALWAYS_INLINE void strip(const int NB, const int P, const int K, const int C_lit
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
       for (int k = 0; k < K; k++) acc[n][p][k] = bias ? vec_load(bias + k * VEC) : (Vec){0};
-  for (int kh = 0; kh < TAPS; kh++) {
-    const int ih = r * S - 1 + kh;
+  for (int kh = 0; kh < T; kh++) {
+    const int ih = r * S - PAD + kh;
     if (ih < 0 || ih >= H) continue;
-    const float *row = x + ((size_t)ih * W + q0 * S - 1) * C; /* left of the strip's first tap */
-#pragma GCC unroll 3
-    for (int kw = 0; kw < TAPS; kw++) {
-      const float *wk = w + (size_t)(kh * TAPS + kw) * C * K * VEC;
+    /* the strip's first tap, left of its first pixel */
+    const float *row = x + ((ptrdiff_t)ih * W + q0 * S - PAD) * C;
+#pragma GCC unroll 7
+    for (int kw = 0; kw < T; kw++) {
+      const float *wk = w + (size_t)(kh * T + kw) * C * K * VEC;
       for (int c = 0; c < C; c++) {
         Vec wv[4];
 #pragma GCC unroll 4
@@ -129,9 +144,10 @@ ALWAYS_INLINE void strip(const int NB, const int P, const int K, const int C_lit
         for (int n = 0; n < NB; n++)
 #pragma GCC unroll 16
           for (int p = 0; p < P; p++) {
-            if (left && p * S + kw < 1) continue; /* left of column 0 */
-            /* right of column W-1: the last strip ends at output column OW-1 = (W+1)/S - 1 */
-            if (right && (p - P) * S + kw - 1 >= 0) continue;
+            /* strips are at least PAD wide: only the first and the last meet padding */
+            if (left && p * S + kw < PAD) continue; /* left of column 0 */
+            /* right of column W-1: the last strip ends at output column OW-1 = (W-1+PAD)/S */
+            if (right && (p - P) * S + kw - PAD >= 0) continue;
             const float xv = row[n * x_image + (size_t)(p * S + kw) * C + c];
 #pragma GCC unroll 4
             for (int k = 0; k < K; k++) acc[n][p][k] += xv * wv[k];
@@ -154,25 +170,25 @@ ALWAYS_INLINE void strip(const int NB, const int P, const int K, const int C_lit
       }
 }
 
-typedef void (*StripFn)(float *out, const float *x, const float *w, const float *bias, int pitch,
-                        int H, int W, int OC, int r, int q0, int sum, int relu, size_t x_image,
-                        size_t out_image);
-
-#define STRIP_FN(NB, P, K, C, S, L, R)                                                        \
-  static void strip_##NB##_##P##_##K##_##C##_##S##L##R(                                       \
-      float *out, const float *x, const float *w, const float *bias, int pitch, int H, int W, \
-      int OC, int r, int q0, int sum, int relu, size_t x_image, size_t out_image) {           \
-    strip(NB, P, K, C, S, L, R, out, x, w, bias, pitch, H, W, OC, r, q0, sum, relu, x_image,  \
-          out_image);                                                                         \
+#define STRIP_FN(T, NB, P, K, C, S, L, R)                                                       \
+  static void strip_##T##_##NB##_##P##_##K##_##C##_##S##L##R(                                   \
+      float *out, const float *x, const float *w, const float *bias, int pitch, int H, int W,   \
+      int OC, int r, int q0, int sum, int relu, size_t x_image, size_t out_image) {             \
+    strip(T, NB, P, K, C, S, L, R, out, x, w, bias, pitch, H, W, OC, r, q0, sum, relu, x_image, \
+          out_image);                                                                           \
   }
+#define STRIP_EDGES_1(T, NB, P, K, C) \
+  STRIP_FN(T, NB, P, K, C, 1, 0, 0)   \
+  STRIP_FN(T, NB, P, K, C, 1, 1, 0)   \
+  STRIP_FN(T, NB, P, K, C, 1, 0, 1) STRIP_FN(T, NB, P, K, C, 1, 1, 1)
 /* at stride 2 no strip meets the right edge: two of the four suffice */
 #define STRIP_EDGES(NB, P, K, C) \
-  STRIP_FN(NB, P, K, C, 1, 0, 0) \
-  STRIP_FN(NB, P, K, C, 1, 1, 0) \
-  STRIP_FN(NB, P, K, C, 1, 0, 1) \
-  STRIP_FN(NB, P, K, C, 1, 1, 1) STRIP_FN(NB, P, K, C, 2, 0, 0) STRIP_FN(NB, P, K, C, 2, 1, 0)
+  STRIP_EDGES_1(3, NB, P, K, C)  \
+  STRIP_FN(3, NB, P, K, C, 2, 0, 0) STRIP_FN(3, NB, P, K, C, 2, 1, 0)
 #define STRIP_PITCHES(P, K) \
   STRIP_EDGES(1, P, K, 16) STRIP_EDGES(1, P, K, 32) STRIP_EDGES(1, P, K, 0)
+/* 7x7: stride 1, and the 16-channel pitch runs as any */
+#define STRIP_PITCHES_7(P, K) STRIP_EDGES_1(7, 1, P, K, 32) STRIP_EDGES_1(7, 1, P, K, 0)
 STRIP_PITCHES(16, 1)
 STRIP_PITCHES(14, 1)
 STRIP_PITCHES(14, 2)
@@ -190,37 +206,68 @@ STRIP_PITCHES(3, 4)
 STRIP_EDGES(3, 4, 2, 0)
 STRIP_EDGES(3, 3, 2, 0)
 STRIP_EDGES(2, 7, 2, 0)
+/* 7x7 for 32 output channels and more (CBR-LargeT's) */
+STRIP_PITCHES_7(14, 2)
+STRIP_PITCHES_7(8, 2)
+STRIP_PITCHES_7(7, 2)
+STRIP_PITCHES_7(4, 2)
+STRIP_PITCHES_7(4, 4)
+STRIP_PITCHES_7(3, 2)
+STRIP_PITCHES_7(3, 4)
+STRIP_EDGES_1(7, 3, 4, 2, 0)
+STRIP_EDGES_1(7, 3, 3, 2, 0)
+STRIP_EDGES_1(7, 2, 7, 2, 0)
 
-#define EDGE_ROW(NB, P, K, C)                                                    \
-  {                                                                              \
-    {strip_##NB##_##P##_##K##_##C##_100, strip_##NB##_##P##_##K##_##C##_110,     \
-     strip_##NB##_##P##_##K##_##C##_101, strip_##NB##_##P##_##K##_##C##_111},    \
-    {                                                                            \
-      strip_##NB##_##P##_##K##_##C##_200, strip_##NB##_##P##_##K##_##C##_210,    \
-          strip_##NB##_##P##_##K##_##C##_200, strip_##NB##_##P##_##K##_##C##_210 \
-    }                                                                            \
+#define FNS_1(T, NB, P, K, C)                                                              \
+  {                                                                                        \
+    strip_##T##_##NB##_##P##_##K##_##C##_100, strip_##T##_##NB##_##P##_##K##_##C##_110,    \
+        strip_##T##_##NB##_##P##_##K##_##C##_101, strip_##T##_##NB##_##P##_##K##_##C##_111 \
   }
-#define PITCH_ROW(P, K)                                                             \
-  {                                                                                 \
-    1, P, K, { EDGE_ROW(1, P, K, 16), EDGE_ROW(1, P, K, 32), EDGE_ROW(1, P, K, 0) } \
+#define FNS_2(NB, P, K, C)                                                         \
+  {                                                                                \
+    strip_3_##NB##_##P##_##K##_##C##_200, strip_3_##NB##_##P##_##K##_##C##_210,    \
+        strip_3_##NB##_##P##_##K##_##C##_200, strip_3_##NB##_##P##_##K##_##C##_210 \
   }
-#define BATCHED_ROW(NB, P, K)                                                         \
-  {                                                                                   \
-    NB, P, K, { EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0) } \
+#define EDGE_ROW(NB, P, K, C) \
+  { FNS_1(3, NB, P, K, C), FNS_2(NB, P, K, C) }
+#define EDGE_ROW_7(NB, P, K, C)     \
+  {                                 \
+    FNS_1(7, NB, P, K, C), { NULL } \
+  }
+#define PITCH_ROW(P, K)                                                                \
+  {                                                                                    \
+    3, 1, P, K, { EDGE_ROW(1, P, K, 16), EDGE_ROW(1, P, K, 32), EDGE_ROW(1, P, K, 0) } \
+  }
+#define BATCHED_ROW(NB, P, K)                                                            \
+  {                                                                                      \
+    3, NB, P, K, { EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0) } \
+  }
+#define PITCH_ROW_7(P, K)                                                                   \
+  {                                                                                         \
+    7, 1, P, K, { EDGE_ROW_7(1, P, K, 0), EDGE_ROW_7(1, P, K, 32), EDGE_ROW_7(1, P, K, 0) } \
+  }
+#define BATCHED_ROW_7(NB, P, K)                                                                \
+  {                                                                                            \
+    7, NB, P, K, { EDGE_ROW_7(NB, P, K, 0), EDGE_ROW_7(NB, P, K, 0), EDGE_ROW_7(NB, P, K, 0) } \
   }
 static const struct {
-  int NB, P, K;
+  int T, NB, P, K;
   StripFn fn[3][2][4]; /* [pitch 16, 32, other][stride 1, 2][left + 2 * right] */
 } strip_table[] = {
-    PITCH_ROW(16, 1), PITCH_ROW(14, 1),     PITCH_ROW(14, 2),     PITCH_ROW(8, 1),
-    PITCH_ROW(8, 2),  PITCH_ROW(7, 1),      PITCH_ROW(7, 2),      PITCH_ROW(4, 1),
-    PITCH_ROW(4, 2),  PITCH_ROW(4, 4),      PITCH_ROW(3, 1),      PITCH_ROW(3, 2),
-    PITCH_ROW(3, 4),  BATCHED_ROW(3, 4, 2), BATCHED_ROW(3, 3, 2), BATCHED_ROW(2, 7, 2)};
+    PITCH_ROW(16, 1),       PITCH_ROW(14, 1),      PITCH_ROW(14, 2),     PITCH_ROW(8, 1),
+    PITCH_ROW(8, 2),        PITCH_ROW(7, 1),       PITCH_ROW(7, 2),      PITCH_ROW(4, 1),
+    PITCH_ROW(4, 2),        PITCH_ROW(4, 4),       PITCH_ROW(3, 1),      PITCH_ROW(3, 2),
+    PITCH_ROW(3, 4),        BATCHED_ROW(3, 4, 2),  BATCHED_ROW(3, 3, 2), BATCHED_ROW(2, 7, 2),
+    PITCH_ROW_7(14, 2),     PITCH_ROW_7(8, 2),     PITCH_ROW_7(7, 2),    PITCH_ROW_7(4, 2),
+    PITCH_ROW_7(4, 4),      PITCH_ROW_7(3, 2),     PITCH_ROW_7(3, 4),    BATCHED_ROW_7(3, 4, 2),
+    BATCHED_ROW_7(3, 3, 2), BATCHED_ROW_7(2, 7, 2)};
 
+/* NULL where the table has no such strip */
 static const StripFn *strip_fns(int NB, int P, int K, Conv2dDims d) {
   const int pitch = d.C == 16 ? 0 : d.C == 32 ? 1 : 2;
   for (size_t i = 0; i < sizeof strip_table / sizeof *strip_table; i++)
-    if (strip_table[i].NB == NB && strip_table[i].P == P && strip_table[i].K == K)
+    if (strip_table[i].T == d.KH && strip_table[i].NB == NB && strip_table[i].P == P &&
+        strip_table[i].K == K)
       return strip_table[i].fn[pitch][d.SW - 1];
   return NULL;
 }
@@ -232,7 +279,7 @@ static const StripFn *strip_fns(int NB, int P, int K, Conv2dDims d) {
  * a microbenchmark; 64 channels on 7x7 maps: 0.86 one, 1.03 two, so only large weights). */
 static int strip_plan(Conv2dDims d, int *P, int *K) {
   conv2d_direct_strip(d, P, K);
-  const size_t weights = sizeof(float) * TAPS * TAPS * d.C * d.OC;
+  const size_t weights = sizeof(float) * conv2d_direct_packed_floats(d);
   if (weights < DIRECT_WEIGHTS_FAR || d.OC % 32) return 1;
   if (*P <= 4) {
     *K = 2;
@@ -252,7 +299,7 @@ void conv2d_direct_forward(float *out, const float *inp, const float *packed, co
   const StripFn *fn = strip_fns(NB, P, K, d), *fn_one = strip_fns(1, P, K, d);
   const int group = K * VEC, groups = d.OC / group, strips = d.OW / P;
   const size_t image = (size_t)d.H * d.W * d.C, out_image = (size_t)d.OH * d.OW * d.OC;
-  const size_t taps = (size_t)TAPS * TAPS * d.C * group;
+  const size_t taps = (size_t)d.KH * d.KW * d.C * group;
   const int tasks = (d.B + NB - 1) / NB;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int t = 0; t < tasks; t++)
@@ -278,25 +325,33 @@ void conv2d_direct_forward(float *out, const float *inp, const float *packed, co
  * 6.8-7.4 ms against 10; 32 on 32x32 5.3-6.0 against 8.7; 64 on 16x16 5.0-5.4 against 8.6. */
 #define WGRAD_BLOCK_FLOATS (12 * 1024)
 
+/* the outputs o in [lo, hi) whose input under tap k, at o * S - pad + k, is inside [0, size) */
+static int first_inside(int k, int pad, int S) { return k >= pad ? 0 : (pad - k + S - 1) / S; }
+static int end_inside(int size, int k, int pad, int S, int outputs) {
+  const int last = size - 1 + pad - k; /* o * S <= last */
+  if (last < 0) return 0;
+  return last / S + 1 < outputs ? last / S + 1 : outputs;
+}
+
 ALWAYS_INLINE void wgrad_block(const int CI, const int K, float *part, const float *x,
                                const float *dy, Conv2dDims d, int h0, int h1) {
-  const int W = d.W, C = d.C, OC = d.OC, S = d.SW;
-  for (int kh = 0; kh < TAPS; kh++)
-    for (int kw = 0; kw < TAPS; kw++) {
-      /* the outputs whose input under this tap, at o * S - 1 + k, is inside the image */
-      const int w_lo = kw == 0 ? 1 : 0, w_hi = (W - kw) / S + 1 < d.OW ? (W - kw) / S + 1 : d.OW;
-      const int r_lo = kh == 0 && h0 < 1 ? 1 : h0,
-                r_hi = (d.H - kh) / S + 1 < h1 ? (d.H - kh) / S + 1 : h1;
+  const int W = d.W, C = d.C, OC = d.OC, S = d.SW, T = d.KW, PAD = T / 2;
+  for (int kh = 0; kh < T; kh++)
+    for (int kw = 0; kw < T; kw++) {
+      const int w_lo = first_inside(kw, PAD, S), w_hi = end_inside(W, kw, PAD, S, d.OW);
+      const int r_lo = h0 > first_inside(kh, PAD, S) ? h0 : first_inside(kh, PAD, S);
+      const int r_hi = end_inside(d.H, kh, PAD, S, h1);
+      if (w_lo >= w_hi || r_lo >= r_hi) continue;
       for (int c0 = 0; c0 < C; c0 += CI)
         for (int o0 = 0; o0 < OC; o0 += K * VEC) {
-          float *pp = part + ((size_t)(kh * TAPS + kw) * C + c0) * OC + o0;
+          float *pp = part + ((size_t)(kh * T + kw) * C + c0) * OC + o0;
           Vec acc[16][4];
 #pragma GCC unroll 16
           for (int i = 0; i < CI; i++)
 #pragma GCC unroll 4
             for (int k = 0; k < K; k++) acc[i][k] = vec_load(pp + (size_t)i * OC + k * VEC);
           for (int h = r_lo; h < r_hi; h++) {
-            const float *xp = x + ((size_t)(h * S + kh - 1) * W + w_lo * S + kw - 1) * C + c0;
+            const float *xp = x + ((size_t)(h * S + kh - PAD) * W + w_lo * S + kw - PAD) * C + c0;
             const float *dp = dy + ((size_t)h * d.OW + w_lo) * OC + o0;
             for (int w = w_lo; w < w_hi; w++, xp += (size_t)S * C, dp += OC) {
               Vec g[4];
@@ -331,12 +386,13 @@ int conv2d_direct_wgrad_supported(Conv2dDims d) {
 }
 
 size_t conv2d_direct_wgrad_floats(Conv2dDims d, int slices) {
-  return (size_t)slices * TAPS * TAPS * d.C * d.OC;
+  return (size_t)slices * conv2d_direct_packed_floats(d);
 }
 
 void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dout, const float *inp,
                                Conv2dDims d, int slices) {
-  const size_t n = (size_t)TAPS * TAPS * d.C * d.OC;
+  const size_t n = conv2d_direct_packed_floats(d);
+  const int taps = d.KH * d.KW;
   const long rows = (long)d.B * d.OH; /* of the output */
   const size_t per_row = (size_t)d.W * d.C * d.SH + (size_t)d.OW * d.OC;
   int block = (int)(WGRAD_BLOCK_FLOATS / per_row);
@@ -359,14 +415,14 @@ void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dou
       r += h1 - h0;
     }
   }
-  /* dweight [OC][C][3][3] += the partials [tap][c][oc], added in slice order */
+  /* dweight [OC][C][T][T] += the partials [tap][c][oc], added in slice order */
 #pragma omp parallel for schedule(static)
   for (int oc = 0; oc < d.OC; oc++)
     for (int c = 0; c < d.C; c++)
-      for (int t = 0; t < TAPS * TAPS; t++) {
+      for (int t = 0; t < taps; t++) {
         float sum = 0.0f;
         for (int s = 0; s < slices; s++)
           sum += partials[(size_t)s * n + ((size_t)t * d.C + c) * d.OC + oc];
-        dweight[((size_t)oc * d.C + c) * TAPS * TAPS + t] += sum;
+        dweight[((size_t)oc * d.C + c) * taps + t] += sum;
       }
 }

@@ -472,11 +472,12 @@ static void pointwise_backward(const ConvDnnl *c, void *const *ws, float *dinp, 
   if (dbias && c->has_bias) pointwise_bias_grad(dbias, dout, (size_t)M, d->OC);
 }
 
-/* ---- 3x3 "same" convolutions by the direct kernels ------------------------
- * conv2d_direct runs ResNet's and the CNNs' 3x3 layers faster than oneDNN 2.6 on this machine
- * (session 18, bench/RESULTS.md): the forward passes (training's, the attacks', and inference's
- * with the batchnorm folded in) and the input gradient, each with the weights packed into its
- * workspace slot per call (9 x C x OC floats, microseconds), or once for inference; and the
+/* ---- 3x3 and 7x7 "same" convolutions by the direct kernels --------------------
+ * conv2d_direct runs ResNet's and the CNNs' 3x3 layers and CBR-LargeT's 7x7 ones faster than
+ * oneDNN 2.6 on this machine (sessions 18-19, bench/RESULTS.md): the forward passes (training's,
+ * the attacks', and inference's with the batchnorm folded in) and the input gradient, each with
+ * the weights packed into its workspace slot per call (T x T x C x OC floats, 4 ms for 25 MB),
+ * or once for inference; and the
  * weight gradient, in one slice per thread (fixed here, as the pointwise one). When it runs
  * all three, no oneDNN primitive is built. */
 enum { DIRECT_FORWARD = 1, DIRECT_BACKWARD_DATA = 2, DIRECT_WEIGHT_GRAD = 4, DIRECT_ALL = 7 };

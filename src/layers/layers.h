@@ -108,10 +108,11 @@ void conv2d_few_forward_nhwc(float *out, float *scratch, const float *inp, const
                              const float *bias, Conv2dDims d, int relu, int pool2);
 
 /* ---- conv2d by a direct kernel (conv2d_direct.c) ------------------------
- * 3x3, one pixel of zero padding on every side, stride 1 (or 2 on even maps), groups 1,
- * channels-last, at least 16 input channels, OC a multiple of 16, OW a multiple of a strip width
- * the kernel has (16, 14, 8, 7, 4 or 3), on a CPU with AVX-512 (supported). Weights are packed
- * first: pack from the stored [OC][C][3][3]; pack_transposed for the input gradient at stride 1
+ * 3x3 with one pixel of zero padding on every side at stride 1 (or 2 on even maps), or 7x7 with
+ * three at stride 1 (OC a multiple of 32); groups 1, channels-last, at least 16 input channels,
+ * OC a multiple of 16, OW a multiple of a strip width the kernel has (16, 14, 8, 7, 4 or 3), on a
+ * CPU with AVX-512 (supported). Weights are packed first: pack from the stored [OC][C][T][T];
+ * pack_transposed for the input gradient at stride 1
  * (transposed_supported), which is conv2d_direct_forward over dout with dims
  * conv2d_direct_transposed(d) (C and OC swapped).
  * forward: out = conv(inp) + bias (bias may be NULL), plus what out holds if sum, then
@@ -125,7 +126,7 @@ Conv2dDims conv2d_direct_transposed(Conv2dDims d);
 void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDims d);
 void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu);
-/* dweight [OC][C][3][3] += the weight gradient, for supported dims with C a multiple of 16
+/* dweight [OC][C][T][T] += the weight gradient, for supported dims with C a multiple of 16
  * (wgrad_supported). The batch's rows are cut into `slices` slices, summed apart into partials
  * (conv2d_direct_wgrad_floats(d, slices) floats) and added in slice order: the result depends
  * on slices, not on the threads that run them. */
