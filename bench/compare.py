@@ -4,7 +4,10 @@ configuration's rate shown, and medrobust's share of the FMA peak bench_engine
 measured on the same machine (its "# ceiling" line), the share of medrobust's time spent in
 the convolutions (oneDNN's kernels, which PyTorch calls too) and the ratio medrobust would
 reach if everything but the convolutions took no time: the ratio over that share. A row whose
-bound is below 1.5 cannot reach issue 16's 1.5x without convolutions faster than oneDNN's."""
+bound is below 1.5 cannot reach issue 16's 1.5x without convolutions faster than oneDNN's.
+The last two columns are issue 16's item 2 per row: the share of the sgemm ceiling medrobust's
+row would need for 1.5x the best PyTorch, and whether the row meets the item: "1.5x", or
+"ceiling" (within 10% of the sgemm ceiling, at 90% of it or more), or "no"."""
 import csv
 import sys
 
@@ -67,8 +70,9 @@ if peaks:
              peaks.get("dnnl_sgemm", 0)))
     print()
 print("| model | input | operation | medrobust img/s | % of FMA peak | % of sgemm | PyTorch default "
-      "| channels_last | frozen | best PyTorch | ratio to best | conv share | bound |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+      "| channels_last | frozen | best PyTorch | ratio to best | conv share | bound "
+      "| % of sgemm for 1.5x | item 2 |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
 for k, rate in ours.items():
     cfg = theirs.get(k, {})
     best = max(cfg, key=cfg.get) if cfg else None
@@ -81,8 +85,15 @@ for k, rate in ours.items():
     bound = "%.2f" % (rate / cfg[best] / share[k]) if best and share.get(k) else "-"
     model, size, channels, op = k
     peak = "%.0f%%" % (100 * gflops[k] / FMA_PEAK) if k in gflops and FMA_PEAK else "-"
-    sgemm = "%.0f%%" % (100 * gflops[k] / SGEMM_PEAK) if k in gflops and SGEMM_PEAK else "-"
-    print("| %s | %sx%s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    of_sgemm = gflops[k] / SGEMM_PEAK if k in gflops and SGEMM_PEAK else None
+    sgemm = "%.0f%%" % (100 * of_sgemm) if of_sgemm is not None else "-"
+    need, item = "-", "-"
+    if best and of_sgemm is not None:
+        r = rate / cfg[best]
+        need = "%.0f%%" % (100 * of_sgemm * 1.5 / r) if r < 1.5 else "-"
+        item = "1.5x" if r >= 1.5 else "ceiling" if of_sgemm >= 0.9 else "no"
+    print("| %s | %sx%s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         model, size, size, "x%s" % channels if channels != "1" else "", op, rate_text(rate),
         peak, sgemm,
-        cell("default"), cell("channels_last"), cell("frozen"), best or "-", ratio, conv, bound))
+        cell("default"), cell("channels_last"), cell("frozen"), best or "-", ratio, conv, bound,
+        need, item))

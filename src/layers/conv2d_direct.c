@@ -324,6 +324,12 @@ void conv2d_direct_forward(float *out, const float *inp, const float *packed, co
  * oneDNN's backward-weights primitive (batch 128, 2 threads): 16 channels on 64x64 maps
  * 6.8-7.4 ms against 10; 32 on 32x32 5.3-6.0 against 8.7; 64 on 16x16 5.0-5.4 against 8.6. */
 #define WGRAD_BLOCK_FLOATS (12 * 1024)
+/* Small maps with large weights: a block is several whole images, up to this many floats of
+ * input and dout (in L2), so each partial sum is loaded and stored once per block rather than
+ * once per image. CBR-LargeT's 256 -> 512 channels on 4x4 maps (25 MB of partials a slice),
+ * the layer's backward pass (both gradients) per batch of 128: 172 ms one image a block, 119 ms
+ * eight. */
+#define WGRAD_IMAGES_FLOATS (96 * 1024)
 
 /* the outputs o in [lo, hi) whose input under tap k, at o * S - pad + k, is inside [0, size) */
 static int first_inside(int k, int pad, int S) { return k >= pad ? 0 : (pad - k + S - 1) / S; }
@@ -333,8 +339,10 @@ static int end_inside(int size, int k, int pad, int S, int outputs) {
   return last / S + 1 < outputs ? last / S + 1 : outputs;
 }
 
+/* rows [h0, h1) of `images` images from x and dy on */
 ALWAYS_INLINE void wgrad_block(const int CI, const int K, float *part, const float *x,
-                               const float *dy, Conv2dDims d, int h0, int h1) {
+                               const float *dy, Conv2dDims d, int images, int h0, int h1) {
+  const size_t x_image = (size_t)d.H * d.W * d.C, dy_image = (size_t)d.OH * d.OW * d.OC;
   const int W = d.W, C = d.C, OC = d.OC, S = d.SW, T = d.KW, PAD = T / 2;
   for (int kh = 0; kh < T; kh++)
     for (int kw = 0; kw < T; kw++) {
@@ -350,19 +358,21 @@ ALWAYS_INLINE void wgrad_block(const int CI, const int K, float *part, const flo
           for (int i = 0; i < CI; i++)
 #pragma GCC unroll 4
             for (int k = 0; k < K; k++) acc[i][k] = vec_load(pp + (size_t)i * OC + k * VEC);
-          for (int h = r_lo; h < r_hi; h++) {
-            const float *xp = x + ((size_t)(h * S + kh - PAD) * W + w_lo * S + kw - PAD) * C + c0;
-            const float *dp = dy + ((size_t)h * d.OW + w_lo) * OC + o0;
-            for (int w = w_lo; w < w_hi; w++, xp += (size_t)S * C, dp += OC) {
-              Vec g[4];
+          for (int n = 0; n < images; n++)
+            for (int h = r_lo; h < r_hi; h++) {
+              const float *xp =
+                  x + n * x_image + ((size_t)(h * S + kh - PAD) * W + w_lo * S + kw - PAD) * C + c0;
+              const float *dp = dy + n * dy_image + ((size_t)h * d.OW + w_lo) * OC + o0;
+              for (int w = w_lo; w < w_hi; w++, xp += (size_t)S * C, dp += OC) {
+                Vec g[4];
 #pragma GCC unroll 4
-              for (int k = 0; k < K; k++) g[k] = vec_load(dp + k * VEC);
+                for (int k = 0; k < K; k++) g[k] = vec_load(dp + k * VEC);
 #pragma GCC unroll 16
-              for (int i = 0; i < CI; i++)
+                for (int i = 0; i < CI; i++)
 #pragma GCC unroll 4
-                for (int k = 0; k < K; k++) acc[i][k] += xp[i] * g[k];
+                  for (int k = 0; k < K; k++) acc[i][k] += xp[i] * g[k];
+              }
             }
-          }
 #pragma GCC unroll 16
           for (int i = 0; i < CI; i++)
 #pragma GCC unroll 4
@@ -371,14 +381,14 @@ ALWAYS_INLINE void wgrad_block(const int CI, const int K, float *part, const flo
     }
 }
 
-static void wgrad_block_16x1(float *part, const float *x, const float *dy, Conv2dDims d, int h0,
-                             int h1) {
-  wgrad_block(16, 1, part, x, dy, d, h0, h1);
+static void wgrad_block_16x1(float *part, const float *x, const float *dy, Conv2dDims d, int images,
+                             int h0, int h1) {
+  wgrad_block(16, 1, part, x, dy, d, images, h0, h1);
 }
 
-static void wgrad_block_8x2(float *part, const float *x, const float *dy, Conv2dDims d, int h0,
-                            int h1) {
-  wgrad_block(8, 2, part, x, dy, d, h0, h1);
+static void wgrad_block_8x2(float *part, const float *x, const float *dy, Conv2dDims d, int images,
+                            int h0, int h1) {
+  wgrad_block(8, 2, part, x, dy, d, images, h0, h1);
 }
 
 int conv2d_direct_wgrad_supported(Conv2dDims d) {
@@ -397,21 +407,32 @@ void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dou
   const size_t per_row = (size_t)d.W * d.C * d.SH + (size_t)d.OW * d.OC;
   int block = (int)(WGRAD_BLOCK_FLOATS / per_row);
   block = block < 1 ? 1 : block;
-  void (*run)(float *, const float *, const float *, Conv2dDims, int, int) =
+  int images = 1; /* a block, when more than one */
+  if (block >= d.OH && sizeof(float) * n >= DIRECT_WEIGHTS_FAR)
+    images = (int)(WGRAD_IMAGES_FLOATS / (per_row * d.OH));
+  void (*run)(float *, const float *, const float *, Conv2dDims, int, int, int) =
       d.OC % 32 == 0 ? wgrad_block_8x2 : wgrad_block_16x1;
-  /* slice s: rows [rows*s/S, rows*(s+1)/S) of the batch's images stacked, its own partial */
+  const size_t x_image = (size_t)d.H * d.W * d.C, dy_image = (size_t)d.OH * d.OW * d.OC;
+  /* slice s: rows [rows*s/S, rows*(s+1)/S) of the batch's images stacked (images
+   * [B*s/S, B*(s+1)/S) in blocks of whole images), its own partial */
 #pragma omp parallel for schedule(static)
   for (int s = 0; s < slices; s++) {
     float *part = partials + (size_t)s * n;
     memset(part, 0, sizeof(float) * n);
+    if (images > 1) {
+      const int last = (int)((long)d.B * (s + 1) / slices);
+      for (int b = (int)((long)d.B * s / slices); b < last; b += images)
+        run(part, inp + b * x_image, dout + b * dy_image, d, b + images <= last ? images : last - b,
+            0, d.OH);
+      continue;
+    }
     const long end = rows * (s + 1) / slices;
     for (long r = rows * s / slices; r < end;) {
       const int b = (int)(r / d.OH), h0 = (int)(r % d.OH);
       long h1 = h0 + block;
       if (h1 > d.OH) h1 = d.OH;
       if ((long)b * d.OH + h1 > end) h1 = end - (long)b * d.OH;
-      run(part, inp + (size_t)b * d.H * d.W * d.C, dout + (size_t)b * d.OH * d.OW * d.OC, d, h0,
-          (int)h1);
+      run(part, inp + b * x_image, dout + b * dy_image, d, 1, h0, (int)h1);
       r += h1 - h0;
     }
   }
