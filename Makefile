@@ -3,6 +3,9 @@
 # `make format-check` checks clang-format, `make fuzz` runs the readers' fuzz targets,
 # `make bench` runs bench/.
 CC ?= cc
+# `make DIRECT=0`: without the hand-written AVX-512 convolutions (src/layers/conv2d_direct.c),
+# oneDNN runs them all.
+DIRECT_FLAGS := $(if $(filter 0,$(DIRECT)),-DMR_NO_DIRECT)
 # `make MPI=1`: the same program built with Open MPI's compilers into build-mpi/, to run
 # alone or under mpirun (src/core/dist.c); plain `make` links no MPI.
 ifeq ($(MPI),1)
@@ -23,7 +26,7 @@ LDLIBS := $(shell pkg-config --libs openblas libcjson libzip libpng zlib libprot
 TEST_LDLIBS := $(shell pkg-config --libs cmocka)
 
 BUILD ?= build
-CFLAGS := $(CFLAGS_BASE) $(OPT) $(ARCH_FLAGS) -g $(EXTRA_CFLAGS)
+CFLAGS := $(CFLAGS_BASE) $(OPT) $(ARCH_FLAGS) -g $(DIRECT_FLAGS) $(EXTRA_CFLAGS)
 
 LIB_SRC := $(wildcard src/core/*.c src/layers/*.c src/nn/*.c src/ops/*.c src/models/*.c src/data/*.c src/train/*.c src/eval/*.c src/attacks/*.c src/report/*.c src/onnx/*.c src/radiomics/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -45,8 +48,9 @@ $(BUILD)/%.o: %.c $(HEADERS)
 
 # The hand-written convolutions' sums are multiply-adds (ISO C mode contracts none), and they
 # are optimised in make asan too: at its -O1 their sums live in ASan-checked stack memory
-# instead of registers, and test_models took 435 s instead of 45. (Not in make fuzz: its targets
-# never convolve, and clang takes minutes on the kernels at -O3 with its sanitizers.)
+# instead of registers, and test_models took 435 s instead of 45. (make fuzz builds them not at
+# all, DIRECT=0: its targets never convolve, and clang with its sanitizers spent over 7 minutes
+# on the kernels' instantiations.)
 KERNEL_OPT ?= -O3
 $(BUILD)/src/layers/conv2d_few.o $(BUILD)/src/layers/conv2d_direct.o: CFLAGS += -ffp-contract=fast $(KERNEL_OPT)
 
@@ -117,7 +121,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 fuzz-build:
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CXX=clang++ OPT=-O1 KERNEL_OPT= \
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CXX=clang++ OPT=-O1 DIRECT=0 \
 	  CXX_NO_SANITIZE=-fno-sanitize=function \
 	  EXTRA_CFLAGS="$(FUZZ_SANITIZE) -fsanitize=fuzzer-no-link -Wno-pass-failed" $(FUZZ_BIN)
 fuzz: fuzz-build

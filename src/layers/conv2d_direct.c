@@ -21,6 +21,15 @@
 #include "gate.h"
 #include "layers.h"
 
+/* Built only where the sums fit in registers: on 64-byte vectors (AVX-512). With 32-byte ones
+ * each would take two, and the strips spill. `make DIRECT=0` leaves them out too (oneDNN runs
+ * every convolution: the fuzz targets', which never convolve, and an A/B of the kernels). */
+#if defined(__AVX512F__) && !defined(MR_NO_DIRECT)
+#define DIRECT_KERNELS 1
+#else
+#define DIRECT_KERNELS 0
+#endif
+
 /* weights of this many bytes and more are read by strips of several images */
 #define DIRECT_WEIGHTS_FAR (256 * 1024)
 
@@ -48,9 +57,9 @@ int conv2d_direct_strip(Conv2dDims d, int *P, int *K) {
 }
 
 int conv2d_direct_supported(Conv2dDims d) {
-#if !defined(__AVX512F__)
+#if !DIRECT_KERNELS
   (void)d;
-  return 0; /* 64-byte vectors in halves or quarters: the sums no longer fit in registers */
+  return 0;
 #else
   int P, K;
   /* stride 2 on even maps: the last output column's taps end on the last input column, so
@@ -113,6 +122,7 @@ void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDim
   pack(packed, weight, conv2d_direct_transposed(d), 1);
 }
 
+#if DIRECT_KERNELS
 /* One strip: out[q0 .. q0+P) of output row r of NB images (x_image and out_image floats apart),
  * output channels [0, K*16) of the group w and bias belong to, TxT taps at stride S. x: the
  * first image (H, W, C); C is a literal (16, 32) or 0 for runtime `pitch`. */
@@ -271,6 +281,12 @@ static const StripFn *strip_fns(int NB, int P, int K, Conv2dDims d) {
       return strip_table[i].fn[pitch][d.SW - 1];
   return NULL;
 }
+#else
+static const StripFn *strip_fns(int NB, int P, int K, Conv2dDims d) {
+  (void)NB, (void)P, (void)K, (void)d;
+  return NULL;
+}
+#endif
 
 /* The strip's pixels *P and vectors *K (conv2d_direct_strip's, K changed for strips of several
  * images); returns the images a strip takes. A strip reads all of its output group's weights; on
