@@ -1,20 +1,24 @@
 /* 3x3 convolutions with one pixel of zero padding, at stride 1 (the "same" convolutions of
  * ResNet, VGG and the small CNNs) or 2 on even maps (ResNet's downsampling ones), and 7x7 ones
- * with three at stride 1 (CBR-LargeT's), channels-last, by direct kernels: forward; at stride 1 the
- * input gradient, which is the same convolution with the weights turned 180 degrees and the channel
- * axes swapped; and the weight gradient. Why by hand: oneDNN 2.6's kernels (PyTorch's too) run
- * these shapes at 60-80% of what this machine's FMA units do (Zen 5 with full-width AVX-512).
- * ResNet-20's 16-channel 3x3 layer on 28x28 maps, batch 128: 1.45 ms in oneDNN, 1.1 ms here; 64
- * channels on 7x7: 1.25 ms against 0.85 (bench/RESULTS.md, session 18). CBR-LargeT's 7x7 layers on
- * 64x64 inputs: 231 ms of forward per batch of 128 in oneDNN, 200 here (session 19). How: each task
- * is a strip of P output pixels along a row and K vectors of 16 output channels, P*K sums in
- * registers (P*K + K <= 31 of the 32 vector registers). For every input channel and tap, the K
- * weight vectors are loaded once and each pixel's input value is broadcast into K multiply-adds. P,
- * K, the input channel count (the pixel pitch, for the common 16 and 32) and whether the strip
- * touches the left or right edge are literals in each instantiation, so the sums stay in registers,
- * the addresses are constant offsets and the padding taps are left out at compile time, with no
- * test in the loops. The padding rows are skipped per row. Every output is one sum in a fixed
- * order: results do not depend on the thread count. */
+ * with three at stride 1 (CBR-LargeT's), channels-last, by direct kernels: forward; at stride 1
+ * the input gradient, which is the same convolution with the weights turned 180 degrees and the
+ * channel axes swapped; and the weight gradient.
+ *
+ * Why by hand: oneDNN 2.6's kernels (PyTorch's too) run these shapes at 60-80% of what this
+ * machine's FMA units do (Zen 5 with full-width AVX-512). ResNet-20's 16-channel 3x3 layer on
+ * 28x28 maps, batch 128: 1.45 ms in oneDNN, 1.1 ms here; 64 channels on 7x7: 1.25 ms against
+ * 0.85 (bench/RESULTS.md, session 18). CBR-LargeT's 7x7 layers on 64x64 inputs: 231 ms of
+ * forward per batch of 128 in oneDNN, 200 here (session 19).
+ *
+ * How: each task is a strip of P output pixels along a row and K vectors of 16 output channels,
+ * P*K sums in registers (P*K + K <= 31 of the 32 vector registers). For every input channel
+ * and tap, the K weight vectors are loaded once and each pixel's input value is broadcast into
+ * K multiply-adds. The kernel side, P, K, the input channel count (the pixel pitch, for the
+ * common 16 and 32) and whether the strip touches the left or right edge are literals in each
+ * instantiation, so the sums stay in registers, the addresses are constant offsets and the
+ * padding taps are left out at compile time, with no test in the loops. The padding rows are
+ * skipped per row. Every output is one sum in a fixed order: results do not depend on the
+ * thread count. */
 #include <stddef.h>
 #include <string.h>
 
@@ -244,22 +248,15 @@ STRIP_EDGES_1(7, 2, 7, 2, 0)
   {                                 \
     FNS_1(7, NB, P, K, C), { NULL } \
   }
-#define PITCH_ROW(P, K)                                                                \
-  {                                                                                    \
-    3, 1, P, K, { EDGE_ROW(1, P, K, 16), EDGE_ROW(1, P, K, 32), EDGE_ROW(1, P, K, 0) } \
+/* a table row: strips of side T, NB images, P pixels, K vectors; EDGES gives each pitch's */
+#define TABLE_ROW(T, NB, P, K, EDGES, C16, C32)                                     \
+  {                                                                                 \
+    T, NB, P, K, { EDGES(NB, P, K, C16), EDGES(NB, P, K, C32), EDGES(NB, P, K, 0) } \
   }
-#define BATCHED_ROW(NB, P, K)                                                            \
-  {                                                                                      \
-    3, NB, P, K, { EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0), EDGE_ROW(NB, P, K, 0) } \
-  }
-#define PITCH_ROW_7(P, K)                                                                   \
-  {                                                                                         \
-    7, 1, P, K, { EDGE_ROW_7(1, P, K, 0), EDGE_ROW_7(1, P, K, 32), EDGE_ROW_7(1, P, K, 0) } \
-  }
-#define BATCHED_ROW_7(NB, P, K)                                                                \
-  {                                                                                            \
-    7, NB, P, K, { EDGE_ROW_7(NB, P, K, 0), EDGE_ROW_7(NB, P, K, 0), EDGE_ROW_7(NB, P, K, 0) } \
-  }
+#define PITCH_ROW(P, K) TABLE_ROW(3, 1, P, K, EDGE_ROW, 16, 32)
+#define BATCHED_ROW(NB, P, K) TABLE_ROW(3, NB, P, K, EDGE_ROW, 0, 0)
+#define PITCH_ROW_7(P, K) TABLE_ROW(7, 1, P, K, EDGE_ROW_7, 0, 32)
+#define BATCHED_ROW_7(NB, P, K) TABLE_ROW(7, NB, P, K, EDGE_ROW_7, 0, 0)
 static const struct {
   int T, NB, P, K;
   StripFn fn[3][2][4]; /* [pitch 16, 32, other][stride 1, 2][left + 2 * right] */

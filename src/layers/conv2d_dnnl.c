@@ -477,9 +477,8 @@ static void pointwise_backward(const ConvDnnl *c, void *const *ws, float *dinp, 
  * oneDNN 2.6 on this machine (sessions 18-19, bench/RESULTS.md): the forward passes (training's,
  * the attacks', and inference's with the batchnorm folded in) and the input gradient, each with
  * the weights packed into its workspace slot per call (T x T x C x OC floats, 4 ms for 25 MB),
- * or once for inference; and the
- * weight gradient, in one slice per thread (fixed here, as the pointwise one). When it runs
- * all three, no oneDNN primitive is built. */
+ * or once for inference; and the weight gradient, in one slice per thread (fixed here, as the
+ * pointwise one). When it runs all three, no oneDNN primitive is built. */
 enum { DIRECT_FORWARD = 1, DIRECT_BACKWARD_DATA = 2, DIRECT_WEIGHT_GRAD = 4, DIRECT_ALL = 7 };
 
 static void direct_plan(ConvDnnl *c) {

@@ -112,9 +112,8 @@ void conv2d_few_forward_nhwc(float *out, float *scratch, const float *inp, const
  * three at stride 1 (OC a multiple of 32); groups 1, channels-last, at least 16 input channels,
  * OC a multiple of 16, OW a multiple of a strip width the kernel has (16, 14, 8, 7, 4 or 3), on a
  * CPU with AVX-512 (supported). Weights are packed first: pack from the stored [OC][C][T][T];
- * pack_transposed for the input gradient at stride 1
- * (transposed_supported), which is conv2d_direct_forward over dout with dims
- * conv2d_direct_transposed(d) (C and OC swapped).
+ * pack_transposed for the input gradient at stride 1 (transposed_supported), which is
+ * conv2d_direct_forward over dout with dims conv2d_direct_transposed(d) (C and OC swapped).
  * forward: out = conv(inp) + bias (bias may be NULL), plus what out holds if sum, then
  * max(0, .) if relu. */
 int conv2d_direct_supported(Conv2dDims d);
