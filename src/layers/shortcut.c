@@ -42,19 +42,33 @@ void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, Short
   }
 }
 
+/* Each output pixel written once: its zeros and its input channels (zeroing the whole map first
+ * and copying over it wrote the channels twice: ResNet-8 64x64's two shortcuts took 2.2 of its
+ * 40.8 ms forward pass, batch 128) */
 void shortcut_pad_forward_nhwc(float *out, const float *inp, ShortcutDims d) {
-  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d), IW = cols_in(d);
-  const size_t out_image = (size_t)d.OH * d.OW * d.OC;
-#pragma omp parallel for schedule(static)
-  for (int b = 0; b < d.B; b++) {
-    memset(out + b * out_image, 0, sizeof(float) * out_image);
-    for (int i = 0; i < IH; i++)
-      for (int j = 0; j < IW; j++) {
-        float *y = out + (((size_t)b * d.OH + i + d.PT) * d.OW + j + d.PL) * d.OC;
-        const float *x = inp + (((size_t)b * d.H + i * d.SH) * d.W + j * d.SW) * d.C;
-        memcpy(y + pad_lo, x, sizeof(float) * d.C);
+  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d);
+  const int IW = cols_in(d);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < d.B; b++)
+    for (int oi = 0; oi < d.OH; oi++) {
+      float *y = out + ((size_t)b * d.OH + oi) * d.OW * d.OC;
+      const int i = oi - d.PT;
+      if (i < 0 || i >= IH) { /* a row of zeros around the map */
+        memset(y, 0, sizeof(float) * d.OW * d.OC);
+        continue;
       }
-  }
+      const float *x = inp + ((size_t)b * d.H + (size_t)i * d.SH) * d.W * d.C;
+      for (int oj = 0; oj < d.OW; oj++, y += d.OC) {
+        const int j = oj - d.PL;
+        if (j < 0 || j >= IW) {
+          memset(y, 0, sizeof(float) * d.OC);
+          continue;
+        }
+        memset(y, 0, sizeof(float) * pad_lo);
+        memcpy(y + pad_lo, x + (size_t)j * d.SW * d.C, sizeof(float) * d.C);
+        memset(y + pad_lo + d.C, 0, sizeof(float) * (d.OC - d.C - pad_lo));
+      }
+    }
 }
 
 void shortcut_pad_backward_nhwc(float *dinp, int accumulate, const float *dout, ShortcutDims d) {
