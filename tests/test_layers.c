@@ -176,7 +176,8 @@ static void test_conv2d_pointwise(void **state) {
  * shape it has (pixels x vectors), with 16, 32 and other input channel counts (its three
  * pitches), strips at both edges and between them; forward with and without bias, with the sum
  * and the ReLU, the input gradient through the transposed weights, accumulating and not, and the
- * weight gradient in one slice and in three; at stride 1 and 2 (3x3). */
+ * weight gradient in one slice and in three; at stride 1 and 2 (3x3); forward with the 2x2
+ * max-pool after it, on even and odd maps. */
 static void test_conv2d_direct(void **state) {
   (void)state;
   static const int shapes[][5] = {
@@ -221,6 +222,7 @@ static void test_conv2d_direct(void **state) {
   assert_true(conv2d_dims_finish(&probe));
   if (!conv2d_direct_supported(probe)) skip(); /* built without AVX-512 */
   int seen[8][17 * 4 + 4] = {{0}};             /* [side][pixels * 4 + vectors] */
+  int pooled = 0;
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
     Conv2dDims d = probe;
     /* weights of 256 KB and more go in strips of 2 or 3 images: whole strips and the rest */
@@ -274,6 +276,29 @@ static void test_conv2d_direct(void **state) {
           }
       assert_true(worst < tolerance);
     }
+    if (conv2d_direct_pool2_supported(d)) /* against the oracle's map, with ReLU or not, pooled */
+      for (int relu = 0; relu < 2; relu++) {
+        const int PH = d.OH / 2, PW = d.OW / 2;
+        for (size_t i = 0; i < no; i++) out_cl[i] = NAN;
+        conv2d_direct_forward_pool2(out_cl, inp_cl, packed, b, d, relu);
+        double worst = 0;
+        for (int bb = 0; bb < d.B; bb++)
+          for (int y = 0; y < PH; y++)
+            for (int x = 0; x < PW; x++)
+              for (int o = 0; o < d.OC; o++) {
+                double want = -INFINITY;
+                for (int k4 = 0; k4 < 4; k4++) {
+                  const size_t p = (size_t)(2 * y + k4 / 2) * d.OW + 2 * x + k4 % 2;
+                  const double v = out_n[((size_t)bb * d.OC + o) * OHW + p];
+                  if (v > want) want = v;
+                }
+                if (relu && want < 0) want = 0;
+                const double e = fabs(want - out_cl[(((size_t)bb * PH + y) * PW + x) * d.OC + o]);
+                if (!(e <= worst)) worst = e;
+              }
+        assert_true(worst < tolerance);
+        pooled++;
+      }
     float *packed_t = malloc(4 * conv2d_direct_packed_floats(t));
     conv2d_direct_pack_transposed(packed_t, w, d);
     for (int acc = 0; direct_t && acc < 2; acc++) {
@@ -317,6 +342,7 @@ static void test_conv2d_direct(void **state) {
                          {7, 7, 2},  {7, 4, 2},  {7, 4, 4},  {7, 3, 2},  {7, 3, 4}};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     assert_true(seen[want[i][0]][want[i][1] * 4 + want[i][2]]);
+  assert_int_equal(pooled, 2 * (int)(sizeof shapes / sizeof *shapes)); /* every shape pools */
 }
 
 static void test_conv2d(void **state) {
@@ -584,6 +610,41 @@ static void test_batchnorm_pool2(void **state) {
         check_bn_pool2(mode ? MODE_TRAIN : MODE_EVAL, 48);
   assert_false(batchnorm2d_pool2_supported(36, 4, 4));
   assert_false(batchnorm2d_pool2_supported(16, 5, 4));
+}
+
+/* Eval-mode batchnorm over a concatenation read where its inputs are, against concatenating
+ * and then normalising: inputs of whole vectors, parts of one, and more than one; with the ReLU
+ * and without; the same floats. */
+static void test_batchnorm_eval_concat(void **state) {
+  (void)state;
+  enum { N = 6 };
+  const int C[N] = {24, 12, 12, 5, 16, 33};
+  int total = 0;
+  for (int i = 0; i < N; i++) total += C[i];
+  BatchNormDims d = {.B = 3, .C = total, .H = 5, .W = 7, .eps = 1e-5f};
+  const size_t rows = (size_t)d.B * d.H * d.W, n = rows * total;
+  Rng rng;
+  rng_seed(&rng, 61);
+  float *in[N], *cat = malloc(4 * n), *want = malloc(4 * n), *got = malloc(4 * n);
+  for (int i = 0; i < N; i++)
+    in[i] = malloc(4 * rows * C[i]), fill_uniform(in[i], rows * C[i], &rng, -2, 2);
+  float *gamma = malloc(4 * total), *beta = malloc(4 * total), *rm = malloc(4 * total);
+  float *rv = malloc(4 * total), *mean = malloc(4 * total), *invstd = malloc(4 * total);
+  fill_uniform(gamma, total, &rng, 0.5f, 1.5f), fill_uniform(beta, total, &rng, -1, 1);
+  fill_uniform(rm, total, &rng, -0.5f, 0.5f), fill_uniform(rv, total, &rng, 0.5f, 2.0f);
+  void *scratch = malloc(batchnorm2d_nhwc_scratch_bytes(total));
+  concat_forward(cat, (const float *const *)in, C, N, d.B, d.H * d.W, 1);
+  for (int relu = 0; relu < 2; relu++) {
+    batchnorm2d_forward_nhwc(want, mean, invstd, cat, gamma, beta, rm, rv, NULL, d, MODE_EVAL, relu,
+                             scratch);
+    for (size_t i = 0; i < n; i++) got[i] = NAN;
+    batchnorm2d_eval_concat_nhwc(got, mean, invstd, (const float *const *)in, C, N, gamma, beta, rm,
+                                 rv, d, relu, scratch);
+    assert_memory_equal(got, want, 4 * n);
+  }
+  for (int i = 0; i < N; i++) free(in[i]);
+  free(cat), free(want), free(got), free(gamma), free(beta), free(rm), free(rv), free(mean);
+  free(invstd), free(scratch);
 }
 
 static void test_batchnorm_running_stats(void **state) {
@@ -1201,6 +1262,7 @@ int main(void) {
       cmocka_unit_test(test_conv2d_pointwise),
       cmocka_unit_test(test_conv2d_direct),
       cmocka_unit_test(test_conv_few),
+      cmocka_unit_test(test_batchnorm_eval_concat),
       cmocka_unit_test(test_batchnorm_train),
       cmocka_unit_test(test_batchnorm_eval),
       cmocka_unit_test(test_batchnorm_relu_mask),

@@ -400,21 +400,90 @@ static int fused_adds(const Net *net) {
   return n;
 }
 
+/* 2x2 max-pools done by the direct convolution before them */
+static int pooled_convs(const Net *net) {
+  int n = 0;
+  for (int i = 0; i + 3 < net->n_layers; i++)
+    n += conv2d_dnnl_folded_pools(net->layers[i].dnnl) && net->layers[i + 3].kind == OP_MAXPOOL;
+  return n;
+}
+
+/* A concatenation of a concatenation, read by a batchnorm two layers after its inner one: the
+ * inner one's inputs must outlive it (the inference plan would hand their buffers to c2 else). */
+static void test_predict_nested_concat(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("cnn", 1, 8, 8, 3);
+  snprintf(spec.arch, sizeof spec.arch, "graph");
+  Net *net = net_new(&spec);
+  const int a = net_add_conv(net, "a", NET_INPUT, 4, 3, 1, 1, 1, 1);
+  const int b = net_add_conv(net, "b", NET_INPUT, 12, 3, 1, 1, 1, 1);
+  const int cat1 = net_add_concat(net, (int[]){a, b}, 2);
+  const int c1 = net_add_conv(net, "c1", NET_INPUT, 4, 3, 1, 1, 1, 1);
+  const int c2 = net_add_conv(net, "c2", c1, 16, 3, 1, 1, 1, 1);
+  const int cat2 = net_add_concat(net, (int[]){cat1, c2}, 2);
+  const int t = net_add_relu(net, net_add_bn(net, "bn", cat2));
+  net_add_dense(net, "fc", net_add_flatten(net, net_add_global_avgpool(net, t)), 3);
+  MrError err = {0};
+  assert_int_equal(net_finish(net, &err), STATUS_OK);
+  net_init_params(net, 4);
+  assert_true(net->layers[cat1 - 1].gathered && net->layers[cat2 - 1].gathered);
+  const double diff = predict_vs_forward(net, 5, 9);
+  print_message("  nested concat predict vs forward %.3g\n", diff);
+  assert_true(diff < 1e-5);
+  net_free(net);
+  model_spec_free(&spec);
+}
+
 static void test_predict_matches_forward(void **state) {
   (void)state;
-  const char *archs[] = {"cnn", "vgg11", "resnet20", "resnet50"};
-  /* residual adds done by the convolution before them (oneDNN's sum post-op): every block of
-   * resnet20 (its shortcut pads built before the block's convolutions) and of resnet50 */
-  const int fused_adds_of[] = {0, 0, 9, 16};
-  for (int a = 0; a < 4; a++) {
-    ModelSpec spec = model_spec_default(archs[a], 3, 32, 32, 4);
-    spec.width = 0.25f;
+  const struct {
+    const char *arch;
+    int size;
+    float width;
+    int fused_adds, pooled; /* pooled: with the direct kernels (AVX-512) */
+  } cases[] = {
+      /* residual adds done by the convolution before them (oneDNN's sum post-op): every block
+       * of resnet20 (its shortcut pads built before the block's convolutions) and of resnet50 */
+      /* the 3x3 convolutions of 16 channels and more before a 2x2 max-pool do it (cnn's last
+       * before its 4x4 pool, vgg11's before three), in a direct kernel */
+      {"cnn", 32, 0.25f, 0, 1},
+      {"vgg11", 32, 0.25f, 0, 3},
+      {"resnet20", 32, 0.25f, 9, 0},
+      {"resnet50", 32, 0.25f, 16, 0},
+      /* at full width, three, the last on 7x7 maps (odd: its last row and column are dropped) */
+      {"cnn", 28, 1.0f, 0, 3},
+      /* concatenations read by their batchnorms where their inputs are (net_gather_concats) */
+      {"densenet", 32, 1.0f, 0, 0}};
+  Conv2dDims probe = {.B = 1,
+                      .C = 16,
+                      .H = 4,
+                      .W = 4,
+                      .OC = 16,
+                      .KH = 3,
+                      .KW = 3,
+                      .SH = 1,
+                      .SW = 1,
+                      .PT = 1,
+                      .PB = 1,
+                      .PL = 1,
+                      .PR = 1,
+                      .groups = 1};
+  assert_true(conv2d_dims_finish(&probe));
+  const int direct = conv2d_direct_supported(probe);
+  for (size_t a = 0; a < sizeof cases / sizeof *cases; a++) {
+    ModelSpec spec = model_spec_default(cases[a].arch, 3, cases[a].size, cases[a].size, 4);
+    spec.width = cases[a].width;
     Net *net = model_build(&spec, 2, NULL);
     /* batchnorm folded into the convs: the same up to float rounding */
     const double diff = predict_vs_forward(net, 6, 6);
-    print_message("  %s predict vs forward %.3g\n", archs[a], diff);
+    print_message("  %s %d predict vs forward %.3g\n", cases[a].arch, cases[a].size, diff);
     assert_true(diff < 1e-5);
-    assert_int_equal(fused_adds(net), fused_adds_of[a]);
+    assert_int_equal(fused_adds(net), cases[a].fused_adds);
+    assert_int_equal(pooled_convs(net), direct ? cases[a].pooled : 0);
+    int concats = 0, gathered = 0;
+    for (int i = 0; i < net->n_layers; i++)
+      concats += net->layers[i].kind == OP_CONCAT, gathered += net->layers[i].gathered;
+    assert_int_equal(gathered, concats); /* densenet's every one; the others have none */
     net_free(net);
   }
 }
@@ -668,6 +737,7 @@ int main(void) {
       cmocka_unit_test(test_conv_backends_agree),
       cmocka_unit_test(test_pools_fused),
       cmocka_unit_test(test_predict_matches_forward),
+      cmocka_unit_test(test_predict_nested_concat),
       cmocka_unit_test(test_predict_residual_copies),
       cmocka_unit_test(test_predict_few_channels),
       cmocka_unit_test(test_gradient_buffers_shared),

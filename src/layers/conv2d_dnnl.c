@@ -768,16 +768,24 @@ int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, 
   return 1;
 }
 
+int conv2d_dnnl_folded_pools(const ConvDnnl *c) {
+  return c && c->fold_direct && !c->fold_sums && conv2d_direct_pool2_supported(c->d);
+}
+
 void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
-                                const float *weight, const float *bias) {
+                                const float *weight, const float *bias, int pool2) {
   if (c->fold_direct) {
     const float *packed = c->fold_weights;
     if (weight) { /* this call's weights */
       conv2d_direct_pack(ws[CONV_WS_WEI], weight, c->d);
       packed = ws[CONV_WS_WEI];
     }
-    conv2d_direct_forward(out, inp, packed, weight ? bias : c->fold_biases, c->d, c->fold_sums,
-                          c->fold_relu);
+    if (pool2)
+      conv2d_direct_forward_pool2(out, inp, packed, weight ? bias : c->fold_biases, c->d,
+                                  c->fold_relu);
+    else
+      conv2d_direct_forward(out, inp, packed, weight ? bias : c->fold_biases, c->d, c->fold_sums,
+                            c->fold_relu);
     return;
   }
   dnnl_memory_set_data_handle(c->fold_src, reorder_in(&c->r_fold_src, inp, ws[CONV_WS_SRC]));

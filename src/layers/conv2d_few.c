@@ -115,11 +115,8 @@ void conv2d_few_forward_nhwc(float *out, float *scratch, const float *inp, const
           const int n = out_w - q0 < per_strip ? out_w - q0 : per_strip;
           for (int j = 0; j < n; j++) {
             Vec best = acc[0][pool2 ? 2 * j : j];
-            for (int k = 1; pool2 && k < 4; k++) { /* the first of equal maxima, as maxpool2d */
-              const Vec v = acc[k / 2][2 * j + k % 2];
-              const VecBits above = v > best;
-              best = (Vec)(((VecBits)v & above) | ((VecBits)best & ~above));
-            }
+            for (int k = 1; pool2 && k < 4; k++) /* the first of equal maxima, as maxpool2d */
+              best = vec_max(best, acc[k / 2][2 * j + k % 2]);
             if (relu) best = vec_gate(best, best > zero);
             vec_store(out + (((size_t)b * out_h + r) * out_w + q0 + j) * d.OC + ob * VEC, best);
           }

@@ -37,4 +37,11 @@ static inline Vec vec_gate(Vec dy, VecBits pass) {
   return (Vec)((VecBits)dy & pass);
 }
 
+/* the larger of best and v lane by lane, best where they are equal (the first of equal
+ * maxima wins, as maxpool2d's) */
+static inline Vec vec_max(Vec best, Vec v) {
+  const VecBits above = v > best;
+  return (Vec)(((VecBits)v & above) | ((VecBits)best & ~above));
+}
+
 #endif

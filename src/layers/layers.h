@@ -91,7 +91,10 @@ int conv2d_dnnl_folded_sums(const ConvDnnl *c);
 uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c);
 int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version);
 void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
-                                const float *weight, const float *bias);
+                                const float *weight, const float *bias, int pool2);
+/* whether forward_folded can also do a 2x2 max-pool at stride 2 (pool2; out is then the
+ * pooled map): folded without the sum, by conv2d_direct */
+int conv2d_dnnl_folded_pools(const ConvDnnl *c);
 
 /* ---- conv2d over an image of few channels (inference) ------------------
  * A convolution reading 1 to 3 channels, channels-last, weights [OC][C][KH][KW] (a batchnorm
@@ -125,6 +128,11 @@ Conv2dDims conv2d_direct_transposed(Conv2dDims d);
 void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDims d);
 void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu);
+/* forward (no sum) then the 2x2 max-pool at stride 2: out is (B, OH/2, OW/2, OC); supported
+ * when the two rows a pooled row takes fit the kernel's tile */
+int conv2d_direct_pool2_supported(Conv2dDims d);
+void conv2d_direct_forward_pool2(float *out, const float *inp, const float *packed,
+                                 const float *bias, Conv2dDims d, int relu);
 /* dweight [OC][C][T][T] += the weight gradient, for supported dims with C a multiple of 16
  * (wgrad_supported). The batch's rows are cut into `slices` slices, summed apart into partials
  * (conv2d_direct_wgrad_floats(d, slices) floats) and added in slice order: the result depends
@@ -167,6 +175,12 @@ void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, 
                               const float *gamma, const float *beta, float *running_mean,
                               float *running_var, int64_t *num_batches_tracked, BatchNormDims d,
                               Mode mode, int relu, void *scratch);
+/* Eval mode over the channel concatenation of n inputs (B, H, W, C[i]), d.C their sum, which
+ * is never stored; scratch: 2 * d.C floats */
+void batchnorm2d_eval_concat_nhwc(float *out, float *save_mean, float *save_invstd,
+                                  const float *const *in, const int *C, int n, const float *gamma,
+                                  const float *beta, float *running_mean, float *running_var,
+                                  BatchNormDims d, int relu, void *scratch);
 void batchnorm2d_backward_nhwc(float *dinp, int accumulate, float *dgamma, float *dbeta,
                                const float *dout, const float *inp, const float *gamma,
                                const float *beta, const float *save_mean, const float *save_invstd,

@@ -345,6 +345,44 @@ static void net_fuse_pools(Net *net) {
   }
 }
 
+/* The inputs of concatenation t, gathered ones opened into theirs, into src (at most
+ * NET_MAX_INPUTS); returns their count, or -1 when there are more */
+static int concat_sources(const Net *net, int t, int *src, int n) {
+  const Layer *l = &net->layers[t - 1];
+  for (int k = 0; k < l->n_src && n >= 0; k++) {
+    const int s = l->src[k];
+    if (s != NET_INPUT && net->layers[s - 1].gathered)
+      n = concat_sources(net, s, src, n);
+    else if (n < NET_MAX_INPUTS)
+      src[n++] = s;
+    else
+      n = -1;
+  }
+  return n;
+}
+
+/* A concatenation read only by batchnorms (or by concatenations like it) is read where its
+ * inputs are: in inference, channels-last, each batchnorm normalises its inputs' channels side by
+ * side (batchnorm2d_eval_concat_nhwc), so the concatenation is never written nor read back. A
+ * DenseNet layer's input is such a concatenation, one input longer than the last. Later
+ * concatenations first: whether one is gathered depends on its readers. */
+static void net_gather_concats(Net *net) {
+  int src[NET_MAX_INPUTS];
+  for (int i = net->n_layers - 2; i >= 0; i--) {
+    Layer *l = &net->layers[i];
+    if (l->kind != OP_CONCAT || l->out_shape.ndim != 3 || !l->readers) continue;
+    int ok = 1;
+    for (int j = i + 1; j < net->n_layers && ok; j++) {
+      const Layer *r = &net->layers[j];
+      for (int k = 0; k < r->n_src && ok; k++)
+        if (r->src[k] == i + 1)
+          ok = r->kind == OP_CONCAT ? r->gathered : r->kind == OP_BATCHNORM2D && !r->pool_fused;
+    }
+    l->gathered = ok;
+    if (ok && concat_sources(net, i + 1, src, 0) < 0) l->gathered = 0;
+  }
+}
+
 /* A residual add writes its sum over an input that nothing else needs: one read by the add
  * alone, made by an op whose backward does not read it (the last batchnorm of a bottleneck, or
  * of a shortcut), as PyTorch's `out += identity`. The add's backward reads no input. Saves a
@@ -408,6 +446,7 @@ Status net_finish(Net *net, MrError *err) {
   net_count_readers(net);
   net_fuse_relus(net);
   net_fuse_pools(net);
+  net_gather_concats(net);
   net_overwrite_inputs(net);
   net->params = calloc(net->n_params ? net->n_params : 1, sizeof(float));
   net->grads = calloc(net->n_params ? net->n_params : 1, sizeof(float));
@@ -497,6 +536,17 @@ static int residual_add_after(const Net *net, int i) {
     return -1;
   const int identity = residual_identity(net, i + 2);
   return tensor_root(net, identity) == tensor_root(net, conv->src[0]) ? -1 : i + 2;
+}
+
+/* The 2x2 max-pool after conv i, its batchnorm and the batchnorm's ReLU, each read by the next
+ * alone, which the folded convolution may do (conv2d_dnnl_folded_pools), or -1 */
+static int conv_pool2_after(const Net *net, int i) {
+  if (i + 1 >= net->n_layers) return -1;
+  const Layer *conv = &net->layers[i], *bn = &net->layers[i + 1];
+  return conv->kind == OP_CONV2D && bn->kind == OP_BATCHNORM2D && conv->readers == 1 &&
+                 bn->src[0] == i + 1
+             ? relu_pool2_after(net, i + 1)
+             : -1;
 }
 
 /* The batchnorm that does max-pool layer i when channels-last (net_fuse_pools), or -1 */
@@ -851,11 +901,19 @@ static Status net_plan_inference(Net *net, int batch) {
       if (last_use[l->src[k]] < j) last_use[l->src[k]] = j;
     /* a residual add done by the convolution: it reads its input until it writes the add; a
      * batchnorm doing the pool after it, until it writes the pool's output */
-    const int add = residual_add_after(net, j);
+    const int add = residual_add_after(net, j), pool = conv_pool2_after(net, j);
     if (add >= 0 && last_use[l->src[0]] < add) last_use[l->src[0]] = add;
+    /* and a pool done by the convolution, until it writes the pool's output */
+    if (pool >= 0 && last_use[l->src[0]] < pool) last_use[l->src[0]] = pool;
     if (l->pool_fused && last_use[l->src[0]] < l->pool_fused - 1)
       last_use[l->src[0]] = l->pool_fused - 1;
   }
+  /* a gathered concatenation's inputs, until its last reader (later ones first: a chain of
+   * them passes it on) */
+  for (int j = n - 1; j >= 0; j--)
+    for (int k = 0; net->layers[j].gathered && k < net->layers[j].n_src; k++)
+      if (last_use[net->layers[j].src[k]] < last_use[j + 1])
+        last_use[net->layers[j].src[k]] = last_use[j + 1];
   /* shares[j]: the tensor whose buffer layer j writes over, or -1 for a buffer of its own: an
    * alias's producer, and a residual add's identity when the add is the last to read it */
   for (int j = 0; j < n; j++) shares[j] = net->layers[j].alias ? net->layers[j].src[0] : -1;
@@ -963,12 +1021,12 @@ static int net_conv_few(Net *net, int i, int batch) {
 }
 
 /* Inference: conv i with batchnorm i+1 folded in, written to out (i+1's output, or a residual
- * add's, added to what it holds). The folded weights are made again only when the parameters
- * may have changed since. */
-static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn, float *out) {
+ * add's, added to what it holds; with pool2, the 2x2 max-pool's after them). The folded weights
+ * are made again only when the parameters may have changed since. */
+static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn, float *out, int pool2) {
   if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) {
     conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
-                               NULL, NULL);
+                               NULL, NULL, pool2);
     return;
   }
   net_fold_bn(net, conv, bn);
@@ -976,7 +1034,7 @@ static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn, float *out) {
   const int kept =
       conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
   conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
-                             kept ? NULL : net->fold_weight, kept ? NULL : net->fold_bias);
+                             kept ? NULL : net->fold_weight, kept ? NULL : net->fold_bias, pool2);
 }
 
 /* Inference: conv i, batchnorm i+1 and the residual add after them in one oneDNN call; the
@@ -986,7 +1044,23 @@ static void net_conv_bn_add(Net *net, int i, int add, int batch) {
   Layer *a = &net->layers[add];
   const float *identity = net_tensor_out(net, residual_identity(net, add));
   if (identity != a->out) memcpy(a->out, identity, sizeof(float) * layer_out_size(a) * batch);
-  net_conv_bn_folded(net, &net->layers[i], &net->layers[i + 1], a->out);
+  net_conv_bn_folded(net, &net->layers[i], &net->layers[i + 1], a->out, 0);
+}
+
+/* Inference: batchnorm l over a gathered concatenation, from the concatenation's inputs */
+static void net_batchnorm_gathered(Net *net, Layer *l, int batch) {
+  int src[NET_MAX_INPUTS], C[NET_MAX_INPUTS];
+  const float *in[NET_MAX_INPUTS];
+  const int n = concat_sources(net, l->src[0], src, 0); /* net_gather_concats checked the count */
+  for (int k = 0; k < n; k++)
+    in[k] = net_tensor_out(net, src[k]), C[k] = shape_c(net_tensor_shape(net, src[k]));
+  const BatchNormDims d = {.B = batch,
+                           .C = shape_c(l->in_shape),
+                           .H = shape_h(l->in_shape),
+                           .W = shape_w(l->in_shape),
+                           .eps = l->a.eps};
+  batchnorm2d_eval_concat_nhwc(l->out, l->saved, l->saved + d.C, in, C, n, l->weight, l->bias,
+                               l->running_mean, l->running_var, d, l->fused_relu, net->scratch);
 }
 
 static const float *net_output(Net *net, int batch) {
@@ -1048,12 +1122,22 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
     }
     if (inference && l->kind == OP_CONV2D && conv2d_dnnl_has_folded(l->dnnl) && net->fold_weight) {
       const int add = conv2d_dnnl_folded_sums(l->dnnl) ? residual_add_after(net, i) : -1;
+      const int pool = conv2d_dnnl_folded_pools(l->dnnl) ? conv_pool2_after(net, i) : -1;
       if (add >= 0)
         net_conv_bn_add(net, i, add, batch);
       else
-        net_conv_bn_folded(net, l, &net->layers[i + 1], net->layers[i + 1].out);
+        net_conv_bn_folded(net, l, &net->layers[i + 1], net->layers[pool >= 0 ? pool : i + 1].out,
+                           pool >= 0);
       if (net->profile) net->profile[i] += omp_get_wtime() - t0;
-      i = add >= 0 ? add : i + 1; /* the batchnorm, and the add, are done */
+      /* the batchnorm, and the add or the ReLU and pool, are done */
+      i = add >= 0 ? add : pool >= 0 ? pool : i + 1;
+      continue;
+    }
+    if (inference && net->channels_last && l->gathered) continue; /* read where its inputs are */
+    if (inference && net->channels_last && l->kind == OP_BATCHNORM2D && l->src[0] != NET_INPUT &&
+        net->layers[l->src[0] - 1].gathered) {
+      net_batchnorm_gathered(net, l, batch);
+      if (net->profile) net->profile[i] += omp_get_wtime() - t0;
       continue;
     }
     c.l = l;

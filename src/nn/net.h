@@ -85,6 +85,9 @@ typedef struct {
   /* 1 + the 2x2 max-pool layer that this layer's fused ReLU feeds, which its own kernels do
    * too when channels-last (net_fuse_pools): the full-size map is never written */
   int pool_fused;
+  /* a concatenation whose readers, batchnorms (or concatenations like it), read its inputs
+   * where they are in inference when channels-last (net_gather_concats): never stored */
+  int gathered;
   /* parameters: arena offsets, then pointers */
   unsigned slots;
   size_t slot_off[SLOT_COUNT];
