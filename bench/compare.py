@@ -5,9 +5,12 @@ measured on the same machine (its "# ceiling" line), the share of medrobust's ti
 the convolutions (oneDNN's kernels, which PyTorch calls too) and the ratio medrobust would
 reach if everything but the convolutions took no time: the ratio over that share. A row whose
 bound is below 1.5 cannot reach issue 16's 1.5x without convolutions faster than oneDNN's.
-The last two columns are issue 16's item 2 per row: the share of the sgemm ceiling medrobust's
-row would need for 1.5x the best PyTorch, and whether the row meets the item: "1.5x", or
-"ceiling" (within 10% of the sgemm ceiling, at 90% of it or more), or "no"."""
+The last four columns are issue 16's item 2 per row: the share of the sgemm ceiling medrobust's
+row would need for 1.5x the best PyTorch; the share its convolutions run at now (the row's
+GFLOP/s over its conv share) and the share they would need for 1.5x with everything else taking
+the time it takes now ("none" when everything else alone takes longer than 1.5x allows); and
+whether the row meets the item: "1.5x", or "ceiling" (within 10% of the sgemm ceiling, at 90% of
+it or more), or "no"."""
 import csv
 import sys
 
@@ -71,8 +74,8 @@ if peaks:
     print()
 print("| model | input | operation | medrobust img/s | % of FMA peak | % of sgemm | PyTorch default "
       "| channels_last | frozen | best PyTorch | ratio to best | conv share | bound "
-      "| % of sgemm for 1.5x | item 2 |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---|")
+      "| % of sgemm for 1.5x | convs at % of sgemm | convs need | item 2 |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|")
 for k, rate in ours.items():
     cfg = theirs.get(k, {})
     best = max(cfg, key=cfg.get) if cfg else None
@@ -87,13 +90,21 @@ for k, rate in ours.items():
     peak = "%.0f%%" % (100 * gflops[k] / FMA_PEAK) if k in gflops and FMA_PEAK else "-"
     of_sgemm = gflops[k] / SGEMM_PEAK if k in gflops and SGEMM_PEAK else None
     sgemm = "%.0f%%" % (100 * of_sgemm) if of_sgemm is not None else "-"
-    need, item = "-", "-"
+    need, item, convs_at, convs_need = "-", "-", "-", "-"
     if best and of_sgemm is not None:
         r = rate / cfg[best]
         need = "%.0f%%" % (100 * of_sgemm * 1.5 / r) if r < 1.5 else "-"
         item = "1.5x" if r >= 1.5 else "ceiling" if of_sgemm >= 0.9 else "no"
-    print("| %s | %sx%s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        s = share.get(k)
+        if s:
+            convs_at = "%.0f%%" % (100 * of_sgemm / s)
+            # the time 1.5x leaves the convolutions, as a share of today's step: r/1.5 - (1 - s)
+            left = r / 1.5 - (1 - s)
+            if r < 1.5:
+                convs_need = "%.0f%%" % (100 * of_sgemm / left) if left > 0 else "none"
+    print("| %s | %sx%s%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s "
+          "| %s |" % (
         model, size, size, "x%s" % channels if channels != "1" else "", op, rate_text(rate),
         peak, sgemm,
         cell("default"), cell("channels_last"), cell("frozen"), best or "-", ratio, conv, bound,
-        need, item))
+        need, convs_at, convs_need, item))

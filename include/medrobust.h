@@ -85,6 +85,11 @@ int float_compare(const void *a, const void *b);
 void mr_set_threads(int n);
 int mr_get_threads(void);
 
+/* A buffer of `bytes` for activations and gradients: 64-byte aligned, and from 2 MiB on in
+ * huge pages where the kernel grants them (src/core/arena.c). Freed with free(); NULL when out of
+ * memory. */
+void *mr_alloc_arena(size_t bytes);
+
 /* ---- limits on untrusted files ---------------------------------------- */
 
 /* What readers accept before they allocate: a file's declared sizes are

@@ -837,7 +837,7 @@ Status net_plan(Net *net, int batch, MrError *err) {
   }
   total += A(scratch) + 3 * A(n_out);
   free(net->act);
-  net->act = aligned_alloc(64, sizeof(float) * total);
+  net->act = mr_alloc_arena(sizeof(float) * total);
   if (!net->act) {
     free(grad_offset);
     return mr_error_set(err, STATUS_ERR_NOMEM, "out of memory planning batch %d (%zu MB)", batch,
@@ -953,7 +953,7 @@ static Status net_plan_inference(Net *net, int batch) {
   }
   const size_t stride = (biggest + 15) & ~(size_t)15;
   free(net->infer_arena);
-  net->infer_arena = aligned_alloc(64, sizeof(float) * stride * (n_slots ? n_slots : 1));
+  net->infer_arena = mr_alloc_arena(sizeof(float) * stride * (n_slots ? n_slots : 1));
   Status status = STATUS_ERR_NOMEM;
   if (net->infer_arena) {
     for (int j = 0; j < n; j++) net->infer_out[j] = net->infer_arena + stride * slot_of[j + 1];
