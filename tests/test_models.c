@@ -454,20 +454,11 @@ static void test_predict_matches_forward(void **state) {
       {"cnn", 28, 1.0f, 0, 3},
       /* concatenations read by their batchnorms where their inputs are (net_gather_concats) */
       {"densenet", 32, 1.0f, 0, 0}};
-  Conv2dDims probe = {.B = 1,
-                      .C = 16,
-                      .H = 4,
-                      .W = 4,
-                      .OC = 16,
-                      .KH = 3,
-                      .KW = 3,
-                      .SH = 1,
-                      .SW = 1,
-                      .PT = 1,
-                      .PB = 1,
-                      .PL = 1,
-                      .PR = 1,
-                      .groups = 1};
+  /* a 3x3 layer of 16 channels: direct unless built without the kernels */
+  /* clang-format off */
+  Conv2dDims probe = {.B = 1, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
+                      .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = 1};
+  /* clang-format on */
   assert_true(conv2d_dims_finish(&probe));
   const int direct = conv2d_direct_supported(probe);
   for (size_t a = 0; a < sizeof cases / sizeof *cases; a++) {

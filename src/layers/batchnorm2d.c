@@ -323,18 +323,19 @@ ALWAYS_INLINE void rows_sums_backward(const int C, const float *dy, const float 
   }
 }
 
-/* y = x * scale + shift, then max(0, y) if relu */
+/* y = x * scale + shift, then max(0, y) if relu, over C channels */
+ALWAYS_INLINE void normalise(const int C, float *y, const float *x, const float *scale,
+                             const float *shift, int relu) {
+#pragma omp simd
+  for (int c = 0; c < C; c++) {
+    const float v = x[c] * scale[c] + shift[c];
+    y[c] = !relu || v > 0.0f ? v : 0.0f;
+  }
+}
+
 ALWAYS_INLINE void rows_normalise(const int C, float *out, const float *inp, size_t lo, size_t hi,
                                   const float *scale, const float *shift, int relu) {
-  for (size_t r = lo; r < hi; r++) {
-    const float *x = inp + r * C;
-    float *y = out + r * C;
-#pragma omp simd
-    for (int c = 0; c < C; c++) {
-      const float v = x[c] * scale[c] + shift[c];
-      y[c] = !relu || v > 0.0f ? v : 0.0f;
-    }
-  }
+  for (size_t r = lo; r < hi; r++) normalise(C, out + r * C, inp + r * C, scale, shift, relu);
 }
 
 #define CONCAT_BLOCK_ROWS 64
@@ -362,15 +363,8 @@ static void rows_concat_normalise(int C, int out_pitch, float *out, const float 
     }
   }
 #else
-  for (size_t r = lo; r < hi; r++) {
-    const float *x = inp + r * C;
-    float *y = out + r * out_pitch;
-#pragma omp simd
-    for (int c = 0; c < C; c++) {
-      const float v = x[c] * scale[c] + shift[c];
-      y[c] = !relu || v > 0.0f ? v : 0.0f;
-    }
-  }
+  for (size_t r = lo; r < hi; r++)
+    normalise(C, out + r * out_pitch, inp + r * C, scale, shift, relu);
 #endif
 }
 
