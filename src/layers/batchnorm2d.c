@@ -685,7 +685,6 @@ void batchnorm2d_forward_nhwc(float *out, float *save_mean, float *save_invstd, 
  * concatenation and its batchnorm were two passes over the growing input, each reading and
  * writing it all: 53 and 45 ms of DenseNet 128x128's 406 ms forward pass, batch 32 (session
  * 20). */
-
 void batchnorm2d_eval_concat_nhwc(float *out, float *save_mean, float *save_invstd,
                                   const float *const *in, const int *C, int n, const float *gamma,
                                   const float *beta, float *running_mean, float *running_var,

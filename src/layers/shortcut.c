@@ -46,8 +46,7 @@ void shortcut_pad_backward(float *dinp, int accumulate, const float *dout, Short
  * and copying over it wrote the channels twice: ResNet-8 64x64's two shortcuts took 2.2 of its
  * 40.8 ms forward pass, batch 128) */
 void shortcut_pad_forward_nhwc(float *out, const float *inp, ShortcutDims d) {
-  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d);
-  const int IW = cols_in(d);
+  const int pad_lo = (d.OC - d.C) / 2, IH = rows_in(d), IW = cols_in(d);
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < d.B; b++)
     for (int oi = 0; oi < d.OH; oi++) {

@@ -523,16 +523,24 @@ static int residual_identity(const Net *net, int add) {
   return a->src[a->src[0] == add ? 1 : 0];
 }
 
+/* Conv i -> batchnorm i+1, the convolution read by the batchnorm alone: the batchnorm folds into
+ * the convolution for inference */
+static int conv_bn_folds(const Net *net, int i) {
+  if (i + 1 >= net->n_layers) return 0;
+  const Layer *conv = &net->layers[i], *bn = &net->layers[i + 1];
+  return conv->kind == OP_CONV2D && bn->kind == OP_BATCHNORM2D && bn->src[0] == i + 1 &&
+         conv->readers == 1;
+}
+
 /* Inference's residual add: conv i -> batchnorm i+1 -> add, each read by the next alone, the
  * add's other input (the identity) not the convolution's input. Then the convolution, with the
  * batchnorm folded in, adds its result to the identity in the add's buffer (oneDNN's sum
  * post-op) and the batchnorm and add layers are skipped. Returns the add's index, or -1. */
 static int residual_add_after(const Net *net, int i) {
-  if (i + 2 >= net->n_layers) return -1;
+  if (i + 2 >= net->n_layers || !conv_bn_folds(net, i)) return -1;
   const Layer *conv = &net->layers[i], *bn = &net->layers[i + 1], *add = &net->layers[i + 2];
-  if (conv->kind != OP_CONV2D || bn->kind != OP_BATCHNORM2D || add->kind != OP_ADD ||
-      conv->readers != 1 || bn->readers != 1 || bn->src[0] != i + 1 || bn->fused_relu ||
-      add->n_src != 2 || (add->src[0] == i + 2) == (add->src[1] == i + 2))
+  if (add->kind != OP_ADD || bn->readers != 1 || bn->fused_relu || add->n_src != 2 ||
+      (add->src[0] == i + 2) == (add->src[1] == i + 2))
     return -1;
   const int identity = residual_identity(net, i + 2);
   return tensor_root(net, identity) == tensor_root(net, conv->src[0]) ? -1 : i + 2;
@@ -541,12 +549,7 @@ static int residual_add_after(const Net *net, int i) {
 /* The 2x2 max-pool after conv i, its batchnorm and the batchnorm's ReLU, each read by the next
  * alone, which the folded convolution may do (conv2d_dnnl_folded_pools), or -1 */
 static int conv_pool2_after(const Net *net, int i) {
-  if (i + 1 >= net->n_layers) return -1;
-  const Layer *conv = &net->layers[i], *bn = &net->layers[i + 1];
-  return conv->kind == OP_CONV2D && bn->kind == OP_BATCHNORM2D && conv->readers == 1 &&
-                 bn->src[0] == i + 1
-             ? relu_pool2_after(net, i + 1)
-             : -1;
+  return conv_bn_folds(net, i) ? relu_pool2_after(net, i + 1) : -1;
 }
 
 /* The batchnorm that does max-pool layer i when channels-last (net_fuse_pools), or -1 */
@@ -573,13 +576,10 @@ static void net_dnnl_prepare(Net *net, int batch) {
     const OpDef *op = op_def(l->kind);
     if (!net->channels_last && op->prepare) op->prepare(net, l, batch, 0);
     if (!l->dnnl) continue;
-    /* conv -> batchnorm with nothing else reading the conv: foldable for inference */
-    const Layer *next = i + 1 < net->n_layers ? &net->layers[i + 1] : NULL;
     const int add = residual_add_after(net, i);
-    if (l->kind == OP_CONV2D && next && next->kind == OP_BATCHNORM2D && next->src[0] == i + 1 &&
-        l->readers == 1 &&
+    if (conv_bn_folds(net, i) &&
         ((add >= 0 && conv2d_dnnl_enable_folded(l->dnnl, net->layers[add].fused_relu, 1)) ||
-         conv2d_dnnl_enable_folded(l->dnnl, next->fused_relu, 0))) {
+         conv2d_dnnl_enable_folded(l->dnnl, net->layers[i + 1].fused_relu, 0))) {
       const Conv2dDims d = layer_conv_dims(l, batch);
       const size_t w = (size_t)d.OC * (d.C / d.groups) * d.KH * d.KW;
       if (w > fold_w) fold_w = w;
