@@ -345,6 +345,81 @@ static void test_conv2d_direct(void **state) {
   assert_int_equal(pooled, 2 * (int)(sizeof shapes / sizeof *shapes)); /* every shape pools */
 }
 
+/* The narrow kernel (conv2d_narrow.c: 3x3 into 12 channels) against the naive oracle: 16 to
+ * 64 input channels, one strip (both edges) to several, rows with and
+ * without padding; with bias, without, and with the sum and the ReLU; bit-equal on one thread
+ * and on all; and through conv2d_dnnl, whose backward passes stay oneDNN's. */
+static void test_conv2d_narrow(void **state) {
+  (void)state;
+  /* C, OC, W, H */
+  static const int shapes[][4] = {{48, 12, 8, 5}, {16, 12, 2, 3}, {64, 12, 6, 1}, {32, 12, 4, 4}};
+  Conv2dDims probe = {.B = 3,
+                      .C = 16,
+                      .H = 4,
+                      .W = 4,
+                      .OC = 12,
+                      .KH = 3,
+                      .KW = 3,
+                      .SH = 1,
+                      .SW = 1,
+                      .PT = 1,
+                      .PB = 1,
+                      .PL = 1,
+                      .PR = 1,
+                      .groups = 1};
+  assert_true(conv2d_dims_finish(&probe));
+  if (!conv2d_narrow_supported(probe)) skip(); /* built without AVX-512 */
+  const int threads = omp_get_max_threads();
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+    Conv2dDims d = probe;
+    d.C = shapes[k][0], d.OC = shapes[k][1], d.W = shapes[k][2], d.H = shapes[k][3];
+    assert_true(conv2d_dims_finish(&d));
+    assert_true(conv2d_narrow_supported(d));
+    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * 9;
+    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
+    Rng rng;
+    rng_seed(&rng, 60 + k);
+    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
+    float *out_n = malloc(4 * no), *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no);
+    float *out_cl = malloc(4 * no), *out = malloc(4 * no), *out1 = malloc(4 * no);
+    float *packed = malloc(4 * conv2d_narrow_packed_floats(d));
+    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
+    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
+    nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
+    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)HW);
+    conv2d_forward_naive(out_n, inp, w, b, d);
+    conv2d_narrow_pack(packed, w, d);
+    for (int mode = 0; mode < 3; mode++) { /* bias; no bias; bias + sum + ReLU */
+      for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
+      conv2d_narrow_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2, mode == 2);
+      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)HW);
+      double worst = 0;
+      for (int bb = 0; bb < d.B; bb++)
+        for (int o = 0; o < d.OC; o++)
+          for (size_t p = 0; p < HW; p++) {
+            const size_t i = ((size_t)bb * d.OC + o) * HW + p;
+            double want = out_n[i] - (mode == 1 ? b[o] : 0) + (mode == 2 ? R[i] : 0);
+            if (mode == 2 && want < 0) want = 0;
+            const double e = fabs(want - out[i]);
+            if (!(e <= worst)) worst = e; /* a NaN left in out fails */
+          }
+      assert_true(worst < 1e-4);
+    }
+    omp_set_num_threads(1);
+    conv2d_narrow_forward(out1, inp_cl, packed, b, d, 0, 0);
+    omp_set_num_threads(threads);
+    conv2d_narrow_forward(out_cl, inp_cl, packed, b, d, 0, 0);
+    assert_memory_equal(out1, out_cl, 4 * no);
+    check_conv_dnnl_random(d, 70 + k);
+    free(inp), free(w), free(b), free(R), free(out_n), free(inp_cl), free(R_cl), free(out_cl);
+    free(out), free(out1), free(packed);
+  }
+  Conv2dDims odd = probe, other = probe; /* an even width, and 12 channels */
+  odd.W = 7, other.OC = 24;
+  assert_true(conv2d_dims_finish(&odd) && conv2d_dims_finish(&other));
+  assert_false(conv2d_narrow_supported(odd) || conv2d_narrow_supported(other));
+}
+
 static void test_conv2d(void **state) {
   (void)state;
   /* one case a line */
@@ -1261,6 +1336,7 @@ int main(void) {
       cmocka_unit_test(test_conv2d),
       cmocka_unit_test(test_conv2d_pointwise),
       cmocka_unit_test(test_conv2d_direct),
+      cmocka_unit_test(test_conv2d_narrow),
       cmocka_unit_test(test_conv_few),
       cmocka_unit_test(test_batchnorm_eval_concat),
       cmocka_unit_test(test_batchnorm_train),

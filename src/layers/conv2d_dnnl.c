@@ -37,6 +37,7 @@ struct ConvDnnl {
   /* which passes conv2d_direct runs: DIRECT_FORWARD (training's and the folded one),
    * DIRECT_BACKWARD_DATA, DIRECT_WEIGHT_GRAD */
   unsigned direct;
+  int narrow;       /* the forward is conv2d_narrow's (fewer output channels than a vector) */
   int wgrad_slices; /* the pointwise or direct weight gradient's sum, in this many slices */
   dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_weights_pd;
   dnnl_primitive_t fwd, bwd_data, bwd_weights;
@@ -482,7 +483,12 @@ static void pointwise_backward(const ConvDnnl *c, void *const *ws, float *dinp, 
 enum { DIRECT_FORWARD = 1, DIRECT_BACKWARD_DATA = 2, DIRECT_WEIGHT_GRAD = 4, DIRECT_ALL = 7 };
 
 static void direct_plan(ConvDnnl *c) {
-  if (!c->channels_last || !conv2d_direct_supported(c->d)) return;
+  if (!c->channels_last) return;
+  if (conv2d_narrow_supported(c->d)) { /* its forward only */
+    c->direct = DIRECT_FORWARD, c->narrow = 1;
+    return;
+  }
+  if (!conv2d_direct_supported(c->d)) return;
   c->direct = DIRECT_FORWARD;
   if (conv2d_direct_transposed_supported(c->d)) c->direct |= DIRECT_BACKWARD_DATA;
   if (conv2d_direct_wgrad_supported(c->d)) {
@@ -491,9 +497,28 @@ static void direct_plan(ConvDnnl *c) {
   }
 }
 
+static size_t direct_packed_floats(const ConvDnnl *c) {
+  return c->narrow ? conv2d_narrow_packed_floats(c->d) : conv2d_direct_packed_floats(c->d);
+}
+
+static void direct_pack(const ConvDnnl *c, float *packed, const float *weight) {
+  if (c->narrow)
+    conv2d_narrow_pack(packed, weight, c->d);
+  else
+    conv2d_direct_pack(packed, weight, c->d);
+}
+
+static void direct_forward(const ConvDnnl *c, float *out, const float *inp, const float *packed,
+                           const float *bias, int sum, int relu) {
+  if (c->narrow)
+    conv2d_narrow_forward(out, inp, packed, bias, c->d, sum, relu);
+  else
+    conv2d_direct_forward(out, inp, packed, bias, c->d, sum, relu);
+}
+
 /* the slots' sizes once the primitives have set theirs */
 static void direct_workspace(ConvDnnl *c) {
-  const size_t packed = sizeof(float) * conv2d_direct_packed_floats(c->d);
+  const size_t packed = sizeof(float) * direct_packed_floats(c);
   const size_t partials = sizeof(float) * conv2d_direct_wgrad_floats(c->d, c->wgrad_slices);
   if (c->direct & DIRECT_WEIGHT_GRAD && c->bytes[CONV_WS_DWEI] < partials)
     c->bytes[CONV_WS_DWEI] = partials;
@@ -613,8 +638,8 @@ void conv2d_dnnl_forward(ConvDnnl *c, void *const *ws, float *out, const float *
     return;
   }
   if (c->direct & DIRECT_FORWARD) {
-    conv2d_direct_pack(ws[CONV_WS_WEI], weight, c->d);
-    conv2d_direct_forward(out, inp, ws[CONV_WS_WEI], c->has_bias ? bias : NULL, c->d, 0, 0);
+    direct_pack(c, ws[CONV_WS_WEI], weight);
+    direct_forward(c, out, inp, ws[CONV_WS_WEI], c->has_bias ? bias : NULL, 0, 0);
     return;
   }
   dnnl_memory_set_data_handle(c->src, reorder_in(&c->r_src, inp, ws[CONV_WS_SRC]));
@@ -749,14 +774,14 @@ uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c) { return c->fold_version;
 
 int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version) {
   const int direct = c->fold_direct;
-  const size_t bytes = direct ? sizeof(float) * conv2d_direct_packed_floats(c->d)
+  const size_t bytes = direct ? sizeof(float) * direct_packed_floats(c)
                               : md_bytes(c->fold_pd, dnnl_query_weights_md);
   /* made on the first inference, not when planning: training and attacks never need them */
   if (!c->fold_weights) c->fold_weights = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
   if (!c->fold_biases) c->fold_biases = malloc(sizeof(float) * (size_t)c->d.OC);
   if (!c->fold_weights || !c->fold_biases) return 0;
   if (direct) {
-    conv2d_direct_pack(c->fold_weights, weight, c->d);
+    direct_pack(c, c->fold_weights, weight);
   } else if (c->r_fold_wei.prim) {
     reorder_run(&c->r_fold_wei, weight, c->fold_weights);
     dnnl_stream_wait(stream);
@@ -769,7 +794,7 @@ int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, 
 }
 
 int conv2d_dnnl_folded_pools(const ConvDnnl *c) {
-  return c && c->fold_direct && !c->fold_sums && conv2d_direct_pool2_supported(c->d);
+  return c && c->fold_direct && !c->narrow && !c->fold_sums && conv2d_direct_pool2_supported(c->d);
 }
 
 void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
@@ -777,15 +802,15 @@ void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const 
   if (c->fold_direct) {
     const float *packed = c->fold_weights;
     if (weight) { /* this call's weights */
-      conv2d_direct_pack(ws[CONV_WS_WEI], weight, c->d);
+      direct_pack(c, ws[CONV_WS_WEI], weight);
       packed = ws[CONV_WS_WEI];
     }
     if (pool2)
       conv2d_direct_forward_pool2(out, inp, packed, weight ? bias : c->fold_biases, c->d,
                                   c->fold_relu);
     else
-      conv2d_direct_forward(out, inp, packed, weight ? bias : c->fold_biases, c->d, c->fold_sums,
-                            c->fold_relu);
+      direct_forward(c, out, inp, packed, weight ? bias : c->fold_biases, c->fold_sums,
+                     c->fold_relu);
     return;
   }
   dnnl_memory_set_data_handle(c->fold_src, reorder_in(&c->r_fold_src, inp, ws[CONV_WS_SRC]));

@@ -142,6 +142,15 @@ size_t conv2d_direct_wgrad_floats(Conv2dDims d, int slices);
 void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dout, const float *inp,
                                Conv2dDims d, int slices);
 
+/* ---- 3x3 conv2d into 12 output channels (conv2d_narrow.c) ----------------
+ * Forward only, as conv2d_direct's (stride 1, one pixel of padding, channels-last, AVX-512) but
+ * for OC 12 on even widths, with C a multiple of 16. Weights packed first (packed_floats). */
+int conv2d_narrow_supported(Conv2dDims d);
+size_t conv2d_narrow_packed_floats(Conv2dDims d);
+void conv2d_narrow_pack(float *packed, const float *weight, Conv2dDims d);
+void conv2d_narrow_forward(float *out, const float *inp, const float *packed, const float *bias,
+                           Conv2dDims d, int sum, int relu);
+
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {
   int B, C, H, W;
