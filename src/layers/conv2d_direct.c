@@ -497,14 +497,23 @@ void conv2d_direct_weight_grad(float *dweight, float *partials, const float *dou
       r += h1 - h0;
     }
   }
-  /* dweight [OC][C][T][T] += the partials [tap][c][oc], added in slice order */
-#pragma omp parallel for schedule(static)
-  for (int oc = 0; oc < d.OC; oc++)
-    for (int c = 0; c < d.C; c++)
+  /* dweight [OC][C][T][T] += the partials [tap][c][oc], added in slice order: 16 output
+   * channels of one input channel at a time, through a tile, so the partials are read along
+   * their rows and dweight written along its own. Read one float at a time across the taps, the
+   * partials' 50 MB of CBR-LargeT's 256 -> 512 layer took 6% of its training step. */
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int c = 0; c < d.C; c++)
+    for (int o0 = 0; o0 < d.OC; o0 += VEC) {
+      float tile[7 * 7][VEC];
       for (int t = 0; t < taps; t++) {
-        float sum = 0.0f;
-        for (int s = 0; s < slices; s++)
-          sum += partials[(size_t)s * n + ((size_t)t * d.C + c) * d.OC + oc];
-        dweight[((size_t)oc * d.C + c) * taps + t] += sum;
+        const float *p = partials + ((size_t)t * d.C + c) * d.OC + o0;
+        Vec sum = vec_load(p);
+        for (int s = 1; s < slices; s++) sum += vec_load(p + (size_t)s * n);
+        vec_store(tile[t], sum);
       }
+      for (int j = 0; j < VEC; j++) {
+        float *dw = dweight + ((size_t)(o0 + j) * d.C + c) * taps;
+        for (int t = 0; t < taps; t++) dw[t] += tile[t][j];
+      }
+    }
 }
