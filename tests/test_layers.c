@@ -420,6 +420,79 @@ static void test_conv2d_narrow(void **state) {
   assert_false(conv2d_narrow_supported(odd) || conv2d_narrow_supported(other));
 }
 
+/* Inference's folded convolution (conv2d_dnnl_enable_folded) against the naive oracle, with
+ * and without the ReLU and the residual sum, on kept weights and on a call's own: a pointwise
+ * layer with few rows (a matrix product on transposed weights), one with many (oneDNN's
+ * primitive), and 3x3 ones of 32 and 12 outputs (the direct and the narrow kernels where the
+ * CPU has them). */
+static void test_conv2d_folded(void **state) {
+  (void)state;
+  /* C, OC, H = W, KH = KW, products */
+  static const int cases[][5] = {{64, 128, 2, 1, 1},
+                                 {64, 48, 1, 1, 1},
+                                 {32, 64, 8, 1, 0},
+                                 {16, 32, 6, 3, 0},
+                                 {32, 12, 4, 3, 0}};
+  for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+    const int T = cases[k][3];
+    Conv2dDims d = {.B = 2,
+                    .C = cases[k][0],
+                    .H = cases[k][2],
+                    .W = cases[k][2],
+                    .OC = cases[k][1],
+                    .KH = T,
+                    .KW = T,
+                    .SH = 1,
+                    .SW = 1,
+                    .PT = T / 2,
+                    .PB = T / 2,
+                    .PL = T / 2,
+                    .PR = T / 2,
+                    .groups = 1};
+    assert_true(conv2d_dims_finish(&d));
+    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * T * T;
+    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
+    Rng rng;
+    rng_seed(&rng, 120 + k);
+    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
+    float *out_n = malloc(4 * no), *inp_cl = malloc(4 * ni), *out_cl = malloc(4 * no);
+    float *out = malloc(4 * no);
+    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
+    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
+    nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
+    conv2d_forward_naive(out_n, inp, w, b, d);
+    for (int mode = 0; mode < 4; mode++) {
+      const int relu = mode & 1, sum = mode >> 1;
+      ConvDnnl *c = conv2d_dnnl_create(d, 1, 1);
+      assert_non_null(c);
+      assert_true(conv2d_dnnl_enable_folded(c, relu, sum));
+      assert_int_equal(conv2d_dnnl_folded_by_product(c), cases[k][4]);
+      void *ws[CONV_WS_COUNT];
+      for (int s = 0; s < CONV_WS_COUNT; s++)
+        ws[s] = aligned_alloc(64, (conv2d_dnnl_workspace_bytes(c, s) + 63) / 64 * 64 + 64);
+      assert_true(conv2d_dnnl_set_folded(c, w, b, 1));
+      for (int own = 0; own < 2; own++) { /* kept weights; this call's */
+        nchw_to_nhwc(out_cl, 0, R, d.B, d.OC, (int)HW);
+        if (!sum)
+          for (size_t i = 0; i < no; i++) out_cl[i] = NAN;
+        conv2d_dnnl_forward_folded(c, ws, out_cl, inp_cl, own ? w : NULL, own ? b : NULL, 0);
+        nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)HW);
+        double worst = 0;
+        for (size_t i = 0; i < no; i++) {
+          double want = out_n[i] + (sum ? R[i] : 0);
+          if (relu && want < 0) want = 0;
+          const double e = fabs(want - out[i]);
+          if (!(e <= worst)) worst = e; /* a NaN left in out fails */
+        }
+        assert_true(worst < 1e-4);
+      }
+      for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
+      conv2d_dnnl_free(c);
+    }
+    free(inp), free(w), free(b), free(R), free(out_n), free(inp_cl), free(out_cl), free(out);
+  }
+}
+
 static void test_conv2d(void **state) {
   (void)state;
   /* one case a line */
@@ -1337,6 +1410,7 @@ int main(void) {
       cmocka_unit_test(test_conv2d_pointwise),
       cmocka_unit_test(test_conv2d_direct),
       cmocka_unit_test(test_conv2d_narrow),
+      cmocka_unit_test(test_conv2d_folded),
       cmocka_unit_test(test_conv_few),
       cmocka_unit_test(test_batchnorm_eval_concat),
       cmocka_unit_test(test_batchnorm_train),

@@ -441,19 +441,20 @@ static void test_predict_matches_forward(void **state) {
     int size;
     float width;
     int fused_adds, pooled; /* pooled: with the direct kernels (AVX-512) */
+    int products;           /* pointwise layers folded as matrix products (few rows) */
   } cases[] = {
       /* residual adds done by the convolution before them (oneDNN's sum post-op): every block
        * of resnet20 (its shortcut pads built before the block's convolutions) and of resnet50 */
       /* the 3x3 convolutions of 16 channels and more before a 2x2 max-pool do it (cnn's last
        * before its 4x4 pool, vgg11's before three), in a direct kernel */
-      {"cnn", 32, 0.25f, 0, 1},
-      {"vgg11", 32, 0.25f, 0, 3},
-      {"resnet20", 32, 0.25f, 9, 0},
-      {"resnet50", 32, 0.25f, 16, 0},
+      {"cnn", 32, 0.25f, 0, 1, 0},
+      {"vgg11", 32, 0.25f, 0, 3, 0},
+      {"resnet20", 32, 0.25f, 9, 0, 0},
+      {"resnet50", 32, 0.25f, 16, 0, 17}, /* its pointwise layers on 2x2 and 1x1 maps by product */
       /* at full width, three, the last on 7x7 maps (odd: its last row and column are dropped) */
-      {"cnn", 28, 1.0f, 0, 3},
+      {"cnn", 28, 1.0f, 0, 3, 0},
       /* concatenations read by their batchnorms where their inputs are (net_gather_concats) */
-      {"densenet", 32, 1.0f, 0, 0}};
+      {"densenet", 32, 1.0f, 0, 0, 0}};
   /* a 3x3 layer of 16 channels: direct unless built without the kernels */
   /* clang-format off */
   Conv2dDims probe = {.B = 1, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
@@ -471,6 +472,10 @@ static void test_predict_matches_forward(void **state) {
     assert_true(diff < 1e-5);
     assert_int_equal(fused_adds(net), cases[a].fused_adds);
     assert_int_equal(pooled_convs(net), direct ? cases[a].pooled : 0);
+    int products = 0;
+    for (int i = 0; i < net->n_layers; i++)
+      products += conv2d_dnnl_folded_by_product(net->layers[i].dnnl);
+    assert_int_equal(products, cases[a].products);
     int concats = 0, gathered = 0;
     for (int i = 0; i < net->n_layers; i++)
       concats += net->layers[i].kind == OP_CONCAT, gathered += net->layers[i].gathered;

@@ -95,6 +95,8 @@ void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const 
 /* whether forward_folded can also do a 2x2 max-pool at stride 2 (pool2; out is then the
  * pooled map): folded without the sum, by conv2d_direct */
 int conv2d_dnnl_folded_pools(const ConvDnnl *c);
+/* whether the folded convolution is a pointwise one run as a matrix product (few rows) */
+int conv2d_dnnl_folded_by_product(const ConvDnnl *c);
 
 /* ---- conv2d over an image of few channels (inference) ------------------
  * A convolution reading 1 to 3 channels, channels-last, weights [OC][C][KH][KW] (a batchnorm
