@@ -2,8 +2,8 @@
  * go to the primitives as they are (planar ones are reordered into the blocked
  * layouts oneDNN's direct JIT kernels want and back, as PyTorch does);
  * pointwise convolutions' passes run as oneDNN sgemm calls where that measured
- * faster (below), and 3x3 "same" convolutions' passes by conv2d_direct's kernels
- * (direct_plan). Reorders into our gradients use a
+ * faster (below), and 3x3 "same" convolutions' passes by conv2d_direct's kernels, or
+ * into 12 channels conv2d_narrow's forward (direct_plan). Reorders into our gradients use a
  * sum post-op so backward accumulates (+=) like every other op. Primitives
  * are built once per layer and batch size; blocked buffers are shared by all
  * layers (ConvDnnlWorkspace), since layers run one at a time. */
@@ -42,7 +42,7 @@ struct ConvDnnl {
   /* which passes conv2d_direct runs: DIRECT_FORWARD (training's and the folded one),
    * DIRECT_BACKWARD_DATA, DIRECT_WEIGHT_GRAD */
   unsigned direct;
-  int narrow;       /* the forward is conv2d_narrow's (fewer output channels than a vector) */
+  int narrow;       /* the forward is conv2d_narrow's (12 output channels) */
   int wgrad_slices; /* the pointwise or direct weight gradient's sum, in this many slices */
   dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_weights_pd;
   dnnl_primitive_t fwd, bwd_data, bwd_weights;
