@@ -172,6 +172,26 @@ static void test_conv2d_pointwise(void **state) {
   }
 }
 
+/* The largest |want - got| over a forward pass's output (NCHW), want being the oracle's out_n
+ * (with bias b) less the bias if no_bias, plus R if sum, then max(0, .) if relu; a NaN in got
+ * gives NaN, which fails any "< tolerance" */
+static double forward_error(const float *got, const float *out_n, const float *b, const float *R,
+                            Conv2dDims d, int no_bias, int sum, int relu) {
+  const size_t OHW = (size_t)d.OH * d.OW;
+  double worst = 0;
+  for (int bb = 0; bb < d.B; bb++)
+    for (int o = 0; o < d.OC; o++)
+      for (size_t p = 0; p < OHW; p++) {
+        const size_t i = ((size_t)bb * d.OC + o) * OHW + p;
+        double want = out_n[i] - (no_bias ? b[o] : 0) + (sum ? R[i] : 0);
+        if (relu && want < 0) want = 0;
+        const double e = fabs(want - got[i]);
+        if (isnan(e)) return NAN; /* left in got */
+        if (e > worst) worst = e;
+      }
+  return worst;
+}
+
 /* The direct 3x3 and 7x7 kernels (conv2d_direct.c) against the naive oracle, one case per strip
  * shape it has (pixels x vectors), with 16, 32 and other input channel counts (its three
  * pitches), strips at both edges and between them; forward with and without bias, with the sum
@@ -264,17 +284,7 @@ static void test_conv2d_direct(void **state) {
       for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
       conv2d_direct_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2, mode == 2);
       nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)OHW);
-      double worst = 0;
-      for (int bb = 0; bb < d.B; bb++)
-        for (int o = 0; o < d.OC; o++)
-          for (size_t p = 0; p < OHW; p++) {
-            const size_t i = ((size_t)bb * d.OC + o) * OHW + p;
-            double want = out_n[i] - (mode == 1 ? b[o] : 0) + (mode == 2 ? R[i] : 0);
-            if (mode == 2 && want < 0) want = 0;
-            const double e = fabs(want - out[i]);
-            if (!(e <= worst)) worst = e; /* a NaN left in out fails */
-          }
-      assert_true(worst < tolerance);
+      assert_true(forward_error(out, out_n, b, R, d, mode == 1, mode == 2, mode == 2) < tolerance);
     }
     if (conv2d_direct_pool2_supported(d)) /* against the oracle's map, with ReLU or not, pooled */
       for (int relu = 0; relu < 2; relu++) {
@@ -353,20 +363,10 @@ static void test_conv2d_narrow(void **state) {
   (void)state;
   /* C, OC, W, H */
   static const int shapes[][4] = {{48, 12, 8, 5}, {16, 12, 2, 3}, {64, 12, 6, 1}, {32, 12, 4, 4}};
-  Conv2dDims probe = {.B = 3,
-                      .C = 16,
-                      .H = 4,
-                      .W = 4,
-                      .OC = 12,
-                      .KH = 3,
-                      .KW = 3,
-                      .SH = 1,
-                      .SW = 1,
-                      .PT = 1,
-                      .PB = 1,
-                      .PL = 1,
-                      .PR = 1,
-                      .groups = 1};
+  /* clang-format off */
+  Conv2dDims probe = {.B = 3, .C = 16, .H = 4, .W = 4, .OC = 12, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
+                      .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = 1};
+  /* clang-format on */
   assert_true(conv2d_dims_finish(&probe));
   if (!conv2d_narrow_supported(probe)) skip(); /* built without AVX-512 */
   const int threads = omp_get_max_threads();
@@ -393,17 +393,7 @@ static void test_conv2d_narrow(void **state) {
       for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
       conv2d_narrow_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2, mode == 2);
       nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)HW);
-      double worst = 0;
-      for (int bb = 0; bb < d.B; bb++)
-        for (int o = 0; o < d.OC; o++)
-          for (size_t p = 0; p < HW; p++) {
-            const size_t i = ((size_t)bb * d.OC + o) * HW + p;
-            double want = out_n[i] - (mode == 1 ? b[o] : 0) + (mode == 2 ? R[i] : 0);
-            if (mode == 2 && want < 0) want = 0;
-            const double e = fabs(want - out[i]);
-            if (!(e <= worst)) worst = e; /* a NaN left in out fails */
-          }
-      assert_true(worst < 1e-4);
+      assert_true(forward_error(out, out_n, b, R, d, mode == 1, mode == 2, mode == 2) < 1e-4);
     }
     omp_set_num_threads(1);
     conv2d_narrow_forward(out1, inp_cl, packed, b, d, 0, 0);
@@ -477,14 +467,7 @@ static void test_conv2d_folded(void **state) {
           for (size_t i = 0; i < no; i++) out_cl[i] = NAN;
         conv2d_dnnl_forward_folded(c, ws, out_cl, inp_cl, own ? w : NULL, own ? b : NULL, 0);
         nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)HW);
-        double worst = 0;
-        for (size_t i = 0; i < no; i++) {
-          double want = out_n[i] + (sum ? R[i] : 0);
-          if (relu && want < 0) want = 0;
-          const double e = fabs(want - out[i]);
-          if (!(e <= worst)) worst = e; /* a NaN left in out fails */
-        }
-        assert_true(worst < 1e-4);
+        assert_true(forward_error(out, out_n, b, R, d, 0, sum, relu) < 1e-4);
       }
       for (int s = 0; s < CONV_WS_COUNT; s++) free(ws[s]);
       conv2d_dnnl_free(c);
