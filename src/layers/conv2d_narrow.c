@@ -115,18 +115,19 @@ ALWAYS_INLINE void narrow_strip(const int OC, const int P, const int left, const
       const float *wk = w + (size_t)(kh * 3 + kw) * C * OC;
       for (int c = 0; c < C; c += VEC) {
         Vec xv[STRIP_OUTPUTS];
+        int inside[STRIP_OUTPUTS]; /* the pixel's tap is in the image, not its padding */
 #pragma GCC unroll 24
-        for (int p = 0; p < P; p++) xv[p] = vec_load(row + (size_t)(p + kw) * C + c);
+        for (int p = 0; p < P; p++) {
+          inside[p] = !(left && p + kw < 1) && !(right && p + kw - 1 >= P);
+          if (inside[p]) xv[p] = vec_load(row + (size_t)(p + kw) * C + c);
+        }
 #pragma GCC unroll 24
         for (int o = 0; o < OC; o++) {
           Vec wv = vec_load(wk + ((size_t)c * OC / VEC + o) * VEC);
           __asm__("" : "+v"(wv)); /* one load for the P multiply-adds, not one each */
 #pragma GCC unroll 24
-          for (int p = 0; p < P; p++) {
-            if (left && p + kw < 1) continue;       /* left of column 0 */
-            if (right && p + kw - 1 >= P) continue; /* right of column W-1 */
-            acc[p * OC + o] += xv[p] * wv;
-          }
+          for (int p = 0; p < P; p++)
+            if (inside[p]) acc[p * OC + o] += xv[p] * wv;
         }
       }
     }
