@@ -761,6 +761,19 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
   dnnl_stream_wait(stream);
 }
 
+/* the floats the direct kernel's or the product's folded weights take, prepared (fold_prepare) */
+static size_t fold_prepared_floats(const ConvDnnl *c) {
+  return c->fold_kind == FOLD_PRODUCT ? (size_t)c->d.C * c->d.OC : direct_packed_floats(c);
+}
+
+/* weight laid out as the direct kernel or the product reads it, into prepared */
+static void fold_prepare(const ConvDnnl *c, float *prepared, const float *weight) {
+  if (c->fold_kind == FOLD_PRODUCT)
+    pointwise_transpose(prepared, weight, &c->d);
+  else
+    direct_pack(c, prepared, weight);
+}
+
 int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu, int sum) {
   ConvDescs layouts[LAYOUT_COUNT];
   unsigned char offered[LAYOUT_COUNT];
@@ -771,7 +784,7 @@ int conv2d_dnnl_enable_folded(ConvDnnl *c, int relu, int sum) {
   }
   if (pointwise_fold_by_product(c)) { /* its weights, transposed, in the slot for a call's */
     c->fold_kind = FOLD_PRODUCT, c->fold_sums = sum, c->fold_relu = relu;
-    const size_t bytes = sizeof(float) * (size_t)c->d.C * c->d.OC;
+    const size_t bytes = sizeof(float) * fold_prepared_floats(c);
     if (c->bytes[CONV_WS_WEI] < bytes) c->bytes[CONV_WS_WEI] = bytes;
     return 1;
   }
@@ -828,18 +841,15 @@ int conv2d_dnnl_folded_sums(const ConvDnnl *c) { return c && folded(c) && c->fol
 uint64_t conv2d_dnnl_folded_version(const ConvDnnl *c) { return c->fold_version; }
 
 int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, uint64_t version) {
-  const FoldKind kind = c->fold_kind;
-  const size_t bytes = kind == FOLD_DIRECT    ? sizeof(float) * direct_packed_floats(c)
-                       : kind == FOLD_PRODUCT ? sizeof(float) * (size_t)c->d.C * c->d.OC
-                                              : md_bytes(c->fold_pd, dnnl_query_weights_md);
+  const int primitive = c->fold_kind == FOLD_PRIMITIVE;
+  const size_t bytes = primitive ? md_bytes(c->fold_pd, dnnl_query_weights_md)
+                                 : sizeof(float) * fold_prepared_floats(c);
   /* made on the first inference, not when planning: training and attacks never need them */
   if (!c->fold_weights) c->fold_weights = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
   if (!c->fold_biases) c->fold_biases = malloc(sizeof(float) * (size_t)c->d.OC);
   if (!c->fold_weights || !c->fold_biases) return 0;
-  if (kind == FOLD_DIRECT) {
-    direct_pack(c, c->fold_weights, weight);
-  } else if (kind == FOLD_PRODUCT) {
-    pointwise_transpose(c->fold_weights, weight, &c->d);
+  if (!primitive) {
+    fold_prepare(c, c->fold_weights, weight);
   } else if (c->r_fold_wei.prim) {
     reorder_run(&c->r_fold_wei, weight, c->fold_weights);
     dnnl_stream_wait(stream);
@@ -860,27 +870,18 @@ int conv2d_dnnl_folded_pools(const ConvDnnl *c) {
 
 void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const float *inp,
                                 const float *weight, const float *bias, int pool2) {
-  if (c->fold_kind == FOLD_PRODUCT) {
-    const float *transposed = c->fold_weights;
+  if (c->fold_kind != FOLD_PRIMITIVE) {
+    const float *prepared = c->fold_weights, *b = weight ? bias : c->fold_biases;
     if (weight) { /* this call's weights */
-      pointwise_transpose(ws[CONV_WS_WEI], weight, &c->d);
-      transposed = ws[CONV_WS_WEI];
+      fold_prepare(c, ws[CONV_WS_WEI], weight);
+      prepared = ws[CONV_WS_WEI];
     }
-    pointwise_forward_transposed(c, out, inp, transposed, weight ? bias : c->fold_biases);
-    return;
-  }
-  if (c->fold_kind == FOLD_DIRECT) {
-    const float *packed = c->fold_weights;
-    if (weight) { /* this call's weights */
-      direct_pack(c, ws[CONV_WS_WEI], weight);
-      packed = ws[CONV_WS_WEI];
-    }
-    if (pool2)
-      conv2d_direct_forward_pool2(out, inp, packed, weight ? bias : c->fold_biases, c->d,
-                                  c->fold_relu);
+    if (c->fold_kind == FOLD_PRODUCT)
+      pointwise_forward_transposed(c, out, inp, prepared, b);
+    else if (pool2)
+      conv2d_direct_forward_pool2(out, inp, prepared, b, c->d, c->fold_relu);
     else
-      direct_forward(c, out, inp, packed, weight ? bias : c->fold_biases, c->fold_sums,
-                     c->fold_relu);
+      direct_forward(c, out, inp, prepared, b, c->fold_sums, c->fold_relu);
     return;
   }
   dnnl_memory_set_data_handle(c->fold_src, reorder_in(&c->r_fold_src, inp, ws[CONV_WS_SRC]));

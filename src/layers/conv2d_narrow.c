@@ -31,21 +31,21 @@
 /* the outputs a strip holds: P * OC */
 #define STRIP_OUTPUTS 24
 
-/* output channel counts with a strip: OC and its pixels P. 24 channels a pixel (P = 1) ran no
- * faster than oneDNN: each weight vector serves one multiply-add, and the loads bind. */
-static const int narrow_widths[][2] = {{12, 2}};
-
-static int strip_pixels(int OC) {
-  for (size_t i = 0; i < sizeof narrow_widths / sizeof *narrow_widths; i++)
-    if (narrow_widths[i][0] == OC) return narrow_widths[i][1];
-  return 0;
-}
+typedef void (*NarrowFn)(float *out, const float *x, const float *w, const float *bias_rep, int C,
+                         int H, int W, int r, int q0, int sum, int relu);
+/* an output channel count with strips: their pixels P (P * OC = STRIP_OUTPUTS), and the strip
+ * functions by edge, [left + 2 * right] */
+typedef struct {
+  int OC, P;
+  NarrowFn fn[4];
+} NarrowRow;
+static const NarrowRow *narrow_row(int OC); /* NULL: no strips for OC */
 
 int conv2d_narrow_supported(Conv2dDims d) {
-  const int P = strip_pixels(d.OC);
-  return NARROW_KERNELS && P && d.groups == 1 && d.KH == 3 && d.KW == 3 && d.SH == 1 && d.SW == 1 &&
-         d.DH <= 1 && d.DW <= 1 && d.PT == 1 && d.PB == 1 && d.PL == 1 && d.PR == 1 &&
-         d.OH == d.H && d.OW == d.W && d.C % VEC == 0 && d.OW % P == 0;
+  const NarrowRow *row = narrow_row(d.OC);
+  return row && d.groups == 1 && d.KH == 3 && d.KW == 3 && d.SH == 1 && d.SW == 1 && d.DH <= 1 &&
+         d.DW <= 1 && d.PT == 1 && d.PB == 1 && d.PL == 1 && d.PR == 1 && d.OH == d.H &&
+         d.OW == d.W && d.C % VEC == 0 && d.OW % row->P == 0;
 }
 
 size_t conv2d_narrow_packed_floats(Conv2dDims d) { return (size_t)9 * d.C * d.OC; }
@@ -147,8 +147,6 @@ ALWAYS_INLINE void narrow_strip(const int OC, const int P, const int left, const
   _mm256_storeu_ps(o + 16, hi);
 }
 
-typedef void (*NarrowFn)(float *out, const float *x, const float *w, const float *bias_rep, int C,
-                         int H, int W, int r, int q0, int sum, int relu);
 #define NARROW_FN(OC, P, L, R)                                                                \
   static void narrow_##OC##_##L##R(float *out, const float *x, const float *w,                \
                                    const float *bias_rep, int C, int H, int W, int r, int q0, \
@@ -158,21 +156,25 @@ typedef void (*NarrowFn)(float *out, const float *x, const float *w, const float
 #define NARROW_EDGES(OC, P) \
   NARROW_FN(OC, P, 0, 0) NARROW_FN(OC, P, 1, 0) NARROW_FN(OC, P, 0, 1) NARROW_FN(OC, P, 1, 1)
 NARROW_EDGES(12, 2)
-#define NARROW_ROW(OC)                                                             \
-  {                                                                                \
-    OC, { narrow_##OC##_00, narrow_##OC##_10, narrow_##OC##_01, narrow_##OC##_11 } \
+#define NARROW_ROW(OC, P)                                                             \
+  {                                                                                   \
+    OC, P, { narrow_##OC##_00, narrow_##OC##_10, narrow_##OC##_01, narrow_##OC##_11 } \
   }
-static const struct {
-  int OC;
-  NarrowFn fn[4]; /* [left + 2 * right] */
-} narrow_table[] = {NARROW_ROW(12)};
+/* 24 channels a pixel (P = 1) ran no faster than oneDNN: each weight vector serves one
+ * multiply-add, and the loads bind */
+static const NarrowRow narrow_table[] = {NARROW_ROW(12, 2)};
+
+static const NarrowRow *narrow_row(int OC) {
+  for (size_t i = 0; i < sizeof narrow_table / sizeof *narrow_table; i++)
+    if (narrow_table[i].OC == OC) return &narrow_table[i];
+  return NULL;
+}
 
 void conv2d_narrow_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu) {
-  const int P = strip_pixels(d.OC), strips = d.OW / P;
-  const NarrowFn *fn = NULL;
-  for (size_t i = 0; i < sizeof narrow_table / sizeof *narrow_table; i++)
-    if (narrow_table[i].OC == d.OC) fn = narrow_table[i].fn;
+  const NarrowRow *row = narrow_row(d.OC);
+  const int P = row->P, strips = d.OW / P;
+  const NarrowFn *fn = row->fn;
   float bias_rep[STRIP_OUTPUTS];
   for (int i = 0; i < STRIP_OUTPUTS; i++) bias_rep[i] = bias ? bias[i % d.OC] : 0.0f;
   const size_t image = (size_t)d.H * d.W * d.C, out_row = (size_t)d.OW * d.OC;
@@ -185,6 +187,11 @@ void conv2d_narrow_forward(float *out, const float *inp, const float *packed, co
                                              s * P, sum, relu);
 }
 #else
+static const NarrowRow *narrow_row(int OC) {
+  (void)OC;
+  return NULL;
+}
+
 void conv2d_narrow_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu) {
   (void)out, (void)inp, (void)packed, (void)bias, (void)d, (void)sum, (void)relu;
