@@ -410,6 +410,81 @@ static void test_conv2d_narrow(void **state) {
   assert_false(conv2d_narrow_supported(odd) || conv2d_narrow_supported(other));
 }
 
+/* The depthwise kernel (conv2d_depthwise.c) against the naive oracle: every strip width it
+ * has (8, 7, 4, 2 and 1 pixels) at stride 1 and 2, one strip per row (both edges) and several;
+ * forward with bias, without, and with the sum and the ReLU; the input gradient at stride 1,
+ * overwriting and accumulating; bit-equal on one thread and on all; and through conv2d_dnnl
+ * (against the oracle there: its weight gradient and strided input gradient are oneDNN's). */
+static void test_conv2d_depthwise(void **state) {
+  (void)state;
+  /* C, W, H, stride: output widths 16, 8, 24, 14, 4, 2, 3 at stride 1; 16, 7, 4, 2, 1, 3 at 2 */
+  static const int shapes[][4] = {{32, 16, 3, 1}, {16, 8, 2, 1}, {16, 24, 2, 1}, {16, 14, 3, 1},
+                                  {32, 4, 4, 1},  {16, 2, 2, 1}, {16, 3, 3, 1},  {16, 32, 4, 2},
+                                  {16, 14, 2, 2}, {48, 8, 4, 2}, {16, 4, 4, 2},  {16, 2, 2, 2},
+                                  {16, 6, 6, 2}};
+  /* clang-format off */
+  Conv2dDims probe = {.B = 2, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
+                      .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = 16};
+  /* clang-format on */
+  assert_true(conv2d_dims_finish(&probe));
+  if (!conv2d_depthwise_supported(probe)) skip(); /* built without AVX-512 */
+  const int threads = omp_get_max_threads();
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+    Conv2dDims d = probe;
+    d.C = d.OC = d.groups = shapes[k][0], d.W = shapes[k][1], d.H = shapes[k][2];
+    d.SH = d.SW = shapes[k][3];
+    assert_true(conv2d_dims_finish(&d));
+    assert_true(conv2d_depthwise_supported(d));
+    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.C * 9;
+    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
+    const size_t OHW = (size_t)d.OH * d.OW;
+    Rng rng;
+    rng_seed(&rng, 90 + k);
+    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
+    float *out_n = malloc(4 * no), *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no);
+    float *out_cl = malloc(4 * no), *out = malloc(4 * no), *out1 = malloc(4 * no);
+    float *dinp_n = calloc(ni, 4), *dw_n = calloc(nw, 4), *db_n = calloc(d.OC, 4);
+    float *dx_cl = malloc(4 * ni), *dx = malloc(4 * ni);
+    float *packed = malloc(4 * conv2d_depthwise_packed_floats(d));
+    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
+    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
+    nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
+    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)OHW);
+    conv2d_forward_naive(out_n, inp, w, b, d);
+    conv2d_backward_naive(dinp_n, dw_n, db_n, R, inp, w, d);
+    conv2d_depthwise_pack(packed, w, d);
+    for (int mode = 0; mode < 3; mode++) { /* bias; no bias; bias + sum + ReLU */
+      for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
+      conv2d_depthwise_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2,
+                               mode == 2);
+      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)OHW);
+      assert_true(forward_error(out, out_n, b, R, d, mode == 1, mode == 2, mode == 2) < 1e-5);
+    }
+    omp_set_num_threads(1);
+    conv2d_depthwise_forward(out1, inp_cl, packed, b, d, 0, 0);
+    omp_set_num_threads(threads);
+    conv2d_depthwise_forward(out_cl, inp_cl, packed, b, d, 0, 0);
+    assert_memory_equal(out1, out_cl, 4 * no);
+    assert_int_equal(conv2d_depthwise_input_grad_supported(d), d.SH == 1);
+    for (int acc = 0; d.SH == 1 && acc < 2; acc++) {
+      for (size_t i = 0; i < ni; i++) dx_cl[i] = acc ? 1.0f : NAN;
+      conv2d_depthwise_input_grad(dx_cl, packed, R_cl, w, d, acc);
+      nhwc_to_nchw(dx, 0, dx_cl, d.B, d.C, (int)HW);
+      for (size_t i = 0; acc && i < ni; i++) dx[i] -= 1.0f;
+      assert_true(max_abs_diff(dinp_n, dx, ni) < 1e-5);
+    }
+    if (k % 4 == 0) check_conv_dnnl_random(d, 100 + k);
+    free(inp), free(w), free(b), free(R), free(out_n), free(inp_cl), free(R_cl), free(out_cl);
+    free(out), free(out1), free(dinp_n), free(dw_n), free(db_n), free(dx_cl), free(dx);
+    free(packed);
+  }
+  Conv2dDims grouped = probe, odd = probe, few = probe; /* groups < C; an odd map at stride 2 */
+  grouped.groups = 8, odd.W = 7, odd.SH = odd.SW = 2, few.C = few.OC = few.groups = 8;
+  assert_true(conv2d_dims_finish(&grouped) && conv2d_dims_finish(&odd) && conv2d_dims_finish(&few));
+  assert_false(conv2d_depthwise_supported(grouped) || conv2d_depthwise_supported(odd) ||
+               conv2d_depthwise_supported(few));
+}
+
 /* Inference's folded convolution (conv2d_dnnl_enable_folded) against the naive oracle, with
  * and without the ReLU and the residual sum, on kept weights and on a call's own: a pointwise
  * layer with few rows (a matrix product on transposed weights), one with many (oneDNN's
@@ -1393,6 +1468,7 @@ int main(void) {
       cmocka_unit_test(test_conv2d_pointwise),
       cmocka_unit_test(test_conv2d_direct),
       cmocka_unit_test(test_conv2d_narrow),
+      cmocka_unit_test(test_conv2d_depthwise),
       cmocka_unit_test(test_conv2d_folded),
       cmocka_unit_test(test_conv_few),
       cmocka_unit_test(test_batchnorm_eval_concat),

@@ -2,8 +2,9 @@
  * go to the primitives as they are (planar ones are reordered into the blocked
  * layouts oneDNN's direct JIT kernels want and back, as PyTorch does);
  * pointwise convolutions' passes run as oneDNN sgemm calls where that measured
- * faster (below), and 3x3 "same" convolutions' passes by conv2d_direct's kernels, or
- * into 12 channels conv2d_narrow's forward (direct_plan). Reorders into our gradients use a
+ * faster (below), and 3x3 "same" convolutions' passes by hand-written kernels: conv2d_direct's,
+ * conv2d_narrow's forward into 12 channels, conv2d_depthwise's (direct_kernels, direct_plan).
+ * Reorders into our gradients use a
  * sum post-op so backward accumulates (+=) like every other op. Primitives
  * are built once per layer and batch size; blocked buffers are shared by all
  * layers (ConvDnnlWorkspace), since layers run one at a time. */
@@ -33,16 +34,54 @@ typedef struct {
  * a matrix product on weights kept transposed (pointwise_fold_by_product). */
 typedef enum { FOLD_NONE, FOLD_PRIMITIVE, FOLD_DIRECT, FOLD_PRODUCT } FoldKind;
 
+/* A hand-written kernel's passes (direct_plan takes the first row whose forward supports the
+ * layer); NULL members: that pass stays oneDNN's. */
+typedef struct {
+  int (*supported)(Conv2dDims d);
+  size_t (*packed_floats)(Conv2dDims d);
+  void (*pack)(float *packed, const float *weight, Conv2dDims d);
+  void (*forward)(float *out, const float *inp, const float *packed, const float *bias,
+                  Conv2dDims d, int sum, int relu);
+  int (*input_grad_supported)(Conv2dDims d);
+  /* dinp (+)= the input gradient, the weights packed into packed first */
+  void (*input_grad)(float *dinp, float *packed, const float *dout, const float *weight,
+                     Conv2dDims d, int accumulate);
+  int (*wgrad_supported)(Conv2dDims d);
+  size_t (*wgrad_floats)(Conv2dDims d, int slices);
+  void (*weight_grad)(float *dweight, float *partials, const float *dout, const float *inp,
+                      Conv2dDims d, int slices);
+  int pools; /* inference's folded forward can do the 2x2 max-pool (conv2d_direct_pool2) */
+} DirectKernel;
+
+/* conv2d_direct's input gradient at stride 1: its forward over dout, the channel axes swapped */
+static void direct_input_grad(float *dinp, float *packed, const float *dout, const float *weight,
+                              Conv2dDims d, int accumulate) {
+  conv2d_direct_pack_transposed(packed, weight, d);
+  conv2d_direct_forward(dinp, dout, packed, NULL, conv2d_direct_transposed(d), accumulate, 0);
+}
+
+static const DirectKernel direct_kernels[] = {
+    {conv2d_narrow_supported, conv2d_narrow_packed_floats, conv2d_narrow_pack,
+     conv2d_narrow_forward, NULL, NULL, NULL, NULL, NULL, 0},
+    {conv2d_depthwise_supported, conv2d_depthwise_packed_floats, conv2d_depthwise_pack,
+     conv2d_depthwise_forward, conv2d_depthwise_input_grad_supported, conv2d_depthwise_input_grad,
+     NULL, NULL, NULL, 0},
+    {conv2d_direct_supported, conv2d_direct_packed_floats, conv2d_direct_pack,
+     conv2d_direct_forward, conv2d_direct_transposed_supported, direct_input_grad,
+     conv2d_direct_wgrad_supported, conv2d_direct_wgrad_floats, conv2d_direct_weight_grad, 1},
+    {0},
+};
+
 struct ConvDnnl {
   Conv2dDims d;
   int has_bias, channels_last;
   /* a pointwise convolution: its backward (POINTWISE_BACKWARD), or forward too (POINTWISE_ALL),
    * as matrix products */
   int pointwise;
-  /* which passes conv2d_direct runs: DIRECT_FORWARD (training's and the folded one),
+  /* which passes the direct kernel runs: DIRECT_FORWARD (training's and the folded one),
    * DIRECT_BACKWARD_DATA, DIRECT_WEIGHT_GRAD */
   unsigned direct;
-  int narrow;       /* the forward is conv2d_narrow's (12 output channels) */
+  const DirectKernel *kernel; /* the direct passes' kernel, when direct */
   int wgrad_slices; /* the pointwise or direct weight gradient's sum, in this many slices */
   dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_weights_pd;
   dnnl_primitive_t fwd, bwd_data, bwd_weights;
@@ -528,47 +567,42 @@ static void pointwise_backward(const ConvDnnl *c, void *const *ws, float *dinp, 
  * the attacks', and inference's with the batchnorm folded in) and the input gradient, each with
  * the weights packed into its workspace slot per call (T x T x C x OC floats, 4 ms for 25 MB),
  * or once for inference; and the weight gradient, in one slice per thread (fixed here, as the
- * pointwise one). When it runs all three, no oneDNN primitive is built. */
+ * pointwise one). When it runs all three, no oneDNN primitive is built. conv2d_narrow and
+ * conv2d_depthwise (direct_kernels) run some of the passes of their layers the same way. */
 enum { DIRECT_FORWARD = 1, DIRECT_BACKWARD_DATA = 2, DIRECT_WEIGHT_GRAD = 4, DIRECT_ALL = 7 };
 
 static void direct_plan(ConvDnnl *c) {
   if (!c->channels_last) return;
-  if (conv2d_narrow_supported(c->d)) { /* its forward only */
-    c->direct = DIRECT_FORWARD, c->narrow = 1;
+  for (const DirectKernel *k = direct_kernels; k->supported; k++) {
+    if (!k->supported(c->d)) continue;
+    c->kernel = k, c->direct = DIRECT_FORWARD;
+    if (k->input_grad_supported && k->input_grad_supported(c->d)) c->direct |= DIRECT_BACKWARD_DATA;
+    if (k->wgrad_supported && k->wgrad_supported(c->d)) {
+      c->direct |= DIRECT_WEIGHT_GRAD;
+      c->wgrad_slices = omp_get_max_threads();
+    }
     return;
   }
-  if (!conv2d_direct_supported(c->d)) return;
-  c->direct = DIRECT_FORWARD;
-  if (conv2d_direct_transposed_supported(c->d)) c->direct |= DIRECT_BACKWARD_DATA;
-  if (conv2d_direct_wgrad_supported(c->d)) {
-    c->direct |= DIRECT_WEIGHT_GRAD;
-    c->wgrad_slices = omp_get_max_threads();
-  }
 }
 
-static size_t direct_packed_floats(const ConvDnnl *c) {
-  return c->narrow ? conv2d_narrow_packed_floats(c->d) : conv2d_direct_packed_floats(c->d);
-}
+static size_t direct_packed_floats(const ConvDnnl *c) { return c->kernel->packed_floats(c->d); }
 
 static void direct_pack(const ConvDnnl *c, float *packed, const float *weight) {
-  if (c->narrow)
-    conv2d_narrow_pack(packed, weight, c->d);
-  else
-    conv2d_direct_pack(packed, weight, c->d);
+  c->kernel->pack(packed, weight, c->d);
 }
 
 static void direct_forward(const ConvDnnl *c, float *out, const float *inp, const float *packed,
                            const float *bias, int sum, int relu) {
-  if (c->narrow)
-    conv2d_narrow_forward(out, inp, packed, bias, c->d, sum, relu);
-  else
-    conv2d_direct_forward(out, inp, packed, bias, c->d, sum, relu);
+  c->kernel->forward(out, inp, packed, bias, c->d, sum, relu);
 }
 
 /* the slots' sizes once the primitives have set theirs */
 static void direct_workspace(ConvDnnl *c) {
+  if (!c->kernel) return;
   const size_t packed = sizeof(float) * direct_packed_floats(c);
-  const size_t partials = sizeof(float) * conv2d_direct_wgrad_floats(c->d, c->wgrad_slices);
+  const size_t partials = c->direct & DIRECT_WEIGHT_GRAD
+                              ? sizeof(float) * c->kernel->wgrad_floats(c->d, c->wgrad_slices)
+                              : 0;
   if (c->direct & DIRECT_WEIGHT_GRAD && c->bytes[CONV_WS_DWEI] < partials)
     c->bytes[CONV_WS_DWEI] = partials;
   if (c->direct & DIRECT_FORWARD && c->bytes[CONV_WS_WEI] < packed) c->bytes[CONV_WS_WEI] = packed;
@@ -714,9 +748,7 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
   }
   void *ddst = NULL; /* diff_dst as backward data read it */
   if (dinp && c->direct & DIRECT_BACKWARD_DATA) {
-    const Conv2dDims t = conv2d_direct_transposed(c->d);
-    conv2d_direct_pack_transposed(ws[CONV_WS_BD_WEI], weight, c->d);
-    conv2d_direct_forward(dinp, dout, ws[CONV_WS_BD_WEI], NULL, t, accumulate, 0);
+    c->kernel->input_grad(dinp, ws[CONV_WS_BD_WEI], dout, weight, c->d, accumulate);
   } else if (dinp) {
     dnnl_memory_set_data_handle(c->bd_wei, reorder_in(&c->r_bd_wei, weight, ws[CONV_WS_BD_WEI]));
     ddst = reorder_in(&c->r_bd_ddst, dout, ws[CONV_WS_DDST]);
@@ -732,7 +764,7 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
   }
   if ((dweight || dbias) && c->direct & DIRECT_WEIGHT_GRAD) {
     if (dweight)
-      conv2d_direct_weight_grad(dweight, ws[CONV_WS_DWEI], dout, inp, c->d, c->wgrad_slices);
+      c->kernel->weight_grad(dweight, ws[CONV_WS_DWEI], dout, inp, c->d, c->wgrad_slices);
     if (dbias && c->has_bias)
       pointwise_bias_grad(dbias, dout, (size_t)c->d.B * c->d.OH * c->d.OW, c->d.OC);
   } else if (dweight || dbias) {
@@ -864,7 +896,7 @@ int conv2d_dnnl_set_folded(ConvDnnl *c, const float *weight, const float *bias, 
 int conv2d_dnnl_folded_by_product(const ConvDnnl *c) { return c && c->fold_kind == FOLD_PRODUCT; }
 
 int conv2d_dnnl_folded_pools(const ConvDnnl *c) {
-  return c && c->fold_kind == FOLD_DIRECT && !c->narrow && !c->fold_sums &&
+  return c && c->fold_kind == FOLD_DIRECT && c->kernel->pools && !c->fold_sums &&
          conv2d_direct_pool2_supported(c->d);
 }
 

@@ -153,6 +153,22 @@ void conv2d_narrow_pack(float *packed, const float *weight, Conv2dDims d);
 void conv2d_narrow_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu);
 
+/* ---- 3x3 depthwise conv2d (conv2d_depthwise.c) -----------------------------
+ * groups = C = OC, C a multiple of 16, one pixel of zero padding, stride 1, or 2 on even maps;
+ * channels-last. Weights [C][1][3][3] packed first (packed_floats) for the forward:
+ * out = conv(inp) + bias (bias may be NULL), plus what out holds if sum, then max(0, .) if relu.
+ * supported on CPUs with AVX-512, as conv2d_direct. */
+int conv2d_depthwise_supported(Conv2dDims d);
+size_t conv2d_depthwise_packed_floats(Conv2dDims d);
+void conv2d_depthwise_pack(float *packed, const float *weight, Conv2dDims d);
+/* at stride 1 (input_grad_supported): dinp = (or += when accumulate) the input gradient;
+ * packed: packed_floats(d) floats of room for the weights */
+int conv2d_depthwise_input_grad_supported(Conv2dDims d);
+void conv2d_depthwise_input_grad(float *dinp, float *packed, const float *dout, const float *weight,
+                                 Conv2dDims d, int accumulate);
+void conv2d_depthwise_forward(float *out, const float *inp, const float *packed, const float *bias,
+                              Conv2dDims d, int sum, int relu);
+
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {
   int B, C, H, W;
