@@ -53,7 +53,8 @@ $(BUILD)/%.o: %.c $(HEADERS)
 # on the kernels' instantiations.)
 KERNEL_OPT ?= -O3
 $(BUILD)/src/layers/conv2d_few.o $(BUILD)/src/layers/conv2d_direct.o \
-  $(BUILD)/src/layers/conv2d_narrow.o $(BUILD)/src/layers/conv2d_depthwise.o: CFLAGS += -ffp-contract=fast $(KERNEL_OPT)
+  $(BUILD)/src/layers/conv2d_narrow.o $(BUILD)/src/layers/conv2d_depthwise.o \
+  $(BUILD)/src/layers/conv2d_separable.o: CFLAGS += -ffp-contract=fast $(KERNEL_OPT)
 
 # C++ (GDCM's side): the C flags but the C++ standard, and the warnings as errors all the same
 CXX ?= c++

@@ -485,6 +485,76 @@ static void test_conv2d_depthwise(void **state) {
                conv2d_depthwise_supported(few));
 }
 
+/* The depthwise-separable pass (conv2d_separable.c) against the naive oracle run layer by layer:
+ * depthwise at stride 1 and 2, pointwise into one panel and several, tiles of one row and of
+ * several with a strip's remainder, with and without each ReLU; the same output on 1 thread
+ * and on 3, and from the pointwise product alone. */
+static void test_conv2d_separable(void **state) {
+  (void)state;
+  /* C, OC, H, W, stride */
+  static const int shapes[][5] = {
+      {16, 32, 8, 8, 1}, {32, 64, 6, 6, 2}, {48, 96, 5, 7, 1}, {16, 128, 2, 2, 2}};
+  for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+    /* clang-format off */
+    Conv2dDims dw = {.B = 3, .C = shapes[k][0], .H = shapes[k][2], .W = shapes[k][3],
+                     .OC = shapes[k][0], .KH = 3, .KW = 3, .SH = shapes[k][4], .SW = shapes[k][4],
+                     .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = shapes[k][0]};
+    /* clang-format on */
+    assert_true(conv2d_dims_finish(&dw));
+    Conv2dDims pw = {.B = 3,
+                     .C = dw.OC,
+                     .H = dw.OH,
+                     .W = dw.OW,
+                     .OC = shapes[k][1],
+                     .KH = 1,
+                     .KW = 1,
+                     .SH = 1,
+                     .SW = 1,
+                     .groups = 1};
+    assert_true(conv2d_dims_finish(&pw));
+    if (!conv2d_separable_supported(dw, pw)) skip(); /* built without AVX-512 */
+    const size_t ni = (size_t)dw.B * dw.C * dw.H * dw.W, nm = (size_t)pw.B * pw.C * pw.H * pw.W;
+    const size_t no = (size_t)pw.B * pw.OC * pw.H * pw.W, HW = (size_t)pw.H * pw.W;
+    Rng rng;
+    rng_seed(&rng, 120 + k);
+    float *inp = malloc(4 * ni), *wd = malloc(4 * 9 * dw.C), *bd = malloc(4 * dw.C);
+    float *wp = malloc(4 * (size_t)pw.C * pw.OC), *bp = malloc(4 * pw.OC);
+    float *mid = malloc(4 * nm), *want = malloc(4 * no), *inp_cl = malloc(4 * ni);
+    float *mid_cl = malloc(4 * nm), *got_cl = malloc(4 * no), *got = malloc(4 * no);
+    float *alone_cl = malloc(4 * no), *one_cl = malloc(4 * no);
+    float *pd = malloc(4 * conv2d_depthwise_packed_floats(dw));
+    float *pp = malloc(4 * conv2d_pointwise_panels_floats(pw));
+    float *scratch = malloc(4 * conv2d_separable_scratch_floats(dw, 3));
+    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(wd, 9 * dw.C, &rng, -1, 1);
+    fill_uniform(bd, dw.C, &rng, -1, 1), fill_uniform(wp, (size_t)pw.C * pw.OC, &rng, -0.5, 0.5);
+    fill_uniform(bp, pw.OC, &rng, -1, 1);
+    nchw_to_nhwc(inp_cl, 0, inp, dw.B, dw.C, dw.H * dw.W);
+    conv2d_depthwise_pack(pd, wd, dw), conv2d_pointwise_panels_pack(pp, wp, pw);
+    for (int relus = 0; relus < 4; relus++) {
+      const int dw_relu = relus & 1, pw_relu = relus >> 1;
+      conv2d_forward_naive(mid, inp, wd, bd, dw);
+      for (size_t i = 0; dw_relu && i < nm; i++) mid[i] = mid[i] > 0 ? mid[i] : 0;
+      conv2d_forward_naive(want, mid, wp, bp, pw);
+      for (size_t i = 0; pw_relu && i < no; i++) want[i] = want[i] > 0 ? want[i] : 0;
+      for (size_t i = 0; i < no; i++) got_cl[i] = one_cl[i] = alone_cl[i] = NAN;
+      conv2d_separable_forward(got_cl, scratch, inp_cl, pd, bd, dw_relu, dw, pp, bp, pw_relu, pw,
+                               3);
+      nhwc_to_nchw(got, 0, got_cl, pw.B, pw.OC, (int)HW);
+      assert_true(max_abs_diff(want, got, no) < 1e-4);
+      conv2d_separable_forward(one_cl, scratch, inp_cl, pd, bd, dw_relu, dw, pp, bp, pw_relu, pw,
+                               1);
+      assert_memory_equal(one_cl, got_cl, 4 * no);
+      nchw_to_nhwc(mid_cl, 0, mid, pw.B, pw.C, (int)HW);
+      conv2d_pointwise_panels_forward(alone_cl, mid_cl, pp, bp, pw, pw_relu);
+      nhwc_to_nchw(got, 0, alone_cl, pw.B, pw.OC, (int)HW);
+      assert_true(max_abs_diff(want, got, no) < 1e-4);
+    }
+    free(inp), free(wd), free(bd), free(wp), free(bp), free(mid), free(want), free(inp_cl);
+    free(mid_cl), free(got_cl), free(got), free(alone_cl), free(one_cl), free(pd), free(pp);
+    free(scratch);
+  }
+}
+
 /* Inference's folded convolution (conv2d_dnnl_enable_folded) against the naive oracle, with
  * and without the ReLU and the residual sum, on kept weights and on a call's own: a pointwise
  * layer with few rows (a matrix product on transposed weights), one with many (oneDNN's
@@ -1469,6 +1539,7 @@ int main(void) {
       cmocka_unit_test(test_conv2d_direct),
       cmocka_unit_test(test_conv2d_narrow),
       cmocka_unit_test(test_conv2d_depthwise),
+      cmocka_unit_test(test_conv2d_separable),
       cmocka_unit_test(test_conv2d_folded),
       cmocka_unit_test(test_conv_few),
       cmocka_unit_test(test_batchnorm_eval_concat),

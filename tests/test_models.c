@@ -434,6 +434,56 @@ static void test_predict_nested_concat(void **state) {
   model_spec_free(&spec);
 }
 
+/* Depthwise-separable pairs run in one pass (conv2d_separable) give what the layers give one
+ * by one: a pair at stride 1 with both ReLUs, and one at stride 2 whose depthwise batchnorm has
+ * none; the predictions differ between images, so the comparison sees every layer. */
+static void test_predict_separable(void **state) {
+  (void)state;
+  ModelSpec spec = model_spec_default("cnn", 1, 8, 8, 3);
+  snprintf(spec.arch, sizeof spec.arch, "graph");
+  Net *net = net_new(&spec);
+  int t = net_add_relu(
+      net, net_add_bn(net, "bn0", net_add_conv(net, "c0", NET_INPUT, 16, 3, 1, 1, 1, 0)));
+  t = net_add_relu(net, net_add_bn(net, "bn1", net_add_conv(net, "dw1", t, 16, 3, 1, 1, 16, 0)));
+  t = net_add_relu(net, net_add_bn(net, "bn2", net_add_conv(net, "pw1", t, 32, 1, 1, 0, 1, 0)));
+  t = net_add_bn(net, "bn3", net_add_conv(net, "dw2", t, 32, 3, 2, 1, 32, 0));
+  t = net_add_relu(net, net_add_bn(net, "bn4", net_add_conv(net, "pw2", t, 64, 1, 1, 0, 1, 0)));
+  net_add_dense(net, "fc", net_add_flatten(net, net_add_global_avgpool(net, t)), 3);
+  MrError err = {0};
+  assert_int_equal(net_finish(net, &err), STATUS_OK);
+  net_init_params(net, 4);
+  /* running statistics near the batch's, so that the outputs depend on the input */
+  float x[5 * 64], probs[5 * 3];
+  for (int i = 0; i < 5 * 64; i++) x[i] = (float)((i * 37) % 101) / 101.0f;
+  for (int r = 0; r < 50; r++) net_forward(net, x, 5, MODE_TRAIN);
+  net_predict(net, x, 5, probs);
+  assert_true(fabs(probs[0] - probs[3]) + fabs(probs[1] - probs[4]) > 1e-3);
+  const double diff = predict_vs_forward(net, 5, 9);
+  print_message("  separable pairs predict vs forward %.3g\n", diff);
+  assert_true(diff < 1e-5);
+  int separable = 0;
+  for (int i = 0; i < net->n_layers; i++)
+    separable += conv2d_dnnl_folded_separable(net->layers[i].dnnl);
+  Conv2dDims probe = {.B = 1,
+                      .C = 16,
+                      .H = 4,
+                      .W = 4,
+                      .OC = 16,
+                      .KH = 3,
+                      .KW = 3,
+                      .SH = 1,
+                      .SW = 1,
+                      .PT = 1,
+                      .PB = 1,
+                      .PL = 1,
+                      .PR = 1,
+                      .groups = 16};
+  assert_true(conv2d_dims_finish(&probe));
+  assert_int_equal(separable, conv2d_depthwise_supported(probe) ? 2 : 0);
+  net_free(net);
+  model_spec_free(&spec);
+}
+
 static void test_predict_matches_forward(void **state) {
   (void)state;
   const struct {
@@ -442,19 +492,25 @@ static void test_predict_matches_forward(void **state) {
     float width;
     int fused_adds, pooled; /* pooled: with the direct kernels (AVX-512) */
     int products;           /* pointwise layers folded as matrix products (few rows) */
+    int separable; /* pointwise layers run with their depthwise one (with the direct kernels) */
   } cases[] = {
       /* residual adds done by the convolution before them (oneDNN's sum post-op): every block
        * of resnet20 (its shortcut pads built before the block's convolutions) and of resnet50 */
       /* the 3x3 convolutions of 16 channels and more before a 2x2 max-pool do it (cnn's last
        * before its 4x4 pool, vgg11's before three), in a direct kernel */
-      {"cnn", 32, 0.25f, 0, 1, 0},
-      {"vgg11", 32, 0.25f, 0, 3, 0},
-      {"resnet20", 32, 0.25f, 9, 0, 0},
-      {"resnet50", 32, 0.25f, 16, 0, 17}, /* its pointwise layers on 2x2 and 1x1 maps by product */
+      {"cnn", 32, 0.25f, 0, 1, 0, 0},
+      {"vgg11", 32, 0.25f, 0, 3, 0, 0},
+      {"resnet20", 32, 0.25f, 9, 0, 0, 0},
+      {"resnet50", 32, 0.25f, 16, 0, 17, 0}, /* pointwise layers on 2x2 and 1x1 maps by product */
       /* at full width, three, the last on 7x7 maps (odd: its last row and column are dropped) */
-      {"cnn", 28, 1.0f, 0, 3, 0},
+      {"cnn", 28, 1.0f, 0, 3, 0, 0},
       /* concatenations read by their batchnorms where their inputs are (net_gather_concats) */
-      {"densenet", 32, 1.0f, 0, 0, 0}};
+      {"densenet", 32, 1.0f, 0, 0, 0, 0},
+      /* the depthwise-separable pairs whose pointwise weights are 64K floats or fewer (16 -> 32
+       * to 256 -> 256 channels: 11), the two wider pointwise layers by product (on 2x2 and 1x1
+       * maps). (Its outputs hardly depend on the input at initialisation: test_predict_separable
+       * is the sharper check of the pairs.) */
+      {"mobilenet", 32, 0.5f, 0, 0, 2, 11}};
   /* a 3x3 layer of 16 channels: direct unless built without the kernels */
   /* clang-format off */
   Conv2dDims probe = {.B = 1, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
@@ -472,10 +528,13 @@ static void test_predict_matches_forward(void **state) {
     assert_true(diff < 1e-5);
     assert_int_equal(fused_adds(net), cases[a].fused_adds);
     assert_int_equal(pooled_convs(net), direct ? cases[a].pooled : 0);
-    int products = 0;
-    for (int i = 0; i < net->n_layers; i++)
+    int products = 0, separable = 0;
+    for (int i = 0; i < net->n_layers; i++) {
       products += conv2d_dnnl_folded_by_product(net->layers[i].dnnl);
-    assert_int_equal(products, cases[a].products);
+      separable += conv2d_dnnl_folded_separable(net->layers[i].dnnl);
+    }
+    if (direct || !cases[a].separable) assert_int_equal(products, cases[a].products);
+    assert_int_equal(separable, direct ? cases[a].separable : 0);
     int concats = 0, gathered = 0;
     for (int i = 0; i < net->n_layers; i++)
       concats += net->layers[i].kind == OP_CONCAT, gathered += net->layers[i].gathered;
@@ -732,6 +791,7 @@ int main(void) {
       cmocka_unit_test(test_optim_closed_form),
       cmocka_unit_test(test_conv_backends_agree),
       cmocka_unit_test(test_pools_fused),
+      cmocka_unit_test(test_predict_separable),
       cmocka_unit_test(test_predict_matches_forward),
       cmocka_unit_test(test_predict_nested_concat),
       cmocka_unit_test(test_predict_residual_copies),

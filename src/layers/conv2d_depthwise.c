@@ -11,8 +11,8 @@
  * slower than oneDNN's (64 channels on 64x64 maps: 1.9 and 1.4 ms against 1.6 and 0.9): those
  * stay oneDNN's. Inside a network every one of these passes runs two to four times slower than
  * alone (256 channels on 8x8: 0.19-0.24 ms in MobileNet 64x64's forward, 0.06-0.09 alone), which
- * no kernel of one layer changes: the next step is to fuse each depthwise layer into the
- * pointwise one after it.
+ * no kernel of one layer changes: inference runs each depthwise layer with the pointwise one
+ * after it (conv2d_separable, through conv2d_depthwise_rows) where their shapes allow.
  *
  * How: a vector holds 16 channels of one pixel, and a block of 16 channels keeps its 9 filter
  * taps in registers. Strips of up to STRIP output pixels along a row (8, 7, 4, 2 or 1: the
@@ -102,8 +102,8 @@ static inline __attribute__((always_inline)) void strip(float *o, const float *x
   }
 }
 
-/* one output row of one image, every channel block, in strips of P pixels */
-static inline __attribute__((always_inline)) void row_strips(float *out, const float *x,
+/* output row r of one image (at out_row), every channel block, in strips of P pixels */
+static inline __attribute__((always_inline)) void row_strips(float *out_row, const float *x,
                                                              const float *packed, const float *bias,
                                                              Conv2dDims d, int r, int sum, int relu,
                                                              int P, int S) {
@@ -113,7 +113,7 @@ static inline __attribute__((always_inline)) void row_strips(float *out, const f
     for (int t = 0; t < TAPS; t++) w[t] = vec_load(packed + ((size_t)cb * TAPS + t) * VEC);
     const Vec b = bias ? vec_load(bias + (size_t)cb * VEC) : (Vec){0};
     const float *xc = x + (size_t)cb * VEC;
-    float *oc = out + (size_t)r * OW * C + (size_t)cb * VEC;
+    float *oc = out_row + (size_t)cb * VEC;
     for (int q = 0; q < OW; q += P) {
       float *o = oc + (size_t)q * C;
       const int L = q == 0, R = q + P == OW;
@@ -129,12 +129,12 @@ static inline __attribute__((always_inline)) void row_strips(float *out, const f
   }
 }
 
-typedef void (*RowFn)(float *out, const float *x, const float *packed, const float *bias,
+typedef void (*RowFn)(float *out_row, const float *x, const float *packed, const float *bias,
                       Conv2dDims d, int r, int sum, int relu);
-#define ROW(P, S)                                                                               \
-  static void row_##P##_##S(float *out, const float *x, const float *packed, const float *bias, \
-                            Conv2dDims d, int r, int sum, int relu) {                           \
-    row_strips(out, x, packed, bias, d, r, sum, relu, P, S);                                    \
+#define ROW(P, S)                                                                        \
+  static void row_##P##_##S(float *out_row, const float *x, const float *packed,         \
+                            const float *bias, Conv2dDims d, int r, int sum, int relu) { \
+    row_strips(out_row, x, packed, bias, d, r, sum, relu, P, S);                         \
   }
 /* clang-format off */
 ROW(8, 1) ROW(7, 1) ROW(4, 1) ROW(2, 1) ROW(1, 1)
@@ -151,17 +151,28 @@ static const struct {
             {1, {row_1_1, row_1_2}}};
 /* clang-format on */
 
-void conv2d_depthwise_forward(float *out, const float *inp, const float *packed, const float *bias,
-                              Conv2dDims d, int sum, int relu) {
-  const size_t x_image = (size_t)d.H * d.W * d.C, out_image = (size_t)d.OH * d.OW * d.C;
+static RowFn row_fn(Conv2dDims d) {
   int i = 0;
   while (d.OW % rows[i].P) i++; /* the last row's P is 1 */
-  const RowFn fn = rows[i].fn[d.SH - 1];
+  return rows[i].fn[d.SH - 1];
+}
+
+void conv2d_depthwise_forward(float *out, const float *inp, const float *packed, const float *bias,
+                              Conv2dDims d, int sum, int relu) {
+  const size_t x_image = (size_t)d.H * d.W * d.C, out_row = (size_t)d.OW * d.C;
+  const RowFn fn = row_fn(d);
 #pragma omp parallel for schedule(static)
-  for (int task = 0; task < d.B * d.OH; task++) {
-    const int b = task / d.OH, r = task % d.OH;
-    fn(out + b * out_image, inp + b * x_image, packed, bias, d, r, sum, relu);
-  }
+  for (int task = 0; task < d.B * d.OH; task++)
+    fn(out + task * out_row, inp + task / d.OH * x_image, packed, bias, d, task % d.OH, sum, relu);
+}
+
+void conv2d_depthwise_rows(float *rows_out, const float *inp, const float *packed,
+                           const float *bias, Conv2dDims d, long first, long end, int relu) {
+  const size_t x_image = (size_t)d.H * d.W * d.C, out_row = (size_t)d.OW * d.C;
+  const RowFn fn = row_fn(d);
+  for (long g = first; g < end; g++)
+    fn(rows_out + (g - first) * out_row, inp + g / d.OH * x_image, packed, bias, d, (int)(g % d.OH),
+       0, relu);
 }
 
 /* at stride 1 the forward over dout with each filter turned 180 degrees */

@@ -31,8 +31,10 @@ typedef struct {
 
 /* What runs inference's convolution with a batchnorm folded in: a oneDNN primitive with its
  * post-ops; conv2d_direct's or conv2d_narrow's kernel; or, for a pointwise layer with few rows,
- * a matrix product on weights kept transposed (pointwise_fold_by_product). */
-typedef enum { FOLD_NONE, FOLD_PRIMITIVE, FOLD_DIRECT, FOLD_PRODUCT } FoldKind;
+ * a matrix product on weights kept transposed (pointwise_fold_by_product); or, for a pointwise
+ * layer reading a depthwise one, conv2d_separable's product on weights kept in panels, alone or
+ * with the depthwise layer (conv2d_dnnl_enable_folded_separable). */
+typedef enum { FOLD_NONE, FOLD_PRIMITIVE, FOLD_DIRECT, FOLD_PRODUCT, FOLD_PANELS } FoldKind;
 
 /* A hand-written kernel's passes (direct_plan takes the first row whose forward supports the
  * layer); NULL members: that pass stays oneDNN's. */
@@ -105,6 +107,7 @@ struct ConvDnnl {
   int fold_sums;         /* the folded primitive adds dst's contents (a residual add) */
   FoldKind fold_kind;    /* what runs the folded convolution, once enabled */
   int fold_relu;         /* the direct kernel's or the product's ReLU (oneDNN's: a post-op) */
+  int fold_threads;      /* FOLD_PANELS: the threads conv2d_separable's scratch is sized for */
   size_t bytes[CONV_WS_COUNT];
 };
 
@@ -795,6 +798,7 @@ void conv2d_dnnl_backward(ConvDnnl *c, void *const *ws, float *dinp, int accumul
 
 /* the floats the direct kernel's or the product's folded weights take, prepared (fold_prepare) */
 static size_t fold_prepared_floats(const ConvDnnl *c) {
+  if (c->fold_kind == FOLD_PANELS) return conv2d_pointwise_panels_floats(c->d);
   return c->fold_kind == FOLD_PRODUCT ? (size_t)c->d.C * c->d.OC : direct_packed_floats(c);
 }
 
@@ -802,6 +806,8 @@ static size_t fold_prepared_floats(const ConvDnnl *c) {
 static void fold_prepare(const ConvDnnl *c, float *prepared, const float *weight) {
   if (c->fold_kind == FOLD_PRODUCT)
     pointwise_transpose(prepared, weight, &c->d);
+  else if (c->fold_kind == FOLD_PANELS)
+    conv2d_pointwise_panels_pack(prepared, weight, c->d);
   else
     direct_pack(c, prepared, weight);
 }
@@ -910,6 +916,8 @@ void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const 
     }
     if (c->fold_kind == FOLD_PRODUCT)
       pointwise_forward_transposed(c, out, inp, prepared, b);
+    else if (c->fold_kind == FOLD_PANELS)
+      conv2d_pointwise_panels_forward(out, inp, prepared, b, c->d, c->fold_relu);
     else if (pool2)
       conv2d_direct_forward_pool2(out, inp, prepared, b, c->d, c->fold_relu);
     else
@@ -928,4 +936,25 @@ void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const 
   exec(c->fold, 4, args);
   if (c->r_fold_dst.prim) reorder_run(&c->r_fold_dst, ws[CONV_WS_DST], out);
   dnnl_stream_wait(stream);
+}
+
+int conv2d_dnnl_enable_folded_separable(ConvDnnl *pw, const ConvDnnl *dw, int relu) {
+  fold_release(pw);
+  if (!dw || dw->fold_kind != FOLD_DIRECT || !conv2d_separable_supported(dw->d, pw->d)) return 0;
+  pw->fold_kind = FOLD_PANELS, pw->fold_relu = relu;
+  pw->fold_threads = omp_get_max_threads();
+  const size_t weights = sizeof(float) * fold_prepared_floats(pw);
+  const size_t tiles = sizeof(float) * conv2d_separable_scratch_floats(dw->d, pw->fold_threads);
+  if (pw->bytes[CONV_WS_WEI] < weights) pw->bytes[CONV_WS_WEI] = weights;
+  if (pw->bytes[CONV_WS_SRC] < tiles) pw->bytes[CONV_WS_SRC] = tiles;
+  return 1;
+}
+
+int conv2d_dnnl_folded_separable(const ConvDnnl *pw) { return pw && pw->fold_kind == FOLD_PANELS; }
+
+void conv2d_dnnl_forward_separable(const ConvDnnl *dw, const ConvDnnl *pw, void *const *ws,
+                                   float *out, const float *inp) {
+  conv2d_separable_forward(out, ws[CONV_WS_SRC], inp, dw->fold_weights, dw->fold_biases,
+                           dw->fold_relu, dw->d, pw->fold_weights, pw->fold_biases, pw->fold_relu,
+                           pw->d, pw->fold_threads);
 }

@@ -97,6 +97,15 @@ void conv2d_dnnl_forward_folded(ConvDnnl *c, void *const *ws, float *out, const 
 int conv2d_dnnl_folded_pools(const ConvDnnl *c);
 /* whether the folded convolution is a pointwise one run as a matrix product (few rows) */
 int conv2d_dnnl_folded_by_product(const ConvDnnl *c);
+/* Inference's pointwise layer pw reading depthwise layer dw (both with a batchnorm folded in,
+ * dw's enabled first): pw's folded forward becomes conv2d_separable's product (returns 0 when
+ * the pair is not supported: pw keeps no folded forward), and forward_separable runs both layers
+ * in one pass on their kept folded weights (both set_folded at the current version), reading
+ * dw's input and writing pw's output. */
+int conv2d_dnnl_enable_folded_separable(ConvDnnl *pw, const ConvDnnl *dw, int relu);
+int conv2d_dnnl_folded_separable(const ConvDnnl *pw);
+void conv2d_dnnl_forward_separable(const ConvDnnl *dw, const ConvDnnl *pw, void *const *ws,
+                                   float *out, const float *inp);
 
 /* ---- conv2d over an image of few channels (inference) ------------------
  * A convolution reading 1 to 3 channels, channels-last, weights [OC][C][KH][KW] (a batchnorm
@@ -168,6 +177,30 @@ void conv2d_depthwise_input_grad(float *dinp, float *packed, const float *dout, 
                                  Conv2dDims d, int accumulate);
 void conv2d_depthwise_forward(float *out, const float *inp, const float *packed, const float *bias,
                               Conv2dDims d, int sum, int relu);
+/* the forward's output rows [first, end) of the batch's images stacked (row g: image g / OH,
+ * row g % OH), into rows_out, contiguous, on the calling thread; max(0, .) if relu */
+void conv2d_depthwise_rows(float *rows_out, const float *inp, const float *packed,
+                           const float *bias, Conv2dDims d, long first, long end, int relu);
+
+/* ---- depthwise-separable block, inference (conv2d_separable.c) ------------------
+ * A pointwise convolution (1x1, stride 1, groups 1, OC a multiple of 32; channels-last,
+ * AVX-512: pointwise_panels_supported) with its weights packed in panels (panels_floats,
+ * panels_pack from [OC][C]): forward out = max(0, .) if relu of inp * W + bias. And a 3x3
+ * depthwise convolution followed by such a pointwise one reading it (separable_supported), in
+ * one pass: out = pointwise(depthwise(inp)), each with its bias and ReLU; the depthwise
+ * weights packed by conv2d_depthwise_pack; on `threads` threads (at most), with scratch of
+ * separable_scratch_floats(dw, threads) floats. */
+int conv2d_pointwise_panels_supported(Conv2dDims d);
+size_t conv2d_pointwise_panels_floats(Conv2dDims d);
+void conv2d_pointwise_panels_pack(float *packed, const float *weight, Conv2dDims d);
+void conv2d_pointwise_panels_forward(float *out, const float *inp, const float *packed,
+                                     const float *bias, Conv2dDims d, int relu);
+int conv2d_separable_supported(Conv2dDims dw, Conv2dDims pw);
+size_t conv2d_separable_scratch_floats(Conv2dDims dw, int threads);
+void conv2d_separable_forward(float *out, float *scratch, const float *inp, const float *dw_packed,
+                              const float *dw_bias, int dw_relu, Conv2dDims dw,
+                              const float *pw_packed, const float *pw_bias, int pw_relu,
+                              Conv2dDims pw, int threads);
 
 /* ---- batchnorm2d ------------------------------------------------------- */
 typedef struct {

@@ -546,6 +546,31 @@ static int residual_add_after(const Net *net, int i) {
   return tensor_root(net, identity) == tensor_root(net, conv->src[0]) ? -1 : i + 2;
 }
 
+/* Inference's depthwise-separable pair: conv i -> batchnorm i+1 (-> the alias of its fused ReLU)
+ * -> conv j -> batchnorm j+1, each read by the next alone, both convolutions folding their
+ * batchnorms and j without a residual add. conv2d_separable runs the two convolutions in one
+ * pass when their shapes allow (conv2d_dnnl_enable_folded_separable). Returns j, or -1. */
+static int separable_pointwise_after(const Net *net, int i) {
+  if (!conv_bn_folds(net, i) || net->layers[i + 1].readers != 1) return -1;
+  int j = i + 2; /* reading tensor j */
+  if (net->layers[i + 1].fused_relu) {
+    if (j >= net->n_layers || !net->layers[j].alias || net->layers[j].src[0] != i + 2 ||
+        net->layers[j].readers != 1)
+      return -1;
+    j++;
+  }
+  if (j >= net->n_layers || net->layers[j].kind != OP_CONV2D || net->layers[j].src[0] != j ||
+      !conv_bn_folds(net, j) || residual_add_after(net, j) >= 0)
+    return -1;
+  return j;
+}
+
+/* the depthwise conv i whose pair (separable_pointwise_after) is conv j, or -1 */
+static int separable_depthwise_before(const Net *net, int j) {
+  const int bn_out = tensor_root(net, net->layers[j].src[0]), i = bn_out - 2;
+  return i >= 0 && separable_pointwise_after(net, i) == j ? i : -1;
+}
+
 /* The 2x2 max-pool after conv i, its batchnorm and the batchnorm's ReLU, each read by the next
  * alone, which the folded convolution may do (conv2d_dnnl_folded_pools), or -1 */
 static int conv_pool2_after(const Net *net, int i) {
@@ -576,10 +601,12 @@ static void net_dnnl_prepare(Net *net, int batch) {
     const OpDef *op = op_def(l->kind);
     if (!net->channels_last && op->prepare) op->prepare(net, l, batch, 0);
     if (!l->dnnl) continue;
-    const int add = residual_add_after(net, i);
+    const int add = residual_add_after(net, i), dw = separable_depthwise_before(net, i);
+    const int relu = net->layers[i + 1].fused_relu;
     if (conv_bn_folds(net, i) &&
-        ((add >= 0 && conv2d_dnnl_enable_folded(l->dnnl, net->layers[add].fused_relu, 1)) ||
-         conv2d_dnnl_enable_folded(l->dnnl, net->layers[i + 1].fused_relu, 0))) {
+        ((dw >= 0 && conv2d_dnnl_enable_folded_separable(l->dnnl, net->layers[dw].dnnl, relu)) ||
+         (add >= 0 && conv2d_dnnl_enable_folded(l->dnnl, net->layers[add].fused_relu, 1)) ||
+         conv2d_dnnl_enable_folded(l->dnnl, relu, 0))) {
       const Conv2dDims d = layer_conv_dims(l, batch);
       const size_t w = (size_t)d.OC * (d.C / d.groups) * d.KH * d.KW;
       if (w > fold_w) fold_w = w;
@@ -907,6 +934,10 @@ static Status net_plan_inference(Net *net, int batch) {
     if (pool >= 0 && last_use[l->src[0]] < pool) last_use[l->src[0]] = pool;
     if (l->pool_fused && last_use[l->src[0]] < l->pool_fused - 1)
       last_use[l->src[0]] = l->pool_fused - 1;
+    /* a depthwise-separable pair, until it writes the pointwise batchnorm's output (whether
+     * or not its shapes let conv2d_separable run it: the plan may come before the primitives) */
+    const int pw = separable_pointwise_after(net, j);
+    if (pw >= 0 && last_use[l->src[0]] < pw + 1) last_use[l->src[0]] = pw + 1;
   }
   /* a gathered concatenation's inputs, until its last reader (later ones first: a chain of
    * them passes it on) */
@@ -1023,6 +1054,26 @@ static int net_conv_few(Net *net, int i, int batch) {
 /* Inference: conv i with batchnorm i+1 folded in, written to out (i+1's output, or a residual
  * add's, added to what it holds; with pool2, the 2x2 max-pool's after them). The folded weights
  * are made again only when the parameters may have changed since. */
+/* conv's batchnorm folded into its kept weights at the current version; 0 when there is no
+ * memory to keep them */
+static int net_fold_kept(Net *net, Layer *conv, Layer *bn) {
+  if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) return 1;
+  net_fold_bn(net, conv, bn);
+  return conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
+}
+
+/* Inference: depthwise conv i and pointwise conv j (separable_pointwise_after) in one pass, into
+ * j's batchnorm's buffer; 0 (nothing run) without kept folded weights */
+static int net_conv_separable(Net *net, int i, int j) {
+  Layer *dw = &net->layers[i], *pw = &net->layers[j];
+  if (!conv2d_dnnl_folded_separable(pw->dnnl) || !net_fold_kept(net, dw, dw + 1) ||
+      !net_fold_kept(net, pw, pw + 1))
+    return 0;
+  conv2d_dnnl_forward_separable(dw->dnnl, pw->dnnl, net->conv_ws, net->layers[j + 1].out,
+                                net_tensor_out(net, dw->src[0]));
+  return 1;
+}
+
 static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn, float *out, int pool2) {
   if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) {
     conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
@@ -1121,6 +1172,12 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
       continue;
     }
     if (inference && l->kind == OP_CONV2D && conv2d_dnnl_has_folded(l->dnnl) && net->fold_weight) {
+      const int pw = separable_pointwise_after(net, i);
+      if (pw >= 0 && net_conv_separable(net, i, pw)) {
+        if (net->profile) net->profile[i] += omp_get_wtime() - t0;
+        i = pw + 1; /* both batchnorms, and the ReLUs, are done */
+        continue;
+      }
       const int add = conv2d_dnnl_folded_sums(l->dnnl) ? residual_add_after(net, i) : -1;
       const int pool = conv2d_dnnl_folded_pools(l->dnnl) ? conv_pool2_after(net, i) : -1;
       if (add >= 0)
