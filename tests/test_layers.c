@@ -192,6 +192,94 @@ static double forward_error(const float *got, const float *out_n, const float *b
   return worst;
 }
 
+/* A convolution's random case and the naive oracle's answers, for the hand-written kernels'
+ * tests: input, weights, bias and an output gradient R uniform in [-1, 1] (NCHW, and the input
+ * and R channels-last), the oracle's output (with the bias) and gradients for R. */
+typedef struct {
+  Conv2dDims d;
+  size_t ni, nw, no;
+  float *inp, *w, *b, *R, *inp_cl, *R_cl, *out_n, *dinp_n, *dw_n, *db_n;
+} OracleCase;
+
+static OracleCase oracle_case(Conv2dDims d, uint64_t seed) {
+  OracleCase c = {.d = d};
+  c.ni = (size_t)d.B * d.C * d.H * d.W, c.nw = (size_t)d.OC * (d.C / d.groups) * d.KH * d.KW;
+  c.no = (size_t)d.B * d.OC * d.OH * d.OW;
+  Rng rng;
+  rng_seed(&rng, seed);
+  c.inp = malloc(4 * c.ni), c.w = malloc(4 * c.nw), c.b = malloc(4 * d.OC);
+  c.R = malloc(4 * c.no), c.inp_cl = malloc(4 * c.ni), c.R_cl = malloc(4 * c.no);
+  c.out_n = malloc(4 * c.no), c.dinp_n = calloc(c.ni, 4), c.dw_n = calloc(c.nw, 4);
+  c.db_n = calloc(d.OC, 4);
+  fill_uniform(c.inp, c.ni, &rng, -1, 1), fill_uniform(c.w, c.nw, &rng, -1, 1);
+  fill_uniform(c.b, d.OC, &rng, -1, 1), fill_uniform(c.R, c.no, &rng, -1, 1);
+  nchw_to_nhwc(c.inp_cl, 0, c.inp, d.B, d.C, d.H * d.W);
+  nchw_to_nhwc(c.R_cl, 0, c.R, d.B, d.OC, d.OH * d.OW);
+  conv2d_forward_naive(c.out_n, c.inp, c.w, c.b, d);
+  conv2d_backward_naive(c.dinp_n, c.dw_n, c.db_n, c.R, c.inp, c.w, d);
+  return c;
+}
+
+static void oracle_case_free(OracleCase *c) {
+  free(c->inp), free(c->w), free(c->b), free(c->R), free(c->inp_cl), free(c->R_cl);
+  free(c->out_n), free(c->dinp_n), free(c->dw_n), free(c->db_n);
+}
+
+/* a kernel's forward over packed weights (conv2d_direct_forward and its kind) */
+typedef void (*KernelForward)(float *out, const float *inp, const float *packed, const float *bias,
+                              Conv2dDims d, int sum, int relu);
+
+/* The largest error of fwd against the oracle over its three modes: bias; no bias; bias, the
+ * sum (over R) and the ReLU. Unwritten outputs are NaN, which fails any "< tolerance". */
+static double kernel_forward_error(KernelForward fwd, const float *packed, const OracleCase *c) {
+  const Conv2dDims d = c->d;
+  float *out_cl = malloc(4 * c->no), *out = malloc(4 * c->no);
+  double worst = 0;
+  for (int mode = 0; mode < 3; mode++) {
+    for (size_t i = 0; i < c->no; i++) out_cl[i] = mode == 2 ? c->R_cl[i] : NAN;
+    fwd(out_cl, c->inp_cl, packed, mode == 1 ? NULL : c->b, d, mode == 2, mode == 2);
+    nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, d.OH * d.OW);
+    const double e = forward_error(out, c->out_n, c->b, c->R, d, mode == 1, mode == 2, mode == 2);
+    if (!(e <= worst)) worst = e;
+  }
+  free(out_cl), free(out);
+  return worst;
+}
+
+/* fwd on one thread and on all give the same bits */
+static void check_kernel_thread_count(KernelForward fwd, const float *packed, const OracleCase *c) {
+  const int threads = omp_get_max_threads();
+  float *one = malloc(4 * c->no), *all = malloc(4 * c->no);
+  omp_set_num_threads(1);
+  fwd(one, c->inp_cl, packed, c->b, c->d, 0, 0);
+  omp_set_num_threads(threads);
+  fwd(all, c->inp_cl, packed, c->b, c->d, 0, 0);
+  assert_memory_equal(one, all, 4 * c->no);
+  free(one), free(all);
+}
+
+/* a kernel's input gradient (conv2d_direct_input_grad and its kind), its packing room given */
+typedef void (*KernelInputGrad)(float *dinp, float *packed, const float *dout, const float *weight,
+                                Conv2dDims d, int accumulate);
+
+/* The largest error of grad against the oracle's input gradient, overwriting (what dinp held
+ * was NaN) and accumulating (onto ones) */
+static double kernel_input_grad_error(KernelInputGrad grad, float *packed, const OracleCase *c) {
+  const Conv2dDims d = c->d;
+  float *dx_cl = malloc(4 * c->ni), *dx = malloc(4 * c->ni);
+  double worst = 0;
+  for (int acc = 0; acc < 2; acc++) {
+    for (size_t i = 0; i < c->ni; i++) dx_cl[i] = acc ? 1.0f : NAN;
+    grad(dx_cl, packed, c->R_cl, c->w, d, acc);
+    nhwc_to_nchw(dx, 0, dx_cl, d.B, d.C, d.H * d.W);
+    for (size_t i = 0; acc && i < c->ni; i++) dx[i] -= 1.0f;
+    const double e = max_abs_diff(c->dinp_n, dx, c->ni);
+    if (!(e <= worst)) worst = e;
+  }
+  free(dx_cl), free(dx);
+  return worst;
+}
+
 /* The direct 3x3 and 7x7 kernels (conv2d_direct.c) against the naive oracle, one case per strip
  * shape it has (pixels x vectors), with 16, 32 and other input channel counts (its three
  * pitches), strips at both edges and between them; forward with and without bias, with the sum
@@ -259,38 +347,20 @@ static void test_conv2d_direct(void **state) {
     assert_true(conv2d_direct_strip(d, &P, &K));
     seen[T][P * 4 + K] = 1;
     const double tolerance = T == 7 ? 5e-4 : 1e-4; /* sums of 49 taps x channels */
-    const Conv2dDims t = conv2d_direct_transposed(d);
     /* the input gradient at stride 1, but for 7x7 ones into fewer than 32 channels */
     const int direct_t = d.SH == 1 && (T == 3 || d.C % 32 == 0);
     assert_int_equal(conv2d_direct_transposed_supported(d), direct_t);
-    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * T * T;
-    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
-    const size_t OHW = (size_t)d.OH * d.OW;
-    Rng rng;
-    rng_seed(&rng, 90 + k);
-    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
-    float *out_n = malloc(4 * no), *dinp_n = calloc(ni, 4), *dw_n = calloc(nw, 4);
-    float *db_n = calloc(d.OC, 4), *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no);
-    float *out_cl = malloc(4 * no), *out = malloc(4 * no), *dx_cl = malloc(4 * ni);
-    float *dx = malloc(4 * ni), *packed = malloc(4 * conv2d_direct_packed_floats(d));
-    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
-    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
-    nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
-    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)OHW);
-    conv2d_forward_naive(out_n, inp, w, b, d);
-    conv2d_backward_naive(dinp_n, dw_n, db_n, R, inp, w, d);
-    conv2d_direct_pack(packed, w, d);
-    for (int mode = 0; mode < 3; mode++) { /* bias; no bias; bias + sum + ReLU */
-      for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
-      conv2d_direct_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2, mode == 2);
-      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)OHW);
-      assert_true(forward_error(out, out_n, b, R, d, mode == 1, mode == 2, mode == 2) < tolerance);
-    }
+    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, OHW = (size_t)d.OH * d.OW;
+    OracleCase c = oracle_case(d, 90 + k);
+    const float *out_n = c.out_n;
+    float *out_cl = malloc(4 * no), *packed = malloc(4 * conv2d_direct_packed_floats(d));
+    conv2d_direct_pack(packed, c.w, d);
+    assert_true(kernel_forward_error(conv2d_direct_forward, packed, &c) < tolerance);
     if (conv2d_direct_pool2_supported(d)) /* against the oracle's map, with ReLU or not, pooled */
       for (int relu = 0; relu < 2; relu++) {
         const int PH = d.OH / 2, PW = d.OW / 2;
         for (size_t i = 0; i < no; i++) out_cl[i] = NAN;
-        conv2d_direct_forward_pool2(out_cl, inp_cl, packed, b, d, relu);
+        conv2d_direct_forward_pool2(out_cl, c.inp_cl, packed, c.b, d, relu);
         double worst = 0;
         for (int bb = 0; bb < d.B; bb++)
           for (int y = 0; y < PH; y++)
@@ -309,27 +379,22 @@ static void test_conv2d_direct(void **state) {
         assert_true(worst < tolerance);
         pooled++;
       }
-    float *packed_t = malloc(4 * conv2d_direct_packed_floats(t));
-    conv2d_direct_pack_transposed(packed_t, w, d);
-    for (int acc = 0; direct_t && acc < 2; acc++) {
-      for (size_t i = 0; i < ni; i++) dx_cl[i] = acc ? 1.0f : NAN;
-      conv2d_direct_forward(dx_cl, R_cl, packed_t, NULL, t, acc, 0);
-      nhwc_to_nchw(dx, 0, dx_cl, d.B, d.C, (int)HW);
-      for (size_t i = 0; acc && i < ni; i++) dx[i] -= 1.0f;
-      assert_true(max_abs_diff(dinp_n, dx, ni) < tolerance);
+    if (direct_t) {
+      float *packed_t = malloc(4 * conv2d_direct_packed_floats(d));
+      assert_true(kernel_input_grad_error(conv2d_direct_input_grad, packed_t, &c) < tolerance);
+      free(packed_t);
     }
-    free(packed_t);
     if (conv2d_direct_wgrad_supported(d)) /* the weight gradient, accumulating, in 1 and 3 slices */
       for (int slices = 1; slices <= 3; slices += 2) {
-        float *dw = malloc(4 * nw), *part = malloc(4 * conv2d_direct_wgrad_floats(d, slices));
-        for (size_t i = 0; i < nw; i++) dw[i] = 1.0f;
-        conv2d_direct_weight_grad(dw, part, R_cl, inp_cl, d, slices);
-        for (size_t i = 0; i < nw; i++) dw[i] -= 1.0f;
-        assert_true(max_abs_diff(dw_n, dw, nw) < 1e-3);
+        float *dw = malloc(4 * c.nw), *part = malloc(4 * conv2d_direct_wgrad_floats(d, slices));
+        for (size_t i = 0; i < c.nw; i++) dw[i] = 1.0f;
+        conv2d_direct_weight_grad(dw, part, c.R_cl, c.inp_cl, d, slices);
+        for (size_t i = 0; i < c.nw; i++) dw[i] -= 1.0f;
+        assert_true(max_abs_diff(c.dw_n, dw, c.nw) < 1e-3);
         free(dw), free(part);
       }
-    free(inp), free(w), free(b), free(R), free(out_n), free(dinp_n), free(dw_n), free(db_n);
-    free(inp_cl), free(R_cl), free(out_cl), free(out), free(dx_cl), free(dx), free(packed);
+    oracle_case_free(&c);
+    free(out_cl), free(packed);
   }
   /* and through conv2d_dnnl's interface: forward, and both gradients, channels-last; at stride
    * 2 the input gradient is oneDNN's */
@@ -369,40 +434,19 @@ static void test_conv2d_narrow(void **state) {
   /* clang-format on */
   assert_true(conv2d_dims_finish(&probe));
   if (!conv2d_narrow_supported(probe)) skip(); /* built without AVX-512 */
-  const int threads = omp_get_max_threads();
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
     Conv2dDims d = probe;
     d.C = shapes[k][0], d.OC = shapes[k][1], d.W = shapes[k][2], d.H = shapes[k][3];
     assert_true(conv2d_dims_finish(&d));
     assert_true(conv2d_narrow_supported(d));
-    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.OC * d.C * 9;
-    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
-    Rng rng;
-    rng_seed(&rng, 60 + k);
-    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
-    float *out_n = malloc(4 * no), *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no);
-    float *out_cl = malloc(4 * no), *out = malloc(4 * no), *out1 = malloc(4 * no);
+    OracleCase c = oracle_case(d, 60 + k);
     float *packed = malloc(4 * conv2d_narrow_packed_floats(d));
-    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
-    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
-    nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
-    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)HW);
-    conv2d_forward_naive(out_n, inp, w, b, d);
-    conv2d_narrow_pack(packed, w, d);
-    for (int mode = 0; mode < 3; mode++) { /* bias; no bias; bias + sum + ReLU */
-      for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
-      conv2d_narrow_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2, mode == 2);
-      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)HW);
-      assert_true(forward_error(out, out_n, b, R, d, mode == 1, mode == 2, mode == 2) < 1e-4);
-    }
-    omp_set_num_threads(1);
-    conv2d_narrow_forward(out1, inp_cl, packed, b, d, 0, 0);
-    omp_set_num_threads(threads);
-    conv2d_narrow_forward(out_cl, inp_cl, packed, b, d, 0, 0);
-    assert_memory_equal(out1, out_cl, 4 * no);
+    conv2d_narrow_pack(packed, c.w, d);
+    assert_true(kernel_forward_error(conv2d_narrow_forward, packed, &c) < 1e-4);
+    check_kernel_thread_count(conv2d_narrow_forward, packed, &c);
     check_conv_dnnl_random(d, 70 + k);
-    free(inp), free(w), free(b), free(R), free(out_n), free(inp_cl), free(R_cl), free(out_cl);
-    free(out), free(out1), free(packed);
+    oracle_case_free(&c);
+    free(packed);
   }
   Conv2dDims odd = probe, other = probe; /* an even width, and 12 channels */
   odd.W = 7, other.OC = 24;
@@ -428,54 +472,22 @@ static void test_conv2d_depthwise(void **state) {
   /* clang-format on */
   assert_true(conv2d_dims_finish(&probe));
   if (!conv2d_depthwise_supported(probe)) skip(); /* built without AVX-512 */
-  const int threads = omp_get_max_threads();
   for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
     Conv2dDims d = probe;
     d.C = d.OC = d.groups = shapes[k][0], d.W = shapes[k][1], d.H = shapes[k][2];
     d.SH = d.SW = shapes[k][3];
     assert_true(conv2d_dims_finish(&d));
     assert_true(conv2d_depthwise_supported(d));
-    const size_t ni = (size_t)d.B * d.C * d.H * d.W, nw = (size_t)d.C * 9;
-    const size_t no = (size_t)d.B * d.OC * d.OH * d.OW, HW = (size_t)d.H * d.W;
-    const size_t OHW = (size_t)d.OH * d.OW;
-    Rng rng;
-    rng_seed(&rng, 90 + k);
-    float *inp = malloc(4 * ni), *w = malloc(4 * nw), *b = malloc(4 * d.OC), *R = malloc(4 * no);
-    float *out_n = malloc(4 * no), *inp_cl = malloc(4 * ni), *R_cl = malloc(4 * no);
-    float *out_cl = malloc(4 * no), *out = malloc(4 * no), *out1 = malloc(4 * no);
-    float *dinp_n = calloc(ni, 4), *dw_n = calloc(nw, 4), *db_n = calloc(d.OC, 4);
-    float *dx_cl = malloc(4 * ni), *dx = malloc(4 * ni);
+    OracleCase c = oracle_case(d, 90 + k);
     float *packed = malloc(4 * conv2d_depthwise_packed_floats(d));
-    fill_uniform(inp, ni, &rng, -1, 1), fill_uniform(w, nw, &rng, -1, 1);
-    fill_uniform(b, d.OC, &rng, -1, 1), fill_uniform(R, no, &rng, -1, 1);
-    nchw_to_nhwc(inp_cl, 0, inp, d.B, d.C, (int)HW);
-    nchw_to_nhwc(R_cl, 0, R, d.B, d.OC, (int)OHW);
-    conv2d_forward_naive(out_n, inp, w, b, d);
-    conv2d_backward_naive(dinp_n, dw_n, db_n, R, inp, w, d);
-    conv2d_depthwise_pack(packed, w, d);
-    for (int mode = 0; mode < 3; mode++) { /* bias; no bias; bias + sum + ReLU */
-      for (size_t i = 0; i < no; i++) out_cl[i] = mode == 2 ? R_cl[i] : NAN;
-      conv2d_depthwise_forward(out_cl, inp_cl, packed, mode == 1 ? NULL : b, d, mode == 2,
-                               mode == 2);
-      nhwc_to_nchw(out, 0, out_cl, d.B, d.OC, (int)OHW);
-      assert_true(forward_error(out, out_n, b, R, d, mode == 1, mode == 2, mode == 2) < 1e-5);
-    }
-    omp_set_num_threads(1);
-    conv2d_depthwise_forward(out1, inp_cl, packed, b, d, 0, 0);
-    omp_set_num_threads(threads);
-    conv2d_depthwise_forward(out_cl, inp_cl, packed, b, d, 0, 0);
-    assert_memory_equal(out1, out_cl, 4 * no);
+    conv2d_depthwise_pack(packed, c.w, d);
+    assert_true(kernel_forward_error(conv2d_depthwise_forward, packed, &c) < 1e-5);
+    check_kernel_thread_count(conv2d_depthwise_forward, packed, &c);
     assert_int_equal(conv2d_depthwise_input_grad_supported(d), d.SH == 1);
-    for (int acc = 0; d.SH == 1 && acc < 2; acc++) {
-      for (size_t i = 0; i < ni; i++) dx_cl[i] = acc ? 1.0f : NAN;
-      conv2d_depthwise_input_grad(dx_cl, packed, R_cl, w, d, acc);
-      nhwc_to_nchw(dx, 0, dx_cl, d.B, d.C, (int)HW);
-      for (size_t i = 0; acc && i < ni; i++) dx[i] -= 1.0f;
-      assert_true(max_abs_diff(dinp_n, dx, ni) < 1e-5);
-    }
+    if (d.SH == 1)
+      assert_true(kernel_input_grad_error(conv2d_depthwise_input_grad, packed, &c) < 1e-5);
     if (k % 4 == 0) check_conv_dnnl_random(d, 100 + k);
-    free(inp), free(w), free(b), free(R), free(out_n), free(inp_cl), free(R_cl), free(out_cl);
-    free(out), free(out1), free(dinp_n), free(dw_n), free(db_n), free(dx_cl), free(dx);
+    oracle_case_free(&c);
     free(packed);
   }
   Conv2dDims grouped = probe, odd = probe, few = probe; /* groups < C; an odd map at stride 2 */

@@ -434,6 +434,17 @@ static void test_predict_nested_concat(void **state) {
   model_spec_free(&spec);
 }
 
+/* whether the hand-written AVX-512 kernels (conv2d_direct, conv2d_depthwise, conv2d_separable)
+ * are built: a 3x3 layer of 16 channels is direct unless built without them */
+static int direct_kernels_built(void) {
+  /* clang-format off */
+  Conv2dDims probe = {.B = 1, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
+                      .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = 1};
+  /* clang-format on */
+  assert_true(conv2d_dims_finish(&probe));
+  return conv2d_direct_supported(probe);
+}
+
 /* Depthwise-separable pairs run in one pass (conv2d_separable) give what the layers give one
  * by one: a pair at stride 1 with both ReLUs, and one at stride 2 whose depthwise batchnorm has
  * none; the predictions differ between images, so the comparison sees every layer. */
@@ -464,22 +475,7 @@ static void test_predict_separable(void **state) {
   int separable = 0;
   for (int i = 0; i < net->n_layers; i++)
     separable += conv2d_dnnl_folded_separable(net->layers[i].dnnl);
-  Conv2dDims probe = {.B = 1,
-                      .C = 16,
-                      .H = 4,
-                      .W = 4,
-                      .OC = 16,
-                      .KH = 3,
-                      .KW = 3,
-                      .SH = 1,
-                      .SW = 1,
-                      .PT = 1,
-                      .PB = 1,
-                      .PL = 1,
-                      .PR = 1,
-                      .groups = 16};
-  assert_true(conv2d_dims_finish(&probe));
-  assert_int_equal(separable, conv2d_depthwise_supported(probe) ? 2 : 0);
+  assert_int_equal(separable, direct_kernels_built() ? 2 : 0);
   net_free(net);
   model_spec_free(&spec);
 }
@@ -511,13 +507,7 @@ static void test_predict_matches_forward(void **state) {
        * maps). (Its outputs hardly depend on the input at initialisation: test_predict_separable
        * is the sharper check of the pairs.) */
       {"mobilenet", 32, 0.5f, 0, 0, 2, 11}};
-  /* a 3x3 layer of 16 channels: direct unless built without the kernels */
-  /* clang-format off */
-  Conv2dDims probe = {.B = 1, .C = 16, .H = 4, .W = 4, .OC = 16, .KH = 3, .KW = 3, .SH = 1, .SW = 1,
-                      .PT = 1, .PB = 1, .PL = 1, .PR = 1, .groups = 1};
-  /* clang-format on */
-  assert_true(conv2d_dims_finish(&probe));
-  const int direct = conv2d_direct_supported(probe);
+  const int direct = direct_kernels_built();
   for (size_t a = 0; a < sizeof cases / sizeof *cases; a++) {
     ModelSpec spec = model_spec_default(cases[a].arch, 3, cases[a].size, cases[a].size, 4);
     spec.width = cases[a].width;

@@ -119,18 +119,23 @@ void conv2d_direct_pack(float *packed, const float *weight, Conv2dDims d) {
   pack(packed, weight, d, 0);
 }
 
-int conv2d_direct_transposed_supported(Conv2dDims d) {
-  return d.SH == 1 && d.SW == 1 && conv2d_direct_supported(conv2d_direct_transposed(d));
-}
-
-Conv2dDims conv2d_direct_transposed(Conv2dDims d) {
+/* the input gradient's dims: C and OC swapped */
+static Conv2dDims transposed(Conv2dDims d) {
   Conv2dDims t = d;
   t.C = d.OC, t.OC = d.C;
   return t;
 }
 
-void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDims d) {
-  pack(packed, weight, conv2d_direct_transposed(d), 1);
+int conv2d_direct_transposed_supported(Conv2dDims d) {
+  return d.SH == 1 && d.SW == 1 && conv2d_direct_supported(transposed(d));
+}
+
+/* the forward over dout with the weights turned 180 degrees and their channel axes swapped */
+void conv2d_direct_input_grad(float *dinp, float *packed, const float *dout, const float *weight,
+                              Conv2dDims d, int accumulate) {
+  const Conv2dDims t = transposed(d);
+  pack(packed, weight, t, 1);
+  conv2d_direct_forward(dinp, dout, packed, NULL, t, accumulate, 0);
 }
 
 #if DIRECT_KERNELS

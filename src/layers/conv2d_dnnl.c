@@ -55,13 +55,6 @@ typedef struct {
   int pools; /* inference's folded forward can do the 2x2 max-pool (conv2d_direct_pool2) */
 } DirectKernel;
 
-/* conv2d_direct's input gradient at stride 1: its forward over dout, the channel axes swapped */
-static void direct_input_grad(float *dinp, float *packed, const float *dout, const float *weight,
-                              Conv2dDims d, int accumulate) {
-  conv2d_direct_pack_transposed(packed, weight, d);
-  conv2d_direct_forward(dinp, dout, packed, NULL, conv2d_direct_transposed(d), accumulate, 0);
-}
-
 static const DirectKernel direct_kernels[] = {
     {conv2d_narrow_supported, conv2d_narrow_packed_floats, conv2d_narrow_pack,
      conv2d_narrow_forward, NULL, NULL, NULL, NULL, NULL, 0},
@@ -69,7 +62,7 @@ static const DirectKernel direct_kernels[] = {
      conv2d_depthwise_forward, conv2d_depthwise_input_grad_supported, conv2d_depthwise_input_grad,
      NULL, NULL, NULL, 0},
     {conv2d_direct_supported, conv2d_direct_packed_floats, conv2d_direct_pack,
-     conv2d_direct_forward, conv2d_direct_transposed_supported, direct_input_grad,
+     conv2d_direct_forward, conv2d_direct_transposed_supported, conv2d_direct_input_grad,
      conv2d_direct_wgrad_supported, conv2d_direct_wgrad_floats, conv2d_direct_weight_grad, 1},
     {0},
 };

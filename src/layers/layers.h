@@ -125,20 +125,20 @@ void conv2d_few_forward_nhwc(float *out, float *scratch, const float *inp, const
  * 3x3 with one pixel of zero padding on every side at stride 1 (or 2 on even maps), or 7x7 with
  * three at stride 1 (OC a multiple of 32); groups 1, channels-last, at least 16 input channels,
  * OC a multiple of 16, OW a multiple of a strip width the kernel has (16, 14, 8, 7, 4 or 3), on a
- * CPU with AVX-512 (supported). Weights are packed first: pack from the stored [OC][C][T][T];
- * pack_transposed for the input gradient at stride 1 (transposed_supported), which is
- * conv2d_direct_forward over dout with dims conv2d_direct_transposed(d) (C and OC swapped).
+ * CPU with AVX-512 (supported). Weights are packed first: pack from the stored [OC][C][T][T].
  * forward: out = conv(inp) + bias (bias may be NULL), plus what out holds if sum, then
- * max(0, .) if relu. */
+ * max(0, .) if relu. input_grad at stride 1 (transposed_supported): dinp = (or += when
+ * accumulate) the input gradient, the weights packed into packed (packed_floats(d) floats)
+ * first. */
 int conv2d_direct_supported(Conv2dDims d);
 int conv2d_direct_strip(Conv2dDims d, int *pixels, int *vectors);
 size_t conv2d_direct_packed_floats(Conv2dDims d);
 void conv2d_direct_pack(float *packed, const float *weight, Conv2dDims d);
 int conv2d_direct_transposed_supported(Conv2dDims d);
-Conv2dDims conv2d_direct_transposed(Conv2dDims d);
-void conv2d_direct_pack_transposed(float *packed, const float *weight, Conv2dDims d);
 void conv2d_direct_forward(float *out, const float *inp, const float *packed, const float *bias,
                            Conv2dDims d, int sum, int relu);
+void conv2d_direct_input_grad(float *dinp, float *packed, const float *dout, const float *weight,
+                              Conv2dDims d, int accumulate);
 /* forward (no sum) then the 2x2 max-pool at stride 2: out is (B, OH/2, OW/2, OC); supported
  * when the two rows a pooled row takes fit the kernel's tile */
 int conv2d_direct_pool2_supported(Conv2dDims d);

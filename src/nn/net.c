@@ -1051,11 +1051,9 @@ static int net_conv_few(Net *net, int i, int batch) {
   return last;
 }
 
-/* Inference: conv i with batchnorm i+1 folded in, written to out (i+1's output, or a residual
- * add's, added to what it holds; with pool2, the 2x2 max-pool's after them). The folded weights
- * are made again only when the parameters may have changed since. */
-/* conv's batchnorm folded into its kept weights at the current version; 0 when there is no
- * memory to keep them */
+/* conv's batchnorm folded into its kept weights, made again only when the parameters may have
+ * changed since; 0 when there is no memory to keep them (net->fold_weight and fold_bias then
+ * hold them for this call) */
 static int net_fold_kept(Net *net, Layer *conv, Layer *bn) {
   if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) return 1;
   net_fold_bn(net, conv, bn);
@@ -1074,16 +1072,10 @@ static int net_conv_separable(Net *net, int i, int j) {
   return 1;
 }
 
+/* Inference: conv i with batchnorm i+1 folded in, written to out (i+1's output, or a residual
+ * add's, added to what it holds; with pool2, the 2x2 max-pool's after them). */
 static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn, float *out, int pool2) {
-  if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) {
-    conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
-                               NULL, NULL, pool2);
-    return;
-  }
-  net_fold_bn(net, conv, bn);
-  /* kept for the next calls; without the memory to keep them, used for this one only */
-  const int kept =
-      conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
+  const int kept = net_fold_kept(net, conv, bn);
   conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
                              kept ? NULL : net->fold_weight, kept ? NULL : net->fold_bias, pool2);
 }
