@@ -409,8 +409,13 @@ typedef enum {
 void net_set_conv_backend(Net *net, ConvBackend backend);
 
 /* Softmax probabilities (B,K) or, per pixel, (B,K,H,W), eval mode. Forward only: its activations
- * share a few cache-friendly buffers, so net_backward cannot follow it. */
+ * share a few cache-friendly buffers, so net_backward cannot follow it. A net with small weights
+ * runs a few images at a time (net_inference_chunk). */
 void net_predict(Net *net, const float *x, int batch, float *probs);
+/* The images net_predict runs at a time for a batch: the batch itself, or chunks of equal size
+ * (the last may overlap the one before) that keep each layer's output in cache. It depends on the
+ * net, the batch and the thread count, so predictions stay deterministic. */
+int net_inference_chunk(const Net *net, int batch);
 
 /* The call every attack uses: eval mode; returns the mean loss (cross-
  * entropy; per-pixel outputs: the spec's seg_loss) and writes dx =

@@ -74,8 +74,8 @@ static void check_graph(const char *what, BuildFn build, int c, int h, int w, in
     const float *out = net_forward(net, g.x, B, MODE_EVAL);
     assert_non_null(out);
     if (b == 0) {
-      if (net->channels_last != expect_channels_last)
-        fail_msg("%s: channels-last %d, expected %d", what, net->channels_last,
+      if (net->engine.channels_last != expect_channels_last)
+        fail_msg("%s: channels-last %d, expected %d", what, net->engine.channels_last,
                  expect_channels_last);
       memcpy(ref, out, 4 * n_out);
     } else if (max_abs_diff(ref, out, n_out) > 1e-4) {

@@ -260,7 +260,7 @@ static void check_conv_backends(const char *arch, int channels, float width) {
       probs[k] = malloc(sizeof(float) * B * 2 * 32 * 32);
       net_predict(nets[k], x, B, probs[k]);
       loss[k] = net_loss_and_input_grad(nets[k], x, y, B, dx[k]);
-      assert_int_equal(nets[k]->channels_last, k == 0);
+      assert_int_equal(nets[k]->engine.channels_last, k == 0);
       net_zero_grad(nets[k]);
       if (strcmp(arch, "mobilenet") == 0) {
         /* eval mode: train-mode batchnorm over its 1x1 maps (5 values a channel)
@@ -478,6 +478,55 @@ static void test_predict_separable(void **state) {
   assert_int_equal(separable, direct_kernels_built() ? 2 : 0);
   net_free(net);
   model_spec_free(&spec);
+}
+
+/* resnet8 at 64x64 (small weights, 256 KB maps) predicts 20 images in chunks of 7 on primitives
+ * of its own, the last chunk overlapping the one before; the probabilities stay net_forward's
+ * through attack steps on the full batch and new weights. Nets with larger weights keep the
+ * batch whole. */
+static void test_predict_chunks(void **state) {
+  (void)state;
+  const int threads = mr_get_threads();
+  mr_set_threads(2); /* the rule depends on the thread count */
+  ModelSpec spec = model_spec_default("resnet8", 1, 64, 64, 3);
+  Net *net = model_build(&spec, 2, NULL);
+  assert_non_null(net);
+  assert_int_equal(net_inference_chunk(net, 20), 7); /* 8 maps of 256 KB fill 2 MB: 3 chunks */
+  assert_int_equal(net_inference_chunk(net, 128), 8);
+  assert_int_equal(net_inference_chunk(net, 8), 8);
+  enum { B = 20, K = 3 };
+  const int in = net_input_size(net);
+  float *x = malloc(sizeof(float) * B * in), *dx = malloc(sizeof(float) * B * in);
+  float probs[B * K], again[B * K];
+  int y[B];
+  for (int b = 0; b < B; b++) y[b] = b % K;
+  for (int round = 0; round < 2; round++) {
+    const double diff = predict_vs_forward(net, B, 11 + round); /* new statistics each round */
+    print_message("  resnet8 64x64 in chunks, round %d: predict vs forward %.3g\n", round, diff);
+    assert_true(diff < 1e-5);
+  }
+  Rng rng;
+  rng_seed(&rng, 5);
+  fill_uniform(x, (size_t)B * in, &rng, 0, 1);
+  net_predict(net, x, B, probs);
+  double spread = 0;
+  for (int b = 1; b < B; b++) spread = fmax(spread, fabs(probs[b * K] - probs[0]));
+  assert_true(spread > 1e-3); /* the images are told apart: the check above can fail */
+  net_loss_and_input_grad(net, x, y, B, dx);
+  net_predict(net, x, B, again);
+  assert_memory_equal(again, probs, sizeof probs);
+  free(x), free(dx);
+  net_free(net);
+  model_spec_free(&spec);
+  const char *whole[] = {"cnn", "mobilenet"};
+  for (int m = 0; m < 2; m++) {
+    spec = model_spec_default(whole[m], 1, 64, 64, 2);
+    net = model_build(&spec, 2, NULL);
+    assert_int_equal(net_inference_chunk(net, 128), 128);
+    net_free(net);
+    model_spec_free(&spec);
+  }
+  mr_set_threads(threads);
 }
 
 static void test_predict_matches_forward(void **state) {
@@ -782,6 +831,7 @@ int main(void) {
       cmocka_unit_test(test_conv_backends_agree),
       cmocka_unit_test(test_pools_fused),
       cmocka_unit_test(test_predict_separable),
+      cmocka_unit_test(test_predict_chunks),
       cmocka_unit_test(test_predict_matches_forward),
       cmocka_unit_test(test_predict_nested_concat),
       cmocka_unit_test(test_predict_residual_copies),

@@ -479,18 +479,49 @@ static void net_dnnl_release(Net *net) {
     net->layers[i].dnnl = NULL;
   }
   for (int s = 0; s < CONV_WS_COUNT; s++) {
-    free(net->conv_ws[s]);
-    net->conv_ws[s] = NULL;
-    net->conv_ws_bytes[s] = 0;
+    free(net->engine.conv_ws[s]);
+    net->engine.conv_ws[s] = NULL;
+    net->engine.conv_ws_bytes[s] = 0;
   }
-  free(net->fold_weight);
-  net->fold_weight = net->fold_bias = NULL;
-  net->dnnl_batch = 0;
-  net->channels_last = 0;
+  free(net->engine.fold_weight);
+  net->engine.fold_weight = net->engine.fold_bias = NULL;
+  net->engine.batch = 0;
+  net->engine.channels_last = 0;
+}
+
+/* The engine in use and the parked one change places, primitives included; 0 (nothing changed)
+ * without memory for the parked one's table */
+static int net_engine_swap(Net *net) {
+  if (!net->parked.layer_dnnl) {
+    net->parked.layer_dnnl = calloc((size_t)net->n_layers, sizeof(ConvDnnl *));
+    if (!net->parked.layer_dnnl) return 0;
+  }
+  ConvDnnl **table = net->parked.layer_dnnl;
+  for (int i = 0; i < net->n_layers; i++) {
+    ConvDnnl *parked = table[i];
+    table[i] = net->layers[i].dnnl;
+    net->layers[i].dnnl = parked;
+  }
+  const NetEngine in_use = net->engine;
+  net->engine = net->parked;
+  net->engine.layer_dnnl = NULL;
+  net->parked = in_use;
+  net->parked.layer_dnnl = table;
+  return 1;
+}
+
+static void net_engines_release(Net *net) {
+  net_dnnl_release(net);
+  if (!net->parked.layer_dnnl) return;
+  net_engine_swap(net);
+  net_dnnl_release(net);
+  net_engine_swap(net);
+  free(net->parked.layer_dnnl);
+  net->parked.layer_dnnl = NULL;
 }
 
 void net_set_conv_backend(Net *net, ConvBackend backend) {
-  net_dnnl_release(net);
+  net_engines_release(net);
   net->use_dnnl = backend != CONV_BACKEND_IM2COL;
   net->allow_channels_last = backend == CONV_BACKEND_DNNL;
 }
@@ -585,7 +616,7 @@ static int pool_fused_into(const Net *net, int i) {
 
 /* Layer i is a max-pool its input's producer does in the current layout */
 static int pool_done_by_producer(const Net *net, int i) {
-  return net->channels_last && pool_fused_into(net, i) >= 0;
+  return net->engine.channels_last && pool_fused_into(net, i) >= 0;
 }
 
 /* Builds oneDNN primitives for this batch size, channels-last when the whole
@@ -593,13 +624,13 @@ static int pool_done_by_producer(const Net *net, int i) {
  * failure) falls back to the im2col kernels. */
 static void net_dnnl_prepare(Net *net, int batch) {
   net_dnnl_release(net);
-  net->channels_last = net->allow_channels_last && net_dnnl_channels_last(net, batch);
-  net->dnnl_batch = batch;
+  net->engine.channels_last = net->allow_channels_last && net_dnnl_channels_last(net, batch);
+  net->engine.batch = batch;
   size_t need[CONV_WS_COUNT] = {0}, fold_w = 0, fold_b = 0;
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
     const OpDef *op = op_def(l->kind);
-    if (!net->channels_last && op->prepare) op->prepare(net, l, batch, 0);
+    if (!net->engine.channels_last && op->prepare) op->prepare(net, l, batch, 0);
     if (!l->dnnl) continue;
     const int add = residual_add_after(net, i), dw = separable_depthwise_before(net, i);
     const int relu = net->layers[i + 1].fused_relu;
@@ -617,15 +648,17 @@ static void net_dnnl_prepare(Net *net, int batch) {
       if (b > need[s]) need[s] = b;
     }
   }
-  net->fold_weight = aligned_alloc(64, sizeof(float) * ((fold_w + fold_b + 15) & ~(size_t)15) + 64);
-  net->fold_bias = net->fold_weight ? net->fold_weight + ((fold_w + 15) & ~(size_t)15) : NULL;
+  net->engine.fold_weight =
+      aligned_alloc(64, sizeof(float) * ((fold_w + fold_b + 15) & ~(size_t)15) + 64);
+  net->engine.fold_bias =
+      net->engine.fold_weight ? net->engine.fold_weight + ((fold_w + 15) & ~(size_t)15) : NULL;
   for (int s = 0; s < CONV_WS_COUNT; s++) {
     const size_t bytes = (need[s] + 63) / 64 * 64;
-    net->conv_ws[s] = aligned_alloc(64, bytes ? bytes : 64);
-    net->conv_ws_bytes[s] = bytes;
-    if (!net->conv_ws[s]) {
-      net_dnnl_release(net);   /* back to im2col, which is planar */
-      net->dnnl_batch = batch; /* do not retry every call */
+    net->engine.conv_ws[s] = aligned_alloc(64, bytes ? bytes : 64);
+    net->engine.conv_ws_bytes[s] = bytes;
+    if (!net->engine.conv_ws[s]) {
+      net_dnnl_release(net);     /* back to im2col, which is planar */
+      net->engine.batch = batch; /* do not retry every call */
       return;
     }
   }
@@ -633,7 +666,7 @@ static void net_dnnl_prepare(Net *net, int batch) {
 
 void net_free(Net *net) {
   if (!net) return;
-  net_dnnl_release(net);
+  net_engines_release(net);
   free(net->layers);
   free(net->entries);
   free(net->params);
@@ -747,7 +780,7 @@ static size_t layer_out_size(const Layer *l) { return shape_numel(l->out_shape);
 /* the net's output (B, K, H, W) is kept NCHW for the caller in its own buffer
  * when the last tensor is channels-last and spatial */
 static int net_output_transposed(const Net *net) {
-  return net->channels_last && net_output_pixels(net) > 1;
+  return net->engine.channels_last && net_output_pixels(net) > 1;
 }
 
 /* Every planned buffer starts on a 64-byte line: vector stores (ours and
@@ -1004,7 +1037,7 @@ const float *net_forward(Net *net, const float *x, int batch, Mode mode) {
   return net_run_forward(net, x, batch, mode, 0);
 }
 
-/* net->fold_weight and fold_bias: conv's weights and bias with batchnorm bn folded in */
+/* net->engine.fold_weight and fold_bias: conv's weights and bias with batchnorm bn folded in */
 static void net_fold_bn(Net *net, const Layer *conv, const Layer *bn) {
   const Conv2dDims d = layer_conv_dims(conv, 1);
   const size_t per_oc = (size_t)(d.C / d.groups) * d.KH * d.KW;
@@ -1015,9 +1048,9 @@ static void net_fold_bn(Net *net, const Layer *conv, const Layer *bn) {
   for (int oc = 0; oc < d.OC; oc++) {
     const float scale = bn->weight[oc] * (float)(1.0 / sqrt((double)bn->running_var[oc] + eps));
     const float *w = conv->weight + per_oc * oc;
-    float *fw = net->fold_weight + per_oc * oc;
+    float *fw = net->engine.fold_weight + per_oc * oc;
     for (size_t j = 0; j < per_oc; j++) fw[j] = w[j] * scale;
-    net->fold_bias[oc] =
+    net->engine.fold_bias[oc] =
         (conv->bias ? conv->bias[oc] : 0.0f) * scale + bn->bias[oc] - bn->running_mean[oc] * scale;
   }
 }
@@ -1028,8 +1061,8 @@ static void net_fold_bn(Net *net, const Layer *conv, const Layer *bn) {
 static int net_conv_few(Net *net, int i, int batch) {
   Layer *conv = &net->layers[i];
   /* folded: conv -> batchnorm i+1, the conv read by it alone (net_dnnl_prepare's test) */
-  if (conv->src[0] != NET_INPUT || !net->channels_last || !conv2d_dnnl_has_folded(conv->dnnl) ||
-      !net->fold_weight)
+  if (conv->src[0] != NET_INPUT || !net->engine.channels_last ||
+      !conv2d_dnnl_has_folded(conv->dnnl) || !net->engine.fold_weight)
     return i;
   Layer *bn = &net->layers[i + 1];
   const Conv2dDims d = layer_conv_dims(conv, batch);
@@ -1046,18 +1079,20 @@ static int net_conv_few(Net *net, int i, int batch) {
     net->few_scratch = grown, net->few_scratch_floats = need;
   }
   net_fold_bn(net, conv, bn);
-  conv2d_few_forward_nhwc(net->layers[last].out, net->few_scratch, net->input, net->fold_weight,
-                          net->fold_bias, d, bn->fused_relu, last == i + 3);
+  conv2d_few_forward_nhwc(net->layers[last].out, net->few_scratch, net->input,
+                          net->engine.fold_weight, net->engine.fold_bias, d, bn->fused_relu,
+                          last == i + 3);
   return last;
 }
 
 /* conv's batchnorm folded into its kept weights, made again only when the parameters may have
- * changed since; 0 when there is no memory to keep them (net->fold_weight and fold_bias then
+ * changed since; 0 when there is no memory to keep them (net->engine.fold_weight and fold_bias then
  * hold them for this call) */
 static int net_fold_kept(Net *net, Layer *conv, Layer *bn) {
   if (conv2d_dnnl_folded_version(conv->dnnl) == net->param_version) return 1;
   net_fold_bn(net, conv, bn);
-  return conv2d_dnnl_set_folded(conv->dnnl, net->fold_weight, net->fold_bias, net->param_version);
+  return conv2d_dnnl_set_folded(conv->dnnl, net->engine.fold_weight, net->engine.fold_bias,
+                                net->param_version);
 }
 
 /* Inference: depthwise conv i and pointwise conv j (separable_pointwise_after) in one pass, into
@@ -1067,7 +1102,7 @@ static int net_conv_separable(Net *net, int i, int j) {
   if (!conv2d_dnnl_folded_separable(pw->dnnl) || !net_fold_kept(net, dw, dw + 1) ||
       !net_fold_kept(net, pw, pw + 1))
     return 0;
-  conv2d_dnnl_forward_separable(dw->dnnl, pw->dnnl, net->conv_ws, net->layers[j + 1].out,
+  conv2d_dnnl_forward_separable(dw->dnnl, pw->dnnl, net->engine.conv_ws, net->layers[j + 1].out,
                                 net_tensor_out(net, dw->src[0]));
   return 1;
 }
@@ -1076,8 +1111,9 @@ static int net_conv_separable(Net *net, int i, int j) {
  * add's, added to what it holds; with pool2, the 2x2 max-pool's after them). */
 static void net_conv_bn_folded(Net *net, Layer *conv, Layer *bn, float *out, int pool2) {
   const int kept = net_fold_kept(net, conv, bn);
-  conv2d_dnnl_forward_folded(conv->dnnl, net->conv_ws, out, net_tensor_out(net, conv->src[0]),
-                             kept ? NULL : net->fold_weight, kept ? NULL : net->fold_bias, pool2);
+  conv2d_dnnl_forward_folded(
+      conv->dnnl, net->engine.conv_ws, out, net_tensor_out(net, conv->src[0]),
+      kept ? NULL : net->engine.fold_weight, kept ? NULL : net->engine.fold_bias, pool2);
 }
 
 /* Inference: conv i, batchnorm i+1 and the residual add after them in one oneDNN call; the
@@ -1127,11 +1163,11 @@ const double *net_profile_seconds(const Net *net) { return net->profile; }
 static const float *net_run_forward(Net *net, const float *x, int batch, Mode mode, int inference) {
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
-  if (net->use_dnnl && net->dnnl_batch != batch) net_dnnl_prepare(net, batch);
+  if (net->use_dnnl && net->engine.batch != batch) net_dnnl_prepare(net, batch);
   if (mode == MODE_TRAIN) net->param_version++; /* the running statistics move */
   /* channels-last with colour: normalise in place, then transpose into the
    * input tensor from the input gradient's buffer (free until backward) */
-  const int transpose = net->channels_last && s->in_c > 1;
+  const int transpose = net->engine.channels_last && s->in_c > 1;
   float *normalised = transpose ? net->dinput : net->input;
   if (net->input_levels) {
     quantize_forward(normalised, x, hw * s->in_c * batch, net->input_levels);
@@ -1151,7 +1187,7 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
   LayerCall c = {.net = net,
                  .B = batch,
                  .mode = mode,
-                 .channels_last = net->channels_last,
+                 .channels_last = net->engine.channels_last,
                  .forward_only = inference};
   for (int i = 0; i < net->n_layers; i++) {
     Layer *l = &net->layers[i];
@@ -1163,7 +1199,8 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
       i = few; /* the batchnorm, and its ReLU and max-pool, are done */
       continue;
     }
-    if (inference && l->kind == OP_CONV2D && conv2d_dnnl_has_folded(l->dnnl) && net->fold_weight) {
+    if (inference && l->kind == OP_CONV2D && conv2d_dnnl_has_folded(l->dnnl) &&
+        net->engine.fold_weight) {
       const int pw = separable_pointwise_after(net, i);
       if (pw >= 0 && net_conv_separable(net, i, pw)) {
         if (net->profile) net->profile[i] += omp_get_wtime() - t0;
@@ -1182,9 +1219,10 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
       i = add >= 0 ? add : pool >= 0 ? pool : i + 1;
       continue;
     }
-    if (inference && net->channels_last && l->gathered) continue; /* read where its inputs are */
-    if (inference && net->channels_last && l->kind == OP_BATCHNORM2D && l->src[0] != NET_INPUT &&
-        net->layers[l->src[0] - 1].gathered) {
+    if (inference && net->engine.channels_last && l->gathered)
+      continue; /* read where its inputs are */
+    if (inference && net->engine.channels_last && l->kind == OP_BATCHNORM2D &&
+        l->src[0] != NET_INPUT && net->layers[l->src[0] - 1].gathered) {
       net_batchnorm_gathered(net, l, batch);
       if (net->profile) net->profile[i] += omp_get_wtime() - t0;
       continue;
@@ -1192,7 +1230,8 @@ static const float *net_run_forward(Net *net, const float *x, int batch, Mode mo
     c.l = l;
     op_def(l->kind)->forward(&c);
     if (net->profile) net->profile[i] += omp_get_wtime() - t0;
-    if (l->pool_fused && net->channels_last) i = l->pool_fused - 1; /* its ReLU and pool, done */
+    if (l->pool_fused && net->engine.channels_last)
+      i = l->pool_fused - 1; /* its ReLU and pool, done */
   }
   return net_output(net, batch);
 }
@@ -1215,7 +1254,7 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
                  .B = B,
                  .mode = net->last_mode,
                  .param_grads = want_param_grads,
-                 .channels_last = net->channels_last};
+                 .channels_last = net->engine.channels_last};
   for (int i = net->n_layers - 1; i >= 0; i--) {
     Layer *l = &net->layers[i];
     if (!written[i + 1]) { /* an output nothing read */
@@ -1253,7 +1292,7 @@ void net_backward(Net *net, const float *dlogits, float *dx, int want_param_grad
   const ModelSpec *s = &net->spec;
   const size_t hw = (size_t)s->in_h * s->in_w;
   const float *dinput = net->dinput;
-  if (net->channels_last && s->in_c > 1) {
+  if (net->engine.channels_last && s->in_c > 1) {
     nhwc_to_nchw(dx, 0, net->dinput, B, s->in_c, (int)hw);
     dinput = dx; /* scaled in place below */
   }
@@ -1287,27 +1326,58 @@ static void softmax_channels(float *probs, const float *logits, int batch, int k
     }
 }
 
+/* A net whose weights are small keeps them in cache whatever the batch; its activations do not:
+ * resnet8's 64x64 maps are 256 KB an image, 32 MB at batch 128, and each layer reads its input
+ * back from memory. A few images at a time keep them in cache (bench_engine --family resnet8
+ * --size 64 --op forward --batch B, 2 threads: 3380-3480 img/s at 128, 3940 at 16, 4070 at 8;
+ * resnet20 64x64 1140 -> 1290; resnet8 28x28 +7% at 32). Nets with more weights read them again
+ * per chunk and lose (cnn, cbr-larget, mobilenet: up to 7% at 8-16 images); densenet and unet
+ * gain nothing. */
+#define INFER_CHUNK_MAX_PARAMS ((size_t)320 * 1024)
+#define INFER_CHUNK_BYTES ((size_t)2 << 20) /* the biggest output of a chunk */
+
+int net_inference_chunk(const Net *net, int batch) {
+  if (!net->use_dnnl || net->n_params > INFER_CHUNK_MAX_PARAMS) return batch;
+  size_t biggest = 1;
+  for (int i = 0; i < net->n_layers; i++)
+    if (layer_out_size(&net->layers[i]) > biggest) biggest = layer_out_size(&net->layers[i]);
+  /* fewer images than this leave too little work to share between the threads */
+  const size_t least = 4 * (size_t)mr_get_threads(), fit = INFER_CHUNK_BYTES / (4 * biggest);
+  const size_t chunk = fit > least ? fit : least;
+  if (chunk >= (size_t)batch) return batch;
+  const int n = (int)(((size_t)batch + chunk - 1) / chunk);
+  return (batch + n - 1) / n;
+}
+
+static void net_swap_inference_outputs(Net *net) {
+  for (int i = 0; i < net->n_layers; i++) {
+    float *out = net->layers[i].out;
+    net->layers[i].out = net->infer_out[i];
+    net->infer_out[i] = out;
+  }
+}
+
 void net_predict(Net *net, const float *x, int batch, float *probs) {
-  const float *logits = NULL;
-  if (net_plan(net, batch, NULL) == STATUS_OK && net_plan_inference(net, batch) == STATUS_OK) {
-    for (int i = 0; i < net->n_layers; i++) {
-      float *full = net->layers[i].out;
-      net->layers[i].out = net->infer_out[i];
-      net->infer_out[i] = full; /* swapped back below */
-    }
-    logits = net_run_forward(net, x, batch, MODE_EVAL, 1);
-    for (int i = 0; i < net->n_layers; i++) {
-      float *lean = net->layers[i].out;
-      net->layers[i].out = net->infer_out[i];
-      net->infer_out[i] = lean;
-    }
-  }
   const int k = net->spec.n_classes, pixels = net_output_pixels(net);
-  if (!logits) {
-    for (size_t i = 0; i < (size_t)batch * k * pixels; i++) probs[i] = NAN;
-    return;
+  const size_t in_size = (size_t)net_input_size(net), out_size = (size_t)k * pixels;
+  const int chunk = net_inference_chunk(net, batch);
+  /* the chunks' primitives in use, the full batch's parked for the attack steps */
+  const int swapped = chunk < batch && net_engine_swap(net);
+  const int run = swapped ? chunk : batch;
+  const int planned =
+      net_plan(net, run, NULL) == STATUS_OK && net_plan_inference(net, run) == STATUS_OK;
+  if (planned) {
+    net_swap_inference_outputs(net); /* and back below */
+    for (int start = 0; start < batch; start += run) {
+      const int at = start + run > batch ? batch - run : start; /* the last overlaps */
+      const float *logits = net_run_forward(net, x + in_size * at, run, MODE_EVAL, 1);
+      softmax_channels(probs + out_size * at, logits, run, k, pixels);
+    }
+    net_swap_inference_outputs(net);
   }
-  softmax_channels(probs, logits, batch, k, pixels);
+  if (swapped) net_engine_swap(net);
+  if (!planned)
+    for (size_t i = 0; i < (size_t)batch * out_size; i++) probs[i] = NAN;
 }
 
 float net_loss_and_input_grad(Net *net, const float *x, const int *y, int batch, float *dx) {

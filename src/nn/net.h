@@ -111,6 +111,20 @@ typedef struct {
   int64_t shape[ENTRY_MAX_DIMS];
 } Entry;
 
+/* What the convolution backend built for one batch size. net_predict runs a net with small
+ * weights a few images at a time (net_inference_chunk) on a second one, so that alternating
+ * predictions with attack steps on the full batch rebuilds nothing. */
+typedef struct {
+  int batch; /* the batch the primitives are for; 0: none */
+  /* every 4-D activation (not the input) is NHWC, decided when the primitives are built (every
+   * op has NHWC kernels, every convolution got a oneDNN primitive) */
+  int channels_last;
+  ConvDnnl **layer_dnnl; /* parked: the layers' primitives; in use: NULL (they are in Layer) */
+  void *conv_ws[CONV_WS_COUNT];
+  size_t conv_ws_bytes[CONV_WS_COUNT];
+  float *fold_weight, *fold_bias; /* inference: batchnorm folded into a conv */
+} NetEngine;
+
 struct Net {
   ModelSpec spec;
   Layer *layers;
@@ -141,20 +155,16 @@ struct Net {
   /* bumped whenever the parameters or batchnorm statistics may have changed (a mutable
    * pointer handed out, a training forward): inference's folded weights are redone then */
   uint64_t param_version;
-  /* convolution backend: oneDNN primitives are rebuilt when the batch changes.
-   * channels_last: every 4-D activation (not the input) is NHWC, decided
-   * when the primitives are built (every op has NHWC kernels, every
-   * convolution got a oneDNN primitive) */
-  int use_dnnl, dnnl_batch, allow_channels_last, channels_last;
+  /* convolution backend: oneDNN primitives are rebuilt when the batch changes */
+  int use_dnnl, allow_channels_last;
+  NetEngine engine; /* in use; its per-layer primitives are the layers' dnnl */
+  NetEngine parked; /* the other batch's (net_predict's chunks, or the full batch's) */
   /* forward-only plan: outputs share a few buffers (net_predict) */
   float *infer_arena;
   float **infer_out;
   int infer_batch;
-  void *conv_ws[CONV_WS_COUNT];
-  float *fold_weight, *fold_bias; /* inference: batchnorm folded into a conv */
-  float *few_scratch;             /* inference: conv2d_few's padded input */
+  float *few_scratch; /* inference: conv2d_few's padded input */
   size_t few_scratch_floats;
-  size_t conv_ws_bytes[CONV_WS_COUNT];
   /* a layer above the net (the attacks' workspace) keeps its per-net state
    * here; net_free calls aux_free on it */
   void *aux;

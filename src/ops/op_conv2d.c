@@ -66,7 +66,7 @@ static int conv_prepare(Net *net, Layer *l, int B, int channels_last) {
 static void conv_forward(const LayerCall *c) {
   const Layer *l = c->l;
   if (l->dnnl) {
-    conv2d_dnnl_forward(l->dnnl, c->net->conv_ws, l->out, call_in(c, 0), l->weight, l->bias);
+    conv2d_dnnl_forward(l->dnnl, c->net->engine.conv_ws, l->out, call_in(c, 0), l->weight, l->bias);
     return;
   }
   conv2d_forward(l->out, call_in(c, 0), l->weight, l->bias, layer_conv_dims(l, c->B),
@@ -77,8 +77,8 @@ static void conv_backward(const LayerCall *c) {
   const Layer *l = c->l;
   float *dw = c->param_grads ? l->dweight : NULL, *db = c->param_grads ? l->dbias : NULL;
   if (l->dnnl) {
-    conv2d_dnnl_backward(l->dnnl, c->net->conv_ws, call_din(c, 0), c->acc[0], dw, db, l->dout,
-                         call_in(c, 0), l->weight);
+    conv2d_dnnl_backward(l->dnnl, c->net->engine.conv_ws, call_din(c, 0), c->acc[0], dw, db,
+                         l->dout, call_in(c, 0), l->weight);
     return;
   }
   conv2d_backward(call_din(c, 0), c->acc[0], dw, db, l->dout, call_in(c, 0), l->weight,

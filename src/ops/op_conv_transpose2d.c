@@ -96,8 +96,8 @@ static void convt_forward(const LayerCall *c) {
   const Layer *l = c->l;
   float *col = c->net->scratch + stage_floats(l, c->B);
   if (l->dnnl)
-    conv2d_dnnl_backward(l->dnnl, c->net->conv_ws, l->out, 0, NULL, NULL, call_in(c, 0), NULL,
-                         l->weight);
+    conv2d_dnnl_backward(l->dnnl, c->net->engine.conv_ws, l->out, 0, NULL, NULL, call_in(c, 0),
+                         NULL, l->weight);
   else
     conv2d_backward(l->out, 0, NULL, NULL, call_in(c, 0), NULL, l->weight, mirror_dims(l, c->B),
                     col, NULL);
@@ -116,7 +116,7 @@ static void convt_backward(const LayerCall *c) {
   if (dx) {
     float *target = c->acc[0] ? stage : dx;
     if (l->dnnl)
-      conv2d_dnnl_forward(l->dnnl, c->net->conv_ws, target, l->dout, l->weight, NULL);
+      conv2d_dnnl_forward(l->dnnl, c->net->engine.conv_ws, target, l->dout, l->weight, NULL);
     else
       conv2d_forward(target, l->dout, l->weight, NULL, m, col);
     if (c->acc[0]) {
@@ -126,7 +126,7 @@ static void convt_backward(const LayerCall *c) {
   }
   if (!c->param_grads) return;
   if (l->dnnl)
-    conv2d_dnnl_backward(l->dnnl, c->net->conv_ws, NULL, 0, l->dweight, NULL, call_in(c, 0),
+    conv2d_dnnl_backward(l->dnnl, c->net->engine.conv_ws, NULL, 0, l->dweight, NULL, call_in(c, 0),
                          l->dout, l->weight);
   else
     conv2d_backward(NULL, 0, l->dweight, NULL, call_in(c, 0), l->dout, l->weight, m, col, wpartial);
