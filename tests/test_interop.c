@@ -57,9 +57,15 @@ static void check_arch(const char *arch, float width, int c, int size) {
   if (!loaded) fail_msg("%s: %s", arch, err.msg);
   float *their_logits = read_floats(lt, (size_t)B * K);
   double d2 = max_abs_diff(net_forward(loaded, x, B, MODE_EVAL), their_logits, (size_t)B * K);
-  print_message("  %-10s ours->torch max|dlogit| %.2e, torch->ours %.2e\n", arch, d, d2);
+  /* after one step, running statistics barely moved: resnet50's eval-mode logits reach 1e10
+   * (float rounding then is 1e3), so the errors are against max(1, the largest logit) */
+  double scale = 1.0;
+  for (int i = 0; i < B * K; i++)
+    if (fabs(their_logits[i]) > scale) scale = fabs(their_logits[i]);
+  print_message("  %-10s ours->torch max|dlogit| %.2e, torch->ours %.2e of max(1, %.2g)\n", arch, d,
+                d2, scale);
   assert_true(d < 1e-3);
-  assert_true(d2 < 1e-3);
+  assert_true(d2 < 1e-3 * scale);
   free(x), free(torch_logits), free(their_logits);
   net_free(net), net_free(loaded);
 }
