@@ -777,6 +777,14 @@ TensorRef net_tensor(const Net *net, int i) {
 /* ---- planning --------------------------------------------------------------- */
 
 static size_t layer_out_size(const Layer *l) { return shape_numel(l->out_shape); }
+
+/* floats in the biggest layer output of one image */
+static size_t largest_output(const Net *net) {
+  size_t biggest = 0;
+  for (int i = 0; i < net->n_layers; i++)
+    if (layer_out_size(&net->layers[i]) > biggest) biggest = layer_out_size(&net->layers[i]);
+  return biggest;
+}
 /* the net's output (B, K, H, W) is kept NCHW for the caller in its own buffer
  * when the last tensor is channels-last and spatial */
 static int net_output_transposed(const Net *net) {
@@ -951,12 +959,10 @@ static Status net_plan_inference(Net *net, int batch) {
     return STATUS_ERR_NOMEM;
   }
   net->infer_out = outs;
-  size_t biggest = 0;
   /* last_use[t]: the last layer reading tensor t (the output: past the end) */
   for (int t = 0; t <= n; t++) last_use[t] = t == n ? n : t - 1;
   for (int j = 0; j < n; j++) {
     const Layer *l = &net->layers[j];
-    if (layer_out_size(l) * batch > biggest) biggest = layer_out_size(l) * batch;
     for (int k = 0; k < l->n_src; k++)
       if (last_use[l->src[k]] < j) last_use[l->src[k]] = j;
     /* a residual add done by the convolution: it reads its input until it writes the add; a
@@ -1015,7 +1021,7 @@ static Status net_plan_inference(Net *net, int batch) {
       if (t != NET_INPUT && last_use[t] == j - 1) slot_free[slot_of[t]] = 1;
     }
   }
-  const size_t stride = (biggest + 15) & ~(size_t)15;
+  const size_t stride = (largest_output(net) * batch + 15) & ~(size_t)15;
   free(net->infer_arena);
   net->infer_arena = mr_alloc_arena(sizeof(float) * stride * (n_slots ? n_slots : 1));
   Status status = STATUS_ERR_NOMEM;
@@ -1338,11 +1344,10 @@ static void softmax_channels(float *probs, const float *logits, int batch, int k
 
 int net_inference_chunk(const Net *net, int batch) {
   if (!net->use_dnnl || net->n_params > INFER_CHUNK_MAX_PARAMS) return batch;
-  size_t biggest = 1;
-  for (int i = 0; i < net->n_layers; i++)
-    if (layer_out_size(&net->layers[i]) > biggest) biggest = layer_out_size(&net->layers[i]);
+  const size_t image_bytes = sizeof(float) * largest_output(net);
   /* fewer images than this leave too little work to share between the threads */
-  const size_t least = 4 * (size_t)mr_get_threads(), fit = INFER_CHUNK_BYTES / (4 * biggest);
+  const size_t least = 4 * (size_t)mr_get_threads();
+  const size_t fit = image_bytes ? INFER_CHUNK_BYTES / image_bytes : (size_t)batch;
   const size_t chunk = fit > least ? fit : least;
   if (chunk >= (size_t)batch) return batch;
   const int n = (int)(((size_t)batch + chunk - 1) / chunk);
